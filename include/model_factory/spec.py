@@ -1,0 +1,322 @@
+"""Model specs: one YAML file per model, parsed into a typed, validated object.
+
+Parsing is cheap on purpose (pydantic + yaml only): the Airflow DAG processor parses every spec
+often, so nothing here imports scikit-learn, MLflow or Great Expectations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{1,62}$"
+
+# Factory-controlled estimator params are left out on purpose: the seed comes from
+# `split.seed`, categorical handling from `features`. tests/unit/test_spec.py checks these
+# lists against the installed scikit-learn.
+_TREE_PARAMS = (
+    "ccp_alpha", "criterion", "max_depth", "max_features", "max_leaf_nodes",
+    "min_impurity_decrease", "min_samples_leaf", "min_samples_split",
+    "min_weight_fraction_leaf", "n_estimators",
+)  # fmt: skip
+_HGB_PARAMS = (
+    "early_stopping", "interaction_cst", "l2_regularization", "learning_rate", "loss",
+    "max_bins", "max_depth", "max_features", "max_iter", "max_leaf_nodes", "min_samples_leaf",
+    "monotonic_cst", "n_iter_no_change", "scoring", "tol", "validation_fraction",
+)  # fmt: skip
+_GB_PARAMS = (*_TREE_PARAMS, "learning_rate", "loss", "n_iter_no_change", "subsample", "tol",
+              "validation_fraction")  # fmt: skip
+
+ESTIMATORS: dict[str, dict[str, Any]] = {
+    "LogisticRegression": {
+        "module": "sklearn.linear_model", "task": "classification",
+        "params": ("C", "class_weight", "dual", "fit_intercept", "intercept_scaling", "l1_ratio",
+                   "max_iter", "n_jobs", "penalty", "solver", "tol"),
+    },
+    "RandomForestClassifier": {
+        "module": "sklearn.ensemble", "task": "classification",
+        "params": (*_TREE_PARAMS, "bootstrap", "class_weight", "max_samples", "monotonic_cst",
+                   "n_jobs", "oob_score"),
+    },
+    "HistGradientBoostingClassifier": {
+        "module": "sklearn.ensemble", "task": "classification",
+        "params": (*_HGB_PARAMS, "class_weight"),
+    },
+    "GradientBoostingClassifier": {
+        "module": "sklearn.ensemble", "task": "classification", "params": _GB_PARAMS,
+    },
+    "LinearRegression": {
+        "module": "sklearn.linear_model", "task": "regression",
+        "params": ("copy_X", "fit_intercept", "n_jobs", "positive", "tol"),
+    },
+    "Ridge": {
+        "module": "sklearn.linear_model", "task": "regression",
+        "params": ("alpha", "copy_X", "fit_intercept", "max_iter", "positive", "solver", "tol"),
+    },
+    "ElasticNet": {
+        "module": "sklearn.linear_model", "task": "regression",
+        "params": ("alpha", "copy_X", "fit_intercept", "l1_ratio", "max_iter", "positive",
+                   "precompute", "selection", "tol"),
+    },
+    "RandomForestRegressor": {
+        "module": "sklearn.ensemble", "task": "regression",
+        "params": (*_TREE_PARAMS, "bootstrap", "max_samples", "monotonic_cst", "n_jobs",
+                   "oob_score"),
+    },
+    "HistGradientBoostingRegressor": {
+        "module": "sklearn.ensemble", "task": "regression", "params": (*_HGB_PARAMS, "quantile"),
+    },
+    "GradientBoostingRegressor": {
+        "module": "sklearn.ensemble", "task": "regression", "params": (*_GB_PARAMS, "alpha"),
+    },
+}  # fmt: skip
+
+METRICS: dict[str, dict[str, Any]] = {
+    "roc_auc": {"task": "classification", "higher_is_better": True},
+    "f1": {"task": "classification", "higher_is_better": True},
+    "accuracy": {"task": "classification", "higher_is_better": True},
+    "log_loss": {"task": "classification", "higher_is_better": False},
+    "rmse": {"task": "regression", "higher_is_better": False},
+    "mae": {"task": "regression", "higher_is_better": False},
+    "r2": {"task": "regression", "higher_is_better": True},
+}
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used, naming the file, the field and the reason."""
+
+    def __init__(self, path: Path | str, problems: list[tuple[str, str]]):
+        self.path = str(path)
+        self.problems = problems
+        lines = [f"{field}: {reason}" if field else reason for field, reason in problems]
+        super().__init__(f"invalid model spec {self.path}:\n  " + "\n  ".join(lines))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSpec(_Strict):
+    uri: str = Field(description="Batch URI; {ds}/{ds_nodash} and ${ENV_VAR} are filled at run time")
+    format: Literal["csv", "parquet"] = "csv"
+    aws_conn_id: str | None = Field(
+        default=None, description="Airflow connection with S3 endpoint/credentials (optional)"
+    )
+    on_missing: Literal["skip", "fail"] = "skip"
+
+    @field_validator("uri")
+    @classmethod
+    def _uri_scheme(cls, uri: str) -> str:
+        if not re.match(r"^(file|s3)://", uri) and not uri.startswith("${"):
+            raise ValueError(f"must start with file:// or s3:// (got {uri!r})")
+        if "{ds}" not in uri and "{ds_nodash}" not in uri:
+            raise ValueError("must contain {ds} or {ds_nodash} so each run reads its own batch")
+        return uri
+
+
+class FeaturesSpec(_Strict):
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _some_features(self) -> FeaturesSpec:
+        names = self.numeric + self.categorical
+        if not names:
+            raise ValueError("at least one numeric or categorical feature is required")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"features listed more than once: {dupes}")
+        return self
+
+    @property
+    def all(self) -> list[str]:
+        return self.numeric + self.categorical
+
+
+class RangeSpec(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+
+class ValidationSpec(_Strict):
+    ranges: dict[str, RangeSpec] = Field(default_factory=dict)
+    categories: dict[str, list[str]] = Field(default_factory=dict)
+    max_null_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
+    min_rows: int = Field(default=1, ge=1)
+    extra_suite: str | None = Field(
+        default=None, description="Hand-written GX suite (JSON), relative to the spec's folder"
+    )
+
+
+class EstimatorSpec(_Strict):
+    class_: str = Field(alias="class")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _allowed(self) -> EstimatorSpec:
+        if self.class_ not in ESTIMATORS:
+            raise ValueError(
+                f"estimator {self.class_!r} is not allowed; choose one of {sorted(ESTIMATORS)}"
+            )
+        allowed = ESTIMATORS[self.class_]["params"]
+        unknown = sorted(set(self.params) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"unknown params {unknown} for {self.class_}; allowed: {sorted(allowed)}"
+            )
+        return self
+
+
+class SplitSpec(_Strict):
+    strategy: Literal["random", "time"] = "random"
+    holdout_fraction: float = Field(default=0.2, gt=0.0, lt=0.9)
+    time_column: str | None = None
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _time_needs_column(self) -> SplitSpec:
+        if self.strategy == "time" and not self.time_column:
+            raise ValueError("strategy 'time' needs time_column")
+        return self
+
+
+class TrainingSpec(_Strict):
+    window_batches: int = Field(
+        default=3, ge=1, description="Train on this run's batch plus the previous validated ones"
+    )
+
+
+class GatesSpec(_Strict):
+    primary_metric: str
+    threshold: float = Field(
+        description="Absolute bar: at least this (higher-is-better) or at most this (lower)"
+    )
+    max_regression: float = Field(
+        default=0.0, ge=0.0, description="Allowed relative loss vs the champion, e.g. 0.01 = 1%"
+    )
+    too_good_jump: float | None = Field(
+        default=0.25, gt=0.0, description="Relative gain vs champion that holds for review"
+    )
+
+    @field_validator("primary_metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)}")
+        return metric
+
+
+class ModelSpec(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    owner: str
+    description: str
+    task: Literal["classification", "regression"]
+    schedule: str | None = "0 2 * * *"
+    source: SourceSpec
+    target: str
+    features: FeaturesSpec
+    estimator: EstimatorSpec
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    gates: GatesSpec
+    tags: dict[str, str] = Field(default_factory=dict)
+    retries: int = Field(default=2, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        est_task = ESTIMATORS[self.estimator.class_]["task"]
+        if est_task != self.task:
+            raise ValueError(f"estimator {self.estimator.class_} is for {est_task}, task is {self.task}")
+        metric_task = METRICS[self.gates.primary_metric]["task"]
+        if metric_task != self.task:
+            raise ValueError(
+                f"gates.primary_metric {self.gates.primary_metric} is a {metric_task} metric"
+            )
+        if self.target in self.features.all:
+            raise ValueError(f"target {self.target!r} is also listed as a feature")
+        known = set(self.features.all)
+        for section, names in (
+            ("validation.ranges", self.validation.ranges),
+            ("validation.categories", self.validation.categories),
+        ):
+            stray = sorted(set(names) - known)
+            if stray:
+                raise ValueError(f"{section} names columns that are not features: {stray}")
+        stray = sorted(set(self.validation.ranges) - set(self.features.numeric))
+        if stray:
+            raise ValueError(f"validation.ranges given for non-numeric features: {stray}")
+        return self
+
+    @property
+    def higher_is_better(self) -> bool:
+        return METRICS[self.gates.primary_metric]["higher_is_better"]
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.name
+
+    def spec_hash(self) -> str:
+        canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    path: Path
+    spec: ModelSpec
+
+
+def _field_path(loc: Iterable[Any]) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def load_spec(path: Path | str) -> ModelSpec:
+    """Parse one spec file; raise SpecError naming the file, field and reason."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(path, [("", f"cannot read file: {exc.strerror}")]) from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(path, [("", f"malformed YAML: {where}{problem}")]) from exc
+    if not isinstance(raw, dict):
+        raise SpecError(path, [("", "top level must be a mapping of fields")])
+    try:
+        spec = ModelSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            reason = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                reason = "unknown field"
+            problems.append((_field_path(err["loc"]), reason))
+        raise SpecError(path, problems) from exc
+    if spec.name != path.stem:
+        raise SpecError(path, [("name", f"must match the file name {path.stem!r}")])
+    return spec
+
+
+def load_specs(specs_dir: Path | str) -> tuple[list[LoadedSpec], list[SpecError]]:
+    """Every ``*.yaml`` in a folder: the good ones and the errors, so one bad spec stops no other."""
+    good: list[LoadedSpec] = []
+    bad: list[SpecError] = []
+    for path in sorted(Path(specs_dir).glob("*.yaml")):
+        try:
+            good.append(LoadedSpec(path, load_spec(path)))
+        except SpecError as exc:
+            bad.append(exc)
+    return good, bad

@@ -1,0 +1,154 @@
+"""One object-store API for ``file://`` and ``s3://`` URIs.
+
+S3 goes through boto3. Endpoint and credentials come from an ``S3Options`` built from an Airflow
+connection, or else from boto3's standard environment (``AWS_ENDPOINT_URL``,
+``AWS_ACCESS_KEY_ID``...), never from code. Every failure becomes a ``StorageError`` that names
+the URI and what to check.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+
+class StorageError(RuntimeError):
+    """An object-store operation failed; the message names the URI and the cause."""
+
+
+class ObjectNotFound(StorageError):
+    """The URI names nothing (missing file or S3 key)."""
+
+
+@dataclass(frozen=True)
+class S3Options:
+    endpoint_url: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    region_name: str | None = None
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def _split(uri: str) -> tuple[str, str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return "file", "", unquote(parsed.path)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise StorageError(f"S3 URI without a bucket: {uri}")
+        return "s3", parsed.netloc, parsed.path.lstrip("/")
+    raise StorageError(f"unsupported URI scheme in {uri!r}: use file:// or s3://")
+
+
+@functools.lru_cache(maxsize=8)
+def _s3_client(options: S3Options | None):
+    import boto3
+    from botocore.config import Config
+
+    options = options or S3Options()
+    return boto3.client(
+        "s3",
+        endpoint_url=options.endpoint_url,
+        aws_access_key_id=options.access_key_id,
+        aws_secret_access_key=options.secret_access_key,
+        region_name=options.region_name or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5),
+    )
+
+
+def _s3_error(exc: Exception, uri: str, bucket: str) -> StorageError:
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code == "NoSuchBucket":
+            return StorageError(f"S3 bucket {bucket!r} does not exist (while accessing {uri})")
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return ObjectNotFound(f"no object at {uri}")
+        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                    "Forbidden"):  # fmt: skip
+            return StorageError(
+                f"access denied to {uri} ({code}): check the credentials and the bucket policy"
+            )
+        return StorageError(f"S3 error {code} on {uri}: {exc}")
+    if isinstance(exc, EndpointConnectionError):
+        return StorageError(f"cannot reach the S3 endpoint for {uri}: {exc}")
+    if isinstance(exc, NoCredentialsError):
+        return StorageError(
+            f"no S3 credentials for {uri}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+            "or the spec's source.aws_conn_id"
+        )
+    return StorageError(f"S3 failure on {uri}: {exc}")
+
+
+def read_bytes(uri: str, s3: S3Options | None = None) -> bytes:
+    scheme, bucket, key = _split(uri)
+    if scheme == "file":
+        try:
+            return Path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(f"no file at {uri}") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read {uri}: {exc.strerror}") from exc
+    try:
+        return _s3_client(s3).get_object(Bucket=bucket, Key=key)["Body"].read()
+    except Exception as exc:
+        raise _s3_error(exc, uri, bucket) from exc
+
+
+def write_bytes(uri: str, data: bytes, s3: S3Options | None = None) -> str:
+    """Write atomically (a reader never sees half a file) and return the URI."""
+    scheme, bucket, key = _split(uri)
+    if scheme == "file":
+        path = Path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+        return uri
+    try:
+        _s3_client(s3).put_object(Bucket=bucket, Key=key, Body=data)
+    except Exception as exc:
+        raise _s3_error(exc, uri, bucket) from exc
+    return uri
+
+
+def exists(uri: str, s3: S3Options | None = None) -> bool:
+    scheme, bucket, key = _split(uri)
+    if scheme == "file":
+        return Path(key).exists()
+    try:
+        _s3_client(s3).head_object(Bucket=bucket, Key=key)
+        return True
+    except Exception as exc:
+        error = _s3_error(exc, uri, bucket)
+        if isinstance(error, ObjectNotFound):
+            return False
+        raise error from exc
+
+
+def list_uris(prefix_uri: str, s3: S3Options | None = None) -> list[str]:
+    """All object URIs under a prefix (recursively), sorted."""
+    scheme, bucket, key = _split(prefix_uri)
+    if scheme == "file":
+        root = Path(key)
+        if not root.exists():
+            return []
+        return sorted(p.as_uri() for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    prefix = key.rstrip("/") + "/" if key else ""
+    uris: list[str] = []
+    try:
+        paginator = _s3_client(s3).get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            uris.extend(f"s3://{bucket}/{obj['Key']}" for obj in page.get("Contents", []))
+    except Exception as exc:
+        raise _s3_error(exc, prefix_uri, bucket) from exc
+    return sorted(uris)

@@ -1,0 +1,63 @@
+"""MLflow connection: one place that points MLflow at the factory's tracking store."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from model_factory.config import FactorySettings
+
+# Fail in seconds, not minutes, when a tracking server is down: the Airflow task retries anyway.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+class TrackingUnavailableError(RuntimeError):
+    """The MLflow tracking store cannot be reached."""
+
+
+def connect(settings: FactorySettings, attempts: int = 3, delay_s: float = 2.0):
+    """Point MLflow at the tracking store and check it answers; return an MlflowClient."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    if settings.tracking_uri.startswith("sqlite:///"):
+        db_path = settings.tracking_uri.removeprefix("sqlite:///")
+        os.makedirs(os.path.dirname(db_path) or ".", exist_ok=True)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
+    last_error: Exception | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            client.search_experiments(max_results=1)
+            return client
+        except Exception as exc:
+            last_error = exc
+            if attempt < attempts:
+                time.sleep(delay_s * attempt)
+    raise TrackingUnavailableError(
+        f"MLflow tracking store {settings.tracking_uri} is unreachable after {attempts} attempts: "
+        f"{type(last_error).__name__}: {str(last_error).splitlines()[0] if str(last_error) else ''}. "
+        "Check MLFLOW_TRACKING_URI and that the tracking server is running."
+    )
+
+
+def experiment_id(client, settings: FactorySettings, model: str) -> str:
+    """The model's experiment, created on first use with artifacts under the factory's root."""
+    name = f"model-factory/{model}"
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    local_store = settings.tracking_uri.startswith(("sqlite:", "file:", "postgresql"))
+    explicit = "FACTORY_MLFLOW_ARTIFACT_ROOT" in os.environ
+    location = f"{settings.artifact_root.rstrip('/')}/{model}" if (local_store or explicit) else None
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:
+        # Another task created it in between.
+        existing = client.get_experiment_by_name(name)
+        if existing is None:
+            raise
+        return existing.experiment_id

@@ -1,0 +1,256 @@
+"""Train: build the spec's scikit-learn pipeline, fit it, log one MLflow run with full lineage."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import io
+import json
+import resource
+import subprocess
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from model_factory import storage, tracking
+from model_factory.config import PROJECT_ROOT, FactorySettings
+from model_factory.spec import ESTIMATORS, ModelSpec
+
+MISSING_CATEGORY = "__missing__"
+# Types the saved pipelines hold beyond skops' defaults (the encoders' dtype, HGB's predictors).
+SKOPS_TRUSTED_TYPES = [
+    "numpy.dtype",
+    "functools.partial",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.utils.validation.check_array",
+]
+
+
+def prepare_features(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """The model's input frame: numeric as float64, categoricals as plain strings.
+
+    Serving must call this too; MLflow signatures reject pandas ``category`` input, so
+    categoricals travel as strings, with missing values as an explicit category.
+    """
+    X = pd.DataFrame(index=df.index)
+    for col in spec.features.numeric:
+        X[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    for col in spec.features.categorical:
+        values = df[col].astype("object")
+        X[col] = values.where(values.notna(), MISSING_CATEGORY).astype(str).astype(object)
+    return X
+
+
+def target_values(df: pd.DataFrame, spec: ModelSpec) -> pd.Series:
+    y = df[spec.target]
+    return y.astype("int64") if spec.task == "classification" else y.astype("float64")
+
+
+def build_pipeline(spec: ModelSpec):
+    """Preprocessing chosen for the estimator family, then the estimator with the spec's seed."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    name = spec.estimator.class_
+    cls = getattr(importlib.import_module(ESTIMATORS[name]["module"]), name)
+    params = dict(spec.estimator.params)
+    if "random_state" in cls().get_params():
+        params["random_state"] = spec.split.seed
+    numeric, categorical = spec.features.numeric, spec.features.categorical
+
+    if name.startswith("HistGradientBoosting"):
+        encoder = OrdinalEncoder(
+            handle_unknown="use_encoded_value", unknown_value=np.nan, dtype=np.float64
+        )
+        preprocess = ColumnTransformer(
+            [("categorical", encoder, categorical), ("numeric", "passthrough", numeric)],
+            verbose_feature_names_out=False,
+        )
+        params["categorical_features"] = [True] * len(categorical) + [False] * len(numeric)
+    else:
+        numeric_steps: list = [("impute", SimpleImputer(strategy="median"))]
+        if name in ("LogisticRegression", "Ridge", "ElasticNet", "LinearRegression"):
+            numeric_steps.append(("scale", StandardScaler()))
+        preprocess = ColumnTransformer(
+            [
+                ("numeric", Pipeline(numeric_steps), numeric),
+                ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
+            ]
+        )
+    return Pipeline([("preprocess", preprocess), ("model", cls(**params))])
+
+
+def split_holdout(df: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Random (seeded) or time-based holdout: the latest rows by ``split.time_column``."""
+    n_holdout = max(1, int(round(len(df) * spec.split.holdout_fraction)))
+    if len(df) - n_holdout < 2:
+        raise ValueError(f"only {len(df)} rows: too few to train and hold out for {spec.name}")
+    if spec.split.strategy == "time":
+        order = pd.to_datetime(df[spec.split.time_column]).argsort(kind="stable")
+        ordered = df.iloc[order]
+        return ordered.iloc[:-n_holdout], ordered.iloc[-n_holdout:]
+    rng = np.random.default_rng(spec.split.seed)
+    mask = np.zeros(len(df), dtype=bool)
+    mask[rng.choice(len(df), size=n_holdout, replace=False)] = True
+    return df.iloc[~mask], df.iloc[mask]
+
+
+def git_revision() -> str:
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"],
+            capture_output=True, text=True, check=True, timeout=5,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5,
+        ).stdout.strip()  # fmt: skip
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _requirements_sha256() -> str:
+    path = PROJECT_ROOT / "requirements.txt"
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "unknown"
+
+
+def _pip_requirements() -> list[str]:
+    """Pinned from what is installed: MLflow's own inference costs seconds per model."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for dist in ("mlflow", "scikit-learn", "pandas", "numpy", "scipy", "skops", "cloudpickle"):
+        try:
+            pins.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            continue
+    return pins
+
+
+def read_frames(uris: list[str], s3: storage.S3Options | None = None) -> tuple[pd.DataFrame, list[dict]]:
+    frames, inputs = [], []
+    for uri in uris:
+        data = storage.read_bytes(uri, s3)
+        frame = pd.read_parquet(io.BytesIO(data))
+        frames.append(frame)
+        inputs.append({"uri": uri, "sha256": hashlib.sha256(data).hexdigest(), "rows": len(frame)})
+    return pd.concat(frames, ignore_index=True), inputs
+
+
+def run_key(spec: ModelSpec, ds: str, inputs: list[dict]) -> str:
+    """Identity of a training: same model, date, data and spec means the same run."""
+    payload = json.dumps([spec.name, ds, spec.spec_hash(), [i["sha256"] for i in inputs]])
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def train_model(
+    spec: ModelSpec,
+    ds: str,
+    batch_uris: list[str],
+    settings: FactorySettings,
+    context: dict[str, Any] | None = None,
+    force: bool = False,
+    s3: storage.S3Options | None = None,
+) -> dict:
+    """Fit the spec's pipeline on the given validated batches and log one MLflow run.
+
+    ``context`` carries who asked (Airflow dag/run ids, the batch's source sha256) and is
+    tagged on the run. A second call with the same model, date, data and spec returns the
+    run that already exists instead of training again, unless ``force``.
+    """
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    context = context or {}
+    client = tracking.connect(settings)
+    exp_id = tracking.experiment_id(client, settings, spec.name)
+    df, inputs = read_frames(batch_uris, s3)
+    key = run_key(spec, ds, inputs)
+
+    if not force:
+        done = client.search_runs(
+            [exp_id],
+            filter_string=f"tags.`factory.run_key` = '{key}' and attributes.status = 'FINISHED'",
+            max_results=1,
+        )
+        if done:
+            run = done[0]
+            return {
+                "run_id": run.info.run_id,
+                "model_uri": run.data.tags["factory.model_uri"],
+                "holdout_uri": run.data.tags["factory.holdout_uri"],
+                "reused": True,
+            }
+
+    train_df, holdout_df = split_holdout(df, spec)
+    X_train, y_train = prepare_features(train_df, spec), target_values(train_df, spec)
+    pipeline = build_pipeline(spec)
+
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    pipeline.fit(X_train, y_train)
+    wall_s, cpu_s = time.perf_counter() - wall0, time.process_time() - cpu0
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    data_sha = hashlib.sha256("".join(i["sha256"] for i in inputs).encode()).hexdigest()
+    tags = {
+        "factory.model": spec.name,
+        "factory.owner": spec.owner,
+        "factory.ds": ds,
+        "factory.run_key": key,
+        "factory.spec_hash": spec.spec_hash(),
+        "factory.git_revision": git_revision(),
+        "factory.requirements_sha256": _requirements_sha256(),
+        "factory.data.uris": json.dumps([i["uri"] for i in inputs]),
+        "factory.data.sha256": data_sha,
+        "factory.data.rows": str(len(df)),
+        **{f"factory.{k}": str(v) for k, v in context.items() if v is not None},
+        **{f"spec.{k}": v for k, v in spec.tags.items()},
+    }
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"{spec.name}-{ds}", tags=tags) as run:
+        holdout_uri = storage.join(
+            settings.store_uri, "evaluation", spec.name, ds, run.info.run_id, "holdout.parquet"
+        )
+        buffer = io.BytesIO()
+        holdout_df.to_parquet(buffer, index=False)
+        storage.write_bytes(holdout_uri, buffer.getvalue(), s3)
+        mlflow.log_params(
+            {
+                "estimator": spec.estimator.class_,
+                **{f"estimator.{k}": v for k, v in spec.estimator.params.items()},
+                "split.strategy": spec.split.strategy,
+                "split.holdout_fraction": spec.split.holdout_fraction,
+                "split.seed": spec.split.seed,
+                "training.window_batches": spec.training.window_batches,
+                "features.numeric": ",".join(spec.features.numeric),
+                "features.categorical": ",".join(spec.features.categorical),
+                "rows.train": len(train_df),
+                "rows.holdout": len(holdout_df),
+            }
+        )
+        mlflow.log_metrics(
+            {"train_wall_seconds": wall_s, "train_cpu_seconds": cpu_s, "process_peak_rss_mb": peak_rss_mb}
+        )
+        mlflow.log_dict({"inputs": inputs, "holdout_uri": holdout_uri, **tags}, "lineage.json")
+        mlflow.log_dict(spec.model_dump(mode="json", by_alias=True), "spec.json")
+        example = X_train.head(5)
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            signature=infer_signature(example, pipeline.predict(example)),
+            input_example=example,
+            pip_requirements=_pip_requirements(),
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        )
+        mlflow.set_tags({"factory.model_uri": info.model_uri, "factory.holdout_uri": holdout_uri})
+    return {
+        "run_id": run.info.run_id,
+        "model_uri": info.model_uri,
+        "holdout_uri": holdout_uri,
+        "reused": False,
+    }
