@@ -22,7 +22,6 @@ from datetime import UTC, date, datetime
 from pathlib import PurePosixPath
 
 import pandas as pd
-
 from model_factory import storage
 from model_factory.spec import ModelSpec
 
@@ -76,7 +75,7 @@ def ingest_batch(
     source_uri = resolve_source_uri(spec.source.uri, ds)
     try:
         data = storage.read_bytes(source_uri, source_s3)
-    except storage.ObjectNotFound as exc:
+    except storage.ObjectNotFoundError as exc:
         raise MissingBatchError(
             f"no source batch for model {spec.name!r} on {ds}: nothing at {source_uri}"
         ) from exc

@@ -13,7 +13,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-
 from model_factory import storage, tracking
 from model_factory.config import FactorySettings
 from model_factory.spec import METRICS, GatesSpec, ModelSpec

@@ -20,7 +20,7 @@ class StorageError(RuntimeError):
     """An object-store operation failed; the message names the URI and the cause."""
 
 
-class ObjectNotFound(StorageError):
+class ObjectNotFoundError(StorageError):
     """The URI names nothing (missing file or S3 key)."""
 
 
@@ -71,7 +71,7 @@ def _s3_error(exc: Exception, uri: str, bucket: str) -> StorageError:
         if code == "NoSuchBucket":
             return StorageError(f"S3 bucket {bucket!r} does not exist (while accessing {uri})")
         if code in ("NoSuchKey", "404", "NotFound"):
-            return ObjectNotFound(f"no object at {uri}")
+            return ObjectNotFoundError(f"no object at {uri}")
         if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch",
                     "Forbidden"):  # fmt: skip
             return StorageError(
@@ -94,7 +94,7 @@ def read_bytes(uri: str, s3: S3Options | None = None) -> bytes:
         try:
             return Path(key).read_bytes()
         except FileNotFoundError as exc:
-            raise ObjectNotFound(f"no file at {uri}") from exc
+            raise ObjectNotFoundError(f"no file at {uri}") from exc
         except OSError as exc:
             raise StorageError(f"cannot read {uri}: {exc.strerror}") from exc
     try:
@@ -130,7 +130,7 @@ def exists(uri: str, s3: S3Options | None = None) -> bool:
         return True
     except Exception as exc:
         error = _s3_error(exc, uri, bucket)
-        if isinstance(error, ObjectNotFound):
+        if isinstance(error, ObjectNotFoundError):
             return False
         raise error from exc
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from model_factory import storage, tracking
 from model_factory.config import PROJECT_ROOT, FactorySettings
 from model_factory.spec import ESTIMATORS, ModelSpec
@@ -86,7 +85,7 @@ def build_pipeline(spec: ModelSpec):
 
 def split_holdout(df: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Random (seeded) or time-based holdout: the latest rows by ``split.time_column``."""
-    n_holdout = max(1, int(round(len(df) * spec.split.holdout_fraction)))
+    n_holdout = max(1, round(len(df) * spec.split.holdout_fraction))
     if len(df) - n_holdout < 2:
         raise ValueError(f"only {len(df)} rows: too few to train and hold out for {spec.name}")
     if spec.split.strategy == "time":

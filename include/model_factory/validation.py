@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
 from model_factory import storage
 from model_factory.batches import UnreadableBatchError, parse_batch, validated_uri
 from model_factory.spec import ModelSpec
@@ -25,10 +24,6 @@ NUMERIC_TYPES = [
     "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
     "float16", "float32", "float64", "Int8", "Int16", "Int32", "Int64", "Float32", "Float64",
 ]  # fmt: skip
-
-
-class BatchRejected(RuntimeError):
-    """Raised by callers that want a failed validation to fail their task."""
 
 
 @dataclass

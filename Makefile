@@ -1,0 +1,64 @@
+# The factory's commands. `make demo` and `make test` are the two that matter; both are
+# idempotent and install what they need into .venv on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+STATE := $(CURDIR)/.factory
+
+export PATH := $(VENV)/bin:$(PATH)
+export PYTHONPATH := $(CURDIR)/include
+export FACTORY_HOME ?= $(STATE)
+export FACTORY_DATA_ROOT ?= file://$(STATE)/source
+export AIRFLOW_HOME ?= $(STATE)/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__EXECUTOR := LocalExecutor
+export AIRFLOW__CORE__PARALLELISM := 4
+export GX_ANALYTICS_ENABLED := false
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: install demo ui test lint validate-specs summary clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check uv==0.13.8
+	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+$(AIRFLOW_HOME)/.migrated: $(VENV)/.installed
+	mkdir -p $(AIRFLOW_HOME)
+	airflow db migrate > $(AIRFLOW_HOME)/migrate.log 2>&1 || { cat $(AIRFLOW_HOME)/migrate.log; exit 1; }
+	touch $@
+
+## The main job: demo data for several days, every model's retrain DAG run by Airflow, a summary.
+demo: install $(AIRFLOW_HOME)/.migrated
+	python -m demo.run_demo $(ARGS)
+
+## Airflow UI (standalone: scheduler, dag-processor, api-server, triggerer) + MLflow UI.
+ui: install $(AIRFLOW_HOME)/.migrated
+	@echo "Airflow UI: http://localhost:8080  (user admin, password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
+	@echo "MLflow UI:  http://localhost:5000"
+	trap 'kill 0' EXIT INT TERM; \
+	mlflow server --host 127.0.0.1 --port 5000 \
+	  --backend-store-uri sqlite:///$(FACTORY_HOME)/mlflow/mlflow.db \
+	  --default-artifact-root $(FACTORY_HOME)/mlflow/artifacts & \
+	airflow standalone
+
+## The test suite (what CI runs).
+test: install
+	pytest
+
+lint: install
+	ruff check .
+
+validate-specs: install
+	python -m model_factory.cli validate-specs
+
+summary: install
+	python -m model_factory.cli summary
+
+clean:
+	rm -rf $(STATE)

@@ -1,0 +1,76 @@
+"""A holistic view of all models: registry state and quarantined batches, as rows and a table."""
+
+from __future__ import annotations
+
+from model_factory import storage, tracking
+from model_factory.config import FactorySettings
+from model_factory.registry import CHALLENGER, CHAMPION, current_alias_version
+from model_factory.spec import ModelSpec
+
+
+def quarantined_batches(settings: FactorySettings, model: str) -> list[dict]:
+    """Every quarantined batch of a model with the first line of its reason."""
+    out = []
+    for uri in storage.list_uris(storage.join(settings.store_uri, "quarantine", model)):
+        if not uri.endswith("/REASON.txt"):
+            continue
+        text = storage.read_bytes(uri).decode()
+        why = [line[2:] for line in text.splitlines() if line.startswith("- ")]
+        out.append({"ds": uri.rsplit("/", 3)[-3], "folder": uri.rsplit("/", 1)[0], "reasons": why})
+    return out
+
+
+def model_rows(settings: FactorySettings, specs: list[ModelSpec]) -> list[dict]:
+    client = tracking.connect(settings)
+    rows = []
+    for spec in specs:
+        name = spec.registered_model_name
+        versions = client.search_model_versions(f"name = '{name}'")
+        decisions = [v.tags.get("factory.decision", "?") for v in versions]
+        champion = current_alias_version(client, name, CHAMPION)
+        metric = spec.gates.primary_metric
+        champion_metric = None
+        if champion:
+            tag = client.get_model_version(name, champion).tags.get(f"factory.holdout_{metric}")
+            champion_metric = float(tag) if tag else None
+        rows.append(
+            {
+                "model": name,
+                "task": spec.task,
+                "versions": len(versions),
+                "blessed": decisions.count("blessed"),
+                "rejected": decisions.count("rejected"),
+                "held_for_review": decisions.count("held_for_review"),
+                "champion": champion,
+                "metric": metric,
+                "champion_metric": champion_metric,
+                "challenger": current_alias_version(client, name, CHALLENGER),
+                "quarantined": quarantined_batches(settings, name),
+            }
+        )
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    header = ["model", "task", "versions", "blessed/rejected/held", "champion", "metric",
+              "challenger", "quarantined"]  # fmt: skip
+    table = [header]
+    for r in rows:
+        metric = f"{r['metric']}={r['champion_metric']:.4f}" if r["champion_metric"] is not None else "-"
+        table.append([
+            r["model"], r["task"], str(r["versions"]),
+            f"{r['blessed']}/{r['rejected']}/{r['held_for_review']}",
+            f"v{r['champion']}" if r["champion"] else "-", metric,
+            f"v{r['challenger']}" if r["challenger"] else "-", str(len(r["quarantined"])),
+        ])  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    details = [
+        f"  {r['model']} {q['ds']}: {'; '.join(q['reasons'][:2])}  [{q['folder']}]"
+        for r in rows
+        for q in r["quarantined"]
+    ]
+    if details:
+        lines += ["", "Quarantined batches (nothing was trained on them):", *details]
+    return "\n".join(lines)
