@@ -1,0 +1,59 @@
+"""Test-wide isolation: Airflow, MLflow and the object store live in a temp dir, never the repo.
+
+The environment is set at import time because Airflow reads its configuration when first
+imported.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="model-factory-tests-"))
+
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_SESSION_DIR / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "FACTORY_HOME": str(_SESSION_DIR / "factory"),
+        "FACTORY_DATA_ROOT": (_SESSION_DIR / "factory" / "source").as_uri(),
+        "FACTORY_SPECS_DIR": str(REPO / "include" / "models"),
+        "GX_ANALYTICS_ENABLED": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+)
+for _name in ("MLFLOW_TRACKING_URI", "FACTORY_STORE_URI", "FACTORY_MLFLOW_ARTIFACT_ROOT"):
+    os.environ.pop(_name, None)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated Airflow metadata DB (SQLite) for this test session."""
+    from airflow.utils import db
+
+    db.initdb()
+    return Path(os.environ["AIRFLOW_HOME"])
+
+
+@pytest.fixture
+def factory_home(tmp_path, monkeypatch) -> Path:
+    """A fresh store, MLflow DB and source folder for one test."""
+    from model_factory import storage
+
+    home = tmp_path / "factory"
+    monkeypatch.setenv("FACTORY_HOME", str(home))
+    monkeypatch.setenv("FACTORY_DATA_ROOT", (home / "source").as_uri())
+    storage._s3_client.cache_clear()
+    return home
