@@ -53,7 +53,8 @@ def _s3_client(options: S3Options | None):
     from botocore.config import Config
 
     options = options or S3Options()
-    return boto3.client(
+    # A fresh session, not boto3's process-wide default one, so credentials are read anew.
+    return boto3.session.Session().client(
         "s3",
         endpoint_url=options.endpoint_url,
         aws_access_key_id=options.access_key_id,
@@ -125,14 +126,22 @@ def exists(uri: str, s3: S3Options | None = None) -> bool:
     scheme, bucket, key = _split(uri)
     if scheme == "file":
         return Path(key).exists()
+    client = _s3_client(s3)
     try:
-        _s3_client(s3).head_object(Bucket=bucket, Key=key)
+        client.head_object(Bucket=bucket, Key=key)
         return True
     except Exception as exc:
         error = _s3_error(exc, uri, bucket)
+        if not isinstance(error, ObjectNotFoundError):
+            raise error from exc
+    try:  # HEAD answers a bare 404 for a missing bucket too: tell the two apart
+        client.head_bucket(Bucket=bucket)
+    except Exception as exc:
+        error = _s3_error(exc, uri, bucket)
         if isinstance(error, ObjectNotFoundError):
-            return False
+            error = StorageError(f"S3 bucket {bucket!r} does not exist (while accessing {uri})")
         raise error from exc
+    return False
 
 
 def list_uris(prefix_uri: str, s3: S3Options | None = None) -> list[str]:

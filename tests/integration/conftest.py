@@ -1,0 +1,231 @@
+"""Fixtures for tests that talk to real services on this machine.
+
+``s3_server`` runs moto in server mode on 127.0.0.1 (a real HTTP S3 endpoint in a child
+process) for the whole session; ``s3_env`` points boto3's standard environment at it for one
+test; ``s3_bucket`` creates a fresh bucket. Nothing here talks to anything but 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from model_factory import storage
+
+SERVER_START_TIMEOUT_S = 20.0
+DUMMY_KEY = "testing"
+REGION = "us-east-1"
+
+# Every variable through which boto3 could find an endpoint, credentials or a profile
+# somewhere else than where a test puts them.
+_AWS_VARS = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: SIGTERM the server if pytest itself dies (even by SIGKILL)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def moto_api(endpoint: str, path: str, body: bytes = b"") -> dict:
+    """POST to moto's control API (``/moto-api/...``) and return the JSON answer.
+
+    The body goes as text/plain: with urllib's default form content type Flask moves it to
+    ``request.form`` and moto's ``reset-auth`` would see an empty body.
+    """
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/{path}",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "text/plain"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    return json.loads(text) if text else {}
+
+
+def _answers(endpoint: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answered, even if not with 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1; yields its endpoint URL, stops it at session end."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log = tempfile.NamedTemporaryFile(prefix="moto-server-", suffix=".log", delete=False)  # noqa: SIM115
+    log_path = Path(log.name)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+    )
+    log.close()
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while not _answers(endpoint):
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"moto server exited with code {proc.returncode} before answering on {endpoint}; "
+                    f"its output:\n{log_path.read_text(errors='replace')}"
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"moto server did not answer on {endpoint} within {SERVER_START_TIMEOUT_S:.0f} s; "
+                    f"its output:\n{log_path.read_text(errors='replace')}"
+                )
+            time.sleep(0.1)
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def aws_clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No AWS_* variable from the outside world, no ~/.aws files, no instance metadata.
+
+    storage builds its clients with ``boto3.client``, i.e. on boto3's process-wide default
+    session, which resolves credentials once and caches them; a fresh default session per
+    test makes each test see the environment it sets.
+    """
+    import boto3
+
+    for name in _AWS_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    storage._s3_client.cache_clear()
+    yield
+    storage._s3_client.cache_clear()
+
+
+@pytest.fixture
+def s3_env(s3_server: str, aws_clean_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """boto3's environment points at the moto server (fresh state); yields the endpoint."""
+    moto_api(s3_server, "reset")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", DUMMY_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", DUMMY_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    storage._s3_client.cache_clear()
+    yield s3_server
+    storage._s3_client.cache_clear()
+
+
+def boto3_client(endpoint: str, service: str = "s3", key: str = DUMMY_KEY, secret: str = DUMMY_KEY):
+    """A test-side client with explicit settings (independent of storage's cached ones)."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        region_name=REGION,
+    )
+
+
+@pytest.fixture
+def make_client():
+    """``make_client(endpoint, service="s3")``: a boto3 client for test set-up with dummy keys."""
+    return boto3_client
+
+
+@pytest.fixture
+def moto_control(s3_server: str):
+    """``moto_control(path, body=b"")``: POST to the session server's ``/moto-api/<path>``."""
+    return lambda path, body=b"": moto_api(s3_server, path, body)
+
+
+@pytest.fixture
+def s3_client(s3_env: str):
+    return boto3_client(s3_env)
+
+
+@pytest.fixture
+def s3_bucket(s3_client) -> str:
+    """A new, empty bucket with a unique name."""
+    name = f"mf-test-{uuid.uuid4().hex[:12]}"
+    s3_client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def enforce_auth(s3_env: str) -> Iterator[Callable[[], contextlib.AbstractContextManager[None]]]:
+    """``with enforce_auth(): ...`` makes the moto server check signatures and IAM policies.
+
+    ``POST /moto-api/reset-auth`` with body ``0`` sets moto's INITIAL_NO_AUTH_ACTION_COUNT to 0
+    (and its request counter to 0): from then on unknown access keys get InvalidAccessKeyId
+    and IAM users without a matching policy get AccessDenied. Leaving the block restores the
+    previous value (normally ``inf``: no auth); the fixture's teardown restores it again in
+    case a test left the block abnormally, so other tests see the usual auth-free server.
+    """
+    original = moto_api(s3_env, "reset-auth", b"inf")["PREVIOUS_INITIAL_NO_AUTH_ACTION_COUNT"]
+    moto_api(s3_env, "reset-auth", original.encode())
+
+    @contextlib.contextmanager
+    def enforced() -> Iterator[None]:
+        moto_api(s3_env, "reset-auth", b"0")
+        try:
+            yield
+        finally:
+            moto_api(s3_env, "reset-auth", original.encode())
+
+    try:
+        yield enforced
+    finally:
+        moto_api(s3_env, "reset-auth", original.encode())
