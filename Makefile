@@ -18,7 +18,7 @@ export AIRFLOW__CORE__PARALLELISM := 4
 export GX_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install demo ui test lint validate-specs summary clean
+.PHONY: install demo ui test lint validate-specs summary promote rollback clean
 
 install: $(VENV)/.installed
 
@@ -59,6 +59,14 @@ validate-specs: install
 
 summary: install
 	python -m model_factory.cli summary
+
+## make promote MODEL=churn VERSION=5 REASON="..."   (only blessed versions; who/why recorded)
+promote: install
+	python -m model_factory.cli promote "$(MODEL)" "$(VERSION)" --reason "$(REASON)"
+
+## make rollback MODEL=churn REASON="..."   (champion goes back to previous_champion)
+rollback: install
+	python -m model_factory.cli rollback "$(MODEL)" --reason "$(REASON)"
 
 clean:
 	rm -rf $(STATE)

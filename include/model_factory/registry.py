@@ -80,3 +80,61 @@ def register_version(spec: ModelSpec, evaluated: dict, settings: FactorySettings
         "alias": alias if alias else (CHAMPION if champion == version else None),
         "champion_version": current_alias_version(client, name, CHAMPION),
     }
+
+
+PREVIOUS_CHAMPION = "previous_champion"
+
+
+class PromotionError(ValueError):
+    """A promote/rollback request that cannot be carried out; the message says why."""
+
+
+def _record(client, name: str, version: str, action: str, actor: str, reason: str) -> None:
+    from datetime import UTC, datetime
+
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    for key, value in (("by", actor), ("at", stamp), ("reason", reason)):
+        client.set_model_version_tag(name, version, f"factory.{action}.{key}", value)
+
+
+def promote(model: str, version: str, settings: FactorySettings, actor: str, reason: str) -> dict:
+    """Make ``version`` the champion; the old champion keeps a ``previous_champion`` alias.
+
+    Only a blessed version may be promoted: the evaluation's decision is the gate.
+    """
+    client = tracking.connect(settings)
+    try:
+        target = client.get_model_version(model, version)
+    except Exception as exc:
+        raise PromotionError(f"model {model!r} has no version {version!r}") from exc
+    decision = target.tags.get("factory.decision")
+    if decision != "blessed":
+        raise PromotionError(
+            f"{model} v{version} is {decision or 'not evaluated'} "
+            f"({target.tags.get('factory.decision_reason', 'no reason recorded')}); "
+            "only blessed versions can be promoted"
+        )
+    old = current_alias_version(client, model, CHAMPION)
+    if old == version:
+        return {"model": model, "champion": version, "previous_champion": None, "changed": False}
+    client.set_registered_model_alias(model, CHAMPION, version)
+    if old is not None:
+        client.set_registered_model_alias(model, PREVIOUS_CHAMPION, old)
+    if current_alias_version(client, model, CHALLENGER) == version:
+        client.delete_registered_model_alias(model, CHALLENGER)
+    _record(client, model, version, "promoted", actor, reason)
+    return {"model": model, "champion": version, "previous_champion": old, "changed": True}
+
+
+def rollback(model: str, settings: FactorySettings, actor: str, reason: str) -> dict:
+    """Give ``champion`` back to the ``previous_champion`` version in one step."""
+    client = tracking.connect(settings)
+    previous = current_alias_version(client, model, PREVIOUS_CHAMPION)
+    if previous is None:
+        raise PromotionError(f"model {model!r} has no previous_champion to roll back to")
+    demoted = current_alias_version(client, model, CHAMPION)
+    client.set_registered_model_alias(model, CHAMPION, previous)
+    client.delete_registered_model_alias(model, PREVIOUS_CHAMPION)
+    if demoted is not None:
+        _record(client, model, demoted, "rolled_back", actor, reason)
+    return {"model": model, "champion": previous, "demoted": demoted}

@@ -1,0 +1,68 @@
+"""Promotion and rollback for ops: only blessed versions, one-step rollback, who/why recorded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from model_factory.cli import main
+from model_factory.config import FactorySettings
+from model_factory.registry import PromotionError, current_alias_version, promote, rollback
+from model_factory.tracking import connect
+
+from tests.unit.test_training_evaluation import DAY, _retrain, _validated, spec_for
+
+
+@pytest.fixture
+def two_versions(factory_home):
+    """v1 blessed champion, v2 blessed challenger (same spec, the next day's data)."""
+    settings = FactorySettings.from_env()
+    spec = spec_for("churn", **{"gates.max_regression": 0.5, "gates.too_good_jump": None})
+    _retrain(spec, settings, DAY, [_validated(settings, "churn", DAY)])
+    later = DAY.replace(day=DAY.day + 1)
+    _, _, registered = _retrain(spec, settings, later, [_validated(settings, "churn", later)])
+    assert registered["alias"] == "challenger"
+    return settings
+
+
+def test_promote_moves_champion_and_keeps_previous(two_versions):
+    settings = two_versions
+    result = promote("churn", "2", settings, actor="alice", reason="canary looked good")
+    client = connect(settings)
+    assert result == {"model": "churn", "champion": "2", "previous_champion": "1", "changed": True}
+    assert current_alias_version(client, "churn", "champion") == "2"
+    assert current_alias_version(client, "churn", "previous_champion") == "1"
+    assert current_alias_version(client, "churn", "challenger") is None
+    tags = client.get_model_version("churn", "2").tags
+    assert tags["factory.promoted.by"] == "alice"
+    assert tags["factory.promoted.reason"] == "canary looked good"
+
+    back = rollback("churn", settings, actor="bob", reason="live AUC dropped")
+    assert back == {"model": "churn", "champion": "1", "demoted": "2"}
+    assert current_alias_version(client, "churn", "champion") == "1"
+    assert current_alias_version(client, "churn", "previous_champion") is None
+    assert client.get_model_version("churn", "2").tags["factory.rolled_back.by"] == "bob"
+
+
+def test_rollback_without_previous_champion_is_refused(two_versions):
+    with pytest.raises(PromotionError, match="no previous_champion"):
+        rollback("churn", two_versions, actor="bob", reason="x")
+
+
+def test_only_blessed_versions_can_be_promoted(factory_home):
+    settings = FactorySettings.from_env()
+    spec = spec_for("demand", **{"gates.threshold": 0.5})
+    _retrain(spec, settings, DAY, [_validated(settings, "demand", DAY)])
+    with pytest.raises(PromotionError, match="v1 is rejected .*only blessed"):
+        promote("demand", "1", settings, actor="alice", reason="try")
+    with pytest.raises(PromotionError, match="no version '7'"):
+        promote("demand", "7", settings, actor="alice", reason="try")
+
+
+def test_cli_promote_and_rollback(two_versions, capsys):
+    assert main(["promote", "churn", "2", "--reason", "ok", "--actor", "ops"]) == 0
+    assert json.loads(capsys.readouterr().out)["champion"] == "2"
+    assert main(["rollback", "churn", "--reason", "bad"]) == 0
+    assert json.loads(capsys.readouterr().out)["champion"] == "1"
+    assert main(["rollback", "churn", "--reason", "again"]) == 1
+    assert "refused: model 'churn' has no previous_champion" in capsys.readouterr().err
