@@ -35,6 +35,15 @@ class UnreadableBatchError(ValueError):
 
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DS = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def check_ds(ds: str) -> str:
+    """A batch date must be canonical YYYY-MM-DD: it names folders and sorts as text."""
+    if not _DS.match(ds):
+        raise ValueError(f"batch date {ds!r} is not in YYYY-MM-DD form")
+    date.fromisoformat(ds)
+    return ds
 
 
 def resolve_source_uri(template: str, ds: str, env: dict[str, str] | None = None) -> str:
@@ -47,7 +56,7 @@ def resolve_source_uri(template: str, ds: str, env: dict[str, str] | None = None
             raise KeyError(f"source.uri uses ${{{name}}} but that environment variable is not set")
         return env[name].rstrip("/")
 
-    date.fromisoformat(ds)
+    check_ds(ds)
     filled = _ENV_VAR.sub(_env, template)
     return filled.replace("{ds_nodash}", ds.replace("-", "")).replace("{ds}", ds)
 
@@ -128,4 +137,4 @@ def recent_validated_batches(
         batch_ds = uri.rsplit("/", 2)[-2]
         if batch_ds <= ds:
             dated.append((batch_ds, uri))
-    return [uri for _, uri in sorted(dated)[-window:]]
+    return [uri for _, uri in sorted(dated)[-window:]] if window > 0 else []

@@ -109,17 +109,38 @@ def write_bytes(uri: str, data: bytes, s3: S3Options | None = None) -> str:
     scheme, bucket, key = _split(uri)
     if scheme == "file":
         path = Path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+        tmp = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            raise StorageError(f"cannot write {uri}: {exc.strerror or exc}") from exc
         return uri
     try:
         _s3_client(s3).put_object(Bucket=bucket, Key=key, Body=data)
     except Exception as exc:
         raise _s3_error(exc, uri, bucket) from exc
     return uri
+
+
+def delete(uri: str, s3: S3Options | None = None) -> None:
+    """Remove one object; removing what is not there is not an error."""
+    scheme, bucket, key = _split(uri)
+    if scheme == "file":
+        try:
+            Path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot delete {uri}: {exc.strerror or exc}") from exc
+        return
+    try:
+        _s3_client(s3).delete_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        raise _s3_error(exc, uri, bucket) from exc
 
 
 def exists(uri: str, s3: S3Options | None = None) -> bool:

@@ -25,8 +25,16 @@ def connect(settings: FactorySettings, attempts: int = 3, delay_s: float = 2.0):
     if settings.tracking_uri.startswith("sqlite:///"):
         db_path = settings.tracking_uri.removeprefix("sqlite:///")
         os.makedirs(os.path.dirname(db_path) or ".", exist_ok=True)
+    # MLflow also writes these URIs into os.environ; keep the environment as the caller set it,
+    # or the next FactorySettings.from_env() in this process would read MLflow's copy.
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
     last_error: Exception | None = None
     for attempt in range(1, attempts + 1):

@@ -44,9 +44,9 @@ def _expectations(spec: ModelSpec, columns: list[str], spec_dir: Path | None) ->
     out: list = [gxe.ExpectTableRowCountToBeBetween(min_value=spec.validation.min_rows)]
     out += [gxe.ExpectColumnToExist(column=c) for c in required]
     if spec.target in present:
+        # Classification labels are integer-coded (0/1, 0..k-1): strings are rejected here.
         out.append(gxe.ExpectColumnValuesToNotBeNull(column=spec.target))
-        if spec.task == "regression":
-            out.append(gxe.ExpectColumnValuesToBeInTypeList(column=spec.target, type_list=NUMERIC_TYPES))
+        out.append(gxe.ExpectColumnValuesToBeInTypeList(column=spec.target, type_list=NUMERIC_TYPES))
     mostly_present = 1.0 - spec.validation.max_null_fraction
     for col in (c for c in spec.features.all if c in present):
         if mostly_present < 1.0:
@@ -68,8 +68,10 @@ def _expectations(spec: ModelSpec, columns: list[str], spec_dir: Path | None) ->
         try:
             configs = json.loads(suite_path.read_text())["expectations"]
             out += [ExpectationConfiguration(**c).to_domain_obj() for c in configs]
-        except (OSError, KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"cannot load validation.extra_suite {suite_path}: {exc}") from exc
+        except Exception as exc:
+            raise ValueError(
+                f"cannot load validation.extra_suite {suite_path}: {type(exc).__name__}: {exc}"
+            ) from exc
     return out
 
 
@@ -79,9 +81,13 @@ def _reason(result: dict[str, Any]) -> str:
     column = kwargs.pop("column", None)
     what = config["type"] + (f" on column {column!r}" if column else "")
     detail = result.get("result") or {}
-    exc = result.get("exception_info") or {}
-    if exc.get("raised_exception"):
-        return f"{what}: could not be evaluated ({exc.get('exception_message')})"
+    info = result.get("exception_info") or {}
+    # GX puts one exception record at the top, or one per failing metric keyed by metric id.
+    records = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    raised = [r for r in records if r.get("raised_exception")]
+    if raised:
+        message = str(raised[0].get("exception_message") or "").strip().splitlines()
+        return f"{what}: could not be evaluated ({message[0] if message else 'no message'})"
     if config["type"] == "expect_column_to_exist":
         return f"column {column!r} is missing"
     if "unexpected_count" in detail and detail.get("element_count"):
@@ -140,10 +146,15 @@ def validate_batch(
         else:
             outcome = validate_frame(df, spec, spec_dir)
 
+    target_uri = validated_uri(store_uri, spec.name, ds)
     if not outcome.success or df is None:
+        if storage.exists(target_uri, s3):
+            # A newer batch for this date failed: the earlier validated copy must not be trained
+            # on as if it were current. Its raw bytes stay under raw/.
+            storage.delete(target_uri, s3)
+            outcome.reasons.append(f"withdrew the earlier validated batch for {ds} ({target_uri})")
         return quarantine_batch(spec.name, ds, ingested, data, outcome, store_uri, s3)
 
-    target_uri = validated_uri(store_uri, spec.name, ds)
     buffer = io.BytesIO()
     df.to_parquet(buffer, index=False)
     storage.write_bytes(target_uri, buffer.getvalue(), s3)

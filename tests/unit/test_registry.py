@@ -53,7 +53,7 @@ def test_only_blessed_versions_can_be_promoted(factory_home):
     settings = FactorySettings.from_env()
     spec = spec_for("demand", **{"gates.threshold": 0.5})
     _retrain(spec, settings, DAY, [_validated(settings, "demand", DAY)])
-    with pytest.raises(PromotionError, match="v1 is rejected .*only blessed"):
+    with pytest.raises(PromotionError, match=r"v1 is rejected .*only blessed"):
         promote("demand", "1", settings, actor="alice", reason="try")
     with pytest.raises(PromotionError, match="no version '7'"):
         promote("demand", "7", settings, actor="alice", reason="try")

@@ -242,3 +242,14 @@ def test_unreachable_tracking_server_fails_clearly_after_retries(factory_home, m
     assert f"127.0.0.1:{port}" in message and "after 3 attempts" in message
     assert "MLFLOW_TRACKING_URI" in message
     assert time.monotonic() - started < 60
+
+
+def test_connect_leaves_the_environment_alone(factory_home, monkeypatch):
+    """MLflow writes its URI into os.environ; the factory must not read that copy back later."""
+    import os
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    connect(FactorySettings.from_env())
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    monkeypatch.setenv("FACTORY_HOME", str(factory_home.parent / "elsewhere"))
+    assert "elsewhere" in FactorySettings.from_env().tracking_uri
