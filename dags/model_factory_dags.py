@@ -27,10 +27,15 @@ log = logging.getLogger(__name__)
 
 def _run_ds() -> str:
     """The batch date of this run: ``conf.ds`` if given, else the run's logical date."""
+    from model_factory.batches import check_ds
+
     context = get_current_context()
     conf = context["dag_run"].conf or {}
     if conf.get("ds"):
-        return str(conf["ds"])
+        try:
+            return check_ds(str(conf["ds"]))
+        except ValueError as exc:
+            raise AirflowFailException(f"bad trigger conf: {exc}") from exc
     logical = context.get("logical_date") or context["dag_run"].run_after
     return logical.strftime("%Y-%m-%d")
 

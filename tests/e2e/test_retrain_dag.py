@@ -187,3 +187,9 @@ def test_missing_batch_skips_the_run_with_the_path(scenario, capsys):
     missing = str(scenario["home"] / "source" / "churn" / f"{START + timedelta(days=30)}.csv")
     assert missing in out.out + out.err
     assert len(client.search_model_versions("name = 'churn'")) == 2
+
+
+def test_bad_ds_in_trigger_conf_fails_the_run(scenario):
+    state, tasks = _run(scenario["bag"].dags["churn__retrain"], START, conf={"ds": "03/02/2026"})
+    assert state == "failed"
+    assert tasks["ingest"] == "failed"

@@ -486,3 +486,11 @@ def test_cli_validate_specs_empty_dir(
     assert main(["validate-specs"]) == 1
     _, err = capsys.readouterr()
     assert f"no spec files found in {tmp_path}" in err
+
+
+def test_the_new_model_template_is_a_valid_spec(tmp_path: Path) -> None:
+    template = (MODELS_DIR.parent / "templates" / "model.yaml").read_text()
+    path = tmp_path / "my_model.yaml"
+    path.write_text(template)
+    spec = load_spec(path)
+    assert spec.name == "my_model" and spec.gates.primary_metric == "roc_auc"

@@ -258,6 +258,21 @@ def test_two_bad_versions_of_one_date_are_both_kept(
     assert kept == sorted([first["sha256"][:12], second["sha256"][:12]])
 
 
+def test_later_bad_batch_withdraws_the_earlier_validated_one(
+    factory: Factory, specs: dict[str, ModelSpec], frames: dict[str, pd.DataFrame]
+) -> None:
+    spec = specs["churn"]
+    good, _ = factory.ingest(spec, frames["churn"])
+    assert validation.validate_batch(spec, good, factory.store_uri)["status"] == "validated"
+    bad, _ = factory.ingest(spec, dd.inject_fault(frames["churn"], "churn", "target_nulls"))
+    out = validation.validate_batch(spec, bad, factory.store_uri)
+    assert out["status"] == "quarantined"
+    one_reason_with(out["reasons"], "withdrew the earlier validated batch")
+    assert factory.files_under("validated", "churn", DS) == {"validation.json"}
+    assert batches.recent_validated_batches(factory.store_uri, "churn", DS, 3) == []
+    assert (factory.store_dir / "raw" / "churn" / DS / good["sha256"][:12]).is_dir()
+
+
 # --- validate_frame ------------------------------------------------------------------------
 
 
@@ -311,6 +326,16 @@ def test_regression_target_must_be_numeric(
     outcome = validation.validate_frame(df, specs["demand"])
     assert outcome.success is False
     one_reason_with(outcome.reasons, "expect_column_values_to_be_in_type_list on column 'units_sold'")
+
+
+def test_classification_labels_must_be_integer_coded(
+    specs: dict[str, ModelSpec], frames: dict[str, pd.DataFrame]
+) -> None:
+    df = csv_roundtrip(frames["churn"])
+    df["churned"] = df["churned"].map({0: "no", 1: "yes"})
+    outcome = validation.validate_frame(df, specs["churn"])
+    assert outcome.success is False
+    one_reason_with(outcome.reasons, "expect_column_values_to_be_in_type_list on column 'churned'")
 
 
 def test_reason_for_expectation_that_could_not_be_evaluated(
