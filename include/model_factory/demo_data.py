@@ -511,6 +511,18 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _by_model_day(parser: argparse.ArgumentParser, option: str, items: list, days: int) -> dict:
+    """``--fault``/``--shift`` values keyed by (model, day index), one per key, within --days."""
+    keyed: dict = {}
+    for model, index, value in items:
+        if index >= days:
+            parser.error(f"--{option} {model}:{index}:{value}: day index must be < --days {days}")
+        if (model, index) in keyed:
+            parser.error(f"--{option} {model}:{index}:{value}: {model} day {index} already has a {option}")
+        keyed[(model, index)] = value
+    return keyed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m model_factory.demo_data",
@@ -540,20 +552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    faults: dict[tuple[str, int], str] = {}
-    for model, index, fault in args.fault:
-        if index >= args.days:
-            parser.error(f"--fault {model}:{index}:{fault}: day index must be < --days {args.days}")
-        if (model, index) in faults:
-            parser.error(f"--fault {model}:{index}:{fault}: {model} day {index} already has a fault")
-        faults[(model, index)] = fault
-    shifts: dict[tuple[str, int], float] = {}
-    for model, index, value in args.shift:
-        if index >= args.days:
-            parser.error(f"--shift {model}:{index}:{value}: day index must be < --days {args.days}")
-        if (model, index) in shifts:
-            parser.error(f"--shift {model}:{index}:{value}: {model} day {index} already has a shift")
-        shifts[(model, index)] = value
+    faults = _by_model_day(parser, "fault", args.fault, args.days)
+    shifts = _by_model_day(parser, "shift", args.shift, args.days)
 
     paths = write_demo_batches(
         args.out,
