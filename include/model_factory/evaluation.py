@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,7 @@ class Decision:
     relative_change: float | None = None
 
 
-def compute_metrics(model, holdout: pd.DataFrame, spec: ModelSpec) -> dict[str, float]:
+def compute_metrics(model: Any, holdout: pd.DataFrame, spec: ModelSpec) -> dict[str, float]:
     """Holdout metrics for the spec's task."""
     from sklearn import metrics
 

@@ -6,14 +6,19 @@ The MLflow registry is the single source of truth for which version serves: alia
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from model_factory import tracking
 from model_factory.config import FactorySettings
 from model_factory.spec import ModelSpec
 
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
-def current_alias_version(client, model: str, alias: str) -> str | None:
+def current_alias_version(client: MlflowClient, model: str, alias: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -22,7 +27,7 @@ def current_alias_version(client, model: str, alias: str) -> str | None:
         return None
 
 
-def _ensure_registered_model(client, spec: ModelSpec) -> None:
+def _ensure_registered_model(client: MlflowClient, spec: ModelSpec) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -89,7 +94,7 @@ class PromotionError(ValueError):
     """A promote/rollback request that cannot be carried out; the message says why."""
 
 
-def _record(client, name: str, version: str, action: str, actor: str, reason: str) -> None:
+def _record(client: MlflowClient, name: str, version: str, action: str, actor: str, reason: str) -> None:
     from datetime import UTC, datetime
 
     stamp = datetime.now(UTC).isoformat(timespec="seconds")

@@ -13,6 +13,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 
@@ -48,7 +49,7 @@ def _split(uri: str) -> tuple[str, str, str]:
 
 
 @functools.lru_cache(maxsize=8)
-def _s3_client(options: S3Options | None):
+def _s3_client(options: S3Options | None) -> Any:
     import boto3
     from botocore.config import Config
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import time
+from typing import TYPE_CHECKING
 
 from model_factory.config import FactorySettings
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 # Fail in seconds, not minutes, when a tracking server is down: the Airflow task retries anyway.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -17,7 +21,7 @@ class TrackingUnavailableError(RuntimeError):
     """The MLflow tracking store cannot be reached."""
 
 
-def connect(settings: FactorySettings, attempts: int = 3, delay_s: float = 2.0):
+def connect(settings: FactorySettings, attempts: int = 3, delay_s: float = 2.0) -> MlflowClient:
     """Point MLflow at the tracking store and check it answers; return an MlflowClient."""
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -52,7 +56,7 @@ def connect(settings: FactorySettings, attempts: int = 3, delay_s: float = 2.0):
     )
 
 
-def experiment_id(client, settings: FactorySettings, model: str) -> str:
+def experiment_id(client: MlflowClient, settings: FactorySettings, model: str) -> str:
     """The model's experiment, created on first use with artifacts under the factory's root."""
     name = f"model-factory/{model}"
     existing = client.get_experiment_by_name(name)

@@ -9,13 +9,16 @@ import json
 import resource
 import subprocess
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from model_factory import storage, tracking
 from model_factory.config import PROJECT_ROOT, FactorySettings
 from model_factory.spec import ESTIMATORS, ModelSpec
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 MISSING_CATEGORY = "__missing__"
 # Types the saved pipelines hold beyond skops' defaults (the encoders' dtype, HGB's predictors).
@@ -47,7 +50,7 @@ def target_values(df: pd.DataFrame, spec: ModelSpec) -> pd.Series:
     return y.astype("int64") if spec.task == "classification" else y.astype("float64")
 
 
-def build_pipeline(spec: ModelSpec):
+def build_pipeline(spec: ModelSpec) -> Pipeline:
     """Preprocessing chosen for the estimator family, then the estimator with the spec's seed."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
