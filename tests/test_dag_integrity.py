@@ -58,7 +58,6 @@ def test_owner_and_schedule_come_from_the_spec(dagbag):
     assert dag.schedule == spec.schedule
 
 
-@pytest.mark.filterwarnings("ignore:invalid model spec")  # the warning under test
 def test_bad_spec_is_reported_and_other_dags_still_load(tmp_path, monkeypatch):
     shutil.copy(REPO / "include" / "models" / "churn.yaml", tmp_path / "churn.yaml")
     (tmp_path / "broken.yaml").write_text(
