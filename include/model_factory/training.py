@@ -240,6 +240,8 @@ def train_model(
         )
         mlflow.log_dict({"inputs": inputs, "holdout_uri": holdout_uri, **tags}, "lineage.json")
         mlflow.log_dict(spec.model_dump(mode="json", by_alias=True), "spec.json")
+        if (PROJECT_ROOT / "requirements.txt").exists():
+            mlflow.log_artifact(str(PROJECT_ROOT / "requirements.txt"), "environment")
         example = X_train.head(5)
         info = mlflow.sklearn.log_model(
             pipeline,

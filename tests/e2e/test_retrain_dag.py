@@ -136,7 +136,9 @@ def test_registry_versions_aliases_and_lineage(scenario):
                    "process_peak_rss_mb"):  # fmt: skip
         assert metric in run.data.metrics, metric
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"decision.json", "lineage.json", "spec.json"} <= artifacts
+    assert {"decision.json", "lineage.json", "spec.json", "environment"} <= artifacts
+    env_files = {a.path for a in client.list_artifacts(run.info.run_id, "environment")}
+    assert env_files == {"environment/requirements.txt"}
 
     import mlflow
 
