@@ -13,6 +13,7 @@ import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
 
+# The core library lives in include/; this keeps `airflow standalone` working without PYTHONPATH.
 _INCLUDE = Path(__file__).resolve().parents[1] / "include"
 if str(_INCLUDE) not in sys.path:
     sys.path.insert(0, str(_INCLUDE))
@@ -45,9 +46,16 @@ def _s3_options(conn_id: str | None):
     if not conn_id:
         return None
     from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
     from model_factory.storage import S3Options
 
-    conn = Connection.get(conn_id)
+    try:
+        conn = Connection.get(conn_id)
+    except AirflowNotFoundException as exc:
+        raise AirflowFailException(
+            f"source.aws_conn_id {conn_id!r} names no Airflow connection: create it "
+            "(login/password = access key/secret, extra {\"endpoint_url\": ...}) or remove the field"
+        ) from exc
     extra = conn.extra_dejson
     return S3Options(
         endpoint_url=extra.get("endpoint_url") or (conn.host or None),

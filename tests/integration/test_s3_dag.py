@@ -94,3 +94,17 @@ def test_object_store_on_s3(airflow_db, factory_home, s3_env, s3_client, s3_buck
     version = client.get_model_version_by_alias("churn", "champion")
     uris = json.loads(client.get_run(version.run_id).data.tags["factory.data.uris"])
     assert uris == [f"{store}/validated/churn/{DAY}/data.parquet"]
+
+
+def test_missing_connection_fails_the_run_naming_it(
+    airflow_db, factory_home, s3_client, s3_bucket, tmp_path, monkeypatch, capsys
+):
+    _put_batch(s3_client, s3_bucket)
+    monkeypatch.delenv("AIRFLOW_CONN_NO_SUCH_CONN", raising=False)
+    monkeypatch.setenv("FACTORY_SPECS_DIR", str(_spec_dir(tmp_path, s3_bucket, "no_such_conn")))
+
+    state, tasks = _run_churn_dag()
+
+    assert state == "failed" and tasks["ingest"] == "failed"
+    out = capsys.readouterr()
+    assert "source.aws_conn_id 'no_such_conn' names no Airflow connection" in out.out + out.err
