@@ -18,7 +18,7 @@ export AIRFLOW__CORE__PARALLELISM := 4
 export GX_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install demo ui test lint validate-specs summary promote rollback clean
+.PHONY: install demo ui test lint validate-specs summary promote rollback env clean
 
 install: $(VENV)/.installed
 
@@ -67,6 +67,14 @@ promote: install
 ## make rollback MODEL=churn REASON="..."   (champion goes back to previous_champion)
 rollback: install
 	python -m model_factory.cli rollback "$(MODEL)" --reason "$(REASON)"
+
+## eval "$$(make -s env)" puts this shell on the embedded state: plain `airflow`/`mlflow` commands work.
+env:
+	@for v in PATH PYTHONPATH FACTORY_HOME FACTORY_DATA_ROOT AIRFLOW_HOME AIRFLOW__CORE__DAGS_FOLDER \
+	  AIRFLOW__CORE__PLUGINS_FOLDER AIRFLOW__CORE__LOAD_EXAMPLES AIRFLOW__CORE__EXECUTOR \
+	  AIRFLOW__CORE__PARALLELISM GX_ANALYTICS_ENABLED MLFLOW_DISABLE_TELEMETRY; do \
+	  printf 'export %s=%q\n' "$$v" "$${!v}"; done
+	@printf 'export MLFLOW_TRACKING_URI=%q\n' "sqlite:///$(FACTORY_HOME)/mlflow/mlflow.db"
 
 clean:
 	rm -rf $(STATE)
