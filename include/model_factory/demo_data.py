@@ -466,11 +466,9 @@ def _parse_key(text: str, what: str) -> tuple[str, int, str]:
             f"{text!r}: unknown model {model!r}; known models: {', '.join(MODELS)}"
         )
     try:
-        day_index = int(index)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: day index {index!r} is not an integer") from None
-    if day_index < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: day index must be >= 0")
+        day_index = _non_negative_int(index)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: day index {exc}") from None
     return model, day_index, value
 
 
