@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import re
 from datetime import UTC, date, datetime
@@ -73,6 +72,12 @@ def parse_batch(data: bytes, fmt: str, where: str) -> pd.DataFrame:
         raise UnreadableBatchError(f"{where} is not a readable {fmt} table: {detail}") from exc
 
 
+def write_parquet(df: pd.DataFrame, uri: str, s3: storage.S3Options | None = None) -> str:
+    buffer = io.BytesIO()
+    df.to_parquet(buffer, index=False)
+    return storage.write_bytes(uri, buffer.getvalue(), s3)
+
+
 def ingest_batch(
     spec: ModelSpec,
     ds: str,
@@ -96,7 +101,7 @@ def ingest_batch(
     manifest_uri = storage.join(folder, "manifest.json")
 
     if storage.exists(manifest_uri, store_s3):
-        manifest = json.loads(storage.read_bytes(manifest_uri, store_s3))
+        manifest = storage.read_json(manifest_uri, store_s3)
         return {**manifest, "already_ingested": True}
 
     try:
@@ -117,7 +122,7 @@ def ingest_batch(
         "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     storage.write_bytes(raw_uri, data, store_s3)
-    storage.write_bytes(manifest_uri, json.dumps(manifest, indent=2).encode(), store_s3)
+    storage.write_json(manifest_uri, manifest, store_s3)
     return {**manifest, "already_ingested": False}
 
 

@@ -7,13 +7,13 @@ Like TFX's evaluator, the output is an explicit blessing: ``blessed``, ``rejecte
 
 from __future__ import annotations
 
-import io
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from model_factory import storage, tracking
+from model_factory.batches import parse_batch
 from model_factory.config import FactorySettings
 from model_factory.spec import METRICS, GatesSpec, ModelSpec
 from model_factory.training import prepare_features, target_values
@@ -130,7 +130,8 @@ def evaluate_candidate(
     from mlflow.exceptions import MlflowException
 
     client = tracking.connect(settings)
-    holdout = pd.read_parquet(io.BytesIO(storage.read_bytes(trained["holdout_uri"], s3)))
+    holdout_uri = trained["holdout_uri"]
+    holdout = parse_batch(storage.read_bytes(holdout_uri, s3), "parquet", holdout_uri)
     candidate_metrics = compute_metrics(mlflow.sklearn.load_model(trained["model_uri"]), holdout, spec)
 
     champion_metrics, champion_version = None, None

@@ -9,6 +9,7 @@ the URI and what to check.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -127,6 +128,15 @@ def write_bytes(uri: str, data: bytes, s3: S3Options | None = None) -> str:
     except Exception as exc:
         raise _s3_error(exc, uri, bucket) from exc
     return uri
+
+
+def write_json(uri: str, obj: Any, s3: S3Options | None = None) -> str:
+    """Write an indented JSON document (non-JSON values such as timestamps as strings)."""
+    return write_bytes(uri, json.dumps(obj, indent=2, default=str).encode(), s3)
+
+
+def read_json(uri: str, s3: S3Options | None = None) -> Any:
+    return json.loads(read_bytes(uri, s3))
 
 
 def delete(uri: str, s3: S3Options | None = None) -> None:

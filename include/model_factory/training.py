@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import io
 import json
 import resource
 import subprocess
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from model_factory import storage, tracking
+from model_factory.batches import parse_batch, write_parquet
 from model_factory.config import PROJECT_ROOT, FactorySettings
 from model_factory.spec import ESTIMATORS, ModelSpec
 
@@ -138,7 +138,7 @@ def read_frames(uris: list[str], s3: storage.S3Options | None = None) -> tuple[p
     frames, inputs = [], []
     for uri in uris:
         data = storage.read_bytes(uri, s3)
-        frame = pd.read_parquet(io.BytesIO(data))
+        frame = parse_batch(data, "parquet", uri)
         frames.append(frame)
         inputs.append({"uri": uri, "sha256": hashlib.sha256(data).hexdigest(), "rows": len(frame)})
     return pd.concat(frames, ignore_index=True), inputs
@@ -218,9 +218,7 @@ def train_model(
         holdout_uri = storage.join(
             settings.store_uri, "evaluation", spec.name, ds, run.info.run_id, "holdout.parquet"
         )
-        buffer = io.BytesIO()
-        holdout_df.to_parquet(buffer, index=False)
-        storage.write_bytes(holdout_uri, buffer.getvalue(), s3)
+        write_parquet(holdout_df, holdout_uri, s3)
         mlflow.log_params(
             {
                 "estimator": spec.estimator.class_,

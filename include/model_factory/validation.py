@@ -8,7 +8,6 @@ source file and the raw copy are never touched.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 from model_factory import storage
-from model_factory.batches import UnreadableBatchError, parse_batch, validated_uri
+from model_factory.batches import UnreadableBatchError, parse_batch, validated_uri, write_parquet
 from model_factory.spec import ModelSpec
 
 NUMERIC_TYPES = [
@@ -155,11 +154,9 @@ def validate_batch(
             outcome.reasons.append(f"withdrew the earlier validated batch for {ds} ({target_uri})")
         return quarantine_batch(spec.name, ds, ingested, data, outcome, store_uri, s3)
 
-    buffer = io.BytesIO()
-    df.to_parquet(buffer, index=False)
-    storage.write_bytes(target_uri, buffer.getvalue(), s3)
+    write_parquet(df, target_uri, s3)
     report_uri = storage.join(store_uri, "validated", spec.name, ds, "validation.json")
-    storage.write_bytes(report_uri, _dump(outcome.result | {"source": ingested}), s3)
+    storage.write_json(report_uri, outcome.result | {"source": ingested}, s3)
     return {
         "status": "validated",
         "validated_uri": target_uri,
@@ -168,10 +165,6 @@ def validate_batch(
         "sha256": ingested["sha256"],
         "ds": ds,
     }
-
-
-def _dump(obj: Any) -> bytes:
-    return json.dumps(obj, indent=2, default=str).encode()
 
 
 def quarantine_batch(
@@ -187,7 +180,7 @@ def quarantine_batch(
     folder = storage.join(store_uri, "quarantine", model, ds, ingested["sha256"][:12])
     filename = ingested["raw_uri"].rsplit("/", 1)[-1]
     storage.write_bytes(storage.join(folder, filename), data, s3)
-    storage.write_bytes(storage.join(folder, "validation.json"), _dump(outcome.result), s3)
+    storage.write_json(storage.join(folder, "validation.json"), outcome.result, s3)
     reason_text = (
         f"Batch for model {model!r} on {ds} was quarantined.\n"
         f"source: {ingested['source_uri']}\nsha256: {ingested['sha256']}\n\nWhy:\n"
@@ -195,7 +188,7 @@ def quarantine_batch(
         + "\n"
     )
     storage.write_bytes(storage.join(folder, "REASON.txt"), reason_text.encode(), s3)
-    storage.write_bytes(storage.join(folder, "manifest.json"), _dump(ingested), s3)
+    storage.write_json(storage.join(folder, "manifest.json"), ingested, s3)
     return {
         "status": "quarantined",
         "quarantine_uri": folder,
