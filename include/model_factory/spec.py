@@ -100,6 +100,15 @@ class SpecError(ValueError):
         super().__init__(f"invalid model spec {self.path}:\n  " + "\n  ".join(lines))
 
 
+def check_batch_uri(uri: str) -> str:
+    """A per-date batch URI template: file:// or s3:// (or an ${ENV} prefix) with {ds}."""
+    if not re.match(r"^(file|s3)://", uri) and not uri.startswith("${"):
+        raise ValueError(f"must start with file:// or s3:// (got {uri!r})")
+    if "{ds}" not in uri and "{ds_nodash}" not in uri:
+        raise ValueError("must contain {ds} or {ds_nodash} so each run reads its own batch")
+    return uri
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -115,11 +124,7 @@ class SourceSpec(_Strict):
     @field_validator("uri")
     @classmethod
     def _uri_scheme(cls, uri: str) -> str:
-        if not re.match(r"^(file|s3)://", uri) and not uri.startswith("${"):
-            raise ValueError(f"must start with file:// or s3:// (got {uri!r})")
-        if "{ds}" not in uri and "{ds_nodash}" not in uri:
-            raise ValueError("must contain {ds} or {ds_nodash} so each run reads its own batch")
-        return uri
+        return check_batch_uri(uri)
 
 
 class FeaturesSpec(_Strict):
@@ -214,6 +219,74 @@ class GatesSpec(_Strict):
         return metric
 
 
+class DriftSpec(_Strict):
+    """How ``<model>__drift_watch`` compares fresh data with the champion's training baseline."""
+
+    enabled: bool = True
+    schedule: str | None = Field(default="@hourly", description="When the watch DAG looks for data")
+    data_uri: str | None = Field(
+        default=None,
+        description="Production/serving batches to watch ({ds} filled); default: source.uri",
+    )
+    psi_threshold: float = Field(default=0.2, gt=0.0, description="Any feature at/above: drift")
+    drifted_share: float = Field(
+        default=0.3, gt=0.0, le=1.0, description="This share of features drifted: drift"
+    )
+    min_rows: int = Field(default=500, ge=1, description="Fewer rows: no decision, said so")
+    contract_k_sigma: float = Field(default=2.0, gt=0.0, description="Input contract: mean ± k sigma")
+    contract_mostly: float = Field(default=0.95, gt=0.0, le=1.0)
+    max_metric_drop: float = Field(
+        default=0.05, gt=0.0, description="Concept drift: relative live-metric loss that retrains"
+    )
+    min_labels: int = Field(default=200, ge=1, description="Labelled rows needed for concept drift")
+    cooldown_hours: float = Field(
+        default=12.0, ge=0.0, description="No second drift-fired retrain within this window"
+    )
+    sensor_timeout_minutes: int = Field(default=55, ge=1)
+    sensor_poke_seconds: int = Field(default=60, ge=1)
+
+    @field_validator("data_uri")
+    @classmethod
+    def _data_uri(cls, uri: str | None) -> str | None:
+        return None if uri is None else check_batch_uri(uri)
+
+
+class NotifySpec(_Strict):
+    """Where the owner's alerts go; the log/file alert is always written."""
+
+    email: list[str] = Field(default_factory=list, description="Recipients (needs smtp_conn_id)")
+    smtp_conn_id: str | None = None
+    webhook_conn_id: str | None = Field(
+        default=None, description="Airflow connection whose host/extra.url is a Slack-style webhook"
+    )
+
+
+class CanarySpec(_Strict):
+    """The live rollout of a blessed challenger (see ``<model>__canary``)."""
+
+    enabled: bool = True
+    ramp: list[float] = Field(default_factory=lambda: [0.1, 0.5, 1.0])
+    min_samples: int = Field(default=200, ge=10, description="Labelled outcomes per arm per stage")
+    max_stage_minutes: int = Field(default=60, ge=1, description="Give up waiting for samples")
+    max_relative_drop: float = Field(default=0.02, ge=0.0)
+    alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
+    max_error_rate: float = Field(default=0.02, ge=0.0, le=1.0)
+    max_p95_latency_ms: float = Field(default=250.0, gt=0.0)
+    poke_seconds: int = Field(default=30, ge=1)
+
+    @field_validator("ramp")
+    @classmethod
+    def _ramp(cls, ramp: list[float]) -> list[float]:
+        if not ramp or any(not 0.0 < share <= 1.0 for share in ramp):
+            raise ValueError("ramp must be a non-empty list of shares in (0, 1]")
+        if ramp != sorted(set(ramp)):
+            raise ValueError(f"ramp must increase strictly (got {ramp})")
+        return ramp
+
+
+OPERATIONAL_SECTIONS = ("schedule", "retries", "drift", "notify", "canary")
+
+
 class ModelSpec(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     owner: str
@@ -228,6 +301,9 @@ class ModelSpec(_Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     gates: GatesSpec
+    drift: DriftSpec = Field(default_factory=DriftSpec)
+    notify: NotifySpec = Field(default_factory=NotifySpec)
+    canary: CanarySpec = Field(default_factory=CanarySpec)
     tags: dict[str, str] = Field(default_factory=dict)
     retries: int = Field(default=2, ge=0, le=10)
 
@@ -265,7 +341,10 @@ class ModelSpec(_Strict):
         return self.name
 
     def spec_hash(self) -> str:
-        canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        """Hash of what defines the model; how it is watched, rolled out and alerted is left out,
+        so tuning a drift threshold does not retrain anything."""
+        defining = self.model_dump(mode="json", by_alias=True, exclude=set(OPERATIONAL_SECTIONS))
+        canonical = json.dumps(defining, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

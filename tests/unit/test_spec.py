@@ -494,3 +494,47 @@ def test_the_new_model_template_is_a_valid_spec(tmp_path: Path) -> None:
     path.write_text(template)
     spec = load_spec(path)
     assert spec.name == "my_model" and spec.gates.primary_metric == "roc_auc"
+
+
+# --- drift, notify and canary sections -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"drift.psi_threshold": 0.3}, {"canary.ramp": [0.05, 1.0]}, {"notify.email": ["a@b.c"]},
+     {"schedule": "0 3 * * *"}, {"retries": 1}],
+    ids=["drift", "canary", "notify", "schedule", "retries"],
+)  # fmt: skip
+def test_operational_sections_do_not_change_the_spec_hash(
+    tmp_path: Path, churn_raw: dict, changes: dict
+) -> None:
+    """Tuning how a model is watched or rolled out must not retrain it (the run key uses the hash)."""
+    before = load_spec(write_spec(tmp_path / "a", churn_raw)).spec_hash()
+    after = load_spec(write_spec(tmp_path / "b", mutated(churn_raw, changes))).spec_hash()
+    assert after == before
+
+
+def test_drift_and_canary_defaults(churn_raw: dict, tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, churn_raw))
+    assert (spec.drift.psi_threshold, spec.drift.drifted_share, spec.drift.min_rows) == (0.2, 0.3, 500)
+    assert (spec.drift.contract_k_sigma, spec.drift.contract_mostly) == (2.0, 0.95)
+    assert spec.canary.ramp == [0.1, 0.5, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "reason"),
+    [
+        ({"canary.ramp": [0.5, 0.1]}, "canary.ramp", "increase strictly"),
+        ({"canary.ramp": [0.1, 1.5]}, "canary.ramp", "shares in (0, 1]"),
+        ({"drift.data_uri": "http://x/{ds}.csv"}, "drift.data_uri", "file:// or s3://"),
+        ({"drift.data_uri": "s3://bucket/live.csv"}, "drift.data_uri", "{ds}"),
+        ({"drift.psi_threshold": 0}, "drift.psi_threshold", "greater than 0"),
+        ({"drift.k_sigma": 2}, "drift.k_sigma", "unknown field"),
+    ],
+)
+def test_bad_drift_and_canary_fields_name_the_field(
+    tmp_path: Path, churn_raw: dict, changes: dict, field: str, reason: str
+) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(write_spec(tmp_path, mutated(churn_raw, changes)))
+    assert any(f == field and reason in r for f, r in info.value.problems), info.value.problems
