@@ -1,4 +1,8 @@
-"""The DAG factory: one ``<model>__retrain`` DAG per spec in include/models.
+"""The DAG factory: per spec in include/models, ``<model>__retrain`` and ``<model>__drift_watch``.
+
+The watch DAG emits the ``<model>__drift`` Asset event on drift; the retrain DAG runs on its
+nightly cron OR that asset. A retrain that registers a blessed challenger emits
+``<model>__challenger``.
 
 Thin wiring only: every task calls one core-library function with URIs and small dicts.
 Heavy imports (pandas, scikit-learn, MLflow, Great Expectations) happen inside the tasks;
@@ -18,27 +22,96 @@ _INCLUDE = Path(__file__).resolve().parents[1] / "include"
 if str(_INCLUDE) not in sys.path:
     sys.path.insert(0, str(_INCLUDE))
 
-from airflow.sdk import DAG, dag, get_current_context, task  # noqa: E402
+from airflow.sdk import (  # noqa: E402
+    DAG,
+    Asset,
+    AssetOrTimeSchedule,
+    BaseSensorOperator,
+    CronTriggerTimetable,
+    PokeReturnValue,
+    dag,
+    get_current_context,
+    task,
+)
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException  # noqa: E402
 from model_factory.config import FactorySettings  # noqa: E402
-from model_factory.spec import LoadedSpec, SpecError, load_specs  # noqa: E402
+from model_factory.spec import LoadedSpec, ModelSpec, SpecError, load_specs  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 
+def drift_asset(spec: ModelSpec) -> Asset:
+    return Asset(name=f"{spec.name}__drift", uri=f"x-model-factory://{spec.name}/drift")
+
+
+def challenger_asset(spec: ModelSpec) -> Asset:
+    return Asset(name=f"{spec.name}__challenger", uri=f"x-model-factory://{spec.name}/challenger")
+
+
+def _triggering_extras() -> list[dict]:
+    """The ``extra`` of each asset event that triggered this run, oldest first."""
+    events = get_current_context().get("triggering_asset_events") or {}
+    extras = [dict(event.extra or {}) for evs in events.values() for event in evs]
+    return sorted(extras, key=lambda extra: str(extra.get("ds", "")))
+
+
 def _run_ds() -> str:
-    """The batch date of this run: ``conf.ds`` if given, else the run's logical date."""
+    """The batch date of this run: ``conf.ds`` if given, else the date an asset event names
+    (a drift-fired retrain trains on the drifted batch), else the run's logical date."""
     from model_factory.batches import check_ds
 
     context = get_current_context()
     conf = context["dag_run"].conf or {}
-    if conf.get("ds"):
+    event_ds = [extra["ds"] for extra in _triggering_extras() if extra.get("ds")]
+    ds = conf.get("ds") or (event_ds[-1] if event_ds else None)
+    if ds:
         try:
-            return check_ds(str(conf["ds"]))
+            return check_ds(str(ds))
         except ValueError as exc:
-            raise AirflowFailException(f"bad trigger conf: {exc}") from exc
+            raise AirflowFailException(f"bad trigger conf or asset event: {exc}") from exc
     logical = context.get("logical_date") or context["dag_run"].run_after
     return logical.strftime("%Y-%m-%d")
+
+
+def _alert(spec: ModelSpec, kind: str, subject: str, body: str, details: dict | None = None) -> dict:
+    """Alert the model's owner: log + alerts file always; e-mail and webhook through the
+    Airflow connections the spec's ``notify`` section names."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+    from model_factory.alerts import Alert, SmtpTarget, deliver
+
+    smtp, webhook_url = None, None
+    try:
+        if spec.notify.smtp_conn_id and spec.notify.email:
+            conn = Connection.get(spec.notify.smtp_conn_id)
+            extra = conn.extra_dejson
+            smtp = SmtpTarget(
+                host=conn.host or "localhost",
+                port=conn.port or 25,
+                sender=extra.get("from_email", f"model-factory@{conn.host or 'localhost'}"),
+                recipients=list(spec.notify.email),
+                login=conn.login or None,
+                password=conn.password or None,
+                starttls=bool(extra.get("starttls", False)),
+            )
+        if spec.notify.webhook_conn_id:
+            conn = Connection.get(spec.notify.webhook_conn_id)
+            webhook_url = conn.extra_dejson.get("url") or conn.get_uri()
+    except AirflowNotFoundException as exc:
+        log.error("notify connection missing for %s: %s (alert goes to the log/file only)", spec.name, exc)
+    alert = Alert(model=spec.name, owner=spec.owner, kind=kind, subject=subject, body=body,
+                  details=details or {})  # fmt: skip
+    return deliver(alert, FactorySettings.from_env().home, smtp=smtp, webhook_url=webhook_url)
+
+
+def _retrain_schedule(spec: ModelSpec):
+    if not spec.drift.enabled:
+        return spec.schedule
+    if spec.schedule is None:
+        return [drift_asset(spec)]
+    return AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(spec.schedule, timezone="UTC"), assets=[drift_asset(spec)]
+    )
 
 
 def _s3_options(conn_id: str | None):
@@ -65,26 +138,34 @@ def _s3_options(conn_id: str | None):
     )
 
 
+def _common_dag_args(spec: ModelSpec, kind: str) -> dict:
+    """What every factory DAG of a model shares: owner, retries with backoff, tags, no catchup."""
+    return {
+        "start_date": datetime(2026, 1, 1),
+        "catchup": False,
+        "tags": ["model-factory", kind, spec.task, *(f"{k}:{v}" for k, v in spec.tags.items())],
+        "default_args": {
+            "owner": spec.owner,
+            "retries": spec.retries,
+            "retry_delay": timedelta(seconds=30),
+            "retry_exponential_backoff": True,
+        },
+    }
+
+
 def build_retrain_dag(loaded: LoadedSpec) -> DAG:
     spec = loaded.spec
 
     @dag(
         dag_id=f"{spec.name}__retrain",
         description=spec.description,
-        schedule=spec.schedule,
-        start_date=datetime(2026, 1, 1),
-        catchup=False,
+        schedule=_retrain_schedule(spec),
         max_active_runs=1,
-        tags=["model-factory", "retrain", spec.task, *(f"{k}:{v}" for k, v in spec.tags.items())],
-        default_args={
-            "owner": spec.owner,
-            "retries": spec.retries,
-            "retry_delay": timedelta(seconds=30),
-            "retry_exponential_backoff": True,
-        },
+        **_common_dag_args(spec, "retrain"),
         doc_md=f"**{spec.name}** ({spec.task}), owned by `{spec.owner}`.\n\n{spec.description}\n\n"
         f"Spec: `{loaded.path.name}`. Trigger with conf `{{\"ds\": \"YYYY-MM-DD\"}}` to (re)run "
-        "one batch date; add `\"force_retrain\": true` to train again on unchanged data.",
+        "one batch date; add `\"force_retrain\": true` to train again on unchanged data. "
+        f"Also runs when `{spec.name}__drift_watch` emits the `{spec.name}__drift` asset.",
     )
     def retrain():
         @task
@@ -113,6 +194,9 @@ def build_retrain_dag(loaded: LoadedSpec) -> DAG:
             outcome = validate_batch(spec, ingested, settings.store_uri, loaded.path.parent)
             if outcome["status"] == "quarantined":
                 reasons = "\n  - ".join(outcome["reasons"])
+                _alert(spec, "quarantine", f"{spec.name}: batch {ingested['ds']} quarantined",
+                       f"{ingested['source_uri']} failed validation; kept at "
+                       f"{outcome['quarantine_uri']}.\n  - {reasons}", outcome)  # fmt: skip
                 raise AirflowFailException(
                     f"batch {ingested['source_uri']} failed validation and was quarantined at "
                     f"{outcome['quarantine_uri']}; nothing was trained on it. Why:\n  - {reasons}"
@@ -165,9 +249,129 @@ def build_retrain_dag(loaded: LoadedSpec) -> DAG:
                      result["status"], result["alias"])  # fmt: skip
             return result
 
-        register(evaluate(train(validate(ingest()))))
+        @task(outlets=[challenger_asset(spec)])
+        def announce_challenger(registered: dict) -> dict:
+            """Emit ``<model>__challenger`` (which starts the canary) only for a new challenger."""
+            if registered["alias"] != "challenger":
+                raise AirflowSkipException(
+                    f"v{registered['version']} is {registered['status']} with alias "
+                    f"{registered['alias']}: no canary to start"
+                )
+            extra = {"version": registered["version"], "ds": _run_ds(), "reason": registered["reason"]}
+            get_current_context()["outlet_events"][challenger_asset(spec)].extra = extra
+            return extra
+
+        announce_challenger(register(evaluate(train(validate(ingest())))))
 
     return retrain()
+
+
+class NewBatchSensor(BaseSensorOperator):
+    """Done when the production batch of the run's date exists and was not checked yet
+    (conf ``force`` re-checks). Reschedule mode: no worker slot is held while waiting."""
+
+    def __init__(self, *, spec: ModelSpec, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+
+    def poke(self, context) -> PokeReturnValue:
+        from model_factory import storage
+        from model_factory.watch import already_checked, watched_uri
+
+        ds = _run_ds()
+        uri = watched_uri(self.spec, ds)
+        force = bool((context["dag_run"].conf or {}).get("force"))
+        if not storage.exists(uri):
+            log.info("waiting for %s", uri)
+            return PokeReturnValue(is_done=False)
+        if already_checked(self.spec, ds, FactorySettings.from_env()) and not force:
+            log.info("%s was already checked (conf {\"force\": true} re-checks it)", uri)
+            return PokeReturnValue(is_done=False)
+        return PokeReturnValue(is_done=True, xcom_value={"ds": ds, "uri": uri})
+
+
+def build_drift_watch_dag(loaded: LoadedSpec) -> DAG:
+    spec = loaded.spec
+    retrain_id = f"{spec.name}__retrain"
+
+    @dag(
+        dag_id=f"{spec.name}__drift_watch",
+        description=f"Watch {spec.name}'s production data against its champion's baseline",
+        schedule=spec.drift.schedule,
+        # A scheduled run may wait most of an hour for its batch; an ops trigger must not queue
+        # behind it. Same-date double checks are stopped by the sensor's "already checked".
+        max_active_runs=3,
+        **_common_dag_args(spec, "drift"),
+        doc_md="Waits for the production batch of the run's date "
+        f"(`{spec.drift.data_uri or spec.source.uri}`), "
+        f"checks it against the champion's training baseline (PSI, KS, chi-square, input contract, "
+        f"live metric when labelled) and, on drift, emits `{spec.name}__drift`, which runs "
+        f"`{retrain_id}`. Conf `{{\"ds\": \"YYYY-MM-DD\", \"force\": true}}` re-checks a date.",
+    )
+    def drift_watch():
+        wait_for_batch = NewBatchSensor(
+            task_id="wait_for_batch",
+            spec=spec,
+            poke_interval=spec.drift.sensor_poke_seconds,
+            timeout=spec.drift.sensor_timeout_minutes * 60,
+            mode="reschedule",
+            soft_fail=True,
+        )
+
+        @task
+        def check(found: dict) -> dict:
+            from model_factory.batches import MissingBatchError
+            from model_factory.watch import ALERT_HEADLINES, ALERT_STATUSES, NoBaselineError, check_batch
+
+            context = get_current_context()
+            try:
+                checked = check_batch(
+                    spec, found["ds"], FactorySettings.from_env(),
+                    context={"airflow.dag_id": context["dag"].dag_id, "airflow.run_id": context["run_id"]},
+                )  # fmt: skip
+            except (NoBaselineError, MissingBatchError) as exc:
+                raise AirflowSkipException(str(exc)) from exc
+            log.info("drift check of %s: %s\n  - %s\nreport: %s (JSON %s)", found["uri"],
+                     checked["status"], "\n  - ".join(checked["reasons"]) or "no finding",
+                     checked["report_uri"], checked["report_json_uri"])  # fmt: skip
+            if checked["status"] in ALERT_STATUSES:
+                _alert(
+                    spec,
+                    checked["status"],
+                    f"{spec.name}: {checked['status']} on {checked['ds']}",
+                    ALERT_HEADLINES[checked["status"]] + "\n  - " + "\n  - ".join(checked["reasons"])
+                    + f"\nReport: {checked['report_uri']}",
+                    checked,
+                )
+            return checked
+
+        @task(outlets=[drift_asset(spec)])
+        def fire_retrain(checked: dict) -> dict:
+            """Emit the drift asset (so the scheduler starts the retrain) unless gated."""
+            from model_factory.watch import record_retrain_trigger, retrain_gate
+
+            context = get_current_context()
+            settings = FactorySettings.from_env()
+            active = context["ti"].get_dr_count(dag_id=retrain_id, states=["queued", "running"])
+            fire, why = retrain_gate(spec, checked, settings, active_retrains=active)
+            if not fire:
+                log.info("no retrain fired: %s", why)
+                raise AirflowSkipException(f"no retrain fired: {why}")
+            record_retrain_trigger(spec, checked, settings)
+            extra = {
+                "ds": checked["ds"],
+                "status": checked["status"],
+                "reason": why,
+                "report_uri": checked["report_uri"],
+                "champion_version": checked["champion_version"],
+            }
+            context["outlet_events"][drift_asset(spec)].extra = extra
+            log.info("fired %s via asset %s__drift: %s", retrain_id, spec.name, why)
+            return extra
+
+        fire_retrain(check(wait_for_batch.output))
+
+    return drift_watch()
 
 
 def build_invalid_spec_dag(error: SpecError) -> DAG:
@@ -199,6 +403,7 @@ def build_all(specs_dir: Path | None = None) -> dict[str, DAG]:
     file, field and reason, so one typo never hides the other models' DAGs."""
     good, bad = load_specs(specs_dir or FactorySettings.from_env().specs_dir)
     dags = [build_retrain_dag(loaded) for loaded in good]
+    dags += [build_drift_watch_dag(loaded) for loaded in good if loaded.spec.drift.enabled]
     for error in bad:
         log.error("%s", error)
         warnings.warn(str(error), stacklevel=1)

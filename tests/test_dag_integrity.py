@@ -29,25 +29,46 @@ def test_dags_import_without_errors(dagbag):
     assert dagbag.captured_warnings == {}
 
 
-def test_one_retrain_dag_per_spec(dagbag):
+KINDS = ("retrain", "drift_watch")
+SHIPPED = sorted(f"{m}__{kind}" for m in ("churn", "demand") for kind in KINDS)
+
+
+def test_every_spec_gets_its_dags(dagbag):
     specs = [loaded.spec for loaded in load_specs(REPO / "include" / "models")[0]]
-    assert {f"{s.name}__retrain" for s in specs} == set(dagbag.dag_ids)
+    assert {f"{s.name}__{kind}" for s in specs for kind in KINDS} == set(dagbag.dag_ids)
     assert len(specs) >= 2
 
 
-@pytest.mark.parametrize("dag_id", ["churn__retrain", "demand__retrain"])
+@pytest.mark.parametrize("dag_id", SHIPPED)
 def test_dag_has_owner_retries_tags_and_safe_scheduling(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
-    assert dag.tags and "model-factory" in dag.tags and "retrain" in dag.tags
-    assert dag.max_active_runs == 1
+    assert dag.tags and "model-factory" in dag.tags
+    assert dag.max_active_runs == (1 if dag_id.endswith("__retrain") else 3)
     assert dag.catchup is False
     assert dag.schedule is not None
     for task in dag.tasks:
         assert task.owner not in ("", "airflow"), f"{dag_id}.{task.task_id} has no real owner"
         assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+
+
+def test_retrain_shape_and_assets(dagbag):
+    dag = dagbag.dags["churn__retrain"]
+    assert "retrain" in dag.tags
     assert [t.task_id for t in dag.topological_sort()] == [
-        "ingest", "validate", "train", "evaluate", "register",
+        "ingest", "validate", "train", "evaluate", "register", "announce_challenger",
     ]  # fmt: skip
+    assert [a.name for a in dag.get_task("announce_challenger").outlets] == ["churn__challenger"]
+    # nightly cron OR the drift asset
+    assert type(dag.schedule).__name__ == "AssetOrTimeSchedule"
+    assert "churn__drift" in repr(dag.schedule)
+
+
+def test_drift_watch_shape(dagbag):
+    dag = dagbag.dags["churn__drift_watch"]
+    assert [t.task_id for t in dag.topological_sort()] == ["wait_for_batch", "check", "fire_retrain"]
+    sensor = dag.get_task("wait_for_batch")
+    assert sensor.mode == "reschedule" and sensor.soft_fail
+    assert [a.name for a in dag.get_task("fire_retrain").outlets] == ["churn__drift"]
 
 
 def test_owner_and_schedule_come_from_the_spec(dagbag):
@@ -55,7 +76,8 @@ def test_owner_and_schedule_come_from_the_spec(dagbag):
     dag = dagbag.dags[f"{spec.name}__retrain"]
     assert dag.default_args["owner"] == spec.owner
     assert dag.default_args["retries"] == spec.retries
-    assert dag.schedule == spec.schedule
+    assert f"expression='{spec.schedule}'" in repr(dag.schedule)
+    assert dagbag.dags[f"{spec.name}__drift_watch"].schedule == spec.drift.schedule
 
 
 def test_bad_spec_is_reported_and_other_dags_still_load(tmp_path, monkeypatch):
@@ -69,7 +91,7 @@ def test_bad_spec_is_reported_and_other_dags_still_load(tmp_path, monkeypatch):
     bag = _dagbag()
 
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"churn__retrain", "invalid_spec__broken"}
+    assert set(bag.dag_ids) == {"churn__retrain", "churn__drift_watch", "invalid_spec__broken"}
     warnings = " ".join(w for ws in bag.captured_warnings.values() for w in ws)
     assert "broken.yaml" in warnings and "estimator" in warnings and "DeepMagicRegressor" in warnings
     placeholder = bag.dags["invalid_spec__broken"]
@@ -90,5 +112,5 @@ def test_dag_file_parses_without_heavy_imports():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     ).stdout
     result = json.loads(out.strip().splitlines()[-1])
-    assert result["dags"] == ["churn__retrain", "demand__retrain"]
+    assert result["dags"] == SHIPPED
     assert result["loaded"] == []

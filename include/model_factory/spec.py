@@ -233,6 +233,10 @@ class DriftSpec(_Strict):
         default=0.3, gt=0.0, le=1.0, description="This share of features drifted: drift"
     )
     min_rows: int = Field(default=500, ge=1, description="Fewer rows: no decision, said so")
+    ignore_features: list[str] = Field(
+        default_factory=list,
+        description="Reported, never judged: features that legitimately differ per batch (day_of_week)",
+    )
     contract_k_sigma: float = Field(default=2.0, gt=0.0, description="Input contract: mean ± k sigma")
     contract_mostly: float = Field(default=0.95, gt=0.0, le=1.0)
     max_metric_drop: float = Field(
@@ -327,6 +331,9 @@ class ModelSpec(_Strict):
             stray = sorted(set(names) - known)
             if stray:
                 raise ValueError(f"{section} names columns that are not features: {stray}")
+        stray = sorted(set(self.drift.ignore_features) - known)
+        if stray:
+            raise ValueError(f"drift.ignore_features names columns that are not features: {stray}")
         stray = sorted(set(self.validation.ranges) - set(self.features.numeric))
         if stray:
             raise ValueError(f"validation.ranges given for non-numeric features: {stray}")

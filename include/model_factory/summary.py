@@ -20,6 +20,17 @@ def quarantined_batches(settings: FactorySettings, model: str) -> list[dict]:
     return out
 
 
+def drift_checks(settings: FactorySettings, model: str) -> list[dict]:
+    """Every drift check of a model (one per batch date), oldest first."""
+    out = []
+    for uri in storage.list_uris(storage.join(settings.store_uri, "drift", model)):
+        if uri.endswith("/report.json"):
+            report = storage.read_json(uri)
+            out.append({"ds": report["ds"], "status": report["status"], "reasons": report["reasons"],
+                        "report_uri": uri.removesuffix(".json") + ".html"})  # fmt: skip
+    return sorted(out, key=lambda check: check["ds"])
+
+
 def model_rows(settings: FactorySettings, specs: list[ModelSpec]) -> list[dict]:
     client = tracking.connect(settings)
     rows = []
@@ -46,6 +57,7 @@ def model_rows(settings: FactorySettings, specs: list[ModelSpec]) -> list[dict]:
                 "champion_metric": champion_metric,
                 "challenger": current_alias_version(client, name, CHALLENGER),
                 "quarantined": quarantined_batches(settings, name),
+                "drift_checks": drift_checks(settings, name),
             }
         )
     return rows
@@ -53,7 +65,7 @@ def model_rows(settings: FactorySettings, specs: list[ModelSpec]) -> list[dict]:
 
 def format_table(rows: list[dict]) -> str:
     header = ["model", "task", "versions", "blessed/rejected/held", "champion", "metric",
-              "challenger", "quarantined"]  # fmt: skip
+              "challenger", "quarantined", "last drift check"]  # fmt: skip
     table = [header]
     for r in rows:
         metric = f"{r['metric']}={r['champion_metric']:.4f}" if r["champion_metric"] is not None else "-"
@@ -62,6 +74,8 @@ def format_table(rows: list[dict]) -> str:
             f"{r['blessed']}/{r['rejected']}/{r['held_for_review']}",
             f"v{r['champion']}" if r["champion"] else "-", metric,
             f"v{r['challenger']}" if r["challenger"] else "-", str(len(r["quarantined"])),
+            (f"{r['drift_checks'][-1]['status']} ({r['drift_checks'][-1]['ds']})"
+             if r.get("drift_checks") else "-"),
         ])  # fmt: skip
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in table]
@@ -73,4 +87,12 @@ def format_table(rows: list[dict]) -> str:
     ]
     if details:
         lines += ["", "Quarantined batches (nothing was trained on them):", *details]
+    checks = [
+        f"  {r['model']} {c['ds']}: {c['status']}: {'; '.join(c['reasons'][:2]) or 'no finding'}"
+        f"\n      report: {c['report_uri']}"
+        for r in rows
+        for c in r.get("drift_checks", [])
+    ]
+    if checks:
+        lines += ["", "Drift checks against the champion's training baseline:", *checks]
     return "\n".join(lines)

@@ -30,16 +30,21 @@ SKOPS_TRUSTED_TYPES = [
 ]
 
 
-def prepare_features(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+def prepare_features(df: pd.DataFrame, spec: ModelSpec, present_only: bool = False) -> pd.DataFrame:
     """The model's input frame: numeric as float64, categoricals as plain strings.
 
     Serving must call this too; MLflow signatures reject pandas ``category`` input, so
     categoricals travel as strings, with missing values as an explicit category.
+    ``present_only`` leaves out absent features instead of failing (drift checks report them).
     """
     X = pd.DataFrame(index=df.index)
     for col in spec.features.numeric:
+        if present_only and col not in df.columns:
+            continue
         X[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     for col in spec.features.categorical:
+        if present_only and col not in df.columns:
+            continue
         values = df[col].astype("object")
         X[col] = values.where(values.notna(), MISSING_CATEGORY).astype(str).astype(object)
     return X
@@ -132,6 +137,26 @@ def _pip_requirements() -> list[str]:
         except PackageNotFoundError:
             continue
     return pins
+
+
+BASELINE_ARTIFACT = "baseline/profile.json"
+CONTRACT_ARTIFACT = "baseline/input_contract.json"
+
+
+def log_baseline(X_train: pd.DataFrame, spec: ModelSpec) -> dict:
+    """Log what the model saw (the drift baseline) and the input contract suggested from it
+    to the active MLflow run; drift checks compare fresh data with the champion's copy."""
+    import mlflow
+    from model_factory.drift import build_baseline, input_contract
+
+    baseline = build_baseline(X_train, spec.features.numeric, spec.features.categorical)
+    contract = input_contract(
+        baseline, k_sigma=spec.drift.contract_k_sigma, mostly=spec.drift.contract_mostly
+    )
+    mlflow.log_dict(baseline, BASELINE_ARTIFACT)
+    mlflow.log_dict(contract, CONTRACT_ARTIFACT)
+    mlflow.set_tag("factory.baseline", BASELINE_ARTIFACT)
+    return baseline
 
 
 def read_frames(uris: list[str], s3: storage.S3Options | None = None) -> tuple[pd.DataFrame, list[dict]]:
@@ -249,6 +274,7 @@ def train_model(
             pip_requirements=_pip_requirements(),
             skops_trusted_types=SKOPS_TRUSTED_TYPES,
         )
+        log_baseline(X_train, spec)
         mlflow.set_tags({"factory.model_uri": info.model_uri, "factory.holdout_uri": holdout_uri})
     return {
         "run_id": run.info.run_id,

@@ -1,0 +1,256 @@
+"""Drift watch: compare a fresh production batch with the champion's training baseline.
+
+The statistics live in :mod:`model_factory.drift`; this module finds the champion and its
+stored baseline, reads the batch, adds the concept-drift check when the batch carries labels,
+writes the HTML + JSON report to the store and decides whether a retrain may be fired
+(cooldown, nothing already running). The Airflow DAG ``<model>__drift_watch`` is thin wiring
+around these functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from model_factory import storage, tracking
+from model_factory.batches import MissingBatchError, parse_batch, resolve_source_uri
+from model_factory.config import FactorySettings
+from model_factory.spec import ModelSpec
+
+RETRAIN_STATUSES = ("drift", "concept_drift")
+ALERT_HEADLINES = {
+    "drift": "input drift vs the champion's training baseline: retraining",
+    "concept_drift": "the champion's live metric dropped: retraining",
+    "too_good": "live metric too good to be true (broken feed or leak?): held for review, no retrain",
+    "data_quality": "data-quality failure (contract/schema break, not statistical drift): fix the feed",
+}
+ALERT_STATUSES = tuple(ALERT_HEADLINES)
+
+
+@dataclass(frozen=True)
+class ChampionBaseline:
+    version: str
+    run_id: str
+    baseline: dict[str, Any]
+    contract: dict[str, Any] | None
+    holdout_metric: float | None
+
+
+class NoBaselineError(LookupError):
+    """Nothing to compare with: no champion yet, or a champion logged without a baseline."""
+
+
+def watched_uri(spec: ModelSpec, ds: str) -> str:
+    """The production batch for ``ds``: ``drift.data_uri`` when set, else the training source."""
+    return resolve_source_uri(spec.drift.data_uri or spec.source.uri, ds)
+
+
+def report_folder(store_uri: str, model: str, ds: str) -> str:
+    return storage.join(store_uri, "drift", model, ds)
+
+
+def already_checked(spec: ModelSpec, ds: str, settings: FactorySettings) -> bool:
+    return storage.exists(storage.join(report_folder(settings.store_uri, spec.name, ds), "report.json"))
+
+
+def champion_baseline(spec: ModelSpec, settings: FactorySettings) -> ChampionBaseline:
+    """The champion's stored baseline profile and input contract (read from its MLflow run)."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+    from model_factory.training import BASELINE_ARTIFACT, CONTRACT_ARTIFACT
+
+    client = tracking.connect(settings)
+    name = spec.registered_model_name
+    try:
+        champion = client.get_model_version_by_alias(name, "champion")
+    except MlflowException as exc:
+        raise NoBaselineError(
+            f"model {name!r} has no champion yet: nothing to compare fresh data with "
+            "(the first blessed retrain creates one)"
+        ) from exc
+    version, run_id = str(champion.version), champion.run_id
+    try:
+        baseline = mlflow.artifacts.load_dict(f"runs:/{run_id}/{BASELINE_ARTIFACT}")
+    except (MlflowException, OSError) as exc:
+        raise NoBaselineError(
+            f"champion {name} v{version} (run {run_id}) has no baseline profile at "
+            f"{BASELINE_ARTIFACT}: it was trained before baselines were logged. Retrain "
+            f"(trigger {name}__retrain with conf {{\"force_retrain\": true}}) to create one"
+        ) from exc
+    try:
+        contract = mlflow.artifacts.load_dict(f"runs:/{run_id}/{CONTRACT_ARTIFACT}")
+    except (MlflowException, OSError):
+        contract = None
+    metric_tag = champion.tags.get(f"factory.holdout_{spec.gates.primary_metric}")
+    return ChampionBaseline(
+        version=version,
+        run_id=run_id,
+        baseline=baseline,
+        contract=contract,
+        holdout_metric=float(metric_tag) if metric_tag else None,
+    )
+
+
+def _concept_drift(spec: ModelSpec, frame, champion: ChampionBaseline) -> dict[str, Any]:
+    """Champion's live metric on the labelled rows of the batch vs its holdout metric."""
+    from model_factory.drift import check_concept_drift
+
+    labelled = frame[frame[spec.target].notna()] if spec.target in frame.columns else frame.iloc[:0]
+    if champion.holdout_metric is None:
+        return {"status": "insufficient_data", "reasons": [
+            f"champion v{champion.version} has no recorded holdout {spec.gates.primary_metric}"]}  # fmt: skip
+    if len(labelled) < spec.drift.min_labels:
+        return {"status": "insufficient_data", "n_labelled": len(labelled), "reasons": [
+            f"{len(labelled)} labelled rows, concept drift needs {spec.drift.min_labels}"]}  # fmt: skip
+    if any(col not in labelled.columns for col in spec.features.all):
+        return {"status": "insufficient_data", "reasons": ["features missing: see data quality"]}
+    import mlflow.sklearn
+    from model_factory.evaluation import compute_metrics
+
+    model = mlflow.sklearn.load_model(f"models:/{spec.registered_model_name}/{champion.version}")
+    live = compute_metrics(model, labelled, spec)[spec.gates.primary_metric]
+    result = check_concept_drift(
+        live,
+        champion.holdout_metric,
+        higher_is_better=spec.higher_is_better,
+        n_labelled=len(labelled),
+        min_labels=spec.drift.min_labels,
+        max_drop=spec.drift.max_metric_drop,
+        too_good_jump=spec.gates.too_good_jump or 0.25,
+    )
+    return {**result, "metric": spec.gates.primary_metric, "live": live,
+            "reference": champion.holdout_metric}  # fmt: skip
+
+
+def overall_status(data_drift: dict[str, Any], concept: dict[str, Any]) -> str:
+    """One word for the batch: a data-quality break first (retraining on it would learn the
+    break), then statistical drift, then concept drift, then a too-good live metric."""
+    if data_drift["status"] == "data_quality":
+        return "data_quality"
+    if data_drift["status"] == "drift":
+        return "drift"
+    if concept.get("status") in ("concept_drift", "too_good"):
+        return concept["status"]
+    return data_drift["status"]
+
+
+def check_batch(
+    spec: ModelSpec,
+    ds: str,
+    settings: FactorySettings,
+    s3: storage.S3Options | None = None,
+    context: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Check the production batch for ``ds`` against the champion; write the report.
+
+    Raises :class:`NoBaselineError` (no champion, or one without a baseline) and
+    :class:`MissingBatchError`; returns a small JSON-able summary with the report URIs.
+    """
+    from model_factory.drift import DriftRule, check_drift
+    from model_factory.drift_report import render_html
+    from model_factory.training import prepare_features
+
+    champion = champion_baseline(spec, settings)
+    uri = watched_uri(spec, ds)
+    try:
+        data = storage.read_bytes(uri, s3)
+    except storage.ObjectNotFoundError as exc:
+        raise MissingBatchError(f"no production batch for {spec.name!r} on {ds}: nothing at {uri}") from exc
+    fmt = "parquet" if uri.endswith(".parquet") else spec.source.format
+    frame = parse_batch(data, fmt, uri)
+    rule = DriftRule(
+        psi_threshold=spec.drift.psi_threshold,
+        drifted_share=spec.drift.drifted_share,
+        min_rows=spec.drift.min_rows,
+        ignore_features=tuple(spec.drift.ignore_features),
+    )
+    features = prepare_features(frame, spec, present_only=True)
+    data_drift = check_drift(champion.baseline, features, rule, contract=champion.contract)
+    concept = _concept_drift(spec, frame, champion)
+    status = overall_status(data_drift, concept)
+    reasons = list(data_drift.get("reasons", [])) + [
+        f"concept: {r}" for r in concept.get("reasons", [])
+    ]
+    folder = report_folder(settings.store_uri, spec.name, ds)
+    report = {
+        "model": spec.name,
+        "ds": ds,
+        "status": status,
+        "reasons": reasons,
+        "batch_uri": uri,
+        "champion_version": champion.version,
+        "champion_run_id": champion.run_id,
+        "data_drift": data_drift,
+        "concept_drift": concept,
+        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **({"context": context} if context else {}),
+    }
+    html = render_html(
+        {**data_drift, "status": status, "reasons": reasons, "concept_drift": concept},
+        champion.baseline,
+        title=f"{spec.name}: drift check of {ds} vs champion v{champion.version}",
+        context={
+            "batch": uri,
+            "champion": f"v{champion.version} (run {champion.run_id})",
+            "owner": spec.owner,
+            **(context or {}),
+        },
+    )
+    html_uri = storage.write_bytes(storage.join(folder, "report.html"), html.encode(), s3)
+    json_uri = storage.write_json(storage.join(folder, "report.json"), report, s3)
+    return {
+        "model": spec.name,
+        "ds": ds,
+        "status": status,
+        "reasons": reasons,
+        "rows": data_drift.get("rows"),
+        "drifted_features": data_drift.get("drifted_features", []),
+        "champion_version": champion.version,
+        "report_uri": html_uri,
+        "report_json_uri": json_uri,
+    }
+
+
+def trigger_state_uri(store_uri: str, model: str) -> str:
+    return storage.join(store_uri, "drift", model, "last_retrain_trigger.json")
+
+
+def retrain_gate(
+    spec: ModelSpec,
+    checked: dict[str, Any],
+    settings: FactorySettings,
+    active_retrains: int,
+    now: datetime | None = None,
+) -> tuple[bool, str]:
+    """May this check fire a retrain? Not without drift, not inside the cooldown after the
+    last drift-fired retrain, not while a retrain run is queued or running."""
+    now = now or datetime.now(UTC)
+    if checked["status"] not in RETRAIN_STATUSES:
+        return False, f"status {checked['status']}: no retrain"
+    if active_retrains:
+        return False, f"{spec.name}__retrain already has {active_retrains} run(s) queued or running"
+    state_uri = trigger_state_uri(settings.store_uri, spec.name)
+    if storage.exists(state_uri):
+        last = storage.read_json(state_uri)
+        last_at = datetime.fromisoformat(last["at"])
+        until = last_at + timedelta(hours=spec.drift.cooldown_hours)
+        if now < until:
+            return False, (
+                f"cooldown: a drift retrain was fired at {last['at']} for {last['ds']}; "
+                f"next allowed after {until.isoformat(timespec='seconds')} (drift.cooldown_hours="
+                f"{spec.drift.cooldown_hours:g})"
+            )
+    return True, f"{checked['status']} on {checked['ds']}: " + "; ".join(checked["reasons"][:3])
+
+
+def record_retrain_trigger(spec: ModelSpec, checked: dict[str, Any], settings: FactorySettings,
+                           now: datetime | None = None) -> dict[str, Any]:  # fmt: skip
+    state = {
+        "at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
+        "ds": checked["ds"],
+        "status": checked["status"],
+        "report_uri": checked["report_uri"],
+    }
+    storage.write_json(trigger_state_uri(settings.store_uri, spec.name), state)
+    return state
