@@ -1,8 +1,9 @@
-"""The DAG factory: per spec in include/models, ``<model>__retrain`` and ``<model>__drift_watch``.
+"""The DAG factory: per spec in include/models, ``<model>__retrain``, ``<model>__drift_watch``
+and ``<model>__canary``.
 
 The watch DAG emits the ``<model>__drift`` Asset event on drift; the retrain DAG runs on its
 nightly cron OR that asset. A retrain that registers a blessed challenger emits
-``<model>__challenger``.
+``<model>__challenger``, which starts the canary rollout.
 
 Thin wiring only: every task calls one core-library function with URIs and small dicts.
 Heavy imports (pandas, scikit-learn, MLflow, Great Expectations) happen inside the tasks;
@@ -374,6 +375,208 @@ def build_drift_watch_dag(loaded: LoadedSpec) -> DAG:
     return drift_watch()
 
 
+CANARY_ACTIONS = ("promote", "rollback", "abort", "pin", "unpin")
+
+
+def _actor() -> str:
+    """Who asked: the conf's ``actor``, else the user who triggered the run, else this run."""
+    context = get_current_context()
+    run = context["dag_run"]
+    where = f"{context['dag'].dag_id}/{context['run_id']}"
+    user = (run.conf or {}).get("actor") or getattr(run, "triggering_user_name", None)
+    return f"{user} via {where}" if user else f"airflow:{where}"
+
+
+def _record_decision(decision: dict) -> dict:
+    """Every rollout decision goes to the registry (done by the canary functions), the prediction
+    DB's decisions table and the task log."""
+    from model_factory.serving.predlog import write_decision
+    from model_factory.serving.settings import prediction_db_uri
+
+    write_decision(prediction_db_uri(FactorySettings.from_env()), decision)
+    log.info("%s v%s %s by %s: %s", decision["model"], decision.get("version"), decision["action"],
+             decision.get("actor"), decision.get("reason"))  # fmt: skip
+    return decision
+
+
+class CanaryStageSensor(BaseSensorOperator):
+    """Waits until the running canary's stage can be judged (enough labelled outcomes in both
+    arms, a guardrail broken, or the stage's maximum duration over), then hands on the analysis.
+    Skips when the canary this run started is no longer running (promoted or stopped)."""
+
+    def __init__(self, *, spec: ModelSpec, stage: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.stage = stage
+
+    def poke(self, context) -> PokeReturnValue:
+        from datetime import UTC
+
+        from model_factory.canary import analyse_running_canary, read_serving_state
+
+        started = context["ti"].xcom_pull(task_ids="start")
+        settings = FactorySettings.from_env()
+        state = read_serving_state(self.spec.registered_model_name, settings)
+        if state.canary != started["version"]:
+            raise AirflowSkipException(
+                f"canary v{started['version']} is no longer running (champion v{state.champion}): "
+                f"stage {self.stage} has nothing to judge"
+            )
+        began = datetime.fromisoformat(state.updated_at or state.started_at)
+        if began.tzinfo is None:
+            began = began.replace(tzinfo=UTC)
+        overdue = datetime.now(UTC) > began + timedelta(minutes=self.spec.canary.max_stage_minutes)
+        result = analyse_running_canary(self.spec, settings, deadline_passed=overdue)
+        log.info("stage %d (share %.0f%%): %s\n  - %s", self.stage, state.share * 100, result["decision"],
+                 "\n  - ".join(result["reasons"]))  # fmt: skip
+        if result["decision"] == "wait":
+            return PokeReturnValue(is_done=False)
+        return PokeReturnValue(is_done=True, xcom_value=result)
+
+
+def build_canary_dag(loaded: LoadedSpec) -> DAG:
+    spec = loaded.spec
+    name = spec.registered_model_name
+    ramp = list(spec.canary.ramp)
+
+    @dag(
+        dag_id=f"{spec.name}__canary",
+        description=f"Roll a blessed {spec.name} challenger out on live traffic: ramp, promote or roll back",
+        schedule=[challenger_asset(spec)],
+        # Ops' manual controls (conf action) must not queue behind a canary that is waiting.
+        max_active_runs=3,
+        **_common_dag_args(spec, "canary"),
+        doc_md=f"Started by `{spec.name}__challenger` (a retrain registered a blessed challenger): the "
+        f"challenger becomes alias `canary` at {ramp[0]:.0%} of the gateway's traffic, then each stage "
+        f"({' -> '.join(f'{s:.0%}' for s in ramp)}) waits for {spec.canary.min_samples} labelled "
+        "outcomes per arm and is judged on the live primary metric (one-sided test) and the error-rate "
+        "and p95-latency guardrails: ramp, promote (old champion kept as `previous_champion`) or roll "
+        "back.\n\nManual control, with who and why recorded: trigger with conf "
+        '`{"action": "promote|rollback|abort|pin|unpin", "version": "N", "reason": "...", "actor": "..."}`;'
+        ' `{"version": "N"}` starts a canary of a given blessed version.',
+    )
+    def canary():
+        @task
+        def manual_action() -> dict:
+            """Ops' conf ``action``: promote now, roll back, abort, pin or unpin."""
+            from model_factory import canary as rollout
+            from model_factory import registry
+
+            conf = get_current_context()["dag_run"].conf or {}
+            action = conf.get("action")
+            if not action:
+                raise AirflowSkipException("no conf action: this run rolls a challenger out")
+            if action not in CANARY_ACTIONS:
+                raise AirflowFailException(f"conf action {action!r} unknown; use one of {CANARY_ACTIONS}")
+            reason = conf.get("reason")
+            if not reason:
+                raise AirflowFailException(f"conf action {action!r} needs a \"reason\" (it is recorded)")
+            settings, actor = FactorySettings.from_env(), _actor()
+            state = rollout.read_serving_state(name, settings)
+            version = str(conf["version"]) if conf.get("version") is not None else None
+            try:
+                if action == "promote" and state.canary and version in (None, state.canary):
+                    decision = rollout.promote_canary(name, settings, actor, reason)
+                elif action == "promote":
+                    if version is None:
+                        raise AirflowFailException("promote without a running canary needs conf version")
+                    done = registry.promote(name, version, settings, actor, reason)
+                    decision = {"model": name, "version": version, "action": "promoted", "actor": actor,
+                                "reason": reason, "details": done}  # fmt: skip
+                elif action == "rollback" and state.canary:
+                    decision = rollout.rollback_canary(name, settings, actor, reason)
+                elif action == "rollback":
+                    done = registry.rollback(name, settings, actor, reason)
+                    decision = {"model": name, "version": done["champion"], "action": "rolled_back",
+                                "actor": actor, "reason": reason, "details": done}  # fmt: skip
+                elif action == "abort":
+                    decision = rollout.abort_canary(name, settings, actor, reason)
+                elif action == "pin":
+                    if version is None:
+                        raise AirflowFailException("pin needs conf version")
+                    decision = rollout.pin_version(name, version, settings, actor, reason)
+                else:
+                    decision = rollout.unpin_version(name, settings, actor, reason)
+            except registry.PromotionError as exc:
+                raise AirflowFailException(f"{action} refused: {exc}") from exc
+            return _record_decision(decision)
+
+        @task
+        def start() -> dict:
+            """The challenger becomes the canary at the ramp's first share."""
+            from model_factory import canary as rollout
+            from model_factory.registry import CHALLENGER, PromotionError, current_alias_version
+            from model_factory.tracking import connect
+
+            conf = get_current_context()["dag_run"].conf or {}
+            if conf.get("action"):
+                raise AirflowSkipException(f"manual action {conf['action']!r}: no rollout in this run")
+            if not spec.canary.enabled:
+                raise AirflowSkipException(f"canary.enabled is false in {loaded.path.name}")
+            settings = FactorySettings.from_env()
+            events = [extra["version"] for extra in _triggering_extras() if extra.get("version")]
+            version = conf.get("version") or (events[-1] if events else None)
+            version = version or current_alias_version(connect(settings), name, CHALLENGER)
+            if version is None:
+                raise AirflowSkipException(f"{name} has no challenger to roll out")
+            reason = conf.get("reason") or f"blessed challenger v{version}: canary at {ramp[0]:.0%}"
+            try:
+                decision = rollout.start_canary(name, str(version), ramp[0], settings, _actor(), reason)
+            except PromotionError as exc:
+                raise AirflowFailException(f"cannot start the canary: {exc}") from exc
+            if decision.get("changed", True):
+                _record_decision(decision)
+            return {"version": str(version), "share": ramp[0]}
+
+        def act(stage: int):
+            @task(task_id=f"stage_{stage}_act")
+            def stage_act(result: dict) -> dict:
+                """Carry out the stage's verdict: ramp, promote or roll back."""
+                from model_factory import canary as rollout
+
+                settings, actor = FactorySettings.from_env(), _actor()
+                why = "; ".join(result["reasons"][:4])
+                version = result["canary_version"]
+                if result["decision"] == "continue":
+                    share = result["next_share"]
+                    decision = rollout.set_canary_share(
+                        name, share, settings, actor, f"stage {stage} healthy: {why}", version=version
+                    )
+                elif result["decision"] == "promote":
+                    decision = rollout.promote_canary(
+                        name, settings, actor, f"canary won: {why}", version=version,
+                        details={"analysis": result},
+                    )  # fmt: skip
+                else:
+                    decision = rollout.rollback_canary(
+                        name, settings, actor, f"canary lost: {why}", version=version,
+                        details={"analysis": result},
+                    )  # fmt: skip
+                    _alert(spec, "canary", f"{name}: canary v{version} rolled back",
+                           "\n  - ".join([f"stage {stage}, champion v{result['champion_version']} kept",
+                                          *result["reasons"]]), result)  # fmt: skip
+                return _record_decision(decision)
+
+            return stage_act
+
+        started = start()
+        previous = started
+        for stage in range(1, len(ramp) + 1):
+            wait = CanaryStageSensor(
+                task_id=f"stage_{stage}_wait",
+                spec=spec,
+                stage=stage,
+                poke_interval=spec.canary.poke_seconds,
+                timeout=spec.canary.max_stage_minutes * 60 + 600,
+                mode="reschedule",
+            )
+            previous >> wait
+            previous = act(stage)(wait.output)
+        manual_action()
+
+    return canary()
+
+
 def build_invalid_spec_dag(error: SpecError) -> DAG:
     """A visible stand-in for a spec that does not parse: the UI shows why; a run fails saying it."""
     stem = Path(error.path).stem
@@ -404,6 +607,7 @@ def build_all(specs_dir: Path | None = None) -> dict[str, DAG]:
     good, bad = load_specs(specs_dir or FactorySettings.from_env().specs_dir)
     dags = [build_retrain_dag(loaded) for loaded in good]
     dags += [build_drift_watch_dag(loaded) for loaded in good if loaded.spec.drift.enabled]
+    dags += [build_canary_dag(loaded) for loaded in good if loaded.spec.canary.enabled]
     for error in bad:
         log.error("%s", error)
         warnings.warn(str(error), stacklevel=1)

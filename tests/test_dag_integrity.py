@@ -29,14 +29,20 @@ def test_dags_import_without_errors(dagbag):
     assert dagbag.captured_warnings == {}
 
 
-KINDS = ("retrain", "drift_watch")
-SHIPPED = sorted(f"{m}__{kind}" for m in ("churn", "demand") for kind in KINDS)
+KINDS = ("retrain", "drift_watch", "canary")
+SPECS = [loaded.spec for loaded in load_specs(REPO / "include" / "models")[0]]
+ENABLED = {
+    "retrain": lambda s: True,
+    "drift_watch": lambda s: s.drift.enabled,
+    "canary": lambda s: s.canary.enabled,
+}
+SHIPPED = sorted(f"{s.name}__{kind}" for s in SPECS for kind in KINDS if ENABLED[kind](s))
 
 
 def test_every_spec_gets_its_dags(dagbag):
-    specs = [loaded.spec for loaded in load_specs(REPO / "include" / "models")[0]]
-    assert {f"{s.name}__{kind}" for s in specs for kind in KINDS} == set(dagbag.dag_ids)
-    assert len(specs) >= 2
+    assert set(SHIPPED) == set(dagbag.dag_ids)
+    assert len(SPECS) >= 2
+    assert "demand__drift_watch" not in SHIPPED  # switched off in its spec, with the reason
 
 
 @pytest.mark.parametrize("dag_id", SHIPPED)
@@ -44,6 +50,7 @@ def test_dag_has_owner_retries_tags_and_safe_scheduling(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
     assert dag.tags and "model-factory" in dag.tags
     assert dag.max_active_runs == (1 if dag_id.endswith("__retrain") else 3)
+    assert dag.doc_md
     assert dag.catchup is False
     assert dag.schedule is not None
     for task in dag.tasks:
@@ -61,6 +68,18 @@ def test_retrain_shape_and_assets(dagbag):
     # nightly cron OR the drift asset
     assert type(dag.schedule).__name__ == "AssetOrTimeSchedule"
     assert "churn__drift" in repr(dag.schedule)
+
+
+def test_canary_shape(dagbag):
+    dag = dagbag.dags["churn__canary"]
+    ramp = load_specs(REPO / "include" / "models")[0][0].spec.canary.ramp
+    stages = [f"stage_{i}_{step}" for i in range(1, len(ramp) + 1) for step in ("wait", "act")]
+    assert {t.task_id for t in dag.tasks} == {"manual_action", "start", *stages}
+    assert "churn__challenger" in repr(dag.schedule)
+    for i in range(1, len(ramp) + 1):
+        sensor = dag.get_task(f"stage_{i}_wait")
+        assert sensor.mode == "reschedule"
+        assert dag.get_task(f"stage_{i}_act").upstream_task_ids == {f"stage_{i}_wait"}
 
 
 def test_drift_watch_shape(dagbag):
@@ -91,7 +110,7 @@ def test_bad_spec_is_reported_and_other_dags_still_load(tmp_path, monkeypatch):
     bag = _dagbag()
 
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"churn__retrain", "churn__drift_watch", "invalid_spec__broken"}
+    assert set(bag.dag_ids) == {f"churn__{kind}" for kind in KINDS} | {"invalid_spec__broken"}
     warnings = " ".join(w for ws in bag.captured_warnings.values() for w in ws)
     assert "broken.yaml" in warnings and "estimator" in warnings and "DeepMagicRegressor" in warnings
     placeholder = bag.dags["invalid_spec__broken"]

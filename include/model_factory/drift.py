@@ -802,7 +802,7 @@ def _categorical_result(profile: dict, acc: _CategoricalAccumulator | None, rows
     return out
 
 
-def _judge(name: str, feat: dict, rule: DriftRule) -> list[str]:
+def _judge(feat: dict, rule: DriftRule) -> list[str]:
     """Why a feature counts as drifted under the rule (empty: it does not)."""
     why = []
     if feat["psi"] is not None and feat["psi"] >= rule.psi_warn:
@@ -894,7 +894,7 @@ def check_drift(
         feat["data_quality"] = dq_by_col.get(name, [])
         feat["ignored"] = name in rule.ignore_features
         feat["judged"] = not feat["ignored"] and not feat["data_quality"] and feat["present"]
-        feat["why"] = _judge(name, feat, rule) if feat["judged"] else []
+        feat["why"] = _judge(feat, rule) if feat["judged"] else []
         feat["drifted"] = bool(feat["why"])
         feat["bounds_ok"] = None if feat.get("outside_bounds_share") is None else name not in out_of_bounds
         if feat["judged"]:

@@ -26,6 +26,8 @@ def connect(settings: FactorySettings, attempts: int = 3, delay_s: float = 2.0) 
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    # The artifact download progress bar goes to stderr, which task logs show as errors.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if settings.tracking_uri.startswith("sqlite:///"):
         db_path = settings.tracking_uri.removeprefix("sqlite:///")
         os.makedirs(os.path.dirname(db_path) or ".", exist_ok=True)

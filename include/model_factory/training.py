@@ -30,21 +30,16 @@ SKOPS_TRUSTED_TYPES = [
 ]
 
 
-def prepare_features(df: pd.DataFrame, spec: ModelSpec, present_only: bool = False) -> pd.DataFrame:
+def prepare_features(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
     """The model's input frame: numeric as float64, categoricals as plain strings.
 
     Serving must call this too; MLflow signatures reject pandas ``category`` input, so
     categoricals travel as strings, with missing values as an explicit category.
-    ``present_only`` leaves out absent features instead of failing (drift checks report them).
     """
     X = pd.DataFrame(index=df.index)
     for col in spec.features.numeric:
-        if present_only and col not in df.columns:
-            continue
         X[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     for col in spec.features.categorical:
-        if present_only and col not in df.columns:
-            continue
         values = df[col].astype("object")
         X[col] = values.where(values.notna(), MISSING_CATEGORY).astype(str).astype(object)
     return X

@@ -149,7 +149,6 @@ def check_batch(
     """
     from model_factory.drift import DriftRule, check_drift
     from model_factory.drift_report import render_html
-    from model_factory.training import prepare_features
 
     champion = champion_baseline(spec, settings)
     uri = watched_uri(spec, ds)
@@ -165,8 +164,10 @@ def check_batch(
         min_rows=spec.drift.min_rows,
         ignore_features=tuple(spec.drift.ignore_features),
     )
-    features = prepare_features(frame, spec, present_only=True)
-    data_drift = check_drift(champion.baseline, features, rule, contract=champion.contract)
+    # Raw columns: check_drift reads missing values and "__missing__" itself, and a non-numeric
+    # value must reach the contract's type check rather than be coerced to NaN here.
+    present = [col for col in spec.features.all if col in frame.columns]
+    data_drift = check_drift(champion.baseline, frame[present], rule, contract=champion.contract)
     concept = _concept_drift(spec, frame, champion)
     status = overall_status(data_drift, concept)
     reasons = list(data_drift.get("reasons", [])) + [
