@@ -18,7 +18,8 @@ export AIRFLOW__CORE__PARALLELISM := 4
 export GX_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install demo ui test lint validate-specs summary promote rollback env clean
+.PHONY: install demo ui serve test lint validate-specs summary status promote rollback abort pin unpin \
+	canary env clean
 
 install: $(VENV)/.installed
 
@@ -60,13 +61,38 @@ validate-specs: install
 summary: install
 	python -m model_factory.cli summary
 
-## make promote MODEL=churn VERSION=5 REASON="..."   (only blessed versions; who/why recorded)
-promote: install
-	python -m model_factory.cli promote "$(MODEL)" "$(VERSION)" --reason "$(REASON)"
+## The serving gateway on the embedded registry: champion + canary per model, prediction log in
+## .factory/serving/predictions.db. make serve GATEWAY_PORT=8000
+GATEWAY_PORT ?= 8000
+serve: install
+	python -m model_factory.serving --host 127.0.0.1 --port $(GATEWAY_PORT)
 
-## make rollback MODEL=churn REASON="..."   (champion goes back to previous_champion)
+## Rollout control for ops; every command records who ($$FACTORY_ACTOR or login) and REASON.
+status: install
+	python -m model_factory.cli status $(MODEL)
+
+## make promote MODEL=churn [VERSION=5] REASON="..."  (the running canary, else a blessed VERSION)
+promote: install
+	python -m model_factory.cli promote "$(MODEL)" $(VERSION) --reason "$(REASON)"
+
+## make rollback MODEL=churn REASON="..."  (the running canary; with none, champion -> previous_champion)
 rollback: install
 	python -m model_factory.cli rollback "$(MODEL)" --reason "$(REASON)"
+
+## make abort MODEL=churn REASON="..."  (stop the canary without a verdict)
+abort: install
+	python -m model_factory.cli abort "$(MODEL)" --reason "$(REASON)"
+
+## make pin MODEL=churn VERSION=5 REASON="..."  /  make unpin MODEL=churn REASON="..."
+pin: install
+	python -m model_factory.cli pin "$(MODEL)" "$(VERSION)" --reason "$(REASON)"
+
+unpin: install
+	python -m model_factory.cli unpin "$(MODEL)" --reason "$(REASON)"
+
+## make canary MODEL=churn VERSION=6 REASON="..."  (start a canary by hand; the canary DAG judges it)
+canary: install
+	python -m model_factory.cli canary "$(MODEL)" "$(VERSION)" --reason "$(REASON)"
 
 ## eval "$$(make -s env)" puts this shell on the embedded state: plain `airflow`/`mlflow` commands work.
 env:
@@ -78,3 +104,24 @@ env:
 
 clean:
 	rm -rf $(STATE)
+
+## The production configuration, run for real on this machine (model_factory.stack): Airflow's
+## metadata DB in PostgreSQL, CeleryExecutor on Redis, scheduler + dag-processor + triggerer +
+## api-server + celery worker, an MLflow server (PostgreSQL backend, artifacts on S3) and a local
+## S3 endpoint (moto). Needs PostgreSQL on 127.0.0.1:5432 and Redis on :6379 (trust auth), or
+## FACTORY_STACK_POSTGRES_URL / FACTORY_STACK_REDIS_URL. Airflow on :8080, MLflow on :5000.
+##   make prod-up      start it in the background (state, logs, password: .factory/prod/)
+##   make prod-demo    upload demo batches to its S3 and run every model through its REST API
+##   make prod-status  which components run;  make prod-down  stop it and drop its databases
+.PHONY: prod-up prod-demo prod-status prod-down
+prod-up: install
+	python -m model_factory.stack up $(ARGS)
+
+prod-demo: install
+	python -m model_factory.stack demo $(ARGS)
+
+prod-status:
+	python -m model_factory.stack status
+
+prod-down:
+	python -m model_factory.stack down

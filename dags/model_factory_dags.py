@@ -375,9 +375,6 @@ def build_drift_watch_dag(loaded: LoadedSpec) -> DAG:
     return drift_watch()
 
 
-CANARY_ACTIONS = ("promote", "rollback", "abort", "pin", "unpin")
-
-
 def _actor() -> str:
     """Who asked: the conf's ``actor``, else the user who triggered the run, else this run."""
     context = get_current_context()
@@ -458,46 +455,20 @@ def build_canary_dag(loaded: LoadedSpec) -> DAG:
     def canary():
         @task
         def manual_action() -> dict:
-            """Ops' conf ``action``: promote now, roll back, abort, pin or unpin."""
-            from model_factory import canary as rollout
-            from model_factory import registry
+            """Ops' conf ``action``: promote now, roll back, abort, pin or unpin (who/why recorded)."""
+            from model_factory.canary import OPS_ACTIONS, ops_action
+            from model_factory.registry import PromotionError
 
             conf = get_current_context()["dag_run"].conf or {}
             action = conf.get("action")
             if not action:
                 raise AirflowSkipException("no conf action: this run rolls a challenger out")
-            if action not in CANARY_ACTIONS:
-                raise AirflowFailException(f"conf action {action!r} unknown; use one of {CANARY_ACTIONS}")
-            reason = conf.get("reason")
-            if not reason:
-                raise AirflowFailException(f"conf action {action!r} needs a \"reason\" (it is recorded)")
-            settings, actor = FactorySettings.from_env(), _actor()
-            state = rollout.read_serving_state(name, settings)
-            version = str(conf["version"]) if conf.get("version") is not None else None
+            if action not in OPS_ACTIONS:
+                raise AirflowFailException(f"conf action {action!r} unknown; use one of {OPS_ACTIONS}")
             try:
-                if action == "promote" and state.canary and version in (None, state.canary):
-                    decision = rollout.promote_canary(name, settings, actor, reason)
-                elif action == "promote":
-                    if version is None:
-                        raise AirflowFailException("promote without a running canary needs conf version")
-                    done = registry.promote(name, version, settings, actor, reason)
-                    decision = {"model": name, "version": version, "action": "promoted", "actor": actor,
-                                "reason": reason, "details": done}  # fmt: skip
-                elif action == "rollback" and state.canary:
-                    decision = rollout.rollback_canary(name, settings, actor, reason)
-                elif action == "rollback":
-                    done = registry.rollback(name, settings, actor, reason)
-                    decision = {"model": name, "version": done["champion"], "action": "rolled_back",
-                                "actor": actor, "reason": reason, "details": done}  # fmt: skip
-                elif action == "abort":
-                    decision = rollout.abort_canary(name, settings, actor, reason)
-                elif action == "pin":
-                    if version is None:
-                        raise AirflowFailException("pin needs conf version")
-                    decision = rollout.pin_version(name, version, settings, actor, reason)
-                else:
-                    decision = rollout.unpin_version(name, settings, actor, reason)
-            except registry.PromotionError as exc:
+                decision = ops_action(name, action, FactorySettings.from_env(), _actor(),
+                                      conf.get("reason", ""), conf.get("version"))  # fmt: skip
+            except PromotionError as exc:
                 raise AirflowFailException(f"{action} refused: {exc}") from exc
             return _record_decision(decision)
 
@@ -519,6 +490,12 @@ def build_canary_dag(loaded: LoadedSpec) -> DAG:
             version = version or current_alias_version(connect(settings), name, CHALLENGER)
             if version is None:
                 raise AirflowSkipException(f"{name} has no challenger to roll out")
+            running = rollout.read_serving_state(name, settings).canary
+            if running is not None and running != str(version):
+                raise AirflowSkipException(
+                    f"canary v{running} is still running: v{version} stays challenger; start it after "
+                    f"v{running} concludes (trigger with conf {{\"version\": \"{version}\"}})"
+                )
             reason = conf.get("reason") or f"blessed challenger v{version}: canary at {ramp[0]:.0%}"
             try:
                 decision = rollout.start_canary(name, str(version), ramp[0], settings, _actor(), reason)
@@ -544,12 +521,12 @@ def build_canary_dag(loaded: LoadedSpec) -> DAG:
                     )
                 elif result["decision"] == "promote":
                     decision = rollout.promote_canary(
-                        name, settings, actor, f"canary won: {why}", version=version,
+                        name, settings, actor, f"canary passed the last stage: {why}", version=version,
                         details={"analysis": result},
                     )  # fmt: skip
                 else:
                     decision = rollout.rollback_canary(
-                        name, settings, actor, f"canary lost: {why}", version=version,
+                        name, settings, actor, f"canary failed stage {stage}: {why}", version=version,
                         details={"analysis": result},
                     )  # fmt: skip
                     _alert(spec, "canary", f"{name}: canary v{version} rolled back",

@@ -80,82 +80,164 @@ def failure_reason(log_text: str) -> list[str]:
 
 
 DRIFTED = {"churn": 0.8}  # covariate shift of the production batch after the demo days
+BROKEN_LABELS = 0.75  # concept shift of the churn batches an upstream label bug produced
+LIVE_MODEL = "churn"
 
 
-def _write_production_batch(settings: FactorySettings, model: str, day: date, shift: float) -> Path:
+def _write_production_batch(settings: FactorySettings, model: str, day: date, **shift: float) -> Path:
     root = Path(urlparse(settings.data_root).path)
-    df = demo_data.generate_batch(model, day, rows=2000, covariate_shift=shift)
+    df = demo_data.generate_batch(model, day, rows=2000, **shift)
     return demo_data.write_batch(df, root / model / f"{day.isoformat()}.csv")
 
 
-def drift_phase(settings: FactorySettings, specs, day: date) -> None:
-    """A new production day arrives, drifted for churn: each model's watch DAG checks it, and the
-    Airflow scheduler (not this script) starts the retrain the drift asset event asks for."""
+def _wait_for_asset_run(api, dag_id: str, seen: set[str], timeout_s: float = 300) -> str | None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        fresh = [r["dag_run_id"] for r in api.runs(dag_id)
+                 if r["run_type"] == "asset_triggered" and r["dag_run_id"] not in seen]  # fmt: skip
+        if fresh:
+            return fresh[-1]
+        time.sleep(1)
+    return None
+
+
+def _print_canary(api, run_id: str) -> dict | None:
+    """One line per stage decision of a ``<model>__canary`` run; the last decision."""
+    dag_id = f"{LIVE_MODEL}__canary"
+    run = api.wait_for_run(dag_id, run_id, timeout_s=1800)
+    states = {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}
+    last = None
+    for task_id in sorted(t for t in states if t.endswith("_act")):
+        if states[task_id] != "success":
+            continue
+        last = api.xcom(dag_id, run_id, task_id)
+        print(f"      {task_id.removesuffix('_act')}: {last['action']}: {last['reason'][:230]}")
+    print(f"  {dag_id:<22} {run['state']:<8} ({run_id})")
+    return last
+
+
+def _retrain(api, model: str, ds: str) -> dict | None:
+    dag_id = f"{model}__retrain"
+    run_id = api.trigger(dag_id, conf={"ds": ds})["dag_run_id"]
+    run = api.wait_for_run(dag_id, run_id, timeout_s=600)
+    registered = api.xcom(dag_id, run_id, "register") if run["state"] == "success" else None
+    outcome = (f"v{registered['version']} {registered['status']} ({registered['reason'][:90]}), "
+               f"alias {registered['alias']}" if registered else "see the Airflow UI")  # fmt: skip
+    print(f"  {ds}  {dag_id:<16} {run['state']:<8} {outcome}")
+    return registered
+
+
+def live_phase(settings: FactorySettings, specs, day: date) -> None:
+    """Under a real Airflow scheduler, with the serving gateway and live traffic:
+
+    1. the production batch of ``day`` drifted for churn: the watch DAG detects it and the
+       scheduler starts the retrain its asset event asks for;
+    2. that retrain's blessed challenger starts ``churn__canary`` (asset event); live outcomes of
+       both arms decide each ramp stage; it is promoted;
+    3. three days of batches with broken labels make a challenger that looks good on its own
+       holdout; its canary loses on live outcomes and is rolled back automatically.
+    """
+    from model_factory.simulator import TrafficLoop
     from model_factory.stack import Stack, StackConfig
 
     for spec in specs:
-        _write_production_batch(settings, spec.name, day, DRIFTED.get(spec.name, 0.0))
+        _write_production_batch(settings, spec.name, day, covariate_shift=DRIFTED.get(spec.name, 0.0))
     print(f"\nproduction batch for {day}: " + ", ".join(
         f"{s.name} (covariate shift {DRIFTED.get(s.name, 0.0):g})" for s in specs))  # fmt: skip
-    print("starting Airflow's scheduler, dag-processor, triggerer and api-server (LocalExecutor) ...",
-          flush=True)  # fmt: skip
+    print("starting Airflow's scheduler, dag-processor, triggerer, api-server (LocalExecutor) and the "
+          "serving gateway ...", flush=True)  # fmt: skip
     config = StackConfig(
         home=settings.home,
         mlflow_server=False,
         s3=False,
+        gateway=True,
         env={
             "FACTORY_HOME": str(settings.home),
             "FACTORY_STORE_URI": settings.store_uri,
             "FACTORY_DATA_ROOT": settings.data_root,
+            "FACTORY_GATEWAY_REFRESH_SECONDS": "2",
         },
     )
     started = time.perf_counter()
     with Stack(config) as stack:
         api = stack.client()
-        print(f"  up in {time.perf_counter() - started:.0f}s; API {stack.api_url}, logs in {stack.logs}")
-        watches = {}
-        for spec in specs:
-            for kind in ("retrain", "drift_watch"):
-                api.wait_for_dag(f"{spec.name}__{kind}")
-                api.unpause(f"{spec.name}__{kind}")
-            run = api.trigger(f"{spec.name}__drift_watch", conf={"ds": str(day)})
-            watches[spec.name] = run["dag_run_id"]
-        fired = []
-        for spec in specs:
-            dag_id = f"{spec.name}__drift_watch"
-            run = api.wait_for_run(dag_id, watches[spec.name], timeout_s=600)
-            states = {t["task_id"]: t["state"] for t in api.task_instances(dag_id, watches[spec.name])}
-            checked = states.get("check") == "success"
-            check = api.xcom(dag_id, watches[spec.name], "check") if checked else None
-            verdict = check["status"] if check else states.get("check")
-            print(f"  {dag_id:<22} {run['state']:<8} check: {verdict}; "
-                  f"fire_retrain: {states.get('fire_retrain')}")  # fmt: skip
-            if check:
-                for reason in check["reasons"][:3]:
-                    print(f"      - {reason}")
-                print(f"      report: {check['report_uri']}")
-            if states.get("fire_retrain") == "success":
-                fired.append(spec.name)
-        for name in fired:
-            dag_id = f"{name}__retrain"
-            deadline = time.monotonic() + 180
-            runs: list[dict] = []
-            while time.monotonic() < deadline and not runs:
-                runs = [r for r in api.runs(dag_id) if r["run_type"] == "asset_triggered"]
-                time.sleep(1)
-            if not runs:
-                print(f"  {dag_id}: no asset-triggered run within 180 s (see {stack.logs})")
-                continue
-            run = api.wait_for_run(dag_id, runs[-1]["dag_run_id"], timeout_s=600)
-            ok = run["state"] == "success"
-            registered = api.xcom(dag_id, run["dag_run_id"], "register") if ok else None
-            outcome = (f"v{registered['version']} {registered['status']}, alias {registered['alias']}"
-                       if registered else "see the Airflow UI")  # fmt: skip
-            print(f"  {dag_id:<22} {run['state']:<8} started by the scheduler on the {name}__drift "
-                  f"asset event ({run['dag_run_id']}): {outcome}")  # fmt: skip
-        for spec in specs:  # leave the embedded state as `make demo` found it: nothing scheduled
-            for kind in ("retrain", "drift_watch"):
-                api.pause(f"{spec.name}__{kind}")
+        print(f"  up in {time.perf_counter() - started:.0f}s; Airflow API {stack.api_url}, gateway "
+              f"{stack.gateway_url}, logs in {stack.logs}")  # fmt: skip
+        kinds = {"retrain": lambda s: True, "drift_watch": lambda s: s.drift.enabled,
+                 "canary": lambda s: s.canary.enabled}  # fmt: skip
+        dags = [f"{s.name}__{kind}" for s in specs for kind, on in kinds.items() if on(s)]
+        for dag_id in dags:
+            api.wait_for_dag(dag_id)
+            api.unpause(dag_id)
+        live = demo_data.generate_batch(LIVE_MODEL, day, rows=5000, seed=99,
+                                        covariate_shift=DRIFTED.get(LIVE_MODEL, 0.0))  # fmt: skip
+        live["customer_id"] = [f"cust-{i}" for i in range(len(live))]
+        traffic = TrafficLoop(stack.gateway_url, LIVE_MODEL, live, label_column="churned",
+                              entity_column="customer_id", concurrency=4, feedback_delay_s=0.5)  # fmt: skip
+        with traffic:
+            print(f"  live traffic: {LIVE_MODEL} requests (sticky by customer id) with delayed feedback")
+            print("\n1. drift: each watched model's drift_watch DAG checks the new batch")
+            for spec in specs:
+                if not spec.drift.enabled:
+                    print(f"  {spec.name}: drift watch switched off in its spec (drift.enabled: false)")
+                    continue
+                dag_id = f"{spec.name}__drift_watch"
+                run_id = api.trigger(dag_id, conf={"ds": str(day)})["dag_run_id"]
+                run = api.wait_for_run(dag_id, run_id, timeout_s=600)
+                states = {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}
+                check = api.xcom(dag_id, run_id, "check") if states.get("check") == "success" else None
+                print(f"  {dag_id:<22} {run['state']:<8} check: {check['status'] if check else states}; "
+                      f"fire_retrain: {states.get('fire_retrain')}")  # fmt: skip
+                if check:
+                    for reason in check["reasons"][:3]:
+                        print(f"      - {reason}")
+                    print(f"      report: {check['report_uri']}")
+                if states.get("fire_retrain") != "success":
+                    continue
+                fired = _wait_for_asset_run(api, f"{spec.name}__retrain", set())
+                if fired is None:
+                    print(f"  {spec.name}__retrain: no asset-triggered run within 300 s (see {stack.logs})")
+                    continue
+                run = api.wait_for_run(f"{spec.name}__retrain", fired, timeout_s=600)
+                registered = api.xcom(f"{spec.name}__retrain", fired, "register")
+                print(f"  {spec.name + '__retrain':<22} {run['state']:<8} started by the scheduler on the "
+                      f"{spec.name}__drift asset event: v{registered['version']} {registered['status']}, "
+                      f"alias {registered['alias']}")  # fmt: skip
+
+            print(f"\n2. canary: the blessed challenger takes a share of {LIVE_MODEL}'s live traffic")
+            good = _wait_for_asset_run(api, f"{LIVE_MODEL}__canary", set(), timeout_s=120)
+            if good is None:
+                print(f"  no {LIVE_MODEL}__canary run: the retrain registered no blessed challenger")
+            else:
+                _print_canary(api, good)
+
+            print(f"\n3. an upstream bug corrupts {LIVE_MODEL}'s labels for three days (concept shift "
+                  f"{BROKEN_LABELS:g}); canaries paused while they are retrained")  # fmt: skip
+            api.pause(f"{LIVE_MODEL}__canary")
+            registered = None
+            for offset in range(1, 4):
+                bad_day = day + timedelta(days=offset)
+                _write_production_batch(settings, LIVE_MODEL, bad_day, concept_shift=BROKEN_LABELS)
+                registered = _retrain(api, LIVE_MODEL, str(bad_day)) or registered
+            api.unpause(f"{LIVE_MODEL}__canary")
+            with stack.environ():
+                from model_factory.registry import CHALLENGER, current_alias_version
+                from model_factory.tracking import connect
+
+                client = connect(FactorySettings.from_env())
+                challenger = current_alias_version(client, LIVE_MODEL, CHALLENGER)
+            if challenger is None:
+                print("  no blessed challenger came out of the broken days (the gates stopped them)")
+            else:
+                reason = "challenger from the days of the label bug: let live outcomes judge it"
+                conf = {"version": challenger, "reason": reason, "actor": "demo"}
+                run_id = api.trigger(f"{LIVE_MODEL}__canary", conf=conf)["dag_run_id"]
+                print(f"  ops start the canary of v{challenger}: conf {{\"version\": \"{challenger}\"}}")
+                _print_canary(api, run_id)
+        print(f"\n  traffic: {traffic.sent} requests, by arm {dict(traffic.by_arm)}, by version "
+              f"{dict(traffic.by_version)}, errors {dict(traffic.errors) or 'none'}")  # fmt: skip
+        for dag_id in dags:  # leave the embedded state as `make demo` found it: nothing scheduled
+            api.pause(dag_id)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=DAYS)
     parser.add_argument("--verbose", action="store_true", help="show Airflow's task logs")
     parser.add_argument("--no-scheduler", action="store_true",
-                        help="skip the drift phase that runs under a real Airflow scheduler")  # fmt: skip
+                        help="skip the drift + canary phase (real scheduler, gateway, traffic)")  # fmt: skip
     args = parser.parse_args(argv)
     logging.getLogger("py.warnings").setLevel(logging.ERROR)
 
@@ -197,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             print(line, flush=True)
 
     if not args.no_scheduler:
-        drift_phase(settings, specs, START + timedelta(days=args.days))
+        live_phase(settings, specs, START + timedelta(days=args.days))
 
     print("\nModel factory summary\n")
     print(format_table(model_rows(settings, specs)))

@@ -1,7 +1,8 @@
 """Register every trained version; only a blessed one gets a serving alias.
 
 The MLflow registry is the single source of truth for which version serves: alias
-``champion`` (serving) and ``challenger`` (blessed, waiting for its canary).
+``champion`` (serving), ``challenger`` (blessed, waiting for its canary) and ``canary`` (taking a
+share of live traffic; the share is a registered-model tag, see ``model_factory.canary``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from model_factory.spec import ModelSpec
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-CHAMPION, CHALLENGER = "champion", "challenger"
+CHAMPION, CHALLENGER, CANARY = "champion", "challenger", "canary"
 
 
 def current_alias_version(client: MlflowClient, model: str, alias: str) -> str | None:
@@ -94,20 +95,38 @@ class PromotionError(ValueError):
     """A promote/rollback request that cannot be carried out; the message says why."""
 
 
-def _record(client: MlflowClient, name: str, version: str, action: str, actor: str, reason: str) -> None:
+MAX_TAG_CHARS = 5000  # MLflow's limit for a tag value
+
+
+def record_decision(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    action: str,
+    actor: str,
+    reason: str,
+    details: dict | None = None,
+) -> dict:
+    """Tag who/what/when/why on the version (``factory.<action>.by|at|reason|<detail>``).
+
+    Returns the decision as a dict, so the caller can also write it elsewhere (prediction DB, log).
+    """
+    import json
     from datetime import UTC, datetime
 
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    for key, value in (("by", actor), ("at", stamp), ("reason", reason)):
-        client.set_model_version_tag(name, version, f"factory.{action}.{key}", value)
+    tags = {"by": actor, "at": stamp, "reason": reason}
+    for key, value in (details or {}).items():
+        tags[key] = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+    for key, text in tags.items():
+        text = text if len(text) <= MAX_TAG_CHARS else text[: MAX_TAG_CHARS - 3] + "..."
+        client.set_model_version_tag(name, version, f"factory.{action}.{key}", text)
+    return {"model": name, "version": version, "action": action, "actor": actor, "reason": reason,
+            "at": stamp, "details": dict(details or {})}  # fmt: skip
 
 
-def promote(model: str, version: str, settings: FactorySettings, actor: str, reason: str) -> dict:
-    """Make ``version`` the champion; the old champion keeps a ``previous_champion`` alias.
-
-    Only a blessed version may be promoted: the evaluation's decision is the gate.
-    """
-    client = tracking.connect(settings)
+def require_blessed(client: MlflowClient, model: str, version: str, what: str) -> None:
+    """The evaluation's blessing is the gate for serving: anything else is refused, saying why."""
     try:
         target = client.get_model_version(model, version)
     except Exception as exc:
@@ -117,8 +136,17 @@ def promote(model: str, version: str, settings: FactorySettings, actor: str, rea
         raise PromotionError(
             f"{model} v{version} is {decision or 'not evaluated'} "
             f"({target.tags.get('factory.decision_reason', 'no reason recorded')}); "
-            "only blessed versions can be promoted"
+            f"only blessed versions can be {what}"
         )
+
+
+def promote(model: str, version: str, settings: FactorySettings, actor: str, reason: str) -> dict:
+    """Make ``version`` the champion; the old champion keeps a ``previous_champion`` alias.
+
+    Only a blessed version may be promoted: the evaluation's decision is the gate.
+    """
+    client = tracking.connect(settings)
+    require_blessed(client, model, version, "promoted")
     old = current_alias_version(client, model, CHAMPION)
     if old == version:
         return {"model": model, "champion": version, "previous_champion": None, "changed": False}
@@ -127,7 +155,7 @@ def promote(model: str, version: str, settings: FactorySettings, actor: str, rea
         client.set_registered_model_alias(model, PREVIOUS_CHAMPION, old)
     if current_alias_version(client, model, CHALLENGER) == version:
         client.delete_registered_model_alias(model, CHALLENGER)
-    _record(client, model, version, "promoted", actor, reason)
+    record_decision(client, model, version, "promoted", actor, reason)
     return {"model": model, "champion": version, "previous_champion": old, "changed": True}
 
 
@@ -141,5 +169,5 @@ def rollback(model: str, settings: FactorySettings, actor: str, reason: str) -> 
     client.set_registered_model_alias(model, CHAMPION, previous)
     client.delete_registered_model_alias(model, PREVIOUS_CHAMPION)
     if demoted is not None:
-        _record(client, model, demoted, "rolled_back", actor, reason)
+        record_decision(client, model, demoted, "rolled_back", actor, reason)
     return {"model": model, "champion": previous, "demoted": demoted}

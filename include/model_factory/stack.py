@@ -253,6 +253,9 @@ class StackConfig:
     """Keep the databases and Redis keys at stop() (the CLI's ``up`` keeps them until ``down``)."""
     detach: bool = False
     """Components outlive the starting process (for ``up``); ``stop``/``down`` end them."""
+    gateway: bool = False
+    """Run the serving gateway (``python -m model_factory.serving``) on the stack's registry."""
+    gateway_port: int | None = None
     api_port: int | None = None
     mlflow_port: int | None = None
     s3_port: int | None = None
@@ -421,6 +424,8 @@ class Stack:
         self.bucket = c.bucket or c.name.replace("_", "-")
         self.api_port = c.api_port or free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.gateway_port = c.gateway_port or free_port()
+        self.gateway_url = f"http://127.0.0.1:{self.gateway_port}"
         self.mlflow_port = c.mlflow_port or free_port()
         self.mlflow_url = f"http://127.0.0.1:{self.mlflow_port}" if c.mlflow_server else None
         self.s3_port = c.s3_port or free_port()
@@ -553,6 +558,10 @@ class Stack:
             )
         if self.mlflow_url:
             env["MLFLOW_TRACKING_URI"] = self.mlflow_url
+            # Clients fetch artifacts through the tracking server, not from presigned S3 URLs
+            # (MLflow 3.17's default with an S3 destination): tasks, CLIs and the serving
+            # gateway then need only the server, never the server's own view of S3.
+            env["MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD"] = "false"
         if self.s3_endpoint:
             env.update(
                 {
@@ -605,6 +614,9 @@ class Stack:
         specs["triggerer"] = self._airflow("triggerer")
         if c.executor == CELERY:
             specs["worker"] = self._worker_argv()
+        if c.gateway:
+            specs["gateway"] = [sys.executable, "-m", "model_factory.serving", "--host", "127.0.0.1",
+                                "--port", str(self.gateway_port)]  # fmt: skip
         return specs
 
     def _worker_argv(self) -> list[str]:
@@ -695,7 +707,7 @@ class Stack:
         t_migrate = time.perf_counter()
         self.migrate()
         self.timings["airflow_db_migrate_s"] = time.perf_counter() - t_migrate
-        for name in ("api-server", "scheduler", "dag-processor", "triggerer", "worker"):
+        for name in ("api-server", "scheduler", "dag-processor", "triggerer", "worker", "gateway"):
             if name in specs:
                 self.components[name] = self._new_component(name, specs[name])
                 self.components[name].start()
@@ -715,12 +727,25 @@ class Stack:
             tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
             raise StackError(f"`airflow db migrate` failed (exit {result.returncode}):\n{tail}")
 
-    def stop(self) -> None:
-        """End every component (SIGTERM, then SIGKILL) and remove what the stack created."""
-        for name in reversed(list(self.components)):
-            t0 = time.perf_counter()
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """End every component (SIGTERM to all at once, SIGKILL what is left after ``timeout_s``)
+        and remove what the stack created in PostgreSQL and Redis."""
+        t0 = time.perf_counter()
+        running = {n: c for n, c in self.components.items() if c.pid is not None}
+        for component in running.values():
+            component.signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while running and time.monotonic() < deadline:
+            for name, component in list(running.items()):
+                if component.popen is not None:
+                    component.popen.poll()
+                if not _group_alive(component.pid):
+                    self.timings[f"{name}_stop_s"] = time.perf_counter() - t0
+                    del running[name]
+            time.sleep(0.2)
+        for name, component in running.items():  # did not stop in time: no more waiting
             with contextlib.suppress(Exception):
-                self.components[name].stop(timeout_s=15 if name == "worker" else 10)
+                component.stop(timeout_s=0)
             self.timings[f"{name}_stop_s"] = time.perf_counter() - t0
         if self._started and not self.config.keep_data:
             self.cleanup_shared_services()
@@ -755,6 +780,8 @@ class Stack:
         return {
             "s3": lambda: _http_ok(f"{self.s3_endpoint}/moto-api/data.json"),
             "mlflow": lambda: _http_ok(f"{self.mlflow_url}/health"),
+            # 200 while degraded too (e.g. no champion yet): the process answers.
+            "gateway": lambda: _http_ok(f"{self.gateway_url}/health"),
             "api-server": lambda: _http_ok(f"{self.api_url}/api/v2/monitor/health"),
             "scheduler": lambda: _http_ok(f"http://127.0.0.1:{self.scheduler_health_port}/health"),
             "dag-processor": api_health("dag_processor"),
@@ -817,7 +844,9 @@ class Stack:
                     f"{self.bucket!r}: check aws_access_key_id/aws_secret_access_key "
                     f"(key id {self.config.aws_access_key_id[:4]}...) and the bucket policy"
                 ) from exc
-            raise StackError(f"cannot create bucket {self.bucket!r} on {self.s3_endpoint}: {code}: {exc}") from exc
+            raise StackError(
+                f"cannot create bucket {self.bucket!r} on {self.s3_endpoint}: {code}: {exc}"
+            ) from exc
         except BotoCoreError as exc:
             raise StackError(f"S3 endpoint {self.s3_endpoint} is not reachable: {exc}") from exc
 
@@ -927,7 +956,6 @@ class Stack:
         fmt: str = "csv",
     ) -> list[str]:
         """Write the demo generator's batches under FACTORY_DATA_ROOT (S3 or file); return URIs."""
-        import datetime as dt
         import tempfile
 
         from model_factory import demo_data, storage
@@ -942,9 +970,8 @@ class Stack:
                 if model not in wanted:
                     continue
                 uri = storage.join(self.data_root, model, path.name)
-                storage.write_bytes(uri, path.read_bytes())
+                storage.upload_file(path, uri)
                 uris.append(uri)
-        del dt
         return uris
 
     def _write_state(self) -> None:
@@ -957,7 +984,7 @@ class Stack:
             "redis_prefix": self.redis_prefix,
             "databases": self.databases,
             "components": {n: {"pid": c.pid, "log": str(c.log_path)} for n, c in self.components.items()},
-            "env": {k: v for k, v in self.env.items() if k.startswith(("AIRFLOW", "FACTORY_", "MLFLOW_", "AWS_"))},
+            "env": {k: v for k, v in self.env.items() if k.startswith(_INHERITED_PREFIXES)},
         }
         self.home.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps(state, indent=2, default=str))
@@ -1104,7 +1131,8 @@ class AirflowClient:
             if run["state"] in wanted:
                 return run
             if time.monotonic() > deadline:
-                tasks = {t["task_id"]: (t["state"], t.get("try_number")) for t in self.task_instances(dag_id, run_id)}
+                tasks = {t["task_id"]: (t["state"], t.get("try_number"))
+                         for t in self.task_instances(dag_id, run_id)}  # fmt: skip
                 raise TimeoutError(
                     f"{dag_id} run {run_id} still {run['state']} after {timeout_s:.0f} s; tasks: {tasks}"
                 )
@@ -1115,7 +1143,8 @@ class AirflowClient:
         return self.get(path, limit=1000)["task_instances"]
 
     def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict:
-        return self.get(f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances/{quote(task_id)}")
+        path = f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances/{quote(task_id)}"
+        return self.get(path)
 
     def task_tries(self, dag_id: str, run_id: str, task_id: str) -> list[dict]:
         path = f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances/{quote(task_id)}/tries"
@@ -1145,11 +1174,17 @@ class AirflowClient:
                 f"{quote(task_id)}/logs/{try_number}")  # fmt: skip
         payload = self.get(path, full_content="true")
         content = payload.get("content", "")
-        if isinstance(content, list):
-            return "\n".join(
-                str(item.get("event", item)) if isinstance(item, dict) else str(item) for item in content
-            )
-        return str(content)
+        if not isinstance(content, list):
+            return str(content)
+        lines = []
+        for item in content:
+            if not isinstance(item, dict):
+                lines.append(str(item))
+                continue
+            lines.append(str(item.get("event", "")))
+            # Structured logs keep the exception apart from the message: show type and text.
+            lines += [f"{e.get('exc_type')}: {e.get('exc_value')}" for e in item.get("error_detail") or []]
+        return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -1221,8 +1256,9 @@ def _demo(stack: Stack, days: int, rows: int) -> int:
             run = api.wait_for_run(f"{model}__retrain", run_id, timeout_s=900)
             failed = [t["task_id"] for t in api.task_instances(f"{model}__retrain", run_id)
                       if t["state"] == "failed"]  # fmt: skip
+            where = f"  failed at {','.join(failed)}" if failed else ""
             print(f"  {ds}  {model + '__retrain':<18} {run['state']:<8} "
-                  f"{time.perf_counter() - started:5.1f}s{'  failed at ' + ','.join(failed) if failed else ''}")  # fmt: skip
+                  f"{time.perf_counter() - started:5.1f}s{where}")  # fmt: skip
     with stack.environ():
         print("\nModel factory summary (through the MLflow server)\n")
         print(format_table(model_rows(FactorySettings.from_env(), specs)))
@@ -1230,14 +1266,16 @@ def _demo(stack: Stack, days: int, rows: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model_factory.stack", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m model_factory.stack",
+                                     description=__doc__.splitlines()[0])  # fmt: skip
     parser.add_argument("command", choices=["up", "down", "status", "demo", "run"],
                         help="up: start detached; down: stop and clean; status; demo: upload demo data and "
                              "run every model through the running stack; run: up + demo + down")  # fmt: skip
     parser.add_argument("--home", type=Path, default=PROJECT_ROOT / ".factory" / "prod")
     parser.add_argument("--executor", choices=[LOCAL, CELERY], default=CELERY)
-    parser.add_argument("--postgres-url", default=os.environ.get("FACTORY_STACK_POSTGRES_URL", DEFAULT_POSTGRES_URL))
-    parser.add_argument("--redis-url", default=os.environ.get("FACTORY_STACK_REDIS_URL", DEFAULT_REDIS_URL))
+    env = os.environ
+    parser.add_argument("--postgres-url", default=env.get("FACTORY_STACK_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+    parser.add_argument("--redis-url", default=env.get("FACTORY_STACK_REDIS_URL", DEFAULT_REDIS_URL))
     parser.add_argument("--sqlite", action="store_true", help="SQLite metadata DB (LocalExecutor only)")
     parser.add_argument("--api-port", type=int, default=8080)
     parser.add_argument("--mlflow-port", type=int, default=5000)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from model_factory import storage, tracking
 from model_factory.config import FactorySettings
 from model_factory.registry import CHALLENGER, CHAMPION, current_alias_version
@@ -31,6 +33,17 @@ def drift_checks(settings: FactorySettings, model: str) -> list[dict]:
     return sorted(out, key=lambda check: check["ds"])
 
 
+def rollout_decisions(settings: FactorySettings, model: str) -> list[dict]:
+    """Canary starts, ramps, promotions, rollbacks and ops actions, oldest first (prediction DB)."""
+    from model_factory.serving.predlog import decisions
+    from model_factory.serving.settings import prediction_db_uri
+
+    uri = prediction_db_uri(settings)
+    if uri.startswith("sqlite:///") and not os.path.exists(uri.removeprefix("sqlite:///")):
+        return []  # no gateway and no rollout yet
+    return decisions(uri, model)
+
+
 def model_rows(settings: FactorySettings, specs: list[ModelSpec]) -> list[dict]:
     client = tracking.connect(settings)
     rows = []
@@ -58,6 +71,7 @@ def model_rows(settings: FactorySettings, specs: list[ModelSpec]) -> list[dict]:
                 "challenger": current_alias_version(client, name, CHALLENGER),
                 "quarantined": quarantined_batches(settings, name),
                 "drift_checks": drift_checks(settings, name),
+                "rollouts": rollout_decisions(settings, name),
             }
         )
     return rows
@@ -95,4 +109,14 @@ def format_table(rows: list[dict]) -> str:
     ]
     if checks:
         lines += ["", "Drift checks against the champion's training baseline:", *checks]
+    shown = ("canary_started", "canary_promoted", "canary_rolled_back", "canary_aborted", "promoted",
+             "rolled_back", "pinned", "unpinned", "load_failed")  # fmt: skip
+    rollouts = [
+        f"  {r['model']} v{d['version']} {d['action']} by {d['actor']}: {(d['reason'] or '')[:160]}"
+        for r in rows
+        for d in r.get("rollouts", [])
+        if d["action"] in shown
+    ]
+    if rollouts:
+        lines += ["", "Rollout decisions (live traffic, canary DAG and ops):", *rollouts]
     return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from typing import TYPE_CHECKING
 
 from model_factory.config import FactorySettings
@@ -15,6 +16,11 @@ if TYPE_CHECKING:
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# The artifact download progress bar goes to stderr, which task logs show as errors.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# skops scans sys.modules when it saves or loads a model; inside an Airflow task that touches
+# every deprecated airflow.* attribute and logs thousands of DeprecatedImportWarnings per model.
+warnings.filterwarnings("ignore", module=r"skops\.io\._utils")
 
 
 class TrackingUnavailableError(RuntimeError):
@@ -26,8 +32,6 @@ def connect(settings: FactorySettings, attempts: int = 3, delay_s: float = 2.0) 
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    # The artifact download progress bar goes to stderr, which task logs show as errors.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if settings.tracking_uri.startswith("sqlite:///"):
         db_path = settings.tracking_uri.removeprefix("sqlite:///")
         os.makedirs(os.path.dirname(db_path) or ".", exist_ok=True)

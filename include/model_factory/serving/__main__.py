@@ -1,0 +1,48 @@
+"""python -m model_factory.serving [--host 127.0.0.1] [--port 8000]: the gateway under uvicorn.
+
+Settings come from the environment: see ``model_factory.serving.settings.ENV``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m model_factory.serving", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--host", default=os.environ.get("FACTORY_GATEWAY_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("FACTORY_GATEWAY_PORT", "8000")))
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    args = parser.parse_args(argv)
+
+    import uvicorn
+    from model_factory.serving.app import create_app
+    from model_factory.serving.settings import GatewaySettings
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        settings = GatewaySettings.from_env()
+    except ValueError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

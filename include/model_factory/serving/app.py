@@ -1,0 +1,384 @@
+"""The serving gateway: FastAPI app over the registry watcher, the router and the prediction log.
+
+POST /v1/models/{model}/predict   {"request_id"?, "entity_id"?, "features": {..} | "instances": [..]}
+POST /v1/feedback                 {"request_id", "outcome"}
+GET  /v1/models, /v1/models/{model}   what serves: versions, arms, share, load errors
+GET  /health                      ok | degraded (with reasons) | unavailable (503)
+GET  /metrics                     Prometheus text format
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from model_factory.serving import predlog
+from model_factory.serving.metrics import CONTENT_TYPE, Metrics
+from model_factory.serving.models import LoadedVersion
+from model_factory.serving.routing import CANARY_ARM, CHAMPION_ARM
+from model_factory.serving.settings import ENV, GatewaySettings
+from model_factory.serving.watcher import RegistryWatcher, Route
+from starlette.concurrency import run_in_threadpool
+
+log = logging.getLogger(__name__)
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+GATEWAY_ACTOR = "gateway"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def _json_body(request: Request, limit: int) -> Any:
+    """The request body parsed as JSON, refused early when larger than ``limit`` bytes."""
+    too_large = f"request body is larger than the {limit} byte limit ({ENV['max_body_bytes']})"
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise HTTPException(413, too_large)
+    size, chunks = 0, []
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, too_large)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        raise HTTPException(400, "empty request body: send a JSON object")
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise HTTPException(
+            400, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HTTPException(400, f"malformed JSON: {exc}") from None
+
+
+def _identifier(body: dict, name: str, required: bool = False) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise HTTPException(422, {"error": f"{name} is required", "field": name})
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise HTTPException(422, {"error": f"{name} must be a string", "field": name})
+    value = str(value)
+    if name == "request_id" and not REQUEST_ID.match(value):
+        raise HTTPException(
+            422, {"error": "request_id must be 1-128 characters of letters, digits, . _ : -", "field": name}
+        )
+    if len(value) > 256:
+        raise HTTPException(422, {"error": f"{name} is longer than 256 characters", "field": name})
+    return value
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    """The gateway app. Background work (registry refresh, log writer) runs inside its lifespan."""
+    settings = settings or GatewaySettings.from_env()
+    metrics = Metrics()
+    prediction_log = predlog.PredictionLog(settings.db_uri)
+
+    def load_failed(model: str, version: str, arm: str, message: str) -> None:
+        predlog.write_decision(
+            prediction_log.engine,
+            {
+                "model": model,
+                "version": version,
+                "action": "load_failed",
+                "actor": GATEWAY_ACTOR,
+                "reason": message,
+                "details": {"arm": arm},
+            },
+        )
+
+    watcher = RegistryWatcher(settings, on_load_failure=load_failed)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        prediction_log.start()
+        await run_in_threadpool(watcher.refresh)
+        watcher.start()
+        try:
+            yield
+        finally:
+            watcher.stop()
+            prediction_log.close()
+
+    app = FastAPI(title="model-factory gateway", lifespan=lifespan)
+    app.state.settings, app.state.watcher = settings, watcher
+    app.state.prediction_log, app.state.metrics = prediction_log, metrics
+
+    def require_key(request: Request) -> None:
+        if settings.api_key is None:
+            return
+        given = request.headers.get("x-api-key", "")
+        if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
+            raise HTTPException(
+                401, "missing or wrong X-API-Key header", headers={"WWW-Authenticate": "API-Key"}
+            )
+
+    def route_for(model: str) -> Route:
+        route = watcher.routes.get(model)
+        if route is None:
+            known = ", ".join(sorted(watcher.routes)) or "none"
+            metrics.reject(model, 404)
+            raise HTTPException(404, f"unknown model {model!r}; served models: {known}")
+        return route
+
+    def serve(route: Route, body: dict) -> dict:
+        """Validate, route, predict and log one request (runs in a worker thread)."""
+        started = time.perf_counter()
+        model = route.model
+        request_id = _identifier(body, "request_id") or uuid.uuid4().hex
+        entity_id = _identifier(body, "entity_id")
+        extra = sorted(set(body) - {"request_id", "entity_id", "features", "instances"})
+        if extra:
+            allowed = ["request_id", "entity_id", "features", "instances"]
+            raise HTTPException(
+                422, {"error": "unknown top-level fields", "extra": extra, "allowed": allowed}
+            )
+        if ("features" in body) == ("instances" in body):
+            raise HTTPException(
+                422,
+                {"error": "send exactly one of 'features' (an object) or 'instances' (a list of objects)"},
+            )
+        single = "features" in body
+        instances = [body["features"]] if single else body["instances"]
+        if not isinstance(instances, list) or not instances:
+            raise HTTPException(422, {"error": "'instances' must be a non-empty list of objects"})
+        if len(instances) > settings.max_instances:
+            raise HTTPException(
+                413,
+                f"{len(instances)} instances; the limit is {settings.max_instances} ({ENV['max_instances']})",
+            )
+        if route.champion is None:
+            raise HTTPException(503, f"model {model!r} has no loadable champion: {'; '.join(route.errors)}")
+        arm, chosen = route.pick(entity_id or request_id)
+        problems = {}
+        for i, instance in enumerate(instances):
+            found = chosen.check(instance)
+            if found:
+                problems["features" if single else f"instances[{i}]"] = found
+        if problems:
+            error = f"input does not match the signature of {model} v{chosen.version}"
+            raise HTTPException(422, {"error": error, "problems": problems, "expected": chosen.input_names})
+        ids = [request_id] if single else [f"{request_id}:{i}" for i in range(len(instances))]
+        inputs = [predlog.dumps(instance) for instance in instances]
+        try:
+            outputs, latency = _predict(chosen, instances)
+        except Exception as exc:
+            error = _error_text(exc)
+            metrics.observe(model, chosen.version, arm, "error", time.perf_counter() - started)
+            prediction_log.log(_rows(ids, entity_id, chosen, arm, "error", None, inputs, 0.0, error))
+            if arm != CANARY_ARM:
+                raise HTTPException(500, f"{model} v{chosen.version} failed to predict: {error}") from exc
+            log.warning("canary %s v%s failed, serving the champion: %s", model, chosen.version, error)
+            arm, chosen = CHAMPION_ARM, route.champion
+            try:
+                outputs, latency = _predict(chosen, instances)
+            except Exception as exc2:
+                metrics.observe(model, chosen.version, arm, "error", time.perf_counter() - started)
+                error = _error_text(exc2)
+                prediction_log.log(_rows(ids, entity_id, chosen, arm, "error", None, inputs, 0.0, error))
+                raise HTTPException(500, f"{model} v{chosen.version} failed to predict: {error}") from exc2
+        prediction_log.log(_rows(ids, entity_id, chosen, arm, "ok", outputs, inputs, latency, None))
+        metrics.observe(model, chosen.version, arm, "ok", time.perf_counter() - started)
+        head = {"model": model, "version": chosen.version, "arm": arm, "request_id": request_id}
+        shown = [_public(o) for o in outputs]
+        if single:
+            return {**head, **shown[0]}
+        return {**head, "predictions": [{"request_id": rid, **o} for rid, o in zip(ids, shown, strict=True)]}
+
+    def _rows(ids, entity_id, chosen: LoadedVersion, arm, status, outputs, inputs, latency, error):
+        now = predlog.utcnow()
+        rows = []
+        for i, (rid, features) in enumerate(zip(ids, inputs, strict=True)):
+            output = outputs[i] if outputs else None
+            rows.append(
+                {
+                    "request_id": rid,
+                    "entity_id": entity_id,
+                    "model": chosen.model,
+                    "version": chosen.version,
+                    "arm": arm,
+                    "status": status,
+                    "error": error,
+                    "latency_ms": latency,
+                    "prediction": predlog.dumps(output) if output else None,
+                    "score": output["score"] if output else None,
+                    "inputs": features if settings.log_inputs else None,
+                    "inputs_hash": hashlib.sha256(features.encode()).hexdigest(),
+                    "created_at": now,
+                }
+            )
+        return rows
+
+    @app.post("/v1/models/{model}/predict", dependencies=[Depends(require_key)])
+    async def predict(model: str, request: Request):
+        route = route_for(model)
+        try:
+            body = await _json_body(request, settings.max_body_bytes)
+            if not isinstance(body, dict):
+                raise HTTPException(
+                    422, {"error": f"the body must be a JSON object, got {type(body).__name__}"}
+                )
+            return await run_in_threadpool(serve, route, body)
+        except HTTPException as exc:
+            if exc.status_code < 500:
+                metrics.reject(model, exc.status_code)
+            raise
+
+    @app.post("/v1/feedback", dependencies=[Depends(require_key)])
+    async def feedback(request: Request):
+        body = await _json_body(request, settings.max_body_bytes)
+        if not isinstance(body, dict):
+            raise HTTPException(422, {"error": f"the body must be a JSON object, got {type(body).__name__}"})
+        request_id = _identifier(body, "request_id", required=True)
+        if "outcome" not in body:
+            raise HTTPException(422, {"error": "outcome is required", "field": "outcome"})
+        outcome = body["outcome"]
+        if not (outcome is None or isinstance(outcome, str | int | float | bool)):
+            raise HTTPException(
+                422, {"error": "outcome must be a number, string or boolean", "field": "outcome"}
+            )
+        extra = sorted(set(body) - {"request_id", "outcome"})
+        if extra:
+            raise HTTPException(422, {"error": "unknown fields", "extra": extra})
+
+        def record() -> bool:
+            if not prediction_log.known_request(request_id, wait_s=3 * prediction_log.flush_interval_s):
+                return False
+            prediction_log.record_feedback(request_id, outcome)
+            return True
+
+        if not await run_in_threadpool(record):
+            raise HTTPException(404, f"no prediction with request_id {request_id!r}")
+        return {"request_id": request_id, "recorded": True}
+
+    @app.get("/v1/models", dependencies=[Depends(require_key)])
+    def list_models():
+        return {"models": [route.status() for _, route in sorted(watcher.routes.items())]}
+
+    @app.get("/v1/models/{model}", dependencies=[Depends(require_key)])
+    def model_status(model: str):
+        return route_for(model).status()
+
+    @app.get("/health")
+    def health():
+        reasons = []
+        if watcher.registry_error:
+            since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(watcher.registry_error_since or 0))
+            reasons.append(
+                f"registry unreachable since {since} ({watcher.registry_error}); "
+                "serving the versions already loaded"
+            )
+        for name, route in sorted(watcher.routes.items()):
+            reasons += [f"{name}: {error}" for error in route.errors]
+        if prediction_log.last_error:
+            reasons.append(
+                f"prediction log cannot write ({prediction_log.last_error}); "
+                f"{prediction_log.backlog} batches waiting"
+            )
+        serving = {
+            name: {
+                "champion": r.champion.version if r.champion else None,
+                "canary": r.canary.version if r.canary else None,
+                "share": r.share,
+            }
+            for name, r in sorted(watcher.routes.items())
+        }
+        servable = any(r.champion for r in watcher.routes.values())
+        status = "degraded" if reasons else "ok"
+        if not servable and (watcher.routes or watcher.registry_error):
+            status = "unavailable"
+            reasons.append("no model is loaded")
+        elif not servable:
+            status = "degraded"
+            reasons.append("no registered model has a champion yet: nothing to serve")
+        payload = {
+            "status": status,
+            "reasons": reasons,
+            "models": serving,
+            "last_registry_refresh": watcher.last_success,
+        }
+        return JSONResponse(payload, status_code=503 if status == "unavailable" else 200)
+
+    @app.get("/metrics")
+    def prometheus():
+        gauges: list[tuple[str, str, dict[str, str], float]] = [
+            (
+                "factory_gateway_registry_up",
+                "1 when the last registry refresh succeeded.",
+                {},
+                0.0 if watcher.registry_error else 1.0,
+            ),
+            (
+                "factory_gateway_prediction_log_backlog",
+                "Prediction-log batches waiting to be written.",
+                {},
+                float(prediction_log.backlog),
+            ),
+            (
+                "factory_gateway_prediction_log_write_errors",
+                "Failed prediction-log writes since start.",
+                {},
+                float(prediction_log.write_errors),
+            ),
+        ]
+        for name, route in sorted(watcher.routes.items()):
+            for arm, loaded in ((CHAMPION_ARM, route.champion), (CANARY_ARM, route.canary)):
+                if loaded:
+                    gauges.append(
+                        (
+                            "factory_gateway_model_loaded",
+                            "A loaded version serving an arm.",
+                            {"model": name, "arm": arm, "version": loaded.version},
+                            1.0,
+                        )
+                    )
+            gauges.append(
+                (
+                    "factory_gateway_canary_share",
+                    "Share of callers routed to the canary.",
+                    {"model": name},
+                    route.share,
+                )
+            )
+            gauges.append(
+                (
+                    "factory_gateway_load_errors",
+                    "Versions the gateway could not load.",
+                    {"model": name},
+                    float(len(route.errors)),
+                )
+            )
+        return PlainTextResponse(metrics.render(gauges), media_type=CONTENT_TYPE)
+
+    return app
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
+
+
+def _predict(chosen: LoadedVersion, instances: list[dict]) -> tuple[list[dict], float]:
+    started = time.perf_counter()
+    outputs = chosen.predict(instances)
+    return outputs, (time.perf_counter() - started) * 1000.0
+
+
+def _public(output: dict) -> dict:
+    """What the caller sees: the prediction (label or value) and class probabilities if any."""
+    if "label" in output:
+        return {"prediction": output["label"], "probabilities": output["probabilities"]}
+    return {"prediction": output["value"]}

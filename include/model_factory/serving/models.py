@@ -1,0 +1,193 @@
+"""A registered model version ready to serve: estimator, spec, and its signature's input fields.
+
+Versions are loaded by number (``models:/<name>/<version>``), never by alias, so an alias that
+moves during a load cannot mix two versions. Requests are checked against the MLflow signature,
+then turned into the model input frame by ``training.prepare_features``: the same code as training.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from model_factory.spec import ModelSpec, SpecError, load_spec
+from model_factory.training import prepare_features
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+NUMBER_TYPES = {"double", "float"}
+INTEGER_TYPES = {"long", "integer"}
+
+
+class LoadError(RuntimeError):
+    """A version that cannot be served; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class InputField:
+    name: str
+    type: str  # MLflow DataType name: double, long, string, boolean...
+    required: bool = True
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedVersion:
+    model: str
+    version: str
+    run_id: str | None
+    estimator: Any
+    spec: ModelSpec
+    inputs: tuple[InputField, ...]
+    classes: tuple | None
+    loaded_at: float
+    load_seconds: float
+
+    @property
+    def input_names(self) -> list[str]:
+        return [f.name for f in self.inputs]
+
+    def check(self, instance: Any) -> dict[str, Any]:
+        """Problems with one instance against the signature: {} when fine.
+
+        ``null`` is accepted for any field and means missing (the pipeline imputes it, as in
+        training); absent and unknown fields are not.
+        """
+        if not isinstance(instance, dict):
+            return {"not_an_object": f"expected an object of features, got {type(instance).__name__}"}
+        names = self.input_names
+        missing = [n for n in names if n not in instance]
+        extra = sorted(k for k in instance if k not in set(names))
+        wrong = {}
+        for spec_field in self.inputs:
+            if spec_field.name in instance:
+                problem = _type_problem(spec_field.type, instance[spec_field.name])
+                if problem:
+                    wrong[spec_field.name] = problem
+        problems: dict[str, Any] = {}
+        if missing:
+            problems["missing"] = missing
+        if extra:
+            problems["extra"] = extra
+        if wrong:
+            problems["wrong_type"] = wrong
+        return problems
+
+    def predict(self, instances: list[dict]) -> list[dict]:
+        """One output per instance: {"label", "probabilities", "score"} or {"value", "score"}."""
+        frame = pd.DataFrame.from_records(instances, columns=self.input_names)
+        X = prepare_features(frame, self.spec)
+        if self.classes is None:
+            values = np.asarray(self.estimator.predict(X), dtype=float)
+            return [{"value": float(v), "score": float(v)} for v in values]
+        proba = np.asarray(self.estimator.predict_proba(X), dtype=float)
+        labels = [_plain(c) for c in self.classes]
+        out = []
+        for row in proba:
+            best = int(row.argmax())
+            score = float(row[1]) if len(labels) == 2 else float(row[best])
+            probabilities = {str(c): round(float(p), 6) for c, p in zip(labels, row, strict=True)}
+            out.append({"label": labels[best], "score": score, "probabilities": probabilities})
+        return out
+
+    def describe(self) -> dict:
+        return {
+            "version": self.version,
+            "run_id": self.run_id,
+            "task": self.spec.task,
+            "inputs": [{"name": f.name, "type": f.type, "required": f.required} for f in self.inputs],
+            "classes": list(self.classes) if self.classes is not None else None,
+            "load_seconds": round(self.load_seconds, 4),
+        }
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _type_problem(expected: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    got = type(value).__name__
+    if expected in NUMBER_TYPES:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"expected a number, got {got} {value!r:.40}"
+        if not math.isfinite(value):
+            return f"expected a finite number, got {value!r}"
+    elif expected in INTEGER_TYPES:
+        if isinstance(value, bool) or not (
+            isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        ):
+            return f"expected an integer, got {got} {value!r:.40}"
+    elif expected == "boolean":
+        if not isinstance(value, bool):
+            return f"expected true/false, got {got} {value!r:.40}"
+    elif not isinstance(value, str):
+        return f"expected a string, got {got} {value!r:.40}"
+    return None
+
+
+def _spec_for(client: MlflowClient, model: str, run_id: str | None, specs_dir) -> ModelSpec:
+    """The spec the version was trained with (its run's spec.json), else the spec file of that name."""
+    import mlflow.artifacts
+
+    errors = []
+    if run_id:
+        try:
+            return ModelSpec.model_validate(mlflow.artifacts.load_dict(f"runs:/{run_id}/spec.json"))
+        except Exception as exc:
+            errors.append(f"run {run_id} spec.json: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    try:
+        return load_spec(specs_dir / f"{model}.yaml")
+    except SpecError as exc:
+        errors.append(str(exc).splitlines()[0])
+    raise LoadError(f"no usable spec for {model}: " + "; ".join(errors))
+
+
+def load_version(client: MlflowClient, model: str, version: str, specs_dir) -> LoadedVersion:
+    """Load ``model`` v``version`` fully (artifacts, estimator, spec, signature) or raise LoadError."""
+    import mlflow.artifacts
+    import mlflow.sklearn
+    from mlflow.models import Model
+
+    started = time.perf_counter()
+    where = f"{model} v{version}"
+    try:
+        registered = client.get_model_version(model, version)
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model}/{version}")
+        signature = Model.load(local).signature
+        estimator = mlflow.sklearn.load_model(local)
+    except Exception as exc:
+        raise LoadError(f"{where}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc
+    if signature is None or signature.inputs is None:
+        raise LoadError(f"{where} was logged without an input signature; it cannot be checked or served")
+    inputs = tuple(
+        InputField(col.name, getattr(col.type, "name", str(col.type)), bool(getattr(col, "required", True)))
+        for col in signature.inputs.inputs
+    )
+    spec = _spec_for(client, model, registered.run_id, specs_dir)
+    if [f.name for f in inputs] != spec.features.all:
+        raise LoadError(
+            f"{where}: signature inputs {[f.name for f in inputs]} differ from the spec's features "
+            f"{spec.features.all}"
+        )
+    classes = None
+    if spec.task == "classification":
+        if not hasattr(estimator, "predict_proba"):
+            raise LoadError(f"{where}: a classifier without predict_proba")
+        classes = tuple(_plain(c) for c in estimator.classes_)
+    return LoadedVersion(
+        model=model,
+        version=str(version),
+        run_id=registered.run_id,
+        estimator=estimator,
+        spec=spec,
+        inputs=inputs,
+        classes=classes,
+        loaded_at=time.time(),
+        load_seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,322 @@
+"""The prediction log: predictions, feedback and decisions in a SQL database via SQLAlchemy Core.
+
+SQLite by default (``<FACTORY_HOME>/serving/predictions.db``), Postgres or any SQLAlchemy URL
+through ``FACTORY_PREDICTION_DB_URI``; the code uses only portable types and statements.
+Predictions are written by a background thread in batches so the request path only enqueues.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
+
+METADATA = sa.MetaData()
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+PREDICTIONS = sa.Table(
+    "predictions",
+    METADATA,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(160), nullable=False, index=True),
+    sa.Column("entity_id", sa.String(256)),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("arm", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # ok | error
+    sa.Column("error", sa.Text),
+    sa.Column("latency_ms", sa.Float),
+    sa.Column("prediction", sa.Text),  # JSON: {"label", "probabilities"} or {"value"}
+    sa.Column("score", sa.Float),  # P(positive) for binary classification, the value for regression
+    sa.Column("inputs", sa.Text),  # JSON of the features (FACTORY_GATEWAY_LOG_INPUTS)
+    sa.Column("inputs_hash", sa.String(64)),
+    sa.Column("created_at", sa.DateTime, nullable=False),  # naive UTC
+    sa.Index("ix_predictions_model_created", "model", "created_at"),
+)
+FEEDBACK = sa.Table(
+    "feedback",
+    METADATA,
+    sa.Column("request_id", sa.String(160), primary_key=True),
+    sa.Column("outcome", sa.Text, nullable=False),  # JSON scalar
+    sa.Column("received_at", sa.DateTime, nullable=False),
+)
+DECISIONS = sa.Table(
+    "decisions",
+    METADATA,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("version", sa.String(32)),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("details", sa.Text),  # JSON
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Index("ix_decisions_model_at", "model", "at"),
+)
+
+_engines: dict[str, Engine] = {}
+_schema_ready: set[int] = set()
+_lock = threading.Lock()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def engine_for(db: str | Engine) -> Engine:
+    """One engine per URL and process; SQLite gets WAL and a busy timeout (gateway + DAG readers)."""
+    if isinstance(db, Engine):
+        return db
+    with _lock:
+        if db in _engines:
+            return _engines[db]
+        url = sa.engine.make_url(db)
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if url.get_backend_name() == "sqlite":
+            if url.database and url.database != ":memory:":
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        try:
+            engine = sa.create_engine(url, **kwargs)
+        except ModuleNotFoundError as exc:
+            raise RuntimeError(
+                f"prediction DB {url.render_as_string(hide_password=True)}: its driver module {exc.name!r} "
+                "is not installed (PostgreSQL: psycopg2-binary)"
+            ) from exc
+        if url.get_backend_name() == "sqlite":
+
+            @sa.event.listens_for(engine, "connect")
+            def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+                cursor = dbapi_conn.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.close()
+
+        _engines[db] = engine
+        return engine
+
+
+def ensure_schema(engine: Engine) -> None:
+    if id(engine) in _schema_ready:
+        return
+    METADATA.create_all(engine, checkfirst=True)
+    _schema_ready.add(id(engine))
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=str, sort_keys=True, allow_nan=False)
+
+
+def write_decision(db: str | Engine, decision: dict) -> None:
+    """Append a decision (as returned by the canary/registry operations) to the decisions table."""
+    engine = engine_for(db)
+    ensure_schema(engine)
+    at = decision.get("at")
+    moment = datetime.fromisoformat(at) if isinstance(at, str) else (at or utcnow())
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    details = {
+        k: v for k, v in decision.items() if k not in ("model", "version", "action", "actor", "reason", "at")
+    }
+    details = {**details.pop("details", {}), **details}
+    with engine.begin() as conn:
+        conn.execute(
+            DECISIONS.insert().values(
+                model=decision["model"],
+                version=decision.get("version"),
+                action=decision["action"],
+                actor=decision.get("actor", "unknown"),
+                reason=decision.get("reason"),
+                details=json.dumps(details, default=str, sort_keys=True),
+                at=moment,
+            )
+        )
+
+
+def decisions(db: str | Engine, model: str, since: datetime | None = None) -> list[dict]:
+    engine = engine_for(db)
+    ensure_schema(engine)
+    query = sa.select(DECISIONS).where(DECISIONS.c.model == model).order_by(DECISIONS.c.id)
+    if since is not None:
+        query = query.where(DECISIONS.c.at >= since)
+    with engine.connect() as conn:
+        rows = [dict(row._mapping) for row in conn.execute(query)]
+    for row in rows:
+        row["details"] = json.loads(row["details"]) if row["details"] else {}
+    return rows
+
+
+class PredictionLog:
+    """Batched, background writes of prediction rows; synchronous feedback.
+
+    ``log()`` only enqueues. A failing database keeps the batch and retries (the gateway keeps
+    serving; health reports the error); beyond ``max_pending`` rows the oldest are dropped and
+    counted.
+    """
+
+    def __init__(
+        self,
+        db: str | Engine,
+        batch_size: int = 500,
+        flush_interval_s: float = 0.2,
+        max_pending: int = 100_000,
+    ):
+        self.engine = engine_for(db)
+        ensure_schema(self.engine)
+        self.batch_size, self.flush_interval_s, self.max_pending = batch_size, flush_interval_s, max_pending
+        self._queue: queue.Queue = queue.Queue()
+        self._pending_ids: dict[str, int] = {}
+        self._ids_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.written = 0
+        self.dropped = 0
+        self.write_errors = 0
+        self.last_error: str | None = None
+
+    def start(self) -> PredictionLog:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+            self._thread.start()
+        return self
+
+    def log(self, rows: list[dict]) -> None:
+        self._remember(rows, +1)
+        self._queue.put(rows)
+
+    def _remember(self, rows: list[dict], delta: int) -> None:
+        with self._ids_lock:
+            for row in rows:
+                if row["status"] != "ok":
+                    continue
+                count = self._pending_ids.get(row["request_id"], 0) + delta
+                if count > 0:
+                    self._pending_ids[row["request_id"]] = count
+                else:
+                    self._pending_ids.pop(row["request_id"], None)
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until everything logged so far is written (or timeout); True when written."""
+        done = threading.Event()
+        self._queue.put(done)
+        if self._thread is None:
+            self._run(until_empty=True)
+        return done.wait(timeout_s)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        if self._thread is not None:
+            self.flush(timeout_s)
+            self._queue.put(None)
+            self._stop.set()
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def _run(self, until_empty: bool = False) -> None:
+        stop = False
+        while not stop:
+            try:
+                item = self._queue.get(block=not until_empty)
+            except queue.Empty:
+                return
+            batch: list[dict] = []
+            waiters: list[threading.Event] = []
+            deadline = time.monotonic() + self.flush_interval_s
+            while True:
+                if item is None:
+                    stop = True
+                elif isinstance(item, threading.Event):
+                    waiters.append(item)
+                else:
+                    batch.extend(item)
+                if stop or waiters or len(batch) >= self.batch_size:
+                    break
+                remaining = deadline - time.monotonic()
+                try:
+                    item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            self._write(batch)
+            for waiter in waiters:
+                waiter.set()
+
+    def _write(self, batch: list[dict]) -> None:
+        while batch:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(PREDICTIONS.insert(), batch)
+                self.written += len(batch)
+                self.last_error = None
+                break
+            except Exception as exc:  # the DB is down or locked: keep serving, retry
+                self.write_errors += 1
+                self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                log.warning("prediction log write failed (%d rows kept): %s", len(batch), self.last_error)
+                if self._stop.wait(1.0):
+                    self.dropped += len(batch)
+                    break
+                batch.extend(self._take_more(self.max_pending - len(batch)))
+        self._remember(batch, -1)
+
+    def _take_more(self, room: int) -> list[dict]:
+        """While the DB is down, keep at most ``max_pending`` rows: older ones beyond are dropped."""
+        more: list[dict] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return more
+            if isinstance(item, list):
+                more.extend(item)
+            else:
+                self._queue.put(item)  # a flush waiter or the stop marker: handled by _run
+                return more
+            if len(more) > room:
+                self.dropped += len(more) - room
+                self._remember(more[: len(more) - room], -1)
+                more = more[len(more) - room :]
+
+    def known_request(self, request_id: str, wait_s: float = 0.0) -> bool:
+        """A prediction with this id was served (queued here or written); error rows do not count.
+
+        ``wait_s`` keeps looking in the database that long: another gateway process may still
+        hold the row in its write batch.
+        """
+        with self._ids_lock:
+            if request_id in self._pending_ids:
+                return True
+        query = (
+            sa.select(PREDICTIONS.c.id)
+            .where(PREDICTIONS.c.request_id == request_id, PREDICTIONS.c.status == "ok")
+            .limit(1)
+        )
+        deadline = time.monotonic() + wait_s
+        while True:
+            with self.engine.connect() as conn:
+                if conn.execute(query).first() is not None:
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+    def record_feedback(self, request_id: str, outcome: Any) -> None:
+        """Store (or replace) the outcome of one prediction."""
+        with self.engine.begin() as conn:
+            conn.execute(FEEDBACK.delete().where(FEEDBACK.c.request_id == request_id))
+            conn.execute(
+                FEEDBACK.insert().values(request_id=request_id, outcome=dumps(outcome), received_at=utcnow())
+            )

@@ -1,0 +1,210 @@
+"""Keeps the gateway's routes in step with the registry: aliases, canary share, loaded versions.
+
+Every refresh reads each model's aliases and canary tags (one registry call per model), loads any
+new version fully in this background thread, and only then swaps the route table in one
+assignment. A request holds the route it started with, so a swap never fails it (hot swap).
+Registry down: the loaded versions keep serving and the error is reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from model_factory import tracking
+from model_factory.canary import ServingState, serving_state
+from model_factory.registry import CHAMPION
+from model_factory.serving.models import LoadedVersion, LoadError, load_version
+from model_factory.serving.routing import CANARY_ARM, CHAMPION_ARM, choose_arm
+from model_factory.serving.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+LoadFailure = Callable[[str, str, str, str], None]
+"""Called once per failing (model, version) with (model, version, arm, message)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Route:
+    model: str
+    champion: LoadedVersion | None
+    canary: LoadedVersion | None
+    share: float
+    """Share actually routed to the canary: 0 unless both versions are loaded."""
+    state: ServingState | None
+    errors: tuple[str, ...] = ()
+    refreshed_at: float = field(default_factory=time.time)
+
+    def pick(self, key: str) -> tuple[str, LoadedVersion]:
+        """(arm, version) for a caller key; requires a champion."""
+        assert self.champion is not None
+        canary = self.canary
+        arm = choose_arm(key, self.model, canary.version if canary else None, self.share)
+        return (CANARY_ARM, canary) if arm == CANARY_ARM and canary else (CHAMPION_ARM, self.champion)
+
+    def status(self) -> dict:
+        state = self.state
+        return {
+            "model": self.model,
+            "champion": self.champion.describe() if self.champion else None,
+            "canary": self.canary.describe() if self.canary else None,
+            "share": self.share,
+            "registry": None
+            if state is None
+            else {
+                "champion": state.champion,
+                "canary": state.canary,
+                "share": state.share,
+                "stage": state.stage,
+                "started_at": state.started_at,
+                "status": state.status,
+                "pinned": state.pinned,
+            },
+            "errors": list(self.errors),
+            "refreshed_at": self.refreshed_at,
+        }
+
+
+class RegistryWatcher:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        on_load_failure: LoadFailure | None = None,
+        loader: Callable[..., LoadedVersion] = load_version,
+    ):
+        self.settings = settings
+        self.on_load_failure = on_load_failure
+        self.loader = loader
+        self._routes: dict[str, Route] = {}
+        self._cache: dict[tuple[str, str], LoadedVersion] = {}
+        self._failed: dict[tuple[str, str], str] = {}
+        self.registry_error: str | None = None
+        self.registry_error_since: float | None = None
+        self.last_success: float | None = None
+        self.refreshes = 0
+        self._refresh_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def routes(self) -> dict[str, Route]:
+        return self._routes
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="registry-watcher", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.refresh_s):
+            try:
+                self.refresh()
+            except Exception:  # never let the thread die
+                log.exception("registry refresh failed")
+
+    def refresh(self) -> dict[str, Route]:
+        """One pass over the registry; returns the route table now in use."""
+        with self._refresh_lock:
+            self.refreshes += 1
+            try:
+                client = tracking.connect(self.settings.factory, attempts=1)
+                names = self._model_names(client)
+            except Exception as exc:
+                self._registry_down(exc)
+                return self._routes
+            routes: dict[str, Route] = {}
+            failure: Exception | None = None
+            for name in names:
+                try:
+                    state = serving_state(client, name)
+                except Exception as exc:
+                    if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
+                        routes[name] = Route(
+                            name, None, None, 0.0, None, (f"model {name!r} is not registered",)
+                        )
+                        continue
+                    failure = failure or exc
+                    if name in self._routes:
+                        routes[name] = self._routes[name]
+                    continue
+                routes[name] = self._build(client, state)
+            self._routes = routes  # the swap: one assignment
+            used = {(r.model, v.version) for r in routes.values() for v in (r.champion, r.canary) if v}
+            self._cache = {key: loaded for key, loaded in self._cache.items() if key in used}
+            if failure is not None:
+                self._registry_down(failure)
+            else:
+                self.registry_error = self.registry_error_since = None
+                self.last_success = time.time()
+            return routes
+
+    def _registry_down(self, exc: Exception) -> None:
+        message = str(exc).splitlines()[0][:300] if str(exc) else ""
+        self.registry_error = f"{type(exc).__name__}: {message}"
+        self.registry_error_since = self.registry_error_since or time.time()
+        log.warning("registry unreachable, serving the loaded versions: %s", self.registry_error)
+
+    def _model_names(self, client) -> list[str]:
+        if self.settings.models:
+            return list(self.settings.models)
+        names, token = [], None
+        while True:
+            page = client.search_registered_models(max_results=100, page_token=token)
+            names += [m.name for m in page if CHAMPION in (m.aliases or {})]
+            token = page.token
+            if not token:
+                return sorted(names)
+
+    def _get(self, client, model: str, version: str, arm: str) -> tuple[LoadedVersion | None, str | None]:
+        key = (model, version)
+        if key in self._cache:
+            return self._cache[key], None
+        try:
+            loaded = self.loader(client, model, version, self.settings.factory.specs_dir)
+        except LoadError as exc:
+            message = str(exc)
+            if key not in self._failed and self.on_load_failure is not None:
+                try:
+                    self.on_load_failure(model, version, arm, message)
+                except Exception:
+                    log.exception("could not report the load failure of %s v%s", model, version)
+            self._failed[key] = message
+            log.error("cannot load %s %s: %s", arm, key, message)
+            return None, message
+        self._failed.pop(key, None)
+        self._cache[key] = loaded
+        log.info("loaded %s v%s (%s) in %.2fs", model, version, arm, loaded.load_seconds)
+        return loaded, None
+
+    def _build(self, client, state: ServingState) -> Route:
+        previous = self._routes.get(state.model)
+        errors: list[str] = []
+        champion = None
+        if state.champion is None:
+            errors.append("the registry has no champion alias for this model")
+        else:
+            champion, error = self._get(client, state.model, state.champion, CHAMPION_ARM)
+            if error:
+                kept = previous.champion if previous else None
+                errors.append(
+                    f"champion v{state.champion} failed to load: {error}"
+                    + (f"; still serving v{kept.version}" if kept else "")
+                )
+                champion = kept
+        canary = None
+        if state.canary is not None and state.canary != state.champion:
+            canary, error = self._get(client, state.model, state.canary, CANARY_ARM)
+            if error:
+                errors.append(f"canary v{state.canary} failed to load, no traffic sent to it: {error}")
+        share = state.share if canary is not None and champion is not None else 0.0
+        return Route(state.model, champion, canary, share, state, tuple(errors))

@@ -1,0 +1,292 @@
+"""Traffic and delayed feedback for the gateway, and synthetic outcomes for the canary analysis.
+
+:func:`simulate_traffic` sends real HTTP requests (one caller = one entity id, so routing is
+sticky) and, after ``feedback_delay_s``, the true outcome of each served request: what the
+demo does to drive a canary with live outcomes.
+
+:func:`synthetic_arm` / :func:`decision_rates` generate labelled outcomes of a known quality
+to measure how often :func:`canary.analyse_canary` rolls back (power and false alarms).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from model_factory.canary import ArmData, analyse_canary
+
+# --- HTTP traffic ---------------------------------------------------------------------------------
+
+
+def _records(rows: pd.DataFrame, columns: list[str]) -> list[dict]:
+    """JSON-ready feature dicts: numpy scalars to Python, NaN to null."""
+    import json
+
+    return json.loads(rows[columns].to_json(orient="records", date_format="iso"))
+
+
+def simulate_traffic(
+    base_url: str,
+    model: str,
+    rows: pd.DataFrame,
+    *,
+    requests: int,
+    feedback_delay_s: float = 0.0,
+    label_fn: Callable[[dict, dict], Any] | None = None,
+    label_column: str | None = None,
+    entity_column: str | None = None,
+    feature_columns: list[str] | None = None,
+    feedback_share: float = 1.0,
+    concurrency: int = 8,
+    api_key: str | None = None,
+    timeout_s: float = 30.0,
+    seed: int = 0,
+) -> dict:
+    """Send ``requests`` predictions for ``model`` drawn from ``rows``, then their outcomes.
+
+    Each request carries the row's ``entity_column`` value as ``entity_id`` (sticky routing);
+    the outcome is ``label_fn(row, response)`` or the row's ``label_column`` (the true label of
+    the generated data), sent ``feedback_delay_s`` after the prediction for a random
+    ``feedback_share`` of requests. Features default to the champion's signature inputs (read
+    from ``GET /v1/models/{model}``). Returns counts per arm and version, errors by status code
+    and feedback counts.
+    """
+    import httpx
+
+    if requests < 1:
+        raise ValueError(f"requests must be >= 1, got {requests}")
+    if label_fn is None and label_column is None:
+        raise ValueError("pass label_fn or label_column: feedback needs the true outcome")
+    if label_column is not None and label_column not in rows.columns:
+        raise ValueError(f"label column {label_column!r} is not in the rows ({list(rows.columns)})")
+    headers = {"X-API-Key": api_key} if api_key else {}
+    base_url = base_url.rstrip("/")
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    client = httpx.Client(base_url=base_url, headers=headers, timeout=timeout_s, limits=limits)
+    try:
+        if feature_columns is None:
+            status = client.get(f"/v1/models/{model}")
+            if status.status_code != 200:
+                raise RuntimeError(f"gateway {base_url}: GET /v1/models/{model} -> {status.status_code} "
+                                   f"{status.text[:300]}")  # fmt: skip
+            feature_columns = [f["name"] for f in status.json()["champion"]["inputs"]]
+        missing = sorted(set(feature_columns) - set(rows.columns))
+        if missing:
+            raise ValueError(f"rows lack the model's features {missing}")
+        features = _records(rows, feature_columns)
+        originals = rows.to_dict("records")
+        rng = np.random.default_rng(seed)
+        picks = rng.integers(0, len(rows), size=requests)
+        give_feedback = rng.random(requests) < feedback_share
+        run = uuid.uuid4().hex[:8]
+
+        lock = threading.Lock()
+        counts: Counter = Counter()
+        by_version: Counter = Counter()
+        errors: Counter = Counter()
+        pending: list[tuple[float, int, str, Any]] = []  # (due, seq, request_id, outcome)
+        wake = threading.Condition(lock)
+        sent_feedback = Counter()
+        producing_done = threading.Event()
+
+        def one(i: int) -> None:
+            row_index = int(picks[i])
+            body: dict[str, Any] = {"request_id": f"sim-{run}-{i}", "features": features[row_index]}
+            if entity_column is not None:
+                body["entity_id"] = str(originals[row_index][entity_column])
+            try:
+                response = client.post(f"/v1/models/{model}/predict", json=body)
+            except httpx.HTTPError as exc:
+                with lock:
+                    errors[type(exc).__name__] += 1
+                return
+            if response.status_code != 200:
+                with lock:
+                    errors[str(response.status_code)] += 1
+                return
+            answer = response.json()
+            with lock:
+                counts[answer["arm"]] += 1
+                by_version[f"{answer['arm']}:v{answer['version']}"] += 1
+            if not give_feedback[i]:
+                return
+            row = originals[row_index]
+            outcome = label_fn(row, answer) if label_fn else row[label_column]
+            outcome = outcome.item() if isinstance(outcome, np.generic) else outcome
+            with wake:
+                heapq.heappush(
+                    pending, (time.monotonic() + feedback_delay_s, i, answer["request_id"], outcome)
+                )
+                wake.notify()
+
+        def feedback_loop() -> None:
+            while True:
+                with wake:
+                    while not pending and not producing_done.is_set():
+                        wake.wait(0.5)
+                    if not pending:
+                        return
+                    due, _, request_id, outcome = pending[0]
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        wake.wait(min(delay, 0.5))
+                        continue
+                    heapq.heappop(pending)
+                key = _send_feedback(client, request_id, outcome)
+                with lock:
+                    sent_feedback[key] += 1
+
+        started = time.perf_counter()
+        sender = threading.Thread(target=feedback_loop, name="simulated-feedback", daemon=True)
+        sender.start()
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            list(pool.map(one, range(requests)))
+        producing_done.set()
+        with wake:
+            wake.notify_all()
+        sender.join()
+        elapsed = time.perf_counter() - started
+    finally:
+        client.close()
+    return {
+        "model": model,
+        "requests": requests,
+        "ok": sum(counts.values()),
+        "by_arm": dict(counts),
+        "by_version": dict(by_version),
+        "errors": dict(errors),
+        "feedback_sent": sent_feedback.get("sent", 0),
+        "feedback_failed": {k: v for k, v in sent_feedback.items() if k != "sent"},
+        "seconds": round(elapsed, 3),
+    }
+
+
+def _send_feedback(client, request_id: str, outcome: Any, attempts: int = 3) -> str:
+    """POST one outcome; transport errors (a keep-alive connection closed by the server) are retried:
+    feedback is idempotent, the gateway keeps the last outcome per request id."""
+    import httpx
+
+    for attempt in range(1, attempts + 1):
+        try:
+            answer = client.post("/v1/feedback", json={"request_id": request_id, "outcome": outcome})
+        except httpx.TransportError as exc:
+            if attempt == attempts:
+                return f"failed_{type(exc).__name__}"
+            time.sleep(0.05 * attempt)
+            continue
+        return "sent" if answer.status_code == 200 else f"failed_{answer.status_code}"
+    return "failed"
+
+
+# --- synthetic outcomes of known quality -------------------------------------------------------------
+
+
+def synthetic_arm(
+    arm: str,
+    n: int,
+    *,
+    task: str,
+    quality: float,
+    seed: int,
+    positive_rate: float = 0.3,
+    latency_ms: float = 5.0,
+    errors: int = 0,
+) -> ArmData:
+    """``n`` labelled predictions of known quality.
+
+    Classification: binormal scores (positives N(d, 1), negatives N(0, 1)) so that the true
+    ROC AUC is ``quality`` (d = sqrt(2) * Phi^-1(quality)); label = score > the midpoint.
+    Regression: outcome ~ N(100, 20), prediction = outcome + N(0, quality): true RMSE ``quality``.
+    """
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(seed)
+    if task == "classification":
+        y = (rng.random(n) < positive_rate).astype(float)
+        d = math.sqrt(2) * norm.ppf(quality)
+        latent = rng.normal(0.0, 1.0, n) + d * y
+        scores = 1.0 / (1.0 + np.exp(-(latent - d / 2)))
+        predictions = (scores > 0.5).astype(float)
+    else:
+        y = rng.normal(100.0, 20.0, n)
+        scores = y + rng.normal(0.0, quality, n)
+        predictions = scores
+    latencies = rng.lognormal(math.log(latency_ms), 0.3, n + errors)
+    return ArmData(arm=arm, versions=["synthetic"], requests=n + errors, errors=errors,
+                   latencies_ms=latencies, scores=scores, predictions=predictions, outcomes=y)  # fmt: skip
+
+
+def decision_rates(
+    *,
+    task: str,
+    metric: str,
+    champion_quality: float,
+    canary_quality: float,
+    n: int,
+    seeds: int = 500,
+    **analysis: Any,
+) -> dict[str, float]:
+    """Share of each decision over ``seeds`` independent runs with ``n`` labelled outcomes per arm."""
+    counts: Counter = Counter()
+    for seed in range(seeds):
+        champion = synthetic_arm("champion", n, task=task, quality=champion_quality, seed=2 * seed)
+        candidate = synthetic_arm("canary", n, task=task, quality=canary_quality, seed=2 * seed + 1)
+        result = analyse_canary(champion, candidate, task=task, metric=metric, **analysis)
+        counts[result["decision"]] += 1
+    return {decision: counts[decision] / seeds for decision in ("promote", "continue", "rollback", "wait")}
+
+
+class TrafficLoop:
+    """Live traffic in a background thread, ``batch`` requests at a time, until stopped: what the
+    demo and the end-to-end tests run while a canary DAG waits for outcomes."""
+
+    def __init__(self, base_url: str, model: str, rows: pd.DataFrame, *, batch: int = 200,
+                 **simulate_kwargs: Any) -> None:  # fmt: skip
+        self.base_url, self.model, self.rows, self.batch = base_url, model, rows, batch
+        self.kwargs = simulate_kwargs
+        self.stop_event = threading.Event()
+        self.sent = 0
+        self.by_arm: Counter = Counter()
+        self.by_version: Counter = Counter()
+        self.errors: Counter = Counter()
+        self.failures: list[str] = []
+        self.thread = threading.Thread(target=self._run, name=f"traffic-{model}", daemon=True)
+
+    def _run(self) -> None:
+        seed = 0
+        while not self.stop_event.is_set():
+            seed += 1
+            try:
+                out = simulate_traffic(self.base_url, self.model, self.rows, requests=self.batch,
+                                       seed=seed, **self.kwargs)  # fmt: skip
+            except Exception as exc:  # the gateway restarting, say: keep going, keep the reason
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+                self.stop_event.wait(1.0)
+                continue
+            self.sent += out["requests"]
+            self.by_arm.update(out["by_arm"])
+            self.by_version.update(out["by_version"])
+            self.errors.update(out["errors"])
+
+    def start(self) -> TrafficLoop:
+        self.thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 120.0) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=timeout_s)
+
+    def __enter__(self) -> TrafficLoop:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

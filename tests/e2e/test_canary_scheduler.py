@@ -1,0 +1,132 @@
+"""Canary rollout driven by live outcomes, end to end: real scheduler + api-server (LocalExecutor,
+SQLite), the serving gateway under uvicorn, the traffic simulator sending requests and delayed
+feedback over HTTP.
+
+A retrain that registers a blessed challenger emits ``churn__challenger``; the scheduler starts
+``churn__canary``, which ramps and promotes a good challenger. A challenger trained while an
+upstream feed shuffled two features looks fine on its own (equally broken) holdout, is blessed,
+loses live, and is rolled back automatically.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from model_factory import demo_data, storage
+from model_factory.simulator import TrafficLoop
+from model_factory.stack import Stack, StackConfig
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "churn"
+START = date(2026, 5, 4)
+BROKEN_FEED = ["tenure_months", "support_calls"]
+
+
+def _test_spec(folder: Path) -> Path:
+    """The shipped churn spec with a quick rollout (2 stages, 150 outcomes per arm)."""
+    spec = yaml.safe_load((REPO / "include" / "models" / "churn.yaml").read_text())
+    spec["training"] = {"window_batches": 1}
+    spec["drift"] = {"enabled": False}
+    spec["gates"].update({"threshold": 0.55, "max_regression": 0.5, "too_good_jump": None})
+    spec["canary"] = {"ramp": [0.5, 1.0], "min_samples": 150, "max_stage_minutes": 8, "poke_seconds": 3}
+    folder.mkdir(parents=True)
+    (folder / "churn.yaml").write_text(yaml.safe_dump(spec))
+    return folder
+
+
+def _put_batch(stack: Stack, day: date, shuffle: list[str] | None = None) -> None:
+    df = demo_data.generate_batch(MODEL, day, rows=2000)
+    rng = np.random.default_rng(day.toordinal())
+    for col in shuffle or []:
+        df[col] = rng.permutation(df[col].to_numpy())
+    buffer = io.StringIO()
+    df.to_csv(buffer, index=False)
+    with stack.environ():
+        storage.write_bytes(storage.join(stack.data_root, MODEL, f"{day}.csv"), buffer.getvalue().encode())
+
+
+def _retrain(api, day: date) -> dict:
+    run = api.trigger(f"{MODEL}__retrain", conf={"ds": str(day)})
+    done = api.wait_for_run(f"{MODEL}__retrain", run["dag_run_id"], timeout_s=300)
+    assert done["state"] == "success"
+    return api.xcom(f"{MODEL}__retrain", run["dag_run_id"], "register")
+
+
+def _canary_run(api, after: set[str], timeout_s: float = 120) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        runs = [r for r in api.runs(f"{MODEL}__canary") if r["run_type"] == "asset_triggered"]
+        fresh = [r["dag_run_id"] for r in runs if r["dag_run_id"] not in after]
+        if fresh:
+            return fresh[-1]
+        time.sleep(1)
+    raise AssertionError(f"the scheduler started no {MODEL}__canary run within {timeout_s:.0f} s")
+
+
+def test_canary_promotes_a_good_challenger_and_rolls_back_a_bad_one(tmp_path):
+    config = StackConfig(home=tmp_path / "stack", mlflow_server=False, s3=False, gateway=True,
+                         specs_dir=_test_spec(tmp_path / "specs"),
+                         env={"FACTORY_GATEWAY_REFRESH_SECONDS": "1"})  # fmt: skip
+    with Stack(config) as stack:
+        api = stack.client()
+        for kind in ("retrain", "canary"):
+            api.wait_for_dag(f"{MODEL}__{kind}")
+            api.unpause(f"{MODEL}__{kind}")
+        for offset, shuffle in enumerate([None, None, BROKEN_FEED]):
+            _put_batch(stack, START + timedelta(days=offset), shuffle)
+
+        assert _retrain(api, START)["alias"] == "champion"  # v1
+        rows = demo_data.generate_batch(MODEL, START + timedelta(days=30), rows=4000)
+        rows["customer_id"] = [f"c{i}" for i in range(len(rows))]
+        with TrafficLoop(stack.gateway_url, MODEL, rows, label_column="churned",
+                         entity_column="customer_id", concurrency=4) as traffic:  # fmt: skip
+            # v2: a healthy challenger -> canary 50% -> 100% -> promoted
+            assert _retrain(api, START + timedelta(days=1))["alias"] == "challenger"
+            good = _canary_run(api, set())
+            done = api.wait_for_run(f"{MODEL}__canary", good, timeout_s=600)
+            assert done["state"] == "success", stack.diagnostics()
+            states = {t["task_id"]: t["state"] for t in api.task_instances(f"{MODEL}__canary", good)}
+            assert states["manual_action"] == "skipped" and states["start"] == "success"
+            final = api.xcom(f"{MODEL}__canary", good, "stage_2_act")
+            assert final["action"] == "canary_promoted", final
+
+            # v3: trained on a broken feed; blessed on its own holdout, worse live -> rolled back
+            registered = _retrain(api, START + timedelta(days=2))
+            assert registered["alias"] == "challenger", registered
+            bad = _canary_run(api, {good})
+            done = api.wait_for_run(f"{MODEL}__canary", bad, timeout_s=600)
+            assert done["state"] == "success", stack.diagnostics()
+            states = {t["task_id"]: t["state"] for t in api.task_instances(f"{MODEL}__canary", bad)}
+            acts = [api.xcom(f"{MODEL}__canary", bad, f"stage_{i}_act") for i in (1, 2)
+                    if states[f"stage_{i}_act"] == "success"]  # fmt: skip
+            assert acts[-1]["action"] == "canary_rolled_back", (acts, states)
+        assert traffic.sent >= 600 and traffic.by_arm["canary"] > 0, (traffic.by_arm, traffic.failures)
+        # alias moves and version swaps under load drop no request
+        assert not [code for code in traffic.errors if code.startswith("5")], traffic.errors
+
+        with stack.environ():
+            from model_factory.config import FactorySettings
+            from model_factory.registry import current_alias_version
+            from model_factory.serving.predlog import decisions
+            from model_factory.serving.settings import prediction_db_uri
+            from model_factory.tracking import connect
+
+            settings = FactorySettings.from_env()
+            client = connect(settings)
+            assert current_alias_version(client, MODEL, "champion") == "2"
+            assert current_alias_version(client, MODEL, "previous_champion") == "1"
+            assert current_alias_version(client, MODEL, "canary") is None
+            tags = client.get_model_version(MODEL, "3").tags
+            assert tags["factory.canary_rolled_back.by"].startswith("airflow:churn__canary/")
+            actions = [d["action"] for d in decisions(prediction_db_uri(settings), MODEL)]
+        assert actions.count("canary_started") == 2 and "canary_promoted" in actions
+        assert "canary_rolled_back" in actions

@@ -1,0 +1,654 @@
+"""The serving gateway against a real MLflow registry (SQLite) holding real small models.
+
+One registry per module (training is the slow part): churn v1 champion, v2 blessed challenger,
+v3 blessed but with broken artifacts; demand v1 champion. Each test resets aliases and canary
+tags and gets its own prediction DB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from model_factory import canary, demo_data, registry, storage
+from model_factory.config import FactorySettings
+from model_factory.serving import GatewaySettings, create_app, predlog
+from model_factory.serving.models import LoadedVersion
+from model_factory.serving.routing import bucket
+from model_factory.simulator import simulate_traffic
+from model_factory.tracking import connect
+
+from tests.conftest import REPO
+from tests.unit.test_training_evaluation import DAY, _retrain, _validated, spec_for
+
+# Starlette's TestClient warns that it will move to httpx2 (not installed); the warning is not ours.
+pytestmark = pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient.")
+
+CHURN = spec_for("churn", **{"gates.max_regression": 0.5, "gates.too_good_jump": None})
+DEMAND = spec_for("demand")
+
+
+@pytest.fixture(scope="module")
+def served_registry(tmp_path_factory):
+    """The module's registry; yields the FactorySettings pointing at it."""
+    home = tmp_path_factory.mktemp("gateway") / "factory"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FACTORY_HOME", str(home))
+        mp.setenv("FACTORY_DATA_ROOT", (home / "source").as_uri())
+        mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        storage._s3_client.cache_clear()
+        settings = FactorySettings.from_env()
+        build_registry(settings)
+        yield settings
+
+
+def build_registry(settings: FactorySettings, demand: bool = True) -> None:
+    """churn v1 champion, v2 blessed challenger, v3 blessed with missing artifacts; demand v1."""
+    _retrain(CHURN, settings, DAY, [_validated(settings, "churn", DAY)])
+    later = DAY.replace(day=DAY.day + 1)
+    _, _, second = _retrain(CHURN, settings, later, [_validated(settings, "churn", later)])
+    assert second["alias"] == "challenger"
+    if demand:
+        _retrain(DEMAND, settings, DAY, [_validated(settings, "demand", DAY)])
+    client = connect(settings)
+    # v3: registered and blessed, but its artifacts are gone: it cannot load.
+    broken_dir = settings.home / "broken-model"
+    broken_dir.mkdir(parents=True)
+    run_id = client.get_model_version("churn", "2").run_id
+    broken = client.create_model_version("churn", broken_dir.as_uri(), run_id=run_id)
+    client.set_model_version_tag("churn", broken.version, "factory.decision", "blessed")
+    assert str(broken.version) == "3"
+
+
+@pytest.fixture
+def registry_state(served_registry):
+    """Aliases back to champion=v1, challenger=v2; no canary, no pin, no previous champion."""
+    settings = served_registry
+    client = connect(settings)
+    for alias in ("canary", "previous_champion"):
+        with contextlib.suppress(Exception):
+            client.delete_registered_model_alias("churn", alias)
+    client.set_registered_model_alias("churn", "champion", "1")
+    client.set_registered_model_alias("churn", "challenger", "2")
+    for tag in (canary.PINNED_TAG, canary.VERSION_TAG, canary.STATUS_TAG):
+        with contextlib.suppress(Exception):
+            client.delete_registered_model_tag("churn", tag)
+    client.set_registered_model_tag("churn", canary.SHARE_TAG, "0")
+    return settings
+
+
+def gateway_settings(factory: FactorySettings, tmp_path, **changes) -> GatewaySettings:
+    base = GatewaySettings(factory=factory, db_uri=f"sqlite:///{tmp_path / 'predictions.db'}", refresh_s=3600)
+    return replace(base, **changes)
+
+
+@pytest.fixture
+def gateway(registry_state, tmp_path):
+    """A TestClient on a fresh app (its lifespan runs: first refresh done, log writer started)."""
+    from fastapi.testclient import TestClient
+
+    app = create_app(gateway_settings(registry_state, tmp_path))
+    with TestClient(app) as client:
+        client.app_state = app.state
+        yield client
+
+
+def churn_rows(n: int, seed: int = 0) -> list[dict]:
+    df = demo_data.generate_batch("churn", DAY, rows=n, seed=seed)
+    return json_rows(df, CHURN.features.all)
+
+
+def json_rows(df, columns) -> list[dict]:
+    return json.loads(df[columns].to_json(orient="records"))
+
+
+def predict(client, body: dict, model: str = "churn", **kwargs):
+    return client.post(f"/v1/models/{model}/predict", json=body, **kwargs)
+
+
+# --- requests and answers ----------------------------------------------------------------------
+
+
+def test_predict_one_and_many_with_probabilities(gateway):
+    rows = churn_rows(3)
+    one = predict(gateway, {"features": rows[0], "request_id": "r-1", "entity_id": "C1"})
+    assert one.status_code == 200, one.text
+    body = one.json()
+    assert body["model"] == "churn" and body["version"] == "1" and body["arm"] == "champion"
+    assert body["request_id"] == "r-1" and body["prediction"] in (0, 1)
+    assert math.isclose(sum(body["probabilities"].values()), 1.0, abs_tol=1e-5)
+
+    many = predict(gateway, {"instances": rows, "request_id": "batch"}).json()
+    assert [p["request_id"] for p in many["predictions"]] == ["batch:0", "batch:1", "batch:2"]
+
+    regression = predict(
+        gateway,
+        {"features": json_rows(demo_data.generate_batch("demand", DAY, rows=1), DEMAND.features.all)[0]},
+        model="demand",
+    )
+    assert regression.status_code == 200, regression.text
+    assert isinstance(regression.json()["prediction"], float) and "probabilities" not in regression.json()
+
+
+def test_null_means_missing_and_is_imputed_like_in_training(gateway):
+    row = churn_rows(1)[0] | {"age": None, "plan": None}
+    assert predict(gateway, {"features": row}).status_code == 200
+
+
+def test_inputs_are_checked_against_the_signature(gateway):
+    row = churn_rows(1)[0]
+    bad = {k: v for k, v in row.items() if k != "age"} | {"shoe_size": 44, "plan": 3, "tenure_months": "long"}
+    response = predict(gateway, {"features": bad})
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    problems = detail["problems"]["features"]
+    assert problems["missing"] == ["age"]
+    assert problems["extra"] == ["shoe_size"]
+    assert set(problems["wrong_type"]) == {"plan", "tenure_months"}
+    assert "expected a string" in problems["wrong_type"]["plan"]
+    assert "expected a number" in problems["wrong_type"]["tenure_months"]
+    assert "churn v1" in detail["error"]
+
+    batch = predict(gateway, {"instances": [row, {**row, "usage_gb": True}]})
+    assert batch.status_code == 422
+    assert list(batch.json()["detail"]["problems"]) == ["instances[1]"]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"{not json", "malformed JSON at line 1 column 2"),
+        (b"", "empty request body"),
+        (b'{"features": NaN}', "NaN is not valid JSON"),
+    ],
+)
+def test_malformed_json_is_a_clear_400(gateway, body, words):
+    response = gateway.post("/v1/models/churn/predict", content=body)
+    assert response.status_code == 400
+    assert words in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ([1, 2], "must be a JSON object"),
+        ({"request_id": "x"}, "exactly one of 'features'"),
+        ({"features": {}, "instances": []}, "exactly one of 'features'"),
+        ({"instances": []}, "non-empty list"),
+        ({"features": {}, "colour": "red"}, "unknown top-level fields"),
+        ({"features": {}, "request_id": "has space"}, "request_id must be"),
+    ],
+)
+def test_wrong_body_shapes_are_422(gateway, body, words):
+    response = predict(gateway, body)
+    assert response.status_code == 422
+    assert words in json.dumps(response.json()["detail"])
+
+
+def test_unknown_model_is_404_naming_the_served_ones(gateway):
+    response = predict(gateway, {"features": {}}, model="nope")
+    assert response.status_code == 404
+    assert response.json()["detail"] == "unknown model 'nope'; served models: churn, demand"
+    assert gateway.get("/v1/models/nope").status_code == 404
+
+
+def test_too_large_is_413(registry_state, tmp_path):
+    from fastapi.testclient import TestClient
+
+    app = create_app(gateway_settings(registry_state, tmp_path, max_body_bytes=2000, max_instances=5))
+    rows = churn_rows(20)
+    with TestClient(app) as client:
+        big = predict(client, {"instances": rows})
+        assert big.status_code == 413 and "2000 byte limit" in big.json()["detail"]
+
+        def chunks():  # no Content-Length: the streamed size is checked too
+            yield json.dumps({"instances": rows}).encode()
+
+        streamed = client.post("/v1/models/churn/predict", content=chunks())
+        assert streamed.status_code == 413
+        many = predict(client, {"instances": rows[:6]})
+        assert many.status_code == 413 and "limit is 5" in many.json()["detail"]
+
+
+def test_feedback_for_known_and_unknown_request_ids(gateway):
+    served = predict(gateway, {"features": churn_rows(1)[0], "request_id": "fb-1"})
+    assert served.status_code == 200
+    ok = gateway.post("/v1/feedback", json={"request_id": "fb-1", "outcome": 1})
+    assert ok.status_code == 200 and ok.json() == {"request_id": "fb-1", "recorded": True}
+    again = gateway.post("/v1/feedback", json={"request_id": "fb-1", "outcome": 0})  # replaces
+    assert again.status_code == 200
+
+    unknown = gateway.post("/v1/feedback", json={"request_id": "never-served", "outcome": 1})
+    assert unknown.status_code == 404
+    assert unknown.json()["detail"] == "no prediction with request_id 'never-served'"
+    assert gateway.post("/v1/feedback", json={"request_id": "fb-1"}).status_code == 422
+    assert gateway.post("/v1/feedback", json={"outcome": 1}).status_code == 422
+    assert gateway.post("/v1/feedback", json={"request_id": "fb-1", "outcome": [1]}).status_code == 422
+
+    log = gateway.app_state.prediction_log
+    assert log.flush()
+    with log.engine.connect() as conn:
+        rows = conn.execute(sa.select(predlog.FEEDBACK)).all()
+    assert [(r.request_id, json.loads(r.outcome)) for r in rows] == [("fb-1", 0)]
+
+
+def test_every_prediction_is_logged(gateway):
+    rows = churn_rows(2)
+    predict(gateway, {"features": rows[0], "request_id": "log-1", "entity_id": "C42"})
+    predict(gateway, {"instances": rows, "request_id": "log-2"})
+    log = gateway.app_state.prediction_log
+    assert log.flush()
+    with log.engine.connect() as conn:
+        logged = conn.execute(sa.select(predlog.PREDICTIONS).order_by(predlog.PREDICTIONS.c.id)).all()
+    assert [r.request_id for r in logged] == ["log-1", "log-2:0", "log-2:1"]
+    first = logged[0]
+    assert (first.model, first.version, first.arm, first.status, first.entity_id) == (
+        "churn",
+        "1",
+        "champion",
+        "ok",
+        "C42",
+    )
+    assert first.latency_ms > 0 and 0.0 <= first.score <= 1.0
+    assert json.loads(first.inputs) == rows[0] and len(first.inputs_hash) == 64
+    assert json.loads(first.prediction)["label"] in (0, 1)
+    assert isinstance(first.created_at, type(predlog.utcnow()))
+
+
+def test_api_key_is_required_when_set(registry_state, tmp_path):
+    from fastapi.testclient import TestClient
+
+    app = create_app(gateway_settings(registry_state, tmp_path, api_key="s3cret"))
+    row = churn_rows(1)[0]
+    with TestClient(app) as client:
+        assert predict(client, {"features": row}).status_code == 401
+        wrong = predict(client, {"features": row}, headers={"X-API-Key": "guess"})
+        assert wrong.status_code == 401 and "X-API-Key" in wrong.json()["detail"]
+        assert predict(client, {"features": row}, headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert client.post("/v1/feedback", json={"request_id": "x", "outcome": 1}).status_code == 401
+        assert client.get("/v1/models").status_code == 401
+        assert client.get("/health").status_code == 200  # probes and scrapers need no key
+        assert client.get("/metrics").status_code == 200
+
+
+def test_metrics_are_prometheus_text(gateway):
+    row = churn_rows(1)[0]
+    for _ in range(3):
+        predict(gateway, {"features": row})
+    predict(gateway, {"features": {}})
+    text = gateway.get("/metrics")
+    assert text.headers["content-type"].startswith("text/plain; version=0.0.4")
+    lines = text.text.splitlines()
+    assert 'factory_gateway_requests_total{model="churn",version="1",arm="champion",status="ok"} 3' in lines
+    assert 'factory_gateway_rejected_total{model="churn",code="422"} 1' in lines
+    assert any(
+        line.startswith(
+            'factory_gateway_request_duration_seconds_bucket{model="churn",version="1",'
+            'arm="champion",le="+Inf"} 3'
+        )
+        for line in lines
+    )
+    assert "factory_gateway_registry_up 1" in lines
+    seen_types = [line.split()[2] for line in lines if line.startswith("# TYPE")]
+    assert len(seen_types) == len(set(seen_types)), "each metric family exactly once"
+    for line in lines:  # every sample line: name{labels} value
+        if not line.startswith("#"):
+            float(line.rsplit(" ", 1)[1])
+
+
+# --- routing ----------------------------------------------------------------------------------
+
+
+def test_traffic_share_is_within_binomial_tolerance(gateway, registry_state):
+    canary.start_canary("churn", "2", 0.1, registry_state, "test", "share check")
+    gateway.app_state.watcher.refresh()
+    route = gateway.app_state.watcher.routes["churn"]
+    assert route.canary.version == "2" and route.share == pytest.approx(0.1)
+    n = 2000
+    hits = sum(route.pick(f"C{i:06d}")[0] == "canary" for i in range(n))
+    bound = 4 * math.sqrt(n * 0.1 * 0.9)  # 4 sigma: a false failure about once in 15,000 runs
+    assert abs(hits - n * 0.1) < bound, hits
+
+    # Through HTTP, the same callers land on the same arms as the route says.
+    row = churn_rows(1)[0]
+    arms = {}
+    for i in range(300):
+        body = predict(gateway, {"features": row, "entity_id": f"C{i:06d}"}).json()
+        arms[body["arm"]] = arms.get(body["arm"], 0) + 1
+        assert body["arm"] == route.pick(f"C{i:06d}")[0]
+        assert body["version"] == ("2" if body["arm"] == "canary" else "1")
+    assert arms["canary"] > 0 and arms["champion"] > 0
+
+
+def test_routing_is_sticky_and_a_ramp_only_adds_callers(gateway, registry_state):
+    canary.start_canary("churn", "2", 0.1, registry_state, "test", "sticky")
+    watcher = gateway.app_state.watcher
+    watcher.refresh()
+    row = churn_rows(1)[0]
+    callers = [f"C{i}" for i in range(60)]
+    first = {c: predict(gateway, {"features": row, "entity_id": c}).json()["arm"] for c in callers}
+    for _ in range(2):
+        assert {
+            c: predict(gateway, {"features": row, "entity_id": c}).json()["arm"] for c in callers
+        } == first
+
+    canary.set_canary_share("churn", 0.5, registry_state, "test", "ramp", version="2")
+    watcher.refresh()
+    after = {c: predict(gateway, {"features": row, "entity_id": c}).json()["arm"] for c in callers}
+    assert all(after[c] == "canary" for c in callers if first[c] == "canary")
+    assert sum(a == "canary" for a in after.values()) > sum(a == "canary" for a in first.values())
+    # Without an entity id, the request id is the key: a new one each time.
+    assert bucket("x", "churn|canary|2") == bucket("x", "churn|canary|2")
+
+
+# --- faults -----------------------------------------------------------------------------------
+
+
+def test_canary_that_fails_to_load_gets_no_traffic(gateway, registry_state):
+    canary.start_canary("churn", "3", 0.5, registry_state, "test", "broken artifacts")
+    gateway.app_state.watcher.refresh()
+    status = gateway.get("/v1/models/churn").json()
+    assert status["canary"] is None and status["share"] == 0.0
+    assert status["registry"]["canary"] == "3" and status["registry"]["share"] == 0.5
+    assert "canary v3 failed to load, no traffic sent to it" in status["errors"][0]
+
+    row = churn_rows(1)[0]
+    arms = {predict(gateway, {"features": row, "entity_id": f"E{i}"}).json()["arm"] for i in range(40)}
+    assert arms == {"champion"}
+    health = gateway.get("/health").json()
+    assert health["status"] == "degraded"
+    assert any("churn: canary v3 failed to load" in r for r in health["reasons"])
+
+    # The failure is in the prediction DB too: the canary analysis rolls it back.
+    db = gateway.app_state.settings.db_uri
+    load_failures = [d for d in predlog.decisions(db, "churn") if d["action"] == "load_failed"]
+    assert [(d["version"], d["actor"], d["details"]["arm"]) for d in load_failures] == [
+        ("3", "gateway", "canary")
+    ]
+    gateway.app_state.watcher.refresh()  # reported once, not at every refresh
+    assert len([d for d in predlog.decisions(db, "churn") if d["action"] == "load_failed"]) == 1
+    state = canary.read_serving_state("churn", registry_state)
+    arms = canary.arm_outcomes(db, "churn", state.started_at, versions={"canary": "3"})
+    verdict = canary.analyse_canary(arms["champion"], arms["canary"], task="classification", metric="roc_auc")
+    assert verdict["decision"] == "rollback" and "failed to load" in verdict["reasons"][0]
+
+
+def test_a_canary_that_fails_at_predict_time_falls_back_to_the_champion(gateway, registry_state, monkeypatch):
+    original = LoadedVersion.predict
+
+    def flaky(self, instances):
+        if self.version == "2":
+            raise RuntimeError("boom")
+        return original(self, instances)
+
+    monkeypatch.setattr(LoadedVersion, "predict", flaky)
+    canary.start_canary("churn", "2", 1.0, registry_state, "test", "flaky")
+    gateway.app_state.watcher.refresh()
+    response = predict(gateway, {"features": churn_rows(1)[0], "request_id": "flaky-1"})
+    assert response.status_code == 200 and response.json()["arm"] == "champion"
+    log = gateway.app_state.prediction_log
+    assert log.flush()
+    started = canary.read_serving_state("churn", registry_state).started_at
+    arms = canary.arm_outcomes(log.engine, "churn", started)
+    assert (arms["canary"].requests, arms["canary"].errors) == (1, 1)
+    assert (arms["champion"].requests, arms["champion"].errors) == (1, 0)
+
+
+def test_registry_unreachable_degrades_health_but_keeps_serving(gateway, monkeypatch):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    watcher = gateway.app_state.watcher
+    good = watcher.settings
+    down = replace(good.factory, tracking_uri=f"http://127.0.0.1:{port}")
+    watcher.settings = replace(good, factory=down)
+    watcher.refresh()
+    health = gateway.get("/health")
+    assert health.status_code == 200
+    assert health.json()["status"] == "degraded"
+    assert "registry unreachable since" in health.json()["reasons"][0]
+    assert "factory_gateway_registry_up 0" in gateway.get("/metrics").text
+    response = predict(gateway, {"features": churn_rows(1)[0]})
+    assert response.status_code == 200 and response.json()["version"] == "1"
+
+    watcher.settings = good
+    watcher.refresh()
+    assert gateway.get("/health").json()["status"] == "ok"
+
+
+def test_a_configured_model_that_is_not_registered_is_reported(registry_state, tmp_path):
+    from fastapi.testclient import TestClient
+
+    app = create_app(gateway_settings(registry_state, tmp_path, models=("churn", "ghost")))
+    with TestClient(app) as client:
+        health = client.get("/health").json()
+        assert (
+            health["status"] == "degraded" and "ghost: model 'ghost' is not registered" in health["reasons"]
+        )
+        ghost = predict(client, {"features": {}}, model="ghost")
+        assert ghost.status_code == 503 and "no loadable champion" in ghost.json()["detail"]
+        assert predict(client, {"features": churn_rows(1)[0]}).status_code == 200
+        assert predict(client, {"features": {}}, model="demand").status_code == 404  # not configured
+
+
+def test_the_simulator_refuses_to_run_without_outcomes():
+    with pytest.raises(ValueError, match="pass label_fn or label_column"):
+        simulate_traffic(
+            "http://127.0.0.1:9", "churn", demo_data.generate_batch("churn", DAY, rows=5), requests=1
+        )
+
+
+# --- hot swap on a real server ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def uvicorn_server(app):
+    """The app under a real uvicorn server on a free port, in a thread; yields the base URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+def test_hot_swap_under_load_has_no_5xx(registry_state, tmp_path):
+    app = create_app(gateway_settings(registry_state, tmp_path, refresh_s=0.1))
+    rows = churn_rows(50)
+    results: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+
+    def hammer(base: str, worker: int) -> None:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            i = 0
+            while not stop.is_set():
+                body = {"features": rows[i % len(rows)], "entity_id": f"W{worker}-{i}"}
+                try:
+                    response = client.post("/v1/models/churn/predict", json=body)
+                except httpx.HTTPError as exc:  # a dropped connection counts as a failure too
+                    results.append((-1, type(exc).__name__))
+                    continue
+                version = response.json().get("version") if response.status_code == 200 else None
+                results.append((response.status_code, version))
+                i += 1
+
+    with uvicorn_server(app) as base:
+        workers = [threading.Thread(target=hammer, args=(base, w)) for w in range(4)]
+        for worker in workers:
+            worker.start()
+        try:
+            steps = [
+                lambda: canary.start_canary("churn", "2", 0.5, registry_state, "test", "swap"),
+                lambda: canary.set_canary_share("churn", 1.0, registry_state, "test", "ramp"),
+                lambda: canary.promote_canary("churn", registry_state, "test", "promote"),
+                lambda: registry.rollback("churn", registry_state, "test", "back"),
+            ]
+            for step in steps:
+                time.sleep(0.6)
+                step()
+            time.sleep(0.6)
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join(30)
+        status = httpx.get(f"{base}/v1/models/churn").json()
+    codes = [code for code, _ in results]
+    assert len(codes) > 50
+    assert all(code == 200 for code in codes), sorted(set(results) - {(200, "1"), (200, "2")})
+    assert {version for _, version in results} == {"1", "2"}
+    assert status["champion"]["version"] == "1" and status["canary"] is None
+
+
+def test_simulated_traffic_with_delayed_feedback_feeds_the_analysis(registry_state, tmp_path):
+    canary.start_canary("churn", "2", 0.5, registry_state, "test", "simulated traffic")
+    app = create_app(gateway_settings(registry_state, tmp_path))
+    rows = demo_data.generate_batch("churn", DAY.replace(day=DAY.day + 2), rows=150)
+    with uvicorn_server(app) as base:
+        sent = simulate_traffic(
+            base,
+            "churn",
+            rows,
+            requests=300,
+            feedback_delay_s=0.3,
+            label_column="churned",
+            entity_column="customer_id",
+            concurrency=4,
+            seed=1,
+        )
+        assert app.state.prediction_log.flush()
+    assert sent["ok"] == 300 and sent["errors"] == {} and sent["feedback_sent"] == 300, sent
+    assert sent["by_arm"]["canary"] > 50 and sent["by_arm"]["champion"] > 50
+    assert sent["by_version"] == {
+        "canary:v2": sent["by_arm"]["canary"],
+        "champion:v1": sent["by_arm"]["champion"],
+    }
+
+    db = app.state.settings.db_uri
+    engine = predlog.engine_for(db)
+    with engine.connect() as conn:
+        per_entity = conn.execute(
+            sa.select(
+                predlog.PREDICTIONS.c.entity_id, sa.func.count(sa.distinct(predlog.PREDICTIONS.c.arm))
+            ).group_by(predlog.PREDICTIONS.c.entity_id)
+        ).all()
+    assert len(per_entity) < 150 + 1 and all(arms == 1 for _, arms in per_entity)  # one arm per customer
+
+    started = canary.read_serving_state("churn", registry_state).started_at
+    arms = canary.arm_outcomes(db, "churn", started, versions={"canary": "2", "champion": "1"})
+    assert arms["canary"].labelled == sent["by_arm"]["canary"]
+    assert arms["champion"].labelled == sent["by_arm"]["champion"]
+    truth = dict(zip(rows["customer_id"], rows["churned"], strict=True))
+    assert set(arms["canary"].outcomes) <= {0.0, 1.0} and len(truth) == 150
+    verdict = canary.analyse_canary(
+        arms["champion"], arms["canary"], task="classification", metric="roc_auc", min_samples=50
+    )
+    assert verdict["decision"] in ("promote", "rollback")
+    assert verdict["arms"]["canary"]["labelled"] == sent["by_arm"]["canary"]
+
+
+def test_a_rollout_driven_by_live_outcomes_without_airflow(registry_state, tmp_path):
+    """What the canary DAG does, step by step: start, wait for outcomes, analyse, ramp, promote."""
+    spec = spec_for("churn", **{"canary.ramp": [0.5, 1.0], "canary.min_samples": 40})
+    app = create_app(gateway_settings(registry_state, tmp_path))
+    db = app.state.settings.db_uri
+    rows = demo_data.generate_batch("churn", DAY.replace(day=DAY.day + 3), rows=400)
+    traffic = {"label_column": "churned", "entity_column": "customer_id", "concurrency": 4}
+    with uvicorn_server(app) as base:
+        predlog.write_decision(db, canary.start_canary("churn", "2", 0.5, registry_state, "dag", "blessed"))
+        app.state.watcher.refresh()
+        waiting = canary.analyse_running_canary(spec, registry_state, db)
+        assert waiting["decision"] == "wait" and waiting["next_share"] == 1.0
+
+        simulate_traffic(base, "churn", rows, requests=200, seed=2, **traffic)
+        assert app.state.prediction_log.flush()
+        first = canary.analyse_running_canary(spec, registry_state, db)
+        assert first["decision"] == "continue", first["reasons"]
+        assert first["canary_version"] == "2" and first["arms"]["canary"]["labelled"] >= 40
+
+        predlog.write_decision(db, canary.set_canary_share("churn", 1.0, registry_state, "dag", "stage 1 ok"))
+        app.state.watcher.refresh()
+        stalled = canary.analyse_running_canary(spec, registry_state, db)
+        assert stalled["decision"] == "wait" and "since the stage began" in stalled["reasons"][0]
+        given_up = canary.analyse_running_canary(spec, registry_state, db, deadline_passed=True)
+        assert given_up["decision"] == "rollback" and "maximum duration" in given_up["reasons"][0]
+
+        simulate_traffic(base, "churn", rows, requests=80, seed=3, **traffic)
+        assert app.state.prediction_log.flush()
+        last = canary.analyse_running_canary(spec, registry_state, db)
+        assert last["decision"] == "promote" and last["next_share"] is None, last["reasons"]
+        promoted = canary.promote_canary(
+            "churn",
+            registry_state,
+            "dag",
+            last["reasons"][0],
+            version="2",
+            details={"p_value": last["p_value"]},
+        )
+        predlog.write_decision(db, promoted)
+        app.state.watcher.refresh()
+        after = httpx.post(f"{base}/v1/models/churn/predict", json={"features": churn_rows(1)[0]}).json()
+    assert after["version"] == "2" and after["arm"] == "champion"
+    actions = [d["action"] for d in predlog.decisions(db, "churn")]
+    assert actions == ["canary_started", "canary_ramped", "canary_promoted"]
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def test_python_dash_m_serving_runs_a_server(registry_state, tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "include"),
+        "FACTORY_GATEWAY_API_KEY": "k",
+        "FACTORY_PREDICTION_DB_URI": f"sqlite:///{tmp_path / 'cli.db'}",
+        "FACTORY_GATEWAY_REFRESH_SECONDS": "1",
+    }
+    command = [sys.executable, "-m", "model_factory.serving", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, process.stdout.read()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "gateway did not come up"
+            time.sleep(0.2)
+        row = churn_rows(1)[0]
+        served = httpx.post(
+            f"{base}/v1/models/churn/predict", json={"features": row}, headers={"X-API-Key": "k"}, timeout=10
+        )
+        assert served.status_code == 200 and served.json()["version"] == "1"
+        refused = httpx.post(f"{base}/v1/models/churn/predict", json={"features": row}, timeout=10)
+        assert refused.status_code == 401
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert (tmp_path / "cli.db").exists()
