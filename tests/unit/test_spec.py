@@ -496,6 +496,20 @@ def test_the_new_model_template_is_a_valid_spec(tmp_path: Path) -> None:
     assert spec.name == "my_model" and spec.gates.primary_metric == "roc_auc"
 
 
+def test_the_templates_optional_sections_are_valid_when_uncommented(tmp_path: Path) -> None:
+    """The commented drift/notify/canary examples a data scientist un-comments must parse."""
+    template = (MODELS_DIR.parent / "templates" / "model.yaml").read_text()
+    head, optional = template.split("# drift:", 1)
+    optional, tail = ("# drift:" + optional).split("\ntags:", 1)
+    uncommented = "\n".join(line.removeprefix("# ") for line in optional.splitlines()
+                            if not line.startswith("# Everything"))  # fmt: skip
+    path = tmp_path / "my_model.yaml"
+    path.write_text(head + uncommented + "\ntags:" + tail)
+    spec = load_spec(path)
+    assert spec.drift.data_uri == "s3://serving-logs/my_model/{ds}.parquet"
+    assert spec.notify.webhook_conn_id == "slack_alerts" and spec.canary.min_samples == 500
+
+
 # --- drift, notify and canary sections -----------------------------------------------------------
 
 
