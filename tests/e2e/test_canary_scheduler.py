@@ -32,19 +32,23 @@ BROKEN_FEED = ["tenure_months", "support_calls"]
 
 
 def _test_spec(folder: Path) -> Path:
-    """The shipped churn spec with a quick rollout (2 stages, 150 outcomes per arm)."""
+    """The shipped churn spec with a quick rollout (2 stages, 150 outcomes per arm); each version
+    trains on its own day, and the gates are loose so the broken-feed challenger gets blessed."""
     spec = yaml.safe_load((REPO / "include" / "models" / "churn.yaml").read_text())
     spec["training"] = {"window_batches": 1}
     spec["drift"] = {"enabled": False}
     spec["gates"].update({"threshold": 0.55, "max_regression": 0.5, "too_good_jump": None})
-    spec["canary"] = {"ramp": [0.5, 1.0], "min_samples": 150, "max_stage_minutes": 8, "poke_seconds": 3}
+    # alpha 0.01: two equally good models are rolled back well under 1% of the time (helper-measured
+    # rates in canary's tests), while the broken-feed challenger (~30% worse) is caught at 150 outcomes.
+    spec["canary"] = {"ramp": [0.5, 1.0], "min_samples": 150, "alpha": 0.01, "max_stage_minutes": 8,
+                      "poke_seconds": 3}  # fmt: skip
     folder.mkdir(parents=True)
     (folder / "churn.yaml").write_text(yaml.safe_dump(spec))
     return folder
 
 
 def _put_batch(stack: Stack, day: date, shuffle: list[str] | None = None) -> None:
-    df = demo_data.generate_batch(MODEL, day, rows=2000)
+    df = demo_data.generate_batch(MODEL, day, rows=4000)
     rng = np.random.default_rng(day.toordinal())
     for col in shuffle or []:
         df[col] = rng.permutation(df[col].to_numpy())
@@ -85,7 +89,8 @@ def test_canary_promotes_a_good_challenger_and_rolls_back_a_bad_one(tmp_path):
             _put_batch(stack, START + timedelta(days=offset), shuffle)
 
         assert _retrain(api, START)["alias"] == "champion"  # v1
-        rows = demo_data.generate_batch(MODEL, START + timedelta(days=30), rows=4000)
+        # live traffic from the same week the models were trained on (the generator is seasonal)
+        rows = demo_data.generate_batch(MODEL, START + timedelta(days=1), rows=4000, seed=7)
         rows["customer_id"] = [f"c{i}" for i in range(len(rows))]
         with TrafficLoop(stack.gateway_url, MODEL, rows, label_column="churned",
                          entity_column="customer_id", concurrency=4) as traffic:  # fmt: skip
