@@ -149,7 +149,7 @@ def _common_dag_args(spec: ModelSpec, kind: str) -> dict:
             "owner": spec.owner,
             "retries": spec.retries,
             "retry_delay": timedelta(seconds=30),
-            "retry_exponential_backoff": True,
+            "retry_exponential_backoff": 2.0,  # a multiplier in Airflow 3.3 (True would mean 1.0: constant)
         },
     }
 

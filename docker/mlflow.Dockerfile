@@ -7,7 +7,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 RUN pip install --no-cache-dir \
         mlflow==3.17.2 \
-        psycopg2-binary==2.9.10 \
+        psycopg2-binary==2.9.13 \
         boto3==1.44.5 \
  && useradd --create-home --uid 10001 mlflow
 

@@ -9,16 +9,21 @@ Layout in the store (``<root>`` is FACTORY_STORE_URI)::
 
 The raw copy is keyed by content, so re-ingesting the same date and bytes writes nothing new,
 and a changed source file is kept beside the old one, not over it.
+
+Memory stays bounded whatever the batch size: bytes are streamed through a local spool file
+(hashed on the way), rows are counted from Parquet metadata or CSV chunks, and readers hand out
+tables in chunks of ``chunk_rows()`` rows (Parquet record batches, CSV chunks).
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import re
+import tempfile
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 from model_factory import storage
@@ -60,6 +65,23 @@ def resolve_source_uri(template: str, ds: str, env: dict[str, str] | None = None
     return filled.replace("{ds_nodash}", ds.replace("-", "")).replace("{ds}", ds)
 
 
+# Rows per chunk when reading a batch: ~100-300 MB of pandas memory for the demo's columns.
+DEFAULT_CHUNK_ROWS = 1_000_000
+
+
+def chunk_rows() -> int:
+    """Rows per chunk (``FACTORY_CHUNK_ROWS`` overrides the default)."""
+    value = int(os.environ.get("FACTORY_CHUNK_ROWS", DEFAULT_CHUNK_ROWS))
+    if value < 1:
+        raise ValueError(f"FACTORY_CHUNK_ROWS must be >= 1, got {value}")
+    return value
+
+
+def _unreadable(exc: Exception, fmt: str, where: str) -> UnreadableBatchError:
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return UnreadableBatchError(f"{where} is not a readable {fmt} table: {detail}")
+
+
 def parse_batch(data: bytes, fmt: str, where: str) -> pd.DataFrame:
     if not data:
         raise UnreadableBatchError(f"{where} is an empty file (0 bytes)")
@@ -68,14 +90,107 @@ def parse_batch(data: bytes, fmt: str, where: str) -> pd.DataFrame:
             return pd.read_parquet(io.BytesIO(data))
         return pd.read_csv(io.BytesIO(data))
     except Exception as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UnreadableBatchError(f"{where} is not a readable {fmt} table: {detail}") from exc
+        raise _unreadable(exc, fmt, where) from exc
+
+
+def iter_frames(path: Path | str, fmt: str, where: str, rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """The table in a local file as DataFrames of at most ``rows`` rows each, in file order.
+
+    Chunk by chunk this gives the same columns and dtypes as ``parse_batch`` on the whole file
+    (CSV dtypes are inferred per chunk: a column can be int64 in one chunk, float64 in the next).
+    An empty table still yields one (empty) frame with its columns. Raises UnreadableBatchError,
+    possibly after some chunks, for a file that is not a readable table.
+    """
+    import pyarrow.parquet as pq
+
+    if os.path.getsize(path) == 0:
+        raise UnreadableBatchError(f"{where} is an empty file (0 bytes)")
+    rows = rows or chunk_rows()
+    yielded = False
+    try:
+        if fmt == "parquet":
+            # Whole row groups, a few at a time up to ``rows`` rows: unlike iter_batches, this
+            # hands every buffer back after each chunk (measured: flat RSS over 20M rows).
+            parquet = pq.ParquetFile(path, pre_buffer=False)
+            for groups in _row_group_runs(parquet.metadata, rows):
+                table = parquet.read_row_groups(groups)
+                for start in range(0, table.num_rows, rows):  # a row group larger than rows
+                    yielded = True
+                    yield table.slice(start, rows).to_pandas()
+                del table
+            if not yielded:
+                yield parquet.schema_arrow.empty_table().to_pandas()
+        else:
+            with pd.read_csv(path, chunksize=rows) as reader:
+                for chunk in reader:
+                    yielded = True
+                    yield chunk
+            if not yielded:  # header only: an empty frame with the header's columns
+                yield pd.read_csv(path, nrows=0)
+    except UnreadableBatchError:
+        raise
+    except Exception as exc:
+        raise _unreadable(exc, fmt, where) from exc
+
+
+def _row_group_runs(metadata, rows: int) -> Iterator[list[int]]:
+    """Consecutive row groups, as few per run as fill ``rows`` (at least one group per run)."""
+    run: list[int] = []
+    filled = 0
+    for index in range(metadata.num_row_groups):
+        size = metadata.row_group(index).num_rows
+        if run and filled + size > rows:
+            yield run
+            run, filled = [], 0
+        run.append(index)
+        filled += size
+    if run:
+        yield run
+
+
+def count_rows(path: Path | str, fmt: str, where: str) -> int:
+    """Rows of a local table file: Parquet from its footer, CSV by parsing it chunk by chunk."""
+    if fmt == "parquet" and os.path.getsize(path) > 0:
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(path).metadata.num_rows
+        except Exception as exc:
+            raise _unreadable(exc, fmt, where) from exc
+    return sum(len(frame) for frame in iter_frames(path, fmt, where))
 
 
 def write_parquet(df: pd.DataFrame, uri: str, s3: storage.S3Options | None = None) -> str:
     buffer = io.BytesIO()
     df.to_parquet(buffer, index=False)
     return storage.write_bytes(uri, buffer.getvalue(), s3)
+
+
+def write_parquet_file(frames: Iterable[pd.DataFrame], path: Path | str,
+                       dtypes: dict[str, object] | None = None) -> int:  # fmt: skip
+    """Write frames one after the other into one Parquet file (a row group per frame, so later
+    readers can stream it back); ``dtypes`` casts columns first. Returns the rows written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer, total = None, 0
+    try:
+        for frame in frames:
+            if dtypes:
+                frame = frame.astype({c: t for c, t in dtypes.items() if c in frame.columns})
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(str(path), table.schema)
+            elif table.schema != writer.schema:
+                table = table.cast(writer.schema)
+            writer.write_table(table)
+            total += len(frame)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise ValueError("write_parquet_file needs at least one frame")
+    return total
 
 
 def ingest_batch(
@@ -85,43 +200,48 @@ def ingest_batch(
     source_s3: storage.S3Options | None = None,
     store_s3: storage.S3Options | None = None,
 ) -> dict:
-    """Copy the batch for ``ds`` into ``raw/``; return its manifest (a small dict for XCom)."""
+    """Copy the batch for ``ds`` into ``raw/``; return its manifest (a small dict for XCom).
+
+    The bytes are streamed into a local spool file (hashed on the way, so the copy and the hash
+    are of the same bytes even if the source changes meanwhile), then streamed to the store.
+    """
     source_uri = resolve_source_uri(spec.source.uri, ds)
-    try:
-        data = storage.read_bytes(source_uri, source_s3)
-    except storage.ObjectNotFoundError as exc:
-        raise MissingBatchError(
-            f"no source batch for model {spec.name!r} on {ds}: nothing at {source_uri}"
-        ) from exc
-
-    sha256 = hashlib.sha256(data).hexdigest()
     filename = PurePosixPath(source_uri.split("://", 1)[1]).name
-    folder = storage.join(store_uri, "raw", spec.name, ds, sha256[:12])
-    raw_uri = storage.join(folder, filename)
-    manifest_uri = storage.join(folder, "manifest.json")
+    with tempfile.TemporaryDirectory(prefix="factory-ingest-") as spool:
+        local = Path(spool) / (filename or "batch")
+        try:
+            sha256, size = storage.download_file(source_uri, local, source_s3)
+        except storage.ObjectNotFoundError as exc:
+            raise MissingBatchError(
+                f"no source batch for model {spec.name!r} on {ds}: nothing at {source_uri}"
+            ) from exc
 
-    if storage.exists(manifest_uri, store_s3):
-        manifest = storage.read_json(manifest_uri, store_s3)
-        return {**manifest, "already_ingested": True}
+        folder = storage.join(store_uri, "raw", spec.name, ds, sha256[:12])
+        raw_uri = storage.join(folder, filename)
+        manifest_uri = storage.join(folder, "manifest.json")
 
-    try:
-        rows: int | None = len(parse_batch(data, spec.source.format, source_uri))
-        parse_error = None
-    except UnreadableBatchError as exc:
-        rows, parse_error = None, str(exc)
-    manifest = {
-        "model": spec.name,
-        "ds": ds,
-        "source_uri": source_uri,
-        "raw_uri": raw_uri,
-        "format": spec.source.format,
-        "sha256": sha256,
-        "bytes": len(data),
-        "rows": rows,
-        "parse_error": parse_error,
-        "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    storage.write_bytes(raw_uri, data, store_s3)
+        if storage.exists(manifest_uri, store_s3):
+            manifest = storage.read_json(manifest_uri, store_s3)
+            return {**manifest, "already_ingested": True}
+
+        try:
+            rows: int | None = count_rows(local, spec.source.format, source_uri)
+            parse_error = None
+        except UnreadableBatchError as exc:
+            rows, parse_error = None, str(exc)
+        manifest = {
+            "model": spec.name,
+            "ds": ds,
+            "source_uri": source_uri,
+            "raw_uri": raw_uri,
+            "format": spec.source.format,
+            "sha256": sha256,
+            "bytes": size,
+            "rows": rows,
+            "parse_error": parse_error,
+            "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        storage.upload_file(local, raw_uri, store_s3)
     storage.write_json(manifest_uri, manifest, store_s3)
     return {**manifest, "already_ingested": False}
 

@@ -8,14 +8,23 @@ the URI and what to check.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
+
+# Large objects move in pieces of this size (streamed to/from local files, never whole in memory).
+CHUNK_BYTES = 8 * 1024 * 1024
+# Above this size an S3 upload is a multipart upload (parallel parts, retried part by part).
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
 
 
 class StorageError(RuntimeError):
@@ -106,22 +115,27 @@ def read_bytes(uri: str, s3: S3Options | None = None) -> bytes:
         raise _s3_error(exc, uri, bucket) from exc
 
 
+def _write_local_atomically(uri: str, path: Path, write: Callable[[Any], object]) -> None:
+    """Write through a temp file in the same folder, then rename: a reader never sees half a
+    file, and a failed write leaves nothing behind."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise StorageError(f"cannot write {uri}: {exc.strerror or exc}") from exc
+
+
 def write_bytes(uri: str, data: bytes, s3: S3Options | None = None) -> str:
     """Write atomically (a reader never sees half a file) and return the URI."""
     scheme, bucket, key = _split(uri)
     if scheme == "file":
-        path = Path(key)
-        tmp = None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except OSError as exc:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
-            raise StorageError(f"cannot write {uri}: {exc.strerror or exc}") from exc
+        _write_local_atomically(uri, Path(key), lambda out: out.write(data))
         return uri
     try:
         _s3_client(s3).put_object(Bucket=bucket, Key=key, Body=data)
@@ -193,3 +207,105 @@ def list_uris(prefix_uri: str, s3: S3Options | None = None) -> list[str]:
     except Exception as exc:
         raise _s3_error(exc, prefix_uri, bucket) from exc
     return sorted(uris)
+
+
+# ----------------------------------------------------------------------------- streaming
+# Bounded-memory moves for large batches: bytes go between the store and local files in
+# CHUNK_BYTES pieces; nothing below holds a whole object in memory.
+
+
+def sha256_file(path: Path | str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_file(uri: str, path: Path | str, s3: S3Options | None = None) -> tuple[str, int]:
+    """Stream the object at ``uri`` into the local file ``path``; return (sha256, size)."""
+    scheme, bucket, key = _split(uri)
+    digest, size = hashlib.sha256(), 0
+    try:
+        with open(path, "wb") as out:
+            if scheme == "file":
+                try:
+                    source = open(key, "rb")  # noqa: SIM115
+                except FileNotFoundError as exc:
+                    raise ObjectNotFoundError(f"no file at {uri}") from exc
+                except OSError as exc:
+                    raise StorageError(f"cannot read {uri}: {exc.strerror}") from exc
+                with source:
+                    chunks = iter(lambda: source.read(CHUNK_BYTES), b"")
+                    for chunk in chunks:
+                        digest.update(chunk)
+                        out.write(chunk)
+                        size += len(chunk)
+            else:
+                try:
+                    body = _s3_client(s3).get_object(Bucket=bucket, Key=key)["Body"]
+                    for chunk in body.iter_chunks(CHUNK_BYTES):
+                        digest.update(chunk)
+                        out.write(chunk)
+                        size += len(chunk)
+                except StorageError:
+                    raise
+                except Exception as exc:
+                    raise _s3_error(exc, uri, bucket) from exc
+    except OSError as exc:
+        raise StorageError(f"cannot copy {uri} to local file {path}: {exc.strerror or exc}") from exc
+    return digest.hexdigest(), size
+
+
+def upload_file(path: Path | str, uri: str, s3: S3Options | None = None) -> str:
+    """Write a local file's bytes to ``uri``, atomically (streamed; multipart on S3 when large)."""
+    scheme, bucket, key = _split(uri)
+    if scheme == "file":
+
+        def copy(out) -> None:
+            with open(path, "rb") as source:
+                shutil.copyfileobj(source, out, CHUNK_BYTES)
+
+        _write_local_atomically(uri, Path(key), copy)
+        return uri
+    client = _s3_client(s3)
+    try:
+        if os.path.getsize(path) <= MULTIPART_THRESHOLD:
+            with open(path, "rb") as source:  # put_object reads the file, not a bytes copy
+                client.put_object(Bucket=bucket, Key=key, Body=source)
+        else:
+            from boto3.s3.transfer import TransferConfig
+
+            config = TransferConfig(
+                multipart_threshold=MULTIPART_THRESHOLD,
+                multipart_chunksize=2 * CHUNK_BYTES,
+                max_concurrency=4,
+            )
+            client.upload_file(str(path), bucket, key, Config=config)
+    except Exception as exc:
+        cause = exc.__context__ if type(exc).__name__ == "S3UploadFailedError" and exc.__context__ else exc
+        raise _s3_error(cause, uri, bucket) from exc
+    return uri
+
+
+@contextlib.contextmanager
+def local_file(uri: str, s3: S3Options | None = None) -> Iterator[Path]:
+    """A local path holding the object's bytes: the file itself for ``file://``, a temporary
+    copy (streamed, removed afterwards) for ``s3://``."""
+    scheme, _, key = _split(uri)
+    if scheme == "file":
+        path = Path(key)
+        if not path.exists():
+            raise ObjectNotFoundError(f"no file at {uri}")
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="factory-") as tmp:
+        path = Path(tmp) / (Path(key).name or "object")
+        download_file(uri, path, s3)
+        yield path
+
+
+def copy(src_uri: str, dst_uri: str, s3: S3Options | None = None) -> str:
+    """Copy one object to another URI (both in the same store), streamed through a local file."""
+    with local_file(src_uri, s3) as path:
+        return upload_file(path, dst_uri, s3)

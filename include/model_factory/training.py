@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from model_factory import storage, tracking
-from model_factory.batches import parse_batch, write_parquet
+from model_factory.batches import write_parquet
 from model_factory.config import PROJECT_ROOT, FactorySettings
 from model_factory.spec import ESTIMATORS, ModelSpec
 
@@ -154,14 +155,39 @@ def log_baseline(X_train: pd.DataFrame, spec: ModelSpec) -> dict:
     return baseline
 
 
-def read_frames(uris: list[str], s3: storage.S3Options | None = None) -> tuple[pd.DataFrame, list[dict]]:
-    frames, inputs = [], []
-    for uri in uris:
-        data = storage.read_bytes(uri, s3)
-        frame = parse_batch(data, "parquet", uri)
-        frames.append(frame)
-        inputs.append({"uri": uri, "sha256": hashlib.sha256(data).hexdigest(), "rows": len(frame)})
-    return pd.concat(frames, ignore_index=True), inputs
+def read_frames(
+    uris: list[str], s3: storage.S3Options | None = None, max_rows: int | None = None, seed: int = 0
+) -> tuple[pd.DataFrame, list[dict]]:
+    """The validated batches as one frame, and their lineage (uri, sha256 of the whole file, rows).
+
+    Files are streamed (S3 objects through a local temp copy, hashed in pieces). When the
+    batches hold more than ``max_rows`` rows together, each is read chunk by chunk and every row
+    kept with probability ``max_rows / total`` (seeded), so memory is about the sample, never
+    the whole window; ``sampled_rows`` in the lineage says how many rows were used.
+    """
+    import pyarrow.parquet as pq
+    from model_factory.batches import iter_frames
+
+    with contextlib.ExitStack() as stack:
+        paths, inputs = [], []
+        for uri in uris:
+            path = stack.enter_context(storage.local_file(uri, s3))
+            rows = pq.ParquetFile(path).metadata.num_rows
+            paths.append(path)
+            inputs.append({"uri": uri, "sha256": storage.sha256_file(path), "rows": rows})
+        total = sum(i["rows"] for i in inputs)
+        if max_rows is None or total <= max_rows:
+            return pd.concat([pd.read_parquet(path) for path in paths], ignore_index=True), inputs
+        fraction = max_rows / total
+        frames = []
+        for n, (path, info) in enumerate(zip(paths, inputs, strict=True)):
+            rng = np.random.default_rng([seed, n])
+            chunks = iter_frames(path, "parquet", info["uri"])
+            kept = [chunk[rng.random(len(chunk)) < fraction] for chunk in chunks]
+            frame = pd.concat(kept, ignore_index=True)
+            info["sampled_rows"] = len(frame)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True), inputs
 
 
 def run_key(spec: ModelSpec, ds: str, inputs: list[dict]) -> str:
@@ -192,7 +218,7 @@ def train_model(
     context = context or {}
     client = tracking.connect(settings)
     exp_id = tracking.experiment_id(client, settings, spec.name)
-    df, inputs = read_frames(batch_uris, s3)
+    df, inputs = read_frames(batch_uris, s3, max_rows=spec.training.max_rows, seed=spec.split.seed)
     key = run_key(spec, ds, inputs)
 
     if not force:

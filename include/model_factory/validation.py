@@ -4,19 +4,30 @@ The suite is built from the spec (columns present, numeric types, target not nul
 ceilings, categorical domains, numeric ranges) plus an optional hand-written suite file. A batch
 that fails is copied to ``quarantine/`` with the GX result and a human-readable REASON.txt; the
 source file and the raw copy are never touched.
+
+Large batches are validated chunk by chunk (Parquet record batches / CSV chunks of
+``batches.chunk_rows()`` rows) at bounded memory: the suite runs on every chunk and the results
+are combined into one result for the whole batch. Row-count, null, set, range and type checks
+combine exactly (counts are summed, ``mostly`` is applied to the totals, a type must hold in
+every chunk). Other expectations of a hand-written ``extra_suite`` must hold in every chunk;
+expectations over the whole column (uniqueness, mean, quantiles) are then checked per chunk,
+which is weaker than on the whole batch. A batch of one chunk gets exactly GX's own result.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from model_factory import storage
-from model_factory.batches import UnreadableBatchError, parse_batch, validated_uri, write_parquet
+from model_factory.batches import UnreadableBatchError, iter_frames, validated_uri, write_parquet_file
 from model_factory.spec import ModelSpec
 
 NUMERIC_TYPES = [
@@ -99,25 +110,160 @@ def _reason(result: dict[str, Any]) -> str:
     return f"{what}: observed {detail.get('observed_value')!r}, expected {kwargs}"
 
 
-def validate_frame(df: pd.DataFrame, spec: ModelSpec, spec_dir: Path | None = None) -> ValidationOutcome:
-    """Run the spec's GX suite on a DataFrame."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
+class _Suite:
+    """The spec's GX suite, built once and run on one DataFrame (a batch or a chunk) at a time."""
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = {"globally": False}
-    batch = (
-        context.data_sources.add_pandas("factory")
-        .add_dataframe_asset(spec.name)
-        .add_batch_definition_whole_dataframe("batch")
-        .get_batch(batch_parameters={"dataframe": df})
-    )
-    suite = gx.ExpectationSuite(name=f"{spec.name}_contract")
-    for expectation in _expectations(spec, list(df.columns), spec_dir):
-        suite.add_expectation(expectation)
-    result = batch.validate(suite).to_json_dict()
+    def __init__(self, spec: ModelSpec, columns: list[str], spec_dir: Path | None):
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        import great_expectations as gx
+
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = {"globally": False}
+        self.batch_definition = (
+            context.data_sources.add_pandas("factory")
+            .add_dataframe_asset(spec.name)
+            .add_batch_definition_whole_dataframe("batch")
+        )
+        self.suite = gx.ExpectationSuite(name=f"{spec.name}_contract")
+        for expectation in _expectations(spec, columns, spec_dir):
+            self.suite.add_expectation(expectation)
+
+    def run(self, df: pd.DataFrame) -> dict[str, Any]:
+        batch = self.batch_definition.get_batch(batch_parameters={"dataframe": df})
+        return batch.validate(self.suite).to_json_dict()
+
+
+def _raised(result: dict[str, Any]) -> bool:
+    info = result.get("exception_info") or {}
+    records = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    return any(r.get("raised_exception") for r in records)
+
+
+def _combine_one(chunks: list[dict[str, Any]], total_rows: int) -> dict[str, Any]:
+    """One expectation's results over all chunks -> its result over the whole batch."""
+    first = chunks[0]
+    config = first["expectation_config"]
+    kind, kwargs = config["type"], config.get("kwargs") or {}
+    raised = [r for r in chunks if _raised(r)]
+    if raised:
+        return {**raised[0], "success": False}
+    if kind == "expect_table_row_count_to_be_between":
+        low, high = kwargs.get("min_value"), kwargs.get("max_value")
+        ok = (low is None or total_rows >= low) and (high is None or total_rows <= high)
+        return {**first, "success": ok, "result": {"observed_value": total_rows}}
+    details = [r.get("result") or {} for r in chunks]
+    if all("unexpected_count" in d and "element_count" in d for d in details):
+        elements = sum(d["element_count"] for d in details)
+        unexpected = sum(d["unexpected_count"] for d in details)
+        missing = sum(d.get("missing_count", 0) for d in details)
+        # not-null counts against every row; every other map expectation against non-null rows
+        base = elements if kind == "expect_column_values_to_not_be_null" else elements - missing
+        percent = 100.0 * unexpected / base if base else 0.0
+        mostly = kwargs.get("mostly", 1.0)
+        ok = unexpected == 0 if mostly >= 1 else (base == 0 or (base - unexpected) / base >= mostly)
+        partial = [v for d in details for v in d.get("partial_unexpected_list", [])][:20]
+        merged = {**details[0], "element_count": elements, "unexpected_count": unexpected,
+                  "unexpected_percent": percent, "partial_unexpected_list": partial}  # fmt: skip
+        if "missing_count" in details[0]:
+            merged.update(
+                missing_count=missing,
+                missing_percent=100.0 * missing / elements if elements else 0.0,
+                unexpected_percent_total=100.0 * unexpected / elements if elements else 0.0,
+                unexpected_percent_nonmissing=percent,
+            )
+        # Counts and row indexes of the partial list are per chunk: not meaningful combined.
+        merged.pop("partial_unexpected_counts", None)
+        merged.pop("partial_unexpected_index_list", None)
+        return {**first, "success": ok, "result": merged}
+    failing = [r for r in chunks if not r["success"]]
+    return failing[0] if failing else first
+
+
+def combine_results(results: list[dict[str, Any]], total_rows: int) -> dict[str, Any]:
+    """GX results of the same suite on consecutive chunks -> one result for the whole batch."""
+    if len(results) == 1:
+        return results[0]
+    per_expectation = zip(*(r["results"] for r in results), strict=True)
+    combined = [_combine_one(list(chunk), total_rows) for chunk in per_expectation]
+    successes = sum(1 for r in combined if r["success"])
+    return {
+        **results[0],
+        "success": successes == len(combined),
+        "results": combined,
+        "statistics": {
+            "evaluated_expectations": len(combined),
+            "successful_expectations": successes,
+            "unsuccessful_expectations": len(combined) - successes,
+            "success_percent": 100.0 * successes / len(combined) if combined else 100.0,
+        },
+        "meta": {**results[0].get("meta", {}), "chunks": len(results), "rows": total_rows},
+    }
+
+
+def validate_frames(frames: Iterable[pd.DataFrame], spec: ModelSpec,
+                    spec_dir: Path | None = None) -> ValidationOutcome:  # fmt: skip
+    """Run the spec's GX suite on consecutive chunks of one batch; combine into one outcome.
+
+    Only one chunk is in memory at a time (with its GX result, a few KB).
+    """
+    suite: _Suite | None = None
+    results: list[dict[str, Any]] = []
+    total = 0
+    for df in frames:
+        if suite is None:
+            suite = _Suite(spec, list(df.columns), spec_dir)
+        results.append(suite.run(df))
+        total += len(df)
+    if not results:
+        raise ValueError("validate_frames needs at least one frame")
+    result = combine_results(results, total)
     reasons = [_reason(r) for r in result["results"] if not r["success"]]
     return ValidationOutcome(success=bool(result["success"]), reasons=reasons, result=result)
+
+
+def validate_frame(df: pd.DataFrame, spec: ModelSpec, spec_dir: Path | None = None) -> ValidationOutcome:
+    """Run the spec's GX suite on a DataFrame."""
+    return validate_frames([df], spec, spec_dir)
+
+
+def _unified_dtypes(seen: dict[str, set]) -> dict[str, object]:
+    """Dtypes for columns whose chunks disagree (CSV infers per chunk): numbers as float64,
+    anything else as string, so every chunk fits one Parquet schema."""
+    out: dict[str, object] = {}
+    for column, dtypes in seen.items():
+        if len(dtypes) > 1:
+            numeric = all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)
+                          for t in dtypes)  # fmt: skip
+            out[column] = "float64" if numeric else "str"
+    return out
+
+
+def _validate_local(path: Path, fmt: str, where: str, spec: ModelSpec,
+                    spec_dir: Path | None) -> tuple[ValidationOutcome, int, dict[str, object]]:  # fmt: skip
+    """Validate a local batch file chunk by chunk: (outcome, rows, dtypes to unify on write)."""
+    frames = iter_frames(path, fmt, where)
+    try:
+        first = next(frames)
+    except UnreadableBatchError as exc:
+        return ValidationOutcome(False, [f"unreadable file: {exc}"], {"success": False}), 0, {}
+    if first.empty and len(first.columns) == 0:
+        return ValidationOutcome(False, ["the batch has no columns and no rows"]), 0, {}
+    seen: dict[str, set] = {}
+    rows = 0
+
+    def tracked() -> Iterator[pd.DataFrame]:
+        nonlocal rows
+        for df in itertools.chain([first], frames):
+            for column, dtype in df.dtypes.items():
+                seen.setdefault(str(column), set()).add(dtype)
+            rows += len(df)
+            yield df
+
+    try:
+        outcome = validate_frames(tracked(), spec, spec_dir)
+    except UnreadableBatchError as exc:  # a later chunk is damaged
+        return ValidationOutcome(False, [f"unreadable file: {exc}"], {"success": False}), rows, {}
+    return outcome, rows, _unified_dtypes(seen)
 
 
 def validate_batch(
@@ -133,35 +279,31 @@ def validate_batch(
     ``{"status": "quarantined", "quarantine_uri": ..., "reasons": [...]}``.
     """
     raw_uri, ds, fmt = ingested["raw_uri"], ingested["ds"], ingested["format"]
-    data = storage.read_bytes(raw_uri, s3)
-    try:
-        df = parse_batch(data, fmt, raw_uri)
-    except UnreadableBatchError as exc:
-        outcome = ValidationOutcome(False, [f"unreadable file: {exc}"], {"success": False})
-        df = None
-    else:
-        if df.empty and len(df.columns) == 0:
-            outcome = ValidationOutcome(False, ["the batch has no columns and no rows"])
-        else:
-            outcome = validate_frame(df, spec, spec_dir)
-
     target_uri = validated_uri(store_uri, spec.name, ds)
-    if not outcome.success or df is None:
-        if storage.exists(target_uri, s3):
-            # A newer batch for this date failed: the earlier validated copy must not be trained
-            # on as if it were current. Its raw bytes stay under raw/.
-            storage.delete(target_uri, s3)
-            outcome.reasons.append(f"withdrew the earlier validated batch for {ds} ({target_uri})")
-        return quarantine_batch(spec.name, ds, ingested, data, outcome, store_uri, s3)
+    with (
+        storage.local_file(raw_uri, s3) as local,
+        tempfile.TemporaryDirectory(prefix="factory-validate-") as tmp,
+    ):
+        outcome, rows, dtypes = _validate_local(local, fmt, raw_uri, spec, spec_dir)
+        if not outcome.success:
+            if storage.exists(target_uri, s3):
+                # A newer batch for this date failed: the earlier validated copy must not be
+                # trained on as if it were current. Its raw bytes stay under raw/.
+                storage.delete(target_uri, s3)
+                outcome.reasons.append(f"withdrew the earlier validated batch for {ds} ({target_uri})")
+            return quarantine_batch(spec.name, ds, ingested, local, outcome, store_uri, s3)
+        # Second pass: the typed rows, chunk by chunk, into one Parquet file (a row group each).
+        typed = Path(tmp) / "data.parquet"
+        write_parquet_file(iter_frames(local, fmt, raw_uri), typed, dtypes)
+        storage.upload_file(typed, target_uri, s3)
 
-    write_parquet(df, target_uri, s3)
     report_uri = storage.join(store_uri, "validated", spec.name, ds, "validation.json")
     storage.write_json(report_uri, outcome.result | {"source": ingested}, s3)
     return {
         "status": "validated",
         "validated_uri": target_uri,
         "validation_uri": report_uri,
-        "rows": len(df),
+        "rows": rows,
         "sha256": ingested["sha256"],
         "ds": ds,
     }
@@ -171,15 +313,19 @@ def quarantine_batch(
     model: str,
     ds: str,
     ingested: dict,
-    data: bytes,
+    data: bytes | Path,
     outcome: ValidationOutcome,
     store_uri: str,
     s3: storage.S3Options | None = None,
 ) -> dict:
-    """Keep a rejected batch, its GX result and a readable reason under ``quarantine/``."""
+    """Keep a rejected batch (its bytes, or a local file streamed), its GX result and a
+    readable reason under ``quarantine/``."""
     folder = storage.join(store_uri, "quarantine", model, ds, ingested["sha256"][:12])
     filename = ingested["raw_uri"].rsplit("/", 1)[-1]
-    storage.write_bytes(storage.join(folder, filename), data, s3)
+    if isinstance(data, Path):
+        storage.upload_file(data, storage.join(folder, filename), s3)
+    else:
+        storage.write_bytes(storage.join(folder, filename), data, s3)
     storage.write_json(storage.join(folder, "validation.json"), outcome.result, s3)
     reason_text = (
         f"Batch for model {model!r} on {ds} was quarantined.\n"

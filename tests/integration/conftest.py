@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -229,3 +231,71 @@ def enforce_auth(s3_env: str) -> Iterator[Callable[[], contextlib.AbstractContex
         yield enforced
     finally:
         moto_api(s3_env, "reset-auth", original.encode())
+
+
+# ----------------------------------------------------------------------------- real stacks
+# model_factory.stack brings up Airflow's components (and MLflow / moto) as real processes.
+# These fixtures skip (with the reason) where PostgreSQL or Redis are not on this machine.
+
+STACK_POSTGRES_URL = os.environ.get("FACTORY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+STACK_REDIS_URL = os.environ.get("FACTORY_TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
+
+
+@pytest.fixture(scope="session")
+def postgres_and_redis() -> dict[str, str]:
+    """The PostgreSQL admin URL and Redis URL for production-configuration stacks, or a skip."""
+    from model_factory.stack import StackError, check_postgres, check_redis
+
+    try:
+        check_postgres(STACK_POSTGRES_URL)
+        check_redis(STACK_REDIS_URL)
+    except StackError as exc:
+        pytest.skip(f"production configuration needs PostgreSQL and Redis on this machine: {exc}")
+    return {"postgres_url": STACK_POSTGRES_URL, "redis_url": STACK_REDIS_URL}
+
+
+def stack_home() -> Path:
+    """A fresh folder for a stack's state. Not pytest's tmp_path: pytest deletes old basetemp
+    folders when another pytest session starts, which would pull AIRFLOW_HOME from under the
+    running processes."""
+    return Path(tempfile.mkdtemp(prefix="mf-stack-"))
+
+
+@pytest.fixture
+def make_stack(request: pytest.FixtureRequest):
+    """``make_stack(**StackConfig fields) -> Stack``, started; stopped (and cleaned) at teardown.
+
+    Without arguments: LocalExecutor + SQLite, MLflow on SQLite, file:// store (no server but
+    Airflow's own four processes). A failing test gets every component's log tail in its report
+    and keeps the stack's folder; a passing one removes it.
+    """
+    from model_factory.stack import Stack, StackConfig
+
+    stacks: list[Stack] = []
+
+    def make(**fields) -> Stack:
+        fields.setdefault("home", stack_home())
+        fields.setdefault("mlflow_server", False)
+        fields.setdefault("s3", False)
+        stack = Stack(StackConfig(**fields))
+        stacks.append(stack)
+        stack.start()
+        return stack
+
+    yield make
+    report = getattr(request.node, "rep_call", None)
+    failed = report is None or report.failed
+    for stack in stacks:
+        if failed:
+            print(f"\n===== stack {stack.config.name} ({stack.home}) logs\n{stack.diagnostics()}")
+        stack.stop()
+        if not failed:
+            shutil.rmtree(stack.home, ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (``item.rep_call``) for fixtures' teardown."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

@@ -351,3 +351,69 @@ def test_recent_validated_batches_empty_store(tmp_path: Path) -> None:
 def test_recent_validated_batches_window_zero(tmp_path: Path) -> None:
     store = _validated_store(tmp_path, DAYS)
     assert batches.recent_validated_batches(store, "churn", "2026-03-10", window=0) == []
+
+
+# --- chunked reading ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_iter_frames_chunks_add_up_to_parse_batch(tmp_path: Path, churn_frame: pd.DataFrame,
+                                                  fmt: str) -> None:  # fmt: skip
+    path = dd.write_batch(churn_frame, tmp_path / f"b.{fmt}", fmt=fmt)
+    whole = batches.parse_batch(path.read_bytes(), fmt, "x")
+    chunks = list(batches.iter_frames(path, fmt, "x", rows=70))
+    assert [len(c) for c in chunks] == [70, 70, 70, 70, 20]
+    pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), whole)
+    assert batches.count_rows(path, fmt, "x") == ROWS
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_iter_frames_of_an_empty_table_yields_its_columns(tmp_path: Path, churn_frame: pd.DataFrame,
+                                                          fmt: str) -> None:  # fmt: skip
+    path = dd.write_batch(churn_frame.head(0), tmp_path / f"b.{fmt}", fmt=fmt)
+    (frame,) = batches.iter_frames(path, fmt, "x", rows=10)
+    assert list(frame.columns) == list(churn_frame.columns) and frame.empty
+    assert batches.count_rows(path, fmt, "x") == 0
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_iter_frames_unreadable_and_empty_files(tmp_path: Path, fmt: str) -> None:
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    with pytest.raises(batches.UnreadableBatchError, match=r"is an empty file \(0 bytes\)"):
+        list(batches.iter_frames(empty, fmt, "file:///e"))
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(b"\x00\x01\xff\xfe not a table \x89PNG")
+    with pytest.raises(batches.UnreadableBatchError, match=rf"^file:///g is not a readable {fmt} table"):
+        batches.count_rows(garbage, fmt, "file:///g")
+
+
+def test_chunk_rows_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert batches.chunk_rows() == batches.DEFAULT_CHUNK_ROWS
+    monkeypatch.setenv("FACTORY_CHUNK_ROWS", "5000")
+    assert batches.chunk_rows() == 5000
+    monkeypatch.setenv("FACTORY_CHUNK_ROWS", "0")
+    with pytest.raises(ValueError, match="FACTORY_CHUNK_ROWS"):
+        batches.chunk_rows()
+
+
+def test_write_parquet_file_one_row_group_per_frame_and_unified_dtypes(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    frames = [pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}), pd.DataFrame({"a": [3.5, None], "b": ["z", "w"]})]
+    path = tmp_path / "out.parquet"
+    assert batches.write_parquet_file(frames, path, {"a": "float64"}) == 4
+    assert pq.ParquetFile(path).num_row_groups == 2
+    back = pd.read_parquet(path)
+    assert back["a"].dtype == "float64" and back["a"].tolist()[:3] == [1.0, 2.0, 3.5]
+
+
+def test_ingest_in_small_chunks_gives_the_same_manifest(factory: Factory, churn_frame: pd.DataFrame,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    source = factory.write_source(churn_frame)
+    monkeypatch.setenv("FACTORY_CHUNK_ROWS", "64")
+    monkeypatch.setattr(storage, "CHUNK_BYTES", 1000)
+    manifest = batches.ingest_batch(factory.spec, DS, factory.store_uri)
+    assert manifest["rows"] == ROWS and manifest["bytes"] == source.stat().st_size
+    assert manifest["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert storage.read_bytes(manifest["raw_uri"]) == source.read_bytes()

@@ -35,7 +35,11 @@ AIRFLOW_COMMANDS = {
     "airflow-worker": ["airflow", "celery", "worker"],
 }
 AIRFLOW_SERVICES = frozenset(AIRFLOW_COMMANDS)
-EXPECTED_SERVICES = AIRFLOW_SERVICES | {"postgres", "redis", "minio", "minio-init", "mlflow"}
+GATEWAY = "model-gateway"
+GATEWAY_COMMAND = ["python", "-m", "model_factory.serving", "--host", "0.0.0.0", "--port", "8000"]
+EXPECTED_SERVICES = AIRFLOW_SERVICES | {"postgres", "redis", "minio", "minio-init", "mlflow", GATEWAY}
+# Services that run the project's code (the factory library from the ./include mount).
+PROJECT_CODE_SERVICES = AIRFLOW_SERVICES | {GATEWAY}
 # Jobs that run to completion; everything else is long-running.
 ONE_SHOT_SERVICES = frozenset({"airflow-init", "minio-init"})
 
@@ -54,6 +58,14 @@ REQUIRED_FACTORY_ENV = frozenset(
     }
 )
 FACTORY_ENV_PREFIXES = ("FACTORY_", "MLFLOW_", "AWS_")
+# Set for the Airflow services beyond the required ones: read by the factory (the gateway's
+# prediction log, which the drift/canary DAGs read) or by the MLflow client.
+OPTIONAL_FACTORY_ENV = frozenset({"FACTORY_PREDICTION_DB_URI", "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD"})
+# Read by MLflow or boto3 themselves, not by the factory's code.
+CLIENT_ENV = frozenset(
+    {"MLFLOW_TRACKING_URI", "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "MLFLOW_S3_ENDPOINT_URL"}
+)
+INCLUDE = ROOT / "include"
 
 AIRFLOW_MOUNTS = {
     "./dags": "/opt/airflow/dags",
@@ -82,9 +94,9 @@ PROVIDER_CONFIG_FALLBACK = {
 PROVIDER_OF_SECTION = {section: "celery" for section in PROVIDER_CONFIG_FALLBACK}
 
 # .env variables holding secrets: their example value must be a placeholder.
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET")
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|API_KEY")
 # Container environment entries holding secrets: their value must come from .env.
-SECRET_ENV_KEY = re.compile(r"(PASSWORD|SECRET|SECRET_KEY|SECRET_ACCESS_KEY|FERNET_KEY|AUTH)$")
+SECRET_ENV_KEY = re.compile(r"(PASSWORD|SECRET|SECRET_KEY|SECRET_ACCESS_KEY|FERNET_KEY|AUTH|API_KEY)$")
 PLACEHOLDER = "CHANGE_ME"
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -502,7 +514,7 @@ def test_factory_env_is_set_for_airflow_services():  # (j)
         factory_names = {key for key in env if key.startswith(FACTORY_ENV_PREFIXES)}
         problems += [
             f"{name}: sets {key}, which the factory does not read"
-            for key in sorted(factory_names - REQUIRED_FACTORY_ENV)
+            for key in sorted(factory_names - REQUIRED_FACTORY_ENV - OPTIONAL_FACTORY_ENV)
         ]
         problems += [
             f"{name}: {key} not set" for key in sorted(REQUIRED_FACTORY_ENV) if not env.get(key)
@@ -511,3 +523,71 @@ def test_factory_env_is_set_for_airflow_services():  # (j)
         if not specs_dir.startswith(AIRFLOW_MOUNTS["./include"] + "/"):
             problems.append(f"{name}: FACTORY_SPECS_DIR {specs_dir!r} is outside ./include")
     assert not problems, "\n".join(problems)
+
+
+# ----------------------------------------------------------------------------- project code, gateway
+
+
+@cache
+def names_read_by_the_code() -> set[str]:
+    """FACTORY_*/MLFLOW_*/AWS_* names that appear as string literals in include/ (what it reads)."""
+    found: set[str] = set()
+    for path in INCLUDE.rglob("*.py"):
+        found.update(re.findall(r"[\"']((?:FACTORY|MLFLOW|AWS)_[A-Z0-9_]+)[\"']", path.read_text()))
+    return found
+
+
+def test_every_factory_variable_set_is_read_by_the_code():
+    """A typo in a FACTORY_* name in the compose file would be silently ignored by the code."""
+    problems = []
+    for name in sorted(PROJECT_CODE_SERVICES):
+        for key in env_of(services()[name]):
+            if key.startswith("FACTORY_") and key not in names_read_by_the_code():
+                problems.append(f"{name}: {key} is read nowhere in include/")
+            if key.startswith("MLFLOW_") and key not in CLIENT_ENV | names_read_by_the_code():
+                problems.append(f"{name}: {key} is not a variable the MLflow client or the code reads")
+    assert not problems, "\n".join(problems)
+
+
+def test_gateway_runs_the_serving_module_on_the_project_image():
+    gateway = services()[GATEWAY]
+    assert gateway["command"] == GATEWAY_COMMAND
+    assert gateway["image"] == services()["airflow-worker"]["image"]
+    assert dockerfile_of(gateway) == dockerfile_of(services()["airflow-worker"])
+    assert ("./include", "/opt/airflow/include") in set(volume_pairs(gateway))
+    assert "/opt/airflow/include" in env_of(gateway)["PYTHONPATH"]
+    assert (INCLUDE / "model_factory" / "serving" / "__main__.py").is_file() or (
+        INCLUDE / "model_factory" / "serving.py"
+    ).is_file(), "python -m model_factory.serving has no module to run"
+    assert ("", "8000", "tcp") in host_ports(gateway)
+    assert {"postgres", "mlflow"} <= set(depends_on(gateway))
+
+
+def test_gateway_and_dags_share_the_registry_and_the_prediction_log():
+    """The gateway writes predictions the drift/canary DAGs read, and serves what they register."""
+    gateway, worker = env_of(services()[GATEWAY]), env_of(services()["airflow-worker"])
+    for key in ("MLFLOW_TRACKING_URI", "FACTORY_PREDICTION_DB_URI", "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD"):
+        assert gateway.get(key) and gateway.get(key) == worker.get(key), key
+    database = re.search(r"@postgres:5432/(\w+)$", gateway["FACTORY_PREDICTION_DB_URI"])
+    assert database, gateway["FACTORY_PREDICTION_DB_URI"]
+    created = " ".join(p.read_text() for p in (ROOT / "docker" / "postgres-init").glob("*.sql"))
+    assert re.search(rf"CREATE DATABASE {database[1]}\b", created), f"no init script creates {database[1]}"
+    assert env_of(services()[GATEWAY])["FACTORY_GATEWAY_API_KEY"].startswith("${FACTORY_GATEWAY_API_KEY:?")
+
+
+def test_production_settings_for_worker_failures():
+    """A lost worker's tasks are retried within minutes; long tasks are not redelivered early."""
+    env = env_of(services()["airflow-worker"])
+    assert int(env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"]) <= 300
+    assert int(env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT"]) >= 3600
+
+
+def test_requirements_carry_what_the_celery_configuration_needs():
+    pins = requirement_pins()
+    for package in ("apache-airflow-providers-celery", "apache-airflow-providers-postgres",
+                    "apache-airflow-providers-redis", "celery", "redis", "psycopg2-binary"):  # fmt: skip
+        assert package in pins, f"{package} is not pinned in requirements.txt"
+    # celery 5.7 removed celery.backends.database.retry, which the celery provider imports.
+    assert pins["celery"].startswith("5.6."), pins["celery"]
+    mlflow_text = MLFLOW_DOCKERFILE.read_text()
+    assert re.findall(r"psycopg2-binary==([^\s\\]+)", mlflow_text) == [pins["psycopg2-binary"]]

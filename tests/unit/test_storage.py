@@ -221,3 +221,58 @@ def test_join_result_is_usable(tmp_path: Path) -> None:
     uri = storage.join(tmp_path.as_uri() + "/", "/x/", "y.txt")
     storage.write_bytes(uri, b"ok")
     assert (tmp_path / "x" / "y.txt").read_bytes() == b"ok"
+
+
+# --- streaming (large objects at bounded memory) -----------------------------------------------
+
+
+def test_download_file_streams_and_hashes(tmp_path: Path, root: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    monkeypatch.setattr(storage, "CHUNK_BYTES", 7)  # many small pieces
+    data = bytes(range(256)) * 41
+    uri = storage.join(root, "big.bin")
+    storage.write_bytes(uri, data)
+    sha, size = storage.download_file(uri, tmp_path / "copy.bin")
+    assert (sha, size) == (hashlib.sha256(data).hexdigest(), len(data))
+    assert (tmp_path / "copy.bin").read_bytes() == data
+    assert storage.sha256_file(tmp_path / "copy.bin") == sha
+
+
+def test_download_missing_is_object_not_found(tmp_path: Path, root: str) -> None:
+    with pytest.raises(storage.ObjectNotFoundError, match="no file at"):
+        storage.download_file(storage.join(root, "nope.csv"), tmp_path / "x")
+
+
+def test_upload_file_roundtrip_atomic_and_no_temp_files(tmp_path: Path, root: str) -> None:
+    source = tmp_path / "local.bin"
+    source.write_bytes(b"x" * 100_000)
+    uri = storage.join(root, "a", "b", "copy.bin")
+    assert storage.upload_file(source, uri) == uri
+    assert storage.read_bytes(uri) == source.read_bytes()
+    assert [p.name for p in folder_of(uri).iterdir()] == ["copy.bin"]
+
+
+def test_upload_file_failure_is_a_storage_error(tmp_path: Path) -> None:
+    source = tmp_path / "local.bin"
+    source.write_bytes(b"x")
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    with pytest.raises(storage.StorageError, match="cannot write"):
+        storage.upload_file(source, (blocker / "sub" / "f").as_uri())
+
+
+def test_local_file_of_a_file_uri_is_the_file_itself(root: str) -> None:
+    uri = storage.join(root, "f.csv")
+    storage.write_bytes(uri, b"a\n1\n")
+    with storage.local_file(uri) as path:
+        assert path == Path(uri.removeprefix("file://"))
+    with pytest.raises(storage.ObjectNotFoundError), storage.local_file(storage.join(root, "nope")):
+        pass
+
+
+def test_copy(root: str) -> None:
+    src, dst = storage.join(root, "a.bin"), storage.join(root, "q", "a.bin")
+    storage.write_bytes(src, b"payload")
+    storage.copy(src, dst)
+    assert storage.read_bytes(dst) == b"payload" and storage.read_bytes(src) == b"payload"
