@@ -9,16 +9,23 @@ around these functions.
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from model_factory import storage, tracking
-from model_factory.batches import MissingBatchError, parse_batch, resolve_source_uri
+from model_factory.batches import MissingBatchError, resolve_source_uri
 from model_factory.config import FactorySettings
 from model_factory.spec import ModelSpec
 
 RETRAIN_STATUSES = ("drift", "concept_drift")
+# The concept-drift metric needs the champion's predictions: it uses at most this many labelled
+# rows (the first ones in the batch), so a huge batch costs no more memory than this.
+MAX_CONCEPT_ROWS = 200_000
 ALERT_HEADLINES = {
     "drift": "input drift vs the champion's training baseline: retraining",
     "concept_drift": "the champion's live metric dropped: retraining",
@@ -123,6 +130,19 @@ def _concept_drift(spec: ModelSpec, frame, champion: ChampionBaseline) -> dict[s
             "reference": champion.holdout_metric}  # fmt: skip
 
 
+def _stable_types(chunk: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """The same column types in every chunk (CSV infers them per chunk: int64 here, float64 where
+    a chunk has a null), so the chunks stack into one Parquet file. A non-numeric value in a
+    numeric column is left as it is, for the contract's type check to report."""
+    out = chunk.copy()
+    for col in out.columns:
+        if col in spec.features.numeric and pd.api.types.is_numeric_dtype(out[col]):
+            out[col] = out[col].astype("float64")
+        elif col in spec.features.categorical:
+            out[col] = out[col].astype("string")
+    return out
+
+
 def overall_status(data_drift: dict[str, Any], concept: dict[str, Any]) -> str:
     """One word for the batch: a data-quality break first (retraining on it would learn the
     break), then statistical drift, then concept drift, then a too-good live metric."""
@@ -147,28 +167,44 @@ def check_batch(
     Raises :class:`NoBaselineError` (no champion, or one without a baseline) and
     :class:`MissingBatchError`; returns a small JSON-able summary with the report URIs.
     """
+    from model_factory.batches import iter_frames, write_parquet_file
     from model_factory.drift import DriftRule, check_drift
     from model_factory.drift_report import render_html
 
     champion = champion_baseline(spec, settings)
     uri = watched_uri(spec, ds)
-    try:
-        data = storage.read_bytes(uri, s3)
-    except storage.ObjectNotFoundError as exc:
-        raise MissingBatchError(f"no production batch for {spec.name!r} on {ds}: nothing at {uri}") from exc
     fmt = "parquet" if uri.endswith(".parquet") else spec.source.format
-    frame = parse_batch(data, fmt, uri)
     rule = DriftRule(
         psi_threshold=spec.drift.psi_threshold,
         drifted_share=spec.drift.drifted_share,
         min_rows=spec.drift.min_rows,
         ignore_features=tuple(spec.drift.ignore_features),
     )
-    # Raw columns: check_drift reads missing values and "__missing__" itself, and a non-numeric
-    # value must reach the contract's type check rather than be coerced to NaN here.
-    present = [col for col in spec.features.all if col in frame.columns]
-    data_drift = check_drift(champion.baseline, frame[present], rule, contract=champion.contract)
-    concept = _concept_drift(spec, frame, champion)
+    try:
+        with storage.local_file(uri, s3) as path, tempfile.TemporaryDirectory() as tmp:
+            # One pass over the batch, chunk by chunk: the features go to a Parquet file that
+            # check_drift reads a row group at a time, and a bounded sample of labelled rows is
+            # kept for the concept-drift metric. Memory follows the chunk, not the batch.
+            features_path = Path(tmp) / "features.parquet"
+            labelled_parts, labelled_rows = [], 0
+            present: list[str] = []
+
+            def feature_chunks() -> Iterator[pd.DataFrame]:
+                nonlocal labelled_rows, present
+                for chunk in iter_frames(path, fmt, uri):
+                    present = [col for col in spec.features.all if col in chunk.columns]
+                    if spec.target in chunk.columns and labelled_rows < MAX_CONCEPT_ROWS:
+                        labelled = chunk[chunk[spec.target].notna()].head(MAX_CONCEPT_ROWS - labelled_rows)
+                        labelled_parts.append(labelled)
+                        labelled_rows += len(labelled)
+                    yield _stable_types(chunk[present], spec)
+
+            write_parquet_file(feature_chunks(), features_path)
+            data_drift = check_drift(champion.baseline, features_path, rule, contract=champion.contract)
+    except storage.ObjectNotFoundError as exc:
+        raise MissingBatchError(f"no production batch for {spec.name!r} on {ds}: nothing at {uri}") from exc
+    labelled = pd.concat(labelled_parts, ignore_index=True) if labelled_parts else pd.DataFrame()
+    concept = _concept_drift(spec, labelled, champion)
     status = overall_status(data_drift, concept)
     reasons = list(data_drift.get("reasons", [])) + [
         f"concept: {r}" for r in concept.get("reasons", [])
