@@ -177,12 +177,14 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
         with traffic:
             print(f"  live traffic: {LIVE_MODEL} requests (sticky by customer id) with delayed feedback")
             print("\n1. drift: each watched model's drift_watch DAG checks the new batch")
+            new_challenger = False
             for spec in specs:
                 if not spec.drift.enabled:
                     print(f"  {spec.name}: drift watch switched off in its spec (drift.enabled: false)")
                     continue
                 dag_id = f"{spec.name}__drift_watch"
-                run_id = api.trigger(dag_id, conf={"ds": str(day)})["dag_run_id"]
+                # force: a second `make demo` re-checks the date instead of waiting for a new batch
+                run_id = api.trigger(dag_id, conf={"ds": str(day), "force": True})["dag_run_id"]
                 run = api.wait_for_run(dag_id, run_id, timeout_s=600)
                 states = {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}
                 check = api.xcom(dag_id, run_id, "check") if states.get("check") == "success" else None
@@ -193,6 +195,10 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
                         print(f"      - {reason}")
                     print(f"      report: {check['report_uri']}")
                 if states.get("fire_retrain") != "success":
+                    if states.get("fire_retrain") == "skipped":
+                        log_text = api.task_log(dag_id, run_id, "fire_retrain", 1)
+                        why = [ln for ln in log_text.splitlines() if "no retrain fired" in ln]
+                        print(f"      {why[0].strip() if why else 'no retrain fired (see the task log)'}")
                     continue
                 fired = _wait_for_asset_run(api, f"{spec.name}__retrain", set())
                 if fired is None:
@@ -200,14 +206,16 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
                     continue
                 run = api.wait_for_run(f"{spec.name}__retrain", fired, timeout_s=600)
                 registered = api.xcom(f"{spec.name}__retrain", fired, "register")
+                new_challenger = new_challenger or registered["alias"] == "challenger"
                 print(f"  {spec.name + '__retrain':<22} {run['state']:<8} started by the scheduler on the "
                       f"{spec.name}__drift asset event: v{registered['version']} {registered['status']}, "
                       f"alias {registered['alias']}")  # fmt: skip
 
             print(f"\n2. canary: the blessed challenger takes a share of {LIVE_MODEL}'s live traffic")
-            good = _wait_for_asset_run(api, f"{LIVE_MODEL}__canary", set(), timeout_s=120)
+            good = _wait_for_asset_run(api, f"{LIVE_MODEL}__canary", set()) if new_challenger else None
             if good is None:
-                print(f"  no {LIVE_MODEL}__canary run: the retrain registered no blessed challenger")
+                print(f"  no new {LIVE_MODEL}__canary run: no drift retrain registered a new challenger")
+                print("  (on a second `make demo` the cooldown holds and the earlier rollout stands)")
             else:
                 _print_canary(api, good)
 
@@ -227,7 +235,8 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
                 client = connect(FactorySettings.from_env())
                 challenger = current_alias_version(client, LIVE_MODEL, CHALLENGER)
             if challenger is None:
-                print("  no blessed challenger came out of the broken days (the gates stopped them)")
+                print("  no challenger waiting: the gates stopped the broken days' versions, or (on a "
+                      "second `make demo`) their canary was already judged: see the summary")  # fmt: skip
             else:
                 reason = "challenger from the days of the label bug: let live outcomes judge it"
                 conf = {"version": challenger, "reason": reason, "actor": "demo"}
