@@ -390,7 +390,8 @@ def _record_decision(decision: dict) -> dict:
     from model_factory.serving.predlog import write_decision
     from model_factory.serving.settings import prediction_db_uri
 
-    write_decision(prediction_db_uri(FactorySettings.from_env()), decision)
+    if decision.get("changed", True):  # a retried task changed nothing: nothing to record again
+        write_decision(prediction_db_uri(FactorySettings.from_env()), decision)
     log.info("%s v%s %s by %s: %s", decision["model"], decision.get("version"), decision["action"],
              decision.get("actor"), decision.get("reason"))  # fmt: skip
     return decision
@@ -501,8 +502,7 @@ def build_canary_dag(loaded: LoadedSpec) -> DAG:
                 decision = rollout.start_canary(name, str(version), ramp[0], settings, _actor(), reason)
             except PromotionError as exc:
                 raise AirflowFailException(f"cannot start the canary: {exc}") from exc
-            if decision.get("changed", True):
-                _record_decision(decision)
+            _record_decision(decision)
             return {"version": str(version), "share": ramp[0]}
 
         def act(stage: int):
