@@ -39,15 +39,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from model_factory.batches import UnreadableBatchError
-from model_factory.validation import NUMERIC_TYPES
-from model_factory.validation import _reason as gx_failure_reason
+from model_factory.training import MISSING_CATEGORY  # prepare_features' missing category: missing here
+from model_factory.validation import NUMERIC_TYPES, gx_failure_reason
 from scipy import stats
 
 FORMAT_VERSION = 1
 CONTRACT_FORMAT_VERSION = 1
-# training.prepare_features' explicit missing category, treated as missing everywhere here. Not imported
-# from training, which imports this module (a test keeps the two equal).
-MISSING_CATEGORY = "__missing__"
 PSI_EPSILON = 1e-4
 SKETCH_INTERVALS = 1000  # ~1000 quantiles per numeric feature: KS within ~0.001 of the exact value
 LISTED_NEW_CATEGORIES = 20  # never-seen categories kept by name in a result; the rest are summed

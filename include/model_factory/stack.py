@@ -154,8 +154,9 @@ def check_redis(url: str, timeout_s: float = 3.0) -> None:
         ) from exc
 
 
-def create_database(admin_url: str, name: str) -> str:
-    """Create an empty PostgreSQL database; return its SQLAlchemy URL (psycopg2 driver)."""
+@contextlib.contextmanager
+def _admin_cursor(admin_url: str, name: str) -> Iterator[Any]:
+    """An autocommit cursor on the server for CREATE/DROP DATABASE ``name`` (checked to be safe)."""
     import psycopg2
 
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
@@ -164,27 +165,24 @@ def create_database(admin_url: str, name: str) -> str:
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-            if cur.fetchone() is None:
-                cur.execute(f'CREATE DATABASE "{name}"')
+            yield cur
     finally:
         conn.close()
+
+
+def create_database(admin_url: str, name: str) -> str:
+    """Create an empty PostgreSQL database; return its SQLAlchemy URL (psycopg2 driver)."""
+    with _admin_cursor(admin_url, name) as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        if cur.fetchone() is None:
+            cur.execute(f'CREATE DATABASE "{name}"')
     return _with_driver(_with_database(admin_url, name))
 
 
 def drop_database(admin_url: str, name: str) -> None:
     """Drop a database this stack created, closing any connection still open to it."""
-    import psycopg2
-
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
-        raise StackError(f"not a safe database name: {name!r}")
-    conn = psycopg2.connect(_with_driver(admin_url, "postgresql"), connect_timeout=5)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        conn.close()
+    with _admin_cursor(admin_url, name) as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def delete_redis_keys(url: str, prefix: str) -> int:

@@ -85,7 +85,7 @@ def _expectations(spec: ModelSpec, columns: list[str], spec_dir: Path | None) ->
     return out
 
 
-def _reason(result: dict[str, Any]) -> str:
+def gx_failure_reason(result: dict[str, Any]) -> str:
     config = result["expectation_config"]
     kwargs = {k: v for k, v in config["kwargs"].items() if k != "batch_id"}
     column = kwargs.pop("column", None)
@@ -217,7 +217,7 @@ def validate_frames(frames: Iterable[pd.DataFrame], spec: ModelSpec,
     if not results:
         raise ValueError("validate_frames needs at least one frame")
     result = combine_results(results, total)
-    reasons = [_reason(r) for r in result["results"] if not r["success"]]
+    reasons = [gx_failure_reason(r) for r in result["results"] if not r["success"]]
     return ValidationOutcome(success=bool(result["success"]), reasons=reasons, result=result)
 
 
