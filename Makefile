@@ -6,7 +6,6 @@ VENV := $(CURDIR)/.venv
 STATE := $(CURDIR)/.factory
 
 export PATH := $(VENV)/bin:$(PATH)
-export PYTHONPATH := $(CURDIR)/include
 export FACTORY_HOME ?= $(STATE)
 export FACTORY_DATA_ROOT ?= file://$(STATE)/source
 export AIRFLOW_HOME ?= $(STATE)/airflow
@@ -23,10 +22,11 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check uv==0.13.8
 	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -r requirements.txt -r requirements-dev.txt
+	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --no-deps -e .
 	touch $@
 
 $(AIRFLOW_HOME)/.migrated: $(VENV)/.installed
@@ -36,7 +36,7 @@ $(AIRFLOW_HOME)/.migrated: $(VENV)/.installed
 
 ## The main job: demo data for several days, every model's retrain DAG run by Airflow, a summary.
 demo: install $(AIRFLOW_HOME)/.migrated
-	python -m demo.run_demo $(ARGS)
+	python -m model_factory_dev.demo $(ARGS)
 
 ## Airflow UI (standalone: scheduler, dag-processor, api-server, triggerer) + MLflow UI.
 ui: install $(AIRFLOW_HOME)/.migrated
@@ -56,10 +56,10 @@ lint: install
 	ruff check .
 
 validate-specs: install
-	python -m model_factory.cli validate-specs
+	model-factory validate-specs
 
 summary: install
-	python -m model_factory.cli summary
+	model-factory summary
 
 ## The serving gateway on the embedded registry: champion + canary per model, prediction log in
 ## .factory/serving/predictions.db. make serve GATEWAY_PORT=8000
@@ -69,34 +69,34 @@ serve: install
 
 ## Rollout control for ops; every command records who ($$FACTORY_ACTOR or login) and REASON.
 status: install
-	python -m model_factory.cli status $(MODEL)
+	model-factory status $(MODEL)
 
 ## make promote MODEL=churn [VERSION=5] REASON="..."  (the running canary, else a blessed VERSION)
 promote: install
-	python -m model_factory.cli promote "$(MODEL)" $(VERSION) --reason "$(REASON)"
+	model-factory promote "$(MODEL)" $(VERSION) --reason "$(REASON)"
 
 ## make rollback MODEL=churn REASON="..."  (the running canary; with none, champion -> previous_champion)
 rollback: install
-	python -m model_factory.cli rollback "$(MODEL)" --reason "$(REASON)"
+	model-factory rollback "$(MODEL)" --reason "$(REASON)"
 
 ## make abort MODEL=churn REASON="..."  (stop the canary without a verdict)
 abort: install
-	python -m model_factory.cli abort "$(MODEL)" --reason "$(REASON)"
+	model-factory abort "$(MODEL)" --reason "$(REASON)"
 
 ## make pin MODEL=churn VERSION=5 REASON="..."  /  make unpin MODEL=churn REASON="..."
 pin: install
-	python -m model_factory.cli pin "$(MODEL)" "$(VERSION)" --reason "$(REASON)"
+	model-factory pin "$(MODEL)" "$(VERSION)" --reason "$(REASON)"
 
 unpin: install
-	python -m model_factory.cli unpin "$(MODEL)" --reason "$(REASON)"
+	model-factory unpin "$(MODEL)" --reason "$(REASON)"
 
 ## make canary MODEL=churn VERSION=6 REASON="..."  (start a canary by hand; the canary DAG judges it)
 canary: install
-	python -m model_factory.cli canary "$(MODEL)" "$(VERSION)" --reason "$(REASON)"
+	model-factory canary "$(MODEL)" "$(VERSION)" --reason "$(REASON)"
 
 ## eval "$$(make -s env)" puts this shell on the embedded state: plain `airflow`/`mlflow` commands work.
 env:
-	@for v in PATH PYTHONPATH FACTORY_HOME FACTORY_DATA_ROOT AIRFLOW_HOME AIRFLOW__CORE__DAGS_FOLDER \
+	@for v in PATH FACTORY_HOME FACTORY_DATA_ROOT AIRFLOW_HOME AIRFLOW__CORE__DAGS_FOLDER \
 	  AIRFLOW__CORE__PLUGINS_FOLDER AIRFLOW__CORE__LOAD_EXAMPLES AIRFLOW__CORE__EXECUTOR \
 	  AIRFLOW__CORE__PARALLELISM GX_ANALYTICS_ENABLED MLFLOW_DISABLE_TELEMETRY; do \
 	  printf 'export %s=%q\n' "$$v" "$${!v}"; done
@@ -105,7 +105,7 @@ env:
 clean:
 	rm -rf $(STATE)
 
-## The production configuration, run for real on this machine (model_factory.stack): Airflow's
+## The production configuration, run for real on this machine (model_factory_dev.stack): Airflow's
 ## metadata DB in PostgreSQL, CeleryExecutor on Redis, scheduler + dag-processor + triggerer +
 ## api-server + celery worker, an MLflow server (PostgreSQL backend, artifacts on S3) and a local
 ## S3 endpoint (moto). Needs PostgreSQL on 127.0.0.1:5432 and Redis on :6379 (trust auth), or
@@ -115,13 +115,13 @@ clean:
 ##   make prod-status  which components run;  make prod-down  stop it and drop its databases
 .PHONY: prod-up prod-demo prod-status prod-down
 prod-up: install
-	python -m model_factory.stack up $(ARGS)
+	python -m model_factory_dev.stack up $(ARGS)
 
 prod-demo: install
-	python -m model_factory.stack demo $(ARGS)
+	python -m model_factory_dev.stack demo $(ARGS)
 
 prod-status:
-	python -m model_factory.stack status
+	python -m model_factory_dev.stack status
 
 prod-down:
-	python -m model_factory.stack down
+	python -m model_factory_dev.stack down

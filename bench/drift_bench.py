@@ -131,7 +131,7 @@ def _reset_peak_rss() -> bool:
 
 def child(mode: str, workdir: Path, repeats: int, trace: bool) -> dict:
     import pyarrow as pa
-    from model_factory import drift
+    from model_factory.monitoring import drift
 
     meta = json.loads((workdir / "meta.json").read_text())
     numeric, categorical = meta["numeric"], meta["categorical"]
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args.child, args.workdir, args.repeats, args.trace)))
         return 0
 
-    from model_factory import drift
+    from model_factory.monitoring import drift
 
     ref_rows = args.reference_rows or args.rows
     numeric, categorical = feature_names(args.features)

@@ -40,12 +40,13 @@ def free_port() -> int:
 
 def train_and_register(model: str) -> str:
     """One blessed champion version of ``model`` in the current FACTORY_HOME; returns its version."""
-    from model_factory import demo_data, storage
-    from model_factory.config import FactorySettings
-    from model_factory.evaluation import evaluate_candidate
-    from model_factory.registry import register_version
+    from model_factory.io import storage
+    from model_factory.pipeline.evaluation import evaluate_candidate
+    from model_factory.pipeline.registry import register_version
+    from model_factory.pipeline.training import train_model
+    from model_factory.settings import FactorySettings
     from model_factory.spec import load_spec
-    from model_factory.training import train_model
+    from model_factory_dev import demo_data
 
     settings = FactorySettings.from_env()
     spec = load_spec(REPO / "include" / "models" / f"{model}.yaml")
@@ -134,9 +135,9 @@ def http_load(
 
 def in_process(model: str, version: str, rows: list[dict], requests: int) -> tuple[dict, dict]:
     """The same version, loaded by the gateway's loader: one row per call, then all rows at once."""
-    from model_factory import tracking
-    from model_factory.config import FactorySettings
+    from model_factory.io import tracking
     from model_factory.serving.models import load_version
+    from model_factory.settings import FactorySettings
 
     settings = FactorySettings.from_env()
     loaded = load_version(tracking.connect(settings), model, version, settings.specs_dir)
@@ -198,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.pop(name, None)
     sys.path.insert(0, str(REPO / "include"))
     import httpx
-    from model_factory import demo_data
     from model_factory.spec import load_spec
+    from model_factory_dev import demo_data
 
     print(f"training {args.model} into {home} ...", flush=True)
     version = train_and_register(args.model)

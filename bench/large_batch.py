@@ -42,7 +42,7 @@ GROUP = 1_000_000  # the demo generator draws unique ids from 1M: at most 1M row
 def make_batch(path: Path, rows: int) -> float:
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from model_factory import demo_data
+    from model_factory_dev import demo_data
 
     t0 = time.perf_counter()
     writer = None
@@ -82,7 +82,8 @@ def _phase(timings: dict, name: str, t0: float, c0: float) -> tuple[float, float
 
 def run_chunked(root: str, chunk_rows: int) -> dict:
     os.environ["FACTORY_CHUNK_ROWS"] = str(chunk_rows)
-    from model_factory import batches, validation
+    from model_factory.io import batches
+    from model_factory.pipeline import validation
 
     root_path = Path(root)
     spec = _spec(root_path)
@@ -103,9 +104,9 @@ def run_legacy(root: str) -> dict:
     """The whole-batch path as it was before chunking (bytes, one DataFrame, one GX run)."""
     import hashlib
 
-    from model_factory import storage
-    from model_factory.batches import parse_batch, validated_uri, write_parquet
-    from model_factory.validation import validate_frame
+    from model_factory.io import storage
+    from model_factory.io.batches import parse_batch, validated_uri, write_parquet
+    from model_factory.pipeline.validation import validate_frame
 
     root_path = Path(root)
     spec = _spec(root_path)

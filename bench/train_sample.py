@@ -34,9 +34,9 @@ START = dt.date(2026, 1, 5)
 
 def _fit_one(spec_path: str, train_path: str, holdout_path: str) -> dict:
     import pandas as pd
-    from model_factory.evaluation import compute_metrics
+    from model_factory.pipeline.evaluation import compute_metrics
+    from model_factory.pipeline.training import build_pipeline, prepare_features, target_values
     from model_factory.spec import load_spec
-    from model_factory.training import build_pipeline, prepare_features, target_values
 
     spec = load_spec(spec_path)
     train = pd.read_parquet(train_path)
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
     import pandas as pd
-    from model_factory import demo_data
+    from model_factory_dev import demo_data
 
     sizes = [int(s) for s in args.sizes.split(",")]
     report = {

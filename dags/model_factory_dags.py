@@ -13,17 +13,11 @@ parsing this file costs a YAML read and a pydantic check per spec.
 from __future__ import annotations
 
 import logging
-import sys
 import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
 
-# The core library lives in include/; this keeps `airflow standalone` working without PYTHONPATH.
-_INCLUDE = Path(__file__).resolve().parents[1] / "include"
-if str(_INCLUDE) not in sys.path:
-    sys.path.insert(0, str(_INCLUDE))
-
-from airflow.sdk import (  # noqa: E402
+from airflow.sdk import (
     DAG,
     Asset,
     AssetOrTimeSchedule,
@@ -34,9 +28,9 @@ from airflow.sdk import (  # noqa: E402
     get_current_context,
     task,
 )
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException  # noqa: E402
-from model_factory.config import FactorySettings  # noqa: E402
-from model_factory.spec import LoadedSpec, ModelSpec, SpecError, load_specs  # noqa: E402
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from model_factory.settings import FactorySettings
+from model_factory.spec import LoadedSpec, ModelSpec, SpecError, load_specs
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +53,7 @@ def _triggering_extras() -> list[dict]:
 def _run_ds() -> str:
     """The batch date of this run: ``conf.ds`` if given, else the date an asset event names
     (a drift-fired retrain trains on the drifted batch), else the run's logical date."""
-    from model_factory.batches import check_ds
+    from model_factory.io.batches import check_ds
 
     context = get_current_context()
     conf = context["dag_run"].conf or {}
@@ -79,7 +73,7 @@ def _alert(spec: ModelSpec, kind: str, subject: str, body: str, details: dict | 
     Airflow connections the spec's ``notify`` section names."""
     from airflow.sdk import Connection
     from airflow.sdk.exceptions import AirflowNotFoundException
-    from model_factory.alerts import Alert, SmtpTarget, deliver
+    from model_factory.monitoring.alerts import Alert, SmtpTarget, deliver
 
     smtp, webhook_url = None, None
     try:
@@ -121,7 +115,7 @@ def _s3_options(conn_id: str | None):
         return None
     from airflow.sdk import Connection
     from airflow.sdk.exceptions import AirflowNotFoundException
-    from model_factory.storage import S3Options
+    from model_factory.io.storage import S3Options
 
     try:
         conn = Connection.get(conn_id)
@@ -171,7 +165,7 @@ def build_retrain_dag(loaded: LoadedSpec) -> DAG:
     def retrain():
         @task
         def ingest() -> dict:
-            from model_factory.batches import MissingBatchError, ingest_batch
+            from model_factory.io.batches import MissingBatchError, ingest_batch
 
             settings = FactorySettings.from_env()
             try:
@@ -189,7 +183,7 @@ def build_retrain_dag(loaded: LoadedSpec) -> DAG:
 
         @task
         def validate(ingested: dict) -> dict:
-            from model_factory.validation import validate_batch
+            from model_factory.pipeline.validation import validate_batch
 
             settings = FactorySettings.from_env()
             outcome = validate_batch(spec, ingested, settings.store_uri, loaded.path.parent)
@@ -207,8 +201,8 @@ def build_retrain_dag(loaded: LoadedSpec) -> DAG:
 
         @task
         def train(validated: dict) -> dict:
-            from model_factory.batches import recent_validated_batches
-            from model_factory.training import train_model
+            from model_factory.io.batches import recent_validated_batches
+            from model_factory.pipeline.training import train_model
 
             settings = FactorySettings.from_env()
             context = get_current_context()
@@ -234,7 +228,7 @@ def build_retrain_dag(loaded: LoadedSpec) -> DAG:
 
         @task
         def evaluate(trained: dict) -> dict:
-            from model_factory.evaluation import evaluate_candidate
+            from model_factory.pipeline.evaluation import evaluate_candidate
 
             decision = evaluate_candidate(spec, trained, FactorySettings.from_env())
             log.info("decision: %s: %s", decision["status"], decision["reason"])
@@ -243,7 +237,7 @@ def build_retrain_dag(loaded: LoadedSpec) -> DAG:
 
         @task
         def register(evaluated: dict) -> dict:
-            from model_factory.registry import register_version
+            from model_factory.pipeline.registry import register_version
 
             result = register_version(spec, evaluated, FactorySettings.from_env())
             log.info("registered %s v%s (%s), alias: %s", result["model"], result["version"],
@@ -276,8 +270,8 @@ class NewBatchSensor(BaseSensorOperator):
         self.spec = spec
 
     def poke(self, context) -> PokeReturnValue:
-        from model_factory import storage
-        from model_factory.watch import already_checked, watched_uri
+        from model_factory.io import storage
+        from model_factory.monitoring.watch import already_checked, watched_uri
 
         ds = _run_ds()
         uri = watched_uri(self.spec, ds)
@@ -321,8 +315,13 @@ def build_drift_watch_dag(loaded: LoadedSpec) -> DAG:
 
         @task
         def check(found: dict) -> dict:
-            from model_factory.batches import MissingBatchError
-            from model_factory.watch import ALERT_HEADLINES, ALERT_STATUSES, NoBaselineError, check_batch
+            from model_factory.io.batches import MissingBatchError
+            from model_factory.monitoring.watch import (
+                ALERT_HEADLINES,
+                ALERT_STATUSES,
+                NoBaselineError,
+                check_batch,
+            )
 
             context = get_current_context()
             try:
@@ -349,7 +348,7 @@ def build_drift_watch_dag(loaded: LoadedSpec) -> DAG:
         @task(outlets=[drift_asset(spec)])
         def fire_retrain(checked: dict) -> dict:
             """Emit the drift asset (so the scheduler starts the retrain) unless gated."""
-            from model_factory.watch import record_retrain_trigger, retrain_gate
+            from model_factory.monitoring.watch import record_retrain_trigger, retrain_gate
 
             context = get_current_context()
             settings = FactorySettings.from_env()
@@ -410,7 +409,7 @@ class CanaryStageSensor(BaseSensorOperator):
     def poke(self, context) -> PokeReturnValue:
         from datetime import UTC
 
-        from model_factory.canary import analyse_running_canary, read_serving_state
+        from model_factory.rollout.canary import analyse_running_canary, read_serving_state
 
         started = context["ti"].xcom_pull(task_ids="start")
         settings = FactorySettings.from_env()
@@ -457,8 +456,8 @@ def build_canary_dag(loaded: LoadedSpec) -> DAG:
         @task
         def manual_action() -> dict:
             """Ops' conf ``action``: promote now, roll back, abort, pin or unpin (who/why recorded)."""
-            from model_factory.canary import OPS_ACTIONS, ops_action
-            from model_factory.registry import PromotionError
+            from model_factory.pipeline.registry import PromotionError
+            from model_factory.rollout.canary import OPS_ACTIONS, ops_action
 
             conf = get_current_context()["dag_run"].conf or {}
             action = conf.get("action")
@@ -476,9 +475,9 @@ def build_canary_dag(loaded: LoadedSpec) -> DAG:
         @task
         def start() -> dict:
             """The challenger becomes the canary at the ramp's first share."""
-            from model_factory import canary as rollout
-            from model_factory.registry import CHALLENGER, PromotionError, current_alias_version
-            from model_factory.tracking import connect
+            from model_factory.io.tracking import connect
+            from model_factory.pipeline.registry import CHALLENGER, PromotionError, current_alias_version
+            from model_factory.rollout import canary as rollout
 
             conf = get_current_context()["dag_run"].conf or {}
             if conf.get("action"):
@@ -509,7 +508,7 @@ def build_canary_dag(loaded: LoadedSpec) -> DAG:
             @task(task_id=f"stage_{stage}_act")
             def stage_act(result: dict) -> dict:
                 """Carry out the stage's verdict: ramp, promote or roll back."""
-                from model_factory import canary as rollout
+                from model_factory.rollout import canary as rollout
 
                 settings, actor = FactorySettings.from_env(), _actor()
                 why = "; ".join(result["reasons"][:4])

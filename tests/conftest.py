@@ -50,7 +50,7 @@ def airflow_db() -> Path:
 @pytest.fixture
 def factory_home(tmp_path, monkeypatch) -> Path:
     """A fresh store, MLflow DB and source folder for one test."""
-    from model_factory import storage
+    from model_factory.io import storage
 
     home = tmp_path / "factory"
     monkeypatch.setenv("FACTORY_HOME", str(home))

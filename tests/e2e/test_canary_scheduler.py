@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from model_factory import demo_data, storage
-from model_factory.simulator import TrafficLoop
-from model_factory.stack import Stack, StackConfig
+from model_factory.io import storage
+from model_factory_dev import demo_data
+from model_factory_dev.simulator import TrafficLoop
+from model_factory_dev.stack import Stack, StackConfig
 
 from tests.conftest import REPO
 
@@ -119,11 +120,11 @@ def test_canary_promotes_a_good_challenger_and_rolls_back_a_bad_one(tmp_path):
         assert not [code for code in traffic.errors if code.startswith("5")], traffic.errors
 
         with stack.environ():
-            from model_factory.config import FactorySettings
-            from model_factory.registry import current_alias_version
+            from model_factory.io.tracking import connect
+            from model_factory.pipeline.registry import current_alias_version
             from model_factory.serving.predlog import decisions
             from model_factory.serving.settings import prediction_db_uri
-            from model_factory.tracking import connect
+            from model_factory.settings import FactorySettings
 
             settings = FactorySettings.from_env()
             client = connect(settings)

@@ -13,8 +13,9 @@ import time
 from datetime import date, timedelta
 
 import pytest
-from model_factory import demo_data, storage
-from model_factory.stack import Stack, StackConfig
+from model_factory.io import storage
+from model_factory_dev import demo_data
+from model_factory_dev.stack import Stack, StackConfig
 
 pytestmark = pytest.mark.e2e
 
@@ -85,8 +86,8 @@ def test_drift_watch_fires_retrain_through_the_scheduler(tmp_path):
         assert len(_asset_runs(api, f"{MODEL}__retrain")) == 1
 
         with stack.environ():
-            from model_factory.alerts import read_alerts
-            from model_factory.config import FactorySettings
+            from model_factory.monitoring.alerts import read_alerts
+            from model_factory.settings import FactorySettings
 
             alerts = read_alerts(FactorySettings.from_env().home, MODEL)
         assert [a["kind"] for a in alerts].count("drift") == 2

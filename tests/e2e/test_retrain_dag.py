@@ -13,8 +13,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from model_factory import demo_data, storage
-from model_factory.config import FactorySettings
+from model_factory.io import storage
+from model_factory.settings import FactorySettings
+from model_factory_dev import demo_data
 
 from tests.conftest import REPO
 
@@ -59,7 +60,7 @@ def scenario(airflow_db, tmp_path_factory):
             results[(model, offset)] = _run(bag.dags[f"{model}__retrain"], day)
 
     settings = FactorySettings.from_env()
-    from model_factory import tracking
+    from model_factory.io import tracking
 
     client = tracking.connect(settings)
     yield {"bag": bag, "home": home, "results": results, "client": client,

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from model_factory import storage
+from model_factory.io import storage
 
 SERVER_START_TIMEOUT_S = 20.0
 DUMMY_KEY = "testing"
@@ -234,7 +234,7 @@ def enforce_auth(s3_env: str) -> Iterator[Callable[[], contextlib.AbstractContex
 
 
 # ----------------------------------------------------------------------------- real stacks
-# model_factory.stack brings up Airflow's components (and MLflow / moto) as real processes.
+# model_factory_dev.stack brings up Airflow's components (and MLflow / moto) as real processes.
 # These fixtures skip (with the reason) where PostgreSQL or Redis are not on this machine.
 
 STACK_POSTGRES_URL = os.environ.get("FACTORY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -244,7 +244,7 @@ STACK_REDIS_URL = os.environ.get("FACTORY_TEST_REDIS_URL", "redis://127.0.0.1:63
 @pytest.fixture(scope="session")
 def postgres_and_redis() -> dict[str, str]:
     """The PostgreSQL admin URL and Redis URL for production-configuration stacks, or a skip."""
-    from model_factory.stack import StackError, check_postgres, check_redis
+    from model_factory_dev.stack import StackError, check_postgres, check_redis
 
     try:
         check_postgres(STACK_POSTGRES_URL)
@@ -269,7 +269,7 @@ def make_stack(request: pytest.FixtureRequest):
     Airflow's own four processes). A failing test gets every component's log tail in its report
     and keeps the stack's folder; a passing one removes it.
     """
-    from model_factory.stack import Stack, StackConfig
+    from model_factory_dev.stack import Stack, StackConfig
 
     stacks: list[Stack] = []
 

@@ -1,6 +1,6 @@
 """The production configuration, run for real on this machine (issue 5).
 
-One stack for the module (model_factory.stack): Airflow's metadata DB in a fresh PostgreSQL
+One stack for the module (model_factory_dev.stack): Airflow's metadata DB in a fresh PostgreSQL
 database, CeleryExecutor on Redis (own DB number and key prefix) with the result backend in
 PostgreSQL, real ``scheduler``, ``dag-processor``, ``triggerer``, ``api-server`` and ``celery
 worker`` processes, an ``mlflow server`` (PostgreSQL backend store, artifacts on S3) and moto's S3
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from model_factory.stack import CELERY, AirflowApiError, Stack, StackConfig, StackError
+from model_factory_dev.stack import CELERY, AirflowApiError, Stack, StackConfig, StackError
 
 from tests.conftest import REPO
 from tests.integration.conftest import stack_home
@@ -283,7 +283,7 @@ def test_mlflow_server_down_mid_run_retries_then_fails_cleanly(stack):
 
 
 def _closed_port() -> int:
-    from model_factory.stack import free_port
+    from model_factory_dev.stack import free_port
 
     return free_port()  # bound and released: nothing listens there
 

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from model_factory import batches, demo_data, storage, validation
+from model_factory.io import batches, storage
+from model_factory.pipeline import validation
 from model_factory.spec import load_spec
+from model_factory_dev import demo_data
 
 pytestmark = pytest.mark.integration
 

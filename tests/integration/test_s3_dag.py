@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from model_factory import demo_data, storage
-from model_factory.config import FactorySettings
+from model_factory.io import storage
+from model_factory.settings import FactorySettings
+from model_factory_dev import demo_data
 
 from tests.conftest import REPO
 
@@ -88,7 +89,7 @@ def test_object_store_on_s3(airflow_db, factory_home, s3_env, s3_client, s3_buck
     assert s3_client.get_object(Bucket=s3_bucket, Key=raw_keys[0])["Body"].read() == data
     assert any(k.startswith("store/evaluation/churn/") and k.endswith("holdout.parquet") for k in keys)
 
-    from model_factory import tracking
+    from model_factory.io import tracking
 
     client = tracking.connect(FactorySettings.from_env())
     version = client.get_model_version_by_alias("churn", "champion")

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from model_factory import storage
+from model_factory.io import storage
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
-from model_factory.alerts import Alert, SmtpTarget, deliver, read_alerts
+from model_factory.monitoring.alerts import Alert, SmtpTarget, deliver, read_alerts
 
 
 def _alert() -> Alert:

@@ -1,4 +1,4 @@
-"""Tests for ingesting and reading batches (model_factory.batches)."""
+"""Tests for ingesting and reading batches (model_factory.io.batches)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from model_factory import batches, storage
-from model_factory import demo_data as dd
+from model_factory.io import batches, storage
 from model_factory.spec import ModelSpec, load_spec
+from model_factory_dev import demo_data as dd
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "include" / "models"
 DAY = dt.date(2026, 3, 2)

@@ -9,13 +9,15 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from model_factory import canary, registry, storage
-from model_factory.canary import ArmData, analyse_canary, arm_outcomes, auc_delong, metric_with_se
-from model_factory.config import FactorySettings
-from model_factory.registry import PromotionError
+from model_factory.io import storage
+from model_factory.io.tracking import connect
+from model_factory.pipeline import registry
+from model_factory.pipeline.registry import PromotionError
+from model_factory.rollout import canary
+from model_factory.rollout.canary import ArmData, analyse_canary, arm_outcomes, auc_delong, metric_with_se
 from model_factory.serving import predlog
-from model_factory.simulator import decision_rates, synthetic_arm
-from model_factory.tracking import connect
+from model_factory.settings import FactorySettings
+from model_factory_dev.simulator import decision_rates, synthetic_arm
 
 from tests.unit.test_gateway import build_registry
 

@@ -389,8 +389,8 @@ def test_project_dirs_are_mounted_into_airflow_services():  # (e)
             for source, target in AIRFLOW_MOUNTS.items()
             if (source, target) not in pairs
         ]
-        if "/opt/airflow/include" not in env_of(services()[name]).get("PYTHONPATH", ""):
-            problems.append(f"{name}: PYTHONPATH does not include /opt/airflow/include")
+        if "PYTHONPATH" in env_of(services()[name]):
+            problems.append(f"{name}: sets PYTHONPATH; the image installs the factory package")
     for name, service in services().items():
         problems += [
             f"{name}: bind-mount source {source} does not exist"
@@ -555,7 +555,7 @@ def test_gateway_runs_the_serving_module_on_the_project_image():
     assert gateway["image"] == services()["airflow-worker"]["image"]
     assert dockerfile_of(gateway) == dockerfile_of(services()["airflow-worker"])
     assert ("./include", "/opt/airflow/include") in set(volume_pairs(gateway))
-    assert "/opt/airflow/include" in env_of(gateway)["PYTHONPATH"]
+    assert "PYTHONPATH" not in env_of(gateway)
     assert (INCLUDE / "model_factory" / "serving" / "__main__.py").is_file() or (
         INCLUDE / "model_factory" / "serving.py"
     ).is_file(), "python -m model_factory.serving has no module to run"
@@ -591,3 +591,19 @@ def test_requirements_carry_what_the_celery_configuration_needs():
     assert pins["celery"].startswith("5.6."), pins["celery"]
     mlflow_text = MLFLOW_DOCKERFILE.read_text()
     assert re.findall(r"psycopg2-binary==([^\s\\]+)", mlflow_text) == [pins["psycopg2-binary"]]
+
+
+def test_image_installs_the_factory_package_with_its_lineage():
+    """No PYTHONPATH in the containers: the image pip-installs the package, and records the code
+    revision (a build argument) and the locked requirements it was built from."""
+    dockerfile = (ROOT / "docker" / "airflow.Dockerfile").read_text()
+    assert "pip install --no-cache-dir --no-deps /opt/model-factory" in dockerfile
+    assert "ENV FACTORY_CODE_REVISION=${FACTORY_CODE_REVISION}" in dockerfile
+    assert "FACTORY_REQUIREMENTS_FILE=/requirements.txt" in dockerfile
+    ignore = (ROOT / "docker" / "airflow.Dockerfile.dockerignore").read_text().split()
+    for copied in ("!pyproject.toml", "!include/model_factory", "!include/model_factory_dev"):
+        assert copied in ignore
+    for name in sorted(AIRFLOW_SERVICES | {GATEWAY}):
+        build = services()[name].get("build") or {}
+        if build:
+            assert "FACTORY_CODE_REVISION" in (build.get("args") or {}), name

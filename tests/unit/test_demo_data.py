@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from model_factory import demo_data as dd
+from model_factory_dev import demo_data as dd
 
 DAY = dt.date(2026, 3, 10)  # a Tuesday
 
@@ -96,7 +96,7 @@ def test_different_day_or_seed_gives_different_data(model: str) -> None:
 def test_generation_does_not_depend_on_python_hash_seed() -> None:
     code = (
         "import datetime, hashlib\n"
-        "from model_factory import demo_data as dd\n"
+        "from model_factory_dev import demo_data as dd\n"
         "for m in dd.MODELS:\n"
         "    df = dd.generate_batch(m, datetime.date(2026, 3, 10), rows=200, seed=7)\n"
         "    print(hashlib.sha256(df.to_csv(index=False).encode()).hexdigest())\n"

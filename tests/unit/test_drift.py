@@ -1,4 +1,4 @@
-"""Tests for drift detection (model_factory.drift): statistics against scipy, chunked Parquet, bad
+"""Tests for drift detection (model_factory.monitoring.drift): statistics against scipy, chunked Parquet, bad
 input, the GX input contract, detection power / false alarms over seeds, and concept drift.
 
 Detection and false alarms (test_detection_power_and_false_alarm_rate): 50 seeds, each a fresh
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from model_factory import demo_data as dd
-from model_factory import drift, drift_report
-from model_factory.batches import UnreadableBatchError
+from model_factory.io.batches import UnreadableBatchError
+from model_factory.monitoring import drift, drift_report
+from model_factory_dev import demo_data as dd
 from scipy import stats
 
 NUMERIC = ["a", "b", "c", "d", "e"]
@@ -210,7 +210,7 @@ def test_baseline_profile_contents(baseline: dict, training: pd.DataFrame) -> No
 
 
 def test_missing_category_token_is_the_one_training_writes() -> None:
-    from model_factory.training import MISSING_CATEGORY
+    from model_factory.pipeline.training import MISSING_CATEGORY
 
     assert drift.MISSING_CATEGORY == MISSING_CATEGORY
 
@@ -436,8 +436,8 @@ def test_detection_power_and_false_alarm_rate() -> None:
 
 
 def test_demo_churn_data_unshifted_days_pass_and_covariate_shift_is_caught() -> None:
+    from model_factory.pipeline.training import prepare_features
     from model_factory.spec import load_spec
-    from model_factory.training import prepare_features
 
     spec = load_spec(MODELS_DIR / "churn.yaml")
     days = [dt.date(2026, 3, 2) + dt.timedelta(days=i) for i in range(5)]

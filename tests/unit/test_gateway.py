@@ -21,13 +21,16 @@ from dataclasses import replace
 import httpx
 import pytest
 import sqlalchemy as sa
-from model_factory import canary, demo_data, registry, storage
-from model_factory.config import FactorySettings
+from model_factory.io import storage
+from model_factory.io.tracking import connect
+from model_factory.pipeline import registry
+from model_factory.rollout import canary
 from model_factory.serving import GatewaySettings, create_app, predlog
 from model_factory.serving.models import LoadedVersion
 from model_factory.serving.routing import bucket
-from model_factory.simulator import simulate_traffic
-from model_factory.tracking import connect
+from model_factory.settings import FactorySettings
+from model_factory_dev import demo_data
+from model_factory_dev.simulator import simulate_traffic
 
 from tests.conftest import REPO
 from tests.unit.test_training_evaluation import DAY, _retrain, _validated, spec_for

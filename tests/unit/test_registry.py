@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from model_factory.cli import main
-from model_factory.config import FactorySettings
-from model_factory.registry import PromotionError, current_alias_version, promote, rollback
-from model_factory.tracking import connect
+from model_factory.cli.main import main
+from model_factory.io.tracking import connect
+from model_factory.pipeline.registry import PromotionError, current_alias_version, promote, rollback
+from model_factory.settings import FactorySettings
 
 from tests.unit.test_training_evaluation import DAY, _retrain, _validated, spec_for
 

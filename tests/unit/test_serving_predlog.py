@@ -111,7 +111,7 @@ def postgres_db():
     import os
     import uuid
 
-    from model_factory.stack import StackError, check_postgres, create_database, drop_database
+    from model_factory_dev.stack import StackError, check_postgres, create_database, drop_database
 
     admin = os.environ.get("FACTORY_TEST_POSTGRES_URL", POSTGRES_ADMIN_URL)
     try:
@@ -133,7 +133,7 @@ def postgres_db():
 def test_the_same_code_runs_on_postgres(postgres_db):
     from datetime import UTC, datetime, timedelta
 
-    from model_factory.canary import arm_outcomes
+    from model_factory.rollout.canary import arm_outcomes
 
     started = datetime.now(UTC) - timedelta(seconds=5)
     log = predlog.PredictionLog(postgres_db).start()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from model_factory.cli import main
+from model_factory.cli.main import main
 from model_factory.spec import (
     ESTIMATORS,
     METRICS,

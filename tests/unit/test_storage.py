@@ -1,4 +1,4 @@
-"""Tests for the object-store API (model_factory.storage) on ``file://`` URIs.
+"""Tests for the object-store API (model_factory.io.storage) on ``file://`` URIs.
 
 S3 is exercised against a real S3 server elsewhere; here only the URI checks that fail before
 any S3 call are tested for ``s3://``.
@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from model_factory import storage
+from model_factory.io import storage
 
 
 @pytest.fixture

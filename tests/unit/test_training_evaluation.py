@@ -10,19 +10,20 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
-from model_factory import demo_data, storage
-from model_factory.config import FactorySettings
-from model_factory.evaluation import compute_metrics, decide, evaluate_candidate
-from model_factory.registry import register_version
-from model_factory.spec import ESTIMATORS, GatesSpec, ModelSpec, load_spec
-from model_factory.tracking import TrackingUnavailableError, connect
-from model_factory.training import (
+from model_factory.io import storage
+from model_factory.io.tracking import TrackingUnavailableError, connect
+from model_factory.pipeline.evaluation import compute_metrics, decide, evaluate_candidate
+from model_factory.pipeline.registry import register_version
+from model_factory.pipeline.training import (
     MISSING_CATEGORY,
     build_pipeline,
     prepare_features,
     split_holdout,
     train_model,
 )
+from model_factory.settings import FactorySettings
+from model_factory.spec import ESTIMATORS, GatesSpec, ModelSpec, load_spec
+from model_factory_dev import demo_data
 
 from tests.conftest import REPO
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from model_factory import demo_data as dd
+from model_factory.pipeline.training import read_frames
 from model_factory.spec import DEFAULT_MAX_TRAINING_ROWS, TrainingSpec
-from model_factory.training import read_frames
+from model_factory_dev import demo_data as dd
 
 
 @pytest.fixture

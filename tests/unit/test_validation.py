@@ -1,4 +1,4 @@
-"""Tests for batch validation and quarantine (model_factory.validation), with real Great Expectations."""
+"""Tests for batch validation and quarantine (pipeline.validation), with real Great Expectations."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from model_factory import batches, storage, validation
-from model_factory import demo_data as dd
+from model_factory.io import batches, storage
+from model_factory.pipeline import validation
 from model_factory.spec import ModelSpec, load_spec
+from model_factory_dev import demo_data as dd
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "include" / "models"
 DAY = dt.date(2026, 3, 2)

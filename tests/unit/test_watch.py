@@ -7,16 +7,17 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from model_factory import demo_data, storage
-from model_factory.batches import MissingBatchError
-from model_factory.config import FactorySettings
-from model_factory.watch import (
+from model_factory.io import storage
+from model_factory.io.batches import MissingBatchError
+from model_factory.monitoring.watch import (
     NoBaselineError,
     check_batch,
     record_retrain_trigger,
     retrain_gate,
     watched_uri,
 )
+from model_factory.settings import FactorySettings
+from model_factory_dev import demo_data
 
 from tests.unit.test_training_evaluation import _retrain, _validated, spec_for
 
@@ -114,7 +115,7 @@ def test_no_champion_says_so(factory_home):
 
 def test_champion_without_baseline_says_how_to_fix(factory_home, monkeypatch):
     """A version trained before baselines were logged: a clear message, no crash."""
-    from model_factory import training
+    from model_factory.pipeline import training
 
     monkeypatch.setattr(training, "log_baseline", lambda X, spec: {})
     settings = FactorySettings.from_env()

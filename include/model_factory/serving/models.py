@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from model_factory.pipeline.training import prepare_features
 from model_factory.spec import ModelSpec, SpecError, load_spec
-from model_factory.training import prepare_features
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient

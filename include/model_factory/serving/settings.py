@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from model_factory.config import FactorySettings
+from model_factory.settings import FactorySettings
 
 ENV = {
     "db_uri": "FACTORY_PREDICTION_DB_URI",

@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from model_factory import tracking
-from model_factory.canary import ServingState, serving_state
-from model_factory.registry import CHAMPION
+from model_factory.io import tracking
+from model_factory.pipeline.registry import CHAMPION
+from model_factory.rollout.canary import ServingState, serving_state
 from model_factory.serving.models import LoadedVersion, LoadError, load_version
 from model_factory.serving.routing import CANARY_ARM, CHAMPION_ARM, choose_arm
 from model_factory.serving.settings import GatewaySettings

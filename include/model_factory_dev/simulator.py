@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from model_factory.canary import ArmData, analyse_canary
+from model_factory.rollout.canary import ArmData, analyse_canary
 
 # --- HTTP traffic ---------------------------------------------------------------------------------
 

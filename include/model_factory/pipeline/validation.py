@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from model_factory import storage
-from model_factory.batches import UnreadableBatchError, iter_frames, validated_uri, write_parquet_file
+from model_factory.io import storage
+from model_factory.io.batches import UnreadableBatchError, iter_frames, validated_uri, write_parquet_file
 from model_factory.spec import ModelSpec
 
 NUMERIC_TYPES = [

@@ -2,15 +2,15 @@
 
 The MLflow registry is the single source of truth for which version serves: alias
 ``champion`` (serving), ``challenger`` (blessed, waiting for its canary) and ``canary`` (taking a
-share of live traffic; the share is a registered-model tag, see ``model_factory.canary``).
+share of live traffic; the share is a registered-model tag, see ``model_factory.rollout.canary``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from model_factory import tracking
-from model_factory.config import FactorySettings
+from model_factory.io import tracking
+from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec
 
 if TYPE_CHECKING:

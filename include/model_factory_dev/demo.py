@@ -18,10 +18,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
-from model_factory import demo_data
-from model_factory.config import PROJECT_ROOT, FactorySettings
+from model_factory.rollout.summary import format_table, model_rows
+from model_factory.settings import PROJECT_ROOT, FactorySettings
 from model_factory.spec import load_specs
-from model_factory.summary import format_table, model_rows
+
+from model_factory_dev import demo_data
 
 START = date(2026, 1, 5)
 DAYS = 6
@@ -137,8 +138,8 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
     3. three days of batches with broken labels make a challenger that looks good on its own
        holdout; its canary loses on live outcomes and is rolled back automatically.
     """
-    from model_factory.simulator import TrafficLoop
-    from model_factory.stack import Stack, StackConfig
+    from model_factory_dev.simulator import TrafficLoop
+    from model_factory_dev.stack import Stack, StackConfig
 
     for spec in specs:
         _write_production_batch(settings, spec.name, day, covariate_shift=DRIFTED.get(spec.name, 0.0))
@@ -229,8 +230,8 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
                 registered = _retrain(api, LIVE_MODEL, str(bad_day)) or registered
             api.unpause(f"{LIVE_MODEL}__canary")
             with stack.environ():
-                from model_factory.registry import CHALLENGER, current_alias_version
-                from model_factory.tracking import connect
+                from model_factory.io.tracking import connect
+                from model_factory.pipeline.registry import CHALLENGER, current_alias_version
 
                 client = connect(FactorySettings.from_env())
                 challenger = current_alias_version(client, LIVE_MODEL, CHALLENGER)

@@ -26,9 +26,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from model_factory import registry, tracking
-from model_factory.config import FactorySettings
-from model_factory.registry import CANARY, CHALLENGER, CHAMPION, PromotionError
+from model_factory.io import tracking
+from model_factory.pipeline import registry
+from model_factory.pipeline.registry import CANARY, CHALLENGER, CHAMPION, PromotionError
+from model_factory.settings import FactorySettings
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from model_factory import storage, tracking
-from model_factory.config import FactorySettings
-from model_factory.registry import CHALLENGER, CHAMPION, current_alias_version
+from model_factory.io import storage, tracking
+from model_factory.pipeline.registry import CHALLENGER, CHAMPION, current_alias_version
+from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec
 
 

@@ -7,7 +7,7 @@ import time
 import warnings
 from typing import TYPE_CHECKING
 
-from model_factory.config import FactorySettings
+from model_factory.settings import FactorySettings
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient

@@ -38,9 +38,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from model_factory.batches import UnreadableBatchError
-from model_factory.training import MISSING_CATEGORY  # prepare_features' missing category: missing here
-from model_factory.validation import NUMERIC_TYPES, gx_failure_reason
+from model_factory.io.batches import UnreadableBatchError
+from model_factory.pipeline.training import (
+    MISSING_CATEGORY,  # prepare_features' missing category: missing here
+)
+from model_factory.pipeline.validation import NUMERIC_TYPES, gx_failure_reason
 from scipy import stats
 
 FORMAT_VERSION = 1

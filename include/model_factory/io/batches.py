@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
-from model_factory import storage
+from model_factory.io import storage
 from model_factory.spec import ModelSpec
 
 

@@ -6,16 +6,18 @@ import contextlib
 import hashlib
 import importlib
 import json
+import os
 import resource
 import subprocess
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from model_factory import storage, tracking
-from model_factory.batches import write_parquet
-from model_factory.config import PROJECT_ROOT, FactorySettings
+from model_factory.io import storage, tracking
+from model_factory.io.batches import write_parquet
+from model_factory.settings import PROJECT_ROOT, FactorySettings
 from model_factory.spec import ESTIMATORS, ModelSpec
 
 if TYPE_CHECKING:
@@ -103,6 +105,10 @@ def split_holdout(df: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.D
 
 
 def git_revision() -> str:
+    """The code revision: ``FACTORY_CODE_REVISION`` (baked into the Docker image, which has no
+    ``.git``), else the checkout's ``git rev-parse HEAD`` (``-dirty`` with local changes)."""
+    if os.environ.get("FACTORY_CODE_REVISION"):
+        return os.environ["FACTORY_CODE_REVISION"]
     try:
         rev = subprocess.run(
             ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"],
@@ -117,8 +123,14 @@ def git_revision() -> str:
         return "unknown"
 
 
+def requirements_file() -> Path:
+    """The locked requirements: ``FACTORY_REQUIREMENTS_FILE`` (set in the Docker image), else the
+    checkout's requirements.txt."""
+    return Path(os.environ.get("FACTORY_REQUIREMENTS_FILE") or PROJECT_ROOT / "requirements.txt")
+
+
 def _requirements_sha256() -> str:
-    path = PROJECT_ROOT / "requirements.txt"
+    path = requirements_file()
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "unknown"
 
 
@@ -143,7 +155,7 @@ def log_baseline(X_train: pd.DataFrame, spec: ModelSpec) -> dict:
     """Log what the model saw (the drift baseline) and the input contract suggested from it
     to the active MLflow run; drift checks compare fresh data with the champion's copy."""
     import mlflow
-    from model_factory.drift import build_baseline, input_contract
+    from model_factory.monitoring.drift import build_baseline, input_contract
 
     baseline = build_baseline(X_train, spec.features.numeric, spec.features.categorical)
     contract = input_contract(
@@ -166,7 +178,7 @@ def read_frames(
     the whole window; ``sampled_rows`` in the lineage says how many rows were used.
     """
     import pyarrow.parquet as pq
-    from model_factory.batches import iter_frames
+    from model_factory.io.batches import iter_frames
 
     with contextlib.ExitStack() as stack:
         paths, inputs = [], []
@@ -284,8 +296,8 @@ def train_model(
         )
         mlflow.log_dict({"inputs": inputs, "holdout_uri": holdout_uri, **tags}, "lineage.json")
         mlflow.log_dict(spec.model_dump(mode="json", by_alias=True), "spec.json")
-        if (PROJECT_ROOT / "requirements.txt").exists():
-            mlflow.log_artifact(str(PROJECT_ROOT / "requirements.txt"), "environment")
+        if requirements_file().exists():
+            mlflow.log_artifact(str(requirements_file()), "environment")
         example = X_train.head(5)
         info = mlflow.sklearn.log_model(
             pipeline,

@@ -1,13 +1,13 @@
 """The project CLI for things that need no Airflow: check specs, make demo data, show state.
 
-    python -m model_factory.cli validate-specs [PATH ...]
-    python -m model_factory.cli summary [--json]
-    python -m model_factory.cli status [MODEL]
-    python -m model_factory.cli promote MODEL [VERSION] --reason "..."   # the running canary, or VERSION
-    python -m model_factory.cli rollback MODEL --reason "..."            # the canary, else the champion
-    python -m model_factory.cli abort|unpin MODEL --reason "..."
-    python -m model_factory.cli pin MODEL VERSION --reason "..."
-    python -m model_factory.cli canary MODEL VERSION --reason "..."      # start a canary by hand
+    model-factory validate-specs [PATH ...]
+    model-factory summary [--json]
+    model-factory status [MODEL]
+    model-factory promote MODEL [VERSION] --reason "..."   # the running canary, or VERSION
+    model-factory rollback MODEL --reason "..."            # the canary, else the champion
+    model-factory abort|unpin MODEL --reason "..."
+    model-factory pin MODEL VERSION --reason "..."
+    model-factory canary MODEL VERSION --reason "..."      # start a canary by hand
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from model_factory.config import FactorySettings
+from model_factory.settings import FactorySettings
 from model_factory.spec import SpecError, load_spec, load_specs
 
 
@@ -41,7 +41,7 @@ def validate_specs(paths: list[str]) -> int:
 
 
 def summary(as_json: bool) -> int:
-    from model_factory.summary import format_table, model_rows
+    from model_factory.rollout.summary import format_table, model_rows
 
     settings = FactorySettings.from_env()
     good, bad = load_specs(settings.specs_dir)
@@ -68,8 +68,8 @@ def _recorded(decision: dict, settings: FactorySettings) -> dict:
 
 def ops(args: argparse.Namespace) -> int:
     """promote / rollback / abort / pin / unpin / canary: who and why are recorded."""
-    from model_factory.canary import ops_action, start_canary
-    from model_factory.registry import PromotionError
+    from model_factory.pipeline.registry import PromotionError
+    from model_factory.rollout.canary import ops_action, start_canary
     from model_factory.spec import load_spec
 
     settings = FactorySettings.from_env()
@@ -93,7 +93,7 @@ def status(model: str | None) -> int:
     """Which versions serve: champion, canary and its share, pinned."""
     from dataclasses import asdict
 
-    from model_factory.canary import read_serving_state
+    from model_factory.rollout.canary import read_serving_state
 
     settings = FactorySettings.from_env()
     models = [model] if model else [loaded.spec.name for loaded in load_specs(settings.specs_dir)[0]]
@@ -105,7 +105,7 @@ def status(model: str | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="model_factory.cli", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="model_factory.cli.main", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("validate-specs", help="parse specs; exit 1 naming file/field/reason")
     check.add_argument("paths", nargs="*", help="spec files (default: every spec in FACTORY_SPECS_DIR)")
@@ -142,5 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     return ops(args)
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The ``model-factory`` console script."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

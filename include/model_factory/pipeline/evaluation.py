@@ -12,11 +12,11 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from model_factory import storage, tracking
-from model_factory.batches import parse_batch
-from model_factory.config import FactorySettings
+from model_factory.io import storage, tracking
+from model_factory.io.batches import parse_batch
+from model_factory.pipeline.training import prepare_features, target_values
+from model_factory.settings import FactorySettings
 from model_factory.spec import METRICS, GatesSpec, ModelSpec
-from model_factory.training import prepare_features, target_values
 
 Status = Literal["blessed", "rejected", "held_for_review"]
 PERFECT = {"roc_auc": 0.999, "accuracy": 0.999, "f1": 0.999, "r2": 0.999, "rmse": 0.0, "mae": 0.0,

@@ -27,7 +27,7 @@ Two shapes, one API::
 
 ``stack.env`` is the complete environment of the components (AIRFLOW_HOME, the factory's
 ``FACTORY_*``, ``MLFLOW_TRACKING_URI``, ``AWS_*``), for running CLIs or library code against the
-same state. ``python -m model_factory.stack up|down|status|demo`` is the command line
+same state. ``python -m model_factory_dev.stack up|down|status|demo`` is the command line
 (``make prod-up``, ``make prod-demo``, ``make prod-down``).
 
 Processes die with the Python process that started them (``PR_SET_PDEATHSIG``; start the stack
@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse, urlunparse
 
-from model_factory.config import PROJECT_ROOT
+from model_factory.settings import PROJECT_ROOT
 
 LOCAL, CELERY = "LocalExecutor", "CeleryExecutor"
 TERMINAL_RUN_STATES = ("success", "failed")
@@ -956,7 +956,9 @@ class Stack:
         """Write the demo generator's batches under FACTORY_DATA_ROOT (S3 or file); return URIs."""
         import tempfile
 
-        from model_factory import demo_data, storage
+        from model_factory.io import storage
+
+        from model_factory_dev import demo_data
 
         wanted = set(models or demo_data.MODELS)
         uris = []
@@ -991,7 +993,7 @@ class Stack:
 
 def _clear_storage_cache() -> None:
     with contextlib.suppress(Exception):
-        from model_factory import storage
+        from model_factory.io import storage
 
         storage._s3_client.cache_clear()
 
@@ -1233,9 +1235,9 @@ Production configuration is up ({stack.config.executor}, {stack.timings.get('sta
 def _demo(stack: Stack, days: int, rows: int) -> int:
     import datetime as dt
 
-    from model_factory.config import FactorySettings
+    from model_factory.rollout.summary import format_table, model_rows
+    from model_factory.settings import FactorySettings
     from model_factory.spec import load_specs
-    from model_factory.summary import format_table, model_rows
 
     start = dt.date(2026, 1, 5)
     faults = {("churn", 2): "unseen_category"}
@@ -1264,7 +1266,7 @@ def _demo(stack: Stack, days: int, rows: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model_factory.stack",
+    parser = argparse.ArgumentParser(prog="python -m model_factory_dev.stack",
                                      description=__doc__.splitlines()[0])  # fmt: skip
     parser.add_argument("command", choices=["up", "down", "status", "demo", "run"],
                         help="up: start detached; down: stop and clean; status; demo: upload demo data and "

@@ -7,7 +7,7 @@ machine (for a given numpy version).
 
 Run as a script to lay out a demo data directory::
 
-    PYTHONPATH=include python -m model_factory.demo_data --out DIR --start 2026-01-01 \
+    PYTHONPATH=include python -m model_factory_dev.demo_data --out DIR --start 2026-01-01 \
         --days 6 --fault churn:3:target_nulls --shift demand:5:0.8
 """
 
@@ -523,7 +523,7 @@ def _by_model_day(parser: argparse.ArgumentParser, option: str, items: list, day
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m model_factory.demo_data",
+        prog="python -m model_factory_dev.demo_data",
         description="Write deterministic synthetic daily batches for the demo models.",
     )
     parser.add_argument("--out", type=Path, required=True, help="data root directory")

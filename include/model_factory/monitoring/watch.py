@@ -1,6 +1,6 @@
 """Drift watch: compare a fresh production batch with the champion's training baseline.
 
-The statistics live in :mod:`model_factory.drift`; this module finds the champion and its
+The statistics live in :mod:`model_factory.monitoring.drift`; this module finds the champion and its
 stored baseline, reads the batch, adds the concept-drift check when the batch carries labels,
 writes the HTML + JSON report to the store and decides whether a retrain may be fired
 (cooldown, nothing already running). The Airflow DAG ``<model>__drift_watch`` is thin wiring
@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from model_factory import storage, tracking
-from model_factory.batches import MissingBatchError, resolve_source_uri
-from model_factory.config import FactorySettings
+from model_factory.io import storage, tracking
+from model_factory.io.batches import MissingBatchError, resolve_source_uri
+from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec
 
 RETRAIN_STATUSES = ("drift", "concept_drift")
@@ -65,7 +65,7 @@ def champion_baseline(spec: ModelSpec, settings: FactorySettings) -> ChampionBas
     """The champion's stored baseline profile and input contract (read from its MLflow run)."""
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
-    from model_factory.training import BASELINE_ARTIFACT, CONTRACT_ARTIFACT
+    from model_factory.pipeline.training import BASELINE_ARTIFACT, CONTRACT_ARTIFACT
 
     client = tracking.connect(settings)
     name = spec.registered_model_name
@@ -101,7 +101,7 @@ def champion_baseline(spec: ModelSpec, settings: FactorySettings) -> ChampionBas
 
 def _concept_drift(spec: ModelSpec, frame, champion: ChampionBaseline) -> dict[str, Any]:
     """Champion's live metric on the labelled rows of the batch vs its holdout metric."""
-    from model_factory.drift import check_concept_drift
+    from model_factory.monitoring.drift import check_concept_drift
 
     labelled = frame[frame[spec.target].notna()] if spec.target in frame.columns else frame.iloc[:0]
     if champion.holdout_metric is None:
@@ -113,7 +113,7 @@ def _concept_drift(spec: ModelSpec, frame, champion: ChampionBaseline) -> dict[s
     if any(col not in labelled.columns for col in spec.features.all):
         return {"status": "insufficient_data", "reasons": ["features missing: see data quality"]}
     import mlflow.sklearn
-    from model_factory.evaluation import compute_metrics
+    from model_factory.pipeline.evaluation import compute_metrics
 
     model = mlflow.sklearn.load_model(f"models:/{spec.registered_model_name}/{champion.version}")
     live = compute_metrics(model, labelled, spec)[spec.gates.primary_metric]
@@ -167,9 +167,9 @@ def check_batch(
     Raises :class:`NoBaselineError` (no champion, or one without a baseline) and
     :class:`MissingBatchError`; returns a small JSON-able summary with the report URIs.
     """
-    from model_factory.batches import iter_frames, write_parquet_file
-    from model_factory.drift import DriftRule, check_drift
-    from model_factory.drift_report import render_html
+    from model_factory.io.batches import iter_frames, write_parquet_file
+    from model_factory.monitoring.drift import DriftRule, check_drift
+    from model_factory.monitoring.drift_report import render_html
 
     champion = champion_baseline(spec, settings)
     uri = watched_uri(spec, ds)

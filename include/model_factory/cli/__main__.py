@@ -1,0 +1,3 @@
+from model_factory.cli.main import run
+
+run()
