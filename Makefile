@@ -17,7 +17,7 @@ export AIRFLOW__CORE__PARALLELISM := 4
 export GX_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install demo ui serve test lint validate-specs summary status promote rollback abort pin unpin \
+.PHONY: install browser demo ui serve test lint validate-specs summary status promote rollback abort pin unpin \
 	canary env clean
 
 install: $(VENV)/.installed
@@ -48,9 +48,15 @@ ui: install $(AIRFLOW_HOME)/.migrated
 	  --default-artifact-root $(FACTORY_HOME)/mlflow/artifacts & \
 	airflow standalone
 
-## The test suite (what CI runs).
-test: install
+## The test suite (what CI runs). The UI and model-card tests drive Debian's Chromium headless;
+## `browser` installs it with apt-get when it is missing (as root, as on CI).
+test: install browser
 	pytest
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium + chromium-driver for the browser tests"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 
 lint: install
 	ruff check .
