@@ -1,0 +1,47 @@
+"""What every ``model-factory`` command module shares: consoles, JSON output, who is acting, errors.
+
+Command modules (cli/scaffold.py, cli/review.py, ...) import from here rather than from main.py,
+so main.py can import them without a cycle.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+console = Console(highlight=False)
+"""Tables and progress go to stdout; rich picks up ``sys.stdout`` at print time (capsys works)."""
+
+err_console = Console(stderr=True, highlight=False)
+
+# Parameter types shared by command modules: ``def cmd(as_json: Json = False, reason: Reason, ...)``.
+Json = Annotated[bool, typer.Option("--json", help="print JSON instead of a table (for scripts)")]
+Reason = Annotated[str, typer.Option("--reason", help="why: recorded with who and when")]
+Actor = Annotated[str | None, typer.Option("--actor", help="who (default: $FACTORY_ACTOR or the login name)")]
+
+
+def print_json(value: Any) -> None:
+    """One JSON document on stdout; dates and paths as strings."""
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+def actor_name(actor: str | None) -> str:
+    return actor or os.environ.get("FACTORY_ACTOR") or getpass.getuser()
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``message`` on stderr (no markup interpretation) and exit with ``code``."""
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+# Exit codes scripts can tell apart.
+EXIT_REFUSED = 1
+"""The request was understood and refused (bad spec, no such model, a rollout rule)."""
+EXIT_UNREACHABLE = 3
+"""Airflow or MLflow did not answer: the message names what to start."""
