@@ -70,9 +70,29 @@ def smtp_server():
 
 def test_file_channel_always_written(tmp_path: Path) -> None:
     outcome = deliver(_alert(), tmp_path)
-    assert outcome == {"file": str(tmp_path / "alerts" / "churn.jsonl")}
+    assert outcome == {"file": str(tmp_path / "alerts" / "churn.jsonl"), "db": "stored"}
     [stored] = read_alerts(tmp_path, "churn")
     assert stored["kind"] == "drift" and stored["details"] == {"psi": 0.41}
+
+
+def test_alerts_live_in_the_prediction_db_and_survive_a_restart(tmp_path: Path) -> None:
+    """The table is the durable copy: a fresh process (new engine) without the JSONL still reads it."""
+    import sqlalchemy as sa
+    from model_factory.monitoring.alerts import ALERTS, alerts_db_uri, alerts_file
+
+    deliver(_alert(), tmp_path)
+    alerts_file(tmp_path, "churn").unlink()  # the container-local log is gone
+    with sa.create_engine(alerts_db_uri(tmp_path)).connect() as conn:  # another process's view
+        [row] = conn.execute(sa.select(ALERTS)).mappings().all()
+    assert (row["model"], row["kind"], row["owner"]) == ("churn", "drift", "growth")
+    assert read_alerts(tmp_path, "churn")[0]["subject"] == "churn: drift on 2026-01-11"
+
+
+def test_an_unwritable_db_is_reported_and_the_log_still_has_the_alert(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FACTORY_PREDICTION_DB_URI", "postgresql+psycopg2://nobody@127.0.0.1:1/none")
+    outcome = deliver(_alert(), tmp_path)
+    assert outcome["db"].startswith("failed:")
+    assert '"kind": "drift"' in (tmp_path / "alerts" / "churn.jsonl").read_text()
 
 
 def test_email_and_webhook_delivered(tmp_path: Path, smtp_server, webhook) -> None:

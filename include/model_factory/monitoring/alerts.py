@@ -1,5 +1,7 @@
-"""Alerts to a model's owner: always a log line and a JSON-lines file, plus e-mail and a
-Slack-style webhook when the spec's ``notify`` section names Airflow connections for them.
+"""Alerts to a model's owner: always a log line, a row in the ``alerts`` table of the prediction
+DB (the durable place the CLI and the Airflow view read; Postgres in compose, so it survives a
+container restart) and a JSON-lines log under FACTORY_HOME, plus e-mail and a Slack-style webhook
+when the spec's ``notify`` section names Airflow connections for them.
 
 This module only delivers; resolving Airflow connections into :class:`SmtpTarget` and a webhook
 URL is the DAG's job, so everything here is testable without Airflow.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import smtplib
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -17,7 +20,27 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 log = logging.getLogger(__name__)
+
+METADATA = sa.MetaData()
+ALERTS = sa.Table(
+    "alerts",
+    METADATA,
+    sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("owner", sa.String(256)),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("body", sa.Text),
+    sa.Column("details", sa.Text),  # JSON
+    sa.Column("at", sa.String(40), nullable=False),  # ISO 8601 UTC, as on the Alert
+    sa.Index("ix_alerts_model_at", "model", "at"),
+)
+_schema_ready: set[int] = set()
 
 
 @dataclass(frozen=True)
@@ -46,8 +69,23 @@ def alerts_file(home: Path, model: str) -> Path:
     return home / "alerts" / f"{model}.jsonl"
 
 
+def alerts_db_uri(home: Path) -> str:
+    """The prediction DB (``FACTORY_PREDICTION_DB_URI``, else SQLite under ``home``)."""
+    return os.environ.get("FACTORY_PREDICTION_DB_URI") or f"sqlite:///{home / 'serving' / 'predictions.db'}"
+
+
+def _engine(db: str) -> sa.engine.Engine:
+    from model_factory.serving.predlog import engine_for
+
+    engine = engine_for(db)
+    if id(engine) not in _schema_ready:
+        METADATA.create_all(engine, checkfirst=True)
+        _schema_ready.add(id(engine))
+    return engine
+
+
 def write_alert(alert: Alert, home: Path) -> Path:
-    """Append the alert to ``<home>/alerts/<model>.jsonl`` (the default, always-on channel)."""
+    """Append the alert to ``<home>/alerts/<model>.jsonl`` (the always-on log)."""
     path = alerts_file(home, alert.model)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
@@ -55,7 +93,36 @@ def write_alert(alert: Alert, home: Path) -> Path:
     return path
 
 
+def store_alert(alert: Alert, db: str) -> None:
+    """Insert the alert into the ``alerts`` table of ``db``."""
+    with _engine(db).begin() as conn:
+        conn.execute(
+            ALERTS.insert().values(
+                model=alert.model, owner=alert.owner, kind=alert.kind, subject=alert.subject, body=alert.body,
+                details=json.dumps(alert.details, default=str, sort_keys=True), at=alert.at,
+            )
+        )  # fmt: skip
+
+
+def stored_alerts(db: str, models: list[str] | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """Alerts from the table, newest first (of ``models`` if given; at most ``limit``)."""
+    query = sa.select(ALERTS).order_by(ALERTS.c.at.desc(), ALERTS.c.id.desc())
+    if models is not None:
+        query = query.where(ALERTS.c.model.in_(models))
+    if limit is not None:
+        query = query.limit(limit)
+    with _engine(db).connect() as conn:
+        rows = [dict(row._mapping) for row in conn.execute(query)]
+    for row in rows:
+        row["details"] = json.loads(row["details"]) if row["details"] else {}
+    return rows
+
+
 def read_alerts(home: Path, model: str) -> list[dict[str, Any]]:
+    """A model's alerts, oldest first: the table, else (alerts from before it existed) the JSONL log."""
+    stored = stored_alerts(alerts_db_uri(home), [model])
+    if stored:
+        return [{k: v for k, v in row.items() if k != "id"} for row in reversed(stored)]
     path = alerts_file(home, model)
     if not path.exists():
         return []
@@ -99,6 +166,15 @@ def deliver(
     alert outage cannot fail the pipeline step that raised the alert."""
     log.warning("ALERT for %s (owner %s): %s\n%s", alert.model, alert.owner, alert.subject, alert.body)
     outcome = {"file": str(write_alert(alert, home))}
+    db = alerts_db_uri(home)
+    try:
+        store_alert(alert, db)
+        outcome["db"] = "stored"
+    except Exception as exc:
+        outcome["db"] = f"failed: {exc}"
+        log.error(
+            "alert for %s not stored in %s: %s", alert.model, sa.engine.make_url(db).render_as_string(), exc
+        )
     if smtp is not None:
         try:
             send_email(alert, smtp)
