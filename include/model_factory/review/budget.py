@@ -1,0 +1,78 @@
+"""Data budget: the same pipeline fitted on growing shares of the training rows.
+
+Teams used far more data and CPU than they needed for a tiny gain; this measures it per
+version: holdout metric and fit CPU seconds per share, and the smallest share within the
+spec's tolerance of the full-data metric, with the CPU it would save.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+from model_factory.spec import METRICS, ModelSpec
+
+
+def run_data_budget(spec: ModelSpec, train_df: pd.DataFrame, holdout_df: pd.DataFrame) -> dict:
+    """Fit on each ``evaluation.data_budget.shares`` of a seeded shuffle of the training rows;
+    score each on the full holdout. A share that cannot be fitted (one class only) says why."""
+    from model_factory.pipeline.evaluation import metric_value, predict_holdout
+    from model_factory.pipeline.training import build_pipeline, prepare_features, target_values
+
+    budget = spec.evaluation.data_budget
+    metric = spec.gates.primary_metric
+    order = np.random.default_rng(spec.split.seed).permutation(len(train_df))
+    started = time.perf_counter()
+    points = []
+    for share in budget.shares:
+        rows = max(2, round(share * len(train_df)))
+        part = train_df.iloc[order[:rows]]
+        pipeline = build_pipeline(spec)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        try:
+            pipeline.fit(prepare_features(part, spec), target_values(part, spec))
+        except ValueError as exc:
+            points.append({"share": share, "rows": rows, "metric": None, "cpu_seconds": None,
+                           "wall_seconds": None, "error": str(exc).splitlines()[0]})  # fmt: skip
+            continue
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        score = metric_value(metric, predict_holdout(pipeline, holdout_df, spec))
+        points.append({"share": share, "rows": rows, "metric": score, "cpu_seconds": round(cpu, 3),
+                       "wall_seconds": round(wall, 3)})  # fmt: skip
+    return {
+        "metric": metric,
+        "tolerance": budget.tolerance,
+        "train_rows": len(train_df),
+        "holdout_rows": len(holdout_df),
+        "points": points,
+        "seconds": round(time.perf_counter() - started, 3),
+        **recommend(points, metric, budget.tolerance),
+    }
+
+
+def recommend(points: list[dict], metric: str, tolerance: float) -> dict:
+    """The smallest share whose metric is within ``tolerance`` (relative) of the largest share's."""
+    scored = [p for p in points if p.get("metric") is not None and not np.isnan(p["metric"])]
+    if not scored:
+        return {"recommended_share": None, "cpu_saved_seconds": None,
+                "recommendation": "no share could be scored: no recommendation"}  # fmt: skip
+    full = scored[-1]
+    higher = METRICS[metric]["higher_is_better"]
+    bound = abs(full["metric"]) * tolerance
+    for point in scored:
+        gap = (full["metric"] - point["metric"]) if higher else (point["metric"] - full["metric"])
+        if gap <= bound:
+            saved = max(0.0, full["cpu_seconds"] - point["cpu_seconds"])
+            if point is full:
+                text = (f"use all the data: no smaller share is within {tolerance:.1%} of "
+                        f"{metric} {full['metric']:.4f}")  # fmt: skip
+            else:
+                text = (f"{point['share']:.0%} of the training rows ({point['rows']:,}) scores "
+                        f"{metric} {point['metric']:.4f}, within {tolerance:.1%} of the "
+                        f"{full['share']:.0%} share's {full['metric']:.4f}, and would save "
+                        f"{saved:.2f} CPU s per fit ({saved / full['cpu_seconds']:.0%})"
+                        if full["cpu_seconds"] else "")  # fmt: skip
+            return {"recommended_share": point["share"], "cpu_saved_seconds": round(saved, 3),
+                    "recommendation": text}  # fmt: skip
+    raise AssertionError("the largest share is always within tolerance of itself")

@@ -1,0 +1,240 @@
+"""The model card: one self-contained HTML page per version (Jinja2, images inline as base64
+PNG so it opens offline), logged with the version's MLflow run and linked from the registered
+version's description.
+
+``evaluate_sections`` is the plain part (fitted model + holdout + spec in, metrics, plots,
+slices and importance out); ``produce_card`` gathers the rest from MLflow and the store,
+renders, logs, links and records the checklist. A card that fails to render never fails the
+registration: the checklist then fails "model card missing", naming the error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from model_factory.io import storage, tracking
+from model_factory.settings import FactorySettings
+from model_factory.spec import METRICS, ModelSpec
+
+log = logging.getLogger(__name__)
+
+CARD_ARTIFACT = "model_card.html"
+CARD_DATA_ARTIFACT = "review/card.json"
+BUDGET_ARTIFACT = "review/data_budget.json"
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def evaluate_sections(
+    spec: ModelSpec, model: Any, holdout: pd.DataFrame, champion: Any | None = None
+) -> dict:
+    """Holdout metrics (candidate and champion on the same rows), plots, slices, importance."""
+    from model_factory.pipeline.evaluation import metrics_from_predictions, predict_holdout
+    from model_factory.review import plots
+    from model_factory.review.importance import permutation_importance_sampled, slice_metrics
+
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    preds = {"candidate": predict_holdout(model, holdout, spec)}
+    if champion is not None:
+        preds["champion"] = predict_holdout(champion, holdout, spec)
+    metrics = {name: metrics_from_predictions(p) for name, p in preds.items()}
+    timings["predict_seconds"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    figures = plots.evaluation_plots(preds)
+    timings["plots_seconds"] = time.perf_counter() - started
+
+    slices = slice_metrics(preds["candidate"], holdout, spec)
+    started = time.perf_counter()
+    try:
+        importance = permutation_importance_sampled(model, holdout, spec)
+        if importance["features"]:
+            figures["importance"] = plots.importance_plot(importance["features"])
+    except Exception as exc:  # named on the card and failing the 'explanation' item
+        importance = {"features": [], "note": f"failed: {type(exc).__name__}: {exc}"}
+    timings["importance_seconds"] = time.perf_counter() - started
+    return {
+        "holdout_rows": len(holdout),
+        "metrics": metrics,
+        "metric_names": [m for m, info in METRICS.items() if info["task"] == spec.task],
+        "figures": figures,
+        "slices": slices,
+        "importance": importance,
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+    }
+
+
+def render_card(context: dict) -> str:
+    """The card's HTML from its context (see ``produce_card`` for the keys)."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html", "j2"]),
+        undefined=StrictUndefined,
+    )
+    env.filters["num"] = lambda v, digits=4: "n/a" if v is None or v != v else f"{v:.{digits}f}"
+    env.filters["pct"] = lambda v: "n/a" if v is None or v != v else f"{v:.1%}"
+    return env.get_template("model_card.html.j2").render(**context)
+
+
+def _validation_summaries(inputs: list[dict], s3: storage.S3Options | None) -> list[dict]:
+    """The GX summary beside each validated batch the version was trained on."""
+    out = []
+    for info in inputs:
+        uri = info["uri"].rsplit("/", 1)[0] + "/validation.json"
+        row = {"uri": info["uri"], "rows": info.get("rows"), "sha256": info.get("sha256", "")}
+        try:
+            result = storage.read_json(uri, s3)
+            stats = result.get("statistics", {})
+            row.update(success=result.get("success"), evaluated=stats.get("evaluated_expectations"),
+                       successful=stats.get("successful_expectations"))  # fmt: skip
+        except Exception as exc:
+            row.update(success=None, error=f"no validation result at {uri}: {type(exc).__name__}")
+        out.append(row)
+    return out
+
+
+def _load_json_artifact(client: Any, run_id: str, path: str) -> dict | None:
+    import mlflow
+
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{path}")
+    except Exception:
+        return None
+
+
+def _budget_context(spec: ModelSpec, budget: dict | None) -> dict | None:
+    if budget is None or "figure" in budget or not budget.get("points"):
+        return budget
+    from model_factory.review.plots import budget_plot
+
+    scored = [p for p in budget["points"] if p.get("metric") is not None]
+    figure = budget_plot(scored, budget["metric"], budget.get("recommended_share")) if scored else None
+    return {**budget, "figure": figure}
+
+
+def produce_card(
+    spec: ModelSpec,
+    registered: dict,
+    settings: FactorySettings,
+    s3: storage.S3Options | None = None,
+) -> dict:
+    """Build, log and link the card of a registered version; record its checklist.
+
+    Never raises for a card problem: the version stays registered and the checklist says
+    "model card missing" with the error.
+    """
+    import mlflow.sklearn
+    from model_factory.io.batches import parse_batch
+    from model_factory.pipeline.registry import link_card
+    from model_factory.review.checklist import Facts, evaluate_checklist, record_checklist
+
+    started = time.perf_counter()
+    client = tracking.connect(settings)
+    name, version = registered["model"], str(registered["version"])
+    mv = client.get_model_version(name, version)
+    run = client.get_run(mv.run_id)
+    tags, run_id = run.data.tags, mv.run_id
+    decision = _load_json_artifact(client, run_id, "decision.json") or {}
+    lineage = _load_json_artifact(client, run_id, "lineage.json")
+    facts = Facts(
+        decision=mv.tags.get("factory.decision"),
+        decision_reason=mv.tags.get("factory.decision_reason", ""),
+        run_tags=tags,
+        has_lineage_artifact=lineage is not None,
+        train_cpu_seconds=run.data.metrics.get("train_cpu_seconds"),
+    )
+    context: dict[str, Any] = {}
+    try:
+        holdout_uri = tags["factory.holdout_uri"]
+        holdout = parse_batch(storage.read_bytes(holdout_uri, s3), "parquet", holdout_uri)
+        model = mlflow.sklearn.load_model(tags["factory.model_uri"])
+        champion_version = decision.get("champion_version")
+        champion = None
+        if champion_version and champion_version != version:
+            champion = mlflow.sklearn.load_model(f"models:/{name}/{champion_version}")
+        sections = evaluate_sections(spec, model, holdout, champion)
+        facts.importance, facts.slices = sections["importance"], sections["slices"]
+        context = {
+            "spec": spec.model_dump(mode="json", by_alias=True),
+            "template": getattr(spec, "template", None) or "retrain",
+            "model": name,
+            "version": version,
+            "run_id": run_id,
+            "created": mv.creation_timestamp,
+            "champion_version": champion_version if champion is not None else None,
+            "primary_metric": spec.gates.primary_metric,
+            "lineage": {
+                "inputs": (lineage or {}).get("inputs", []),
+                "tags": {k: v for k, v in tags.items() if k.startswith("factory.")},
+            },
+            "validation": _validation_summaries((lineage or {}).get("inputs", []), s3),
+            "cost": {k: run.data.metrics.get(k) for k in
+                     ("train_wall_seconds", "train_cpu_seconds", "process_peak_rss_mb")},
+            "params": run.data.params,
+            "decision": {"status": facts.decision, "reason": facts.decision_reason,
+                         "interval": decision.get("champion_gain_interval"),
+                         "review": {k.split(".", 2)[2]: v for k, v in mv.tags.items()
+                                    if k.startswith("factory.review.")}},
+            "budget": _budget_context(spec, _load_json_artifact(client, run_id, BUDGET_ARTIFACT)),
+            **sections,
+        }
+        card_uri = f"{run.info.artifact_uri.rstrip('/')}/{CARD_ARTIFACT}"
+        facts.card_uri = card_uri
+        items = evaluate_checklist(spec, facts)
+        context["checklist"] = items
+        html = render_card(context)
+        client.log_text(run_id, html, CARD_ARTIFACT)
+        client.log_text(run_id, json.dumps(_storable(context), default=str), CARD_DATA_ARTIFACT)
+    except Exception as exc:
+        log.exception("model card of %s v%s failed", name, version)
+        facts.card_uri, facts.card_error = None, f"{type(exc).__name__}: {exc}"
+        html = ""
+    items = evaluate_checklist(spec, facts)
+    recorded = record_checklist(client, name, version, items)
+    link_card(client, name, version, facts.card_uri, facts.card_error or "")
+    return {
+        "model": name,
+        "version": version,
+        "card_uri": facts.card_uri,
+        "card_error": facts.card_error,
+        "card_bytes": len(html.encode()),
+        "checklist": recorded,
+        "timings": {**context.get("timings", {}), "card_seconds": round(time.perf_counter() - started, 3)},
+    }
+
+
+def _storable(context: dict) -> dict:
+    from dataclasses import asdict, is_dataclass
+
+    return {k: ([asdict(i) for i in v] if k == "checklist" else v) for k, v in context.items()
+            if not is_dataclass(v)}  # fmt: skip
+
+
+def add_budget_to_card(
+    spec: ModelSpec, model: str, version: str, budget: dict, settings: FactorySettings
+) -> str | None:
+    """Log the data budget with the run and re-render the card with it (when the card exists).
+
+    The budget runs as its own task beside the decision; whichever finishes last puts it on the card.
+    """
+    from model_factory.review.checklist import Item
+
+    client = tracking.connect(settings)
+    run_id = client.get_model_version(model, version).run_id
+    client.log_dict(run_id, budget, BUDGET_ARTIFACT)
+    stored = _load_json_artifact(client, run_id, CARD_DATA_ARTIFACT)
+    if stored is None:
+        return None
+    stored["budget"] = _budget_context(spec, budget)
+    stored["checklist"] = [Item(**i) for i in stored["checklist"]]
+    html = render_card(stored)
+    client.log_text(run_id, html, CARD_ARTIFACT)
+    client.log_text(run_id, json.dumps(_storable(stored), default=str), CARD_DATA_ARTIFACT)
+    return f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{CARD_ARTIFACT}"

@@ -1,0 +1,114 @@
+"""Permutation importance of every raw input column, on a seeded sample of the holdout.
+
+It works for every estimator the factory builds (the whole pipeline is scored, so a
+categorical column counts once, not once per one-hot column).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from model_factory.pipeline.training import prepare_features, target_values
+from model_factory.spec import ModelSpec
+
+# The sklearn scorer for each gate metric (scorers are "higher is better": losses are negated).
+SCORERS = {"roc_auc": "roc_auc", "accuracy": "accuracy", "f1": "f1", "log_loss": "neg_log_loss",
+           "rmse": "neg_root_mean_squared_error", "mae": "neg_mean_absolute_error", "r2": "r2"}  # fmt: skip
+
+
+def _scorer(metric: str, classes: int) -> str:
+    if classes > 2 and metric == "roc_auc":
+        return "roc_auc_ovr"
+    if classes > 2 and metric == "f1":
+        return "f1_macro"
+    return SCORERS[metric]
+
+
+def permutation_importance_sampled(
+    model: Any, holdout: pd.DataFrame, spec: ModelSpec, max_rows: int | None = None,
+    repeats: int | None = None,
+) -> dict:
+    """Mean/std loss of the primary metric when each feature is shuffled.
+
+    A holdout above ``evaluation.importance_max_rows`` is sampled (seeded) and the result says
+    so; cost grows with rows x features x repeats.
+    """
+    from sklearn.inspection import permutation_importance
+
+    max_rows = max_rows or spec.evaluation.importance_max_rows
+    repeats = repeats or spec.evaluation.importance_repeats
+    total = len(holdout)
+    sample = holdout.sample(n=max_rows, random_state=spec.split.seed) if total > max_rows else holdout
+    X, y = prepare_features(sample, spec), target_values(sample, spec)
+    metric = spec.gates.primary_metric
+    classes = int(y.nunique()) if spec.task == "classification" else 0
+    started = time.perf_counter()
+    if spec.task == "classification" and classes < 2:
+        return {"features": [], "rows_used": len(sample), "rows_total": total, "sampled": total > max_rows,
+                "metric": metric, "seconds": 0.0,
+                "note": "not computed: the holdout sample holds one class only"}  # fmt: skip
+    result = permutation_importance(
+        model, X, y, scoring=_scorer(metric, classes), n_repeats=repeats,
+        random_state=spec.split.seed, n_jobs=1,
+    )  # fmt: skip
+    features = [
+        {"feature": name, "mean": float(mean), "std": float(std)}
+        for name, mean, std in zip(X.columns, result.importances_mean, result.importances_std, strict=True)
+    ]
+    features.sort(key=lambda f: -f["mean"])
+    note = f"computed on all {total:,} holdout rows"
+    if total > max_rows:
+        note = (f"computed on a seeded sample of {len(sample):,} of the {total:,} holdout rows "
+                "(evaluation.importance_max_rows)")  # fmt: skip
+    return {
+        "features": features,
+        "rows_used": len(sample),
+        "rows_total": total,
+        "sampled": total > max_rows,
+        "metric": metric,
+        "repeats": repeats,
+        "seconds": round(time.perf_counter() - started, 3),
+        "note": note,
+    }
+
+
+def slice_metrics(predictions: Any, holdout: pd.DataFrame, spec: ModelSpec) -> dict:
+    """The primary metric per value of each ``evaluation.slices`` column, with counts; a slice
+    with at least ``min_slice_rows`` rows that is ``slice_tolerance`` (relative) worse than the
+    whole holdout is flagged. Absent or single-valued columns are reported as problems."""
+    from model_factory.pipeline.evaluation import metric_value
+    from model_factory.spec import METRICS
+
+    metric = spec.gates.primary_metric
+    higher = METRICS[metric]["higher_is_better"]
+    overall = metric_value(metric, predictions)
+    rows, problems = [], []
+    for column in spec.evaluation.slices:
+        if column not in holdout.columns:
+            problems.append(f"slice column {column!r} (evaluation.slices) is not in the holdout "
+                            f"data; columns are {sorted(holdout.columns)}")  # fmt: skip
+            continue
+        values = holdout[column].astype("object").where(holdout[column].notna(), "(missing)")
+        distinct = values.unique()
+        if len(distinct) < 2:
+            problems.append(f"slice column {column!r} has a single value ({distinct[0]!r}) in the "
+                            "holdout: nothing to compare")  # fmt: skip
+            continue
+        positions = np.arange(len(holdout))
+        for value in sorted(distinct, key=str):
+            idx = positions[(values == value).to_numpy()]
+            score = metric_value(metric, predictions.take(idx))
+            gap = (overall - score) if higher else (score - overall)
+            relative = gap / abs(overall) if overall else gap
+            judged = len(idx) >= spec.evaluation.min_slice_rows and not np.isnan(score)
+            rows.append({
+                "column": column, "value": str(value), "rows": len(idx), "metric": score,
+                "relative_worse": float(relative) if not np.isnan(score) else None, "judged": judged,
+                "flagged": bool(judged and relative > spec.evaluation.slice_tolerance),
+            })  # fmt: skip
+    return {"metric": metric, "overall": overall, "rows": rows, "problems": problems,
+            "tolerance": spec.evaluation.slice_tolerance,
+            "min_rows": spec.evaluation.min_slice_rows}  # fmt: skip
