@@ -153,6 +153,91 @@ def test_ks_statistic_and_pvalue_against_scipy_ks_2samp(draw, shift: float) -> N
     assert lo <= feat["ks_pvalue"] <= hi
 
 
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda rng, n: rng.normal(50, 10, n),
+        lambda rng, n: np.exp(rng.normal(0, 0.5, n)),
+        lambda rng, n: rng.poisson(3, n).astype(float),
+        lambda rng, n: np.round(rng.uniform(0, 100, n), 1),
+        lambda rng, n: rng.pareto(1.2, n),  # heavy tail: most points crowd a few buckets
+        lambda rng, n: np.full(n, 4.0),  # one grid point
+    ],
+    ids=["normal", "lognormal", "poisson", "rounded-uniform", "pareto", "constant"],
+)
+def test_grid_locator_cells_equal_sort_and_count(draw) -> None:
+    """The O(1)-per-value placement gives exactly the cells of sorting and binary-searching."""
+    rng = np.random.default_rng(21)
+    base = drift.build_baseline(pd.DataFrame({"x": draw(rng, 50_000)}), ["x"], [])
+    grid = np.asarray(base["numeric"]["x"]["sketch"]["grid"])
+    x = np.concatenate([draw(rng, 20_000) * rng.choice([1.0, 1.3], 20_000), grid, [-1e300, 1e300]])
+    ordered = np.sort(x)
+    cumulative = np.empty(2 * len(grid) + 1, dtype=np.int64)
+    cumulative[0:-1:2] = np.searchsorted(ordered, grid, side="left")
+    cumulative[1:-1:2] = np.searchsorted(ordered, grid, side="right")
+    cumulative[-1] = x.size
+    np.testing.assert_array_equal(drift._GridLocator(grid).cells(x), np.diff(cumulative, prepend=0))
+
+
+@pytest.mark.parametrize("n", [3_000, 40_000, 400_000])
+def test_ks_pvalue_at_large_n_agrees_with_scipy(n: int) -> None:
+    """Exact distribution up to en = 10,000, Kolmogorov's limit above: within 3e-3 of scipy's
+    ``ks_2samp(method="asymp")`` (exact kstwo) on the same statistic."""
+    rng = np.random.default_rng(n)
+    ref, cur = rng.normal(0, 1, n), rng.normal(0.004, 1, n)
+    exact = stats.ks_2samp(ref, cur, method="asymp")
+    ours = drift.ks_pvalue(exact.statistic, n, n)
+    assert ours == pytest.approx(exact.pvalue, abs=3e-3)
+    if n / 2 <= drift.EXACT_KS_MAX_N:
+        assert ours == pytest.approx(exact.pvalue, rel=1e-9)
+
+
+def _reference_flags(ref: pd.DataFrame, cur: pd.DataFrame, rule: drift.DriftRule) -> set[str]:
+    """The rule applied with textbook tools on the raw data: scipy's ks_2samp (exact statistic),
+    chi2_contingency, PSI on the reference's inverted-CDF deciles (+ a missing cell)."""
+    flagged = set()
+    for col in NUMERIC:
+        r, c = ref[col].dropna().to_numpy(float), cur[col].dropna().to_numpy(float)
+        ordered = np.sort(r)
+        k = np.arange(1, 10)
+        edges = np.unique(ordered[np.clip((k * r.size + 9) // 10 - 1, 0, r.size - 1)])
+        p = np.append(np.bincount(np.searchsorted(edges, r, "left"), minlength=len(edges) + 1), 0.0)
+        q = np.append(np.bincount(np.searchsorted(edges, c, "left"), minlength=len(edges) + 1), 0.0)
+        p[-1], q[-1] = len(ref) - r.size, len(cur) - c.size
+        value = drift.psi(p / len(ref), q / len(cur))
+        ks = stats.ks_2samp(r, c, method="asymp")
+        if value >= rule.psi_warn or (ks.statistic >= rule.effect_threshold and ks.pvalue < rule.alpha):
+            flagged.add(col)
+    for col in CATEGORICAL:
+        a, b = ref[col].astype(object).fillna("<NA>"), cur[col].astype(object).fillna("<NA>")
+        cells = sorted(set(a) | set(b))
+        table = np.array([[np.sum(s == v) for v in cells] for s in (a, b)], dtype=float)
+        chi = stats.chi2_contingency(table[:, table.sum(axis=0) > 0], correction=False)
+        p, q = table[0] / table[0].sum(), table[1] / table[1].sum()
+        tvd = 0.5 * np.abs(p - q).sum()
+        if drift.psi(p, q) >= rule.psi_warn or (tvd >= rule.effect_threshold and chi.pvalue < rule.alpha):
+            flagged.add(col)
+    return flagged
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.3, 0.6, 1.0])
+def test_drifted_features_equal_the_reference_implementation(shift: float) -> None:
+    """Same features flagged as scipy/numpy on the raw data, from the stored sketch alone."""
+    rng = np.random.default_rng(int(shift * 10) + 1)
+    ref = make_frame(rng, 30_000)
+    cur = make_frame(rng, 30_000, shift=shift)
+    if shift:
+        cur["region"] = pd.array(
+            rng.choice(["n", "s", "e", "w"], len(cur), p=[0.1, 0.2, 0.3, 0.4]), dtype="str"
+        )
+        cur["d"] = cur["d"] * (1 + shift / 4)
+    rule = drift.DriftRule()
+    result = drift.check_drift(drift.build_baseline(ref, NUMERIC, CATEGORICAL), cur, rule)
+    assert set(result["drifted_features"]) == _reference_flags(ref, cur, rule)
+    if shift >= 0.6:
+        assert {"a", "region"} <= set(result["drifted_features"])
+
+
 def test_ks_is_exact_for_discrete_data() -> None:
     rng = np.random.default_rng(3)
     values = np.array([0.0, 1.0, 2.5, 7.0])

@@ -16,8 +16,9 @@ Statistics per feature:
   sketch's ~1000 quantile points (and just left of them); the current ECDF is counted at the same
   points, and the statistic is the largest gap there. It is never above scipy's ``ks_2samp``
   statistic on the raw samples and at most ``ks_resolution`` (the largest reference mass between
-  two sketch points, ~0.001) below it. The p-value is scipy's asymptotic one: ``kstwo.sf(D, round(m
-  n / (m + n)))``.
+  two sketch points, ~0.001) below it. The current values are placed on the sketch in O(1) each
+  (``_GridLocator``), never sorted. The p-value is ``kstwo.sf(D, round(en))``, en = m n / (m + n),
+  up to en = 10,000 and Kolmogorov's limit ``kstwobign.sf(D sqrt(en))`` above (within 3e-3).
 * **Chi-square** (categorical): the 2 x k contingency test of training counts against batch counts
   (never-seen categories are their own cells, missing is a cell), as ``chi2_contingency(...,
   correction=False)``; with it the total variation distance (TVD) as the effect size.
@@ -106,15 +107,62 @@ def _categorical_text(series: pd.Series) -> pd.Series:
     return text.mask(text == MISSING_CATEGORY)
 
 
+class _GridLocator:
+    """Cell of each value on a sorted grid, in O(1) per value instead of a sort or a binary search.
+
+    The grid's span is cut into ``per_point * len(grid)`` equal buckets; ``lo[b]`` counts the grid
+    points in buckets before ``b``. The bucket of a value is a monotone function of it (float
+    subtract, multiply, floor), so points in earlier buckets are below it and points in later ones
+    above it: only the few points sharing its bucket are compared, in ``max_per_bucket`` vectorised
+    steps. Values in crowded buckets (heavy tails put most points in a few buckets) take
+    ``np.searchsorted`` instead. The cells are exactly those of a sort-and-count.
+    """
+
+    CROWDED = 4  # points per bucket above which a bucket's values take the binary search
+
+    def __init__(self, grid: np.ndarray, per_point: int = 8) -> None:
+        self.grid = np.asarray(grid, dtype="float64")
+        n = len(self.grid)
+        self.buckets = max(1, per_point * n)
+        span = float(self.grid[-1] - self.grid[0]) if n else 0.0
+        self.origin = float(self.grid[0]) if n else 0.0
+        self.scale = self.buckets / span if span > 0 and math.isfinite(span) else 0.0
+        of_point = self._bucket(self.grid)
+        self.lo = np.searchsorted(of_point, np.arange(self.buckets + 1), side="left")
+        per_bucket = np.bincount(of_point, minlength=self.buckets + 1)
+        self.crowded = per_bucket > self.CROWDED
+        self.steps = int(min(per_bucket.max(initial=0), self.CROWDED))
+        self.padded = np.append(self.grid, np.inf)
+
+    def _bucket(self, x: np.ndarray) -> np.ndarray:
+        b = (x - self.origin) * self.scale
+        np.clip(b, 0, self.buckets, out=b)
+        return b.astype(np.int64)
+
+    def cells(self, x: np.ndarray) -> np.ndarray:
+        """Counts per cell (see ``_NumericAccumulator``) of finite values ``x``."""
+        b = self._bucket(x)
+        below = self.lo[b]  # grid points < x, once the bucket's own points are stepped over
+        for _ in range(self.steps):
+            below += self.padded[below] < x
+        crowded = self.crowded[b]
+        if crowded.any():
+            below[crowded] = np.searchsorted(self.grid, x[crowded], side="left")
+        cell = 2 * below + (self.padded[below] == x)
+        return np.bincount(cell, minlength=2 * len(self.grid) + 1)
+
+
 class _NumericAccumulator:
     """Running counts for one numeric column against a sorted grid of reference quantiles.
 
     Cells alternate: cell 2k holds values strictly between grid[k-1] and grid[k], cell 2k+1 values
     equal to grid[k] (2 * len(grid) + 1 cells), so the ECDF is exact at and just below each point.
+    No value is sorted: each is placed by ``_GridLocator``.
     """
 
     def __init__(self, grid: np.ndarray, bounds: tuple[float, float] | None = None) -> None:
         self.grid = grid
+        self.locator = _GridLocator(grid)
         self.bounds = bounds
         self.cells = np.zeros(2 * len(grid) + 1, dtype=np.int64)
         self.rows = self.nulls = self.count = self.outside = 0
@@ -129,16 +177,11 @@ class _NumericAccumulator:
         self.rows += len(series)
         self.nulls += _null_count(series)
         values = _numeric_values(series)
-        # Sort the chunk, then search the ~1000 grid points in it: numpy's SIMD sort plus 2000
-        # binary searches is ~10x faster than a binary search per value, and gives the same cells.
-        x = np.sort(values[~np.isnan(values)])
+        finite = ~np.isnan(values)
+        x = values if finite.all() else values[finite]
         if not x.size:
             return
-        below = np.searchsorted(x, self.grid, side="left")  # values < grid[k]
-        upto = np.searchsorted(x, self.grid, side="right")  # values <= grid[k]
-        cumulative = np.empty(len(self.cells), dtype=np.int64)
-        cumulative[0:-1:2], cumulative[1:-1:2], cumulative[-1] = below, upto, x.size
-        self.cells += np.diff(cumulative, prepend=0)
+        self.cells += self.locator.cells(x)
         # Chan et al.'s pairwise merge of (count, mean, M2): stable whatever the chunking.
         n_b, mean_b = x.size, float(x.mean())
         deviation = x - mean_b
@@ -148,12 +191,10 @@ class _NumericAccumulator:
         self.mean += delta * n_b / n
         self.m2 += m2_b + delta * delta * self.count * n_b / n
         self.count = n
-        self.min, self.max = min(self.min, float(x[0])), max(self.max, float(x[-1]))
+        self.min, self.max = min(self.min, float(x.min())), max(self.max, float(x.max()))
         if self.bounds is not None:
             lo, hi = self.bounds
-            self.outside += int(
-                np.searchsorted(x, lo, side="left") + x.size - np.searchsorted(x, hi, side="right")
-            )
+            self.outside += int(np.count_nonzero(x < lo) + np.count_nonzero(x > hi))
 
     @property
     def invalid(self) -> int:
@@ -200,10 +241,20 @@ def ks_from_cells(reference_cells: np.ndarray, current_cells: np.ndarray) -> flo
     return float(np.max(np.abs(ref - cur)))
 
 
+EXACT_KS_MAX_N = 10_000  # effective sample size up to which the exact distribution is used
+
+
 def ks_pvalue(statistic: float, n_reference: int, n_current: int) -> float:
-    """scipy ``ks_2samp``'s asymptotic two-sided p-value for two sample sizes."""
+    """Two-sided KS p-value for two sample sizes, at the effective size en = m n / (m + n).
+
+    Up to ``EXACT_KS_MAX_N`` the exact one-sample distribution ``kstwo.sf(D, round(en))`` (what
+    ``ks_2samp(method="asymp")`` uses); above it Kolmogorov's limit ``kstwobign.sf(D sqrt(en))``:
+    within 3e-3 of the exact value there, and microseconds instead of ~0.6 s at en ~ 500k.
+    """
     en = n_reference * n_current / (n_reference + n_current)
-    return float(stats.kstwo.sf(statistic, max(1, round(en))))
+    if en <= EXACT_KS_MAX_N:
+        return float(stats.kstwo.sf(statistic, max(1, round(en))))
+    return float(stats.kstwobign.sf(statistic * math.sqrt(en)))
 
 
 def chi2_two_sample(reference_counts: np.ndarray, current_counts: np.ndarray) -> tuple[float, int, float]:
