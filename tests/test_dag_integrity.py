@@ -35,8 +35,10 @@ ENABLED = {
     "retrain": lambda s: True,
     "drift_watch": lambda s: s.drift.enabled,
     "canary": lambda s: s.canary.enabled,
+    "score": lambda s: s.template == "batch_scoring",
 }
-SHIPPED = sorted(f"{s.name}__{kind}" for s in SPECS for kind in KINDS if ENABLED[kind](s))
+SHIPPED = sorted(f"{s.name}__{kind}" for s in SPECS for kind in ENABLED if ENABLED[kind](s))
+TEMPLATE_OF = {f"{s.name}__{kind}": s.template for s in SPECS for kind in ENABLED}
 
 
 def test_every_spec_gets_its_dags(dagbag):
@@ -49,13 +51,21 @@ def test_every_spec_gets_its_dags(dagbag):
 def test_dag_has_owner_retries_tags_and_safe_scheduling(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
     assert dag.tags and "model-factory" in dag.tags
-    assert dag.max_active_runs == (1 if dag_id.endswith("__retrain") else 3)
+    assert f"template:{TEMPLATE_OF[dag_id]}" in dag.tags
+    assert dag.max_active_runs == (1 if dag_id.endswith(("__retrain", "__score")) else 3)
     assert dag.doc_md
     assert dag.catchup is False
     assert dag.schedule is not None
     for task in dag.tasks:
         assert task.owner not in ("", "airflow"), f"{dag_id}.{task.task_id} has no real owner"
         assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+        assert task.execution_timeout is not None, f"{dag_id}.{task.task_id} has no execution_timeout"
+
+
+def test_every_shipped_template_has_a_demo_model():
+    from model_factory.airflow.templates import SHIPPED as TEMPLATES
+
+    assert {s.template for s in SPECS} >= set(TEMPLATES)
 
 
 def test_retrain_shape_and_assets(dagbag):
@@ -111,6 +121,7 @@ def test_bad_spec_is_reported_and_other_dags_still_load(tmp_path, monkeypatch):
 
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == {f"churn__{kind}" for kind in KINDS} | {"invalid_spec__broken"}
+    assert bag.dags["churn__retrain"].get_task("train").execution_timeout.total_seconds() == 120 * 60
     warnings = " ".join(w for ws in bag.captured_warnings.values() for w in ws)
     assert "broken.yaml" in warnings and "estimator" in warnings and "DeepMagicRegressor" in warnings
     placeholder = bag.dags["invalid_spec__broken"]
@@ -124,7 +135,7 @@ def test_dag_file_parses_without_heavy_imports():
         "import sys, json\n"
         "from airflow.dag_processing.dagbag import DagBag\n"
         f"bag = DagBag(dag_folder={str(REPO / 'dags')!r})\n"
-        "heavy = ['sklearn', 'mlflow', 'great_expectations', 'boto3']\n"
+        "heavy = ['sklearn', 'mlflow', 'great_expectations', 'boto3', 'pandas', 'scipy']\n"
         "print(json.dumps({'dags': sorted(bag.dag_ids), 'loaded': [m for m in heavy if m in sys.modules]}))\n"
     )
     out = subprocess.run(

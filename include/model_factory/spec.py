@@ -161,12 +161,24 @@ class ValidationSpec(_Strict):
     )
 
 
+FACTORY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*:[A-Za-z_][A-Za-z0-9_]*$"
+
+
 class EstimatorSpec(_Strict):
-    class_: str = Field(alias="class")
+    class_: str | None = Field(default=None, alias="class")
+    factory: str | None = Field(
+        default=None,
+        pattern=FACTORY_PATTERN,
+        description="custom_training: 'module:function' in the code/ folder beside the specs",
+    )
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _allowed(self) -> EstimatorSpec:
+        if (self.class_ is None) == (self.factory is None):
+            raise ValueError("give exactly one of 'class' (an allow-listed estimator) or 'factory'")
+        if self.factory is not None:
+            return self  # params go to the data scientist's function; checked when it runs
         if self.class_ not in ESTIMATORS:
             raise ValueError(
                 f"estimator {self.class_!r} is not allowed; choose one of {sorted(ESTIMATORS)}"
@@ -302,7 +314,8 @@ class CanarySpec(_Strict):
         return ramp
 
 
-OPERATIONAL_SECTIONS = ("schedule", "retries", "drift", "notify", "canary")
+OPERATIONAL_SECTIONS = ("schedule", "retries", "drift", "notify", "canary",
+                        "task_timeout_minutes")
 
 
 class ModelSpec(_Strict):
@@ -324,10 +337,19 @@ class ModelSpec(_Strict):
     canary: CanarySpec = Field(default_factory=CanarySpec)
     tags: dict[str, str] = Field(default_factory=dict)
     retries: int = Field(default=2, ge=0, le=10)
+    template: str = Field(
+        default="retrain", pattern=r"^[a-z][a-z0-9_]{0,62}$", description="The DAG template"
+    )
+    template_params: dict[str, Any] = Field(
+        default_factory=dict, description="Checked by the template's own params model"
+    )
+    task_timeout_minutes: int = Field(
+        default=120, ge=1, le=24 * 60, description="execution_timeout of every task"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
-        est_task = ESTIMATORS[self.estimator.class_]["task"]
+        est_task = ESTIMATORS[self.estimator.class_]["task"] if self.estimator.class_ else self.task
         if est_task != self.task:
             raise ValueError(f"estimator {self.estimator.class_} is for {est_task}, task is {self.task}")
         metric_task = METRICS[self.gates.primary_metric]["task"]

@@ -10,6 +10,8 @@ import os
 import resource
 import subprocess
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +32,7 @@ SKOPS_TRUSTED_TYPES = [
     "functools.partial",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.utils.validation.check_array",
+    "sklearn.tree._tree.Tree",  # the tree ensembles' trees (RandomForest, ExtraTrees)
 ]
 
 
@@ -87,6 +90,26 @@ def build_pipeline(spec: ModelSpec) -> Pipeline:
             ]
         )
     return Pipeline([("preprocess", preprocess), ("model", cls(**params))])
+
+
+@dataclass
+class Fitted:
+    """What a fit step hands back: the fitted model and what to record with it."""
+
+    model: Any
+    params: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    trusted_types: list[str] = field(default_factory=list)
+
+
+FitFunction = Callable[[ModelSpec, pd.DataFrame, pd.Series], Fitted]
+
+
+def default_fit(spec: ModelSpec, X_train: pd.DataFrame, y_train: pd.Series) -> Fitted:
+    """The spec's allow-listed estimator with the factory's preprocessing."""
+    pipeline = build_pipeline(spec)
+    pipeline.fit(X_train, y_train)
+    return Fitted(pipeline)
 
 
 def split_holdout(df: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -216,8 +239,12 @@ def train_model(
     context: dict[str, Any] | None = None,
     force: bool = False,
     s3: storage.S3Options | None = None,
+    fit: FitFunction | None = None,
 ) -> dict:
     """Fit the spec's pipeline on the given validated batches and log one MLflow run.
+
+    ``fit`` replaces the plain fit of the spec's estimator (a template's tuning or the data
+    scientist's own code); splitting, signature, baseline, lineage and logging stay here.
 
     ``context`` carries who asked (Airflow dag/run ids, the batch's source sha256) and is
     tagged on the run. A second call with the same model, date, data and spec returns the
@@ -250,12 +277,6 @@ def train_model(
 
     train_df, holdout_df = split_holdout(df, spec)
     X_train, y_train = prepare_features(train_df, spec), target_values(train_df, spec)
-    pipeline = build_pipeline(spec)
-
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    pipeline.fit(X_train, y_train)
-    wall_s, cpu_s = time.perf_counter() - wall0, time.process_time() - cpu0
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     data_sha = hashlib.sha256("".join(i["sha256"] for i in inputs).encode()).hexdigest()
     tags = {
@@ -273,13 +294,23 @@ def train_model(
         **{f"spec.{k}": v for k, v in spec.tags.items()},
     }
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{spec.name}-{ds}", tags=tags) as run:
+        # Inside the run: a template's fit may log nested runs (tuning trials); a fit that
+        # raises leaves this run FAILED, never RUNNING.
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        fitted = (fit or default_fit)(spec, X_train, y_train)
+        pipeline = fitted.model
+        wall_s, cpu_s = time.perf_counter() - wall0, time.process_time() - cpu0
+        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        mlflow.set_tags(fitted.tags)
         holdout_uri = storage.join(
             settings.store_uri, "evaluation", spec.name, ds, run.info.run_id, "holdout.parquet"
         )
         write_parquet(holdout_df, holdout_uri, s3)
         mlflow.log_params(
             {
-                "estimator": spec.estimator.class_,
+                "estimator": spec.estimator.class_ or f"factory:{spec.estimator.factory}",
+                "template": spec.template,
+                **fitted.params,
                 **{f"estimator.{k}": v for k, v in spec.estimator.params.items()},
                 "split.strategy": spec.split.strategy,
                 "split.holdout_fraction": spec.split.holdout_fraction,
@@ -305,7 +336,7 @@ def train_model(
             signature=infer_signature(example, pipeline.predict(example)),
             input_example=example,
             pip_requirements=_pip_requirements(),
-            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+            skops_trusted_types=[*SKOPS_TRUSTED_TYPES, *fitted.trusted_types],
         )
         log_baseline(X_train, spec)
         mlflow.set_tags({"factory.model_uri": info.model_uri, "factory.holdout_uri": holdout_uri})

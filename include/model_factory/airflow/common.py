@@ -1,0 +1,152 @@
+"""What every factory DAG shares: DAG arguments, the run's batch date, assets, alerts, S3 options.
+
+Thin glue around Airflow; the logic each task runs lives in the core library.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Asset, get_current_context
+from airflow.sdk.definitions.dag import TAG_MAX_LEN  # a longer tag fails the whole DAG file
+from airflow.sdk.exceptions import AirflowFailException
+from model_factory.settings import FactorySettings
+from model_factory.spec import LoadedSpec, ModelSpec
+
+log = logging.getLogger("model_factory.airflow")
+
+
+def drift_asset(spec: ModelSpec) -> Asset:
+    return Asset(name=f"{spec.name}__drift", uri=f"x-model-factory://{spec.name}/drift")
+
+
+def challenger_asset(spec: ModelSpec) -> Asset:
+    return Asset(name=f"{spec.name}__challenger", uri=f"x-model-factory://{spec.name}/challenger")
+
+
+def triggering_extras() -> list[dict]:
+    """The ``extra`` of each asset event that triggered this run, oldest first."""
+    events = get_current_context().get("triggering_asset_events") or {}
+    extras = [dict(event.extra or {}) for evs in events.values() for event in evs]
+    return sorted(extras, key=lambda extra: str(extra.get("ds", "")))
+
+
+def run_ds() -> str:
+    """The batch date of this run: ``conf.ds`` if given, else the date an asset event names
+    (a drift-fired retrain trains on the drifted batch), else the run's logical date."""
+    from model_factory.io.batches import check_ds
+
+    context = get_current_context()
+    conf = context["dag_run"].conf or {}
+    event_ds = [extra["ds"] for extra in triggering_extras() if extra.get("ds")]
+    ds = conf.get("ds") or (event_ds[-1] if event_ds else None)
+    if ds:
+        try:
+            return check_ds(str(ds))
+        except ValueError as exc:
+            raise AirflowFailException(f"bad trigger conf or asset event: {exc}") from exc
+    logical = context.get("logical_date") or context["dag_run"].run_after
+    return logical.strftime("%Y-%m-%d")
+
+
+def conf() -> dict[str, Any]:
+    return dict(get_current_context()["dag_run"].conf or {})
+
+
+def alert(spec: ModelSpec, kind: str, subject: str, body: str, details: dict | None = None) -> dict:
+    """Alert the model's owner: log + alerts file always; e-mail and webhook through the
+    Airflow connections the spec's ``notify`` section names."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+    from model_factory.monitoring.alerts import Alert, SmtpTarget, deliver
+
+    smtp, webhook_url = None, None
+    try:
+        if spec.notify.smtp_conn_id and spec.notify.email:
+            conn = Connection.get(spec.notify.smtp_conn_id)
+            extra = conn.extra_dejson
+            smtp = SmtpTarget(
+                host=conn.host or "localhost",
+                port=conn.port or 25,
+                sender=extra.get("from_email", f"model-factory@{conn.host or 'localhost'}"),
+                recipients=list(spec.notify.email),
+                login=conn.login or None,
+                password=conn.password or None,
+                starttls=bool(extra.get("starttls", False)),
+            )
+        if spec.notify.webhook_conn_id:
+            conn = Connection.get(spec.notify.webhook_conn_id)
+            webhook_url = conn.extra_dejson.get("url") or conn.get_uri()
+    except AirflowNotFoundException as exc:
+        log.error("notify connection missing for %s: %s (alert goes to the log/file only)", spec.name, exc)
+    message = Alert(model=spec.name, owner=spec.owner, kind=kind, subject=subject, body=body,
+                    details=details or {})  # fmt: skip
+    return deliver(message, FactorySettings.from_env().home, smtp=smtp, webhook_url=webhook_url)
+
+
+def s3_options(conn_id: str | None):
+    """Endpoint and credentials from an Airflow connection; None means boto3's environment."""
+    if not conn_id:
+        return None
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+    from model_factory.io.storage import S3Options
+
+    try:
+        conn = Connection.get(conn_id)
+    except AirflowNotFoundException as exc:
+        raise AirflowFailException(
+            f"source.aws_conn_id {conn_id!r} names no Airflow connection: create it "
+            "(login/password = access key/secret, extra {\"endpoint_url\": ...}) or remove the field"
+        ) from exc
+    extra = conn.extra_dejson
+    return S3Options(
+        endpoint_url=extra.get("endpoint_url") or (conn.host or None),
+        access_key_id=conn.login or None,
+        secret_access_key=conn.password or None,
+        region_name=extra.get("region_name"),
+    )
+
+
+def dag_tags(spec: ModelSpec, kind: str) -> list[str]:
+    """``model-factory``, the DAG kind, the task, ``template:<name>`` and the spec's tags.
+
+    A spec tag longer than Airflow allows is refused here (with the field), not by Airflow
+    while the DAG file imports (which would drop every model's DAGs)."""
+    tags = ["model-factory", kind, spec.task, f"template:{spec.template}"]
+    for key, value in spec.tags.items():
+        tag = f"{key}:{value}"
+        if len(tag) > TAG_MAX_LEN:
+            raise ValueError(
+                f"tags.{key}: '{key}:{value[:20]}...' is {len(tag)} characters; Airflow allows "
+                f"{TAG_MAX_LEN} per tag"
+            )
+        tags.append(tag)
+    return tags
+
+
+def common_dag_args(spec: ModelSpec, kind: str) -> dict[str, Any]:
+    """What every factory DAG of a model shares: owner, retries with backoff, a per-task
+    execution timeout, tags, no catchup."""
+    return {
+        "start_date": datetime(2026, 1, 1),
+        "catchup": False,
+        "tags": dag_tags(spec, kind),
+        "default_args": {
+            "owner": spec.owner,
+            "retries": spec.retries,
+            "retry_delay": timedelta(seconds=30),
+            "retry_exponential_backoff": 2.0,  # a multiplier in Airflow 3.3 (True would mean 1.0: constant)
+            "execution_timeout": timedelta(minutes=spec.task_timeout_minutes),
+        },
+    }
+
+
+def spec_doc(loaded: LoadedSpec, extra: str = "") -> str:
+    spec = loaded.spec
+    return (
+        f"**{spec.name}** ({spec.task}, template `{spec.template}`), owned by `{spec.owner}`.\n\n"
+        f"{spec.description}\n\nSpec: `{loaded.path.name}`. {extra}"
+    )

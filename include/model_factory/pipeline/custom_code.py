@@ -1,0 +1,117 @@
+"""The data scientist's own training code (template ``custom_training``).
+
+``estimator: {factory: "module:function"}`` names a function in ``code/<module>.py`` beside the
+specs. It is loaded by file path (never from an arbitrary import path), only inside the train
+task, and must return a scikit-learn-compatible estimator or pipeline taking the factory's
+prepared feature frame. The factory keeps splitting, signature, baseline, lineage (the code
+file's sha256 is recorded), gates and registry; the saved model trusts exactly the classes the
+code folder defines, on top of the factory's own list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+from model_factory.pipeline.training import Fitted
+from model_factory.spec import ModelSpec
+
+# The code folder is importable as this package, so a saved model that refers to a class of
+# the code folder (``model_factory_code.features.RatioFeatures``) loads wherever the folder is
+# installed with install_code_package.
+CODE_PACKAGE = "model_factory_code"
+
+
+class CustomCodeError(ValueError):
+    """The data scientist's code cannot be used: names the file, the field and the reason."""
+
+
+def install_code_package(code_dir: Path | str) -> types.ModuleType:
+    """Make ``model_factory_code.<module>`` import ``<code_dir>/<module>.py`` (and only that)."""
+    code_dir = str(Path(code_dir).resolve())
+    package = sys.modules.get(CODE_PACKAGE)
+    if package is None or list(getattr(package, "__path__", [])) != [code_dir]:
+        for name in [n for n in sys.modules if n.startswith(CODE_PACKAGE + ".")]:
+            del sys.modules[name]
+        package = types.ModuleType(CODE_PACKAGE, "The data scientists' code folder")
+        package.__path__ = [code_dir]
+        package.__file__ = None
+        sys.modules[CODE_PACKAGE] = package
+    return package
+
+
+def code_file(spec: ModelSpec, code_dir: Path | str) -> Path:
+    module = (spec.estimator.factory or "").partition(":")[0]
+    return Path(code_dir) / f"{module}.py"
+
+
+def _fail(spec: ModelSpec, path: Path, reason: str) -> CustomCodeError:
+    return CustomCodeError(f"{path} (estimator.factory {spec.estimator.factory!r} of model "
+                           f"{spec.name!r}): {reason}")  # fmt: skip
+
+
+def load_factory(spec: ModelSpec, code_dir: Path | str) -> tuple[Any, types.ModuleType, Path]:
+    """The factory function, its module and file; CustomCodeError when any is missing."""
+    module_name, _, function_name = (spec.estimator.factory or "").partition(":")
+    path = code_file(spec, code_dir)
+    if not path.is_file():
+        raise _fail(spec, path, f"no such file: put {module_name}.py in {code_dir}")
+    install_code_package(code_dir)
+    try:
+        module = importlib.import_module(f"{CODE_PACKAGE}.{module_name}")
+    except Exception as exc:
+        raise _fail(spec, path, f"importing it raised {type(exc).__name__}: {exc}") from exc
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise _fail(spec, path, f"defines no function {function_name!r}")
+    return function, module, path
+
+
+def defined_types(module: types.ModuleType) -> list[str]:
+    """The classes the code module itself defines (what the saved model may trust beyond ours)."""
+    return sorted(
+        f"{obj.__module__}.{obj.__qualname__}"
+        for obj in vars(module).values()
+        if inspect.isclass(obj) and obj.__module__ == module.__name__
+    )
+
+
+def check_estimator(obj: Any) -> str | None:
+    """Why ``obj`` is not a scikit-learn-compatible estimator, or None."""
+    needed = ("fit", "predict", "get_params", "set_params")
+    missing = [m for m in needed if not callable(getattr(obj, m, None))]
+    if missing:
+        return f"returned {type(obj).__name__}, not a scikit-learn estimator (no {', '.join(missing)})"
+    return None
+
+
+def fit_custom(spec: ModelSpec, X_train, y_train, code_dir: Path | str) -> Fitted:
+    """Build the estimator with the data scientist's factory (``estimator.params`` as keyword
+    arguments), check it, fit it on the factory's training part."""
+    function, module, path = load_factory(spec, code_dir)
+    try:
+        estimator = function(**spec.estimator.params)
+    except Exception as exc:
+        raise _fail(spec, path, f"calling it raised {type(exc).__name__}: {exc}") from exc
+    problem = check_estimator(estimator)
+    if problem:
+        raise _fail(spec, path, problem)
+    if spec.task == "classification" and not callable(getattr(estimator, "predict_proba", None)):
+        raise _fail(spec, path, "a classifier must have predict_proba (the gates and the canary use it)")
+    try:
+        estimator.fit(X_train, y_train)
+    except Exception as exc:
+        raise _fail(spec, path, f"fit raised {type(exc).__name__}: {exc}") from exc
+    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    return Fitted(
+        model=estimator,
+        params={"code.factory": spec.estimator.factory, "code.estimator": type(estimator).__name__},
+        tags={"factory.code.file": path.name, "factory.code.sha256": sha256,
+              "factory.code.module": module.__name__},
+        trusted_types=defined_types(module),
+    )  # fmt: skip

@@ -1,0 +1,190 @@
+"""Batch scoring with the champion (template ``batch_scoring``).
+
+The day's batch is checked against the champion's input contract first (a failing batch is
+quarantined, as in retrain), scored by the version holding ``champion``, and written as Parquet
+with row ids and the version to ``predictions/<model>/<ds>/predictions.parquet`` (one file per
+date: a re-run replaces it). The predictions' distribution is compared with the champion's own
+predictions on its holdout (PSI): an output-drift figure, alerted beyond the spec's limit.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from model_factory.settings import FactorySettings
+from model_factory.spec import ModelSpec
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:  # pandas, numpy and the store load inside the tasks, not while DAGs parse
+    import numpy as np
+    import pandas as pd
+
+
+class NoChampionError(LookupError):
+    """Nothing to score with yet."""
+
+
+class ScoringParams(BaseModel):
+    """``template_params`` of ``batch_scoring``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_uri: str | None = Field(
+        default=None, description="Batches to score ({ds} filled); default: drift.data_uri or source.uri"
+    )
+    schedule: str | None = Field(default="0 4 * * *", description="When <model>__score runs")
+    id_column: str | None = Field(default=None, description="Row ids; default: the row number")
+    max_output_psi: float = Field(default=0.2, gt=0.0, description="Output drift beyond this alerts")
+
+    @field_validator("data_uri")
+    @classmethod
+    def _uri(cls, uri: str | None) -> str | None:
+        from model_factory.spec import check_batch_uri
+
+        return None if uri is None else check_batch_uri(uri)
+
+
+def params_of(spec: ModelSpec) -> ScoringParams:
+    return ScoringParams.model_validate(spec.template_params)
+
+
+def scoring_uri(spec: ModelSpec) -> str:
+    return params_of(spec).data_uri or spec.drift.data_uri or spec.source.uri
+
+
+def predictions_uri(store_uri: str, model: str, ds: str) -> str:
+    from model_factory.io import storage
+
+    return storage.join(store_uri, "predictions", model, ds, "predictions.parquet")
+
+
+def champion(spec: ModelSpec, settings: FactorySettings) -> dict[str, Any]:
+    """The version holding ``champion``: version, run id, model URI, holdout URI, contract."""
+    from model_factory.io import tracking
+    from model_factory.monitoring.watch import NoBaselineError, champion_baseline
+
+    try:
+        found = champion_baseline(spec, settings)
+    except NoBaselineError as exc:
+        raise NoChampionError(str(exc)) from exc
+    run = tracking.connect(settings).get_run(found.run_id)
+    return {
+        "version": found.version,
+        "run_id": found.run_id,
+        "model_uri": f"models:/{spec.registered_model_name}/{found.version}",
+        "holdout_uri": run.data.tags.get("factory.holdout_uri"),
+        "code_module": run.data.tags.get("factory.code.module"),
+    }
+
+
+def contract_of(run_id: str) -> dict | None:
+    """The input contract logged with a version's run (None for versions trained before it)."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+    from model_factory.pipeline.training import CONTRACT_ARTIFACT
+
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{CONTRACT_ARTIFACT}")
+    except (MlflowException, OSError):
+        return None
+
+
+def check_input(spec: ModelSpec, ingested: dict, held: dict, store_uri: str) -> dict:
+    """The batch against the champion's input contract; a failure quarantines it."""
+    from model_factory.io import storage
+    from model_factory.io.batches import parse_batch
+    from model_factory.monitoring.drift import check_contract
+    from model_factory.pipeline.validation import ValidationOutcome, quarantine_batch
+
+    data = storage.read_bytes(ingested["raw_uri"])
+    try:
+        df = parse_batch(data, ingested["format"], ingested["source_uri"])
+        missing = [c for c in spec.features.all if c not in df.columns]
+        reasons = [f"missing feature columns: {missing}"] if missing else []
+        contract = contract_of(held["run_id"])
+        if not reasons and contract:
+            reasons = check_contract(df, contract)
+    except ValueError as exc:
+        reasons = [f"unreadable batch: {exc}"]
+    if reasons:
+        outcome = ValidationOutcome(False, reasons, {"success": False, "checked": "input contract",
+                                                     "champion_version": held["version"]})  # fmt: skip
+        return quarantine_batch(spec.name, ingested["ds"], ingested, data, outcome, store_uri)
+    return {"status": "valid", "ds": ingested["ds"], "rows": len(df), "reasons": []}
+
+
+def _predict(model: Any, X: pd.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, pd.DataFrame]:
+    """Predictions and, for a classifier, one probability column per class."""
+    import numpy as np
+    import pandas as pd
+
+    if spec.task == "classification":
+        proba = model.predict_proba(X)
+        classes = list(model.classes_)
+        frame = pd.DataFrame(proba, columns=[f"proba_{c}" for c in classes], index=X.index)
+        return np.asarray(classes)[proba.argmax(axis=1)], frame
+    return np.asarray(model.predict(X)), pd.DataFrame(index=X.index)
+
+
+def _score_values(pred: np.ndarray, proba: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
+    """What output drift compares: P(last class) for binary, the prediction otherwise."""
+    if spec.task == "classification" and proba.shape[1] == 2:
+        return proba.iloc[:, 1].to_numpy()
+    return pred
+
+
+def output_psi(reference: np.ndarray, current: np.ndarray, categorical: bool) -> float:
+    """PSI of the current predictions against the reference ones (10 quantile bins, or classes)."""
+    import numpy as np
+    import pandas as pd
+    from model_factory.monitoring.drift import psi
+
+    if categorical:
+        labels = sorted(set(map(str, reference)) | set(map(str, current)))
+        ref = pd.Series(reference).astype(str).value_counts().reindex(labels, fill_value=0).to_numpy()
+        cur = pd.Series(current).astype(str).value_counts().reindex(labels, fill_value=0).to_numpy()
+    else:
+        edges = np.unique(np.quantile(reference.astype(float), np.linspace(0, 1, 11)[1:-1]))
+        ref = np.bincount(np.searchsorted(edges, reference, side="right"), minlength=len(edges) + 1)
+        cur = np.bincount(np.searchsorted(edges, current, side="right"), minlength=len(edges) + 1)
+    return float(psi(ref / max(ref.sum(), 1), cur / max(cur.sum(), 1)))
+
+
+def score_batch(spec: ModelSpec, ingested: dict, held: dict, settings: FactorySettings) -> dict:
+    """Score the ingested batch with the champion; write predictions; compute output drift."""
+    import mlflow.sklearn
+    import numpy as np
+    import pandas as pd
+    from model_factory.io import storage
+    from model_factory.io.batches import parse_batch, write_parquet
+    from model_factory.pipeline.training import prepare_features
+
+    params = params_of(spec)
+    df = parse_batch(storage.read_bytes(ingested["raw_uri"]), ingested["format"], ingested["source_uri"])
+    model = mlflow.sklearn.load_model(held["model_uri"])
+    pred, proba = _predict(model, prepare_features(df, spec), spec)
+    ids = df[params.id_column] if params.id_column else pd.Series(np.arange(len(df)), name="row_id")
+    out = pd.DataFrame({"row_id": ids.to_numpy(), "prediction": pred})
+    out = pd.concat([out, proba.reset_index(drop=True)], axis=1)
+    out["model_version"] = held["version"]
+    out["ds"] = ingested["ds"]
+    uri = predictions_uri(settings.store_uri, spec.name, ingested["ds"])
+    write_parquet(out, uri)
+
+    categorical = spec.task == "classification" and proba.shape[1] != 2
+    figure = None
+    if held.get("holdout_uri") and storage.exists(held["holdout_uri"]):
+        with storage.local_file(held["holdout_uri"]) as path:
+            holdout = pd.read_parquet(path)
+        ref_pred, ref_proba = _predict(model, prepare_features(holdout, spec), spec)
+        figure = output_psi(_score_values(ref_pred, ref_proba, spec), _score_values(pred, proba, spec),
+                            categorical)  # fmt: skip
+    return {
+        "ds": ingested["ds"],
+        "rows": len(out),
+        "predictions_uri": uri,
+        "model_version": held["version"],
+        "output_psi": figure,
+        "max_output_psi": params.max_output_psi,
+        "output_drift": bool(figure is not None and figure > params.max_output_psi),
+    }
