@@ -233,6 +233,18 @@ class GatesSpec(_Strict):
     too_good_jump: float | None = Field(
         default=0.25, gt=0.0, description="Relative gain vs champion that holds for review"
     )
+    too_good_score: float | None = Field(
+        default=None,
+        description="A score at/past this (e.g. roc_auc 0.999) holds for review, unless the "
+        "champion scores as well on the same rows or the holdout is too small to tell; "
+        "null: never held for the score alone",
+    )
+    min_holdout_rows: int = Field(
+        default=100, ge=1, description="Fewer holdout rows: too small to decide against a champion"
+    )
+    confidence: float = Field(
+        default=0.95, gt=0.5, lt=1.0, description="Paired bootstrap interval vs the champion"
+    )
 
     @field_validator("primary_metric")
     @classmethod
@@ -314,7 +326,68 @@ class CanarySpec(_Strict):
         return ramp
 
 
-OPERATIONAL_SECTIONS = ("schedule", "retries", "drift", "notify", "canary",
+class DataBudgetSpec(_Strict):
+    """Refit on growing shares of the training rows: how much data the model really needs."""
+
+    enabled: bool = True
+    shares: list[float] = Field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
+    tolerance: float = Field(
+        default=0.01, ge=0.0, description="Recommend the smallest share within this relative "
+        "distance of the full-data metric",
+    )  # fmt: skip
+
+    @field_validator("shares")
+    @classmethod
+    def _shares(cls, shares: list[float]) -> list[float]:
+        if not shares or any(not 0.0 < s <= 1.0 for s in shares) or shares != sorted(set(shares)):
+            raise ValueError(f"shares must increase strictly within (0, 1] (got {shares})")
+        return shares
+
+
+class EvaluationSpec(_Strict):
+    """What each version's model card shows: slices, explanation, data budget."""
+
+    slices: list[str] = Field(
+        default_factory=list, description="Columns (features or not) to report metrics per value"
+    )
+    slice_tolerance: float = Field(
+        default=0.1, ge=0.0, description="A slice this much (relative) worse than the whole is flagged"
+    )
+    min_slice_rows: int = Field(default=30, ge=1, description="Smaller slices are shown, not judged")
+    importance_max_rows: int = Field(
+        default=5000, ge=100, description="Permutation importance on a seeded sample of the holdout"
+    )
+    importance_repeats: int = Field(default=3, ge=1, le=50)
+    data_budget: DataBudgetSpec = Field(default_factory=DataBudgetSpec)
+
+
+CHECKLIST_ITEMS = (
+    "owner_and_description", "gates_passed", "model_card", "lineage_complete",
+    "explanation", "slices_within_tolerance", "training_cost",
+)  # fmt: skip
+
+
+class ReviewSpec(_Strict):
+    """The lifecycle checklist that gates serving, and how long a held version waits."""
+
+    checklist: list[str] = Field(default_factory=lambda: list(CHECKLIST_ITEMS))
+    window_hours: float = Field(
+        default=72.0, gt=0.0, description="A held version nobody reviews by then expires as rejected"
+    )
+    max_train_cpu_seconds: float | None = Field(
+        default=None, gt=0.0, description="Training cost budget checked by the 'training_cost' item"
+    )
+
+    @field_validator("checklist")
+    @classmethod
+    def _known_items(cls, items: list[str]) -> list[str]:
+        unknown = [item for item in items if item not in CHECKLIST_ITEMS]
+        if unknown:
+            raise ValueError(f"unknown checklist items {unknown}; choose from {list(CHECKLIST_ITEMS)}")
+        return items
+
+
+OPERATIONAL_SECTIONS = ("schedule", "retries", "drift", "notify", "canary", "evaluation", "review",
                         "task_timeout_minutes")
 
 
@@ -335,6 +408,8 @@ class ModelSpec(_Strict):
     drift: DriftSpec = Field(default_factory=DriftSpec)
     notify: NotifySpec = Field(default_factory=NotifySpec)
     canary: CanarySpec = Field(default_factory=CanarySpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    review: ReviewSpec = Field(default_factory=ReviewSpec)
     tags: dict[str, str] = Field(default_factory=dict)
     retries: int = Field(default=2, ge=0, le=10)
     template: str = Field(

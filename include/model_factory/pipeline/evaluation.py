@@ -19,8 +19,6 @@ from model_factory.settings import FactorySettings
 from model_factory.spec import METRICS, GatesSpec, ModelSpec
 
 Status = Literal["blessed", "rejected", "held_for_review"]
-PERFECT = {"roc_auc": 0.999, "accuracy": 0.999, "f1": 0.999, "r2": 0.999, "rmse": 0.0, "mae": 0.0,
-           "log_loss": 0.0}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -34,34 +32,99 @@ class Decision:
     relative_change: float | None = None
 
 
-def compute_metrics(model: Any, holdout: pd.DataFrame, spec: ModelSpec) -> dict[str, float]:
-    """Holdout metrics for the spec's task."""
+@dataclass(frozen=True)
+class Predictions:
+    """One model's output on a holdout: what every metric, slice and plot is computed from."""
+
+    task: str
+    y: np.ndarray
+    pred: np.ndarray
+    proba: np.ndarray | None = None
+    classes: tuple = ()
+
+    def take(self, idx: np.ndarray) -> Predictions:
+        proba = None if self.proba is None else self.proba[idx]
+        return Predictions(self.task, self.y[idx], self.pred[idx], proba, self.classes)
+
+
+def predict_holdout(model: Any, holdout: pd.DataFrame, spec: ModelSpec) -> Predictions:
+    X, y = prepare_features(holdout, spec), target_values(holdout, spec).to_numpy()
+    if spec.task == "regression":
+        return Predictions("regression", y, np.asarray(model.predict(X), dtype=float))
+    proba = np.asarray(model.predict_proba(X))
+    classes = tuple(model.classes_)
+    return Predictions("classification", y, np.asarray(classes)[proba.argmax(axis=1)], proba, classes)
+
+
+def metric_value(metric: str, p: Predictions) -> float:
+    """One metric from predictions; NaN when it cannot be computed (one class in y)."""
     from sklearn import metrics
 
-    X, y = prepare_features(holdout, spec), target_values(holdout, spec)
-    if spec.task == "regression":
-        pred = model.predict(X)
-        return {
-            "rmse": float(np.sqrt(metrics.mean_squared_error(y, pred))),
-            "mae": float(metrics.mean_absolute_error(y, pred)),
-            "r2": float(metrics.r2_score(y, pred)),
-        }
-    proba = model.predict_proba(X)
-    classes = list(model.classes_)
-    pred = np.asarray(classes)[proba.argmax(axis=1)]
-    binary = len(classes) == 2
-    out = {
-        "accuracy": float(metrics.accuracy_score(y, pred)),
-        "f1": float(metrics.f1_score(y, pred, average="binary" if binary else "macro")),
-        "log_loss": float(metrics.log_loss(y, proba, labels=classes)),
-    }
-    if y.nunique() < 2:
-        out["roc_auc"] = float("nan")
-    elif binary:
-        out["roc_auc"] = float(metrics.roc_auc_score(y, proba[:, 1]))
-    else:
-        out["roc_auc"] = float(metrics.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
-    return out
+    if metric == "rmse":
+        return float(np.sqrt(metrics.mean_squared_error(p.y, p.pred)))
+    if metric == "mae":
+        return float(metrics.mean_absolute_error(p.y, p.pred))
+    if metric == "r2":
+        return float(metrics.r2_score(p.y, p.pred)) if len(p.y) > 1 else float("nan")
+    binary = len(p.classes) == 2
+    if metric == "accuracy":
+        return float(metrics.accuracy_score(p.y, p.pred))
+    if metric == "f1":
+        return float(metrics.f1_score(p.y, p.pred, average="binary" if binary else "macro",
+                                      pos_label=p.classes[-1] if binary else 1, zero_division=0))  # fmt: skip
+    if metric == "log_loss":
+        if set(np.unique(p.y)) - set(p.classes):  # a class this model never saw: undefined
+            return float("nan")
+        return float(metrics.log_loss(p.y, p.proba, labels=list(p.classes)))
+    if len(np.unique(p.y)) < 2:
+        return float("nan")
+    if binary:
+        return float(metrics.roc_auc_score(p.y, p.proba[:, 1]))
+    # One-vs-rest, macro over the classes where it is defined (present in y, and not all of y):
+    # sklearn's multi_class="ovr" answers NaN as soon as one class is missing from the holdout.
+    aucs = [metrics.roc_auc_score(p.y == c, p.proba[:, i]) for i, c in enumerate(p.classes)
+            if 0 < int((p.y == c).sum()) < len(p.y)]  # fmt: skip
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def metrics_from_predictions(p: Predictions) -> dict[str, float]:
+    names = [m for m, info in METRICS.items() if info["task"] == p.task]
+    return {name: metric_value(name, p) for name in names}
+
+
+def compute_metrics(model: Any, holdout: pd.DataFrame, spec: ModelSpec) -> dict[str, float]:
+    """Holdout metrics for the spec's task."""
+    return metrics_from_predictions(predict_holdout(model, holdout, spec))
+
+
+def paired_interval(
+    metric: str, candidate: Predictions, champion: Predictions, confidence: float = 0.95,
+    resamples: int = 1000, seed: int = 0,
+) -> tuple[float, float, float]:
+    """Gain of the candidate over the champion on the same rows (oriented so > 0 is better),
+    with a paired bootstrap interval: both models are scored on the same resampled rows."""
+    higher = METRICS[metric]["higher_is_better"]
+    sign = 1.0 if higher else -1.0
+    point = sign * (metric_value(metric, candidate) - metric_value(metric, champion))
+    rng = np.random.default_rng(seed)
+    n = len(candidate.y)
+    gains = []
+    for _ in range(resamples):
+        idx = rng.integers(0, n, n)
+        a, b = metric_value(metric, candidate.take(idx)), metric_value(metric, champion.take(idx))
+        if not (np.isnan(a) or np.isnan(b)):
+            gains.append(sign * (a - b))
+    if len(gains) < resamples // 2:
+        return point, float("nan"), float("nan")
+    tail = (1.0 - confidence) / 2
+    low, high = np.quantile(gains, [tail, 1.0 - tail])
+    return float(point), float(low), float(high)
+
+
+def _reached(value: float, level: float | None, higher: bool) -> bool:
+    if level is None or value is None or np.isnan(value):
+        return False
+    return value >= level if higher else value <= level
 
 
 def decide(
@@ -69,13 +132,23 @@ def decide(
     candidate: float,
     champion: float | None,
     champion_version: str | None = None,
+    *,
+    holdout_rows: int | None = None,
+    interval: tuple[float, float, float] | None = None,
 ) -> Decision:
-    """Apply the gates to one primary-metric value, against the champion's on the same rows."""
+    """Apply the gates to the primary metric, against the champion's on the same rows.
+
+    ``interval`` is the paired bootstrap gain of candidate over champion (point, low, high;
+    > 0 is better); with it, "worse" and "too good" must be significant, not noise. A holdout
+    under ``gates.min_holdout_rows`` is too small to decide against a champion: it stays.
+    """
     metric = gates.primary_metric
     higher = METRICS[metric]["higher_is_better"]
     word = "at least" if higher else "at most"
     base = {"metric": metric, "candidate": candidate, "champion": champion,
             "champion_version": champion_version}  # fmt: skip
+    rows = f" on the same {holdout_rows} rows" if holdout_rows else " on the same holdout"
+    small = holdout_rows is not None and holdout_rows < gates.min_holdout_rows
 
     if np.isnan(candidate):
         return Decision("rejected", f"{metric} could not be computed on the holdout", **base)
@@ -84,39 +157,82 @@ def decide(
         return Decision(
             "rejected", f"{metric} {candidate:.4f} misses the bar: must be {word} {gates.threshold}", **base
         )
-    perfect = candidate >= PERFECT[metric] if higher else candidate <= PERFECT[metric]
-    if perfect:
+    perfect = _reached(candidate, gates.too_good_score, higher)
+    if champion is None or np.isnan(champion):
+        if perfect and not small:
+            return Decision(
+                "held_for_review",
+                f"{metric} {candidate:.4f} reaches the too-good score {gates.too_good_score} with no "
+                "champion to compare: check for target leakage, then approve or reject",
+                **base,
+            )
+        note = (f"; the holdout has only {holdout_rows} rows, so the canary's live comparison "
+                "matters more") if small else ""  # fmt: skip
+        return Decision("blessed", f"{metric} {candidate:.4f} meets the bar; no champion yet{note}", **base)
+
+    vs = f"champion v{champion_version}" if champion_version else "the champion"
+    if small:
         return Decision(
-            "held_for_review",
-            f"{metric} {candidate:.4f} is a perfect score on the holdout: check for target leakage",
+            "rejected",
+            f"holdout too small to decide: {holdout_rows} rows < gates.min_holdout_rows "
+            f"{gates.min_holdout_rows} ({metric} {candidate:.4f} vs {vs} {champion:.4f}); {vs} "
+            "stays. Hold out more rows (split.holdout_fraction, training.window_batches) or lower "
+            "gates.min_holdout_rows",
             **base,
         )
-    if champion is None or np.isnan(champion):
-        return Decision("blessed", f"{metric} {candidate:.4f} meets the bar; no champion yet", **base)
-
     gain = (candidate - champion) if higher else (champion - candidate)
     relative = gain / abs(champion) if champion else gain
     base["relative_change"] = relative
-    vs = f"champion v{champion_version}" if champion_version else "the champion"
-    if relative < -gates.max_regression:
+    allowed = gates.max_regression * abs(champion) if champion else gates.max_regression
+    low = high = None
+    if interval is not None and not np.isnan(interval[1]):
+        low, high = interval[1], interval[2]
+    ci = f" (gain interval [{low:+.4f}, {high:+.4f}])" if low is not None else ""
+    worse = (high < -allowed) if high is not None else (relative < -gates.max_regression)
+    if worse:
         return Decision(
             "rejected",
-            f"{metric} {candidate:.4f} is {-relative:.1%} worse than {vs} ({champion:.4f}) on the "
-            f"same holdout; allowed regression is {gates.max_regression:.1%}",
+            f"{metric} {candidate:.4f} is {-relative:.1%} worse than {vs} ({champion:.4f}){rows}"
+            f"{ci}; allowed regression is {gates.max_regression:.1%}",
             **base,
         )
-    if gates.too_good_jump is not None and relative > gates.too_good_jump:
+    if perfect and not _reached(champion, gates.too_good_score, higher):
         return Decision(
             "held_for_review",
-            f"{metric} {candidate:.4f} is {relative:.1%} better than {vs} ({champion:.4f}): above "
-            f"the {gates.too_good_jump:.0%} 'too good to be true' limit, held for review",
+            f"{metric} {candidate:.4f} reaches the too-good score {gates.too_good_score} while {vs} "
+            f"scores {champion:.4f}{rows}: check for target leakage, then approve or reject",
+            **base,
+        )
+    jump = gates.too_good_jump is not None and relative > gates.too_good_jump
+    if jump and (low is None or low > 0):
+        return Decision(
+            "held_for_review",
+            f"{metric} {candidate:.4f} is {relative:.1%} better than {vs} ({champion:.4f}){rows}"
+            f"{ci}: above the {gates.too_good_jump:.0%} 'too good to be true' limit, held for review",
+            **base,
+        )
+    if relative < -gates.max_regression:
+        return Decision(
+            "blessed",
+            f"{metric} {candidate:.4f} vs {vs} {champion:.4f} ({relative:+.1%}){rows}: not "
+            f"significantly worse{ci}, a difference this holdout cannot tell from noise; the "
+            "canary decides on live traffic",
             **base,
         )
     return Decision(
         "blessed",
-        f"{metric} {candidate:.4f} vs {vs} {champion:.4f} ({relative:+.1%}) on the same holdout",
+        f"{metric} {candidate:.4f} vs {vs} {champion:.4f} ({relative:+.1%}){rows}{ci}",
         **base,
     )
+
+
+def _alias_version(client: Any, model: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(model, alias).version)
+    except MlflowException:
+        return None
 
 
 def evaluate_candidate(
@@ -125,41 +241,58 @@ def evaluate_candidate(
     settings: FactorySettings,
     s3: storage.S3Options | None = None,
 ) -> dict:
-    """Score the candidate and the champion on the candidate's holdout; log and return the decision."""
+    """Score the candidate, the champion and a waiting challenger on the candidate's holdout
+    (the same rows); log and return the decision.
+
+    A challenger waiting for its canary (alias ``challenger``, not yet ``canary``) is compared
+    with the candidate on the same rows too, so ``register`` can keep the better of the two.
+    """
     import mlflow.sklearn
-    from mlflow.exceptions import MlflowException
 
     client = tracking.connect(settings)
+    name = spec.registered_model_name
     holdout_uri = trained["holdout_uri"]
     holdout = parse_batch(storage.read_bytes(holdout_uri, s3), "parquet", holdout_uri)
-    candidate_metrics = compute_metrics(mlflow.sklearn.load_model(trained["model_uri"]), holdout, spec)
-
-    champion_metrics, champion_version = None, None
-    try:
-        champion = client.get_model_version_by_alias(spec.registered_model_name, "champion")
-    except MlflowException:
-        champion = None
-    if champion is not None:
-        champion_version = str(champion.version)
-        champion_model = mlflow.sklearn.load_model(f"models:/{spec.registered_model_name}@champion")
-        champion_metrics = compute_metrics(champion_model, holdout, spec)
-
     metric = spec.gates.primary_metric
+    cand_pred = predict_holdout(mlflow.sklearn.load_model(trained["model_uri"]), holdout, spec)
+    candidate_metrics = metrics_from_predictions(cand_pred)
+
+    def versus(version: str) -> tuple[dict, tuple[float, float, float]]:
+        other = predict_holdout(mlflow.sklearn.load_model(f"models:/{name}/{version}"), holdout, spec)
+        interval = paired_interval(metric, cand_pred, other, spec.gates.confidence, seed=spec.split.seed)
+        return metrics_from_predictions(other), interval
+
+    champion_metrics, champion_interval = None, None
+    champion_version = _alias_version(client, name, "champion")
+    if champion_version is not None:
+        champion_metrics, champion_interval = versus(champion_version)
+
     decision = decide(
         spec.gates,
         candidate_metrics[metric],
         champion_metrics[metric] if champion_metrics else None,
         champion_version,
+        holdout_rows=len(holdout),
+        interval=champion_interval,
     )
+    challenger = None
+    waiting = _alias_version(client, name, "challenger")
+    if (decision.status == "blessed" and waiting not in (None, champion_version)
+            and waiting != _alias_version(client, name, "canary")):  # fmt: skip
+        challenger_metrics, gain = versus(waiting)
+        challenger = {"version": waiting, "metrics": challenger_metrics,
+                      "gain": gain, "candidate_better": bool(gain[0] >= 0)}  # fmt: skip
     run_id = trained["run_id"]
-    for name, value in candidate_metrics.items():
-        client.log_metric(run_id, f"holdout_{name}", value)
-    for name, value in (champion_metrics or {}).items():
-        client.log_metric(run_id, f"champion_holdout_{name}", value)
+    for key, value in candidate_metrics.items():
+        client.log_metric(run_id, f"holdout_{key}", value)
+    for key, value in (champion_metrics or {}).items():
+        client.log_metric(run_id, f"champion_holdout_{key}", value)
     record = {
         **asdict(decision),
         "candidate_metrics": candidate_metrics,
         "champion_metrics": champion_metrics,
+        "champion_gain_interval": champion_interval,
+        "waiting_challenger": challenger,
         "holdout_uri": trained["holdout_uri"],
         "holdout_rows": len(holdout),
         "gates": spec.gates.model_dump(),

@@ -70,22 +70,85 @@ def register_version(spec: ModelSpec, evaluated: dict, settings: FactorySettings
     )
 
     champion = current_alias_version(client, name, CHAMPION)
-    alias = None
+    alias, reason = None, evaluated["reason"]
     if evaluated["status"] == "blessed":
         if champion is None:
             alias = CHAMPION
         elif champion != version:
             alias = CHALLENGER
+            alias, reason = _versus_waiting_challenger(client, name, version, evaluated)
         if alias:
             client.set_registered_model_alias(name, alias, version)
     return {
         "model": name,
         "version": version,
         "status": evaluated["status"],
-        "reason": evaluated["reason"],
+        "reason": reason,
         "alias": alias if alias else (CHAMPION if champion == version else None),
         "champion_version": current_alias_version(client, name, CHAMPION),
     }
+
+
+def _versus_waiting_challenger(
+    client: MlflowClient, name: str, version: str, evaluated: dict
+) -> tuple[str | None, str]:
+    """A newer blessed version and a challenger still waiting for its canary were compared on
+    the same rows by the evaluation: the better one keeps the ``challenger`` alias, saying so."""
+    waiting = evaluated.get("waiting_challenger")
+    if waiting is None and "waiting_challenger" not in evaluated:
+        import mlflow
+
+        try:
+            waiting = mlflow.artifacts.load_dict(f"runs:/{evaluated['run_id']}/decision.json").get(
+                "waiting_challenger"
+            )
+        except Exception:  # no decision artifact (older runs): nothing to compare
+            waiting = None
+    if not waiting or current_alias_version(client, name, CHALLENGER) != waiting["version"]:
+        return CHALLENGER, evaluated["reason"]
+    point, low, high = waiting["gain"]
+    metric = evaluated["metric"]
+    if waiting["candidate_better"]:
+        note = (f"replaces waiting challenger v{waiting['version']}: {metric} gain {point:+.4f} on "
+                f"the same rows (interval [{low:+.4f}, {high:+.4f}])")  # fmt: skip
+        client.set_model_version_tag(name, waiting["version"], "factory.superseded_by", version)
+        return CHALLENGER, f"{evaluated['reason']}; {note}"
+    note = (f"blessed, but waiting challenger v{waiting['version']} scores better on the same "
+            f"rows ({metric} gain {point:+.4f}, interval [{low:+.4f}, {high:+.4f}]): it stays "
+            "challenger")  # fmt: skip
+    client.set_model_version_tag(name, version, "factory.kept_challenger", waiting["version"])
+    client.set_model_version_tag(name, version, "factory.decision_reason", f"{evaluated['reason']}; {note}")
+    return None, f"{evaluated['reason']}; {note}"
+
+
+def link_card(client: MlflowClient, name: str, version: str, card_uri: str | None, note: str) -> None:
+    """Put the model card's address (or why there is none) in the version's description."""
+    current = client.get_model_version(name, version).description or ""
+    head = current.split("\n\nModel card:")[0]
+    line = f"Model card: {card_uri}" if card_uri else f"Model card: missing ({note})"
+    client.update_model_version(name, version, description=f"{head}\n\n{line}")
+
+
+CHECKLIST_TAG = "factory.checklist"
+CHECKLIST_OVERRIDE = "checklist_override"
+
+
+def require_checklist(client: MlflowClient, model: str, version: str, what: str) -> None:
+    """Serving a version whose lifecycle checklist failed is refused, naming the failing items,
+    unless someone recorded an override with a reason. Versions registered before checklists
+    existed (no ``factory.checklist`` tag) are not blocked."""
+    tags = client.get_model_version(model, version).tags
+    if tags.get(CHECKLIST_TAG, "passed") == "passed" or tags.get(f"factory.{CHECKLIST_OVERRIDE}.reason"):
+        return
+    prefix = f"{CHECKLIST_TAG}."
+    failed = sorted(k[len(prefix):] for k, v in tags.items()
+                    if k.startswith(prefix) and "." not in k[len(prefix):] and v == "fail")  # fmt: skip
+    reasons = "; ".join(f"{item}: {tags.get(f'{prefix}{item}.reason', '')}" for item in failed)
+    raise PromotionError(
+        f"{model} v{version} fails its lifecycle checklist ({reasons}); it cannot be {what}. "
+        f"Fix it, or record an override: model-factory override-checklist {model} {version} "
+        '--reason "..."'
+    )
 
 
 PREVIOUS_CHAMPION = "previous_champion"
@@ -138,6 +201,7 @@ def require_blessed(client: MlflowClient, model: str, version: str, what: str) -
             f"({target.tags.get('factory.decision_reason', 'no reason recorded')}); "
             f"only blessed versions can be {what}"
         )
+    require_checklist(client, model, version, what)
 
 
 def promote(model: str, version: str, settings: FactorySettings, actor: str, reason: str) -> dict:
