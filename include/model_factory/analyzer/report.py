@@ -1,0 +1,284 @@
+"""The Analyzer's report: events -> signals -> segments -> findings, as JSON and as a table."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from model_factory.analyzer.collect import AirflowApi, ApiGetter, SourceStatus, collect_all
+from model_factory.analyzer.events import (
+    ENV_ENABLED,
+    STAGE_TITLES,
+    STAGES,
+    UNKNOWN,
+    AnalyzerSettings,
+    Event,
+    EventStore,
+    utcnow,
+)
+from model_factory.analyzer.rules import ET, SOP, UNCLASSIFIED, WATCH, Thresholds, classify, sensitivity
+from model_factory.analyzer.segments import LABELS, segment_users
+from model_factory.analyzer.signals import stage_table, user_signals
+from model_factory.settings import FactorySettings
+
+NO_USER = "unknown"
+
+
+def analyze(
+    events: list[Event],
+    thresholds: Thresholds | None = None,
+    seeds: tuple[int, ...] = tuple(range(10)),
+    sources: list[SourceStatus] | None = None,
+    recording: dict | None = None,
+) -> dict[str, Any]:
+    """The whole analysis of ``events`` as one JSON-ready dict."""
+    thresholds = thresholds or Thresholds()
+    sources = sources or []
+    report: dict[str, Any] = {
+        "generated_at": utcnow().isoformat(timespec="seconds"),
+        "recording": recording or {},
+        "sources": [s.to_dict() for s in sources],
+        "lacks": [s.message for s in sources if not s.ok],
+        "thresholds": {
+            "SoP": thresholds.sop(),
+            "et_min_share": thresholds.et_min_share,
+            "et_ratio": thresholds.et_ratio,
+            "min_users": thresholds.min_users,
+        },
+        "messages": [],
+        "findings": [],
+        "summary": {SOP: 0, ET: 0, WATCH: 0, UNCLASSIFIED: 0},
+    }
+    if not events:
+        report["status"] = "no_events"
+        report["messages"].append(
+            "no events recorded yet: events appear as people use the model-factory CLI, trigger DAG runs, "
+            "and as batches are quarantined, versions judged by the gates and canaries concluded"
+            + (
+                ""
+                if (recording or {}).get("enabled", True)
+                else f" (recording is switched off in this installation: {ENV_ENABLED}=off)"
+            )
+        )
+        return report
+    report["status"] = "ok"
+    unknown_stage = [e for e in events if e.stage not in STAGES]
+    anonymous = [e for e in events if e.user == NO_USER]
+    people = [e for e in events if e.user != NO_USER]
+    report["events"] = {
+        "total": len(events),
+        "first": min(e.at for e in events).isoformat(timespec="seconds"),
+        "last": max(e.at for e in events).isoformat(timespec="seconds"),
+        "by_source": dict(Counter(e.source for e in events)),
+        "by_stage": {stage: sum(e.stage == stage for e in events) for stage in (*STAGES, UNKNOWN)},
+        "errors": sum(e.outcome == "error" for e in events),
+        "unknown_stage": {
+            "count": len(unknown_stage),
+            "actions": dict(Counter(e.action for e in unknown_stage).most_common(8)),
+        },
+        "without_user": len(anonymous),
+    }
+    if unknown_stage:
+        report["messages"].append(
+            f"{len(unknown_stage)} events have no known lifecycle stage (e.g. "
+            f"{', '.join(list(report['events']['unknown_stage']['actions'])[:4])}): they count as "
+            "actions and errors of their users, under stage 'unknown'"
+        )
+    if anonymous:
+        report["messages"].append(
+            f"{len(anonymous)} events name no user (e.g. runs Airflow shows no triggering "
+            "user for): left out of the per-user signals"
+        )
+    signals = user_signals(people)
+    segmentation = segment_users(signals, seeds=seeds)
+    report["users"] = len(signals)
+    report["segmentation"] = segmentation.to_dict()
+    if not segmentation.ok:
+        report["messages"].append(segmentation.reason)
+    elif not segmentation.stability.get("stable"):
+        report["messages"].append(
+            "segments depend on the K-means seed (lowest adjusted Rand index "
+            f"{segmentation.stability['min_ari']} over {len(seeds)} seeds): read the shares with care"
+        )
+    report["user_signals"] = [
+        {**s.to_dict(), "segment": segmentation.segments.get(user)} for user, s in sorted(signals.items())
+    ]
+    report["stages"] = stage_table(signals)
+    findings, left_out = classify(people, segmentation, thresholds)
+    report["findings"] = [f.to_dict() for f in findings]
+    report["summary"] = {
+        verdict: sum(f.verdict == verdict for f in findings) for verdict in (SOP, ET, WATCH, UNCLASSIFIED)
+    }
+    report["left_out"] = left_out
+    if segmentation.ok:
+        report["sensitivity"] = sensitivity(people, segmentation, thresholds)
+    if not findings:
+        report["messages"].append(
+            f"no recurring error: no error kind was seen by {thresholds.min_users} or more users"
+        )
+    return report
+
+
+def build_report(
+    settings: FactorySettings | None = None,
+    analyzer: AnalyzerSettings | None = None,
+    api: ApiGetter | bool | None = True,
+    since: datetime | None = None,
+    thresholds: Thresholds | None = None,
+    registry: bool = True,
+) -> dict[str, Any]:
+    """Collect what the sources have (``api=True``: Airflow from the environment), then analyze.
+
+    ``since``: only events from then on (the weekly DAG looks at the last 12 weeks).
+    """
+    settings = settings or FactorySettings.from_env()
+    analyzer = analyzer or AnalyzerSettings.from_env()
+    store = EventStore(analyzer)
+    if analyzer.enabled:
+        client = AirflowApi.from_env() if api is True else (api or None)
+        sources = collect_all(store, settings, client, registry=registry)
+    else:
+        sources = [
+            SourceStatus(
+                "collection",
+                False,
+                message=(
+                    f"recording is switched off in this installation ({ENV_ENABLED}=off): nothing new "
+                    "was collected; events recorded earlier are analyzed"
+                ),
+            )
+        ]
+    from sqlalchemy.engine import make_url
+
+    recording = {
+        "enabled": analyzer.enabled,
+        "pseudonymized": analyzer.pseudonymize,
+        "db": make_url(analyzer.db_uri).render_as_string(hide_password=True),
+    }
+    return analyze(store.events(since=since), thresholds, sources=sources, recording=recording)
+
+
+def write_report(report: dict[str, Any], store_uri: str) -> str:
+    """``analyzer/reports/<date>/report.json`` (+ ``report.txt``) in the store; returns the JSON's URI."""
+    from model_factory.io import storage
+
+    day = report["generated_at"][:10]
+    folder = storage.join(store_uri, "analyzer", "reports", day)
+    storage.write_bytes(storage.join(folder, "report.txt"), format_report(report).encode())
+    return storage.write_json(storage.join(folder, "report.json"), report)
+
+
+def weeks_ago(weeks: int) -> datetime:
+    return utcnow() - timedelta(weeks=weeks)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip(),
+        "  ".join("-" * w for w in widths),
+    ]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return lines
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as plain text: what was read, the segments, the findings, the threshold sensitivity."""
+    lines = ["Analyzer: where data scientists get stuck", ""]
+    for source in report.get("sources", []):
+        mark = "ok " if source["ok"] else "n/a"
+        lines.append(
+            f"  [{mark}] {source['source']}: {source['message']}"
+            + (f" ({source['new_events']} new events)" if source.get("new_events") else "")
+        )
+    if report["status"] == "no_events":
+        lines += ["", *report["messages"]]
+        return "\n".join(lines)
+    ev = report["events"]
+    lines += [
+        "",
+        f"{ev['total']} events ({ev['errors']} errors) from {report['users']} users, {ev['first']} .. "
+        f"{ev['last']}; by stage: " + ", ".join(f"{k} {v}" for k, v in ev["by_stage"].items() if v),
+    ]
+    seg = report["segmentation"]
+    if seg["ok"]:
+        stab = seg["stability"]
+        lines += [
+            "",
+            f"Segments (K-means, k={seg['k']}, features: {', '.join(seg['features'])}; "
+            f"adjusted Rand index over {len(stab['seeds'])} seeds: min {stab['min_ari']}, "
+            f"{'stable' if stab['stable'] else 'NOT stable'})",
+        ]
+        header = ["segment", "users", *seg["features"]]
+        rows = [
+            [label, str(seg["sizes"][label]), *(str(seg["centroids"][label][f]) for f in seg["features"])]
+            for label in LABELS
+        ]
+        lines += ["  " + line for line in _table(header, rows)]
+    findings = report["findings"]
+    if findings:
+        lines += ["", "Findings (recurring error kinds; share of each segment's users who saw it):"]
+        header = ["class", "stage", "error kind", "users", "Beginner", "Intermed.", "Expert"]
+        rows = [
+            [
+                f["class"],
+                f["stage"],
+                f["error_kind"][:60],
+                str(f["users"]),
+                *(_pct(f["shares"].get(label)) for label in LABELS),
+            ]
+            for f in findings
+        ]
+        lines += ["  " + line for line in _table(header, rows)]
+        for f in findings:
+            if f["class"] not in (SOP, ET):
+                continue
+            lines += [
+                "",
+                f"  {f['class']} {f['error_kind']} ({STAGE_TITLES.get(f['stage'], f['stage'])}): {f['why']}",
+                f"    action: {f['suggested_action']}",
+            ]
+            for example in f["examples"][:2]:
+                lines.append(
+                    f"    e.g. {example['at']} {example['user']} {example['model'] or ''} "
+                    f"{example['action']}: {' '.join(example['message'].split())[:140]}"
+                )
+    sens = report.get("sensitivity")
+    if sens:
+        lines += ["", "If the SoP thresholds (50/65/80%) moved:"]
+        for key in ("-10", "+10"):
+            move = sens.get(key)
+            if move is None:
+                continue
+            changed = (
+                "; ".join(f"{k}: {v['from']} -> {v['to']}" for k, v in move["changed"].items()) or "no change"
+            )
+            t = move["thresholds"]
+            lines.append(
+                f"  {key} points ({t['Expert']:.0%}/{t['Intermediate']:.0%}/{t['Beginner']:.0%}): {changed}"
+            )
+    left = report.get("left_out", {})
+    if left.get("rare_error_kinds"):
+        lines += [
+            "",
+            f"{left['rare_error_kinds']} error kinds seen by fewer than {left['rare_threshold_users']} "
+            "users are not judged (too rare to be a pattern).",
+        ]
+    if report["messages"] or report["lacks"]:
+        lines += [
+            "",
+            *(f"note: {m}" for m in report["messages"]),
+            *(f"lacking: {m}" for m in report["lacks"]),
+        ]
+    summary = report["summary"]
+    lines += [
+        "",
+        f"{summary[SOP]} Simplicity-of-Platform and {summary[ET]} Education-&-Training challenges, "
+        f"{summary[WATCH]} to watch, {summary[UNCLASSIFIED]} unclassified.",
+    ]
+    return "\n".join(lines)
