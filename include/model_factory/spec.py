@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{1,62}$"
 
@@ -100,10 +109,35 @@ class SpecError(ValueError):
         super().__init__(f"invalid model spec {self.path}:\n  " + "\n  ".join(lines))
 
 
+URI_VARIABLE = re.compile(r"\$\{([^}]*)\}")
+# Besides FACTORY_* variables, a source URI may use those named here (comma-separated): the
+# environment of a worker holds secrets (AIRFLOW__DATABASE__SQL_ALCHEMY_CONN...) that a spec
+# author must not be able to copy into a URI, a log line or an error.
+URI_VARIABLES_ENV = "FACTORY_URI_VARIABLES"
+
+
+def uri_variable_allowed(name: str, env: dict[str, str] | None = None) -> bool:
+    """May a source URI use ``${name}``? FACTORY_* ones and those in FACTORY_URI_VARIABLES."""
+    import os
+
+    env = os.environ if env is None else env
+    extra = {v.strip() for v in env.get(URI_VARIABLES_ENV, "").split(",") if v.strip()}
+    return bool(re.fullmatch(r"FACTORY_[A-Z0-9_]+", name)) or name in extra
+
+
 def check_batch_uri(uri: str) -> str:
-    """A per-date batch URI template: file:// or s3:// (or an ${ENV} prefix) with {ds}."""
+    """A per-date batch URI template: file:// or s3:// (or a ${FACTORY_...} prefix) with {ds};
+    no query or fragment (``#``/``?`` would be dropped silently by URL parsing)."""
     if not re.match(r"^(file|s3)://", uri) and not uri.startswith("${"):
         raise ValueError(f"must start with file:// or s3:// (got {uri!r})")
+    for name in URI_VARIABLE.findall(uri):
+        if not uri_variable_allowed(name):
+            raise ValueError(
+                f"uses ${{{name}}}: only FACTORY_* variables (and those listed in "
+                f"{URI_VARIABLES_ENV}) may appear in a batch URI"
+            )
+    if "?" in uri or "#" in uri:
+        raise ValueError("must not contain '?' or '#': a URI query or fragment is not part of a path")
     if "{ds}" not in uri and "{ds_nodash}" not in uri:
         raise ValueError("must contain {ds} or {ds_nodash} so each run reads its own batch")
     return uri
@@ -159,9 +193,76 @@ class ValidationSpec(_Strict):
     extra_suite: str | None = Field(
         default=None, description="Hand-written GX suite (JSON), relative to the spec's folder"
     )
+    allow_non_finite: list[str] = Field(
+        default_factory=list,
+        description="Numeric features (or a regression target) where inf/-inf are allowed; "
+        "anywhere else a non-finite value quarantines the batch",
+    )
 
 
 FACTORY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*:[A-Za-z_][A-Za-z0-9_]*$"
+
+
+# Bounds on estimator params: a spec must not be able to ask a worker for 1e9 trees or every
+# core of a shared machine. Ints not named here must lie within +-MAX_PARAM_INT.
+PARAM_INT_BOUNDS: dict[str, tuple[int, int]] = {
+    "n_estimators": (1, 10_000), "max_iter": (1, 100_000), "max_depth": (1, 1_000),
+    "max_leaf_nodes": (2, 1_000_000), "max_bins": (2, 255), "n_iter_no_change": (1, 10_000),
+    "min_samples_leaf": (1, 10_000_000), "min_samples_split": (2, 10_000_000),
+}  # fmt: skip
+MAX_PARAM_INT = 10_000_000
+MAX_PARAM_ITEMS = 1_000  # elements of a list/mapping param (monotonic_cst, class_weight)
+MAX_PARAM_TEXT = 200
+MAX_N_JOBS_ENV = "FACTORY_MAX_N_JOBS"
+
+
+def max_n_jobs() -> int:
+    """The most cores one training may ask for: FACTORY_MAX_N_JOBS, else this machine's cores."""
+    import os
+
+    value = os.environ.get(MAX_N_JOBS_ENV)
+    return int(value) if value and value.isdigit() and int(value) > 0 else (os.cpu_count() or 1)
+
+
+def check_param(key: str, value: Any, depth: int = 0) -> None:
+    """Raise ValueError naming the param when its value is out of bounds."""
+    if depth > 3:
+        raise ValueError(f"params.{key}: nested more than 3 levels deep")
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, int):
+        if key == "n_jobs":
+            cap = max_n_jobs()
+            if not 1 <= value <= cap:
+                raise ValueError(
+                    f"params.n_jobs must be between 1 and {cap} (the cores allowed per training; "
+                    f"{MAX_N_JOBS_ENV} sets the cap), got {value}"
+                )
+            return
+        low, high = PARAM_INT_BOUNDS.get(key, (-MAX_PARAM_INT, MAX_PARAM_INT))
+        if not low <= value <= high:
+            raise ValueError(f"params.{key} must be between {low} and {high}, got {value}")
+        return
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"params.{key} must be a finite number, got {value}")
+        if key in PARAM_INT_BOUNDS or key == "n_jobs":
+            if not value.is_integer():
+                raise ValueError(f"params.{key} must be a whole number, got {value}")
+            check_param(key, int(value), depth)
+        return
+    if isinstance(value, str):
+        if len(value) > MAX_PARAM_TEXT:
+            raise ValueError(f"params.{key}: text longer than {MAX_PARAM_TEXT} characters")
+        return
+    if isinstance(value, list | tuple | dict):
+        if len(value) > MAX_PARAM_ITEMS:
+            raise ValueError(f"params.{key}: more than {MAX_PARAM_ITEMS} items")
+        items = value.values() if isinstance(value, dict) else value
+        for item in items:
+            check_param(key if key in ("class_weight",) else f"{key}[]", item, depth + 1)
+        return
+    raise ValueError(f"params.{key}: unsupported value of type {type(value).__name__}")
 
 
 class EstimatorSpec(_Strict):
@@ -189,6 +290,8 @@ class EstimatorSpec(_Strict):
             raise ValueError(
                 f"unknown params {unknown} for {self.class_}; allowed: {sorted(allowed)}"
             )
+        for key, value in self.params.items():
+            check_param(key, value)
         return self
 
 
@@ -254,6 +357,34 @@ class GatesSpec(_Strict):
         return metric
 
 
+# Airflow's cron presets (airflow.utils.dates.cron_presets); '@once'/'@continuous' are not
+# schedules a nightly retrain or an hourly watch can mean.
+CRON_PRESETS = {
+    "@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *", "@quarterly": "0 0 1 */3 *", "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *", "@midnight": "0 0 * * *",
+}  # fmt: skip
+
+
+def check_schedule(schedule: str | None) -> str | None:
+    """A 5-field cron expression or a cron preset, checked the way Airflow's cron timetable
+    will read it (croniter, five fields): a schedule Airflow cannot run fails at parse time."""
+    if schedule is None:
+        return None
+    from croniter import croniter
+
+    expression = CRON_PRESETS.get(schedule.strip(), schedule)
+    if schedule.startswith("@") and schedule.strip() not in CRON_PRESETS:
+        raise ValueError(f"{schedule!r} is not a schedule preset; use one of {sorted(CRON_PRESETS)}")
+    try:
+        fields = len(croniter(expression).expanded)
+    except Exception as exc:
+        raise ValueError(f"{schedule!r} is not a cron expression: {exc}") from None
+    if fields != 5 or len(expression.split()) != 5:
+        raise ValueError(f"{schedule!r} must have five cron fields (minute hour day month weekday)")
+    return schedule
+
+
 class DriftSpec(_Strict):
     """How ``<model>__drift_watch`` compares fresh data with the champion's training baseline."""
 
@@ -288,6 +419,11 @@ class DriftSpec(_Strict):
     @classmethod
     def _data_uri(cls, uri: str | None) -> str | None:
         return None if uri is None else check_batch_uri(uri)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, schedule: str | None) -> str | None:
+        return check_schedule(schedule)
 
 
 class NotifySpec(_Strict):
@@ -398,7 +534,14 @@ class ModelSpec(_Strict):
     task: Literal["classification", "regression"]
     schedule: str | None = "0 2 * * *"
     source: SourceSpec
-    target: str
+    target: str = Field(
+        description="The target column; or a mapping {name: ..., classes: [...]} listing the classes"
+    )
+    target_classes: list[StrictInt] | list[StrictStr] | None = Field(
+        default=None,
+        description="Set by `target: {name, classes}`: the classes a classifier knows; a batch "
+        "with any other label is quarantined. Unset: learnt at the first training",
+    )
     features: FeaturesSpec
     estimator: EstimatorSpec
     split: SplitSpec = Field(default_factory=SplitSpec)
@@ -422,8 +565,40 @@ class ModelSpec(_Strict):
         default=120, ge=1, le=24 * 60, description="execution_timeout of every task"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _target_mapping(cls, raw: Any) -> Any:
+        """``target: {name: y, classes: [a, b, c]}`` is ``target: y`` with its classes."""
+        if isinstance(raw, dict) and isinstance(raw.get("target"), dict):
+            target = dict(raw["target"])
+            unknown = sorted(set(target) - {"name", "classes"})
+            if unknown or "name" not in target:
+                raise ValueError(
+                    f"target: a mapping needs 'name' and may have 'classes' (got {sorted(target)})"
+                )
+            raw = {**raw, "target": target["name"], "target_classes": target.get("classes")}
+        return raw
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, schedule: str | None) -> str | None:
+        return check_schedule(schedule)
+
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
+        if self.target_classes is not None:
+            if self.task != "classification":
+                raise ValueError("target.classes is for classification only")
+            classes = self.target_classes
+            if len(classes) < 2 or len({str(c) for c in classes}) != len(classes):
+                raise ValueError(f"target.classes needs two or more distinct classes (got {classes})")
+        finite_ok = set(self.features.numeric) | ({self.target} if self.task == "regression" else set())
+        stray = sorted(set(self.validation.allow_non_finite) - finite_ok)
+        if stray:
+            raise ValueError(
+                f"validation.allow_non_finite names columns that are not numeric features "
+                f"(or a regression target): {stray}"
+            )
         est_task = ESTIMATORS[self.estimator.class_]["task"] if self.estimator.class_ else self.task
         if est_task != self.task:
             raise ValueError(f"estimator {self.estimator.class_} is for {est_task}, task is {self.task}")
@@ -476,14 +651,50 @@ def _field_path(loc: Iterable[Any]) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
 
+MAX_SPEC_BYTES = 256 * 1024
+MAX_YAML_DEPTH = 20
+
+
+class _YamlShapeError(yaml.YAMLError):
+    def __init__(self, problem: str, mark: Any):
+        super().__init__(problem)
+        self.problem, self.problem_mark = problem, mark
+
+
+def _check_yaml_shape(text: str) -> None:
+    """Refuse aliases (``*name``: a few lines can expand to billions of nodes, and hashing the
+    spec would hang) and nesting deeper than MAX_YAML_DEPTH, from the event stream, before
+    anything is built."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise _YamlShapeError("YAML aliases (*name) are not allowed in a spec", event.start_mark)
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise _YamlShapeError(
+                    f"nested more than {MAX_YAML_DEPTH} levels deep", event.start_mark
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def load_spec(path: Path | str) -> ModelSpec:
     """Parse one spec file; raise SpecError naming the file, field and reason."""
     path = Path(path)
     try:
-        text = path.read_text()
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(path, [("", f"file is {size} bytes; a spec may be at most {MAX_SPEC_BYTES}")])
+        data = path.read_bytes()
     except OSError as exc:
         raise SpecError(path, [("", f"cannot read file: {exc.strerror}")]) from exc
     try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(path, [("", f"not UTF-8 text (byte {exc.start})")]) from None
+    try:
+        _check_yaml_shape(text)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -61,36 +61,41 @@ def factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Factory:
 
 def test_resolve_fills_env_ds_and_ds_nodash() -> None:
     uri = batches.resolve_source_uri(
-        "${DATA_ROOT}/churn/{ds}/part-{ds_nodash}.csv", "2026-03-02", {"DATA_ROOT": "s3://bucket/src"}
+        "${FACTORY_DATA_ROOT}/churn/{ds}/part-{ds_nodash}.csv", "2026-03-02",
+        {"FACTORY_DATA_ROOT": "s3://bucket/src"},
     )
     assert uri == "s3://bucket/src/churn/2026-03-02/part-20260302.csv"
 
 
 def test_resolve_strips_trailing_slash_of_env_value() -> None:
-    uri = batches.resolve_source_uri("${ROOT}/churn/{ds}.csv", "2026-03-02", {"ROOT": "file:///data/"})
+    uri = batches.resolve_source_uri(
+        "${FACTORY_DATA_ROOT}/churn/{ds}.csv", "2026-03-02", {"FACTORY_DATA_ROOT": "file:///data/"}
+    )
     assert uri == "file:///data/churn/2026-03-02.csv"
 
 
 def test_resolve_several_env_vars() -> None:
     uri = batches.resolve_source_uri(
-        "s3://${BUCKET}/${PREFIX}/{ds}.csv", "2026-12-31", {"BUCKET": "b", "PREFIX": "p/q"}
+        "s3://${FACTORY_BUCKET}/${PREFIX}/{ds}.csv", "2026-12-31",
+        {"FACTORY_BUCKET": "b", "PREFIX": "p/q", "FACTORY_URI_VARIABLES": "PREFIX"},
     )
     assert uri == "s3://b/p/q/2026-12-31.csv"
 
 
 def test_resolve_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MF_TEST_ROOT", "file:///from/env")
+    monkeypatch.setenv("FACTORY_TEST_ROOT", "file:///from/env")
+    monkeypatch.setenv("FACTORY_SOURCE_ROOTS", "file:///from")
     assert (
-        batches.resolve_source_uri("${MF_TEST_ROOT}/{ds}.csv", "2026-03-02")
+        batches.resolve_source_uri("${FACTORY_TEST_ROOT}/{ds}.csv", "2026-03-02")
         == "file:///from/env/2026-03-02.csv"
     )
 
 
 def test_resolve_uses_only_the_env_dict_given(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MF_TEST_ROOT", "file:///from/env")
+    monkeypatch.setenv("FACTORY_TEST_ROOT", "file:///from/env")
     with pytest.raises(KeyError) as info:
-        batches.resolve_source_uri("${MF_TEST_ROOT}/{ds}.csv", "2026-03-02", {})
-    assert "${MF_TEST_ROOT}" in info.value.args[0]
+        batches.resolve_source_uri("${FACTORY_TEST_ROOT}/{ds}.csv", "2026-03-02", {})
+    assert "${FACTORY_TEST_ROOT}" in info.value.args[0]
 
 
 def test_resolve_missing_env_var_names_it() -> None:

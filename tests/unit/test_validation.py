@@ -329,14 +329,17 @@ def test_regression_target_must_be_numeric(
     one_reason_with(outcome.reasons, "expect_column_values_to_be_in_type_list on column 'units_sold'")
 
 
-def test_classification_labels_must_be_integer_coded(
+def test_class_names_are_labels_but_fractions_are_not(
     specs: dict[str, ModelSpec], frames: dict[str, pd.DataFrame]
 ) -> None:
     df = csv_roundtrip(frames["churn"])
     df["churned"] = df["churned"].map({0: "no", 1: "yes"})
+    assert validation.validate_frame(df, specs["churn"]).success is True
+    df = csv_roundtrip(frames["churn"]).astype({"churned": "float64"})
+    df.loc[:2, "churned"] = 0.9
     outcome = validation.validate_frame(df, specs["churn"])
     assert outcome.success is False
-    one_reason_with(outcome.reasons, "expect_column_values_to_be_in_type_list on column 'churned'")
+    one_reason_with(outcome.reasons, "target 'churned'", "3 of 300 rows are not class labels", "0.9")
 
 
 def test_reason_for_expectation_that_could_not_be_evaluated(

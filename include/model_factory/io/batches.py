@@ -24,10 +24,12 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlparse
 
 import pandas as pd
+from model_factory.errors import PermanentError
 from model_factory.io import storage
-from model_factory.spec import ModelSpec
+from model_factory.spec import URI_VARIABLE, URI_VARIABLES_ENV, ModelSpec, uri_variable_allowed
 
 
 class MissingBatchError(LookupError):
@@ -38,7 +40,6 @@ class UnreadableBatchError(ValueError):
     """The batch bytes are not a valid CSV/Parquet table."""
 
 
-_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DS = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -50,19 +51,75 @@ def check_ds(ds: str) -> str:
     return ds
 
 
+class SourceUriError(PermanentError, ValueError):
+    """A source URI the factory will not read: a variable outside the allow-list, a file
+    outside the data roots, a query or fragment. The message never holds a variable's value."""
+
+
+# Besides FACTORY_DATA_ROOT, file sources may live under these folders (comma-separated URIs).
+SOURCE_ROOTS_ENV = "FACTORY_SOURCE_ROOTS"
+
+
+def source_roots(env: dict[str, str] | None = None) -> list[str]:
+    """Where file sources may be read: FACTORY_DATA_ROOT and the FACTORY_SOURCE_ROOTS list."""
+    from model_factory.settings import FactorySettings
+
+    env = os.environ if env is None else env
+    extra = [r.strip() for r in env.get(SOURCE_ROOTS_ENV, "").split(",") if r.strip()]
+    return [env.get("FACTORY_DATA_ROOT") or FactorySettings.from_env().data_root, *extra]
+
+
+def confine_source(uri: str, template: str, env: dict[str, str] | None = None) -> str:
+    """Refuse a resolved source URI that is not file:// or s3://, has a query or fragment, or
+    is a file (after symlinks and ``..``) outside the data roots."""
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    if scheme not in ("file", "s3"):
+        raise SourceUriError(f"source URI {template!r} does not resolve to a file:// or s3:// URI")
+    parsed = urlparse(uri)
+    if parsed.query or parsed.fragment or "?" in uri or "#" in uri:
+        raise SourceUriError(
+            f"source URI {template!r}: '?' and '#' (a URI query or fragment) are not part of a path"
+        )
+    if scheme == "s3":
+        return uri
+    if parsed.netloc not in ("", "localhost"):
+        raise SourceUriError(f"source URI {template!r} names a host ({parsed.netloc!r}); use file:///path")
+    real = os.path.realpath(unquote(parsed.path))
+    roots = source_roots(env)
+    for root in roots:
+        if root.startswith("file://"):
+            base = os.path.realpath(unquote(urlparse(root).path))
+            if real == base or real.startswith(base.rstrip("/") + "/"):
+                return uri
+    raise SourceUriError(
+        f"source file {real} is outside the data roots {roots}: put it under FACTORY_DATA_ROOT "
+        f"or add its folder to {SOURCE_ROOTS_ENV}"
+    )
+
+
 def resolve_source_uri(template: str, ds: str, env: dict[str, str] | None = None) -> str:
-    """Fill ``${ENV}`` and ``{ds}``/``{ds_nodash}`` in a spec's source URI."""
+    """Fill ``${VAR}`` and ``{ds}``/``{ds_nodash}`` in a spec's source URI, then confine it.
+
+    Only allow-listed variables (FACTORY_*, and those named in FACTORY_URI_VARIABLES) are
+    filled; errors name the variable, never its value.
+    """
     env = dict(os.environ if env is None else env)
 
     def _env(match: re.Match[str]) -> str:
         name = match.group(1)
+        if not uri_variable_allowed(name, env):
+            raise SourceUriError(
+                f"source.uri uses ${{{name}}}, which is not an allowed variable: only FACTORY_* "
+                f"ones and those listed in {URI_VARIABLES_ENV} are filled"
+            )
         if name not in env:
             raise KeyError(f"source.uri uses ${{{name}}} but that environment variable is not set")
         return env[name].rstrip("/")
 
     check_ds(ds)
-    filled = _ENV_VAR.sub(_env, template)
-    return filled.replace("{ds_nodash}", ds.replace("-", "")).replace("{ds}", ds)
+    filled = URI_VARIABLE.sub(_env, template)
+    filled = filled.replace("{ds_nodash}", ds.replace("-", "")).replace("{ds}", ds)
+    return confine_source(filled, template, env)
 
 
 # Rows per chunk when reading a batch: ~100-300 MB of pandas memory for the demo's columns.

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import glob
 import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +52,12 @@ def join(base: str, *parts: str) -> str:
 
 def _split(uri: str) -> tuple[str, str, str]:
     parsed = urlparse(uri)
+    if parsed.query or parsed.fragment:
+        # urlparse would drop them: "file:///data/x.csv#{ds}" must not read /data/x.csv
+        raise StorageError(f"URI {uri!r} has a query or fragment ('?'/'#'); the store has none")
     if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise StorageError(f"file URI {uri!r} names a host; use file:///absolute/path")
         return "file", "", unquote(parsed.path)
     if parsed.scheme == "s3":
         if not parsed.netloc:
@@ -115,13 +123,58 @@ def read_bytes(uri: str, s3: S3Options | None = None) -> bytes:
         raise _s3_error(exc, uri, bucket) from exc
 
 
+# Temp files of an atomic write are ".<name>.<host>.<pid>.<random>.tmp": a write killed before
+# its rename leaves one; the next write of the same file removes those whose process is gone
+# from this host, or that are older than this (a writer on another host sharing the folder).
+STALE_TEMP_SECONDS = 6 * 3600
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{socket.gethostname()}.{os.getpid()}."
+
+
+def clean_stale_temps(path: Path) -> list[Path]:
+    """Remove leftovers of killed writes of ``path``; return what was removed."""
+    host, removed = socket.gethostname(), []
+    try:
+        candidates = list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    except OSError:
+        return removed
+    for temp in candidates:
+        parts = temp.name[len(path.name) + 2 : -len(".tmp")].rsplit(".", 2)
+        if len(parts) != 3:
+            continue
+        temp_host, pid, _ = parts
+        try:
+            age = time.time() - temp.stat().st_mtime
+        except OSError:
+            continue
+        gone = temp_host == host and pid.isdigit() and not process_alive(int(pid))
+        if gone or age > STALE_TEMP_SECONDS:
+            temp.unlink(missing_ok=True)
+            removed.append(temp)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Is a process with this id running on this host?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _write_local_atomically(uri: str, path: Path, write: Callable[[Any], object]) -> None:
     """Write through a temp file in the same folder, then rename: a reader never sees half a
-    file, and a failed write leaves nothing behind."""
+    file, and a failed write leaves nothing behind (a killed one is cleaned by the next)."""
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        clean_stale_temps(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
         with os.fdopen(fd, "wb") as out:
             write(out)
         os.replace(tmp, path)

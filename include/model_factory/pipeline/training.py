@@ -8,17 +8,21 @@ import importlib
 import json
 import os
 import resource
+import socket
 import subprocess
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from model_factory.errors import LabelError, PermanentError, UntrustedModelError
 from model_factory.io import storage, tracking
 from model_factory.io.batches import write_parquet
+from model_factory.pipeline import labels
 from model_factory.settings import PROJECT_ROOT, FactorySettings
 from model_factory.spec import ESTIMATORS, ModelSpec
 
@@ -26,14 +30,6 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
 MISSING_CATEGORY = "__missing__"
-# Types the saved pipelines hold beyond skops' defaults (the encoders' dtype, HGB's predictors).
-SKOPS_TRUSTED_TYPES = [
-    "numpy.dtype",
-    "functools.partial",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.utils.validation.check_array",
-    "sklearn.tree._tree.Tree",  # the tree ensembles' trees (RandomForest, ExtraTrees)
-]
 
 
 def prepare_features(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
@@ -52,8 +48,78 @@ def prepare_features(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
 
 
 def target_values(df: pd.DataFrame, spec: ModelSpec) -> pd.Series:
+    """The target as the estimator gets it: class labels (whole numbers as int64, class names
+    as str; 0.9 raises LabelError, never truncated) or float64 for regression."""
     y = df[spec.target]
-    return y.astype("int64") if spec.task == "classification" else y.astype("float64")
+    return labels.as_labels(y, spec.target) if spec.task == "classification" else y.astype("float64")
+
+
+def check_training_frame(df: pd.DataFrame, spec: ModelSpec, uris: list[str]) -> None:
+    """Refuse non-finite values that validation should have stopped (batches validated before
+    that check existed, or written by hand): no retry fixes them, so PermanentError."""
+    columns = [c for c in spec.features.numeric if c not in spec.validation.allow_non_finite]
+    if spec.task == "regression" and spec.target not in spec.validation.allow_non_finite:
+        columns.append(spec.target)
+    bad = {}
+    for col in columns:
+        values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype="float64")
+        count = int(np.isinf(values).sum())
+        if count:
+            bad[col] = count
+    if bad:
+        raise PermanentError(
+            f"non-finite values (inf/-inf) in the training window of {spec.name}: {bad} rows per "
+            f"column, in {uris}; re-run validation on those dates (it quarantines them) or list "
+            "the columns in validation.allow_non_finite"
+        )
+
+
+# Types a fitted pipeline may hold beyond skops' defaults whatever the estimator: numpy's
+# dtype (encoders), and what HistGradientBoosting keeps (a partial of check_array).
+BASE_TRUSTED_TYPES = ("numpy.dtype", "functools.partial", "sklearn.utils.validation.check_array")
+
+
+def trusted_types(model: Any, extra: Iterable[str] = ()) -> list[str]:
+    """The skops types to trust for this fitted model: the types it holds (skops lists the
+    ones outside its defaults) that are scikit-learn's own, the base ones, and ``extra`` (a
+    template's own classes). Anything else raises UntrustedModelError: the factory would not
+    load such a model back, so it does not save it."""
+    import skops.io
+
+    allowed = {*BASE_TRUSTED_TYPES, *extra}
+    held = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    refused = sorted(t for t in held if t not in allowed and not t.startswith("sklearn."))
+    if refused:
+        raise UntrustedModelError(
+            f"the fitted model holds types the factory does not trust when loading: {refused}"
+        )
+    return sorted(held)
+
+
+def _close_abandoned_runs(client: Any, exp_id: str, key: str, stale_hours: float) -> list[str]:
+    """Mark earlier runs of this training that were killed mid-run (still RUNNING) as KILLED.
+
+    A run is abandoned when its worker process (tag ``factory.worker`` = host:pid) is gone from
+    this host, or when it started more than ``stale_hours`` ago (a worker elsewhere)."""
+    running = client.search_runs(
+        [exp_id], filter_string=f"tags.`factory.run_key` = '{key}' and attributes.status = 'RUNNING'"
+    )
+    host, closed = socket.gethostname(), []
+    for run in running:
+        worker = run.data.tags.get("factory.worker", "")
+        run_host, _, pid = worker.rpartition(":")
+        age_h = (time.time() * 1000 - (run.info.start_time or 0)) / 3_600_000
+        dead_here = run_host == host and pid.isdigit() and not storage.process_alive(int(pid))
+        if dead_here or age_h > stale_hours:
+            why = f"worker {worker} is gone" if dead_here else f"still RUNNING after {age_h:.1f} h"
+            client.set_tag(run.info.run_id, "factory.abandoned", f"{why}; closed by a retry")
+            client.set_terminated(run.info.run_id, status="KILLED")
+            closed.append(run.info.run_id)
+    return closed
+
+
+# A RUNNING run of the same training on another host is taken for dead after this long.
+STALE_RUN_HOURS = 24.0
 
 
 def build_pipeline(spec: ModelSpec) -> Pipeline:
@@ -275,8 +341,19 @@ def train_model(
                 "reused": True,
             }
 
+    check_training_frame(df, spec, [i["uri"] for i in inputs])
+    if spec.task == "classification":
+        known = labels.learn_classes(spec, target_values(df, spec), ds, settings.store_uri, s3)
     train_df, holdout_df = split_holdout(df, spec)
     X_train, y_train = prepare_features(train_df, spec), target_values(train_df, spec)
+    if spec.task == "classification":
+        only_held = sorted(set(target_values(holdout_df, spec)) - set(y_train), key=str)
+        if only_held:
+            raise LabelError(
+                f"classes {only_held} of {spec.target!r} are in the holdout but not in the "
+                f"training part (known classes {known}): too few rows of them in the window"
+            )
+    _close_abandoned_runs(client, exp_id, key, STALE_RUN_HOURS)
 
     data_sha = hashlib.sha256("".join(i["sha256"] for i in inputs).encode()).hexdigest()
     tags = {
@@ -284,6 +361,9 @@ def train_model(
         "factory.owner": spec.owner,
         "factory.ds": ds,
         "factory.run_key": key,
+        # Registration is idempotent on this key (a forced retrain asks for a new version).
+        "factory.registration_key": key if not force else f"{key}:forced:{uuid.uuid4().hex[:12]}",
+        "factory.worker": f"{socket.gethostname()}:{os.getpid()}",
         "factory.spec_hash": spec.spec_hash(),
         "factory.git_revision": git_revision(),
         "factory.requirements_sha256": _requirements_sha256(),
@@ -336,7 +416,7 @@ def train_model(
             signature=infer_signature(example, pipeline.predict(example)),
             input_example=example,
             pip_requirements=_pip_requirements(),
-            skops_trusted_types=[*SKOPS_TRUSTED_TYPES, *fitted.trusted_types],
+            skops_trusted_types=trusted_types(pipeline, fitted.trusted_types),
         )
         log_baseline(X_train, spec)
         mlflow.set_tags({"factory.model_uri": info.model_uri, "factory.holdout_uri": holdout_uri})

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from typing import Any
 import pandas as pd
 from model_factory.io import storage
 from model_factory.io.batches import UnreadableBatchError, iter_frames, validated_uri, write_parquet_file
+from model_factory.pipeline import labels
 from model_factory.spec import ModelSpec
 
 NUMERIC_TYPES = [
@@ -43,6 +45,28 @@ class ValidationOutcome:
     result: dict[str, Any] = field(default_factory=dict)
 
 
+# A "between" check with these bounds fails exactly the non-finite values (inf, -inf).
+FLOAT_MAX = sys.float_info.max
+
+
+def _between(spec: ModelSpec, column: str):
+    """One GX between-expectation per numeric column: the spec's range, and finite values
+    unless ``validation.allow_non_finite`` names the column; None when nothing is required."""
+    import great_expectations.expectations as gxe
+
+    bounds = spec.validation.ranges.get(column)
+    low = bounds.min if bounds is not None else None
+    high = bounds.max if bounds is not None else None
+    finite = column not in spec.validation.allow_non_finite
+    if finite:
+        low = -FLOAT_MAX if low is None else low
+        high = FLOAT_MAX if high is None else high
+    if low is None and high is None:
+        return None
+    meta = {"factory_check": "finite"} if finite else {}
+    return gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high, meta=meta)
+
+
 def _expectations(spec: ModelSpec, columns: list[str], spec_dir: Path | None) -> list:
     import great_expectations.expectations as gxe
     from great_expectations.expectations.expectation_configuration import (
@@ -54,9 +78,13 @@ def _expectations(spec: ModelSpec, columns: list[str], spec_dir: Path | None) ->
     out: list = [gxe.ExpectTableRowCountToBeBetween(min_value=spec.validation.min_rows)]
     out += [gxe.ExpectColumnToExist(column=c) for c in required]
     if spec.target in present:
-        # Classification labels are integer-coded (0/1, 0..k-1): strings are rejected here.
         out.append(gxe.ExpectColumnValuesToNotBeNull(column=spec.target))
-        out.append(gxe.ExpectColumnValuesToBeInTypeList(column=spec.target, type_list=NUMERIC_TYPES))
+        if spec.task == "regression":
+            out.append(gxe.ExpectColumnValuesToBeInTypeList(column=spec.target, type_list=NUMERIC_TYPES))
+            if (between := _between(spec, spec.target)) is not None:
+                out.append(between)
+        # Classification labels (whole numbers or class names, within the known classes) are
+        # checked by label_results: GX has no expectation for "a whole number or a string".
     mostly_present = 1.0 - spec.validation.max_null_fraction
     for col in (c for c in spec.features.all if c in present):
         if mostly_present < 1.0:
@@ -65,11 +93,8 @@ def _expectations(spec: ModelSpec, columns: list[str], spec_dir: Path | None) ->
             out.append(gxe.ExpectColumnValuesToNotBeNull(column=col))
     for col in (c for c in spec.features.numeric if c in present):
         out.append(gxe.ExpectColumnValuesToBeInTypeList(column=col, type_list=NUMERIC_TYPES))
-        bounds = spec.validation.ranges.get(col)
-        if bounds is not None:
-            out.append(
-                gxe.ExpectColumnValuesToBeBetween(column=col, min_value=bounds.min, max_value=bounds.max)
-            )
+        if (between := _between(spec, col)) is not None:
+            out.append(between)
     for col, allowed in spec.validation.categories.items():
         if col in present:
             out.append(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=allowed))
@@ -85,12 +110,74 @@ def _expectations(spec: ModelSpec, columns: list[str], spec_dir: Path | None) ->
     return out
 
 
+def _map_result(kind: str, column: str, mask: pd.Series, values: pd.Series, meta: dict,
+                distinct: bool = False, **kwargs: Any) -> dict[str, Any]:  # fmt: skip
+    """A factory check in the shape of a GX column-map result, so chunk results combine and
+    reasons read the same way as GX's (``distinct``: sample each unexpected value once)."""
+    sample = values[mask].drop_duplicates() if distinct else values[mask]
+    unexpected = int(mask.sum())
+    missing = int(values.isna().sum())
+    base = len(values) - missing
+    return {
+        "success": unexpected == 0,
+        "expectation_config": {"type": kind, "kwargs": {"column": column, **kwargs}, "meta": meta},
+        "result": {
+            "element_count": len(values),
+            "missing_count": missing,
+            "unexpected_count": unexpected,
+            "unexpected_percent": 100.0 * unexpected / base if base else 0.0,
+            "partial_unexpected_list": sample.head(20).tolist(),
+        },
+        "exception_info": {"raised_exception": False},
+    }
+
+
+def label_results(df: pd.DataFrame, spec: ModelSpec, classes: list[Any] | None,
+                  origin: str) -> list[dict[str, Any]]:  # fmt: skip
+    """Classification labels: whole numbers or class names, and within the known classes."""
+    if spec.task != "classification" or spec.target not in df.columns:
+        return []
+    values = df[spec.target]
+    out = [_map_result(
+        "factory_expect_labels_to_be_classes", spec.target, labels.bad_labels(values), values,
+        {"factory_check": "labels"},
+    )]  # fmt: skip
+    if classes is not None:
+        out.append(_map_result(
+            "factory_expect_labels_in_known_classes", spec.target, labels.outside(values, classes),
+            values, {"factory_check": "classes", "origin": origin}, distinct=True,
+            value_set=list(classes),
+        ))  # fmt: skip
+    return out
+
+
 def gx_failure_reason(result: dict[str, Any]) -> str:
     config = result["expectation_config"]
     kwargs = {k: v for k, v in config["kwargs"].items() if k != "batch_id"}
     column = kwargs.pop("column", None)
     what = config["type"] + (f" on column {column!r}" if column else "")
     detail = result.get("result") or {}
+    check = (config.get("meta") or {}).get("factory_check")
+    if check and detail.get("unexpected_count"):
+        sample = detail.get("partial_unexpected_list", [])[:5]
+        rows = f"{detail['unexpected_count']} of {detail.get('element_count')} rows"
+        if check == "labels":
+            return (f"target {column!r}: {rows} are not class labels (whole numbers or class "
+                    f"names; 0.9 is not truncated), e.g. {sample}")  # fmt: skip
+        if check == "classes":
+            origin = (config.get("meta") or {}).get("origin", "")
+            unknown = sorted({v for v in detail.get("partial_unexpected_list", [])}, key=str)
+            return (f"target {column!r}: {rows} have a class the model does not know: "
+                    f"{unknown}; known classes {kwargs.get('value_set')} ({origin}); list every "
+                    "class in target.classes to add one")  # fmt: skip
+        if check == "finite" and any(
+            isinstance(v, float) and v in (float("inf"), float("-inf")) for v in sample
+        ):
+            allowed = {k: v for k, v in kwargs.items() if k in ("min_value", "max_value")
+                       and v is not None and abs(v) != FLOAT_MAX}  # fmt: skip
+            within = f" or outside {allowed}" if allowed else ""
+            return (f"column {column!r}: {rows} are non-finite (inf/-inf){within}, e.g. {sample}; "
+                    "validation.allow_non_finite lists columns where inf is allowed")  # fmt: skip
     info = result.get("exception_info") or {}
     # GX puts one exception record at the top, or one per failing metric keyed by metric id.
     records = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
@@ -113,7 +200,8 @@ def gx_failure_reason(result: dict[str, Any]) -> str:
 class _Suite:
     """The spec's GX suite, built once and run on one DataFrame (a batch or a chunk) at a time."""
 
-    def __init__(self, spec: ModelSpec, columns: list[str], spec_dir: Path | None):
+    def __init__(self, spec: ModelSpec, columns: list[str], spec_dir: Path | None,
+                 classes: list[Any] | None = None, origin: str = ""):  # fmt: skip
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
         import great_expectations as gx
 
@@ -127,10 +215,16 @@ class _Suite:
         self.suite = gx.ExpectationSuite(name=f"{spec.name}_contract")
         for expectation in _expectations(spec, columns, spec_dir):
             self.suite.add_expectation(expectation)
+        self.spec, self.classes, self.origin = spec, classes, origin
 
     def run(self, df: pd.DataFrame) -> dict[str, Any]:
         batch = self.batch_definition.get_batch(batch_parameters={"dataframe": df})
-        return batch.validate(self.suite).to_json_dict()
+        result = batch.validate(self.suite).to_json_dict()
+        extra = label_results(df, self.spec, self.classes, self.origin)
+        if extra:
+            result["results"] = [*result["results"], *extra]
+            result["success"] = bool(result["success"]) and all(r["success"] for r in extra)
+        return result
 
 
 def _raised(result: dict[str, Any]) -> bool:
@@ -200,10 +294,11 @@ def combine_results(results: list[dict[str, Any]], total_rows: int) -> dict[str,
     }
 
 
-def validate_frames(frames: Iterable[pd.DataFrame], spec: ModelSpec,
-                    spec_dir: Path | None = None) -> ValidationOutcome:  # fmt: skip
+def validate_frames(frames: Iterable[pd.DataFrame], spec: ModelSpec, spec_dir: Path | None = None,
+                    classes: list[Any] | None = None, origin: str = "") -> ValidationOutcome:  # fmt: skip
     """Run the spec's GX suite on consecutive chunks of one batch; combine into one outcome.
 
+    ``classes``: the classifier's known classes (spec or learnt), None before they are known.
     Only one chunk is in memory at a time (with its GX result, a few KB).
     """
     suite: _Suite | None = None
@@ -211,7 +306,7 @@ def validate_frames(frames: Iterable[pd.DataFrame], spec: ModelSpec,
     total = 0
     for df in frames:
         if suite is None:
-            suite = _Suite(spec, list(df.columns), spec_dir)
+            suite = _Suite(spec, list(df.columns), spec_dir, classes, origin)
         results.append(suite.run(df))
         total += len(df)
     if not results:
@@ -221,9 +316,12 @@ def validate_frames(frames: Iterable[pd.DataFrame], spec: ModelSpec,
     return ValidationOutcome(success=bool(result["success"]), reasons=reasons, result=result)
 
 
-def validate_frame(df: pd.DataFrame, spec: ModelSpec, spec_dir: Path | None = None) -> ValidationOutcome:
-    """Run the spec's GX suite on a DataFrame."""
-    return validate_frames([df], spec, spec_dir)
+def validate_frame(df: pd.DataFrame, spec: ModelSpec, spec_dir: Path | None = None,
+                   classes: list[Any] | None = None) -> ValidationOutcome:  # fmt: skip
+    """Run the spec's GX suite on a DataFrame (``classes``: as in validate_frames)."""
+    if classes is None and spec.target_classes:
+        return validate_frames([df], spec, spec_dir, list(spec.target_classes), "target.classes in the spec")
+    return validate_frames([df], spec, spec_dir, classes, "given")
 
 
 def _unified_dtypes(seen: dict[str, set]) -> dict[str, object]:
@@ -238,8 +336,9 @@ def _unified_dtypes(seen: dict[str, set]) -> dict[str, object]:
     return out
 
 
-def _validate_local(path: Path, fmt: str, where: str, spec: ModelSpec,
-                    spec_dir: Path | None) -> tuple[ValidationOutcome, int, dict[str, object]]:  # fmt: skip
+def _validate_local(path: Path, fmt: str, where: str, spec: ModelSpec, spec_dir: Path | None,
+                    classes: tuple[list[Any] | None, str] = (None, ""),
+                    ) -> tuple[ValidationOutcome, int, dict[str, object]]:  # fmt: skip
     """Validate a local batch file chunk by chunk: (outcome, rows, dtypes to unify on write)."""
     frames = iter_frames(path, fmt, where)
     try:
@@ -260,7 +359,7 @@ def _validate_local(path: Path, fmt: str, where: str, spec: ModelSpec,
             yield df
 
     try:
-        outcome = validate_frames(tracked(), spec, spec_dir)
+        outcome = validate_frames(tracked(), spec, spec_dir, *classes)
     except UnreadableBatchError as exc:  # a later chunk is damaged
         return ValidationOutcome(False, [f"unreadable file: {exc}"], {"success": False}), rows, {}
     return outcome, rows, _unified_dtypes(seen)
@@ -284,7 +383,8 @@ def validate_batch(
         storage.local_file(raw_uri, s3) as local,
         tempfile.TemporaryDirectory(prefix="factory-validate-") as tmp,
     ):
-        outcome, rows, dtypes = _validate_local(local, fmt, raw_uri, spec, spec_dir)
+        known = labels.known_classes(spec, store_uri, s3)
+        outcome, rows, dtypes = _validate_local(local, fmt, raw_uri, spec, spec_dir, known)
         if not outcome.success:
             if storage.exists(target_uri, s3):
                 # A newer batch for this date failed: the earlier validated copy must not be
