@@ -77,8 +77,9 @@ def test_cli_canary_abort_pin_unpin_record_who_and_why(two_versions, capsys):
     assert main(["canary", "churn", "2", "--reason", "try it", "--actor", "ana", "--share", "0.2"]) == 0
     started = json.loads(capsys.readouterr().out)
     assert (started["action"], started["details"]["share"]) == ("canary_started", 0.2)
-    assert main(["status", "churn"]) == 0
-    assert json.loads(capsys.readouterr().out)["canary"] == "2"
+    assert main(["show", "churn", "--offline", "--json"]) == 0
+    canary = json.loads(capsys.readouterr().out)["canary"]
+    assert (canary["version"], canary["share"]) == ("2", 0.2)
     assert main(["abort", "churn", "--reason", "maintenance window", "--actor", "ana"]) == 0
     assert json.loads(capsys.readouterr().out)["action"] == "canary_aborted"
     assert main(["pin", "churn", "2", "--reason", "incident 42", "--actor", "bo"]) == 0

@@ -9,12 +9,13 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import sys
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
-console = Console(highlight=False)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 180)
 """Tables and progress go to stdout; rich picks up ``sys.stdout`` at print time (capsys works)."""
 
 err_console = Console(stderr=True, highlight=False)

@@ -22,10 +22,9 @@ from model_factory.cli.common import (
     Reason,
     actor_name,
     fail,
-    print_json,
 )
 from model_factory.settings import FactorySettings
-from model_factory.spec import SpecError, load_spec, load_specs
+from model_factory.spec import SpecError, load_spec
 
 app = typer.Typer(
     name="model-factory",
@@ -72,40 +71,15 @@ def validate_specs(paths: Annotated[list[Path] | None, typer.Argument()] = None)
     _validate(paths or [])
 
 
-# --- state ------------------------------------------------------------------------------------
+# --- state and runs: cli/state.py (status, show), cli/runs.py (trigger, runs) -------------------
 
 
 @app.command("summary", hidden=True)
 def summary(as_json: Json = False) -> None:
-    """Per model: versions, champion, quarantined batches, drift checks, rollouts."""
-    from model_factory.rollout.summary import format_table, model_rows
+    """Old name of ``status --offline``."""
+    from model_factory.cli.state import status as fleet_status
 
-    settings = FactorySettings.from_env()
-    good, bad = load_specs(settings.specs_dir)
-    rows = model_rows(settings, [loaded.spec for loaded in good])
-    if as_json:
-        print_json(rows)
-    else:
-        typer.echo(format_table(rows))
-    for error in bad:
-        typer.echo(f"\nskipped: {error}", err=True)
-
-
-@app.command("status")
-def status(
-    model: Annotated[str | None, typer.Argument(help="one model (default: every model)")] = None,
-) -> None:
-    """Which versions serve: champion, canary and its share, pinned."""
-    from dataclasses import asdict
-
-    from model_factory.rollout.canary import read_serving_state
-
-    settings = FactorySettings.from_env()
-    models = [model] if model else [loaded.spec.name for loaded in load_specs(settings.specs_dir)[0]]
-    for name in models:
-        state = asdict(read_serving_state(name, settings))
-        state.pop("tags", None)
-        typer.echo(json.dumps(state))
+    fleet_status(as_json=as_json, offline=True)
 
 
 # --- rollout control --------------------------------------------------------------------------
@@ -192,12 +166,33 @@ def canary(
     _ops("canary", model, reason, actor, version, share)
 
 
+# --- processes ---------------------------------------------------------------------------------
+
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+@app.command("serve", context_settings=_PASS_THROUGH)
+def serve(ctx: typer.Context) -> None:
+    """The serving gateway (champion + canary per model); arguments go to it (--host, --port, --help)."""
+    from model_factory.serving.__main__ import main as gateway
+
+    raise typer.Exit(gateway(ctx.args))
+
+
+@app.command("demo", context_settings=_PASS_THROUGH)
+def demo(ctx: typer.Context) -> None:
+    """The demo: data for several days, every model's DAGs run by Airflow (arguments: --help)."""
+    from model_factory_dev.demo import main as run_demo
+
+    raise typer.Exit(run_demo(ctx.args))
+
+
 # --- other helpers' command modules -------------------------------------------------------------
 # Each module model_factory/cli/<name>.py exposes ``register(app: typer.Typer) -> None`` that adds
 # its commands. To add one: create the module and put its name in COMMAND_MODULES (one-word edit).
 # A listed module that is not in the tree yet is skipped; an import error inside one is raised.
 
-COMMAND_MODULES = ("scaffold", "review", "analyze", "bench")
+COMMAND_MODULES = ("state", "runs", "scaffold", "review", "analyze", "bench")
 
 for _name in COMMAND_MODULES:
     if importlib.util.find_spec(f"model_factory.cli.{_name}") is not None:

@@ -1,0 +1,288 @@
+"""The fleet read model: one row per model, and one model in detail, for the CLI and the Airflow view.
+
+Sources, each optional so a down component costs only its own columns: the specs (a broken spec
+is a row with its reason), the MLflow registry (versions, decisions, aliases, canary share; two
+calls for the whole fleet), the object store (quarantined batches, drift checks), the prediction
+DB (rollout decisions, alerts) and Airflow (last runs, next scheduled run) through an
+:class:`AirflowSource` the caller passes: the REST client for the CLI, the metadata DB inside the
+api-server for the plugin. What could not be read is named in ``sources``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from model_factory.rollout.summary import drift_checks, quarantined_batches, rollout_decisions
+from model_factory.settings import FactorySettings
+from model_factory.spec import ModelSpec, load_specs
+
+log = logging.getLogger(__name__)
+
+RECENT_ALERTS = 5
+CARD_ARTIFACT = "model_card.html"
+DAG_KINDS = ("retrain", "drift_watch", "canary")
+
+
+class AirflowSource(Protocol):
+    """What the fleet asks Airflow: per DAG id, its schedule state and newest run."""
+
+    def dag_states(self, dag_ids: list[str]) -> dict[str, dict]:
+        """``{dag_id: {"next_run": iso | None, "is_paused": bool}}`` for the DAGs that exist."""
+
+    def latest_runs(self, dag_ids: list[str]) -> dict[str, dict]:
+        """``{dag_id: {"run_id", "state", "when", "url"}}`` for DAGs with a run."""
+
+
+class RestAirflowSource:
+    """Airflow through its REST API (the CLI)."""
+
+    def __init__(self, client: Any):
+        self.client = client
+
+    def dag_states(self, dag_ids: list[str]) -> dict[str, dict]:
+        wanted = set(dag_ids)
+        return {
+            d["dag_id"]: {"next_run": d.get("next_dagrun_run_after"), "is_paused": d.get("is_paused")}
+            for d in self.client.dags()
+            if d["dag_id"] in wanted
+        }
+
+    def latest_runs(self, dag_ids: list[str]) -> dict[str, dict]:
+        return {
+            dag_id: {
+                "run_id": run["dag_run_id"],
+                "state": run["state"],
+                "when": run.get("end_date") or run.get("start_date") or run.get("run_after"),
+                "url": self.client.ui_url(dag_id, run["dag_run_id"]),
+            }
+            for dag_id, run in self.client.latest_runs(dag_ids).items()
+        }
+
+
+def dag_ids(model: str) -> dict[str, str]:
+    """The DAG ids the factory gives a model (the retrain template's three; others may add more)."""
+    return {kind: f"{model}__{kind}" for kind in DAG_KINDS}
+
+
+def _ms_to_iso(ms: int | None) -> str | None:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds") if ms else None
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _registry(settings: FactorySettings, names: list[str]) -> tuple[dict, dict]:
+    """Registered models and their versions for the whole fleet in two calls."""
+    from model_factory.io import tracking
+
+    client = tracking.connect(settings)
+    wanted = set(names)
+    registered = {m.name: m for m in _pages(client.search_registered_models) if m.name in wanted}
+    versions: dict[str, list] = {name: [] for name in names}
+    for mv in _pages(client.search_model_versions):
+        if mv.name in wanted:
+            versions[mv.name].append(mv)
+    for found in versions.values():
+        found.sort(key=lambda mv: int(mv.version))
+    return registered, versions
+
+
+def _pages(search: Callable[..., Any], size: int = 1000) -> list:
+    """Every result of an MLflow search, page by page (the server caps a page at 1000)."""
+    found, token = [], None
+    while True:
+        page = search(max_results=size, page_token=token)
+        found += list(page)
+        token = page.token
+        if not token:
+            return found
+
+
+def _version_row(mv: Any, metric: str, aliases: dict[str, str]) -> dict:
+    tags = dict(mv.tags or {})
+    checklist = {k.removeprefix("factory.checklist."): v for k, v in tags.items()
+                 if k.startswith("factory.checklist.") and not k.endswith(".reason")}  # fmt: skip
+    return {
+        "version": str(mv.version),
+        "created": _ms_to_iso(mv.creation_timestamp),
+        "decision": tags.get("factory.decision"),
+        "reason": tags.get("factory.decision_reason"),
+        "metric": _float(tags.get(f"factory.holdout_{metric}")),
+        "aliases": sorted(a for a, v in aliases.items() if v == str(mv.version)),
+        "run_id": mv.run_id,
+        "checklist": tags.get("factory.checklist"),
+        "checklist_items": checklist,
+        "review": tags.get("factory.review") or tags.get("factory.review.decision"),
+    }
+
+
+def _serving(registered: Any) -> dict:
+    from model_factory.rollout.canary import PINNED_TAG, SHARE_TAG, VERSION_TAG
+
+    aliases = {a: str(v) for a, v in (registered.aliases or {}).items()} if registered else {}
+    tags = dict(registered.tags or {}) if registered else {}
+    canary = aliases.get("canary")
+    share = _float(tags.get(SHARE_TAG)) if canary and tags.get(VERSION_TAG) == canary else None
+    return {
+        "aliases": aliases,
+        "champion": aliases.get("champion"),
+        "challenger": aliases.get("challenger"),
+        "canary": _canary(canary, share, tags),
+        "pinned": tags.get(PINNED_TAG),
+    }
+
+
+def _canary(version: str | None, share: float | None, tags: dict) -> dict | None:
+    from model_factory.rollout.canary import STAGE_TAG, STARTED_TAG
+
+    if not version:
+        return None
+    return {
+        "version": version,
+        "share": share or 0.0,
+        "stage": tags.get(STAGE_TAG),
+        "started_at": tags.get(STARTED_TAG),
+    }
+
+
+def _alerts(settings: FactorySettings, names: list[str]) -> dict[str, list[dict]]:
+    from model_factory.monitoring.alerts import alerts_db_uri, stored_alerts
+
+    db = alerts_db_uri(settings.home)
+    if db.startswith("sqlite:///") and not os.path.exists(db.removeprefix("sqlite:///")):
+        return {}
+    out: dict[str, list[dict]] = {}
+    for alert in stored_alerts(db, names, limit=RECENT_ALERTS * max(len(names), 1) * 4):
+        out.setdefault(alert["model"], []).append(alert)
+    return out
+
+
+def _attempt(sources: dict, name: str, read: Callable[[], Any], default: Any) -> Any:
+    """Run one source's read; a failure is recorded in ``sources`` and costs only its columns."""
+    try:
+        value = read()
+    except Exception as exc:  # each source may be down in its own way; say which and go on
+        sources[name] = f"unreachable: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        log.info("fleet: %s not read: %s", name, exc)
+        return default
+    sources.setdefault(name, "ok")
+    return value
+
+
+def fleet(settings: FactorySettings, airflow: AirflowSource | None = None) -> dict:
+    """Every model of ``settings.specs_dir``: ``{"models": [row...], "sources": {...}, "at": iso}``."""
+    good, bad = load_specs(settings.specs_dir)
+    specs = [loaded.spec for loaded in good]
+    names = [spec.registered_model_name for spec in specs]
+    sources: dict[str, str] = {}
+    registered, versions = _attempt(sources, "mlflow", lambda: _registry(settings, names), ({}, {}))
+    alerts = _attempt(sources, "alerts", lambda: _alerts(settings, names), {})
+    all_dags = [dag for spec in specs for dag in dag_ids(spec.name).values()]
+    if airflow is None:
+        sources["airflow"] = "not asked"
+        states, runs = {}, {}
+    else:
+        states = _attempt(sources, "airflow", lambda: airflow.dag_states(all_dags), {})
+        runs = (_attempt(sources, "airflow", lambda: airflow.latest_runs(all_dags), {})
+                if sources["airflow"] == "ok" else {})  # fmt: skip
+    rows = []
+    for spec in specs:
+        rows.append(_model_row(spec, settings, sources, registered, versions, alerts, states, runs))
+    for error in bad:
+        stem = Path(error.path).stem
+        reason = "; ".join(f"{field}: {why}" if field else why for field, why in error.problems)
+        rows.append({"model": stem, "status": "broken", "reason": reason, "file": error.path,
+                     "dags": {"invalid_spec": f"invalid_spec__{stem}"}})  # fmt: skip
+    rows.sort(key=lambda row: row["model"])
+    return {"models": rows, "sources": sources, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def _model_row(spec: ModelSpec, settings: FactorySettings, sources: dict, registered: dict, versions: dict,
+               alerts: dict, states: dict, runs: dict) -> dict:  # fmt: skip
+    name, metric = spec.registered_model_name, spec.gates.primary_metric
+    serving = _serving(registered.get(name))
+    rows = [_version_row(mv, metric, serving["aliases"]) for mv in versions.get(name, [])]
+    by_version = {row["version"]: row for row in rows}
+    champion = by_version.get(serving["champion"] or "")
+    latest = rows[-1] if rows else None
+    checks = _attempt(sources, "store", lambda: drift_checks(settings, name), [])
+    quarantined = _attempt(sources, "store", lambda: quarantined_batches(settings, name), [])
+    ids = dag_ids(spec.name)
+    retrain_run, drift_run = runs.get(ids["retrain"]), runs.get(ids["drift_watch"])
+    recent = alerts.get(name, [])[:RECENT_ALERTS]
+    return {
+        "model": name,
+        "status": "ok",
+        "template": getattr(spec, "template", None) or "retrain",
+        "task": spec.task,
+        "owner": spec.owner,
+        "metric": metric,
+        "champion": serving["champion"],
+        "champion_metric": champion["metric"] if champion else None,
+        "canary": serving["canary"],
+        "challenger": serving["challenger"],
+        "pinned": serving["pinned"],
+        "held": [r["version"] for r in rows if r["decision"] == "held_for_review"],
+        "versions": len(rows),
+        "last_version": latest,
+        "last_training": {
+            "when": (retrain_run or {}).get("when") or (latest or {}).get("created"),
+            "outcome": (retrain_run or {}).get("state") or ((latest or {}).get("decision")),
+            "version_decision": (latest or {}).get("decision"),
+            "url": (retrain_run or {}).get("url"),
+        },
+        "last_drift_check": checks[-1] if checks else None,
+        "last_drift_run": drift_run,
+        "next_run": (states.get(ids["retrain"]) or {}).get("next_run"),
+        "paused": (states.get(ids["retrain"]) or {}).get("is_paused"),
+        "dags": {kind: dag for kind, dag in ids.items() if not states or dag in states},
+        "quarantined": len(quarantined),
+        "quarantines": quarantined,
+        "alerts": recent,
+        "checklist": (champion or latest or {}).get("checklist"),
+    }
+
+
+def model_detail(settings: FactorySettings, model: str, airflow: AirflowSource | None = None) -> dict:
+    """One model in full: its fleet row, every version, rollout history, drift checks, quarantines,
+    alerts, and which versions have a model card. KeyError naming the known models if unknown."""
+    summary = fleet(settings, airflow)
+    row = next((r for r in summary["models"] if r["model"] == model), None)
+    if row is None:
+        known = ", ".join(r["model"] for r in summary["models"]) or "none"
+        raise KeyError(f"no model {model!r} in {settings.specs_dir} (known: {known})")
+    detail = {**row, "sources": summary["sources"]}
+    if row["status"] == "broken":
+        return detail
+    sources = summary["sources"]
+    registered, versions = _attempt(sources, "mlflow", lambda: _registry(settings, [model]), ({}, {}))
+    serving = _serving(registered.get(model))
+    detail["versions_detail"] = [_version_row(mv, row["metric"], serving["aliases"])
+                                 for mv in reversed(versions.get(model, []))]  # fmt: skip
+    _attempt(sources, "mlflow", lambda: _mark_cards(settings, detail["versions_detail"][:20]), None)
+    detail["drift_checks"] = list(
+        reversed(_attempt(sources, "store", lambda: drift_checks(settings, model), []))
+    )
+    detail["rollouts"] = list(reversed(_attempt(sources, "decisions",
+                                                lambda: rollout_decisions(settings, model), [])))  # fmt: skip
+    detail["all_alerts"] = _attempt(sources, "alerts", lambda: _alerts(settings, [model]), {}).get(model, [])
+    return detail
+
+
+def _mark_cards(settings: FactorySettings, rows: list[dict]) -> None:
+    """``card``: True where the version's run logged ``model_card.html``."""
+    from model_factory.io import tracking
+
+    client = tracking.connect(settings)
+    for row in rows:
+        if row["run_id"]:
+            row["card"] = any(a.path == CARD_ARTIFACT for a in client.list_artifacts(row["run_id"]))
