@@ -40,10 +40,10 @@ def test_help_reads_at_every_level(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_status_shows_the_fleet_with_a_broken_spec_and_alerts(
-    two_versions,
+    two_versions,  # noqa: F811 - the fixture imported above
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from model_factory.monitoring.alerts import Alert, deliver
 
