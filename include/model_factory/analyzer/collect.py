@@ -11,9 +11,7 @@ batch date), else whoever last changed the model's spec in git, else the spec's 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,10 +32,6 @@ from model_factory.settings import FactorySettings
 
 log = logging.getLogger(__name__)
 
-ENV_API_URL = "FACTORY_AIRFLOW_API_URL"
-ENV_API_USER = "FACTORY_AIRFLOW_USER"
-ENV_API_PASSWORD = "FACTORY_AIRFLOW_PASSWORD"
-
 
 @dataclass
 class SourceStatus:
@@ -54,70 +48,6 @@ class ApiGetter(Protocol):
     base_url: str
 
     def get(self, path: str, **params: Any) -> Any: ...
-
-
-class AirflowApi:
-    """Just enough of Airflow 3's REST API (``/api/v2``, token from ``/auth/token``) to read runs."""
-
-    def __init__(
-        self, base_url: str, username: str | None = None, password: str | None = None, timeout_s: float = 10.0
-    ):
-        self.base_url, self.username, self.password, self.timeout_s = (
-            base_url.rstrip("/"),
-            username,
-            password,
-            timeout_s,
-        )
-        self._token: str | None = None
-
-    @classmethod
-    def from_env(cls) -> AirflowApi | None:
-        """``FACTORY_AIRFLOW_API_URL`` (+ ``FACTORY_AIRFLOW_USER``/``_PASSWORD``, else the simple auth
-        manager's generated password in AIRFLOW_HOME); None when no URL is configured."""
-        url = os.environ.get(ENV_API_URL)
-        if not url:
-            return None
-        user = os.environ.get(ENV_API_USER, "admin")
-        password = os.environ.get(ENV_API_PASSWORD)
-        generated = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / (
-            "simple_auth_manager_passwords.json.generated"
-        )
-        if password is None and generated.exists():
-            password = json.loads(generated.read_text()).get(user)
-        return cls(url, user, password)
-
-    def _login(self) -> str:
-        import requests
-
-        if self.password is None:
-            response = requests.get(f"{self.base_url}/auth/token", timeout=self.timeout_s)
-        else:
-            response = requests.post(
-                f"{self.base_url}/auth/token",
-                timeout=self.timeout_s,
-                json={"username": self.username, "password": self.password},
-            )
-        response.raise_for_status()
-        self._token = response.json()["access_token"]
-        return self._token
-
-    def get(self, path: str, **params: Any) -> Any:
-        import requests
-
-        for attempt in (1, 2):
-            token = self._token or self._login()
-            response = requests.get(
-                f"{self.base_url}{path}",
-                params=params or None,
-                timeout=self.timeout_s,
-                headers={"Authorization": f"Bearer {token}"},
-            )
-            if response.status_code == 401 and attempt == 1:
-                self._token = None
-                continue
-            response.raise_for_status()
-            return response.json() if response.content else None
-        raise RuntimeError("unreachable")
 
 
 # ---- Airflow ----------------------------------------------------------------------------------
@@ -175,10 +105,7 @@ def collect_airflow(store: EventStore, api: ApiGetter | None, limit: int = 1000)
         return SourceStatus(
             "airflow",
             False,
-            message=(
-                f"no Airflow API configured ({ENV_API_URL} unset): DAG runs people triggered and their task "
-                "outcomes are not included"
-            ),
+            message="no Airflow API given: DAG runs people triggered and their task outcomes are left out",
         )
     try:
         runs = api.get("/api/v2/dags/~/dagRuns", run_type="manual", limit=limit, order_by="-run_after")[
@@ -189,7 +116,7 @@ def collect_airflow(store: EventStore, api: ApiGetter | None, limit: int = 1000)
             "airflow",
             False,
             message=(
-                f"Airflow API at {api.base_url} unreachable ({type(exc).__name__}: {str(exc)[:160]}): "
+                f"Airflow API at {api.base_url} unreachable ({type(exc).__name__}: {str(exc)[:400]}): "
                 "DAG runs people triggered and their task outcomes since the last collection are missing; "
                 "events collected earlier are used"
             ),

@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from model_factory.analyzer.collect import AirflowApi, ApiGetter, SourceStatus, collect_all
+from model_factory.analyzer.collect import ApiGetter, SourceStatus, collect_all
 from model_factory.analyzer.events import (
     ENV_ENABLED,
     STAGE_TITLES,
@@ -127,16 +127,24 @@ def build_report(
     since: datetime | None = None,
     thresholds: Thresholds | None = None,
     registry: bool = True,
+    collect: bool = True,
 ) -> dict[str, Any]:
     """Collect what the sources have (``api=True``: Airflow from the environment), then analyze.
 
     ``since``: only events from then on (the weekly DAG looks at the last 12 weeks).
+    ``collect=False``: analyze only the events already stored.
     """
     settings = settings or FactorySettings.from_env()
     analyzer = analyzer or AnalyzerSettings.from_env()
     store = EventStore(analyzer)
-    if analyzer.enabled:
-        client = AirflowApi.from_env() if api is True else (api or None)
+    if not collect:
+        sources = [SourceStatus("collection", True, message="skipped (--no-collect): stored events only")]
+    elif analyzer.enabled:
+        if api is True:
+            from model_factory.io.airflow_api import AirflowClient
+
+            api = AirflowClient.from_env(timeout_s=10.0)
+        client = api or None
         sources = collect_all(store, settings, client, registry=registry)
     else:
         sources = [

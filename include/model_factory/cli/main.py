@@ -201,6 +201,16 @@ for _name in COMMAND_MODULES:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` and return its exit code instead of exiting."""
+    from model_factory.analyzer.events import cli_command
+
+    with cli_command(argv) as action:  # the Analyzer's event: who ran what, outcome, time
+        code = _run_app(argv)
+        if action is not None:
+            action.exit_code = code
+    return code
+
+
+def _run_app(argv: list[str] | None) -> int:
     try:
         result = app(args=argv, prog_name="model-factory", standalone_mode=False)
     except click.ClickException as exc:
@@ -214,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """The ``model-factory`` console script."""
-    app(prog_name="model-factory")
+    from model_factory.analyzer.events import cli_command
+
+    with cli_command():  # the Analyzer's event (FACTORY_ANALYZER=off: none)
+        app(prog_name="model-factory")
 
 
 if __name__ == "__main__":

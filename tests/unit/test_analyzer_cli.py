@@ -1,0 +1,81 @@
+"""`model-factory analyze` and the events the real CLI records as people use it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from model_factory.analyzer.events import EventStore
+from model_factory.cli.main import main
+from model_factory_dev.event_history import write_history
+from model_factory_dev.stack import free_port
+
+from tests.conftest import REPO
+
+
+@pytest.fixture
+def unreachable_airflow(monkeypatch) -> str:
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("FACTORY_AIRFLOW_URL", url)
+    return url
+
+
+def test_analyze_with_no_events_says_so(factory_home, capsys) -> None:
+    assert main(["analyze", "--no-collect"]) == 0
+    assert "no events recorded yet" in capsys.readouterr().out
+    assert EventStore().count() == 0  # analyze itself is the platform team's, not recorded
+
+
+def test_analyze_finds_every_planted_challenge_in_the_generated_history(factory_home, capsys) -> None:
+    history = write_history(EventStore())
+    assert main(["analyze", "--json", "--no-collect"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {f["error_kind"]: f["class"] for f in report["findings"]} == history.planted
+    assert report["segmentation"]["sizes"] and sum(report["segmentation"]["sizes"].values()) == 34
+    lower = ["--expert", "40", "--intermediate", "55", "--beginner", "70"]
+    assert main(["analyze", "--no-collect", *lower]) == 0
+    text = capsys.readouterr().out
+    assert "4 Simplicity-of-Platform and 4 Education-&-Training challenges" in text
+
+
+def test_the_cli_records_what_people_do_and_analyze_reads_it(
+    factory_home, tmp_path, monkeypatch, capsys, unreachable_airflow
+) -> None:
+    """A demo-like session: two people validate specs (one broken), trigger runs, try a promotion."""
+    specs = tmp_path / "specs"
+    shutil.copytree(REPO / "include" / "models", specs)
+    monkeypatch.setenv("FACTORY_SPECS_DIR", str(specs))
+    churn = (specs / "churn.yaml").read_text()
+    (specs / "churn.yaml").write_text(churn.replace("params: {C: 1.0, max_iter: 1000}", "params: {c: 1.0}"))
+    monkeypatch.setenv("FACTORY_ACTOR", "ana")
+    assert main(["validate", str(specs / "churn.yaml")]) == 1
+    (specs / "churn.yaml").write_text(churn)
+    assert main(["validate", str(specs / "churn.yaml")]) == 0
+    assert main(["trigger", "churn", "--date", "2026-01-05"]) == 3  # Airflow is not running
+    monkeypatch.setenv("FACTORY_ACTOR", "bo")
+    assert main(["trigger", "churn", "--date", "05/01/2026"]) == 1
+    assert main(["promote", "--help"]) == 0  # help is not an action
+    capsys.readouterr()
+
+    events = EventStore().events()
+    assert [(e.user, e.action, e.outcome) for e in events] == [
+        ("ana", "cli.validate", "error"),
+        ("ana", "cli.validate", "ok"),
+        ("ana", "cli.trigger", "error"),
+        ("bo", "cli.trigger", "error"),
+    ]
+    assert events[0].error_kind == "spec: unknown estimator param" and events[0].model == "churn"
+    assert events[2].error_kind == "platform: service unreachable"
+    assert all(e.stage == "training" and e.duration_s is not None for e in events)
+
+    assert main(["analyze", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["events"]["total"] == 4 and report["users"] == 2
+    assert "2 users" in report["segmentation"]["reason"]
+    airflow = next(s for s in report["sources"] if s["source"] == "airflow")
+    assert not airflow["ok"] and unreachable_airflow in airflow["message"]
+    assert any(unreachable_airflow in lack for lack in report["lacks"])
+    assert main(["analyze"]) == 0
+    text = capsys.readouterr().out
+    assert "lacking: Airflow API at" in text and "no segmentation" in text
