@@ -217,17 +217,15 @@ def _storable(context: dict) -> dict:
             if not is_dataclass(v)}  # fmt: skip
 
 
-def add_budget_to_card(
-    spec: ModelSpec, model: str, version: str, budget: dict, settings: FactorySettings
-) -> str | None:
+def add_budget_to_card(spec: ModelSpec, run_id: str, budget: dict, settings: FactorySettings) -> str | None:
     """Log the data budget with the run and re-render the card with it (when the card exists).
 
-    The budget runs as its own task beside the decision; whichever finishes last puts it on the card.
+    The budget runs as its own task beside the decision; whichever finishes last puts it on
+    the card (``produce_card`` reads this artifact).
     """
     from model_factory.review.checklist import Item
 
     client = tracking.connect(settings)
-    run_id = client.get_model_version(model, version).run_id
     client.log_dict(run_id, budget, BUDGET_ARTIFACT)
     stored = _load_json_artifact(client, run_id, CARD_DATA_ARTIFACT)
     if stored is None:
@@ -238,3 +236,19 @@ def add_budget_to_card(
     client.log_text(run_id, html, CARD_ARTIFACT)
     client.log_text(run_id, json.dumps(_storable(stored), default=str), CARD_DATA_ARTIFACT)
     return f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{CARD_ARTIFACT}"
+
+
+def data_budget_for_run(spec: ModelSpec, run_id: str, settings: FactorySettings,
+                        s3: storage.S3Options | None = None) -> dict:  # fmt: skip
+    """The data budget of a logged run: its own training rows (from its lineage) and holdout."""
+    from model_factory.review.budget import run_data_budget
+    from model_factory.review.reproduce import training_split
+
+    client = tracking.connect(settings)
+    lineage = _load_json_artifact(client, run_id, "lineage.json")
+    if lineage is None:
+        raise ValueError(f"run {run_id} has no lineage.json: cannot rebuild its training rows")
+    train_df, holdout_df = training_split(spec, [i["uri"] for i in lineage["inputs"]], s3)
+    budget = run_data_budget(spec, train_df, holdout_df)
+    add_budget_to_card(spec, run_id, budget, settings)
+    return budget

@@ -1,0 +1,123 @@
+"""Approve or reject a version the gates held for review; expire one nobody reviewed.
+
+Who, when and why are tagged on the version (``factory.review.by|at|reason|status``). An
+approved version is blessed "by review": it becomes challenger (champion when there is none)
+and its canary starts as for any blessed version; a rejected or expired one is tagged.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from model_factory.io import tracking
+from model_factory.pipeline.registry import (
+    CHALLENGER,
+    CHAMPION,
+    CHECKLIST_TAG,
+    current_alias_version,
+    record_decision,
+)
+from model_factory.settings import FactorySettings
+
+HELD = "held_for_review"
+
+
+class ReviewError(ValueError):
+    """A review request that cannot be carried out; the message says why."""
+
+
+def _held(client, model: str, version: str):
+    try:
+        mv = client.get_model_version(model, version)
+    except Exception as exc:
+        raise ReviewError(f"model {model!r} has no version {version!r}") from exc
+    status = mv.tags.get("factory.decision")
+    reviewed = mv.tags.get("factory.review.status")
+    if reviewed:
+        by, at = mv.tags.get("factory.review.by"), mv.tags.get("factory.review.at")
+        raise ReviewError(f"{model} v{version} was already {reviewed} by {by} at {at}: "
+                          f"{mv.tags.get('factory.review.reason')}")  # fmt: skip
+    if status != HELD:
+        raise ReviewError(f"{model} v{version} is {status or 'not evaluated'}, not held for review: "
+                          "there is nothing to approve or reject")  # fmt: skip
+    return mv
+
+
+def held_versions(model: str, settings: FactorySettings) -> list[dict]:
+    """Versions waiting for a person, oldest first, with how long they have waited."""
+    client = tracking.connect(settings)
+    now = datetime.now(UTC).timestamp() * 1000
+    out = []
+    for mv in client.search_model_versions(f"name = '{model}'"):
+        if mv.tags.get("factory.decision") == HELD and not mv.tags.get("factory.review.status"):
+            out.append({"model": model, "version": str(mv.version),
+                        "reason": mv.tags.get("factory.decision_reason"),
+                        "waiting_hours": round((now - mv.creation_timestamp) / 3_600_000, 2)})  # fmt: skip
+    return sorted(out, key=lambda v: int(v["version"]))
+
+
+def _require_reason(reason: str) -> str:
+    if not reason or not reason.strip():
+        raise ReviewError("a review needs a reason (--reason): it is recorded on the version")
+    return reason.strip()
+
+
+def _refresh_checklist(client, model: str, version: str, passed: bool, reason: str) -> None:
+    """The review settles the 'gates_passed' item; the overall result follows the items."""
+    tags = client.get_model_version(model, version).tags
+    if f"{CHECKLIST_TAG}.gates_passed" not in tags:
+        return
+    result = "pass" if passed else "fail"
+    client.set_model_version_tag(model, version, f"{CHECKLIST_TAG}.gates_passed", result)
+    client.set_model_version_tag(model, version, f"{CHECKLIST_TAG}.gates_passed.reason", reason[:5000])
+    tags = client.get_model_version(model, version).tags
+    prefix = f"{CHECKLIST_TAG}."
+    items = [v for k, v in tags.items() if k.startswith(prefix) and "." not in k[len(prefix):]]
+    client.set_model_version_tag(model, version, CHECKLIST_TAG,
+                                 "passed" if all(v == "pass" for v in items) else "failed")  # fmt: skip
+
+
+def approve_version(model: str, version: str, settings: FactorySettings, actor: str, reason: str) -> dict:
+    """Bless a held version by review; it becomes challenger (or champion when there is none)."""
+    client = tracking.connect(settings)
+    reason = _require_reason(reason)
+    mv = _held(client, model, version)
+    held_why = mv.tags.get("factory.decision_reason", "")
+    decision = record_decision(client, model, version, "review", actor, reason,
+                               {"status": "approved", "held_because": held_why})  # fmt: skip
+    why = f"approved by {actor}: {reason} (held because: {held_why})"
+    client.set_model_version_tag(model, version, "factory.decision", "blessed")
+    client.set_model_version_tag(model, version, "factory.decision_reason", why[:5000])
+    _refresh_checklist(client, model, version, True, why)
+    alias = CHAMPION if current_alias_version(client, model, CHAMPION) is None else CHALLENGER
+    client.set_registered_model_alias(model, alias, version)
+    return {**decision, "status": "approved", "alias": alias, "changed": True}
+
+
+def reject_version(model: str, version: str, settings: FactorySettings, actor: str, reason: str,
+                   status: str = "rejected") -> dict:  # fmt: skip
+    """Reject a held version by review (``status`` "expired" when the window ran out)."""
+    client = tracking.connect(settings)
+    reason = _require_reason(reason)
+    mv = _held(client, model, version)
+    held_why = mv.tags.get("factory.decision_reason", "")
+    decision = record_decision(client, model, version, "review", actor, reason,
+                               {"status": status, "held_because": held_why})  # fmt: skip
+    why = f"{status} by {actor}: {reason} (held because: {held_why})"
+    client.set_model_version_tag(model, version, "factory.decision", "rejected")
+    client.set_model_version_tag(model, version, "factory.decision_reason", why[:5000])
+    _refresh_checklist(client, model, version, False, why)
+    return {**decision, "status": status, "alias": None, "changed": True}
+
+
+def expire_version(model: str, version: str, settings: FactorySettings, window_hours: float) -> dict:
+    """Nobody reviewed within the spec's window: rejected, saying so."""
+    return reject_version(model, version, settings, "review window",
+                          f"nobody reviewed it within review.window_hours ({window_hours:g} h): "
+                          "expired as rejected", status="expired")  # fmt: skip
+
+
+def expire_overdue(model: str, settings: FactorySettings, window_hours: float) -> list[dict]:
+    """Expire every held version of ``model`` older than the window (for reviews outside Airflow)."""
+    return [expire_version(model, v["version"], settings, window_hours)
+            for v in held_versions(model, settings) if v["waiting_hours"] > window_hours]  # fmt: skip

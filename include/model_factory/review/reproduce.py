@@ -1,0 +1,147 @@
+"""Reproduce a registered version from its recorded lineage, in a scratch MLflow run.
+
+Same data (each validated batch found and its sha256 matching), same spec (the logged
+``spec.json``, its hash matching), same code revision, same seed; then the holdout metrics are
+compared with the recorded ones within a tolerance. Anything missing is a clear refusal.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+from model_factory.io import storage, tracking
+from model_factory.settings import FactorySettings
+from model_factory.spec import ModelSpec
+
+REQUIRED_TAGS = ("factory.data.uris", "factory.data.sha256", "factory.spec_hash", "factory.git_revision")
+
+
+class ReproduceError(ValueError):
+    """Why a version cannot be reproduced (lineage incomplete, data gone, code differs)."""
+
+
+def training_split(
+    spec: ModelSpec, uris: list[str], s3: storage.S3Options | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The training and holdout rows exactly as training made them (same sample, same split)."""
+    from model_factory.pipeline.training import read_frames, split_holdout
+
+    df, _ = read_frames(uris, s3, max_rows=spec.training.max_rows, seed=spec.split.seed)
+    return split_holdout(df, spec)
+
+
+def _artifact(run_id: str, path: str) -> dict | None:
+    import mlflow
+
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{path}")
+    except Exception:
+        return None
+
+
+def check_lineage(model: str, version: str, settings: FactorySettings,
+                  allow_code_drift: bool = False, s3: storage.S3Options | None = None) -> dict:  # fmt: skip
+    """Everything reproduce needs, or ReproduceError naming what is missing or changed."""
+    from model_factory.pipeline.training import git_revision
+
+    client = tracking.connect(settings)
+    try:
+        mv = client.get_model_version(model, version)
+    except Exception as exc:
+        raise ReproduceError(f"model {model!r} has no version {version!r}") from exc
+    run = client.get_run(mv.run_id)
+    tags = run.data.tags
+    lineage, spec_dump = _artifact(mv.run_id, "lineage.json"), _artifact(mv.run_id, "spec.json")
+    missing = [t for t in REQUIRED_TAGS if not tags.get(t) or tags[t] == "unknown"]
+    missing += [name for name, art in (("lineage.json", lineage), ("spec.json", spec_dump)) if art is None]
+    if lineage is not None and not all(i.get("uri") and i.get("sha256") for i in lineage.get("inputs", [])):
+        missing.append("lineage.json inputs with uri and sha256")
+    if missing:
+        raise ReproduceError(
+            f"{model} v{version} cannot be reproduced: its lineage is incomplete (missing "
+            f"{', '.join(missing)}; run {mv.run_id})"
+        )
+    spec = ModelSpec.model_validate(spec_dump)
+    if spec.spec_hash() != tags["factory.spec_hash"]:
+        raise ReproduceError(f"{model} v{version}: the logged spec.json does not match the recorded "
+                             f"spec hash {tags['factory.spec_hash'][:12]}")  # fmt: skip
+    if getattr(spec.estimator, "factory", None):
+        raise ReproduceError(f"{model} v{version} was trained by the data scientist's own code "
+                             "(estimator.factory): reproduce retrains allow-listed estimators "
+                             "only")  # fmt: skip
+    for info in lineage["inputs"]:
+        if not storage.exists(info["uri"], s3):
+            raise ReproduceError(f"{model} v{version} cannot be reproduced: its data {info['uri']} is "
+                                 "gone (deleted or moved)")  # fmt: skip
+        with storage.local_file(info["uri"], s3) as path:
+            digest = storage.sha256_file(path)
+        if digest != info["sha256"]:
+            raise ReproduceError(f"{model} v{version} cannot be reproduced: {info['uri']} changed "
+                                 f"(sha256 {digest[:12]}, recorded {info['sha256'][:12]})")  # fmt: skip
+    recorded, current = tags["factory.git_revision"], git_revision()
+    if recorded != current and not allow_code_drift:
+        raise ReproduceError(
+            f"{model} v{version} was trained at code revision {recorded}; this checkout is {current}. "
+            f"Check out {recorded.removesuffix('-dirty')} first, or pass --allow-code-drift to "
+            "compare anyway"
+        )
+    return {"spec": spec, "run": run, "inputs": lineage["inputs"], "recorded_revision": recorded,
+            "current_revision": current}  # fmt: skip
+
+
+def reproduce_version(
+    model: str,
+    version: str,
+    settings: FactorySettings,
+    tolerance: float = 1e-6,
+    allow_code_drift: bool = False,
+    s3: storage.S3Options | None = None,
+) -> dict:
+    """Retrain from the lineage in a scratch run (experiment ``<model>__reproduce``) and compare
+    every recorded holdout metric within ``tolerance`` (absolute)."""
+    import mlflow
+    from model_factory.pipeline.evaluation import compute_metrics
+    from model_factory.pipeline.training import default_fit, prepare_features, target_values
+
+    checked = check_lineage(model, version, settings, allow_code_drift, s3)
+    spec, run = checked["spec"], checked["run"]
+    started = time.perf_counter()
+    train_df, holdout_df = training_split(spec, [i["uri"] for i in checked["inputs"]], s3)
+    fitted = default_fit(spec, prepare_features(train_df, spec), target_values(train_df, spec))
+    metrics = compute_metrics(fitted.model, holdout_df, spec)
+    seconds = time.perf_counter() - started
+    comparison = []
+    for name, value in metrics.items():
+        before = run.data.metrics.get(f"holdout_{name}")
+        if before is None:
+            continue
+        both_nan = value != value and before != before
+        diff = abs(value - before) if not both_nan else 0.0
+        comparison.append({"metric": name, "recorded": before, "reproduced": value,
+                           "difference": diff, "within": bool(diff <= tolerance)})  # fmt: skip
+    reproduced = bool(comparison) and all(c["within"] for c in comparison)
+    client = tracking.connect(settings)
+    exp_id = tracking.experiment_id(client, settings, f"{model}__reproduce")
+    tags = {"factory.reproduce_of": f"{model}/{version}", "factory.reproduce_of_run": run.info.run_id,
+            "factory.reproduced": str(reproduced).lower(),
+            "factory.git_revision": checked["current_revision"]}  # fmt: skip
+    name = f"reproduce-{model}-v{version}"
+    with mlflow.start_run(experiment_id=exp_id, run_name=name, tags=tags) as scratch:
+        mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items() if v == v})
+        mlflow.log_dict({"comparison": comparison, "inputs": checked["inputs"]}, "reproduce.json")
+    differing = [c for c in comparison if not c["within"]]
+    verdict = (f"{model} v{version} reproduced: {len(comparison)} holdout metrics within {tolerance:g}"
+               if reproduced else
+               f"{model} v{version} did NOT reproduce: " + "; ".join(
+                   f"{c['metric']} {c['reproduced']:.6f} vs recorded {c['recorded']:.6f}" for c in differing)
+               if differing else f"{model} v{version}: no recorded holdout metrics to compare")  # fmt: skip
+    return {"model": model, "version": version, "reproduced": reproduced, "verdict": verdict,
+            "comparison": comparison, "scratch_run_id": scratch.info.run_id, "seconds": round(seconds, 2),
+            "recorded_revision": checked["recorded_revision"],
+            "current_revision": checked["current_revision"]}  # fmt: skip
+
+
+def describe(result: dict) -> str:
+    return json.dumps(result, indent=2, default=str)
