@@ -102,15 +102,24 @@ def check_input(spec: ModelSpec, ingested: dict, held: dict, store_uri: str) -> 
         missing = [c for c in spec.features.all if c not in df.columns]
         reasons = [f"missing feature columns: {missing}"] if missing else []
         contract = contract_of(held["run_id"])
+        notes: list[str] = []
         if not reasons and contract:
-            reasons = check_contract(df, contract)
+            # The contract's own split: a schema break is a data-quality failure (quarantine);
+            # values beyond training's mean +- k sigma are reported, as the drift watch does.
+            reasons = check_contract(df, _kind(contract, "schema"))
+            notes = check_contract(df, _kind(contract, "bounds"))
     except ValueError as exc:
-        reasons = [f"unreadable batch: {exc}"]
+        reasons, notes = [f"unreadable batch: {exc}"], []
     if reasons:
         outcome = ValidationOutcome(False, reasons, {"success": False, "checked": "input contract",
                                                      "champion_version": held["version"]})  # fmt: skip
         return quarantine_batch(spec.name, ingested["ds"], ingested, data, outcome, store_uri)
-    return {"status": "valid", "ds": ingested["ds"], "rows": len(df), "reasons": []}
+    return {"status": "valid", "ds": ingested["ds"], "rows": len(df), "reasons": [], "bounds": notes}
+
+
+def _kind(contract: dict, kind: str) -> dict:
+    return {**contract, "expectations": [e for e in contract["expectations"]
+                                         if e.get("meta", {}).get("kind") == kind]}  # fmt: skip
 
 
 def _predict(model: Any, X: pd.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, pd.DataFrame]:

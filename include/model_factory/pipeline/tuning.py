@@ -134,6 +134,7 @@ def fit_tuned(spec: ModelSpec, X_train, y_train) -> Fitted:
     space = {f"model__{name}": dist.sampler() for name, dist in params.search.items()}
     candidates = ParameterSampler(space, n_iter=params.trials, random_state=spec.split.seed)
     deadline = time.monotonic() + params.max_minutes * 60
+    experiment = mlflow.active_run().info.experiment_id  # trials nest under the training run
     best: tuple[float, dict[str, Any]] | None = None
     done, stopped = 0, "trials"
     for number, candidate in enumerate(candidates):
@@ -143,7 +144,7 @@ def fit_tuned(spec: ModelSpec, X_train, y_train) -> Fitted:
         chosen = {key.removeprefix("model__"): _plain(value) for key, value in candidate.items()}
         pipeline = build_pipeline(spec).set_params(**candidate)
         started = time.perf_counter()
-        with mlflow.start_run(run_name=f"trial-{number}", nested=True,
+        with mlflow.start_run(run_name=f"trial-{number}", nested=True, experiment_id=experiment,
                               tags={"factory.trial": str(number), "factory.model": spec.name}):  # fmt: skip
             mlflow.log_params({f"estimator.{k}": v for k, v in chosen.items()})
             try:
