@@ -17,7 +17,7 @@ export AIRFLOW__CORE__PARALLELISM := 4
 export GX_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install browser demo ui serve test lint validate-specs summary status promote rollback abort pin unpin \
+.PHONY: install browser demo ui serve test lint validate-specs summary status trigger promote rollback abort pin unpin \
 	canary env clean
 
 install: $(VENV)/.installed
@@ -39,8 +39,11 @@ demo: install $(AIRFLOW_HOME)/.migrated
 	python -m model_factory_dev.demo $(ARGS)
 
 ## Airflow UI (standalone: scheduler, dag-processor, api-server, triggerer) + MLflow UI.
+## The "Model factory" entry in Airflow's navigation is the fleet view (plugins/, model_factory.console).
+ui: export FACTORY_MLFLOW_UI_URL ?= http://localhost:5000
 ui: install $(AIRFLOW_HOME)/.migrated
 	@echo "Airflow UI: http://localhost:8080  (user admin, password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
+	@echo "Model factory view: http://localhost:8080/plugin/model-factory  (or 'Model factory' in the navigation)"
 	@echo "MLflow UI:  http://localhost:5000"
 	trap 'kill 0' EXIT INT TERM; \
 	mlflow server --host 127.0.0.1 --port 5000 \
@@ -62,20 +65,25 @@ lint: install
 	ruff check .
 
 validate-specs: install
-	model-factory validate-specs
+	model-factory validate
 
+## The fleet without asking Airflow (make status asks it too; make status MODEL=churn: one model).
 summary: install
-	model-factory summary
+	model-factory status --offline
 
 ## The serving gateway on the embedded registry: champion + canary per model, prediction log in
 ## .factory/serving/predictions.db. make serve GATEWAY_PORT=8000
 GATEWAY_PORT ?= 8000
 serve: install
-	python -m model_factory.serving --host 127.0.0.1 --port $(GATEWAY_PORT)
+	model-factory serve --host 127.0.0.1 --port $(GATEWAY_PORT)
 
 ## Rollout control for ops; every command records who ($$FACTORY_ACTOR or login) and REASON.
 status: install
-	model-factory status $(MODEL)
+	model-factory $(if $(MODEL),show "$(MODEL)",status) $(ARGS)
+
+## make trigger MODEL=churn [DATE=2026-01-05] [ARGS=--force]  (through Airflow's REST API; make ui first)
+trigger: install
+	model-factory trigger "$(MODEL)" $(if $(DATE),--date "$(DATE)") $(ARGS)
 
 ## make promote MODEL=churn [VERSION=5] REASON="..."  (the running canary, else a blessed VERSION)
 promote: install

@@ -286,3 +286,37 @@ def _mark_cards(settings: FactorySettings, rows: list[dict]) -> None:
     for row in rows:
         if row["run_id"]:
             row["card"] = any(a.path == CARD_ARTIFACT for a in client.list_artifacts(row["run_id"]))
+
+
+def latest_cards(settings: FactorySettings, summary: dict) -> None:
+    """``card_version`` on each fleet row: the champion's card, else the latest version's, when its
+    run logged ``model_card.html`` (one artifact listing per model)."""
+    from model_factory.io import tracking
+
+    def mark() -> None:
+        client = tracking.connect(settings)
+        for row in summary["models"]:
+            if row["status"] != "ok" or not row.get("last_version"):
+                continue
+            wanted = [row["champion"], row["last_version"]["version"]]
+            for version in dict.fromkeys(v for v in wanted if v):
+                run_id = client.get_model_version(row["model"], version).run_id
+                if run_id and any(a.path == CARD_ARTIFACT for a in client.list_artifacts(run_id)):
+                    row["card_version"] = version
+                    break
+
+    _attempt(summary["sources"], "mlflow", mark, None)
+
+
+def read_card(settings: FactorySettings, model: str, version: str) -> str | None:
+    """The HTML of a version's model card, or None when it has none."""
+    import tempfile
+
+    from model_factory.io import tracking
+
+    client = tracking.connect(settings)
+    run_id = client.get_model_version(model, version).run_id
+    if not run_id or not any(a.path == CARD_ARTIFACT for a in client.list_artifacts(run_id)):
+        return None
+    with tempfile.TemporaryDirectory() as scratch:
+        return Path(client.download_artifacts(run_id, CARD_ARTIFACT, scratch)).read_text()

@@ -1,0 +1,215 @@
+"""The "Model factory" view: a FastAPI app of HTML pages and their JSON twins.
+
+Every route depends on ``require_user`` (the plugin passes Airflow's own login dependency, so no
+page answers without an Airflow login). A component that is down costs its own columns and a
+banner naming it, never a 500: the fleet read model catches per source, and anything else a page
+raises is rendered as a message page. Buttons appear only where ``can_run(user, dag_id)`` says
+Airflow lets the user trigger that DAG; they call Airflow's own REST API from the browser with
+the user's session, so Airflow authorizes the request and records who asked.
+"""
+
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from model_factory.settings import FactorySettings
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).parent / "templates"
+MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+DS = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+ICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="none" stroke="currentColor" '
+    'stroke-width="2"><path d="M3 21V9l6 4V9l6 4V5h6v16z"/></svg>'
+)
+
+
+@dataclass
+class ConsoleConfig:
+    """What the console needs from its host (Airflow's api-server, or a test)."""
+
+    require_user: Callable[..., Any]
+    """A FastAPI dependency returning the logged-in user (raises 401/403 otherwise)."""
+    airflow: Callable[[], Any] = lambda: None
+    """Returns an AirflowSource (or None) for last runs and next runs."""
+    can_run: Callable[[Any, str], bool] = lambda user, dag_id: False
+    """May ``user`` trigger ``dag_id``? Buttons appear only where this says yes."""
+    user_name: Callable[[Any], str] = str
+    root: str = "/"
+    """Airflow's URL root path (``[api] base_url``): links to DAG pages and the REST API."""
+    mount: str = "/factory"
+    settings: Callable[[], FactorySettings] = field(default=FactorySettings.from_env)
+
+
+def mlflow_ui_url(settings: FactorySettings) -> str | None:
+    """``FACTORY_MLFLOW_UI_URL``, else the tracking server when it is one (http), else none."""
+    explicit = os.environ.get("FACTORY_MLFLOW_UI_URL")
+    if explicit:
+        return explicit.rstrip("/")
+    return settings.tracking_uri.rstrip("/") if settings.tracking_uri.startswith("http") else None
+
+
+def _env() -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
+    env.filters["v"] = lambda version: f"v{version}" if version else "-"
+    env.filters["when"] = lambda text: str(text)[:16].replace("T", " ") if text else "-"
+    env.filters["pct"] = lambda share: f"{share:.0%}" if share is not None else "-"
+    env.filters["q"] = lambda text: quote(str(text), safe="")
+    return env
+
+
+def create_app(config: ConsoleConfig) -> FastAPI:
+    """The console's app; the plugin mounts it at ``config.mount`` under Airflow's api-server."""
+    env = _env()
+    app = FastAPI(
+        title="Model factory",
+        dependencies=[Depends(config.require_user)],
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    here = config.root.rstrip("/") + config.mount
+    User = Annotated[Any, Depends(config.require_user)]
+
+    def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        context.setdefault("here", here)
+        context.setdefault("root", config.root)
+        return HTMLResponse(env.get_template(name).render(**context), status_code=status)
+
+    def message(title: str, text: str, status: int) -> HTMLResponse:
+        return page("message.html.j2", status=status, title=title, text=text)
+
+    @app.exception_handler(Exception)
+    async def _any_error(request: Request, exc: Exception) -> Response:
+        log.exception("model factory view: %s failed", request.url.path)
+        text = f"{type(exc).__name__}: {exc}"
+        if request.url.path.startswith(f"{here}/api/") or "/api/" in request.url.path:
+            return JSONResponse({"detail": text}, status_code=503)
+        return message("Could not build this page", text, 503)
+
+    def read_fleet(user: Any) -> dict:
+        from model_factory.rollout.fleet import fleet, latest_cards
+
+        settings = config.settings()
+        summary = fleet(settings, config.airflow())
+        latest_cards(settings, summary)
+        for row in summary["models"]:
+            row["can_trigger"] = bool(row.get("dags", {}).get("retrain")) and config.can_run(
+                user, row["dags"]["retrain"]
+            )
+        return summary
+
+    def read_model(user: Any, model: str) -> dict | None:
+        from model_factory.rollout.fleet import model_detail
+
+        if not MODEL_NAME.match(model):
+            return None
+        try:
+            detail = model_detail(config.settings(), model, config.airflow())
+        except KeyError:
+            return None
+        dags = detail.get("dags", {})
+        detail["can_trigger"] = bool(dags.get("retrain")) and config.can_run(user, dags["retrain"])
+        detail["can_rollout"] = bool(dags.get("canary")) and config.can_run(user, dags["canary"])
+        return detail
+
+    @app.get("/icon.svg")
+    def icon() -> Response:
+        return Response(ICON, media_type="image/svg+xml")
+
+    @app.get("/", response_class=HTMLResponse)
+    def fleet_page(user: User) -> HTMLResponse:
+        summary = read_fleet(user)
+        settings = config.settings()
+        columns = {
+            "card": any(row.get("card_version") for row in summary["models"]),
+            "checklist": any(row.get("checklist") for row in summary["models"]),
+        }
+        return page("fleet.html.j2", fleet=summary, columns=columns, mlflow=mlflow_ui_url(settings),
+                    user=config.user_name(user))  # fmt: skip
+
+    @app.get("/api/fleet")
+    def fleet_json(user: User) -> JSONResponse:
+        return JSONResponse(_jsonable(read_fleet(user)))
+
+    @app.get("/models/{model}", response_class=HTMLResponse)
+    def model_page(model: str, user: User) -> HTMLResponse:
+        detail = read_model(user, model)
+        if detail is None:
+            return message("No such model", f"There is no model {model!r} in the factory's specs.", 404)
+        settings = config.settings()
+        return page("model.html.j2", m=detail, mlflow=mlflow_ui_url(settings), user=config.user_name(user))
+
+    @app.get("/api/models/{model}")
+    def model_json(model: str, user: User) -> JSONResponse:
+        detail = read_model(user, model)
+        if detail is None:
+            return JSONResponse({"detail": f"no model {model!r}"}, status_code=404)
+        return JSONResponse(_jsonable(detail))
+
+    @app.get("/models/{model}/drift/{ds}", response_class=HTMLResponse)
+    def drift_report(model: str, ds: str) -> Response:
+        from model_factory.io import storage
+        from model_factory.rollout.summary import drift_checks
+
+        if not MODEL_NAME.match(model) or not DS.match(ds):
+            return message("Bad request", "model or date malformed (date: YYYY-MM-DD)", 400)
+        checks = [c for c in drift_checks(config.settings(), model) if c["ds"] == ds]
+        if not checks:
+            return message("No drift report", f"{model} has no drift check for {ds}.", 404)
+        try:
+            body = storage.read_bytes(checks[-1]["report_uri"])
+        except Exception as exc:
+            return message("Report unreadable", f"{checks[-1]['report_uri']}: {exc}", 503)
+        return HTMLResponse(body.decode(errors="replace"))
+
+    @app.get("/models/{model}/versions/{version}/card", response_class=HTMLResponse)
+    def card(model: str, version: str) -> Response:
+        from model_factory.rollout.fleet import read_card
+
+        if not MODEL_NAME.match(model) or not version.isdigit():
+            return message("Bad request", "model or version malformed", 400)
+        found = read_card(config.settings(), model, version)
+        if found is None:
+            return message("No model card", f"{model} v{version} has no model_card.html artifact.", 404)
+        return HTMLResponse(found)
+
+    @app.get("/mlflow/runs/{run_id}")
+    def mlflow_run(run_id: str) -> Response:
+        from model_factory.io import tracking
+
+        if not re.fullmatch(r"[0-9a-f]{32}", run_id):
+            return message("Bad request", "an MLflow run id is 32 hex digits", 400)
+        settings = config.settings()
+        run = tracking.connect(settings).get_run(run_id)
+        ui = mlflow_ui_url(settings)
+        if ui:
+            return RedirectResponse(f"{ui}/#/experiments/{run.info.experiment_id}/runs/{run_id}")
+        return page("run.html.j2", run=run)
+
+    @app.get("/mlflow/models/{model}")
+    def mlflow_model(model: str, version: str | None = None) -> Response:
+        ui = mlflow_ui_url(config.settings())
+        if not ui:
+            return message(
+                "No MLflow UI", "set FACTORY_MLFLOW_UI_URL to link the MLflow UI (`make ui`).", 404
+            )
+        target = f"{ui}/#/models/{quote(model)}" + (f"/versions/{quote(version)}" if version else "")
+        return RedirectResponse(target)
+
+    return app
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=str))
