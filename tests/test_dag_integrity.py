@@ -29,13 +29,14 @@ def test_dags_import_without_errors(dagbag):
     assert dagbag.captured_warnings == {}
 
 
-KINDS = ("retrain", "drift_watch", "canary")
+KINDS = ("retrain", "drift_watch", "canary", "review")
 SPECS = [loaded.spec for loaded in load_specs(REPO / "include" / "models")[0]]
 ENABLED = {
     "retrain": lambda s: True,
     "drift_watch": lambda s: s.drift.enabled,
     "canary": lambda s: s.canary.enabled,
     "score": lambda s: s.template == "batch_scoring",
+    "review": lambda s: True,
 }
 SHIPPED = sorted(f"{s.name}__{kind}" for s in SPECS for kind in ENABLED if ENABLED[kind](s))
 TEMPLATE_OF = {f"{s.name}__{kind}": s.template for s in SPECS for kind in ENABLED}
@@ -52,7 +53,8 @@ def test_dag_has_owner_retries_tags_and_safe_scheduling(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
     assert dag.tags and "model-factory" in dag.tags
     assert f"template:{TEMPLATE_OF[dag_id]}" in dag.tags
-    assert dag.max_active_runs == (1 if dag_id.endswith(("__retrain", "__score")) else 3)
+    review = 16 if dag_id.endswith("__review") else 3  # one run per held version, waiting
+    assert dag.max_active_runs == (1 if dag_id.endswith(("__retrain", "__score")) else review)
     assert dag.doc_md
     assert dag.catchup is False
     assert dag.schedule is not None
@@ -71,9 +73,13 @@ def test_every_shipped_template_has_a_demo_model():
 def test_retrain_shape_and_assets(dagbag):
     dag = dagbag.dags["churn__retrain"]
     assert "retrain" in dag.tags
-    assert [t.task_id for t in dag.topological_sort()] == [
+    order = [t.task_id for t in dag.topological_sort()]
+    assert [t for t in order if t not in ("data_budget", "announce_held", "model_card")] == [
         "ingest", "validate", "train", "evaluate", "register", "announce_challenger",
     ]  # fmt: skip
+    upstream = {t: dag.get_task(t).upstream_task_ids for t in ("data_budget", "announce_held", "model_card")}
+    assert upstream == {"data_budget": {"train"}, "announce_held": {"register"}, "model_card": {"register"}}
+    assert dag.get_task("announce_challenger").upstream_task_ids == {"register", "model_card"}
     assert [a.name for a in dag.get_task("announce_challenger").outlets] == ["churn__challenger"]
     # nightly cron OR the drift asset
     assert type(dag.schedule).__name__ == "AssetOrTimeSchedule"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from model_factory.airflow import review
 from model_factory.airflow.common import (
     alert,
     challenger_asset,
@@ -206,9 +207,15 @@ def announce_challenger(loaded: LoadedSpec, registered: XComArg) -> XComArg:
 
 
 def retrain_steps(loaded: LoadedSpec, *, fit: str | None = None) -> XComArg:
-    """ingest -> validate -> train -> evaluate -> register -> announce_challenger."""
+    """ingest -> validate -> train -> evaluate -> register -> model_card -> announce_challenger;
+    the data budget beside evaluate/register; announce_held starts a held version's review."""
     trained = train(loaded, validate(loaded, ingest(loaded)), fit=fit)
-    return announce_challenger(loaded, register(loaded, evaluate(loaded, trained)))
+    registered = register(loaded, evaluate(loaded, trained))
+    review.data_budget(loaded, trained)
+    review.announce_held(loaded, registered)
+    announced = announce_challenger(loaded, registered)
+    review.model_card(loaded, registered) >> announced  # the checklist gates the canary
+    return announced
 
 
 def retrain_schedule(spec: ModelSpec):

@@ -6,7 +6,7 @@ nightly cron or the drift asset, ``<model>__drift_watch`` and ``<model>__canary`
 
 from __future__ import annotations
 
-from model_factory.airflow import blocks
+from model_factory.airflow import blocks, review
 from model_factory.airflow.templates import NoParams
 from model_factory.spec import LoadedSpec, ModelSpec
 
@@ -28,10 +28,11 @@ check = needs_estimator_class
 
 
 def watch_and_rollout(loaded: LoadedSpec) -> list[DAG]:
-    """The drift watch and canary DAGs every retraining template shares (when enabled)."""
+    """The drift watch and canary DAGs every retraining template shares (when enabled), and the
+    review DAG for held versions."""
     spec = loaded.spec
     dags = [blocks.drift_watch_dag(loaded)] if spec.drift.enabled else []
-    return dags + ([blocks.canary_dag(loaded)] if spec.canary.enabled else [])
+    return dags + ([blocks.canary_dag(loaded)] if spec.canary.enabled else []) + [review.review_dag(loaded)]
 
 
 def build(loaded: LoadedSpec, params: NoParams) -> list[DAG]:

@@ -1,0 +1,195 @@
+"""Trust and review building blocks: the model card, the data budget, and ``<model>__review``.
+
+In the retrain DAG: ``model_card`` after ``register`` (card, explanation, slices, checklist;
+before the challenger is announced, because the checklist gates the canary), ``data_budget``
+beside evaluate/register (its own task: it never holds up the decision) and ``announce_held``,
+which emits ``<model>__held`` for a version the gates held. That asset starts
+``<model>__review``: a human-in-the-loop task (approve/reject in the Airflow UI or the REST
+API, with a reason) waits up to ``review.window_hours`` and its answer is recorded; an approved
+version becomes challenger and emits ``<model>__challenger``, which starts its canary. A review
+that waits runs in its own DAG, so it never blocks the next nightly retrain.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from model_factory.airflow.common import (
+    challenger_asset,
+    common_dag_args,
+    conf,
+    run_ds,
+    spec_doc,
+    triggering_extras,
+)
+from model_factory.settings import FactorySettings
+from model_factory.spec import LoadedSpec, ModelSpec
+
+from airflow.sdk import DAG, Asset, Param, XComArg, get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
+
+log = logging.getLogger("model_factory.airflow")
+
+APPROVE, REJECT = "Approve", "Reject"
+REVIEW_TASK = "review"
+
+
+def held_asset(spec: ModelSpec) -> Asset:
+    return Asset(name=f"{spec.name}__held", uri=f"x-model-factory://{spec.name}/held")
+
+
+def model_card(loaded: LoadedSpec, registered: XComArg) -> XComArg:
+    """Card, explanation, slices and checklist of the registered version; a card that fails
+    leaves the version registered with its checklist failing "model card missing"."""
+    spec = loaded.spec
+
+    @task
+    def model_card(registered: dict) -> dict:
+        from model_factory.review.card import produce_card
+
+        if spec.estimator.factory:  # the saved model refers to classes of the code folder
+            from model_factory.airflow.blocks import code_dir
+            from model_factory.pipeline.custom_code import install_code_package
+
+            install_code_package(code_dir(loaded))
+        made = produce_card(spec, registered, FactorySettings.from_env())
+        log.info("model card of %s v%s: %s (%s bytes); checklist %s; timings %s", made["model"],
+                 made["version"], made["card_uri"] or f"MISSING: {made['card_error']}",
+                 made["card_bytes"], made["checklist"]["status"], made["timings"])  # fmt: skip
+        for item in made["checklist"]["items"]:
+            log.info("  %s %s: %s", "pass" if item["passed"] else "FAIL", item["item"], item["reason"])
+        return {k: made[k] for k in ("model", "version", "card_uri", "card_bytes", "timings")} | {
+            "checklist": made["checklist"]["status"]
+        }
+
+    return model_card(registered)
+
+
+def data_budget(loaded: LoadedSpec, trained: XComArg) -> XComArg:
+    """Refit on growing shares of the training rows; logged with the run, added to its card."""
+    spec = loaded.spec
+
+    @task
+    def data_budget(trained: dict) -> dict:
+        from model_factory.review.card import data_budget_for_run
+
+        if not spec.evaluation.data_budget.enabled:
+            raise AirflowSkipException(f"evaluation.data_budget.enabled is false in {loaded.path.name}")
+        if spec.estimator.factory:
+            raise AirflowSkipException("the data budget refits the spec's allow-listed estimator; "
+                                       "a model trained by its own code (estimator.factory) has none")
+        budget = data_budget_for_run(spec, trained["run_id"], FactorySettings.from_env())
+        log.info("data budget of run %s: %s", trained["run_id"], budget["recommendation"])
+        return {k: budget[k] for k in ("recommended_share", "cpu_saved_seconds", "recommendation", "seconds")}
+
+    return data_budget(trained)
+
+
+def announce_held(loaded: LoadedSpec, registered: XComArg) -> XComArg:
+    """Emit ``<model>__held`` (which starts the review) only for a version held for review."""
+    spec = loaded.spec
+
+    @task(outlets=[held_asset(spec)])
+    def announce_held(registered: dict) -> dict:
+        if registered["status"] != "held_for_review":
+            version, status = registered["version"], registered["status"]
+            raise AirflowSkipException(f"v{version} is {status}: nothing to review")
+        extra = {"version": registered["version"], "ds": run_ds(), "reason": registered["reason"]}
+        get_current_context()["outlet_events"][held_asset(spec)].extra = extra
+        return extra
+
+    return announce_held(registered)
+
+
+def review_dag(loaded: LoadedSpec) -> DAG:
+    """``<model>__review``: a person approves or rejects a held version (or it expires)."""
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
+    spec = loaded.spec
+    name = spec.registered_model_name
+    window = spec.review.window_hours
+    with DAG(
+        dag_id=f"{spec.name}__review",
+        description=f"Approve or reject a {spec.name} version the gates held for review",
+        schedule=[held_asset(spec)],
+        max_active_runs=16,  # one per held version; waiting holds no worker slot
+        **common_dag_args(spec, "review"),
+        doc_md=spec_doc(loaded, f"Started by `{spec.name}__held` (a retrain held a version for "
+                        "review). Approve or reject it in the Airflow UI (the `review` task) with a "
+                        f"reason, or `model-factory approve|reject {spec.name} VERSION --reason ...`. "
+                        f"Unanswered after {window:g} h (spec `review.window_hours`) it expires as "
+                        "rejected. Approved: it becomes challenger and its canary starts. Trigger "
+                        'by hand with conf `{"version": "N"}`.'),
+    ) as built:  # fmt: skip
+
+        @task
+        def prepare() -> dict:
+            from model_factory.io.tracking import connect
+
+            events = [extra["version"] for extra in triggering_extras() if extra.get("version")]
+            version = str(conf().get("version") or (events[-1] if events else ""))
+            if not version:
+                raise AirflowSkipException("no version to review: trigger with conf {\"version\": \"N\"}")
+            mv = connect(FactorySettings.from_env()).get_model_version(name, version)
+            if mv.tags.get("factory.review.status") or mv.tags.get("factory.decision") != "held_for_review":
+                raise AirflowSkipException(
+                    f"{name} v{version} is {mv.tags.get('factory.decision')} "
+                    f"({mv.tags.get('factory.review.status') or 'not reviewed'}): nothing to review"
+                )
+            card = (mv.description or "").rsplit("Model card: ", 1)[-1] if "Model card:" in (
+                mv.description or "") else "(no card)"  # fmt: skip
+            return {"version": version, "reason": mv.tags.get("factory.decision_reason", ""), "card": card,
+                    "checklist": mv.tags.get("factory.checklist", "not run")}  # fmt: skip
+
+        prepared = prepare()
+        review = HITLOperator(
+            task_id=REVIEW_TASK,
+            subject=f"Review {name} v{{{{ ti.xcom_pull(task_ids='prepare')['version'] }}}}",
+            body="Held for review: {{ ti.xcom_pull(task_ids='prepare')['reason'] }}\n\n"
+            "Model card: {{ ti.xcom_pull(task_ids='prepare')['card'] }}\n\n"
+            "Checklist: {{ ti.xcom_pull(task_ids='prepare')['checklist'] }}\n\n"
+            f"Approve: the version becomes challenger and its canary starts. Unanswered after "
+            f"{window:g} h it expires as rejected.",
+            options=[APPROVE, REJECT],
+            defaults=[REJECT],
+            params={"reason": Param("", type="string", description="Why (recorded on the version)"),
+                    "actor": Param("", type="string", description="On whose behalf (optional)")},
+            response_timeout=timedelta(hours=window),
+        )  # fmt: skip
+        prepared >> review
+
+        @task(outlets=[challenger_asset(spec)])
+        def apply(prepared: dict, answer: dict) -> dict:
+            from model_factory.review import approval
+
+            settings = FactorySettings.from_env()
+            version = prepared["version"]
+            user = answer.get("responded_by_user")
+            given = answer.get("params_input") or {}
+            if user is None:
+                result = approval.expire_version(name, version, settings, window)
+            else:
+                who = user.get("name") or user.get("id") if isinstance(user, dict) else str(user)
+                if given.get("actor"):
+                    who = f"{given['actor']} (via {who})"
+                who = f"{who} via airflow {name}__review"
+                reason = str(given.get("reason") or "").strip() or "(no reason given in the review form)"
+                chosen = answer.get("chosen_options") or [REJECT]
+                if chosen[0] == APPROVE:
+                    result = approval.approve_version(name, version, settings, who, reason)
+                else:
+                    result = approval.reject_version(name, version, settings, who, reason)
+            log.info("%s v%s %s by %s: %s", name, version, result["status"], result["actor"],
+                     result["reason"])  # fmt: skip
+            if result["alias"] != "challenger":
+                raise AirflowSkipException(
+                    f"v{version} {result['status']} (alias {result['alias']}): no canary to start"
+                )
+            extra = {"version": version, "ds": run_ds(), "reason": f"approved by {result['actor']}: "
+                     f"{result['reason']}"}  # fmt: skip
+            get_current_context()["outlet_events"][challenger_asset(spec)].extra = extra
+            return extra
+
+        apply(prepared, review.output)
+    return built
