@@ -11,6 +11,8 @@ Expectations are only imported inside the tasks. The logic lives in model_factor
 
 from __future__ import annotations
 
+from model_factory.airflow.analyzer import analyzer_dags
 from model_factory.airflow.build import build_all
 
 globals().update(build_all())
+globals().update(analyzer_dags())  # the Analyzer's weekly report: where data scientists get stuck

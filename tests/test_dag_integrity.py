@@ -43,7 +43,7 @@ TEMPLATE_OF = {f"{s.name}__{kind}": s.template for s in SPECS for kind in ENABLE
 
 
 def test_every_spec_gets_its_dags(dagbag):
-    assert set(SHIPPED) == set(dagbag.dag_ids)
+    assert set(SHIPPED) == set(dagbag.dag_ids) - {"model_factory_analyzer"}  # the Analyzer's weekly DAG
     assert len(SPECS) >= 2
     assert "demand__drift_watch" not in SHIPPED  # switched off in its spec, with the reason
 
@@ -126,7 +126,9 @@ def test_bad_spec_is_reported_and_other_dags_still_load(tmp_path, monkeypatch):
     bag = _dagbag()
 
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {f"churn__{kind}" for kind in KINDS} | {"invalid_spec__broken"}
+    assert set(bag.dag_ids) - {"model_factory_analyzer"} == {f"churn__{kind}" for kind in KINDS} | {
+        "invalid_spec__broken"
+    }
     assert bag.dags["churn__retrain"].get_task("train").execution_timeout.total_seconds() == 120 * 60
     warnings = " ".join(w for ws in bag.captured_warnings.values() for w in ws)
     assert "broken.yaml" in warnings and "estimator" in warnings and "DeepMagicRegressor" in warnings
@@ -148,5 +150,5 @@ def test_dag_file_parses_without_heavy_imports():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     ).stdout
     result = json.loads(out.strip().splitlines()[-1])
-    assert result["dags"] == SHIPPED
+    assert [d for d in result["dags"] if d != "model_factory_analyzer"] == SHIPPED
     assert result["loaded"] == []

@@ -31,6 +31,9 @@ def safe_id(path: Path | str) -> str:
 
 def invalid_spec_dag(error: SpecError) -> DAG:
     """A visible stand-in for a model that cannot be built: the UI shows why; a run fails saying it."""
+    from model_factory.analyzer.events import record_spec_errors
+
+    record_spec_errors([error])  # the Analyzer's event: who last changed the spec (git), once per version
     message = str(error)
     with DAG(
         dag_id=f"invalid_spec__{safe_id(error.path)}",

@@ -157,6 +157,11 @@ ENV_SALT = "FACTORY_ANALYZER_SALT"
 _FALSE = ("0", "false", "no", "off")
 
 
+def recording_enabled() -> bool:
+    """False when this installation opted out (``FACTORY_ANALYZER=off``)."""
+    return os.environ.get(ENV_ENABLED, "on").strip().lower() not in _FALSE
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -176,7 +181,7 @@ class AnalyzerSettings:
         factory = FactorySettings.from_env()
         return cls(
             db_uri=prediction_db_uri(factory),
-            enabled=os.environ.get(ENV_ENABLED, "on").strip().lower() not in _FALSE,
+            enabled=recording_enabled(),
             pseudonymize=os.environ.get(ENV_PSEUDONYMIZE, "false").strip().lower() not in (*_FALSE, ""),
             salt_path=factory.home / "analyzer" / "salt",
         )
@@ -259,6 +264,14 @@ EVENTS = sa.Table(
 )
 
 
+def _stored_origins(conn: sa.Connection, origins: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(origins), 500):
+        chunk = origins[start : start + 500]
+        found |= set(conn.execute(sa.select(EVENTS.c.origin).where(EVENTS.c.origin.in_(chunk))).scalars())
+    return found
+
+
 class EventStore:
     """The ``analyzer_events`` table: append (deduplicated by ``origin``) and read back."""
 
@@ -302,12 +315,7 @@ class EventStore:
             return 0
         origins = [row["origin"] for row in rows if row["origin"]]
         with self.engine.begin() as conn:
-            known: set[str] = set()
-            for start in range(0, len(origins), 500):
-                chunk = origins[start : start + 500]
-                known |= set(
-                    conn.execute(sa.select(EVENTS.c.origin).where(EVENTS.c.origin.in_(chunk))).scalars()
-                )
+            known = _stored_origins(conn, origins)
             fresh, seen = [], set()
             for row in rows:
                 if row["origin"] and (row["origin"] in known or row["origin"] in seen):
@@ -360,6 +368,11 @@ class EventStore:
         """When the newest event of ``source`` happened (where a collector takes up again)."""
         with self.engine.connect() as conn:
             return conn.execute(sa.select(sa.func.max(EVENTS.c.at)).where(EVENTS.c.source == source)).scalar()
+
+    def known(self, origins: list[str]) -> set[str]:
+        """Which of these origins are stored already."""
+        with self.engine.connect() as conn:
+            return _stored_origins(conn, origins)
 
     def origins(self, prefix: str) -> set[str]:
         """The stored origins starting with ``prefix`` (what a collector already has)."""
@@ -548,6 +561,18 @@ def spec_author(path: Path | str) -> tuple[str, str]:
 _seen_spec_errors: set[str] = set()
 
 
+def _content_hash(path: str) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    except OSError:
+        return "unreadable"
+
+
+def _spec_origin(source: str, path: str, content: str, index: int, field_path: str, reason: str) -> str:
+    key = f"{path}|{content}|{index}|{field_path}|{reason}"
+    return f"{source}:" + hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
 def spec_error_events(
     path: str,
     problems: Sequence[tuple[str, str]],
@@ -556,17 +581,13 @@ def spec_error_events(
     user_from: str = "given",
     action: str = "spec.parse",
 ) -> list[Event]:
-    """One error event per (field, reason) of an invalid spec."""
+    """One error event per (field, reason) of an invalid spec (``origin`` set unless from the CLI)."""
     if user is None:
         user, user_from = spec_author(path)
-    try:
-        content = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-    except OSError:
-        content = "unreadable"
+    content = _content_hash(path) if source != "cli" else ""
     events = []
     for index, (field_path, reason) in enumerate(problems):
         kind, stage = classify_spec_problem(field_path, reason)
-        key = f"{path}|{content}|{index}|{field_path}|{reason}"
         events.append(
             Event(
                 user=user,
@@ -578,9 +599,9 @@ def spec_error_events(
                 error_kind=kind,
                 message=f"{Path(path).name}: {field_path + ': ' if field_path else ''}{reason}",
                 details={"spec": str(path), "field": field_path, "user_from": user_from},
-                origin=f"{source}:" + hashlib.sha256(key.encode()).hexdigest()[:40]
-                if source != "cli"
-                else None,
+                origin=None
+                if source == "cli"
+                else _spec_origin(source, path, content, index, field_path, reason),
             )
         )
     return events
@@ -590,21 +611,33 @@ def record_spec_errors(errors: Iterable[Any], source: str = "dag_parse") -> int:
     """Record the problems of invalid specs (``SpecError``s) found while building DAGs.
 
     The DAG processor parses every few seconds: each distinct problem of each version of a spec
-    file is recorded once (``origin`` = file + content hash + problem). Never raises.
+    file is recorded once (``origin`` = file + content hash + problem). A problem already known
+    (to this process, else to the database) costs no ``git`` call. Never raises.
     """
     try:
-        settings = AnalyzerSettings.from_env()
-        if not settings.enabled:
+        if not recording_enabled():
             return 0
-        events = []
+        pending: list[tuple[str, list[tuple[str, str]], list[str]]] = []
         for error in errors:
+            path = str(error.path)
             problems = list(getattr(error, "problems", None) or [("", str(error))])
-            for event in spec_error_events(str(error.path), problems, source):
-                if event.origin not in _seen_spec_errors:
-                    events.append(event)
-        if not events:
+            content = _content_hash(path)
+            origins = [_spec_origin(source, path, content, i, f, r) for i, (f, r) in enumerate(problems)]
+            if not set(origins) <= _seen_spec_errors:
+                pending.append((path, problems, origins))
+        if not pending:
             return 0
-        written = record(events, EventStore(settings))
+        store = EventStore()
+        stored = store.known([o for _, _, origins in pending for o in origins])
+        _seen_spec_errors.update(stored)
+        events = [
+            event
+            for path, problems, origins in pending
+            if not set(origins) <= stored
+            for event in spec_error_events(path, problems, source)
+            if event.origin not in stored
+        ]
+        written = record(events, store) if events else 0
         _seen_spec_errors.update(event.origin for event in events if event.origin)
         return written
     except Exception as exc:

@@ -128,10 +128,11 @@ def build_report(
     thresholds: Thresholds | None = None,
     registry: bool = True,
     collect: bool = True,
+    until: datetime | None = None,
 ) -> dict[str, Any]:
     """Collect what the sources have (``api=True``: Airflow from the environment), then analyze.
 
-    ``since``: only events from then on (the weekly DAG looks at the last 12 weeks).
+    ``since``/``until``: only events in that window (the weekly DAG looks at the last 13 weeks).
     ``collect=False``: analyze only the events already stored.
     """
     settings = settings or FactorySettings.from_env()
@@ -164,7 +165,10 @@ def build_report(
         "pseudonymized": analyzer.pseudonymize,
         "db": make_url(analyzer.db_uri).render_as_string(hide_password=True),
     }
-    return analyze(store.events(since=since), thresholds, sources=sources, recording=recording)
+    report = analyze(store.events(since=since, until=until), thresholds, sources=sources, recording=recording)
+    report["window"] = {"since": since and since.isoformat(timespec="seconds"),
+                        "until": until and until.isoformat(timespec="seconds")}  # fmt: skip
+    return report
 
 
 def write_report(report: dict[str, Any], store_uri: str) -> str:
