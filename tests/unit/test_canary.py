@@ -398,3 +398,88 @@ def test_decisions_go_to_the_prediction_db_too(settings, tmp_path):
         ("canary_rolled_back", "2", "airflow", "worse"),
     ]
     assert rows[1]["details"]["p_value"] == 0.001 and rows[1]["details"]["changed"] is True
+
+
+# --- issue 10 item 4 and issue 9 labels: a stage always ends in a decision; multiclass --------------
+
+
+def test_outcomes_the_metric_cannot_use_end_in_a_rollback_not_an_exception():
+    """A "yes" fed back on a binary canary (before the gateway checked feedback) made the
+    analysis raise, the stage sensor fail and the canary stay at its share forever."""
+    champion, candidate = arms()
+    candidate.outcomes = np.asarray(["yes"] * len(candidate.outcomes), dtype=object)
+    result = analyse_canary(champion, candidate, task="classification", metric="roc_auc", min_samples=100)
+    assert result["decision"] == "rollback"
+    assert "the stage cannot be judged: live roc_auc on the canary arm failed" in result["reasons"][0]
+    assert "binary 0/1 outcomes" in result["reasons"][0]
+
+
+CLASSES = ("setosa", "versicolor", "virginica")
+
+
+def multiclass_arm(name: str, n: int, quality: float, seed: int) -> ArmData:
+    """String class names, three classes; the true class gets ``quality`` of the probability
+    mass on average (0.34: a coin; 0.9: sharp)."""
+    rng = np.random.default_rng(seed)
+    truth = rng.choice(CLASSES, size=n)
+    probabilities, predictions = [], []
+    for t in truth:
+        alpha = np.full(3, 1.0)
+        alpha[CLASSES.index(t)] = 1.0 + 6.0 * quality
+        p = rng.dirichlet(alpha)
+        probabilities.append({c: float(v) for c, v in zip(CLASSES, p, strict=True)})
+        predictions.append(CLASSES[int(p.argmax())])
+    return ArmData(
+        name, versions=["1" if name == "champion" else "2"], requests=n,
+        latencies_ms=np.full(n, 5.0), scores=np.asarray([max(p.values()) for p in probabilities]),
+        predictions=np.asarray(predictions, dtype=object), outcomes=np.asarray(truth, dtype=object),
+        probabilities=probabilities,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("metric", ["f1", "log_loss", "roc_auc", "accuracy"])
+def test_multiclass_string_labels_get_a_live_metric_with_its_interval(metric):
+    champion = multiclass_arm("champion", 800, 0.7, seed=1)
+    same = multiclass_arm("canary", 800, 0.7, seed=2)
+    worse = multiclass_arm("canary", 800, 0.1, seed=3)
+    kept = analyse_canary(champion, same, task="classification", metric=metric, min_samples=500)
+    dropped = analyse_canary(champion, worse, task="classification", metric=metric, min_samples=500)
+    assert kept["decision"] == "promote", kept["reasons"]
+    assert dropped["decision"] == "rollback", dropped["reasons"]
+    low, high = kept["arms"]["canary"]["ci"]
+    assert low < kept["arms"]["canary"]["value"] < high and high - low < 0.2
+
+
+def test_arm_outcomes_read_class_names_and_probabilities_and_skip_garbage(tmp_path):
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    log = predlog.PredictionLog(db).start()
+    started, during = datetime.now(UTC), predlog.utcnow() + timedelta(seconds=1)
+    rows = []
+    for i, label in enumerate(["setosa", "virginica", "versicolor"]):
+        row = _row(i, "canary", "2", at=during)
+        probabilities = {c: (0.8 if c == label else 0.1) for c in CLASSES}
+        row["prediction"] = predlog.dumps({"label": label, "probabilities": probabilities, "score": 0.8})
+        rows.append(row)
+    log.log(rows)
+    assert log.flush()
+    for rid, outcome in (("r0", "setosa"), ("r1", "versicolor")):
+        log.record_feedback(rid, outcome)
+    log.close()
+    with predlog.engine_for(db).begin() as conn:  # a row written around the gateway
+        conn.execute(predlog.FEEDBACK.insert().values(request_id="r2", outcome="{not json",
+                                                      received_at=predlog.utcnow()))  # fmt: skip
+    candidate = arm_outcomes(db, "churn", started.isoformat())["canary"]
+    assert list(candidate.outcomes) == ["setosa", "versicolor"] and candidate.invalid_outcomes == 1
+    loss, se = metric_with_se("log_loss", candidate, "classification")
+    assert math.isclose(loss, (-math.log(0.8) - math.log(0.1)) / 2) and se > 0
+
+
+def test_a_stage_that_cannot_be_read_waits_then_rolls_back_at_its_deadline(settings):
+    from tests.unit.test_gateway import CHURN
+
+    canary.start_canary("churn", "2", 0.5, settings, "test", "unreadable prediction DB")
+    down = "postgresql+psycopg2://nobody:nothing@127.0.0.1:1/predictions"
+    waiting = canary.analyse_running_canary(CHURN, settings, db=down)
+    assert waiting["decision"] == "wait" and "cannot be judged now" in waiting["reasons"][0]
+    late = canary.analyse_running_canary(CHURN, settings, db=down, deadline_passed=True)
+    assert late["decision"] == "rollback" and "without a verdict" in late["reasons"][0]

@@ -8,15 +8,18 @@ tags and gets its own prediction DB.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import replace
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -50,6 +53,12 @@ def served_registry(tmp_path_factory):
         mp.setenv("FACTORY_HOME", str(home))
         mp.setenv("FACTORY_DATA_ROOT", (home / "source").as_uri())
         mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        # The gateway reports every model that has a spec: only the two this registry serves.
+        specs = home.parent / "specs"
+        specs.mkdir()
+        for name in ("churn", "demand"):
+            shutil.copy(REPO / "include" / "models" / f"{name}.yaml", specs)
+        mp.setenv("FACTORY_SPECS_DIR", str(specs))
         storage._s3_client.cache_clear()
         settings = FactorySettings.from_env()
         build_registry(settings)
@@ -182,6 +191,45 @@ def test_malformed_json_is_a_clear_400(gateway, body, words):
     assert words in response.json()["detail"]
 
 
+DEEP = b"[" * 100_000 + b"]" * 100_000
+HUGE = "9" * 4000
+PREDICT = "/v1/models/churn/predict"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "words"),
+    [
+        (PREDICT, DEEP, 400, "nested too deeply"),
+        ("/v1/feedback", DEEP, 400, "nested too deeply"),
+        (PREDICT, b'{"features": {"features": ' * 3000 + b"1" + b"}" * 6000, 400, "nested"),
+        (PREDICT, b'{"features": {"plan": "\\ud800"}}', 400, "lone UTF-16 surrogate"),
+        (PREDICT, b'{"features": {}, "entity_id": "\\udfff"}', 400, "lone UTF-16 surrogate"),
+        ("/v1/feedback", b'{"request_id": "x", "outcome": "\\ud800"}', 400, "lone UTF-16 surrogate"),
+        (PREDICT, b'{"features": {"age": ' + HUGE.encode() + b"}}", 422, "4000-digit integer"),
+        (PREDICT, b'{"features": {}, "request_id": ' + HUGE.encode() + b"}", 422, "request_id"),
+        (PREDICT, b'{"features": {}, "entity_id": ' + HUGE.encode() + b"}", 422, "entity_id"),
+        ("/v1/feedback", b'{"request_id": ' + HUGE.encode() + b', "outcome": 1}', 422, "request_id"),
+        (PREDICT, b'{"features": {"age": 1' + b"0" * 5000 + b"}}", 400, "malformed JSON"),
+        (PREDICT, b'{"features": {"age": 1e999}}', 422, "finite"),
+        (PREDICT, b"\xff\xfe{}", 400, "malformed JSON"),
+    ],
+)
+def test_hostile_bodies_get_a_4xx_with_a_message(gateway, path, body, status, words):
+    """Issue 10 item 5: what gave 500s (deep nesting, huge integers, lone surrogates) is a 4xx."""
+    response = gateway.post(path, content=body)
+    assert response.status_code == status, response.text[:300]
+    assert words in json.dumps(response.json()["detail"])
+
+
+def test_values_the_models_cannot_score_are_a_422_not_a_500(gateway):
+    """1e308 passes the signature (a finite double) but overflows inside the pipeline's scaler."""
+    row = {**churn_rows(1)[0], "usage_gb": 1e308, "monthly_charges": -1e308}
+    response = predict(gateway, {"features": row})
+    assert response.status_code in (200, 422), response.text
+    if response.status_code == 422:
+        assert "cannot score this input" in json.dumps(response.json()["detail"])
+
+
 @pytest.mark.parametrize(
     ("body", "words"),
     [
@@ -228,9 +276,11 @@ def test_feedback_for_known_and_unknown_request_ids(gateway):
     served = predict(gateway, {"features": churn_rows(1)[0], "request_id": "fb-1"})
     assert served.status_code == 200
     ok = gateway.post("/v1/feedback", json={"request_id": "fb-1", "outcome": 1})
-    assert ok.status_code == 200 and ok.json() == {"request_id": "fb-1", "recorded": True}
-    again = gateway.post("/v1/feedback", json={"request_id": "fb-1", "outcome": 0})  # replaces
-    assert again.status_code == 200
+    assert ok.status_code == 200 and ok.json() == {"request_id": "fb-1", "recorded": True, "unchanged": False}
+    retried = gateway.post("/v1/feedback", json={"request_id": "fb-1", "outcome": 1})  # a retry
+    assert retried.status_code == 200 and retried.json()["unchanged"] is True
+    again = gateway.post("/v1/feedback", json={"request_id": "fb-1", "outcome": 0})  # never replaces
+    assert again.status_code == 409 and "already recorded" in again.json()["detail"]["error"]
 
     unknown = gateway.post("/v1/feedback", json={"request_id": "never-served", "outcome": 1})
     assert unknown.status_code == 404
@@ -243,7 +293,34 @@ def test_feedback_for_known_and_unknown_request_ids(gateway):
     assert log.flush()
     with log.engine.connect() as conn:
         rows = conn.execute(sa.select(predlog.FEEDBACK)).all()
-    assert [(r.request_id, json.loads(r.outcome)) for r in rows] == [("fb-1", 0)]
+    assert [(r.request_id, json.loads(r.outcome)) for r in rows] == [("fb-1", 1)]
+
+
+@pytest.mark.parametrize(
+    ("model", "outcome", "words"),
+    [
+        ("churn", "yes", "'yes' is not one of the model's classes [0, 1]"),
+        ("churn", 2, "2 is not one of the model's classes [0, 1]"),
+        ("churn", True, "True is not one of the model's classes"),
+        ("churn", None, "outcome must be a number, string or boolean"),
+        ("churn", int("9" * 4000), "4000-digit integer"),
+        ("demand", "12.5", "a regression model's outcome is a number, got str"),
+        ("demand", True, "a regression model's outcome is a number, got bool"),
+    ],
+)
+def test_feedback_is_checked_against_the_model_task(gateway, model, outcome, words):
+    """Issue 10 item 4: a "yes" or a 2 on a binary model is a 422 naming the field, not a value
+    that later breaks the canary analysis."""
+    spec = CHURN if model == "churn" else DEMAND
+    frame = demo_data.generate_batch(model, DAY, rows=1)
+    served = predict(gateway, {"features": json_rows(frame, spec.features.all)[0]}, model=model).json()
+    answer = gateway.post("/v1/feedback", json={"request_id": served["request_id"], "outcome": outcome})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"]["field"] == "outcome"
+    assert words in answer.json()["detail"]["error"]
+    fine = 0 if model == "churn" else 12.5
+    good = gateway.post("/v1/feedback", json={"request_id": served["request_id"], "outcome": fine})
+    assert good.status_code == 200
 
 
 def test_every_prediction_is_logged(gateway):
@@ -256,17 +333,40 @@ def test_every_prediction_is_logged(gateway):
         logged = conn.execute(sa.select(predlog.PREDICTIONS).order_by(predlog.PREDICTIONS.c.id)).all()
     assert [r.request_id for r in logged] == ["log-1", "log-2:0", "log-2:1"]
     first = logged[0]
-    assert (first.model, first.version, first.arm, first.status, first.entity_id) == (
-        "churn",
-        "1",
-        "champion",
-        "ok",
-        "C42",
-    )
+    assert (first.model, first.version, first.arm, first.status) == ("churn", "1", "champion", "ok")
     assert first.latency_ms > 0 and 0.0 <= first.score <= 1.0
-    assert json.loads(first.inputs) == rows[0] and len(first.inputs_hash) == 64
     assert json.loads(first.prediction)["label"] in (0, 1)
     assert isinstance(first.created_at, type(predlog.utcnow()))
+    # Personal data stays out by default: no inputs, entity ids and inputs as salted hashes only.
+    assert first.inputs is None and len(first.inputs_hash) == 64
+    assert first.entity_id != "C42" and len(first.entity_id) == 64
+    assert first.inputs_hash != hashlib.sha256(json.dumps(rows[0], sort_keys=True).encode()).hexdigest()
+
+
+def test_input_logging_is_opt_in_and_old_rows_are_deleted(registry_state, tmp_path):
+    """Issue 10 item 8: raw inputs and entity ids only when asked for; a retention policy."""
+    from fastapi.testclient import TestClient
+
+    settings = gateway_settings(registry_state, tmp_path, log_inputs=True, log_entity_ids=True,
+                                hash_salt="pepper", retention_days=7)  # fmt: skip
+    row = churn_rows(1)[0]
+    with TestClient(create_app(settings)) as client:
+        predict(client, {"features": row, "request_id": "keep", "entity_id": "C42"})
+        predict(client, {"features": row, "request_id": "old"})
+        client.post("/v1/feedback", json={"request_id": "old", "outcome": 1})
+        log = client.app.state.prediction_log
+        assert log.flush()
+    engine = predlog.engine_for(settings.db_uri)
+    with engine.begin() as conn:
+        p, f = predlog.PREDICTIONS, predlog.FEEDBACK
+        first = conn.execute(sa.select(p).where(p.c.request_id == "keep")).one()
+        assert first.entity_id == "C42" and json.loads(first.inputs) == row
+        past = predlog.utcnow() - timedelta(days=8)
+        conn.execute(p.update().where(p.c.request_id == "old").values(created_at=past))
+        conn.execute(f.update().where(f.c.request_id == "old").values(received_at=past))
+    assert predlog.purge(engine, settings.retention_days) == {"predictions": 1, "feedback": 1}
+    with engine.connect() as conn:
+        assert [r.request_id for r in conn.execute(sa.select(predlog.PREDICTIONS))] == ["keep"]
 
 
 def test_api_key_is_required_when_set(registry_state, tmp_path):
@@ -415,13 +515,16 @@ def test_registry_unreachable_degrades_health_but_keeps_serving(gateway, monkeyp
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     watcher = gateway.app_state.watcher
     good = watcher.settings
-    down = replace(good.factory, tracking_uri=f"http://127.0.0.1:{port}")
+    down = replace(good.factory, tracking_uri=f"http://bob:s3cret@127.0.0.1:{port}")
     watcher.settings = replace(good, factory=down)
     watcher.refresh()
     health = gateway.get("/health")
     assert health.status_code == 200
     assert health.json()["status"] == "degraded"
     assert "registry unreachable since" in health.json()["reasons"][0]
+    # Issue 10 item 8: health shows no secrets, even when the registry's URI carries some.
+    assert "s3cret" not in health.text and "bob" not in health.text
+    assert "s3cret" not in gateway.get("/v1/models").text
     assert "factory_gateway_registry_up 0" in gateway.get("/metrics").text
     response = predict(gateway, {"features": churn_rows(1)[0]})
     assert response.status_code == 200 and response.json()["version"] == "1"
@@ -441,7 +544,7 @@ def test_a_configured_model_that_is_not_registered_is_reported(registry_state, t
             health["status"] == "degraded" and "ghost: model 'ghost' is not registered" in health["reasons"]
         )
         ghost = predict(client, {"features": {}}, model="ghost")
-        assert ghost.status_code == 503 and "no loadable champion" in ghost.json()["detail"]
+        assert ghost.status_code == 503 and "nothing to serve yet" in ghost.json()["detail"]
         assert predict(client, {"features": churn_rows(1)[0]}).status_code == 200
         assert predict(client, {"features": {}}, model="demand").status_code == 404  # not configured
 
@@ -655,3 +758,92 @@ def test_python_dash_m_serving_runs_a_server(registry_state, tmp_path):
         process.terminate()
         process.wait(30)
     assert (tmp_path / "cli.db").exists()
+
+
+# --- issue 10: hardening -----------------------------------------------------------------------
+
+
+def test_models_with_a_spec_but_nothing_to_serve_are_reported_and_answer_503(registry_state, tmp_path):
+    """Issue 10 item 12: health names models that have a spec and no servable version, and they
+    answer 503 saying why (not registered yet / held for review), not a bare 404."""
+    from fastapi.testclient import TestClient
+
+    client = connect(registry_state)
+    if not client.search_registered_models("name = 'held'"):
+        client.create_registered_model("held")
+        source = client.get_model_version("churn", "1")
+        held = client.create_model_version("held", source.source, run_id=source.run_id)
+        client.set_model_version_tag("held", held.version, "factory.decision", "held_for_review")
+        why = "roc_auc 0.9990 too good"
+        client.set_model_version_tag("held", held.version, "factory.decision_reason", why)
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    for name in ("churn", "demand", "newbie", "held"):
+        text = (REPO / "include" / "models" / "churn.yaml").read_text()
+        (specs / f"{name}.yaml").write_text(text.replace("name: churn", f"name: {name}", 1))
+    factory = replace(registry_state, specs_dir=specs)
+    with TestClient(create_app(gateway_settings(factory, tmp_path))) as gw:
+        health = gw.get("/health").json()
+        assert health["status"] == "degraded"
+        assert health["models"]["churn"]["servable"] is True
+        assert health["models"]["newbie"]["servable"] is False
+        assert "no version was trained and registered yet" in health["models"]["newbie"]["why"]
+        assert "v1 is held for review (roc_auc 0.9990 too good)" in health["models"]["held"]["why"]
+        for name, words in (("newbie", "not registered"), ("held", "held for review")):
+            answer = predict(gw, {"features": churn_rows(1)[0]}, model=name)
+            assert answer.status_code == 503 and words in answer.json()["detail"], answer.text
+        assert predict(gw, {"features": churn_rows(1)[0]}).status_code == 200
+
+
+def test_metric_labels_are_bounded_to_known_models(gateway):
+    """Issue 10 item 8: a caller cannot grow the Prometheus series with made-up model names."""
+    for i in range(30):
+        assert predict(gateway, {"features": {}}, model=f"made-up-{i}").status_code == 404
+    text = gateway.get("/metrics").text
+    assert "made-up" not in text
+    assert 'factory_gateway_rejected_total{model="_unknown",code="404"} 30' in text
+
+
+def test_an_input_both_versions_refuse_is_not_a_canary_error(gateway, registry_state, monkeypatch):
+    """Issue 10 item 4: a caller must not be able to push a canary into rollback. An input that
+    the champion refuses too is the input's fault: 422, and nothing counts against the canary."""
+    original = LoadedVersion.predict
+
+    def picky(self, instances):
+        if instances[0]["plan"] == "poison":
+            raise ValueError("Input X contains infinity or a value too large for dtype('float64').")
+        return original(self, instances)
+
+    monkeypatch.setattr(LoadedVersion, "predict", picky)
+    canary.start_canary("churn", "2", 1.0, registry_state, "test", "all traffic to the canary")
+    gateway.app_state.watcher.refresh()
+    row = {**churn_rows(1)[0], "plan": "poison"}
+    for i in range(20):
+        answer = predict(gateway, {"features": row, "request_id": f"poison-{i}"})
+        assert answer.status_code == 422 and "neither churn v2 (canary)" in answer.text
+    assert predict(gateway, {"features": churn_rows(1)[0]}).json()["arm"] == "canary"
+    log = gateway.app_state.prediction_log
+    assert log.flush()
+    started = canary.read_serving_state("churn", registry_state).started_at
+    arms = canary.arm_outcomes(log.engine, "churn", started)
+    assert (arms["canary"].requests, arms["canary"].errors) == (1, 0)
+
+
+def test_serving_thread_pools_are_limited(gateway):
+    """Issue 10 item 12: one thread per BLAS/OpenMP pool in the serving process (settings.threads)."""
+    from threadpoolctl import threadpool_info
+
+    assert predict(gateway, {"features": churn_rows(1)[0]}).status_code == 200
+    pools = threadpool_info()
+    assert pools and all(pool["num_threads"] == 1 for pool in pools), pools
+
+
+def test_the_gateway_refuses_to_listen_openly_without_a_key(tmp_path):
+    """Issue 10 item 8: ``python -m model_factory.serving --host 0.0.0.0`` needs a key."""
+    env = {k: v for k, v in os.environ.items() if k != "FACTORY_GATEWAY_API_KEY"}
+    env["FACTORY_HOME"] = str(tmp_path / "factory")
+    done = subprocess.run(
+        [sys.executable, "-m", "model_factory.serving", "--host", "0.0.0.0", "--port", "1"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "without an API key" in done.stderr

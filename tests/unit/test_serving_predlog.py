@@ -143,8 +143,9 @@ def test_the_same_code_runs_on_postgres(postgres_db):
     log.log([{**row(9, status="error"), "arm": "canary", "version": "2"}])
     assert log.flush()
     assert log.known_request("r0")
-    log.record_feedback("r0", 1)
-    log.record_feedback("r0", 0)  # replaced, not duplicated
+    assert log.record_feedback("r0", 1) == "recorded"
+    assert log.record_feedback("r0", 1) == "unchanged"  # a retry
+    assert log.record_feedback("r0", 0) == "conflict"  # never overwritten
     log.record_feedback("r3", 1)
     log.close()
     predlog.write_decision(
@@ -155,7 +156,7 @@ def test_the_same_code_runs_on_postgres(postgres_db):
     assert (arms["champion"].requests, arms["champion"].labelled, list(arms["champion"].outcomes)) == (
         3,
         1,
-        [0.0],
+        [1.0],
     )
     assert (arms["canary"].requests, arms["canary"].errors, arms["canary"].labelled) == (2, 1, 1)
     assert arms["canary"].load_errors == ["v2: gone"]

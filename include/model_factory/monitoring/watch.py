@@ -99,7 +99,9 @@ def champion_baseline(spec: ModelSpec, settings: FactorySettings) -> ChampionBas
     )
 
 
-def _concept_drift(spec: ModelSpec, frame, champion: ChampionBaseline) -> dict[str, Any]:
+def _concept_drift(
+    spec: ModelSpec, frame, champion: ChampionBaseline, settings: FactorySettings
+) -> dict[str, Any]:
     """Champion's live metric on the labelled rows of the batch vs its holdout metric."""
     from model_factory.monitoring.drift import check_concept_drift
 
@@ -112,10 +114,14 @@ def _concept_drift(spec: ModelSpec, frame, champion: ChampionBaseline) -> dict[s
             f"{len(labelled)} labelled rows, concept drift needs {spec.drift.min_labels}"]}  # fmt: skip
     if any(col not in labelled.columns for col in spec.features.all):
         return {"status": "insufficient_data", "reasons": ["features missing: see data quality"]}
-    import mlflow.sklearn
+    from model_factory.io.model_loading import load_registered
     from model_factory.pipeline.evaluation import compute_metrics
 
-    model = mlflow.sklearn.load_model(f"models:/{spec.registered_model_name}/{champion.version}")
+    # The one safe loader: only a blessed, skops-saved version with types the factory trusts.
+    model = load_registered(
+        tracking.connect(settings), spec.registered_model_name, champion.version,
+        code_dir=settings.specs_dir / "code",
+    ).estimator  # fmt: skip
     live = compute_metrics(model, labelled, spec)[spec.gates.primary_metric]
     result = check_concept_drift(
         live,
@@ -204,7 +210,7 @@ def check_batch(
     except storage.ObjectNotFoundError as exc:
         raise MissingBatchError(f"no production batch for {spec.name!r} on {ds}: nothing at {uri}") from exc
     labelled = pd.concat(labelled_parts, ignore_index=True) if labelled_parts else pd.DataFrame()
-    concept = _concept_drift(spec, labelled, champion)
+    concept = _concept_drift(spec, labelled, champion, settings)
     status = overall_status(data_drift, concept)
     reasons = list(data_drift.get("reasons", [])) + [
         f"concept: {r}" for r in concept.get("reasons", [])

@@ -247,18 +247,23 @@ def evaluate_candidate(
     A challenger waiting for its canary (alias ``challenger``, not yet ``canary``) is compared
     with the candidate on the same rows too, so ``register`` can keep the better of the two.
     """
-    import mlflow.sklearn
+    from model_factory.io.model_loading import load_registered, load_uri
 
     client = tracking.connect(settings)
     name = spec.registered_model_name
     holdout_uri = trained["holdout_uri"]
     holdout = parse_batch(storage.read_bytes(holdout_uri, s3), "parquet", holdout_uri)
     metric = spec.gates.primary_metric
-    cand_pred = predict_holdout(mlflow.sklearn.load_model(trained["model_uri"]), holdout, spec)
+    # The one safe loader (skops, trusted types only); the champion must be blessed, too.
+    code_dir = settings.specs_dir / "code"
+    run_tags = client.get_run(trained["run_id"]).data.tags
+    candidate = load_uri(trained["model_uri"], run_tags=run_tags, code_dir=code_dir).estimator
+    cand_pred = predict_holdout(candidate, holdout, spec)
     candidate_metrics = metrics_from_predictions(cand_pred)
 
     def versus(version: str) -> tuple[dict, tuple[float, float, float]]:
-        other = predict_holdout(mlflow.sklearn.load_model(f"models:/{name}/{version}"), holdout, spec)
+        other_model = load_registered(client, name, version, code_dir=code_dir).estimator
+        other = predict_holdout(other_model, holdout, spec)
         interval = paired_interval(metric, cand_pred, other, spec.gates.confidence, seed=spec.split.seed)
         return metrics_from_predictions(other), interval
 

@@ -394,6 +394,10 @@ class ArmData:
     predictions: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
     outcomes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
     load_errors: list[str] = field(default_factory=list)
+    probabilities: list[dict[str, float]] = field(default_factory=list)
+    """Per labelled row, the class probabilities the arm served (classification; {} if none)."""
+    invalid_outcomes: int = 0
+    """Feedback rows that could not be read as an outcome (left out of every metric)."""
 
     @property
     def labelled(self) -> int:
@@ -450,7 +454,9 @@ def arm_outcomes(
         .order_by(p.c.id)
     )
     arms = {arm: ArmData(arm) for arm in ("champion", "canary")}
-    rows: dict[str, dict[str, list]] = {arm: {"lat": [], "score": [], "pred": [], "out": []} for arm in arms}
+    rows: dict[str, dict[str, list]] = {
+        arm: {"lat": [], "score": [], "pred": [], "out": [], "proba": []} for arm in arms
+    }
     versions = versions or {}
     with engine.connect() as conn:
         for arm, version, status, latency, prediction, score, outcome in conn.execute(query):
@@ -465,11 +471,19 @@ def arm_outcomes(
                 continue
             acc["lat"].append(latency)
             if outcome is not None:
+                try:
+                    truth = json.loads(outcome)
+                    served = json.loads(prediction) if prediction else {}
+                except ValueError:
+                    truth, served = None, {}
+                if not isinstance(truth, str | int | float) or not isinstance(served, dict):
+                    data.invalid_outcomes += 1
+                    continue
                 acc["score"].append(np.nan if score is None else score)
-                acc["pred"].append(
-                    _scalar(json.loads(prediction).get("label", score)) if prediction else score
-                )
-                acc["out"].append(_scalar(json.loads(outcome)))
+                acc["pred"].append(_scalar(served.get("label", score)))
+                acc["out"].append(_scalar(truth))
+                probabilities = served.get("probabilities")
+                acc["proba"].append(probabilities if isinstance(probabilities, dict) else {})
         failures = sa.select(d.c.version, d.c.reason).where(
             d.c.model == model, d.c.action == "load_failed", d.c.at >= start
         )
@@ -482,6 +496,7 @@ def arm_outcomes(
         data.scores = np.asarray(acc["score"], dtype=float)
         data.predictions = _array(acc["pred"])
         data.outcomes = _array(acc["out"])
+        data.probabilities = acc["proba"]
     return arms
 
 
@@ -489,6 +504,24 @@ def _scalar(value: Any) -> Any:
     if isinstance(value, bool):
         return float(value)
     return float(value) if isinstance(value, int | float) else value
+
+
+def _class_key(value: Any) -> str:
+    """How a class is named in a served prediction's ``probabilities`` (``str(class)``)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _probability_matrix(arm: ArmData) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(class names, n x k served probabilities, n true class names) of an arm's labelled rows;
+    rows without probabilities are left out."""
+    keep = [i for i, p in enumerate(arm.probabilities) if p]
+    classes = sorted({k for i in keep for k in arm.probabilities[i]})
+    rows = [[float(arm.probabilities[i].get(c, 0.0)) for c in classes] for i in keep]
+    matrix = np.asarray(rows, dtype=float)
+    truth = np.asarray([_class_key(arm.outcomes[i]) for i in keep], dtype=object)
+    return classes, matrix.reshape(len(keep), len(classes)), truth
 
 
 def _array(values: list) -> np.ndarray:
@@ -548,16 +581,31 @@ def metric_with_se(metric: str, arm: ArmData, task: str, seed: int = 0) -> tuple
         if metric == "mae":
             return _mean_se(np.abs(err))
     else:
-        if metric == "roc_auc":
-            labels = set(np.unique(y.astype(str)))
-            if not labels <= {"0", "1", "0.0", "1.0"}:
-                raise ValueError(f"live roc_auc needs binary 0/1 outcomes, got classes {sorted(labels)}")
-            return auc_delong(y.astype(float), score)
         if metric == "accuracy":
             hits = _same(pred, y)
             n, k = len(hits), hits.sum()
             p, p_adj = k / n, (k + 1) / (n + 2)  # Agresti-Coull-style: no zero SE at 0 or 1
             return float(p), math.sqrt(p_adj * (1 - p_adj) / (n + 2))
+        has_proba = bool(arm.probabilities) and all(arm.probabilities)
+        if metric == "roc_auc" and not has_proba:
+            labels = set(np.unique(y.astype(str)))
+            if not labels <= {"0", "1", "0.0", "1.0"}:
+                raise ValueError(f"live roc_auc needs binary 0/1 outcomes, got classes {sorted(labels)}")
+            return auc_delong(y.astype(float), score)
+        if metric == "roc_auc":
+            classes, matrix, truth = _probability_matrix(arm)
+            unknown = sorted(set(truth) - set(classes))
+            if unknown:
+                raise ValueError(f"outcomes {unknown[:5]} are not classes the model predicts {classes[:20]}")
+            if len(classes) == 2:  # binary, whatever the class names: DeLong on P(second class)
+                return auc_delong((truth == classes[1]).astype(float), matrix[:, 1])
+            return _bootstrap_auc(truth, matrix, classes, seed)
+        if metric == "log_loss" and has_proba:
+            # Probability the arm gave the true class: binary and multiclass, any class names.
+            classes, matrix, truth = _probability_matrix(arm)
+            index = {c: j for j, c in enumerate(classes)}
+            p_true = np.asarray([matrix[i, index[t]] if t in index else 0.0 for i, t in enumerate(truth)])
+            return _mean_se(-np.log(np.clip(p_true, 1e-15, 1.0)))
         if metric == "log_loss":
             yy = y.astype(float)
             p = np.clip(score, 1e-15, 1 - 1e-15)
@@ -571,6 +619,28 @@ def _same(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
     if pred.dtype == object or y.dtype == object:
         return np.asarray([str(a) == str(b) for a, b in zip(pred, y, strict=True)])
     return pred == y
+
+
+def _bootstrap_auc(
+    truth: np.ndarray, matrix: np.ndarray, classes: list[str], seed: int, resamples: int = 300
+) -> tuple[float, float]:
+    """Macro one-vs-rest ROC AUC (as the holdout evaluation computes it) with a bootstrap SE."""
+    from sklearn import metrics
+
+    def value(idx: np.ndarray) -> float:
+        y = truth[idx]
+        if len(set(y)) < len(classes):
+            return float("nan")  # a resample missing a class: OvR AUC undefined
+        proba = matrix[idx] / np.clip(matrix[idx].sum(axis=1, keepdims=True), 1e-15, None)
+        return float(metrics.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
+
+    n = len(truth)
+    point = value(np.arange(n))
+    if not math.isfinite(point):
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    draws = np.array([value(rng.integers(0, n, n)) for _ in range(resamples)])
+    return point, float(np.nanstd(draws, ddof=1))
 
 
 def _bootstrap(metric: str, pred, y, score, task: str, seed: int, resamples: int = 500):
@@ -639,6 +709,8 @@ def analyse_canary(
         if metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; pass higher_is_better")
         higher_is_better = METRICS[metric]["higher_is_better"]
+    if metric not in ANALYTIC + BOOTSTRAPPED:
+        raise ValueError(f"metric {metric!r} is not supported for live {task} analysis")
     sign = 1.0 if higher_is_better else -1.0
     z_ci = _normal_ppf(0.5 + ci_level / 2)
     arms = {"champion": champion_arm, "canary": canary_arm}
@@ -651,6 +723,7 @@ def analyse_canary(
             "error_rate": round(arm.error_rate, 6),
             "p95_latency_ms": arm.p95_latency_ms,
             "labelled": arm.labelled,
+            "invalid_outcomes": arm.invalid_outcomes,
         }
     result: dict[str, Any] = {
         "metric": metric,
@@ -708,7 +781,15 @@ def analyse_canary(
 
     values = {}
     for name, arm in arms.items():
-        value, se = metric_with_se(metric, arm, task)
+        try:
+            value, se = metric_with_se(metric, arm, task)
+        except Exception as exc:  # outcomes the metric cannot use: decide, never raise
+            reasons.append(
+                f"the stage cannot be judged: live {metric} on the {name} arm failed "
+                f"({type(exc).__name__}: {str(exc)[:300]}); rolled back, nothing is promoted "
+                "without evidence"
+            )
+            return done("rollback")
         values[name] = (value, se)
         ci = [value - z_ci * se, value + z_ci * se] if math.isfinite(se) else [None, None]
         summary[name].update({"value": value, "se": se, "ci": ci, "ci_level": ci_level})
@@ -784,8 +865,39 @@ def analyse_running_canary(
         raise PromotionError(f"model {model!r} has no canary running")
     db = db if db is not None else prediction_db_uri(settings)
     versions = {"canary": state.canary, "champion": state.champion or ""}
-    arms = arm_outcomes(db, model, state.started_at or state.updated_at or "1970-01-01", versions=versions)
     final = next_share(list(rollout.ramp), state.share) is None
+    try:
+        result = _analyse_stage(spec, state, db, versions, final)
+    except Exception as exc:  # the prediction DB is down, say: judge again, decide at the deadline
+        why = f"the stage cannot be judged now ({type(exc).__name__}: {str(exc)[:300]})"
+        result = {"decision": "wait", "metric": spec.gates.primary_metric, "task": spec.task,
+                  "arms": {}, "reasons": [why]}  # fmt: skip
+    if result["decision"] == "wait" and deadline_passed:
+        result["reasons"].insert(
+            0,
+            f"the stage's maximum duration ({rollout.max_stage_minutes} min) is over without a verdict "
+            "(not enough labelled outcomes, or the stage could not be judged): rolled back, nothing "
+            "is promoted without evidence",
+        )
+        result["decision"] = "rollback"
+    result.update(
+        {
+            "model": model,
+            "canary_version": state.canary,
+            "champion_version": state.champion,
+            "share": state.share,
+            "stage": state.stage,
+            "started_at": state.started_at,
+            "next_share": next_share(list(rollout.ramp), state.share),
+        }
+    )
+    result.setdefault("stage_labelled", None)
+    return result
+
+
+def _analyse_stage(spec: ModelSpec, state: ServingState, db, versions: dict[str, str], final: bool) -> dict:
+    rollout, model = spec.canary, spec.registered_model_name
+    arms = arm_outcomes(db, model, state.started_at or state.updated_at or "1970-01-01", versions=versions)
     result = analyse_canary(
         arms["champion"],
         arms["canary"],
@@ -813,25 +925,7 @@ def analyse_running_canary(
                 f"{rollout.min_samples} labelled outcomes since the stage began",
             )
             result["decision"] = "wait"
-    if result["decision"] == "wait" and deadline_passed:
-        result["reasons"].insert(
-            0,
-            f"the stage's maximum duration ({rollout.max_stage_minutes} min) is over without enough "
-            "labelled outcomes: rolled back, nothing is promoted without evidence",
-        )
-        result["decision"] = "rollback"
-    result.update(
-        {
-            "model": model,
-            "canary_version": state.canary,
-            "champion_version": state.champion,
-            "share": state.share,
-            "stage": state.stage,
-            "started_at": state.started_at,
-            "stage_labelled": stage_labelled,
-            "next_share": next_share(list(rollout.ramp), state.share),
-        }
-    )
+    result["stage_labelled"] = stage_labelled
     return result
 
 

@@ -14,6 +14,8 @@ import hmac
 import json
 import logging
 import re
+import secrets
+import threading
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -23,15 +25,64 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from model_factory.serving import predlog
 from model_factory.serving.metrics import CONTENT_TYPE, Metrics
-from model_factory.serving.models import LoadedVersion
+from model_factory.serving.models import LoadedVersion, check_outcome
 from model_factory.serving.routing import CANARY_ARM, CHAMPION_ARM
-from model_factory.serving.settings import ENV, GatewaySettings
-from model_factory.serving.watcher import RegistryWatcher, Route
+from model_factory.serving.settings import ENV, GatewaySettings, redact
+from model_factory.serving.watcher import RegistryWatcher, Route, limit_threads
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 log = logging.getLogger(__name__)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 GATEWAY_ACTOR = "gateway"
+UNKNOWN_MODEL_LABEL = "_unknown"
+RETENTION_INTERVAL_S = 3600.0
+
+Scalar = str | int | float | bool | None
+
+
+class PredictRequest(BaseModel):
+    """One prediction (``features``) or a batch (``instances``); the feature names and types are
+    the model's signature (GET /v1/models/{model}). ``null`` means missing."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._:\-]{1,128}$")
+    entity_id: str | None = Field(None, max_length=256, description="sticky routing key")
+    features: dict[str, Scalar] | None = None
+    instances: list[dict[str, Scalar]] | None = Field(None, min_length=1)
+
+
+class FeedbackRequest(BaseModel):
+    """The true outcome of a served prediction: a class of the model (classification) or a
+    finite number (regression). Recorded once per request id."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: str = Field(pattern=r"^[A-Za-z0-9._:\-]{1,128}$")
+    outcome: str | int | float | bool
+
+
+def _request_body(model: type[BaseModel]) -> dict:
+    """OpenAPI description of a JSON body the handler parses itself (clear 4xx, size limit)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"description": text}
+    for code, text in (
+        (400, "malformed JSON"),
+        (401, "missing or wrong X-API-Key"),
+        (404, "unknown model or request id"),
+        (409, "feedback already recorded"),
+        (413, "body or batch too large"),
+        (422, "input does not fit the model's signature or task"),
+        (503, "the model has nothing to serve yet (no champion, held for review, refused)"),
+    )
+}
 
 
 def _reject_constant(name: str) -> Any:
@@ -54,13 +105,24 @@ async def _json_body(request: Request, limit: int) -> Any:
     if not body.strip():
         raise HTTPException(400, "empty request body: send a JSON object")
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        parsed = json.loads(body, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise HTTPException(
             400, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise HTTPException(400, f"malformed JSON: {exc}") from None
+        raise HTTPException(400, f"malformed JSON: {str(exc)[:200]}") from None
+    except RecursionError:
+        raise HTTPException(400, "malformed JSON: nested too deeply") from None
+    try:  # a lone surrogate ("\ud800") is valid JSON but no text: it cannot be logged or hashed
+        json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise HTTPException(
+            400, "malformed JSON: a string holds a lone UTF-16 surrogate (\\ud800-\\udfff)"
+        ) from None
+    except RecursionError:
+        raise HTTPException(400, "malformed JSON: nested too deeply") from None
+    return parsed
 
 
 def _identifier(body: dict, name: str, required: bool = False) -> str | None:
@@ -82,10 +144,17 @@ def _identifier(body: dict, name: str, required: bool = False) -> str | None:
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
-    """The gateway app. Background work (registry refresh, log writer) runs inside its lifespan."""
+    """The gateway app. Background work (registry refresh, log writer, retention) runs inside its
+    lifespan."""
     settings = settings or GatewaySettings.from_env()
     metrics = Metrics()
     prediction_log = predlog.PredictionLog(settings.db_uri)
+    salt = (settings.hash_salt or secrets.token_hex(16)).encode()
+    limit_threads(settings.threads)
+
+    def digest(text: str) -> str:
+        """Salted (keyed) hash: groups equal values without storing them or a guessable hash."""
+        return hmac.new(salt, text.encode(), hashlib.sha256).hexdigest()
 
     def load_failed(model: str, version: str, arm: str, message: str) -> None:
         predlog.write_decision(
@@ -101,19 +170,40 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
 
     watcher = RegistryWatcher(settings, on_load_failure=load_failed)
+    retention = threading.Event()
+
+    def purge_old_rows() -> None:
+        """The retention policy: hourly, rows older than ``retention_days`` are deleted."""
+        while True:
+            try:
+                gone = predlog.purge(prediction_log.engine, settings.retention_days)
+                if any(gone.values()):
+                    log.info("retention (%s days): deleted %s", settings.retention_days, gone)
+            except Exception as exc:  # the DB is down: try again next hour
+                log.warning("retention purge failed: %s", redact(_error_text(exc)))
+            if retention.wait(RETENTION_INTERVAL_S):
+                return
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         prediction_log.start()
         await run_in_threadpool(watcher.refresh)
         watcher.start()
+        retention.clear()
+        purger = threading.Thread(target=purge_old_rows, name="retention", daemon=True)
+        purger.start()
         try:
             yield
         finally:
+            retention.set()
             watcher.stop()
             prediction_log.close()
 
-    app = FastAPI(title="model-factory gateway", lifespan=lifespan)
+    app = FastAPI(
+        title="model-factory gateway",
+        lifespan=lifespan,
+        description="Serves each model's champion (and canary) from the MLflow registry.",
+    )
     app.state.settings, app.state.watcher = settings, watcher
     app.state.prediction_log, app.state.metrics = prediction_log, metrics
 
@@ -126,12 +216,26 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 401, "missing or wrong X-API-Key header", headers={"WWW-Authenticate": "API-Key"}
             )
 
+    def label(model: str) -> str:
+        """Metric label for a model name: known models only, so callers cannot grow the series."""
+        return model if model in watcher.routes else UNKNOWN_MODEL_LABEL
+
     def route_for(model: str) -> Route:
         route = watcher.routes.get(model)
         if route is None:
             known = ", ".join(sorted(watcher.routes)) or "none"
-            metrics.reject(model, 404)
-            raise HTTPException(404, f"unknown model {model!r}; served models: {known}")
+            metrics.reject(label(model), 404)
+            raise HTTPException(404, f"unknown model {model[:128]!r}; served models: {known}")
+        return route
+
+    def servable(route: Route) -> Route:
+        if route.champion is None:
+            metrics.reject(route.model, 503)
+            raise HTTPException(
+                503,
+                f"model {route.model!r} has nothing to serve yet: {'; '.join(route.errors)}",
+                headers={"Retry-After": str(int(settings.refresh_s))},
+            )
         return route
 
     def serve(route: Route, body: dict) -> dict:
@@ -144,7 +248,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         if extra:
             allowed = ["request_id", "entity_id", "features", "instances"]
             raise HTTPException(
-                422, {"error": "unknown top-level fields", "extra": extra, "allowed": allowed}
+                422, {"error": "unknown top-level fields", "extra": extra[:20], "allowed": allowed}
             )
         if ("features" in body) == ("instances" in body):
             raise HTTPException(
@@ -160,8 +264,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 413,
                 f"{len(instances)} instances; the limit is {settings.max_instances} ({ENV['max_instances']})",
             )
-        if route.champion is None:
-            raise HTTPException(503, f"model {model!r} has no loadable champion: {'; '.join(route.errors)}")
         arm, chosen = route.pick(entity_id or request_id)
         problems = {}
         for i, instance in enumerate(instances):
@@ -173,24 +275,40 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             raise HTTPException(422, {"error": error, "problems": problems, "expected": chosen.input_names})
         ids = [request_id] if single else [f"{request_id}:{i}" for i in range(len(instances))]
         inputs = [predlog.dumps(instance) for instance in instances]
+        logged_entity = entity_id if settings.log_entity_ids or entity_id is None else digest(entity_id)
+
+        def rows(version: LoadedVersion, arm: str, status: str, outputs, latency: float, error):
+            return _rows(ids, logged_entity, version, arm, status, outputs, inputs, latency, error)
+
         try:
             outputs, latency = _predict(chosen, instances)
         except Exception as exc:
             error = _error_text(exc)
-            metrics.observe(model, chosen.version, arm, "error", time.perf_counter() - started)
-            prediction_log.log(_rows(ids, entity_id, chosen, arm, "error", None, inputs, 0.0, error))
             if arm != CANARY_ARM:
-                raise HTTPException(500, f"{model} v{chosen.version} failed to predict: {error}") from exc
-            log.warning("canary %s v%s failed, serving the champion: %s", model, chosen.version, error)
-            arm, chosen = CHAMPION_ARM, route.champion
-            try:
-                outputs, latency = _predict(chosen, instances)
-            except Exception as exc2:
+                if _is_input_error(exc):
+                    raise HTTPException(
+                        422, {"error": f"{model} v{chosen.version} cannot score this input", "detail": error}
+                    ) from exc
                 metrics.observe(model, chosen.version, arm, "error", time.perf_counter() - started)
-                error = _error_text(exc2)
-                prediction_log.log(_rows(ids, entity_id, chosen, arm, "error", None, inputs, 0.0, error))
-                raise HTTPException(500, f"{model} v{chosen.version} failed to predict: {error}") from exc2
-        prediction_log.log(_rows(ids, entity_id, chosen, arm, "ok", outputs, inputs, latency, None))
+                prediction_log.log(rows(chosen, arm, "error", None, 0.0, error))
+                raise HTTPException(500, f"{model} v{chosen.version} failed to predict: {error}") from exc
+            canary_version, champion = chosen, route.champion
+            try:
+                outputs, latency = _predict(champion, instances)
+            except Exception as exc2:
+                # Both versions refuse it: the input is at fault, not the canary (a caller must not
+                # be able to push a canary into rollback), so nothing counts as a canary error.
+                raise HTTPException(
+                    422,
+                    {"error": f"neither {model} v{canary_version.version} (canary) nor "
+                              f"v{champion.version} (champion) can score this input",
+                     "detail": _error_text(exc2)},
+                ) from exc2  # fmt: skip
+            log.warning("canary %s v%s failed, served the champion: %s", model, canary_version.version, error)
+            metrics.observe(model, canary_version.version, CANARY_ARM, "error", time.perf_counter() - started)
+            prediction_log.log(rows(canary_version, CANARY_ARM, "error", None, 0.0, error))
+            arm, chosen = CHAMPION_ARM, champion
+        prediction_log.log(rows(chosen, arm, "ok", outputs, latency, None))
         metrics.observe(model, chosen.version, arm, "ok", time.perf_counter() - started)
         head = {"model": model, "version": chosen.version, "arm": arm, "request_id": request_id}
         shown = [_public(o) for o in outputs]
@@ -216,16 +334,22 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     "prediction": predlog.dumps(output) if output else None,
                     "score": output["score"] if output else None,
                     "inputs": features if settings.log_inputs else None,
-                    "inputs_hash": hashlib.sha256(features.encode()).hexdigest(),
+                    "inputs_hash": digest(features),
                     "created_at": now,
                 }
             )
         return rows
 
-    @app.post("/v1/models/{model}/predict", dependencies=[Depends(require_key)])
+    @app.post(
+        "/v1/models/{model}/predict",
+        dependencies=[Depends(require_key)],
+        openapi_extra=_request_body(PredictRequest),
+        responses=ERROR_RESPONSES,
+    )
     async def predict(model: str, request: Request):
         route = route_for(model)
         try:
+            servable(route)
             body = await _json_body(request, settings.max_body_bytes)
             if not isinstance(body, dict):
                 raise HTTPException(
@@ -233,11 +357,24 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 )
             return await run_in_threadpool(serve, route, body)
         except HTTPException as exc:
-            if exc.status_code < 500:
+            if exc.status_code < 500 and exc.status_code != 503:
                 metrics.reject(model, exc.status_code)
             raise
 
-    @app.post("/v1/feedback", dependencies=[Depends(require_key)])
+    def version_for(model: str, version: str) -> LoadedVersion | None:
+        """The served version (or, when it no longer serves, the model's champion: same task)."""
+        route = watcher.routes.get(model)
+        for loaded in (route.champion, route.canary) if route else ():
+            if loaded is not None and loaded.version == version:
+                return loaded
+        return watcher.loaded(model, version) or (route.champion if route else None)
+
+    @app.post(
+        "/v1/feedback",
+        dependencies=[Depends(require_key)],
+        openapi_extra=_request_body(FeedbackRequest),
+        responses=ERROR_RESPONSES,
+    )
     async def feedback(request: Request):
         body = await _json_body(request, settings.max_body_bytes)
         if not isinstance(body, dict):
@@ -246,23 +383,35 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         if "outcome" not in body:
             raise HTTPException(422, {"error": "outcome is required", "field": "outcome"})
         outcome = body["outcome"]
-        if not (outcome is None or isinstance(outcome, str | int | float | bool)):
+        if not isinstance(outcome, str | int | float | bool):
             raise HTTPException(
                 422, {"error": "outcome must be a number, string or boolean", "field": "outcome"}
             )
         extra = sorted(set(body) - {"request_id", "outcome"})
         if extra:
-            raise HTTPException(422, {"error": "unknown fields", "extra": extra})
+            raise HTTPException(422, {"error": "unknown fields", "extra": extra[:20]})
 
-        def record() -> bool:
-            if not prediction_log.known_request(request_id, wait_s=3 * prediction_log.flush_interval_s):
-                return False
-            prediction_log.record_feedback(request_id, outcome)
-            return True
+        def record() -> dict:
+            served = prediction_log.served(request_id, wait_s=3 * prediction_log.flush_interval_s)
+            if served is None:
+                raise HTTPException(404, f"no prediction with request_id {request_id!r}")
+            model, version = served
+            loaded = version_for(model, version)
+            value, problem = check_outcome(loaded, outcome)
+            if problem:
+                raise HTTPException(
+                    422, {"error": f"outcome for {model} v{version}: {problem}", "field": "outcome"}
+                )
+            result = prediction_log.record_feedback(request_id, value)
+            if result == "conflict":
+                raise HTTPException(
+                    409,
+                    {"error": f"feedback for request_id {request_id!r} is already recorded; "
+                              "it cannot be changed", "field": "request_id"},
+                )  # fmt: skip
+            return {"request_id": request_id, "recorded": True, "unchanged": result == "unchanged"}
 
-        if not await run_in_threadpool(record):
-            raise HTTPException(404, f"no prediction with request_id {request_id!r}")
-        return {"request_id": request_id, "recorded": True}
+        return await run_in_threadpool(record)
 
     @app.get("/v1/models", dependencies=[Depends(require_key)])
     def list_models():
@@ -290,9 +439,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             )
         serving = {
             name: {
+                "servable": r.champion is not None,
                 "champion": r.champion.version if r.champion else None,
                 "canary": r.canary.version if r.canary else None,
                 "share": r.share,
+                **({} if r.champion else {"why": "; ".join(r.errors)}),
             }
             for name, r in sorted(watcher.routes.items())
         }
@@ -306,7 +457,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             reasons.append("no registered model has a champion yet: nothing to serve")
         payload = {
             "status": status,
-            "reasons": reasons,
+            "reasons": [redact(reason) for reason in reasons],
             "models": serving,
             "last_registry_refresh": watcher.last_success,
         }
@@ -375,6 +526,12 @@ def _predict(chosen: LoadedVersion, instances: list[dict]) -> tuple[list[dict], 
     started = time.perf_counter()
     outputs = chosen.predict(instances)
     return outputs, (time.perf_counter() - started) * 1000.0
+
+
+def _is_input_error(exc: BaseException) -> bool:
+    """scikit-learn refusing the values (overflow to infinity in a scaler, say): the input's fault."""
+    text = str(exc)
+    return isinstance(exc, ValueError) and ("Input X contains" in text or "too large for dtype" in text)
 
 
 def _public(output: dict) -> dict:

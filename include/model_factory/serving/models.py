@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -113,22 +114,81 @@ def _type_problem(expected: str, value: Any) -> str | None:
     if value is None:
         return None
     got = type(value).__name__
+    numeric = expected in NUMBER_TYPES | INTEGER_TYPES
+    if numeric and isinstance(value, int) and not isinstance(value, bool) and _out_of_range(value):
+        return f"a {len(str(abs(value)))}-digit integer is out of the range of a double"
     if expected in NUMBER_TYPES:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            return f"expected a number, got {got} {value!r:.40}"
+            return f"expected a number, got {got} {_show(value)}"
         if not math.isfinite(value):
             return f"expected a finite number, got {value!r}"
     elif expected in INTEGER_TYPES:
         if isinstance(value, bool) or not (
             isinstance(value, int) or (isinstance(value, float) and value.is_integer())
         ):
-            return f"expected an integer, got {got} {value!r:.40}"
+            return f"expected an integer, got {got} {_show(value)}"
     elif expected == "boolean":
         if not isinstance(value, bool):
-            return f"expected true/false, got {got} {value!r:.40}"
+            return f"expected true/false, got {got} {_show(value)}"
     elif not isinstance(value, str):
-        return f"expected a string, got {got} {value!r:.40}"
+        return f"expected a string, got {got} {_show(value)}"
     return None
+
+
+def _out_of_range(value: int) -> bool:
+    try:
+        float(value)
+    except OverflowError:
+        return True
+    return False
+
+
+def _show(value: Any) -> str:
+    """A short, safe rendering of a caller's value for an error message."""
+    if isinstance(value, int) and not isinstance(value, bool) and _out_of_range(value):
+        return f"<{len(str(abs(value)))}-digit integer>"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_outcome(version: LoadedVersion | None, outcome: Any) -> tuple[Any, str | None]:
+    """(the outcome as the model's own class value or a float, None) or (None, the problem).
+
+    Classification: one of the classes the version was trained on, of the same type (``1`` for
+    class 1, ``"setosa"`` for class "setosa"; never ``"yes"``, ``2`` or ``true`` for classes 0/1).
+    Regression: a finite number. ``version`` None (nothing loaded to ask): any finite number or
+    string.
+    """
+    if outcome is None:
+        return None, "null is not an outcome"
+    if isinstance(outcome, int) and not isinstance(outcome, bool) and _out_of_range(outcome):
+        return None, f"{_show(outcome)} is out of range"
+    if isinstance(outcome, float) and not math.isfinite(outcome):
+        return None, f"{outcome!r} is not a finite number"
+    if version is None:
+        if isinstance(outcome, bool) or not isinstance(outcome, int | float | str):
+            return None, f"expected a number or a string, got {type(outcome).__name__}"
+        return outcome, None
+    if version.classes is None:
+        if isinstance(outcome, bool) or not isinstance(outcome, int | float):
+            got = f"{type(outcome).__name__} {_show(outcome)}"
+            return None, f"a regression model's outcome is a number, got {got}"
+        return float(outcome), None
+    for cls in version.classes:
+        if _same_class(outcome, cls):
+            return cls, None
+    shown = list(version.classes[:20])
+    return None, f"{_show(outcome)} is not one of the model's classes {shown}"
+
+
+def _same_class(outcome: Any, cls: Any) -> bool:
+    if isinstance(cls, bool) or isinstance(outcome, bool):
+        return isinstance(cls, bool) and isinstance(outcome, bool) and cls == outcome
+    if isinstance(cls, str) or isinstance(outcome, str):
+        return isinstance(cls, str) and isinstance(outcome, str) and cls == outcome
+    if isinstance(cls, int | float) and isinstance(outcome, int | float):
+        return float(cls) == float(outcome)
+    return False
 
 
 def _spec_for(client: MlflowClient, model: str, run_id: str | None, specs_dir) -> ModelSpec:
@@ -149,27 +209,27 @@ def _spec_for(client: MlflowClient, model: str, run_id: str | None, specs_dir) -
 
 
 def load_version(client: MlflowClient, model: str, version: str, specs_dir) -> LoadedVersion:
-    """Load ``model`` v``version`` fully (artifacts, estimator, spec, signature) or raise LoadError."""
-    import mlflow.artifacts
-    import mlflow.sklearn
-    from mlflow.models import Model
+    """Load ``model`` v``version`` fully (artifacts, estimator, spec, signature) or raise LoadError.
+
+    Only through ``io.model_loading``: a version the factory did not bless, or not saved the way
+    the factory saves (skops, types it trusts), is refused before anything is deserialised.
+    """
+    from model_factory.io.model_loading import ModelRefusedError, load_registered
 
     started = time.perf_counter()
     where = f"{model} v{version}"
     try:
-        registered = client.get_model_version(model, version)
-        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model}/{version}")
-        signature = Model.load(local).signature
-        estimator = mlflow.sklearn.load_model(local)
-    except Exception as exc:
-        raise LoadError(f"{where}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc
+        trusted = load_registered(client, model, str(version), code_dir=Path(specs_dir) / "code")
+    except ModelRefusedError as exc:
+        raise LoadError(str(exc)) from exc
+    estimator, signature = trusted.estimator, trusted.mlmodel.signature
     if signature is None or signature.inputs is None:
         raise LoadError(f"{where} was logged without an input signature; it cannot be checked or served")
     inputs = tuple(
         InputField(col.name, getattr(col.type, "name", str(col.type)), bool(getattr(col, "required", True)))
         for col in signature.inputs.inputs
     )
-    spec = _spec_for(client, model, registered.run_id, specs_dir)
+    spec = _spec_for(client, model, trusted.run_id, specs_dir)
     if [f.name for f in inputs] != spec.features.all:
         raise LoadError(
             f"{where}: signature inputs {[f.name for f in inputs]} differ from the spec's features "
@@ -183,7 +243,7 @@ def load_version(client: MlflowClient, model: str, version: str, specs_dir) -> L
     return LoadedVersion(
         model=model,
         version=str(version),
-        run_id=registered.run_id,
+        run_id=trusted.run_id,
         estimator=estimator,
         spec=spec,
         inputs=inputs,

@@ -177,6 +177,7 @@ class PredictionLog:
         self.batch_size, self.flush_interval_s, self.max_pending = batch_size, flush_interval_s, max_pending
         self._queue: queue.Queue = queue.Queue()
         self._pending_ids: dict[str, int] = {}
+        self._pending_served: dict[str, tuple[str, str]] = {}
         self._ids_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -203,8 +204,10 @@ class PredictionLog:
                 count = self._pending_ids.get(row["request_id"], 0) + delta
                 if count > 0:
                     self._pending_ids[row["request_id"]] = count
+                    self._pending_served[row["request_id"]] = (row["model"], row["version"])
                 else:
                     self._pending_ids.pop(row["request_id"], None)
+                    self._pending_served.pop(row["request_id"], None)
 
     @property
     def backlog(self) -> int:
@@ -291,32 +294,60 @@ class PredictionLog:
                 more = more[len(more) - room :]
 
     def known_request(self, request_id: str, wait_s: float = 0.0) -> bool:
-        """A prediction with this id was served (queued here or written); error rows do not count.
+        """A prediction with this id was served (queued here or written); error rows do not count."""
+        return self.served(request_id, wait_s) is not None
+
+    def served(self, request_id: str, wait_s: float = 0.0) -> tuple[str, str] | None:
+        """(model, version) of the served prediction with this id, or None; error rows do not count.
 
         ``wait_s`` keeps looking in the database that long: another gateway process may still
         hold the row in its write batch.
         """
         with self._ids_lock:
-            if request_id in self._pending_ids:
-                return True
+            if request_id in self._pending_served:
+                return self._pending_served[request_id]
         query = (
-            sa.select(PREDICTIONS.c.id)
+            sa.select(PREDICTIONS.c.model, PREDICTIONS.c.version)
             .where(PREDICTIONS.c.request_id == request_id, PREDICTIONS.c.status == "ok")
             .limit(1)
         )
         deadline = time.monotonic() + wait_s
         while True:
             with self.engine.connect() as conn:
-                if conn.execute(query).first() is not None:
-                    return True
+                row = conn.execute(query).first()
+            if row is not None:
+                return str(row[0]), str(row[1])
             if time.monotonic() >= deadline:
-                return False
+                return None
             time.sleep(0.05)
 
-    def record_feedback(self, request_id: str, outcome: Any) -> None:
-        """Store (or replace) the outcome of one prediction."""
-        with self.engine.begin() as conn:
-            conn.execute(FEEDBACK.delete().where(FEEDBACK.c.request_id == request_id))
-            conn.execute(
-                FEEDBACK.insert().values(request_id=request_id, outcome=dumps(outcome), received_at=utcnow())
-            )
+    def record_feedback(self, request_id: str, outcome: Any) -> str:
+        """Store the outcome of one prediction once: ``recorded``; the same outcome again (a
+        retried call): ``unchanged``; a different one: ``conflict`` (nobody can overwrite it)."""
+        text = dumps(outcome)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    FEEDBACK.insert().values(request_id=request_id, outcome=text, received_at=utcnow())
+                )
+            return "recorded"
+        except sa.exc.IntegrityError:
+            with self.engine.connect() as conn:
+                kept = conn.execute(
+                    sa.select(FEEDBACK.c.outcome).where(FEEDBACK.c.request_id == request_id)
+                ).scalar()
+            return "unchanged" if kept == text else "conflict"
+
+
+def purge(db: str | Engine, older_than_days: float) -> dict[str, int]:
+    """Delete predictions and feedback older than ``older_than_days`` (the retention policy);
+    decisions are an audit trail and stay. Returns the rows deleted per table."""
+    from datetime import timedelta
+
+    engine = engine_for(db)
+    ensure_schema(engine)
+    cutoff = utcnow() - timedelta(days=older_than_days)
+    with engine.begin() as conn:
+        predictions = conn.execute(PREDICTIONS.delete().where(PREDICTIONS.c.created_at < cutoff)).rowcount
+        feedback = conn.execute(FEEDBACK.delete().where(FEEDBACK.c.received_at < cutoff)).rowcount
+    return {"predictions": predictions, "feedback": feedback}

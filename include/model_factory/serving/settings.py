@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from model_factory.settings import FactorySettings
@@ -15,6 +16,10 @@ ENV = {
     "max_body_bytes": "FACTORY_GATEWAY_MAX_BODY_BYTES",
     "max_instances": "FACTORY_GATEWAY_MAX_INSTANCES",
     "log_inputs": "FACTORY_GATEWAY_LOG_INPUTS",
+    "log_entity_ids": "FACTORY_GATEWAY_LOG_ENTITY_IDS",
+    "hash_salt": "FACTORY_GATEWAY_HASH_SALT",
+    "retention_days": "FACTORY_GATEWAY_RETENTION_DAYS",
+    "threads": "FACTORY_GATEWAY_THREADS",
 }
 
 
@@ -22,6 +27,17 @@ def prediction_db_uri(factory: FactorySettings | None = None) -> str:
     """``FACTORY_PREDICTION_DB_URI``, else SQLite under FACTORY_HOME: where DAGs find the prediction log."""
     factory = factory or FactorySettings.from_env()
     return os.environ.get(ENV["db_uri"]) or f"sqlite:///{factory.home / 'serving' / 'predictions.db'}"
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"environment variable {name}={raw!r} is not true/false")
 
 
 def _number(name: str, default: float, cast: type = float) -> float:
@@ -47,8 +63,17 @@ class GatewaySettings:
     """Serve only these registered models; None: every registered model with a champion."""
     max_body_bytes: int = 1_048_576
     max_instances: int = 1000
-    log_inputs: bool = True
-    """Log the request's features as JSON next to their hash (off: the hash only)."""
+    log_inputs: bool = False
+    """Opt-in: log the request's features as JSON next to their salted hash (off: the hash only)."""
+    log_entity_ids: bool = False
+    """Opt-in: log raw entity ids (off: their salted hash, enough to group a caller's rows)."""
+    hash_salt: str = ""
+    """Key of the HMAC over inputs and entity ids; empty: a random one per process (hashes then
+    cannot be joined across restarts). Keep it secret: with it, a guessed input can be checked."""
+    retention_days: float = 30.0
+    """Predictions and feedback older than this are deleted (by the gateway, hourly)."""
+    threads: int = 1
+    """Threads per BLAS/OpenMP pool in the serving process (see the README's gateway section)."""
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
@@ -62,5 +87,22 @@ class GatewaySettings:
             models=tuple(m.strip() for m in models.split(",") if m.strip()) or None,
             max_body_bytes=int(_number(ENV["max_body_bytes"], 1_048_576, int)),
             max_instances=int(_number(ENV["max_instances"], 1000, int)),
-            log_inputs=os.environ.get(ENV["log_inputs"], "true").lower() not in ("0", "false", "no"),
+            log_inputs=_flag(ENV["log_inputs"], False),
+            log_entity_ids=_flag(ENV["log_entity_ids"], False),
+            hash_salt=os.environ.get(ENV["hash_salt"], ""),
+            retention_days=_number(ENV["retention_days"], 30.0),
+            threads=int(_number(ENV["threads"], 1, int)),
         )
+
+
+_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@]*@")
+_SECRET_PARAMS = re.compile(
+    r"(?i)\b(?P<key>password|passwd|pwd|token|secret|api[_-]?key|access[_-]?key)=[^&\s'\"]+"
+)
+
+
+def redact(text: str) -> str:
+    """``text`` without credentials: ``scheme://user:pass@host`` becomes ``scheme://***@host`` and
+    ``password=...``-style query values ``***``. For anything the gateway shows (health, errors)."""
+    text = _CREDENTIALS.sub(lambda m: f"{m['scheme']}***@", text)
+    return _SECRET_PARAMS.sub(lambda m: f"{m['key']}=***", text)

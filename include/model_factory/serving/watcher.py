@@ -19,7 +19,7 @@ from model_factory.pipeline.registry import CHAMPION
 from model_factory.rollout.canary import ServingState, serving_state
 from model_factory.serving.models import LoadedVersion, LoadError, load_version
 from model_factory.serving.routing import CANARY_ARM, CHAMPION_ARM, choose_arm
-from model_factory.serving.settings import GatewaySettings
+from model_factory.serving.settings import GatewaySettings, redact
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +86,18 @@ class RegistryWatcher:
         self.last_success: float | None = None
         self.refreshes = 0
         self._refresh_lock = threading.Lock()
+        self._specs_seen: tuple = ()
+        self._spec_names: list[str] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
     def routes(self) -> dict[str, Route]:
         return self._routes
+
+    def loaded(self, model: str, version: str) -> LoadedVersion | None:
+        """A version loaded by this process (serving now or kept for the current routes)."""
+        return self._cache.get((model, str(version)))
 
     def start(self) -> None:
         if self._thread is None:
@@ -129,9 +135,10 @@ class RegistryWatcher:
                     state = serving_state(client, name)
                 except Exception as exc:
                     if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
-                        routes[name] = Route(
-                            name, None, None, 0.0, None, (f"model {name!r} is not registered",)
-                        )
+                        why = f"model {name!r} is not registered"
+                        if name in self._spec_names:
+                            why += ": it has a spec, but no version was trained and registered yet"
+                        routes[name] = Route(name, None, None, 0.0, None, (why,))
                         continue
                     failure = failure or exc
                     if name in self._routes:
@@ -149,12 +156,14 @@ class RegistryWatcher:
             return routes
 
     def _registry_down(self, exc: Exception) -> None:
-        message = str(exc).splitlines()[0][:300] if str(exc) else ""
+        message = redact(str(exc).splitlines()[0][:300]) if str(exc) else ""
         self.registry_error = f"{type(exc).__name__}: {message}"
         self.registry_error_since = self.registry_error_since or time.time()
         log.warning("registry unreachable, serving the loaded versions: %s", self.registry_error)
 
     def _model_names(self, client) -> list[str]:
+        """The configured models; else every registered model with a champion and every model
+        that has a spec (one without a servable version is reported, and answers 503)."""
         if self.settings.models:
             return list(self.settings.models)
         names, token = [], None
@@ -163,7 +172,22 @@ class RegistryWatcher:
             names += [m.name for m in page if CHAMPION in (m.aliases or {})]
             token = page.token
             if not token:
-                return sorted(names)
+                break
+        return sorted(set(names) | set(self._specced_models()))
+
+    def _specced_models(self) -> list[str]:
+        """Names of the valid specs in the specs folder (re-read only when a file changed)."""
+        from model_factory.spec import load_specs
+
+        folder = self.settings.factory.specs_dir
+        try:
+            seen = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob("*.yaml")))
+        except OSError:
+            return self._spec_names
+        if seen != self._specs_seen:
+            good, _ = load_specs(folder)
+            self._specs_seen, self._spec_names = seen, sorted(s.spec.registered_model_name for s in good)
+        return self._spec_names
 
     def _get(self, client, model: str, version: str, arm: str) -> tuple[LoadedVersion | None, str | None]:
         key = (model, version)
@@ -172,7 +196,7 @@ class RegistryWatcher:
         try:
             loaded = self.loader(client, model, version, self.settings.factory.specs_dir)
         except LoadError as exc:
-            message = str(exc)
+            message = redact(str(exc))
             if key not in self._failed and self.on_load_failure is not None:
                 try:
                     self.on_load_failure(model, version, arm, message)
@@ -183,6 +207,7 @@ class RegistryWatcher:
             return None, message
         self._failed.pop(key, None)
         self._cache[key] = loaded
+        limit_threads(self.settings.threads)  # a new model may have loaded a new OpenMP/BLAS pool
         log.info("loaded %s v%s (%s) in %.2fs", model, version, arm, loaded.load_seconds)
         return loaded, None
 
@@ -191,7 +216,7 @@ class RegistryWatcher:
         errors: list[str] = []
         champion = None
         if state.champion is None:
-            errors.append("the registry has no champion alias for this model")
+            errors.append(_why_no_champion(client, state.model))
         else:
             champion, error = self._get(client, state.model, state.champion, CHAMPION_ARM)
             if error:
@@ -208,3 +233,32 @@ class RegistryWatcher:
                 errors.append(f"canary v{state.canary} failed to load, no traffic sent to it: {error}")
         share = state.share if canary is not None and champion is not None else 0.0
         return Route(state.model, champion, canary, share, state, tuple(errors))
+
+
+def limit_threads(threads: int) -> None:
+    """Every BLAS/OpenMP pool loaded in this process to ``threads``: one request is one row or a
+    few, where extra threads only fight each other (and the other worker processes) for cores."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+
+
+def _why_no_champion(client, model: str) -> str:
+    """Why a registered model has nothing to serve, from its latest version's decision."""
+    try:
+        versions = client.search_model_versions(f"name = '{model}'")
+    except Exception:
+        versions = []
+    if not versions:
+        return "no champion yet: no version is registered"
+    latest = max(versions, key=lambda v: int(v.version))
+    decision = (latest.tags or {}).get("factory.decision")
+    reason = (latest.tags or {}).get("factory.decision_reason", "no reason recorded")
+    if decision == "held_for_review":
+        return f"no champion yet: v{latest.version} is held for review ({reason})"
+    if decision == "rejected":
+        return f"no champion yet: the latest version, v{latest.version}, was rejected ({reason})"
+    return (
+        "no champion yet: the registry has no champion alias "
+        f"(latest v{latest.version}: {decision or 'not evaluated'})"
+    )

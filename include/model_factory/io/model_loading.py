@@ -1,0 +1,225 @@
+"""The one way the factory loads a model: only what the factory itself wrote, never a payload.
+
+Whoever can write to the MLflow registry could register a version whose model file runs code
+when unpickled. Every load in the factory (the gateway, evaluation against the champion, the
+drift watch) goes through this module, which refuses, with a reason, before deserialising:
+
+- a registered version the factory did not bless (version tag ``factory.decision`` is not
+  ``blessed``) or did not train (its run has no ``factory.run_key`` tag), when asked to check;
+- a model that is not the MLflow ``sklearn`` flavor saved as ``skops`` (``serialization_format``
+  in the MLmodel file is read as data first: pickle and cloudpickle files are never opened);
+- a skops file holding a type beyond skops' own safe defaults that is not both recorded for
+  this version (the MLmodel's ``skops_trusted_types``, written at training time) and trusted by
+  the factory's code (:func:`factory_trusts`: training's base types, scikit-learn classes, and
+  the classes the data scientists' code folder defines for a model with ``estimator.factory``).
+  The recorded list alone is not enough: it is part of the artifact, so a crafted model could
+  list anything there.
+
+The registry tags are policy (only blessed versions serve), not the security boundary: someone
+with registry write access can write tags too. The boundary is the format and type check.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlflow.models import Model
+    from mlflow.tracking import MlflowClient
+
+FLAVOR = "sklearn"
+FORMAT = "skops"
+BLESSED = "blessed"
+RUN_KEY_TAG = "factory.run_key"
+CODE_MODULE_TAG = "factory.code.module"
+
+
+class ModelRefusedError(RuntimeError):
+    """A model the factory will not load; the message says which and why (nothing was run)."""
+
+
+@dataclass(frozen=True)
+class TrustedModel:
+    estimator: Any
+    path: Path
+    """The local copy of the model directory (MLmodel, model.skops, ...)."""
+    mlmodel: Model
+    run_id: str | None = None
+    trusted_types: tuple[str, ...] = ()
+    version_tags: dict[str, str] = field(default_factory=dict)
+
+
+def factory_trusts(name: str, extra: set[str] | frozenset[str] = frozenset()) -> bool:
+    """The factory's own rule (the same as training's ``trusted_types``): its base types, the
+    code folder's classes in ``extra``, and scikit-learn's classes (classes only: a reference to
+    any other scikit-learn function in a model file is not something the factory writes)."""
+    from model_factory.pipeline.training import BASE_TRUSTED_TYPES
+
+    if name in BASE_TRUSTED_TYPES or name in extra:
+        return True
+    return name.startswith("sklearn.") and _is_class(name)
+
+
+def _is_class(name: str) -> bool:
+    import inspect
+
+    module_name, _, attr = name.rpartition(".")
+    while module_name:
+        try:
+            obj: Any = importlib.import_module(module_name)
+        except ImportError:
+            module_name, _, head = module_name.rpartition(".")
+            attr = f"{head}.{attr}"
+            continue
+        for part in attr.split("."):
+            obj = getattr(obj, part, None)
+        return inspect.isclass(obj)
+    return False
+
+
+def code_folder_types(module_name: str, code_dir: Path | None) -> set[str]:
+    """The classes one module of the data scientists' code folder defines (and only those)."""
+    if code_dir is None:
+        return set()
+    custom = importlib.import_module("model_factory.pipeline.custom_code")
+    prefix = f"{custom.CODE_PACKAGE}."
+    if not module_name.startswith(prefix) or "." in module_name[len(prefix) :]:
+        raise ModelRefusedError(f"its code module {module_name!r} is not a module of the code folder")
+    custom.install_code_package(code_dir)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ModelRefusedError(
+            f"its code module {module_name!r} cannot be imported from {code_dir}: {type(exc).__name__}: {exc}"
+        ) from exc
+    return set(custom.defined_types(module))
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def load_local(path: Path | str, extra_trusted: Iterable[str] = (), where: str = "model") -> TrustedModel:
+    """Check a downloaded model directory and load it with skops, or raise ModelRefusedError."""
+    import skops.io
+    from mlflow.models import Model
+
+    path = Path(path)
+    try:
+        mlmodel = Model.load(path)
+    except Exception as exc:
+        raise ModelRefusedError(f"{where}: no readable MLmodel file ({_short(exc)})") from exc
+    flavors = mlmodel.flavors or {}
+    conf = flavors.get(FLAVOR)
+    if not isinstance(conf, dict):
+        raise ModelRefusedError(
+            f"{where} is not an MLflow sklearn model (flavors: {sorted(flavors)}); the factory "
+            "loads only the models it saves"
+        )
+    found = conf.get("serialization_format", "pickle")
+    if found != FORMAT:
+        raise ModelRefusedError(
+            f"{where} is saved as {found!r}; the factory loads only {FORMAT!r} models (a "
+            f"{found} file can run code when loaded, so it was not opened)"
+        )
+    data = (path / str(conf.get("pickled_model", ""))).resolve()
+    if not data.is_file() or not data.is_relative_to(path.resolve()):
+        raise ModelRefusedError(f"{where}: its model file {conf.get('pickled_model')!r} is missing")
+    recorded = conf.get("skops_trusted_types") or []
+    if not isinstance(recorded, list) or not all(isinstance(t, str) for t in recorded):
+        raise ModelRefusedError(f"{where}: skops_trusted_types in its MLmodel is not a list of type names")
+    extra = frozenset(extra_trusted)
+    try:
+        untrusted = skops.io.get_untrusted_types(file=data)
+    except Exception as exc:
+        raise ModelRefusedError(f"{where}: its skops file cannot be read ({_short(exc)})") from exc
+    refused = sorted(t for t in untrusted if t not in recorded or not factory_trusts(t, extra))
+    if refused:
+        raise ModelRefusedError(
+            f"{where} holds types the factory does not trust: {refused[:10]} (trusted: what the "
+            "factory's training records and its code allows; nothing was loaded)"
+        )
+    try:
+        estimator = skops.io.load(data, trusted=sorted(untrusted))
+    except Exception as exc:
+        raise ModelRefusedError(f"{where}: skops could not load it ({_short(exc)})") from exc
+    return TrustedModel(estimator, path, mlmodel, mlmodel.run_id, tuple(sorted(untrusted)))
+
+
+def _extra_trusted(run_tags: dict[str, str], code_dir: Path | None, where: str) -> set[str]:
+    module = run_tags.get(CODE_MODULE_TAG)
+    if not module:
+        return set()
+    try:
+        return code_folder_types(module, code_dir)
+    except ModelRefusedError as exc:
+        raise ModelRefusedError(f"{where}: {exc}") from None
+
+
+def load_registered(
+    client: MlflowClient,
+    model: str,
+    version: str,
+    *,
+    code_dir: Path | None = None,
+    require_blessed: bool = True,
+) -> TrustedModel:
+    """Load registered ``model`` v``version`` (by number, never by alias) or raise ModelRefusedError.
+
+    ``require_blessed``: refuse a version without the factory's blessing (what serves or is
+    compared as the champion must have passed the gates).
+    """
+    import mlflow.artifacts
+
+    where = f"{model} v{version}"
+    try:
+        registered = client.get_model_version(model, str(version))
+    except Exception as exc:
+        raise ModelRefusedError(f"{where}: not in the registry ({_short(exc)})") from exc
+    tags = dict(registered.tags or {})
+    if require_blessed and tags.get("factory.decision") != BLESSED:
+        decision = tags.get("factory.decision")
+        raise ModelRefusedError(
+            f"{where} is {'not evaluated by the factory' if decision is None else decision!r}"
+            f"{'' if decision is None else ' (' + tags.get('factory.decision_reason', 'no reason') + ')'}"
+            "; only versions the factory blessed are loaded"
+        )
+    run_tags: dict[str, str] = {}
+    if registered.run_id:
+        try:
+            run_tags = dict(client.get_run(registered.run_id).data.tags)
+        except Exception as exc:
+            raise ModelRefusedError(
+                f"{where}: its run {registered.run_id} cannot be read ({_short(exc)})"
+            ) from exc
+    if require_blessed and RUN_KEY_TAG not in run_tags:
+        raise ModelRefusedError(f"{where} was not trained by the factory (its run has no {RUN_KEY_TAG} tag)")
+    extra = _extra_trusted(run_tags, code_dir, where)
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model}/{version}")
+    except Exception as exc:
+        raise ModelRefusedError(f"{where}: its artifacts cannot be downloaded ({_short(exc)})") from exc
+    loaded = load_local(local, extra, where)
+    return TrustedModel(
+        loaded.estimator, loaded.path, loaded.mlmodel, registered.run_id, loaded.trusted_types, tags
+    )
+
+
+def load_uri(
+    model_uri: str, *, run_tags: dict[str, str] | None = None, code_dir: Path | None = None
+) -> TrustedModel:
+    """Load a model the factory just logged (``models:/m-...`` or ``runs:/...``), same checks
+    except the blessing (it has not been evaluated yet)."""
+    import mlflow.artifacts
+
+    extra = _extra_trusted(run_tags or {}, code_dir, model_uri)
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri)
+    except Exception as exc:
+        raise ModelRefusedError(f"{model_uri}: its artifacts cannot be downloaded ({_short(exc)})") from exc
+    return load_local(local, extra, model_uri)
