@@ -1,0 +1,380 @@
+"""Scaffolds for data scientists: a model spec (from a sample of the data) and a DAG template.
+
+``new_model`` writes ``<models>/<name>.yaml`` for a template (and ``code/<name>.py`` for
+``custom_training``). Given a CSV/Parquet sample it fills in the features and their kinds,
+ranges and category sets, the target's type and classes, and a time column to split on; then it
+checks the spec loads and validates the sample against it. ``new_template`` writes a template
+module into the templates folder and its test. Both return what they wrote and the next step.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from model_factory.spec import NAME_PATTERN
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MAX_CATEGORIES = 50  # more distinct strings than this: an id or free text, left out
+TARGET_GUESSES = ("target", "label", "y", "class", "outcome")
+TIME_WORDS = ("time", "date", "timestamp", "ts")
+
+
+class ScaffoldError(ValueError):
+    """A scaffold cannot be written: says what and how to fix it."""
+
+
+@dataclass
+class Scaffold:
+    written: list[Path]
+    next_steps: list[str]
+    notes: list[str] = field(default_factory=list)
+    validation: list[str] = field(default_factory=list)
+
+
+def read_sample(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    if not path.is_file():
+        raise ScaffoldError(f"--from-data {path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    if suffix in (".csv", ".txt") or path.name.endswith(".csv.gz"):
+        return pd.read_csv(path)
+    raise ScaffoldError(f"--from-data {path}: give a .csv or .parquet sample")
+
+
+def _is_time(series: pd.Series, name: str) -> bool:
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return True
+    if series.dtype != object and not pd.api.types.is_string_dtype(series):
+        return False
+    first = series.dropna().astype(str).head(1).tolist()
+    named = any(word in name.lower() for word in TIME_WORDS) or name.lower().endswith("_at")
+    if not named and not (first and re.match(r"^\d{4}-\d{2}-\d{2}", first[0])):
+        return False
+    parsed = pd.to_datetime(series.dropna().head(200), errors="coerce", utc=True)
+    return len(parsed) > 0 and parsed.notna().mean() > 0.95
+
+
+def _nice(x: float, down: bool) -> float:
+    """A readable bound a little beyond x (two significant digits)."""
+    if x == 0 or not math.isfinite(x):
+        return 0.0
+    scale = 10 ** (math.floor(math.log10(abs(x))) - 1)
+    return float((math.floor if down else math.ceil)(x / scale) * scale)
+
+
+def infer(df: pd.DataFrame, target: str | None = None) -> dict[str, Any]:
+    """Spec sections learnt from a sample: target/task/classes, features, ranges, categories."""
+    import pandas as pd
+
+    if df.empty:
+        raise ScaffoldError("the sample has no rows")
+    columns = [str(c) for c in df.columns]
+    if target is None:
+        target = next((c for c in columns if c.lower() in TARGET_GUESSES), None)
+    if target is None or target not in columns:
+        raise ScaffoldError(f"name the target column with --target (columns: {columns})")
+    y = df[target].dropna()
+    notes: list[str] = []
+    integral = pd.api.types.is_numeric_dtype(y) and bool((y == y.round()).all())
+    few = integral and y.nunique() <= 20
+    if pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y) or few:
+        task = "classification"
+        classes = sorted(y.unique().tolist(), key=str)
+        classes = [int(c) if isinstance(c, int | bool) or (isinstance(c, float) and c.is_integer())
+                   else str(c) for c in classes]  # fmt: skip
+        if len(classes) < 2:
+            raise ScaffoldError(f"target {target!r} has one class in the sample ({classes}): need two")
+    else:
+        task, classes = "regression", None
+
+    numeric, categorical, ranges, categories = [], [], {}, {}
+    time_column = None
+    for col in columns:
+        if col == target:
+            continue
+        series = df[col]
+        if _is_time(series, col):
+            time_column = time_column or col
+            notes.append(f"{col}: a time column (used to split by time, not a feature)")
+            continue
+        if pd.api.types.is_bool_dtype(series):
+            categorical.append(col)  # trains as "True"/"False"; no category set: the raw
+            # booleans would not match a set of strings in validation
+        elif pd.api.types.is_numeric_dtype(series):
+            numeric.append(col)
+            finite = series[pd.notna(series)].astype(float)
+            if len(finite):
+                lo, hi = float(finite.min()), float(finite.max())
+                span = (hi - lo) or abs(hi) or 1.0
+                low = _nice(lo - 0.1 * span, down=True)
+                ranges[col] = {"min": max(low, 0.0) if lo >= 0 else low,
+                               "max": _nice(hi + 0.1 * span, down=False)}  # fmt: skip
+        else:
+            distinct = series.dropna().astype(str).unique()
+            if len(distinct) > MAX_CATEGORIES or len(distinct) > 0.5 * len(series):
+                notes.append(f"{col}: {len(distinct)} distinct values in {len(series)} rows: "
+                             "an id or free text, left out of the features")  # fmt: skip
+                continue
+            categorical.append(col)
+            categories[col] = sorted(distinct.tolist())
+    if not numeric and not categorical:
+        raise ScaffoldError("no usable feature columns in the sample")
+    return {"target": target, "task": task, "classes": classes, "numeric": numeric,
+            "categorical": categorical, "ranges": ranges, "categories": categories,
+            "time_column": time_column, "notes": notes, "rows": len(df)}  # fmt: skip
+
+
+ESTIMATOR_FOR = {
+    ("classification", "small"): ("LogisticRegression", {"C": 1.0, "max_iter": 1000}),
+    ("regression", "small"): ("Ridge", {"alpha": 1.0}),
+}
+GATES_FOR = {"classification": ("roc_auc", 0.7), "regression": ("r2", 0.5)}
+SEARCH_FOR = {
+    "LogisticRegression": {"C": {"low": 0.01, "high": 10.0, "log": True}},
+    "Ridge": {"alpha": {"low": 0.01, "high": 100.0, "log": True}},
+}
+
+CODE_STUB = '''"""Training code for {name} (template custom_training).
+
+The factory calls build(**estimator.params) inside the train task and fits what it returns on
+its prepared features: numeric columns as float, categoricals as strings. Any scikit-learn
+compatible estimator or pipeline works; classes defined in this file are trusted when the model
+is saved and loaded, nothing else beyond scikit-learn's own.
+"""
+
+from __future__ import annotations
+
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import {estimator}
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+NUMERIC = {numeric!r}
+CATEGORICAL = {categorical!r}
+
+
+def build(n_estimators: int = 200) -> Pipeline:
+    columns = ColumnTransformer([
+        ("numeric", SimpleImputer(strategy="median"), NUMERIC),
+        ("categorical", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
+    ])
+    return Pipeline([("columns", columns), ("model", {estimator}(n_estimators=n_estimators, random_state=0))])
+'''
+
+
+def model_spec(name: str, template: str, owner: str, source: str, learnt: dict[str, Any] | None,
+               fmt: str = "csv") -> dict[str, Any]:  # fmt: skip
+    """The spec as a mapping, with placeholders where no sample was given."""
+    learnt = learnt or {"target": "label", "task": "classification", "classes": None,
+                        "numeric": ["feature_a", "feature_b"], "categorical": ["segment"],
+                        "ranges": {}, "categories": {}, "time_column": None}  # fmt: skip
+    task = learnt["task"]
+    estimator_class, params = ESTIMATOR_FOR[(task, "small")]
+    metric, threshold = GATES_FOR[task]
+    if task == "classification" and learnt["classes"] and len(learnt["classes"]) > 2:
+        metric, threshold = "f1", 0.5
+    target: Any = learnt["target"]
+    if learnt.get("classes"):
+        target = {"name": learnt["target"], "classes": learnt["classes"]}
+    spec: dict[str, Any] = {
+        "name": name, "owner": owner,
+        "description": f"TODO: one sentence on what {name} predicts and who uses it.",
+        "task": task, "template": template,
+        "source": {"uri": source, "format": fmt},
+        "target": target,
+        "features": {"numeric": learnt["numeric"], "categorical": learnt["categorical"]},
+        "estimator": {"class": estimator_class, "params": params},
+        "validation": {"ranges": learnt["ranges"], "categories": learnt["categories"]},
+        "gates": {"primary_metric": metric, "threshold": threshold},
+    }  # fmt: skip
+    if learnt.get("time_column"):
+        spec["split"] = {"strategy": "time", "time_column": learnt["time_column"]}
+    if template == "custom_training":
+        spec["estimator"] = {"factory": f"{name}:build", "params": {"n_estimators": 200}}
+    elif template == "tuned_retrain":
+        spec["template_params"] = {"search": SEARCH_FOR[estimator_class], "trials": 10, "max_minutes": 10}
+    elif template == "batch_scoring":
+        spec["template_params"] = {"data_uri": source, "schedule": "0 4 * * *"}
+    return spec
+
+
+def _default_source(name: str, fmt: str) -> str:
+    return f"${{FACTORY_DATA_ROOT}}/{name}/{{ds}}.{fmt}"
+
+
+def new_model(name: str, template: str, models_dir: Path, *, owner: str, source: str | None = None,
+              sample: Path | None = None, target: str | None = None,
+              force: bool = False) -> Scaffold:  # fmt: skip
+    """Write the spec (and a code stub for custom_training); check it loads and, with a
+    sample, that the sample passes the spec's validation."""
+    from model_factory.airflow.templates import discover
+    from model_factory.spec import SpecError, load_spec
+
+    if not re.match(NAME_PATTERN, name):
+        raise ScaffoldError(f"model name {name!r}: lower_snake_case, 2-63 characters, a letter first")
+    registry = discover()
+    if template not in registry.templates:
+        raise ScaffoldError(f"unknown template {template!r}; known: {sorted(registry.templates)}")
+    path = models_dir / f"{name}.yaml"
+    code = models_dir / "code" / f"{name}.py"
+    if path.exists() and not force:
+        raise ScaffoldError(f"{path} exists (use --force to overwrite)")
+    fmt = "parquet" if sample is not None and sample.suffix.lower() == ".parquet" else "csv"
+    df = read_sample(sample) if sample is not None else None
+    learnt = infer(df, target) if df is not None else None
+    spec = model_spec(name, template, owner, source or _default_source(name, fmt), learnt, fmt)
+
+    header = (f"# {name}: scaffolded by `model-factory new-model` (template {template})"
+              + (f" from {sample.name} ({learnt['rows']} rows)" if learnt else "") + ".\n"
+              "# Other fields have defaults: include/templates/model.yaml shows them all.\n")  # fmt: skip
+    models_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=100))
+    written = [path]
+    if template == "custom_training" and (force or not code.exists()):
+        code.parent.mkdir(exist_ok=True)
+        estimator = "RandomForestClassifier" if spec["task"] == "classification" else "RandomForestRegressor"
+        code.write_text(CODE_STUB.format(name=name, estimator=estimator,
+                                         numeric=spec["features"]["numeric"],
+                                         categorical=spec["features"]["categorical"]))  # fmt: skip
+        written.append(code)
+
+    result = Scaffold(written=written, next_steps=[], notes=list(learnt["notes"]) if learnt else [])
+    try:
+        loaded = load_spec(path)
+    except SpecError as exc:
+        raise ScaffoldError(f"the scaffolded spec does not load (please report):\n{exc}") from exc
+    if df is not None:
+        import logging
+
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its import chatter
+        from model_factory.pipeline.validation import validate_frame
+
+        outcome = validate_frame(df, loaded, path.parent)
+        result.validation = ["the sample passes the spec's validation"] if outcome.success else [
+            f"the sample FAILS the spec's validation: {r}" for r in outcome.reasons]  # fmt: skip
+    if learnt is None:
+        result.notes.append("no --from-data sample: fill in target, features and validation by hand")
+    result.next_steps = [
+        f"review {path} (description, gates.threshold"
+        f"{', code/' + name + '.py' if template == 'custom_training' else ''})",
+        f"model-factory validate {path}",
+        f"put a batch at {spec['source']['uri']} (with {{ds}} = the date), e.g. the sample",
+        f"the DAGs {name}__retrain{' and ' + name + '__score' if template == 'batch_scoring' else ''} "
+        "appear on the next DAG-processor pass; run one with "
+        f"`model-factory trigger {name} --ds YYYY-MM-DD` (or `airflow dags test {name}__retrain YYYY-MM-DD`)",
+    ]  # fmt: skip
+    return result
+
+
+TEMPLATE_STUB = '''"""{name}: a DAG template of our own (scaffolded by `model-factory new-template`).
+
+A spec uses it with `template: {name}`; its `template_params:` are checked against Params when
+the DAG file is parsed. Compose the factory's building blocks (model_factory.airflow.blocks):
+ingest, validate, train, evaluate, register, announce_challenger, scoring_champion, check_input,
+score, or whole DAGs (retrain_dag, drift_watch_dag, canary_dag, scoring_dag). Every DAG id must
+start with "<model>__". Heavy imports (pandas, sklearn, mlflow) only inside tasks.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, task
+from model_factory.airflow import blocks
+from model_factory.airflow.common import common_dag_args, spec_doc
+from model_factory.spec import LoadedSpec
+from pydantic import BaseModel, ConfigDict, Field
+
+NAME = "{name}"
+DESCRIPTION = "TODO: one line on what this pipeline shape does"
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_rows: int = Field(default=100, ge=1, description="TODO: your template's own settings")
+
+
+def build(loaded: LoadedSpec, params: Params) -> list[DAG]:
+    spec = loaded.spec
+    with DAG(
+        dag_id=f"{{spec.name}}__{name}",
+        schedule=spec.schedule,
+        max_active_runs=1,
+        **common_dag_args(spec, "{name}"),
+        doc_md=spec_doc(loaded, "Ingest and validate the day's batch, then report its size."),
+    ) as dag:
+        validated = blocks.validate(loaded, blocks.ingest(loaded))
+
+        @task
+        def report(validated: dict) -> dict:
+            if validated["rows"] < params.min_rows:
+                raise ValueError(f"only {{validated['rows']}} rows (min_rows {{params.min_rows}})")
+            return {{"ds": validated["ds"], "rows": validated["rows"]}}
+
+        report(validated)
+    return [dag]
+'''
+
+TEMPLATE_TEST_STUB = '''"""The {name} template builds for a sample spec (`model-factory new-template`)."""
+
+from __future__ import annotations
+
+import yaml
+from model_factory.airflow.build import build_all
+from model_factory.airflow.templates import templates_dir
+
+SAMPLE_SPEC = {{
+    "name": "sample_{name}", "owner": "my-team", "description": "A sample spec for the template.",
+    "task": "classification", "template": "{name}", "template_params": {{}},
+    "source": {{"uri": "${{FACTORY_DATA_ROOT}}/sample/{{ds}}.csv"}},
+    "target": "label", "features": {{"numeric": ["x"], "categorical": ["kind"]}},
+    "estimator": {{"class": "LogisticRegression"}},
+    "gates": {{"primary_metric": "roc_auc", "threshold": 0.6}},
+}}
+
+
+def test_{name}_builds_its_dags(tmp_path):
+    (tmp_path / "sample_{name}.yaml").write_text(yaml.safe_dump(SAMPLE_SPEC))
+    dags = build_all(tmp_path, templates_dir())
+    assert not [d for d in dags if d.startswith("invalid_spec__")], [d.doc_md for d in dags.values()]
+    dag = dags["sample_{name}__{name}"]
+    assert "template:{name}" in dag.tags
+    assert all(t.owner == "my-team" and t.retries >= 1 for t in dag.tasks)
+'''
+
+
+def new_template(name: str, templates_dir: Path, tests_dir: Path, force: bool = False) -> Scaffold:
+    """Write ``<templates_dir>/<name>.py`` and ``<tests_dir>/test_<name>.py``."""
+    from model_factory.airflow.templates import SHIPPED
+
+    if not re.match(r"^[a-z][a-z0-9_]{1,40}$", name):
+        raise ScaffoldError(f"template name {name!r}: use lower_snake_case, 2-41 characters")
+    if name in SHIPPED:
+        raise ScaffoldError(f"{name!r} is a shipped template; pick another name")
+    module, test = templates_dir / f"{name}.py", tests_dir / f"test_{name}.py"
+    for path in (module, test):
+        if path.exists() and not force:
+            raise ScaffoldError(f"{path} exists (use --force to overwrite)")
+    templates_dir.mkdir(parents=True, exist_ok=True)
+    tests_dir.mkdir(parents=True, exist_ok=True)
+    module.write_text(TEMPLATE_STUB.format(name=name))
+    test.write_text(TEMPLATE_TEST_STUB.format(name=name))
+    return Scaffold(
+        written=[module, test],
+        next_steps=[f"edit {module}: Params, build() (the DAG id must start with '<model>__')",
+                    f"pytest -q {test}",
+                    f"use it: `template: {name}` in a spec (model-factory new-model NAME -t {name})",
+                    "model-factory templates  # lists it with the shipped ones"],
+    )  # fmt: skip
