@@ -206,6 +206,9 @@ def create_app(config: ConsoleConfig) -> FastAPI:
         target = f"{ui}/#/models/{quote(model)}" + (f"/versions/{quote(version)}" if version else "")
         return RedirectResponse(target)
 
+    from model_factory.analyzer.view import add_routes as add_analyzer_routes
+
+    add_analyzer_routes(app, page, config.settings)  # the Analyzer's page: where data scientists get stuck
     return app
 
 
