@@ -154,6 +154,20 @@ def _canary(version: str | None, share: float | None, tags: dict) -> dict | None
     }
 
 
+def _store_listing(settings: FactorySettings) -> dict[tuple[str, str], list[str]]:
+    """The store's drift/ and quarantine/ trees in two listings (not two per model: on S3 each
+    listing is a request), grouped by (tree, model)."""
+    from model_factory.io import storage
+
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for tree in ("drift", "quarantine"):
+        prefix = storage.join(settings.store_uri, tree).rstrip("/") + "/"
+        for uri in storage.list_uris(prefix):
+            model = uri.removeprefix(prefix).split("/", 1)[0]
+            grouped.setdefault((tree, model), []).append(uri)
+    return grouped
+
+
 def _alerts(settings: FactorySettings, names: list[str]) -> dict[str, list[dict]]:
     from model_factory.monitoring.alerts import alerts_db_uri, stored_alerts
 
@@ -186,6 +200,7 @@ def fleet(settings: FactorySettings, airflow: AirflowSource | None = None) -> di
     sources: dict[str, str] = {}
     registered, versions = _attempt(sources, "mlflow", lambda: _registry(settings, names), ({}, {}))
     alerts = _attempt(sources, "alerts", lambda: _alerts(settings, names), {})
+    listed = _attempt(sources, "store", lambda: _store_listing(settings), {})
     all_dags = [dag for spec in specs for dag in dag_ids(spec.name).values()]
     if airflow is None:
         sources["airflow"] = "not asked"
@@ -196,7 +211,7 @@ def fleet(settings: FactorySettings, airflow: AirflowSource | None = None) -> di
                 if sources["airflow"] == "ok" else {})  # fmt: skip
     rows = []
     for spec in specs:
-        rows.append(_model_row(spec, settings, sources, registered, versions, alerts, states, runs))
+        rows.append(_model_row(spec, settings, sources, registered, versions, alerts, states, runs, listed))
     for error in bad:
         stem = Path(error.path).stem
         reason = "; ".join(f"{field}: {why}" if field else why for field, why in error.problems)
@@ -207,15 +222,22 @@ def fleet(settings: FactorySettings, airflow: AirflowSource | None = None) -> di
 
 
 def _model_row(spec: ModelSpec, settings: FactorySettings, sources: dict, registered: dict, versions: dict,
-               alerts: dict, states: dict, runs: dict) -> dict:  # fmt: skip
+               alerts: dict, states: dict, runs: dict, listed: dict) -> dict:  # fmt: skip
     name, metric = spec.registered_model_name, spec.gates.primary_metric
     serving = _serving(registered.get(name))
     rows = [_version_row(mv, metric, serving["aliases"]) for mv in versions.get(name, [])]
     by_version = {row["version"]: row for row in rows}
     champion = by_version.get(serving["champion"] or "")
     latest = rows[-1] if rows else None
-    checks = _attempt(sources, "store", lambda: drift_checks(settings, name), [])
-    quarantined = _attempt(sources, "store", lambda: quarantined_batches(settings, name), [])
+    checks = _attempt(
+        sources, "store", lambda: drift_checks(settings, name, listed.get(("drift", name), [])), []
+    )
+    quarantined = _attempt(
+        sources,
+        "store",
+        lambda: quarantined_batches(settings, name, listed.get(("quarantine", name), [])),
+        [],
+    )
     ids = dag_ids(spec.name)
     retrain_run, drift_run = runs.get(ids["retrain"]), runs.get(ids["drift_watch"])
     recent = alerts.get(name, [])[:RECENT_ALERTS]

@@ -10,10 +10,13 @@ from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec
 
 
-def quarantined_batches(settings: FactorySettings, model: str) -> list[dict]:
-    """Every quarantined batch of a model with the first line of its reason."""
+def quarantined_batches(settings: FactorySettings, model: str, uris: list[str] | None = None) -> list[dict]:
+    """Every quarantined batch of a model with the first line of its reason (``uris``: the
+    model's quarantine listing when the caller already has it)."""
     out = []
-    for uri in storage.list_uris(storage.join(settings.store_uri, "quarantine", model)):
+    if uris is None:
+        uris = storage.list_uris(storage.join(settings.store_uri, "quarantine", model))
+    for uri in uris:
         if not uri.endswith("/REASON.txt"):
             continue
         text = storage.read_bytes(uri).decode()
@@ -22,10 +25,12 @@ def quarantined_batches(settings: FactorySettings, model: str) -> list[dict]:
     return out
 
 
-def drift_checks(settings: FactorySettings, model: str) -> list[dict]:
-    """Every drift check of a model (one per batch date), oldest first."""
+def drift_checks(settings: FactorySettings, model: str, uris: list[str] | None = None) -> list[dict]:
+    """Every drift check of a model (one per batch date), oldest first (``uris``: as above)."""
     out = []
-    for uri in storage.list_uris(storage.join(settings.store_uri, "drift", model)):
+    if uris is None:
+        uris = storage.list_uris(storage.join(settings.store_uri, "drift", model))
+    for uri in uris:
         if uri.endswith("/report.json"):
             report = storage.read_json(uri)
             out.append({"ds": report["ds"], "status": report["status"], "reasons": report["reasons"],
