@@ -102,11 +102,10 @@ def _task_log(api: ApiGetter, dag_id: str, run_id: str, task_id: str, try_number
 def collect_airflow(store: EventStore, api: ApiGetter | None, limit: int = 1000) -> SourceStatus:
     """DAG runs a person triggered (run type manual) and their task outcomes, with the triggering user."""
     if api is None:
-        return SourceStatus(
-            "airflow",
-            False,
-            message="no Airflow API given: DAG runs people triggered and their task outcomes are left out",
-        )
+        earlier = len(store.origins("airflow:run:"))
+        return SourceStatus("airflow", False, message=(
+            "no Airflow API to read: new DAG runs people triggered and their task outcomes are left out"
+            + (f"; the {earlier} runs collected earlier are used" if earlier else "")))  # fmt: skip
     try:
         runs = api.get("/api/v2/dags/~/dagRuns", run_type="manual", limit=limit, order_by="-run_after")[
             "dag_runs"
