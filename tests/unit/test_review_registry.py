@@ -170,9 +170,14 @@ def test_approve_reject_and_expire_held_versions(factory_home):
         assert "within review.window_hours (72 h): expired as rejected" in mv.tags["factory.decision_reason"]
 
 
-def test_reproduce_a_version_and_refuse_without_data_or_lineage(factory_home):
+def test_reproduce_a_version_and_refuse_without_data_or_lineage(factory_home, monkeypatch):
+    monkeypatch.setenv("FACTORY_CODE_REVISION", "aaa111")
     settings = FactorySettings.from_env()
     registered = retrain(spec_for(), settings, carded=False)
+    monkeypatch.setenv("FACTORY_CODE_REVISION", "bbb222")
+    with pytest.raises(ReproduceError, match="trained at code revision aaa111; this checkout is bbb222"):
+        reproduce_version("churn", registered["version"], settings)
+    monkeypatch.setenv("FACTORY_CODE_REVISION", "aaa111")
     done = reproduce_version("churn", registered["version"], settings)
     assert done["reproduced"], done["verdict"]
     assert {c["metric"] for c in done["comparison"]} >= {"roc_auc", "accuracy"}

@@ -43,6 +43,11 @@ def _held(client, model: str, version: str):
     return mv
 
 
+def require_held(model: str, version: str, settings: FactorySettings) -> None:
+    """ReviewError unless ``version`` is held and not reviewed yet."""
+    _held(tracking.connect(settings), model, version)
+
+
 def held_versions(model: str, settings: FactorySettings) -> list[dict]:
     """Versions waiting for a person, oldest first, with how long they have waited."""
     client = tracking.connect(settings)
@@ -121,3 +126,31 @@ def expire_overdue(model: str, settings: FactorySettings, window_hours: float) -
     """Expire every held version of ``model`` older than the window (for reviews outside Airflow)."""
     return [expire_version(model, v["version"], settings, window_hours)
             for v in held_versions(model, settings) if v["waiting_hours"] > window_hours]  # fmt: skip
+
+
+def review_in_airflow(
+    client, model: str, version: str, approve: bool, actor: str, reason: str
+) -> dict | None:
+    """Answer the waiting ``<model>__review`` task of ``version`` through Airflow's REST API, so
+    the review DAG records it and (approved) starts the canary. None: no such review waits."""
+    from urllib.parse import quote
+
+    from model_factory.io.airflow_api import AirflowApiError
+
+    dag_id = f"{model}__review"
+    try:
+        details = client.get(f"/api/v2/dags/{quote(dag_id)}/dagRuns/~/hitlDetails", limit=100)["hitl_details"]
+    except AirflowApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    for detail in details:
+        if detail.get("response_received") or not detail["subject"].endswith(f" v{version}"):
+            continue
+        ti = detail["task_instance"]
+        path = (f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(ti['dag_run_id'])}/taskInstances/"
+                f"{quote(ti['task_id'])}/{ti.get('map_index', -1)}/hitlDetails")  # fmt: skip
+        client.request("PATCH", path, json={"chosen_options": ["Approve" if approve else "Reject"],
+                                            "params_input": {"reason": reason, "actor": actor}})  # fmt: skip
+        return {"dag_id": dag_id, "run_id": ti["dag_run_id"], "url": client.ui_url(dag_id, ti["dag_run_id"])}
+    return None

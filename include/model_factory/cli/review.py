@@ -1,0 +1,166 @@
+"""Review commands: approve/reject a held version, list held versions, reproduce a version,
+show a version's card and checklist, override a failing checklist (with a reason)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated
+
+import typer
+from model_factory.cli.common import EXIT_REFUSED, Actor, Json, Reason, actor_name, console, fail, print_json
+from model_factory.settings import FactorySettings
+
+
+def _airflow():
+    """The Airflow REST client when Airflow answers, else None (the registry is enough)."""
+    from model_factory.io.airflow_api import AirflowClient, AirflowUnreachableError
+
+    client = AirflowClient.from_env(timeout_s=10.0)
+    try:
+        client.health()
+    except (AirflowUnreachableError, ValueError):
+        return None
+    return client
+
+
+def _wait_reviewed(model: str, version: str, settings: FactorySettings, timeout_s: float = 60.0) -> dict:
+    from model_factory.io.tracking import connect
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        tags = connect(settings).get_model_version(model, version).tags
+        if tags.get("factory.review.status") or time.monotonic() > deadline:
+            return {k: v for k, v in tags.items() if k.startswith("factory.review.")}
+        time.sleep(1.0)
+
+
+def _review(model: str, version: str, approve: bool, reason: str, actor: str | None, as_json: bool) -> None:
+    from model_factory.review import approval
+
+    settings = FactorySettings.from_env()
+    who = f"{actor_name(actor)} via cli"
+    if not reason.strip():
+        fail("refused: a review needs a reason (--reason): it is recorded on the version", EXIT_REFUSED)
+    try:
+        approval.require_held(model, version, settings)
+    except approval.ReviewError as exc:
+        fail(f"refused: {exc}", EXIT_REFUSED)
+    client = _airflow()
+    answered = approval.review_in_airflow(client, model, version, approve, who, reason) if client else None
+    if answered:
+        review = _wait_reviewed(model, version, settings)
+        result = {"model": model, "version": version, "via": answered, "review": review}
+    else:
+        try:
+            if approve:
+                result = approval.approve_version(model, version, settings, who, reason)
+            else:
+                result = approval.reject_version(model, version, settings, who, reason)
+        except approval.ReviewError as exc:
+            fail(f"refused: {exc}", EXIT_REFUSED)
+        if result["alias"] == "challenger":
+            if client is not None:
+                run = client.trigger(f"{model}__canary", conf={"version": version, "actor": who,
+                                                               "reason": f"approved: {reason}"})  # fmt: skip
+                result["canary_run"] = client.ui_url(f"{model}__canary", run["dag_run_id"])
+            else:
+                conf = json.dumps({"version": version})
+                result["canary"] = ("Airflow is not reachable: start the canary later with "
+                                    f"`airflow dags trigger {model}__canary --conf '{conf}'`")  # fmt: skip
+    if as_json:
+        print_json(result)
+        return
+    if answered:
+        console.print(f"{model} v{version}: answered the review in Airflow ({answered['url']}); "
+                      f"recorded: {json.dumps(result['review'])}")  # fmt: skip
+    else:
+        console.print(f"{model} v{version} {result['status']} by {result['actor']} at {result['at']}: "
+                      f"{result['reason']}; alias {result['alias']}")  # fmt: skip
+        for key in ("canary_run", "canary"):
+            if key in result:
+                console.print(f"canary: {result[key]}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("approve")
+    def approve(model: str, version: str, reason: Reason, actor: Actor = None, as_json: Json = False) -> None:
+        """Approve a version held for review: it becomes challenger and its canary starts."""
+        _review(model, version, True, reason, actor, as_json)
+
+    @app.command("reject")
+    def reject(model: str, version: str, reason: Reason, actor: Actor = None, as_json: Json = False) -> None:
+        """Reject a version held for review (who, when and why are recorded on it)."""
+        _review(model, version, False, reason, actor, as_json)
+
+    @app.command("held")
+    def held(model: str, as_json: Json = False) -> None:
+        """Versions of MODEL waiting for a review, with why they were held."""
+        from model_factory.review.approval import held_versions
+
+        rows = held_versions(model, FactorySettings.from_env())
+        if as_json:
+            print_json(rows)
+            return
+        for row in rows or [{"version": "-", "waiting_hours": 0, "reason": "nothing held for review"}]:
+            console.print(f"v{row['version']}  waiting {row['waiting_hours']} h  {row['reason']}")
+
+    @app.command("reproduce")
+    def reproduce(
+        model: str,
+        version: str,
+        tolerance: Annotated[float, typer.Option(help="largest absolute metric difference")] = 1e-6,
+        allow_code_drift: Annotated[
+            bool, typer.Option(help="compare even if the code revision differs")
+        ] = False,
+        as_json: Json = False,
+    ) -> None:
+        """Retrain VERSION from its lineage in a scratch run; say whether its metrics reproduce."""
+        from model_factory.review.reproduce import ReproduceError, reproduce_version
+
+        try:
+            settings = FactorySettings.from_env()
+            result = reproduce_version(model, version, settings, tolerance, allow_code_drift)
+        except ReproduceError as exc:
+            fail(f"refused: {exc}", EXIT_REFUSED)
+        if as_json:
+            print_json(result)
+        else:
+            console.print(result["verdict"])
+            for row in result["comparison"]:
+                console.print(f"  {row['metric']:<10} recorded {row['recorded']:.6f}  reproduced "
+                              f"{row['reproduced']:.6f}  {'ok' if row['within'] else 'DIFFERS'}")  # fmt: skip
+            console.print(f"scratch run {result['scratch_run_id']} ({result['seconds']} s)")
+        if not result["reproduced"]:
+            raise typer.Exit(EXIT_REFUSED)
+
+    @app.command("card")
+    def card(model: str, version: str, as_json: Json = False) -> None:
+        """Where VERSION's model card is, and its checklist."""
+        from model_factory.io.tracking import connect
+
+        mv = connect(FactorySettings.from_env()).get_model_version(model, version)
+        items = {k.split(".")[2]: (v, mv.tags.get(f"{k}.reason", "")) for k, v in mv.tags.items()
+                 if k.startswith("factory.checklist.") and k.count(".") == 2}  # fmt: skip
+        info = {"description": mv.description, "checklist": mv.tags.get("factory.checklist", "not run"),
+                "items": items}  # fmt: skip
+        if as_json:
+            print_json(info)
+            return
+        console.print(mv.description or "(no description)")
+        console.print(f"checklist: {info['checklist']}")
+        for item, (result, why) in items.items():
+            console.print(f"  {result:<4} {item}: {why}")
+
+    @app.command("override-checklist")
+    def override_checklist(model: str, version: str, reason: Reason, actor: Actor = None) -> None:
+        """Allow serving VERSION although its checklist fails; who and why are recorded."""
+        from model_factory.io.tracking import connect
+        from model_factory.pipeline.registry import CHECKLIST_OVERRIDE, record_decision
+
+        if not reason.strip():
+            fail("refused: an override needs a reason (--reason)", EXIT_REFUSED)
+        client = connect(FactorySettings.from_env())
+        decision = record_decision(client, model, version, CHECKLIST_OVERRIDE,
+                                   f"{actor_name(actor)} via cli", reason)  # fmt: skip
+        print_json(decision)
