@@ -29,10 +29,81 @@ DAYS = 6
 FAULTS = {("churn", 3): "unseen_category", ("demand", 4): "dropped_column"}
 
 
+# The demo's own models (their batches come from demo_data): one or more per shipped template.
+# Any other spec in the specs folder is a data scientist's: run where its batches exist, else
+# left alone, and said so.
+DEMO_SPECS = ("churn", "demand", "segment", "churn_tuned", "churn_custom", "churn_scoring")
+# Models on a template other than retrain run on the last days only (the demo stays short).
+TEMPLATE_DAYS = 2
+
+
 def generate(settings: FactorySettings, days: int) -> Path:
     root = Path(urlparse(settings.data_root).path)
-    demo_data.write_demo_batches(root, START, days, faults=FAULTS)
+    demo_data.write_demo_batches(root, START, days, faults=FAULTS, models=demo_data.ALL_MODELS)
     return root
+
+
+def dag_ids(spec) -> list[str]:
+    """The DAGs the demo runs per batch date for a spec, in order: retrain, then scoring."""
+    return [f"{spec.name}__retrain"] + ([f"{spec.name}__score"] if spec.template == "batch_scoring" else [])
+
+
+def has_batch(spec, day: date) -> bool:
+    """Does the spec's source hold a batch for ``day`` (a data scientist's own model)?"""
+    from model_factory.io import storage
+    from model_factory.io.batches import resolve_source_uri
+
+    try:
+        return storage.exists(resolve_source_uri(spec.source.uri, day.isoformat()))
+    except Exception:  # an unresolvable URI or an unreachable store: nothing to run
+        return False
+
+
+def plan(specs, days: int) -> tuple[list[tuple[date, object]], list[str]]:
+    """(day, spec) pairs to run, and one line per spec that is left alone or cut short."""
+    runs, notes = [], []
+    all_days = [START + timedelta(days=offset) for offset in range(days)]
+    for spec in specs:
+        if spec.name in DEMO_SPECS:
+            chosen = all_days if spec.template == "retrain" else all_days[-TEMPLATE_DAYS:]
+        else:
+            chosen = [day for day in all_days if has_batch(spec, day)]
+            notes.append(f"{spec.name}: not a demo model; " + (
+                f"runs on the {len(chosen)} demo date(s) its source has a batch for" if chosen else
+                f"no batch at {spec.source.uri} for the demo dates {all_days[0]}..{all_days[-1]}: "
+                "left alone"))  # fmt: skip
+        runs += [(day, spec) for day in chosen]
+    return sorted(runs, key=lambda pair: (pair[0], pair[1].name)), notes
+
+
+def template_lines(settings: FactorySettings, specs, rows: list[dict]) -> list[str]:
+    """One line per model: its template, versions and champion, and what the template adds
+    (tuning trials, the own code's hash, scored dates)."""
+    from model_factory.io import storage, tracking
+
+    client = tracking.connect(settings)
+    by_name = {r["model"]: r for r in rows}
+    lines = []
+    for spec in sorted(specs, key=lambda s: (s.template, s.name)):
+        row = by_name.get(spec.name, {})
+        champion = row.get("champion")
+        line = f"{spec.template:<16} {spec.name:<14} {row.get('versions', 0)} version(s), champion " + (
+            f"v{champion}" if champion else "none")  # fmt: skip
+        if champion and spec.template in ("tuned_retrain", "custom_training"):
+            tags = client.get_run(client.get_model_version(spec.name, champion).run_id).data.tags
+            if spec.template == "tuned_retrain":
+                trials, best = tags.get("factory.tuning.trials", "?"), tags.get("factory.tuning.best_cv")
+                line += f"; {trials} trials, best CV {best}"
+            else:
+                sha = tags.get("factory.code.sha256", "")[:12]
+                line += f"; code {tags.get('factory.code.file')} sha256 {sha}"
+        if spec.template == "batch_scoring":
+            folder = storage.join(settings.store_uri, "predictions", spec.name)
+            files = [u for u in storage.list_uris(folder) if u.endswith(".parquet")]
+            scored = sorted({u.rsplit("/", 2)[-2] for u in files})
+            line += f"; predictions for {', '.join(scored) or 'no date yet'}"
+        lines.append(line)
+    return lines
 
 
 def run_dag(dag, day: date) -> tuple[str, dict[str, str], str]:
@@ -246,6 +317,9 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
                 _print_canary(api, run_id)
         print(f"\n  traffic: {traffic.sent} requests, by arm {dict(traffic.by_arm)}, by version "
               f"{dict(traffic.by_version)}, errors {dict(traffic.errors) or 'none'}")  # fmt: skip
+        from model_factory.analyzer.report import collect_demo_runs
+
+        collect_demo_runs(api)  # the Analyzer keeps the runs this demo triggered: who, outcome, time
         for dag_id in dags:  # leave the embedded state as `make demo` found it: nothing scheduled
             api.pause(dag_id)
 
@@ -261,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = FactorySettings.from_env()
     data_root = generate(settings, args.days)
-    print(f"demo data: {args.days} days x {len(demo_data.MODELS)} models in {data_root}")
+    print(f"demo data: {args.days} days x {len(demo_data.ALL_MODELS)} models in {data_root}")
     print(f"  injected faults: {', '.join(f'{m} day {d + 1}: {f}' for (m, d), f in FAULTS.items())}")
 
     from airflow.dag_processing.dagbag import DagBag
@@ -270,29 +344,47 @@ def main(argv: list[str] | None = None) -> int:
     if bag.import_errors:
         print(f"DAG import errors: {bag.import_errors}", file=sys.stderr)
         return 1
-    specs = [loaded.spec for loaded in load_specs(settings.specs_dir)[0]]
+    good, bad = load_specs(settings.specs_dir)
+    specs = [loaded.spec for loaded in good]
+    for error in bad:
+        print(f"  skipped (invalid spec; its invalid_spec__ DAG says why): {error}")
+    runs, notes = plan(specs, args.days)
+    for note in notes:
+        print(f"  {note}")
 
-    print(f"\nrunning {len(specs) * args.days} DAG runs through Airflow "
-          f"(AIRFLOW_HOME={os.environ.get('AIRFLOW_HOME')})")  # fmt: skip
-    for offset in range(args.days):
-        day = START + timedelta(days=offset)
-        for spec in specs:
+    total = sum(len(dag_ids(spec)) for _, spec in runs)
+    print(f"\nrunning {total} DAG runs through Airflow, models by template: " + ", ".join(
+        f"{s.name} ({s.template})" for s in specs if any(s is spec for _, spec in runs))
+        + f" (AIRFLOW_HOME={os.environ.get('AIRFLOW_HOME')})")  # fmt: skip
+    for day, spec in runs:
+        for dag_id in dag_ids(spec):
             started = time.perf_counter()
-            state, tasks, log_text = run_dag(bag.dags[f"{spec.name}__retrain"], day)
+            state, tasks, log_text = run_dag(bag.dags[dag_id], day)
             if args.verbose:
                 print(log_text)
-            line = f"  {day}  {spec.name + '__retrain':<18} {state:<8} {time.perf_counter() - started:5.1f}s"
+            line = f"  {day}  {dag_id:<22} {state:<8} {time.perf_counter() - started:5.1f}s"
             if state != "success":
                 failed = [t for t, s in tasks.items() if s == "failed"]
                 line += f"  failed at {','.join(failed)}:"
                 line += "".join(f"\n      {r}" for r in failure_reason(log_text))
+            elif set(tasks.values()) == {"skipped"}:
+                line += "  skipped (see the task log)"
             print(line, flush=True)
 
     if not args.no_scheduler:
-        live_phase(settings, specs, START + timedelta(days=args.days))
+        # The live phase drives the demo's own models, whose production batches it writes.
+        live = [s for s in specs if s.name in demo_data.MODELS]
+        live_phase(settings, live, START + timedelta(days=args.days))
 
     print("\nModel factory summary\n")
-    print(format_table(model_rows(settings, specs)))
+    rows = model_rows(settings, specs)
+    print(format_table(rows))
+    print("\nBy template:")
+    for line in template_lines(settings, specs, rows):
+        print(f"  {line}")
+    from model_factory.analyzer.report import demo_findings
+
+    print("\n" + demo_findings(settings))  # where people got stuck, from this demo's own events
     print(
         "\nLook closer:  make ui   (Airflow UI on http://localhost:8080, MLflow UI on "
         "http://localhost:5000; the Airflow admin password is printed at start-up)"

@@ -26,6 +26,11 @@ import numpy as np
 import pandas as pd
 
 MODELS: tuple[str, ...] = ("churn", "demand")
+# Models whose batches the demo also writes (write_demo_batches(models=ALL_MODELS)): "segment"
+# is multiclass with string class names (bronze/silver/gold/platinum).
+EXTRA_MODELS: tuple[str, ...] = ("segment",)
+ALL_MODELS: tuple[str, ...] = MODELS + EXTRA_MODELS
+SEGMENT_TIERS: tuple[str, ...] = ("bronze", "silver", "gold", "platinum")
 FAULTS: tuple[str, ...] = (
     "target_nulls",
     "unseen_category",
@@ -76,9 +81,15 @@ _FAULT_COLUMNS: dict[str, dict[str, str]] = {
         "out_of_range": "humidity",
         "wrong_dtype": "temperature",
     },
+    "segment": {
+        "unseen_category": "channel",
+        "dropped_column": "visits",
+        "out_of_range": "tenure_years",
+        "wrong_dtype": "annual_spend",
+    },
 }
-_UNSEEN_VALUE = {"churn": "enterprise", "demand": "hail"}
-_OUT_OF_RANGE_VALUES = {"churn": (-5, 250), "demand": (500.0, -40.0)}
+_UNSEEN_VALUE = {"churn": "enterprise", "demand": "hail", "segment": "fax"}
+_OUT_OF_RANGE_VALUES = {"churn": (-5, 250), "demand": (500.0, -40.0), "segment": (-3.0, 400.0)}
 # None of these are in pandas' default NA strings, so read_csv keeps them and has
 # to fall back to a string column (a comma decimal is a classic locale bug).
 _BAD_STRINGS = ("unknown", "#VALUE!", "missing", "12,5", "--")
@@ -91,8 +102,8 @@ _N_STORES = 60
 
 
 def _check_model(model: str) -> None:
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; known models: {', '.join(MODELS)}")
+    if model not in ALL_MODELS:
+        raise ValueError(f"unknown model {model!r}; known models: {', '.join(ALL_MODELS)}")
 
 
 def _check_fraction(name: str, value: float) -> float:
@@ -182,6 +193,36 @@ def _churn(rng: np.random.Generator, day: dt.date, n: int, cov: float, concept: 
         }
     )
     return df
+
+
+def _segment(rng: np.random.Generator, day: dt.date, n: int, cov: float, concept: float) -> pd.DataFrame:
+    """Customer value tier (4 string classes) from spend, visits, tenure, channel and region."""
+    ids = rng.choice(1_000_000, size=n, replace=False)
+    event_time = _event_times(rng, day, n, np.ones(24))
+    channel = rng.choice(3, size=n, p=[0.5, 0.35, 0.15])
+    region = rng.choice(4, size=n, p=[0.30, 0.25, 0.25, 0.20])
+    spend = np.round(np.exp(rng.normal(6.0 + 0.6 * cov, 0.8, n)), 2)
+    visits = rng.poisson(6 + 3 * cov, n).astype(np.int64)
+    tenure = np.round(rng.gamma(2.0, 2.0, n), 1)
+    score = (
+        np.log1p(spend) * (1.0 - 0.5 * concept)
+        + 0.12 * visits
+        + 0.08 * tenure
+        + np.array([0.0, 0.3, 0.6])[channel]
+        + rng.normal(0, 0.35, n)
+    )
+    cuts = np.array([6.6, 7.5, 8.3])  # fixed cuts: shifts move the class mix, as in production
+    tier = np.searchsorted(cuts, score)
+    return pd.DataFrame({
+        "customer_id": pd.array([f"S{i:06d}" for i in ids], dtype="str"),
+        "event_time": event_time,
+        "annual_spend": spend,
+        "visits": visits,
+        "tenure_years": tenure,
+        "channel": _labels(("web", "app", "store"), channel),
+        "region": _labels(CATEGORIES["churn"]["region"], region),
+        "tier": _labels(SEGMENT_TIERS, tier),
+    })  # fmt: skip
 
 
 def _labels(values: tuple[str, ...], idx: np.ndarray) -> pd.api.extensions.ExtensionArray:
@@ -307,6 +348,8 @@ def generate_batch(
     rng = _rng(model, day.isoformat(), seed)
     if model == "churn":
         df = _churn(rng, day, rows, cov, concept)
+    elif model == "segment":
+        df = _segment(rng, day, rows, cov, concept)
     else:
         df = _demand(rng, day, rows, cov, concept, seed)
     return df.sort_values("event_time", kind="stable", ignore_index=True)
@@ -412,8 +455,9 @@ def write_demo_batches(
     faults: dict[tuple[str, int], str] | None = None,
     covariate_shift: dict[tuple[str, int], float] | None = None,
     fmt: str = "csv",
+    models: Sequence[str] = MODELS,
 ) -> list[Path]:
-    """Write <data_root>/<model>/<YYYY-MM-DD>.<fmt> for every model and day.
+    """Write <data_root>/<model>/<YYYY-MM-DD>.<fmt> for every model (of ``models``) and day.
 
     faults and covariate_shift are keyed by (model, day_index); day 0 is start.
     Everything is validated before the first file is written.
@@ -436,7 +480,8 @@ def write_demo_batches(
         _check_fraction("covariate_shift", value)
 
     written = []
-    for model in MODELS:
+    for model in models:
+        _check_model(model)
         for index in range(days):
             day = start + dt.timedelta(days=index)
             df = generate_batch(
