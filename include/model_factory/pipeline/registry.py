@@ -7,6 +7,9 @@ share of live traffic; the share is a registered-model tag, see ``model_factory.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from model_factory.io import tracking
@@ -44,22 +47,81 @@ def _ensure_registered_model(client: MlflowClient, spec: ModelSpec) -> None:
             client.get_registered_model(spec.registered_model_name)  # created concurrently
 
 
+REGISTRATION_KEY = "factory.registration_key"
+
+
+def _versions_with_key(client: MlflowClient, name: str, key: str) -> list[str]:
+    found = client.search_model_versions(f"name = '{name}' and tags.`{REGISTRATION_KEY}` = '{key}'")
+    return sorted((str(v.version) for v in found), key=int)
+
+
+@contextlib.contextmanager
+def _registry_lock(settings: FactorySettings, name: str) -> Iterator[None]:
+    """Serialise registrations of one model on a file-backed (SQLite) registry with a file
+    lock beside the database; a server-backed registry relies on the re-check after create."""
+    if not settings.tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    lock_path = Path(settings.tracking_uri.removeprefix("sqlite:///") + f".{name}.register.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _register_once(client: MlflowClient, settings: FactorySettings, name: str, evaluated: dict,
+                   key: str | None) -> tuple[str, bool]:  # fmt: skip
+    """One version per training key, even when two runs of the same date race: look for the
+    key (under a lock where the registry is a file), create with the key as a tag, then look
+    again and keep the lowest version, deleting our own if another got there first.
+    Returns (version, created_here)."""
+    import mlflow
+
+    with _registry_lock(settings, name):
+        prior = _versions_with_key(client, name, key) if key else []
+        if prior:
+            return prior[0], False
+        tags = {REGISTRATION_KEY: key} if key else None
+        version = str(mlflow.register_model(evaluated["model_uri"], name, tags=tags).version)
+    if key:
+        winner = _versions_with_key(client, name, key)[0]
+        if winner != version:
+            client.delete_model_version(name, version)
+            return winner, False
+    client.update_model_version(name, version, description=evaluated["reason"])
+    return version, True
+
+
 def register_version(spec: ModelSpec, evaluated: dict, settings: FactorySettings) -> dict:
-    """Register the evaluated run's model (once per run), tag the decision, set aliases."""
+    """Register the evaluated run's model (once per run, and once per training key: the same
+    model, date, data and spec), tag the decision, set aliases."""
     client = tracking.connect(settings)
     name = spec.registered_model_name
     run_id = evaluated["run_id"]
     _ensure_registered_model(client, spec)
+    run_tags = client.get_run(run_id).data.tags
 
     existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
     if existing:
         version = str(existing[0].version)
     else:
-        import mlflow
-
-        version = str(mlflow.register_model(evaluated["model_uri"], name).version)
-        client.update_model_version(name, version, description=evaluated["reason"])
-    run_tags = client.get_run(run_id).data.tags
+        version, created = _register_once(client, settings, name, evaluated, run_tags.get(REGISTRATION_KEY))
+        if not created:
+            # Another run of the same training registered it (a concurrent or earlier run of
+            # the same date and data): that version stands, with its own decision and aliases.
+            client.set_tag(run_id, "factory.duplicate_of_version", version)
+            target = client.get_model_version(name, version)
+            return {
+                "model": name, "version": version, "status": target.tags.get("factory.decision"),
+                "reason": f"the same training is already registered as v{version}",
+                "alias": None, "champion_version": current_alias_version(client, name, CHAMPION),
+                "duplicate": True,
+            }  # fmt: skip
     for key in ("factory.ds", "factory.data.sha256", "factory.spec_hash", "factory.git_revision"):
         if key in run_tags:
             client.set_model_version_tag(name, version, key, run_tags[key])
