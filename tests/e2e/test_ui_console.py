@@ -36,12 +36,15 @@ def build_fleet_state(settings, specs: Path) -> dict:
     from model_factory.monitoring.alerts import Alert, deliver
     from model_factory.monitoring.watch import check_batch
     from model_factory.pipeline.validation import validate_batch
+    from model_factory.review.card import produce_card
 
     from tests.unit.test_training_evaluation import _retrain, _validated, spec_for
 
     spec = spec_for("churn", **{"gates.max_regression": 0.5, "gates.too_good_jump": None})
     uris = [_validated(settings, "churn", day, rows=1500) for day in DAYS]
-    assert _retrain(spec, settings, DAYS[-1], uris)[2]["alias"] == "champion"
+    trained, _, registered = _retrain(spec, settings, DAYS[-1], uris)
+    assert registered["alias"] == "champion"
+    produce_card(spec, registered, settings)  # the trust layer's card: the view links it when present
     later = DAYS[-1] + timedelta(days=1)
     assert _retrain(spec, settings, later, [_validated(settings, "churn", later)])[2]["alias"] == "challenger"
     assert (
@@ -68,7 +71,7 @@ def build_fleet_state(settings, specs: Path) -> dict:
     (source / f"{BAD_DAY}.csv").write_text(buffer.getvalue())
     ingested = ingest_batch(spec, str(BAD_DAY), settings.store_uri)
     assert validate_batch(spec, ingested, settings.store_uri, specs)["status"] == "quarantined"
-    return {"drift": checked}
+    return {"drift": checked, "train": {"run_id": trained["run_id"]}, "register": registered}
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +133,24 @@ def test_extra_links_point_at_the_view(console) -> None:
     links = api.get(path)["extra_links"]
     assert links["Drift report"] == f"/factory/models/churn/drift/{WATCHED}", links
     assert links["MLflow run"] is None and links["Model card"] is None  # not this task's links
+
+    retrain = api.trigger("churn__retrain", conf={"ds": str(DAYS[-1])})
+    for task_id in ("train", "register"):
+        with stack.environ():
+            _set_result(stack, "churn__retrain", retrain["dag_run_id"], task_id, state[task_id])
+    base = f"/api/v2/dags/churn__retrain/dagRuns/{retrain['dag_run_id']}/taskInstances"
+    train_links = api.get(f"{base}/train/links")["extra_links"]
+    assert train_links["MLflow run"] == f"/factory/mlflow/runs/{state['train']['run_id']}", train_links
+    card = api.get(f"{base}/register/links")["extra_links"]["Model card"]
+    assert card == "/factory/models/churn/versions/1/card"
+    headers = {"Authorization": f"Bearer {api.token()}"}
+    page = requests.get(stack.api_url + card, headers=headers, timeout=60)
+    assert page.status_code == 200 and "churn" in page.text and "<html" in page.text.lower()
+    assert api.get(f"{base}/ingest/links")["extra_links"] == {
+        "Drift report": None,
+        "MLflow run": None,
+        "Model card": None,
+    }
 
 
 def _set_result(stack: Stack, dag_id: str, run_id: str, task_id: str, value: dict) -> None:
@@ -211,6 +232,7 @@ def test_the_view_in_the_airflow_ui(console, browser) -> None:
     churn = driver.find_element(By.CSS_SELECTOR, "tr[data-model=churn]").text
     assert "v1" in churn and "roc_auc=" in churn and "v2 @ 25%" in churn and "drift" in churn
     assert "broken spec" in driver.find_element(By.CSS_SELECTOR, "tr[data-model=typo]").text
+    assert "card v1" in churn  # the trust layer's card lights up its link
     driver.switch_to.default_content()
     fleet_png = _shot(driver, "fleet")
 

@@ -119,3 +119,16 @@ def test_mlflow_down_gives_exit_3_and_still_lists_the_specs(
     assert {row["model"] for row in json.loads(captured.out)["models"]} >= {"churn", "demand"}
     assert "mlflow unreachable" in captured.err and "MLFLOW_TRACKING_URI" in captured.err
     assert FactorySettings.from_env().tracking_uri in captured.err
+
+
+def test_the_fleet_reparses_a_spec_only_when_it_changed(tmp_path: Path) -> None:
+    from model_factory.rollout import fleet
+
+    spec = tmp_path / "churn.yaml"
+    spec.write_text((REPO / "include" / "models" / "churn.yaml").read_text())
+    good, bad = fleet.load_specs_cached(tmp_path)
+    assert [loaded.spec.name for loaded in good] == ["churn"] and bad == []
+    assert fleet.load_specs_cached(tmp_path)[0][0] is good[0]  # unchanged: the same object
+    spec.write_text(spec.read_text() + "\nownr: someone\n")
+    good, bad = fleet.load_specs_cached(tmp_path)
+    assert good == [] and "ownr" in str(bad[0])

@@ -19,13 +19,39 @@ from typing import Any, Protocol
 
 from model_factory.rollout.summary import drift_checks, quarantined_batches, rollout_decisions
 from model_factory.settings import FactorySettings
-from model_factory.spec import ModelSpec, load_specs
+from model_factory.spec import LoadedSpec, ModelSpec, SpecError, load_spec
 
 log = logging.getLogger(__name__)
 
 RECENT_ALERTS = 5
 CARD_ARTIFACT = "model_card.html"
 DAG_KINDS = ("retrain", "drift_watch", "canary")
+
+
+_SPEC_CACHE: dict[Path, tuple[tuple[int, int], LoadedSpec | SpecError]] = {}
+
+
+def load_specs_cached(specs_dir: Path) -> tuple[list[LoadedSpec], list[SpecError]]:
+    """``load_specs``, re-parsing only files whose size or mtime changed since the last call in
+    this process (the view in the api-server reads the fleet on every page: 200 specs parse in
+    seconds)."""
+    good: list[LoadedSpec] = []
+    bad: list[SpecError] = []
+    for path in sorted(Path(specs_dir).glob("*.yaml")):
+        try:
+            stat = path.stat()
+        except OSError:  # removed meanwhile
+            continue
+        key = (stat.st_mtime_ns, stat.st_size)
+        cached = _SPEC_CACHE.get(path)
+        if cached is None or cached[0] != key:
+            try:
+                cached = (key, LoadedSpec(path, load_spec(path)))
+            except SpecError as exc:
+                cached = (key, exc)
+            _SPEC_CACHE[path] = cached
+        (bad if isinstance(cached[1], SpecError) else good).append(cached[1])  # type: ignore[arg-type]
+    return good, bad
 
 
 class AirflowSource(Protocol):
@@ -194,7 +220,7 @@ def _attempt(sources: dict, name: str, read: Callable[[], Any], default: Any) ->
 
 def fleet(settings: FactorySettings, airflow: AirflowSource | None = None) -> dict:
     """Every model of ``settings.specs_dir``: ``{"models": [row...], "sources": {...}, "at": iso}``."""
-    good, bad = load_specs(settings.specs_dir)
+    good, bad = load_specs_cached(settings.specs_dir)
     specs = [loaded.spec for loaded in good]
     names = [spec.registered_model_name for spec in specs]
     sources: dict[str, str] = {}
