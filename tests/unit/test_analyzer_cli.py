@@ -27,6 +27,19 @@ def test_analyze_with_no_events_says_so(factory_home, capsys) -> None:
     assert EventStore().count() == 0  # analyze itself is the platform team's, not recorded
 
 
+def test_the_demo_ends_with_the_findings_on_its_own_events(factory_home) -> None:
+    from model_factory.analyzer.events import Event
+    from model_factory.analyzer.report import demo_findings
+
+    assert "no events recorded yet" in demo_findings()
+    EventStore().add([Event(user="admin", action="dag_run.retrain", stage="training", source="airflow")])
+    text = demo_findings()
+    assert (
+        "1 events (0 errors) from 1 user," in text
+        and "no segmentation: the events come from one user" in text
+    )
+
+
 def test_analyze_finds_every_planted_challenge_in_the_generated_history(factory_home, capsys) -> None:
     history = write_history(EventStore())
     assert main(["analyze", "--json", "--no-collect"]) == 0

@@ -212,10 +212,12 @@ def format_report(report: dict[str, Any]) -> str:
         lines += ["", *report["messages"]]
         return "\n".join(lines)
     ev = report["events"]
+    users = f"{report['users']} user" + ("" if report["users"] == 1 else "s")
     lines += [
         "",
-        f"{ev['total']} events ({ev['errors']} errors) from {report['users']} users, {ev['first']} .. "
-        f"{ev['last']}; by stage: " + ", ".join(f"{k} {v}" for k, v in ev["by_stage"].items() if v),
+        f"{ev['total']} events ({ev['errors']} errors) from {users}, {ev['first']} .. {ev['last']}; "
+        + "by stage: "
+        + ", ".join(f"{k} {v}" for k, v in ev["by_stage"].items() if v),
     ]
     seg = report["segmentation"]
     if seg["ok"]:
