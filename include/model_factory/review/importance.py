@@ -78,7 +78,8 @@ def permutation_importance_sampled(
 def slice_metrics(predictions: Any, holdout: pd.DataFrame, spec: ModelSpec) -> dict:
     """The primary metric per value of each ``evaluation.slices`` column, with counts; a slice
     with at least ``min_slice_rows`` rows that is ``slice_tolerance`` (relative) worse than the
-    whole holdout is flagged. Absent or single-valued columns are reported as problems."""
+    whole holdout, beyond the slice's own bootstrap noise, is flagged. Absent or single-valued
+    columns are reported as problems."""
     from model_factory.pipeline.evaluation import metric_value
     from model_factory.spec import METRICS
 
@@ -104,11 +105,35 @@ def slice_metrics(predictions: Any, holdout: pd.DataFrame, spec: ModelSpec) -> d
             gap = (overall - score) if higher else (score - overall)
             relative = gap / abs(overall) if overall else gap
             judged = len(idx) >= spec.evaluation.min_slice_rows and not np.isnan(score)
+            flagged = bool(judged and relative > spec.evaluation.slice_tolerance)
+            if flagged:  # noise on a small slice is not "much worse": the whole interval must be
+                flagged = _significantly_worse(metric, predictions.take(idx), overall, higher,
+                                               spec.evaluation.slice_tolerance, spec.split.seed)  # fmt: skip
             rows.append({
                 "column": column, "value": str(value), "rows": len(idx), "metric": score,
                 "relative_worse": float(relative) if not np.isnan(score) else None, "judged": judged,
-                "flagged": bool(judged and relative > spec.evaluation.slice_tolerance),
+                "flagged": flagged,
             })  # fmt: skip
     return {"metric": metric, "overall": overall, "rows": rows, "problems": problems,
             "tolerance": spec.evaluation.slice_tolerance,
             "min_rows": spec.evaluation.min_slice_rows}  # fmt: skip
+
+
+def _significantly_worse(metric: str, part: Any, overall: float, higher: bool, tolerance: float,
+                         seed: int, resamples: int = 200, max_rows: int = 2000) -> bool:  # fmt: skip
+    """Is the slice worse than the whole by more than ``tolerance`` even at the favourable end of
+    its 95% bootstrap interval? (At most ``max_rows`` rows resampled: bounded cost.)"""
+    from model_factory.pipeline.evaluation import metric_value
+
+    rng = np.random.default_rng(seed)
+    n = len(part.y)
+    if n > max_rows:
+        part, n = part.take(rng.choice(n, max_rows, replace=False)), max_rows
+    values = [metric_value(metric, part.take(rng.integers(0, n, n))) for _ in range(resamples)]
+    values = [v for v in values if not np.isnan(v)]
+    if len(values) < resamples // 2:
+        return False
+    bound = abs(overall) * tolerance
+    if higher:
+        return bool(np.quantile(values, 0.975) < overall - bound)
+    return bool(np.quantile(values, 0.025) > overall + bound)
