@@ -847,3 +847,50 @@ def test_the_gateway_refuses_to_listen_openly_without_a_key(tmp_path):
         env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2 and "without an API key" in done.stderr
+
+
+def test_string_multiclass_through_the_gateway_feedback_and_the_canary(factory_home, tmp_path):
+    """Issue 9 "Labels" on the serving side: class names and probabilities in the answer, class
+    names as feedback (anything else a 422), and a live multiclass metric with its interval."""
+    from fastapi.testclient import TestClient
+
+    from tests.unit.test_hardening_labels import SPECIES, flowers, ingest_validate, spec_file
+
+    settings = FactorySettings.from_env()
+    spec = spec_file(tmp_path, "flowers")
+    for offset in (0, 1):
+        day = DAY.replace(day=DAY.day + offset)
+        validated = ingest_validate(spec, flowers(day, rows=600), day, settings)
+        _retrain(spec, settings, day, [validated["validated_uri"]])
+    canary.start_canary("flowers", "2", 0.5, settings, "test", "multiclass canary")
+    factory = replace(settings, specs_dir=tmp_path)
+    rows = json.loads(flowers(DAY, rows=120).to_json(orient="records"))
+    with TestClient(create_app(gateway_settings(factory, tmp_path, models=("flowers",)))) as gw:
+        first = {k: rows[0][k] for k in ("petal", "sepal", "site")}
+        answer = predict(gw, {"features": first}, model="flowers")
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["prediction"] in SPECIES and sorted(body["probabilities"]) == SPECIES
+        rid = body["request_id"]
+        for wrong, words in ((1, "1 is not one of the model's classes"), ("unicorn", "'unicorn' is not one")):
+            refused = gw.post("/v1/feedback", json={"request_id": rid, "outcome": wrong})
+            assert refused.status_code == 422 and words in refused.json()["detail"]["error"]
+        right = gw.post("/v1/feedback", json={"request_id": rid, "outcome": rows[0]["species"]})
+        assert right.status_code == 200
+        for i, row in enumerate(rows[1:]):
+            features = {k: row[k] for k in ("petal", "sepal", "site")}
+            served = predict(gw, {"features": features, "entity_id": f"plant-{i}"}, model="flowers").json()
+            outcome = {"request_id": served["request_id"], "outcome": row["species"]}
+            assert gw.post("/v1/feedback", json=outcome).status_code == 200
+        log = gw.app.state.prediction_log
+        assert log.flush()
+        state = canary.read_serving_state("flowers", settings)
+        arms = canary.arm_outcomes(log.engine, "flowers", state.started_at, versions={"canary": "2"})
+    assert arms["canary"].labelled > 30 and arms["champion"].labelled > 30
+    assert set(arms["canary"].outcomes) <= set(SPECIES)
+    for metric in ("f1", "log_loss"):
+        verdict = canary.analyse_canary(arms["champion"], arms["canary"], task="classification",
+                                        metric=metric, min_samples=30, max_relative_drop=0.5)  # fmt: skip
+        assert verdict["decision"] == "promote", verdict["reasons"]
+        low, high = verdict["arms"]["canary"]["ci"]
+        assert low < verdict["arms"]["canary"]["value"] < high
