@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 
 RECENT_ALERTS = 5
 CARD_ARTIFACT = "model_card.html"
-DAG_KINDS = ("retrain", "drift_watch", "canary")
+DAG_KINDS = ("retrain", "drift_watch", "canary", "review", "score")
+"""DAG id suffixes the shipped templates use; only those Airflow has are linked."""
 
 
 _SPEC_CACHE: dict[Path, tuple[tuple[int, int], LoadedSpec | SpecError]] = {}
@@ -240,9 +242,12 @@ def fleet(settings: FactorySettings, airflow: AirflowSource | None = None) -> di
         rows.append(_model_row(spec, settings, sources, registered, versions, alerts, states, runs, listed))
     for error in bad:
         stem = Path(error.path).stem
+        # the id model_factory.airflow.build.safe_id gives (that module imports Airflow)
+        safe = re.sub(r"[^A-Za-z0-9_-]", "_", Path(error.path).name.removesuffix(".yaml"))[:236] or "_"
+        invalid = f"invalid_spec__{safe}"
         reason = "; ".join(f"{field}: {why}" if field else why for field, why in error.problems)
         rows.append({"model": stem, "status": "broken", "reason": reason, "file": error.path,
-                     "dags": {"invalid_spec": f"invalid_spec__{stem}"}})  # fmt: skip
+                     "dags": {"invalid_spec": invalid}})  # fmt: skip
     rows.sort(key=lambda row: row["model"])
     return {"models": rows, "sources": sources, "at": datetime.now(UTC).isoformat(timespec="seconds")}
 
@@ -292,7 +297,9 @@ def _model_row(spec: ModelSpec, settings: FactorySettings, sources: dict, regist
         "last_drift_run": drift_run,
         "next_run": (states.get(ids["retrain"]) or {}).get("next_run"),
         "paused": (states.get(ids["retrain"]) or {}).get("is_paused"),
-        "dags": {kind: dag for kind, dag in ids.items() if not states or dag in states},
+        "dags": {kind: dag for kind, dag in ids.items() if dag in states}
+        if states
+        else {kind: ids[kind] for kind in ("retrain", "drift_watch", "canary")},
         "quarantined": len(quarantined),
         "quarantines": quarantined,
         "alerts": recent,
