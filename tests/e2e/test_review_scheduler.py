@@ -1,0 +1,125 @@
+"""A held version approved through Airflow's REST API starts its canary: real scheduler,
+dag-processor, triggerer and api-server (LocalExecutor, SQLite).
+
+v1 is trained on a broken feed (two features shuffled) and becomes champion; v2, trained on good
+data, is so much better on the same rows that the gates hold it ("too good to be true"). The
+retrain emits ``churn__held``; the scheduler starts ``churn__review``, whose human-in-the-loop task
+waits. Answering it through the REST API records who/why on the version, makes v2 challenger and
+emits ``churn__challenger``: the scheduler starts ``churn__canary`` and v2 becomes the canary.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from model_factory.io import storage
+from model_factory.io.tracking import connect
+from model_factory.review.approval import review_in_airflow
+from model_factory.settings import FactorySettings
+from model_factory_dev import demo_data
+from model_factory_dev.stack import Stack, StackConfig
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "churn"
+START = date(2026, 5, 4)
+
+
+def _test_spec(folder: Path) -> Path:
+    spec = yaml.safe_load((REPO / "include" / "models" / "churn.yaml").read_text())
+    spec["training"] = {"window_batches": 1}
+    spec["drift"] = {"enabled": False}
+    spec["gates"].update({"threshold": 0.55, "max_regression": 0.5, "too_good_jump": 0.1})
+    spec["canary"] = {"ramp": [0.5, 1.0], "min_samples": 5000, "max_stage_minutes": 30, "poke_seconds": 5}
+    spec["evaluation"] = {"slices": ["region"], "data_budget": {"shares": [0.25, 1.0]}}
+    folder.mkdir(parents=True)
+    (folder / "churn.yaml").write_text(yaml.safe_dump(spec))
+    return folder
+
+
+def _put_batch(stack: Stack, day: date, shuffle: list[str] | None = None) -> None:
+    df = demo_data.generate_batch(MODEL, day, rows=4000)
+    rng = np.random.default_rng(day.toordinal())
+    for col in shuffle or []:
+        df[col] = rng.permutation(df[col].to_numpy())
+    buffer = io.StringIO()
+    df.to_csv(buffer, index=False)
+    with stack.environ():
+        storage.write_bytes(storage.join(stack.data_root, MODEL, f"{day}.csv"), buffer.getvalue().encode())
+
+
+def _retrain(api, day: date) -> tuple[str, dict]:
+    run = api.trigger(f"{MODEL}__retrain", conf={"ds": str(day)})
+    done = api.wait_for_run(f"{MODEL}__retrain", run["dag_run_id"], timeout_s=400)
+    assert done["state"] == "success"
+    return run["dag_run_id"], api.xcom(f"{MODEL}__retrain", run["dag_run_id"], "register")
+
+
+def _until(what: str, check, timeout_s: float = 180):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(2)
+    raise AssertionError(f"{what} did not happen within {timeout_s:.0f} s")
+
+
+def test_approving_a_held_version_through_the_rest_api_starts_its_canary(tmp_path):
+    config = StackConfig(home=tmp_path / "stack", mlflow_server=False, s3=False, gateway=False,
+                         specs_dir=_test_spec(tmp_path / "specs"))  # fmt: skip
+    with Stack(config) as stack:
+        api = stack.client()
+        for kind in ("retrain", "review", "canary"):
+            api.wait_for_dag(f"{MODEL}__{kind}")
+            api.unpause(f"{MODEL}__{kind}")
+        _put_batch(stack, START, ["tenure_months", "support_calls"])
+        _put_batch(stack, START + timedelta(days=1))
+
+        _, first = _retrain(api, START)
+        assert first["alias"] == "champion", first
+        run_id, held = _retrain(api, START + timedelta(days=1))
+        assert held["status"] == "held_for_review" and "too good to be true" in held["reason"], held
+        tasks = {t["task_id"]: t["state"] for t in api.task_instances(f"{MODEL}__retrain", run_id)}
+        assert tasks["announce_held"] == "success" and tasks["announce_challenger"] == "skipped", tasks
+        assert tasks["model_card"] == "success" and tasks["data_budget"] == "success", tasks
+
+        review_run = _until("the scheduler starting churn__review", lambda: [
+            r for r in api.runs(f"{MODEL}__review") if r["run_type"] == "asset_triggered"])[0]  # fmt: skip
+        detail = _until("the review task waiting for a person", lambda: [
+            d for d in api.get(f"/api/v2/dags/{MODEL}__review/dagRuns/~/hitlDetails")["hitl_details"]
+            if not d["response_received"]])[0]  # fmt: skip
+        assert detail["subject"] == f"Review {MODEL} v{held['version']}" and detail["options"] == [
+            "Approve", "Reject"]  # fmt: skip
+        assert "Model card: " in detail["body"] and "too good to be true" in detail["body"]
+
+        why = "jump explained: v1 had a broken feed"
+        answered = review_in_airflow(api, MODEL, held["version"], True, "alice", why)
+        assert answered and answered["run_id"] == review_run["dag_run_id"]
+        done = api.wait_for_run(f"{MODEL}__review", review_run["dag_run_id"], timeout_s=180)
+        assert done["state"] == "success", stack.diagnostics()
+        applied = api.xcom(f"{MODEL}__review", review_run["dag_run_id"], "apply")
+        assert applied["version"] == held["version"] and "approved by alice" in applied["reason"]
+
+        canary = _until("the scheduler starting churn__canary", lambda: [
+            r for r in api.runs(f"{MODEL}__canary") if r["run_type"] == "asset_triggered"])[0]  # fmt: skip
+        _until("the canary start task succeeding", lambda: any(
+            t["task_id"] == "start" and t["state"] == "success"
+            for t in api.task_instances(f"{MODEL}__canary", canary["dag_run_id"])))  # fmt: skip
+        with stack.environ():
+            client = connect(FactorySettings.from_env())
+            mv = client.get_model_version(MODEL, held["version"])
+            assert client.get_model_version_by_alias(MODEL, "canary").version == mv.version
+        assert mv.tags["factory.review.status"] == "approved"
+        assert mv.tags["factory.review.by"].startswith("alice (via admin)"), mv.tags["factory.review.by"]
+        assert mv.tags["factory.review.reason"] == why
+        assert mv.tags["factory.decision"] == "blessed" and mv.tags["factory.checklist"] == "passed"
+        assert "Model card: file://" in mv.description
