@@ -132,3 +132,18 @@ def test_the_fleet_reparses_a_spec_only_when_it_changed(tmp_path: Path) -> None:
     spec.write_text(spec.read_text() + "\nownr: someone\n")
     good, bad = fleet.load_specs_cached(tmp_path)
     assert good == [] and "ownr" in str(bad[0])
+
+
+def test_ops_on_an_unknown_model_or_a_dead_mlflow_say_so(
+    factory_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from model_factory_dev.stack import free_port
+
+    assert main(["promote", "nope", "3", "--reason", "x"]) == 1
+    assert "refused: no registered model or version for 'nope'" in capsys.readouterr().err
+    assert main(["canary", "nope", "3", "--reason", "x"]) == 1
+    assert "refused: " in capsys.readouterr().err
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    assert main(["rollback", "churn", "--reason", "x"]) == 3
+    assert "MLflow did not answer" in capsys.readouterr().err

@@ -17,6 +17,7 @@ import click
 import typer
 from model_factory.cli.common import (
     EXIT_REFUSED,
+    EXIT_UNREACHABLE,
     Actor,
     Json,
     Reason,
@@ -112,6 +113,18 @@ def _ops(action: str, model: str, reason: str, actor: str | None, version: str |
             decision = ops_action(model, action, settings, who, reason, version)
     except PromotionError as exc:
         fail(f"refused: {exc}")
+    except SpecError as exc:
+        fail(f"refused: {exc}")
+    except Exception as exc:
+        from mlflow.exceptions import MlflowException
+        from model_factory.io.tracking import TrackingUnavailableError
+
+        if not isinstance(exc, (MlflowException, TrackingUnavailableError)):
+            raise
+        if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
+            fail(f"refused: no registered model or version for {model!r}: {str(exc).splitlines()[0]}")
+        fail(f"MLflow did not answer at {settings.tracking_uri}: {str(exc).splitlines()[0][:300]}\n"
+             "  -> start it (`make ui` runs one) or fix MLFLOW_TRACKING_URI", EXIT_UNREACHABLE)  # fmt: skip
     typer.echo(json.dumps(_recorded(decision, settings), default=str))
 
 
