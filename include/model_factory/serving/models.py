@@ -47,6 +47,8 @@ class LoadedVersion:
     classes: tuple | None
     loaded_at: float
     load_seconds: float
+    fast: Any = None  # fastpath.CompiledPredictor, compiled once at load; None: the pipeline serves
+    serving_path: str = "pipeline"
 
     @property
     def input_names(self) -> list[str]:
@@ -80,12 +82,15 @@ class LoadedVersion:
 
     def predict(self, instances: list[dict]) -> list[dict]:
         """One output per instance: {"label", "probabilities", "score"} or {"value", "score"}."""
-        frame = pd.DataFrame.from_records(instances, columns=self.input_names)
-        X = prepare_features(frame, self.spec)
+        if self.fast is not None:  # compiled at load, checked against the pipeline: no pandas
+            outputs = self.fast.predict(instances)
+        else:
+            X = prepare_features(pd.DataFrame.from_records(instances, columns=self.input_names), self.spec)
+            outputs = self.estimator.predict(X) if self.classes is None else self.estimator.predict_proba(X)
         if self.classes is None:
-            values = np.asarray(self.estimator.predict(X), dtype=float)
+            values = np.asarray(outputs, dtype=float).reshape(-1)
             return [{"value": float(v), "score": float(v)} for v in values]
-        proba = np.asarray(self.estimator.predict_proba(X), dtype=float)
+        proba = np.asarray(outputs, dtype=float)
         labels = [_plain(c) for c in self.classes]
         out = []
         for row in proba:
@@ -103,6 +108,7 @@ class LoadedVersion:
             "inputs": [{"name": f.name, "type": f.type, "required": f.required} for f in self.inputs],
             "classes": list(self.classes) if self.classes is not None else None,
             "load_seconds": round(self.load_seconds, 4),
+            "serving_path": self.serving_path,
         }
 
 
@@ -240,10 +246,15 @@ def load_version(client: MlflowClient, model: str, version: str, specs_dir) -> L
         if not hasattr(estimator, "predict_proba"):
             raise LoadError(f"{where}: a classifier without predict_proba")
         classes = tuple(_plain(c) for c in estimator.classes_)
+    from model_factory.serving.fastpath import compile_version
+
+    fast, serving_path = compile_version(estimator, spec)
     return LoadedVersion(
         model=model,
         version=str(version),
         run_id=trusted.run_id,
+        fast=fast,
+        serving_path=serving_path,
         estimator=estimator,
         spec=spec,
         inputs=inputs,
