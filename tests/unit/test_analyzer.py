@@ -268,6 +268,16 @@ def test_error_kinds_from_messages(message: str, kind: str, stage: str) -> None:
     assert classify_error(message) == (kind, stage)
 
 
+def test_usage_errors_are_a_kind_per_command(factory_home) -> None:
+    text = "Usage: model-factory promote [OPTIONS] MODEL\nError: No such option: --reasn"
+    assert classify_error(text, "promote") == ("cli: promote usage error: no such option", "deployment")
+    with pytest.raises(SystemExit), cli_command(["promote", "churn", "--reasn", "x"]):
+        print(text, file=sys.stderr)
+        raise SystemExit(2)
+    (event,) = EventStore().events()
+    assert (event.error_kind, event.details["exit_code"]) == ("cli: promote usage error: no such option", 2)
+
+
 def test_refusals_are_kinds_per_command_without_particulars() -> None:
     a = classify_error("refused: model 'churn' has no canary running", "promote")
     b = classify_error("refused: model 'demand' has no canary running", "promote")

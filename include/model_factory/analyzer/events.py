@@ -453,6 +453,14 @@ def generalise(text: str, width: int = 70) -> str:
 
 def classify_error(message: str, command: str | None = None) -> tuple[str, str | None]:
     """An error message's kind (stable across users and models) and the stage it implies, if any."""
+    usage = re.search(
+        r"No such (option|command)|Missing (argument|option)|Invalid value|unexpected extra argument",
+        message,
+        flags=re.IGNORECASE,
+    )
+    if usage:  # the command line itself was wrong: a sign the command is hard to use
+        what = usage.group(0).lower().replace("got ", "")
+        return f"cli: {command or 'model-factory'} usage error: {what}", COMMAND_STAGES.get(command or "")
     for pattern, kind, stage in _MESSAGE_KINDS:
         if re.search(pattern, message, flags=re.IGNORECASE):
             return kind, stage
