@@ -77,6 +77,11 @@ GATEWAY_PORT ?= 8000
 serve: install
 	model-factory serve --host 127.0.0.1 --port $(GATEWAY_PORT)
 
+## The performance table side by side (bench/README.md): make bench, or make bench ARGS=--quick
+.PHONY: bench
+bench: install
+	model-factory bench $(ARGS)
+
 ## Rollout control for ops; every command records who ($$FACTORY_ACTOR or login) and REASON.
 status: install
 	model-factory $(if $(MODEL),show "$(MODEL)",status) $(ARGS)

@@ -38,6 +38,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def isolate_environment(home: Path) -> None:
+    """Point this process's factory (and MLflow) at a fresh FACTORY_HOME under ``home``."""
+    os.environ.update(
+        {
+            "FACTORY_HOME": str(home / "factory"),
+            "FACTORY_DATA_ROOT": (home / "factory" / "source").as_uri(),
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        }
+    )
+    for name in (
+        "MLFLOW_TRACKING_URI",
+        "FACTORY_STORE_URI",
+        "FACTORY_MLFLOW_ARTIFACT_ROOT",
+        "FACTORY_PREDICTION_DB_URI",
+        "FACTORY_GATEWAY_API_KEY",
+        "FACTORY_GATEWAY_MODELS",
+    ):
+        os.environ.pop(name, None)
+
+
 def train_and_register(model: str) -> str:
     """One blessed champion version of ``model`` in the current FACTORY_HOME; returns its version."""
     from model_factory.io import storage
@@ -180,23 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     home = Path(tempfile.mkdtemp(prefix="gateway-load-"))
-    os.environ.update(
-        {
-            "FACTORY_HOME": str(home / "factory"),
-            "FACTORY_DATA_ROOT": (home / "factory" / "source").as_uri(),
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        }
-    )
-    for name in (
-        "MLFLOW_TRACKING_URI",
-        "FACTORY_STORE_URI",
-        "FACTORY_MLFLOW_ARTIFACT_ROOT",
-        "FACTORY_PREDICTION_DB_URI",
-        "FACTORY_GATEWAY_API_KEY",
-        "FACTORY_GATEWAY_MODELS",
-    ):
-        os.environ.pop(name, None)
+    isolate_environment(home)
     sys.path.insert(0, str(REPO / "include"))
     import httpx
     from model_factory.spec import load_spec

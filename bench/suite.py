@@ -1,0 +1,808 @@
+"""One command, side by side: each row of the performance table against its alternative, same run.
+
+    model-factory bench [--quick] [--repeats 3] [--rows 1000000] [--out bench/results]
+    make bench
+
+For every row the project's path (A) and the alternative a user would pick (B) run in turn,
+A B A B ..., ``--repeats`` times; each run is a fresh process (or, for serving, a load against an
+already warm server) that reports its own wall and CPU seconds and peak memory. The table gives
+the median (and minimum) of each side, the ratio of medians, and the target. The machine's load
+average is recorded before and after. Rows:
+
+* serving, 1 and 8 callers: the gateway (fast path, uvicorn workers) vs ``mlflow models serve`` of
+  the same registered version, from a virtualenv of its own (.factory/bench-venvs/mlflow-serve,
+  the model's pinned requirements from PyPI); single-row HTTP requests over keep-alive connections;
+* drift, 1M vs 1M rows x 25 columns: ``check_drift`` on a Parquet batch vs Evidently 0.7.23
+  ``DataDriftPreset`` (its own virtualenv: it needs pandas 2), with the flagged columns compared;
+* drift, 10M vs 10M: ``check_drift`` alone (Evidently did not finish in 330 s at 15.9 GB);
+* validation, 1M rows: the factory's validate step (``validate_batch``: chunked GX run of the
+  spec's suite + the validated Parquet written) vs GX ``batch.validate`` of the same suite on the
+  same data read whole;
+* DAG-file parse of 200 specs (500 DAGs): ``bench/parse_many_specs.py``'s DagBag figure.
+
+``--quick`` runs small data in-process-light: drift at 20k rows against a naive scipy pass,
+the compiled predictor against the scikit-learn pipeline in-process, validation at 20k rows;
+the external alternatives (Evidently, mlflow serve) and the DAG parse are skipped and the table
+says so. It exists so a unit test keeps this command working; its numbers are not the table.
+
+Writes ``<out>/latest.json`` and ``<out>/latest.md`` (``quick.json``/``quick.md`` with --quick).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+DAY = dt.date(2026, 2, 2)
+
+
+# --------------------------------------------------------------------------------------------------
+# Measuring
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+IN_PROCESS = False  # --quick: measure in this process (imports once), not a fresh one per run
+
+
+def child_json(cmd: list[str], timeout: float, env: dict | None = None) -> dict:
+    """Run a measuring child; its last stdout line is its JSON report."""
+    if IN_PROCESS and cmd[:2] == [sys.executable, __file__]:
+        args = dict(zip(cmd[2::2], cmd[3::2], strict=False))
+        child, workdir = args["--child"], Path(args["--workdir"])
+        if child == "drift":
+            return drift_child(workdir)
+        if child == "naive_drift":
+            return naive_drift_child(workdir)
+        return validation_child(workdir, args.get("--which", "ours"))
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env=env or child_env(), check=False
+    )
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(cmd[:4])} ... failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def child_env() -> dict:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "include"), str(HERE)])}
+
+
+def summarise(runs: list[dict], key: str = "seconds") -> dict:
+    values = [r[key] for r in runs]
+    out = {"runs": runs, f"{key}_median": statistics.median(values), f"{key}_min": min(values)}
+    peaks = [r["peak_mb"] for r in runs if r.get("peak_mb") is not None]
+    if peaks:
+        out["peak_mb_max"] = max(peaks)
+    return out
+
+
+def alternate(a: Callable[[], dict], b: Callable[[], dict] | None, repeats: int) -> tuple[list, list]:
+    """A B A B ...: pairing keeps the comparison fair while the machine's speed drifts."""
+    runs_a, runs_b = [], []
+    for _ in range(repeats):
+        runs_a.append(a())
+        if b is not None:
+            runs_b.append(b())
+    return runs_a, runs_b
+
+
+# --------------------------------------------------------------------------------------------------
+# Drift
+
+
+def drift_data(workdir: Path, rows: int, reference: bool, row_group: int = 250_000) -> dict:
+    """Reference (optional, for Evidently) and current Parquet files plus the stored baseline."""
+    import drift_bench
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from model_factory.monitoring import drift
+
+    numeric, categorical = drift_bench.feature_names(25)
+    ref = drift_bench.generate(rows, 25, seed=1, shifted=False)
+    started = time.perf_counter()
+    baseline = drift.build_baseline(ref, numeric, categorical)
+    build_s = time.perf_counter() - started
+    (workdir / "baseline.json").write_text(json.dumps(baseline))
+    if reference:
+        ref.to_parquet(workdir / "reference.parquet", index=False, row_group_size=row_group)
+    del ref
+    writer = None
+    step = 1_000_000
+    for start in range(0, rows, step):  # generated a million rows at a time: bounded here too
+        part = drift_bench.generate(min(step, rows - start), 25, seed=2 + start, shifted=True)
+        table = pa.Table.from_pandas(part, preserve_index=False)
+        writer = writer or pq.ParquetWriter(workdir / "current.parquet", table.schema)
+        writer.write_table(table, row_group_size=row_group)
+    assert writer is not None
+    writer.close()
+    return {"numeric": numeric, "categorical": categorical, "baseline_build_s": build_s}
+
+
+def drift_child(workdir: Path) -> dict:
+    """Ours: the stored baseline + check_drift streaming the Parquet batch."""
+    from model_factory.monitoring import drift
+
+    started, cpu = time.perf_counter(), time.process_time()
+    baseline = drift.baseline_from_json((workdir / "baseline.json").read_text())
+    result = drift.check_drift(baseline, workdir / "current.parquet")
+    return {
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu,
+        "peak_mb": peak_rss_mb(),
+        "flagged": sorted(result["drifted_features"]),
+        "status": result["status"],
+    }
+
+
+def naive_drift_child(workdir: Path) -> dict:
+    """Quick mode's stand-in alternative: scipy on the raw reference and current (drift_bench)."""
+    import drift_bench
+    import pandas as pd
+
+    meta = json.loads((workdir / "meta.json").read_text())
+    started, cpu = time.perf_counter(), time.process_time()
+    drift_bench.naive_check(
+        pd.read_parquet(workdir / "reference.parquet"),
+        pd.read_parquet(workdir / "current.parquet"),
+        meta["numeric"],
+        meta["categorical"],
+    )
+    return {
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu,
+        "peak_mb": peak_rss_mb(),
+    }
+
+
+def row_drift(rows: int, repeats: int, evidently: bool, quick: bool, log) -> dict:
+    import venvs
+
+    work = Path(tempfile.mkdtemp(prefix="bench-drift-"))
+    try:
+        log(f"drift: generating {rows:,} vs {rows:,} rows x 25 columns ...")
+        meta = drift_data(work, rows, reference=evidently or quick)
+        (work / "meta.json").write_text(json.dumps(meta))
+        ours_cmd = [sys.executable, __file__, "--child", "drift", "--workdir", str(work)]
+        alternative: dict[str, Any]
+        if evidently:
+            python = venvs.ensure("evidently", venvs.EVIDENTLY, log)
+            theirs_cmd = [str(python), str(HERE / "evidently_child.py"), str(work)]
+            name = "Evidently 0.7.23 DataDriftPreset (own venv, pandas 2)"
+        elif quick:
+            theirs_cmd = [sys.executable, __file__, "--child", "naive_drift", "--workdir", str(work)]
+            name = "naive scipy pass on raw data (quick stand-in; Evidently skipped)"
+        else:
+            theirs_cmd, name = None, "Evidently: not run at this size (did not finish in 330 s, 15.9 GB)"
+        log(f"drift: {repeats} alternating runs ...")
+        a, b = alternate(
+            lambda: child_json(ours_cmd, 3600),
+            (lambda: child_json(theirs_cmd, 3600, env={**os.environ})) if theirs_cmd else None,
+            repeats,
+        )
+        alternative = {"name": name, **(summarise(b) if b else {})}
+        ours = summarise(a) | {"flagged": a[0]["flagged"], "baseline_build_s": meta["baseline_build_s"]}
+        if b and "flagged" in b[0]:
+            alternative["flagged"] = b[0]["flagged"]
+            ours["same_columns_flagged"] = a[0]["flagged"] == b[0]["flagged"]
+        return {"ours": ours, "alternative": alternative}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation
+
+
+def validation_data(workdir: Path, rows: int) -> None:
+    from model_factory_dev import demo_data
+
+    frame = demo_data.generate_batch("churn", DAY, rows=rows)
+    frame.to_parquet(workdir / "batch.parquet", index=False, row_group_size=250_000)
+
+
+def validation_child(workdir: Path, which: str) -> dict:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations  # noqa: F401  (import cost reported apart: workers pre-import it)
+    import pandas as pd
+    from model_factory.pipeline import validation
+    from model_factory.spec import load_spec
+
+    spec_dir = REPO / "include" / "models"
+    spec = load_spec(spec_dir / "churn.yaml")
+    path = workdir / "batch.parquet"
+    started, cpu = time.perf_counter(), time.process_time()
+    if which == "ours":
+        store = (workdir / f"store-{os.getpid()}").as_uri()
+        ingested = {"raw_uri": path.as_uri(), "ds": str(DAY), "format": "parquet", "sha256": "bench"}
+        out = validation.validate_batch(spec, ingested, store, spec_dir)
+        status, expectations = out["status"], None
+    else:
+        df = pd.read_parquet(path)
+        suite = validation._Suite(spec, list(df.columns), spec_dir)
+        batch = suite.batch_definition.get_batch(batch_parameters={"dataframe": df})
+        result = batch.validate(suite.suite)
+        status, expectations = ("validated" if result.success else "failed"), len(suite.suite.expectations)
+    return {
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu,
+        "peak_mb": peak_rss_mb(),
+        "status": status,
+        "expectations": expectations,
+    }
+
+
+def row_validation(rows: int, repeats: int, log) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="bench-validate-"))
+    try:
+        log(f"validation: generating {rows:,} churn rows ...")
+        validation_data(work, rows)
+        cmd = [sys.executable, __file__, "--child", "validation", "--workdir", str(work), "--which"]
+        log(f"validation: {repeats} alternating runs ...")
+        a, b = alternate(
+            lambda: child_json([*cmd, "ours"], 1800), lambda: child_json([*cmd, "gx"], 1800), repeats
+        )
+        return {
+            "ours": summarise(a) | {"status": a[0]["status"]},
+            "alternative": {
+                "name": "GX batch.validate, same suite, whole frame",
+                **summarise(b),
+                "expectations": b[0]["expectations"],
+            },
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Serving
+
+
+def http_load(port: int, path: str, bodies: list[bytes], requests: int, callers: int) -> dict:
+    """``requests`` POSTs spread over ``callers`` threads, each on its own keep-alive connection."""
+    latencies: list[float] = []
+    failures = 0
+    lock = threading.Lock()
+    counter = iter(range(requests))
+
+    def caller() -> None:
+        nonlocal failures
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        mine, bad = [], 0
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                break
+            started = time.perf_counter()
+            conn.request("POST", path, bodies[i % len(bodies)], {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            mine.append(time.perf_counter() - started)
+            bad += response.status != 200
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+            failures += bad
+
+    threads = [threading.Thread(target=caller) for _ in range(callers)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
+
+    return {
+        "seconds": wall,
+        "requests_per_s": requests / wall,
+        "p50_ms": pct(0.5),
+        "p99_ms": pct(0.99),
+        "non_200": failures,
+    }
+
+
+def tree_cpu_and_peak(pid: int) -> tuple[float, float]:
+    import psutil
+
+    proc = psutil.Process(pid)
+    procs = [proc, *proc.children(recursive=True)]
+    cpu, peak = 0.0, 0.0
+    for p in procs:
+        try:
+            times = p.cpu_times()
+            cpu += times.user + times.system
+            for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak += int(line.split()[1]) / 1024
+        except (psutil.Error, OSError):
+            continue
+    return cpu, peak
+
+
+def wait_http(port: int, path: str, proc: subprocess.Popen, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"server exited ({proc.returncode}): {proc.stderr.read()[-2000:] if proc.stderr else ''}"
+            )
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", path)
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"server on port {port} not ready in {seconds:.0f} s")
+
+
+def row_serving(repeats: int, requests: int, log) -> dict:
+    """Gateway (fast path, uvicorn workers) vs mlflow models serve, 1 and 8 callers."""
+    import gateway_load
+    import venvs
+    from model_factory.pipeline.training import _pip_requirements
+
+    home = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    saved = dict(os.environ)
+    servers: list[subprocess.Popen] = []
+    try:
+        gateway_load.isolate_environment(home)
+        log("serving: training churn into a temporary FACTORY_HOME ...")
+        version = gateway_load.train_and_register("churn")
+        import mlflow.artifacts
+        from model_factory.io import tracking
+        from model_factory.settings import FactorySettings
+        from model_factory.spec import load_spec
+        from model_factory_dev import demo_data
+
+        tracking.connect(FactorySettings.from_env())
+        model_dir = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/churn/{version}", dst_path=str(home / "model")
+            )
+        )
+        spec = load_spec(REPO / "include" / "models" / "churn.yaml")
+        frame = demo_data.generate_batch("churn", DAY + dt.timedelta(days=1), rows=500)
+        rows = json.loads(frame[spec.features.all].to_json(orient="records"))
+        ours_bodies = [json.dumps({"features": r}).encode() for r in rows]
+        theirs_bodies = [json.dumps({"dataframe_records": [r]}).encode() for r in rows]
+
+        workers = max(1, min(os.cpu_count() or 1, 4))
+        gw_port, ml_port = gateway_load.free_port(), gateway_load.free_port()
+        env = child_env()
+        gateway = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "model_factory.serving.app:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(gw_port),
+                "--workers",
+                str(workers),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            env={**env, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        servers.append(gateway)
+        python = venvs.ensure("mlflow-serve", _pip_requirements(), log)
+        mlflow_serve = subprocess.Popen(
+            [
+                str(python.parent / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                str(model_dir),
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ml_port),
+            ],
+            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+            | {"MLFLOW_DISABLE_TELEMETRY": "true"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        servers.append(mlflow_serve)
+        log(f"serving: waiting for the gateway ({workers} workers) and mlflow models serve ...")
+        wait_http(gw_port, "/health", gateway, 180)
+        wait_http(ml_port, "/ping", mlflow_serve, 300)
+        paths = {
+            "ours": (gw_port, "/v1/models/churn/predict", ours_bodies, gateway),
+            "theirs": (ml_port, "/invocations", theirs_bodies, mlflow_serve),
+        }
+        for port, path, bodies, _ in paths.values():
+            check = http_load(port, path, bodies, 50, 1)
+            if check["non_200"]:
+                raise RuntimeError(f"{path} on {port} answered {check['non_200']} of 50 requests with errors")
+
+        def run(side: str, callers: int) -> Callable[[], dict]:
+            port, path, bodies, proc = paths[side]
+
+            def go() -> dict:
+                cpu0, _ = tree_cpu_and_peak(proc.pid)
+                out = http_load(port, path, bodies, requests, callers)
+                cpu1, peak = tree_cpu_and_peak(proc.pid)
+                return out | {"server_cpu_ms_per_request": (cpu1 - cpu0) * 1000 / requests, "peak_mb": peak}
+
+            return go
+
+        result = {}
+        for callers in (1, 8):
+            log(f"serving: {callers} caller(s), {repeats} alternating runs of {requests} requests ...")
+            a, b = alternate(run("ours", callers), run("theirs", callers), repeats)
+            result[callers] = {
+                "ours": summarise(a, "requests_per_s")
+                | {
+                    "p50_ms_median": statistics.median(r["p50_ms"] for r in a),
+                    "p99_ms_median": statistics.median(r["p99_ms"] for r in a),
+                    "workers": workers,
+                    "cpu_ms_per_request_median": statistics.median(r["server_cpu_ms_per_request"] for r in a),
+                },
+                "alternative": {"name": "mlflow models serve (own venv), same version"}
+                | summarise(b, "requests_per_s")
+                | {
+                    "p50_ms_median": statistics.median(r["p50_ms"] for r in b),
+                    "p99_ms_median": statistics.median(r["p99_ms"] for r in b),
+                    "cpu_ms_per_request_median": statistics.median(r["server_cpu_ms_per_request"] for r in b),
+                },
+            }
+        return result
+    finally:
+        for proc in servers:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        os.environ.clear()
+        os.environ.update(saved)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def row_serving_quick(repeats: int, requests: int, log) -> dict:
+    """In-process: the compiled predictor vs the pipeline path, single rows (no HTTP, no MLflow)."""
+    import pandas as pd
+    from model_factory.pipeline.training import build_pipeline, prepare_features
+    from model_factory.serving import fastpath
+    from model_factory.spec import load_spec
+    from model_factory_dev import demo_data
+
+    spec = load_spec(REPO / "include" / "models" / "churn.yaml")
+    train = demo_data.generate_batch("churn", DAY, rows=2000)
+    pipeline = build_pipeline(spec).fit(prepare_features(train, spec), train[spec.target])
+    compiled, status = fastpath.compile_version(pipeline, spec)
+    if compiled is None:
+        raise RuntimeError(f"the churn pipeline did not compile: {status}")
+    rows = json.loads(
+        demo_data.generate_batch("churn", DAY, rows=200)[spec.features.all].to_json(orient="records")
+    )
+
+    def timed(fn: Callable[[dict], Any]) -> Callable[[], dict]:
+        def go() -> dict:
+            started = time.perf_counter()
+            for i in range(requests):
+                fn(rows[i % len(rows)])
+            wall = time.perf_counter() - started
+            return {"seconds": wall, "requests_per_s": requests / wall, "peak_mb": peak_rss_mb()}
+
+        return go
+
+    def slow(row: dict) -> Any:
+        return pipeline.predict_proba(
+            prepare_features(pd.DataFrame.from_records([row], columns=spec.features.all), spec)
+        )
+
+    a, b = alternate(timed(lambda row: compiled.predict([row])), timed(slow), repeats)
+    one = {
+        "ours": summarise(a, "requests_per_s") | {"path": status},
+        "alternative": {
+            "name": "the scikit-learn pipeline on a one-row DataFrame, in-process "
+            "(quick stand-in; HTTP and mlflow models serve skipped)"
+        }
+        | summarise(b, "requests_per_s"),
+    }
+    return {1: one}
+
+
+# --------------------------------------------------------------------------------------------------
+# DAG parse
+
+
+def row_dag_parse(log) -> dict:
+    out = Path(tempfile.mkdtemp(prefix="bench-parse-")) / "parse.json"
+    log("dag parse: 200 specs (bench/parse_many_specs.py) ...")
+    subprocess.run(
+        [sys.executable, str(HERE / "parse_many_specs.py"), "--specs", "200", "--out", str(out)],
+        check=True,
+        env=child_env(),
+        capture_output=True,
+        timeout=1800,
+    )
+    data = json.loads(out.read_text())
+    shutil.rmtree(out.parent, ignore_errors=True)
+    return {"ours": data}
+
+
+# --------------------------------------------------------------------------------------------------
+# Table
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def table(report: dict) -> str:
+    lines = [
+        "| work | this project (median, min) | alternative (median, min) | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in report["rows"]:
+        lines.append(
+            f"| {row['work']} | {row['ours_text']} | {row['alternative_text']} | {row['ratio_text']} | "
+            f"{row['target']} | {row['met']} |"
+        )
+    load = report["machine"]
+    lines.append("")
+    lines.append(
+        f"{report['mode']} run, {report['finished_at']}; {load['cpus']} cores, load average "
+        f"{load['load_before']} before, {load['load_after']} after; medians of {report['repeats']} "
+        "alternating runs; peak memory is the process's (the server's process tree for serving)"
+        + ("; quick: every run in one process, so peaks are shared." if report["mode"] == "quick" else ".")
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _s(summary: dict) -> str:
+    median, least, peak = summary["seconds_median"], summary["seconds_min"], summary.get("peak_mb_max", 0)
+    return f"{median:.2f} s ({least:.2f}), {peak:.0f} MiB"
+
+
+def build_rows(results: dict, quick: bool) -> list[dict]:
+    rows = []
+    for callers, r in sorted(results.get("serving", {}).items()):
+        ours, theirs = r["ours"], r["alternative"]
+        rel = ratio(ours["requests_per_s_median"], theirs.get("requests_per_s_median"))
+        where, plural = (" (in-process)" if quick else " over HTTP"), ("s" if callers > 1 else "")
+        lat = (
+            f", p50 {ours['p50_ms_median']:.2f} ms, p99 {ours['p99_ms_median']:.1f} ms"
+            if "p50_ms_median" in ours
+            else ""
+        )
+        lat_b = (
+            f", p50 {theirs['p50_ms_median']:.2f} ms, p99 {theirs['p99_ms_median']:.1f} ms"
+            if "p50_ms_median" in theirs
+            else ""
+        )
+        rows.append(
+            {
+                "work": f"single-row predict{where}, {callers} caller{plural}",
+                "ours_text": f"{ours['requests_per_s_median']:.0f} req/s{lat}",
+                "alternative_text": f"{theirs['name']}: {theirs['requests_per_s_median']:.0f} req/s{lat_b}",
+                "ratio": rel,
+                "ratio_text": f"{rel:.1f}x" if rel else "—",
+                "target": "≥10x",
+                "met": "yes" if rel and rel >= 10 else "no",
+            }
+        )
+    for key, label, target, limit in (
+        ("drift_1m", "drift check, {n} vs {n} rows, 25 columns", "≤1/100", 0.01),
+        ("drift_10m", "drift check, {n} vs {n} rows, 25 columns", "≤5 s, ≤1 GiB", None),
+    ):
+        if key not in results:
+            continue
+        r = results[key]
+        ours, theirs = r["ours"], r["alternative"]
+        rel = ratio(ours["seconds_median"], theirs.get("seconds_median"))
+        same = ours.get("same_columns_flagged")
+        flags = f"; flagged {', '.join(ours['flagged'])}" + (
+            "" if same is None else f" (same as alternative: {'yes' if same else 'NO'})"
+        )
+        if limit is None:
+            met = ours["seconds_median"] <= 5 and ours.get("peak_mb_max", 0) <= 1024
+        else:
+            met = rel is not None and rel <= limit and same is not False
+        rows.append(
+            {
+                "work": label.format(n=f"{r['rows']:,}"),
+                "ours_text": _s(ours) + flags,
+                "alternative_text": f"{theirs['name']}"
+                + (f": {_s(theirs)}" if "seconds_median" in theirs else ""),
+                "ratio": rel,
+                "ratio_text": f"1/{1 / rel:.0f}" if rel else "—",
+                "target": target,
+                "met": "yes" if met else ("—" if quick else "no"),
+            }
+        )
+    if "validation" in results:
+        r = results["validation"]
+        rel = ratio(r["ours"]["seconds_median"], r["alternative"]["seconds_median"])
+        n_expect = r["alternative"]["expectations"]
+        rows.append(
+            {
+                "work": f"validation step, {r['rows']:,} rows, the spec's {n_expect} expectations",
+                "ours_text": _s(r["ours"]),
+                "alternative_text": f"{r['alternative']['name']}: {_s(r['alternative'])}",
+                "ratio": rel,
+                "ratio_text": f"{rel:.2f}x" if rel else "—",
+                "target": "≤1.1x",
+                "met": "yes" if rel and rel <= 1.1 else "no",
+            }
+        )
+    if "dag_parse" in results:
+        d = results["dag_parse"]["ours"]
+        seconds = _dagbag_seconds(d)
+        rows.append(
+            {
+                "work": "200 specs → 500 DAGs, DAG-file parse",
+                "ours_text": f"{seconds:.2f} s" if seconds else "see JSON",
+                "alternative_text": "—",
+                "ratio": None,
+                "ratio_text": "—",
+                "target": "≤2 s",
+                "met": "yes" if seconds and seconds <= 2 else "no",
+            }
+        )
+    for key, reason in results.get("skipped", {}).items():
+        rows.append(
+            {
+                "work": key,
+                "ours_text": "not run",
+                "alternative_text": reason,
+                "ratio": None,
+                "ratio_text": "—",
+                "target": "—",
+                "met": "—",
+            }
+        )
+    return rows
+
+
+def _dagbag_seconds(data: dict) -> float | None:
+    for key in ("dagbag_parse_s", "dagbag_seconds"):
+        if key in data:
+            return float(data[key])
+    for value in data.values():
+        if isinstance(value, dict):
+            found = _dagbag_seconds(value)
+            if found is not None:
+                return found
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Entry
+
+
+def run(
+    quick: bool = False,
+    repeats: int | None = None,
+    rows: int | None = None,
+    out: Path | None = None,
+    only: list[str] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Run the bench; returns the report and writes ``<out>/{latest,quick}.{json,md}``."""
+    repeats = repeats or (2 if quick else 3)
+    rows = rows or (20_000 if quick else 1_000_000)
+    out = out or HERE / "results"
+    wanted = set(only or ["serving", "drift", "drift_10m", "validation", "dag_parse"])
+    report: dict[str, Any] = {
+        "mode": "quick" if quick else "full",
+        "started_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "repeats": repeats,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_before": loadavg()},
+    }
+    results: dict[str, Any] = {"skipped": {}}
+    global IN_PROCESS
+    IN_PROCESS = quick
+    if quick:  # imports before any timing: in-process runs would otherwise time the first import
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        import great_expectations  # noqa: F401
+        import scipy.stats  # noqa: F401
+        from model_factory.monitoring import drift  # noqa: F401
+    if "serving" in wanted:
+        results["serving"] = (
+            row_serving_quick(repeats, 100, log) if quick else row_serving(repeats, 1000, log)
+        )
+    if "drift" in wanted:
+        results["drift_1m"] = row_drift(rows, repeats, evidently=not quick, quick=quick, log=log) | {
+            "rows": rows
+        }
+    if "drift_10m" in wanted and not quick:
+        results["drift_10m"] = row_drift(10 * rows, repeats, evidently=False, quick=False, log=log) | {
+            "rows": 10 * rows
+        }
+    if "validation" in wanted:
+        results["validation"] = row_validation(rows, repeats, log) | {"rows": rows}
+    if "dag_parse" in wanted and not quick:
+        results["dag_parse"] = row_dag_parse(log)
+    results["skipped"]["retrain DAG vs a bare script"] = (
+        "not in this command: it needs the real scheduler (see README, Performance)"
+    )
+    if quick:
+        results["skipped"]["Evidently, mlflow models serve, 10M drift, DAG parse"] = (
+            "skipped in --quick (no virtualenvs, small data)"
+        )
+    report["machine"]["load_after"] = loadavg()
+    report["finished_at"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    report["results"] = results
+    report["rows"] = build_rows(results, quick)
+    stem = "quick" if quick else "latest"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out / f"{stem}.md").write_text(table(report))
+    report["written"] = [str(out / f"{stem}.json"), str(out / f"{stem}.md")]
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--rows", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--only", default=None, help="comma list: serving,drift,drift_10m,validation,dag_parse"
+    )
+    parser.add_argument("--child", choices=["drift", "naive_drift", "validation"], default=None)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--which", default="ours")
+    args = parser.parse_args(argv)
+    if args.child == "drift":
+        print(json.dumps(drift_child(args.workdir)))
+        return 0
+    if args.child == "naive_drift":
+        print(json.dumps(naive_drift_child(args.workdir)))
+        return 0
+    if args.child == "validation":
+        print(json.dumps(validation_child(args.workdir, args.which)))
+        return 0
+    report = run(args.quick, args.repeats, args.rows, args.out, args.only.split(",") if args.only else None)
+    print(table(report), end="")
+    print("wrote " + ", ".join(report["written"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
