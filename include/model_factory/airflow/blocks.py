@@ -71,6 +71,7 @@ def ingest(loaded: LoadedSpec, *, task_id: str = "ingest") -> XComArg:
 
     @task(task_id=task_id)
     def ingest_step() -> dict:
+        from model_factory.errors import PermanentError
         from model_factory.io.batches import MissingBatchError, ingest_batch
 
         settings = FactorySettings.from_env()
@@ -79,6 +80,8 @@ def ingest(loaded: LoadedSpec, *, task_id: str = "ingest") -> XComArg:
         except MissingBatchError as exc:
             if spec.source.on_missing == "skip":
                 raise AirflowSkipException(f"{exc} (source.on_missing: skip)") from exc
+            raise AirflowFailException(str(exc)) from exc
+        except PermanentError as exc:  # a source URI the factory refuses: no retry fixes it
             raise AirflowFailException(str(exc)) from exc
         log.info("ingested %s -> %s (%s rows, sha256 %s%s)", manifest["source_uri"],
                  manifest["raw_uri"], manifest["rows"], manifest["sha256"][:12],
@@ -125,6 +128,7 @@ def train(loaded: LoadedSpec, validated: XComArg, *, fit: str | None = None) -> 
 
     @task
     def train(validated: dict) -> dict:
+        from model_factory.errors import PermanentError
         from model_factory.io.batches import recent_validated_batches
         from model_factory.pipeline.training import train_model
 
@@ -143,7 +147,8 @@ def train(loaded: LoadedSpec, validated: XComArg, *, fit: str | None = None) -> 
         except Exception as exc:
             from model_factory.pipeline.custom_code import CustomCodeError
 
-            if isinstance(exc, CustomCodeError):  # no retry fixes the data scientist's code
+            # no retry fixes the data scientist's code, a bad label or an untrusted model type
+            if isinstance(exc, CustomCodeError | PermanentError):
                 raise AirflowFailException(str(exc)) from exc
             raise
         log.info("%s run %s on %d batches", "reused" if trained["reused"] else "trained",
@@ -535,13 +540,13 @@ def score(loaded: LoadedSpec, ingested: XComArg, held: XComArg, checked: XComArg
 
     @task
     def score(ingested: dict, held: dict, checked: dict) -> dict:
+        from model_factory.io.model_loading import ModelRefusedError
         from model_factory.pipeline.scoring import score_batch
 
-        if held.get("code_module"):
-            from model_factory.pipeline.custom_code import install_code_package
-
-            install_code_package(code_dir(loaded))
-        scored = score_batch(spec, ingested, held, FactorySettings.from_env())
+        try:
+            scored = score_batch(spec, ingested, held, FactorySettings.from_env(), code_dir(loaded))
+        except ModelRefusedError as exc:  # no retry makes an untrusted model trusted
+            raise AirflowFailException(f"the champion cannot be loaded: {exc}") from exc
         log.info("scored %s rows with v%s -> %s; output PSI vs the champion's holdout: %s",
                  scored["rows"], scored["model_version"], scored["predictions_uri"],
                  scored["output_psi"])  # fmt: skip

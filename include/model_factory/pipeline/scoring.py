@@ -9,6 +9,7 @@ predictions on its holdout (PSI): an output-drift figure, alerted beyond the spe
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model_factory.settings import FactorySettings
@@ -159,18 +160,22 @@ def output_psi(reference: np.ndarray, current: np.ndarray, categorical: bool) ->
     return float(psi(ref / max(ref.sum(), 1), cur / max(cur.sum(), 1)))
 
 
-def score_batch(spec: ModelSpec, ingested: dict, held: dict, settings: FactorySettings) -> dict:
-    """Score the ingested batch with the champion; write predictions; compute output drift."""
-    import mlflow.sklearn
+def score_batch(spec: ModelSpec, ingested: dict, held: dict, settings: FactorySettings,
+                code_dir: Path | None = None) -> dict:  # fmt: skip
+    """Score the ingested batch with the champion (loaded by the factory's safe loader: blessed,
+    skops, trusted types only); write predictions; compute output drift."""
     import numpy as np
     import pandas as pd
-    from model_factory.io import storage
+    from model_factory.io import storage, tracking
     from model_factory.io.batches import parse_batch, write_parquet
     from model_factory.pipeline.training import prepare_features
 
     params = params_of(spec)
     df = parse_batch(storage.read_bytes(ingested["raw_uri"]), ingested["format"], ingested["source_uri"])
-    model = mlflow.sklearn.load_model(held["model_uri"])
+    from model_factory.io.model_loading import load_registered
+
+    model = load_registered(tracking.connect(settings), spec.registered_model_name, held["version"],
+                            code_dir=code_dir or settings.specs_dir / "code").estimator  # fmt: skip
     pred, proba = _predict(model, prepare_features(df, spec), spec)
     ids = df[params.id_column] if params.id_column else pd.Series(np.arange(len(df)), name="row_id")
     out = pd.DataFrame({"row_id": ids.to_numpy(), "prediction": pred})
