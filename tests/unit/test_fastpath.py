@@ -193,3 +193,28 @@ def test_loaded_version_answers_the_same_with_and_without_the_fast_path(spec_fil
         assert got.get("label") == want.get("label")
         assert got["score"] == pytest.approx(want["score"], abs=fastpath.TOLERANCE)
     assert fast.predict(rows[:1])[0].keys() == slow.predict(rows[:1])[0].keys()
+
+
+def test_prediction_log_never_blocks_and_counts_what_it_cannot_queue(tmp_path) -> None:
+    """The request path only enqueues; a full queue refuses rows, counted, and close() flushes."""
+    import sqlalchemy as sa
+    from model_factory.serving import predlog
+
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    plog = predlog.PredictionLog(db, max_queue=3)
+    now = predlog.utcnow()
+
+    def row(i: int) -> dict:
+        return {"request_id": f"r{i}", "entity_id": None, "model": "m", "version": "1", "arm": "champion",
+                "status": "ok", "error": None, "latency_ms": 0.1, "prediction": "{}", "score": 0.5,
+                "inputs": None, "inputs_hash": "h", "created_at": now}  # fmt: skip
+
+    for i in range(5):  # no writer yet: the queue fills, then refuses without blocking
+        plog.log([row(i)])
+    assert plog.backlog == 3 and plog.overflowed == 2
+    assert plog.known_request("r0") and not plog.known_request("r4")
+    plog.start()
+    plog.close()  # shutdown flushes what was queued
+    with plog.engine.connect() as conn:
+        ids = sorted(r[0] for r in conn.execute(sa.select(predlog.PREDICTIONS.c.request_id)))
+    assert ids == ["r0", "r1", "r2"] and plog.written == 3

@@ -437,6 +437,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 f"prediction log cannot write ({prediction_log.last_error}); "
                 f"{prediction_log.backlog} batches waiting"
             )
+        if prediction_log.overflowed:
+            reasons.append(f"prediction log queue was full: {prediction_log.overflowed} predictions unlogged")
         serving = {
             name: {
                 "servable": r.champion is not None,
@@ -483,6 +485,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 "Failed prediction-log writes since start.",
                 {},
                 float(prediction_log.write_errors),
+            ),
+            (
+                "factory_gateway_prediction_log_overflowed",
+                "Predictions not logged because the write queue was full, since start.",
+                {},
+                float(prediction_log.overflowed),
             ),
         ]
         for name, route in sorted(watcher.routes.items()):

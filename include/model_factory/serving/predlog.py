@@ -171,6 +171,7 @@ class PredictionLog:
         batch_size: int = 500,
         flush_interval_s: float = 0.2,
         max_pending: int = 100_000,
+        max_queue: int = 20_000,
     ):
         self.engine = engine_for(db)
         ensure_schema(self.engine)
@@ -183,6 +184,8 @@ class PredictionLog:
         self._thread: threading.Thread | None = None
         self.written = 0
         self.dropped = 0
+        self.max_queue = max_queue
+        self.overflowed = 0  # rows refused because max_queue batches were already waiting
         self.write_errors = 0
         self.last_error: str | None = None
 
@@ -193,6 +196,15 @@ class PredictionLog:
         return self
 
     def log(self, rows: list[dict]) -> None:
+        """Enqueue for the writer thread; never blocks. With ``max_queue`` batches already waiting
+        (the database far behind) the rows are refused and counted in ``overflowed`` (health and
+        /metrics show it) rather than holding the request or growing memory without bound."""
+        if self._queue.qsize() >= self.max_queue:
+            self.overflowed += len(rows)
+            if self.overflowed == len(rows) or self.overflowed % 1000 < len(rows):
+                log.warning("prediction log queue full (%d batches): %d rows not logged so far",
+                            self.max_queue, self.overflowed)  # fmt: skip
+            return
         self._remember(rows, +1)
         self._queue.put(rows)
 
