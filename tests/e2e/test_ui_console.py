@@ -258,4 +258,15 @@ def test_the_view_in_the_airflow_ui(console, browser) -> None:
     assert len(started) == 1 and started[0]["triggering_user_name"] == "admin", started
     assert started[0]["dag_run_id"] in link.text
     _shot(driver, "model_churn_triggered")
+
+    # Roll back goes through the canary DAG's conf: the reason typed in, the user recorded by Airflow.
+    before = {r["dag_run_id"] for r in api.runs("churn__canary")}
+    driver.find_element(By.CSS_SELECTOR, "button.ops[data-action=rollback]").click()
+    prompt = _wait(lambda: driver.switch_to.alert, what="the reason prompt")
+    prompt.send_keys("complaints from support")
+    prompt.accept()
+    _wait(lambda: "churn__canary run" in driver.find_element(By.ID, "result").text, what="the canary run")
+    [asked] = [r for r in api.runs("churn__canary") if r["dag_run_id"] not in before]
+    assert asked["conf"] == {"action": "rollback", "reason": "complaints from support"}
+    assert asked["triggering_user_name"] == "admin"
     print(f"screenshots: {fleet_png} {model_png}")
