@@ -10,22 +10,19 @@ emits ``churn__challenger``: the scheduler starts ``churn__canary`` and v2 becom
 
 from __future__ import annotations
 
-import io
 import time
 from datetime import date, timedelta
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
-from model_factory.io import storage
 from model_factory.io.tracking import connect
 from model_factory.review.approval import review_in_airflow
 from model_factory.settings import FactorySettings
-from model_factory_dev import demo_data
 from model_factory_dev.stack import Stack, StackConfig
 
 from tests.conftest import REPO
+from tests.e2e.test_canary_scheduler import _put_batch
 
 pytestmark = pytest.mark.e2e
 
@@ -43,17 +40,6 @@ def _test_spec(folder: Path) -> Path:
     folder.mkdir(parents=True)
     (folder / "churn.yaml").write_text(yaml.safe_dump(spec))
     return folder
-
-
-def _put_batch(stack: Stack, day: date, shuffle: list[str] | None = None) -> None:
-    df = demo_data.generate_batch(MODEL, day, rows=4000)
-    rng = np.random.default_rng(day.toordinal())
-    for col in shuffle or []:
-        df[col] = rng.permutation(df[col].to_numpy())
-    buffer = io.StringIO()
-    df.to_csv(buffer, index=False)
-    with stack.environ():
-        storage.write_bytes(storage.join(stack.data_root, MODEL, f"{day}.csv"), buffer.getvalue().encode())
 
 
 def _retrain(api, day: date) -> tuple[str, dict]:
