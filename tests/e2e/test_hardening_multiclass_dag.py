@@ -37,6 +37,9 @@ def runs(airflow_db, tmp_path_factory):
     specs = home.parent / "specs"
     specs.mkdir()
     (specs / "flowers.yaml").write_text(yaml.safe_dump(SPEC))
+    outside = home.parent / "outside"  # not under FACTORY_DATA_ROOT
+    leaky = {**SPEC, "name": "leaky", "source": {"uri": f"{outside.as_uri()}/{{ds}}.csv"}, "retries": 2}
+    (specs / "leaky.yaml").write_text(yaml.safe_dump(leaky))
     saved = {k: os.environ.get(k) for k in ("FACTORY_HOME", "FACTORY_DATA_ROOT", "FACTORY_SPECS_DIR")}
     os.environ.update(FACTORY_HOME=str(home), FACTORY_DATA_ROOT=(home / "source").as_uri(),
                       FACTORY_SPECS_DIR=str(specs))  # fmt: skip
@@ -47,6 +50,7 @@ def runs(airflow_db, tmp_path_factory):
     for day, frame in zip(days, [flowers(days[0]), with_inf,
                                  flowers(days[2], species=[*SPECIES, "unicorn"])], strict=True):  # fmt: skip
         demo_data.write_batch(frame, home / "source" / "flowers" / f"{day}.csv")
+    demo_data.write_batch(flowers(days[0]), outside / f"{days[0]}.csv")
 
     from airflow.dag_processing.dagbag import DagBag
 
@@ -58,6 +62,10 @@ def runs(airflow_db, tmp_path_factory):
             logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC)
         )
         results[day] = (str(run.state), {ti.task_id: str(ti.state) for ti in run.get_task_instances()})
+    leaky_run = bag.dags["leaky__retrain"].test(
+        logical_date=datetime(days[0].year, days[0].month, days[0].day, tzinfo=UTC)
+    )
+    results["leaky"] = {ti.task_id: str(ti.state) for ti in leaky_run.get_task_instances()}
     yield {"days": days, "results": results, "home": home}
     for key, value in saved.items():
         if value is None:
@@ -95,3 +103,11 @@ def test_string_multiclass_trains_registers_and_bad_days_are_quarantined(runs):
 
     model = mlflow.sklearn.load_model(f"models:/flowers/{version.version}")
     assert list(model.classes_) == SPECIES
+
+
+def test_a_source_outside_the_data_roots_fails_ingest_and_copies_nothing(runs):
+    """SourceUriError is a PermanentError: no retry (test_hardening_dag_policy checks the policy;
+    dag.test itself never retries)."""
+    assert runs["results"]["leaky"]["ingest"] == "failed", runs["results"]["leaky"]
+    settings = FactorySettings.from_env()
+    assert storage.list_uris(storage.join(settings.store_uri, "raw", "leaky")) == []

@@ -11,6 +11,7 @@ from typing import Any
 
 from airflow.sdk import Asset, get_current_context
 from airflow.sdk.definitions.dag import TAG_MAX_LEN  # a longer tag fails the whole DAG file
+from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 from airflow.sdk.exceptions import AirflowFailException
 from model_factory.settings import FactorySettings
 from model_factory.spec import LoadedSpec, ModelSpec
@@ -140,8 +141,17 @@ def common_dag_args(spec: ModelSpec, kind: str) -> dict[str, Any]:
             "retry_delay": timedelta(seconds=30),
             "retry_exponential_backoff": 2.0,  # a multiplier in Airflow 3.3 (True would mean 1.0: constant)
             "execution_timeout": timedelta(minutes=spec.task_timeout_minutes),
+            "retry_policy": PERMANENT_FAILS_AT_ONCE,
         },
     }
+
+
+# What no retry can fix (a bad label, a refused source URI, an untrusted model type) fails the
+# task at once, whatever the task; named by path so DAG parsing imports nothing more.
+PERMANENT_FAILS_AT_ONCE = ExceptionRetryPolicy(rules=[RetryRule(
+    exception="model_factory.errors.PermanentError", action=RetryAction.FAIL,
+    reason="model_factory.errors.PermanentError: the same input fails on every retry",
+)])  # fmt: skip
 
 
 def spec_doc(loaded: LoadedSpec, extra: str = "") -> str:
