@@ -400,27 +400,10 @@ def row_serving(repeats: int, requests: int, log) -> dict:
         gw_port, ml_port = gateway_load.free_port(), gateway_load.free_port()
         env = child_env()
         gateway = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "model_factory.serving.app:create_app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(gw_port),
-                "--workers",
-                str(workers),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            env={**env, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+            [sys.executable, "-m", "model_factory.serving", "--host", "127.0.0.1", "--port", str(gw_port),
+             "--workers", str(workers), "--log-level", "warning"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
         servers.append(gateway)
         python = venvs.ensure("mlflow-serve", _pip_requirements(), log)
         mlflow_serve = subprocess.Popen(
@@ -603,6 +586,7 @@ def build_rows(results: dict, quick: bool) -> list[dict]:
     for callers, r in sorted(results.get("serving", {}).items()):
         ours, theirs = r["ours"], r["alternative"]
         rel = ratio(ours["requests_per_s_median"], theirs.get("requests_per_s_median"))
+        theirs_rps = theirs["requests_per_s_median"]
         where, plural = (" (in-process)" if quick else " over HTTP"), ("s" if callers > 1 else "")
         lat = (
             f", p50 {ours['p50_ms_median']:.2f} ms, p99 {ours['p99_ms_median']:.1f} ms"
@@ -617,8 +601,8 @@ def build_rows(results: dict, quick: bool) -> list[dict]:
         rows.append(
             {
                 "work": f"single-row predict{where}, {callers} caller{plural}",
-                "ours_text": f"{ours['requests_per_s_median']:.0f} req/s{lat}",
-                "alternative_text": f"{theirs['name']}: {theirs['requests_per_s_median']:.0f} req/s{lat_b}",
+                "ours_text": f"{ours['requests_per_s_median']:.0f} req/s{lat}{_cpu(ours)}",
+                "alternative_text": f"{theirs['name']}: {theirs_rps:.0f} req/s{lat_b}{_cpu(theirs)}",
                 "ratio": rel,
                 "ratio_text": f"{rel:.1f}x" if rel else "—",
                 "target": "≥10x",
@@ -696,6 +680,11 @@ def build_rows(results: dict, quick: bool) -> list[dict]:
             }
         )
     return rows
+
+
+def _cpu(side: dict) -> str:
+    cpu, peak = side.get("cpu_ms_per_request_median"), side.get("peak_mb_max")
+    return f", server CPU {cpu:.2f} ms/request, {peak:.0f} MiB" if cpu is not None and peak else ""
 
 
 def _dagbag_seconds(data: dict) -> float | None:

@@ -28,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("FACTORY_GATEWAY_PORT", "8000")))
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    parser.add_argument(
+        "--workers", type=int, default=int(os.environ.get("FACTORY_GATEWAY_WORKERS", "1")),
+        help="processes behind the one port (uvicorn workers), each loading the registry's versions "
+        "itself and writing the shared prediction log; /metrics then counts per process",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     import uvicorn
@@ -52,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.workers > 1:  # workers import the app factory by name and read the same environment
+        uvicorn.run(
+            "model_factory.serving.app:create_app", factory=True, workers=args.workers,
+            host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log,
+        )  # fmt: skip
+        return 0
     uvicorn.run(
         create_app(settings),
         host=args.host,
