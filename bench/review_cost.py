@@ -43,7 +43,9 @@ def measure(model: str, rows: int) -> dict:
     context = {"spec": spec.model_dump(mode="json", by_alias=True), "template": "retrain", "model": model,
                "version": "2", "run_id": "bench", "created": 0, "champion_version": "1",
                "primary_metric": spec.gates.primary_metric, "lineage": {"inputs": [], "tags": {}},
-               "validation": [], "cost": {}, "params": {}, "budget": None,
+               "validation": [], "params": {}, "budget": None,
+               "cost": {"train_wall_seconds": fit_wall, "train_cpu_seconds": fit_cpu,
+                        "process_peak_rss_mb": None},
                "decision": {"status": "blessed", "reason": "bench", "interval": None, "review": {}},
                "checklist": evaluate_checklist(spec, Facts()), **sections}  # fmt: skip
     html, render_wall, _ = timed(render_card, context)
