@@ -167,6 +167,10 @@ def review_dag(loaded: LoadedSpec) -> DAG:
             version = prepared["version"]
             user = answer.get("responded_by_user")
             given = answer.get("params_input") or {}
+            try:
+                approval.require_held(name, version, settings)
+            except approval.ReviewError as exc:  # reviewed meanwhile (CLI without Airflow): keep that
+                raise AirflowSkipException(f"nothing to record: {exc}") from exc
             if user is None:
                 result = approval.expire_version(name, version, settings, window)
             else:
