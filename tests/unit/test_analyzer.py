@@ -282,6 +282,9 @@ def test_refusals_are_kinds_per_command_without_particulars() -> None:
     a = classify_error("refused: model 'churn' has no canary running", "promote")
     b = classify_error("refused: model 'demand' has no canary running", "promote")
     assert a == b == ("ops: promote refused: model '…' has no canary running", "deployment")
+    c = classify_error("refused: no registered model 'x': Registered Model with name=x not found", "promote")
+    d = classify_error("refused: no registered model 'y': Registered Model with name=y not found", "promote")
+    assert c == d and "name=…" in c[0]
 
 
 def test_spec_problems_map_to_the_stage_of_their_field() -> None:

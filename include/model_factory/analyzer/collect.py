@@ -45,9 +45,13 @@ class SourceStatus:
 
 
 class ApiGetter(Protocol):
+    """What the collector needs of ``model_factory.io.airflow_api.AirflowClient``."""
+
     base_url: str
 
     def get(self, path: str, **params: Any) -> Any: ...
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str: ...
 
 
 # ---- Airflow ----------------------------------------------------------------------------------
@@ -83,20 +87,6 @@ def _parse_time(value: str | None) -> datetime | None:
         return None
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
-
-
-def _task_log(api: ApiGetter, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
-    path = (
-        f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances/{quote(task_id)}"
-        f"/logs/{try_number}"
-    )
-    payload = api.get(path, full_content="true") or {}
-    content = payload.get("content", "")
-    if isinstance(content, list):
-        return "\n".join(
-            str(item.get("event", "")) if isinstance(item, dict) else str(item) for item in content
-        )
-    return str(content)
 
 
 def collect_airflow(store: EventStore, api: ApiGetter | None, limit: int = 1000) -> SourceStatus:
@@ -160,8 +150,7 @@ def collect_airflow(store: EventStore, api: ApiGetter | None, limit: int = 1000)
                     logs_read += 1
                     try:
                         reason = failure_reason(
-                            _task_log(
-                                api,
+                            api.task_log(
                                 run["dag_id"],
                                 run["dag_run_id"],
                                 ti["task_id"],
@@ -340,7 +329,8 @@ def collect_gates(store: EventStore, settings: FactorySettings, attribution: Att
                 ds = version.tags.get("factory.ds")
                 run_id = None
                 with contextlib.suppress(Exception):  # the run may be gone; the verdict stands
-                    run_id = client.get_run(version.run_id).data.tags.get("airflow.run_id")
+                    tags = client.get_run(version.run_id).data.tags  # train_model's context tags
+                    run_id = tags.get("factory.airflow.run_id") or tags.get("airflow.run_id")
                 user, user_from = attribution(model, run_id=run_id, ds=ds)
                 events.append(
                     Event(

@@ -446,6 +446,7 @@ def generalise(text: str, width: int = 70) -> str:
     text = re.sub(r"(file|s3)://\S+|/\S+", "<path>", text)
     text = re.sub(r"\[[^\]]*\]", "[…]", text)
     text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", text)
+    text = re.sub(r"(?<==)[^\s,;:)]+", "…", text)  # key=value particulars
     text = re.sub(r"\b\d+(\.\d+)?\b", "N", text)
     text = re.sub(r"\s+", " ", text).strip(" :;,.")
     return text[:width]
