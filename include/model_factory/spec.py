@@ -279,6 +279,8 @@ class EstimatorSpec(_Strict):
         if (self.class_ is None) == (self.factory is None):
             raise ValueError("give exactly one of 'class' (an allow-listed estimator) or 'factory'")
         if self.factory is not None:
+            for key, value in self.params.items():  # the same bounds (n_jobs, sizes, finite)
+                check_param(key, value)
             return self  # params go to the data scientist's function; checked when it runs
         if self.class_ not in ESTIMATORS:
             raise ValueError(

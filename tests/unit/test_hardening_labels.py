@@ -247,3 +247,17 @@ def test_class_names_and_numbers_read_back_the_same(tmp_path):
     assert labels.canonical(0.9) is None and labels.canonical(float("inf")) is None
     values = pd.Series([1, 2, 3])
     assert labels.outside(values, ["1", "2"]).tolist() == [False, False, True]
+
+
+def test_an_evaluation_that_raises_leaves_its_reason_on_the_run(factory_home):
+    """No trained run is left without a decision: a failing evaluate tags why, then raises."""
+    settings = FactorySettings.from_env()
+    spec = spec_file(factory_home.parent, "flowers")
+    uri = _validated(settings, spec, flowers(DAY), DAY)
+    trained = train_model(spec, str(DAY), [uri], settings)
+    storage.delete(trained["holdout_uri"])  # e.g. the store lost the holdout
+    with pytest.raises(storage.ObjectNotFoundError):
+        evaluate_candidate(spec, trained, settings)
+    tags = connect(settings).get_run(trained["run_id"]).data.tags
+    assert tags["factory.decision"] == "failed"
+    assert "evaluation failed: ObjectNotFoundError: no file at" in tags["factory.decision_reason"]

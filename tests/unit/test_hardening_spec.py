@@ -252,3 +252,9 @@ def test_a_killed_write_leaves_temp_files_the_next_write_removes(tmp_path):
     assert not killed.exists() and not old_foreign.exists()
     assert live.exists()
     assert storage.list_uris(tmp_path.as_uri()) == [target.as_uri()]
+
+
+def test_params_of_a_custom_factory_are_bounded_too(tmp_path):
+    estimator = {"factory": "churn_features:build", "params": {"n_jobs": -1}}
+    path = write_spec(tmp_path, estimator=estimator, template="custom_training")
+    one(problems(path), "estimator", "n_jobs must be between 1 and")

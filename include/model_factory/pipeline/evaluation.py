@@ -7,6 +7,8 @@ Like TFX's evaluator, the output is an explicit blessing: ``blessed``, ``rejecte
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -235,6 +237,26 @@ def _alias_version(client: Any, model: str, alias: str) -> str | None:
         return None
 
 
+def _decision_on_failure(evaluate: Any) -> Any:
+    """An evaluation that raises still leaves its reason on the run (``factory.decision``
+    ``failed``), so no trained run is left without a decision and nobody has to guess why."""
+
+    @functools.wraps(evaluate)
+    def wrapper(spec: ModelSpec, trained: dict, settings: FactorySettings, *args: Any, **kwargs: Any) -> dict:
+        try:
+            return evaluate(spec, trained, settings, *args, **kwargs)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                client = tracking.connect(settings, attempts=1)
+                client.set_tag(trained["run_id"], "factory.decision", "failed")
+                message = f"evaluation failed: {type(exc).__name__}: {exc}"
+                client.set_tag(trained["run_id"], "factory.decision_reason", message[:5000])
+            raise
+
+    return wrapper
+
+
+@_decision_on_failure
 def evaluate_candidate(
     spec: ModelSpec,
     trained: dict,
