@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from fastapi import Request
 from model_factory.airflow.extra_links import CardLink, DriftReportLink, MlflowRunLink
 
 from airflow.plugins_manager import AirflowPlugin
@@ -23,12 +24,13 @@ URL_ROUTE = "model-factory"
 
 
 def _root() -> str:
-    try:
-        from airflow.api_fastapi.app import API_ROOT_PATH
+    """The URL path Airflow is served under (``[api] base_url``), as the api-server computes it."""
+    from urllib.parse import urlsplit
 
-        return API_ROOT_PATH or "/"
-    except ImportError:  # pragma: no cover - not inside the api-server
-        return "/"
+    from airflow.configuration import conf
+
+    path = urlsplit(conf.get("api", "base_url", fallback="/") or "/").path or "/"
+    return path if path.endswith("/") else path + "/"
 
 
 class MetadataAirflowSource:
@@ -90,17 +92,27 @@ def can_trigger(user: Any, dag_id: str) -> bool:
         return False
 
 
+async def airflow_user(request: Request) -> Any:
+    """Airflow's own ``get_user`` (session cookie or bearer JWT; 401/403 otherwise), imported at the
+    first request: every Airflow process loads plugins (task runners too) and only the api-server
+    serves this app, so the others need not import the API's security module."""
+    from fastapi.security import HTTPBearer
+
+    from airflow.api_fastapi.core_api.security import get_user
+
+    bearer = await HTTPBearer(auto_error=False)(request)
+    return await get_user(request, None, bearer)
+
+
 def create_factory_app() -> Any:
     """The console app with Airflow's login dependency, permission check and metadata."""
     from model_factory.console.app import ConsoleConfig, create_app
-
-    from airflow.api_fastapi.core_api.security import get_user
 
     root = _root()
     source = MetadataAirflowSource(root)
     return create_app(
         ConsoleConfig(
-            require_user=get_user,
+            require_user=airflow_user,
             airflow=lambda: source,
             can_run=can_trigger,
             user_name=lambda user: user.get_name(),
