@@ -578,7 +578,13 @@ class ModelSpec(_Strict):
                 raise ValueError(
                     f"target: a mapping needs 'name' and may have 'classes' (got {sorted(target)})"
                 )
-            raw = {**raw, "target": target["name"], "target_classes": target.get("classes")}
+            classes = target.get("classes")
+            if isinstance(classes, list) and any(isinstance(c, bool) for c in classes):
+                raise ValueError(
+                    f"target.classes {classes}: unquoted yes/no/true/false are YAML booleans; "
+                    'quote class names ("yes", "no")'
+                )
+            raw = {**raw, "target": target["name"], "target_classes": classes}
         return raw
 
     @field_validator("schedule")

@@ -171,6 +171,9 @@ def test_spec_target_mapping_is_checked(tmp_path):
         spec_file(tmp_path, "churn", target={"name": "churned", "classes": [1]})
     with pytest.raises(Exception, match="a mapping needs 'name'"):
         spec_file(tmp_path, "churn", target={"column": "churned"})
+    with pytest.raises(Exception, match="unquoted yes/no/true/false are YAML booleans"):
+        spec_file(tmp_path, "churn", target={"name": "churned", "classes": [False, True]})
+    assert spec_file(tmp_path, "churn", target={"name": "churned", "classes": ["no", "yes"]}).target_classes
     with pytest.raises(Exception, match="classification only"):
         spec_file(tmp_path, "demand", target={"name": "units_sold", "classes": [1, 2]})
 
