@@ -15,6 +15,7 @@ import re
 from functools import cache
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,10 +61,27 @@ REQUIRED_FACTORY_ENV = frozenset(
 FACTORY_ENV_PREFIXES = ("FACTORY_", "MLFLOW_", "AWS_")
 # Set for the Airflow services beyond the required ones: read by the factory (the gateway's
 # prediction log, which the drift/canary DAGs read) or by the MLflow client.
-OPTIONAL_FACTORY_ENV = frozenset({"FACTORY_PREDICTION_DB_URI", "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD"})
+OPTIONAL_FACTORY_ENV = frozenset(
+    {
+        "FACTORY_PREDICTION_DB_URI",
+        "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+    }
+)
 # Read by MLflow or boto3 themselves, not by the factory's code.
 CLIENT_ENV = frozenset(
-    {"MLFLOW_TRACKING_URI", "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "MLFLOW_S3_ENDPOINT_URL"}
+    {
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD",
+        "MLFLOW_S3_ENDPOINT_URL",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+        "MLFLOW_AUTH_CONFIG_PATH",
+        "MLFLOW_AUTH_ADMIN_USERNAME",
+        "MLFLOW_AUTH_ADMIN_PASSWORD",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY",
+    }
 )
 INCLUDE = ROOT / "include"
 
@@ -460,7 +478,7 @@ def test_urls_point_at_compose_services():
         f"{name}: {text!r} points at unknown host {host}"
         for name, service in services().items()
         for text in strings_in(service)
-        for host in _SERVICE_URL.findall(text.replace("$$", ""))
+        for host in _SERVICE_URL.findall(re.sub(r"\$\{[^}]*\}", "x", text.replace("$$", "")))
         if host not in known
     ]
     assert not problems, "\n".join(problems)
@@ -559,7 +577,7 @@ def test_gateway_runs_the_serving_module_on_the_project_image():
     assert (INCLUDE / "model_factory" / "serving" / "__main__.py").is_file() or (
         INCLUDE / "model_factory" / "serving.py"
     ).is_file(), "python -m model_factory.serving has no module to run"
-    assert ("", "8000", "tcp") in host_ports(gateway)
+    assert ("${BIND_ADDRESS:-127.0.0.1}", "8000", "tcp") in host_ports(gateway)
     assert {"postgres", "mlflow"} <= set(depends_on(gateway))
 
 
@@ -570,7 +588,7 @@ def test_gateway_and_dags_share_the_registry_and_the_prediction_log():
         assert gateway.get(key) and gateway.get(key) == worker.get(key), key
     database = re.search(r"@postgres:5432/(\w+)$", gateway["FACTORY_PREDICTION_DB_URI"])
     assert database, gateway["FACTORY_PREDICTION_DB_URI"]
-    created = " ".join(p.read_text() for p in (ROOT / "docker" / "postgres-init").glob("*.sql"))
+    created = " ".join(p.read_text() for p in (ROOT / "docker" / "postgres-init").glob("*"))
     assert re.search(rf"CREATE DATABASE {database[1]}\b", created), f"no init script creates {database[1]}"
     assert env_of(services()[GATEWAY])["FACTORY_GATEWAY_API_KEY"].startswith("${FACTORY_GATEWAY_API_KEY:?")
 
@@ -607,3 +625,212 @@ def test_image_installs_the_factory_package_with_its_lineage():
         build = services()[name].get("build") or {}
         if build:
             assert "FACTORY_CODE_REVISION" in (build.get("args") or {}), name
+
+
+# ----------------------------------------------------------------------------- issue 10: hardening
+
+POSTGRES_INIT = ROOT / "docker" / "postgres-init" / "01-users-and-databases.sh"
+MLFLOW_AUTH_INI = ROOT / "docker" / "mlflow-auth.ini"
+
+
+def test_published_ports_listen_on_loopback_by_default():
+    """Issue 10 item 10: nothing is published on every interface unless BIND_ADDRESS says so."""
+    problems = []
+    for name, service in services().items():
+        for host_ip, port, _ in host_ports(service):
+            if host_ip != "${BIND_ADDRESS:-127.0.0.1}":
+                problems.append(f"{name}: port {port} published on {host_ip or 'all interfaces'}")
+    assert not problems, "\n".join(problems)
+    assert env_example()["BIND_ADDRESS"] == "127.0.0.1"
+
+
+def test_mlflow_and_the_prediction_log_have_their_own_database_users():
+    """Issue 10 item 10: neither MLflow nor the gateway holds the Postgres superuser's password."""
+    superuser = "${POSTGRES_PASSWORD"
+    mlflow_command = " ".join(services()["mlflow"]["command"])
+    assert superuser not in mlflow_command
+    assert "postgresql+psycopg2://mlflow:${MLFLOW_DB_PASSWORD" in mlflow_command
+    for name in ("model-gateway", *sorted(AIRFLOW_SERVICES)):
+        uri = env_of(services()[name]).get("FACTORY_PREDICTION_DB_URI", "")
+        assert uri.startswith("postgresql+psycopg2://predictions:${PREDICTIONS_DB_PASSWORD"), (name, uri)
+    gateway_env = " ".join(f"{k}={v}" for k, v in env_of(services()["model-gateway"]).items())
+    assert superuser not in gateway_env
+    postgres_env = env_of(services()["postgres"])
+    assert {"MLFLOW_DB_PASSWORD", "PREDICTIONS_DB_PASSWORD"} <= set(postgres_env)
+
+
+def test_mlflow_runs_behind_basic_auth_and_the_factory_logs_in():
+    command = services()["mlflow"]["command"]
+    assert command[command.index("--app-name") + 1] == "basic-auth"
+    env = env_of(services()["mlflow"])
+    assert env["MLFLOW_AUTH_CONFIG_PATH"] == "/etc/mlflow/basic_auth.ini"
+    for key in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD",
+                "MLFLOW_FLASK_SERVER_SECRET_KEY"):  # fmt: skip
+        assert env[key].startswith("${"), key  # from .env, never written here
+    assert "admin_password" not in MLFLOW_AUTH_INI.read_text().replace("# ", "")
+    for name in ("model-gateway", *sorted(AIRFLOW_SERVICES)):
+        client_env = env_of(services()[name])
+        assert client_env.get("MLFLOW_TRACKING_USERNAME"), name
+        assert client_env.get("MLFLOW_TRACKING_PASSWORD"), name
+
+
+def test_the_gateway_is_safe_by_default_in_compose():
+    """Issue 10 item 8: a key is required (init-env.sh generates every CHANGE_ME), hashes are
+    salted, rows expire."""
+    env = env_of(services()["model-gateway"])
+    assert env["FACTORY_GATEWAY_API_KEY"].startswith("${FACTORY_GATEWAY_API_KEY:?")
+    assert env["FACTORY_GATEWAY_HASH_SALT"].startswith("${FACTORY_GATEWAY_HASH_SALT:?")
+    assert "FACTORY_GATEWAY_LOG_INPUTS" not in env  # opt-in only
+    assert env["FACTORY_GATEWAY_RETENTION_DAYS"] and env["FACTORY_GATEWAY_THREADS"] == "1"
+    example = env_example()
+    for key in ("FACTORY_GATEWAY_API_KEY", "FACTORY_GATEWAY_HASH_SALT", "MLFLOW_DB_PASSWORD",
+                "PREDICTIONS_DB_PASSWORD", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_FLASK_SECRET_KEY"):  # fmt: skip
+        assert example[key] == "CHANGE_ME", key
+
+
+def test_airflow_users_have_roles_in_the_simple_auth_manager():
+    env = env_of(services()["airflow-apiserver"])
+    pairs = env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(",")
+    users = dict(pair.split(":") for pair in pairs)
+    assert users == {"admin": "admin", "ops": "op", "viewer": "viewer"}
+
+
+def test_init_env_generates_every_secret(tmp_path):
+    import shutil
+    import subprocess
+
+    (tmp_path / "docker").mkdir()
+    shutil.copy(ROOT / "docker" / "init-env.sh", tmp_path / "docker")
+    shutil.copy(ENV_EXAMPLE, tmp_path)
+    subprocess.run(["sh", str(tmp_path / "docker" / "init-env.sh")], check=True, capture_output=True)
+    lines = (tmp_path / ".env").read_text().splitlines()
+    written = dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+    assert "CHANGE_ME" not in written.values()
+    assert len(written["FACTORY_GATEWAY_API_KEY"]) == 48 and written["BIND_ADDRESS"] == "127.0.0.1"
+
+
+def _throwaway_postgres(folder: Path):
+    """A fresh PostgreSQL cluster (initdb as the postgres user) on a unix socket in ``folder``."""
+    import shutil
+    import subprocess
+
+    runuser, initdb = shutil.which("runuser"), shutil.which("initdb")
+    if not (runuser and initdb and Path("/usr/lib/postgresql").exists()):
+        pytest.skip("needs PostgreSQL's initdb and runuser")
+    folder.chmod(0o777)
+    data = folder / "data"
+
+    def as_postgres(*args: str) -> subprocess.CompletedProcess:
+        command = [runuser, "-u", "postgres", "--", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    done = as_postgres(initdb, "-D", str(data), "-U", "postgres", "--auth=trust")
+    assert done.returncode == 0, done.stderr
+    started = as_postgres(  # -l: the server must not hold our pipes open
+        "pg_ctl", "-D", str(data), "-w", "-l", str(folder / "log"),
+        "-o", f"-k {folder} -c listen_addresses='' -p 5432", "start",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    return data, as_postgres
+
+
+def test_postgres_init_creates_least_privilege_users():
+    """docker/postgres-init run for real on a throwaway cluster: each user reaches only its own
+    database, and none of them the Airflow metadata database."""
+    import shutil
+    import tempfile
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="pg-init-"))  # pytest's tmp_path is private to root
+    try:
+        _check_postgres_init(tmp_path)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _check_postgres_init(tmp_path: Path) -> None:
+    import subprocess
+
+    data, as_postgres = _throwaway_postgres(tmp_path)
+    socket_dir = str(tmp_path)
+    try:
+        assert as_postgres("createdb", "-h", socket_dir, "-U", "postgres", "airflow").returncode == 0
+        env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "PGHOST": socket_dir, "POSTGRES_USER": "postgres",
+               "POSTGRES_DB": "airflow", "MLFLOW_DB_PASSWORD": "m-pass",
+               "PREDICTIONS_DB_PASSWORD": "p-pass"}  # fmt: skip
+        script = tmp_path / "init.sh"
+        script.write_text(POSTGRES_INIT.read_text())
+        script.chmod(0o755)
+        ran = subprocess.run(["runuser", "-u", "postgres", "--", "env", *[f"{k}={v}" for k, v in env.items()],
+                              "sh", str(script)], capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+
+        def psql(user: str, db: str, sql: str) -> subprocess.CompletedProcess:
+            return as_postgres("psql", "-h", socket_dir, "-U", user, "-d", db, "-v", "ON_ERROR_STOP=1",
+                               "-c", sql)  # fmt: skip
+
+        owned = psql("predictions", "predictions", "CREATE TABLE t (x int); INSERT INTO t VALUES (1)")
+        assert owned.returncode == 0, owned.stderr
+        assert psql("mlflow", "mlflow", "CREATE TABLE t (x int)").returncode == 0
+        for user, db in (("predictions", "airflow"), ("predictions", "mlflow"), ("mlflow", "airflow"),
+                         ("mlflow", "predictions")):  # fmt: skip
+            denied = psql(user, db, "SELECT 1")
+            assert denied.returncode != 0 and "permission denied" in denied.stderr, (user, db)
+        assert psql("predictions", "predictions", "CREATE ROLE sneaky").returncode != 0
+    finally:
+        as_postgres("pg_ctl", "-D", str(data), "-m", "immediate", "stop")
+
+
+def test_mlflow_basic_auth_config_serves_only_signed_in_clients(tmp_path):
+    """The compose's MLflow command and docker/mlflow-auth.ini, run for real (SQLite instead of
+    Postgres): anonymous calls get 401, the factory's client signs in with the admin user."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from model_factory_dev.stack import free_port
+
+    ini = tmp_path / "basic_auth.ini"
+    ini.write_text(MLFLOW_AUTH_INI.read_text().replace("/var/lib/mlflow-auth", str(tmp_path)))
+    command = services()["mlflow"]["command"]
+    port = free_port()
+    env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+           "MLFLOW_AUTH_ADMIN_USERNAME": "factory-admin", "MLFLOW_AUTH_ADMIN_PASSWORD": "pw-for-the-test",
+           "MLFLOW_FLASK_SERVER_SECRET_KEY": "k"}  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--app-name", command[command.index("--app-name") + 1],
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 400  # a busy 2-core machine imports MLflow slowly
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "mlflow server did not start"
+            time.sleep(0.5)
+        search = f"{base}/api/2.0/mlflow/experiments/search?max_results=1"
+        assert httpx.get(search, timeout=10).status_code == 401
+        assert httpx.get(search, auth=("factory-admin", "wrong"), timeout=10).status_code == 401
+        signed_in = subprocess.run(
+            [sys.executable, "-c", "import mlflow; print(mlflow.MlflowClient().create_experiment('e'))"],
+            env={**os.environ, "MLFLOW_TRACKING_URI": base, "MLFLOW_TRACKING_USERNAME": "factory-admin",
+                 "MLFLOW_TRACKING_PASSWORD": "pw-for-the-test"},
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert signed_in.returncode == 0, signed_in.stderr[-2000:]
+    finally:
+        import signal
+
+        os.killpg(server.pid, signal.SIGTERM)  # the server and its workers: our own process group
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)

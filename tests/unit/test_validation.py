@@ -522,3 +522,19 @@ def test_csv_chunks_with_different_dtypes_are_written_as_one_schema(
     validated = pd.read_parquet(factory.store_dir / "validated" / "churn" / DS / "data.parquet")
     assert len(validated) == ROWS and validated["tenure_months"].dtype == "float64"
     assert validated["tenure_months"].isna().sum() == 1
+
+
+def test_a_huge_bad_value_is_clipped_in_the_reason_and_the_result(
+    factory: Factory, specs: dict[str, ModelSpec], frames: dict[str, pd.DataFrame]
+) -> None:
+    """Issue 10 item 8: a 40 MB line once gave a 40 MB REASON.txt and an 84 MB validation.json."""
+    df = frames["churn"].copy()
+    df["plan"] = df["plan"].astype(object)
+    df.loc[:2, "plan"] = "x" * 5_000_000
+    manifest, _ = factory.ingest(specs["churn"], df)
+    out = validation.validate_batch(specs["churn"], manifest, factory.store_uri)
+    assert out["status"] == "quarantined"
+    assert any("'plan'" in r and "(5000000 characters)" in r for r in out["reasons"]), out["reasons"]
+    folder = Path(out["quarantine_uri"].removeprefix("file://"))
+    assert (folder / "REASON.txt").stat().st_size < 10_000
+    assert (folder / "validation.json").stat().st_size < 100_000

@@ -311,9 +311,24 @@ def validate_frames(frames: Iterable[pd.DataFrame], spec: ModelSpec, spec_dir: P
         total += len(df)
     if not results:
         raise ValueError("validate_frames needs at least one frame")
-    result = combine_results(results, total)
+    result = clip_samples(combine_results(results, total))
     reasons = [gx_failure_reason(r) for r in result["results"] if not r["success"]]
     return ValidationOutcome(success=bool(result["success"]), reasons=reasons, result=result)
+
+
+MAX_SAMPLE_CHARS = 200
+
+
+def clip_samples(value: Any) -> Any:
+    """Text in a validation result cut to MAX_SAMPLE_CHARS: the samples of bad values go to
+    validation.json, REASON.txt and the task result, and a 40 MB line must not go with them."""
+    if isinstance(value, str) and len(value) > MAX_SAMPLE_CHARS:
+        return f"{value[:MAX_SAMPLE_CHARS]}... ({len(value)} characters)"
+    if isinstance(value, dict):
+        return {key: clip_samples(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [clip_samples(item) for item in value]
+    return value
 
 
 def validate_frame(df: pd.DataFrame, spec: ModelSpec, spec_dir: Path | None = None,
