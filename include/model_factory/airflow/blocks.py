@@ -166,10 +166,7 @@ def evaluate(loaded: LoadedSpec, trained: XComArg) -> XComArg:
     def evaluate(trained: dict) -> dict:
         from model_factory.pipeline.evaluation import evaluate_candidate
 
-        if spec.estimator.factory:  # the saved model refers to classes of the code folder
-            from model_factory.pipeline.custom_code import install_code_package
-
-            install_code_package(code_dir(loaded))
+        # (the safe loader imports the code folder's classes for a custom_training model)
         decision = evaluate_candidate(spec, trained, FactorySettings.from_env())
         log.info("decision: %s: %s", decision["status"], decision["reason"])
         return {k: decision[k] for k in EVALUATED_KEYS}
