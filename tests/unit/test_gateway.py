@@ -894,3 +894,19 @@ def test_string_multiclass_through_the_gateway_feedback_and_the_canary(factory_h
         assert verdict["decision"] == "promote", verdict["reasons"]
         low, high = verdict["arms"]["canary"]["ci"]
         assert low < verdict["arms"]["canary"]["value"] < high
+
+
+def test_a_fresh_install_with_specs_and_no_versions_is_degraded_not_down(registry_state, tmp_path):
+    """Models waiting for their first champion: health 200 "degraded" naming them (process
+    supervisors and the dev stack must not restart a gateway that has nothing to serve yet)."""
+    from fastapi.testclient import TestClient
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    shutil.copy(REPO / "include" / "models" / "churn.yaml", specs)
+    empty = replace(registry_state, specs_dir=specs, tracking_uri=f"sqlite:///{tmp_path / 'empty.db'}")
+    with TestClient(create_app(gateway_settings(empty, tmp_path))) as gw:
+        health = gw.get("/health")
+        assert health.status_code == 200 and health.json()["status"] == "degraded", health.text
+        assert health.json()["models"]["churn"]["servable"] is False
+        assert predict(gw, {"features": churn_rows(1)[0]}).status_code == 503

@@ -450,8 +450,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             for name, r in sorted(watcher.routes.items())
         }
         servable = any(r.champion for r in watcher.routes.values())
+        # Unavailable (503): champions exist in the registry but none could be loaded. Models
+        # still waiting for their first champion make the gateway degraded, not down.
+        expected = any(r.state is not None and r.state.champion for r in watcher.routes.values())
         status = "degraded" if reasons else "ok"
-        if not servable and (watcher.routes or watcher.registry_error):
+        if not servable and (expected or watcher.registry_error):
             status = "unavailable"
             reasons.append("no model is loaded")
         elif not servable:
