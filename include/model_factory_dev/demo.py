@@ -358,6 +358,10 @@ def main(argv: list[str] | None = None) -> int:
         + f" (AIRFLOW_HOME={os.environ.get('AIRFLOW_HOME')})")  # fmt: skip
     for day, spec in runs:
         for dag_id in dag_ids(spec):
+            if dag_id not in bag.dags:  # her template builds other DAGs, or it failed to build
+                print(f"  {day}  {dag_id:<22} skipped: no such DAG (see `model-factory templates` and "
+                      f"any invalid_spec__{spec.name} DAG)")  # fmt: skip
+                continue
             started = time.perf_counter()
             state, tasks, log_text = run_dag(bag.dags[dag_id], day)
             if args.verbose:
