@@ -195,9 +195,15 @@ def serve(ctx: typer.Context) -> None:
 @app.command("demo", context_settings=_PASS_THROUGH)
 def demo(ctx: typer.Context) -> None:
     """The demo: data for several days, every model's DAGs run by Airflow (arguments: --help)."""
+    from model_factory.cli.common import console
     from model_factory_dev.demo import main as run_demo
 
-    raise typer.Exit(run_demo(ctx.args))
+    if "-h" in ctx.args or "--help" in ctx.args:
+        raise typer.Exit(run_demo(ctx.args))
+    # A live line while the demo works (its own output scrolls above it; nothing when piped).
+    with console.status("demo: running every model's DAGs through Airflow…"):
+        code = run_demo(ctx.args)
+    raise typer.Exit(code)
 
 
 # --- other helpers' command modules -------------------------------------------------------------
