@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+from model_factory.errors import PermanentError
 from model_factory.io import storage
 from model_factory.io.model_loading import ModelRefusedError, load_registered
 from model_factory.io.tracking import connect
@@ -100,6 +101,7 @@ def test_versions_the_factory_did_not_write_or_bless_are_refused(hostile_registr
     with pytest.raises(ModelRefusedError, match="churn v" + version) as refused:
         load_registered(connect(settings), "churn", version)
     assert words in str(refused.value)
+    assert isinstance(refused.value, PermanentError)  # the task fails at once, no retries
     assert not marker.exists()
 
 

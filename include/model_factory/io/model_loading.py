@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from model_factory.errors import PermanentError
+
 if TYPE_CHECKING:
     from mlflow.models import Model
     from mlflow.tracking import MlflowClient
@@ -38,8 +40,13 @@ RUN_KEY_TAG = "factory.run_key"
 CODE_MODULE_TAG = "factory.code.module"
 
 
-class ModelRefusedError(RuntimeError):
-    """A model the factory will not load; the message says which and why (nothing was run)."""
+class ModelRefusedError(PermanentError):
+    """A model the factory will not load; the message says which and why (nothing was run).
+    Permanent: the same version is refused on every retry."""
+
+
+class ModelUnavailableError(RuntimeError):
+    """A model that could not be fetched (registry or artifact store down): a retry may work."""
 
 
 @dataclass(frozen=True)
@@ -180,7 +187,7 @@ def load_registered(
     try:
         registered = client.get_model_version(model, str(version))
     except Exception as exc:
-        raise ModelRefusedError(f"{where}: not in the registry ({_short(exc)})") from exc
+        raise ModelUnavailableError(f"{where}: not readable from the registry ({_short(exc)})") from exc
     tags = dict(registered.tags or {})
     if require_blessed and tags.get("factory.decision") != BLESSED:
         decision = tags.get("factory.decision")
@@ -194,7 +201,7 @@ def load_registered(
         try:
             run_tags = dict(client.get_run(registered.run_id).data.tags)
         except Exception as exc:
-            raise ModelRefusedError(
+            raise ModelUnavailableError(
                 f"{where}: its run {registered.run_id} cannot be read ({_short(exc)})"
             ) from exc
     if require_blessed and RUN_KEY_TAG not in run_tags:
@@ -203,7 +210,7 @@ def load_registered(
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model}/{version}")
     except Exception as exc:
-        raise ModelRefusedError(f"{where}: its artifacts cannot be downloaded ({_short(exc)})") from exc
+        raise ModelUnavailableError(f"{where}: its artifacts cannot be downloaded ({_short(exc)})") from exc
     loaded = load_local(local, extra, where)
     return TrustedModel(
         loaded.estimator, loaded.path, loaded.mlmodel, registered.run_id, loaded.trusted_types, tags
@@ -221,5 +228,7 @@ def load_uri(
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri)
     except Exception as exc:
-        raise ModelRefusedError(f"{model_uri}: its artifacts cannot be downloaded ({_short(exc)})") from exc
+        raise ModelUnavailableError(
+            f"{model_uri}: its artifacts cannot be downloaded ({_short(exc)})"
+        ) from exc
     return load_local(local, extra, model_uri)

@@ -220,13 +220,13 @@ def load_version(client: MlflowClient, model: str, version: str, specs_dir) -> L
     Only through ``io.model_loading``: a version the factory did not bless, or not saved the way
     the factory saves (skops, types it trusts), is refused before anything is deserialised.
     """
-    from model_factory.io.model_loading import ModelRefusedError, load_registered
+    from model_factory.io.model_loading import ModelRefusedError, ModelUnavailableError, load_registered
 
     started = time.perf_counter()
     where = f"{model} v{version}"
     try:
         trusted = load_registered(client, model, str(version), code_dir=Path(specs_dir) / "code")
-    except ModelRefusedError as exc:
+    except (ModelRefusedError, ModelUnavailableError) as exc:
         raise LoadError(str(exc)) from exc
     estimator, signature = trusted.estimator, trusted.mlmodel.signature
     if signature is None or signature.inputs is None:
