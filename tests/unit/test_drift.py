@@ -278,6 +278,32 @@ def test_chunked_parquet_equals_in_memory(baseline: dict, current: pd.DataFrame,
     json.dumps(expected, allow_nan=False)  # plain JSON, no NaN
 
 
+def test_parquet_arrow_path_equals_in_memory_for_nullable_ints_and_missing_tokens(tmp_path: Path) -> None:
+    """The Parquet path counts Arrow arrays directly (no pandas): integers with nulls, floats
+    with inf, text categories with nulls and the ``__missing__`` token give the DataFrame path's
+    result."""
+    rng = np.random.default_rng(4)
+    n = 6_000
+
+    def frame(shift: int) -> pd.DataFrame:
+        ints = pd.array(rng.poisson(3 + shift, n), dtype="Int64")
+        ints[rng.random(n) < 0.05] = pd.NA
+        floats = rng.normal(0, 1, n)
+        floats[:7] = np.inf
+        kinds = rng.choice(["a", "b", "c", drift.MISSING_CATEGORY, None], n, p=[0.4, 0.3, 0.2, 0.05, 0.05])
+        return pd.DataFrame({"i": ints, "f": floats, "k": pd.array(kinds, dtype="str")})
+
+    base = drift.build_baseline(frame(0), ["i", "f"], ["k"])
+    current = frame(1)
+    path = tmp_path / "c.parquet"
+    current.to_parquet(path, index=False, row_group_size=1_000)
+    expected = drift.check_drift(base, current)
+    assert_close(expected, drift.check_drift(base, path, chunk_rows=700))
+    missing = (current["k"].isna() | (current["k"] == drift.MISSING_CATEGORY)).mean()
+    assert expected["features"]["k"]["missing_rate"] == pytest.approx(missing, abs=1e-12)
+    assert expected["features"]["i"]["missing_rate"] == pytest.approx(current["i"].isna().mean(), abs=1e-12)
+
+
 def test_baseline_profile_contents(baseline: dict, training: pd.DataFrame) -> None:
     a = baseline["numeric"]["a"]
     assert baseline["format_version"] == drift.FORMAT_VERSION and baseline["rows"] == len(training)

@@ -170,13 +170,24 @@ class _NumericAccumulator:
         self.min, self.max = math.inf, -math.inf
         self.dtypes: list[str] = []
 
-    def update(self, series: pd.Series) -> None:
-        dtype = str(series.dtype)
+    def update(self, series: pd.Series | Any) -> None:
+        """Add a chunk: a pandas Series, or (from Parquet) an Arrow integer/float array."""
+        if isinstance(series, pd.Series):
+            dtype, nulls, values = str(series.dtype), _null_count(series), _numeric_values(series)
+        else:  # what to_pandas would give, without the DataFrame: ints with nulls become float64
+            nulls = series.null_count
+            dtype = (
+                "float64"
+                if nulls and not _is_float(series.type)
+                else np.dtype(series.type.to_pandas_dtype()).name
+            )
+            values = series.to_numpy(zero_copy_only=False).astype("float64", copy=False)
+            if not np.isfinite(values).all():
+                values = np.where(np.isfinite(values), values, np.nan)
         if dtype not in self.dtypes:
             self.dtypes.append(dtype)
         self.rows += len(series)
-        self.nulls += _null_count(series)
-        values = _numeric_values(series)
+        self.nulls += nulls
         finite = ~np.isnan(values)
         x = values if finite.all() else values[finite]
         if not x.size:
@@ -211,9 +222,23 @@ class _CategoricalAccumulator:
         self.counts: dict[str, int] = {}
         self.rows = self.missing = 0
 
-    def update(self, series: pd.Series) -> None:
+    def update(self, series: pd.Series | Any) -> None:
+        """Add a chunk: a pandas Series, or (from Parquet) an Arrow dictionary array of text."""
         self.rows += len(series)
-        counts, missing = _category_counts(series)
+        if isinstance(series, pd.Series):
+            counts, missing = _category_counts(series)
+        else:  # a bincount of the dictionary codes: no strings are touched per row
+            indices = series.indices
+            codes = (indices.drop_null() if indices.null_count else indices).to_numpy(zero_copy_only=False)
+            tally = np.bincount(codes, minlength=len(series.dictionary))
+            counts, missing = {}, series.null_count
+            for key, n in zip(series.dictionary.to_pylist(), tally.tolist(), strict=True):
+                if not n:
+                    continue
+                if key is None or key == MISSING_CATEGORY:
+                    missing += n
+                else:
+                    counts[str(key)] = counts.get(str(key), 0) + n
         self.missing += missing
         for key, n in counts.items():
             self.counts[key] = self.counts.get(key, 0) + n
@@ -676,7 +701,7 @@ def _chunks(
     try:
         schema = pq.read_schema(source())
         # Text categoricals are read as dictionaries: counting them is then a bincount of codes.
-        text = {c for c in categorical if c in schema.names and pa.types.is_string(schema.field(c).type)}
+        text = {c for c in categorical if c in schema.names and _is_text(schema.field(c).type)}
         parquet = pq.ParquetFile(source(), read_dictionary=sorted(text) or None)
     except FileNotFoundError:
         raise
@@ -693,12 +718,37 @@ def _chunks(
             group = parquet.read_row_group(i, columns=present)
             for batch in group.to_batches(max_chunksize=chunk_rows):
                 empty = False
-                yield batch.to_pandas()
+                yield {name: _column(batch.column(j)) for j, name in enumerate(batch.schema.names)}
             del group
         if empty:
             yield parquet.schema_arrow.empty_table().select(present).to_pandas()
 
     return parquet.metadata.num_rows, present, batches()
+
+
+def _is_float(type_: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_floating(type_)
+
+
+def _is_text(type_: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(type_) or pa.types.is_large_string(type_)
+
+
+def _column(array: Any) -> Any:
+    """An Arrow column as the accumulators take it: integer/float and dictionary-of-text arrays
+    stay Arrow (counted without pandas); anything else becomes a pandas Series."""
+    import pyarrow as pa
+
+    kind = array.type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        return array
+    if pa.types.is_dictionary(kind) and _is_text(kind.value_type) and pa.types.is_integer(kind.index_type):
+        return array
+    return array.to_pandas()
 
 
 def _observed(config: dict, acc: _NumericAccumulator | _CategoricalAccumulator | None) -> dict | None:
