@@ -39,7 +39,8 @@ TEMPLATE_DAYS = 2
 
 def generate(settings: FactorySettings, days: int) -> Path:
     root = Path(urlparse(settings.data_root).path)
-    demo_data.write_demo_batches(root, START, days, faults=FAULTS, models=demo_data.ALL_MODELS)
+    faults = {key: fault for key, fault in FAULTS.items() if key[1] < days}  # --days 2 works too
+    demo_data.write_demo_batches(root, START, days, faults=faults, models=demo_data.ALL_MODELS)
     return root
 
 
@@ -336,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = FactorySettings.from_env()
     data_root = generate(settings, args.days)
     print(f"demo data: {args.days} days x {len(demo_data.ALL_MODELS)} models in {data_root}")
-    print(f"  injected faults: {', '.join(f'{m} day {d + 1}: {f}' for (m, d), f in FAULTS.items())}")
+    injected = [f"{m} day {d + 1}: {f}" for (m, d), f in FAULTS.items() if d < args.days]
+    print(f"  injected faults: {', '.join(injected) or 'none'}")
 
     from airflow.dag_processing.dagbag import DagBag
 
