@@ -213,7 +213,8 @@ def start_canary(
     client.set_registered_model_tag(model, SHARE_TAG, f"{share:.4f}")
     details = {"share": share, "stage": 1, "champion": state.champion, "started_at": started}
     decision = registry.record_decision(client, model, version, "canary_started", actor, reason, details)
-    return {**decision, "changed": True}
+    # "at" is the start written to the registry, so a retried call answers the same time.
+    return {**decision, "at": started, "changed": True}
 
 
 def set_canary_share(
