@@ -125,19 +125,32 @@ def test_a_bad_rerun_of_a_date_leaves_the_training_window(factory_home):
     assert batches.recent_validated_batches(settings.store_uri, "churn", str(later), 3) == []
 
 
-def test_training_refuses_inf_left_in_a_validated_batch_before_any_run(factory_home):
-    """A batch validated before the finite check (or written by hand) fails at once, naming it,
-    and leaves no MLflow run behind."""
+def test_a_validated_batch_with_inf_is_withdrawn_from_the_window_not_failing_every_night(factory_home):
+    """A batch validated before the finite check (or written by hand) is taken out of the
+    training window with the reason beside it; training goes on with the others, and the next
+    night's window no longer holds it. A window with nothing left fails at once, before any run."""
     settings = FactorySettings.from_env()
     spec = spec_file(factory_home.parent, "churn")
-    df = dd.generate_batch("churn", DAY, rows=300)
-    df.loc[:2, "usage_gb"] = np.inf
-    uri = batches.validated_uri(settings.store_uri, "churn", str(DAY))
-    batches.write_parquet(df, uri)
-    with pytest.raises(PermanentError, match=r"non-finite values .*'usage_gb': 3"):
-        train_model(spec, str(DAY), [uri], settings)
+    bad = dd.generate_batch("churn", DAY, rows=300)
+    bad.loc[:2, "usage_gb"] = np.inf
+    bad_uri = _validated(settings, spec, bad, DAY)
+    with pytest.raises(PermanentError, match=r"the window was withdrawn .*'usage_gb' has non-finite"):
+        train_model(spec, str(DAY), [bad_uri], settings)
     client = connect(settings)
     assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
+
+    bad_uri = _validated(settings, spec, bad, DAY)
+    later = DAY + timedelta(days=1)
+    good_uri = _validated(settings, spec, dd.generate_batch("churn", later, rows=300), later)
+    window = batches.recent_validated_batches(settings.store_uri, "churn", str(later), 3)
+    assert window == [bad_uri, good_uri]
+    trained = train_model(spec, str(later), window, settings)
+    tags = client.get_run(trained["run_id"]).data.tags
+    assert "usage_gb" in tags["factory.withdrawn_batches"] and bad_uri in tags["factory.withdrawn_batches"]
+    assert not storage.exists(bad_uri)
+    withdrawn = storage.read_json(bad_uri.rsplit("/", 1)[0] + "/withdrawn.json")
+    assert "column 'usage_gb' has non-finite values" in withdrawn["reason"]
+    assert batches.recent_validated_batches(settings.store_uri, "churn", str(later), 3) == [good_uri]
 
 
 # --- labels ----------------------------------------------------------------------------------

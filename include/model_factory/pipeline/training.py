@@ -74,6 +74,53 @@ def check_training_frame(df: pd.DataFrame, spec: ModelSpec, uris: list[str]) -> 
         )
 
 
+def unfit_reason(path: Path | str, spec: ModelSpec, classes: list[Any] | None) -> str | None:
+    """Why a validated batch cannot be trained on (inf where not allowed, a target value that is
+    not a label or not a known class), streamed column by column; None when it is fine."""
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    present = set(parquet.schema_arrow.names)
+    finite = [c for c in spec.features.numeric if c not in spec.validation.allow_non_finite]
+    if spec.task == "regression" and spec.target not in spec.validation.allow_non_finite:
+        finite.append(spec.target)
+    columns = [c for c in {*finite, spec.target} if c in present]
+    for batch in parquet.iter_batches(columns=columns, batch_size=1_000_000):
+        frame = batch.to_pandas()
+        for col in (c for c in finite if c in frame.columns):
+            values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype="float64")
+            if np.isinf(values).any():
+                return f"column {col!r} has non-finite values (inf/-inf)"
+        if spec.task == "classification" and spec.target in frame.columns:
+            target = frame[spec.target]
+            if labels.bad_labels(target).any():
+                return f"target {spec.target!r} has values that are not class labels"
+            if classes is not None and labels.outside(target, classes).any():
+                return f"target {spec.target!r} has classes outside {classes}"
+    return None
+
+
+def withdraw_unfit_batches(spec: ModelSpec, uris: list[str], store_uri: str,
+                           s3: storage.S3Options | None = None) -> tuple[list[str], list[dict]]:  # fmt: skip
+    """Take validated batches that today's checks refuse (validated before a check existed, or
+    written by hand) out of the training window, so one bad batch cannot fail every night that
+    follows: the validated copy is removed and ``withdrawn.json`` says why beside it; the raw
+    bytes stay under ``raw/``. Returns (kept URIs, withdrawn records)."""
+    classes, _ = labels.known_classes(spec, store_uri, s3)
+    kept, withdrawn = [], []
+    for uri in uris:
+        with storage.local_file(uri, s3) as path:
+            reason = unfit_reason(path, spec, classes)
+        if reason is None:
+            kept.append(uri)
+            continue
+        record = {"uri": uri, "reason": reason, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        storage.write_json(uri.rsplit("/", 1)[0] + "/withdrawn.json", record, s3)
+        storage.delete(uri, s3)
+        withdrawn.append(record)
+    return kept, withdrawn
+
+
 # Types a fitted pipeline may hold beyond skops' defaults whatever the estimator: numpy's
 # dtype (encoders), and what HistGradientBoosting keeps (a partial of check_array).
 BASE_TRUSTED_TYPES = ("numpy.dtype", "functools.partial", "sklearn.utils.validation.check_array")
@@ -323,6 +370,12 @@ def train_model(
     context = context or {}
     client = tracking.connect(settings)
     exp_id = tracking.experiment_id(client, settings, spec.name)
+    batch_uris, withdrawn = withdraw_unfit_batches(spec, batch_uris, settings.store_uri, s3)
+    if not batch_uris:
+        raise PermanentError(
+            f"no batch left to train {spec.name} on {ds}: every batch of the window was withdrawn "
+            f"({[w['uri'] + ': ' + w['reason'] for w in withdrawn]})"
+        )
     df, inputs = read_frames(batch_uris, s3, max_rows=spec.training.max_rows, seed=spec.split.seed)
     key = run_key(spec, ds, inputs)
 
@@ -364,6 +417,7 @@ def train_model(
         # Registration is idempotent on this key (a forced retrain asks for a new version).
         "factory.registration_key": key if not force else f"{key}:forced:{uuid.uuid4().hex[:12]}",
         "factory.worker": f"{socket.gethostname()}:{os.getpid()}",
+        **({"factory.withdrawn_batches": json.dumps(withdrawn)[:5000]} if withdrawn else {}),
         "factory.spec_hash": spec.spec_hash(),
         "factory.git_revision": git_revision(),
         "factory.requirements_sha256": _requirements_sha256(),
