@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
 TOLERANCE = 1e-6  # largest |difference| of a probability or a regression output vs the pipeline
 PROBE_ROWS = 64
@@ -107,7 +108,7 @@ class CompiledPredictor:
         if not self.classification:
             return scores.reshape(-1)
         if scores.shape[1] == 1:
-            positive = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+            positive = expit(scores[:, 0])  # as scikit-learn: no overflow warning at extremes
             return np.column_stack([1.0 - positive, positive])
         scores -= scores.max(axis=1, keepdims=True)
         np.exp(scores, out=scores)
