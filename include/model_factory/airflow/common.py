@@ -9,12 +9,13 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from model_factory.settings import FactorySettings
+from model_factory.spec import LoadedSpec, ModelSpec
+
 from airflow.sdk import Asset, get_current_context
 from airflow.sdk.definitions.dag import TAG_MAX_LEN  # a longer tag fails the whole DAG file
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 from airflow.sdk.exceptions import AirflowFailException
-from model_factory.settings import FactorySettings
-from model_factory.spec import LoadedSpec, ModelSpec
 
 log = logging.getLogger("model_factory.airflow")
 
@@ -59,9 +60,10 @@ def conf() -> dict[str, Any]:
 def alert(spec: ModelSpec, kind: str, subject: str, body: str, details: dict | None = None) -> dict:
     """Alert the model's owner: log + alerts file always; e-mail and webhook through the
     Airflow connections the spec's ``notify`` section names."""
+    from model_factory.monitoring.alerts import Alert, SmtpTarget, deliver
+
     from airflow.sdk import Connection
     from airflow.sdk.exceptions import AirflowNotFoundException
-    from model_factory.monitoring.alerts import Alert, SmtpTarget, deliver
 
     smtp, webhook_url = None, None
     try:
@@ -91,9 +93,10 @@ def s3_options(conn_id: str | None):
     """Endpoint and credentials from an Airflow connection; None means boto3's environment."""
     if not conn_id:
         return None
+    from model_factory.io.storage import S3Options
+
     from airflow.sdk import Connection
     from airflow.sdk.exceptions import AirflowNotFoundException
-    from model_factory.io.storage import S3Options
 
     try:
         conn = Connection.get(conn_id)
