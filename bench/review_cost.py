@@ -16,7 +16,8 @@ import json
 import time
 from datetime import date
 
-from model_factory.pipeline.training import build_pipeline, prepare_features, split_holdout, target_values
+from model_factory.pipeline.features import prepare_features, target_values
+from model_factory.pipeline.training import build_pipeline, split_holdout
 from model_factory.review.budget import run_data_budget
 from model_factory.review.card import evaluate_sections, render_card
 from model_factory.review.checklist import Facts, evaluate_checklist

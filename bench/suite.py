@@ -491,7 +491,8 @@ def row_serving(repeats: int, requests: int, log) -> dict:
 def row_serving_quick(repeats: int, requests: int, log) -> dict:
     """In-process: the compiled predictor vs the pipeline path, single rows (no HTTP, no MLflow)."""
     import pandas as pd
-    from model_factory.pipeline.training import build_pipeline, prepare_features
+    from model_factory.pipeline.features import prepare_features
+    from model_factory.pipeline.training import build_pipeline
     from model_factory.serving import fastpath
     from model_factory.spec import load_spec
     from model_factory_dev import demo_data

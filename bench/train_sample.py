@@ -35,7 +35,8 @@ START = dt.date(2026, 1, 5)
 def _fit_one(spec_path: str, train_path: str, holdout_path: str) -> dict:
     import pandas as pd
     from model_factory.pipeline.evaluation import compute_metrics
-    from model_factory.pipeline.training import build_pipeline, prepare_features, target_values
+    from model_factory.pipeline.features import prepare_features, target_values
+    from model_factory.pipeline.training import build_pipeline
     from model_factory.spec import load_spec
 
     spec = load_spec(spec_path)

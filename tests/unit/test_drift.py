@@ -321,7 +321,7 @@ def test_baseline_profile_contents(baseline: dict, training: pd.DataFrame) -> No
 
 
 def test_missing_category_token_is_the_one_training_writes() -> None:
-    from model_factory.pipeline.training import MISSING_CATEGORY
+    from model_factory.pipeline.features import MISSING_CATEGORY
 
     assert drift.MISSING_CATEGORY == MISSING_CATEGORY
 
@@ -547,7 +547,7 @@ def test_detection_power_and_false_alarm_rate() -> None:
 
 
 def test_demo_churn_data_unshifted_days_pass_and_covariate_shift_is_caught() -> None:
-    from model_factory.pipeline.training import prepare_features
+    from model_factory.pipeline.features import prepare_features
     from model_factory.spec import load_spec
 
     spec = load_spec(MODELS_DIR / "churn.yaml")

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from model_factory.pipeline.custom_code import load_factory
-from model_factory.pipeline.training import build_pipeline, prepare_features
+from model_factory.pipeline.features import prepare_features
+from model_factory.pipeline.training import build_pipeline
 from model_factory.serving import fastpath
 from model_factory.spec import ESTIMATORS, ModelSpec, load_spec
 from model_factory_dev import demo_data

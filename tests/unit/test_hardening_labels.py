@@ -17,8 +17,9 @@ from model_factory.io import batches, storage
 from model_factory.io.tracking import connect
 from model_factory.pipeline import labels, validation
 from model_factory.pipeline.evaluation import evaluate_candidate
+from model_factory.pipeline.features import target_values
 from model_factory.pipeline.registry import register_version
-from model_factory.pipeline.training import target_values, train_model
+from model_factory.pipeline.training import train_model
 from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec, load_spec
 from model_factory_dev import demo_data as dd
@@ -215,7 +216,7 @@ def test_string_multiclass_end_to_end_and_a_learnt_class_set(factory_home):
 
     model = mlflow.sklearn.load_model(f"models:/flowers/{registered['version']}")
     assert list(model.classes_) == SPECIES
-    from model_factory.pipeline.training import prepare_features
+    from model_factory.pipeline.features import prepare_features
 
     predicted = set(model.predict(prepare_features(flowers(DAY, rows=50), spec)))
     assert predicted <= set(SPECIES) and len(predicted) > 1

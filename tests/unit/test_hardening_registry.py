@@ -18,10 +18,10 @@ from model_factory.errors import PermanentError, UntrustedModelError
 from model_factory.io.tracking import connect, experiment_id
 from model_factory.pipeline import registry
 from model_factory.pipeline.evaluation import evaluate_candidate
+from model_factory.pipeline.features import prepare_features
 from model_factory.pipeline.registry import register_version
 from model_factory.pipeline.training import (
     build_pipeline,
-    prepare_features,
     read_frames,
     run_key,
     train_model,

@@ -114,7 +114,7 @@ def test_tuning_runs_each_trial_as_a_nested_run_within_budget(factory_home):
     client = tracking.connect(settings)
     experiment = tracking.experiment_id(client, settings, "churn_tuned")
     X, y = _data(300)
-    from model_factory.pipeline.training import prepare_features
+    from model_factory.pipeline.features import prepare_features
 
     spec = _tuned(trials=3)
     with mlflow.start_run(experiment_id=experiment) as parent:

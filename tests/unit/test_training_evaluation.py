@@ -13,11 +13,10 @@ import pytest
 from model_factory.io import storage
 from model_factory.io.tracking import TrackingUnavailableError, connect
 from model_factory.pipeline.evaluation import compute_metrics, decide, evaluate_candidate
+from model_factory.pipeline.features import MISSING_CATEGORY, prepare_features
 from model_factory.pipeline.registry import register_version
 from model_factory.pipeline.training import (
-    MISSING_CATEGORY,
     build_pipeline,
-    prepare_features,
     split_holdout,
     train_model,
 )

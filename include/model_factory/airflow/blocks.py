@@ -20,6 +20,7 @@ from model_factory.airflow import review
 from model_factory.airflow.common import (
     alert,
     challenger_asset,
+    code_dir,
     common_dag_args,
     conf,
     drift_asset,
@@ -39,11 +40,6 @@ log = logging.getLogger("model_factory.airflow")
 
 EVALUATED_KEYS = ("run_id", "model_uri", "status", "reason", "metric", "candidate", "champion",
                   "champion_version")  # fmt: skip
-
-
-def code_dir(loaded: LoadedSpec):
-    """The data scientists' code folder: ``code/`` beside the specs."""
-    return loaded.path.parent / "code"
 
 
 def _load_fit(fit: str | None, loaded: LoadedSpec):

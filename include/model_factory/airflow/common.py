@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from model_factory.settings import FactorySettings
@@ -155,6 +156,11 @@ PERMANENT_FAILS_AT_ONCE = ExceptionRetryPolicy(rules=[RetryRule(
     exception="model_factory.errors.PermanentError", action=RetryAction.FAIL,
     reason="model_factory.errors.PermanentError: the same input fails on every retry",
 )])  # fmt: skip
+
+
+def code_dir(loaded: LoadedSpec) -> Path:
+    """The data scientists' code folder: ``code/`` beside the specs."""
+    return loaded.path.parent / "code"
 
 
 def spec_doc(loaded: LoadedSpec, extra: str = "") -> str:

@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from model_factory.airflow.common import (
     challenger_asset,
+    code_dir,
     common_dag_args,
     conf,
     run_ds,
@@ -49,7 +50,6 @@ def model_card(loaded: LoadedSpec, registered: XComArg) -> XComArg:
         from model_factory.review.card import produce_card
 
         if spec.estimator.factory:  # the saved model refers to classes of the code folder
-            from model_factory.airflow.blocks import code_dir
             from model_factory.pipeline.custom_code import install_code_package
 
             install_code_package(code_dir(loaded))

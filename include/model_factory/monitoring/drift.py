@@ -40,9 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from model_factory.io.batches import UnreadableBatchError
-from model_factory.pipeline.training import (
-    MISSING_CATEGORY,  # prepare_features' missing category: missing here
-)
+from model_factory.pipeline.features import MISSING_CATEGORY  # prepare_features' missing category
 from model_factory.pipeline.validation import NUMERIC_TYPES, gx_failure_reason
 from scipy import stats
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from model_factory.io import storage, tracking
 from model_factory.io.batches import parse_batch
-from model_factory.pipeline.training import prepare_features, target_values
+from model_factory.pipeline.features import prepare_features, target_values
 from model_factory.settings import FactorySettings
 from model_factory.spec import METRICS, GatesSpec, ModelSpec
 

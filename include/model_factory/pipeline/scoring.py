@@ -168,7 +168,7 @@ def score_batch(spec: ModelSpec, ingested: dict, held: dict, settings: FactorySe
     import pandas as pd
     from model_factory.io import storage, tracking
     from model_factory.io.batches import parse_batch, write_parquet
-    from model_factory.pipeline.training import prepare_features
+    from model_factory.pipeline.features import prepare_features
 
     params = params_of(spec)
     df = parse_batch(storage.read_bytes(ingested["raw_uri"]), ingested["format"], ingested["source_uri"])

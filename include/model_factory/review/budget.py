@@ -18,7 +18,8 @@ def run_data_budget(spec: ModelSpec, train_df: pd.DataFrame, holdout_df: pd.Data
     """Fit on each ``evaluation.data_budget.shares`` of a seeded shuffle of the training rows;
     score each on the full holdout. A share that cannot be fitted (one class only) says why."""
     from model_factory.pipeline.evaluation import metric_value, predict_holdout
-    from model_factory.pipeline.training import build_pipeline, prepare_features, target_values
+    from model_factory.pipeline.features import prepare_features, target_values
+    from model_factory.pipeline.training import build_pipeline
 
     budget = spec.evaluation.data_budget
     metric = spec.gates.primary_metric

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from model_factory.pipeline.training import prepare_features, target_values
+from model_factory.pipeline.features import prepare_features, target_values
 from model_factory.spec import ModelSpec
 
 # The sklearn scorer for each gate metric (scorers are "higher is better": losses are negated).

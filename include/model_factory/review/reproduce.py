@@ -103,7 +103,8 @@ def reproduce_version(
     every recorded holdout metric within ``tolerance`` (absolute)."""
     import mlflow
     from model_factory.pipeline.evaluation import compute_metrics
-    from model_factory.pipeline.training import default_fit, prepare_features, target_values
+    from model_factory.pipeline.features import prepare_features, target_values
+    from model_factory.pipeline.training import default_fit
 
     checked = check_lineage(model, version, settings, allow_code_drift, s3)
     spec, run = checked["spec"], checked["run"]

@@ -14,7 +14,7 @@ and dictionaries, so a request's rows (JSON objects) become the model matrix dir
 * any other final estimator (tree ensembles, gradient boosting) gets the dense matrix: the same
   numbers the ColumnTransformer would hand it, without the DataFrame round trip.
 
-Feature values are converted as ``training.prepare_features`` does (numbers as float64, null as
+Feature values are converted as ``features.prepare_features`` does (numbers as float64, null as
 NaN; categories as text, null as ``__missing__``). Each compiled predictor is checked against the
 pipeline on probe rows built from the fitted transformers (every category, an unseen one, nulls,
 values around the training statistics); it is used only if classes agree and outputs are within
@@ -126,7 +126,7 @@ def _number(value: Any) -> float:
 
 
 def _category(value: Any) -> str:
-    from model_factory.pipeline.training import MISSING_CATEGORY
+    from model_factory.pipeline.features import MISSING_CATEGORY
 
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return MISSING_CATEGORY
@@ -280,7 +280,7 @@ def agreement(compiled: CompiledPredictor, pipeline: Any, rows: list[dict], spec
     """Largest |difference| between the compiled outputs and the pipeline's on ``rows``; raises
     ``NotCompilableError`` when predicted classes differ."""
     import pandas as pd
-    from model_factory.pipeline.training import prepare_features
+    from model_factory.pipeline.features import prepare_features
 
     frame = prepare_features(
         pd.DataFrame.from_records(rows, columns=[*compiled.numeric, *compiled.categorical]), spec

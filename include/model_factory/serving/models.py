@@ -2,7 +2,7 @@
 
 Versions are loaded by number (``models:/<name>/<version>``), never by alias, so an alias that
 moves during a load cannot mix two versions. Requests are checked against the MLflow signature,
-then turned into the model input frame by ``training.prepare_features``: the same code as training.
+then turned into the model input frame by ``features.prepare_features``: the same code as training.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from model_factory.pipeline.training import prepare_features
+from model_factory.pipeline.features import prepare_features
 from model_factory.spec import ModelSpec, SpecError, load_spec
 
 if TYPE_CHECKING:
