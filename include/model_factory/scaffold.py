@@ -274,7 +274,8 @@ def new_model(name: str, template: str, models_dir: Path, *, owner: str, source:
         f"put a batch at {spec['source']['uri']} (with {{ds}} = the date), e.g. the sample",
         f"the DAGs {name}__retrain{' and ' + name + '__score' if template == 'batch_scoring' else ''} "
         "appear on the next DAG-processor pass; run one with "
-        f"`model-factory trigger {name} --ds YYYY-MM-DD` (or `airflow dags test {name}__retrain YYYY-MM-DD`)",
+        f"`model-factory trigger {name} --date YYYY-MM-DD` "
+        f"(or `airflow dags test {name}__retrain YYYY-MM-DD`)",
     ]  # fmt: skip
     return result
 

@@ -26,7 +26,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from model_factory.settings import PROJECT_ROOT
 from model_factory.spec import LoadedSpec, ModelSpec
 from pydantic import BaseModel, ConfigDict
 
@@ -64,7 +63,13 @@ class Registry:
 
 
 def templates_dir() -> Path:
-    return Path(os.environ.get("FACTORY_TEMPLATES_DIR") or PROJECT_ROOT / "include" / "templates")
+    """Data scientists' templates: ``FACTORY_TEMPLATES_DIR``, else ``templates/`` beside the specs
+    folder (``include/templates``; in the Docker image the specs come from the include/ mount, not
+    from where the package is installed)."""
+    from model_factory.settings import FactorySettings
+
+    default = FactorySettings.from_env().specs_dir.parent / "templates"
+    return Path(os.environ.get("FACTORY_TEMPLATES_DIR") or default)
 
 
 def from_module(module: ModuleType, origin: str) -> Template:
