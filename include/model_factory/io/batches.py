@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
 import pandas as pd
+from model_factory.contracts import IngestedBatch
 from model_factory.errors import PermanentError
 from model_factory.io import storage
 from model_factory.spec import URI_VARIABLE, URI_VARIABLES_ENV, ModelSpec, uri_variable_allowed
@@ -256,7 +257,7 @@ def ingest_batch(
     store_uri: str,
     source_s3: storage.S3Options | None = None,
     store_s3: storage.S3Options | None = None,
-) -> dict:
+) -> IngestedBatch:
     """Copy the batch for ``ds`` into ``raw/``; return its manifest (a small dict for XCom).
 
     The bytes are streamed into a local spool file (hashed on the way, so the copy and the hash

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from model_factory.contracts import TrainedModel
 from model_factory.io import storage, tracking
 from model_factory.io.batches import parse_batch
 from model_factory.pipeline.features import prepare_features, target_values
@@ -259,7 +260,7 @@ def _decision_on_failure(evaluate: Any) -> Any:
 @_decision_on_failure
 def evaluate_candidate(
     spec: ModelSpec,
-    trained: dict,
+    trained: TrainedModel,
     settings: FactorySettings,
     s3: storage.S3Options | None = None,
 ) -> dict:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from model_factory.contracts import RegisteredVersion
 from model_factory.io import tracking
 from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec
@@ -97,7 +98,7 @@ def _register_once(client: MlflowClient, settings: FactorySettings, name: str, e
     return version, True
 
 
-def register_version(spec: ModelSpec, evaluated: dict, settings: FactorySettings) -> dict:
+def register_version(spec: ModelSpec, evaluated: dict, settings: FactorySettings) -> RegisteredVersion:
     """Register the evaluated run's model (once per run, and once per training key: the same
     model, date, data and spec), tag the decision, set aliases."""
     client = tracking.connect(settings)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from model_factory.contracts import TrainedModel
 from model_factory.errors import LabelError, PermanentError, UntrustedModelError
 from model_factory.io import storage, tracking
 from model_factory.io.batches import write_parquet
@@ -329,7 +330,7 @@ def train_model(
     force: bool = False,
     s3: storage.S3Options | None = None,
     fit: FitFunction | None = None,
-) -> dict:
+) -> TrainedModel:
     """Fit the spec's pipeline on the given validated batches and log one MLflow run.
 
     ``fit`` replaces the plain fit of the spec's estimator (a template's tuning or the data

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from model_factory.contracts import IngestedBatch, QuarantinedBatch, ValidationResult
 from model_factory.io import storage
 from model_factory.io.batches import UnreadableBatchError, iter_frames, validated_uri, write_parquet_file
 from model_factory.pipeline import labels
@@ -382,11 +383,11 @@ def _validate_local(path: Path, fmt: str, where: str, spec: ModelSpec, spec_dir:
 
 def validate_batch(
     spec: ModelSpec,
-    ingested: dict,
+    ingested: IngestedBatch,
     store_uri: str,
     spec_dir: Path | None = None,
     s3: storage.S3Options | None = None,
-) -> dict:
+) -> ValidationResult:
     """Validate the raw batch named by an ingest manifest.
 
     Returns ``{"status": "validated", "validated_uri": ...}`` or
@@ -427,12 +428,12 @@ def validate_batch(
 def quarantine_batch(
     model: str,
     ds: str,
-    ingested: dict,
+    ingested: IngestedBatch,
     data: bytes | Path,
     outcome: ValidationOutcome,
     store_uri: str,
     s3: storage.S3Options | None = None,
-) -> dict:
+) -> QuarantinedBatch:
     """Keep a rejected batch (its bytes, or a local file streamed), its GX result and a
     readable reason under ``quarantine/``."""
     folder = storage.join(store_uri, "quarantine", model, ds, ingested["sha256"][:12])

@@ -1,0 +1,72 @@
+"""The typed hand-offs between pipeline steps.
+
+Each step returns one of these and the next step takes it. They are ``TypedDict``s on purpose:
+XCom carries small JSON values, so a step's result must stay a plain dict on the wire, and a
+TypedDict types that dict for readers and type checkers without a conversion at every task
+boundary. ``total=False`` marks keys that only some outcomes carry.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NotRequired, TypedDict
+
+
+class IngestedBatch(TypedDict):
+    """``ingest_batch``: the raw copy of one source batch, keyed by content."""
+
+    model: str
+    ds: str
+    source_uri: str
+    raw_uri: str
+    format: str
+    sha256: str
+    bytes: int
+    rows: int | None
+    parse_error: str | None
+    ingested_at: str
+    already_ingested: bool
+
+
+class ValidatedBatch(TypedDict):
+    """``validate_batch`` when the batch passed: the typed rows training reads."""
+
+    status: Literal["validated"]
+    validated_uri: str
+    validation_uri: str
+    rows: int
+    sha256: str
+    ds: str
+
+
+class QuarantinedBatch(TypedDict):
+    """``validate_batch`` when the batch failed: where it is kept, and why."""
+
+    status: Literal["quarantined"]
+    quarantine_uri: str
+    reasons: list[str]
+    ds: str
+    sha256: str
+
+
+ValidationResult = ValidatedBatch | QuarantinedBatch
+
+
+class TrainedModel(TypedDict):
+    """``train_model``: the MLflow run, the logged model and the holdout it is judged on."""
+
+    run_id: str
+    model_uri: str
+    holdout_uri: str
+    reused: bool
+
+
+class RegisteredVersion(TypedDict):
+    """``register_version``: the registry's answer for one trained run."""
+
+    model: str
+    version: str
+    status: str
+    reason: str
+    alias: str | None
+    champion_version: str | None
+    duplicate: NotRequired[bool]
