@@ -308,8 +308,10 @@ def evaluate_candidate(
     if (decision.status == "blessed" and waiting not in (None, champion_version)
             and waiting != _alias_version(client, name, "canary")):  # fmt: skip
         challenger_metrics, gain = versus(waiting)
+        # The newer version (fresher data) replaces the waiting one unless the waiting one is
+        # better beyond noise on the same rows: a tie is for the canary to judge, on live data.
         challenger = {"version": waiting, "metrics": challenger_metrics,
-                      "gain": gain, "candidate_better": bool(gain[0] >= 0)}  # fmt: skip
+                      "gain": gain, "candidate_better": bool(gain[2] >= 0)}  # fmt: skip
     run_id = trained["run_id"]
     for key, value in candidate_metrics.items():
         client.log_metric(run_id, f"holdout_{key}", value)

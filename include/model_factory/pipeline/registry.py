@@ -156,7 +156,8 @@ def _versus_waiting_challenger(
     client: MlflowClient, name: str, version: str, evaluated: dict
 ) -> tuple[str | None, str]:
     """A newer blessed version and a challenger still waiting for its canary were compared on
-    the same rows by the evaluation: the better one keeps the ``challenger`` alias, saying so."""
+    the same rows by the evaluation: the waiting one keeps the ``challenger`` alias only when it is
+    better beyond noise; otherwise the newer one (fresher data) takes it. Either way, saying so."""
     waiting = evaluated.get("waiting_challenger")
     if waiting is None and "waiting_challenger" not in evaluated:
         import mlflow
@@ -172,8 +173,9 @@ def _versus_waiting_challenger(
     point, low, high = waiting["gain"]
     metric = evaluated["metric"]
     if waiting["candidate_better"]:
+        tie = "" if low > 0 else ", no better beyond noise: the fresher data wins and the canary decides"
         note = (f"replaces waiting challenger v{waiting['version']}: {metric} gain {point:+.4f} on "
-                f"the same rows (interval [{low:+.4f}, {high:+.4f}])")  # fmt: skip
+                f"the same rows (interval [{low:+.4f}, {high:+.4f}]){tie}")  # fmt: skip
         client.set_model_version_tag(name, waiting["version"], "factory.superseded_by", version)
         return CHALLENGER, f"{evaluated['reason']}; {note}"
     note = (f"blessed, but waiting challenger v{waiting['version']} scores better on the same "
