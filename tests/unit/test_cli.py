@@ -147,3 +147,8 @@ def test_ops_on_an_unknown_model_or_a_dead_mlflow_say_so(
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     assert main(["rollback", "churn", "--reason", "x"]) == 3
     assert "MLflow did not answer" in capsys.readouterr().err
+
+
+def test_a_wrong_command_line_is_a_usage_error_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--bogus"]) == 2
+    assert "No such option: --bogus" in capsys.readouterr().err

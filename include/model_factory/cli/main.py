@@ -27,6 +27,9 @@ from model_factory.cli.common import (
 from model_factory.settings import FactorySettings
 from model_factory.spec import SpecError, load_spec
 
+# typer 0.29 vendors click: a usage error is typer's ClickException, not click's.
+_TYPER_CLICK_ERROR = type(typer.BadParameter("")).__mro__[2]
+
 app = typer.Typer(
     name="model-factory",
     help="Model factory ops: the fleet's state, runs through Airflow, rollout control, specs.",
@@ -232,10 +235,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run_app(argv: list[str] | None) -> int:
     try:
         result = app(args=argv, prog_name="model-factory", standalone_mode=False)
-    except click.ClickException as exc:
+    except (click.ClickException, _TYPER_CLICK_ERROR) as exc:  # typer 0.29 raises its own copy
         exc.show()
         return exc.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         typer.echo("aborted", err=True)
         return 1
     return result if isinstance(result, int) else 0
