@@ -87,6 +87,11 @@ def test_approving_a_held_version_through_the_rest_api_starts_its_canary(tmp_pat
             "Approve", "Reject"]  # fmt: skip
         assert "Model card: " in detail["body"] and "too good to be true" in detail["body"]
 
+        # Airflow 3.3 race (seen here under load): an answer that lands before the scheduler has
+        # processed the executor's event for the task's deferral makes the scheduler mark the
+        # resumed task UP_FOR_RETRY, and the retry waits for a new answer. A person never answers
+        # within seconds; the test waits as long as a few scheduler loops take on a busy machine.
+        time.sleep(15)
         why = "jump explained: v1 had a broken feed"
         answered = review_in_airflow(api, MODEL, held["version"], True, "alice", why)
         assert answered and answered["run_id"] == review_run["dag_run_id"]
