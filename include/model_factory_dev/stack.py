@@ -56,6 +56,7 @@ from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 from model_factory.io.airflow_api import AirflowApiError, AirflowClient  # noqa: F401 - re-exported
+from model_factory.io.storage import process_alive
 from model_factory.settings import PROJECT_ROOT
 
 LOCAL, CELERY = "LocalExecutor", "CeleryExecutor"
@@ -304,7 +305,7 @@ class _Component:
     def alive(self) -> bool:
         if self.popen is not None:
             return self.popen.poll() is None
-        return self.pid is not None and _pid_alive(self.pid)
+        return self.pid is not None and process_alive(self.pid)
 
     def exit_code(self) -> int | None:
         return self.popen.poll() if self.popen is not None else None
@@ -342,20 +343,6 @@ class _Component:
         return "\n".join(text[-lines:])
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is not alive for our purposes.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -363,7 +350,7 @@ def _group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return any(_pid_alive(pid) for pid in _group_members(pgid)) or _pid_alive(pgid)
+    return any(process_alive(pid) for pid in _group_members(pgid)) or process_alive(pgid)
 
 
 def _proc_table() -> dict[int, tuple[int, int]]:
@@ -1110,7 +1097,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "status":
             state = _load_state(home)
             for name, info in state["components"].items():
-                alive = info.get("pid") and _pid_alive(info["pid"])
+                alive = info.get("pid") and process_alive(info["pid"])
                 print(f"{name:<14} {'running' if alive else 'DOWN':<8} pid {info.get('pid')}  {info['log']}")
             print(f"Airflow {state['api_url']}  MLflow {state['mlflow_url']}  S3 {state['s3_endpoint']}")
             return 0

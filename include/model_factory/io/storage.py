@@ -157,14 +157,17 @@ def clean_stale_temps(path: Path) -> list[Path]:
 
 
 def process_alive(pid: int) -> bool:
-    """Is a process with this id running on this host?"""
+    """Is a process with this id running on this host? A zombie (exited, not yet reaped) is not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 def _write_local_atomically(uri: str, path: Path, write: Callable[[Any], object]) -> None:
