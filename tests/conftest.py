@@ -6,12 +6,18 @@ imported.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from model_factory.settings import FactorySettings
 
 REPO = Path(__file__).resolve().parents[1]
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="model-factory-tests-"))
@@ -57,3 +63,20 @@ def factory_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("FACTORY_DATA_ROOT", (home / "source").as_uri())
     storage._s3_client.cache_clear()
     return home
+
+
+@contextlib.contextmanager
+def factory_env(home: Path, **env: str) -> Iterator[FactorySettings]:
+    """The settings of a store, MLflow DB and source folder under ``home`` (plus ``env``), for a
+    module-scoped fixture, which cannot use ``monkeypatch``; the environment is restored on exit."""
+    from model_factory.io import storage
+    from model_factory.settings import FactorySettings
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FACTORY_HOME", str(home))
+        mp.setenv("FACTORY_DATA_ROOT", (home / "source").as_uri())
+        mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        for name, value in env.items():
+            mp.setenv(name, value)
+        storage._s3_client.cache_clear()
+        yield FactorySettings.from_env()

@@ -9,16 +9,15 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from model_factory.io import storage
 from model_factory.io.tracking import connect
 from model_factory.pipeline import registry
 from model_factory.pipeline.registry import PromotionError
 from model_factory.rollout import canary
 from model_factory.rollout.canary import ArmData, analyse_canary, arm_outcomes, auc_delong, metric_with_se
 from model_factory.serving import predlog
-from model_factory.settings import FactorySettings
 from model_factory_dev.simulator import decision_rates, synthetic_arm
 
+from tests.conftest import factory_env
 from tests.unit.test_gateway import build_registry
 
 # --- the statistics ---------------------------------------------------------------------------
@@ -247,11 +246,7 @@ def test_arm_outcomes_reads_labelled_rows_per_arm_and_version(tmp_path):
 @pytest.fixture(scope="module")
 def canary_registry(tmp_path_factory):
     home = tmp_path_factory.mktemp("canary") / "factory"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FACTORY_HOME", str(home))
-        mp.setenv("FACTORY_DATA_ROOT", (home / "source").as_uri())
-        storage._s3_client.cache_clear()
-        settings = FactorySettings.from_env()
+    with factory_env(home) as settings:
         build_registry(settings, demand=False)
         client = connect(settings)
         rejected = client.create_model_version("churn", (home / "nothing").as_uri())

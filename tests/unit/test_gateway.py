@@ -24,7 +24,6 @@ from datetime import timedelta
 import httpx
 import pytest
 import sqlalchemy as sa
-from model_factory.io import storage
 from model_factory.io.tracking import connect
 from model_factory.pipeline import registry
 from model_factory.rollout import canary
@@ -35,7 +34,7 @@ from model_factory.settings import FactorySettings
 from model_factory_dev import demo_data
 from model_factory_dev.simulator import simulate_traffic
 
-from tests.conftest import REPO
+from tests.conftest import REPO, factory_env
 from tests.unit.test_training_evaluation import DAY, _retrain, _validated, spec_for
 
 # Starlette's TestClient warns that it will move to httpx2 (not installed); the warning is not ours.
@@ -49,18 +48,12 @@ DEMAND = spec_for("demand")
 def served_registry(tmp_path_factory):
     """The module's registry; yields the FactorySettings pointing at it."""
     home = tmp_path_factory.mktemp("gateway") / "factory"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FACTORY_HOME", str(home))
-        mp.setenv("FACTORY_DATA_ROOT", (home / "source").as_uri())
-        mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        # The gateway reports every model that has a spec: only the two this registry serves.
-        specs = home.parent / "specs"
-        specs.mkdir()
-        for name in ("churn", "demand"):
-            shutil.copy(REPO / "include" / "models" / f"{name}.yaml", specs)
-        mp.setenv("FACTORY_SPECS_DIR", str(specs))
-        storage._s3_client.cache_clear()
-        settings = FactorySettings.from_env()
+    # The gateway reports every model that has a spec: only the two this registry serves.
+    specs = home.parent / "specs"
+    specs.mkdir()
+    for name in ("churn", "demand"):
+        shutil.copy(REPO / "include" / "models" / f"{name}.yaml", specs)
+    with factory_env(home, FACTORY_SPECS_DIR=str(specs)) as settings:
         build_registry(settings)
         yield settings
 

@@ -10,9 +10,8 @@ Every answer must be below 500, and every 4xx must carry a message (``detail``).
 from __future__ import annotations
 
 import pytest
-from model_factory.io import storage
-from model_factory.settings import FactorySettings
 
+from tests.conftest import factory_env
 from tests.unit.test_gateway import CHURN, gateway_settings, uvicorn_server
 from tests.unit.test_training_evaluation import DAY, _retrain, _validated
 
@@ -25,12 +24,7 @@ def gateway_url(tmp_path_factory):
     from model_factory.serving import create_app
 
     home = tmp_path_factory.mktemp("fuzz") / "factory"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FACTORY_HOME", str(home))
-        mp.setenv("FACTORY_DATA_ROOT", (home / "source").as_uri())
-        mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        storage._s3_client.cache_clear()
-        settings = FactorySettings.from_env()
+    with factory_env(home) as settings:
         _retrain(CHURN, settings, DAY, [_validated(settings, "churn", DAY)])
         app = create_app(gateway_settings(settings, home.parent, models=("churn",)))
         with uvicorn_server(app) as url:

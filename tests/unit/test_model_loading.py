@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 from model_factory.errors import PermanentError
-from model_factory.io import storage
 from model_factory.io.model_loading import ModelRefusedError, load_registered
 from model_factory.io.tracking import connect
 from model_factory.settings import FactorySettings
 
+from tests.conftest import factory_env
 from tests.unit.test_training_evaluation import DAY, _retrain, _validated, spec_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient.")
@@ -62,12 +62,7 @@ def hostile_registry(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("loading") / "factory"
     marker = home.parent / "PAYLOAD_RAN"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FACTORY_HOME", str(home))
-        mp.setenv("FACTORY_DATA_ROOT", (home / "source").as_uri())
-        mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        storage._s3_client.cache_clear()
-        settings = FactorySettings.from_env()
+    with factory_env(home) as settings:
         _retrain(CHURN, settings, DAY, [_validated(settings, "churn", DAY)])  # v1, champion
         assert _log_foreign(settings, Payload(marker), serialization_format="cloudpickle") == "2"
         sneaky = Pipeline([("f", FunctionTransformer(func=os.system))])
