@@ -3,7 +3,6 @@ operations (real MLflow registry on SQLite)."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +17,7 @@ from model_factory.serving import predlog
 from model_factory_dev.simulator import decision_rates, synthetic_arm
 
 from tests.conftest import factory_env
-from tests.unit.test_gateway import build_registry
+from tests.unit.test_gateway import build_registry, reset_serving_state
 
 # --- the statistics ---------------------------------------------------------------------------
 
@@ -256,17 +255,8 @@ def canary_registry(tmp_path_factory):
 
 @pytest.fixture
 def settings(canary_registry):
-    settings = canary_registry
-    client = connect(settings)
-    for alias in ("canary", "previous_champion"):
-        with contextlib.suppress(Exception):
-            client.delete_registered_model_alias("churn", alias)
-    client.set_registered_model_alias("churn", "champion", "1")
-    client.set_registered_model_alias("churn", "challenger", "2")
-    for tag in (canary.PINNED_TAG, canary.VERSION_TAG, canary.STATUS_TAG, canary.SHARE_TAG):
-        with contextlib.suppress(Exception):
-            client.delete_registered_model_tag("churn", tag)
-    return settings
+    reset_serving_state(canary_registry)
+    return canary_registry
 
 
 def aliases(settings) -> dict[str, str]:

@@ -78,8 +78,13 @@ def build_registry(settings: FactorySettings, demand: bool = True) -> None:
 
 @pytest.fixture
 def registry_state(served_registry):
-    """Aliases back to champion=v1, challenger=v2; no canary, no pin, no previous champion."""
-    settings = served_registry
+    reset_serving_state(served_registry)
+    return served_registry
+
+
+def reset_serving_state(settings: FactorySettings) -> None:
+    """churn's aliases back to champion=v1, challenger=v2; no canary, no pin, no previous
+    champion, share 0."""
     client = connect(settings)
     for alias in ("canary", "previous_champion"):
         with contextlib.suppress(Exception):
@@ -90,7 +95,6 @@ def registry_state(served_registry):
         with contextlib.suppress(Exception):
             client.delete_registered_model_tag("churn", tag)
     client.set_registered_model_tag("churn", canary.SHARE_TAG, "0")
-    return settings
 
 
 def gateway_settings(factory: FactorySettings, tmp_path, **changes) -> GatewaySettings:
