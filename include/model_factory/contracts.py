@@ -18,6 +18,9 @@ class IngestedBatch(TypedDict):
     ds: str
     source_uri: str
     raw_uri: str
+    parsed_uri: NotRequired[str | None]
+    """The rows as Parquet (a CSV parsed at ingest; a Parquet batch's raw copy); None when the
+    bytes are not a readable table. Absent in manifests written before batches were parsed once."""
     format: str
     sha256: str
     bytes: int

@@ -292,7 +292,8 @@ def test_ingest_and_validate_clean_batch(churn_spec, s3_client, s3_bucket: str, 
     assert manifest["parse_error"] is None
     assert storage.read_bytes(manifest["raw_uri"]) == source
     raw_objects = storage.list_uris(f"{store}/raw")
-    assert raw_objects == sorted([manifest["raw_uri"], f"{store}/raw/churn/{DS}/{sha[:12]}/manifest.json"])
+    folder = f"{store}/raw/churn/{DS}/{sha[:12]}"
+    assert raw_objects == sorted([manifest["raw_uri"], f"{folder}/manifest.json", f"{folder}/parsed.parquet"])
 
     again = batches.ingest_batch(churn_spec, DS, store_uri=store)
     assert again["already_ingested"] is True

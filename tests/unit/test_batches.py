@@ -188,10 +188,14 @@ def test_ingest_copies_source_and_writes_manifest(factory: Factory, churn_frame:
     assert storage.read_bytes(manifest["raw_uri"]) == source_bytes
     stored = json.loads(storage.read_bytes(f"{folder}/manifest.json"))
     assert stored == {k: v for k, v in manifest.items() if k != "already_ingested"}
+    assert manifest["parsed_uri"] == f"{folder}/parsed.parquet"
     assert factory.store_files() == {
         Path("raw", "churn", DS, sha[:12], f"{DS}.csv"),
+        Path("raw", "churn", DS, sha[:12], "parsed.parquet"),
         Path("raw", "churn", DS, sha[:12], "manifest.json"),
     }
+    # The rows parsed once, as they are in the source.
+    pd.testing.assert_frame_equal(batches.read_ingested(manifest), pd.read_csv(source))
     # The source is left alone.
     assert source.read_bytes() == source_bytes
 
@@ -235,7 +239,7 @@ def test_changed_source_is_kept_beside_the_old_copy(factory: Factory, churn_fram
     assert shas == sorted([first["sha256"][:12], second["sha256"][:12]])
     assert storage.read_bytes(first["raw_uri"]) == old_bytes
     assert storage.read_bytes(second["raw_uri"]) == new_bytes
-    assert len(factory.store_files()) == 4
+    assert len(factory.store_files()) == 6  # raw bytes, parsed rows and manifest of each
 
 
 def test_other_dates_go_to_their_own_folders(factory: Factory, churn_frame: pd.DataFrame) -> None:
@@ -278,6 +282,8 @@ def test_corrupted_file_is_still_ingested(factory: Factory, churn_frame: pd.Data
     assert storage.read_bytes(manifest["raw_uri"]) == source.read_bytes()
     stored = json.loads(storage.read_bytes(manifest["raw_uri"].rsplit("/", 1)[0] + "/manifest.json"))
     assert stored["parse_error"] == manifest["parse_error"]
+    assert manifest["parsed_uri"] is None
+    assert not any(p.name == "parsed.parquet" for p in factory.store_files())
 
 
 def test_empty_source_file_is_ingested_with_error(factory: Factory) -> None:
@@ -294,6 +300,56 @@ def test_header_only_batch_has_zero_rows(factory: Factory, churn_frame: pd.DataF
     manifest = batches.ingest_batch(factory.spec, DS, factory.store_uri)
     assert manifest["rows"] == 0
     assert manifest["parse_error"] is None
+    assert list(batches.read_ingested(manifest).columns) == list(churn_frame.columns)
+
+
+def test_a_csv_is_parsed_once_at_ingest(
+    factory: Factory, churn_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from model_factory.pipeline.validation import validate_batch
+
+    factory.write_source(churn_frame)
+    parses = []
+    real_read_csv = pd.read_csv
+    monkeypatch.setattr(pd, "read_csv", lambda *a, **k: parses.append(a) or real_read_csv(*a, **k))
+    manifest = batches.ingest_batch(factory.spec, DS, factory.store_uri)
+    assert len(parses) == 1
+    validated = validate_batch(factory.spec, manifest, factory.store_uri)
+    assert validated["status"] == "validated" and validated["rows"] == ROWS
+    assert len(parses) == 1  # validation read ingest's Parquet, not the CSV
+    # the validated file is ingest's Parquet itself
+    assert storage.read_bytes(validated["validated_uri"]) == storage.read_bytes(manifest["parsed_uri"])
+
+
+def test_csv_chunks_whose_types_change_are_parsed_into_one_schema(
+    factory: Factory, churn_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FACTORY_CHUNK_ROWS", "70")
+    df = churn_frame.copy()
+    df["tenure_months"] = df["tenure_months"].astype("float64")
+    df.loc[250, "tenure_months"] = 1.5  # int64 in the first chunks, float64 in the last
+    df["plan"] = df["plan"].astype(object)
+    df.loc[280, "region"] = "7"  # still text
+    df["age"] = df["age"].astype(object)
+    df.loc[290, "age"] = "unknown"  # a number column that turns text in the last chunk
+    factory.write_source(df)
+    manifest = batches.ingest_batch(factory.spec, DS, factory.store_uri)
+    parsed = batches.read_ingested(manifest)
+    assert manifest["rows"] == ROWS == len(parsed)
+    assert parsed["tenure_months"].dtype == "float64" and parsed.loc[250, "tenure_months"] == 1.5
+    assert parsed.loc[290, "age"] == "unknown" and parsed.loc[0, "age"] == str(df.loc[0, "age"])
+
+
+def test_a_manifest_from_before_parsing_at_ingest_still_validates(
+    factory: Factory, churn_frame: pd.DataFrame
+) -> None:
+    from model_factory.pipeline.validation import validate_batch
+
+    factory.write_source(churn_frame)
+    manifest = batches.ingest_batch(factory.spec, DS, factory.store_uri)
+    older = {k: v for k, v in manifest.items() if k != "parsed_uri"}
+    assert batches.read_ingested(older).shape == (ROWS, len(churn_frame.columns))
+    assert validate_batch(factory.spec, older, factory.store_uri)["status"] == "validated"
 
 
 # --- validated batches ------------------------------------------------------------------------

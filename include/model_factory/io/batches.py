@@ -4,15 +4,19 @@ Layout in the store (``<root>`` is FACTORY_STORE_URI)::
 
     <root>/raw/<model>/<ds>/<sha12>/<file>              exact bytes of the source batch
     <root>/raw/<model>/<ds>/<sha12>/manifest.json       source URI, sha256, bytes, rows
+    <root>/raw/<model>/<ds>/<sha12>/parsed.parquet      a CSV batch's rows, parsed once at ingest
     <root>/validated/<model>/<ds>/data.parquet          typed, validated rows
     <root>/quarantine/<model>/<ds>/<sha12>/...          rejected bytes + GX result + REASON.txt
 
 The raw copy is keyed by content, so re-ingesting the same date and bytes writes nothing new,
 and a changed source file is kept beside the old one, not over it.
 
+A CSV batch is parsed once, at ingest, into ``parsed.parquet``; validation, training and
+scoring read that, never the CSV again (parsing it was most of their reading time).
+
 Memory stays bounded whatever the batch size: bytes are streamed through a local spool file
-(hashed on the way), rows are counted from Parquet metadata or CSV chunks, and readers hand out
-tables in chunks of ``chunk_rows()`` rows (Parquet record batches, CSV chunks).
+(hashed on the way), a CSV is parsed chunk by chunk into one row group per chunk, and readers
+hand out tables in chunks of ``chunk_rows()`` rows (Parquet row groups, CSV chunks).
 """
 
 from __future__ import annotations
@@ -251,6 +255,47 @@ def write_parquet_file(frames: Iterable[pd.DataFrame], path: Path | str,
     return total
 
 
+def unified_dtypes(seen: dict[str, set]) -> dict[str, object]:
+    """Dtypes for columns whose chunks disagree (CSV infers per chunk): numbers as float64,
+    anything else as string, so every chunk fits one Parquet schema."""
+    out: dict[str, object] = {}
+    for column, dtypes in seen.items():
+        if len(dtypes) > 1:
+            numeric = all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)
+                          for t in dtypes)  # fmt: skip
+            out[column] = "float64" if numeric else "str"
+    return out
+
+
+def csv_to_parquet(path: Path | str, out: Path | str, where: str) -> int:
+    """Parse a local CSV once, chunk by chunk, into a Parquet file (a row group per chunk).
+
+    Chunks whose inferred dtypes fit the first chunk's schema are written as they come; when a
+    later chunk does not fit (an int column that turns float, a number column that turns text)
+    the file is written again with every chunk cast to the dtypes the columns share
+    (``unified_dtypes``). Returns the rows; raises UnreadableBatchError for a damaged file.
+    """
+    import pyarrow as pa
+
+    seen: dict[str, set] = {}
+
+    def tracked() -> Iterator[pd.DataFrame]:
+        for frame in iter_frames(path, "csv", where):
+            for column, dtype in frame.dtypes.items():
+                seen.setdefault(str(column), set()).add(dtype)
+            yield frame
+
+    try:
+        return write_parquet_file(tracked(), out)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError) as exc:
+        if isinstance(exc, UnreadableBatchError):
+            raise
+        for frame in iter_frames(path, "csv", where):  # types seen so far may be incomplete
+            for column, dtype in frame.dtypes.items():
+                seen.setdefault(str(column), set()).add(dtype)
+        return write_parquet_file(iter_frames(path, "csv", where), out, unified_dtypes(seen))
+
+
 def ingest_batch(
     spec: ModelSpec,
     ds: str,
@@ -282,16 +327,24 @@ def ingest_batch(
             manifest = storage.read_json(manifest_uri, store_s3)
             return {**manifest, "already_ingested": True}
 
+        parsed = Path(spool) / "parsed.parquet"
+        parsed_uri: str | None = None
         try:
-            rows: int | None = count_rows(local, spec.source.format, source_uri)
+            if spec.source.format == "csv":
+                rows: int | None = csv_to_parquet(local, parsed, source_uri)
+                parsed_uri = storage.join(folder, "parsed.parquet")
+            else:
+                rows = count_rows(local, spec.source.format, source_uri)
+                parsed_uri = raw_uri
             parse_error = None
         except UnreadableBatchError as exc:
-            rows, parse_error = None, str(exc)
+            rows, parse_error, parsed_uri = None, str(exc), None
         manifest = {
             "model": spec.name,
             "ds": ds,
             "source_uri": source_uri,
             "raw_uri": raw_uri,
+            "parsed_uri": parsed_uri,
             "format": spec.source.format,
             "sha256": sha256,
             "bytes": size,
@@ -300,8 +353,21 @@ def ingest_batch(
             "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         storage.upload_file(local, raw_uri, store_s3)
+        if parsed_uri and parsed_uri != raw_uri:
+            storage.upload_file(parsed, parsed_uri, store_s3)
     storage.write_json(manifest_uri, manifest, store_s3)
     return {**manifest, "already_ingested": False}
+
+
+def read_ingested(ingested: IngestedBatch, s3: storage.S3Options | None = None) -> pd.DataFrame:
+    """The whole table of an ingested batch: its parsed Parquet, or (ingested before batches
+    were parsed at ingest) its raw bytes parsed now."""
+    if ingested.get("parsed_uri"):
+        with storage.local_file(ingested["parsed_uri"], s3) as path:
+            return pd.read_parquet(path)
+    return parse_batch(
+        storage.read_bytes(ingested["raw_uri"], s3), ingested["format"], ingested["source_uri"]
+    )
 
 
 def validated_uri(store_uri: str, model: str, ds: str) -> str:

@@ -93,13 +93,12 @@ def contract_of(run_id: str) -> dict | None:
 def check_input(spec: ModelSpec, ingested: dict, held: dict, store_uri: str) -> dict:
     """The batch against the champion's input contract; a failure quarantines it."""
     from model_factory.io import storage
-    from model_factory.io.batches import parse_batch
+    from model_factory.io.batches import read_ingested
     from model_factory.monitoring.drift import check_contract
     from model_factory.pipeline.validation import ValidationOutcome, quarantine_batch
 
-    data = storage.read_bytes(ingested["raw_uri"])
     try:
-        df = parse_batch(data, ingested["format"], ingested["source_uri"])
+        df = read_ingested(ingested)
         missing = [c for c in spec.features.all if c not in df.columns]
         reasons = [f"missing feature columns: {missing}"] if missing else []
         contract = contract_of(held["run_id"])
@@ -114,7 +113,8 @@ def check_input(spec: ModelSpec, ingested: dict, held: dict, store_uri: str) -> 
     if reasons:
         outcome = ValidationOutcome(False, reasons, {"success": False, "checked": "input contract",
                                                      "champion_version": held["version"]})  # fmt: skip
-        return quarantine_batch(spec.name, ingested["ds"], ingested, data, outcome, store_uri)
+        with storage.local_file(ingested["raw_uri"]) as raw:  # the exact bytes go to quarantine
+            return quarantine_batch(spec.name, ingested["ds"], ingested, raw, outcome, store_uri)
     return {"status": "valid", "ds": ingested["ds"], "rows": len(df), "reasons": [], "bounds": notes}
 
 
@@ -167,11 +167,11 @@ def score_batch(spec: ModelSpec, ingested: dict, held: dict, settings: FactorySe
     import numpy as np
     import pandas as pd
     from model_factory.io import storage, tracking
-    from model_factory.io.batches import parse_batch, write_parquet
+    from model_factory.io.batches import read_ingested, write_parquet
     from model_factory.pipeline.features import prepare_features
 
     params = params_of(spec)
-    df = parse_batch(storage.read_bytes(ingested["raw_uri"]), ingested["format"], ingested["source_uri"])
+    df = read_ingested(ingested)
     from model_factory.io.model_loading import load_registered
 
     model = load_registered(tracking.connect(settings), spec.registered_model_name, held["version"],

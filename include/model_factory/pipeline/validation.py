@@ -29,7 +29,13 @@ from typing import Any
 import pandas as pd
 from model_factory.contracts import IngestedBatch, QuarantinedBatch, ValidationResult
 from model_factory.io import storage
-from model_factory.io.batches import UnreadableBatchError, iter_frames, validated_uri, write_parquet_file
+from model_factory.io.batches import (
+    UnreadableBatchError,
+    iter_frames,
+    unified_dtypes,
+    validated_uri,
+    write_parquet_file,
+)
 from model_factory.pipeline import labels
 from model_factory.spec import ModelSpec
 
@@ -340,18 +346,6 @@ def validate_frame(df: pd.DataFrame, spec: ModelSpec, spec_dir: Path | None = No
     return validate_frames([df], spec, spec_dir, classes, "given")
 
 
-def _unified_dtypes(seen: dict[str, set]) -> dict[str, object]:
-    """Dtypes for columns whose chunks disagree (CSV infers per chunk): numbers as float64,
-    anything else as string, so every chunk fits one Parquet schema."""
-    out: dict[str, object] = {}
-    for column, dtypes in seen.items():
-        if len(dtypes) > 1:
-            numeric = all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)
-                          for t in dtypes)  # fmt: skip
-            out[column] = "float64" if numeric else "str"
-    return out
-
-
 def _validate_local(path: Path, fmt: str, where: str, spec: ModelSpec, spec_dir: Path | None,
                     classes: tuple[list[Any] | None, str] = (None, ""),
                     ) -> tuple[ValidationOutcome, int, dict[str, object]]:  # fmt: skip
@@ -378,7 +372,7 @@ def _validate_local(path: Path, fmt: str, where: str, spec: ModelSpec, spec_dir:
         outcome = validate_frames(tracked(), spec, spec_dir, *classes)
     except UnreadableBatchError as exc:  # a later chunk is damaged
         return ValidationOutcome(False, [f"unreadable file: {exc}"], {"success": False}), rows, {}
-    return outcome, rows, _unified_dtypes(seen)
+    return outcome, rows, unified_dtypes(seen)
 
 
 def validate_batch(
@@ -388,15 +382,18 @@ def validate_batch(
     spec_dir: Path | None = None,
     s3: storage.S3Options | None = None,
 ) -> ValidationResult:
-    """Validate the raw batch named by an ingest manifest.
+    """Validate the batch named by an ingest manifest: the rows ingest parsed (``parsed_uri``),
+    else the raw bytes.
 
     Returns ``{"status": "validated", "validated_uri": ...}`` or
     ``{"status": "quarantined", "quarantine_uri": ..., "reasons": [...]}``.
     """
-    raw_uri, ds, fmt = ingested["raw_uri"], ingested["ds"], ingested["format"]
+    raw_uri, ds = ingested["raw_uri"], ingested["ds"]
+    parsed_uri = ingested.get("parsed_uri")
+    rows_uri, fmt = (parsed_uri, "parquet") if parsed_uri else (raw_uri, ingested["format"])
     target_uri = validated_uri(store_uri, spec.name, ds)
     with (
-        storage.local_file(raw_uri, s3) as local,
+        storage.local_file(rows_uri, s3) as local,
         tempfile.TemporaryDirectory(prefix="factory-validate-") as tmp,
     ):
         known = labels.known_classes(spec, store_uri, s3)
@@ -407,11 +404,15 @@ def validate_batch(
                 # trained on as if it were current. Its raw bytes stay under raw/.
                 storage.delete(target_uri, s3)
                 outcome.reasons.append(f"withdrew the earlier validated batch for {ds} ({target_uri})")
-            return quarantine_batch(spec.name, ds, ingested, local, outcome, store_uri, s3)
-        # Second pass: the typed rows, chunk by chunk, into one Parquet file (a row group each).
-        typed = Path(tmp) / "data.parquet"
-        write_parquet_file(iter_frames(local, fmt, raw_uri), typed, dtypes)
-        storage.upload_file(typed, target_uri, s3)
+            with storage.local_file(raw_uri, s3) as raw:  # the exact bytes go to quarantine
+                return quarantine_batch(spec.name, ds, ingested, raw, outcome, store_uri, s3)
+        if parsed_uri and parsed_uri != raw_uri and not dtypes:
+            storage.upload_file(local, target_uri, s3)  # ingest's Parquet already holds the typed rows
+        else:
+            # The typed rows, chunk by chunk, into one Parquet file (a row group each).
+            typed = Path(tmp) / "data.parquet"
+            write_parquet_file(iter_frames(local, fmt, raw_uri), typed, dtypes)
+            storage.upload_file(typed, target_uri, s3)
 
     report_uri = storage.join(store_uri, "validated", spec.name, ds, "validation.json")
     storage.write_json(report_uri, outcome.result | {"source": ingested}, s3)
