@@ -8,7 +8,15 @@ from datetime import date
 import numpy as np
 import pytest
 from model_factory.io.tracking import connect
-from model_factory.pipeline.evaluation import Predictions, decide, paired_interval
+from model_factory.pipeline import evaluation
+from model_factory.pipeline.evaluation import (
+    Predictions,
+    decide,
+    metric_value,
+    paired_interval,
+    resample_counts,
+    weighted_metric,
+)
 from model_factory.pipeline.registry import register_version
 from model_factory.settings import FactorySettings
 from model_factory.spec import GatesSpec
@@ -65,6 +73,57 @@ def test_paired_interval_is_on_the_same_rows():
     rmse = Predictions("regression", np.zeros(50), np.ones(50))
     better = Predictions("regression", np.zeros(50), np.full(50, 0.5))
     assert paired_interval("rmse", better, rmse, resamples=50)[0] == pytest.approx(0.5)  # lower is better
+
+
+def _classifier(rng, n: int, labels: list, signal: float) -> Predictions:
+    """Probabilities rounded to 2 places, so scores tie as real models' often do."""
+    y = rng.choice(labels, n)
+    logits = rng.normal(size=(n, len(labels))) + signal * (y[:, None] == np.array(labels)[None, :])
+    proba = np.clip(np.round(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), 2), 0.01, None)
+    proba /= proba.sum(1, keepdims=True)
+    return Predictions("classification", y, np.array(labels)[proba.argmax(1)], proba, tuple(labels))
+
+
+def _regressor(rng, n: int, noise: float) -> Predictions:
+    y = rng.normal(size=n)
+    return Predictions("regression", y, y + rng.normal(scale=noise, size=n))
+
+
+@pytest.mark.parametrize(("kind", "metrics"), [
+    ("binary", ["roc_auc", "f1", "accuracy", "log_loss"]),
+    ("multiclass", ["roc_auc", "f1", "accuracy", "log_loss"]),
+    ("regression", ["rmse", "mae", "r2"]),
+])  # fmt: skip
+def test_weighted_resamples_give_the_metric_of_the_resampled_rows(kind, metrics):
+    rng, n = np.random.default_rng(1), 400
+    p = {"binary": lambda: _classifier(rng, n, [0, 1], 1.0),
+         "multiclass": lambda: _classifier(rng, n, ["a", "b", "c"], 1.0),
+         "regression": lambda: _regressor(rng, n, 1.0)}[kind]()  # fmt: skip
+    for metric in metrics:
+        counts = next(resample_counts(np.random.default_rng(5), n, 30))
+        draws = np.random.default_rng(5)
+        indexed = [metric_value(metric, p.take(draws.integers(0, n, n))) for _ in range(30)]
+        np.testing.assert_allclose(weighted_metric(metric, p, counts), indexed, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["roc_auc", "accuracy", "log_loss", "rmse", "mae"])
+def test_the_large_holdout_interval_agrees_with_the_bootstrap(metric, monkeypatch):
+    rng, n = np.random.default_rng(2), 30_000
+    if metric in ("rmse", "mae"):
+        a, b = _regressor(rng, n, 1.0), _regressor(rng, n, 1.0)
+        b = Predictions("regression", a.y, a.y + rng.normal(scale=1.03, size=n))
+    else:
+        a = _classifier(rng, n, [0, 1], 1.0)
+        logits = np.log(a.proba) + rng.normal(scale=0.5, size=a.proba.shape)
+        proba = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        b = Predictions("classification", a.y, np.array([0, 1])[proba.argmax(1)], proba, (0, 1))
+    analytic = paired_interval(metric, a, b)
+    monkeypatch.setattr(evaluation, "BOOTSTRAP_MAX_ROWS", n)
+    boot = paired_interval(metric, a, b)
+    assert analytic[0] == boot[0]
+    width = boot[2] - boot[1]
+    assert width > 0
+    assert abs(analytic[1] - boot[1]) < 0.15 * width and abs(analytic[2] - boot[2]) < 0.15 * width
 
 
 def test_a_newer_blessed_version_vs_a_waiting_challenger_keeps_the_better(factory_home):

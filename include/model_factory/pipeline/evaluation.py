@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
@@ -105,23 +108,172 @@ def paired_interval(
     resamples: int = 1000, seed: int = 0,
 ) -> tuple[float, float, float]:
     """Gain of the candidate over the champion on the same rows (oriented so > 0 is better),
-    with a paired bootstrap interval: both models are scored on the same resampled rows."""
+    with a paired interval: both models are scored on the same rows.
+
+    Up to BOOTSTRAP_MAX_ROWS rows: a seeded paired bootstrap (each resample held as row counts,
+    the metric computed from weighted sums, ``weighted_metric``). Beyond: the bootstrap's
+    large-sample normal form where the metric has one (DeLong's variance for the difference
+    of two correlated ROC AUCs; the per-row paired differences for accuracy, log loss and
+    MAE; the delta method for RMSE), which agrees with the bootstrap at that size and costs one
+    sort instead of 2 x 1000 (at 250,000 holdout rows the bootstrap took 100 s of evaluate)."""
     higher = METRICS[metric]["higher_is_better"]
     sign = 1.0 if higher else -1.0
     point = sign * (metric_value(metric, candidate) - metric_value(metric, champion))
-    rng = np.random.default_rng(seed)
     n = len(candidate.y)
-    gains = []
-    for _ in range(resamples):
-        idx = rng.integers(0, n, n)
-        a, b = metric_value(metric, candidate.take(idx)), metric_value(metric, champion.take(idx))
-        if not (np.isnan(a) or np.isnan(b)):
-            gains.append(sign * (a - b))
+    if n > BOOTSTRAP_MAX_ROWS:
+        se = _paired_standard_error(metric, candidate, champion)
+        if se is not None and np.isfinite(se):
+            z = NormalDist().inv_cdf(1.0 - (1.0 - confidence) / 2)
+            return float(point), float(point - z * se), float(point + z * se)
+    rng = np.random.default_rng(seed)
+    gains = np.concatenate([
+        sign * (weighted_metric(metric, candidate, counts) - weighted_metric(metric, champion, counts))
+        for counts in resample_counts(rng, n, resamples)
+    ])  # fmt: skip
+    gains = gains[~np.isnan(gains)]
     if len(gains) < resamples // 2:
         return point, float("nan"), float("nan")
     tail = (1.0 - confidence) / 2
     low, high = np.quantile(gains, [tail, 1.0 - tail])
     return float(point), float(low), float(high)
+
+
+# Holdouts larger than this get the normal-theory interval (where the metric has one).
+BOOTSTRAP_MAX_ROWS = 20_000
+# Row counts held at once while bootstrapping: resamples per block x holdout rows (~32 MB each).
+BOOTSTRAP_BLOCK_CELLS = 4_000_000
+
+
+def resample_counts(rng: np.random.Generator, n: int, resamples: int) -> Iterator[np.ndarray]:
+    """Bootstrap resamples of ``n`` rows as counts (resamples x n, how often each row was drawn),
+    a block at a time; the same draws as ``rng.integers(0, n, n)`` once per resample."""
+    block = max(1, BOOTSTRAP_BLOCK_CELLS // max(n, 1))
+    for start in range(0, resamples, block):
+        size = min(block, resamples - start)
+        rows = rng.integers(0, n, (size, n))
+        rows += (np.arange(size) * n)[:, None]
+        yield np.bincount(rows.ravel(), minlength=size * n).reshape(size, n).astype(np.float64)
+
+
+def _row_losses(metric: str, p: Predictions) -> np.ndarray | None:
+    """Per-row terms whose mean is the metric (accuracy, log loss, MAE); None for the others
+    and for a log loss that is undefined (a class in y this model never saw)."""
+    if metric == "accuracy":
+        return (p.pred == p.y).astype(np.float64)
+    if metric == "mae":
+        return np.abs(p.pred - p.y).astype(np.float64)
+    if metric == "log_loss":
+        column = pd.Index(p.classes).get_indexer(p.y)
+        if (column < 0).any():
+            return None
+        proba = p.proba / p.proba.sum(axis=1, keepdims=True)
+        eps = np.finfo(proba.dtype).eps
+        return -np.log(np.clip(proba[np.arange(len(p.y)), column], eps, 1 - eps))
+    return None
+
+
+def _paired_standard_error(metric: str, a: Predictions, b: Predictions) -> float | None:
+    """Standard error of metric(a) - metric(b) on the same rows, when the metric has a
+    large-sample form; None otherwise (F1, R2, multiclass ROC AUC: bootstrapped)."""
+    n = len(a.y)
+    if metric in ("accuracy", "mae", "log_loss"):
+        loss_a, loss_b = _row_losses(metric, a), _row_losses(metric, b)
+        if loss_a is None or loss_b is None:
+            return None
+        return float(np.std(loss_a - loss_b, ddof=1) / np.sqrt(n))
+    if metric == "rmse":
+        squared_a, squared_b = (a.pred - a.y) ** 2, (b.pred - b.y) ** 2
+        rmse_a, rmse_b = np.sqrt(squared_a.mean()), np.sqrt(squared_b.mean())
+        if rmse_a == 0 or rmse_b == 0:
+            return None
+        influence = squared_a / (2 * rmse_a) - squared_b / (2 * rmse_b)  # the delta method
+        return float(np.std(influence, ddof=1) / np.sqrt(n))
+    if metric == "roc_auc" and len(a.classes) == 2:
+        return _delong_standard_error(a.proba[:, 1], b.proba[:, 1], a.y == a.classes[1])
+    return None
+
+
+def _delong_standard_error(score_a: np.ndarray, score_b: np.ndarray, positive: np.ndarray) -> float | None:
+    """DeLong et al. (1988) standard error of AUC(a) - AUC(b) on the same rows, in Sun and Xu's
+    (2014) midrank form: a few sorts per model."""
+    from scipy.stats import rankdata
+
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos < 2 or n_neg < 2:
+        return None
+
+    def components(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ranks = rankdata(score)
+        below = (ranks[positive] - rankdata(score[positive])) / n_neg  # per positive: negatives under it
+        above = 1.0 - (ranks[~positive] - rankdata(score[~positive])) / n_pos  # per negative
+        return below, above
+
+    pos_a, neg_a = components(score_a)
+    pos_b, neg_b = components(score_b)
+    variance = np.var(pos_a - pos_b, ddof=1) / n_pos + np.var(neg_a - neg_b, ddof=1) / n_neg
+    return float(np.sqrt(variance))
+
+
+def _weighted_auc(score: np.ndarray, positive: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """ROC AUC (ties count half, as roc_auc_score) of each row-count vector; NaN without both classes."""
+    order = np.argsort(score, kind="stable")
+    ordered = score[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # groups of tied scores
+    w = counts[:, order]
+    pos = np.add.reduceat(w * positive[order], starts, axis=1)
+    neg = np.add.reduceat(w, starts, axis=1) - pos
+    below = np.cumsum(neg, axis=1) - neg
+    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (pos * (below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+
+
+def _weighted_f1(
+    y: np.ndarray, pred: np.ndarray, label: Any, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """F1 of one label for each row-count vector (0 where undefined) and whether the label occurs."""
+    tp = counts @ ((pred == label) & (y == label))
+    fp = counts @ ((pred == label) & (y != label))
+    fn = counts @ ((pred != label) & (y == label))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+    return f1, (tp + fp + fn) > 0
+
+
+def weighted_metric(metric: str, p: Predictions, counts: np.ndarray) -> np.ndarray:
+    """``metric_value`` of the rows drawn ``counts`` times (one value per row of ``counts``)."""
+    total = counts.sum(axis=1)
+    if metric in ("accuracy", "mae", "log_loss"):
+        losses = _row_losses(metric, p)
+        return np.full(len(counts), np.nan) if losses is None else counts @ losses / total
+    if p.task == "regression":
+        error = p.pred - p.y
+        if metric == "rmse":
+            return np.sqrt(counts @ (error * error) / total)
+        y = p.y.astype(float)
+        sse, sum_y, sum_yy = counts @ (error * error), counts @ y, counts @ (y * y)
+        sst = sum_yy - sum_y * sum_y / total
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r2 = np.where(sst > 0, 1 - sse / sst, np.where(sse == 0, 1.0, 0.0))  # as r2_score
+        return np.where(total > 1, r2, np.nan)
+    binary = len(p.classes) == 2
+    if metric == "f1":
+        if binary:
+            return _weighted_f1(p.y, p.pred, p.classes[-1], counts)[0]
+        scores = [_weighted_f1(p.y, p.pred, label, counts) for label in np.unique(np.r_[p.y, p.pred])]
+        f1s, present = np.array([f for f, _ in scores]), np.array([o for _, o in scores])
+        return (f1s * present).sum(axis=0) / present.sum(axis=0)
+    if binary:
+        return _weighted_auc(p.proba[:, 1], p.y == p.classes[1], counts)
+    per_class = []
+    for i, label in enumerate(p.classes):
+        members = counts @ (p.y == label)
+        auc = _weighted_auc(p.proba[:, i], p.y == label, counts)
+        per_class.append(np.where((members > 0) & (members < total), auc, np.nan))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample where no class is defined
+        return np.nanmean(np.array(per_class), axis=0)
 
 
 def _reached(value: float, level: float | None, higher: bool) -> bool:
