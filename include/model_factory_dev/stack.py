@@ -60,6 +60,7 @@ from model_factory.io.storage import process_alive
 from model_factory.settings import PROJECT_ROOT
 
 LOCAL, CELERY = "LocalExecutor", "CeleryExecutor"
+WARM_LOCAL = "model_factory.airflow.executor.WarmLocalExecutor"
 TERMINAL_RUN_STATES = ("success", "failed")
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 # A Redis DB of its own for the factory's stacks; every key is prefixed with the stack's name too.
@@ -243,6 +244,9 @@ class StackConfig:
     plugins_folder: Path = PROJECT_ROOT / "plugins"
     specs_dir: Path | None = None
     """FACTORY_SPECS_DIR for the components; None: include/models."""
+    warm_imports: bool = True
+    """LocalExecutor only: run ``model_factory.airflow.executor.WarmLocalExecutor``, which imports
+    the tasks' heavy libraries once in the scheduler before forking (False: the plain executor)."""
     parallelism: int = 4
     worker_concurrency: int = 2
     fast_recovery: bool = True
@@ -479,13 +483,14 @@ class Stack:
             airflow_db = _with_driver(_with_database(c.postgres_url, self.airflow_db_name))
         else:
             airflow_db = f"sqlite:///{self.airflow_home / 'airflow.db'}"
+        executor = WARM_LOCAL if c.executor == LOCAL and c.warm_imports else c.executor
         env.update(
             {
                 "AIRFLOW_HOME": str(self.airflow_home),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(c.dags_folder),
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(c.plugins_folder),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__EXECUTOR": c.executor,
+                "AIRFLOW__CORE__EXECUTOR": executor,
                 "AIRFLOW__CORE__PARALLELISM": str(c.parallelism),
                 "AIRFLOW__CORE__FERNET_KEY": secret["fernet_key"],
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
