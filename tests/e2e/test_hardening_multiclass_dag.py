@@ -4,7 +4,6 @@ model never saw are quarantined at validation with the reason, and nothing train
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -14,7 +13,7 @@ from model_factory.io import storage
 from model_factory.settings import FactorySettings
 from model_factory_dev import demo_data
 
-from tests.conftest import REPO
+from tests.conftest import REPO, factory_env
 from tests.unit.test_hardening_labels import SPECIES, flowers
 
 pytestmark = pytest.mark.e2e
@@ -40,38 +39,30 @@ def runs(airflow_db, tmp_path_factory):
     outside = home.parent / "outside"  # not under FACTORY_DATA_ROOT
     leaky = {**SPEC, "name": "leaky", "source": {"uri": f"{outside.as_uri()}/{{ds}}.csv"}, "retries": 2}
     (specs / "leaky.yaml").write_text(yaml.safe_dump(leaky))
-    saved = {k: os.environ.get(k) for k in ("FACTORY_HOME", "FACTORY_DATA_ROOT", "FACTORY_SPECS_DIR")}
-    os.environ.update(FACTORY_HOME=str(home), FACTORY_DATA_ROOT=(home / "source").as_uri(),
-                      FACTORY_SPECS_DIR=str(specs))  # fmt: skip
-    storage._s3_client.cache_clear()
-    days = [START + timedelta(days=n) for n in range(3)]
-    with_inf = flowers(days[1])
-    with_inf.loc[:3, "petal"] = np.inf
-    for day, frame in zip(days, [flowers(days[0]), with_inf,
-                                 flowers(days[2], species=[*SPECIES, "unicorn"])], strict=True):  # fmt: skip
-        demo_data.write_batch(frame, home / "source" / "flowers" / f"{day}.csv")
-    demo_data.write_batch(flowers(days[0]), outside / f"{days[0]}.csv")
+    with factory_env(home, FACTORY_SPECS_DIR=str(specs)):
+        days = [START + timedelta(days=n) for n in range(3)]
+        with_inf = flowers(days[1])
+        with_inf.loc[:3, "petal"] = np.inf
+        unseen = flowers(days[2], species=[*SPECIES, "unicorn"])
+        for day, frame in zip(days, [flowers(days[0]), with_inf, unseen], strict=True):
+            demo_data.write_batch(frame, home / "source" / "flowers" / f"{day}.csv")
+        demo_data.write_batch(flowers(days[0]), outside / f"{days[0]}.csv")
 
-    from airflow.dag_processing.dagbag import DagBag
+        from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert "flowers__retrain" in bag.dags, bag.import_errors
-    results = {}
-    for day in days:
-        run = bag.dags["flowers__retrain"].test(
-            logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC)
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+        assert "flowers__retrain" in bag.dags, bag.import_errors
+        results = {}
+        for day in days:
+            run = bag.dags["flowers__retrain"].test(
+                logical_date=datetime(day.year, day.month, day.day, tzinfo=UTC)
+            )
+            results[day] = (str(run.state), {ti.task_id: str(ti.state) for ti in run.get_task_instances()})
+        leaky_run = bag.dags["leaky__retrain"].test(
+            logical_date=datetime(days[0].year, days[0].month, days[0].day, tzinfo=UTC)
         )
-        results[day] = (str(run.state), {ti.task_id: str(ti.state) for ti in run.get_task_instances()})
-    leaky_run = bag.dags["leaky__retrain"].test(
-        logical_date=datetime(days[0].year, days[0].month, days[0].day, tzinfo=UTC)
-    )
-    results["leaky"] = {ti.task_id: str(ti.state) for ti in leaky_run.get_task_instances()}
-    yield {"days": days, "results": results, "home": home}
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+        results["leaky"] = {ti.task_id: str(ti.state) for ti in leaky_run.get_task_instances()}
+        yield {"days": days, "results": results, "home": home}
 
 
 def test_string_multiclass_trains_registers_and_bad_days_are_quarantined(runs):

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from model_factory.io import storage
-from model_factory.settings import FactorySettings
 from model_factory_dev import demo_data
 
-from tests.conftest import REPO
+from tests.conftest import REPO, factory_env
 
 pytestmark = pytest.mark.e2e
 
@@ -41,35 +38,26 @@ def _files(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def scenario(airflow_db, tmp_path_factory):
     home = tmp_path_factory.mktemp("e2e") / "factory"
-    saved = {k: os.environ.get(k) for k in ("FACTORY_HOME", "FACTORY_DATA_ROOT")}
-    os.environ["FACTORY_HOME"] = str(home)
-    os.environ["FACTORY_DATA_ROOT"] = (home / "source").as_uri()
-    storage._s3_client.cache_clear()
-    demo_data.write_demo_batches(
-        home / "source", START, days=3, rows=600, faults={("churn", BAD_DAY): "target_nulls"}
-    )
-    source_before = _files(home / "source")
+    with factory_env(home) as settings:
+        demo_data.write_demo_batches(
+            home / "source", START, days=3, rows=600, faults={("churn", BAD_DAY): "target_nulls"}
+        )
+        source_before = _files(home / "source")
 
-    from airflow.dag_processing.dagbag import DagBag
+        from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    results = {}
-    for offset in range(3):
-        day = START + timedelta(days=offset)
-        for model in ("churn", "demand"):
-            results[(model, offset)] = _run(bag.dags[f"{model}__retrain"], day)
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+        results = {}
+        for offset in range(3):
+            day = START + timedelta(days=offset)
+            for model in ("churn", "demand"):
+                results[(model, offset)] = _run(bag.dags[f"{model}__retrain"], day)
 
-    settings = FactorySettings.from_env()
-    from model_factory.io import tracking
+        from model_factory.io import tracking
 
-    client = tracking.connect(settings)
-    yield {"bag": bag, "home": home, "results": results, "client": client,
-           "source_before": source_before, "settings": settings}  # fmt: skip
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+        client = tracking.connect(settings)
+        yield {"bag": bag, "home": home, "results": results, "client": client,
+               "source_before": source_before, "settings": settings}  # fmt: skip
 
 
 def test_good_days_succeed_and_the_bad_batch_fails_at_validation(scenario):

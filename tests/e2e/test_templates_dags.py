@@ -8,16 +8,14 @@ custom_training model whose code returns something that is not an estimator.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from model_factory.io import storage
-from model_factory.settings import FactorySettings
 from model_factory_dev import demo_data
 
-from tests.conftest import REPO
+from tests.conftest import REPO, factory_env
 
 pytestmark = pytest.mark.e2e
 
@@ -50,27 +48,18 @@ def scenario(airflow_db, tmp_path_factory):
         .replace('"churn_features:build"', '"bad_code:not_an_estimator"')
         .replace("params: {n_estimators: 150, max_depth: 8}", "params: {}")
     )  # fmt: skip
-    saved = {k: os.environ.get(k) for k in ("FACTORY_HOME", "FACTORY_DATA_ROOT", "FACTORY_SPECS_DIR")}
-    os.environ.update(FACTORY_HOME=str(home), FACTORY_DATA_ROOT=(home / "source").as_uri(),
-                      FACTORY_SPECS_DIR=str(specs))  # fmt: skip
-    storage._s3_client.cache_clear()
-    demo_data.write_demo_batches(home / "source", START, days=2, rows=600,
-                                 faults={("churn", 1): "dropped_column"})  # fmt: skip
+    with factory_env(home, FACTORY_SPECS_DIR=str(specs)) as settings:
+        demo_data.write_demo_batches(home / "source", START, days=2, rows=600,
+                                     faults={("churn", 1): "dropped_column"})  # fmt: skip
 
-    from airflow.dag_processing.dagbag import DagBag
+        from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    settings = FactorySettings.from_env()
-    from model_factory.io import tracking
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+        assert bag.import_errors == {}
+        from model_factory.io import tracking
 
-    yield {"bag": bag, "home": home, "specs": specs, "settings": settings,
-           "client": tracking.connect(settings)}  # fmt: skip
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+        yield {"bag": bag, "home": home, "specs": specs, "settings": settings,
+               "client": tracking.connect(settings)}  # fmt: skip
 
 
 def test_tuned_retrain_logs_every_trial_as_a_nested_run_and_gates_the_best(scenario):
