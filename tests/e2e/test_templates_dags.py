@@ -28,6 +28,15 @@ def _run(dag, day: date, conf: dict | None = None):
     return str(run.state), {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
 
+def _retrain_blessed(scenario: dict, model: str):
+    """Run ``model``'s retrain DAG on START: it must succeed and bless the model's only version."""
+    state, tasks = _run(scenario["bag"].dags[f"{model}__retrain"], START)
+    assert state == "success", tasks
+    (version,) = scenario["client"].search_model_versions(f"name = '{model}'")
+    assert version.tags["factory.decision"] == "blessed"
+    return version
+
+
 BAD_CODE = '''
 def not_an_estimator():
     return {"fit": "no"}
@@ -63,11 +72,8 @@ def scenario(airflow_db, tmp_path_factory):
 
 
 def test_tuned_retrain_logs_every_trial_as_a_nested_run_and_gates_the_best(scenario):
-    state, tasks = _run(scenario["bag"].dags["churn_tuned__retrain"], START)
-    assert state == "success", tasks
+    version = _retrain_blessed(scenario, "churn_tuned")
     client = scenario["client"]
-    (version,) = client.search_model_versions("name = 'churn_tuned'")
-    assert version.tags["factory.decision"] == "blessed"
     parent = client.get_run(version.run_id)
     experiment = parent.info.experiment_id
     trials = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
@@ -83,11 +89,8 @@ def test_tuned_retrain_logs_every_trial_as_a_nested_run_and_gates_the_best(scena
 
 
 def test_custom_training_records_the_code_hash_and_registers_a_loadable_version(scenario):
-    state, tasks = _run(scenario["bag"].dags["churn_custom__retrain"], START)
-    assert state == "success", tasks
+    version = _retrain_blessed(scenario, "churn_custom")
     client = scenario["client"]
-    (version,) = client.search_model_versions("name = 'churn_custom'")
-    assert version.tags["factory.decision"] == "blessed"
     tags = client.get_run(version.run_id).data.tags
     code = scenario["specs"] / "code" / "churn_features.py"
     assert tags["factory.code.sha256"] == hashlib.sha256(code.read_bytes()).hexdigest()
