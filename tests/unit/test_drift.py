@@ -278,6 +278,21 @@ def test_chunked_parquet_equals_in_memory(baseline: dict, current: pd.DataFrame,
     json.dumps(expected, allow_nan=False)  # plain JSON, no NaN
 
 
+def test_columns_counted_in_threads_equal_one_thread_exactly(
+    baseline: dict, current: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each column's pieces reach its accumulator in row order whatever the threads (and the
+    next row group is read while this one is counted), so the result is identical, not close."""
+    path = tmp_path / "current.parquet"
+    current.to_parquet(path, index=False, row_group_size=600)
+    results = []
+    for threads in (1, 3):
+        monkeypatch.setattr(drift, "_worker_threads", lambda threads=threads: threads)
+        from_file = drift.check_drift(baseline, path, chunk_rows=250)
+        results.append((from_file, drift.check_drift(baseline, current, chunk_rows=250)))
+    assert results[0] == results[1]
+
+
 def test_parquet_arrow_path_equals_in_memory_for_nullable_ints_and_missing_tokens(tmp_path: Path) -> None:
     """The Parquet path counts Arrow arrays directly (no pandas): integers with nulls, floats
     with inf, text categories with nulls and the ``__missing__`` token give the DataFrame path's
