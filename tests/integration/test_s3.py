@@ -135,18 +135,23 @@ def test_ingest_into_missing_store_bucket_names_the_bucket(
 # --------------------------------------------------------------------------- access denied
 
 
-@pytest.fixture
-def powerless_user(s3_env: str, make_client) -> storage.S3Options:
-    """S3Options with the keys of an IAM user that has no policy at all."""
-    iam = make_client(s3_env, "iam")
-    iam.create_user(UserName="powerless")
-    key = iam.create_access_key(UserName="powerless")["AccessKey"]
+def _new_key_options(iam, s3_env: str, user: str) -> storage.S3Options:
+    """S3Options with a new access key of the IAM user ``user``."""
+    key = iam.create_access_key(UserName=user)["AccessKey"]
     return storage.S3Options(
         endpoint_url=s3_env,
         access_key_id=key["AccessKeyId"],
         secret_access_key=key["SecretAccessKey"],
         region_name=REGION,
     )
+
+
+@pytest.fixture
+def powerless_user(s3_env: str, make_client) -> storage.S3Options:
+    """S3Options with the keys of an IAM user that has no policy at all."""
+    iam = make_client(s3_env, "iam")
+    iam.create_user(UserName="powerless")
+    return _new_key_options(iam, s3_env, "powerless")
 
 
 @pytest.fixture
@@ -170,13 +175,7 @@ def read_only_user(s3_env: str, s3_bucket: str, make_client) -> storage.S3Option
             }
         ),
     )
-    key = iam.create_access_key(UserName="reader")["AccessKey"]
-    return storage.S3Options(
-        endpoint_url=s3_env,
-        access_key_id=key["AccessKeyId"],
-        secret_access_key=key["SecretAccessKey"],
-        region_name=REGION,
-    )
+    return _new_key_options(iam, s3_env, "reader")
 
 
 _OPERATIONS = [
