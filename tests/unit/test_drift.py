@@ -281,8 +281,8 @@ def test_chunked_parquet_equals_in_memory(baseline: dict, current: pd.DataFrame,
 def test_columns_counted_in_threads_equal_one_thread_exactly(
     baseline: dict, current: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each column's pieces reach its accumulator in row order whatever the threads (and the
-    next row group is read while this one is counted), so the result is identical, not close."""
+    """Each column's pieces reach its accumulator in row order whatever the threads (each thread
+    reading the columns it counts), so the result is identical, not close."""
     path = tmp_path / "current.parquet"
     current.to_parquet(path, index=False, row_group_size=600)
     results = []

@@ -3,9 +3,10 @@
 The reference data is never needed again: ``build_baseline`` keeps, per feature, what the checks
 need (quantile bins and a quantile sketch for numeric features, category counts for categorical
 ones), and ``check_drift`` makes one vectorised pass over the current batch in chunks of
-``chunk_rows`` (a DataFrame, or a Parquet file/bytes read one row group at a time, the next one
-in the background, so memory is bounded by two row groups, not the batch), the columns counted
-in parallel threads (numpy and Arrow release the GIL; the result is the same as in one thread).
+``chunk_rows`` (a DataFrame, or a Parquet file/bytes read one column of one row group at a time
+by the thread that counts it, so memory is bounded by a few column chunks, not the batch), the
+columns counted in parallel threads (Arrow and numpy release the GIL; the result is the same as
+in one thread).
 
 Statistics per feature:
 
@@ -34,9 +35,11 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -675,23 +678,22 @@ class DriftRule:
 
 def _blocks(
     current: Any, numeric: list[str], categorical: list[str], chunk_rows: int
-) -> tuple[int, list[str], Iterator[dict[str, list]]]:
+) -> tuple[int, list[str], Iterator[dict[str, Callable[[], Iterable[Any]]]]]:
     """(rows, feature columns present, blocks) for a DataFrame, a Parquet path or Parquet bytes.
 
-    A block maps each present column to its pieces of at most ``chunk_rows`` rows, in row order:
-    the whole frame for a DataFrame, one row group for Parquet. The next row group is read in a
-    background thread while the columns of this one are counted (Arrow decodes without the GIL),
-    so at most two row groups are in memory, whatever the number of rows.
+    A block maps each present column to a function giving its pieces of at most ``chunk_rows``
+    rows, in row order: the whole frame for a DataFrame, one row group for Parquet. A Parquet
+    column is read (decoded) by the thread that counts it, with a reader of its own, so memory is
+    bounded by a column of a row group per thread, whatever the number of rows.
     """
     columns = [*numeric, *categorical]
     if isinstance(current, pd.DataFrame):
         present = [c for c in columns if c in current.columns]
 
-        def frame_blocks() -> Iterator[dict[str, list]]:
-            starts = range(0, max(len(current), 1), chunk_rows)
-            yield {col: [current[col].iloc[s : s + chunk_rows] for s in starts] for col in present}
+        def frame_pieces(col: str) -> list[pd.Series]:
+            return [current[col].iloc[s : s + chunk_rows] for s in range(0, max(len(current), 1), chunk_rows)]
 
-        return len(current), present, frame_blocks()
+        return len(current), present, iter([{col: partial(frame_pieces, col) for col in present}])
 
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -715,41 +717,34 @@ def _blocks(
     try:
         schema = pq.read_schema(source())
         # Text categoricals are read as dictionaries: counting them is then a bincount of codes.
-        text = {c for c in categorical if c in schema.names and _is_text(schema.field(c).type)}
-        parquet = pq.ParquetFile(source(), read_dictionary=sorted(text) or None)
+        dictionaries = sorted(c for c in categorical if c in schema.names and _is_text(schema.field(c).type))
+        parquet = pq.ParquetFile(source(), read_dictionary=dictionaries or None)
     except FileNotFoundError:
         raise
     except Exception as exc:
         raise UnreadableBatchError(f"{where} is not a readable parquet table: {exc}") from exc
     present = [c for c in columns if c in schema.names]
     rows = parquet.metadata.num_rows
+    readers = threading.local()  # a ParquetFile per thread: one is not safe to share
 
-    def read(group: int) -> Any:
-        return parquet.read_row_group(group, columns=present)
+    def column_pieces(group: int, name: str) -> Iterator[Any]:
+        reader = getattr(readers, "parquet", None)
+        if reader is None:
+            reader = readers.parquet = pq.ParquetFile(source(), read_dictionary=dictionaries or None)
+        column = reader.read_row_group(group, columns=[name], use_threads=False).column(0)
+        for array in column.chunks:
+            for start in range(0, len(array), chunk_rows):
+                yield _column(array.slice(start, chunk_rows))
 
-    def group_blocks() -> Iterator[dict[str, list]]:
+    def group_blocks() -> Iterator[dict[str, Callable[[], Iterable[Any]]]]:
         if not present:
             return
         if not rows:  # still one (empty) block, so the column types are seen
             empty = parquet.schema_arrow.empty_table().select(present).to_pandas()
-            yield {col: [empty[col]] for col in present}
+            yield {col: partial(list, [empty[col]]) for col in present}
             return
-        # One row group ahead, no more (iter_batches reads further ahead: ~3x the memory, no faster).
-        with ThreadPoolExecutor(1, thread_name_prefix="drift-read") as reader:
-            ahead = reader.submit(read, 0)
-            for i in range(parquet.num_row_groups):
-                group = ahead.result()
-                if i + 1 < parquet.num_row_groups:
-                    ahead = reader.submit(read, i + 1)
-                yield {
-                    name: [
-                        _column(array.slice(start, chunk_rows))
-                        for array in group.column(name).chunks
-                        for start in range(0, len(array), chunk_rows)
-                    ]
-                    for name in present
-                }
-                del group
+        for group in range(parquet.num_row_groups):
+            yield {name: partial(column_pieces, group, name) for name in present}
 
     return rows, present, group_blocks()
 
@@ -950,16 +945,16 @@ def _worker_threads() -> int:
     return max(1, min(MAX_THREADS, cores))
 
 
-def _count(blocks: Iterator[dict[str, list]], accs: dict[str, _Accumulator]) -> None:
+def _count(blocks: Iterator[dict[str, Callable[[], Iterable[Any]]]], accs: dict[str, _Accumulator]) -> None:
     """Feed every block's pieces to the columns' accumulators, columns in parallel threads.
 
-    numpy and Arrow release the GIL for the per-value work, so columns count side by side; each
-    accumulator sees its own pieces in row order, one thread at a time, so the sums are the
-    same as in one thread.
+    Arrow and numpy release the GIL for the per-value work (decoding and counting), so columns
+    count side by side; each accumulator sees its own pieces in row order, one thread at a time,
+    so the sums are the same as in one thread.
     """
 
-    def feed(acc: _Accumulator, pieces: list) -> None:
-        for piece in pieces:
+    def feed(acc: _Accumulator, pieces: Callable[[], Iterable[Any]]) -> None:
+        for piece in pieces():
             acc.update(piece)
 
     threads = min(_worker_threads(), len(accs))
