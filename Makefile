@@ -25,7 +25,9 @@ install: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check uv==0.13.8
-	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -r requirements.txt -r requirements-dev.txt
+	# --compile-bytecode: with PYTHONDONTWRITEBYTECODE set (as on these machines) nothing else writes .pyc,
+	# and every process then compiles what it imports: 16 s instead of 7 s for GX + MLflow + Airflow.
+	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(VENV)/bin/python -r requirements.txt -r requirements-dev.txt
 	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --no-deps -e .
 	touch $@
 

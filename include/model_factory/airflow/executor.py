@@ -17,6 +17,7 @@ import importlib
 import logging
 import os
 import time
+import warnings
 
 from airflow.executors.local_executor import LocalExecutor
 
@@ -57,14 +58,18 @@ def warm_imports(modules: tuple[str, ...] = WARM_MODULES) -> dict[str, float]:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("MPLBACKEND", "Agg")
     took: dict[str, float] = {}
-    for name in modules:
-        start = time.perf_counter()
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # a missing optional library must not stop the scheduler
-            log.warning("WarmLocalExecutor: could not pre-import %s: %s", name, exc)
-            continue
-        took[name] = time.perf_counter() - start
+    with warnings.catch_warnings():
+        # skops probes scipy's names on modules Airflow has deprecated: a thousand log lines
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # Airflow's DeprecatedImportWarning
+        for name in modules:
+            start = time.perf_counter()
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # a missing optional library must not stop the scheduler
+                log.warning("WarmLocalExecutor: could not pre-import %s: %s", name, exc)
+                continue
+            took[name] = time.perf_counter() - start
     return took
 
 
