@@ -34,6 +34,13 @@ def canonical(value: Any) -> str | None:
     return None
 
 
+def canonical_values(values: pd.Series) -> pd.Series:
+    """``canonical`` of every value, computed once per distinct value (a target column holds a
+    handful of classes in a million rows)."""
+    distinct = values.dropna().unique()
+    return values.map({value: canonical(value) for value in distinct})
+
+
 def bad_labels(values: pd.Series) -> pd.Series:
     """Mask of non-null values that are not labels (fractions, inf, other objects)."""
     present = values.notna()
@@ -42,14 +49,14 @@ def bad_labels(values: pd.Series) -> pd.Series:
     if pd.api.types.is_float_dtype(values):
         numbers = values.astype("float64")
         return present & ~(np.isfinite(numbers) & (numbers == np.floor(numbers)))
-    return present & values.map(lambda v: canonical(v) is None).astype(bool)
+    return present & canonical_values(values).isna()
 
 
 def outside(values: pd.Series, classes: list[Any]) -> pd.Series:
     """Mask of labels (valid ones) that are not in ``classes``."""
     known = {canonical(c) for c in classes}
     valid = values.notna() & ~bad_labels(values)
-    return valid & ~values.map(canonical).isin(known)
+    return valid & ~canonical_values(values).isin(known)
 
 
 def as_labels(values: pd.Series, column: str) -> pd.Series:
@@ -69,7 +76,7 @@ def as_labels(values: pd.Series, column: str) -> pd.Series:
     if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
         return values.astype("int64")
     # class names (numbers mixed in, e.g. batches written differently, get one text form)
-    return values.map(canonical).astype(object)
+    return canonical_values(values).astype(object)
 
 
 def classes_uri(store_uri: str, model: str) -> str:
