@@ -11,7 +11,8 @@ or simply ``retrain_steps(loaded)``. Every task is a few lines around one core-l
 that takes URIs and small dicts and returns them; heavy imports stay inside the tasks.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Airflow evaluates each @task's return annotation
+# (to infer multiple_outputs) at every parse; a real `dict` takes ~1 us, a string ~12 us.
 
 import logging
 from typing import Any
