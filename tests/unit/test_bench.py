@@ -48,3 +48,23 @@ def test_quick_bench_writes_the_table_and_its_json(tmp_path: Path, monkeypatch, 
 def test_unknown_rows_are_refused(capsys) -> None:
     assert main(["bench", "--quick", "--only", "serving,nonsense"]) == 2
     assert "unknown rows ['nonsense']" in capsys.readouterr().err
+
+
+def test_the_retrain_rows_bare_script_validates_trains_and_registers(tmp_path: Path, monkeypatch) -> None:
+    """The retrain row's alternative (the stack side runs in the e2e tests' scheduler): it really
+    validates, fits, compares with the champion and registers, so the ratio compares like work."""
+    import datetime as dt
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    import retrain_bench
+
+    spec = retrain_bench.bench_spec(tmp_path / "specs")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    results = []
+    for day in (dt.date(2026, 3, 2), dt.date(2026, 3, 3)):
+        csv = tmp_path / f"{day}.csv"
+        retrain_bench.write_batch(csv, day, rows=3000)
+        results.append(retrain_bench.bare(csv, spec, uri))
+    assert [int(r["version"]) for r in results] == [1, 2]
+    assert results[0]["champion"] is None and 0.5 < results[1]["champion"] <= 1
+    assert all(r["rows"] == 3000 and 0.5 < r["roc_auc"] <= 1 for r in results)
