@@ -14,6 +14,7 @@ that waits runs in its own DAG, so it never blocks the next nightly retrain.
 # (to infer multiple_outputs) at every parse; a real `dict` takes ~1 us, a string ~12 us.
 
 import logging
+import os
 from datetime import timedelta
 
 from model_factory.airflow.common import (
@@ -80,6 +81,9 @@ def data_budget(loaded: LoadedSpec, trained: XComArg) -> XComArg:
         if spec.estimator.factory:
             raise AirflowSkipException("the data budget refits the spec's allow-listed estimator; "
                                        "a model trained by its own code (estimator.factory) has none")
+        # A report beside evaluate and register, not on the way to the decision: refitting the
+        # model on its shares must not take their CPU on a busy worker.
+        os.nice(10)
         budget = data_budget_for_run(spec, trained["run_id"], FactorySettings.from_env())
         log.info("data budget of run %s: %s", trained["run_id"], budget["recommendation"])
         return {k: budget[k] for k in ("recommended_share", "cpu_saved_seconds", "recommendation", "seconds")}
