@@ -468,3 +468,60 @@ def test_a_stage_that_cannot_be_read_waits_then_rolls_back_at_its_deadline(setti
     assert waiting["decision"] == "wait" and "cannot be judged now" in waiting["reasons"][0]
     late = canary.analyse_running_canary(CHURN, settings, db=down, deadline_passed=True)
     assert late["decision"] == "rollback" and "without a verdict" in late["reasons"][0]
+
+
+def _clock_at(moment: datetime) -> type[datetime]:
+    """A ``datetime`` whose ``now()`` is ``moment``: the canary module's clock, frozen."""
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return moment.astimezone(tz) if tz else moment.astimezone(UTC).replace(tzinfo=None)
+
+    return Frozen
+
+
+def _log_labelled(db: str, first_id: int, per_arm: int, at: datetime) -> None:
+    """``per_arm`` labelled predictions on each arm (champion v1, canary v2), equally good."""
+    rng = np.random.default_rng(first_id)
+    log = predlog.PredictionLog(db).start()
+    rows, labels = [], {}
+    for arm, version in (("champion", "1"), ("canary", "2")):
+        for _ in range(per_arm):
+            i, label = first_id + len(rows), len(rows) % 2
+            score = float(np.clip(0.3 + 0.4 * label + rng.normal(0, 0.2), 0, 1))
+            rows.append(_row(i, arm, version, at=at, score=score, label=int(score > 0.5)))
+            labels[f"r{i}"] = label
+    log.log(rows)
+    assert log.flush()
+    for request_id, label in labels.items():
+        log.record_feedback(request_id, label)
+    log.close()
+
+
+def test_a_stage_judges_only_outcomes_after_its_ramp_even_in_the_same_second(settings, tmp_path, monkeypatch):
+    """Stage-1 outcomes logged in the same second as the ramp, but before it, are not the new
+    stage's: the stage start is recorded to the microsecond (to the second, stage 2 counted them
+    and promoted without one outcome of its own)."""
+    from tests.unit.test_training_evaluation import spec_for
+
+    spec = spec_for("churn", **{"canary.ramp": [0.5, 1.0], "canary.min_samples": 40})
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    second = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
+    monkeypatch.setattr(canary, "datetime", _clock_at(second + timedelta(milliseconds=100)))
+    canary.start_canary("churn", "2", 0.5, settings, "test", "same-second stages")
+    _log_labelled(db, 0, 60, at=(second + timedelta(milliseconds=500)).replace(tzinfo=None))
+    first = canary.analyse_running_canary(spec, settings, db)
+    assert first["decision"] == "continue", first["reasons"]
+
+    monkeypatch.setattr(canary, "datetime", _clock_at(second + timedelta(milliseconds=900)))
+    canary.set_canary_share("churn", 1.0, settings, "test", "stage 1 ok", version="2")
+    stalled = canary.analyse_running_canary(spec, settings, db)
+    assert stalled["decision"] == "wait" and stalled["stage_labelled"] == 0, stalled["reasons"]
+    assert "0/40 labelled outcomes since the stage began" in stalled["reasons"][0]
+    older_tag = canary.arm_outcomes(db, "churn", "2030-01-01T12:00:00+00:00", versions={"canary": "2"})
+    assert older_tag["canary"].labelled == 60  # a stage start written to the second still reads
+
+    _log_labelled(db, 1000, 50, at=(second + timedelta(milliseconds=950)).replace(tzinfo=None))
+    last = canary.analyse_running_canary(spec, settings, db)
+    assert last["decision"] == "promote" and last["stage_labelled"] == 50, last["reasons"]

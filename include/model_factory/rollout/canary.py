@@ -6,8 +6,13 @@ alias ``canary``; the canary's traffic share and progress are tags on the regist
     factory.canary.version     the version the share applies to (must equal the canary alias)
     factory.canary.share       "0.10": fraction of callers routed to the canary
     factory.canary.started_at  ISO time (UTC) the canary started: the analysis counts from here
+    factory.canary.updated_at  ISO time (UTC) of the last start/ramp/stop: a stage counts from here
     factory.canary.stage       1 at start, +1 at every share change
     factory.canary.status      running | promoted | rolled_back | aborted
+
+Both times are to the microsecond, like the prediction log's ``created_at``: a stage judges only
+the outcomes of requests served after it began, even those in the same second (older tags to
+the second still parse).
 
 The gateway (``model_factory.serving``) re-reads these; every operation below records
 who/what/when/why as version tags and returns the decision as a dict (see
@@ -114,7 +119,8 @@ def _check_share(share: float) -> float:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """Now as ISO UTC to the microsecond: stage starts are compared with predictions' ``created_at``."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _state(client: MlflowClient, model: str) -> ServingState:
