@@ -61,6 +61,7 @@ from model_factory.settings import PROJECT_ROOT
 
 LOCAL, CELERY = "LocalExecutor", "CeleryExecutor"
 WARM_LOCAL = "model_factory.airflow.executor.WarmLocalExecutor"
+WARM_CELERY = "model_factory.airflow.celery_config.CELERY_CONFIG"
 TERMINAL_RUN_STATES = ("success", "failed")
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 # A Redis DB of its own for the factory's stacks; every key is prefixed with the stack's name too.
@@ -245,8 +246,10 @@ class StackConfig:
     specs_dir: Path | None = None
     """FACTORY_SPECS_DIR for the components; None: include/models."""
     warm_imports: bool = True
-    """LocalExecutor only: run ``model_factory.airflow.executor.WarmLocalExecutor``, which imports
-    the tasks' heavy libraries once in the scheduler before forking (False: the plain executor)."""
+    """Tasks start with their heavy libraries imported: LocalExecutor runs
+    ``model_factory.airflow.executor.WarmLocalExecutor`` (imports once in the scheduler, before it
+    forks); CeleryExecutor's workers use ``model_factory.airflow.celery_config`` (imports before
+    they fork their pool). False: Airflow's plain executors."""
     parallelism: int = 4
     worker_concurrency: int = 2
     fast_recovery: bool = True
@@ -541,6 +544,7 @@ class Stack:
                     "AIRFLOW__CELERY__BROKER_URL": self.redis_url,
                     "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + airflow_db,
                     "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(c.worker_concurrency),
+                    **({"AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": WARM_CELERY} if c.warm_imports else {}),
                     # Every broker key under "<name>:", so a shared Redis DB is never polluted
                     # and stop() deletes exactly what this stack wrote.
                     "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": self.redis_prefix,

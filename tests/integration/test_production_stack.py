@@ -138,6 +138,8 @@ def test_components_are_the_production_configuration(stack):
     assert stack.env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
     assert stack.env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql")
     assert stack.env["FACTORY_STORE_URI"].startswith("s3://")
+    # the worker imported the tasks' libraries before forking its pool (model_factory.airflow.celery_config)
+    assert "Celery worker: pre-imported" in stack.components["worker"].log_since_start()
     assert stack.env["MLFLOW_TRACKING_URI"] == stack.mlflow_url
     health = stack.client().health()
     assert {part: health[part]["status"] for part in ("metadatabase", "scheduler", "triggerer",
@@ -181,10 +183,13 @@ def test_retrain_triggered_through_the_rest_api_registers_a_version(stack, badcr
 def test_worker_killed_mid_training_the_run_still_completes_without_duplicates(stack):
     api = stack.client()
     before = {v.version: v.run_id for v in _versions(stack, "churn")}
+    # A batch large enough that training outlasts the wait below: the worker imports the task's
+    # libraries before it forks (celery_config), so a 3,000-row train ends within a second or two.
+    stack.upload_demo_data(dt.date.fromisoformat(DAY2), 1, rows=300_000, models=["churn"])
     run_id = api.trigger(CHURN, conf={"ds": DAY2})["dag_run_id"]
 
-    api.wait_for_task(CHURN, run_id, "train", {"running"}, timeout_s=RUN_TIMEOUT_S)
-    time.sleep(3)  # inside the task: importing, reading the batches from S3, fitting, logging
+    api.wait_for_task(CHURN, run_id, "train", {"running"}, timeout_s=RUN_TIMEOUT_S, poll_s=0.1)
+    time.sleep(1)  # inside the task: reading the batches from S3, fitting, logging
     assert api.task_instance(CHURN, run_id, "train")["state"] == "running", "train ended before the kill"
     killed = stack.kill("worker", signal.SIGKILL)  # the worker, its pool and the task process
     t_kill = time.perf_counter()

@@ -593,6 +593,19 @@ def test_gateway_and_dags_share_the_registry_and_the_prediction_log():
     assert env_of(services()[GATEWAY])["FACTORY_GATEWAY_API_KEY"].startswith("${FACTORY_GATEWAY_API_KEY:?")
 
 
+def test_celery_workers_start_their_tasks_warm():
+    """Every Airflow service reads the same Celery config: Airflow's defaults plus the receiver
+    that imports the tasks' libraries before a worker forks its pool."""
+    from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
+    from celery.signals import import_modules
+    from model_factory.airflow import celery_config
+
+    path = env_of(services()["airflow-worker"])["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"]
+    module, _, name = path.rpartition(".")
+    assert module == celery_config.__name__ and getattr(celery_config, name) is DEFAULT_CELERY_CONFIG
+    assert any(ref() is celery_config.warm_worker for _, ref in import_modules.receivers)
+
+
 def test_production_settings_for_worker_failures():
     """A lost worker's tasks are retried within minutes; long tasks are not redelivered early."""
     env = env_of(services()["airflow-worker"])
