@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowSkipException
 from model_factory.airflow.common import run_ds
 from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowSkipException
 
 log = logging.getLogger("model_factory.airflow")
 
