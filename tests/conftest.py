@@ -44,6 +44,38 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
+# Process-wide variables that libraries set as a side effect and never unset: MLflow writes the
+# tracking/registry URI it was given into os.environ (and FactorySettings reads it), and Airflow's
+# dag.test()/get_dag set the DAG-parsing context (then the DAG file builds only that model).
+LEAKY_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI",
+             "_AIRFLOW_PARSING_CONTEXT_DAG_ID", "_AIRFLOW_PARSING_CONTEXT_TASK_ID")  # fmt: skip
+
+
+@contextlib.contextmanager
+def _restored(names: tuple[str, ...]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in names}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_environment_leaked_by_a_module() -> Iterator[None]:
+    """A module's fixtures (a dag.test() in a module-scoped fixture) leave nothing to the next."""
+    with _restored(LEAKY_ENV):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def no_environment_leaked_by_a_test() -> Iterator[None]:
+    """Each test ends with those variables as it found them."""
+    with _restored(LEAKY_ENV):
+        yield
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """A migrated Airflow metadata DB (SQLite) for this test session."""

@@ -51,9 +51,12 @@ def test_unknown_rows_are_refused(capsys) -> None:
 
 
 def test_the_retrain_rows_bare_script_validates_trains_and_registers(tmp_path: Path, monkeypatch) -> None:
-    """The retrain row's alternative (the stack side runs in the e2e tests' scheduler): it really
-    validates, fits, compares with the champion and registers, so the ratio compares like work."""
+    """The retrain row's alternative, run as the bench runs it (a fresh process each time; the
+    stack side is what the e2e tests' scheduler runs): it really validates, fits, compares with
+    the champion and registers, so the ratio compares like work."""
     import datetime as dt
+    import subprocess
+    import sys
 
     monkeypatch.syspath_prepend(str(BENCH))
     import retrain_bench
@@ -64,7 +67,10 @@ def test_the_retrain_rows_bare_script_validates_trains_and_registers(tmp_path: P
     for day in (dt.date(2026, 3, 2), dt.date(2026, 3, 3)):
         csv = tmp_path / f"{day}.csv"
         retrain_bench.write_batch(csv, day, rows=3000)
-        results.append(retrain_bench.bare(csv, spec, uri))
+        argv = [sys.executable, str(BENCH / "retrain_bench.py"), "--bare", str(csv), "--spec", str(spec),
+                "--tracking-uri", uri]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=True)
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     assert [int(r["version"]) for r in results] == [1, 2]
     assert results[0]["champion"] is None and 0.5 < results[1]["champion"] <= 1
     assert all(r["rows"] == 3000 and 0.5 < r["roc_auc"] <= 1 for r in results)
