@@ -174,6 +174,16 @@ def _wait_for_asset_run(api, dag_id: str, seen: set[str], timeout_s: float = 300
     return None
 
 
+def _settle_scheduled_runs(api, dag_ids: list[str], settle_s: float = 5.0) -> None:
+    """Unpausing a cron DAG makes the scheduler start its latest scheduled run at once. Let those
+    runs end first: the drift watch (rightly) fires no retrain beside one already running."""
+    time.sleep(settle_s)  # the scheduler's next loop creates them
+    for dag_id in dag_ids:
+        for run in api.runs(dag_id):
+            if run["state"] in ("queued", "running"):
+                api.wait_for_run(dag_id, run["dag_run_id"], timeout_s=600)
+
+
 def _print_canary(api, run_id: str) -> dict | None:
     """One line per stage decision of a ``<model>__canary`` run; the last decision."""
     dag_id = f"{LIVE_MODEL}__canary"
@@ -242,6 +252,7 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
         for dag_id in dags:
             api.wait_for_dag(dag_id)
             api.unpause(dag_id)
+        _settle_scheduled_runs(api, [d for d in dags if d.endswith("__retrain")])
         live = demo_data.generate_batch(LIVE_MODEL, day, rows=5000, seed=99,
                                         covariate_shift=DRIFTED.get(LIVE_MODEL, 0.0))  # fmt: skip
         live["customer_id"] = [f"cust-{i}" for i in range(len(live))]
