@@ -255,6 +255,12 @@ def write_parquet_file(frames: Iterable[pd.DataFrame], path: Path | str,
     return total
 
 
+def note_dtypes(frame: pd.DataFrame, seen: dict[str, set]) -> None:
+    """Add a chunk's column dtypes to ``seen`` (CSV infers them per chunk)."""
+    for column, dtype in frame.dtypes.items():
+        seen.setdefault(str(column), set()).add(dtype)
+
+
 def unified_dtypes(seen: dict[str, set]) -> dict[str, object]:
     """Dtypes for columns whose chunks disagree (CSV infers per chunk): numbers as float64,
     anything else as string, so every chunk fits one Parquet schema."""
@@ -281,18 +287,16 @@ def csv_to_parquet(path: Path | str, out: Path | str, where: str) -> int:
 
     def tracked() -> Iterator[pd.DataFrame]:
         for frame in iter_frames(path, "csv", where):
-            for column, dtype in frame.dtypes.items():
-                seen.setdefault(str(column), set()).add(dtype)
+            note_dtypes(frame, seen)
             yield frame
 
     try:
         return write_parquet_file(tracked(), out)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError) as exc:
-        if isinstance(exc, UnreadableBatchError):
-            raise
-        for frame in iter_frames(path, "csv", where):  # types seen so far may be incomplete
-            for column, dtype in frame.dtypes.items():
-                seen.setdefault(str(column), set()).add(dtype)
+    except UnreadableBatchError:
+        raise
+    except (pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError):  # ArrowInvalid is a ValueError
+        for _ in tracked():  # every chunk's types: the first pass stopped where one did not fit
+            pass
         return write_parquet_file(iter_frames(path, "csv", where), out, unified_dtypes(seen))
 
 

@@ -33,6 +33,7 @@ from model_factory.io.batches import (
     UnreadableBatchError,
     chunk_rows,
     iter_frames,
+    note_dtypes,
     unified_dtypes,
     validated_uri,
     write_parquet_file,
@@ -364,8 +365,7 @@ def _validate_local(path: Path, fmt: str, where: str, spec: ModelSpec, spec_dir:
     def tracked() -> Iterator[pd.DataFrame]:
         nonlocal rows
         for df in itertools.chain([first], frames):
-            for column, dtype in df.dtypes.items():
-                seen.setdefault(str(column), set()).add(dtype)
+            note_dtypes(df, seen)
             rows += len(df)
             yield df
 
