@@ -145,3 +145,59 @@ def test_evaluation_and_drift_watch_refuse_a_cloudpickle_champion(hostile_regist
     finally:
         client.set_registered_model_alias("churn", "champion", "1")
     assert not marker.exists()
+
+
+def test_the_model_card_never_unpickles_a_forged_model_uri_or_champion(hostile_registry):
+    """Issue 18 finding 1: the card step loaded ``factory.model_uri`` (a run tag anyone with
+    registry write access can set) and the champion with ``mlflow.sklearn.load_model``. Now it
+    loads both by version number through the safe loader: the forged tag is ignored, a cloudpickle
+    champion is refused (the card says why), a cloudpickle version's own card is refused."""
+    import json
+
+    from model_factory.review import card
+
+    settings, marker = hostile_registry
+    client = connect(settings)
+    factory_version = client.get_model_version("churn", "1")
+    run_id = factory_version.run_id
+    run_tags = client.get_run(run_id).data.tags
+    forged_uri = client.get_model_version("churn", "2").source
+    original_decision = json.loads((Path(client.download_artifacts(run_id, "decision.json"))).read_text())
+    try:
+        client.set_tag(run_id, "factory.model_uri", forged_uri)
+        made = card.produce_card(CHURN, {"model": "churn", "version": "1"}, settings)
+        assert made["card_error"] is None and made["card_uri"]
+
+        client.log_text(run_id, json.dumps({**original_decision, "champion_version": "2"}), "decision.json")
+        made = card.produce_card(CHURN, {"model": "churn", "version": "1"}, settings)
+        assert "saved as 'cloudpickle'" in made["card_error"]
+
+        client.set_tag(client.get_model_version("churn", "2").run_id, "factory.holdout_uri",
+                       run_tags["factory.holdout_uri"])
+        made = card.produce_card(CHURN, {"model": "churn", "version": "2"}, settings)
+        assert "saved as 'cloudpickle'" in made["card_error"]
+    finally:
+        client.set_tag(run_id, "factory.model_uri", run_tags["factory.model_uri"])
+        client.log_text(run_id, json.dumps(original_decision), "decision.json")
+    assert not marker.exists()
+
+
+def test_no_model_is_deserialised_outside_the_safe_loader():
+    """Every model load in the product goes through ``io.model_loading`` (grep, kept by this test):
+    no other module calls an MLflow flavor's ``load_model``, pickle, cloudpickle, joblib or skops."""
+    import re
+
+    from tests.conftest import REPO
+
+    loads = re.compile(
+        r"\b(mlflow\.\w+\.load_model|load_model\(|pickle\.loads?\(|cloudpickle|joblib\.load|skops\.io\.loads?\()"
+    )
+    offenders = []
+    for path in sorted((REPO / "include").rglob("*.py")):
+        if path.name == "model_loading.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if loads.search(code) and '"cloudpickle"' not in code:
+                offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not offenders, offenders
