@@ -24,7 +24,6 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "artifacts"
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 DAYS = [date(2026, 3, 2) + timedelta(days=i) for i in range(3)]
 WATCHED, BAD_DAY = date(2026, 3, 5), date(2026, 3, 6)
 
@@ -168,25 +167,6 @@ def _set_result(stack: Stack, dag_id: str, run_id: str, task_id: str, value: dic
     )
     subprocess.run([sys.executable, "-c", code, dag_id, run_id, task_id, json.dumps(value, default=str)],
                    env=stack.env, check=True, capture_output=True, text=True, timeout=120)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} missing: `apt-get install chromium chromium-driver` (make test does it)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--no-first-run", "--window-size=1500,1100",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):  # fmt: skip
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(120)
-    yield driver
-    driver.quit()
 
 
 def _wait(condition, timeout_s: float = 60.0, what: str = "") -> object:

@@ -33,6 +33,23 @@ ICON = (
 )
 
 
+ARTIFACT_CSP = (
+    "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'self'"
+)
+
+
+def artifact_page(body: bytes | str) -> HTMLResponse:
+    """An HTML artifact a task wrote (model card, drift report), served on Airflow's origin so that
+    nothing in it can script that origin: the CSP sandbox gives the page an opaque origin with
+    scripts off (no session cookie, no calls to Airflow's API as the user), and it may load nothing
+    but its own inline styles and data: images. The artifacts need no more than that."""
+    text = body.decode(errors="replace") if isinstance(body, bytes) else body
+    headers = {"Content-Security-Policy": ARTIFACT_CSP, "X-Content-Type-Options": "nosniff",
+               "Referrer-Policy": "no-referrer"}  # fmt: skip
+    return HTMLResponse(text, headers=headers)
+
+
 @dataclass
 class ConsoleConfig:
     """What the console needs from its host (Airflow's api-server, or a test)."""
@@ -170,7 +187,7 @@ def create_app(config: ConsoleConfig) -> FastAPI:
             body = storage.read_bytes(checks[-1]["report_uri"])
         except Exception as exc:
             return message("Report unreadable", f"{checks[-1]['report_uri']}: {exc}", 503)
-        return HTMLResponse(body.decode(errors="replace"))
+        return artifact_page(body)
 
     @app.get("/models/{model}/versions/{version}/card", response_class=HTMLResponse)
     def card(model: str, version: str) -> Response:
@@ -181,7 +198,7 @@ def create_app(config: ConsoleConfig) -> FastAPI:
         found = read_card(config.settings(), model, version)
         if found is None:
             return message("No model card", f"{model} v{version} has no model_card.html artifact.", 404)
-        return HTMLResponse(found)
+        return artifact_page(found)
 
     @app.get("/mlflow/runs/{run_id}")
     def mlflow_run(run_id: str) -> Response:
