@@ -268,7 +268,8 @@ def log_baseline(X_train: pd.DataFrame, spec: ModelSpec) -> dict:
     """Log what the model saw (the drift baseline) and the input contract suggested from it
     to the active MLflow run; drift checks compare fresh data with the champion's copy."""
     import mlflow
-    from model_factory.monitoring.drift import build_baseline, input_contract
+    from model_factory.pipeline.contract import input_contract
+    from model_factory.pipeline.profile import build_baseline
 
     baseline = build_baseline(X_train, spec.features.numeric, spec.features.categorical)
     contract = input_contract(
