@@ -313,9 +313,10 @@ def new_model(name: str, template: str, models_dir: Path, *, owner: str, source:
               + (f" from {sample.name} ({learnt['rows']} rows)" if learnt else "") + ".\n"
               "# Other fields have defaults: include/templates/model.yaml shows them all.\n")  # fmt: skip
     text = header + yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=100)
-    if len(text.encode()) > MAX_SPEC_BYTES:
-        raise ScaffoldError(f"the spec learnt from {sample} would be {len(text.encode())} bytes, over the "
-                            f"{MAX_SPEC_BYTES} a spec may have: keep fewer columns in the sample")  # fmt: skip
+    size = len(text.encode())
+    if size > MAX_SPEC_BYTES:
+        raise ScaffoldError(f"the spec learnt from {sample} would be {size} bytes, over the "
+                            f"{MAX_SPEC_BYTES} a spec may have: keep fewer columns")  # fmt: skip
     code_text = None
     if template == "custom_training" and (force or not code.exists()):
         estimator = "RandomForestClassifier" if spec["task"] == "classification" else "RandomForestRegressor"
