@@ -10,13 +10,15 @@ module into the templates folder and its test. Both return what they wrote and t
 from __future__ import annotations
 
 import math
+import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from model_factory.spec import NAME_PATTERN
+from model_factory.spec import MAX_SPEC_BYTES, NAME_PATTERN
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,17 +40,87 @@ class Scaffold:
     validation: list[str] = field(default_factory=list)
 
 
+MAX_SAMPLE_ROWS = 200_000  # rows read from a sample; more add nothing to what is learnt
+MAX_SAMPLE_COLUMNS = 1_000  # wider: name the columns to keep in a smaller sample
+MAX_HEADER_BYTES = 64 * 1024  # a CSV header line longer than this is not a header
+PROBE_BYTES = 1024 * 1024  # bytes looked at before pandas reads anything
+
+
+def _probe_text(path: Path) -> None:
+    """Refuse, from the first MiB only, what is not a UTF-8 CSV with a sane header line:
+    empty, binary (NUL bytes: also a sparse file of zeros), another encoding, a huge header."""
+    import gzip
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            head = handle.read(PROBE_BYTES)
+    except (OSError, EOFError) as exc:
+        raise ScaffoldError(f"--from-data {path}: cannot read it ({type(exc).__name__}: {exc})") from None
+    if not head.strip():
+        raise ScaffoldError(f"--from-data {path}: the file is empty (no header line, no rows)")
+    nul = head.find(b"\0")
+    if nul >= 0:
+        raise ScaffoldError(f"--from-data {path}: binary data (a NUL byte at offset {nul}), "
+                            "not a CSV text file")  # fmt: skip
+    newline = head.find(b"\n")
+    header_end = newline if newline >= 0 else len(head)
+    if header_end > MAX_HEADER_BYTES:
+        raise ScaffoldError(f"--from-data {path}: the header line is over {MAX_HEADER_BYTES} bytes "
+                            f"({'more than ' if newline < 0 else ''}{header_end}): keep the columns the "
+                            "model needs in a smaller sample")  # fmt: skip
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the probe's end
+            raise _not_utf8(path, exc.start, head[exc.start]) from None
+
+
+def _not_utf8(path: Path, offset: int | None, byte: int | None) -> ScaffoldError:
+    where = f" (byte 0x{byte:02x} at offset {offset})" if offset is not None and byte is not None else ""
+    return ScaffoldError(f"--from-data {path}: not UTF-8 text{where}; the factory reads batches as "
+                         "UTF-8: re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")  # fmt: skip
+
+
+def _check_width(path: Path, columns: int) -> None:
+    if columns > MAX_SAMPLE_COLUMNS:
+        raise ScaffoldError(f"--from-data {path}: {columns} columns, more than {MAX_SAMPLE_COLUMNS}: "
+                            "keep the columns the model needs in a smaller sample")  # fmt: skip
+
+
 def read_sample(path: Path) -> pd.DataFrame:
+    """The first MAX_SAMPLE_ROWS rows of a CSV/Parquet sample; what cannot be read raises
+    ScaffoldError saying why (bounded reads: a huge or hostile file costs at most a probe)."""
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     if not path.is_file():
         raise ScaffoldError(f"--from-data {path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        return pd.read_parquet(path)
-    if suffix in (".csv", ".txt") or path.name.endswith(".csv.gz"):
-        return pd.read_csv(path)
-    raise ScaffoldError(f"--from-data {path}: give a .csv or .parquet sample")
+        try:
+            parquet = pq.ParquetFile(path)
+            _check_width(path, len(parquet.schema_arrow.names))
+            batches = parquet.iter_batches(batch_size=MAX_SAMPLE_ROWS)
+            first = next(batches, None)
+            return (first.to_pandas() if first is not None
+                    else parquet.schema_arrow.empty_table().to_pandas())  # fmt: skip
+        except (pa.ArrowException, OSError) as exc:
+            raise ScaffoldError(f"--from-data {path}: not a readable Parquet file ({exc})") from None
+    if suffix not in (".csv", ".txt") and not path.name.endswith(".csv.gz"):
+        raise ScaffoldError(f"--from-data {path}: give a .csv or .parquet sample")
+    _probe_text(path)
+    try:
+        _check_width(path, len(pd.read_csv(path, nrows=0).columns))
+        return pd.read_csv(path, nrows=MAX_SAMPLE_ROWS, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, None, None) from exc
+    except pd.errors.EmptyDataError:
+        raise ScaffoldError(f"--from-data {path}: the file is empty (no header line, no rows)") from None
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
+        raise ScaffoldError(f"--from-data {path}: not a readable CSV ({type(exc).__name__}: "
+                            f"{str(exc)[:300]})") from None  # fmt: skip
 
 
 def _is_time(series: pd.Series, name: str) -> bool:
@@ -240,31 +312,45 @@ def new_model(name: str, template: str, models_dir: Path, *, owner: str, source:
     header = (f"# {name}: scaffolded by `model-factory new-model` (template {template})"
               + (f" from {sample.name} ({learnt['rows']} rows)" if learnt else "") + ".\n"
               "# Other fields have defaults: include/templates/model.yaml shows them all.\n")  # fmt: skip
-    models_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=100))
-    written = [path]
+    text = header + yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=100)
+    size = len(text.encode())
+    if size > MAX_SPEC_BYTES:
+        raise ScaffoldError(f"the spec learnt from {sample} would be {size} bytes, over the "
+                            f"{MAX_SPEC_BYTES} a spec may have: keep fewer columns")  # fmt: skip
+    code_text = None
     if template == "custom_training" and (force or not code.exists()):
-        code.parent.mkdir(exist_ok=True)
         estimator = "RandomForestClassifier" if spec["task"] == "classification" else "RandomForestRegressor"
-        code.write_text(CODE_STUB.format(name=name, estimator=estimator,
-                                         numeric=spec["features"]["numeric"],
-                                         categorical=spec["features"]["categorical"]))  # fmt: skip
-        written.append(code)
+        code_text = CODE_STUB.format(name=name, estimator=estimator, numeric=spec["features"]["numeric"],
+                                     categorical=spec["features"]["categorical"])  # fmt: skip
+    result = Scaffold(written=[], next_steps=[], notes=list(learnt["notes"]) if learnt else [])
+    models_dir.mkdir(parents=True, exist_ok=True)
+    # Written and checked in a staging folder beside the specs, moved in place only when it all
+    # worked: a failure (or a kill) leaves no half-written spec for the DAG processor to pick up.
+    with tempfile.TemporaryDirectory(prefix=f".scaffold-{name}-", dir=models_dir) as staging_dir:
+        staging = Path(staging_dir)
+        staged = staging / path.name
+        staged.write_text(text)
+        if code_text is not None:
+            (staging / "code").mkdir()
+            (staging / "code" / code.name).write_text(code_text)
+        try:
+            loaded = load_spec(staged)
+        except SpecError as exc:
+            raise ScaffoldError(f"the scaffolded spec does not load (please report):\n{exc}") from exc
+        if df is not None:
+            import logging
 
-    result = Scaffold(written=written, next_steps=[], notes=list(learnt["notes"]) if learnt else [])
-    try:
-        loaded = load_spec(path)
-    except SpecError as exc:
-        raise ScaffoldError(f"the scaffolded spec does not load (please report):\n{exc}") from exc
-    if df is not None:
-        import logging
+            logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its import chatter
+            from model_factory.pipeline.validation import validate_frame
 
-        logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its import chatter
-        from model_factory.pipeline.validation import validate_frame
-
-        outcome = validate_frame(df, loaded, path.parent)
-        result.validation = ["the sample passes the spec's validation"] if outcome.success else [
-            f"the sample FAILS the spec's validation: {r}" for r in outcome.reasons]  # fmt: skip
+            outcome = validate_frame(df, loaded, staging)
+            result.validation = ["the sample passes the spec's validation"] if outcome.success else [
+                f"the sample FAILS the spec's validation: {r}" for r in outcome.reasons]  # fmt: skip
+        if code_text is not None:
+            code.parent.mkdir(exist_ok=True)
+            os.replace(staging / "code" / code.name, code)
+        os.replace(staged, path)
+    result.written = [path] + ([code] if code_text is not None else [])
     if learnt is None:
         result.notes.append("no --from-data sample: fill in target, features and validation by hand")
     result.next_steps = [

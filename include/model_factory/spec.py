@@ -200,6 +200,20 @@ class ValidationSpec(_Strict):
         "anywhere else a non-finite value quarantines the batch",
     )
 
+    @field_validator("extra_suite")
+    @classmethod
+    def _suite_beside_the_spec(cls, value: str | None) -> str | None:
+        """Confined like code: a relative .json path inside the spec's folder, no '..'."""
+        if value is None:
+            return value
+        parts = Path(value).parts
+        if Path(value).is_absolute() or value.startswith(("/", "\\", "~")) or ".." in parts or ":" in value:
+            raise ValueError(f"{value!r}: give a path relative to the spec's folder, without '..' "
+                             "(e.g. my_model.expectations.json)")  # fmt: skip
+        if not value.endswith(".json"):
+            raise ValueError(f"{value!r}: a GX suite is a .json file")
+        return value
+
 
 FACTORY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*:[A-Za-z_][A-Za-z0-9_]*$"
 

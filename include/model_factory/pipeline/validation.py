@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 from model_factory.contracts import IngestedBatch, QuarantinedBatch, ValidationResult
+from model_factory.errors import PermanentError
 from model_factory.io import storage
 from model_factory.io.batches import (
     UnreadableBatchError,
@@ -108,7 +109,13 @@ def _expectations(spec: ModelSpec, columns: list[str], spec_dir: Path | None) ->
         if col in present:
             out.append(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=allowed))
     if spec.validation.extra_suite:
-        suite_path = (spec_dir or Path(".")) / spec.validation.extra_suite
+        folder = (spec_dir or Path(".")).resolve()
+        suite_path = (folder / spec.validation.extra_suite).resolve()
+        if not suite_path.is_relative_to(folder):  # a symlink out of the spec's folder
+            raise PermanentError(
+                f"validation.extra_suite {spec.validation.extra_suite!r} resolves to {suite_path}, "
+                f"outside the spec's folder {folder}: refused"
+            )
         try:
             configs = json.loads(suite_path.read_text())["expectations"]
             out += [ExpectationConfiguration(**c).to_domain_obj() for c in configs]
