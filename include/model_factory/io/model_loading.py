@@ -10,7 +10,7 @@ drift watch) goes through this module, which refuses, with a reason, before dese
   in the MLmodel file is read as data first: pickle and cloudpickle files are never opened);
 - a skops file holding a type beyond skops' own safe defaults that is not both recorded for
   this version (the MLmodel's ``skops_trusted_types``, written at training time) and trusted by
-  the factory's code (:func:`factory_trusts`: training's base types, scikit-learn classes, and
+  the factory's code (:func:`io.trust.factory_trusts`: its base types, scikit-learn classes, and
   the classes the data scientists' code folder defines for a model with ``estimator.factory``).
   The recorded list alone is not enough: it is part of the artifact, so a crafted model could
   list anything there.
@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model_factory.errors import PermanentError
+from model_factory.io import tag_schema
+from model_factory.io.code_folder import CODE_PACKAGE, defined_types, install_code_package
+from model_factory.io.trust import factory_trusts
 
 if TYPE_CHECKING:
     from mlflow.models import Model
@@ -36,8 +39,8 @@ if TYPE_CHECKING:
 FLAVOR = "sklearn"
 FORMAT = "skops"
 BLESSED = "blessed"
-RUN_KEY_TAG = "factory.run_key"
-CODE_MODULE_TAG = "factory.code.module"
+RUN_KEY_TAG = tag_schema.RUN_KEY
+CODE_MODULE_TAG = tag_schema.CODE_MODULE
 
 
 class ModelRefusedError(PermanentError):
@@ -60,50 +63,21 @@ class TrustedModel:
     version_tags: dict[str, str] = field(default_factory=dict)
 
 
-def factory_trusts(name: str, extra: set[str] | frozenset[str] = frozenset()) -> bool:
-    """The factory's own rule (the same as training's ``trusted_types``): its base types, the
-    code folder's classes in ``extra``, and scikit-learn's classes (classes only: a reference to
-    any other scikit-learn function in a model file is not something the factory writes)."""
-    from model_factory.pipeline.training import BASE_TRUSTED_TYPES
-
-    if name in BASE_TRUSTED_TYPES or name in extra:
-        return True
-    return name.startswith("sklearn.") and _is_class(name)
-
-
-def _is_class(name: str) -> bool:
-    import inspect
-
-    module_name, _, attr = name.rpartition(".")
-    while module_name:
-        try:
-            obj: Any = importlib.import_module(module_name)
-        except ImportError:
-            module_name, _, head = module_name.rpartition(".")
-            attr = f"{head}.{attr}"
-            continue
-        for part in attr.split("."):
-            obj = getattr(obj, part, None)
-        return inspect.isclass(obj)
-    return False
-
-
 def code_folder_types(module_name: str, code_dir: Path | None) -> set[str]:
     """The classes one module of the data scientists' code folder defines (and only those)."""
     if code_dir is None:
         return set()
-    custom = importlib.import_module("model_factory.pipeline.custom_code")
-    prefix = f"{custom.CODE_PACKAGE}."
+    prefix = f"{CODE_PACKAGE}."
     if not module_name.startswith(prefix) or "." in module_name[len(prefix) :]:
         raise ModelRefusedError(f"its code module {module_name!r} is not a module of the code folder")
-    custom.install_code_package(code_dir)
+    install_code_package(code_dir)
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
         raise ModelRefusedError(
             f"its code module {module_name!r} cannot be imported from {code_dir}: {type(exc).__name__}: {exc}"
         ) from exc
-    return set(custom.defined_types(module))
+    return set(defined_types(module))
 
 
 def _short(exc: BaseException) -> str:
@@ -189,11 +163,11 @@ def load_registered(
     except Exception as exc:
         raise ModelUnavailableError(f"{where}: not readable from the registry ({_short(exc)})") from exc
     tags = dict(registered.tags or {})
-    if require_blessed and tags.get("factory.decision") != BLESSED:
-        decision = tags.get("factory.decision")
+    if require_blessed and tags.get(tag_schema.DECISION) != BLESSED:
+        decision = tags.get(tag_schema.DECISION)
         raise ModelRefusedError(
             f"{where} is {'not evaluated by the factory' if decision is None else decision!r}"
-            f"{'' if decision is None else ' (' + tags.get('factory.decision_reason', 'no reason') + ')'}"
+            f"{'' if decision is None else ' (' + tags.get(tag_schema.DECISION_REASON, 'no reason') + ')'}"
             "; only versions the factory blessed are loaded"
         )
     run_tags: dict[str, str] = {}
