@@ -52,6 +52,8 @@ DECISION_REASON = "factory.decision_reason"
 ATTESTATION = "factory.attestation"
 """The factory's keyed signature over (model, version, run, model digest, decision): see
 ``io.attestation``. A tag anyone can write, but nobody without the factory's key can forge."""
+MODEL_DIGEST = "factory.model_digest"
+"""sha256 of the version's model file, as the attestation signed it."""
 SUPERSEDED_BY = "factory.superseded_by"
 KEPT_CHALLENGER = "factory.kept_challenger"
 CHECKLIST = "factory.checklist"

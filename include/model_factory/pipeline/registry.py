@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from model_factory.contracts import RegisteredVersion
-from model_factory.io import tag_schema, tracking
+from model_factory.io import attestation, tag_schema, tracking
+from model_factory.io.model_loading import model_file_digest
 from model_factory.io.registry_state import (
     CANARY,
     CHALLENGER,
@@ -125,6 +126,8 @@ def register_version(spec: ModelSpec, evaluated: dict, settings: FactorySettings
         if key in run_tags:
             client.set_model_version_tag(name, version, key, run_tags[key])
     client.set_model_version_tag(name, version, tag_schema.DECISION, evaluated["status"])
+    digest = _registered_digest(name, version)
+    attest_version(client, settings, name, version, run_id, evaluated["status"], digest)
     client.set_model_version_tag(name, version, tag_schema.DECISION_REASON, evaluated["reason"])
     client.set_model_version_tag(
         name, version, tag_schema.holdout_metric(evaluated["metric"]), f"{evaluated['candidate']:.6f}"
@@ -148,6 +151,47 @@ def register_version(spec: ModelSpec, evaluated: dict, settings: FactorySettings
         "alias": alias if alias else (CHAMPION if champion == version else None),
         "champion_version": current_alias_version(client, name, CHAMPION),
     }
+
+
+def _registered_digest(name: str, version: str) -> str:
+    """sha256 of the registered version's model file, from the artifacts the registry points to."""
+    import mlflow.artifacts
+
+    return model_file_digest(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}"))
+
+
+def attest_version(client: MlflowClient, settings: FactorySettings, name: str, version: str,
+                   run_id: str | None, decision: str, digest: str) -> None:  # fmt: skip
+    """Sign (model, version, run, model file digest, decision) with the factory's key and tag it
+    on the version (``io.attestation``): the loader serves only what carries a blessed one."""
+    key = attestation.signing_key(settings)
+    client.set_model_version_tag(name, version, tag_schema.MODEL_DIGEST, digest)
+    signed = attestation.sign(key, name, version, run_id, digest, decision)
+    client.set_model_version_tag(name, version, tag_schema.ATTESTATION, signed)
+
+
+def attested(client: MlflowClient, settings: FactorySettings, name: str, version: str, decision: str) -> bool:
+    """Whether the version carries the factory's attestation of ``decision`` (tags only: the digest
+    is the one signed at registration; the loader checks it against the model file)."""
+    mv = client.get_model_version(name, version)
+    tags = mv.tags or {}
+    digest = tags.get(tag_schema.MODEL_DIGEST, "")
+    key = attestation.signing_key(settings)
+    return attestation.verify(
+        key, tags.get(tag_schema.ATTESTATION), name, version, mv.run_id, digest, decision
+    )
+
+
+def attest_existing(name: str, version: str, settings: FactorySettings, actor: str, reason: str) -> dict:
+    """Sign a version registered before attestations existed, with its current decision, after an
+    operator has checked it (the factory cannot tell such a version from a forged one). Recorded."""
+    client = tracking.connect(settings)
+    mv = client.get_model_version(name, version)
+    decision = (mv.tags or {}).get(tag_schema.DECISION)
+    if not decision:
+        raise PromotionError(f"{name} v{version} has no {tag_schema.DECISION} tag: nothing to attest")
+    attest_version(client, settings, name, version, mv.run_id, decision, _registered_digest(name, version))
+    return record_decision(client, name, version, "attested", actor, reason, {"decision": decision})
 
 
 def _versus_waiting_challenger(
