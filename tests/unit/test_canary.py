@@ -112,6 +112,21 @@ def arms(n: int = 600, canary_quality: float = 0.8, **canary_kwargs) -> tuple[Ar
     return champion, candidate
 
 
+def test_the_analysis_judges_by_the_specs_policy_never_by_defaults_of_its_own():
+    """Issue 19: analyse_canary once defaulted to min_samples=200 while CanarySpec says 500."""
+    champion, candidate = arms(n=300)
+    policy = CanarySpec()
+    result = analyse_canary(champion, candidate, policy, task="classification", metric="roc_auc")
+    assert result.decision == "wait" and "canary has 300/500 labelled outcomes" in result.reasons[0]
+    recorded = result.to_dict()
+    assert (recorded["min_samples"], recorded["alpha"]) == (policy.min_samples, policy.alpha)
+    assert recorded["guardrails"]["error_rate"] == policy.max_error_rate
+    assert recorded["guardrails"]["p95_latency_ms"] == policy.max_p95_latency_ms
+    lenient = analyse_canary(champion, candidate, CanarySpec(min_samples=300), task="classification",
+                             metric="roc_auc")  # fmt: skip
+    assert lenient.decision == "promote" and lenient.relative_change is not None
+
+
 def test_not_enough_samples_waits_and_says_how_many():
     champion, candidate = arms(n=120)
     result = analyse_canary(

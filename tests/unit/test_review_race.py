@@ -8,15 +8,19 @@ import subprocess
 import sys
 import time
 from datetime import date
+from pathlib import Path
 
+import model_factory
 import pytest
 from model_factory.io import claims
 from model_factory.io.tracking import connect
 from model_factory.review import approval
 from model_factory.settings import FactorySettings
 
-from tests.conftest import REPO
 from tests.unit.test_review_registry import retrain, spec_for
+
+PACKAGE_ROOT = Path(model_factory.__file__).resolve().parents[1]
+"""Where the code under test is imported from: the reviewers import the same."""
 
 # Each reviewer imports, connects, says it is ready, waits for the others (a barrier over
 # files), then answers the same held version.
@@ -46,7 +50,7 @@ def _race(version: str, barrier, reviewers: list[tuple[str, str]]) -> list[dict]
     barrier.mkdir()
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO / "include"), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join([str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     procs = []
     for action, actor in reviewers:
