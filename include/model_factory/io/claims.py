@@ -72,9 +72,18 @@ def _engine(uri: str) -> Engine:
                     Path(url.database).parent.mkdir(parents=True, exist_ok=True)
                 kwargs["connect_args"] = {"timeout": 30}
             engine = sa.create_engine(url, **kwargs)
-            _metadata.create_all(engine, checkfirst=True)
+            _create_table(engine)
             _engines[uri] = engine
         return _engines[uri]
+
+
+def _create_table(engine: Engine) -> None:
+    """Create the table unless it exists; two processes creating it at once is fine."""
+    try:
+        _metadata.create_all(engine, checkfirst=True)
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
+        if not sa.inspect(engine).has_table(CLAIMS.name):  # not the race: a real error
+            raise
 
 
 def claim(uri: str, subject: str, outcome: str, actor: str) -> Claim:
