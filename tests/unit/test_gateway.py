@@ -31,6 +31,7 @@ from model_factory.serving import GatewaySettings, create_app, predlog
 from model_factory.serving.models import LoadedVersion
 from model_factory.serving.routing import bucket
 from model_factory.settings import FactorySettings
+from model_factory.spec import CanarySpec
 from model_factory_dev import demo_data
 from model_factory_dev.simulator import simulate_traffic
 
@@ -480,8 +481,10 @@ def test_canary_that_fails_to_load_gets_no_traffic(gateway, registry_state):
     assert len([d for d in predlog.decisions(db, "churn") if d["action"] == "load_failed"]) == 1
     state = canary.read_serving_state("churn", registry_state)
     arms = canary.arm_outcomes(db, "churn", state.started_at, versions={"canary": "3"})
-    verdict = canary.analyse_canary(arms["champion"], arms["canary"], task="classification", metric="roc_auc")
-    assert verdict["decision"] == "rollback" and "failed to load" in verdict["reasons"][0]
+    verdict = canary.analyse_canary(
+        arms["champion"], arms["canary"], CanarySpec(), task="classification", metric="roc_auc"
+    )
+    assert verdict.decision == "rollback" and "failed to load" in verdict.reasons[0]
 
 
 def test_a_canary_that_fails_at_predict_time_falls_back_to_the_champion(gateway, registry_state, monkeypatch):
@@ -666,10 +669,10 @@ def test_simulated_traffic_with_delayed_feedback_feeds_the_analysis(registry_sta
     truth = dict(zip(rows["customer_id"], rows["churned"], strict=True))
     assert set(arms["canary"].outcomes) <= {0.0, 1.0} and len(truth) == 150
     verdict = canary.analyse_canary(
-        arms["champion"], arms["canary"], task="classification", metric="roc_auc", min_samples=50
+        arms["champion"], arms["canary"], CanarySpec(min_samples=50), task="classification", metric="roc_auc"
     )
-    assert verdict["decision"] in ("promote", "rollback")
-    assert verdict["arms"]["canary"]["labelled"] == sent["by_arm"]["canary"]
+    assert verdict.decision in ("promote", "rollback")
+    assert verdict.arms["canary"].labelled == sent["by_arm"]["canary"]
 
 
 def test_a_rollout_driven_by_live_outcomes_without_airflow(registry_state, tmp_path):
@@ -683,32 +686,32 @@ def test_a_rollout_driven_by_live_outcomes_without_airflow(registry_state, tmp_p
         predlog.write_decision(db, canary.start_canary("churn", "2", 0.5, registry_state, "dag", "blessed"))
         app.state.watcher.refresh()
         waiting = canary.analyse_running_canary(spec, registry_state, db)
-        assert waiting["decision"] == "wait" and waiting["next_share"] == 1.0
+        assert waiting.decision == "wait" and waiting.next_share == 1.0
 
         simulate_traffic(base, "churn", rows, requests=200, seed=2, **traffic)
         assert app.state.prediction_log.flush()
         first = canary.analyse_running_canary(spec, registry_state, db)
-        assert first["decision"] == "continue", first["reasons"]
-        assert first["canary_version"] == "2" and first["arms"]["canary"]["labelled"] >= 40
+        assert first.decision == "continue", first.reasons
+        assert first.canary_version == "2" and first.analysis.arms["canary"].labelled >= 40
 
         predlog.write_decision(db, canary.set_canary_share("churn", 1.0, registry_state, "dag", "stage 1 ok"))
         app.state.watcher.refresh()
         stalled = canary.analyse_running_canary(spec, registry_state, db)
-        assert stalled["decision"] == "wait" and "since the stage began" in stalled["reasons"][0]
+        assert stalled.decision == "wait" and "since the stage began" in stalled.reasons[0]
         given_up = canary.analyse_running_canary(spec, registry_state, db, deadline_passed=True)
-        assert given_up["decision"] == "rollback" and "maximum duration" in given_up["reasons"][0]
+        assert given_up.decision == "rollback" and "maximum duration" in given_up.reasons[0]
 
         simulate_traffic(base, "churn", rows, requests=80, seed=3, **traffic)
         assert app.state.prediction_log.flush()
         last = canary.analyse_running_canary(spec, registry_state, db)
-        assert last["decision"] == "promote" and last["next_share"] is None, last["reasons"]
+        assert last.decision == "promote" and last.next_share is None, last.reasons
         promoted = canary.promote_canary(
             "churn",
             registry_state,
             "dag",
-            last["reasons"][0],
+            last.reasons[0],
             version="2",
-            details={"p_value": last["p_value"]},
+            details={"p_value": last.analysis.p_value},
         )
         predlog.write_decision(db, promoted)
         app.state.watcher.refresh()
@@ -886,11 +889,13 @@ def test_string_multiclass_through_the_gateway_feedback_and_the_canary(factory_h
     assert arms["canary"].labelled > 30 and arms["champion"].labelled > 30
     assert set(arms["canary"].outcomes) <= set(SPECIES)
     for metric in ("f1", "log_loss"):
-        verdict = canary.analyse_canary(arms["champion"], arms["canary"], task="classification",
-                                        metric=metric, min_samples=30, max_relative_drop=0.5)  # fmt: skip
-        assert verdict["decision"] == "promote", verdict["reasons"]
-        low, high = verdict["arms"]["canary"]["ci"]
-        assert low < verdict["arms"]["canary"]["value"] < high
+        policy = CanarySpec(min_samples=30, max_relative_drop=0.5)
+        verdict = canary.analyse_canary(
+            arms["champion"], arms["canary"], policy, task="classification", metric=metric
+        )
+        assert verdict.decision == "promote", verdict.reasons
+        low, high = verdict.arms["canary"].ci
+        assert low < verdict.arms["canary"].value < high
 
 
 def test_a_fresh_install_with_specs_and_no_versions_is_degraded_not_down(registry_state, tmp_path):

@@ -72,6 +72,19 @@ def hostile_registry(tmp_path_factory):
         rejected = client.create_model_version("churn", source.source, run_id=source.run_id)
         client.set_model_version_tag("churn", rejected.version, "factory.decision", "rejected")
         client.set_model_version_tag("churn", rejected.version, "factory.decision_reason", "roc_auc too low")
+        # v5: the factory's own champion estimator, logged again by hand exactly as the factory
+        # saves (skops, its trusted types, its signature), forged run key, tagged blessed.
+        genuine = load_registered(client, "churn", "1")
+        assert _log_foreign(settings, genuine.estimator, serialization_format="skops",
+                            skops_trusted_types=list(genuine.trusted_types),
+                            signature=genuine.mlmodel.signature) == "5"  # fmt: skip
+        # v6: trained and registered by the factory, rejected by its gates, then re-tagged blessed.
+        strict = spec_for("churn", **{"gates.threshold": 0.999})
+        later = DAY.replace(day=DAY.day + 2)
+        _, _, rejected_by_gates = _retrain(strict, settings, later, [_validated(settings, "churn", later)])
+        assert (rejected_by_gates["version"], rejected_by_gates["status"]) == ("6", "rejected")
+        client.set_model_version_tag("churn", "6", "factory.decision", "blessed")
+        client.set_model_version_tag("churn", "6", "factory.decision_reason", "trust me")
         marker.unlink(missing_ok=True)  # MLflow's own log_model unpickles it once (the attacker's side)
         yield settings, marker
 
@@ -201,3 +214,56 @@ def test_no_model_is_deserialised_outside_the_safe_loader():
             if loads.search(code) and '"cloudpickle"' not in code:
                 offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert not offenders, offenders
+
+
+FORGED = [
+    ("5", "carries no attestation: the factory did not register it"),
+    ("6", "its attestation does not match a blessed version 6"),
+]
+
+
+@pytest.mark.parametrize(("version", "words"), FORGED)
+def test_a_forged_or_re_tagged_blessed_version_is_refused(hostile_registry, version, words):
+    """Issue 18 finding 6: tags alone never decide what loads; the factory's signature does."""
+    settings, _ = hostile_registry
+    with pytest.raises(ModelRefusedError, match="churn v" + version) as refused:
+        load_registered(connect(settings), "churn", version)
+    assert words in str(refused.value) and "nothing was loaded" in str(refused.value)
+
+
+@pytest.mark.parametrize(("version", "words"), FORGED)
+def test_the_gateway_refuses_a_forged_champion_and_says_why_in_health(
+    hostile_registry, tmp_path, version, words
+):
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+    from model_factory.serving import GatewaySettings, create_app
+
+    settings, _ = hostile_registry
+    client = connect(settings)
+    client.set_registered_model_alias("churn", "champion", version)
+    try:
+        gateway = GatewaySettings(factory=settings, db_uri=f"sqlite:///{tmp_path / 'p.db'}", refresh_s=3600)
+        with TestClient(create_app(replace(gateway, models=("churn",)))) as gw:
+            health = gw.get("/health").json()
+            assert health["models"]["churn"]["servable"] is False
+            assert words in health["models"]["churn"]["why"]
+            answer = gw.post("/v1/models/churn/predict", json={"features": {}})
+            assert answer.status_code == 503
+    finally:
+        client.set_registered_model_alias("churn", "champion", "1")
+
+
+def test_an_attestation_copied_to_another_version_or_key_is_refused(hostile_registry):
+    """The signature binds the version number and the key: copying v1's tags onto a new version of
+    the same model file, or checking with another key, is refused."""
+    settings, _ = hostile_registry
+    client = connect(settings)
+    source = client.get_model_version("churn", "1")
+    copy = client.create_model_version("churn", source.source, run_id=source.run_id, tags=source.tags)
+    with pytest.raises(ModelRefusedError, match="attestation does not match"):
+        load_registered(client, "churn", str(copy.version))
+    with pytest.raises(ModelRefusedError, match="attestation does not match"):
+        load_registered(client, "churn", "1", key=b"another factory's key")
+    client.delete_model_version("churn", str(copy.version))

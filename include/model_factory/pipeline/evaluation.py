@@ -20,6 +20,7 @@ import pandas as pd
 from model_factory.contracts import TrainedModel
 from model_factory.io import storage, tracking
 from model_factory.io.batches import parse_batch
+from model_factory.pipeline.delong import difference_se as _delong_standard_error
 from model_factory.pipeline.features import prepare_features, target_values
 from model_factory.settings import FactorySettings
 from model_factory.spec import METRICS, GatesSpec, ModelSpec
@@ -191,27 +192,6 @@ def _paired_standard_error(metric: str, a: Predictions, b: Predictions) -> float
     if metric == "roc_auc" and len(a.classes) == 2:
         return _delong_standard_error(a.proba[:, 1], b.proba[:, 1], a.y == a.classes[1])
     return None
-
-
-def _delong_standard_error(score_a: np.ndarray, score_b: np.ndarray, positive: np.ndarray) -> float | None:
-    """DeLong et al. (1988) standard error of AUC(a) - AUC(b) on the same rows, in Sun and Xu's
-    (2014) midrank form: a few sorts per model."""
-    from scipy.stats import rankdata
-
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos < 2 or n_neg < 2:
-        return None
-
-    def components(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        ranks = rankdata(score)
-        below = (ranks[positive] - rankdata(score[positive])) / n_neg  # per positive: negatives under it
-        above = 1.0 - (ranks[~positive] - rankdata(score[~positive])) / n_pos  # per negative
-        return below, above
-
-    pos_a, neg_a = components(score_a)
-    pos_b, neg_b = components(score_b)
-    variance = np.var(pos_a - pos_b, ddof=1) / n_pos + np.var(neg_a - neg_b, ddof=1) / n_neg
-    return float(np.sqrt(variance))
 
 
 def _weighted_auc(score: np.ndarray, positive: np.ndarray, counts: np.ndarray) -> np.ndarray:

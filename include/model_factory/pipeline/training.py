@@ -23,6 +23,7 @@ from model_factory.contracts import TrainedModel
 from model_factory.errors import LabelError, PermanentError, UntrustedModelError
 from model_factory.io import storage, tracking
 from model_factory.io.batches import write_parquet
+from model_factory.io.trust import BASE_TRUSTED_TYPES
 from model_factory.pipeline import labels
 from model_factory.pipeline.features import prepare_features, target_values
 from model_factory.settings import PROJECT_ROOT, FactorySettings
@@ -96,11 +97,6 @@ def withdraw_unfit_batches(spec: ModelSpec, uris: list[str], store_uri: str,
         storage.delete(uri, s3)
         withdrawn.append(record)
     return kept, withdrawn
-
-
-# Types a fitted pipeline may hold beyond skops' defaults whatever the estimator: numpy's
-# dtype (encoders), and what HistGradientBoosting keeps (a partial of check_array).
-BASE_TRUSTED_TYPES = ("numpy.dtype", "functools.partial", "sklearn.utils.validation.check_array")
 
 
 def trusted_types(model: Any, extra: Iterable[str] = ()) -> list[str]:
