@@ -124,8 +124,11 @@ class Gateway:
         event loop for one row of a compiled model."""
         started = time.perf_counter()
         model, instances, single = route.model, call.instances, call.single
-        request_id = call.client_request_id or uuid.uuid4().hex
-        arm, chosen = route.pick(call.entity_id or request_id)
+        # The request id is the gateway's own, random and unique per prediction: feedback names
+        # exactly one prediction of one model, and no caller can claim another caller's (a
+        # caller's own id is kept beside it as client_request_id, never used as a key).
+        request_id = uuid.uuid4().hex
+        arm, chosen = route.pick(call.entity_id or call.client_request_id or request_id)
         problems = {}
         for i, instance in enumerate(instances):
             found = chosen.check(instance)
@@ -135,7 +138,7 @@ class Gateway:
             error = f"input does not match the signature of {model} v{chosen.version}"
             raise GatewayError(422, {"error": error, "problems": problems, "expected": chosen.input_names})
         ids = [request_id] if single else [f"{request_id}:{i}" for i in range(len(instances))]
-        rows = _LogRows(self, ids, instances, call.entity_id)
+        rows = _LogRows(self, ids, instances, call)
         try:
             outputs, latency = _predict(chosen, instances)
         except Exception as exc:
@@ -145,6 +148,8 @@ class Gateway:
         self.prediction_log.log(rows.build(chosen, arm, "ok", outputs, latency, None))
         self.metrics.observe(model, chosen.version, arm, "ok", time.perf_counter() - started)
         head = {"model": model, "version": chosen.version, "arm": arm, "request_id": request_id}
+        if call.client_request_id is not None:
+            head["client_request_id"] = call.client_request_id
         shown = [public(o) for o in outputs]
         if single:
             return {**head, **shown[0]}
@@ -200,7 +205,11 @@ class Gateway:
         request_id = call.request_id
         served = self.prediction_log.served(request_id, wait_s=3 * self.prediction_log.flush_interval_s)
         if served is None:
-            raise GatewayError(404, f"no prediction with request_id {request_id!r}")
+            raise GatewayError(
+                404,
+                f"no prediction with request_id {request_id!r} (send the request_id the gateway "
+                "answered, not your own id: that one is echoed as client_request_id)",
+            )
         model, version = served
         value, problem = check_outcome(self._version_for(model, version), call.outcome)
         if problem:
@@ -295,9 +304,13 @@ class Gateway:
 class _LogRows:
     """The prediction-log rows of one request (one per instance), built once the outcome is known."""
 
-    def __init__(self, gateway: Gateway, ids: list[str], instances: list[Any], entity_id: str | None) -> None:
-        settings = gateway.settings
+    def __init__(self, gateway: Gateway, ids: list[str], instances: list[Any], call: PredictCall) -> None:
+        settings, entity_id, client_id = gateway.settings, call.entity_id, call.client_request_id
         self.gateway, self.ids, self.instances = gateway, ids, instances
+        if client_id is None or call.single:
+            self.client_ids: list[str | None] = [client_id] * len(ids)
+        else:  # a batch: the caller's id per row, as the gateway's ("<id>:<i>")
+            self.client_ids = [f"{client_id}:{i}" for i in range(len(ids))]
         self.inputs = [predlog.dumps(instance) for instance in instances]
         self.entity_id = (
             entity_id if settings.log_entity_ids or entity_id is None else gateway.digest(entity_id)
@@ -325,6 +338,7 @@ class _LogRows:
                     "inputs": features if log_inputs else None,
                     "inputs_hash": self.gateway.digest(features),
                     "created_at": now,
+                    "client_request_id": self.client_ids[i],
                 }
             )
         return rows
