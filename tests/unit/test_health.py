@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from model_factory.monitoring import drift
 from model_factory.monitoring import performance as perf
 from model_factory.monitoring.expiry import forecast_expiry, suggest_cadence
+from model_factory.monitoring.health import HealthPolicy, Holdout, check_health
 from model_factory.monitoring.health_history import HealthRow, history, record
 from model_factory.monitoring.outcomes import OutcomeInputError, join_outcomes
 from model_factory.monitoring.output_drift import check_output_drift
@@ -56,12 +57,30 @@ def test_every_join_rule_is_applied_and_counted() -> None:
         {
             "id": ["a", "b", "b", "c", "c", "d", "zz", "e", "f"],
             "outcome": [1, 0, 0, 1, 0, 1, 1, "cat", 1],
-            "event_time": [T0 + 3 * day, T0 + day, T0 + day, T0 + day, T0 + day, T0 - day, T0 + day, T0 + day,
-                           T0 + day],
-            "arrived_at": [T0 + 4 * day, T0 + 2 * day, T0 + 3 * day, T0 + 2 * day, T0 + 2 * day, T0 + day,
-                           T0 + day, T0 + day, T0 + 8 * day],
+            "event_time": [
+                T0 + 3 * day,
+                T0 + day,
+                T0 + day,
+                T0 + day,
+                T0 + day,
+                T0 - day,
+                T0 + day,
+                T0 + day,
+                T0 + day,
+            ],
+            "arrived_at": [
+                T0 + 4 * day,
+                T0 + 2 * day,
+                T0 + 3 * day,
+                T0 + 2 * day,
+                T0 + 2 * day,
+                T0 + day,
+                T0 + day,
+                T0 + day,
+                T0 + 8 * day,
+            ],
         }
-    )  # fmt: skip
+    )
     joined = join_outcomes(preds, outcomes, as_of=T0 + 10 * day, max_delay_days=3, classes=[0, 1])
     c = joined.counts
     assert (c.predictions, c.outcomes) == (10, 9)
@@ -86,8 +105,9 @@ def test_a_missing_column_names_what_and_where() -> None:
         no_outcomes = pd.DataFrame(columns=["id", "outcome", "event_time"])
         join_outcomes(preds, no_outcomes, as_of=T0, max_delay_days=1)
     with pytest.raises(OutcomeInputError, match=r"outcomes lack column\(s\) \['event_time'\]"):
-        join_outcomes(_predictions(["a"], [T0]), pd.DataFrame({"id": [], "outcome": []}), as_of=T0,
-                      max_delay_days=1)  # fmt: skip
+        join_outcomes(
+            _predictions(["a"], [T0]), pd.DataFrame({"id": [], "outcome": []}), as_of=T0, max_delay_days=1
+        )
 
 
 def test_a_day_without_outcomes_gives_no_metric_and_says_so() -> None:
@@ -229,8 +249,9 @@ def test_expiry_forecast_seven_days_ahead_lands_within_two_days() -> None:
         t = np.arange(round(crossing_t - 7) + 1)  # the forecast is made 7 days before the crossing
         observed = rng.binomial(n, start + slope * t) / n
         days = [origin + timedelta(days=int(k)) for k in t]
-        forecast = forecast_expiry(days, observed.tolist(), [n] * len(t), threshold=threshold,
-                                   higher_is_better=True, seed=seed)  # fmt: skip
+        forecast = forecast_expiry(
+            days, observed.tolist(), [n] * len(t), threshold=threshold, higher_is_better=True, seed=seed
+        )
         assert forecast.status == "expiring" and forecast.retrain_by <= forecast.crossing
         hits += abs((forecast.crossing - truth).days) <= 2
     assert hits >= 40, hits
@@ -239,8 +260,9 @@ def test_expiry_forecast_seven_days_ahead_lands_within_two_days() -> None:
 def test_no_decline_no_expiry_date_and_cadence_from_decay() -> None:
     rng = np.random.default_rng(1)
     days = [date(2026, 1, 1) + timedelta(days=k) for k in range(20)]
-    flat = forecast_expiry(days, (0.85 + rng.normal(0, 0.005, 20)).tolist(), None, threshold=0.8,
-                           higher_is_better=True)  # fmt: skip
+    flat = forecast_expiry(
+        days, (0.85 + rng.normal(0, 0.005, 20)).tolist(), None, threshold=0.8, higher_is_better=True
+    )
     assert flat.status == "stable" and flat.crossing is None
     few = forecast_expiry(days[:3], [0.9, 0.8, 0.7], None, threshold=0.5, higher_is_better=True)
     assert few.status == "insufficient_data" and "at least 5" in few.reason
@@ -281,11 +303,109 @@ def test_health_history_rows_are_replaced_per_version_and_day(tmp_path) -> None:
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'predictions.db'}")
 
     def row(day: date, realized: float | None) -> HealthRow:
-        return HealthRow("churn", "3", day, "accuracy", realized, None, None, 0.8, 0.78, 0.82, 1000, 10,
-                         0.01, 2.0, 0.04, 0.0, 12.0, datetime(2026, 3, 5))  # fmt: skip
+        return HealthRow(
+            "churn",
+            "3",
+            day,
+            "accuracy",
+            realized,
+            None,
+            None,
+            0.8,
+            0.78,
+            0.82,
+            1000,
+            10,
+            0.01,
+            2.0,
+            0.04,
+            0.0,
+            12.0,
+            datetime(2026, 3, 5),
+        )
 
     record(engine, [row(date(2026, 3, 1), None), row(date(2026, 3, 2), None)])
     record(engine, [row(date(2026, 3, 1), 0.79)])  # late outcomes recomputed the first day
     rows = history(engine, "churn")
     assert [(r.day, r.realized) for r in rows] == [(date(2026, 3, 1), 0.79), (date(2026, 3, 2), None)]
     assert history(engine, "demand") == []
+
+
+# ------------------------------------------------------------------------------------------------
+# The whole check on a simulated champion: gradual concept shift, outcomes two days late
+
+
+def _decaying_champion(seed: int, days: int, decay: float, n: int = 400) -> tuple:
+    """A calibrated classifier whose world drifts away: each day the true P(positive) moves from
+    the model's score toward a coin flip by ``decay`` more (a gradual concept shift)."""
+    rng = np.random.default_rng(seed)
+    holdout_scores, holdout_truth = _classifier_day(rng, 3_000)
+    preds, outs = [], []
+    for k in range(days):
+        scores, _ = _classifier_day(rng, n)
+        true_p = (1 - decay * k) * scores + decay * k * 0.5
+        truth = rng.random(n) < true_p
+        at = T0 + pd.Timedelta(days=k) + pd.to_timedelta(rng.uniform(0, 86_000, n), unit="s")
+        ids = [f"{k}-{i}" for i in range(n)]
+        preds.append(
+            pd.DataFrame(
+                {
+                    "id": ids,
+                    "version": "4",
+                    "predicted_at": at,
+                    "prediction": (scores >= 0.5).astype(int),
+                    "score": scores,
+                }
+            )
+        )
+        outs.append(
+            pd.DataFrame(
+                {
+                    "id": ids,
+                    "outcome": truth.astype(int),
+                    "event_time": at,
+                    "arrived_at": at + pd.Timedelta(days=2),
+                }
+            )
+        )
+    holdout = Holdout(
+        holdout_truth.astype(int),
+        (holdout_scores >= 0.5).astype(int),
+        holdout_scores,
+        float(np.mean((holdout_scores >= 0.5) == holdout_truth)),
+    )
+    return pd.concat(preds, ignore_index=True), pd.concat(outs, ignore_index=True), holdout
+
+
+def test_health_check_sees_decay_decides_and_writes_history(tmp_path) -> None:
+    preds, outs, holdout = _decaying_champion(seed=5, days=30, decay=0.02)
+    policy = HealthPolicy(
+        metric="accuracy",
+        threshold=0.68,
+        higher_is_better=True,
+        task="classification",
+        max_delay_days=3,
+        min_outcomes=500,
+    )
+    as_of = (T0 + pd.Timedelta(days=30)).to_pydatetime()
+    # Outcomes arrive two days late: only those that have arrived by as_of are known.
+    known = outs[outs["arrived_at"] <= as_of]
+    report = check_health("churn", preds, known, holdout, policy, as_of, classes=[0, 1])
+    assert report.counts.matched == len(known) and report.calibration.calibrated
+    assert report.decision.action == "retrain" and report.decision.reason.startswith("performance:")
+    assert report.expiry.status in ("expiring", "expired") and report.expiry.slope_per_day < 0
+    late_days = [d for d in report.days if d.day >= (T0 + pd.Timedelta(days=28)).date()]
+    assert all(d.realized.value is None for d in late_days)  # no outcome yet: the estimate stands alone
+    assert all(d.estimated.value is not None for d in late_days)
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'predictions.db'}")
+    assert record(engine, report.rows()) == 30 and len(history(engine, "churn")) == 30
+
+
+def test_health_check_without_enough_outcomes_makes_no_decision_and_says_how_many() -> None:
+    preds, outs, holdout = _decaying_champion(seed=6, days=3, decay=0.0, n=50)
+    policy = HealthPolicy(
+        metric="accuracy", threshold=0.6, higher_is_better=True, task="classification", max_delay_days=1
+    )
+    report = check_health("churn", preds, outs, holdout, policy, (T0 + pd.Timedelta(days=4)).to_pydatetime())
+    assert report.decision.action == "no_decision"
+    assert report.decision.reason == "150 matured outcomes in the last 7 days; a decision needs at least 200"
