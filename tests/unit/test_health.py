@@ -14,6 +14,7 @@ Measured when written (the asserted bars in brackets):
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -409,3 +410,48 @@ def test_health_check_without_enough_outcomes_makes_no_decision_and_says_how_man
     report = check_health("churn", preds, outs, holdout, policy, (T0 + pd.Timedelta(days=4)).to_pydatetime())
     assert report.decision.action == "no_decision"
     assert report.decision.reason == "150 matured outcomes in the last 7 days; a decision needs at least 200"
+
+
+# ------------------------------------------------------------------------------------------------
+# Where it shows: the CLI
+
+
+def test_cli_health_prints_the_history_as_table_and_json(factory_home, capsys) -> None:
+    from model_factory.cli.main import main
+    from model_factory.serving.settings import prediction_db_uri
+    from model_factory.settings import FactorySettings
+
+    today = date.today()
+    engine = sa.create_engine(prediction_db_uri(FactorySettings.from_env()))
+    (factory_home / "serving").mkdir(parents=True)
+    row = HealthRow(
+        "churn",
+        "3",
+        today - timedelta(days=1),
+        "accuracy",
+        0.81,
+        0.79,
+        0.83,
+        0.8,
+        0.78,
+        0.82,
+        1200,
+        300,
+        0.9,
+        2.0,
+        0.05,
+        0.01,
+        14.5,
+        datetime(2026, 3, 5),
+    )
+    record(engine, [row])
+    assert main(["health", "churn", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["days"][0]["realized"] == 0.81 and shown["days"][0]["version"] == "3"
+    assert main(["health", "churn"]) == 0
+    table = capsys.readouterr().out
+    assert "0.8100 [0.7900, 0.8300]" in table and "90%" in table and "14.5" in table
+    assert main(["health", "demand"]) == 0
+    assert "no health history yet" in capsys.readouterr().out
+    assert main(["health", "nope"]) == 2
+    assert "no model 'nope'" in capsys.readouterr().err
