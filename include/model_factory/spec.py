@@ -433,6 +433,11 @@ class DriftSpec(_Strict):
     )
     sensor_timeout_minutes: int = Field(default=55, ge=1)
     sensor_poke_seconds: int = Field(default=60, ge=1)
+    reference: Literal["training", "rolling", "same_weekday", "same_period_last_year"] = Field(
+        default="training",
+        description="What a batch is compared with: the training baseline, the days before, the "
+        "same weekday in past weeks, or the same period 52 weeks ago (seasonal data)",
+    )
 
     @field_validator("data_uri")
     @classmethod
@@ -546,6 +551,45 @@ OPERATIONAL_SECTIONS = ("schedule", "retries", "drift", "notify", "canary", "eva
                         "task_timeout_minutes")
 
 
+class OutcomeSourceSpec(_Strict):
+    """True outcomes from another system (claims, CRM): one file per date, joined by id."""
+
+    uri: str = Field(description="Outcome batch URI with {ds} (the day the outcomes arrived)")
+    format: Literal["csv", "parquet"] = "csv"
+    id_column: str = Field(description="The id the prediction was made for (the gateway's entity_id)")
+    outcome_column: str = Field(description="The true outcome (a class, or a number)")
+    event_time_column: str = Field(description="When the outcome happened")
+    aws_conn_id: str | None = None
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, uri: str) -> str:
+        return check_batch_uri(uri)
+
+
+class OutcomesSpec(_Strict):
+    """Where a model's true outcomes arrive, and how ``<model>__health`` judges them."""
+
+    gateway_feedback: bool = Field(default=True, description="Use the gateway's /feedback outcomes")
+    source: OutcomeSourceSpec | None = Field(default=None, description="Outcomes from another system")
+    max_delay_days: float = Field(
+        default=7.0, gt=0.0, description="Outcomes arrive up to this late; older unlabelled = expired"
+    )
+    min_outcomes: int = Field(default=200, ge=1, description="Matured outcomes needed to decide")
+    max_drop: float = Field(default=0.05, gt=0.0, description="Relative drop from holdout that acts")
+    window_days: int = Field(default=7, ge=1, description="Days the decision looks back")
+    warn_days: int = Field(default=14, ge=0, description="Alert when 'retrain by' is this close")
+    retrain_on_estimate: bool = Field(
+        default=False, description="An estimated (not yet realized) drop retrains, not only alerts"
+    )
+    schedule: str | None = Field(default="@daily", description="When the health check runs")
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, schedule: str | None) -> str | None:
+        return check_schedule(schedule)
+
+
 class ModelSpec(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     owner: str
@@ -572,6 +616,7 @@ class ModelSpec(_Strict):
     canary: CanarySpec = Field(default_factory=CanarySpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     review: ReviewSpec = Field(default_factory=ReviewSpec)
+    outcomes: OutcomesSpec = Field(default_factory=OutcomesSpec)
     tags: dict[str, str] = Field(default_factory=dict)
     retries: int = Field(default=2, ge=0, le=10)
     template: str = Field(
