@@ -10,8 +10,8 @@ from model_factory.analyzer.collect import ApiGetter, SourceStatus, collect_all
 from model_factory.analyzer.events import STAGE_TITLES, STAGES, UNKNOWN, Event, utcnow
 from model_factory.analyzer.rules import ET, SOP, UNCLASSIFIED, WATCH, Thresholds, classify, sensitivity
 from model_factory.analyzer.segments import LABELS, segment_users
-from model_factory.analyzer.store import ENV_ENABLED, AnalyzerSettings, EventStore
 from model_factory.analyzer.signals import stage_table, user_signals
+from model_factory.analyzer.store import ENV_ENABLED, AnalyzerSettings, EventStore
 from model_factory.settings import FactorySettings
 
 NO_USER = "unknown"
