@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from model_factory.errors import ErrorKind, FactoryError, SpecProblemError
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -100,12 +101,21 @@ METRICS: dict[str, dict[str, Any]] = {
 }
 
 
-class SpecError(ValueError):
-    """A spec that cannot be used, naming the file, the field and the reason."""
+class SpecError(FactoryError, ValueError):
+    """A spec that cannot be used, naming the file, the field and the reason.
 
-    def __init__(self, path: Path | str, problems: list[tuple[str, str]]):
+    ``kinds`` holds one machine-readable kind per problem (an ``ErrorKind`` value, or the
+    pydantic error type such as ``extra_forbidden``/``missing``/``value_error``; None when
+    unknown): the Analyzer reads these, never the reason's words."""
+
+    kind = ErrorKind.SPEC_INVALID
+
+    def __init__(
+        self, path: Path | str, problems: list[tuple[str, str]], kinds: list[str | None] | None = None
+    ):
         self.path = str(path)
         self.problems = problems
+        self.kinds: list[str | None] = list(kinds) if kinds else [None] * len(problems)
         lines = [f"{field}: {reason}" if field else reason for field, reason in problems]
         super().__init__(f"invalid model spec {self.path}:\n  " + "\n  ".join(lines))
 
@@ -298,14 +308,16 @@ class EstimatorSpec(_Strict):
                 check_param(key, value)
             return self  # params go to the data scientist's function; checked when it runs
         if self.class_ not in ESTIMATORS:
-            raise ValueError(
-                f"estimator {self.class_!r} is not allowed; choose one of {sorted(ESTIMATORS)}"
+            raise SpecProblemError(
+                ErrorKind.SPEC_ESTIMATOR_NOT_ALLOWED,
+                f"estimator {self.class_!r} is not allowed; choose one of {sorted(ESTIMATORS)}",
             )
         allowed = ESTIMATORS[self.class_]["params"]
         unknown = sorted(set(self.params) - set(allowed))
         if unknown:
-            raise ValueError(
-                f"unknown params {unknown} for {self.class_}; allowed: {sorted(allowed)}"
+            raise SpecProblemError(
+                ErrorKind.SPEC_UNKNOWN_PARAM,
+                f"unknown params {unknown} for {self.class_}; allowed: {sorted(allowed)}",
             )
         for key, value in self.params.items():
             check_param(key, value)
@@ -752,6 +764,13 @@ def _check_yaml_shape(text: str) -> None:
             depth -= 1
 
 
+def problem_kind(err: Any) -> str:
+    """A pydantic error's machine-readable kind: the ``SpecProblemError`` kind a validator raised,
+    else pydantic's own error type (``missing``, ``extra_forbidden``, ``value_error``...)."""
+    cause = (err.get("ctx") or {}).get("error")
+    return str(cause.problem_kind) if isinstance(cause, SpecProblemError) else str(err["type"])
+
+
 def load_spec(path: Path | str) -> ModelSpec:
     """Parse one spec file; raise SpecError naming the file, field and reason."""
     path = Path(path)
@@ -761,11 +780,13 @@ def load_spec(path: Path | str) -> ModelSpec:
             raise SpecError(path, [("", f"file is {size} bytes; a spec may be at most {MAX_SPEC_BYTES}")])
         data = path.read_bytes()
     except OSError as exc:
-        raise SpecError(path, [("", f"cannot read file: {exc.strerror}")]) from exc
+        unreadable = [ErrorKind.SPEC_UNREADABLE]
+        raise SpecError(path, [("", f"cannot read file: {exc.strerror}")], unreadable) from exc
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecError(path, [("", f"not UTF-8 text (byte {exc.start})")]) from None
+        unreadable = [ErrorKind.SPEC_UNREADABLE]
+        raise SpecError(path, [("", f"not UTF-8 text (byte {exc.start})")], unreadable) from None
     try:
         _check_yaml_shape(text)
         raw = yaml.load(text, Loader=YAML_LOADER)  # the safe constructor, C or Python parser
@@ -773,21 +794,24 @@ def load_spec(path: Path | str) -> ModelSpec:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(path, [("", f"malformed YAML: {where}{problem}")]) from exc
+        malformed = [ErrorKind.SPEC_MALFORMED_YAML]
+        raise SpecError(path, [("", f"malformed YAML: {where}{problem}")], malformed) from exc
     if not isinstance(raw, dict):
         raise SpecError(path, [("", "top level must be a mapping of fields")])
     try:
         spec = ModelSpec.model_validate(raw)
     except ValidationError as exc:
-        problems = []
+        problems, kinds = [], []
         for err in exc.errors():
             reason = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 reason = "unknown field"
             problems.append((_field_path(err["loc"]), reason))
-        raise SpecError(path, problems) from exc
+            kinds.append(problem_kind(err))
+        raise SpecError(path, problems, kinds) from exc
     if spec.name != path.stem:
-        raise SpecError(path, [("name", f"must match the file name {path.stem!r}")])
+        mismatch = [ErrorKind.SPEC_NAME_MISMATCH]
+        raise SpecError(path, [("name", f"must match the file name {path.stem!r}")], mismatch)
     return spec
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from model_factory.airflow.analyzer import DAG_ID as ANALYZER_DAG_ID
 from model_factory.airflow.analyzer import analyzer_dags
 from model_factory.airflow.templates import Registry, check_params, discover
+from model_factory.errors import ErrorKind
 from model_factory.settings import FactorySettings
 from model_factory.spec import LoadedSpec, SpecError, load_spec
 
@@ -73,11 +74,13 @@ def build_model(loaded: LoadedSpec, registry: Registry) -> list[DAG]:
     """One model's DAGs, or SpecError naming the file, field and reason."""
     spec = loaded.spec
     if spec.template in registry.broken:
-        raise SpecError(loaded.path, [("template", registry.broken[spec.template])])
+        broken = [ErrorKind.TEMPLATE_RAISED]
+        raise SpecError(loaded.path, [("template", registry.broken[spec.template])], broken)
     template = registry.templates.get(spec.template)
     if template is None:
+        unknown = [ErrorKind.SPEC_UNKNOWN_TEMPLATE]
         raise SpecError(loaded.path, [("template", f"unknown template {spec.template!r}; known: "
-                                       f"{sorted(registry.templates)}")])  # fmt: skip
+                                       f"{sorted(registry.templates)}")], unknown)  # fmt: skip
     params, problems = check_params(template, spec)
     if problems:
         raise SpecError(loaded.path, problems)
@@ -85,7 +88,8 @@ def build_model(loaded: LoadedSpec, registry: Registry) -> list[DAG]:
         dags = list(template.build(loaded, params))
     except Exception as exc:
         why = f"({template.origin}) raised while building: {type(exc).__name__}: {exc}{_where(exc)}"
-        raise SpecError(loaded.path, [("template", f"template {template.name!r} {why}")]) from exc
+        raise SpecError(loaded.path, [("template", f"template {template.name!r} {why}")],
+                        [ErrorKind.TEMPLATE_RAISED]) from exc  # fmt: skip
     for built in dags:
         if not isinstance(built, DAG):
             raise SpecError(loaded.path, [("template", f"template {template.name!r} returned "
@@ -175,7 +179,7 @@ def _build_models(paths: list[Path], registry: Registry) -> dict[str, DAG]:
             built = [invalid_spec_dag(error)]
         dags.update((d.dag_id, d) for d in built)
     if errors:
-        from model_factory.analyzer.events import record_spec_errors
+        from model_factory.analyzer.hooks import record_spec_errors
 
         # The Analyzer's events (who last changed each spec, from git), once per spec version; one
         # call per parse, so the already-recorded check is one query, not one per bad spec.

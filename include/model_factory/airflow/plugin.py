@@ -92,6 +92,30 @@ def can_trigger(user: Any, dag_id: str) -> bool:
         return False
 
 
+def readable_dag_ids(user: Any) -> set[str] | None:
+    """The DAG ids Airflow's auth manager lets ``user`` read (``get_authorized_dag_ids``, the call
+    Airflow's own DAG list uses); an auth manager that cannot answer shows no model."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    try:
+        return set(get_auth_manager().get_authorized_dag_ids(user=user, method="GET"))
+    except Exception:
+        log.exception("model factory view: readable DAGs of %s unknown", user)
+        return set()
+
+
+def is_platform_team(user: Any) -> bool:
+    """Per-user Analyzer detail: users Airflow's auth manager lets create connections (the simple
+    auth manager's OP and ADMIN roles, FAB's Op and Admin), i.e. who runs the platform."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    try:
+        return bool(get_auth_manager().is_authorized_connection(method="POST", user=user))
+    except Exception:
+        log.exception("model factory view: permission check for %s failed", user)
+        return False
+
+
 async def airflow_user(request: Request) -> Any:
     """Airflow's own ``get_user`` (session cookie or bearer JWT; 401/403 otherwise), imported at the
     first request: every Airflow process loads plugins (task runners too) and only the api-server
@@ -116,6 +140,8 @@ def create_factory_app() -> Any:
             airflow=lambda: source,
             can_run=can_trigger,
             user_name=lambda user: user.get_name(),
+            readable_dag_ids=readable_dag_ids,
+            sees_people=is_platform_team,
             root=root,
             mount=MOUNT,
         )

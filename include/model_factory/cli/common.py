@@ -13,6 +13,7 @@ import sys
 from typing import Annotated, Any, NoReturn
 
 import typer
+from model_factory.analyzer.hooks import note_error
 from rich.console import Console
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 180)
@@ -36,7 +37,11 @@ def actor_name(actor: str | None) -> str:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print ``message`` on stderr (no markup interpretation) and exit with ``code``."""
+    """Print ``message`` on stderr (no markup interpretation) and exit with ``code``.
+
+    Called while handling an exception, that exception is handed to the Analyzer: its event's
+    kind comes from the exception's kind or type, never from ``message``."""
+    note_error()
     typer.echo(message, err=True)
     raise typer.Exit(code)
 

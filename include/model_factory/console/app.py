@@ -20,6 +20,8 @@ from urllib.parse import quote
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from model_factory.analyzer.view import add_routes as add_analyzer_routes
+from model_factory.analyzer.view import model_readable
 from model_factory.settings import FactorySettings
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,11 @@ class ConsoleConfig:
     can_run: Callable[[Any, str], bool] = lambda user, dag_id: False
     """May ``user`` trigger ``dag_id``? Buttons appear only where this says yes."""
     user_name: Callable[[Any], str] = str
+    readable_dag_ids: Callable[[Any], set[str] | None] = lambda user: None
+    """The DAG ids ``user`` may read (None: all): the fleet, a model's page and the Analyzer's
+    examples show only models with a readable DAG."""
+    sees_people: Callable[[Any], bool] = lambda user: False
+    """May ``user`` see per-user detail on the Analyzer page (the platform team)?"""
     root: str = "/"
     """Airflow's URL root path (``[api] base_url``): links to DAG pages and the REST API."""
     mount: str = "/factory"
@@ -118,6 +125,8 @@ def create_app(config: ConsoleConfig) -> FastAPI:
 
         settings = config.settings()
         summary = fleet(settings, config.airflow())
+        dag_ids = config.readable_dag_ids(user)
+        summary["models"] = [row for row in summary["models"] if model_readable(row.get("model"), dag_ids)]
         latest_cards(settings, summary)
         for row in summary["models"]:
             row["can_trigger"] = bool(row.get("dags", {}).get("retrain")) and config.can_run(
@@ -128,7 +137,7 @@ def create_app(config: ConsoleConfig) -> FastAPI:
     def read_model(user: Any, model: str) -> dict | None:
         from model_factory.rollout.fleet import model_detail
 
-        if not MODEL_NAME.match(model):
+        if not MODEL_NAME.match(model) or not model_readable(model, config.readable_dag_ids(user)):
             return None
         try:
             detail = model_detail(config.settings(), model, config.airflow())
@@ -223,9 +232,9 @@ def create_app(config: ConsoleConfig) -> FastAPI:
         target = f"{ui}/#/models/{quote(model)}" + (f"/versions/{quote(version)}" if version else "")
         return RedirectResponse(target)
 
-    from model_factory.analyzer.view import add_routes as add_analyzer_routes
-
-    add_analyzer_routes(app, page, config.settings)  # the Analyzer's page: where data scientists get stuck
+    add_analyzer_routes(  # the Analyzer's page: where data scientists get stuck
+        app, page, config.settings, config.require_user, config.sees_people, config.readable_dag_ids
+    )
     return app
 
 
