@@ -20,6 +20,7 @@ from pathlib import Path
 
 from model_factory.airflow.analyzer import DAG_ID as ANALYZER_DAG_ID
 from model_factory.airflow.analyzer import analyzer_dags
+from model_factory.airflow.shards import Shard
 from model_factory.airflow.template_check import CONTAINED, describe
 from model_factory.airflow.templates import Registry, Template, check_builds, check_params, discover
 from model_factory.settings import FactorySettings
@@ -150,14 +151,19 @@ def _gc_paused() -> Iterator[None]:
 
 
 def build_all(
-    specs_dir: Path | None = None, templates_dir: Path | None = None, only_dag_id: str | None = None
+    specs_dir: Path | None = None,
+    templates_dir: Path | None = None,
+    only_dag_id: str | None = None,
+    shard: Shard | None = None,
 ) -> dict[str, DAG]:
     """Every good spec's DAGs; a bad one a warning and an ``invalid_spec__`` DAG naming file,
     field and reason, so one bad spec or template never hides the other models' DAGs.
 
     ``only_dag_id``: build just the models whose spec files can give that DAG (every model
-    when no file name fits); other files are not read."""
+    when no file name fits); other files are not read. ``shard``: only that shard's specs."""
     paths = sorted(Path(specs_dir or FactorySettings.from_env().specs_dir).glob("*.yaml"))
+    if shard is not None:
+        paths = [path for path in paths if shard.holds(path)]
     if only_dag_id is not None:
         paths = spec_files_for(only_dag_id, paths) or paths
     with _gc_paused():
