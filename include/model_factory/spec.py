@@ -209,6 +209,11 @@ class ValidationSpec(_Strict):
         description="Numeric features (or a regression target) where inf/-inf are allowed; "
         "anywhere else a non-finite value quarantines the batch",
     )
+    soft_ranges: dict[str, RangeSpec] = Field(
+        default_factory=dict,
+        description="Where values usually lie: values beyond are reported in the validation "
+        "report ('watch') and left to the drift watch, never quarantined (ranges are hard)",
+    )
 
     @field_validator("extra_suite")
     @classmethod
@@ -352,6 +357,12 @@ class TrainingSpec(_Strict):
         description="Train on a seeded random sample of at most this many rows of the window "
         "(read chunk by chunk, so memory follows the sample); null: every row",
     )
+    window_rows: int | None = Field(
+        default=None,
+        ge=1,
+        description="Also reach back to earlier validated batches (beyond window_batches) until "
+        "the window holds at least this many rows: small daily batches add up to enough evidence",
+    )
 
 
 class GatesSpec(_Strict):
@@ -376,6 +387,12 @@ class GatesSpec(_Strict):
     )
     confidence: float = Field(
         default=0.95, gt=0.5, lt=1.0, description="Paired bootstrap interval vs the champion"
+    )
+    baseline_margin: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="Beat a dummy model (class prior / mean) on the same rows by this much of "
+        "the metric (absolute), on top of threshold; null: no baseline check",
     )
 
     @field_validator("primary_metric")
@@ -500,6 +517,19 @@ class CanarySpec(_Strict):
 
 class DataBudgetSpec(_Strict):
     """Refit on growing shares of the training rows: how much data the model really needs."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        """``data_budget: false`` / ``true`` is short for ``{enabled: false}`` / ``{enabled: true}``."""
+        if isinstance(value, bool):
+            return {"enabled": value}
+        if value is not None and not isinstance(value, dict | DataBudgetSpec):
+            raise ValueError(
+                f"got {value!r}; accepted forms: false, true, or a mapping {{enabled: false}} / "
+                "{enabled: true, shares: [0.25, 0.5, 1.0], tolerance: 0.01}"
+            )
+        return value
 
     enabled: bool = True
     shares: list[float] = Field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])

@@ -73,7 +73,8 @@ def test_a_spec_over_the_size_limit_is_not_written(tmp_path, monkeypatch):
 
     monkeypatch.setattr(scaffold, "MAX_SPEC_BYTES", 600)
     sample = tmp_path / "ok.csv"
-    pd.DataFrame({f"feature_{i}": [1.0, 2.0, 3.0, 4.0] for i in range(40)}).assign(label=[0, 1, 0, 1]).to_csv(
+    rows = [float(r) for r in range(40)]
+    pd.DataFrame({f"feature_{i}": rows for i in range(40)}).assign(label=[r % 2 for r in range(40)]).to_csv(
         sample, index=False
     )
     _refused(tmp_path, sample, "would be .* bytes, over the 600")
@@ -95,7 +96,9 @@ def test_a_failure_after_writing_leaves_the_old_spec_and_no_staging(tmp_path, mo
     new_model("keep", "retrain", models, owner="ds")
     old = (models / "keep.yaml").read_text()
     sample = tmp_path / "s.csv"
-    pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "label": [0, 1, 0, 1]}).to_csv(sample, index=False)
+    pd.DataFrame({"x": [float(r) for r in range(40)], "label": [r % 2 for r in range(40)]}).to_csv(
+        sample, index=False
+    )
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
@@ -116,3 +119,19 @@ def test_cli_prints_the_reason_not_a_traceback(tmp_path, monkeypatch, capsys):
     assert main(["new-model", "m1", "--owner", "ds", "--from-data", str(sample)]) == 1
     err = capsys.readouterr().err
     assert "the file is empty" in err and "Traceback" not in err
+
+
+def test_too_few_rows_an_all_null_target_and_late_classes_are_said_at_scaffold_time(tmp_path):
+    def refused(frame, match, target="label"):
+        sample = tmp_path / "s.csv"
+        frame.to_csv(sample, index=False)
+        models = tmp_path / "models"
+        with pytest.raises(ScaffoldError, match=match):
+            new_model("early", "retrain", models, owner="ds", sample=sample, target=target)
+        assert _left_behind(models) == []
+
+    refused(pd.DataFrame({"x": range(10), "label": [0, 1] * 5}), "has 10 rows; .* needs at least 30")
+    refused(pd.DataFrame({"x": range(40), "label": [None] * 40}), "null in every row")
+    days = pd.date_range("2026-01-01", periods=40, freq="D").astype(str)
+    late = pd.DataFrame({"x": range(40), "when": days, "label": ["a", "b"] * 17 + ["c"] * 6})
+    refused(late, r"classes \['c'\] .* appear only in the last fifth of 'when'")
