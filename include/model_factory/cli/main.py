@@ -64,8 +64,16 @@ def validate(
     paths: Annotated[
         list[Path] | None, typer.Argument(help="spec files (default: every spec in FACTORY_SPECS_DIR)")
     ] = None,
+    schema: Annotated[
+        bool, typer.Option("--schema", help="print the JSON Schema of a spec (docs/spec.schema.json)")
+    ] = False,
 ) -> None:
     """Parse specs; exit 1 naming file, field and reason for each bad one."""
+    if schema:
+        from model_factory.cli.docs_gen import spec_schema
+
+        typer.echo(spec_schema(), nl=False)
+        return
     _validate(paths or [])
 
 
