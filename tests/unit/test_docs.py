@@ -142,3 +142,16 @@ def test_readme_is_short_and_states_no_measured_figure():
     assert len(readme.splitlines()) <= 200
     # Figures live on their pages (performance, getting started), never repeated in the README.
     assert not re.search(r"\d+(\.\d+)? ?(req/s|ms|MiB|GB|s\b)|\d+m\d+s", readme)
+
+
+def test_the_wheel_leaves_the_harness_out_and_the_cli_says_where_the_demo_is(monkeypatch):
+    found = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    assert not any(pattern.startswith("model_factory_dev") for pattern in found["include"])
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "model_factory_dev" else real(name, *a)
+    )
+    result = CliRunner().invoke(app, ["demo"])
+    assert result.exit_code == 1 and "make demo" in result.stderr

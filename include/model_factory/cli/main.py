@@ -207,8 +207,12 @@ def serve(ctx: typer.Context) -> None:
 def demo(ctx: typer.Context) -> None:
     """The demo: data for several days, every model's DAGs run by Airflow (arguments: --help)."""
     from model_factory.cli.common import console
-    from model_factory_dev.demo import main as run_demo
 
+    # The demo is the repository's harness (include/model_factory_dev), not part of the wheel.
+    if importlib.util.find_spec("model_factory_dev") is None:
+        fail("the demo runs from a checkout of the repository, not from the installed package: "
+             "clone it and run `make demo`")  # fmt: skip
+    run_demo = importlib.import_module("model_factory_dev.demo").main
     if "-h" in ctx.args or "--help" in ctx.args:
         raise typer.Exit(run_demo(ctx.args))
     # A live line while the demo works (its own output scrolls above it; nothing when piped).
