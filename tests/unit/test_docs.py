@@ -155,3 +155,21 @@ def test_the_wheel_leaves_the_harness_out_and_the_cli_says_where_the_demo_is(mon
     )
     result = CliRunner().invoke(app, ["demo"])
     assert result.exit_code == 1 and "make demo" in result.stderr
+
+
+def test_shell_completion_is_on():
+    shown = CliRunner().invoke(app, ["--show-completion", "bash"], prog_name="model-factory")
+    assert shown.exit_code == 0
+    assert "complete -o default -F _model_factory_completion model-factory" in shown.stdout
+
+
+def test_ops_decision_reads_as_one_line():
+    from model_factory.cli.main import decision_line
+
+    decision = {"model": "churn", "version": "2", "action": "promoted", "actor": "ana via cli",
+                "reason": "looked good", "changed": True,
+                "details": {"champion": "2", "previous_champion": "1"}}  # fmt: skip
+    assert decision_line(decision) == (
+        "churn v2 promoted by ana via cli: looked good (champion 2, previous_champion 1)"
+    )
+    assert decision_line({**decision, "changed": False}).endswith("(already so: nothing changed)")
