@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 from model_factory.errors import ErrorKind, FactoryError, SpecProblemError
+from model_factory.settings import FactorySettings
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -250,8 +251,8 @@ def max_n_jobs() -> int:
     """The most cores one training may ask for: FACTORY_MAX_N_JOBS, else this machine's cores."""
     import os
 
-    value = os.environ.get(MAX_N_JOBS_ENV)
-    return int(value) if value and value.isdigit() and int(value) > 0 else (os.cpu_count() or 1)
+    value = FactorySettings.from_env().max_n_jobs
+    return value if value and value > 0 else (os.cpu_count() or 1)
 
 
 def check_param(key: str, value: Any, depth: int = 0) -> None:

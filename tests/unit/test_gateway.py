@@ -563,7 +563,7 @@ def test_registry_unreachable_degrades_health_but_keeps_serving(gateway, monkeyp
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     watcher = gateway.app_state.watcher
     good = watcher.settings
-    down = replace(good.factory, tracking_uri=f"http://bob:s3cret@127.0.0.1:{port}")
+    down = good.factory.model_copy(update={"tracking_uri": f"http://bob:s3cret@127.0.0.1:{port}"})
     watcher.settings = replace(good, factory=down)
     watcher.refresh()
     health = gateway.get("/health")
@@ -829,7 +829,7 @@ def test_models_with_a_spec_but_nothing_to_serve_are_reported_and_answer_503(reg
     for name in ("churn", "demand", "newbie", "held"):
         text = (REPO / "include" / "models" / "churn.yaml").read_text()
         (specs / f"{name}.yaml").write_text(text.replace("name: churn", f"name: {name}", 1))
-    factory = replace(registry_state, specs_dir=specs)
+    factory = registry_state.model_copy(update={"specs_dir": specs})
     with TestClient(create_app(gateway_settings(factory, tmp_path))) as gw:
         health = gw.get("/health").json()
         assert health["status"] == "degraded"
@@ -911,7 +911,7 @@ def test_string_multiclass_through_the_gateway_feedback_and_the_canary(factory_h
         validated = ingest_validate(spec, flowers(day, rows=600), day, settings)
         _retrain(spec, settings, day, [validated["validated_uri"]])
     canary.start_canary("flowers", "2", 0.5, settings, "test", "multiclass canary")
-    factory = replace(settings, specs_dir=tmp_path)
+    factory = settings.model_copy(update={"specs_dir": tmp_path})
     rows = json.loads(flowers(DAY, rows=120).to_json(orient="records"))
     with TestClient(create_app(gateway_settings(factory, tmp_path, models=("flowers",)))) as gw:
         first = {k: rows[0][k] for k in ("petal", "sepal", "site")}
@@ -954,7 +954,9 @@ def test_a_fresh_install_with_specs_and_no_versions_is_degraded_not_down(registr
     specs = tmp_path / "specs"
     specs.mkdir()
     shutil.copy(REPO / "include" / "models" / "churn.yaml", specs)
-    empty = replace(registry_state, specs_dir=specs, tracking_uri=f"sqlite:///{tmp_path / 'empty.db'}")
+    empty = registry_state.model_copy(
+        update={"specs_dir": specs, "tracking_uri": f"sqlite:///{tmp_path / 'empty.db'}"}
+    )
     with TestClient(create_app(gateway_settings(empty, tmp_path))) as gw:
         health = gw.get("/health")
         assert health.status_code == 200 and health.json()["status"] == "degraded", health.text

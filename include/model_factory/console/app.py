@@ -9,7 +9,6 @@ the user's session, so Airflow authorizes the request and records who asked.
 """
 
 import logging
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,7 +75,7 @@ class ConsoleConfig:
 
 def mlflow_ui_url(settings: FactorySettings) -> str | None:
     """``FACTORY_MLFLOW_UI_URL``, else the tracking server when it is one (http), else none."""
-    explicit = os.environ.get("FACTORY_MLFLOW_UI_URL")
+    explicit = FactorySettings.from_env().mlflow_ui_url
     if explicit:
         return explicit.rstrip("/")
     return settings.tracking_uri.rstrip("/") if settings.tracking_uri.startswith("http") else None

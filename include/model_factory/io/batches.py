@@ -35,6 +35,7 @@ import pandas as pd
 from model_factory.contracts import IngestedBatch
 from model_factory.errors import PermanentError
 from model_factory.io import storage
+from model_factory.settings import FactorySettings
 from model_factory.spec import URI_VARIABLE, URI_VARIABLES_ENV, ModelSpec, uri_variable_allowed
 
 
@@ -134,7 +135,7 @@ DEFAULT_CHUNK_ROWS = 1_000_000
 
 def chunk_rows() -> int:
     """Rows per chunk (``FACTORY_CHUNK_ROWS`` overrides the default)."""
-    value = int(os.environ.get("FACTORY_CHUNK_ROWS", DEFAULT_CHUNK_ROWS))
+    value = FactorySettings.from_env().chunk_rows
     if value < 1:
         raise ValueError(f"FACTORY_CHUNK_ROWS must be >= 1, got {value}")
     return value

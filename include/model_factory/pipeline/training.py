@@ -220,8 +220,8 @@ def split_holdout(df: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.D
 def git_revision() -> str:
     """The code revision: ``FACTORY_CODE_REVISION`` (baked into the Docker image, which has no
     ``.git``), else the checkout's ``git rev-parse HEAD`` (``-dirty`` with local changes)."""
-    if os.environ.get("FACTORY_CODE_REVISION"):
-        return os.environ["FACTORY_CODE_REVISION"]
+    if FactorySettings.from_env().code_revision:
+        return FactorySettings.from_env().code_revision
     try:
         rev = subprocess.run(
             ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"],
@@ -239,7 +239,7 @@ def git_revision() -> str:
 def requirements_file() -> Path:
     """The locked requirements: ``FACTORY_REQUIREMENTS_FILE`` (set in the Docker image), else the
     checkout's requirements.txt."""
-    return Path(os.environ.get("FACTORY_REQUIREMENTS_FILE") or PROJECT_ROOT / "requirements.txt")
+    return Path(FactorySettings.from_env().requirements_file or PROJECT_ROOT / "requirements.txt")
 
 
 def _requirements_sha256() -> str:

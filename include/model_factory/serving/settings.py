@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 
@@ -26,31 +25,7 @@ ENV = {
 def prediction_db_uri(factory: FactorySettings | None = None) -> str:
     """``FACTORY_PREDICTION_DB_URI``, else SQLite under FACTORY_HOME: where DAGs find the prediction log."""
     factory = factory or FactorySettings.from_env()
-    return os.environ.get(ENV["db_uri"]) or f"sqlite:///{factory.home / 'serving' / 'predictions.db'}"
-
-
-def _flag(name: str, default: bool) -> bool:
-    raw = os.environ.get(name, "").strip().lower()
-    if raw == "":
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"environment variable {name}={raw!r} is not true/false")
-
-
-def _number(name: str, default: float, cast: type = float) -> float:
-    raw = os.environ.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = cast(raw)
-    except ValueError:
-        raise ValueError(f"environment variable {name}={raw!r} is not a valid {cast.__name__}") from None
-    if value <= 0:
-        raise ValueError(f"environment variable {name}={raw!r} must be > 0")
-    return value
+    return factory.prediction_db
 
 
 @dataclass(frozen=True)
@@ -78,22 +53,17 @@ class GatewaySettings:
     @classmethod
     def from_env(cls) -> GatewaySettings:
         factory = FactorySettings.from_env()
-        models = os.environ.get(ENV["models"], "").strip()
+        models = factory.gateway_models.strip()
+        same = ("max_body_bytes", "max_instances", "log_inputs", "log_entity_ids", "hash_salt",
+                "retention_days", "threads")  # fmt: skip
         return cls(
             factory=factory,
             db_uri=prediction_db_uri(factory),
-            api_key=os.environ.get(ENV["api_key"]) or None,
-            refresh_s=_number(ENV["refresh_s"], 10.0),
+            api_key=factory.gateway_api_key or None,
+            refresh_s=factory.gateway_refresh_seconds,
             models=tuple(m.strip() for m in models.split(",") if m.strip()) or None,
-            max_body_bytes=int(_number(ENV["max_body_bytes"], 1_048_576, int)),
-            max_instances=int(_number(ENV["max_instances"], 1000, int)),
-            log_inputs=_flag(ENV["log_inputs"], False),
-            log_entity_ids=_flag(ENV["log_entity_ids"], False),
-            hash_salt=os.environ.get(ENV["hash_salt"], ""),
-            retention_days=_number(ENV["retention_days"], 30.0),
-            threads=int(_number(ENV["threads"], 1, int)),
+            **{name: getattr(factory, f"gateway_{name}") for name in same},
         )
-
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@]*@")
 _SECRET_PARAMS = re.compile(

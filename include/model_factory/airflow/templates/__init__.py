@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,7 +70,7 @@ def templates_dir() -> Path:
     from model_factory.settings import FactorySettings
 
     default = FactorySettings.from_env().specs_dir.parent / "templates"
-    return Path(os.environ.get("FACTORY_TEMPLATES_DIR") or default)
+    return Path(FactorySettings.from_env().templates_dir or default)
 
 
 def from_module(module: ModuleType, origin: str) -> Template:
