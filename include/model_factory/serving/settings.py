@@ -20,6 +20,10 @@ ENV = {
     "hash_salt": "FACTORY_GATEWAY_HASH_SALT",
     "retention_days": "FACTORY_GATEWAY_RETENTION_DAYS",
     "threads": "FACTORY_GATEWAY_THREADS",
+    "keep_alive_s": "FACTORY_GATEWAY_KEEP_ALIVE_SECONDS",
+    "header_timeout_s": "FACTORY_GATEWAY_HEADER_TIMEOUT_SECONDS",
+    "body_timeout_s": "FACTORY_GATEWAY_BODY_TIMEOUT_SECONDS",
+    "feedback_wait_s": "FACTORY_GATEWAY_FEEDBACK_WAIT_SECONDS",
 }
 
 
@@ -74,6 +78,15 @@ class GatewaySettings:
     """Predictions and feedback older than this are deleted (by the gateway, hourly)."""
     threads: int = 1
     """Threads per BLAS/OpenMP pool in the serving process (see the README's gateway section)."""
+    keep_alive_s: int = 65
+    """Idle keep-alive connections stay open this long: longer than callers' pools keep theirs
+    (httpx 5 s), so the caller closes first and never sends on a connection being closed."""
+    header_timeout_s: float = 15.0
+    """A connection whose request headers are not complete after this long is closed."""
+    body_timeout_s: float = 30.0
+    """A request body not received within this long is refused (408)."""
+    feedback_wait_s: float = 5.0
+    """Feedback waits this long for a locked prediction DB, then answers 503 saying why."""
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
@@ -92,6 +105,10 @@ class GatewaySettings:
             hash_salt=os.environ.get(ENV["hash_salt"], ""),
             retention_days=_number(ENV["retention_days"], 30.0),
             threads=int(_number(ENV["threads"], 1, int)),
+            keep_alive_s=int(_number(ENV["keep_alive_s"], 65, int)),
+            header_timeout_s=_number(ENV["header_timeout_s"], 15.0),
+            body_timeout_s=_number(ENV["body_timeout_s"], 30.0),
+            feedback_wait_s=_number(ENV["feedback_wait_s"], 5.0),
         )
 
 
