@@ -56,6 +56,7 @@ ui: install $(AIRFLOW_HOME)/.migrated
 ## The test suite (what CI runs). The UI and model-card tests drive Debian's Chromium headless;
 ## `browser` installs it with apt-get when it is missing (as root, as on CI).
 test: install browser docs-check
+	lint-imports
 	pytest
 
 ## The docs site (mkdocs.yml, MkDocs Material). `make docs` rewrites the pages generated from the code
@@ -83,6 +84,7 @@ browser:
 lint: install
 	ruff check .
 	deptry include
+	lint-imports
 
 validate-specs: install
 	model-factory validate

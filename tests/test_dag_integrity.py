@@ -152,3 +152,14 @@ def test_dag_file_parses_without_heavy_imports():
     result = json.loads(out.strip().splitlines()[-1])
     assert [d for d in result["dags"] if d != "model_factory_analyzer"] == SHIPPED
     assert result["loaded"] == []
+
+
+def test_each_models_dags_come_from_its_shard_file(dagbag):
+    from model_factory.airflow.shards import active_count, shard_of
+
+    count = active_count(REPO / "dags")
+    assert count and count > 1
+    for dag_id in SHIPPED:
+        model = dag_id.split("__")[0]
+        expected = f"model_factory_shard_{shard_of(model + '.yaml', count)}_of_{count}.py"
+        assert dagbag.dags[dag_id].fileloc.endswith(expected), (dag_id, dagbag.dags[dag_id].fileloc)

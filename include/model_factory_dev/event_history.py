@@ -4,7 +4,7 @@ skill acting on the demo models for some weeks, with planted problems whose clas
 Each user pursues goals one after another (get a spec accepted, get a retrain green, get a rollout
 action through); attempts fail and are retried after a delay that depends on skill. Experts reach
 more goals, use more of the platform, fail less and fix faster. Planted problems are given to an
-exact number of users of each skill (so the shares are known), through the same message formats
+exact number of users of each skill (so the shares are known), with the kinds and messages
 the factory produces (SpecError problems, quarantine reasons, refusals, task failures):
 
 - SoP (the platform is too complex; most people at every level trip on it):
@@ -27,7 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from model_factory.analyzer.events import Event, EventStore, classify_error, spec_error_events
+from model_factory.analyzer.classify import kind_stage
+from model_factory.analyzer.events import Event
+from model_factory.analyzer.hooks import spec_error_events
+from model_factory.analyzer.store import EventStore
+from model_factory.errors import ErrorKind
 
 from model_factory_dev.demo_data import MODELS
 
@@ -48,11 +52,13 @@ RARE_WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf")
 MakeEvents = Callable[[str, str, datetime], list[Event]]
 
 
-def _spec_error(field_path: str, reason: str) -> MakeEvents:
+def _spec_error(field_path: str, reason: str, kind: str | None) -> MakeEvents:
+    """A spec problem as ``SpecError`` carries it: field, reason and machine-readable kind."""
+
     def make(user: str, model: str, at: datetime) -> list[Event]:
         events = spec_error_events(
             f"include/models/{model}.yaml",
-            [(field_path, reason)],
+            [(field_path, reason, kind)],
             source="cli",
             user=user,
             action="cli.validate",
@@ -64,9 +70,9 @@ def _spec_error(field_path: str, reason: str) -> MakeEvents:
     return make
 
 
-def _run_failure(task_id: str, message: str, stage: str = "data") -> MakeEvents:
+def _run_failure(task_id: str, message: str, kind: str, stage: str = "data") -> MakeEvents:
     def make(user: str, model: str, at: datetime) -> list[Event]:
-        kind, implied = classify_error(message)
+        implied = kind_stage(kind)
         details = {"dag_id": f"{model}__retrain", "run_id": f"manual__{at.isoformat()}"}
         common = {"user": user, "outcome": "error", "at": at, "source": "airflow", "model": model,
                   "error_kind": kind, "message": message, "details": details}  # fmt: skip
@@ -78,13 +84,12 @@ def _run_failure(task_id: str, message: str, stage: str = "data") -> MakeEvents:
     return make
 
 
-def _quarantine(reason: str) -> MakeEvents:
+def _quarantine(reason: str, kind: ErrorKind) -> MakeEvents:
     def make(user: str, model: str, at: datetime) -> list[Event]:
-        kind, stage = classify_error(reason)
+        stage = kind_stage(kind)
+        why = f"batch failed validation and was quarantined. Why:\n  - {reason}"
         return [
-            *_run_failure("validate", f"batch failed validation and was quarantined. Why:\n  - {reason}")(
-                user, model, at
-            ),
+            *_run_failure("validate", why, kind)(user, model, at),
             Event(
                 user=user,
                 action="batch.quarantined",
@@ -101,14 +106,13 @@ def _quarantine(reason: str) -> MakeEvents:
     return make
 
 
-def _refusal(command: str, message: str, stage: str = "deployment") -> MakeEvents:
+def _refusal(command: str, message: str, kind: str, stage: str = "deployment") -> MakeEvents:
     def make(user: str, model: str, at: datetime) -> list[Event]:
-        kind, implied = classify_error(message, command)
         return [
             Event(
                 user=user,
                 action=f"cli.{command}",
-                stage=implied or stage,
+                stage=stage,
                 outcome="error",
                 at=at,
                 model=model,
@@ -162,16 +166,19 @@ PLANTED: dict[str, Planted] = {
         "run",
         {"Beginner": 12, "Intermediate": 11, "Expert": 8},
         _run_failure(
-            "ingest", "bad trigger conf or asset event: ds '2026/09/03' is not a date YYYY-MM-DD", "training"
+            "ingest",
+            "bad trigger conf or asset event: ds '2026/09/03' is not a date YYYY-MM-DD",
+            ErrorKind.BAD_TRIGGER_CONF,
+            "training",
         ),
     ),
-    "spec: template_params.*: search space for '…' must be a list or {low, high, log}": Planted(
+    "spec: bad template_params": Planted(
         "SoP",
         "training",
         "spec",
         {"Beginner": 11, "Intermediate": 10, "Expert": 7},
         _spec_error(
-            "template_params.search_space", "search space for 'C' must be a list or {low, high, log}"
+            "template_params.search_space", "search space for 'C' must be a list or {low, high, log}", None
         ),
     ),
     "validation: unseen category": Planted(
@@ -181,7 +188,8 @@ PLANTED: dict[str, Planted] = {
         {"Beginner": 11, "Intermediate": 10, "Expert": 6},
         _quarantine(
             "expect_column_values_to_be_in_set on column 'plan': 41 of 2000 rows failed (2.1%), "
-            "e.g. ['enterprise']; expected {'value_set': ['basic', 'standard', 'premium']}"
+            "e.g. ['enterprise']; expected {'value_set': ['basic', 'standard', 'premium']}",
+            ErrorKind.UNSEEN_CATEGORY,
         ),
     ),
     "spec: unknown estimator param": Planted(
@@ -193,6 +201,7 @@ PLANTED: dict[str, Planted] = {
             "estimator",
             "unknown params ['n_estimator'] for RandomForestClassifier; allowed: "
             "['bootstrap', 'ccp_alpha', 'class_weight', 'n_estimators']",
+            ErrorKind.SPEC_UNKNOWN_PARAM,
         ),
     ),
     "validation: column missing": Planted(
@@ -200,21 +209,25 @@ PLANTED: dict[str, Planted] = {
         "data",
         "run",
         {"Beginner": 8, "Intermediate": 2, "Expert": 1},
-        _quarantine("column 'usage_gb' is missing"),
+        _quarantine("column 'usage_gb' is missing", ErrorKind.COLUMN_MISSING),
     ),
-    "spec: features.categorical: Input should be a valid list": Planted(
+    "spec: features.categorical: wrong type": Planted(
         "ET",
         "features",
         "spec",
         {"Beginner": 7, "Intermediate": 3, "Expert": 0},
-        _spec_error("features.categorical", "Input should be a valid list"),
+        _spec_error("features.categorical", "Input should be a valid list", "list_type"),
     ),
-    "ops: promote refused: model '…' has no canary running": Planted(
+    "ops: promote refused by a rollout rule": Planted(
         "ET",
         "deployment",
         "ops",
         {"Beginner": 8, "Intermediate": 4, "Expert": 1},
-        _refusal("promote", "refused: model 'churn' has no canary running"),
+        _refusal(
+            "promote",
+            "refused: model 'churn' has no canary running",
+            "ops: promote refused by a rollout rule",
+        ),
     ),
     # a distractor: many at every level, just short of the SoP rule at 50/65/80
     "gate: too good to be true (held)": Planted(
@@ -322,14 +335,18 @@ def generate_history(seed: int = 7, weeks: int = 12, start: datetime = START) ->
             for kind in forced:  # every pending problem of this kind of goal trips this attempt chain
                 del pending[kind]
                 if kind.startswith("rare:"):
-                    failures.append(_refusal("trigger", f"refused: the {kind[5:]} corner case", "training"))
+                    why = f"the {kind[5:]} corner case"
+                    rare = _refusal("trigger", f"refused: {why}", f"ops: trigger refused: {why}", "training")
+                    failures.append(rare)
                 else:
                     failures += [PLANTED[kind].make] * rng.choice((1, 1, 2))
             while rng.random() < FAIL_P[skill] and len(failures) < 5:
                 command, stage = {"spec": ("validate", "training"), "run": ("trigger", "training")}.get(
                     goal, ("canary", "deployment")
                 )
-                failures.append(_refusal(command, f"refused: {user.split('@')[0]} slip {index}", stage))
+                slip = f"{user.split('@')[0]} slip {index}"  # a mistake of this user only
+                kind = f"ops: {command} refused: {slip}"
+                failures.append(_refusal(command, f"refused: {slip}", kind, stage))
             for make in failures:
                 events += make(user, model, t)
                 t += timedelta(minutes=rng.lognormvariate(0, 0.6) * FIX_MEDIAN_MIN[skill])

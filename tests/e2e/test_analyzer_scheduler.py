@@ -13,8 +13,8 @@ from datetime import date
 
 import pytest
 from model_factory.analyzer.collect import collect_all
-from model_factory.analyzer.events import EventStore
 from model_factory.analyzer.report import analyze
+from model_factory.analyzer.store import EventStore
 from model_factory.io import storage
 from model_factory_dev import demo_data
 from model_factory_dev.stack import Stack, StackConfig

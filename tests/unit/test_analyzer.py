@@ -9,22 +9,16 @@ from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from model_factory.analyzer import events as ev
-from model_factory.analyzer.events import (
-    EVENTS,
-    AnalyzerSettings,
-    Event,
-    EventStore,
-    classify_error,
-    classify_spec_problem,
-    cli_command,
-    parse_spec_errors,
-    record,
-    record_spec_errors,
-    tracked,
-)
+from model_factory.analyzer import hooks as ev_hooks
+from model_factory.analyzer.classify import exception_kind, spec_problem_kind
+from model_factory.analyzer.events import Event
+from model_factory.analyzer.hooks import cli_command, note_error, record_spec_errors, tracked
 from model_factory.analyzer.report import analyze, format_report
 from model_factory.analyzer.rules import ET, SOP, WATCH, Thresholds
+from model_factory.analyzer.store import EVENTS, AnalyzerSettings, EventStore, record
+from model_factory.cli.main import main
+from model_factory.errors import LabelError
+from model_factory.pipeline.registry import PromotionError
 from model_factory.spec import SpecError, load_specs
 from model_factory_dev.event_history import PLANTED, generate_history
 
@@ -250,62 +244,49 @@ def test_opt_out_records_nothing(monkeypatch, factory_home) -> None:
 # --- error kinds and hooks ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("message", "kind", "stage"),
-    [
-        ("column 'usage_gb' is missing", "validation: column missing", "data"),
-        (
-            "expect_column_values_to_be_in_set on column 'plan': 3 of 10 rows failed",
-            "validation: unseen category",
-            "data",
-        ),
-        ("bad trigger conf or asset event: ds 'x' is not a date", "trigger: bad conf", "training"),
-        ("template 'tuned' raised while building: KeyError", "template raised", "training"),
-        ("canary v3 rolled back: live roc_auc worse", "canary: rolled back", "deployment"),
-    ],
-)
-def test_error_kinds_from_messages(message: str, kind: str, stage: str) -> None:
-    assert classify_error(message) == (kind, stage)
+def test_kinds_come_from_the_error_not_its_words() -> None:
+    """Issue 19: a reworded message keeps its kind; the kind is the error's own or its type's."""
+    a = exception_kind(PromotionError("model 'churn' has no canary running"), "promote")
+    b = exception_kind(PromotionError("churn: nothing to promote, start a canary first"), "promote")
+    assert a == b == ("ops: promote refused by a rollout rule", "deployment")
+    assert exception_kind(LabelError("whatever the words"))[0] == "validation: unseen class label"
+    assert exception_kind(ConnectionRefusedError("[Errno 111] Connection refused")) == (
+        "platform: service unreachable",
+        None,
+    )
+    assert exception_kind(RuntimeError("column 'x' is missing"))[0] == "error: RuntimeError"  # no regex
 
 
-def test_usage_errors_are_a_kind_per_command(factory_home) -> None:
-    text = "Usage: model-factory promote [OPTIONS] MODEL\nError: No such option: --reasn"
-    assert classify_error(text, "promote") == ("cli: promote usage error: no such option", "deployment")
-    with pytest.raises(SystemExit), cli_command(["promote", "churn", "--reasn", "x"]):
-        print(text, file=sys.stderr)
-        raise SystemExit(2)
+def test_usage_errors_are_a_kind_per_command_from_clicks_exception(factory_home) -> None:
+    import click
+
+    assert exception_kind(click.NoSuchOption("--reasn"), "promote") == (
+        "cli: promote usage error: no such option",
+        "deployment",
+    )
+    assert exception_kind(click.NoSuchOption("--other", message="reworded"), "promote")[0] == (
+        "cli: promote usage error: no such option"
+    )
+    assert main(["promote", "churn", "--reasn", "x"]) == 2
     (event,) = EventStore().events()
     assert (event.error_kind, event.details["exit_code"]) == ("cli: promote usage error: no such option", 2)
 
 
-def test_refusals_are_kinds_per_command_without_particulars() -> None:
-    a = classify_error("refused: model 'churn' has no canary running", "promote")
-    b = classify_error("refused: model 'demand' has no canary running", "promote")
-    assert a == b == ("ops: promote refused: model '…' has no canary running", "deployment")
-    c = classify_error("refused: no registered model 'x': Registered Model with name=x not found", "promote")
-    d = classify_error("refused: no registered model 'y': Registered Model with name=y not found", "promote")
-    assert c == d and "name=…" in c[0]
-
-
 def test_spec_problems_map_to_the_stage_of_their_field() -> None:
-    assert classify_spec_problem("estimator", "unknown params ['x'] for Ridge; allowed: []") == (
+    assert spec_problem_kind("estimator", "spec: unknown estimator param") == (
         "spec: unknown estimator param",
         "training",
     )
-    assert classify_spec_problem("validation.ranges.age.min", "Input should be a valid number")[1] == "data"
-    assert classify_spec_problem("features.numeric", "Input should be a valid list")[1] == "features"
-    assert (
-        classify_spec_problem("canary.ramp", "ramp must increase strictly (got [0.5, 0.1])")[1]
-        == "deployment"
+    assert spec_problem_kind("validation.ranges.age.min", "float_parsing") == (
+        "spec: validation.ranges.*.min: wrong type",
+        "data",
     )
-    assert classify_spec_problem("(top level)", "gates.primary_metric rmse is a regression metric") == (
-        "spec: gates.primary_metric: gates.primary_metric rmse is a regression metric",
-        "training",
-    )
-    assert classify_spec_problem("", "malformed YAML: line 3, column 1: x") == (
-        "spec: malformed YAML",
-        "unknown",
-    )
+    assert spec_problem_kind("features.numeric", "list_type")[1] == "features"
+    ramp = ("spec: canary.ramp: invalid value", "deployment")
+    assert spec_problem_kind("canary.ramp", "value_error") == ramp
+    assert spec_problem_kind("", "spec: malformed YAML") == ("spec: malformed YAML", "unknown")
+    unknown = ("spec: unknown field in features", "features")
+    assert spec_problem_kind("features.extra", "extra_forbidden") == unknown
 
 
 def _bad_spec(folder, name: str = "churn") -> SpecError:
@@ -319,11 +300,23 @@ def _bad_spec(folder, name: str = "churn") -> SpecError:
     return bad[0]
 
 
-def test_spec_error_text_is_parsed_back_into_problems(tmp_path) -> None:
+def test_rewording_a_spec_problem_keeps_its_kind(tmp_path, factory_home, monkeypatch) -> None:
+    """Issue 19: the Analyzer reads SpecError's kinds, so a reworded reason counts the same."""
     error = _bad_spec(tmp_path)
-    problems = parse_spec_errors(f"FAIL  {error}\n")
-    assert problems == [(str(tmp_path / "churn.yaml"), "estimator", problems[0][2])]
-    assert problems[0][2].startswith("unknown params ['Cc'] for LogisticRegression")
+    assert error.kinds == ["spec: unknown estimator param"]
+    reworded = SpecError(error.path, [("estimator", "Cc? no such knob on LogisticRegression")], error.kinds)
+    ev_hooks._seen_spec_errors.clear()
+    monkeypatch.setenv("FACTORY_ACTOR", "ana")
+    for spec_error in (error, reworded):
+        with pytest.raises(SystemExit), cli_command(["validate", str(tmp_path / "churn.yaml")]):
+            note_error(spec_error)
+            raise SystemExit(1)
+    first, second = EventStore().events()
+    assert first.message != second.message
+    assert (first.error_kind, first.stage) == (second.error_kind, second.stage) == (
+        "spec: unknown estimator param",
+        "training",
+    )
 
 
 def test_parse_time_spec_errors_name_the_git_author_once(tmp_path, factory_home) -> None:
@@ -334,10 +327,10 @@ def test_parse_time_spec_errors_name_the_git_author_once(tmp_path, factory_home)
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "churn.yaml"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "add churn"], check=True)
-    ev._seen_spec_errors.clear()
+    ev_hooks._seen_spec_errors.clear()
     assert record_spec_errors([error]) == 1
     assert record_spec_errors([error]) == 0  # the DAG processor parses again: recorded once
-    ev._seen_spec_errors.clear()
+    ev_hooks._seen_spec_errors.clear()
     assert record_spec_errors([error]) == 0  # another process: the origin is already stored
     (event,) = EventStore().events()
     assert (event.user, event.action, event.stage, event.error_kind) == (
@@ -350,7 +343,7 @@ def test_parse_time_spec_errors_name_the_git_author_once(tmp_path, factory_home)
 
 
 def test_spec_errors_outside_git_fall_back_to_the_spec_owner(tmp_path, factory_home) -> None:
-    ev._seen_spec_errors.clear()
+    ev_hooks._seen_spec_errors.clear()
     record_spec_errors([_bad_spec(tmp_path)])
     (event,) = EventStore().events()
     assert event.user == "team-x" and event.details["user_from"] == "spec owner"
@@ -360,10 +353,14 @@ def test_cli_command_records_outcome_time_and_every_spec_problem(tmp_path, facto
     monkeypatch.setenv("FACTORY_ACTOR", "ana via cli")
     error = _bad_spec(tmp_path)
     with pytest.raises(SystemExit), cli_command(["validate", str(tmp_path / "churn.yaml")]):
+        note_error(error)  # what the CLI's error handler does
         print(f"FAIL  {error}", file=sys.stderr)
         raise SystemExit(1)
     with cli_command(["promote", "churn", "--reason", "x"]) as action:
-        print("refused: model 'churn' has no canary running", file=sys.stderr)
+        try:
+            raise PromotionError("model 'churn' has no canary running")
+        except PromotionError:
+            note_error()  # the exception being handled
         action.exit_code = 1
     with cli_command(["status"]):
         pass
@@ -377,7 +374,7 @@ def test_cli_command_records_outcome_time_and_every_spec_problem(tmp_path, facto
         ("cli.status", "ok", None, "ana"),
     ]
     assert events[0].error_kind == "spec: unknown estimator param" and events[0].stage == "training"
-    assert events[1].error_kind == "ops: promote refused: model '…' has no canary running"
+    assert events[1].error_kind == "ops: promote refused by a rollout rule"
     assert events[1].details["exit_code"] == 1
     assert all(e.duration_s is not None and e.duration_s >= 0 for e in events)
 
@@ -385,14 +382,14 @@ def test_cli_command_records_outcome_time_and_every_spec_problem(tmp_path, facto
 def test_tracked_decorator_records_exceptions(factory_home) -> None:
     @tracked("cli.trigger", model="churn", user="bo")
     def trigger() -> None:
-        raise RuntimeError("bad trigger conf: ds 'x' is not a date")
+        raise ConnectionRefusedError("Airflow at http://127.0.0.1:1 is not answering")
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ConnectionRefusedError):
         trigger()
     (event,) = EventStore().events()
     assert (event.outcome, event.error_kind, event.stage, event.user) == (
         "error",
-        "trigger: bad conf",
+        "platform: service unreachable",
         "training",
         "bo",
     )

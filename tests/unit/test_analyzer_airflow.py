@@ -7,7 +7,7 @@ import subprocess
 from datetime import UTC, datetime
 
 import pytest
-from model_factory.analyzer.events import EventStore
+from model_factory.analyzer.store import EventStore
 from model_factory.io import storage
 from model_factory.settings import FactorySettings
 from model_factory_dev.event_history import write_history

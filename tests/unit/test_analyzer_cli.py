@@ -6,7 +6,7 @@ import json
 import shutil
 
 import pytest
-from model_factory.analyzer.events import EventStore
+from model_factory.analyzer.store import EventStore
 from model_factory.cli.main import main
 from model_factory_dev.event_history import write_history
 from model_factory_dev.stack import free_port

@@ -13,7 +13,8 @@ from model_factory.analyzer.collect import (
     collect_decisions,
     collect_quarantines,
 )
-from model_factory.analyzer.events import Event, EventStore
+from model_factory.analyzer.events import Event
+from model_factory.analyzer.store import EventStore
 from model_factory.io import batches
 from model_factory.io.airflow_api import AirflowClient
 from model_factory.pipeline.validation import validate_batch

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi import Header, HTTPException
 from fastapi.testclient import TestClient
-from model_factory.analyzer.events import EventStore
 from model_factory.analyzer.report import build_report, write_report
+from model_factory.analyzer.store import EventStore
 from model_factory.console.app import ConsoleConfig, create_app
 from model_factory.settings import FactorySettings
 from model_factory_dev.event_history import write_history

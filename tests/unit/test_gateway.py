@@ -31,6 +31,7 @@ from model_factory.serving import GatewaySettings, create_app, predlog
 from model_factory.serving.models import LoadedVersion
 from model_factory.serving.routing import bucket
 from model_factory.settings import FactorySettings
+from model_factory.spec import CanarySpec
 from model_factory_dev import demo_data
 from model_factory_dev.simulator import simulate_traffic
 
@@ -135,11 +136,13 @@ def test_predict_one_and_many_with_probabilities(gateway):
     assert one.status_code == 200, one.text
     body = one.json()
     assert body["model"] == "churn" and body["version"] == "1" and body["arm"] == "champion"
-    assert body["request_id"] == "r-1" and body["prediction"] in (0, 1)
+    assert body["client_request_id"] == "r-1" and body["prediction"] in (0, 1)
+    assert len(body["request_id"]) == 32 and body["request_id"] != "r-1"  # the gateway's own id
     assert math.isclose(sum(body["probabilities"].values()), 1.0, abs_tol=1e-5)
 
     many = predict(gateway, {"instances": rows, "request_id": "batch"}).json()
-    assert [p["request_id"] for p in many["predictions"]] == ["batch:0", "batch:1", "batch:2"]
+    issued = many["request_id"]
+    assert [p["request_id"] for p in many["predictions"]] == [f"{issued}:{i}" for i in range(3)]
 
     regression = predict(
         gateway,
@@ -272,16 +275,19 @@ def test_too_large_is_413(registry_state, tmp_path):
 def test_feedback_for_known_and_unknown_request_ids(gateway):
     served = predict(gateway, {"features": churn_rows(1)[0], "request_id": "fb-1"})
     assert served.status_code == 200
-    ok = gateway.post("/v1/feedback", json={"request_id": "fb-1", "outcome": 1})
-    assert ok.status_code == 200 and ok.json() == {"request_id": "fb-1", "recorded": True, "unchanged": False}
-    retried = gateway.post("/v1/feedback", json={"request_id": "fb-1", "outcome": 1})  # a retry
+    rid = served.json()["request_id"]
+    ok = gateway.post("/v1/feedback", json={"request_id": rid, "outcome": 1})
+    assert ok.status_code == 200 and ok.json() == {"request_id": rid, "recorded": True, "unchanged": False}
+    retried = gateway.post("/v1/feedback", json={"request_id": rid, "outcome": 1})  # a retry
     assert retried.status_code == 200 and retried.json()["unchanged"] is True
-    again = gateway.post("/v1/feedback", json={"request_id": "fb-1", "outcome": 0})  # never replaces
+    again = gateway.post("/v1/feedback", json={"request_id": rid, "outcome": 0})  # never replaces
     assert again.status_code == 409 and "already recorded" in again.json()["detail"]["error"]
 
     unknown = gateway.post("/v1/feedback", json={"request_id": "never-served", "outcome": 1})
     assert unknown.status_code == 404
-    assert unknown.json()["detail"] == "no prediction with request_id 'never-served'"
+    assert unknown.json()["detail"].startswith("no prediction with request_id 'never-served'")
+    own = gateway.post("/v1/feedback", json={"request_id": "fb-1", "outcome": 1})  # the caller's id
+    assert own.status_code == 404 and "client_request_id" in own.json()["detail"]
     assert gateway.post("/v1/feedback", json={"request_id": "fb-1"}).status_code == 422
     assert gateway.post("/v1/feedback", json={"outcome": 1}).status_code == 422
     assert gateway.post("/v1/feedback", json={"request_id": "fb-1", "outcome": [1]}).status_code == 422
@@ -290,7 +296,7 @@ def test_feedback_for_known_and_unknown_request_ids(gateway):
     assert log.flush()
     with log.engine.connect() as conn:
         rows = conn.execute(sa.select(predlog.FEEDBACK)).all()
-    assert [(r.request_id, json.loads(r.outcome)) for r in rows] == [("fb-1", 1)]
+    assert [(r.request_id, json.loads(r.outcome)) for r in rows] == [(rid, 1)]
 
 
 @pytest.mark.parametrize(
@@ -320,15 +326,57 @@ def test_feedback_is_checked_against_the_model_task(gateway, model, outcome, wor
     assert good.status_code == 200
 
 
+def test_request_ids_are_the_gateways_so_feedback_names_one_prediction(gateway, registry_state):
+    """Issue 18 finding 4: two callers (and two models) reusing one request id. Before, feedback
+    for "dup" attached to all three predictions, the first answerer took it (the rightful caller
+    got 409) and the canary data counted the outcome once per prediction."""
+    canary.start_canary("churn", "2", 0.5, registry_state, "test", "ids")
+    gateway.app_state.watcher.refresh()
+    demand_row = json_rows(demo_data.generate_batch("demand", DAY, rows=1), DEMAND.features.all)[0]
+    rows = churn_rows(2)
+    alice = predict(gateway, {"features": rows[0], "request_id": "dup", "entity_id": "alice"}).json()
+    mallory = predict(gateway, {"features": rows[1], "request_id": "dup", "entity_id": "mallory"}).json()
+    other = predict(gateway, {"features": demand_row, "request_id": "dup"}, model="demand").json()
+    issued = {alice["request_id"], mallory["request_id"], other["request_id"]}
+    assert len(issued) == 3 and "dup" not in issued
+    assert alice["client_request_id"] == mallory["client_request_id"] == other["client_request_id"] == "dup"
+
+    # Mallory answers first, with her own outcome: it lands on her prediction only.
+    first = gateway.post("/v1/feedback", json={"request_id": mallory["request_id"], "outcome": 0})
+    assert first.status_code == 200 and first.json()["unchanged"] is False
+    rightful = gateway.post("/v1/feedback", json={"request_id": alice["request_id"], "outcome": 1})
+    assert rightful.status_code == 200 and rightful.json()["unchanged"] is False  # was 409
+    assert gateway.post("/v1/feedback", json={"request_id": "dup", "outcome": 1}).status_code == 404
+
+    log = gateway.app_state.prediction_log
+    assert log.flush()
+    started = canary.read_serving_state("churn", registry_state).started_at
+    arms = canary.arm_outcomes(log.engine, "churn", started)
+    assert sum(arm.labelled for arm in arms.values()) == 2  # each outcome counted once
+    outcomes = sorted(o for arm in arms.values() for o in arm.outcomes)
+    assert outcomes == [0.0, 1.0]
+    with log.engine.connect() as conn:
+        joined = conn.execute(
+            sa.select(predlog.PREDICTIONS.c.model).select_from(
+                predlog.PREDICTIONS.join(
+                    predlog.FEEDBACK, predlog.FEEDBACK.c.request_id == predlog.PREDICTIONS.c.request_id
+                )
+            )
+        ).all()
+    assert sorted(m for (m,) in joined) == ["churn", "churn"]  # the demand prediction has none
+
+
 def test_every_prediction_is_logged(gateway):
     rows = churn_rows(2)
-    predict(gateway, {"features": rows[0], "request_id": "log-1", "entity_id": "C42"})
-    predict(gateway, {"instances": rows, "request_id": "log-2"})
+    one = predict(gateway, {"features": rows[0], "request_id": "log-1", "entity_id": "C42"}).json()
+    two = predict(gateway, {"instances": rows, "request_id": "log-2"}).json()
     log = gateway.app_state.prediction_log
     assert log.flush()
     with log.engine.connect() as conn:
         logged = conn.execute(sa.select(predlog.PREDICTIONS).order_by(predlog.PREDICTIONS.c.id)).all()
-    assert [r.request_id for r in logged] == ["log-1", "log-2:0", "log-2:1"]
+    issued = [one["request_id"], *(p["request_id"] for p in two["predictions"])]
+    assert [r.request_id for r in logged] == issued
+    assert [r.client_request_id for r in logged] == ["log-1", "log-2:0", "log-2:1"]
     first = logged[0]
     assert (first.model, first.version, first.arm, first.status) == ("churn", "1", "champion", "ok")
     assert first.latency_ms > 0 and 0.0 <= first.score <= 1.0
@@ -348,22 +396,23 @@ def test_input_logging_is_opt_in_and_old_rows_are_deleted(registry_state, tmp_pa
                                 hash_salt="pepper", retention_days=7)  # fmt: skip
     row = churn_rows(1)[0]
     with TestClient(create_app(settings)) as client:
-        predict(client, {"features": row, "request_id": "keep", "entity_id": "C42"})
-        predict(client, {"features": row, "request_id": "old"})
-        client.post("/v1/feedback", json={"request_id": "old", "outcome": 1})
+        kept = predict(client, {"features": row, "request_id": "keep", "entity_id": "C42"})
+        keep = kept.json()["request_id"]
+        old = predict(client, {"features": row, "request_id": "old"}).json()["request_id"]
+        assert client.post("/v1/feedback", json={"request_id": old, "outcome": 1}).status_code == 200
         log = client.app.state.prediction_log
         assert log.flush()
     engine = predlog.engine_for(settings.db_uri)
     with engine.begin() as conn:
         p, f = predlog.PREDICTIONS, predlog.FEEDBACK
-        first = conn.execute(sa.select(p).where(p.c.request_id == "keep")).one()
+        first = conn.execute(sa.select(p).where(p.c.request_id == keep)).one()
         assert first.entity_id == "C42" and json.loads(first.inputs) == row
         past = predlog.utcnow() - timedelta(days=8)
-        conn.execute(p.update().where(p.c.request_id == "old").values(created_at=past))
-        conn.execute(f.update().where(f.c.request_id == "old").values(received_at=past))
+        conn.execute(p.update().where(p.c.request_id == old).values(created_at=past))
+        conn.execute(f.update().where(f.c.request_id == old).values(received_at=past))
     assert predlog.purge(engine, settings.retention_days) == {"predictions": 1, "feedback": 1}
     with engine.connect() as conn:
-        assert [r.request_id for r in conn.execute(sa.select(predlog.PREDICTIONS))] == ["keep"]
+        assert [r.request_id for r in conn.execute(sa.select(predlog.PREDICTIONS))] == [keep]
 
 
 def test_api_key_is_required_when_set(registry_state, tmp_path):
@@ -480,8 +529,10 @@ def test_canary_that_fails_to_load_gets_no_traffic(gateway, registry_state):
     assert len([d for d in predlog.decisions(db, "churn") if d["action"] == "load_failed"]) == 1
     state = canary.read_serving_state("churn", registry_state)
     arms = canary.arm_outcomes(db, "churn", state.started_at, versions={"canary": "3"})
-    verdict = canary.analyse_canary(arms["champion"], arms["canary"], task="classification", metric="roc_auc")
-    assert verdict["decision"] == "rollback" and "failed to load" in verdict["reasons"][0]
+    verdict = canary.analyse_canary(
+        arms["champion"], arms["canary"], CanarySpec(), task="classification", metric="roc_auc"
+    )
+    assert verdict.decision == "rollback" and "failed to load" in verdict.reasons[0]
 
 
 def test_a_canary_that_fails_at_predict_time_falls_back_to_the_champion(gateway, registry_state, monkeypatch):
@@ -666,10 +717,10 @@ def test_simulated_traffic_with_delayed_feedback_feeds_the_analysis(registry_sta
     truth = dict(zip(rows["customer_id"], rows["churned"], strict=True))
     assert set(arms["canary"].outcomes) <= {0.0, 1.0} and len(truth) == 150
     verdict = canary.analyse_canary(
-        arms["champion"], arms["canary"], task="classification", metric="roc_auc", min_samples=50
+        arms["champion"], arms["canary"], CanarySpec(min_samples=50), task="classification", metric="roc_auc"
     )
-    assert verdict["decision"] in ("promote", "rollback")
-    assert verdict["arms"]["canary"]["labelled"] == sent["by_arm"]["canary"]
+    assert verdict.decision in ("promote", "rollback")
+    assert verdict.arms["canary"].labelled == sent["by_arm"]["canary"]
 
 
 def test_a_rollout_driven_by_live_outcomes_without_airflow(registry_state, tmp_path):
@@ -683,32 +734,32 @@ def test_a_rollout_driven_by_live_outcomes_without_airflow(registry_state, tmp_p
         predlog.write_decision(db, canary.start_canary("churn", "2", 0.5, registry_state, "dag", "blessed"))
         app.state.watcher.refresh()
         waiting = canary.analyse_running_canary(spec, registry_state, db)
-        assert waiting["decision"] == "wait" and waiting["next_share"] == 1.0
+        assert waiting.decision == "wait" and waiting.next_share == 1.0
 
         simulate_traffic(base, "churn", rows, requests=200, seed=2, **traffic)
         assert app.state.prediction_log.flush()
         first = canary.analyse_running_canary(spec, registry_state, db)
-        assert first["decision"] == "continue", first["reasons"]
-        assert first["canary_version"] == "2" and first["arms"]["canary"]["labelled"] >= 40
+        assert first.decision == "continue", first.reasons
+        assert first.canary_version == "2" and first.analysis.arms["canary"].labelled >= 40
 
         predlog.write_decision(db, canary.set_canary_share("churn", 1.0, registry_state, "dag", "stage 1 ok"))
         app.state.watcher.refresh()
         stalled = canary.analyse_running_canary(spec, registry_state, db)
-        assert stalled["decision"] == "wait" and "since the stage began" in stalled["reasons"][0]
+        assert stalled.decision == "wait" and "since the stage began" in stalled.reasons[0]
         given_up = canary.analyse_running_canary(spec, registry_state, db, deadline_passed=True)
-        assert given_up["decision"] == "rollback" and "maximum duration" in given_up["reasons"][0]
+        assert given_up.decision == "rollback" and "maximum duration" in given_up.reasons[0]
 
         simulate_traffic(base, "churn", rows, requests=80, seed=3, **traffic)
         assert app.state.prediction_log.flush()
         last = canary.analyse_running_canary(spec, registry_state, db)
-        assert last["decision"] == "promote" and last["next_share"] is None, last["reasons"]
+        assert last.decision == "promote" and last.next_share is None, last.reasons
         promoted = canary.promote_canary(
             "churn",
             registry_state,
             "dag",
-            last["reasons"][0],
+            last.reasons[0],
             version="2",
-            details={"p_value": last["p_value"]},
+            details={"p_value": last.analysis.p_value},
         )
         predlog.write_decision(db, promoted)
         app.state.watcher.refresh()
@@ -886,11 +937,13 @@ def test_string_multiclass_through_the_gateway_feedback_and_the_canary(factory_h
     assert arms["canary"].labelled > 30 and arms["champion"].labelled > 30
     assert set(arms["canary"].outcomes) <= set(SPECIES)
     for metric in ("f1", "log_loss"):
-        verdict = canary.analyse_canary(arms["champion"], arms["canary"], task="classification",
-                                        metric=metric, min_samples=30, max_relative_drop=0.5)  # fmt: skip
-        assert verdict["decision"] == "promote", verdict["reasons"]
-        low, high = verdict["arms"]["canary"]["ci"]
-        assert low < verdict["arms"]["canary"]["value"] < high
+        policy = CanarySpec(min_samples=30, max_relative_drop=0.5)
+        verdict = canary.analyse_canary(
+            arms["champion"], arms["canary"], policy, task="classification", metric=metric
+        )
+        assert verdict.decision == "promote", verdict.reasons
+        low, high = verdict.arms["canary"].ci
+        assert low < verdict.arms["canary"].value < high
 
 
 def test_a_fresh_install_with_specs_and_no_versions_is_degraded_not_down(registry_state, tmp_path):

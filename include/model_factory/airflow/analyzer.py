@@ -23,7 +23,7 @@ WEEKS = 13
 
 def analyzer_dags() -> dict[str, DAG]:
     """The weekly Analyzer DAG (none when ``FACTORY_ANALYZER=off``)."""
-    from model_factory.analyzer.events import recording_enabled
+    from model_factory.analyzer.store import recording_enabled
 
     if not recording_enabled():
         return {}

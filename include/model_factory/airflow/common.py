@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from model_factory.errors import ErrorKind, error_kind_line
 from model_factory.settings import FactorySettings
 from model_factory.spec import LoadedSpec, ModelSpec
 
@@ -49,6 +50,7 @@ def run_ds() -> str:
         try:
             return check_ds(str(ds))
         except ValueError as exc:
+            log.error(error_kind_line(ErrorKind.BAD_TRIGGER_CONF))  # the Analyzer reads the kind here
             raise AirflowFailException(f"bad trigger conf or asset event: {exc}") from exc
     logical = context.get("logical_date") or context["dag_run"].run_after
     return logical.strftime("%Y-%m-%d")

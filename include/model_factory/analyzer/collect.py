@@ -19,15 +19,12 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urlparse
 
-from model_factory.analyzer.events import (
-    DAG_KIND_STAGES,
-    UNKNOWN,
-    Event,
-    EventStore,
-    classify_error,
-    spec_author,
-    task_stage,
-)
+from model_factory.analyzer.classify import kind_stage, logged_kinds, validation_kinds
+from model_factory.analyzer.events import DAG_KIND_STAGES, UNKNOWN, Event, task_stage
+from model_factory.analyzer.hooks import spec_author
+from model_factory.analyzer.store import EventStore
+from model_factory.errors import ErrorKind
+from model_factory.io import storage
 from model_factory.settings import FactorySettings
 
 log = logging.getLogger(__name__)
@@ -82,6 +79,18 @@ def failure_reason(log_text: str) -> str | None:
     return None
 
 
+def quarantine_kinds(store_uri: str, model: str, ds: str | None) -> list[str]:
+    """The kinds of the failed checks of a model's batch quarantined on ``ds`` (its GX result)."""
+    if not ds:
+        return []
+    kinds: list[str] = []
+    with contextlib.suppress(Exception):  # no quarantine for that date: the task's own kind holds
+        for uri in storage.list_uris(storage.join(store_uri, "quarantine", model, ds)):
+            if uri.endswith("/validation.json"):
+                kinds += validation_kinds(storage.read_json(uri))
+    return kinds
+
+
 def _parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
@@ -89,8 +98,14 @@ def _parse_time(value: str | None) -> datetime | None:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
-def collect_airflow(store: EventStore, api: ApiGetter | None, limit: int = 1000) -> SourceStatus:
-    """DAG runs a person triggered (run type manual) and their task outcomes, with the triggering user."""
+def collect_airflow(
+    store: EventStore, api: ApiGetter | None, limit: int = 1000, store_uri: str | None = None
+) -> SourceStatus:
+    """DAG runs a person triggered (run type manual) and their task outcomes, with the triggering user.
+
+    A failed task's kind is the one it logged (``factory.error_kind=``), else for ``validate`` the
+    kinds of the checks its quarantined batch failed (the GX result in ``store_uri``), else
+    ``task <id> failed``; the message (the task's own explanation) is kept for reading only."""
     if api is None:
         earlier = len(store.origins("airflow:run:"))
         return SourceStatus("airflow", False, message=(
@@ -139,6 +154,7 @@ def collect_airflow(store: EventStore, api: ApiGetter | None, limit: int = 1000)
                 "analyzer: task instances of %s/%s unreadable: %s", run["dag_id"], run["dag_run_id"], exc
             )
         first_failure: str | None = None
+        first_kind: str | None = None
         for ti in tis:
             if ti.get("state") not in ("success", "failed", "upstream_failed"):
                 continue
@@ -149,22 +165,21 @@ def collect_airflow(store: EventStore, api: ApiGetter | None, limit: int = 1000)
                 if logs_read < MAX_LOGS:
                     logs_read += 1
                     try:
-                        reason = failure_reason(
-                            api.task_log(
-                                run["dag_id"],
-                                run["dag_run_id"],
-                                ti["task_id"],
-                                int(ti.get("try_number") or 1),
-                            )
+                        text = api.task_log(
+                            run["dag_id"], run["dag_run_id"], ti["task_id"], int(ti.get("try_number") or 1)
                         )
                     except Exception:
-                        reason = None
-                    message = reason or message
-                error_kind, implied = classify_error(message)
-                if error_kind.startswith("error: "):
-                    error_kind = f"task {ti['task_id']} failed"
-                stage = stage if stage != UNKNOWN else (implied or UNKNOWN)
+                        text = ""
+                    message = failure_reason(text) or message
+                    kinds = logged_kinds(text)
+                else:
+                    kinds = []
+                if not kinds and ti["task_id"].rsplit(".", 1)[-1] == "validate" and store_uri:
+                    kinds = quarantine_kinds(store_uri, model, ds)
+                error_kind = kinds[0] if kinds else f"task {ti['task_id']} failed"
+                stage = stage if stage != UNKNOWN else (kind_stage(error_kind) or UNKNOWN)
                 first_failure = first_failure or message
+                first_kind = first_kind or (error_kind if kinds else None)
             elif failed:
                 continue  # upstream_failed: the failure is the upstream task's
             events.append(
@@ -186,9 +201,7 @@ def collect_airflow(store: EventStore, api: ApiGetter | None, limit: int = 1000)
         failed_run = run["state"] == "failed"
         kind_error = None
         if failed_run:
-            kind_error = classify_error(first_failure or "run failed")[0]
-            if kind_error.startswith("error: "):
-                kind_error = f"dag run {kind} failed"
+            kind_error = first_kind or f"dag run {kind} failed"
         events.append(
             Event(
                 user=user,
@@ -271,18 +284,19 @@ def collect_quarantines(
                     reason_file = Path(urlparse(folder).path) / "REASON.txt"
                     if reason_file.exists():
                         at = datetime.fromtimestamp(reason_file.stat().st_mtime, UTC).replace(tzinfo=None)
+                kinds = _folder_validation_kinds(folder)
                 for index, reason in enumerate(batch["reasons"] or ["no reason recorded"]):
-                    kind, stage = classify_error(reason)
+                    kind = kinds[index] if index < len(kinds) else ErrorKind.VALIDATION_FAILED.value
                     events.append(
                         Event(
                             user=user,
                             action="batch.quarantined",
-                            stage=stage or "data",
+                            stage=kind_stage(kind) or "data",
                             outcome="error",
                             at=at or datetime.now(UTC).replace(tzinfo=None),
                             source="store",
                             model=model,
-                            error_kind=kind if not kind.startswith("error: ") else "validation: " + kind[7:],
+                            error_kind=kind,
                             message=reason,
                             details={"ds": batch["ds"], "folder": folder, "user_from": user_from},
                             origin=f"store:quarantine:{folder}:{index}",
@@ -293,6 +307,14 @@ def collect_quarantines(
     return SourceStatus(
         "quarantines", True, store.add(events), f"{len(events)} quarantine reasons in the store"
     )
+
+
+def _folder_validation_kinds(folder: str) -> list[str]:
+    """The kinds of the failed checks in a quarantine folder's ``validation.json``."""
+    try:
+        return validation_kinds(storage.read_json(storage.join(folder, "validation.json")))
+    except Exception:  # an older quarantine without its GX result: the generic kind
+        return []
 
 
 def gate_kind(status: str, reason: str) -> str | None:
@@ -422,7 +444,7 @@ def collect_all(
 ) -> list[SourceStatus]:
     """Every source, Airflow first (its triggering users attribute the other sources' outcomes)."""
     settings = settings or FactorySettings.from_env()
-    statuses = [collect_airflow(store, api)]
+    statuses = [collect_airflow(store, api, store_uri=settings.store_uri)]
     attribution = Attribution(store, settings)
     statuses.append(collect_quarantines(store, settings, attribution))
     if registry:

@@ -7,19 +7,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from model_factory.analyzer.collect import ApiGetter, SourceStatus, collect_all
-from model_factory.analyzer.events import (
-    ENV_ENABLED,
-    STAGE_TITLES,
-    STAGES,
-    UNKNOWN,
-    AnalyzerSettings,
-    Event,
-    EventStore,
-    utcnow,
-)
+from model_factory.analyzer.events import STAGE_TITLES, STAGES, UNKNOWN, Event, utcnow
 from model_factory.analyzer.rules import ET, SOP, UNCLASSIFIED, WATCH, Thresholds, classify, sensitivity
 from model_factory.analyzer.segments import LABELS, segment_users
 from model_factory.analyzer.signals import stage_table, user_signals
+from model_factory.analyzer.store import ENV_ENABLED, AnalyzerSettings, EventStore
 from model_factory.settings import FactorySettings
 
 NO_USER = "unknown"

@@ -12,6 +12,7 @@ import sys
 from typing import Annotated, Any, NoReturn
 
 import typer
+from model_factory.analyzer.hooks import note_error
 from model_factory.settings import FactorySettings
 from rich.console import Console
 
@@ -36,7 +37,11 @@ def actor_name(actor: str | None) -> str:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print ``message`` on stderr (no markup interpretation) and exit with ``code``."""
+    """Print ``message`` on stderr (no markup interpretation) and exit with ``code``.
+
+    Called while handling an exception, that exception is handed to the Analyzer: its event's
+    kind comes from the exception's kind or type, never from ``message``."""
+    note_error()
     typer.echo(message, err=True)
     raise typer.Exit(code)
 

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import click
 import typer
+from model_factory.analyzer.hooks import note_error
 from model_factory.cli.common import (
     EXIT_REFUSED,
     EXIT_UNREACHABLE,
@@ -59,6 +60,7 @@ def _validate(paths: list[Path]) -> None:
             typer.echo(f"ok    {path}  ({spec.name}: {spec.task}, {spec.estimator.class_})")
         except SpecError as exc:
             failures += 1
+            note_error(exc)  # the Analyzer's event: one per problem, by kind
             typer.echo(f"FAIL  {exc}", err=True)
     if failures:
         raise typer.Exit(EXIT_REFUSED)
@@ -248,7 +250,7 @@ def demo(ctx: typer.Context) -> None:
 # its commands. To add one: create the module and put its name in COMMAND_MODULES (one-word edit).
 # A listed module that is not in the tree yet is skipped; an import error inside one is raised.
 
-COMMAND_MODULES = ("state", "runs", "scaffold", "review", "analyze", "bench")
+COMMAND_MODULES = ("state", "runs", "scaffold", "review", "analyze", "bench", "health")
 
 for _name in COMMAND_MODULES:
     if importlib.util.find_spec(f"model_factory.cli.{_name}") is not None:
@@ -257,7 +259,7 @@ for _name in COMMAND_MODULES:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` and return its exit code instead of exiting."""
-    from model_factory.analyzer.events import cli_command
+    from model_factory.analyzer.hooks import cli_command
 
     with cli_command(argv) as action:  # the Analyzer's event: who ran what, outcome, time
         code = _run_app(argv)
@@ -270,6 +272,7 @@ def _run_app(argv: list[str] | None) -> int:
     try:
         result = app(args=argv, prog_name="model-factory", standalone_mode=False)
     except (click.ClickException, _TYPER_CLICK_ERROR) as exc:  # typer 0.29 raises its own copy
+        note_error(exc)
         exc.show()
         return exc.exit_code
     except (click.exceptions.Abort, typer.Abort):
@@ -279,11 +282,11 @@ def _run_app(argv: list[str] | None) -> int:
 
 
 def run() -> None:
-    """The ``model-factory`` console script."""
-    from model_factory.analyzer.events import cli_command
+    """The ``model-factory`` console script: ``main`` on ``sys.argv``, so a usage error reaches
+    the Analyzer as click's exception (its kind), not as text on stderr."""
+    import sys
 
-    with cli_command():  # the Analyzer's event (FACTORY_ANALYZER=off: none)
-        app(prog_name="model-factory")
+    raise SystemExit(main(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ hand out tables in chunks of ``chunk_rows()`` rows (Parquet row groups, CSV chun
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -357,10 +358,21 @@ def ingest_batch(
             "parse_error": parse_error,
             "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        storage.upload_file(local, raw_uri, store_s3)
-        if parsed_uri and parsed_uri != raw_uri:
-            storage.upload_file(parsed, parsed_uri, store_s3)
-    storage.write_json(manifest_uri, manifest, store_s3)
+        # The manifest is written last (it marks the batch as ingested); if anything fails
+        # before it (a full disk), what was copied is removed: no raw file without a manifest.
+        copied: list[str] = []
+        try:
+            storage.upload_file(local, raw_uri, store_s3)
+            copied.append(raw_uri)
+            if parsed_uri and parsed_uri != raw_uri:
+                storage.upload_file(parsed, parsed_uri, store_s3)
+                copied.append(parsed_uri)
+            storage.write_json(manifest_uri, manifest, store_s3)
+        except BaseException:
+            for uri in copied:
+                with contextlib.suppress(Exception):
+                    storage.delete(uri, store_s3)
+            raise
     return {**manifest, "already_ingested": False}
 
 

@@ -28,7 +28,7 @@ PREDICTIONS = sa.Table(
     "predictions",
     METADATA,
     sa.Column("id", _ID, primary_key=True, autoincrement=True),
-    sa.Column("request_id", sa.String(160), nullable=False, index=True),
+    sa.Column("request_id", sa.String(160), nullable=False, index=True),  # the gateway's, unique
     sa.Column("entity_id", sa.String(256)),
     sa.Column("model", sa.String(128), nullable=False),
     sa.Column("version", sa.String(32), nullable=False),
@@ -41,8 +41,11 @@ PREDICTIONS = sa.Table(
     sa.Column("inputs", sa.Text),  # JSON of the features (FACTORY_GATEWAY_LOG_INPUTS)
     sa.Column("inputs_hash", sa.String(64)),
     sa.Column("created_at", sa.DateTime, nullable=False),  # naive UTC
+    sa.Column("client_request_id", sa.String(160)),  # the caller's own id, if it sent one
     sa.Index("ix_predictions_model_created", "model", "created_at"),
 )
+# Columns added after the first release: ensure_schema adds them to an existing table.
+_ADDED_COLUMNS = {"predictions": ("client_request_id",)}
 FEEDBACK = sa.Table(
     "feedback",
     METADATA,
@@ -111,7 +114,26 @@ def ensure_schema(engine: Engine) -> None:
     if id(engine) in _schema_ready:
         return
     METADATA.create_all(engine, checkfirst=True)
+    for table, names in _ADDED_COLUMNS.items():
+        _add_missing_columns(engine, METADATA.tables[table], names)
     _schema_ready.add(id(engine))
+
+
+def _add_missing_columns(engine: Engine, table: sa.Table, names: tuple[str, ...]) -> None:
+    """ALTER TABLE ... ADD COLUMN for columns a log written by an older gateway lacks (another
+    process adding the same column at the same moment is fine)."""
+    present = {column["name"] for column in sa.inspect(engine).get_columns(table.name)}
+    for name in names:
+        if name in present:
+            continue
+        column = table.c[name]
+        kind = column.type.compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}"))
+        except sa.exc.DBAPIError:
+            if name not in {c["name"] for c in sa.inspect(engine).get_columns(table.name)}:
+                raise
 
 
 def dumps(value: Any) -> str:

@@ -14,9 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from model_factory.io import tracking
-from model_factory.pipeline.registry import CHAMPION
-from model_factory.rollout.canary import ServingState, serving_state
+from model_factory.io import tag_schema, tracking
+from model_factory.io.registry_state import CHAMPION, ServingState, serving_state
 from model_factory.serving.models import LoadedVersion, LoadError, load_version
 from model_factory.serving.routing import CANARY_ARM, CHAMPION_ARM, choose_arm
 from model_factory.serving.settings import GatewaySettings, redact
@@ -257,8 +256,8 @@ def _why_no_champion(client, model: str) -> str:
     if not versions:
         return "no champion yet: no version is registered"
     latest = max(versions, key=lambda v: int(v.version))
-    decision = (latest.tags or {}).get("factory.decision")
-    reason = (latest.tags or {}).get("factory.decision_reason", "no reason recorded")
+    decision = (latest.tags or {}).get(tag_schema.DECISION)
+    reason = (latest.tags or {}).get(tag_schema.DECISION_REASON, "no reason recorded")
     if decision == "held_for_review":
         return f"no champion yet: v{latest.version} is held for review ({reason})"
     if decision == "rejected":
