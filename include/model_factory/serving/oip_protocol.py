@@ -107,8 +107,7 @@ def rows_of(body: dict) -> tuple[list[dict], list[str] | None]:
 
 
 def _output_tensor(name: str, values: list, loaded: LoadedVersion | None) -> dict:
-    if name == "request_id" or (loaded is not None and loaded.classes is not None and
-                                any(isinstance(v, str) for v in values)):  # fmt: skip
+    if name == "request_id" or (loaded is not None and _predict_datatype(loaded) == "BYTES"):
         datatype = "BYTES"
         values = [str(v) for v in values]
     elif all(isinstance(v, bool) for v in values):
@@ -118,6 +117,12 @@ def _output_tensor(name: str, values: list, loaded: LoadedVersion | None) -> dic
     else:
         datatype = "FP64"
     return {"name": name, "shape": [len(values)], "datatype": datatype, "data": values}
+
+
+def _predict_datatype(loaded: LoadedVersion) -> str:
+    if loaded.classes is None:
+        return "FP64"
+    return "BYTES" if any(isinstance(c, str) for c in loaded.classes) else "INT64"
 
 
 def metadata(gateway: Gateway, model: str) -> dict:
@@ -135,7 +140,7 @@ def metadata(gateway: Gateway, model: str) -> dict:
         "outputs": [
             {
                 "name": "predict",
-                "datatype": "BYTES" if champion.classes is not None else "FP64",
+                "datatype": _predict_datatype(champion),
                 "shape": [-1],
             },
             {"name": "request_id", "datatype": "BYTES", "shape": [-1]},
