@@ -914,6 +914,7 @@ def test_models_with_a_spec_but_nothing_to_serve_are_reported_and_answer_503(reg
         health = gw.get("/health").json()
         assert health["status"] == "degraded"
         assert health["models"]["churn"]["servable"] is True
+        assert health["models"]["churn"]["load_seconds"]["champion"] > 0  # cold-load latency shown
         assert health["models"]["newbie"]["servable"] is False
         assert "no version was trained and registered yet" in health["models"]["newbie"]["why"]
         assert "v1 is held for review (roc_auc 0.9990 too good)" in health["models"]["held"]["why"]
