@@ -775,7 +775,8 @@ def test_simulated_traffic_with_delayed_feedback_feeds_the_analysis(registry_sta
             seed=1,
         )
         assert app.state.prediction_log.flush()
-    assert sent["ok"] == 300 and sent["errors"] == {} and sent["feedback_sent"] == 300, sent
+    failures = {k: sent[k] for k in ("ok", "errors", "feedback_sent", "feedback_failed", "seconds")}
+    assert sent["ok"] == 300 and sent["errors"] == {} and sent["feedback_sent"] == 300, failures
     assert sent["by_arm"]["canary"] > 50 and sent["by_arm"]["champion"] > 50
     assert sent["by_version"] == {
         "canary:v2": sent["by_arm"]["canary"],
@@ -916,6 +917,7 @@ def test_models_with_a_spec_but_nothing_to_serve_are_reported_and_answer_503(reg
         health = gw.get("/health").json()
         assert health["status"] == "degraded"
         assert health["models"]["churn"]["servable"] is True
+        assert health["models"]["churn"]["load_seconds"]["champion"] > 0  # cold-load latency shown
         assert health["models"]["newbie"]["servable"] is False
         assert "no version was trained and registered yet" in health["models"]["newbie"]["why"]
         assert "v1 is held for review (roc_auc 0.9990 too good)" in health["models"]["held"]["why"]

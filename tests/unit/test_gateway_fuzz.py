@@ -4,7 +4,8 @@ The gateway parses its JSON bodies itself (size limit, clear 4xx); its OpenAPI d
 describes them (``PredictRequest``, ``FeedbackRequest``), so schemathesis generates bodies that fit
 the schema (positive) and that break it (negative), against a real uvicorn server holding a real
 churn champion. Bounded: a fixed number of examples per operation and mode, no deadline.
-Every answer must be below 500, and every 4xx must carry a message (``detail``).
+Every answer must be below 500, and every 4xx must carry a message (``detail``; on the standard
+protocols' routes their own field: MLflow's ``message``, the Open Inference Protocol's ``error``).
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ def _fuzz(url: str, operation, mode, path_parameters: dict | None, seen: dict[in
             f"{case.method} {case.formatted_path} body={case.body!r:.300} -> "
             f"{response.status_code} {response.text[:300]}"
         )
-        if response.status_code >= 400:
-            assert response.json().get("detail"), f"a {response.status_code} without a message"
+        if response.status_code >= 400:  # the gateway's "detail", MLflow's "message", OIP's "error"
+            body = response.json()
+            message = body.get("detail") or body.get("message") or body.get("error")
+            assert message, f"a {response.status_code} without a message: {case.formatted_path}"
 
     try:
         check()

@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from model_factory.serving.auth import ApiKeyGuard
 from model_factory.serving.gateway import Gateway
+from model_factory.serving.mlflow_protocol import mlflow_router
+from model_factory.serving.oip_protocol import oip_router
 from model_factory.serving.routers import native_router
 from model_factory.serving.settings import GatewaySettings
 from starlette.concurrency import run_in_threadpool
@@ -36,6 +38,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.gateway, app.state.settings, app.state.watcher = gateway, gateway.settings, gateway.watcher
     app.state.prediction_log, app.state.metrics = gateway.prediction_log, gateway.metrics
     app.include_router(native_router(gateway))
+    app.include_router(mlflow_router(gateway))
+    app.include_router(oip_router(gateway))
     if gateway.settings.api_key is not None:
         app.add_middleware(ApiKeyGuard, key=gateway.settings.api_key)
     return app

@@ -277,6 +277,12 @@ class Gateway:
                 "champion": r.champion.version if r.champion else None,
                 "canary": r.canary.version if r.canary else None,
                 "share": r.share,
+                # cold-load latency: what loading each served version took (registry to ready)
+                "load_seconds": {
+                    arm: round(v.load_seconds, 3)
+                    for arm, v in ((CHAMPION_ARM, r.champion), (CANARY_ARM, r.canary))
+                    if v is not None
+                },
                 **({} if r.champion else {"why": "; ".join(r.errors)}),
             }
             for name, r in sorted(watcher.routes.items())

@@ -70,6 +70,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _nan_is_null(name: str) -> Any:
+    """MLflow's clients write a missing value as ``NaN`` (pandas' JSON): read it as null."""
+    if name == "NaN":
+        return None
+    return _reject_constant(name)
+
+
 async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     """The raw body, refused early (413) when larger than ``limit`` bytes, and (408) when it has
     not all arrived ``timeout_s`` after the headers: a slow sender cannot hold a connection."""
@@ -94,12 +101,13 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     return b"".join(chunks)
 
 
-def parse_json(body: bytes) -> Any:
-    """``body`` as JSON: NaN/Infinity, lone surrogates and absurd nesting are a 400 naming why."""
+def parse_json(body: bytes, nan_is_null: bool = False) -> Any:
+    """``body`` as JSON: NaN/Infinity, lone surrogates and absurd nesting are a 400 naming why
+    (``nan_is_null``: NaN means missing, as MLflow's scoring protocol has it)."""
     if not body.strip():
         raise GatewayError(400, "empty request body: send a JSON object")
     try:
-        parsed = json.loads(body, parse_constant=_reject_constant)
+        parsed = json.loads(body, parse_constant=_nan_is_null if nan_is_null else _reject_constant)
     except json.JSONDecodeError as exc:
         raise GatewayError(
             400, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
@@ -119,9 +127,9 @@ def parse_json(body: bytes) -> Any:
     return parsed
 
 
-async def json_object(request: Request, limit: int, timeout_s: float) -> dict:
+async def json_object(request: Request, limit: int, timeout_s: float, nan_is_null: bool = False) -> dict:
     """The body as a JSON object (anything else is a 422 naming what came)."""
-    body = parse_json(await read_body(request, limit, timeout_s))
+    body = parse_json(await read_body(request, limit, timeout_s), nan_is_null)
     if not isinstance(body, dict):
         raise GatewayError(422, {"error": f"the body must be a JSON object, got {type(body).__name__}"})
     return body

@@ -4,10 +4,9 @@ failing, and that close connections which never finish their request.
 - **Keep-alive longer than the callers'.** uvicorn closes an idle keep-alive connection after 5 s
   by default, and httpx's pool drops its idle connections after the same 5 s: a request sent on
   a connection the server is closing at that moment gets ``ReadError``/``RemoteProtocolError``
-  (the server never saw it). On a busy machine the two clocks drift apart by the scheduling
-  delay, so the race is hit (3 in 300 in the simulated-traffic test, a few in the demo's
-  34,000). The gateway keeps idle connections ``keep_alive_s`` (65 s, as load balancers do)
-  so the caller's pool always gives up first.
+  (the server never saw it). The gateway keeps idle connections ``keep_alive_s`` (65 s, as load
+  balancers do) so the caller's pool gives up first. (The suspected cause of the dropped
+  connections under CPU load; not reproduced in isolation, see docs/serving.md.)
 - **A header deadline.** uvicorn waits forever for a request's headers: a connection that sends
   nothing, or half a header line, stays open. :class:`HeaderDeadline` closes it after
   ``header_timeout_s`` measured from the connection (or from the first byte of the next request
