@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 PREDICTION_COLUMNS = ("id", "version", "predicted_at", "prediction")
 OUTCOME_COLUMNS = ("id", "outcome", "event_time")
@@ -93,6 +95,13 @@ def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
         raise OutcomeInputError(f"the {what} lack column(s) {missing}; they have {list(frame.columns)}")
 
 
+def _isin(ids: pd.Series, among: pd.Series) -> np.ndarray:
+    """``ids.isin(among)`` for text ids through Arrow: pandas' own isin on Arrow strings walks the
+    values in Python (27 s instead of 0.1 s for 100,000 ids here)."""
+    found = pc.is_in(pa.array(ids, type=pa.string()), value_set=pa.array(among.unique(), type=pa.string()))
+    return found.fill_null(False).to_numpy(zero_copy_only=False)
+
+
 def _valid_outcomes(outcome: pd.Series, classes: list[Any] | None) -> tuple[pd.Series, np.ndarray]:
     """(outcomes in the model's type, valid mask): numbers for a regressor, known classes otherwise."""
     if classes is None:
@@ -135,7 +144,7 @@ def join_outcomes(
     outs["outcome"] = values
     invalid = int((~valid).sum())
     outs = outs[valid]
-    known = outs["id"].isin(set(preds["id"]))
+    known = _isin(outs["id"], preds["id"])
     unknown = int((~known).sum())
     outs = outs[known]
     # Duplicates (same outcome again) keep the first arrival; conflicting ids lose all theirs.
@@ -143,7 +152,7 @@ def join_outcomes(
     distinct = outs.drop_duplicates(["id", "outcome"])
     duplicate = len(outs) - len(distinct)
     per_id = distinct.groupby("id")["outcome"].transform("size")
-    conflicting = int(outs["id"].isin(distinct.loc[per_id > 1, "id"]).sum())
+    conflicting = int(_isin(outs["id"], distinct.loc[per_id > 1, "id"]).sum())
     outs = distinct[per_id == 1]
 
     # The prediction an outcome judges: the latest one for its id made at or before the event.
@@ -159,7 +168,7 @@ def join_outcomes(
 
     last_pred = preds.drop_duplicates("id", keep="last")
     repeated = len(preds) - len(last_pred)
-    unlabelled = last_pred[~last_pred["id"].isin(set(joined["id"]))]
+    unlabelled = last_pred[~_isin(last_pred["id"], joined["id"])]
     young = unlabelled["predicted_at"] > as_of - max_delay
     matured = int((last_pred["predicted_at"] <= as_of - max_delay).sum())
     counts = JoinCounts(
