@@ -28,7 +28,7 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-NANNYML = ["nannyml==0.13.1", "pyarrow"]
+NANNYML = ["nannyml==0.13.1", "statsmodels", "pandas>=2.2,<3", "pyarrow"]  # statsmodels: used, undeclared
 AGREE = 0.005
 T0 = pd.Timestamp("2026-03-01")
 
