@@ -35,8 +35,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 PREDICTION_COLUMNS = ("id", "version", "predicted_at", "prediction")
 OUTCOME_COLUMNS = ("id", "outcome", "event_time")
@@ -95,13 +93,6 @@ def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
         raise OutcomeInputError(f"the {what} lack column(s) {missing}; they have {list(frame.columns)}")
 
 
-def _isin(ids: pd.Series, among: pd.Series) -> np.ndarray:
-    """``ids.isin(among)`` for text ids through Arrow: pandas' own isin on Arrow strings walks the
-    values in Python (27 s instead of 0.1 s for 100,000 ids here)."""
-    found = pc.is_in(pa.array(ids, type=pa.string()), value_set=pa.array(among.unique(), type=pa.string()))
-    return found.fill_null(False).to_numpy(zero_copy_only=False)
-
-
 def _valid_outcomes(outcome: pd.Series, classes: list[Any] | None) -> tuple[pd.Series, np.ndarray]:
     """(outcomes in the model's type, valid mask): numbers for a regressor, known classes otherwise."""
     if classes is None:
@@ -127,12 +118,15 @@ def join_outcomes(
     max_delay = pd.Timedelta(days=max_delay_days)
     preds = predictions.copy()
     preds["id"] = preds["id"].astype("str")
+    outs = outcomes.copy()
+    outs["id"] = outs["id"].astype("str")
+    # Ids hashed once into integer keys: every later step compares integers, not strings.
+    keys, _ = pd.factorize(pd.concat([preds["id"], outs["id"]], ignore_index=True))
+    preds["key"], outs["key"] = keys[: len(preds)], keys[len(preds) :]
     preds["predicted_at"] = pd.to_datetime(preds["predicted_at"])
     skewed = preds["predicted_at"] > as_of
     preds = preds[~skewed]
 
-    outs = outcomes.copy()
-    outs["id"] = outs["id"].astype("str")
     outs["event_time"] = pd.to_datetime(outs["event_time"], errors="coerce")
     outs["arrived_at"] = pd.to_datetime(outs["arrived_at"]) if "arrived_at" in outs else outs["event_time"]
     n_outcomes = len(outs)
@@ -144,31 +138,31 @@ def join_outcomes(
     outs["outcome"] = values
     invalid = int((~valid).sum())
     outs = outs[valid]
-    known = _isin(outs["id"], preds["id"])
+    known = outs["key"].isin(preds["key"]).to_numpy()
     unknown = int((~known).sum())
     outs = outs[known]
     # Duplicates (same outcome again) keep the first arrival; conflicting ids lose all theirs.
     outs = outs.sort_values("arrived_at", kind="stable")
-    distinct = outs.drop_duplicates(["id", "outcome"])
+    distinct = outs.drop_duplicates(["key", "outcome"])
     duplicate = len(outs) - len(distinct)
-    per_id = distinct.groupby("id")["outcome"].transform("size")
-    conflicting = int(_isin(outs["id"], distinct.loc[per_id > 1, "id"]).sum())
+    per_id = distinct.groupby("key")["outcome"].transform("size")
+    conflicting = int(outs["key"].isin(distinct.loc[per_id > 1, "key"]).sum())
     outs = distinct[per_id == 1]
 
     # The prediction an outcome judges: the latest one for its id made at or before the event.
     preds = preds.sort_values("predicted_at", kind="stable")
-    merged = outs.merge(preds, on="id", how="left", suffixes=("", "_pred"))
+    merged = outs.merge(preds.drop(columns=["id"]), on="key", how="left", suffixes=("", "_pred"))
     eligible = merged[merged["predicted_at"] <= merged["event_time"]]
-    chosen = eligible.drop_duplicates("id", keep="last")
-    before = int(len(outs) - chosen["id"].nunique())
+    chosen = eligible.drop_duplicates("key", keep="last")
+    before = int(len(outs) - len(chosen))
     joined = chosen.reset_index(drop=True)
     joined["delay_days"] = (joined["arrived_at"] - joined["predicted_at"]) / pd.Timedelta(days=1)
     late = int((joined["delay_days"] > max_delay_days).sum())
     joined["young"] = joined["predicted_at"] > as_of - max_delay
 
-    last_pred = preds.drop_duplicates("id", keep="last")
+    last_pred = preds.drop_duplicates("key", keep="last")
     repeated = len(preds) - len(last_pred)
-    unlabelled = last_pred[~_isin(last_pred["id"], joined["id"])]
+    unlabelled = last_pred[~last_pred["key"].isin(joined["key"])]
     young = unlabelled["predicted_at"] > as_of - max_delay
     matured = int((last_pred["predicted_at"] <= as_of - max_delay).sum())
     counts = JoinCounts(
@@ -187,4 +181,4 @@ def join_outcomes(
         pending=int(young.sum()),
         expired=int((~young).sum()),
     )
-    return OutcomeJoin(joined=joined, counts=counts, matured_predictions=matured)
+    return OutcomeJoin(joined=joined.drop(columns=["key"]), counts=counts, matured_predictions=matured)
