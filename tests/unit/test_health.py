@@ -500,3 +500,25 @@ def test_latest_health_figures_as_prometheus_gauges(tmp_path) -> None:
     )
     text = Metrics().render(gauges)
     assert 'factory_model_label_coverage{model="churn",version="3",metric="roc_auc"} 0.5' in text
+
+
+def test_feature_effects_are_coefficients_for_linear_models_and_permutation_importance_otherwise() -> None:
+    from model_factory.monitoring.stability import feature_effects
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+    from sklearn.tree import DecisionTreeRegressor
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(
+        {"strong": rng.normal(size=500), "weak": rng.normal(size=500), "none": rng.normal(size=500)}
+    )
+    y = 3 * X["strong"] - 0.5 * X["weak"] + rng.normal(0, 0.1, 500)
+    linear = make_pipeline(FunctionTransformer(), LinearRegression()).fit(X, y)
+    coefficients = feature_effects(linear, X, y, list(X.columns))
+    assert coefficients["strong"] == pytest.approx(3, abs=0.05) and coefficients["weak"] == pytest.approx(
+        -0.5, abs=0.05
+    )
+    tree = DecisionTreeRegressor(max_depth=4, random_state=0).fit(X, y)
+    importance = feature_effects(tree, X, y, list(X.columns))
+    assert importance["strong"] > importance["weak"] > abs(importance["none"])
