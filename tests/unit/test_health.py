@@ -455,3 +455,70 @@ def test_cli_health_prints_the_history_as_table_and_json(factory_home, capsys) -
     assert "no health history yet" in capsys.readouterr().out
     assert main(["health", "nope"]) == 2
     assert "no model 'nope'" in capsys.readouterr().err
+
+
+def test_latest_health_figures_as_prometheus_gauges(tmp_path) -> None:
+    from model_factory.monitoring.health_history import latest_gauges
+    from model_factory.serving.metrics import Metrics
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'predictions.db'}")
+    assert latest_gauges(engine) == []
+
+    def row(day: date, realized: float | None, version: str = "3") -> HealthRow:
+        return HealthRow(
+            "churn",
+            version,
+            day,
+            "roc_auc",
+            realized,
+            None,
+            None,
+            0.8,
+            0.78,
+            0.82,
+            1000,
+            10,
+            0.5,
+            2.0,
+            0.04,
+            0.0,
+            12.0,
+            datetime(2026, 3, 5),
+        )
+
+    record(
+        engine, [row(date(2026, 3, 1), 0.79), row(date(2026, 3, 2), None), row(date(2026, 3, 1), 0.7, "4")]
+    )
+    gauges = latest_gauges(engine)
+    labels = {"model": "churn", "version": "3", "metric": "roc_auc"}
+    assert ("factory_model_estimated_metric", gauges[0][1], labels, 0.8) in gauges
+    assert not any(
+        g[0] == "factory_model_realized_metric" and g[2]["version"] == "3" for g in gauges
+    )  # latest day
+    assert any(
+        g[0] == "factory_model_realized_metric" and g[2]["version"] == "4" and g[3] == 0.7 for g in gauges
+    )
+    text = Metrics().render(gauges)
+    assert 'factory_model_label_coverage{model="churn",version="3",metric="roc_auc"} 0.5' in text
+
+
+def test_feature_effects_are_coefficients_for_linear_models_and_permutation_importance_otherwise() -> None:
+    from model_factory.monitoring.stability import feature_effects
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+    from sklearn.tree import DecisionTreeRegressor
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(
+        {"strong": rng.normal(size=500), "weak": rng.normal(size=500), "none": rng.normal(size=500)}
+    )
+    y = 3 * X["strong"] - 0.5 * X["weak"] + rng.normal(0, 0.1, 500)
+    linear = make_pipeline(FunctionTransformer(), LinearRegression()).fit(X, y)
+    coefficients = feature_effects(linear, X, y, list(X.columns))
+    assert coefficients["strong"] == pytest.approx(3, abs=0.05) and coefficients["weak"] == pytest.approx(
+        -0.5, abs=0.05
+    )
+    tree = DecisionTreeRegressor(max_depth=4, random_state=0).fit(X, y)
+    importance = feature_effects(tree, X, y, list(X.columns))
+    assert importance["strong"] > importance["weak"] > abs(importance["none"])

@@ -87,3 +87,42 @@ def history(engine: Engine, model: str, since: date | None = None) -> list[Healt
     with engine.connect() as conn:
         result = conn.execute(query.order_by(HEALTH.c.day, HEALTH.c.version))
         return [HealthRow(**{n: row._mapping[n] for n in names}) for row in result]
+
+
+Gauge = tuple[str, str, dict[str, str], float]
+_GAUGES = (
+    (
+        "realized",
+        "factory_model_realized_metric",
+        "Realized primary metric on matured outcomes (latest day).",
+    ),
+    ("estimated", "factory_model_estimated_metric", "Estimated primary metric before outcomes (latest day)."),
+    ("label_coverage", "factory_model_label_coverage", "Share of matured predictions with an outcome."),
+    ("output_drift_ks", "factory_model_output_drift_ks", "KS of served scores vs the holdout's."),
+)
+
+
+def latest_gauges(engine: Engine) -> list[Gauge]:
+    """The latest figures per model and version as Prometheus gauges (name, help, labels, value),
+    in the form the gateway's ``/metrics`` renders; figures not measured yet are left out."""
+    METADATA.create_all(engine, checkfirst=True)
+    newest = (
+        sa.select(HEALTH.c.model, HEALTH.c.version, sa.func.max(HEALTH.c.day).label("day"))
+        .group_by(HEALTH.c.model, HEALTH.c.version)
+        .subquery()
+    )
+    query = HEALTH.select().join(
+        newest,
+        (HEALTH.c.model == newest.c.model)
+        & (HEALTH.c.version == newest.c.version)
+        & (HEALTH.c.day == newest.c.day),
+    )
+    gauges: list[Gauge] = []
+    with engine.connect() as conn:
+        for row in conn.execute(query.order_by(HEALTH.c.model, HEALTH.c.version)):
+            labels = {"model": row.model, "version": row.version, "metric": row.metric}
+            for column, name, help_text in _GAUGES:
+                value = getattr(row, column)
+                if value is not None:
+                    gauges.append((name, help_text, labels, float(value)))
+    return gauges

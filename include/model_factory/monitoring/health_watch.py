@@ -11,6 +11,7 @@ Airflow DAG ``<model>__health`` is thin wiring around ``run_health_check``.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,7 @@ from model_factory.monitoring.health_sources import (
     read_outcome_source,
     read_prediction_log,
 )
+from model_factory.monitoring.stability import effect_stability
 from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec
 
@@ -48,8 +50,10 @@ def policy_of(spec: ModelSpec) -> HealthPolicy:
     )
 
 
-def champion_holdout(spec: ModelSpec, settings: FactorySettings) -> tuple[str, Holdout, list[Any] | None]:
-    """(version, the champion's holdout scored by the champion, its classes)."""
+def champion_holdout(
+    spec: ModelSpec, settings: FactorySettings
+) -> tuple[str, Holdout, list[Any] | None, pd.DataFrame]:
+    """(version, the champion's holdout scored by the champion, its classes, the holdout frame)."""
     from model_factory.io.model_loading import load_registered
     from model_factory.pipeline.champion_baseline import champion_baseline
     from model_factory.pipeline.features import prepare_features
@@ -73,7 +77,37 @@ def champion_holdout(spec: ModelSpec, settings: FactorySettings) -> tuple[str, H
     else:
         classes, predictions, scores, positive = None, np.asarray(model.predict(X)), None, 1
     metric = found.holdout_metric if found.holdout_metric is not None else math.nan
-    return found.version, Holdout(labels, predictions, scores, metric, positive), classes
+    return found.version, Holdout(labels, predictions, scores, metric, positive), classes, frame
+
+
+MAX_VERSIONS = 5  # the feature-stability view looks at this many latest blessed versions
+MAX_EFFECT_ROWS = 2_000  # holdout rows for permutation importance (seeded sample)
+
+
+def version_effects(
+    spec: ModelSpec, settings: FactorySettings, frame: pd.DataFrame
+) -> tuple[dict, list[str]]:
+    """Each recent version's feature effects on the champion's holdout, and why some are absent."""
+    from model_factory.io.model_loading import ModelRefusedError, ModelUnavailableError, load_registered
+    from model_factory.monitoring.stability import feature_effects
+    from model_factory.pipeline.features import prepare_features
+
+    client = tracking.connect(settings)
+    name = spec.registered_model_name
+    versions = sorted((int(v.version) for v in client.search_model_versions(f"name='{name}'")), reverse=True)
+    sample = frame.sample(min(len(frame), MAX_EFFECT_ROWS), random_state=0)
+    X, y = prepare_features(sample, spec), sample[spec.target]
+    effects, notes = {}, []
+    for version in sorted(versions[:MAX_VERSIONS]):
+        try:
+            model = load_registered(
+                client, name, str(version), code_dir=settings.specs_dir / "code"
+            ).estimator
+        except (ModelRefusedError, ModelUnavailableError) as exc:
+            notes.append(f"v{version}: no feature effects ({exc})")
+            continue
+        effects[str(version)] = feature_effects(model, X, y, list(X.columns))
+    return effects, notes
 
 
 def run_health_check(spec: ModelSpec, ds: str, settings: FactorySettings, db_uri: str) -> dict[str, Any]:
@@ -82,7 +116,7 @@ def run_health_check(spec: ModelSpec, ds: str, settings: FactorySettings, db_uri
     look_back = spec.outcomes.window_days + math.ceil(spec.outcomes.max_delay_days)
     since = as_of - timedelta(days=look_back)
     days = [since.date() + timedelta(days=k) for k in range(look_back)]
-    version, holdout, classes = champion_holdout(spec, settings)
+    version, holdout, classes, holdout_frame = champion_holdout(spec, settings)
     engine = sa.create_engine(db_uri)
     sources = SourceReport()
     try:
@@ -112,6 +146,9 @@ def run_health_check(spec: ModelSpec, ds: str, settings: FactorySettings, db_uri
     finally:
         engine.dispose()
     summary = summarize(report, ds, version, sources)
+    effects, effect_notes = version_effects(spec, settings, holdout_frame)
+    summary["feature_stability"] = [asdict(f) for f in effect_stability(effects)] if len(effects) > 1 else []
+    summary["notes"] += effect_notes
     uri = storage.join(settings.store_uri, "health", spec.name, ds, "report.json")
     summary["report_uri"] = storage.write_json(uri, {**summary, "report": report.to_dict()})
     return summary

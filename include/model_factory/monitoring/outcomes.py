@@ -118,12 +118,15 @@ def join_outcomes(
     max_delay = pd.Timedelta(days=max_delay_days)
     preds = predictions.copy()
     preds["id"] = preds["id"].astype("str")
+    outs = outcomes.copy()
+    outs["id"] = outs["id"].astype("str")
+    # Ids hashed once into integer keys: every later step compares integers, not strings.
+    keys, _ = pd.factorize(pd.concat([preds["id"], outs["id"]], ignore_index=True))
+    preds["key"], outs["key"] = keys[: len(preds)], keys[len(preds) :]
     preds["predicted_at"] = pd.to_datetime(preds["predicted_at"])
     skewed = preds["predicted_at"] > as_of
     preds = preds[~skewed]
 
-    outs = outcomes.copy()
-    outs["id"] = outs["id"].astype("str")
     outs["event_time"] = pd.to_datetime(outs["event_time"], errors="coerce")
     outs["arrived_at"] = pd.to_datetime(outs["arrived_at"]) if "arrived_at" in outs else outs["event_time"]
     n_outcomes = len(outs)
@@ -135,31 +138,31 @@ def join_outcomes(
     outs["outcome"] = values
     invalid = int((~valid).sum())
     outs = outs[valid]
-    known = outs["id"].isin(set(preds["id"]))
+    known = outs["key"].isin(preds["key"]).to_numpy()
     unknown = int((~known).sum())
     outs = outs[known]
     # Duplicates (same outcome again) keep the first arrival; conflicting ids lose all theirs.
     outs = outs.sort_values("arrived_at", kind="stable")
-    distinct = outs.drop_duplicates(["id", "outcome"])
+    distinct = outs.drop_duplicates(["key", "outcome"])
     duplicate = len(outs) - len(distinct)
-    per_id = distinct.groupby("id")["outcome"].transform("size")
-    conflicting = int(outs["id"].isin(distinct.loc[per_id > 1, "id"]).sum())
+    per_id = distinct.groupby("key")["outcome"].transform("size")
+    conflicting = int(outs["key"].isin(distinct.loc[per_id > 1, "key"]).sum())
     outs = distinct[per_id == 1]
 
     # The prediction an outcome judges: the latest one for its id made at or before the event.
     preds = preds.sort_values("predicted_at", kind="stable")
-    merged = outs.merge(preds, on="id", how="left", suffixes=("", "_pred"))
+    merged = outs.merge(preds.drop(columns=["id"]), on="key", how="left", suffixes=("", "_pred"))
     eligible = merged[merged["predicted_at"] <= merged["event_time"]]
-    chosen = eligible.drop_duplicates("id", keep="last")
-    before = int(len(outs) - chosen["id"].nunique())
+    chosen = eligible.drop_duplicates("key", keep="last")
+    before = int(len(outs) - len(chosen))
     joined = chosen.reset_index(drop=True)
     joined["delay_days"] = (joined["arrived_at"] - joined["predicted_at"]) / pd.Timedelta(days=1)
     late = int((joined["delay_days"] > max_delay_days).sum())
     joined["young"] = joined["predicted_at"] > as_of - max_delay
 
-    last_pred = preds.drop_duplicates("id", keep="last")
+    last_pred = preds.drop_duplicates("key", keep="last")
     repeated = len(preds) - len(last_pred)
-    unlabelled = last_pred[~last_pred["id"].isin(set(joined["id"]))]
+    unlabelled = last_pred[~last_pred["key"].isin(joined["key"])]
     young = unlabelled["predicted_at"] > as_of - max_delay
     matured = int((last_pred["predicted_at"] <= as_of - max_delay).sum())
     counts = JoinCounts(
@@ -178,4 +181,4 @@ def join_outcomes(
         pending=int(young.sum()),
         expired=int((~young).sum()),
     )
-    return OutcomeJoin(joined=joined, counts=counts, matured_predictions=matured)
+    return OutcomeJoin(joined=joined.drop(columns=["key"]), counts=counts, matured_predictions=matured)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+from sklearn.isotonic import IsotonicRegression
 
 Z95 = 1.959963984540054
 CALIBRATION_ALPHA = 0.01
@@ -135,8 +136,6 @@ def check_calibration(
     scores: np.ndarray, positive: np.ndarray, alpha: float = CALIBRATION_ALPHA
 ) -> Calibration:
     """Hosmer-Lemeshow over quantile bins of the holdout's P(positive); isotonic map when it fails."""
-    from sklearn.isotonic import IsotonicRegression
-
     p = np.clip(np.asarray(scores, dtype="float64"), 1e-6, 1 - 1e-6)
     y = np.asarray(positive, dtype="float64")
     order = np.argsort(p, kind="stable")
