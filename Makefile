@@ -18,7 +18,7 @@ export GX_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: install browser demo ui serve test lint validate-specs summary status trigger promote rollback abort pin unpin \
-	canary env clean
+	canary env clean docs docs-check docs-serve
 
 install: $(VENV)/.installed
 
@@ -55,16 +55,36 @@ ui: install $(AIRFLOW_HOME)/.migrated
 
 ## The test suite (what CI runs). The UI and model-card tests drive Debian's Chromium headless;
 ## `browser` installs it with apt-get when it is missing (as root, as on CI).
-test: install browser
+test: install browser docs-check
+	lint-imports
 	pytest
+
+## The docs site (mkdocs.yml, MkDocs Material). `make docs` rewrites the pages generated from the code
+## (spec reference, configuration table, spec.schema.json, .env.example's FACTORY_* block) and builds
+## site/; `docs-check` (part of `make test`) fails on a stale generated page, a broken link or anchor,
+## or a page missing from the navigation, and writes nothing in the tree.
+export NO_MKDOCS_2_WARNING := 1
+docs: install
+	python -m model_factory.cli.docs_gen
+	mkdocs build --strict
+
+docs-check: install
+	python -m model_factory.cli.docs_gen --check
+	mkdocs build --strict --site-dir $(STATE)/site
+
+docs-serve: install
+	mkdocs serve --dev-addr 127.0.0.1:8001
 
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian's chromium + chromium-driver for the browser tests"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 
+## ruff, and deptry: every package the code imports is declared in requirements.in/pyproject.toml.
 lint: install
 	ruff check .
+	deptry include
+	lint-imports
 
 validate-specs: install
 	model-factory validate

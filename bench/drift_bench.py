@@ -132,6 +132,7 @@ def _reset_peak_rss() -> bool:
 def child(mode: str, workdir: Path, repeats: int, trace: bool) -> dict:
     import pyarrow as pa
     from model_factory.monitoring import drift
+    from model_factory.pipeline import profile
 
     meta = json.loads((workdir / "meta.json").read_text())
     numeric, categorical = meta["numeric"], meta["categorical"]
@@ -144,11 +145,11 @@ def child(mode: str, workdir: Path, repeats: int, trace: bool) -> dict:
         preloaded["current"] = pd.read_parquet(current_path)
         preloaded["reference"] = pd.read_parquet(reference_path)
     if mode == "check_dataframe":
-        baseline = drift.baseline_from_json(baseline_path.read_text())
+        baseline = profile.baseline_from_json(baseline_path.read_text())
 
     def work() -> dict:
         if mode == "check_parquet":
-            base = drift.baseline_from_json(baseline_path.read_text())
+            base = profile.baseline_from_json(baseline_path.read_text())
             return drift.check_drift(base, current_path)
         if mode == "check_dataframe":
             return drift.check_drift(baseline, preloaded["current"])
@@ -187,10 +188,10 @@ def child(mode: str, workdir: Path, repeats: int, trace: bool) -> dict:
         "arrow_pool_peak_mb": (pool.max_memory() - arrow_before) / 2**20 if mode == "check_parquet" else None,
     }
     if mode.startswith("check"):
-        summary["status"] = result["status"]
+        summary["status"] = result.status
         summary["stats"] = {
             name: {"psi": f["psi"], "ks": f.get("ks_statistic"), "chi2": f.get("chi2_statistic")}
-            for name, f in result["features"].items()
+            for name, f in result.features.items()
         }
     else:
         summary["stats"] = result
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args.child, args.workdir, args.repeats, args.trace)))
         return 0
 
-    from model_factory.monitoring import drift
+    from model_factory.pipeline import profile
 
     ref_rows = args.reference_rows or args.rows
     numeric, categorical = feature_names(args.features)
@@ -243,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         reference = generate(ref_rows, args.features, seed=1, shifted=False)
         t0 = time.perf_counter()
-        baseline = drift.build_baseline(reference, numeric, categorical)
+        baseline = profile.build_baseline(reference, numeric, categorical)
         build_s = time.perf_counter() - t0
         baseline_text = json.dumps(baseline)
         (workdir / "baseline.json").write_text(baseline_text)

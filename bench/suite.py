@@ -127,12 +127,12 @@ def drift_data(workdir: Path, rows: int, reference: bool, row_group: int = 250_0
     import drift_bench
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from model_factory.monitoring import drift
+    from model_factory.pipeline import profile
 
     numeric, categorical = drift_bench.feature_names(25)
     ref = drift_bench.generate(rows, 25, seed=1, shifted=False)
     started = time.perf_counter()
-    baseline = drift.build_baseline(ref, numeric, categorical)
+    baseline = profile.build_baseline(ref, numeric, categorical)
     build_s = time.perf_counter() - started
     (workdir / "baseline.json").write_text(json.dumps(baseline))
     if reference:
@@ -153,16 +153,17 @@ def drift_data(workdir: Path, rows: int, reference: bool, row_group: int = 250_0
 def drift_child(workdir: Path) -> dict:
     """Ours: the stored baseline + check_drift streaming the Parquet batch."""
     from model_factory.monitoring import drift
+    from model_factory.pipeline import profile
 
     started, cpu = time.perf_counter(), time.process_time()
-    baseline = drift.baseline_from_json((workdir / "baseline.json").read_text())
+    baseline = profile.baseline_from_json((workdir / "baseline.json").read_text())
     result = drift.check_drift(baseline, workdir / "current.parquet")
     return {
         "seconds": time.perf_counter() - started,
         "cpu_seconds": time.process_time() - cpu,
         "peak_mb": peak_rss_mb(),
-        "flagged": sorted(result["drifted_features"]),
-        "status": result["status"],
+        "flagged": sorted(result.drifted_features),
+        "status": result.status,
     }
 
 

@@ -111,8 +111,10 @@ def test_owner_and_schedule_come_from_the_spec(dagbag):
     dag = dagbag.dags[f"{spec.name}__retrain"]
     assert dag.default_args["owner"] == spec.owner
     assert dag.default_args["retries"] == spec.retries
-    assert f"expression='{spec.schedule}'" in repr(dag.schedule)
-    assert dagbag.dags[f"{spec.name}__drift_watch"].schedule == spec.drift.schedule
+    from model_factory.airflow.common import spread_cron
+
+    assert f"expression='{spread_cron(spec.schedule, spec.name)}'" in repr(dag.schedule)
+    assert dagbag.dags[f"{spec.name}__drift_watch"].schedule == spread_cron(spec.drift.schedule, spec.name)
 
 
 def test_bad_spec_is_reported_and_other_dags_still_load(tmp_path, monkeypatch):
@@ -152,3 +154,14 @@ def test_dag_file_parses_without_heavy_imports():
     result = json.loads(out.strip().splitlines()[-1])
     assert [d for d in result["dags"] if d != "model_factory_analyzer"] == SHIPPED
     assert result["loaded"] == []
+
+
+def test_each_models_dags_come_from_its_shard_file(dagbag):
+    from model_factory.airflow.shards import active_count, shard_of
+
+    count = active_count(REPO / "dags")
+    assert count and count > 1
+    for dag_id in SHIPPED:
+        model = dag_id.split("__")[0]
+        expected = f"model_factory_shard_{shard_of(model + '.yaml', count)}_of_{count}.py"
+        assert dagbag.dags[dag_id].fileloc.endswith(expected), (dag_id, dagbag.dags[dag_id].fileloc)

@@ -10,13 +10,16 @@ module into the templates folder and its test. Both return what they wrote and t
 from __future__ import annotations
 
 import math
+import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import yaml
-from model_factory.spec import NAME_PATTERN
+from model_factory.spec import MAX_SPEC_BYTES, NAME_PATTERN
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,17 +41,87 @@ class Scaffold:
     validation: list[str] = field(default_factory=list)
 
 
+MAX_SAMPLE_ROWS = 200_000  # rows read from a sample; more add nothing to what is learnt
+MAX_SAMPLE_COLUMNS = 1_000  # wider: name the columns to keep in a smaller sample
+MAX_HEADER_BYTES = 64 * 1024  # a CSV header line longer than this is not a header
+PROBE_BYTES = 1024 * 1024  # bytes looked at before pandas reads anything
+
+
+def _probe_text(path: Path) -> None:
+    """Refuse, from the first MiB only, what is not a UTF-8 CSV with a sane header line:
+    empty, binary (NUL bytes: also a sparse file of zeros), another encoding, a huge header."""
+    import gzip
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            head = handle.read(PROBE_BYTES)
+    except (OSError, EOFError) as exc:
+        raise ScaffoldError(f"--from-data {path}: cannot read it ({type(exc).__name__}: {exc})") from None
+    if not head.strip():
+        raise ScaffoldError(f"--from-data {path}: the file is empty (no header line, no rows)")
+    nul = head.find(b"\0")
+    if nul >= 0:
+        raise ScaffoldError(f"--from-data {path}: binary data (a NUL byte at offset {nul}), "
+                            "not a CSV text file")  # fmt: skip
+    newline = head.find(b"\n")
+    header_end = newline if newline >= 0 else len(head)
+    if header_end > MAX_HEADER_BYTES:
+        raise ScaffoldError(f"--from-data {path}: the header line is over {MAX_HEADER_BYTES} bytes "
+                            f"({'more than ' if newline < 0 else ''}{header_end}): keep the columns the "
+                            "model needs in a smaller sample")  # fmt: skip
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the probe's end
+            raise _not_utf8(path, exc.start, head[exc.start]) from None
+
+
+def _not_utf8(path: Path, offset: int | None, byte: int | None) -> ScaffoldError:
+    where = f" (byte 0x{byte:02x} at offset {offset})" if offset is not None and byte is not None else ""
+    return ScaffoldError(f"--from-data {path}: not UTF-8 text{where}; the factory reads batches as "
+                         "UTF-8: re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")  # fmt: skip
+
+
+def _check_width(path: Path, columns: int) -> None:
+    if columns > MAX_SAMPLE_COLUMNS:
+        raise ScaffoldError(f"--from-data {path}: {columns} columns, more than {MAX_SAMPLE_COLUMNS}: "
+                            "keep the columns the model needs in a smaller sample")  # fmt: skip
+
+
 def read_sample(path: Path) -> pd.DataFrame:
+    """The first MAX_SAMPLE_ROWS rows of a CSV/Parquet sample; what cannot be read raises
+    ScaffoldError saying why (bounded reads: a huge or hostile file costs at most a probe)."""
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     if not path.is_file():
         raise ScaffoldError(f"--from-data {path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        return pd.read_parquet(path)
-    if suffix in (".csv", ".txt") or path.name.endswith(".csv.gz"):
-        return pd.read_csv(path)
-    raise ScaffoldError(f"--from-data {path}: give a .csv or .parquet sample")
+        try:
+            parquet = pq.ParquetFile(path)
+            _check_width(path, len(parquet.schema_arrow.names))
+            batches = parquet.iter_batches(batch_size=MAX_SAMPLE_ROWS)
+            first = next(batches, None)
+            return (first.to_pandas() if first is not None
+                    else parquet.schema_arrow.empty_table().to_pandas())  # fmt: skip
+        except (pa.ArrowException, OSError) as exc:
+            raise ScaffoldError(f"--from-data {path}: not a readable Parquet file ({exc})") from None
+    if suffix not in (".csv", ".txt") and not path.name.endswith(".csv.gz"):
+        raise ScaffoldError(f"--from-data {path}: give a .csv or .parquet sample")
+    _probe_text(path)
+    try:
+        _check_width(path, len(pd.read_csv(path, nrows=0).columns))
+        return pd.read_csv(path, nrows=MAX_SAMPLE_ROWS, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, None, None) from exc
+    except pd.errors.EmptyDataError:
+        raise ScaffoldError(f"--from-data {path}: the file is empty (no header line, no rows)") from None
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
+        raise ScaffoldError(f"--from-data {path}: not a readable CSV ({type(exc).__name__}: "
+                            f"{str(exc)[:300]})") from None  # fmt: skip
 
 
 def _is_time(series: pd.Series, name: str) -> bool:
@@ -74,19 +147,85 @@ def _nice(x: float, down: bool) -> float:
     return float((math.floor if down else math.ceil)(x / scale) * scale)
 
 
+MIN_SAMPLE_ROWS = 30  # fewer: nothing (ranges, classes, gates) can be learnt from it
+MIN_CATEGORY_COUNT = 5  # every value seen this often: the set is complete enough to enforce
+
+
+def soft_range(values: np.ndarray) -> tuple[float, float, float]:
+    """(low, high, margin): the sample's min/max widened by a margin that grows as the sample
+    shrinks, (10% + 100%/sqrt(n)) of the robust 1-99% spread, so that later days of the same
+    population fall inside (values beyond are reported, never quarantined)."""
+    n = len(values)
+    q01, q99 = np.quantile(values, [0.01, 0.99])
+    spread = float(q99 - q01) or float(values.max() - values.min()) or abs(float(values.mean())) or 1.0
+    margin = spread * (0.1 + 1.0 / math.sqrt(n))
+    return float(values.min()) - margin, float(values.max()) + margin, margin
+
+
+def hard_range(values: np.ndarray) -> dict[str, float]:
+    """Limits the data itself says are physical: never negative (all >= 0) and a share or a
+    probability (all within [0, 1], not all 0/1 flags... those are also within): nothing else."""
+    out: dict[str, float] = {}
+    if values.min() >= 0:
+        out["min"] = 0.0
+        fractional = bool((values != np.round(values)).any())
+        if values.max() <= 1.0 and fractional:
+            out["max"] = 1.0
+    return out
+
+
+def null_ceiling(fraction: float, n: int) -> float:
+    """The null share a day may have: twice the sample's, plus three standard errors of a
+    share measured on a day of ~min(n, 100) rows; at least 0.05, at most 0.5."""
+    day = min(n, 100)
+    ceiling = 2 * fraction + 3 * math.sqrt(max(fraction, 0.005) * (1 - fraction) / day)
+    return float(min(0.5, max(0.05, math.ceil(ceiling * 100) / 100)))
+
+
+def _check_target(df: pd.DataFrame, target: str) -> pd.Series:
+    y = df[target]
+    if y.isna().all():
+        raise ScaffoldError(f"target {target!r} is null in every row of the sample: nothing to learn from")
+    return y.dropna()
+
+
+def _check_time(df: pd.DataFrame, col: str, target: str, classes: list | None, notes: list[str]) -> None:
+    """A time column that splits by time must span more than one day, and every class must
+    appear before the last fifth of the time (else the holdout has a class training never saw)."""
+    import pandas as pd
+
+    when = pd.to_datetime(df[col], errors="coerce", utc=True)
+    if when.dt.normalize().nunique() < 2:
+        notes.append(f"{col}: every row is on one day ({when.min():%Y-%m-%d}): the split is by "
+                     "time within the day; a sample of several days shows seasonality")  # fmt: skip
+    if classes:
+        cut = when.quantile(0.8)
+        early = set(df.loc[when < cut, target].dropna().astype(str))
+        late_only = sorted({str(c) for c in classes} - early)
+        if late_only:
+            raise ScaffoldError(f"classes {late_only} of {target!r} appear only in the last fifth of "
+                                f"{col!r}: a time split would hold them out of training; give a longer "
+                                "sample, or drop the time column to split at random")  # fmt: skip
+
+
 def infer(df: pd.DataFrame, target: str | None = None) -> dict[str, Any]:
-    """Spec sections learnt from a sample: target/task/classes, features, ranges, categories."""
+    """Spec sections learnt from a sample: target/task/classes, features, hard and soft ranges,
+    null ceiling, category sets (only where complete), with a line per choice in ``learnt``."""
     import pandas as pd
 
     if df.empty:
         raise ScaffoldError("the sample has no rows")
+    if len(df) < MIN_SAMPLE_ROWS:
+        raise ScaffoldError(f"the sample has {len(df)} rows; the scaffold needs at least {MIN_SAMPLE_ROWS} "
+                            "to learn ranges, classes and gates")  # fmt: skip
     columns = [str(c) for c in df.columns]
     if target is None:
         target = next((c for c in columns if c.lower() in TARGET_GUESSES), None)
     if target is None or target not in columns:
         raise ScaffoldError(f"name the target column with --target (columns: {columns})")
-    y = df[target].dropna()
+    y = _check_target(df, target)
     notes: list[str] = []
+    learnt_lines: list[str] = []
     integral = pd.api.types.is_numeric_dtype(y) and bool((y == y.round()).all())
     few = integral and y.nunique() <= 20
     if pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y) or few:
@@ -96,15 +235,24 @@ def infer(df: pd.DataFrame, target: str | None = None) -> dict[str, Any]:
                    else str(c) for c in classes]  # fmt: skip
         if len(classes) < 2:
             raise ScaffoldError(f"target {target!r} has one class in the sample ({classes}): need two")
+        shares = y.astype(str).value_counts(normalize=True)
+        learnt_lines.append(f"target {target}: {len(classes)} classes, the rarest {shares.index[-1]!r} "
+                            f"is {shares.iloc[-1]:.1%} of the rows")  # fmt: skip
     else:
         task, classes = "regression", None
 
-    numeric, categorical, ranges, categories = [], [], {}, {}
+    numeric, categorical, ranges, soft, categories = [], [], {}, {}, {}
     time_column = None
+    worst_nulls = 0.0
     for col in columns:
-        if col == target:
-            continue
         series = df[col]
+        if col == target:
+            if task == "regression":
+                values = pd.to_numeric(series, errors="coerce").dropna().to_numpy(dtype="float64")
+                values = values[np.isfinite(values)]
+                if (hard := hard_range(values)):
+                    ranges[col] = hard
+            continue
         if _is_time(series, col):
             time_column = time_column or col
             notes.append(f"{col}: a time column (used to split by time, not a feature)")
@@ -114,25 +262,45 @@ def infer(df: pd.DataFrame, target: str | None = None) -> dict[str, Any]:
             # booleans would not match a set of strings in validation
         elif pd.api.types.is_numeric_dtype(series):
             numeric.append(col)
-            finite = series[pd.notna(series)].astype(float)
-            if len(finite):
-                lo, hi = float(finite.min()), float(finite.max())
-                span = (hi - lo) or abs(hi) or 1.0
-                low = _nice(lo - 0.1 * span, down=True)
-                ranges[col] = {"min": max(low, 0.0) if lo >= 0 else low,
-                               "max": _nice(hi + 0.1 * span, down=False)}  # fmt: skip
+            values = series.to_numpy(dtype="float64", na_value=np.nan)
+            values = values[np.isfinite(values)]
+            if len(values):
+                low, high, _ = soft_range(values)
+                hard = hard_range(values)
+                low = max(low, hard.get("min", low))
+                high = min(high, hard.get("max", high))
+                soft[col] = {"min": _nice(low, down=True), "max": _nice(high, down=False)}
+                if hard:
+                    ranges[col] = hard
+                    learnt_lines.append(f"{col}: hard {hard} (every sample value is within); soft "
+                                        f"[{soft[col]['min']}, {soft[col]['max']}]")  # fmt: skip
         else:
-            distinct = series.dropna().astype(str).unique()
-            if len(distinct) > MAX_CATEGORIES or len(distinct) > 0.5 * len(series):
-                notes.append(f"{col}: {len(distinct)} distinct values in {len(series)} rows: "
+            counts = series.dropna().astype(str).value_counts()
+            if len(counts) > MAX_CATEGORIES or len(counts) > 0.5 * len(series):
+                notes.append(f"{col}: {len(counts)} distinct values in {len(series)} rows: "
                              "an id or free text, left out of the features")  # fmt: skip
                 continue
             categorical.append(col)
-            categories[col] = sorted(distinct.tolist())
+            if len(counts) and counts.min() >= MIN_CATEGORY_COUNT:
+                categories[col] = sorted(counts.index.tolist())
+                learnt_lines.append(f"{col}: category set enforced (every value seen >= "
+                                    f"{MIN_CATEGORY_COUNT} times)")  # fmt: skip
+            else:
+                learnt_lines.append(f"{col}: no category set ({(counts < MIN_CATEGORY_COUNT).sum()} "
+                                    f"values seen < {MIN_CATEGORY_COUNT} times: later days may bring "
+                                    "new ones; the model ignores unseen values)")  # fmt: skip
+        worst_nulls = max(worst_nulls, float(series.isna().mean()))
     if not numeric and not categorical:
         raise ScaffoldError("no usable feature columns in the sample")
+    if time_column:
+        _check_time(df, time_column, target, classes, notes)
+    ceiling = null_ceiling(worst_nulls, len(df))
+    day = min(len(df), 100)
+    learnt_lines.append(f"max_null_fraction {ceiling}: the worst column has {worst_nulls:.1%} nulls "
+                        f"(2x that + 3 standard errors on a ~{day}-row day, >= 5%)")  # fmt: skip
     return {"target": target, "task": task, "classes": classes, "numeric": numeric,
-            "categorical": categorical, "ranges": ranges, "categories": categories,
+            "categorical": categorical, "ranges": ranges, "soft_ranges": soft,
+            "categories": categories, "max_null_fraction": ceiling, "learnt": learnt_lines,
             "time_column": time_column, "notes": notes, "rows": len(df)}  # fmt: skip
 
 
@@ -140,7 +308,15 @@ ESTIMATOR_FOR = {
     ("classification", "small"): ("LogisticRegression", {"C": 1.0, "max_iter": 1000}),
     ("regression", "small"): ("Ridge", {"alpha": 1.0}),
 }
-GATES_FOR = {"classification": ("roc_auc", 0.7), "regression": ("r2", 0.5)}
+# The bar is relative: chance level as the floor, and a dummy model (class prior / mean) on the
+# same rows to beat by BASELINE_MARGIN; ROC AUC (one-vs-rest for several classes) whatever the
+# class balance, R^2 for regression. Every gate field is written out, as model.yaml shows it.
+GATES_FOR = {"classification": ("roc_auc", 0.5), "regression": ("r2", 0.0)}
+BASELINE_MARGIN = 0.05
+MIN_HOLDOUT_ROWS = 100
+GATE_DEFAULTS = {"max_regression": 0.01, "too_good_jump": 0.25, "too_good_score": None,
+                 "min_holdout_rows": MIN_HOLDOUT_ROWS, "confidence": 0.95}  # fmt: skip
+HOLDOUT_FRACTION = 0.2
 SEARCH_FOR = {
     "LogisticRegression": {"C": {"low": 0.01, "high": 10.0, "log": True}},
     "Ridge": {"alpha": {"low": 0.01, "high": 100.0, "log": True}},
@@ -184,8 +360,10 @@ def model_spec(name: str, template: str, owner: str, source: str, learnt: dict[s
     task = learnt["task"]
     estimator_class, params = ESTIMATOR_FOR[(task, "small")]
     metric, threshold = GATES_FOR[task]
-    if task == "classification" and learnt["classes"] and len(learnt["classes"]) > 2:
-        metric, threshold = "f1", 0.5
+    validation: dict[str, Any] = {"ranges": learnt["ranges"], "categories": learnt["categories"]}
+    if "soft_ranges" in learnt:
+        validation = {"max_null_fraction": learnt["max_null_fraction"], "ranges": learnt["ranges"],
+                      "soft_ranges": learnt["soft_ranges"], "categories": learnt["categories"]}  # fmt: skip
     target: Any = learnt["target"]
     if learnt.get("classes"):
         target = {"name": learnt["target"], "classes": learnt["classes"]}
@@ -197,11 +375,17 @@ def model_spec(name: str, template: str, owner: str, source: str, learnt: dict[s
         "target": target,
         "features": {"numeric": learnt["numeric"], "categorical": learnt["categorical"]},
         "estimator": {"class": estimator_class, "params": params},
-        "validation": {"ranges": learnt["ranges"], "categories": learnt["categories"]},
-        "gates": {"primary_metric": metric, "threshold": threshold},
+        "validation": validation,
+        "gates": {"primary_metric": metric, "threshold": threshold, "baseline_margin": BASELINE_MARGIN,
+                  **GATE_DEFAULTS},
+        "split": {"strategy": "random", "holdout_fraction": HOLDOUT_FRACTION},
+        # Small daily batches add up: enough rows for a holdout of min_holdout_rows.
+        "training": {"window_batches": 3,
+                     "window_rows": math.ceil(MIN_HOLDOUT_ROWS / HOLDOUT_FRACTION)},
     }  # fmt: skip
     if learnt.get("time_column"):
-        spec["split"] = {"strategy": "time", "time_column": learnt["time_column"]}
+        spec["split"] = {"strategy": "time", "time_column": learnt["time_column"],
+                         "holdout_fraction": HOLDOUT_FRACTION}  # fmt: skip
     if template == "custom_training":
         spec["estimator"] = {"factory": f"{name}:build", "params": {"n_estimators": 200}}
     elif template == "tuned_retrain":
@@ -240,31 +424,55 @@ def new_model(name: str, template: str, models_dir: Path, *, owner: str, source:
     header = (f"# {name}: scaffolded by `model-factory new-model` (template {template})"
               + (f" from {sample.name} ({learnt['rows']} rows)" if learnt else "") + ".\n"
               "# Other fields have defaults: include/templates/model.yaml shows them all.\n")  # fmt: skip
-    models_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=100))
-    written = [path]
+    if learnt and learnt.get("learnt"):
+        header += ("# What the scaffold learnt from the sample, and why:\n"
+                   "# - ranges are hard limits only where the data shows one (never negative, a share "
+                   "in [0, 1]);\n#   soft_ranges (sample min/max widened by 10% + 100%/sqrt(n) of the "
+                   "1-99% spread) are\n#   reported in the validation report and watched, never "
+                   "quarantined\n# - gates: beat a dummy model on the same rows by baseline_margin; "
+                   "on a holdout under\n#   min_holdout_rows the decision rests on cross-validation "
+                   "over the window, else 'undecided'\n"
+                   + "".join(f"# - {' '.join(line.splitlines())}\n"
+                             for line in learnt["learnt"]))  # fmt: skip
+    text = header + yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=100)
+    size = len(text.encode())
+    if size > MAX_SPEC_BYTES:
+        raise ScaffoldError(f"the spec learnt from {sample} would be {size} bytes, over the "
+                            f"{MAX_SPEC_BYTES} a spec may have: keep fewer columns")  # fmt: skip
+    code_text = None
     if template == "custom_training" and (force or not code.exists()):
-        code.parent.mkdir(exist_ok=True)
         estimator = "RandomForestClassifier" if spec["task"] == "classification" else "RandomForestRegressor"
-        code.write_text(CODE_STUB.format(name=name, estimator=estimator,
-                                         numeric=spec["features"]["numeric"],
-                                         categorical=spec["features"]["categorical"]))  # fmt: skip
-        written.append(code)
+        code_text = CODE_STUB.format(name=name, estimator=estimator, numeric=spec["features"]["numeric"],
+                                     categorical=spec["features"]["categorical"])  # fmt: skip
+    result = Scaffold(written=[], next_steps=[], notes=list(learnt["notes"]) if learnt else [])
+    models_dir.mkdir(parents=True, exist_ok=True)
+    # Written and checked in a staging folder beside the specs, moved in place only when it all
+    # worked: a failure (or a kill) leaves no half-written spec for the DAG processor to pick up.
+    with tempfile.TemporaryDirectory(prefix=f".scaffold-{name}-", dir=models_dir) as staging_dir:
+        staging = Path(staging_dir)
+        staged = staging / path.name
+        staged.write_text(text)
+        if code_text is not None:
+            (staging / "code").mkdir()
+            (staging / "code" / code.name).write_text(code_text)
+        try:
+            loaded = load_spec(staged)
+        except SpecError as exc:
+            raise ScaffoldError(f"the scaffolded spec does not load (please report):\n{exc}") from exc
+        if df is not None:
+            import logging
 
-    result = Scaffold(written=written, next_steps=[], notes=list(learnt["notes"]) if learnt else [])
-    try:
-        loaded = load_spec(path)
-    except SpecError as exc:
-        raise ScaffoldError(f"the scaffolded spec does not load (please report):\n{exc}") from exc
-    if df is not None:
-        import logging
+            logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its import chatter
+            from model_factory.pipeline.validation import validate_frame
 
-        logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its import chatter
-        from model_factory.pipeline.validation import validate_frame
-
-        outcome = validate_frame(df, loaded, path.parent)
-        result.validation = ["the sample passes the spec's validation"] if outcome.success else [
-            f"the sample FAILS the spec's validation: {r}" for r in outcome.reasons]  # fmt: skip
+            outcome = validate_frame(df, loaded, staging)
+            result.validation = ["the sample passes the spec's validation"] if outcome.success else [
+                f"the sample FAILS the spec's validation: {r}" for r in outcome.reasons]  # fmt: skip
+        if code_text is not None:
+            code.parent.mkdir(exist_ok=True)
+            os.replace(staging / "code" / code.name, code)
+        os.replace(staged, path)
+    result.written = [path] + ([code] if code_text is not None else [])
     if learnt is None:
         result.notes.append("no --from-data sample: fill in target, features and validation by hand")
     result.next_steps = [

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 from model_factory.errors import ErrorKind, FactoryError, SpecProblemError
+from model_factory.settings import FactorySettings
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -209,6 +210,25 @@ class ValidationSpec(_Strict):
         description="Numeric features (or a regression target) where inf/-inf are allowed; "
         "anywhere else a non-finite value quarantines the batch",
     )
+    soft_ranges: dict[str, RangeSpec] = Field(
+        default_factory=dict,
+        description="Where values usually lie: values beyond are reported in the validation "
+        "report ('watch') and left to the drift watch, never quarantined (ranges are hard)",
+    )
+
+    @field_validator("extra_suite")
+    @classmethod
+    def _suite_beside_the_spec(cls, value: str | None) -> str | None:
+        """Confined like code: a relative .json path inside the spec's folder, no '..'."""
+        if value is None:
+            return value
+        parts = Path(value).parts
+        if Path(value).is_absolute() or value.startswith(("/", "\\", "~")) or ".." in parts or ":" in value:
+            raise ValueError(f"{value!r}: give a path relative to the spec's folder, without '..' "
+                             "(e.g. my_model.expectations.json)")  # fmt: skip
+        if not value.endswith(".json"):
+            raise ValueError(f"{value!r}: a GX suite is a .json file")
+        return value
 
 
 FACTORY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*:[A-Za-z_][A-Za-z0-9_]*$"
@@ -231,8 +251,8 @@ def max_n_jobs() -> int:
     """The most cores one training may ask for: FACTORY_MAX_N_JOBS, else this machine's cores."""
     import os
 
-    value = os.environ.get(MAX_N_JOBS_ENV)
-    return int(value) if value and value.isdigit() and int(value) > 0 else (os.cpu_count() or 1)
+    value = FactorySettings.from_env().max_n_jobs
+    return value if value and value > 0 else (os.cpu_count() or 1)
 
 
 def check_param(key: str, value: Any, depth: int = 0) -> None:
@@ -338,6 +358,12 @@ class TrainingSpec(_Strict):
         description="Train on a seeded random sample of at most this many rows of the window "
         "(read chunk by chunk, so memory follows the sample); null: every row",
     )
+    window_rows: int | None = Field(
+        default=None,
+        ge=1,
+        description="Also reach back to earlier validated batches (beyond window_batches) until "
+        "the window holds at least this many rows: small daily batches add up to enough evidence",
+    )
 
 
 class GatesSpec(_Strict):
@@ -362,6 +388,12 @@ class GatesSpec(_Strict):
     )
     confidence: float = Field(
         default=0.95, gt=0.5, lt=1.0, description="Paired bootstrap interval vs the champion"
+    )
+    baseline_margin: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="Beat a dummy model (class prior / mean) on the same rows by this much of "
+        "the metric (absolute), on top of threshold; null: no baseline check",
     )
 
     @field_validator("primary_metric")
@@ -431,6 +463,11 @@ class DriftSpec(_Strict):
     )
     sensor_timeout_minutes: int = Field(default=55, ge=1)
     sensor_poke_seconds: int = Field(default=60, ge=1)
+    reference: Literal["training", "rolling", "same_weekday", "same_period_last_year"] = Field(
+        default="training",
+        description="What a batch is compared with: the training baseline, the days before, the "
+        "same weekday in past weeks, or the same period 52 weeks ago (seasonal data)",
+    )
 
     @field_validator("data_uri")
     @classmethod
@@ -481,6 +518,19 @@ class CanarySpec(_Strict):
 
 class DataBudgetSpec(_Strict):
     """Refit on growing shares of the training rows: how much data the model really needs."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        """``data_budget: false`` / ``true`` is short for ``{enabled: false}`` / ``{enabled: true}``."""
+        if isinstance(value, bool):
+            return {"enabled": value}
+        if value is not None and not isinstance(value, dict | DataBudgetSpec):
+            raise ValueError(
+                f"got {value!r}; accepted forms: false, true, or a mapping {{enabled: false}} / "
+                "{enabled: true, shares: [0.25, 0.5, 1.0], tolerance: 0.01}"
+            )
+        return value
 
     enabled: bool = True
     shares: list[float] = Field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
@@ -544,6 +594,48 @@ OPERATIONAL_SECTIONS = ("schedule", "retries", "drift", "notify", "canary", "eva
                         "task_timeout_minutes")
 
 
+class OutcomeSourceSpec(_Strict):
+    """True outcomes from another system (claims, CRM): one file per date, joined by id."""
+
+    uri: str = Field(description="Outcome batch URI with {ds} (the day the outcomes arrived)")
+    format: Literal["csv", "parquet"] = "csv"
+    id_column: str = Field(description="The id the prediction was made for (the gateway's entity_id)")
+    outcome_column: str = Field(description="The true outcome (a class, or a number)")
+    event_time_column: str = Field(description="When the outcome happened")
+    aws_conn_id: str | None = None
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, uri: str) -> str:
+        return check_batch_uri(uri)
+
+
+class OutcomesSpec(_Strict):
+    """Where a model's true outcomes arrive, and how ``<model>__health`` judges them."""
+
+    enabled: bool = Field(
+        default=False, description="Build <model>__health (off until the model's outcomes are wired)"
+    )
+    gateway_feedback: bool = Field(default=True, description="Use the gateway's /feedback outcomes")
+    source: OutcomeSourceSpec | None = Field(default=None, description="Outcomes from another system")
+    max_delay_days: float = Field(
+        default=7.0, gt=0.0, description="Outcomes arrive up to this late; older unlabelled = expired"
+    )
+    min_outcomes: int = Field(default=200, ge=1, description="Matured outcomes needed to decide")
+    max_drop: float = Field(default=0.05, gt=0.0, description="Relative drop from holdout that acts")
+    window_days: int = Field(default=7, ge=1, description="Days the decision looks back")
+    warn_days: int = Field(default=14, ge=0, description="Alert when 'retrain by' is this close")
+    retrain_on_estimate: bool = Field(
+        default=False, description="An estimated (not yet realized) drop retrains, not only alerts"
+    )
+    schedule: str | None = Field(default="@daily", description="When the health check runs")
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, schedule: str | None) -> str | None:
+        return check_schedule(schedule)
+
+
 class ModelSpec(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     owner: str
@@ -570,6 +662,7 @@ class ModelSpec(_Strict):
     canary: CanarySpec = Field(default_factory=CanarySpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     review: ReviewSpec = Field(default_factory=ReviewSpec)
+    outcomes: OutcomesSpec = Field(default_factory=OutcomesSpec)
     tags: dict[str, str] = Field(default_factory=dict)
     retries: int = Field(default=2, ge=0, le=10)
     template: str = Field(

@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from model_factory.rollout.canary import ArmData, analyse_canary
+from model_factory.rollout.analysis import analyse_canary
+from model_factory.rollout.outcomes import ArmData
+from model_factory.spec import CanarySpec
 
 # --- HTTP traffic ---------------------------------------------------------------------------------
 
@@ -233,15 +235,17 @@ def decision_rates(
     canary_quality: float,
     n: int,
     seeds: int = 500,
-    **analysis: Any,
+    **policy: Any,
 ) -> dict[str, float]:
-    """Share of each decision over ``seeds`` independent runs with ``n`` labelled outcomes per arm."""
+    """Share of each decision over ``seeds`` independent runs with ``n`` labelled outcomes per arm,
+    under the canary policy ``CanarySpec(**policy)`` (``min_samples``, ``alpha``, ...)."""
+    canary_policy = CanarySpec(**policy)
     counts: Counter = Counter()
     for seed in range(seeds):
         champion = synthetic_arm("champion", n, task=task, quality=champion_quality, seed=2 * seed)
         candidate = synthetic_arm("canary", n, task=task, quality=canary_quality, seed=2 * seed + 1)
-        result = analyse_canary(champion, candidate, task=task, metric=metric, **analysis)
-        counts[result["decision"]] += 1
+        result = analyse_canary(champion, candidate, canary_policy, task=task, metric=metric)
+        counts[result.decision] += 1
     return {decision: counts[decision] / seeds for decision in ("promote", "continue", "rollback", "wait")}
 
 

@@ -3,13 +3,20 @@
 by the factory's own functions (two churn versions, a canary at 25%, a drift check with its
 report, a quarantined batch, an alert, a broken spec), a login through Airflow's login page in
 headless Chromium, and screenshots kept under tests/artifacts/.
+
+Every link and button is clicked where ops use it: inside Airflow's navigation, where the view
+runs in Airflow's sandboxed iframe (no top navigation, no popups, no window.prompt). The MLflow UI
+links land on a stand-in web server (FACTORY_MLFLOW_UI_URL): what is asserted is the URL the new
+tab opens, not MLflow's page.
 """
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
 import shutil
+import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -24,7 +31,6 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "artifacts"
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 DAYS = [date(2026, 3, 2) + timedelta(days=i) for i in range(3)]
 WATCHED, BAD_DAY = date(2026, 3, 5), date(2026, 3, 6)
 
@@ -82,7 +88,10 @@ def console(tmp_path_factory):
     for name in ("churn", "demand"):
         shutil.copy(REPO / "include" / "models" / f"{name}.yaml", specs / f"{name}.yaml")
     (specs / "typo.yaml").write_text("name: typo\nownr: growth\n")
-    config = StackConfig(home=home / "stack", mlflow_server=False, s3=False, specs_dir=specs)
+    mlflow_ui = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=mlflow_ui.serve_forever, daemon=True).start()
+    env = {"FACTORY_MLFLOW_UI_URL": f"http://127.0.0.1:{mlflow_ui.server_address[1]}"}
+    config = StackConfig(home=home / "stack", mlflow_server=False, s3=False, specs_dir=specs, env=env)
     with Stack(config) as stack:
         # The view needs the api-server (and the DAG pages the dag-processor makes); nothing runs.
         for idle in ("scheduler", "triggerer"):
@@ -94,6 +103,7 @@ def console(tmp_path_factory):
         api = stack.client()
         api.wait_for_dag("churn__retrain", timeout_s=180)
         yield stack, api, state
+    mlflow_ui.shutdown()
 
 
 def test_the_factory_api_refuses_anonymous_requests(console) -> None:
@@ -170,25 +180,6 @@ def _set_result(stack: Stack, dag_id: str, run_id: str, task_id: str, value: dic
                    env=stack.env, check=True, capture_output=True, text=True, timeout=120)  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} missing: `apt-get install chromium chromium-driver` (make test does it)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--no-first-run", "--window-size=1500,1100",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):  # fmt: skip
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(120)
-    yield driver
-    driver.quit()
-
-
 def _wait(condition, timeout_s: float = 60.0, what: str = "") -> object:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -209,64 +200,226 @@ def _shot(driver, name: str) -> Path:
     return path
 
 
-def test_the_view_in_the_airflow_ui(console, browser) -> None:
+SANDBOX = "allow-scripts allow-same-origin allow-forms allow-downloads"
+
+
+def _login(driver, stack: Stack) -> None:
     from selenium.webdriver.common.by import By
 
-    stack, api, _ = console
-    driver = browser
     driver.get(f"{stack.api_url}/")
-    user = _wait(lambda: driver.find_element(By.NAME, "username"), what="Airflow's login form")
+    _wait(lambda: driver.find_elements(By.NAME, "username") or "Model factory" in driver.page_source,
+          what="Airflow's login form (or its UI: the module's browser is logged in already)")  # fmt: skip
+    if not driver.find_elements(By.NAME, "username"):
+        return
+    user = driver.find_element(By.NAME, "username")
     user.send_keys("admin")
     driver.find_element(By.NAME, "password").send_keys(stack.admin_password)
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     _wait(lambda: "Model factory" in driver.page_source, what="the nav entry after login")
-    _shot(driver, "airflow_home")
 
-    # The nav entry opens the view inside Airflow's UI (an iframe of the plugin's page).
-    driver.get(f"{stack.api_url}/plugin/model-factory")
-    frame = _wait(lambda: driver.find_element(By.TAG_NAME, "iframe"), what="the view's iframe")
+
+def _in_airflow(driver, stack: Stack, path: str = "/factory/", ready: str = "body"):
+    """Open ``path`` of the view inside Airflow's navigation (the plugin route carries the framed
+    path) and switch into Airflow's iframe; returns the iframe element's sandbox attribute."""
+    from selenium.webdriver.common.by import By
+
+    driver.switch_to.default_content()
+    driver.get(f"{stack.api_url}/plugin/model-factory{path}")
+    frame = _wait(lambda: driver.find_element(By.CSS_SELECTOR, "iframe[title='Model factory']"),
+                  what="the view's iframe")  # fmt: skip
+    sandbox = frame.get_attribute("sandbox")
     driver.switch_to.frame(frame)
-    table = _wait(lambda: driver.find_element(By.ID, "fleet"), what="the fleet table")
-    text = table.text
-    assert "churn" in text and "demand" in text and "typo" in text
+    _wait(lambda: driver.find_element(By.CSS_SELECTOR, ready), what=f"{ready} in the framed view")
+    return sandbox
+
+
+def _click(driver, css: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    _wait(lambda: driver.find_element(By.CSS_SELECTOR, css), what=css).click()
+
+
+def _lands_in_airflow(driver, stack: Stack, path: str) -> None:
+    """A data-airflow link clicked in the frame: Airflow's own page at ``path``, the view gone."""
+    from selenium.webdriver.common.by import By
+
+    driver.switch_to.default_content()
+    _wait(lambda: urlparse(driver.current_url).path == path, what=f"Airflow at {path}")
+    _wait(lambda: not driver.find_elements(By.CSS_SELECTOR, "iframe[title='Model factory']"),
+          what="the view's frame replaced by Airflow's page")  # fmt: skip
+    _wait(lambda: path.rsplit("/", 1)[1] in driver.find_element(By.TAG_NAME, "body").text,
+          what=f"Airflow's page of {path} rendered")  # fmt: skip
+
+
+def _lands_in_frame(driver, stack: Stack, path: str, ready: str) -> None:
+    """A view link clicked in the frame: the frame shows ``path`` and Airflow's address bar follows."""
+    from selenium.webdriver.common.by import By
+
+    _wait(lambda: driver.find_element(By.CSS_SELECTOR, ready), what=f"{ready} at {path}")
+    assert driver.execute_script("return location.pathname") == path
+    driver.switch_to.default_content()
+    _wait(lambda: urlparse(driver.current_url).path == f"/plugin/model-factory{path}",
+          what=f"Airflow's URL to follow the frame to {path} (at {driver.current_url})")  # fmt: skip
+    driver.switch_to.frame(driver.find_element(By.CSS_SELECTOR, "iframe[title='Model factory']"))
+
+
+def _lands_in_new_tab(driver, url_start: str) -> str:
+    """A data-outside link clicked in the frame: a new tab at ``url_start``..., the view stays in
+    its frame (the driver is switched back into it); returns the tab's URL."""
+    from selenium.webdriver.common.by import By
+
+    home, before = driver.current_window_handle, set(driver.window_handles) - {driver.current_window_handle}
+    new = _wait(lambda: set(driver.window_handles) - before - {home}, what="a new tab")
+    driver.switch_to.window(new.pop())
+    _wait(lambda: driver.current_url.startswith(url_start), what=f"the new tab at {url_start}")
+    landed = driver.current_url
+    driver.close()
+    driver.switch_to.window(home)
+    driver.switch_to.frame(driver.find_element(By.CSS_SELECTOR, "iframe[title='Model factory']"))
+    return landed
+
+
+def test_every_link_of_the_fleet_page_inside_airflows_frame(console, browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    stack, _, _ = console
+    driver, ui = browser, stack.env["FACTORY_MLFLOW_UI_URL"]
+    _login(driver, stack)
+    _shot(driver, "airflow_home")
+    assert _in_airflow(driver, stack, ready="#fleet") == SANDBOX  # what Airflow 3.3 puts on the frame
     churn = driver.find_element(By.CSS_SELECTOR, "tr[data-model=churn]").text
     assert "v1" in churn and "roc_auc=" in churn and "v2 @ 25%" in churn and "drift" in churn
+    assert "card v1" in churn and "1 quarantined" in churn  # the card link and the attention reasons
     assert "broken spec" in driver.find_element(By.CSS_SELECTOR, "tr[data-model=typo]").text
-    assert "card v1" in churn  # the trust layer's card lights up its link
     driver.switch_to.default_content()
     fleet_png = _shot(driver, "fleet")
 
-    # The model page: versions, canary, drift with its report, quarantine, alert, ops history.
-    driver.get(f"{stack.api_url}/factory/models/churn")
-    serving = _wait(lambda: driver.find_element(By.ID, "serving"), what="the model page").text
-    assert "canary v2 at 25%" in serving and "champion v1" in serving
-    page = driver.find_element(By.TAG_NAME, "body").text
-    assert "canary_started" in page and "ana via cli" in page and "try v2 on a quarter" in page
-    assert "twelve" in page or "tenure_months" in driver.find_element(By.ID, "quarantine").text
-    assert f"churn: drift on {WATCHED}" in driver.find_element(By.ID, "alerts").text
-    model_png = _shot(driver, "model_churn")
-    driver.find_element(By.LINK_TEXT, "HTML report").click()
-    _wait(lambda: "tenure_months" in driver.page_source, what="the drift report")
-    _shot(driver, "drift_report")
+    for kind in ("retrain", "drift_watch", "canary"):
+        _in_airflow(driver, stack, ready="#fleet")
+        _click(driver, f"tr[data-model=churn] a[href$='/dags/churn__{kind}']")
+        _lands_in_airflow(driver, stack, f"/dags/churn__{kind}")
+    _in_airflow(driver, stack, ready="#fleet")
+    _click(driver, "tr[data-model=typo] a[data-airflow]")
+    _lands_in_airflow(driver, stack, "/dags/invalid_spec__typo")
 
-    # The retrain button goes through Airflow's REST API as the logged-in user.
-    driver.get(f"{stack.api_url}/factory/models/churn")
+    _in_airflow(driver, stack, ready="#fleet")
+    _click(driver, "tr[data-model=churn] a[data-outside]")
+    _lands_in_new_tab(driver, f"{ui}/#/models/churn")
+    _click(driver, "tr[data-model=churn] a[href$='/versions/1/card']")
+    _lands_in_frame(driver, stack, "/factory/models/churn/versions/1/card", "#factory-back")
+    _click(driver, "#factory-back")
+    _lands_in_frame(driver, stack, "/factory/models/churn", "#serving")
+    _in_airflow(driver, stack, ready="#fleet")
+    _click(driver, f"tr[data-model=churn] a[href$='/drift/{WATCHED}']")
+    _lands_in_frame(driver, stack, f"/factory/models/churn/drift/{WATCHED}", "#factory-back")
+    assert "tenure_months" in driver.page_source
+    _in_airflow(driver, stack, ready="#fleet")
+    _click(driver, "#analyzer-link")
+    _lands_in_frame(driver, stack, "/factory/analyzer", "h1")
+
+    # Filters and pages stay inside the frame.
+    _in_airflow(driver, stack, "/factory/?per_page=1", ready="#fleet")
+    assert "1 of 3 models" in driver.find_element(By.ID, "pager-top").text
+    _click(driver, "#pager-top a.next")
+    _lands_in_frame(driver, stack, "/factory/", "#pager-top a.prev")
+    assert "page 2 of 3" in driver.find_element(By.ID, "pager-top").text
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element(By.NAME, "state")).select_by_visible_text("broken")
+    _click(driver, "#apply")
+    _wait(lambda: "state=broken" in driver.execute_script("return location.search"), what="the filter")
+    rows = driver.find_elements(By.CSS_SELECTOR, "#fleet tbody tr[data-model]")
+    assert [r.get_attribute("data-model") for r in rows] == ["typo"]
+    _click(driver, "#clear")
+    _lands_in_frame(driver, stack, "/factory/", "tr[data-model=churn]")
+    print(f"screenshots: {fleet_png}")
+
+
+def test_every_link_and_button_of_a_model_page_inside_airflows_frame(console, browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    stack, api, _ = console
+    driver, ui = browser, stack.env["FACTORY_MLFLOW_UI_URL"]
+    _login(driver, stack)
+    page = "/factory/models/churn"
+    _in_airflow(driver, stack, page, ready="#serving")
+    serving = driver.find_element(By.ID, "serving").text
+    assert "canary v2 at 25%" in serving and "champion v1" in serving
+    text = driver.find_element(By.TAG_NAME, "body").text
+    assert "canary_started" in text and "ana via cli" in text and "try v2 on a quarter" in text
+    assert f"churn: drift on {WATCHED}" in driver.find_element(By.ID, "alerts").text
+    driver.switch_to.default_content()
+    model_png = _shot(driver, "model_churn")
+
+    for dag in ("churn__retrain", "churn__drift_watch", "churn__canary"):
+        _in_airflow(driver, stack, page, ready="#serving")
+        _click(driver, f"a.dag-link[href$='/dags/{dag}']")
+        _lands_in_airflow(driver, stack, f"/dags/{dag}")
+    _in_airflow(driver, stack, page, ready="#serving")
+    _click(driver, "#mlflow-model")
+    _lands_in_new_tab(driver, f"{ui}/#/models/churn")
+    for run_link in driver.find_elements(By.CSS_SELECTOR, "a.mlflow-run"):
+        run_id = run_link.get_attribute("href").rsplit("/", 1)[1]
+        run_link.click()
+        assert _lands_in_new_tab(driver, f"{ui}/#/experiments/").endswith(f"/runs/{run_id}")
+    _click(driver, "#versions a[href$='/versions/1/card']")
+    _lands_in_frame(driver, stack, "/factory/models/churn/versions/1/card", "#factory-back")
+    _click(driver, "#factory-back")
+    _lands_in_frame(driver, stack, page, "#serving")
+    _click(driver, "#drift a")
+    _lands_in_frame(driver, stack, f"/factory/models/churn/drift/{WATCHED}", "#factory-back")
+    _click(driver, "#factory-back")
+    _lands_in_frame(driver, stack, page, "#serving")
+    _click(driver, "p a[href='/factory/']")
+    _lands_in_frame(driver, stack, "/factory/", "#fleet")
+
+    # Both DAGs start paused (Airflow's default): a run would wait forever, so the buttons say so.
+    assert api.dag("churn__retrain")["is_paused"] and api.dag("churn__canary")["is_paused"]
+    _in_airflow(driver, stack, page, ready="#actions")
+    assert driver.find_element(By.ID, "trigger").get_attribute("disabled") is not None
+    assert "churn__retrain is paused" in driver.find_element(By.ID, "actions").text
+    driver.switch_to.default_content()
+    _shot(driver, "model_churn_paused")
+    for dag in ("churn__retrain", "churn__canary"):
+        _in_airflow(driver, stack, page, ready="#actions")
+        _click(driver, f"button.unpause[data-dag={dag}]")
+        _wait(lambda dag=dag: not api.dag(dag)["is_paused"], what=f"{dag} unpaused by the button")
+
+    # The retrain button goes through Airflow's REST API as the logged-in user; its run link leads
+    # to Airflow's run page.
+    _in_airflow(driver, stack, page, ready="#trigger:not([disabled])")
     before = {r["dag_run_id"] for r in api.runs("churn__retrain")}
-    _wait(lambda: driver.find_element(By.ID, "trigger"), what="the trigger button").click()
+    _click(driver, "#trigger")
     link = _wait(lambda: driver.find_element(By.ID, "run-link"), what="the started run's link")
     started = [r for r in api.runs("churn__retrain") if r["dag_run_id"] not in before]
     assert len(started) == 1 and started[0]["triggering_user_name"] == "admin", started
-    assert started[0]["dag_run_id"] in link.text
+    assert started[0]["dag_run_id"] in link.text and "paused" not in driver.find_element(By.ID, "result").text
+    driver.switch_to.default_content()
     _shot(driver, "model_churn_triggered")
+    driver.switch_to.frame(driver.find_element(By.CSS_SELECTOR, "iframe[title='Model factory']"))
+    link.click()
+    _lands_in_airflow(driver, stack, f"/dags/churn__retrain/runs/{started[0]['dag_run_id']}")
 
-    # Roll back goes through the canary DAG's conf: the reason typed in, the user recorded by Airflow.
+    # Promote… and Roll back… ask for the reason in the page's own dialog (the frame blocks prompt()).
+    _in_airflow(driver, stack, page, ready="#actions")
     before = {r["dag_run_id"] for r in api.runs("churn__canary")}
-    driver.find_element(By.CSS_SELECTOR, "button.ops[data-action=rollback]").click()
-    prompt = _wait(lambda: driver.switch_to.alert, what="the reason prompt")
-    prompt.send_keys("complaints from support")
-    prompt.accept()
+    _click(driver, "button.ops[data-action=promote]")
+    _wait(lambda: driver.find_element(By.ID, "ask").is_displayed(), what="the reason dialog")
+    driver.switch_to.default_content()
+    _shot(driver, "model_churn_dialog")
+    driver.switch_to.frame(driver.find_element(By.CSS_SELECTOR, "iframe[title='Model factory']"))
+    _click(driver, "#ask-cancel")
+    assert not driver.find_element(By.ID, "ask").is_displayed()
+    _click(driver, "button.ops[data-action=rollback]")
+    driver.find_element(By.ID, "ask-reason").send_keys("complaints from support")
+    _click(driver, "#ask-ok")
     _wait(lambda: "churn__canary run" in driver.find_element(By.ID, "result").text, what="the canary run")
     [asked] = [r for r in api.runs("churn__canary") if r["dag_run_id"] not in before]
     assert asked["conf"] == {"action": "rollback", "reason": "complaints from support"}
     assert asked["triggering_user_name"] == "admin"
-    print(f"screenshots: {fleet_png} {model_png}")
+
+    # No canary: Promote is off and says why.
+    _in_airflow(driver, stack, "/factory/models/demand", ready="#actions")
+    assert driver.find_element(By.CSS_SELECTOR, "button.ops[data-action=promote]").get_attribute("disabled")
+    assert "no canary is running" in driver.find_element(By.ID, "why-promote").text
+    print(f"screenshots: {model_png}")

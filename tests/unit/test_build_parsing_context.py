@@ -15,6 +15,7 @@ from airflow.sdk.definitions.context import _AIRFLOW_PARSING_CONTEXT_DAG_ID, _AI
 from model_factory.airflow import build
 from model_factory.airflow.analyzer import DAG_ID as ANALYZER_DAG_ID
 from model_factory.airflow.build import dag_file_dags, spec_files_for
+from model_factory.airflow.shards import shard_of
 
 from tests.conftest import REPO
 
@@ -132,7 +133,8 @@ def test_the_dag_file_honours_the_context_in_a_dagbag(specs):
     from airflow.dag_processing.dagbag import DagBag
 
     with _airflow_parsing_context_manager(dag_id="demand__canary", task_id="start"):
-        bag = DagBag(dag_folder=str(REPO / "dags" / "model_factory_dags.py"))
+        shard_file = f"model_factory_shard_{shard_of('demand.yaml', 4)}_of_4.py"
+        bag = DagBag(dag_folder=str(REPO / "dags" / shard_file))
     assert bag.import_errors == {}
     assert "demand__canary" in bag.dag_ids
     assert all(dag_id.startswith("demand__") for dag_id in bag.dag_ids), bag.dag_ids

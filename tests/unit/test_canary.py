@@ -12,8 +12,10 @@ from model_factory.io.tracking import connect
 from model_factory.pipeline import registry
 from model_factory.pipeline.registry import PromotionError
 from model_factory.rollout import canary
+from model_factory.rollout import state as rollout_state
 from model_factory.rollout.canary import ArmData, analyse_canary, arm_outcomes, auc_delong, metric_with_se
 from model_factory.serving import predlog
+from model_factory.spec import CanarySpec
 from model_factory_dev.simulator import decision_rates, synthetic_arm
 
 from tests.conftest import factory_env
@@ -110,75 +112,105 @@ def arms(n: int = 600, canary_quality: float = 0.8, **canary_kwargs) -> tuple[Ar
     return champion, candidate
 
 
+def test_the_analysis_judges_by_the_specs_policy_never_by_defaults_of_its_own():
+    """Issue 19: analyse_canary once defaulted to min_samples=200 while CanarySpec says 500."""
+    champion, candidate = arms(n=300)
+    policy = CanarySpec()
+    result = analyse_canary(champion, candidate, policy, task="classification", metric="roc_auc")
+    assert result.decision == "wait" and "canary has 300/500 labelled outcomes" in result.reasons[0]
+    recorded = result.to_dict()
+    assert (recorded["min_samples"], recorded["alpha"]) == (policy.min_samples, policy.alpha)
+    assert recorded["guardrails"]["error_rate"] == policy.max_error_rate
+    assert recorded["guardrails"]["p95_latency_ms"] == policy.max_p95_latency_ms
+    lenient = analyse_canary(champion, candidate, CanarySpec(min_samples=300), task="classification",
+                             metric="roc_auc")  # fmt: skip
+    assert lenient.decision == "promote" and lenient.relative_change is not None
+
+
 def test_not_enough_samples_waits_and_says_how_many():
     champion, candidate = arms(n=120)
-    result = analyse_canary(champion, candidate, task="classification", metric="roc_auc", min_samples=200)
-    assert result["decision"] == "wait"
-    assert "champion has 120/200 labelled outcomes, canary has 120/200" in result["reasons"][0]
+    result = analyse_canary(
+        champion, candidate, CanarySpec(min_samples=200), task="classification", metric="roc_auc"
+    )
+    assert result.decision == "wait"
+    assert "champion has 120/200 labelled outcomes, canary has 120/200" in result.reasons[0]
 
 
 def test_healthy_canary_continues_until_the_last_stage():
     champion, candidate = arms()
-    common = {"task": "classification", "metric": "roc_auc", "min_samples": 500}
-    middle = analyse_canary(champion, candidate, final_stage=False, **common)
-    last = analyse_canary(champion, candidate, **common)
-    assert (middle["decision"], last["decision"]) == ("continue", "promote")
-    assert last["arms"]["canary"]["ci"][0] < last["arms"]["canary"]["value"] < last["arms"]["canary"]["ci"][1]
-    assert 0.02 < last["detectable_drop"] < 0.2
-    assert "no significant drop" in last["reasons"][0]
+    common = {"task": "classification", "metric": "roc_auc"}
+    middle = analyse_canary(champion, candidate, CanarySpec(min_samples=500), final_stage=False, **common)
+    last = analyse_canary(champion, candidate, CanarySpec(min_samples=500), **common)
+    assert (middle.decision, last.decision) == ("continue", "promote")
+    assert last.arms["canary"].ci[0] < last.arms["canary"].value < last.arms["canary"].ci[1]
+    assert 0.02 < last.detectable_drop < 0.2
+    assert "no significant drop" in last.reasons[0]
 
 
 def test_a_clear_drop_rolls_back_with_the_numbers_in_the_reason():
     champion, candidate = arms(canary_quality=0.62)
-    result = analyse_canary(champion, candidate, task="classification", metric="roc_auc", min_samples=500)
-    assert result["decision"] == "rollback"
-    assert result["p_value"] < 0.05 and result["relative_change_upper"] < -0.02
-    assert "worse, significantly more than the allowed 2.0%" in result["reasons"][0]
+    result = analyse_canary(
+        champion, candidate, CanarySpec(min_samples=500), task="classification", metric="roc_auc"
+    )
+    assert result.decision == "rollback"
+    assert result.p_value < 0.05 and result.relative_change_upper < -0.02
+    assert "worse, significantly more than the allowed 2.0%" in result.reasons[0]
 
 
 def test_guardrails_roll_back_even_before_enough_labels():
     champion, candidate = arms(n=100, errors=10)
-    result = analyse_canary(champion, candidate, task="classification", metric="roc_auc", min_samples=500)
-    assert result["decision"] == "rollback"
-    assert "error rate 9.09% (10/110) is above the 2.00% guardrail" in result["reasons"][0]
+    result = analyse_canary(
+        champion, candidate, CanarySpec(min_samples=500), task="classification", metric="roc_auc"
+    )
+    assert result.decision == "rollback"
+    assert "error rate 9.09% (10/110) is above the 2.00% guardrail" in result.reasons[0]
 
     champion, slow = arms(n=100, latency_ms=400.0)
-    result = analyse_canary(champion, slow, task="classification", metric="roc_auc", min_samples=500)
-    assert result["decision"] == "rollback" and "p95 latency" in result["reasons"][0]
+    result = analyse_canary(
+        champion, slow, CanarySpec(min_samples=500), task="classification", metric="roc_auc"
+    )
+    assert result.decision == "rollback" and "p95 latency" in result.reasons[0]
 
     # Too few requests to judge a guardrail: 3 errors in 23 requests is not yet a verdict.
     champion, early = arms(n=20, errors=3)
-    assert analyse_canary(champion, early, task="classification", metric="roc_auc")["decision"] == "wait"
+    assert (
+        analyse_canary(champion, early, CanarySpec(), task="classification", metric="roc_auc").decision
+        == "wait"
+    )
 
 
 def test_a_canary_the_gateway_could_not_load_is_rolled_back():
     champion, _ = arms()
     missing = ArmData("canary", load_errors=["v3: no such file"])
-    result = analyse_canary(champion, missing, task="classification", metric="roc_auc")
-    assert result["decision"] == "rollback" and "failed to load" in result["reasons"][0]
+    result = analyse_canary(champion, missing, CanarySpec(), task="classification", metric="roc_auc")
+    assert result.decision == "rollback" and "failed to load" in result.reasons[0]
 
 
 def test_one_class_only_cannot_be_judged():
     champion, candidate = arms()
     candidate.outcomes = np.zeros_like(candidate.outcomes)
-    result = analyse_canary(champion, candidate, task="classification", metric="roc_auc", min_samples=100)
-    assert result["decision"] == "wait" and "could not be estimated" in result["reasons"][0]
+    result = analyse_canary(
+        champion, candidate, CanarySpec(min_samples=100), task="classification", metric="roc_auc"
+    )
+    assert result.decision == "wait" and "could not be estimated" in result.reasons[0]
 
 
 def test_lower_is_better_direction_for_rmse():
     champion = synthetic_arm("champion", 800, task="regression", quality=10.0, seed=1)
     worse = synthetic_arm("canary", 800, task="regression", quality=14.0, seed=2)
     better = synthetic_arm("canary", 800, task="regression", quality=7.0, seed=3)
-    down = analyse_canary(champion, worse, task="regression", metric="rmse", min_samples=500)
-    up = analyse_canary(champion, better, task="regression", metric="rmse", min_samples=500)
-    assert down["decision"] == "rollback" and down["relative_change"] < -0.3
-    assert up["decision"] == "promote" and up["relative_change"] > 0.2
+    down = analyse_canary(champion, worse, CanarySpec(min_samples=500), task="regression", metric="rmse")
+    up = analyse_canary(champion, better, CanarySpec(min_samples=500), task="regression", metric="rmse")
+    assert down.decision == "rollback" and down.relative_change < -0.3
+    assert up.decision == "promote" and up.relative_change > 0.2
 
 
 def test_unknown_metric_is_refused():
     champion, candidate = arms()
     with pytest.raises(ValueError, match="not supported for live classification"):
-        analyse_canary(champion, candidate, task="classification", metric="brier", higher_is_better=False)
+        analyse_canary(
+            champion, candidate, CanarySpec(), task="classification", metric="brier", higher_is_better=False
+        )
 
 
 # --- outcomes per arm from the prediction DB ------------------------------------------------------
@@ -393,10 +425,12 @@ def test_outcomes_the_metric_cannot_use_end_in_a_rollback_not_an_exception():
     analysis raise, the stage sensor fail and the canary stay at its share forever."""
     champion, candidate = arms()
     candidate.outcomes = np.asarray(["yes"] * len(candidate.outcomes), dtype=object)
-    result = analyse_canary(champion, candidate, task="classification", metric="roc_auc", min_samples=100)
-    assert result["decision"] == "rollback"
-    assert "the stage cannot be judged: live roc_auc on the canary arm failed" in result["reasons"][0]
-    assert "binary 0/1 outcomes" in result["reasons"][0]
+    result = analyse_canary(
+        champion, candidate, CanarySpec(min_samples=100), task="classification", metric="roc_auc"
+    )
+    assert result.decision == "rollback"
+    assert "the stage cannot be judged: live roc_auc on the canary arm failed" in result.reasons[0]
+    assert "binary 0/1 outcomes" in result.reasons[0]
 
 
 CLASSES = ("setosa", "versicolor", "virginica")
@@ -427,12 +461,14 @@ def test_multiclass_string_labels_get_a_live_metric_with_its_interval(metric):
     champion = multiclass_arm("champion", 800, 0.7, seed=1)
     same = multiclass_arm("canary", 800, 0.7, seed=2)
     worse = multiclass_arm("canary", 800, 0.1, seed=3)
-    kept = analyse_canary(champion, same, task="classification", metric=metric, min_samples=500)
-    dropped = analyse_canary(champion, worse, task="classification", metric=metric, min_samples=500)
-    assert kept["decision"] == "promote", kept["reasons"]
-    assert dropped["decision"] == "rollback", dropped["reasons"]
-    low, high = kept["arms"]["canary"]["ci"]
-    assert low < kept["arms"]["canary"]["value"] < high and high - low < 0.2
+    kept = analyse_canary(champion, same, CanarySpec(min_samples=500), task="classification", metric=metric)
+    dropped = analyse_canary(
+        champion, worse, CanarySpec(min_samples=500), task="classification", metric=metric
+    )
+    assert kept.decision == "promote", kept.reasons
+    assert dropped.decision == "rollback", dropped.reasons
+    low, high = kept.arms["canary"].ci
+    assert low < kept.arms["canary"].value < high and high - low < 0.2
 
 
 def test_arm_outcomes_read_class_names_and_probabilities_and_skip_garbage(tmp_path):
@@ -465,9 +501,9 @@ def test_a_stage_that_cannot_be_read_waits_then_rolls_back_at_its_deadline(setti
     canary.start_canary("churn", "2", 0.5, settings, "test", "unreadable prediction DB")
     down = "postgresql+psycopg2://nobody:nothing@127.0.0.1:1/predictions"
     waiting = canary.analyse_running_canary(CHURN, settings, db=down)
-    assert waiting["decision"] == "wait" and "cannot be judged now" in waiting["reasons"][0]
+    assert waiting.decision == "wait" and "cannot be judged now" in waiting.reasons[0]
     late = canary.analyse_running_canary(CHURN, settings, db=down, deadline_passed=True)
-    assert late["decision"] == "rollback" and "without a verdict" in late["reasons"][0]
+    assert late.decision == "rollback" and "without a verdict" in late.reasons[0]
 
 
 def _clock_at(moment: datetime) -> type[datetime]:
@@ -508,20 +544,20 @@ def test_a_stage_judges_only_outcomes_after_its_ramp_even_in_the_same_second(set
     spec = spec_for("churn", **{"canary.ramp": [0.5, 1.0], "canary.min_samples": 40})
     db = f"sqlite:///{tmp_path / 'p.db'}"
     second = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
-    monkeypatch.setattr(canary, "datetime", _clock_at(second + timedelta(milliseconds=100)))
+    monkeypatch.setattr(rollout_state, "datetime", _clock_at(second + timedelta(milliseconds=100)))
     canary.start_canary("churn", "2", 0.5, settings, "test", "same-second stages")
     _log_labelled(db, 0, 60, at=(second + timedelta(milliseconds=500)).replace(tzinfo=None))
     first = canary.analyse_running_canary(spec, settings, db)
-    assert first["decision"] == "continue", first["reasons"]
+    assert first.decision == "continue", first.reasons
 
-    monkeypatch.setattr(canary, "datetime", _clock_at(second + timedelta(milliseconds=900)))
+    monkeypatch.setattr(rollout_state, "datetime", _clock_at(second + timedelta(milliseconds=900)))
     canary.set_canary_share("churn", 1.0, settings, "test", "stage 1 ok", version="2")
     stalled = canary.analyse_running_canary(spec, settings, db)
-    assert stalled["decision"] == "wait" and stalled["stage_labelled"] == 0, stalled["reasons"]
-    assert "0/40 labelled outcomes since the stage began" in stalled["reasons"][0]
+    assert stalled.decision == "wait" and stalled.stage_labelled == 0, stalled.reasons
+    assert "0/40 labelled outcomes since the stage began" in stalled.reasons[0]
     older_tag = canary.arm_outcomes(db, "churn", "2030-01-01T12:00:00+00:00", versions={"canary": "2"})
     assert older_tag["canary"].labelled == 60  # a stage start written to the second still reads
 
     _log_labelled(db, 1000, 50, at=(second + timedelta(milliseconds=950)).replace(tzinfo=None))
     last = canary.analyse_running_canary(spec, settings, db)
-    assert last["decision"] == "promote" and last["stage_labelled"] == 50, last["reasons"]
+    assert last.decision == "promote" and last.stage_labelled == 50, last.reasons

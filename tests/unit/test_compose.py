@@ -693,11 +693,14 @@ def test_the_gateway_is_safe_by_default_in_compose():
     env = env_of(services()["model-gateway"])
     assert env["FACTORY_GATEWAY_API_KEY"].startswith("${FACTORY_GATEWAY_API_KEY:?")
     assert env["FACTORY_GATEWAY_HASH_SALT"].startswith("${FACTORY_GATEWAY_HASH_SALT:?")
+    assert env["FACTORY_SIGNING_KEY"] == env_of(services()["airflow-worker"])["FACTORY_SIGNING_KEY"]
+    assert env["FACTORY_SIGNING_KEY"].startswith("${FACTORY_SIGNING_KEY:?")
     assert "FACTORY_GATEWAY_LOG_INPUTS" not in env  # opt-in only
     assert env["FACTORY_GATEWAY_RETENTION_DAYS"] and env["FACTORY_GATEWAY_THREADS"] == "1"
     example = env_example()
-    for key in ("FACTORY_GATEWAY_API_KEY", "FACTORY_GATEWAY_HASH_SALT", "MLFLOW_DB_PASSWORD",
-                "PREDICTIONS_DB_PASSWORD", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_FLASK_SECRET_KEY"):  # fmt: skip
+    for key in ("FACTORY_GATEWAY_API_KEY", "FACTORY_GATEWAY_HASH_SALT", "FACTORY_SIGNING_KEY",
+                "MLFLOW_DB_PASSWORD", "PREDICTIONS_DB_PASSWORD", "MLFLOW_ADMIN_PASSWORD",
+                "MLFLOW_FLASK_SECRET_KEY"):  # fmt: skip
         assert example[key] == "CHANGE_ME", key
 
 

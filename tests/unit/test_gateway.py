@@ -30,7 +30,9 @@ from model_factory.rollout import canary
 from model_factory.serving import GatewaySettings, create_app, predlog
 from model_factory.serving.models import LoadedVersion
 from model_factory.serving.routing import bucket
+from model_factory.serving.server import uvicorn_options
 from model_factory.settings import FactorySettings
+from model_factory.spec import CanarySpec
 from model_factory_dev import demo_data
 from model_factory_dev.simulator import simulate_traffic
 
@@ -135,11 +137,13 @@ def test_predict_one_and_many_with_probabilities(gateway):
     assert one.status_code == 200, one.text
     body = one.json()
     assert body["model"] == "churn" and body["version"] == "1" and body["arm"] == "champion"
-    assert body["request_id"] == "r-1" and body["prediction"] in (0, 1)
+    assert body["client_request_id"] == "r-1" and body["prediction"] in (0, 1)
+    assert len(body["request_id"]) == 32 and body["request_id"] != "r-1"  # the gateway's own id
     assert math.isclose(sum(body["probabilities"].values()), 1.0, abs_tol=1e-5)
 
     many = predict(gateway, {"instances": rows, "request_id": "batch"}).json()
-    assert [p["request_id"] for p in many["predictions"]] == ["batch:0", "batch:1", "batch:2"]
+    issued = many["request_id"]
+    assert [p["request_id"] for p in many["predictions"]] == [f"{issued}:{i}" for i in range(3)]
 
     regression = predict(
         gateway,
@@ -272,16 +276,19 @@ def test_too_large_is_413(registry_state, tmp_path):
 def test_feedback_for_known_and_unknown_request_ids(gateway):
     served = predict(gateway, {"features": churn_rows(1)[0], "request_id": "fb-1"})
     assert served.status_code == 200
-    ok = gateway.post("/v1/feedback", json={"request_id": "fb-1", "outcome": 1})
-    assert ok.status_code == 200 and ok.json() == {"request_id": "fb-1", "recorded": True, "unchanged": False}
-    retried = gateway.post("/v1/feedback", json={"request_id": "fb-1", "outcome": 1})  # a retry
+    rid = served.json()["request_id"]
+    ok = gateway.post("/v1/feedback", json={"request_id": rid, "outcome": 1})
+    assert ok.status_code == 200 and ok.json() == {"request_id": rid, "recorded": True, "unchanged": False}
+    retried = gateway.post("/v1/feedback", json={"request_id": rid, "outcome": 1})  # a retry
     assert retried.status_code == 200 and retried.json()["unchanged"] is True
-    again = gateway.post("/v1/feedback", json={"request_id": "fb-1", "outcome": 0})  # never replaces
+    again = gateway.post("/v1/feedback", json={"request_id": rid, "outcome": 0})  # never replaces
     assert again.status_code == 409 and "already recorded" in again.json()["detail"]["error"]
 
     unknown = gateway.post("/v1/feedback", json={"request_id": "never-served", "outcome": 1})
     assert unknown.status_code == 404
-    assert unknown.json()["detail"] == "no prediction with request_id 'never-served'"
+    assert unknown.json()["detail"].startswith("no prediction with request_id 'never-served'")
+    own = gateway.post("/v1/feedback", json={"request_id": "fb-1", "outcome": 1})  # the caller's id
+    assert own.status_code == 404 and "client_request_id" in own.json()["detail"]
     assert gateway.post("/v1/feedback", json={"request_id": "fb-1"}).status_code == 422
     assert gateway.post("/v1/feedback", json={"outcome": 1}).status_code == 422
     assert gateway.post("/v1/feedback", json={"request_id": "fb-1", "outcome": [1]}).status_code == 422
@@ -290,7 +297,7 @@ def test_feedback_for_known_and_unknown_request_ids(gateway):
     assert log.flush()
     with log.engine.connect() as conn:
         rows = conn.execute(sa.select(predlog.FEEDBACK)).all()
-    assert [(r.request_id, json.loads(r.outcome)) for r in rows] == [("fb-1", 1)]
+    assert [(r.request_id, json.loads(r.outcome)) for r in rows] == [(rid, 1)]
 
 
 @pytest.mark.parametrize(
@@ -320,15 +327,57 @@ def test_feedback_is_checked_against_the_model_task(gateway, model, outcome, wor
     assert good.status_code == 200
 
 
+def test_request_ids_are_the_gateways_so_feedback_names_one_prediction(gateway, registry_state):
+    """Issue 18 finding 4: two callers (and two models) reusing one request id. Before, feedback
+    for "dup" attached to all three predictions, the first answerer took it (the rightful caller
+    got 409) and the canary data counted the outcome once per prediction."""
+    canary.start_canary("churn", "2", 0.5, registry_state, "test", "ids")
+    gateway.app_state.watcher.refresh()
+    demand_row = json_rows(demo_data.generate_batch("demand", DAY, rows=1), DEMAND.features.all)[0]
+    rows = churn_rows(2)
+    alice = predict(gateway, {"features": rows[0], "request_id": "dup", "entity_id": "alice"}).json()
+    mallory = predict(gateway, {"features": rows[1], "request_id": "dup", "entity_id": "mallory"}).json()
+    other = predict(gateway, {"features": demand_row, "request_id": "dup"}, model="demand").json()
+    issued = {alice["request_id"], mallory["request_id"], other["request_id"]}
+    assert len(issued) == 3 and "dup" not in issued
+    assert alice["client_request_id"] == mallory["client_request_id"] == other["client_request_id"] == "dup"
+
+    # Mallory answers first, with her own outcome: it lands on her prediction only.
+    first = gateway.post("/v1/feedback", json={"request_id": mallory["request_id"], "outcome": 0})
+    assert first.status_code == 200 and first.json()["unchanged"] is False
+    rightful = gateway.post("/v1/feedback", json={"request_id": alice["request_id"], "outcome": 1})
+    assert rightful.status_code == 200 and rightful.json()["unchanged"] is False  # was 409
+    assert gateway.post("/v1/feedback", json={"request_id": "dup", "outcome": 1}).status_code == 404
+
+    log = gateway.app_state.prediction_log
+    assert log.flush()
+    started = canary.read_serving_state("churn", registry_state).started_at
+    arms = canary.arm_outcomes(log.engine, "churn", started)
+    assert sum(arm.labelled for arm in arms.values()) == 2  # each outcome counted once
+    outcomes = sorted(o for arm in arms.values() for o in arm.outcomes)
+    assert outcomes == [0.0, 1.0]
+    with log.engine.connect() as conn:
+        joined = conn.execute(
+            sa.select(predlog.PREDICTIONS.c.model).select_from(
+                predlog.PREDICTIONS.join(
+                    predlog.FEEDBACK, predlog.FEEDBACK.c.request_id == predlog.PREDICTIONS.c.request_id
+                )
+            )
+        ).all()
+    assert sorted(m for (m,) in joined) == ["churn", "churn"]  # the demand prediction has none
+
+
 def test_every_prediction_is_logged(gateway):
     rows = churn_rows(2)
-    predict(gateway, {"features": rows[0], "request_id": "log-1", "entity_id": "C42"})
-    predict(gateway, {"instances": rows, "request_id": "log-2"})
+    one = predict(gateway, {"features": rows[0], "request_id": "log-1", "entity_id": "C42"}).json()
+    two = predict(gateway, {"instances": rows, "request_id": "log-2"}).json()
     log = gateway.app_state.prediction_log
     assert log.flush()
     with log.engine.connect() as conn:
         logged = conn.execute(sa.select(predlog.PREDICTIONS).order_by(predlog.PREDICTIONS.c.id)).all()
-    assert [r.request_id for r in logged] == ["log-1", "log-2:0", "log-2:1"]
+    issued = [one["request_id"], *(p["request_id"] for p in two["predictions"])]
+    assert [r.request_id for r in logged] == issued
+    assert [r.client_request_id for r in logged] == ["log-1", "log-2:0", "log-2:1"]
     first = logged[0]
     assert (first.model, first.version, first.arm, first.status) == ("churn", "1", "champion", "ok")
     assert first.latency_ms > 0 and 0.0 <= first.score <= 1.0
@@ -348,22 +397,23 @@ def test_input_logging_is_opt_in_and_old_rows_are_deleted(registry_state, tmp_pa
                                 hash_salt="pepper", retention_days=7)  # fmt: skip
     row = churn_rows(1)[0]
     with TestClient(create_app(settings)) as client:
-        predict(client, {"features": row, "request_id": "keep", "entity_id": "C42"})
-        predict(client, {"features": row, "request_id": "old"})
-        client.post("/v1/feedback", json={"request_id": "old", "outcome": 1})
+        kept = predict(client, {"features": row, "request_id": "keep", "entity_id": "C42"})
+        keep = kept.json()["request_id"]
+        old = predict(client, {"features": row, "request_id": "old"}).json()["request_id"]
+        assert client.post("/v1/feedback", json={"request_id": old, "outcome": 1}).status_code == 200
         log = client.app.state.prediction_log
         assert log.flush()
     engine = predlog.engine_for(settings.db_uri)
     with engine.begin() as conn:
         p, f = predlog.PREDICTIONS, predlog.FEEDBACK
-        first = conn.execute(sa.select(p).where(p.c.request_id == "keep")).one()
+        first = conn.execute(sa.select(p).where(p.c.request_id == keep)).one()
         assert first.entity_id == "C42" and json.loads(first.inputs) == row
         past = predlog.utcnow() - timedelta(days=8)
-        conn.execute(p.update().where(p.c.request_id == "old").values(created_at=past))
-        conn.execute(f.update().where(f.c.request_id == "old").values(received_at=past))
+        conn.execute(p.update().where(p.c.request_id == old).values(created_at=past))
+        conn.execute(f.update().where(f.c.request_id == old).values(received_at=past))
     assert predlog.purge(engine, settings.retention_days) == {"predictions": 1, "feedback": 1}
     with engine.connect() as conn:
-        assert [r.request_id for r in conn.execute(sa.select(predlog.PREDICTIONS))] == ["keep"]
+        assert [r.request_id for r in conn.execute(sa.select(predlog.PREDICTIONS))] == [keep]
 
 
 def test_api_key_is_required_when_set(registry_state, tmp_path):
@@ -378,8 +428,16 @@ def test_api_key_is_required_when_set(registry_state, tmp_path):
         assert predict(client, {"features": row}, headers={"X-API-Key": "s3cret"}).status_code == 200
         assert client.post("/v1/feedback", json={"request_id": "x", "outcome": 1}).status_code == 401
         assert client.get("/v1/models").status_code == 401
-        assert client.get("/health").status_code == 200  # probes and scrapers need no key
-        assert client.get("/metrics").status_code == 200
+        # Issue 18 finding 8: only the probes are public; /health names models, versions and
+        # errors, /docs and /openapi.json the API's shape, /metrics the traffic.
+        for path in ("/health/live", "/health/ready"):
+            assert client.get(path).status_code == 200 and set(client.get(path).json()) == {"status"}
+        for path in ("/health", "/metrics", "/docs", "/openapi.json", "/redoc", "/no-such-page"):
+            assert client.get(path).status_code == 401, path
+        assert client.get("/health", headers={"X-API-Key": "s3cret"}).status_code == 200
+        scrape = client.get("/metrics", headers={"Authorization": "Bearer s3cret"})  # Prometheus' form
+        assert scrape.status_code == 200 and "factory_gateway_registry_up" in scrape.text
+        assert client.get("/openapi.json", headers={"X-API-Key": "s3cret"}).status_code == 200
 
 
 def test_metrics_are_prometheus_text(gateway):
@@ -480,8 +538,10 @@ def test_canary_that_fails_to_load_gets_no_traffic(gateway, registry_state):
     assert len([d for d in predlog.decisions(db, "churn") if d["action"] == "load_failed"]) == 1
     state = canary.read_serving_state("churn", registry_state)
     arms = canary.arm_outcomes(db, "churn", state.started_at, versions={"canary": "3"})
-    verdict = canary.analyse_canary(arms["champion"], arms["canary"], task="classification", metric="roc_auc")
-    assert verdict["decision"] == "rollback" and "failed to load" in verdict["reasons"][0]
+    verdict = canary.analyse_canary(
+        arms["champion"], arms["canary"], CanarySpec(), task="classification", metric="roc_auc"
+    )
+    assert verdict.decision == "rollback" and "failed to load" in verdict.reasons[0]
 
 
 def test_a_canary_that_fails_at_predict_time_falls_back_to_the_champion(gateway, registry_state, monkeypatch):
@@ -512,7 +572,7 @@ def test_registry_unreachable_degrades_health_but_keeps_serving(gateway, monkeyp
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     watcher = gateway.app_state.watcher
     good = watcher.settings
-    down = replace(good.factory, tracking_uri=f"http://bob:s3cret@127.0.0.1:{port}")
+    down = good.factory.model_copy(update={"tracking_uri": f"http://bob:s3cret@127.0.0.1:{port}"})
     watcher.settings = replace(good, factory=down)
     watcher.refresh()
     health = gateway.get("/health")
@@ -563,7 +623,8 @@ def uvicorn_server(app):
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    options = uvicorn_options(app.state.settings)  # what python -m model_factory.serving runs
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -625,6 +686,78 @@ def test_hot_swap_under_load_has_no_5xx(registry_state, tmp_path):
     assert status["champion"]["version"] == "1" and status["canary"] is None
 
 
+def _read_until_closed(sock: socket.socket, limit_s: float = 30.0) -> bytes:
+    """What the server sends before it closes the connection (or ``limit_s`` passes)."""
+    sock.settimeout(limit_s)
+    received = b""
+    try:
+        while chunk := sock.recv(4096):
+            received += chunk
+    except TimeoutError:
+        return received + b"<still open>"
+    return received
+
+
+def test_slow_headers_and_slow_bodies_are_cut_off(registry_state, tmp_path):
+    """Issue 18 finding 8: a connection that sends nothing, half a header or half a body was held
+    open with no timeout (30 of each stayed open)."""
+    app = create_app(gateway_settings(registry_state, tmp_path, header_timeout_s=1.0, body_timeout_s=1.0))
+    with uvicorn_server(app) as base:
+        host, port = base.removeprefix("http://").split(":")
+        silent = socket.create_connection((host, int(port)))
+        half_header = socket.create_connection((host, int(port)))
+        half_header.sendall(b"POST /v1/models/churn/predict HTTP/1.1\r\nHost: x\r\nContent-")
+        half_body = socket.create_connection((host, int(port)))
+        half_body.sendall(b"POST /v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: 60\r\n\r\n{\"request_id\": ")  # fmt: skip
+        kept = socket.create_connection((host, int(port)))  # a finished request, then half the next
+        kept.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.5)
+        kept.sendall(b"GET /health/live HTTP/1.1\r\nHo")
+        answers = [_read_until_closed(s) for s in (silent, half_header, half_body, kept)]
+        for sock in (silent, half_header, half_body, kept):
+            sock.close()
+        assert httpx.get(f"{base}/health/live").status_code == 200  # still serving
+    assert answers[0] == b"" and answers[1] == b"", answers
+    assert answers[2].startswith(b"HTTP/1.1 408") and b"not received within 1 s" in answers[2], answers[2]
+    assert answers[3].startswith(b"HTTP/1.1 200") and answers[3].count(b"HTTP/1.1") == 1, answers[3]
+
+
+def test_feedback_while_the_log_is_locked_is_a_503_and_health_says_so(registry_state, tmp_path):
+    """Issue 18 finding 8: with the prediction DB locked, feedback answered 500 after 30 s and was
+    lost while /health said ok. Now: a bounded wait, 503 saying why, health degraded until the
+    next feedback is recorded."""
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    settings = gateway_settings(registry_state, tmp_path, feedback_wait_s=0.5)
+    with TestClient(create_app(settings)) as client:
+        served = predict(client, {"features": churn_rows(1)[0]}).json()
+        assert client.app.state.prediction_log.flush()
+        assert client.get("/health").json()["status"] == "ok"
+        holder = sqlite3.connect(str(tmp_path / "predictions.db"), isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # another writer holds the database
+        try:
+            started = time.monotonic()
+            refused = client.post("/v1/feedback", json={"request_id": served["request_id"], "outcome": 1})
+            waited = time.monotonic() - started
+            health = client.get("/health").json()
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert refused.status_code == 503, refused.text
+        assert "did not accept a write within 0.5 s" in refused.json()["detail"]["error"]
+        assert "locked" in refused.json()["detail"]["error"] and refused.headers["retry-after"] == "5"
+        assert waited < 20  # bounded (was 30 s and a 500); never asserted tighter on a busy machine
+        assert health["status"] == "degraded"
+        assert any("feedback refused (503)" in reason for reason in health["reasons"]), health
+        again = client.post("/v1/feedback", json={"request_id": served["request_id"], "outcome": 1})
+        assert again.status_code == 200 and again.json()["unchanged"] is False  # nothing half-written
+        assert client.get("/health").json()["status"] == "ok"
+        assert "factory_gateway_feedback_refused 1" in client.get("/metrics").text
+
+
 def test_simulated_traffic_with_delayed_feedback_feeds_the_analysis(registry_state, tmp_path):
     canary.start_canary("churn", "2", 0.5, registry_state, "test", "simulated traffic")
     app = create_app(gateway_settings(registry_state, tmp_path))
@@ -666,10 +799,10 @@ def test_simulated_traffic_with_delayed_feedback_feeds_the_analysis(registry_sta
     truth = dict(zip(rows["customer_id"], rows["churned"], strict=True))
     assert set(arms["canary"].outcomes) <= {0.0, 1.0} and len(truth) == 150
     verdict = canary.analyse_canary(
-        arms["champion"], arms["canary"], task="classification", metric="roc_auc", min_samples=50
+        arms["champion"], arms["canary"], CanarySpec(min_samples=50), task="classification", metric="roc_auc"
     )
-    assert verdict["decision"] in ("promote", "rollback")
-    assert verdict["arms"]["canary"]["labelled"] == sent["by_arm"]["canary"]
+    assert verdict.decision in ("promote", "rollback")
+    assert verdict.arms["canary"].labelled == sent["by_arm"]["canary"]
 
 
 def test_a_rollout_driven_by_live_outcomes_without_airflow(registry_state, tmp_path):
@@ -683,32 +816,32 @@ def test_a_rollout_driven_by_live_outcomes_without_airflow(registry_state, tmp_p
         predlog.write_decision(db, canary.start_canary("churn", "2", 0.5, registry_state, "dag", "blessed"))
         app.state.watcher.refresh()
         waiting = canary.analyse_running_canary(spec, registry_state, db)
-        assert waiting["decision"] == "wait" and waiting["next_share"] == 1.0
+        assert waiting.decision == "wait" and waiting.next_share == 1.0
 
         simulate_traffic(base, "churn", rows, requests=200, seed=2, **traffic)
         assert app.state.prediction_log.flush()
         first = canary.analyse_running_canary(spec, registry_state, db)
-        assert first["decision"] == "continue", first["reasons"]
-        assert first["canary_version"] == "2" and first["arms"]["canary"]["labelled"] >= 40
+        assert first.decision == "continue", first.reasons
+        assert first.canary_version == "2" and first.analysis.arms["canary"].labelled >= 40
 
         predlog.write_decision(db, canary.set_canary_share("churn", 1.0, registry_state, "dag", "stage 1 ok"))
         app.state.watcher.refresh()
         stalled = canary.analyse_running_canary(spec, registry_state, db)
-        assert stalled["decision"] == "wait" and "since the stage began" in stalled["reasons"][0]
+        assert stalled.decision == "wait" and "since the stage began" in stalled.reasons[0]
         given_up = canary.analyse_running_canary(spec, registry_state, db, deadline_passed=True)
-        assert given_up["decision"] == "rollback" and "maximum duration" in given_up["reasons"][0]
+        assert given_up.decision == "rollback" and "maximum duration" in given_up.reasons[0]
 
         simulate_traffic(base, "churn", rows, requests=80, seed=3, **traffic)
         assert app.state.prediction_log.flush()
         last = canary.analyse_running_canary(spec, registry_state, db)
-        assert last["decision"] == "promote" and last["next_share"] is None, last["reasons"]
+        assert last.decision == "promote" and last.next_share is None, last.reasons
         promoted = canary.promote_canary(
             "churn",
             registry_state,
             "dag",
-            last["reasons"][0],
+            last.reasons[0],
             version="2",
-            details={"p_value": last["p_value"]},
+            details={"p_value": last.analysis.p_value},
         )
         predlog.write_decision(db, promoted)
         app.state.watcher.refresh()
@@ -778,7 +911,7 @@ def test_models_with_a_spec_but_nothing_to_serve_are_reported_and_answer_503(reg
     for name in ("churn", "demand", "newbie", "held"):
         text = (REPO / "include" / "models" / "churn.yaml").read_text()
         (specs / f"{name}.yaml").write_text(text.replace("name: churn", f"name: {name}", 1))
-    factory = replace(registry_state, specs_dir=specs)
+    factory = registry_state.model_copy(update={"specs_dir": specs})
     with TestClient(create_app(gateway_settings(factory, tmp_path))) as gw:
         health = gw.get("/health").json()
         assert health["status"] == "degraded"
@@ -860,7 +993,7 @@ def test_string_multiclass_through_the_gateway_feedback_and_the_canary(factory_h
         validated = ingest_validate(spec, flowers(day, rows=600), day, settings)
         _retrain(spec, settings, day, [validated["validated_uri"]])
     canary.start_canary("flowers", "2", 0.5, settings, "test", "multiclass canary")
-    factory = replace(settings, specs_dir=tmp_path)
+    factory = settings.model_copy(update={"specs_dir": tmp_path})
     rows = json.loads(flowers(DAY, rows=120).to_json(orient="records"))
     with TestClient(create_app(gateway_settings(factory, tmp_path, models=("flowers",)))) as gw:
         first = {k: rows[0][k] for k in ("petal", "sepal", "site")}
@@ -886,11 +1019,13 @@ def test_string_multiclass_through_the_gateway_feedback_and_the_canary(factory_h
     assert arms["canary"].labelled > 30 and arms["champion"].labelled > 30
     assert set(arms["canary"].outcomes) <= set(SPECIES)
     for metric in ("f1", "log_loss"):
-        verdict = canary.analyse_canary(arms["champion"], arms["canary"], task="classification",
-                                        metric=metric, min_samples=30, max_relative_drop=0.5)  # fmt: skip
-        assert verdict["decision"] == "promote", verdict["reasons"]
-        low, high = verdict["arms"]["canary"]["ci"]
-        assert low < verdict["arms"]["canary"]["value"] < high
+        policy = CanarySpec(min_samples=30, max_relative_drop=0.5)
+        verdict = canary.analyse_canary(
+            arms["champion"], arms["canary"], policy, task="classification", metric=metric
+        )
+        assert verdict.decision == "promote", verdict.reasons
+        low, high = verdict.arms["canary"].ci
+        assert low < verdict.arms["canary"].value < high
 
 
 def test_a_fresh_install_with_specs_and_no_versions_is_degraded_not_down(registry_state, tmp_path):
@@ -901,7 +1036,9 @@ def test_a_fresh_install_with_specs_and_no_versions_is_degraded_not_down(registr
     specs = tmp_path / "specs"
     specs.mkdir()
     shutil.copy(REPO / "include" / "models" / "churn.yaml", specs)
-    empty = replace(registry_state, specs_dir=specs, tracking_uri=f"sqlite:///{tmp_path / 'empty.db'}")
+    empty = registry_state.model_copy(
+        update={"specs_dir": specs, "tracking_uri": f"sqlite:///{tmp_path / 'empty.db'}"}
+    )
     with TestClient(create_app(gateway_settings(empty, tmp_path))) as gw:
         health = gw.get("/health")
         assert health.status_code == 200 and health.json()["status"] == "degraded", health.text

@@ -72,6 +72,19 @@ def hostile_registry(tmp_path_factory):
         rejected = client.create_model_version("churn", source.source, run_id=source.run_id)
         client.set_model_version_tag("churn", rejected.version, "factory.decision", "rejected")
         client.set_model_version_tag("churn", rejected.version, "factory.decision_reason", "roc_auc too low")
+        # v5: the factory's own champion estimator, logged again by hand exactly as the factory
+        # saves (skops, its trusted types, its signature), forged run key, tagged blessed.
+        genuine = load_registered(client, "churn", "1")
+        assert _log_foreign(settings, genuine.estimator, serialization_format="skops",
+                            skops_trusted_types=list(genuine.trusted_types),
+                            signature=genuine.mlmodel.signature) == "5"  # fmt: skip
+        # v6: trained and registered by the factory, rejected by its gates, then re-tagged blessed.
+        strict = spec_for("churn", **{"gates.threshold": 0.999})
+        later = DAY.replace(day=DAY.day + 2)
+        _, _, rejected_by_gates = _retrain(strict, settings, later, [_validated(settings, "churn", later)])
+        assert (rejected_by_gates["version"], rejected_by_gates["status"]) == ("6", "rejected")
+        client.set_model_version_tag("churn", "6", "factory.decision", "blessed")
+        client.set_model_version_tag("churn", "6", "factory.decision_reason", "trust me")
         marker.unlink(missing_ok=True)  # MLflow's own log_model unpickles it once (the attacker's side)
         yield settings, marker
 
@@ -145,3 +158,112 @@ def test_evaluation_and_drift_watch_refuse_a_cloudpickle_champion(hostile_regist
     finally:
         client.set_registered_model_alias("churn", "champion", "1")
     assert not marker.exists()
+
+
+def test_the_model_card_never_unpickles_a_forged_model_uri_or_champion(hostile_registry):
+    """Issue 18 finding 1: the card step loaded ``factory.model_uri`` (a run tag anyone with
+    registry write access can set) and the champion with ``mlflow.sklearn.load_model``. Now it
+    loads both by version number through the safe loader: the forged tag is ignored, a cloudpickle
+    champion is refused (the card says why), a cloudpickle version's own card is refused."""
+    import json
+
+    from model_factory.review import card
+
+    settings, marker = hostile_registry
+    client = connect(settings)
+    factory_version = client.get_model_version("churn", "1")
+    run_id = factory_version.run_id
+    run_tags = client.get_run(run_id).data.tags
+    forged_uri = client.get_model_version("churn", "2").source
+    original_decision = json.loads((Path(client.download_artifacts(run_id, "decision.json"))).read_text())
+    try:
+        client.set_tag(run_id, "factory.model_uri", forged_uri)
+        made = card.produce_card(CHURN, {"model": "churn", "version": "1"}, settings)
+        assert made["card_error"] is None and made["card_uri"]
+
+        client.log_text(run_id, json.dumps({**original_decision, "champion_version": "2"}), "decision.json")
+        made = card.produce_card(CHURN, {"model": "churn", "version": "1"}, settings)
+        assert "saved as 'cloudpickle'" in made["card_error"]
+
+        client.set_tag(client.get_model_version("churn", "2").run_id, "factory.holdout_uri",
+                       run_tags["factory.holdout_uri"])
+        made = card.produce_card(CHURN, {"model": "churn", "version": "2"}, settings)
+        assert "saved as 'cloudpickle'" in made["card_error"]
+    finally:
+        client.set_tag(run_id, "factory.model_uri", run_tags["factory.model_uri"])
+        client.log_text(run_id, json.dumps(original_decision), "decision.json")
+    assert not marker.exists()
+
+
+def test_no_model_is_deserialised_outside_the_safe_loader():
+    """Every model load in the product goes through ``io.model_loading`` (grep, kept by this test):
+    no other module calls an MLflow flavor's ``load_model``, pickle, cloudpickle, joblib or skops."""
+    import re
+
+    from tests.conftest import REPO
+
+    loads = re.compile(
+        r"\b(mlflow\.\w+\.load_model|load_model\(|pickle\.loads?\(|cloudpickle|joblib\.load|skops\.io\.loads?\()"
+    )
+    offenders = []
+    for path in sorted((REPO / "include").rglob("*.py")):
+        if path.name == "model_loading.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if loads.search(code) and '"cloudpickle"' not in code:
+                offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not offenders, offenders
+
+
+FORGED = [
+    ("5", "carries no attestation: the factory did not register it"),
+    ("6", "its attestation does not match a blessed version 6"),
+]
+
+
+@pytest.mark.parametrize(("version", "words"), FORGED)
+def test_a_forged_or_re_tagged_blessed_version_is_refused(hostile_registry, version, words):
+    """Issue 18 finding 6: tags alone never decide what loads; the factory's signature does."""
+    settings, _ = hostile_registry
+    with pytest.raises(ModelRefusedError, match="churn v" + version) as refused:
+        load_registered(connect(settings), "churn", version)
+    assert words in str(refused.value) and "nothing was loaded" in str(refused.value)
+
+
+@pytest.mark.parametrize(("version", "words"), FORGED)
+def test_the_gateway_refuses_a_forged_champion_and_says_why_in_health(
+    hostile_registry, tmp_path, version, words
+):
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+    from model_factory.serving import GatewaySettings, create_app
+
+    settings, _ = hostile_registry
+    client = connect(settings)
+    client.set_registered_model_alias("churn", "champion", version)
+    try:
+        gateway = GatewaySettings(factory=settings, db_uri=f"sqlite:///{tmp_path / 'p.db'}", refresh_s=3600)
+        with TestClient(create_app(replace(gateway, models=("churn",)))) as gw:
+            health = gw.get("/health").json()
+            assert health["models"]["churn"]["servable"] is False
+            assert words in health["models"]["churn"]["why"]
+            answer = gw.post("/v1/models/churn/predict", json={"features": {}})
+            assert answer.status_code == 503
+    finally:
+        client.set_registered_model_alias("churn", "champion", "1")
+
+
+def test_an_attestation_copied_to_another_version_or_key_is_refused(hostile_registry):
+    """The signature binds the version number and the key: copying v1's tags onto a new version of
+    the same model file, or checking with another key, is refused."""
+    settings, _ = hostile_registry
+    client = connect(settings)
+    source = client.get_model_version("churn", "1")
+    copy = client.create_model_version("churn", source.source, run_id=source.run_id, tags=source.tags)
+    with pytest.raises(ModelRefusedError, match="attestation does not match"):
+        load_registered(client, "churn", str(copy.version))
+    with pytest.raises(ModelRefusedError, match="attestation does not match"):
+        load_registered(client, "churn", "1", key=b"another factory's key")
+    client.delete_model_version("churn", str(copy.version))

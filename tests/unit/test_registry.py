@@ -60,27 +60,31 @@ def test_only_blessed_versions_can_be_promoted(factory_home):
 
 
 def test_cli_promote_and_rollback(two_versions, capsys):
-    assert main(["promote", "churn", "2", "--reason", "ok", "--actor", "ops"]) == 0
+    assert main(["promote", "churn", "2", "--reason", "ok", "--actor", "ops", "--json"]) == 0
     promoted = json.loads(capsys.readouterr().out)
     assert (promoted["action"], promoted["details"]["champion"]) == ("promoted", "2")
     assert promoted["actor"] == "ops via cli"
-    assert main(["rollback", "churn", "--reason", "bad"]) == 0
+    assert main(["rollback", "churn", "--reason", "bad", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["details"]["champion"] == "1"
     assert main(["rollback", "churn", "--reason", "again"]) == 1
     assert "refused: model 'churn' has no previous_champion" in capsys.readouterr().err
+    assert main(["promote", "churn", "2", "--reason", "once more", "--actor", "ops"]) == 0
+    line = capsys.readouterr().out
+    assert line.startswith("churn v2 ") and "by ops via cli: once more" in line and line.count("\n") == 1
 
 
 def test_cli_canary_abort_pin_unpin_record_who_and_why(two_versions, capsys):
     from model_factory.serving.predlog import decisions
     from model_factory.serving.settings import prediction_db_uri
 
-    assert main(["canary", "churn", "2", "--reason", "try it", "--actor", "ana", "--share", "0.2"]) == 0
+    started = ["canary", "churn", "2", "--reason", "try it", "--actor", "ana", "--share", "0.2", "--json"]
+    assert main(started) == 0
     started = json.loads(capsys.readouterr().out)
     assert (started["action"], started["details"]["share"]) == ("canary_started", 0.2)
     assert main(["show", "churn", "--offline", "--json"]) == 0
     canary = json.loads(capsys.readouterr().out)["canary"]
     assert (canary["version"], canary["share"]) == ("2", 0.2)
-    assert main(["abort", "churn", "--reason", "maintenance window", "--actor", "ana"]) == 0
+    assert main(["abort", "churn", "--reason", "maintenance window", "--actor", "ana", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["action"] == "canary_aborted"
     assert main(["pin", "churn", "2", "--reason", "incident 42", "--actor", "bo"]) == 0
     assert main(["canary", "churn", "2", "--reason", "x"]) == 1

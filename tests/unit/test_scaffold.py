@@ -36,7 +36,8 @@ def test_infer_learns_kinds_ranges_categories_classes_and_the_time_column():
     assert learnt["numeric"] == ["amount", "items"]
     assert learnt["categorical"] == ["channel", "express"] and "express" not in learnt["categories"]
     assert learnt["categories"]["channel"] == ["app", "store", "web"]
-    assert learnt["ranges"]["amount"]["min"] <= 10.0 and learnt["ranges"]["amount"]["max"] >= 136.0
+    assert learnt["ranges"]["amount"] == {"min": 0.0}  # a physical bound: never negative
+    assert learnt["soft_ranges"]["amount"]["min"] <= 10.0 and learnt["soft_ranges"]["amount"]["max"] >= 136.0
     assert learnt["time_column"] == "placed_at"
     assert any("order_id" in note and "left out" in note for note in learnt["notes"])
 
@@ -70,7 +71,7 @@ def test_new_model_from_a_sample_validates_it(tmp_path):
     result = new_model("orders", "retrain", tmp_path / "models", owner="ds", sample=sample, target="segment")
     spec = load_spec(tmp_path / "models" / "orders.yaml")
     assert spec.target_classes == ["bronze", "gold", "platinum", "silver"]
-    assert spec.gates.primary_metric == "f1"  # multiclass: macro-F1
+    assert spec.gates.primary_metric == "roc_auc" and spec.gates.baseline_margin == 0.05  # vs a dummy
     assert spec.split.strategy == "time" and spec.split.time_column == "placed_at"
     assert result.validation == ["the sample passes the spec's validation"]
 

@@ -161,3 +161,25 @@ def test_the_same_code_runs_on_postgres(postgres_db):
     assert (arms["canary"].requests, arms["canary"].errors, arms["canary"].labelled) == (2, 1, 1)
     assert arms["canary"].load_errors == ["v2: gone"]
     assert predlog.engine_for(postgres_db).dialect.name == "postgresql"
+
+
+def test_a_log_written_by_an_older_gateway_gains_the_client_request_id_column(tmp_path):
+    """Issue 18 finding 4 adds predictions.client_request_id: an existing log is migrated in place,
+    its rows kept."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    old = sa.MetaData()
+    columns = [c.copy() for c in predlog.PREDICTIONS.columns if c.name != "client_request_id"]
+    sa.Table("predictions", old, *columns)
+    old.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(old.tables["predictions"].insert(), [row(1)])
+    predlog.ensure_schema(engine)
+    log = predlog.PredictionLog(engine).start()
+    log.log([row(2) | {"client_request_id": "mine"}])
+    assert log.flush()
+    log.close()
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.select(predlog.PREDICTIONS.c.request_id, predlog.PREDICTIONS.c.client_request_id)
+        ).all()
+    assert sorted(found) == [("r1", None), ("r2", "mine")]

@@ -20,7 +20,9 @@ from pathlib import Path
 
 from model_factory.airflow.analyzer import DAG_ID as ANALYZER_DAG_ID
 from model_factory.airflow.analyzer import analyzer_dags
-from model_factory.airflow.templates import Registry, check_params, discover
+from model_factory.airflow.shards import Shard
+from model_factory.airflow.template_check import CONTAINED, describe
+from model_factory.airflow.templates import Registry, Template, check_builds, check_params, discover
 from model_factory.errors import ErrorKind
 from model_factory.settings import FactorySettings
 from model_factory.spec import LoadedSpec, SpecError, load_spec
@@ -70,6 +72,22 @@ def _where(exc: BaseException) -> str:
     return f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
 
 
+def validate_built(loaded: LoadedSpec, template: Template, built_dags: object) -> list[DAG]:
+    """What a template's build returned, checked: DAGs only, each id ``<model>__...``."""
+    spec = loaded.spec
+    dags = list(built_dags)  # type: ignore[call-overload]
+    for built in dags:
+        if not isinstance(built, DAG):
+            raise SpecError(loaded.path, [("template", f"template {template.name!r} returned "
+                                           f"{type(built).__name__}, not a DAG")],
+                            [ErrorKind.TEMPLATE_RAISED])  # fmt: skip
+        if not built.dag_id.startswith(f"{spec.name}__"):
+            why = f"built DAG {built.dag_id!r}; a model's DAG ids start {spec.name + '__'!r}"
+            raise SpecError(loaded.path, [("template", f"template {template.name!r} {why}")],
+                            [ErrorKind.TEMPLATE_RAISED])
+    return dags
+
+
 def build_model(loaded: LoadedSpec, registry: Registry) -> list[DAG]:
     """One model's DAGs, or SpecError naming the file, field and reason."""
     spec = loaded.spec
@@ -81,22 +99,22 @@ def build_model(loaded: LoadedSpec, registry: Registry) -> list[DAG]:
         unknown = [ErrorKind.SPEC_UNKNOWN_TEMPLATE]
         raise SpecError(loaded.path, [("template", f"unknown template {spec.template!r}; known: "
                                        f"{sorted(registry.templates)}")], unknown)  # fmt: skip
+    if str(loaded.path) in registry.unbuildable.get(template.name, {}):
+        why = registry.unbuildable[template.name][str(loaded.path)]
+        raise SpecError(loaded.path, [("template", f"template {template.name!r} ({template.origin}) {why}")],
+                        [ErrorKind.TEMPLATE_RAISED])  # fmt: skip
     params, problems = check_params(template, spec)
     if problems:
         raise SpecError(loaded.path, problems)
     try:
-        dags = list(template.build(loaded, params))
-    except Exception as exc:
-        why = f"({template.origin}) raised while building: {type(exc).__name__}: {exc}{_where(exc)}"
+        dags = validate_built(loaded, template, template.build(loaded, params))
+    except SpecError:
+        raise
+    except CONTAINED as exc:  # sys.exit() or KeyboardInterrupt too: one template never ends the parse
+        why = f"({template.origin}) raised while building: {describe(exc)}{_where(exc)}"
         raise SpecError(loaded.path, [("template", f"template {template.name!r} {why}")],
                         [ErrorKind.TEMPLATE_RAISED]) from exc  # fmt: skip
     for built in dags:
-        if not isinstance(built, DAG):
-            raise SpecError(loaded.path, [("template", f"template {template.name!r} returned "
-                                           f"{type(built).__name__}, not a DAG")])  # fmt: skip
-        if not built.dag_id.startswith(f"{spec.name}__"):
-            why = f"built DAG {built.dag_id!r}; a model's DAG ids start {spec.name + '__'!r}"
-            raise SpecError(loaded.path, [("template", f"template {template.name!r} {why}")])
         if f"template:{spec.template}" not in built.tags:
             built.tags.add(f"template:{spec.template}")
     return dags
@@ -140,14 +158,19 @@ def _gc_paused() -> Iterator[None]:
 
 
 def build_all(
-    specs_dir: Path | None = None, templates_dir: Path | None = None, only_dag_id: str | None = None
+    specs_dir: Path | None = None,
+    templates_dir: Path | None = None,
+    only_dag_id: str | None = None,
+    shard: Shard | None = None,
 ) -> dict[str, DAG]:
     """Every good spec's DAGs; a bad one a warning and an ``invalid_spec__`` DAG naming file,
     field and reason, so one bad spec or template never hides the other models' DAGs.
 
     ``only_dag_id``: build just the models whose spec files can give that DAG (every model
-    when no file name fits); other files are not read."""
+    when no file name fits); other files are not read. ``shard``: only that shard's specs."""
     paths = sorted(Path(specs_dir or FactorySettings.from_env().specs_dir).glob("*.yaml"))
+    if shard is not None:
+        paths = [path for path in paths if shard.holds(path)]
     if only_dag_id is not None:
         paths = spec_files_for(only_dag_id, paths) or paths
     with _gc_paused():
@@ -157,18 +180,28 @@ def build_all(
 def _build_models(paths: list[Path], registry: Registry) -> dict[str, DAG]:
     dags: dict[str, DAG] = {}
     errors: list[SpecError] = []
+    loaded: dict[Path, LoadedSpec | SpecError] = {}
     for path in paths:
+        try:
+            loaded[path] = _load(path)
+        except SpecError as exc:
+            loaded[path] = exc
+    # Data scientists' templates are first tried on these specs in a child process (cached).
+    check_builds(registry, [item for item in loaded.values() if isinstance(item, LoadedSpec)])
+    for path, item in loaded.items():
         error: SpecError | None = None
         before = set(DagContext.autoregistered_dags)
         try:
-            built = build_model(_load(path), registry)
+            if isinstance(item, SpecError):
+                raise item
+            built = build_model(item, registry)
             clash = sorted(d.dag_id for d in built if d.dag_id in dags)
             if clash:
                 raise SpecError(path, [("name", f"DAG ids {clash} are already taken by another spec")])
         except SpecError as exc:
             error = exc
-        except Exception as exc:  # never let one model's failure take the DAG file down
-            error = SpecError(path, [("", f"{type(exc).__name__}: {exc}")])
+        except CONTAINED as exc:  # never let one model's failure take the DAG file down
+            error = SpecError(path, [("", describe(exc))])
         finally:
             # DAGs a template made with `with DAG(...)` register themselves; only returned ones count.
             DagContext.autoregistered_dags.difference_update(set(DagContext.autoregistered_dags) - before)

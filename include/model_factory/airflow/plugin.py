@@ -80,15 +80,26 @@ class MetadataAirflowSource:
 
 def can_trigger(user: Any, dag_id: str) -> bool:
     """What Airflow's auth manager says: may ``user`` create a run of ``dag_id``?"""
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+
+    return _authorized(user, dag_id, "POST", DagAccessEntity.RUN)
+
+
+def can_unpause(user: Any, dag_id: str) -> bool:
+    """May ``user`` edit ``dag_id`` (what ``PATCH /api/v2/dags/{dag_id}``, the unpause, requires)?"""
+    return _authorized(user, dag_id, "PUT", None)
+
+
+def _authorized(user: Any, dag_id: str, method: str, entity: Any) -> bool:
     from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
 
     try:
         return get_auth_manager().is_authorized_dag(
-            method="POST", access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user
+            method=method, access_entity=entity, details=DagDetails(id=dag_id), user=user
         )
     except Exception:  # an auth manager that cannot answer shows no button
-        log.exception("model factory view: permission check for %s failed", dag_id)
+        log.exception("model factory view: permission check (%s) for %s failed", method, dag_id)
         return False
 
 
@@ -139,6 +150,7 @@ def create_factory_app() -> Any:
             require_user=airflow_user,
             airflow=lambda: source,
             can_run=can_trigger,
+            can_unpause=can_unpause,
             user_name=lambda user: user.get_name(),
             readable_dag_ids=readable_dag_ids,
             sees_people=is_platform_team,

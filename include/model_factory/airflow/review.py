@@ -29,6 +29,7 @@ from model_factory.airflow.common import (
 from model_factory.settings import FactorySettings
 from model_factory.spec import LoadedSpec, ModelSpec
 
+from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import DAG, Asset, Param, XComArg, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
@@ -36,6 +37,62 @@ log = logging.getLogger("model_factory.airflow")
 
 APPROVE, REJECT = "Approve", "Reject"
 REVIEW_TASK = "review"
+FORM_LIMITS = {"reason": 2000, "actor": 200}  # field -> most characters kept
+FORM_FIELDS = tuple(FORM_LIMITS)
+
+
+def review_form() -> dict:
+    """The reviewer's form: typed fields, so Airflow's form checks what it can before submitting."""
+    return {"reason": Param("", type="string", maxLength=FORM_LIMITS["reason"], title="Reason",
+                            description="Why (recorded on the version)"),
+            "actor": Param("", type="string", maxLength=FORM_LIMITS["actor"], title="On behalf of",
+                           description="On whose behalf (optional)")}  # fmt: skip
+
+
+def _as_text(value: object) -> str:
+    import json
+
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def normalise_answer(chosen: object, given: object, options: list[str]) -> tuple[list[str], dict[str, str]]:
+    """A reviewer's answer as the form promises it: one known option and text fields. What the
+    REST API let through (a number or a list as the reason, a misspelt field, an unknown option)
+    is kept in words in the reason, never a failed task that leaves the version held."""
+    notes: list[str] = []
+    given = given if isinstance(given, dict) else {}
+    fields = {key: _as_text(given.get(key)) for key in FORM_FIELDS}
+    for key in FORM_FIELDS:
+        if key in given and given[key] is not None and not isinstance(given[key], str):
+            notes.append(f"the form's {key} was {type(given[key]).__name__}, recorded as text")
+    unknown = sorted(str(k) for k in given if k not in FORM_FIELDS)
+    if unknown:
+        extra = {k: given[k] for k in unknown}
+        notes.append(f"unknown form fields {unknown} ({_as_text(extra)[:200]})")
+    picked = [o for o in chosen if isinstance(o, str)] if isinstance(chosen, list) else []
+    if len(picked) != 1 or picked[0] not in options:
+        notes.append(f"answer {_as_text(chosen)[:100]} is not one of {options}: recorded as {REJECT}")
+        picked = [REJECT]
+    if notes:
+        fields["reason"] = (fields["reason"] + " " if fields["reason"] else "") + "[" + "; ".join(notes) + "]"
+    for key, limit in FORM_LIMITS.items():
+        if len(fields[key]) > limit:
+            fields[key] = fields[key][: limit - 16] + " ... (truncated)"
+    return picked, fields
+
+
+class ReviewOperator(HITLOperator):
+    """Airflow's HITL operator, but a reviewer's typo never fails the task: the answer is
+    normalised (:func:`normalise_answer`) before Airflow's own checks."""
+
+    def execute_complete(self, context, event):
+        if "error" not in event:
+            chosen, fields = normalise_answer(event.get("chosen_options"), event.get("params_input"),
+                                              list(self.options))  # fmt: skip
+            event = {**event, "chosen_options": chosen, "params_input": fields}
+        return super().execute_complete(context, event)
 
 
 def held_asset(spec: ModelSpec) -> Asset:
@@ -109,8 +166,6 @@ def announce_held(loaded: LoadedSpec, registered: XComArg) -> XComArg:
 
 def review_dag(loaded: LoadedSpec) -> DAG:
     """``<model>__review``: a person approves or rejects a held version (or it expires)."""
-    from airflow.providers.standard.operators.hitl import HITLOperator
-
     spec = loaded.spec
     name = spec.registered_model_name
     window = spec.review.window_hours
@@ -148,7 +203,7 @@ def review_dag(loaded: LoadedSpec) -> DAG:
                     "checklist": mv.tags.get("factory.checklist", "not run")}  # fmt: skip
 
         prepared = prepare()
-        review = HITLOperator(
+        review = ReviewOperator(
             task_id=REVIEW_TASK,
             subject=f"Review {name} v{{{{ ti.xcom_pull(task_ids='prepare')['version'] }}}}",
             body="Held for review: {{ ti.xcom_pull(task_ids='prepare')['reason'] }}\n\n"
@@ -158,8 +213,7 @@ def review_dag(loaded: LoadedSpec) -> DAG:
             f"{window:g} h it expires as rejected.",
             options=[APPROVE, REJECT],
             defaults=[REJECT],
-            params={"reason": Param("", type="string", description="Why (recorded on the version)"),
-                    "actor": Param("", type="string", description="On whose behalf (optional)")},
+            params=review_form(),
             response_timeout=timedelta(hours=window),
         )  # fmt: skip
         prepared >> review

@@ -66,7 +66,7 @@ class CanaryStageSensor(BaseSensorOperator):
         if began.tzinfo is None:
             began = began.replace(tzinfo=UTC)
         overdue = datetime.now(UTC) > began + timedelta(minutes=self.spec.canary.max_stage_minutes)
-        result = analyse_running_canary(self.spec, settings, deadline_passed=overdue)
+        result = analyse_running_canary(self.spec, settings, deadline_passed=overdue).to_dict()
         log.info("stage %d (share %.0f%%): %s\n  - %s", self.stage, state.share * 100, result["decision"],
                  "\n  - ".join(result["reasons"]))  # fmt: skip
         if result["decision"] == "wait":

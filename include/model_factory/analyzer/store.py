@@ -32,6 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 from model_factory.analyzer.events import Event, normalise_stage, utcnow
 from model_factory.analyzer.privacy import Pseudonymiser, bounded_message, details_json, pseudonym
+from model_factory.settings import FactorySettings
 from sqlalchemy.engine import Engine
 
 __all__ = ["EVENTS", "AnalyzerSettings", "EventStore", "current_user", "pseudonym", "record"]
@@ -48,7 +49,7 @@ _FALSE = ("0", "false", "no", "off")
 
 def recording_enabled() -> bool:
     """False when this installation opted out (``FACTORY_ANALYZER=off``)."""
-    return os.environ.get(ENV_ENABLED, "on").strip().lower() not in _FALSE
+    return FactorySettings.from_env().analyzer.strip().lower() not in _FALSE
 
 
 @dataclass(frozen=True)
@@ -67,14 +68,14 @@ class AnalyzerSettings:
         return cls(
             db_uri=prediction_db_uri(factory),
             enabled=recording_enabled(),
-            pseudonymize=os.environ.get(ENV_PSEUDONYMIZE, "false").strip().lower() not in (*_FALSE, ""),
+            pseudonymize=FactorySettings.from_env().analyzer_pseudonymize,
             salt_path=factory.home / "analyzer" / "salt",
         )
 
     def salt(self) -> str:
         """The installation's salt: ``FACTORY_ANALYZER_SALT``, else a random one kept on disk."""
-        if os.environ.get(ENV_SALT):
-            return os.environ[ENV_SALT]
+        if FactorySettings.from_env().analyzer_salt:
+            return FactorySettings.from_env().analyzer_salt
         if self.salt_path is None:
             raise ValueError(f"pseudonymising user ids needs {ENV_SALT} or a salt file")
         if not self.salt_path.exists():
@@ -87,7 +88,7 @@ class AnalyzerSettings:
 
 def current_user() -> str:
     """The acting person: ``FACTORY_ACTOR`` (as the CLI records it), else the login name."""
-    user = os.environ.get("FACTORY_ACTOR") or getpass.getuser()
+    user = FactorySettings.from_env().actor or getpass.getuser()
     return user.removesuffix(" via cli")
 
 

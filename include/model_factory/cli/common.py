@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import sys
 from typing import Annotated, Any, NoReturn
 
 import typer
 from model_factory.analyzer.hooks import note_error
+from model_factory.settings import FactorySettings
 from rich.console import Console
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 180)
@@ -33,7 +33,7 @@ def print_json(value: Any) -> None:
 
 
 def actor_name(actor: str | None) -> str:
-    return actor or os.environ.get("FACTORY_ACTOR") or getpass.getuser()
+    return actor or FactorySettings.from_env().actor or getpass.getuser()
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

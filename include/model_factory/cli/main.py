@@ -23,10 +23,12 @@ from model_factory.cli.common import (
     Json,
     Reason,
     actor_name,
+    err_console,
     fail,
 )
 from model_factory.settings import FactorySettings
 from model_factory.spec import SpecError, load_spec
+from rich.progress import track
 
 # typer 0.29 vendors click: a usage error is typer's ClickException, not click's.
 _TYPER_CLICK_ERROR = type(typer.BadParameter("")).__mro__[2]
@@ -35,7 +37,7 @@ app = typer.Typer(
     name="model-factory",
     help="Model factory ops: the fleet's state, runs through Airflow, rollout control, specs.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_show_locals=False,
 )
 
@@ -49,7 +51,10 @@ def _validate(paths: list[Path]) -> None:
     if not files:
         fail(f"no spec files found in {settings.specs_dir}")
     failures = 0
-    for path in files:
+    # A progress bar on a terminal for many specs (nothing when piped: the ok/FAIL lines are the output).
+    shown = track(files, description="validating specs", console=err_console, transient=True,
+                  disable=len(files) < 20 or not err_console.is_terminal)  # fmt: skip
+    for path in shown:
         try:
             spec = load_spec(path)
             typer.echo(f"ok    {path}  ({spec.name}: {spec.task}, {spec.estimator.class_})")
@@ -66,8 +71,16 @@ def validate(
     paths: Annotated[
         list[Path] | None, typer.Argument(help="spec files (default: every spec in FACTORY_SPECS_DIR)")
     ] = None,
+    schema: Annotated[
+        bool, typer.Option("--schema", help="print the JSON Schema of a spec (docs/spec.schema.json)")
+    ] = False,
 ) -> None:
     """Parse specs; exit 1 naming file, field and reason for each bad one."""
+    if schema:
+        from model_factory.cli.docs_gen import spec_schema
+
+        typer.echo(spec_schema(), nl=False)
+        return
     _validate(paths or [])
 
 
@@ -101,8 +114,22 @@ def _recorded(decision: dict, settings: FactorySettings) -> dict:
     return decision
 
 
+_SHOWN_DETAILS = ("champion", "previous_champion", "share")
+
+
+def decision_line(decision: dict) -> str:
+    """One readable line for an ops decision, e.g. ``churn v2 promoted by ana via cli: looked good
+    (champion 2, previous_champion 1)``; ``--json`` prints the whole record instead."""
+    version = f" v{decision['version']}" if decision.get("version") else ""
+    fields = {**(decision.get("details") or {}), **decision}
+    shown = ", ".join(f"{key} {fields[key]}" for key in _SHOWN_DETAILS if fields.get(key) not in (None, ""))
+    line = f"{decision.get('model')}{version} {decision.get('action')} by {decision.get('actor')}"
+    line += f": {decision.get('reason')}" + (f" ({shown})" if shown else "")
+    return line + ("" if decision.get("changed", True) else " (already so: nothing changed)")
+
+
 def _ops(action: str, model: str, reason: str, actor: str | None, version: str | None = None,
-         share: float | None = None) -> None:  # fmt: skip
+         share: float | None = None, as_json: bool = False) -> None:  # fmt: skip
     """promote / rollback / abort / pin / unpin / canary: who and why are recorded."""
     from model_factory.pipeline.registry import PromotionError
     from model_factory.rollout.canary import ops_action, start_canary
@@ -130,7 +157,8 @@ def _ops(action: str, model: str, reason: str, actor: str | None, version: str |
             fail(f"refused: no registered model or version for {model!r}: {str(exc).splitlines()[0]}")
         fail(f"MLflow did not answer at {settings.tracking_uri}: {str(exc).splitlines()[0][:300]}\n"
              "  -> start it (`make ui` runs one) or fix MLFLOW_TRACKING_URI", EXIT_UNREACHABLE)  # fmt: skip
-    typer.echo(json.dumps(_recorded(decision, settings), default=str))
+    recorded = _recorded(decision, settings)
+    typer.echo(json.dumps(recorded, default=str) if as_json else decision_line(recorded))
 
 
 @app.command("promote")
@@ -141,33 +169,34 @@ def promote(
         str | None, typer.Argument(help="a blessed version (default: the running canary)")
     ] = None,
     actor: Actor = None,
+    as_json: Json = False,
 ) -> None:
     """The running canary, or VERSION, becomes champion."""
-    _ops("promote", model, reason, actor, version)
+    _ops("promote", model, reason, actor, version, as_json=as_json)
 
 
 @app.command("rollback")
-def rollback(model: str, reason: Reason, actor: Actor = None) -> None:
+def rollback(model: str, reason: Reason, actor: Actor = None, as_json: Json = False) -> None:
     """Roll the canary back; with none running, champion goes back to previous_champion."""
-    _ops("rollback", model, reason, actor)
+    _ops("rollback", model, reason, actor, as_json=as_json)
 
 
 @app.command("abort")
-def abort(model: str, reason: Reason, actor: Actor = None) -> None:
+def abort(model: str, reason: Reason, actor: Actor = None, as_json: Json = False) -> None:
     """Stop the canary without a verdict (the challenger alias stays)."""
-    _ops("abort", model, reason, actor)
+    _ops("abort", model, reason, actor, as_json=as_json)
 
 
 @app.command("pin")
-def pin(model: str, version: str, reason: Reason, actor: Actor = None) -> None:
+def pin(model: str, version: str, reason: Reason, actor: Actor = None, as_json: Json = False) -> None:
     """Serve exactly VERSION; no canary starts until unpin."""
-    _ops("pin", model, reason, actor, version)
+    _ops("pin", model, reason, actor, version, as_json=as_json)
 
 
 @app.command("unpin")
-def unpin(model: str, reason: Reason, actor: Actor = None) -> None:
+def unpin(model: str, reason: Reason, actor: Actor = None, as_json: Json = False) -> None:
     """Allow canaries again."""
-    _ops("unpin", model, reason, actor)
+    _ops("unpin", model, reason, actor, as_json=as_json)
 
 
 @app.command("canary")
@@ -179,9 +208,10 @@ def canary(
         float | None, typer.Option("--share", help="traffic share (default: the spec's first ramp step)")
     ] = None,
     actor: Actor = None,
+    as_json: Json = False,
 ) -> None:
     """Start a canary of a blessed VERSION by hand; the canary DAG judges it."""
-    _ops("canary", model, reason, actor, version, share)
+    _ops("canary", model, reason, actor, version, share, as_json)
 
 
 # --- processes ---------------------------------------------------------------------------------
@@ -201,8 +231,12 @@ def serve(ctx: typer.Context) -> None:
 def demo(ctx: typer.Context) -> None:
     """The demo: data for several days, every model's DAGs run by Airflow (arguments: --help)."""
     from model_factory.cli.common import console
-    from model_factory_dev.demo import main as run_demo
 
+    # The demo is the repository's harness (include/model_factory_dev), not part of the wheel.
+    if importlib.util.find_spec("model_factory_dev") is None:
+        fail("the demo runs from a checkout of the repository, not from the installed package: "
+             "clone it and run `make demo`")  # fmt: skip
+    run_demo = importlib.import_module("model_factory_dev.demo").main
     if "-h" in ctx.args or "--help" in ctx.args:
         raise typer.Exit(run_demo(ctx.args))
     # A live line while the demo works (its own output scrolls above it; nothing when piped).
@@ -216,7 +250,7 @@ def demo(ctx: typer.Context) -> None:
 # its commands. To add one: create the module and put its name in COMMAND_MODULES (one-word edit).
 # A listed module that is not in the tree yet is skipped; an import error inside one is raised.
 
-COMMAND_MODULES = ("state", "runs", "scaffold", "review", "analyze", "bench")
+COMMAND_MODULES = ("state", "runs", "scaffold", "review", "analyze", "bench", "health")
 
 for _name in COMMAND_MODULES:
     if importlib.util.find_spec(f"model_factory.cli.{_name}") is not None:

@@ -96,8 +96,14 @@ def register(app: typer.Typer) -> None:
     @app.command("held")
     def held(model: str, as_json: Json = False) -> None:
         """Versions of MODEL waiting for a review, with why they were held."""
-        from model_factory.review.approval import held_versions
+        import re
 
+        from model_factory.review.approval import held_versions
+        from model_factory.spec import NAME_PATTERN
+
+        if not re.match(NAME_PATTERN, model):  # a quote or space would reach MLflow's filter parser
+            fail(f"{model!r} is not a model name (lower_snake_case, 2-63 characters, a letter first)",
+                 EXIT_REFUSED)  # fmt: skip
         rows = held_versions(model, FactorySettings.from_env())
         if as_json:
             print_json(rows)

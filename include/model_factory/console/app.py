@@ -9,10 +9,10 @@ the user's session, so Airflow authorizes the request and records who asked.
 """
 
 import logging
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from model_factory.analyzer.view import add_routes as add_analyzer_routes
 from model_factory.analyzer.view import model_readable
+from model_factory.console.fleet_page import STATES, BadFilterError, FleetFilter, FleetPage, select
 from model_factory.settings import FactorySettings
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,34 @@ ICON = (
 )
 
 
+ARTIFACT_CSP = (
+    "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'self'"
+)
+
+
+BODY_TAG = re.compile(r"<body[^>]*>", re.IGNORECASE)
+
+
+def artifact_page(body: bytes | str, back: tuple[str, str] | None = None) -> HTMLResponse:
+    """An HTML artifact a task wrote (model card, drift report), served on Airflow's origin so that
+    nothing in it can script that origin: the CSP sandbox gives the page an opaque origin with
+    scripts off (no session cookie, no calls to Airflow's API as the user), and it may load nothing
+    but its own inline styles and data: images. The artifacts need no more than that.
+
+    ``back`` = (href, label): a plain link put at the top of the body, the page's way back to the
+    view (a link navigating its own frame needs no script, so the sandbox keeps it working)."""
+    text = body.decode(errors="replace") if isinstance(body, bytes) else body
+    if back:
+        bar = (f'<p style="font:13px system-ui,sans-serif;margin:.4rem 0"><a id="factory-back" '
+               f'href="{escape(back[0])}">&larr; {escape(back[1])}</a></p>')  # fmt: skip
+        found = BODY_TAG.search(text)
+        text = text[: found.end()] + bar + text[found.end() :] if found else bar + text
+    headers = {"Content-Security-Policy": ARTIFACT_CSP, "X-Content-Type-Options": "nosniff",
+               "Referrer-Policy": "no-referrer"}  # fmt: skip
+    return HTMLResponse(text, headers=headers)
+
+
 @dataclass
 class ConsoleConfig:
     """What the console needs from its host (Airflow's api-server, or a test)."""
@@ -45,6 +74,8 @@ class ConsoleConfig:
     """Returns an AirflowSource (or None) for last runs and next runs."""
     can_run: Callable[[Any, str], bool] = lambda user, dag_id: False
     """May ``user`` trigger ``dag_id``? Buttons appear only where this says yes."""
+    can_unpause: Callable[[Any, str], bool] = lambda user, dag_id: False
+    """May ``user`` unpause ``dag_id`` (edit the DAG)? The Unpause button appears only then."""
     user_name: Callable[[Any], str] = str
     readable_dag_ids: Callable[[Any], set[str] | None] = lambda user: None
     """The DAG ids ``user`` may read (None: all): the fleet, a model's page and the Analyzer's
@@ -59,7 +90,7 @@ class ConsoleConfig:
 
 def mlflow_ui_url(settings: FactorySettings) -> str | None:
     """``FACTORY_MLFLOW_UI_URL``, else the tracking server when it is one (http), else none."""
-    explicit = os.environ.get("FACTORY_MLFLOW_UI_URL")
+    explicit = FactorySettings.from_env().mlflow_ui_url
     if explicit:
         return explicit.rstrip("/")
     return settings.tracking_uri.rstrip("/") if settings.tracking_uri.startswith("http") else None
@@ -103,19 +134,22 @@ def create_app(config: ConsoleConfig) -> FastAPI:
             return JSONResponse({"detail": text}, status_code=503)
         return message("Could not build this page", text, 503)
 
-    def read_fleet(user: Any) -> dict:
+    def read_fleet(user: Any, wanted: FleetFilter) -> tuple[dict, FleetPage]:
+        """One page of the fleet: the per-row reads that cost a call each (card listing, permission
+        check) are done for the rows of the page only."""
         from model_factory.rollout.fleet import fleet, latest_cards
 
         settings = config.settings()
         summary = fleet(settings, config.airflow())
         dag_ids = config.readable_dag_ids(user)
         summary["models"] = [row for row in summary["models"] if model_readable(row.get("model"), dag_ids)]
-        latest_cards(settings, summary)
-        for row in summary["models"]:
+        shown = select(summary["models"], wanted)
+        latest_cards(settings, {"models": shown.rows, "sources": summary["sources"]})
+        for row in shown.rows:
             row["can_trigger"] = bool(row.get("dags", {}).get("retrain")) and config.can_run(
                 user, row["dags"]["retrain"]
             )
-        return summary
+        return summary, shown
 
     def read_model(user: Any, model: str) -> dict | None:
         from model_factory.rollout.fleet import model_detail
@@ -129,26 +163,50 @@ def create_app(config: ConsoleConfig) -> FastAPI:
         dags = detail.get("dags", {})
         detail["can_trigger"] = bool(dags.get("retrain")) and config.can_run(user, dags["retrain"])
         detail["can_rollout"] = bool(dags.get("canary")) and config.can_run(user, dags["canary"])
+        detail["paused_dags"] = paused_dags([dags[k] for k in ("retrain", "canary") if dags.get(k)])
+        detail["can_unpause"] = {dag: config.can_unpause(user, dag) for dag in detail["paused_dags"]}
         return detail
+
+    def paused_dags(dag_ids: list[str]) -> list[str]:
+        """Which of ``dag_ids`` are paused: a run triggered there would wait until unpaused."""
+        source = config.airflow()
+        if source is None or not dag_ids:
+            return []
+        try:
+            states = source.dag_states(dag_ids)
+        except Exception:  # the banner already names Airflow as down; buttons then stay as they are
+            log.info("model factory view: paused state of %s not read", dag_ids, exc_info=True)
+            return []
+        return [dag for dag in dag_ids if (states.get(dag) or {}).get("is_paused")]
 
     @app.get("/icon.svg")
     def icon() -> Response:
         return Response(ICON, media_type="image/svg+xml")
 
     @app.get("/", response_class=HTMLResponse)
-    def fleet_page(user: User) -> HTMLResponse:
-        summary = read_fleet(user)
-        settings = config.settings()
+    def fleet_page(request: Request, user: User) -> HTMLResponse:
+        try:
+            wanted = FleetFilter.from_query(request.query_params)
+        except BadFilterError as exc:
+            return message("Bad filter", str(exc), 400)
+        summary, shown = read_fleet(user, wanted)
         columns = {
-            "card": any(row.get("card_version") for row in summary["models"]),
-            "checklist": any(row.get("checklist") for row in summary["models"]),
+            "card": any(row.get("card_version") for row in shown.rows),
+            "checklist": any(row.get("checklist") for row in shown.rows),
         }
-        return page("fleet.html.j2", fleet=summary, columns=columns, mlflow=mlflow_ui_url(settings),
-                    user=config.user_name(user))  # fmt: skip
+        mlflow = mlflow_ui_url(config.settings())
+        return page("fleet.html.j2", fleet=summary, shown=shown, wanted=wanted, columns=columns,
+                    states=STATES, mlflow=mlflow, user=config.user_name(user))  # fmt: skip
 
     @app.get("/api/fleet")
-    def fleet_json(user: User) -> JSONResponse:
-        return JSONResponse(_jsonable(read_fleet(user)))
+    def fleet_json(request: Request, user: User) -> JSONResponse:
+        try:
+            wanted = FleetFilter.from_query(request.query_params)
+        except BadFilterError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=400)
+        summary, shown = read_fleet(user, wanted)
+        counts = {"matched": shown.matched, "total": shown.total, "page": shown.page, "pages": shown.pages}
+        return JSONResponse(_jsonable({**summary, "models": shown.rows, **counts}))
 
     @app.get("/models/{model}", response_class=HTMLResponse)
     def model_page(model: str, user: User) -> HTMLResponse:
@@ -179,7 +237,7 @@ def create_app(config: ConsoleConfig) -> FastAPI:
             body = storage.read_bytes(checks[-1]["report_uri"])
         except Exception as exc:
             return message("Report unreadable", f"{checks[-1]['report_uri']}: {exc}", 503)
-        return HTMLResponse(body.decode(errors="replace"))
+        return artifact_page(body, back=(f"{here}/models/{quote(model)}", f"{model} in the Model factory"))
 
     @app.get("/models/{model}/versions/{version}/card", response_class=HTMLResponse)
     def card(model: str, version: str) -> Response:
@@ -190,7 +248,7 @@ def create_app(config: ConsoleConfig) -> FastAPI:
         found = read_card(config.settings(), model, version)
         if found is None:
             return message("No model card", f"{model} v{version} has no model_card.html artifact.", 404)
-        return HTMLResponse(found)
+        return artifact_page(found, back=(f"{here}/models/{quote(model)}", f"{model} in the Model factory"))
 
     @app.get("/mlflow/runs/{run_id}")
     def mlflow_run(run_id: str) -> Response:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from model_factory.settings import FactorySettings
+
 ADMIN_USER = "admin"
 TERMINAL_RUN_STATES = ("success", "failed")
 DEFAULT_URL = "http://localhost:8080"
@@ -64,9 +66,8 @@ class AirflowClient:
     def from_env(cls, timeout_s: float = 30.0) -> AirflowClient:
         """``FACTORY_AIRFLOW_URL``/``_USER``/``_PASSWORD``, else the generated password in AIRFLOW_HOME
         (the embedded ``make ui``); no password found means a token without credentials."""
-        base_url = os.environ.get("FACTORY_AIRFLOW_URL", DEFAULT_URL)
-        username = os.environ.get("FACTORY_AIRFLOW_USER", ADMIN_USER)
-        password = os.environ.get("FACTORY_AIRFLOW_PASSWORD")
+        settings = FactorySettings.from_env()
+        base_url, username, password = settings.airflow_url, settings.airflow_user, settings.airflow_password
         generated = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / PASSWORDS_FILE
         if password is None and generated.exists():
             with contextlib.suppress(ValueError, KeyError):

@@ -21,6 +21,7 @@ hand out tables in chunks of ``chunk_rows()`` rows (Parquet row groups, CSV chun
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -34,6 +35,7 @@ import pandas as pd
 from model_factory.contracts import IngestedBatch
 from model_factory.errors import PermanentError
 from model_factory.io import storage
+from model_factory.settings import FactorySettings
 from model_factory.spec import URI_VARIABLE, URI_VARIABLES_ENV, ModelSpec, uri_variable_allowed
 
 
@@ -133,7 +135,7 @@ DEFAULT_CHUNK_ROWS = 1_000_000
 
 def chunk_rows() -> int:
     """Rows per chunk (``FACTORY_CHUNK_ROWS`` overrides the default)."""
-    value = int(os.environ.get("FACTORY_CHUNK_ROWS", DEFAULT_CHUNK_ROWS))
+    value = FactorySettings.from_env().chunk_rows
     if value < 1:
         raise ValueError(f"FACTORY_CHUNK_ROWS must be >= 1, got {value}")
     return value
@@ -356,10 +358,21 @@ def ingest_batch(
             "parse_error": parse_error,
             "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        storage.upload_file(local, raw_uri, store_s3)
-        if parsed_uri and parsed_uri != raw_uri:
-            storage.upload_file(parsed, parsed_uri, store_s3)
-    storage.write_json(manifest_uri, manifest, store_s3)
+        # The manifest is written last (it marks the batch as ingested); if anything fails
+        # before it (a full disk), what was copied is removed: no raw file without a manifest.
+        copied: list[str] = []
+        try:
+            storage.upload_file(local, raw_uri, store_s3)
+            copied.append(raw_uri)
+            if parsed_uri and parsed_uri != raw_uri:
+                storage.upload_file(parsed, parsed_uri, store_s3)
+                copied.append(parsed_uri)
+            storage.write_json(manifest_uri, manifest, store_s3)
+        except BaseException:
+            for uri in copied:
+                with contextlib.suppress(Exception):
+                    storage.delete(uri, store_s3)
+            raise
     return {**manifest, "already_ingested": False}
 
 

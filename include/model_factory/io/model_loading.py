@@ -6,17 +6,21 @@ drift watch) goes through this module, which refuses, with a reason, before dese
 
 - a registered version the factory did not bless (version tag ``factory.decision`` is not
   ``blessed``) or did not train (its run has no ``factory.run_key`` tag), when asked to check;
+- (the same check) a version whose ``factory.attestation`` is not the factory's keyed signature
+  of (model, version, run, the model file's sha256, ``blessed``) (:mod:`model_factory.io.attestation`):
+  tags can be written by anyone with registry access, the signature only by the factory;
 - a model that is not the MLflow ``sklearn`` flavor saved as ``skops`` (``serialization_format``
   in the MLmodel file is read as data first: pickle and cloudpickle files are never opened);
 - a skops file holding a type beyond skops' own safe defaults that is not both recorded for
   this version (the MLmodel's ``skops_trusted_types``, written at training time) and trusted by
-  the factory's code (:func:`factory_trusts`: training's base types, scikit-learn classes, and
+  the factory's code (:func:`io.trust.factory_trusts`: its base types, scikit-learn classes, and
   the classes the data scientists' code folder defines for a model with ``estimator.factory``).
   The recorded list alone is not enough: it is part of the artifact, so a crafted model could
   list anything there.
 
-The registry tags are policy (only blessed versions serve), not the security boundary: someone
-with registry write access can write tags too. The boundary is the format and type check.
+The tags alone are policy, not the security boundary: someone with registry write access can
+write tags too. The boundaries are the attestation (what serves is what the factory registered
+and blessed) and the format and type check (nothing deserialised can run code).
 """
 
 from __future__ import annotations
@@ -27,7 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import skops.io
 from model_factory.errors import PermanentError
+from model_factory.io import attestation, tag_schema
+from model_factory.io.code_folder import CODE_PACKAGE, defined_types, install_code_package
+from model_factory.io.trust import factory_trusts
+from model_factory.settings import FactorySettings
 
 if TYPE_CHECKING:
     from mlflow.models import Model
@@ -36,8 +45,8 @@ if TYPE_CHECKING:
 FLAVOR = "sklearn"
 FORMAT = "skops"
 BLESSED = "blessed"
-RUN_KEY_TAG = "factory.run_key"
-CODE_MODULE_TAG = "factory.code.module"
+RUN_KEY_TAG = tag_schema.RUN_KEY
+CODE_MODULE_TAG = tag_schema.CODE_MODULE
 
 
 class ModelRefusedError(PermanentError):
@@ -60,50 +69,21 @@ class TrustedModel:
     version_tags: dict[str, str] = field(default_factory=dict)
 
 
-def factory_trusts(name: str, extra: set[str] | frozenset[str] = frozenset()) -> bool:
-    """The factory's own rule (the same as training's ``trusted_types``): its base types, the
-    code folder's classes in ``extra``, and scikit-learn's classes (classes only: a reference to
-    any other scikit-learn function in a model file is not something the factory writes)."""
-    from model_factory.pipeline.training import BASE_TRUSTED_TYPES
-
-    if name in BASE_TRUSTED_TYPES or name in extra:
-        return True
-    return name.startswith("sklearn.") and _is_class(name)
-
-
-def _is_class(name: str) -> bool:
-    import inspect
-
-    module_name, _, attr = name.rpartition(".")
-    while module_name:
-        try:
-            obj: Any = importlib.import_module(module_name)
-        except ImportError:
-            module_name, _, head = module_name.rpartition(".")
-            attr = f"{head}.{attr}"
-            continue
-        for part in attr.split("."):
-            obj = getattr(obj, part, None)
-        return inspect.isclass(obj)
-    return False
-
-
 def code_folder_types(module_name: str, code_dir: Path | None) -> set[str]:
     """The classes one module of the data scientists' code folder defines (and only those)."""
     if code_dir is None:
         return set()
-    custom = importlib.import_module("model_factory.pipeline.custom_code")
-    prefix = f"{custom.CODE_PACKAGE}."
+    prefix = f"{CODE_PACKAGE}."
     if not module_name.startswith(prefix) or "." in module_name[len(prefix) :]:
         raise ModelRefusedError(f"its code module {module_name!r} is not a module of the code folder")
-    custom.install_code_package(code_dir)
+    install_code_package(code_dir)
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
         raise ModelRefusedError(
             f"its code module {module_name!r} cannot be imported from {code_dir}: {type(exc).__name__}: {exc}"
         ) from exc
-    return set(custom.defined_types(module))
+    return set(defined_types(module))
 
 
 def _short(exc: BaseException) -> str:
@@ -111,12 +91,18 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def load_local(path: Path | str, extra_trusted: Iterable[str] = (), where: str = "model") -> TrustedModel:
-    """Check a downloaded model directory and load it with skops, or raise ModelRefusedError."""
-    import skops.io
+@dataclass(frozen=True)
+class _Checked:
+    mlmodel: Model
+    data: Path
+    """The skops file."""
+    untrusted: list[str]
+
+
+def _check_local(path: Path, extra_trusted: Iterable[str], where: str) -> _Checked:
+    """Everything that can be checked without deserialising: flavor, format, file, types."""
     from mlflow.models import Model
 
-    path = Path(path)
     try:
         mlmodel = Model.load(path)
     except Exception as exc:
@@ -151,11 +137,56 @@ def load_local(path: Path | str, extra_trusted: Iterable[str] = (), where: str =
             f"{where} holds types the factory does not trust: {refused[:10]} (trusted: what the "
             "factory's training records and its code allows; nothing was loaded)"
         )
+    return _Checked(mlmodel, data, list(untrusted))
+
+
+def _deserialise(path: Path, checked: _Checked, where: str) -> TrustedModel:
     try:
-        estimator = skops.io.load(data, trusted=sorted(untrusted))
+        estimator = skops.io.load(checked.data, trusted=sorted(checked.untrusted))
     except Exception as exc:
         raise ModelRefusedError(f"{where}: skops could not load it ({_short(exc)})") from exc
-    return TrustedModel(estimator, path, mlmodel, mlmodel.run_id, tuple(sorted(untrusted)))
+    mlmodel = checked.mlmodel
+    return TrustedModel(estimator, path, mlmodel, mlmodel.run_id, tuple(sorted(checked.untrusted)))
+
+
+def load_local(path: Path | str, extra_trusted: Iterable[str] = (), where: str = "model") -> TrustedModel:
+    """Check a downloaded model directory and load it with skops, or raise ModelRefusedError."""
+    path = Path(path)
+    return _deserialise(path, _check_local(path, extra_trusted, where), where)
+
+
+def model_file_digest(path: Path | str) -> str:
+    """sha256 of the model file of a downloaded model directory (what the attestation signs);
+    ModelRefusedError when it has none. Reads the MLmodel file as data, opens nothing else."""
+    from mlflow.models import Model
+
+    path = Path(path)
+    try:
+        conf = (Model.load(path).flavors or {}).get(FLAVOR) or {}
+    except Exception as exc:
+        raise ModelRefusedError(f"{path}: no readable MLmodel file ({_short(exc)})") from exc
+    data = (path / str(conf.get("pickled_model", ""))).resolve()
+    if not data.is_file() or not data.is_relative_to(path.resolve()):
+        raise ModelRefusedError(f"{path}: its model file {conf.get('pickled_model')!r} is missing")
+    return attestation.file_digest(data)
+
+
+def _check_attestation(tags: dict[str, str], model: str, version: str, run_id: str | None, data: Path,
+                       key: bytes, where: str) -> None:  # fmt: skip
+    signed = tags.get(tag_schema.ATTESTATION)
+    if not signed:
+        raise ModelRefusedError(
+            f"{where} carries no attestation: the factory did not register it (tags alone, "
+            f"{tag_schema.DECISION}=blessed included, can be written by anyone with registry access); "
+            "nothing was loaded"
+        )
+    digest = attestation.file_digest(data)
+    if not attestation.verify(key, signed, model, version, run_id, digest, "blessed"):
+        raise ModelRefusedError(
+            f"{where}: its attestation does not match a blessed version {version} of run {run_id} "
+            "with this model file: its decision, run, version or model file changed after the factory "
+            "registered it; nothing was loaded"
+        )
 
 
 def _extra_trusted(run_tags: dict[str, str], code_dir: Path | None, where: str) -> set[str]:
@@ -175,11 +206,13 @@ def load_registered(
     *,
     code_dir: Path | None = None,
     require_blessed: bool = True,
+    key: bytes | None = None,
 ) -> TrustedModel:
     """Load registered ``model`` v``version`` (by number, never by alias) or raise ModelRefusedError.
 
     ``require_blessed``: refuse a version without the factory's blessing (what serves or is
-    compared as the champion must have passed the gates).
+    compared as the champion must have passed the gates), checked by its tags and by its
+    attestation signed with ``key`` (default: the factory's key, see ``io.attestation``).
     """
     import mlflow.artifacts
 
@@ -189,11 +222,11 @@ def load_registered(
     except Exception as exc:
         raise ModelUnavailableError(f"{where}: not readable from the registry ({_short(exc)})") from exc
     tags = dict(registered.tags or {})
-    if require_blessed and tags.get("factory.decision") != BLESSED:
-        decision = tags.get("factory.decision")
+    if require_blessed and tags.get(tag_schema.DECISION) != BLESSED:
+        decision = tags.get(tag_schema.DECISION)
         raise ModelRefusedError(
             f"{where} is {'not evaluated by the factory' if decision is None else decision!r}"
-            f"{'' if decision is None else ' (' + tags.get('factory.decision_reason', 'no reason') + ')'}"
+            f"{'' if decision is None else ' (' + tags.get(tag_schema.DECISION_REASON, 'no reason') + ')'}"
             "; only versions the factory blessed are loaded"
         )
     run_tags: dict[str, str] = {}
@@ -211,7 +244,12 @@ def load_registered(
         local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model}/{version}")
     except Exception as exc:
         raise ModelUnavailableError(f"{where}: its artifacts cannot be downloaded ({_short(exc)})") from exc
-    loaded = load_local(local, extra, where)
+    path = Path(local)
+    checked = _check_local(path, extra, where)
+    if require_blessed:
+        key = key if key is not None else attestation.signing_key(FactorySettings.from_env())
+        _check_attestation(tags, model, str(version), registered.run_id, checked.data, key, where)
+    loaded = _deserialise(path, checked, where)
     return TrustedModel(
         loaded.estimator, loaded.path, loaded.mlmodel, registered.run_id, loaded.trusted_types, tags
     )

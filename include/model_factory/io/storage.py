@@ -180,11 +180,29 @@ def _write_local_atomically(uri: str, path: Path, write: Callable[[Any], object]
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
         with os.fdopen(fd, "wb") as out:
             write(out)
+            out.flush()
+            os.fsync(out.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
+        tmp = None
+        _fsync_folder(path.parent)  # ... and the rename survives a crash too
     except OSError as exc:
+        raise StorageError(f"cannot write {uri}: {exc.strerror or exc}") from exc
+    finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        raise StorageError(f"cannot write {uri}: {exc.strerror or exc}") from exc
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems cannot sync a folder: the file itself is synced
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_bytes(uri: str, data: bytes, s3: S3Options | None = None) -> str:

@@ -69,7 +69,7 @@ def experiment_id(client: MlflowClient, settings: FactorySettings, model: str) -
     if existing is not None:
         return existing.experiment_id
     local_store = settings.tracking_uri.startswith(("sqlite:", "file:", "postgresql"))
-    explicit = "FACTORY_MLFLOW_ARTIFACT_ROOT" in os.environ
+    explicit = "artifact_root" in FactorySettings.from_env().model_fields_set
     location = f"{settings.artifact_root.rstrip('/')}/{model}" if (local_store or explicit) else None
     try:
         return client.create_experiment(name, artifact_location=location)

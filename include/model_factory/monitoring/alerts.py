@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import smtplib
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from model_factory.settings import FactorySettings
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def alerts_file(home: Path, model: str) -> Path:
 
 def alerts_db_uri(home: Path) -> str:
     """The prediction DB (``FACTORY_PREDICTION_DB_URI``, else SQLite under ``home``)."""
-    return os.environ.get("FACTORY_PREDICTION_DB_URI") or f"sqlite:///{home / 'serving' / 'predictions.db'}"
+    return FactorySettings.from_env().prediction_db_uri or f"sqlite:///{home / 'serving' / 'predictions.db'}"
 
 
 def _engine(db: str) -> sa.engine.Engine:

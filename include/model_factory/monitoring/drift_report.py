@@ -12,6 +12,8 @@ import itertools
 from html import escape
 from typing import Any
 
+from model_factory.monitoring.drift import DriftCheck
+
 MAX_BARS = 40  # categories beyond this are summed into one "other" bar
 _STATUS_COLOURS = {
     "drift": "#b42318",
@@ -197,11 +199,14 @@ def _feature_section(name: str, feat: dict) -> str:
     return f'<div class="feature"><h3>{escape(name)}</h3>{text}{chart}</div>'
 
 
-def render_html(result: dict, baseline: dict, *, title: str, context: dict | None = None) -> str:
+def render_html(result: dict | DriftCheck, baseline: dict, *, title: str, context: dict | None = None) -> str:
     """The report page for one ``check_drift`` result (``baseline`` is the profile it was checked against).
 
-    An optional ``result["concept_drift"]`` (a ``check_concept_drift`` result) gets its own box.
+    ``result`` is the ``DriftCheck`` or its ``to_dict()`` form; in the latter an optional
+    ``result["concept_drift"]`` (a ``check_concept_drift`` result) gets its own box.
     """
+    if isinstance(result, DriftCheck):
+        result = result.to_dict()
     status = result["status"]
     colour = _STATUS_COLOURS.get(status, "#475467")
     features: dict[str, dict] = result["features"]

@@ -11,18 +11,26 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from model_factory.io import storage, tracking
 from model_factory.io.batches import MissingBatchError, resolve_source_uri
+from model_factory.pipeline.champion_baseline import (  # NoBaselineError: the watch's callers catch it
+    ChampionBaseline,
+    NoBaselineError,  # noqa: F401
+    champion_baseline,
+)
 from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec
 
-RETRAIN_STATUSES = ("drift", "concept_drift")
+if TYPE_CHECKING:
+    from model_factory.monitoring.drift import DriftCheck
+
+RETRAIN_STATUSES = ("drift", "concept_drift", "performance")  # performance: the health check
 # The concept-drift metric needs the champion's predictions: it uses at most this many labelled
 # rows (the first ones in the batch), so a huge batch costs no more memory than this.
 MAX_CONCEPT_ROWS = 200_000
@@ -33,19 +41,6 @@ ALERT_HEADLINES = {
     "data_quality": "data-quality failure (contract/schema break, not statistical drift): fix the feed",
 }
 ALERT_STATUSES = tuple(ALERT_HEADLINES)
-
-
-@dataclass(frozen=True)
-class ChampionBaseline:
-    version: str
-    run_id: str
-    baseline: dict[str, Any]
-    contract: dict[str, Any] | None
-    holdout_metric: float | None
-
-
-class NoBaselineError(LookupError):
-    """Nothing to compare with: no champion yet, or a champion logged without a baseline."""
 
 
 def watched_uri(spec: ModelSpec, ds: str) -> str:
@@ -59,44 +54,6 @@ def report_folder(store_uri: str, model: str, ds: str) -> str:
 
 def already_checked(spec: ModelSpec, ds: str, settings: FactorySettings) -> bool:
     return storage.exists(storage.join(report_folder(settings.store_uri, spec.name, ds), "report.json"))
-
-
-def champion_baseline(spec: ModelSpec, settings: FactorySettings) -> ChampionBaseline:
-    """The champion's stored baseline profile and input contract (read from its MLflow run)."""
-    import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
-    from model_factory.pipeline.training import BASELINE_ARTIFACT, CONTRACT_ARTIFACT
-
-    client = tracking.connect(settings)
-    name = spec.registered_model_name
-    try:
-        champion = client.get_model_version_by_alias(name, "champion")
-    except MlflowException as exc:
-        raise NoBaselineError(
-            f"model {name!r} has no champion yet: nothing to compare fresh data with "
-            "(the first blessed retrain creates one)"
-        ) from exc
-    version, run_id = str(champion.version), champion.run_id
-    try:
-        baseline = mlflow.artifacts.load_dict(f"runs:/{run_id}/{BASELINE_ARTIFACT}")
-    except (MlflowException, OSError) as exc:
-        raise NoBaselineError(
-            f"champion {name} v{version} (run {run_id}) has no baseline profile at "
-            f"{BASELINE_ARTIFACT}: it was trained before baselines were logged. Retrain "
-            f"(trigger {name}__retrain with conf {{\"force_retrain\": true}}) to create one"
-        ) from exc
-    try:
-        contract = mlflow.artifacts.load_dict(f"runs:/{run_id}/{CONTRACT_ARTIFACT}")
-    except (MlflowException, OSError):
-        contract = None
-    metric_tag = champion.tags.get(f"factory.holdout_{spec.gates.primary_metric}")
-    return ChampionBaseline(
-        version=version,
-        run_id=run_id,
-        baseline=baseline,
-        contract=contract,
-        holdout_metric=float(metric_tag) if metric_tag else None,
-    )
 
 
 def _concept_drift(
@@ -149,16 +106,54 @@ def _stable_types(chunk: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
     return out
 
 
-def overall_status(data_drift: dict[str, Any], concept: dict[str, Any]) -> str:
+MAX_REFERENCE_ROWS = 200_000  # rows of past batches profiled for a seasonal reference, at most
+
+
+def seasonal_baseline(
+    spec: ModelSpec, ds: str, s3: storage.S3Options | None = None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(the baseline of ``drift.reference``'s past batches, None) or (None, why there is none);
+    (None, None) for the default ``training`` reference (the champion's own baseline)."""
+    if spec.drift.reference == "training":
+        return None, None
+    from model_factory.io.batches import iter_frames
+    from model_factory.monitoring.references import no_reference_reason, reference_days
+    from model_factory.pipeline.profile import build_baseline
+
+    day = date.fromisoformat(ds)
+    every_day = {day - timedelta(days=k) for k in range(1, 372)}
+    wanted = reference_days(spec.drift.reference, day, every_day, min_days=0)
+    stored = [d for d in (wanted.days if wanted else ()) if storage.exists(watched_uri(spec, str(d)), s3)]
+    choice = reference_days(spec.drift.reference, day, stored)
+    if choice is None:
+        return None, no_reference_reason(spec.drift.reference, day)
+    per_day = MAX_REFERENCE_ROWS // len(choice.days)
+    frames = []
+    for d in choice.days:
+        uri = watched_uri(spec, str(d))
+        fmt = "parquet" if uri.endswith(".parquet") else spec.source.format
+        with storage.local_file(uri, s3) as path:
+            taken = 0
+            for chunk in iter_frames(path, fmt, uri):
+                present = [c for c in spec.features.all if c in chunk.columns]
+                frames.append(_stable_types(chunk[present].head(per_day - taken), spec))
+                taken += len(frames[-1])
+                if taken >= per_day:
+                    break
+    reference = pd.concat(frames, ignore_index=True)
+    return build_baseline(reference, spec.features.numeric, spec.features.categorical), None
+
+
+def overall_status(data_drift: DriftCheck, concept: dict[str, Any]) -> str:
     """One word for the batch: a data-quality break first (retraining on it would learn the
     break), then statistical drift, then concept drift, then a too-good live metric."""
-    if data_drift["status"] == "data_quality":
+    if data_drift.status == "data_quality":
         return "data_quality"
-    if data_drift["status"] == "drift":
+    if data_drift.status == "drift":
         return "drift"
     if concept.get("status") in ("concept_drift", "too_good"):
         return concept["status"]
-    return data_drift["status"]
+    return data_drift.status
 
 
 def check_batch(
@@ -206,13 +201,19 @@ def check_batch(
                     yield _stable_types(chunk[present], spec)
 
             write_parquet_file(feature_chunks(), features_path)
-            data_drift = check_drift(champion.baseline, features_path, rule, contract=champion.contract)
+            seasonal, why_none = seasonal_baseline(spec, ds, s3)
+            reference = seasonal or champion.baseline
+            data_drift = check_drift(reference, features_path, rule, contract=champion.contract)
+            if why_none and data_drift.status in ("drift", "no_drift"):
+                # No silent fallback to training: the statistics are shown, no decision is made.
+                reasons = [why_none, *data_drift.reasons]
+                data_drift = replace(data_drift, status="insufficient_data", reasons=reasons)
     except storage.ObjectNotFoundError as exc:
         raise MissingBatchError(f"no production batch for {spec.name!r} on {ds}: nothing at {uri}") from exc
     labelled = pd.concat(labelled_parts, ignore_index=True) if labelled_parts else pd.DataFrame()
     concept = _concept_drift(spec, labelled, champion, settings)
     status = overall_status(data_drift, concept)
-    reasons = list(data_drift.get("reasons", [])) + [
+    reasons = list(data_drift.reasons) + [
         f"concept: {r}" for r in concept.get("reasons", [])
     ]
     folder = report_folder(settings.store_uri, spec.name, ds)
@@ -224,14 +225,14 @@ def check_batch(
         "batch_uri": uri,
         "champion_version": champion.version,
         "champion_run_id": champion.run_id,
-        "data_drift": data_drift,
+        "data_drift": data_drift.to_dict(),
         "concept_drift": concept,
         "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **({"context": context} if context else {}),
     }
     html = render_html(
-        {**data_drift, "status": status, "reasons": reasons, "concept_drift": concept},
-        champion.baseline,
+        {**data_drift.to_dict(), "status": status, "reasons": reasons, "concept_drift": concept},
+        reference,
         title=f"{spec.name}: drift check of {ds} vs champion v{champion.version}",
         context={
             "batch": uri,
@@ -247,8 +248,8 @@ def check_batch(
         "ds": ds,
         "status": status,
         "reasons": reasons,
-        "rows": data_drift.get("rows"),
-        "drifted_features": data_drift.get("drifted_features", []),
+        "rows": data_drift.rows,
+        "drifted_features": data_drift.drifted_features,
         "champion_version": champion.version,
         "report_uri": html_uri,
         "report_json_uri": json_uri,

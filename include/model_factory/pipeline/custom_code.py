@@ -12,37 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import inspect
-import sys
 import types
 from pathlib import Path
 from typing import Any
 
+from model_factory.io.code_folder import CODE_PACKAGE, defined_types, install_code_package
 from model_factory.pipeline.training import Fitted
 from model_factory.spec import ModelSpec
-
-# The code folder is importable as this package, so a saved model that refers to a class of
-# the code folder (``model_factory_code.features.RatioFeatures``) loads wherever the folder is
-# installed with install_code_package.
-CODE_PACKAGE = "model_factory_code"
 
 
 class CustomCodeError(ValueError):
     """The data scientist's code cannot be used: names the file, the field and the reason."""
-
-
-def install_code_package(code_dir: Path | str) -> types.ModuleType:
-    """Make ``model_factory_code.<module>`` import ``<code_dir>/<module>.py`` (and only that)."""
-    code_dir = str(Path(code_dir).resolve())
-    package = sys.modules.get(CODE_PACKAGE)
-    if package is None or list(getattr(package, "__path__", [])) != [code_dir]:
-        for name in [n for n in sys.modules if n.startswith(CODE_PACKAGE + ".")]:
-            del sys.modules[name]
-        package = types.ModuleType(CODE_PACKAGE, "The data scientists' code folder")
-        package.__path__ = [code_dir]
-        package.__file__ = None
-        sys.modules[CODE_PACKAGE] = package
-    return package
 
 
 def code_file(spec: ModelSpec, code_dir: Path | str) -> Path:
@@ -70,15 +50,6 @@ def load_factory(spec: ModelSpec, code_dir: Path | str) -> tuple[Any, types.Modu
     if not callable(function):
         raise _fail(spec, path, f"defines no function {function_name!r}")
     return function, module, path
-
-
-def defined_types(module: types.ModuleType) -> list[str]:
-    """The classes the code module itself defines (what the saved model may trust beyond ours)."""
-    return sorted(
-        f"{obj.__module__}.{obj.__qualname__}"
-        for obj in vars(module).values()
-        if inspect.isclass(obj) and obj.__module__ == module.__name__
-    )
 
 
 def check_estimator(obj: Any) -> str | None:

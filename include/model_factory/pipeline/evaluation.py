@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -20,11 +21,14 @@ import pandas as pd
 from model_factory.contracts import TrainedModel
 from model_factory.io import storage, tracking
 from model_factory.io.batches import parse_batch
+from model_factory.pipeline.delong import difference_se as _delong_standard_error
 from model_factory.pipeline.features import prepare_features, target_values
 from model_factory.settings import FactorySettings
 from model_factory.spec import METRICS, GatesSpec, ModelSpec
 
-Status = Literal["blessed", "rejected", "held_for_review"]
+# "undecided": too little evidence to judge (fewer rows than gates.min_holdout_rows, even by
+# cross-validation): registered, no alias, not rejected; a later run with more rows decides.
+Status = Literal["blessed", "rejected", "held_for_review", "undecided"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,8 @@ class Decision:
     champion: float | None = None
     champion_version: str | None = None
     relative_change: float | None = None
+    baseline: float | None = None
+    evidence: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,22 @@ def metric_value(metric: str, p: Predictions) -> float:
     aucs = [metrics.roc_auc_score(p.y == c, p.proba[:, i]) for i, c in enumerate(p.classes)
             if 0 < int((p.y == c).sum()) < len(p.y)]  # fmt: skip
     return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def dummy_predictions(
+    y: np.ndarray, task: str, classes: tuple, prior_from: np.ndarray | None = None
+) -> Predictions:
+    """What a model that ignores the features answers: the class shares (most frequent class)
+    or the mean, learnt from ``prior_from`` (default: ``y`` itself, which flatters the dummy)."""
+    source = y if prior_from is None else prior_from
+    if task == "regression":
+        return Predictions("regression", y, np.full(len(y), float(np.mean(source))))
+    shares = np.array([(source == c).mean() for c in classes], dtype=float)
+    if shares.sum() == 0:
+        shares = np.full(len(classes), 1.0 / len(classes))
+    proba = np.tile(shares / shares.sum(), (len(y), 1))
+    pred = np.full(len(y), classes[int(shares.argmax())], dtype=object)
+    return Predictions("classification", y, pred, proba, classes)
 
 
 def metrics_from_predictions(p: Predictions) -> dict[str, float]:
@@ -193,27 +215,6 @@ def _paired_standard_error(metric: str, a: Predictions, b: Predictions) -> float
     return None
 
 
-def _delong_standard_error(score_a: np.ndarray, score_b: np.ndarray, positive: np.ndarray) -> float | None:
-    """DeLong et al. (1988) standard error of AUC(a) - AUC(b) on the same rows, in Sun and Xu's
-    (2014) midrank form: a few sorts per model."""
-    from scipy.stats import rankdata
-
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos < 2 or n_neg < 2:
-        return None
-
-    def components(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        ranks = rankdata(score)
-        below = (ranks[positive] - rankdata(score[positive])) / n_neg  # per positive: negatives under it
-        above = 1.0 - (ranks[~positive] - rankdata(score[~positive])) / n_pos  # per negative
-        return below, above
-
-    pos_a, neg_a = components(score_a)
-    pos_b, neg_b = components(score_b)
-    variance = np.var(pos_a - pos_b, ddof=1) / n_pos + np.var(neg_a - neg_b, ddof=1) / n_neg
-    return float(np.sqrt(variance))
-
-
 def _weighted_auc(score: np.ndarray, positive: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """ROC AUC (ties count half, as roc_auc_score) of each row-count vector; NaN without both classes."""
     order = np.argsort(score, kind="stable")
@@ -290,6 +291,8 @@ def decide(
     *,
     holdout_rows: int | None = None,
     interval: tuple[float, float, float] | None = None,
+    baseline: float | None = None,
+    evidence: str | None = None,
 ) -> Decision:
     """Apply the gates to the primary metric, against the champion's on the same rows.
 
@@ -301,7 +304,9 @@ def decide(
     higher = METRICS[metric]["higher_is_better"]
     word = "at least" if higher else "at most"
     base = {"metric": metric, "candidate": candidate, "champion": champion,
-            "champion_version": champion_version}  # fmt: skip
+            "champion_version": champion_version, "baseline": baseline,
+            "evidence": evidence or (f"a holdout of {holdout_rows} rows" if holdout_rows else None),
+            }  # fmt: skip
     rows = f" on the same {holdout_rows} rows" if holdout_rows else " on the same holdout"
     small = holdout_rows is not None and holdout_rows < gates.min_holdout_rows
 
@@ -312,29 +317,36 @@ def decide(
         return Decision(
             "rejected", f"{metric} {candidate:.4f} misses the bar: must be {word} {gates.threshold}", **base
         )
+    if gates.baseline_margin is not None and baseline is not None and np.isfinite(baseline):
+        need = baseline + gates.baseline_margin if higher else baseline - gates.baseline_margin
+        if not (candidate >= need if higher else candidate <= need):
+            return Decision(
+                "rejected",
+                f"{metric} {candidate:.4f} does not beat a dummy model ({baseline:.4f}, the class "
+                f"prior / mean on the same rows) by gates.baseline_margin {gates.baseline_margin}",
+                **base,
+            )
+    if small:
+        vs = (f"; champion v{champion_version} stays" if champion_version else "; no champion yet")
+        return Decision(
+            "undecided",
+            f"too small to decide: {holdout_rows} rows of evidence < gates.min_holdout_rows "
+            f"{gates.min_holdout_rows} ({metric} {candidate:.4f}){vs}. The version stays "
+            "registered; a run with more rows decides (training.window_rows gathers them)",
+            **base,
+        )
     perfect = _reached(candidate, gates.too_good_score, higher)
     if champion is None or np.isnan(champion):
-        if perfect and not small:
+        if perfect:
             return Decision(
                 "held_for_review",
                 f"{metric} {candidate:.4f} reaches the too-good score {gates.too_good_score} with no "
                 "champion to compare: check for target leakage, then approve or reject",
                 **base,
             )
-        note = (f"; the holdout has only {holdout_rows} rows, so the canary's live comparison "
-                "matters more") if small else ""  # fmt: skip
-        return Decision("blessed", f"{metric} {candidate:.4f} meets the bar; no champion yet{note}", **base)
+        return Decision("blessed", f"{metric} {candidate:.4f} meets the bar; no champion yet", **base)
 
     vs = f"champion v{champion_version}" if champion_version else "the champion"
-    if small:
-        return Decision(
-            "rejected",
-            f"holdout too small to decide: {holdout_rows} rows < gates.min_holdout_rows "
-            f"{gates.min_holdout_rows} ({metric} {candidate:.4f} vs {vs} {champion:.4f}); {vs} "
-            "stays. Hold out more rows (split.holdout_fraction, training.window_batches) or lower "
-            "gates.min_holdout_rows",
-            **base,
-        )
     gain = (candidate - champion) if higher else (champion - candidate)
     relative = gain / abs(champion) if champion else gain
     base["relative_change"] = relative
@@ -388,6 +400,15 @@ def _alias_version(client: Any, model: str, alias: str) -> str | None:
         return str(client.get_model_version_by_alias(model, alias).version)
     except MlflowException:
         return None
+
+
+def _recorded_estimate(client: Any, name: str, version: str, metric: str) -> float:
+    """A version's own estimate of the metric: its cross-validation, else its holdout score."""
+    run = client.get_run(client.get_model_version(name, version).run_id)
+    cv = run.data.tags.get("factory.cross_validation")
+    if cv and json.loads(cv).get("metric") == metric:
+        return float(json.loads(cv)["score"])
+    return float(run.data.metrics.get(f"holdout_{metric}", float("nan")))
 
 
 def _decision_on_failure(evaluate: Any) -> Any:
@@ -447,13 +468,32 @@ def evaluate_candidate(
     if champion_version is not None:
         champion_metrics, champion_interval = versus(champion_version)
 
+    score = candidate_metrics[metric]
+    champion_score = champion_metrics[metric] if champion_metrics else None
+    baseline = metric_value(metric, dummy_predictions(cand_pred.y, cand_pred.task, cand_pred.classes))
+    evidence_rows, evidence = len(holdout), f"a holdout of {len(holdout)} rows"
+    cv = json.loads(run_tags["factory.cross_validation"]) if "factory.cross_validation" in run_tags else None
+    if cv is not None and cv.get("metric") == metric and len(holdout) < spec.gates.min_holdout_rows:
+        # The holdout is too small: judge on the cross-validated estimate over the window, and
+        # against the champion's own estimate (its cross-validation, else its holdout score).
+        score, baseline, evidence_rows = cv["score"], cv["baseline"], cv["rows"]
+        evidence = (f"{cv['folds']}-fold cross-validation repeated {cv['repeats']}x over the "
+                    f"{cv['rows']} rows of the training window")  # fmt: skip
+        if champion_version is not None:
+            champion_score = _recorded_estimate(client, name, champion_version, metric)
+            spread = 2 * cv["score_sd"]
+            higher = METRICS[metric]["higher_is_better"]
+            gain = (score - champion_score) if higher else (champion_score - score)
+            champion_interval = (gain, gain - spread, gain + spread)
     decision = decide(
         spec.gates,
-        candidate_metrics[metric],
-        champion_metrics[metric] if champion_metrics else None,
+        score,
+        champion_score,
         champion_version,
-        holdout_rows=len(holdout),
+        holdout_rows=evidence_rows,
         interval=champion_interval,
+        baseline=baseline,
+        evidence=evidence,
     )
     challenger = None
     waiting = _alias_version(client, name, "challenger")
@@ -482,4 +522,5 @@ def evaluate_candidate(
     client.log_dict(run_id, record, "decision.json")
     client.set_tag(run_id, "factory.decision", decision.status)
     client.set_tag(run_id, "factory.decision_reason", decision.reason)
+    client.set_tag(run_id, "factory.decision_evidence", decision.evidence or "")
     return {"run_id": run_id, "model_uri": trained["model_uri"], **record}

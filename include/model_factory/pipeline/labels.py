@@ -108,12 +108,13 @@ def learn_classes(
     first; this guards batches validated before the set was known)."""
     present = sorted(pd.unique(y).tolist(), key=str)
     known, origin = known_classes(spec, store_uri, s3)
+    if len(present) < 2:  # with or without a known set: no retry adds a second class
+        raise LabelError(
+            f"target {spec.target!r} has one class only ({present}) in the training data of "
+            f"{spec.name} on {ds}: a classifier needs at least two; widen training.window_batches "
+            "or wait for a batch with the other classes"
+        )
     if known is None:
-        if len(present) < 2:
-            raise LabelError(
-                f"target {spec.target!r} has one class only ({present}) in the training data: "
-                "a classifier needs at least two"
-            )
         storage.write_json(
             classes_uri(store_uri, spec.name), {"model": spec.name, "ds": ds, "classes": present}, s3
         )

@@ -2,34 +2,36 @@
 
 The MLflow registry is the single source of truth for which version serves: alias
 ``champion`` (serving), ``challenger`` (blessed, waiting for its canary) and ``canary`` (taking a
-share of live traffic; the share is a registered-model tag, see ``model_factory.rollout.canary``).
+share of live traffic; the share is a registered-model tag, see ``model_factory.io.registry_state``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from model_factory.contracts import RegisteredVersion
-from model_factory.io import tracking
+from model_factory.io import attestation, tag_schema, tracking
+from model_factory.io.model_loading import model_file_digest
+from model_factory.io.registry_state import (
+    CANARY,
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    current_alias_version,
+)
 from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-CHAMPION, CHALLENGER, CANARY = "champion", "challenger", "canary"
-
-
-def current_alias_version(client: MlflowClient, model: str, alias: str) -> str | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client.get_model_version_by_alias(model, alias).version)
-    except MlflowException:
-        return None
+__all__ = ["CANARY", "CHALLENGER", "CHAMPION", "PREVIOUS_CHAMPION", "current_alias_version"]  # re-exported
 
 
 def _ensure_registered_model(client: MlflowClient, spec: ModelSpec) -> None:
@@ -41,14 +43,14 @@ def _ensure_registered_model(client: MlflowClient, spec: ModelSpec) -> None:
         try:
             client.create_registered_model(
                 spec.registered_model_name,
-                tags={"factory.owner": spec.owner, **{f"spec.{k}": v for k, v in spec.tags.items()}},
+                tags={tag_schema.OWNER: spec.owner, **{f"spec.{k}": v for k, v in spec.tags.items()}},
                 description=spec.description,
             )
         except MlflowException:
             client.get_registered_model(spec.registered_model_name)  # created concurrently
 
 
-REGISTRATION_KEY = "factory.registration_key"
+REGISTRATION_KEY = tag_schema.REGISTRATION_KEY
 
 
 def _versions_with_key(client: MlflowClient, name: str, key: str) -> list[str]:
@@ -63,8 +65,6 @@ def _registry_lock(settings: FactorySettings, name: str) -> Iterator[None]:
     if not settings.tracking_uri.startswith("sqlite:///"):
         yield
         return
-    import fcntl
-
     lock_path = Path(settings.tracking_uri.removeprefix("sqlite:///") + f".{name}.register.lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as handle:
@@ -115,21 +115,23 @@ def register_version(spec: ModelSpec, evaluated: dict, settings: FactorySettings
         if not created:
             # Another run of the same training registered it (a concurrent or earlier run of
             # the same date and data): that version stands, with its own decision and aliases.
-            client.set_tag(run_id, "factory.duplicate_of_version", version)
+            client.set_tag(run_id, tag_schema.DUPLICATE_OF_VERSION, version)
             target = client.get_model_version(name, version)
             return {
-                "model": name, "version": version, "status": target.tags.get("factory.decision"),
+                "model": name, "version": version, "status": target.tags.get(tag_schema.DECISION),
                 "reason": f"the same training is already registered as v{version}",
                 "alias": None, "champion_version": current_alias_version(client, name, CHAMPION),
                 "duplicate": True,
             }  # fmt: skip
-    for key in ("factory.ds", "factory.data.sha256", "factory.spec_hash", "factory.git_revision"):
+    for key in (tag_schema.DS, tag_schema.DATA_SHA256, tag_schema.SPEC_HASH, tag_schema.GIT_REVISION):
         if key in run_tags:
             client.set_model_version_tag(name, version, key, run_tags[key])
-    client.set_model_version_tag(name, version, "factory.decision", evaluated["status"])
-    client.set_model_version_tag(name, version, "factory.decision_reason", evaluated["reason"])
+    client.set_model_version_tag(name, version, tag_schema.DECISION, evaluated["status"])
+    digest = _registered_digest(name, version)
+    attest_version(client, settings, name, version, run_id, evaluated["status"], digest)
+    client.set_model_version_tag(name, version, tag_schema.DECISION_REASON, evaluated["reason"])
     client.set_model_version_tag(
-        name, version, f"factory.holdout_{evaluated['metric']}", f"{evaluated['candidate']:.6f}"
+        name, version, tag_schema.holdout_metric(evaluated["metric"]), f"{evaluated['candidate']:.6f}"
     )
 
     champion = current_alias_version(client, name, CHAMPION)
@@ -150,6 +152,47 @@ def register_version(spec: ModelSpec, evaluated: dict, settings: FactorySettings
         "alias": alias if alias else (CHAMPION if champion == version else None),
         "champion_version": current_alias_version(client, name, CHAMPION),
     }
+
+
+def _registered_digest(name: str, version: str) -> str:
+    """sha256 of the registered version's model file, from the artifacts the registry points to."""
+    import mlflow.artifacts
+
+    return model_file_digest(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}"))
+
+
+def attest_version(client: MlflowClient, settings: FactorySettings, name: str, version: str,
+                   run_id: str | None, decision: str, digest: str) -> None:  # fmt: skip
+    """Sign (model, version, run, model file digest, decision) with the factory's key and tag it
+    on the version (``io.attestation``): the loader serves only what carries a blessed one."""
+    key = attestation.signing_key(settings)
+    client.set_model_version_tag(name, version, tag_schema.MODEL_DIGEST, digest)
+    signed = attestation.sign(key, name, version, run_id, digest, decision)
+    client.set_model_version_tag(name, version, tag_schema.ATTESTATION, signed)
+
+
+def attested(client: MlflowClient, settings: FactorySettings, name: str, version: str, decision: str) -> bool:
+    """Whether the version carries the factory's attestation of ``decision`` (tags only: the digest
+    is the one signed at registration; the loader checks it against the model file)."""
+    mv = client.get_model_version(name, version)
+    tags = mv.tags or {}
+    digest = tags.get(tag_schema.MODEL_DIGEST, "")
+    key = attestation.signing_key(settings)
+    return attestation.verify(
+        key, tags.get(tag_schema.ATTESTATION), name, version, mv.run_id, digest, decision
+    )
+
+
+def attest_existing(name: str, version: str, settings: FactorySettings, actor: str, reason: str) -> dict:
+    """Sign a version registered before attestations existed, with its current decision, after an
+    operator has checked it (the factory cannot tell such a version from a forged one). Recorded."""
+    client = tracking.connect(settings)
+    mv = client.get_model_version(name, version)
+    decision = (mv.tags or {}).get(tag_schema.DECISION)
+    if not decision:
+        raise PromotionError(f"{name} v{version} has no {tag_schema.DECISION} tag: nothing to attest")
+    attest_version(client, settings, name, version, mv.run_id, decision, _registered_digest(name, version))
+    return record_decision(client, name, version, "attested", actor, reason, {"decision": decision})
 
 
 def _versus_waiting_challenger(
@@ -176,13 +219,13 @@ def _versus_waiting_challenger(
         tie = "" if low > 0 else ", no better beyond noise: the fresher data wins and the canary decides"
         note = (f"replaces waiting challenger v{waiting['version']}: {metric} gain {point:+.4f} on "
                 f"the same rows (interval [{low:+.4f}, {high:+.4f}]){tie}")  # fmt: skip
-        client.set_model_version_tag(name, waiting["version"], "factory.superseded_by", version)
+        client.set_model_version_tag(name, waiting["version"], tag_schema.SUPERSEDED_BY, version)
         return CHALLENGER, f"{evaluated['reason']}; {note}"
     note = (f"blessed, but waiting challenger v{waiting['version']} scores better on the same "
             f"rows ({metric} gain {point:+.4f}, interval [{low:+.4f}, {high:+.4f}]): it stays "
             "challenger")  # fmt: skip
-    client.set_model_version_tag(name, version, "factory.kept_challenger", waiting["version"])
-    client.set_model_version_tag(name, version, "factory.decision_reason", f"{evaluated['reason']}; {note}")
+    client.set_model_version_tag(name, version, tag_schema.KEPT_CHALLENGER, waiting["version"])
+    client.set_model_version_tag(name, version, tag_schema.DECISION_REASON, f"{evaluated['reason']}; {note}")
     return None, f"{evaluated['reason']}; {note}"
 
 
@@ -194,8 +237,8 @@ def link_card(client: MlflowClient, name: str, version: str, card_uri: str | Non
     client.update_model_version(name, version, description=f"{head}\n\n{line}")
 
 
-CHECKLIST_TAG = "factory.checklist"
-CHECKLIST_OVERRIDE = "checklist_override"
+CHECKLIST_TAG = tag_schema.CHECKLIST
+CHECKLIST_OVERRIDE = tag_schema.CHECKLIST_OVERRIDE_ACTION
 
 
 def require_checklist(client: MlflowClient, model: str, version: str, what: str) -> None:
@@ -203,7 +246,8 @@ def require_checklist(client: MlflowClient, model: str, version: str, what: str)
     unless someone recorded an override with a reason. Versions registered before checklists
     existed (no ``factory.checklist`` tag) are not blocked."""
     tags = client.get_model_version(model, version).tags
-    if tags.get(CHECKLIST_TAG, "passed") == "passed" or tags.get(f"factory.{CHECKLIST_OVERRIDE}.reason"):
+    overridden = tags.get(tag_schema.action_tag(CHECKLIST_OVERRIDE, "reason"))
+    if tags.get(CHECKLIST_TAG, "passed") == "passed" or overridden:
         return
     prefix = f"{CHECKLIST_TAG}."
     failed = sorted(k[len(prefix):] for k, v in tags.items()
@@ -214,9 +258,6 @@ def require_checklist(client: MlflowClient, model: str, version: str, what: str)
         f"Fix it, or record an override: model-factory override-checklist {model} {version} "
         '--reason "..."'
     )
-
-
-PREVIOUS_CHAMPION = "previous_champion"
 
 
 class PromotionError(ValueError):
@@ -239,16 +280,13 @@ def record_decision(
 
     Returns the decision as a dict, so the caller can also write it elsewhere (prediction DB, log).
     """
-    import json
-    from datetime import UTC, datetime
-
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     tags = {"by": actor, "at": stamp, "reason": reason}
     for key, value in (details or {}).items():
         tags[key] = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
     for key, text in tags.items():
         text = text if len(text) <= MAX_TAG_CHARS else text[: MAX_TAG_CHARS - 3] + "..."
-        client.set_model_version_tag(name, version, f"factory.{action}.{key}", text)
+        client.set_model_version_tag(name, version, tag_schema.action_tag(action, key), text)
     return {"model": name, "version": version, "action": action, "actor": actor, "reason": reason,
             "at": stamp, "details": dict(details or {})}  # fmt: skip
 
@@ -259,11 +297,11 @@ def require_blessed(client: MlflowClient, model: str, version: str, what: str) -
         target = client.get_model_version(model, version)
     except Exception as exc:
         raise PromotionError(f"model {model!r} has no version {version!r}") from exc
-    decision = target.tags.get("factory.decision")
+    decision = target.tags.get(tag_schema.DECISION)
     if decision != "blessed":
         raise PromotionError(
             f"{model} v{version} is {decision or 'not evaluated'} "
-            f"({target.tags.get('factory.decision_reason', 'no reason recorded')}); "
+            f"({target.tags.get(tag_schema.DECISION_REASON, 'no reason recorded')}); "
             f"only blessed versions can be {what}"
         )
     require_checklist(client, model, version, what)

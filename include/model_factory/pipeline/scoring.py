@@ -62,7 +62,7 @@ def predictions_uri(store_uri: str, model: str, ds: str) -> str:
 def champion(spec: ModelSpec, settings: FactorySettings) -> dict[str, Any]:
     """The version holding ``champion``: version, run id, model URI, holdout URI, contract."""
     from model_factory.io import tracking
-    from model_factory.monitoring.watch import NoBaselineError, champion_baseline
+    from model_factory.pipeline.champion_baseline import NoBaselineError, champion_baseline
 
     try:
         found = champion_baseline(spec, settings)
@@ -94,7 +94,7 @@ def check_input(spec: ModelSpec, ingested: dict, held: dict, store_uri: str) -> 
     """The batch against the champion's input contract; a failure quarantines it."""
     from model_factory.io import storage
     from model_factory.io.batches import read_ingested
-    from model_factory.monitoring.drift import check_contract
+    from model_factory.pipeline.contract import check_contract
     from model_factory.pipeline.validation import ValidationOutcome, quarantine_batch
 
     try:
@@ -147,7 +147,7 @@ def output_psi(reference: np.ndarray, current: np.ndarray, categorical: bool) ->
     """PSI of the current predictions against the reference ones (10 quantile bins, or classes)."""
     import numpy as np
     import pandas as pd
-    from model_factory.monitoring.drift import psi
+    from model_factory.pipeline.two_sample import psi
 
     if categorical:
         labels = sorted(set(map(str, reference)) | set(map(str, current)))

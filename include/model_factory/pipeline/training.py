@@ -22,14 +22,20 @@ import pandas as pd
 from model_factory.contracts import TrainedModel
 from model_factory.errors import LabelError, PermanentError, UntrustedModelError
 from model_factory.io import storage, tracking
-from model_factory.io.batches import write_parquet
+from model_factory.io.batches import recent_validated_batches, write_parquet
+from model_factory.io.trust import BASE_TRUSTED_TYPES
 from model_factory.pipeline import labels
+from model_factory.pipeline.datasets import log_training_inputs
 from model_factory.pipeline.features import prepare_features, target_values
+from model_factory.pipeline.small_data import cross_validate, extend_window_to_rows
 from model_factory.settings import PROJECT_ROOT, FactorySettings
 from model_factory.spec import ESTIMATORS, ModelSpec
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
+
+MAX_WINDOW_BATCHES = 366  # training.window_rows reaches back at most this many batches
+
 
 def check_training_frame(df: pd.DataFrame, spec: ModelSpec, uris: list[str]) -> None:
     """Refuse non-finite values that validation should have stopped (batches validated before
@@ -96,11 +102,6 @@ def withdraw_unfit_batches(spec: ModelSpec, uris: list[str], store_uri: str,
         storage.delete(uri, s3)
         withdrawn.append(record)
     return kept, withdrawn
-
-
-# Types a fitted pipeline may hold beyond skops' defaults whatever the estimator: numpy's
-# dtype (encoders), and what HistGradientBoosting keeps (a partial of check_array).
-BASE_TRUSTED_TYPES = ("numpy.dtype", "functools.partial", "sklearn.utils.validation.check_array")
 
 
 def trusted_types(model: Any, extra: Iterable[str] = ()) -> list[str]:
@@ -220,8 +221,8 @@ def split_holdout(df: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.D
 def git_revision() -> str:
     """The code revision: ``FACTORY_CODE_REVISION`` (baked into the Docker image, which has no
     ``.git``), else the checkout's ``git rev-parse HEAD`` (``-dirty`` with local changes)."""
-    if os.environ.get("FACTORY_CODE_REVISION"):
-        return os.environ["FACTORY_CODE_REVISION"]
+    if FactorySettings.from_env().code_revision:
+        return FactorySettings.from_env().code_revision
     try:
         rev = subprocess.run(
             ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"],
@@ -239,7 +240,7 @@ def git_revision() -> str:
 def requirements_file() -> Path:
     """The locked requirements: ``FACTORY_REQUIREMENTS_FILE`` (set in the Docker image), else the
     checkout's requirements.txt."""
-    return Path(os.environ.get("FACTORY_REQUIREMENTS_FILE") or PROJECT_ROOT / "requirements.txt")
+    return Path(FactorySettings.from_env().requirements_file or PROJECT_ROOT / "requirements.txt")
 
 
 def _requirements_sha256() -> str:
@@ -268,7 +269,8 @@ def log_baseline(X_train: pd.DataFrame, spec: ModelSpec) -> dict:
     """Log what the model saw (the drift baseline) and the input contract suggested from it
     to the active MLflow run; drift checks compare fresh data with the champion's copy."""
     import mlflow
-    from model_factory.monitoring.drift import build_baseline, input_contract
+    from model_factory.pipeline.contract import input_contract
+    from model_factory.pipeline.profile import build_baseline
 
     baseline = build_baseline(X_train, spec.features.numeric, spec.features.categorical)
     contract = input_contract(
@@ -353,6 +355,9 @@ def train_model(
             f"no batch left to train {spec.name} on {ds}: every batch of the window was withdrawn "
             f"({[w['uri'] + ': ' + w['reason'] for w in withdrawn]})"
         )
+    if spec.training.window_rows:
+        earlier = recent_validated_batches(settings.store_uri, spec.name, ds, MAX_WINDOW_BATCHES, s3)
+        batch_uris = extend_window_to_rows(batch_uris, earlier, spec.training.window_rows, s3)
     df, inputs = read_frames(batch_uris, s3, max_rows=spec.training.max_rows, seed=spec.split.seed)
     key = run_key(spec, ds, inputs)
 
@@ -436,7 +441,15 @@ def train_model(
         mlflow.log_metrics(
             {"train_wall_seconds": wall_s, "train_cpu_seconds": cpu_s, "process_peak_rss_mb": peak_rss_mb}
         )
+        if len(holdout_df) < spec.gates.min_holdout_rows:
+            # Too few holdout rows to judge on: every row of the window scored out of fold.
+            cv = cross_validate(spec, pipeline, df)
+            if cv is not None:
+                mlflow.log_metrics({"cv_score": cv.score, "cv_score_sd": cv.score_sd,
+                                    "cv_baseline": cv.baseline, "cv_rows": cv.rows})  # fmt: skip
+                mlflow.set_tag("factory.cross_validation", json.dumps(cv.as_dict()))
         mlflow.log_dict({"inputs": inputs, "holdout_uri": holdout_uri, **tags}, "lineage.json")
+        log_training_inputs(spec.name, inputs, X_train.head(5))
         mlflow.log_dict(spec.model_dump(mode="json", by_alias=True), "spec.json")
         if requirements_file().exists():
             mlflow.log_artifact(str(requirements_file()), "environment")

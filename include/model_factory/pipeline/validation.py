@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from model_factory.contracts import IngestedBatch, QuarantinedBatch, ValidationResult
+from model_factory.errors import PermanentError
 from model_factory.io import storage
 from model_factory.io.batches import (
     UnreadableBatchError,
@@ -52,6 +54,42 @@ class ValidationOutcome:
     success: bool
     reasons: list[str]
     result: dict[str, Any] = field(default_factory=dict)
+    watch: list[str] = field(default_factory=list)  # soft-range notes: reported, not quarantined
+
+
+@dataclass
+class _SoftExcess:
+    """Values of one column beyond its soft range, summed over the chunks of a batch."""
+
+    beyond: int = 0
+    rows: int = 0
+    lowest: float = float("inf")
+    highest: float = float("-inf")
+
+    def add(self, values: pd.Series, low: float | None, high: float | None) -> None:
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64")
+        numbers = numbers[np.isfinite(numbers)]
+        self.rows += len(numbers)
+        outside = np.zeros(len(numbers), dtype=bool)
+        if low is not None:
+            outside |= numbers < low
+        if high is not None:
+            outside |= numbers > high
+        self.beyond += int(outside.sum())
+        if outside.any():
+            self.lowest = min(self.lowest, float(numbers[outside].min()))
+            self.highest = max(self.highest, float(numbers[outside].max()))
+
+
+def soft_range_watch(spec: ModelSpec, excess: dict[str, _SoftExcess]) -> list[str]:
+    out = []
+    for col, seen in excess.items():
+        if seen.beyond:
+            bounds = spec.validation.soft_ranges[col]
+            out.append(f"column {col!r}: {seen.beyond} of {seen.rows} values beyond the soft range "
+                       f"[{bounds.min}, {bounds.max}] (from {seen.lowest:g} to {seen.highest:g}): "
+                       "reported and watched, not quarantined")  # fmt: skip
+    return out
 
 
 # A "between" check with these bounds fails exactly the non-finite values (inf, -inf).
@@ -108,7 +146,13 @@ def _expectations(spec: ModelSpec, columns: list[str], spec_dir: Path | None) ->
         if col in present:
             out.append(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=allowed))
     if spec.validation.extra_suite:
-        suite_path = (spec_dir or Path(".")) / spec.validation.extra_suite
+        folder = (spec_dir or Path(".")).resolve()
+        suite_path = (folder / spec.validation.extra_suite).resolve()
+        if not suite_path.is_relative_to(folder):  # a symlink out of the spec's folder
+            raise PermanentError(
+                f"validation.extra_suite {spec.validation.extra_suite!r} resolves to {suite_path}, "
+                f"outside the spec's folder {folder}: refused"
+            )
         try:
             configs = json.loads(suite_path.read_text())["expectations"]
             out += [ExpectationConfiguration(**c).to_domain_obj() for c in configs]
@@ -312,17 +356,25 @@ def validate_frames(frames: Iterable[pd.DataFrame], spec: ModelSpec, spec_dir: P
     """
     suite: _Suite | None = None
     results: list[dict[str, Any]] = []
+    excess = {col: _SoftExcess() for col in spec.validation.soft_ranges}
     total = 0
     for df in frames:
         if suite is None:
             suite = _Suite(spec, list(df.columns), spec_dir, classes, origin)
         results.append(suite.run(df))
+        for col, seen in excess.items():
+            if col in df.columns:
+                bounds = spec.validation.soft_ranges[col]
+                seen.add(df[col], bounds.min, bounds.max)
         total += len(df)
     if not results:
         raise ValueError("validate_frames needs at least one frame")
     result = clip_samples(combine_results(results, total))
     reasons = [gx_failure_reason(r) for r in result["results"] if not r["success"]]
-    return ValidationOutcome(success=bool(result["success"]), reasons=reasons, result=result)
+    watch = soft_range_watch(spec, excess)
+    if watch:
+        result["watch"] = watch
+    return ValidationOutcome(success=bool(result["success"]), reasons=reasons, result=result, watch=watch)
 
 
 MAX_SAMPLE_CHARS = 200

@@ -3,23 +3,30 @@
 Who, when and why are tagged on the version (``factory.review.by|at|reason|status``). An
 approved version is blessed "by review": it becomes challenger (champion when there is none)
 and its canary starts as for any blessed version; a rejected or expired one is tagged.
+
+One decision per version: before writing anything, a review claims the version in the factory's
+own database (:mod:`model_factory.io.claims`, a primary key only one caller can insert). An
+approve racing a reject (or an expiry) on the same version: exactly one wins; the other is
+refused naming the winner, and writes nothing, so the audit tags never mix.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
-from model_factory.io import tracking
-from model_factory.pipeline.registry import (
-    CHALLENGER,
-    CHAMPION,
-    CHECKLIST_TAG,
-    current_alias_version,
-    record_decision,
-)
+from model_factory.io import claims, tag_schema, tracking
+from model_factory.io.airflow_api import AirflowApiError
+from model_factory.io.registry_state import CHALLENGER, CHAMPION, current_alias_version
+from model_factory.pipeline.registry import CHECKLIST_TAG, attest_version, attested, record_decision
 from model_factory.settings import FactorySettings
 
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
 HELD = "held_for_review"
+_NOUN = {"approved": "approval", "rejected": "rejection", "expired": "expiry"}
 
 
 class ReviewError(ValueError):
@@ -31,12 +38,12 @@ def _held(client, model: str, version: str):
         mv = client.get_model_version(model, version)
     except Exception as exc:
         raise ReviewError(f"model {model!r} has no version {version!r}") from exc
-    status = mv.tags.get("factory.decision")
-    reviewed = mv.tags.get("factory.review.status")
+    status = mv.tags.get(tag_schema.DECISION)
+    reviewed = mv.tags.get(tag_schema.REVIEW_STATUS)
     if reviewed:
-        by, at = mv.tags.get("factory.review.by"), mv.tags.get("factory.review.at")
+        by, at = mv.tags.get(tag_schema.REVIEW_BY), mv.tags.get(tag_schema.REVIEW_AT)
         raise ReviewError(f"{model} v{version} was already {reviewed} by {by} at {at}: "
-                          f"{mv.tags.get('factory.review.reason')}")  # fmt: skip
+                          f"{mv.tags.get(tag_schema.REVIEW_REASON)}")  # fmt: skip
     if status != HELD:
         raise ReviewError(f"{model} v{version} is {status or 'not evaluated'}, not held for review: "
                           "there is nothing to approve or reject")  # fmt: skip
@@ -54,9 +61,9 @@ def held_versions(model: str, settings: FactorySettings) -> list[dict]:
     now = datetime.now(UTC).timestamp() * 1000
     out = []
     for mv in client.search_model_versions(f"name = '{model}'"):
-        if mv.tags.get("factory.decision") == HELD and not mv.tags.get("factory.review.status"):
+        if mv.tags.get(tag_schema.DECISION) == HELD and not mv.tags.get(tag_schema.REVIEW_STATUS):
             out.append({"model": model, "version": str(mv.version),
-                        "reason": mv.tags.get("factory.decision_reason"),
+                        "reason": mv.tags.get(tag_schema.DECISION_REASON),
                         "waiting_hours": round((now - mv.creation_timestamp) / 3_600_000, 2)})  # fmt: skip
     return sorted(out, key=lambda v: int(v["version"]))
 
@@ -82,37 +89,75 @@ def _refresh_checklist(client, model: str, version: str, passed: bool, reason: s
                                  "passed" if all(v == "pass" for v in items) else "failed")  # fmt: skip
 
 
-def approve_version(model: str, version: str, settings: FactorySettings, actor: str, reason: str) -> dict:
-    """Bless a held version by review; it becomes challenger (or champion when there is none)."""
+def _attest(client, settings: FactorySettings, model: str, version: str, decision: str) -> None:
+    """Re-sign the version for the review's decision, with the model digest signed at registration."""
+    mv = client.get_model_version(model, version)
+    digest = (mv.tags or {}).get(tag_schema.MODEL_DIGEST, "")
+    attest_version(client, settings, model, version, mv.run_id, decision, digest)
+
+
+def _claim(settings: FactorySettings, mv: ModelVersion, status: str, actor: str) -> claims.Claim:
+    """This review's claim on the version, or ReviewError naming the review that got there first.
+    The same actor repeating the same decision (a retried task) carries on."""
+    subject = f"review:{mv.name}:v{mv.version}:{mv.run_id}"
+    won = claims.claim(claims.claims_db_uri(settings), subject, status, actor)
+    if not won.won and (won.actor, won.outcome) != (actor, status):
+        raise ReviewError(f"{mv.name} v{mv.version} was already {won.outcome} by {won.actor} at "
+                          f"{won.at}; this {_NOUN.get(status, status)} was not recorded")  # fmt: skip
+    return won
+
+
+def _review(settings: FactorySettings, model: str, version: str, actor: str, reason: str, status: str,
+            apply) -> dict:  # fmt: skip
+    """Check the version is held, claim it, then record the review (``apply`` writes the rest).
+    A failure after the claim releases it: the version is still held, anyone may decide again."""
     client = tracking.connect(settings)
     reason = _require_reason(reason)
     mv = _held(client, model, version)
-    held_why = mv.tags.get("factory.decision_reason", "")
-    decision = record_decision(client, model, version, "review", actor, reason,
-                               {"status": "approved", "held_because": held_why})  # fmt: skip
-    why = f"approved by {actor}: {reason} (held because: {held_why})"
-    client.set_model_version_tag(model, version, "factory.decision", "blessed")
-    client.set_model_version_tag(model, version, "factory.decision_reason", why[:5000])
-    _refresh_checklist(client, model, version, True, why)
-    alias = CHAMPION if current_alias_version(client, model, CHAMPION) is None else CHALLENGER
-    client.set_registered_model_alias(model, alias, version)
-    return {**decision, "status": "approved", "alias": alias, "changed": True}
+    if not attested(client, settings, model, version, HELD):
+        raise ReviewError(f"{model} v{version} is tagged {HELD}, but the factory did not register it so "
+                          "(its attestation does not match): nothing to review")  # fmt: skip
+    won = _claim(settings, mv, status, actor)
+    try:
+        held_why = mv.tags.get(tag_schema.DECISION_REASON, "")
+        details = {"status": status, "held_because": held_why, "claim": won.token}
+        decision = record_decision(client, model, version, tag_schema.REVIEW_ACTION, actor, reason, details)
+        why = f"{status} by {actor}: {reason} (held because: {held_why})"
+        extra = apply(client, why)
+    except Exception:
+        if won.won:
+            claims.release(claims.claims_db_uri(settings), won)
+        raise
+    return {**decision, "status": status, **extra, "changed": True}
+
+
+def approve_version(model: str, version: str, settings: FactorySettings, actor: str, reason: str) -> dict:
+    """Bless a held version by review; it becomes challenger (or champion when there is none)."""
+
+    def bless(client, why: str) -> dict:
+        client.set_model_version_tag(model, version, tag_schema.DECISION, "blessed")
+        client.set_model_version_tag(model, version, tag_schema.DECISION_REASON, why[:5000])
+        _attest(client, settings, model, version, "blessed")
+        _refresh_checklist(client, model, version, True, why)
+        alias = CHAMPION if current_alias_version(client, model, CHAMPION) is None else CHALLENGER
+        client.set_registered_model_alias(model, alias, version)
+        return {"alias": alias}
+
+    return _review(settings, model, version, actor, reason, "approved", bless)
 
 
 def reject_version(model: str, version: str, settings: FactorySettings, actor: str, reason: str,
                    status: str = "rejected") -> dict:  # fmt: skip
     """Reject a held version by review (``status`` "expired" when the window ran out)."""
-    client = tracking.connect(settings)
-    reason = _require_reason(reason)
-    mv = _held(client, model, version)
-    held_why = mv.tags.get("factory.decision_reason", "")
-    decision = record_decision(client, model, version, "review", actor, reason,
-                               {"status": status, "held_because": held_why})  # fmt: skip
-    why = f"{status} by {actor}: {reason} (held because: {held_why})"
-    client.set_model_version_tag(model, version, "factory.decision", "rejected")
-    client.set_model_version_tag(model, version, "factory.decision_reason", why[:5000])
-    _refresh_checklist(client, model, version, False, why)
-    return {**decision, "status": status, "alias": None, "changed": True}
+
+    def reject(client, why: str) -> dict:
+        client.set_model_version_tag(model, version, tag_schema.DECISION, "rejected")
+        client.set_model_version_tag(model, version, tag_schema.DECISION_REASON, why[:5000])
+        _attest(client, settings, model, version, "rejected")
+        _refresh_checklist(client, model, version, False, why)
+        return {"alias": None}
+
+    return _review(settings, model, version, actor, reason, status, reject)
 
 
 def expire_version(model: str, version: str, settings: FactorySettings, window_hours: float) -> dict:
@@ -133,10 +178,6 @@ def review_in_airflow(
 ) -> dict | None:
     """Answer the waiting ``<model>__review`` task of ``version`` through Airflow's REST API, so
     the review DAG records it and (approved) starts the canary. None: no such review waits."""
-    from urllib.parse import quote
-
-    from model_factory.io.airflow_api import AirflowApiError
-
     dag_id = f"{model}__review"
     try:
         details = client.get(f"/api/v2/dags/{quote(dag_id)}/dagRuns/~/hitlDetails", limit=100)["hitl_details"]

@@ -130,8 +130,8 @@ def produce_card(
     Never raises for a card problem: the version stays registered and the checklist says
     "model card missing" with the error.
     """
-    import mlflow.sklearn
     from model_factory.io.batches import parse_batch
+    from model_factory.io.model_loading import load_registered
     from model_factory.pipeline.registry import link_card
     from model_factory.review.checklist import Facts, evaluate_checklist, record_checklist
 
@@ -154,11 +154,14 @@ def produce_card(
     try:
         holdout_uri = tags["factory.holdout_uri"]
         holdout = parse_batch(storage.read_bytes(holdout_uri, s3), "parquet", holdout_uri)
-        model = mlflow.sklearn.load_model(tags["factory.model_uri"])
+        # The one safe loader, by version number (never by a run tag anyone can rewrite): the
+        # card of a rejected or held version is made too, so only the champion must be blessed.
+        code_dir = settings.specs_dir / "code"
+        model = load_registered(client, name, version, code_dir=code_dir, require_blessed=False).estimator
         champion_version = decision.get("champion_version")
         champion = None
         if champion_version and champion_version != version:
-            champion = mlflow.sklearn.load_model(f"models:/{name}/{champion_version}")
+            champion = load_registered(client, name, str(champion_version), code_dir=code_dir).estimator
         sections = evaluate_sections(spec, model, holdout, champion)
         facts.importance, facts.slices = sections["importance"], sections["slices"]
         context = {

@@ -18,6 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from model_factory.io import storage, tag_schema, tracking
+from model_factory.io.registry_state import CANARY
+from model_factory.monitoring.alerts import alerts_db_uri, stored_alerts
 from model_factory.rollout.summary import drift_checks, quarantined_batches, rollout_decisions
 from model_factory.settings import FactorySettings
 from model_factory.spec import LoadedSpec, ModelSpec, SpecError, load_spec
@@ -110,8 +113,6 @@ def _float(text: str | None) -> float | None:
 
 def _registry(settings: FactorySettings, names: list[str]) -> tuple[dict, dict]:
     """Registered models and their versions for the whole fleet in two calls."""
-    from model_factory.io import tracking
-
     client = tracking.connect(settings)
     wanted = set(names)
     registered = {m.name: m for m in _pages(client.search_registered_models) if m.name in wanted}
@@ -137,56 +138,51 @@ def _pages(search: Callable[..., Any], size: int = 1000) -> list:
 
 def _version_row(mv: Any, metric: str, aliases: dict[str, str]) -> dict:
     tags = dict(mv.tags or {})
-    checklist = {k.removeprefix("factory.checklist."): v for k, v in tags.items()
-                 if k.startswith("factory.checklist.") and not k.endswith(".reason")}  # fmt: skip
+    checklist = {k.removeprefix(tag_schema.CHECKLIST + "."): v for k, v in tags.items()
+                 if k.startswith(tag_schema.CHECKLIST + ".") and not k.endswith(".reason")}  # fmt: skip
     return {
         "version": str(mv.version),
         "created": _ms_to_iso(mv.creation_timestamp),
-        "decision": tags.get("factory.decision"),
-        "reason": tags.get("factory.decision_reason"),
-        "metric": _float(tags.get(f"factory.holdout_{metric}")),
+        "decision": tags.get(tag_schema.DECISION),
+        "reason": tags.get(tag_schema.DECISION_REASON),
+        "metric": _float(tags.get(tag_schema.holdout_metric(metric))),
         "aliases": sorted(a for a, v in aliases.items() if v == str(mv.version)),
         "run_id": mv.run_id,
-        "checklist": tags.get("factory.checklist"),
+        "checklist": tags.get(tag_schema.CHECKLIST),
         "checklist_items": checklist,
-        "review": tags.get("factory.review") or tags.get("factory.review.decision"),
+        "review": tags.get(tag_schema.REVIEW) or tags.get(tag_schema.REVIEW_DECISION),
     }
 
 
 def _serving(registered: Any) -> dict:
-    from model_factory.rollout.canary import PINNED_TAG, SHARE_TAG, VERSION_TAG
-
     aliases = {a: str(v) for a, v in (registered.aliases or {}).items()} if registered else {}
     tags = dict(registered.tags or {}) if registered else {}
-    canary = aliases.get("canary")
-    share = _float(tags.get(SHARE_TAG)) if canary and tags.get(VERSION_TAG) == canary else None
+    canary = aliases.get(CANARY)
+    applies = canary and tags.get(tag_schema.CANARY_VERSION) == canary
+    share = _float(tags.get(tag_schema.CANARY_SHARE)) if applies else None
     return {
         "aliases": aliases,
         "champion": aliases.get("champion"),
         "challenger": aliases.get("challenger"),
         "canary": _canary(canary, share, tags),
-        "pinned": tags.get(PINNED_TAG),
+        "pinned": tags.get(tag_schema.PINNED_VERSION),
     }
 
 
 def _canary(version: str | None, share: float | None, tags: dict) -> dict | None:
-    from model_factory.rollout.canary import STAGE_TAG, STARTED_TAG
-
     if not version:
         return None
     return {
         "version": version,
         "share": share or 0.0,
-        "stage": tags.get(STAGE_TAG),
-        "started_at": tags.get(STARTED_TAG),
+        "stage": tags.get(tag_schema.CANARY_STAGE),
+        "started_at": tags.get(tag_schema.CANARY_STARTED_AT),
     }
 
 
 def _store_listing(settings: FactorySettings) -> dict[tuple[str, str], list[str]]:
     """The store's drift/ and quarantine/ trees in two listings (not two per model: on S3 each
     listing is a request), grouped by (tree, model)."""
-    from model_factory.io import storage
-
     grouped: dict[tuple[str, str], list[str]] = {}
     for tree in ("drift", "quarantine"):
         prefix = storage.join(settings.store_uri, tree).rstrip("/") + "/"
@@ -197,8 +193,6 @@ def _store_listing(settings: FactorySettings) -> dict[tuple[str, str], list[str]
 
 
 def _alerts(settings: FactorySettings, names: list[str]) -> dict[str, list[dict]]:
-    from model_factory.monitoring.alerts import alerts_db_uri, stored_alerts
-
     db = alerts_db_uri(settings.home)
     if db.startswith("sqlite:///") and not os.path.exists(db.removeprefix("sqlite:///")):
         return {}
@@ -335,8 +329,6 @@ def model_detail(settings: FactorySettings, model: str, airflow: AirflowSource |
 
 def _mark_cards(settings: FactorySettings, rows: list[dict]) -> None:
     """``card``: True where the version's run logged ``model_card.html``."""
-    from model_factory.io import tracking
-
     client = tracking.connect(settings)
     for row in rows:
         if row["run_id"]:
@@ -346,7 +338,6 @@ def _mark_cards(settings: FactorySettings, rows: list[dict]) -> None:
 def latest_cards(settings: FactorySettings, summary: dict) -> None:
     """``card_version`` on each fleet row: the champion's card, else the latest version's, when its
     run logged ``model_card.html`` (one artifact listing per model)."""
-    from model_factory.io import tracking
 
     def mark() -> None:
         client = tracking.connect(settings)
@@ -366,8 +357,6 @@ def latest_cards(settings: FactorySettings, summary: dict) -> None:
 def read_card(settings: FactorySettings, model: str, version: str) -> str | None:
     """The HTML of a version's model card, or None when it has none."""
     import tempfile
-
-    from model_factory.io import tracking
 
     client = tracking.connect(settings)
     run_id = client.get_model_version(model, version).run_id

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
-from model_factory.io import storage, tracking
-from model_factory.pipeline.registry import CHALLENGER, CHAMPION, current_alias_version
+from model_factory.io import storage, tag_schema, tracking
+from model_factory.io.registry_state import CHALLENGER, CHAMPION, current_alias_version
+from model_factory.serving import predlog
+from model_factory.serving.settings import prediction_db_uri
 from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec
 
@@ -40,13 +42,10 @@ def drift_checks(settings: FactorySettings, model: str, uris: list[str] | None =
 
 def rollout_decisions(settings: FactorySettings, model: str) -> list[dict]:
     """Canary starts, ramps, promotions, rollbacks and ops actions, oldest first (prediction DB)."""
-    from model_factory.serving.predlog import decisions
-    from model_factory.serving.settings import prediction_db_uri
-
     uri = prediction_db_uri(settings)
     if uri.startswith("sqlite:///") and not os.path.exists(uri.removeprefix("sqlite:///")):
         return []  # no gateway and no rollout yet
-    return decisions(uri, model)
+    return predlog.decisions(uri, model)
 
 
 def model_rows(settings: FactorySettings, specs: list[ModelSpec]) -> list[dict]:
@@ -55,12 +54,12 @@ def model_rows(settings: FactorySettings, specs: list[ModelSpec]) -> list[dict]:
     for spec in specs:
         name = spec.registered_model_name
         versions = client.search_model_versions(f"name = '{name}'")
-        decisions = [v.tags.get("factory.decision", "?") for v in versions]
+        decisions = [v.tags.get(tag_schema.DECISION, "?") for v in versions]
         champion = current_alias_version(client, name, CHAMPION)
         metric = spec.gates.primary_metric
         champion_metric = None
         if champion:
-            tag = client.get_model_version(name, champion).tags.get(f"factory.holdout_{metric}")
+            tag = client.get_model_version(name, champion).tags.get(tag_schema.holdout_metric(metric))
             champion_metric = float(tag) if tag else None
         rows.append(
             {

@@ -10,12 +10,14 @@ import logging
 import os
 import sys
 
+from model_factory.settings import FactorySettings
+
 # One thread per BLAS/OpenMP pool, set before numpy/scikit-learn load them: a request scores one
 # row or a few, and on a busy machine extra threads only fight each other and the other worker
 # processes (a gradient-boosting model swung from 43 ms to ~5 s with OpenMP's default, 13 ms
 # with one thread). FACTORY_GATEWAY_THREADS raises it; the app applies it again with threadpoolctl.
 for _pool in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_pool, os.environ.get("FACTORY_GATEWAY_THREADS", "1"))
+    os.environ.setdefault(_pool, str(FactorySettings.from_env().gateway_threads))
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -24,12 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m model_factory.serving", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--host", default=os.environ.get("FACTORY_GATEWAY_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("FACTORY_GATEWAY_PORT", "8000")))
+    parser.add_argument("--host", default=FactorySettings.from_env().gateway_host)
+    parser.add_argument("--port", type=int, default=FactorySettings.from_env().gateway_port)
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--access-log", action="store_true", help="log every request (slower)")
     parser.add_argument(
-        "--workers", type=int, default=int(os.environ.get("FACTORY_GATEWAY_WORKERS", "1")),
+        "--workers", type=int, default=FactorySettings.from_env().gateway_workers,
         help="processes behind the one port (uvicorn workers), each loading the registry's versions "
         "itself and writing the shared prediction log; /metrics then counts per process",
     )  # fmt: skip
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
     from model_factory.serving.app import create_app
+    from model_factory.serving.server import uvicorn_options
     from model_factory.serving.settings import GatewaySettings
 
     logging.basicConfig(
@@ -48,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
-    anonymous = os.environ.get("FACTORY_GATEWAY_ALLOW_ANONYMOUS", "").lower() in ("1", "true", "yes")
+    anonymous = FactorySettings.from_env().gateway_allow_anonymous
     if settings.api_key is None and args.host not in LOOPBACK and not anonymous:
         print(
             f"gateway: refusing to listen on {args.host} without an API key: set "
@@ -61,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         uvicorn.run(
             "model_factory.serving.app:create_app", factory=True, workers=args.workers,
             host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log,
+            **uvicorn_options(settings),
         )  # fmt: skip
         return 0
     uvicorn.run(
@@ -69,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         log_level=args.log_level,
         access_log=args.access_log,
+        **uvicorn_options(settings),
     )
     return 0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 
@@ -20,37 +19,17 @@ ENV = {
     "hash_salt": "FACTORY_GATEWAY_HASH_SALT",
     "retention_days": "FACTORY_GATEWAY_RETENTION_DAYS",
     "threads": "FACTORY_GATEWAY_THREADS",
+    "keep_alive_s": "FACTORY_GATEWAY_KEEP_ALIVE_SECONDS",
+    "header_timeout_s": "FACTORY_GATEWAY_HEADER_TIMEOUT_SECONDS",
+    "body_timeout_s": "FACTORY_GATEWAY_BODY_TIMEOUT_SECONDS",
+    "feedback_wait_s": "FACTORY_GATEWAY_FEEDBACK_WAIT_SECONDS",
 }
 
 
 def prediction_db_uri(factory: FactorySettings | None = None) -> str:
     """``FACTORY_PREDICTION_DB_URI``, else SQLite under FACTORY_HOME: where DAGs find the prediction log."""
     factory = factory or FactorySettings.from_env()
-    return os.environ.get(ENV["db_uri"]) or f"sqlite:///{factory.home / 'serving' / 'predictions.db'}"
-
-
-def _flag(name: str, default: bool) -> bool:
-    raw = os.environ.get(name, "").strip().lower()
-    if raw == "":
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"environment variable {name}={raw!r} is not true/false")
-
-
-def _number(name: str, default: float, cast: type = float) -> float:
-    raw = os.environ.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = cast(raw)
-    except ValueError:
-        raise ValueError(f"environment variable {name}={raw!r} is not a valid {cast.__name__}") from None
-    if value <= 0:
-        raise ValueError(f"environment variable {name}={raw!r} must be > 0")
-    return value
+    return factory.prediction_db
 
 
 @dataclass(frozen=True)
@@ -74,26 +53,34 @@ class GatewaySettings:
     """Predictions and feedback older than this are deleted (by the gateway, hourly)."""
     threads: int = 1
     """Threads per BLAS/OpenMP pool in the serving process (see the README's gateway section)."""
+    keep_alive_s: int = 65
+    """Idle keep-alive connections stay open this long: longer than callers' pools keep theirs
+    (httpx 5 s), so the caller closes first and never sends on a connection being closed."""
+    header_timeout_s: float = 15.0
+    """A connection whose request headers are not complete after this long is closed."""
+    body_timeout_s: float = 30.0
+    """A request body not received within this long is refused (408)."""
+    feedback_wait_s: float = 5.0
+    """Feedback waits this long for a locked prediction DB, then answers 503 saying why."""
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
         factory = FactorySettings.from_env()
-        models = os.environ.get(ENV["models"], "").strip()
+        models = factory.gateway_models.strip()
+        same = ("max_body_bytes", "max_instances", "log_inputs", "log_entity_ids", "hash_salt",
+                "retention_days", "threads")  # fmt: skip
         return cls(
             factory=factory,
             db_uri=prediction_db_uri(factory),
-            api_key=os.environ.get(ENV["api_key"]) or None,
-            refresh_s=_number(ENV["refresh_s"], 10.0),
+            api_key=factory.gateway_api_key or None,
+            refresh_s=factory.gateway_refresh_seconds,
             models=tuple(m.strip() for m in models.split(",") if m.strip()) or None,
-            max_body_bytes=int(_number(ENV["max_body_bytes"], 1_048_576, int)),
-            max_instances=int(_number(ENV["max_instances"], 1000, int)),
-            log_inputs=_flag(ENV["log_inputs"], False),
-            log_entity_ids=_flag(ENV["log_entity_ids"], False),
-            hash_salt=os.environ.get(ENV["hash_salt"], ""),
-            retention_days=_number(ENV["retention_days"], 30.0),
-            threads=int(_number(ENV["threads"], 1, int)),
+            **{name: getattr(factory, f"gateway_{name}") for name in same},
+            keep_alive_s=factory.gateway_keep_alive_seconds,
+            header_timeout_s=factory.gateway_header_timeout_seconds,
+            body_timeout_s=factory.gateway_body_timeout_seconds,
+            feedback_wait_s=factory.gateway_feedback_wait_seconds,
         )
-
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@]*@")
 _SECRET_PARAMS = re.compile(

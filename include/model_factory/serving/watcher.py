@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from model_factory.io import tracking
-from model_factory.pipeline.registry import CHAMPION
-from model_factory.rollout.canary import ServingState, serving_state
+from model_factory.io import tag_schema, tracking
+from model_factory.io.registry_state import CHAMPION, ServingState, serving_state
 from model_factory.serving.models import LoadedVersion, LoadError, load_version
 from model_factory.serving.routing import CANARY_ARM, CHAMPION_ARM, choose_arm
 from model_factory.serving.settings import GatewaySettings, redact
+from model_factory.spec import load_specs
+from threadpoolctl import threadpool_limits
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +183,6 @@ class RegistryWatcher:
 
     def _specced_models(self) -> list[str]:
         """Names of the valid specs in the specs folder (re-read only when a file changed)."""
-        from model_factory.spec import load_specs
-
         folder = self.settings.factory.specs_dir
         try:
             seen = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob("*.yaml")))
@@ -243,8 +242,6 @@ class RegistryWatcher:
 def limit_threads(threads: int) -> None:
     """Every BLAS/OpenMP pool loaded in this process to ``threads``: one request is one row or a
     few, where extra threads only fight each other (and the other worker processes) for cores."""
-    from threadpoolctl import threadpool_limits
-
     threadpool_limits(limits=threads)
 
 
@@ -257,8 +254,8 @@ def _why_no_champion(client, model: str) -> str:
     if not versions:
         return "no champion yet: no version is registered"
     latest = max(versions, key=lambda v: int(v.version))
-    decision = (latest.tags or {}).get("factory.decision")
-    reason = (latest.tags or {}).get("factory.decision_reason", "no reason recorded")
+    decision = (latest.tags or {}).get(tag_schema.DECISION)
+    reason = (latest.tags or {}).get(tag_schema.DECISION_REASON, "no reason recorded")
     if decision == "held_for_review":
         return f"no champion yet: v{latest.version} is held for review ({reason})"
     if decision == "rejected":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +55,8 @@ class Registry:
     # A template that failed to load: its name (or file stem) -> why. Models using it get an
     # invalid_spec DAG saying so; nothing else is touched.
     broken: dict[str, str] = field(default_factory=dict)
+    # A template that exits or hangs building some models: name -> {spec path: why}.
+    unbuildable: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def describe(self) -> list[tuple[str, str, str]]:
         ordered = sorted(self.templates.values(), key=lambda t: t.name)
@@ -69,7 +70,7 @@ def templates_dir() -> Path:
     from model_factory.settings import FactorySettings
 
     default = FactorySettings.from_env().specs_dir.parent / "templates"
-    return Path(os.environ.get("FACTORY_TEMPLATES_DIR") or default)
+    return Path(FactorySettings.from_env().templates_dir or default)
 
 
 def from_module(module: ModuleType, origin: str) -> Template:
@@ -119,11 +120,15 @@ def _add(registry: Registry, template: Template) -> None:
 
 
 def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    from model_factory.airflow.template_check import describe
+
+    return describe(exc)
 
 
 def discover(folder: Path | None = None, entry_points: bool = True) -> Registry:
     """Every template: the factory's, the folder's, the installed packages'."""
+    from model_factory.airflow.template_check import CONTAINED, check_template
+
     registry = Registry()
     for name in SHIPPED:
         try:
@@ -135,8 +140,12 @@ def discover(folder: Path | None = None, entry_points: bool = True) -> Registry:
         if path.name.startswith(("_", "test_")):
             continue
         try:
+            import_failure, _ = check_template(path, [])  # in a child first: exit or hang costs it alone
+            if import_failure:
+                registry.broken[path.stem] = f"template file {path} failed to load: {import_failure}"
+                continue
             _add(registry, load_file(path))
-        except Exception as exc:  # one broken template file stops no other template
+        except CONTAINED as exc:  # one broken template file stops no other template
             registry.broken[path.stem] = f"template file {path} failed to load: {_reason(exc)}"
     if entry_points:
         from importlib.metadata import entry_points as found
@@ -144,9 +153,34 @@ def discover(folder: Path | None = None, entry_points: bool = True) -> Registry:
         for point in found(group=ENTRY_POINT_GROUP):
             try:
                 _add(registry, _as_template(point.load(), origin=f"entry point {point.value}"))
-            except Exception as exc:
+            except CONTAINED as exc:
                 registry.broken[point.name] = f"entry point {point.name} = {point.value}: {_reason(exc)}"
     return registry
+
+
+def is_file_template(template: Template) -> bool:
+    """Loaded from the data scientists' folder (its origin is the file's path)."""
+    return template.origin.endswith(".py") and Path(template.origin).is_file()
+
+
+def check_builds(registry: Registry, specs: list[LoadedSpec]) -> None:
+    """Try each folder template's build() on its specs in a child process (cached by content):
+    the specs it exits or hangs on are recorded in ``registry.unbuildable``."""
+    from model_factory.airflow.template_check import TemplateCheckUnavailableError, check_template
+
+    by_template: dict[str, list[Path]] = {}
+    for loaded in specs:
+        template = registry.templates.get(loaded.spec.template)
+        if template is not None and is_file_template(template):
+            by_template.setdefault(template.name, []).append(loaded.path)
+    for name, paths in by_template.items():
+        try:
+            import_failure, failures = check_template(Path(registry.templates[name].origin), paths)
+        except TemplateCheckUnavailableError as exc:
+            import_failure, failures = str(exc), {}
+        if import_failure:
+            failures = dict.fromkeys(paths, import_failure)
+        registry.unbuildable[name] = {str(path): why for path, why in failures.items()}
 
 
 def check_params(template: Template, spec: ModelSpec) -> tuple[BaseModel | None, list[tuple[str, str]]]:

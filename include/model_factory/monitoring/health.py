@@ -1,0 +1,300 @@
+"""The health check of one model: per served version and day, realized and estimated performance,
+output drift, label coverage and delay, system health; then the trend, the expiry forecast and the
+decision. Plain frames in, a typed ``HealthReport`` out; the Airflow layer only reads and writes.
+
+Decision (``HealthReport.decision``), first match wins:
+
+* fewer than ``min_outcomes`` matured outcomes in the window: **no decision**, saying how many;
+* the realized metric's whole 95% interval is beyond the allowed drop from the holdout metric
+  (``max_drop``, relative, as the drift watch's concept check): **retrain**, reason "performance";
+* the estimate's whole interval is beyond it: **alert**, or retrain when ``retrain_on_estimate``;
+* the expiry forecast's "retrain by" is within ``warn_days``: **alert** the owner;
+* else **ok**.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from model_factory.monitoring.expiry import ExpiryForecast, forecast_expiry, suggest_cadence
+from model_factory.monitoring.health_history import HealthRow
+from model_factory.monitoring.outcomes import JoinCounts, join_outcomes
+from model_factory.monitoring.output_drift import OutputDrift, check_output_drift
+from model_factory.monitoring.performance import (
+    Calibration,
+    LossModel,
+    MetricEstimate,
+    check_calibration,
+    estimate_classifier,
+    estimate_regressor,
+    fit_loss_model,
+    realized,
+)
+from model_factory.monitoring.system_health import SystemHealth, system_health
+
+
+@dataclass(frozen=True)
+class HealthPolicy:
+    """What the spec says (``outcomes:`` and the gate); the defaults are the spec's."""
+
+    metric: str
+    threshold: float
+    higher_is_better: bool
+    task: str  # classification | regression
+    max_delay_days: float = 7.0
+    min_outcomes: int = 200
+    max_drop: float = 0.05
+    window_days: int = 7
+    warn_days: int = 14
+    retrain_on_estimate: bool = False
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """The champion's holdout: true labels, its predictions and (classifier) P(positive)."""
+
+    labels: np.ndarray
+    predictions: np.ndarray
+    scores: np.ndarray | None
+    metric: float
+    positive: Any = 1
+
+
+@dataclass(frozen=True)
+class DayHealth:
+    version: str
+    day: date
+    predictions: int
+    realized: MetricEstimate
+    estimated: MetricEstimate
+    output_drift: OutputDrift
+    label_coverage: float | None
+    label_delay_days: float | None
+    system: SystemHealth | None
+
+
+@dataclass(frozen=True)
+class HealthDecision:
+    action: str  # retrain | alert | none | no_decision
+    reason: str
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    model: str
+    as_of: datetime
+    metric: str
+    days: list[DayHealth]
+    counts: JoinCounts
+    calibration: Calibration | None
+    realized_window: MetricEstimate
+    estimated_window: MetricEstimate
+    expiry: ExpiryForecast
+    cadence_days: int | None
+    decision: HealthDecision
+    notes: list[str] = field(default_factory=list)
+
+    def rows(self) -> list[HealthRow]:
+        """The history table's rows for this check."""
+        checked = self.as_of.replace(tzinfo=None)
+        return [
+            HealthRow(
+                self.model,
+                d.version,
+                d.day,
+                self.metric,
+                d.realized.value,
+                d.realized.low,
+                d.realized.high,
+                d.estimated.value,
+                d.estimated.low,
+                d.estimated.high,
+                d.predictions,
+                d.realized.n,
+                d.label_coverage,
+                d.label_delay_days,
+                d.output_drift.ks_statistic,
+                d.system.error_rate if d.system else None,
+                d.system.p95_ms if d.system else None,
+                checked,
+            )
+            for d in self.days
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _limit(policy: HealthPolicy, reference: float) -> float:
+    """The metric value at the allowed relative drop from the holdout metric."""
+    step = policy.max_drop * abs(reference) if reference else policy.max_drop
+    return reference - step if policy.higher_is_better else reference + step
+
+
+def _beyond(estimate: MetricEstimate, limit: float, higher_is_better: bool) -> bool:
+    if estimate.value is None or estimate.low is None or estimate.high is None:
+        return False
+    return estimate.high < limit if higher_is_better else estimate.low > limit
+
+
+def _estimate(
+    policy: HealthPolicy, rows: pd.DataFrame, calibration: Calibration | None, loss: LossModel | None
+) -> MetricEstimate:
+    if policy.task == "classification":
+        scores = (
+            rows["score"].to_numpy(dtype="float64")
+            if "score" in rows and rows["score"].notna().any()
+            else None
+        )
+        return estimate_classifier(policy.metric, scores, calibration)
+    assert loss is not None
+    return estimate_regressor(policy.metric, rows["prediction"].to_numpy(dtype="float64"), loss)
+
+
+def _realized(policy: HealthPolicy, joined: pd.DataFrame, positive: Any) -> MetricEstimate:
+    score = joined["score"].to_numpy(dtype="float64") if "score" in joined else None
+    return realized(
+        policy.metric, joined["outcome"].to_numpy(), joined["prediction"].to_numpy(), score, positive
+    )
+
+
+def check_health(
+    model: str,
+    predictions: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    holdout: Holdout,
+    policy: HealthPolicy,
+    as_of: datetime,
+    *,
+    log: pd.DataFrame | None = None,
+    classes: list[Any] | None = None,
+) -> HealthReport:
+    """One model's health at ``as_of`` (see the module docstring for the decision)."""
+    as_of_ts = pd.Timestamp(as_of).tz_localize(None) if pd.Timestamp(as_of).tzinfo else pd.Timestamp(as_of)
+    join = join_outcomes(
+        predictions,
+        outcomes,
+        as_of=as_of_ts,
+        max_delay_days=policy.max_delay_days,
+        classes=classes if policy.task == "classification" else None,
+    )
+    notes: list[str] = []
+    calibration: Calibration | None = None
+    loss: LossModel | None = None
+    if policy.task == "classification":
+        if holdout.scores is not None:
+            calibration = check_calibration(holdout.scores, np.asarray(holdout.labels) == holdout.positive)
+            notes.append(calibration.reason)
+        reference_scores = holdout.scores if holdout.scores is not None else np.array([])
+    else:
+        loss = fit_loss_model(holdout.labels, holdout.predictions)
+        reference_scores = np.asarray(holdout.predictions, dtype="float64")
+
+    preds = predictions.copy()
+    preds["predicted_at"] = pd.to_datetime(preds["predicted_at"])
+    preds = preds[preds["predicted_at"] <= as_of_ts]
+    preds["day"] = preds["predicted_at"].dt.date
+    joined = join.joined.assign(day=join.joined["predicted_at"].dt.date) if len(join.joined) else None
+    days: list[DayHealth] = []
+    for (version, day), rows in preds.groupby(["version", "day"], sort=True):
+        matched = (
+            joined[(joined["version"] == version) & (joined["day"] == day)] if joined is not None else None
+        )
+        real = _realized(policy, matched if matched is not None else join.joined.iloc[:0], holdout.positive)
+        current = rows["score"] if "score" in rows and policy.task == "classification" else rows["prediction"]
+        system = None
+        if log is not None and len(log):
+            start = pd.Timestamp(day)
+            found = system_health(log[log["version"] == version], start, start + pd.Timedelta(days=1))
+            system = found[0] if found else None
+        matured = rows["predicted_at"] <= as_of_ts - pd.Timedelta(days=policy.max_delay_days)
+        coverage = (len(matched) / int(matured.sum())) if matched is not None and matured.any() else None
+        delay = float(matched["delay_days"].median()) if matched is not None and len(matched) else None
+        days.append(
+            DayHealth(
+                str(version),
+                day,
+                len(rows),
+                real,
+                _estimate(policy, rows, calibration, loss),
+                check_output_drift(reference_scores, current.to_numpy(dtype="float64")),
+                coverage if coverage is None else min(coverage, 1.0),
+                delay,
+                system,
+            )
+        )
+
+    since = as_of_ts - pd.Timedelta(days=policy.window_days)
+    recent = join.joined[join.joined["predicted_at"] > since] if len(join.joined) else join.joined
+    real_window = _realized(policy, recent, holdout.positive)
+    est_window = _estimate(policy, preds[preds["predicted_at"] > since], calibration, loss)
+    trend = [
+        (d.day, d.realized.value if d.realized.n >= 30 else d.estimated.value, d.predictions) for d in days
+    ]
+    by_day: dict[date, tuple[float, float]] = {}
+    for day, value, n in trend:
+        if value is not None:
+            total, weight = by_day.get(day, (0.0, 0.0))
+            by_day[day] = (total + value * n, weight + n)
+    ordered = sorted(by_day)
+    expiry = forecast_expiry(
+        ordered,
+        [by_day[d][0] / by_day[d][1] for d in ordered],
+        [by_day[d][1] for d in ordered],
+        threshold=policy.threshold,
+        higher_is_better=policy.higher_is_better,
+    )
+    cadence = suggest_cadence(holdout.metric, policy.threshold, expiry.slope_per_day, policy.higher_is_better)
+    decision = _decide(policy, holdout.metric, real_window, est_window, expiry, as_of_ts.date())
+    return HealthReport(
+        model,
+        as_of,
+        policy.metric,
+        days,
+        join.counts,
+        calibration,
+        real_window,
+        est_window,
+        expiry,
+        cadence,
+        decision,
+        notes,
+    )
+
+
+def _decide(
+    policy: HealthPolicy,
+    reference: float,
+    real: MetricEstimate,
+    est: MetricEstimate,
+    expiry: ExpiryForecast,
+    today: date,
+) -> HealthDecision:
+    limit = _limit(policy, reference)
+    vs = f"holdout {reference:.4g}, allowed {policy.max_drop:.0%} drop to {limit:.4g}"
+    if real.n < policy.min_outcomes:
+        return HealthDecision(
+            "no_decision",
+            f"{real.n} matured outcomes in the last {policy.window_days} days; "
+            f"a decision needs at least {policy.min_outcomes}",
+        )
+    if _beyond(real, limit, policy.higher_is_better):
+        return HealthDecision(
+            "retrain",
+            f"performance: realized {policy.metric} {real.value:.4g} "
+            f"[{real.low:.4g}, {real.high:.4g}] on {real.n} outcomes is beyond the limit ({vs})",
+        )
+    if _beyond(est, limit, policy.higher_is_better):
+        action = "retrain" if policy.retrain_on_estimate else "alert"
+        return HealthDecision(
+            action,
+            f"performance (estimated): {policy.metric} {est.value:.4g} "
+            f"[{est.low:.4g}, {est.high:.4g}] is beyond the limit ({vs})",
+        )
+    if expiry.retrain_by is not None and expiry.retrain_by <= today + timedelta(days=policy.warn_days):
+        return HealthDecision("alert", f"expiry: {expiry.reason} (within warn_days={policy.warn_days})")
+    return HealthDecision("none", f"realized {policy.metric} {real.value:.4g} within the limit ({vs})")

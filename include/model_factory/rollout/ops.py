@@ -1,0 +1,61 @@
+"""Ops requests (CLI, the canary DAG's conf actions): one entry point over the state machine."""
+
+from __future__ import annotations
+
+from model_factory.io.registry_state import read_serving_state
+from model_factory.pipeline import registry
+from model_factory.pipeline.registry import PromotionError
+from model_factory.rollout.state import (
+    abort_canary,
+    pin_version,
+    promote_canary,
+    rollback_canary,
+    unpin_version,
+)
+from model_factory.settings import FactorySettings
+
+OPS_ACTIONS = ("promote", "rollback", "abort", "pin", "unpin")
+
+
+def ops_action(
+    model: str,
+    action: str,
+    settings: FactorySettings,
+    actor: str,
+    reason: str,
+    version: str | None = None,
+) -> dict:
+    """Carry out an ops request and return the recorded decision.
+
+    ``promote``: the running canary (or, with no canary, ``version``) becomes champion;
+    ``rollback``: the running canary is rolled back, else the champion goes back to
+    ``previous_champion``; ``abort``: the canary stops without a verdict; ``pin``/``unpin``.
+    Raises PromotionError (the message says why) for a request that cannot be carried out.
+    """
+    if action not in OPS_ACTIONS:
+        raise PromotionError(f"unknown action {action!r}; use one of {', '.join(OPS_ACTIONS)}")
+    if not reason or not reason.strip():
+        raise PromotionError(f"{action} needs a reason: it is recorded with who and when")
+    version = str(version) if version is not None else None
+    state = read_serving_state(model, settings)
+    if action == "promote" and state.canary and version in (None, state.canary):
+        return promote_canary(model, settings, actor, reason)
+    if action == "promote":
+        if version is None:
+            raise PromotionError(f"model {model!r} has no canary running: say which version to promote")
+        done = registry.promote(model, version, settings, actor, reason)
+        return {"model": model, "version": version, "action": "promoted", "actor": actor,
+                "reason": reason, "details": done, "changed": done["changed"]}  # fmt: skip
+    if action == "rollback" and state.canary:
+        return rollback_canary(model, settings, actor, reason)
+    if action == "rollback":
+        done = registry.rollback(model, settings, actor, reason)
+        return {"model": model, "version": done["champion"], "action": "rolled_back", "actor": actor,
+                "reason": reason, "details": done, "changed": True}  # fmt: skip
+    if action == "abort":
+        return abort_canary(model, settings, actor, reason)
+    if action == "pin":
+        if version is None:
+            raise PromotionError("pin needs the version to serve")
+        return pin_version(model, version, settings, actor, reason)
+    return unpin_version(model, settings, actor, reason)

@@ -1,0 +1,396 @@
+"""The gateway as a service object: predict, feedback, health and metrics over the registry
+watcher, the router and the prediction log. No HTTP here: the routers (``serving/routers.py``
+and the protocol routers) turn requests into calls and :class:`GatewayError` into answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import threading
+import time
+import uuid
+from typing import Any
+
+from model_factory.serving import predlog
+from model_factory.serving.metrics import Metrics
+from model_factory.serving.models import LoadedVersion, check_outcome
+from model_factory.serving.requests import FeedbackCall, GatewayError, PredictCall
+from model_factory.serving.routing import CANARY_ARM, CHAMPION_ARM
+from model_factory.serving.settings import GatewaySettings, redact
+from model_factory.serving.watcher import RegistryWatcher, Route, limit_threads
+
+log = logging.getLogger(__name__)
+GATEWAY_ACTOR = "gateway"
+UNKNOWN_MODEL_LABEL = "_unknown"
+RETENTION_INTERVAL_S = 3600.0
+
+
+class Gateway:
+    """What every protocol serves: one set of rules for routing, checking, predicting, logging."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.prediction_log = predlog.PredictionLog(settings.db_uri)
+        self._salt = (settings.hash_salt or secrets.token_hex(16)).encode()
+        limit_threads(settings.threads)
+        self.watcher = RegistryWatcher(settings, on_load_failure=self._load_failed)
+        self._retention = threading.Event()
+        self.feedback_refused = 0
+        """Feedback answered 503 because the prediction log would not take the write."""
+        self.feedback_error: tuple[float, str] | None = None
+        """(when, why) of the last refused feedback; cleared by the next recorded one."""
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """First registry refresh (blocking), then the background threads."""
+        self.prediction_log.start()
+        self.watcher.refresh()
+        self.watcher.start()
+        self._retention.clear()
+        threading.Thread(target=self._purge_old_rows, name="retention", daemon=True).start()
+
+    def stop(self) -> None:
+        self._retention.set()
+        self.watcher.stop()
+        self.prediction_log.close()
+
+    def _purge_old_rows(self) -> None:
+        """The retention policy: hourly, rows older than ``retention_days`` are deleted."""
+        days = self.settings.retention_days
+        while True:
+            try:
+                gone = predlog.purge(self.prediction_log.engine, days)
+                if any(gone.values()):
+                    log.info("retention (%s days): deleted %s", days, gone)
+            except Exception as exc:  # the DB is down: try again next hour
+                log.warning("retention purge failed: %s", redact(error_text(exc)))
+            if self._retention.wait(RETENTION_INTERVAL_S):
+                return
+
+    def _load_failed(self, model: str, version: str, arm: str, message: str) -> None:
+        predlog.write_decision(
+            self.prediction_log.engine,
+            {"model": model, "version": version, "action": "load_failed", "actor": GATEWAY_ACTOR,
+             "reason": message, "details": {"arm": arm}},
+        )  # fmt: skip
+
+    def digest(self, text: str) -> str:
+        """Salted (keyed) hash: groups equal values without storing them or a guessable hash."""
+        return hmac.new(self._salt, text.encode(), hashlib.sha256).hexdigest()
+
+    # --- routes --------------------------------------------------------------------------------
+
+    def label(self, model: str) -> str:
+        """Metric label for a model name: known models only, so callers cannot grow the series."""
+        return model if model in self.watcher.routes else UNKNOWN_MODEL_LABEL
+
+    def route(self, model: str) -> Route:
+        """The model's route, or 404 naming the served models."""
+        route = self.watcher.routes.get(model)
+        if route is None:
+            known = ", ".join(sorted(self.watcher.routes)) or "none"
+            raise GatewayError(404, f"unknown model {model[:128]!r}; served models: {known}")
+        return route
+
+    def servable(self, model: str) -> Route:
+        """The model's route when it has a champion to serve, else 404/503 saying why."""
+        route = self.route(model)
+        if route.champion is None:
+            self.metrics.reject(route.model, 503)
+            raise GatewayError(
+                503,
+                f"model {route.model!r} has nothing to serve yet: {'; '.join(route.errors)}",
+                headers={"Retry-After": str(int(self.settings.refresh_s))},
+            )
+        return route
+
+    def reject(self, model: str, error: GatewayError) -> None:
+        """Count a refused request (a 4xx; 5xx and 503 are counted where they happen)."""
+        if error.status < 500 and error.status != 503:
+            self.metrics.reject(self.label(model), error.status)
+
+    def models(self) -> dict:
+        return {"models": [route.status() for _, route in sorted(self.watcher.routes.items())]}
+
+    def model_status(self, model: str) -> dict:
+        return self.route(model).status()
+
+    # --- predict -------------------------------------------------------------------------------
+
+    def predict(self, route: Route, call: PredictCall) -> dict:
+        """Route, check, predict and log one request; the gateway's own answer shape (one row:
+        ``prediction`` at the top; a batch: ``predictions``). Runs in a worker thread, or on the
+        event loop for one row of a compiled model."""
+        started = time.perf_counter()
+        model, instances, single = route.model, call.instances, call.single
+        # The request id is the gateway's own, random and unique per prediction: feedback names
+        # exactly one prediction of one model, and no caller can claim another caller's (a
+        # caller's own id is kept beside it as client_request_id, never used as a key).
+        request_id = uuid.uuid4().hex
+        arm, chosen = route.pick(call.entity_id or call.client_request_id or request_id)
+        problems = {}
+        for i, instance in enumerate(instances):
+            found = chosen.check(instance)
+            if found:
+                problems["features" if single else f"instances[{i}]"] = found
+        if problems:
+            error = f"input does not match the signature of {model} v{chosen.version}"
+            raise GatewayError(422, {"error": error, "problems": problems, "expected": chosen.input_names})
+        ids = [request_id] if single else [f"{request_id}:{i}" for i in range(len(instances))]
+        rows = _LogRows(self, ids, instances, call)
+        try:
+            outputs, latency = _predict(chosen, instances)
+        except Exception as exc:
+            if arm != CANARY_ARM:
+                self._champion_failed(route, chosen, exc, rows, started)
+            arm, chosen, outputs, latency = self._fall_back(route, chosen, exc, rows, started)
+        self.prediction_log.log(rows.build(chosen, arm, "ok", outputs, latency, None))
+        self.metrics.observe(model, chosen.version, arm, "ok", time.perf_counter() - started)
+        head = {"model": model, "version": chosen.version, "arm": arm, "request_id": request_id}
+        if call.client_request_id is not None:
+            head["client_request_id"] = call.client_request_id
+        shown = [public(o) for o in outputs]
+        if single:
+            return {**head, **shown[0]}
+        return {**head, "predictions": [{"request_id": rid, **o} for rid, o in zip(ids, shown, strict=True)]}
+
+    def _champion_failed(self, route: Route, chosen: LoadedVersion, exc: Exception, rows, started) -> None:
+        error = error_text(exc)
+        if _is_input_error(exc):
+            raise GatewayError(
+                422, {"error": f"{route.model} v{chosen.version} cannot score this input", "detail": error}
+            ) from exc
+        arm = CHAMPION_ARM
+        self.metrics.observe(route.model, chosen.version, arm, "error", time.perf_counter() - started)
+        self.prediction_log.log(rows.build(chosen, arm, "error", None, 0.0, error))
+        raise GatewayError(500, f"{route.model} v{chosen.version} failed to predict: {error}") from exc
+
+    def _fall_back(self, route: Route, canary_version: LoadedVersion, exc: Exception, rows, started):
+        """The canary failed: the champion answers; the canary's failure is logged as its error."""
+        champion = route.champion
+        assert champion is not None
+        try:
+            outputs, latency = _predict(champion, rows.instances)
+        except Exception as exc2:
+            # Both versions refuse it: the input is at fault, not the canary (a caller must not
+            # be able to push a canary into rollback), so nothing counts as a canary error.
+            raise GatewayError(
+                422,
+                {"error": f"neither {route.model} v{canary_version.version} (canary) nor "
+                          f"v{champion.version} (champion) can score this input",
+                 "detail": error_text(exc2)},
+            ) from exc2  # fmt: skip
+        error = error_text(exc)
+        log.warning(
+            "canary %s v%s failed, served the champion: %s", route.model, canary_version.version, error
+        )
+        elapsed = time.perf_counter() - started
+        self.metrics.observe(route.model, canary_version.version, CANARY_ARM, "error", elapsed)
+        self.prediction_log.log(rows.build(canary_version, CANARY_ARM, "error", None, 0.0, error))
+        return CHAMPION_ARM, champion, outputs, latency
+
+    # --- feedback ------------------------------------------------------------------------------
+
+    def _version_for(self, model: str, version: str) -> LoadedVersion | None:
+        """The served version (or, when it no longer serves, the model's champion: same task)."""
+        route = self.watcher.routes.get(model)
+        for loaded in (route.champion, route.canary) if route else ():
+            if loaded is not None and loaded.version == version:
+                return loaded
+        return self.watcher.loaded(model, version) or (route.champion if route else None)
+
+    def feedback(self, call: FeedbackCall) -> dict:
+        """Record the outcome of one served prediction, once (blocking: run it in a thread)."""
+        request_id = call.request_id
+        served = self.prediction_log.served(request_id, wait_s=3 * self.prediction_log.flush_interval_s)
+        if served is None:
+            raise GatewayError(
+                404,
+                f"no prediction with request_id {request_id!r} (send the request_id the gateway "
+                "answered, not your own id: that one is echoed as client_request_id)",
+            )
+        model, version = served
+        value, problem = check_outcome(self._version_for(model, version), call.outcome)
+        if problem:
+            raise GatewayError(
+                422, {"error": f"outcome for {model} v{version}: {problem}", "field": "outcome"}
+            )
+        try:
+            result = self.prediction_log.record_feedback(
+                request_id, value, wait_s=self.settings.feedback_wait_s
+            )
+        except predlog.LogUnavailableError as exc:
+            self.feedback_refused += 1
+            self.feedback_error = (time.time(), str(exc))
+            raise GatewayError(
+                503,
+                {"error": f"feedback not recorded: the prediction log did not accept a write within "
+                          f"{self.settings.feedback_wait_s:g} s ({redact(str(exc))}); send it again later",
+                 "field": "request_id"},
+                headers={"Retry-After": "5"},
+            ) from exc  # fmt: skip
+        self.feedback_error = None
+        if result == "conflict":
+            raise GatewayError(
+                409,
+                {"error": f"feedback for request_id {request_id!r} is already recorded; it cannot be changed",
+                 "field": "request_id"},
+            )  # fmt: skip
+        return {"request_id": request_id, "recorded": True, "unchanged": result == "unchanged"}
+
+    # --- health and metrics --------------------------------------------------------------------
+
+    def health(self) -> tuple[int, dict]:
+        """(HTTP status, payload): ok | degraded (with reasons) | unavailable (503)."""
+        watcher, prediction_log = self.watcher, self.prediction_log
+        reasons = []
+        if watcher.registry_error:
+            since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(watcher.registry_error_since or 0))
+            reasons.append(
+                f"registry unreachable since {since} ({watcher.registry_error}); "
+                "serving the versions already loaded"
+            )
+        for name, route in sorted(watcher.routes.items()):
+            reasons += [f"{name}: {error}" for error in route.errors]
+        if prediction_log.last_error:
+            reasons.append(
+                f"prediction log cannot write ({prediction_log.last_error}); "
+                f"{prediction_log.backlog} batches waiting"
+            )
+        if self.feedback_error:
+            when, why = self.feedback_error
+            at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+            reasons.append(
+                f"feedback refused (503) since {at}: the prediction log did not take the write ({why}); "
+                f"{self.feedback_refused} refused since start"
+            )
+        if prediction_log.overflowed:
+            reasons.append(f"prediction log queue was full: {prediction_log.overflowed} predictions unlogged")
+        serving = {
+            name: {
+                "servable": r.champion is not None,
+                "champion": r.champion.version if r.champion else None,
+                "canary": r.canary.version if r.canary else None,
+                "share": r.share,
+                **({} if r.champion else {"why": "; ".join(r.errors)}),
+            }
+            for name, r in sorted(watcher.routes.items())
+        }
+        servable = any(r.champion for r in watcher.routes.values())
+        # Unavailable (503): champions exist in the registry but none could be loaded. Models
+        # still waiting for their first champion make the gateway degraded, not down.
+        expected = any(r.state is not None and r.state.champion for r in watcher.routes.values())
+        status = "degraded" if reasons else "ok"
+        if not servable and (expected or watcher.registry_error):
+            status = "unavailable"
+            reasons.append("no model is loaded")
+        elif not servable:
+            status = "degraded"
+            reasons.append("no registered model has a champion yet: nothing to serve")
+        payload = {
+            "status": status,
+            "reasons": [redact(reason) for reason in reasons],
+            "models": serving,
+            "last_registry_refresh": watcher.last_success,
+        }
+        return (503 if status == "unavailable" else 200), payload
+
+    def metrics_text(self) -> str:
+        """Prometheus text: request counters and latencies plus gauges of the gateway's state."""
+        watcher, prediction_log = self.watcher, self.prediction_log
+        gauges: list[tuple[str, str, dict[str, str], float]] = [
+            ("factory_gateway_registry_up", "1 when the last registry refresh succeeded.", {},
+             0.0 if watcher.registry_error else 1.0),
+            ("factory_gateway_prediction_log_backlog", "Prediction-log batches waiting to be written.", {},
+             float(prediction_log.backlog)),
+            ("factory_gateway_prediction_log_write_errors", "Failed prediction-log writes since start.", {},
+             float(prediction_log.write_errors)),
+            ("factory_gateway_feedback_refused",
+             "Feedback answered 503 because the prediction log did not take the write, since start.", {},
+             float(self.feedback_refused)),
+            ("factory_gateway_prediction_log_overflowed",
+             "Predictions not logged because the write queue was full, since start.", {},
+             float(prediction_log.overflowed)),
+        ]  # fmt: skip
+        for name, route in sorted(watcher.routes.items()):
+            for arm, loaded in ((CHAMPION_ARM, route.champion), (CANARY_ARM, route.canary)):
+                if loaded:
+                    gauges.append(("factory_gateway_model_loaded", "A loaded version serving an arm.",
+                                   {"model": name, "arm": arm, "version": loaded.version}, 1.0))  # fmt: skip
+            gauges.append(("factory_gateway_canary_share", "Share of callers routed to the canary.",
+                           {"model": name}, route.share))  # fmt: skip
+            gauges.append(("factory_gateway_load_errors", "Versions the gateway could not load.",
+                           {"model": name}, float(len(route.errors))))  # fmt: skip
+        return self.metrics.render(gauges)
+
+
+class _LogRows:
+    """The prediction-log rows of one request (one per instance), built once the outcome is known."""
+
+    def __init__(self, gateway: Gateway, ids: list[str], instances: list[Any], call: PredictCall) -> None:
+        settings, entity_id, client_id = gateway.settings, call.entity_id, call.client_request_id
+        self.gateway, self.ids, self.instances = gateway, ids, instances
+        if client_id is None or call.single:
+            self.client_ids: list[str | None] = [client_id] * len(ids)
+        else:  # a batch: the caller's id per row, as the gateway's ("<id>:<i>")
+            self.client_ids = [f"{client_id}:{i}" for i in range(len(ids))]
+        self.inputs = [predlog.dumps(instance) for instance in instances]
+        self.entity_id = (
+            entity_id if settings.log_entity_ids or entity_id is None else gateway.digest(entity_id)
+        )
+
+    def build(
+        self, chosen: LoadedVersion, arm: str, status: str, outputs, latency: float, error
+    ) -> list[dict]:
+        now, log_inputs = predlog.utcnow(), self.gateway.settings.log_inputs
+        rows = []
+        for i, (rid, features) in enumerate(zip(self.ids, self.inputs, strict=True)):
+            output = outputs[i] if outputs else None
+            rows.append(
+                {
+                    "request_id": rid,
+                    "entity_id": self.entity_id,
+                    "model": chosen.model,
+                    "version": chosen.version,
+                    "arm": arm,
+                    "status": status,
+                    "error": error,
+                    "latency_ms": latency,
+                    "prediction": predlog.dumps(output) if output else None,
+                    "score": output["score"] if output else None,
+                    "inputs": features if log_inputs else None,
+                    "inputs_hash": self.gateway.digest(features),
+                    "created_at": now,
+                    "client_request_id": self.client_ids[i],
+                }
+            )
+        return rows
+
+
+def error_text(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
+
+
+def _predict(chosen: LoadedVersion, instances: list[dict]) -> tuple[list[dict], float]:
+    started = time.perf_counter()
+    outputs = chosen.predict(instances)
+    return outputs, (time.perf_counter() - started) * 1000.0
+
+
+def _is_input_error(exc: BaseException) -> bool:
+    """scikit-learn refusing the values (overflow to infinity in a scaler, say): the input's fault."""
+    text = str(exc)
+    return isinstance(exc, ValueError) and ("Input X contains" in text or "too large for dtype" in text)
+
+
+def public(output: dict) -> dict:
+    """What the caller sees: the prediction (label or value) and class probabilities if any."""
+    if "label" in output:
+        return {"prediction": output["label"], "probabilities": output["probabilities"]}
+    return {"prediction": output["value"]}

@@ -1,0 +1,125 @@
+"""The gateway's own HTTP protocol: thin FastAPI routes over :class:`Gateway`.
+
+POST /v1/models/{model}/predict   {"request_id"?, "entity_id"?, "features": {..} | "instances": [..]}
+POST /v1/feedback                 {"request_id", "outcome"}
+GET  /v1/models, /v1/models/{model}   what serves: versions, arms, share, load errors
+GET  /health                      ok | degraded (with reasons) | unavailable (503)
+GET  /health/live, /health/ready  probes: status only (public when an API key is set)
+GET  /metrics                     Prometheus text format
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from model_factory.serving.gateway import Gateway
+from model_factory.serving.metrics import CONTENT_TYPE
+from model_factory.serving.requests import (
+    FeedbackRequest,
+    GatewayError,
+    PredictRequest,
+    json_object,
+    parse_feedback,
+    parse_predict,
+)
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"description": text}
+    for code, text in (
+        (400, "malformed JSON"),
+        (401, "missing or wrong X-API-Key"),
+        (404, "unknown model or request id"),
+        (409, "feedback already recorded"),
+        (413, "body or batch too large"),
+        (422, "input does not fit the model's signature or task"),
+        (503, "the model has nothing to serve yet (no champion, held for review, refused)"),
+    )
+}
+
+
+def request_body(model: type[BaseModel]) -> dict:
+    """OpenAPI description of a JSON body the handler parses itself (clear 4xx, size limit)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+def http_error(error: GatewayError) -> HTTPException:
+    return HTTPException(error.status, error.detail, headers=error.headers)
+
+
+def native_router(gateway: Gateway) -> APIRouter:
+    """The /v1 routes, /health and /metrics."""
+    router = APIRouter()
+    settings = gateway.settings
+
+    @router.post("/v1/models/{model}/predict", openapi_extra=request_body(PredictRequest),
+                 responses=ERROR_RESPONSES)  # fmt: skip
+    async def predict(model: str, request: Request):
+        try:
+            route = gateway.servable(model)
+            call = parse_predict(
+                await json_object(request, settings.max_body_bytes, settings.body_timeout_s),
+                settings.max_instances,
+            )
+            # One row on the compiled path takes microseconds: a hop to the thread pool (and back)
+            # would cost more than the prediction. Pipelines and batches go to threads. The answer
+            # is plain JSON types already: JSONResponse skips FastAPI's generic encoder walk.
+            if route.compiled and call.single:
+                return JSONResponse(gateway.predict(route, call))
+            return JSONResponse(await run_in_threadpool(gateway.predict, route, call))
+        except GatewayError as error:
+            gateway.reject(model, error)
+            raise http_error(error) from None
+
+    @router.post("/v1/feedback", openapi_extra=request_body(FeedbackRequest),
+                 responses=ERROR_RESPONSES)  # fmt: skip
+    async def feedback(request: Request):
+        try:
+            call = parse_feedback(
+                await json_object(request, settings.max_body_bytes, settings.body_timeout_s)
+            )
+            return await run_in_threadpool(gateway.feedback, call)
+        except GatewayError as error:
+            raise http_error(error) from None
+
+    @router.get("/v1/models")
+    def list_models():
+        return gateway.models()
+
+    @router.get("/v1/models/{model}")
+    def model_status(model: str):
+        try:
+            return gateway.model_status(model)
+        except GatewayError as error:
+            gateway.reject(model, error)
+            raise http_error(error) from None
+
+    @router.get("/health")
+    def health():
+        status, payload = gateway.health()
+        return JSONResponse(payload, status_code=status)
+
+    @router.get("/health/live")
+    def live():
+        """Liveness: the process answers. Public when an API key is set."""
+        return {"status": "alive"}
+
+    @router.get("/health/ready")
+    def ready():
+        """Readiness: ok/degraded serve (200), unavailable does not (503); no details (public)."""
+        status, payload = gateway.health()
+        return JSONResponse({"status": payload["status"]}, status_code=status)
+
+    @router.get("/metrics")
+    def prometheus():
+        return PlainTextResponse(gateway.metrics_text(), media_type=CONTENT_TYPE)
+
+    return router
