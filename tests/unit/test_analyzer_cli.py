@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import datetime, timedelta
 
 import pytest
+from model_factory.analyzer.events import Event
 from model_factory.analyzer.store import EventStore
 from model_factory.cli.main import main
+from model_factory_dev import event_history
 from model_factory_dev.event_history import write_history
 from model_factory_dev.stack import free_port
 
@@ -92,3 +95,64 @@ def test_the_cli_records_what_people_do_and_analyze_reads_it(
     assert main(["analyze"]) == 0
     text = capsys.readouterr().out
     assert "lacking: Airflow API at" in text and "no segmentation" in text
+
+
+# --- the README's own sequence after `make demo` (issue 18 finding 12) ---------------------------
+
+DEMO_NOW = datetime(2026, 11, 20, 12, 0)
+DEMO_BATCH = DEMO_NOW - timedelta(minutes=475_000)  # the demo's batch dates: months before its runs
+
+
+def _demo_like_events() -> list[Event]:
+    """What `make demo` leaves: the demo driver and the login name acting (a run's first attempt
+    dated at a months-old batch: ~475,000 minutes to green), outcomes pinned on a spec's owner and
+    on its git author."""
+    out = [
+        Event(user="demo", action=("cli.status", "cli.runs", "cli.show")[i % 3], stage="deployment",
+              at=DEMO_NOW + timedelta(minutes=i), duration_s=1.0)
+        for i in range(60)
+    ]  # fmt: skip
+    for model in ("churn", "demand", "segment"):
+        out += [
+            Event(user="demo", action="dag_run.retrain", stage="training", outcome="error", at=DEMO_BATCH,
+                  source="airflow", model=model, error_kind="task train failed", duration_s=30),
+            Event(user="demo", action="dag_run.retrain", stage="training", at=DEMO_NOW, source="airflow",
+                  model=model, duration_s=60),
+        ]  # fmt: skip
+    out += [
+        Event(user="root", action="cli.trigger", stage="training", outcome="error", at=DEMO_BATCH,
+              model="churn", error_kind="platform: service unreachable"),
+        Event(user="root", action="cli.trigger", stage="training", at=DEMO_NOW, model="churn"),
+    ]  # fmt: skip
+    for n, model in enumerate(("churn", "churn_tuned", "churn_custom")):
+        out += [
+            Event(user="growth-data-science", action="batch.quarantined", stage="data", outcome="error",
+                  at=DEMO_BATCH + timedelta(days=n), source="store", model=model,
+                  error_kind="validation: column missing", details={"user_from": "spec owner"}),
+            Event(user="growth-data-science", action="gate.blessed", stage="training", at=DEMO_NOW,
+                  source="registry", model=model, details={"user_from": "spec owner"}),
+        ]  # fmt: skip
+    out.append(Event(user="maintainers@users.noreply.example", action="spec.parse", stage="training",
+                     outcome="error", at=DEMO_BATCH, source="dag_parse", model="churn",
+                     error_kind="spec: unknown estimator param", details={"user_from": "git"}))  # fmt: skip
+    return out
+
+
+def test_the_readme_sequence_after_the_demo_finds_the_planted_challenges(factory_home, capsys) -> None:
+    """`python -m model_factory_dev.event_history && model-factory analyze` on a store the demo
+    used: the odd identities are flagged, not a segment; the planted challenges keep their class."""
+    EventStore().add(_demo_like_events())
+    assert event_history.main([]) == 0
+    assert main(["analyze", "--json", "--no-collect"]) == 0
+    report = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    history = event_history.generate_history()
+    assert {f["error_kind"]: f["class"] for f in report["findings"]} == history.planted
+    assert report["summary"]["SoP"] == 3 and report["summary"]["ET"] == 4
+    assert set(report["excluded_users"]) == {"demo", "root"}
+    assert set(report["not_segmented"]) == {"growth-data-science", "maintainers@users.noreply.example"}
+    segments = report["segmentation"]["segments"]
+    assert set(segments) == set(history.skills)  # no odd identity in any segment
+    beginners = [user for user, skill in history.skills.items() if skill == "Beginner"]
+    assert sum(segments[user] == "Beginner" for user in beginners) >= 10  # not merged into Intermediate
+    assert report["segmentation"]["sizes"]["Beginner"] <= 13
+

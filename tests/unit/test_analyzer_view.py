@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi import Header, HTTPException
 from fastapi.testclient import TestClient
+from model_factory.analyzer.events import Event
 from model_factory.analyzer.report import build_report, write_report
 from model_factory.analyzer.store import EventStore
 from model_factory.console.app import ConsoleConfig, create_app
@@ -63,12 +64,15 @@ def guarded(factory_home) -> TestClient:
     return TestClient(create_app(config), raise_server_exceptions=False)
 
 
-def test_only_the_platform_team_sees_who_did_what(guarded: TestClient) -> None:
+def test_only_the_platform_team_sees_who_did_what(guarded: TestClient, monkeypatch) -> None:
+    monkeypatch.setenv("FACTORY_ANALYZER_SYSTEM_USERS", "svc-batch")
     history = write_history(EventStore())
+    odd = [Event(user="svc-batch", action="cli.status"), Event(user="ana.lone", action="cli.status")]
+    EventStore().add(odd)  # a service account and a user too thin to segment: named to no viewer
     viewer = guarded.get("/api/analyzer", headers={"x-user": "viewer"})
     platform = guarded.get("/api/analyzer", headers={"x-user": "platform"}).json()
     assert viewer.status_code == 200
-    for user in history.skills:  # no name of anyone, anywhere in what a viewer gets
+    for user in [*history.skills, "svc-batch", "ana.lone"]:  # no name of anyone, anywhere a viewer looks
         assert user not in viewer.text
         assert user.split("@")[0] + "@" not in viewer.text
     data = viewer.json()
@@ -81,7 +85,9 @@ def test_only_the_platform_team_sees_who_did_what(guarded: TestClient) -> None:
     page = guarded.get("/analyzer", headers={"x-user": "viewer"}).text
     assert 'id="redacted"' in page and not any(user in page for user in history.skills)
 
-    assert len(platform["user_signals"]) == 34 and platform["segmentation"]["segments"]
+    assert data["excluded_users"] == {"count": 1} and data["not_segmented"] == {"count": 1}
+    assert platform["excluded_users"] == {"svc-batch": "service account (1 events)"}
+    assert len(platform["user_signals"]) == 35 and platform["segmentation"]["segments"]
     assert any(e.get("user") in history.skills for f in platform["findings"] for e in f["examples"])
     assert 'id="redacted"' not in guarded.get("/analyzer", headers={"x-user": "platform"}).text
 

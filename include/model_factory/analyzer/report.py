@@ -8,6 +8,7 @@ from typing import Any
 
 from model_factory.analyzer.collect import ApiGetter, SourceStatus, collect_all
 from model_factory.analyzer.events import STAGE_TITLES, STAGES, UNKNOWN, Event, utcnow
+from model_factory.analyzer.people import ENV_SYSTEM_USERS, population
 from model_factory.analyzer.rules import ET, SOP, UNCLASSIFIED, WATCH, Thresholds, classify, sensitivity
 from model_factory.analyzer.segments import LABELS, segment_users
 from model_factory.analyzer.signals import stage_table, user_signals
@@ -82,9 +83,27 @@ def analyze(
             f"{len(anonymous)} events name no user (e.g. runs Airflow shows no triggering "
             "user for): left out of the per-user signals"
         )
+    persons = population(people)
+    people = persons.people
     signals = user_signals(people)
-    segmentation = segment_users(signals, seeds=seeds)
+    segmentation = segment_users(
+        {user: s for user, s in signals.items() if user not in persons.not_segmented},
+        seeds=seeds,
+        unplaced=len(persons.not_segmented),
+    )
     report["users"] = len(signals)
+    report["excluded_users"] = persons.excluded
+    report["not_segmented"] = persons.not_segmented
+    if persons.excluded:
+        report["messages"].append(
+            f"{len(persons.excluded)} service accounts left out ({', '.join(sorted(persons.excluded))}): "
+            f"not data scientists (names in {ENV_SYSTEM_USERS} add to root, airflow, demo...)"
+        )
+    if persons.not_segmented:
+        report["messages"].append(
+            f"{len(persons.not_segmented)} users not placed in a segment (outcomes pinned on them only, or "
+            "too little activity of their own): their errors count, they weigh on no segment's share"
+        )
     report["segmentation"] = segmentation.to_dict()
     if not segmentation.ok:
         report["messages"].append(segmentation.reason)

@@ -75,8 +75,12 @@ def for_viewer(
         return out
     users = {row.get("user") for row in report.get("user_signals") or []}
     users |= set((report.get("segmentation") or {}).get("segments") or {})
+    users |= set(report.get("excluded_users") or {}) | set(report.get("not_segmented") or {})
     users.discard(None)
     out.pop("user_signals", None)
+    for named in ("excluded_users", "not_segmented"):  # who they are: per-user detail; how many: not
+        if named in out:
+            out[named] = {"count": len(out[named])}
     if "segmentation" in out:
         out["segmentation"] = {k: v for k, v in out["segmentation"].items() if k != "segments"}
 
