@@ -69,7 +69,9 @@ def regression(day: int, rows: int) -> pd.DataFrame:
     rooms = rng.integers(1, 7, rows)
     district = rng.choice(["old_town", "harbour", "hills"], rows)
     price = (area * 3.0 + rooms * 15 + (district == "hills") * 60 + rng.normal(0, 25, rows)).clip(1)
-    return pd.DataFrame({"area": area.round(1), "rooms": rooms, "district": district, "label": price.round(1)})
+    return pd.DataFrame(
+        {"area": area.round(1), "rooms": rooms, "district": district, "label": price.round(1)}
+    )
 
 
 def missing(day: int, rows: int) -> pd.DataFrame:
@@ -84,7 +86,9 @@ def missing(day: int, rows: int) -> pd.DataFrame:
 def seasonal(day: int, rows: int) -> pd.DataFrame:
     """Dated: a timestamp column within each day, weekly seasonality, an imbalanced target."""
     rng = _rng("seasonal", day)
-    when = pd.Timestamp(FIRST_DAY + timedelta(days=day)) + pd.to_timedelta(np.sort(rng.integers(0, 86400, rows)), "s")
+    when = pd.Timestamp(FIRST_DAY + timedelta(days=day)) + pd.to_timedelta(
+        np.sort(rng.integers(0, 86400, rows)), "s"
+    )
     weekend = when.dayofweek >= 5
     visitors = (rng.poisson(50, rows) * np.where(weekend, 1.6, 1.0)).astype(int)
     temperature = rng.normal(18 + 4 * np.sin(day / 3), 3, rows).round(1)
@@ -118,7 +122,11 @@ def faults(frame: pd.DataFrame, spec) -> dict[str, pd.DataFrame]:
     numeric = spec.features.numeric[0]
     out = {
         "text and decimal commas in a numeric column": frame.assign(
-            **{numeric: ["n/a" if i % 7 == 0 else str(v).replace(".", ",") for i, v in enumerate(frame[numeric])]}
+            **{
+                numeric: [
+                    "n/a" if i % 7 == 0 else str(v).replace(".", ",") for i, v in enumerate(frame[numeric])
+                ]
+            }
         ),
         "a feature column missing": frame.drop(columns=[spec.features.all[-1]]),
         "60% nulls in a feature": frame.assign(
@@ -127,7 +135,9 @@ def faults(frame: pd.DataFrame, spec) -> dict[str, pd.DataFrame]:
     }
     bounded = next((c for c, r in spec.validation.ranges.items() if r.min == 0 and c != spec.target), None)
     if bounded:
-        out["negative values in a never-negative column"] = frame.assign(**{bounded: -frame[bounded].abs() - 1})
+        out["negative values in a never-negative column"] = frame.assign(
+            **{bounded: -frame[bounded].abs() - 1}
+        )
     if spec.target_classes:
         out["a label outside the classes"] = frame.assign(
             label=[("unheard_of" if i % 9 == 0 else v) for i, v in enumerate(frame["label"])]
