@@ -92,7 +92,7 @@ def seasonal(day: int, rows: int) -> pd.DataFrame:
     weekend = when.dayofweek >= 5
     visitors = (rng.poisson(50, rows) * np.where(weekend, 1.6, 1.0)).astype(int)
     temperature = rng.normal(18 + 4 * np.sin(day / 3), 3, rows).round(1)
-    logit = -2.5 + 0.02 * (visitors - 50) + 0.1 * (temperature - 18)
+    logit = -2.5 + 0.06 * (visitors - 50) + 0.4 * (temperature - 18)
     sold_out = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
     return pd.DataFrame({"event_time": when.astype(str), "visitors": visitors, "temperature": temperature,
                          "label": sold_out})  # fmt: skip

@@ -65,7 +65,9 @@ def test_a_scaffolded_model_holds_for_a_week_with_no_hand_edit(factory_home, tmp
         uris = batches.recent_validated_batches(settings.store_uri, spec.name, ds, window)
         trained = train_model(spec, ds, uris, settings)
         evaluated = evaluate_candidate(spec, trained, settings)
-        assert evaluated["status"] in ("blessed", "undecided", "held_for_review"), evaluated["reason"]
+        # a gate may reject a weak day (that is a decision); an evaluation never fails
+        decided = ("blessed", "undecided", "held_for_review", "rejected")
+        assert evaluated["status"] in decided, evaluated["reason"]
         registered = register_version(spec, evaluated, settings)
         if day in (0, DAYS):  # the card (importance, slices, plots) on the first and last day
             card = produce_card(spec, registered, settings)
