@@ -246,12 +246,7 @@ def infer(df: pd.DataFrame, target: str | None = None) -> dict[str, Any]:
     worst_nulls = 0.0
     for col in columns:
         series = df[col]
-        if col == target:
-            if task == "regression":
-                values = pd.to_numeric(series, errors="coerce").dropna().to_numpy(dtype="float64")
-                values = values[np.isfinite(values)]
-                if (hard := hard_range(values)):
-                    ranges[col] = hard
+        if col == target:  # (validation.ranges holds features only)
             continue
         if _is_time(series, col):
             time_column = time_column or col

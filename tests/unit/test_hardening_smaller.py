@@ -103,3 +103,22 @@ def test_atomic_writes_fsync_the_file_before_the_rename_and_the_folder_after(tmp
     storage.write_json(target.as_uri(), {"a": 1})
     assert events == ["fsync-file", "rename", "fsync-folder"]
     assert storage.read_json(target.as_uri()) == {"a": 1}
+
+
+def test_status_lists_only_quarantines_that_still_stand(factory_home):
+    """Issue 23 item 5: a date quarantined, then validated by a later run, is not listed."""
+    from datetime import timedelta
+
+    from model_factory.rollout.summary import quarantined_batches
+
+    from tests.unit.test_hardening_labels import ingest_validate
+
+    settings = FactorySettings.from_env()
+    spec = spec_file(factory_home.parent, "flowers")
+    later = DAY + timedelta(days=1)
+    for day in (DAY, later):
+        bad = flowers(day, rows=60).drop(columns=["petal"])
+        assert ingest_validate(spec, bad, day, settings)["status"] == "quarantined"
+    assert {q["ds"] for q in quarantined_batches(settings, "flowers")} == {str(DAY), str(later)}
+    assert ingest_validate(spec, flowers(DAY, rows=60), DAY, settings)["status"] == "validated"
+    assert [q["ds"] for q in quarantined_batches(settings, "flowers")] == [str(later)]

@@ -28,12 +28,23 @@ AUC = GatesSpec(primary_metric="roc_auc", threshold=0.6, max_regression=0.02, to
 
 
 def test_a_small_holdout_is_too_small_to_decide_against_a_champion():
+    # issue 23: "too small to decide" is its own decision (not a rejection), for the first
+    # version too (no champion from a handful of rows with a perfect score)
     d = decide(AUC, 0.70, 0.74, "3", holdout_rows=13)
-    assert d.status == "rejected"
-    assert d.reason.startswith("holdout too small to decide: 13 rows < gates.min_holdout_rows 100")
-    assert "champion v3 stays" in d.reason
-    first = decide(AUC, 0.70, None, holdout_rows=13)
-    assert first.status == "blessed" and "only 13 rows" in first.reason
+    assert d.status == "undecided"
+    assert d.reason.startswith("too small to decide: 13 rows of evidence < gates.min_holdout_rows 100")
+    assert "champion v3 stays" in d.reason and d.evidence == "a holdout of 13 rows"
+    first = decide(AUC, 1.0, None, holdout_rows=5)
+    assert first.status == "undecided" and "no champion yet" in first.reason
+    cv = decide(AUC, 0.70, None, holdout_rows=150, evidence="5-fold cross-validation ... 150 rows")
+    assert cv.status == "blessed" and cv.evidence.startswith("5-fold")
+
+
+def test_the_bar_is_relative_to_a_dummy_baseline():
+    gates = AUC.model_copy(update={"baseline_margin": 0.05, "threshold": 0.5})
+    assert decide(gates, 0.53, None, holdout_rows=400, baseline=0.5).status == "rejected"
+    assert "does not beat a dummy model" in decide(gates, 0.53, None, holdout_rows=400, baseline=0.5).reason
+    assert decide(gates, 0.56, None, holdout_rows=400, baseline=0.5).status == "blessed"
 
 
 def test_worse_must_be_significant_and_noise_is_said_to_be_noise():
@@ -51,7 +62,7 @@ def test_too_good_is_judged_against_the_champion_and_the_holdout_size():
     only_new = decide(AUC, 1.0, 0.80, "3", holdout_rows=400, interval=(0.2, 0.15, 0.25))
     assert only_new.status == "held_for_review" and "while champion v3 scores 0.8000" in only_new.reason
     tiny_first = decide(AUC, 1.0, None, holdout_rows=20)
-    assert tiny_first.status == "blessed"  # 20 rows prove nothing either way
+    assert tiny_first.status == "undecided"  # 20 rows prove nothing either way
     off = decide(AUC.model_copy(update={"too_good_score": None}), 1.0, None, holdout_rows=400)
     assert off.status == "blessed"
     jump_noise = decide(AUC, 0.95, 0.80, "3", holdout_rows=400, interval=(0.15, -0.01, 0.3))

@@ -118,3 +118,31 @@ def test_cli_new_model_and_templates(tmp_path, monkeypatch, capsys):
     listed = capsys.readouterr().out
     for name in ("retrain", "tuned_retrain", "batch_scoring", "custom_training"):
         assert name in listed
+
+
+def test_every_scaffolded_gate_field_matches_model_yaml(tmp_path):
+    shown = yaml.safe_load((REPO / "include" / "templates" / "model.yaml").read_text())["gates"]
+    sample = tmp_path / "orders.csv"
+    _sample().to_csv(sample, index=False)
+    new_model("orders", "retrain", tmp_path / "models", owner="ds", sample=sample, target="segment")
+    written = yaml.safe_load((tmp_path / "models" / "orders.yaml").read_text())["gates"]
+    assert written == shown  # every field, every value
+    assert set(written) == set(load_spec(tmp_path / "models" / "orders.yaml").gates.model_dump())
+
+
+@pytest.mark.parametrize("form", [False, {"enabled": False}])
+def test_data_budget_switch_forms(form):
+    from model_factory.spec import ModelSpec
+
+    raw = yaml.safe_load((REPO / "include" / "models" / "churn.yaml").read_text())
+    raw["evaluation"] = {**raw.get("evaluation", {}), "data_budget": form}
+    assert ModelSpec.model_validate(raw).evaluation.data_budget.enabled is False
+
+
+def test_data_budget_bad_form_names_the_accepted_ones():
+    from model_factory.spec import ModelSpec
+
+    raw = yaml.safe_load((REPO / "include" / "models" / "churn.yaml").read_text())
+    raw["evaluation"] = {**raw.get("evaluation", {}), "data_budget": "off"}
+    with pytest.raises(ValueError, match=r"accepted forms: false, true, or a mapping \{enabled: false\}"):
+        ModelSpec.model_validate(raw)

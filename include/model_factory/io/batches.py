@@ -404,3 +404,10 @@ def recent_validated_batches(
         if batch_ds <= ds:
             dated.append((batch_ds, uri))
     return [uri for _, uri in sorted(dated)[-window:]] if window > 0 else []
+
+
+def validated_dates(store_uri: str, model: str, s3: storage.S3Options | None = None) -> set[str]:
+    """Dates with a validated batch now: a quarantine of such a date was superseded (a later
+    run validated it; a failed re-run removes the validated copy), so it no longer stands."""
+    prefix = storage.join(store_uri, "validated", model)
+    return {uri.rsplit("/", 2)[-2] for uri in storage.list_uris(prefix, s3) if uri.endswith("/data.parquet")}

@@ -26,19 +26,32 @@ def run_data_budget(spec: ModelSpec, train_df: pd.DataFrame, holdout_df: pd.Data
     order = np.random.default_rng(spec.split.seed).permutation(len(train_df))
     started = time.perf_counter()
     points = []
+    all_classes = set(target_values(train_df, spec).astype(str)) if spec.task == "classification" else set()
     for share in budget.shares:
         rows = max(2, round(share * len(train_df)))
         part = train_df.iloc[order[:rows]]
-        pipeline = build_pipeline(spec)
+
+        def skipped(why: str, share: float = share, rows: int = rows) -> dict:
+            return {"share": share, "rows": rows, "metric": None, "cpu_seconds": None,
+                    "wall_seconds": None, "error": why}  # fmt: skip
+
+        seen = set(target_values(part, spec).astype(str)) if spec.task == "classification" else set()
+        if seen != all_classes:  # scored against the full holdout it would not be comparable
+            points.append(skipped(f"not scored: these {rows} rows hold {len(seen)} of the "
+                                  f"{len(all_classes)} classes"))  # fmt: skip
+            continue
+        pipeline = build_pipeline(spec) if spec.estimator.class_ else None
+        if pipeline is None:
+            points.append(skipped("not scored: the estimator is built by the model's own code"))
+            continue
         cpu0, wall0 = time.process_time(), time.perf_counter()
         try:
             pipeline.fit(prepare_features(part, spec), target_values(part, spec))
-        except ValueError as exc:
-            points.append({"share": share, "rows": rows, "metric": None, "cpu_seconds": None,
-                           "wall_seconds": None, "error": str(exc).splitlines()[0]})  # fmt: skip
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+            score = metric_value(metric, predict_holdout(pipeline, holdout_df, spec))
+        except (ValueError, ArithmeticError) as exc:  # a fit or metric a small share cannot give
+            points.append(skipped(str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
             continue
-        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-        score = metric_value(metric, predict_holdout(pipeline, holdout_df, spec))
         points.append({"share": share, "rows": rows, "metric": score, "cpu_seconds": round(cpu, 3),
                        "wall_seconds": round(wall, 3)})  # fmt: skip
     return {

@@ -14,17 +14,27 @@ import pandas as pd
 from model_factory.pipeline.features import prepare_features, target_values
 from model_factory.spec import ModelSpec
 
-# The sklearn scorer for each gate metric (scorers are "higher is better": losses are negated).
-SCORERS = {"roc_auc": "roc_auc", "accuracy": "accuracy", "f1": "f1", "log_loss": "neg_log_loss",
-           "rmse": "neg_root_mean_squared_error", "mae": "neg_mean_absolute_error", "r2": "r2"}  # fmt: skip
 
+def _metric_scorer(spec: ModelSpec):
+    """A scorer computing the gate metric exactly as the evaluation does (string classes, a
+    class absent from the sample, several classes), negated for a loss: higher is better."""
+    from model_factory.pipeline.evaluation import Predictions, metric_value
+    from model_factory.spec import METRICS
 
-def _scorer(metric: str, classes: int) -> str:
-    if classes > 2 and metric == "roc_auc":
-        return "roc_auc_ovr"
-    if classes > 2 and metric == "f1":
-        return "f1_macro"
-    return SCORERS[metric]
+    metric = spec.gates.primary_metric
+    sign = 1.0 if METRICS[metric]["higher_is_better"] else -1.0
+
+    def score(model: Any, X: pd.DataFrame, y: pd.Series) -> float:
+        y = np.asarray(y)
+        if spec.task == "regression":
+            predicted = np.asarray(model.predict(X), float)
+            return sign * metric_value(metric, Predictions("regression", y, predicted))
+        proba = np.asarray(model.predict_proba(X))
+        classes = tuple(model.classes_)
+        pred = np.asarray(classes)[proba.argmax(axis=1)]
+        return sign * metric_value(metric, Predictions("classification", y, pred, proba, classes))
+
+    return score
 
 
 def permutation_importance_sampled(
@@ -46,14 +56,23 @@ def permutation_importance_sampled(
     metric = spec.gates.primary_metric
     classes = int(y.nunique()) if spec.task == "classification" else 0
     started = time.perf_counter()
-    if spec.task == "classification" and classes < 2:
+
+    def skipped(why: str) -> dict:
         return {"features": [], "rows_used": len(sample), "rows_total": total, "sampled": total > max_rows,
-                "metric": metric, "seconds": 0.0,
-                "note": "not computed: the holdout sample holds one class only"}  # fmt: skip
-    result = permutation_importance(
-        model, X, y, scoring=_scorer(metric, classes), n_repeats=repeats,
-        random_state=spec.split.seed, n_jobs=1,
-    )  # fmt: skip
+                "metric": metric, "seconds": round(time.perf_counter() - started, 3),
+                "note": f"not computed: {why}"}  # fmt: skip
+
+    if spec.task == "classification" and classes < 2:
+        return skipped("the holdout sample holds one class only")
+    try:
+        result = permutation_importance(
+            model, X, y, scoring=_metric_scorer(spec), n_repeats=repeats,
+            random_state=spec.split.seed, n_jobs=1,
+        )  # fmt: skip
+    except (ValueError, ArithmeticError) as exc:  # an optional figure never fails the card
+        return skipped(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    if not np.isfinite(result.importances_mean).any():
+        return skipped(f"{metric} is not defined on this holdout sample ({len(sample)} rows)")
     features = [
         {"feature": name, "mean": float(mean), "std": float(std)}
         for name, mean, std in zip(X.columns, result.importances_mean, result.importances_std, strict=True)

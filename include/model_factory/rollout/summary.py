@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from model_factory.io import storage, tag_schema, tracking
+from model_factory.io.batches import validated_dates
 from model_factory.io.registry_state import CHALLENGER, CHAMPION, current_alias_version
 from model_factory.serving import predlog
 from model_factory.serving.settings import prediction_db_uri
@@ -13,13 +14,15 @@ from model_factory.spec import ModelSpec
 
 
 def quarantined_batches(settings: FactorySettings, model: str, uris: list[str] | None = None) -> list[dict]:
-    """Every quarantined batch of a model with the first line of its reason (``uris``: the
-    model's quarantine listing when the caller already has it)."""
+    """Every quarantined batch of a model that still stands (its date has no validated batch
+    since), with the first line of its reason (``uris``: the model's quarantine listing when
+    the caller already has it)."""
     out = []
     if uris is None:
         uris = storage.list_uris(storage.join(settings.store_uri, "quarantine", model))
+    superseded = validated_dates(settings.store_uri, model) if uris else set()
     for uri in uris:
-        if not uri.endswith("/REASON.txt"):
+        if not uri.endswith("/REASON.txt") or uri.rsplit("/", 3)[-3] in superseded:
             continue
         text = storage.read_bytes(uri).decode()
         why = [line[2:] for line in text.splitlines() if line.startswith("- ")]
