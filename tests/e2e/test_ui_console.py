@@ -20,7 +20,7 @@ import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import pytest
 import requests
@@ -244,7 +244,7 @@ def _lands_in_airflow(driver, stack: Stack, path: str) -> None:
     from selenium.webdriver.common.by import By
 
     driver.switch_to.default_content()
-    _wait(lambda: urlparse(driver.current_url).path == path, what=f"Airflow at {path}")
+    _wait(lambda: unquote(urlparse(driver.current_url).path) == path, what=f"Airflow at {path}")
     _wait(lambda: not driver.find_elements(By.CSS_SELECTOR, "iframe[title='Model factory']"),
           what="the view's frame replaced by Airflow's page")  # fmt: skip
     _wait(lambda: path.rsplit("/", 1)[1] in driver.find_element(By.TAG_NAME, "body").text,
@@ -252,19 +252,25 @@ def _lands_in_airflow(driver, stack: Stack, path: str) -> None:
 
 
 def _lands_in_frame(driver, stack: Stack, path: str, ready: str) -> None:
-    """A view link clicked in the frame: the frame shows ``path`` and Airflow's address bar follows,
-    except for a card or drift report: served as an opaque-origin sandbox (issue 18 finding 2),
-    Airflow cannot read the frame's location, so its address bar stays where it was."""
+    """A view link clicked in the frame: the frame shows ``path`` and Airflow's address bar follows."""
     from selenium.webdriver.common.by import By
 
     _wait(lambda: driver.find_element(By.CSS_SELECTOR, ready), what=f"{ready} at {path}")
     assert driver.execute_script("return location.pathname") == path
-    if "/card" in path or "/drift/" in path:
-        return
     driver.switch_to.default_content()
     _wait(lambda: urlparse(driver.current_url).path == f"/plugin/model-factory{path}",
           what=f"Airflow's URL to follow the frame to {path} (at {driver.current_url})")  # fmt: skip
     driver.switch_to.frame(driver.find_element(By.CSS_SELECTOR, "iframe[title='Model factory']"))
+
+
+def _artifact_shows(driver, text: str) -> None:
+    """The card or drift report in its nested, sandboxed frame of the view's page shows ``text``."""
+    from selenium.webdriver.common.by import By
+
+    driver.switch_to.frame(driver.find_element(By.ID, "artifact"))
+    _wait(lambda: text in driver.find_element(By.TAG_NAME, "body").text, what=f"{text} in the artifact")
+    assert not driver.find_elements(By.ID, "factory-back")  # its own back link only when alone
+    driver.switch_to.parent_frame()
 
 
 def _lands_in_new_tab(driver, link, url_start: str) -> str:
@@ -316,14 +322,17 @@ def test_every_link_of_the_fleet_page_inside_airflows_frame(console, browser) ->
 
     _in_airflow(driver, stack, ready="#fleet")
     _lands_in_new_tab(driver, "tr[data-model=churn] a[data-outside]", f"{ui}/#/models/churn")
-    _click(driver, "tr[data-model=churn] a[href$='/versions/1/card']")
-    _lands_in_frame(driver, stack, "/factory/models/churn/versions/1/card", "#factory-back")
+    _click(driver, "tr[data-model=churn] a[href$='/versions/1/card/page']")
+    _lands_in_frame(driver, stack, "/factory/models/churn/versions/1/card/page", "#factory-back")
+    _artifact_shows(driver, "churn")
+    card = f"{stack.api_url}/factory/models/churn/versions/1/card"
+    assert _lands_in_new_tab(driver, "#artifact-alone", card) == card  # alone, at Airflow's top level
     _click(driver, "#factory-back")
     _lands_in_frame(driver, stack, "/factory/models/churn", "#serving")
     _in_airflow(driver, stack, ready="#fleet")
-    _click(driver, f"tr[data-model=churn] a[href$='/drift/{WATCHED}']")
-    _lands_in_frame(driver, stack, f"/factory/models/churn/drift/{WATCHED}", "#factory-back")
-    assert "tenure_months" in driver.page_source
+    _click(driver, f"tr[data-model=churn] a[href$='/drift/{WATCHED}/page']")
+    _lands_in_frame(driver, stack, f"/factory/models/churn/drift/{WATCHED}/page", "#factory-back")
+    _artifact_shows(driver, "tenure_months")
     _in_airflow(driver, stack, ready="#fleet")
     _click(driver, "#analyzer-link")
     _lands_in_frame(driver, stack, "/factory/analyzer", "h1")
@@ -375,12 +384,14 @@ def test_every_link_and_button_of_a_model_page_inside_airflows_frame(console, br
     for run_link in run_links:
         run_id = run_link.get_attribute("href").rsplit("/", 1)[1]
         assert _lands_in_new_tab(driver, run_link, f"{ui}/#/experiments/").endswith(f"/runs/{run_id}")
-    _click(driver, "#versions a[href$='/versions/1/card']")
-    _lands_in_frame(driver, stack, "/factory/models/churn/versions/1/card", "#factory-back")
+    _click(driver, "#versions a[href$='/versions/1/card/page']")
+    _lands_in_frame(driver, stack, "/factory/models/churn/versions/1/card/page", "#factory-back")
+    _artifact_shows(driver, "churn")
     _click(driver, "#factory-back")
     _lands_in_frame(driver, stack, page, "#serving")
     _click(driver, "#drift a")
-    _lands_in_frame(driver, stack, f"/factory/models/churn/drift/{WATCHED}", "#factory-back")
+    _lands_in_frame(driver, stack, f"/factory/models/churn/drift/{WATCHED}/page", "#factory-back")
+    _artifact_shows(driver, "tenure_months")
     _click(driver, "#factory-back")
     _lands_in_frame(driver, stack, page, "#serving")
     _click(driver, "p a[href='/factory/']")
