@@ -339,7 +339,7 @@ def test_every_link_of_the_fleet_page_inside_airflows_frame(console, browser) ->
 
     # Filters and pages stay inside the frame.
     _in_airflow(driver, stack, "/factory/?per_page=1", ready="#fleet")
-    assert "1 of 3 models" in driver.find_element(By.ID, "pager-top").text
+    assert "3 of 3 models · page 1 of 3" in driver.find_element(By.ID, "pager-top").text
     _click(driver, "#pager-top a.next")
     _lands_in_frame(driver, stack, "/factory/", "#pager-top a.prev")
     assert "page 2 of 3" in driver.find_element(By.ID, "pager-top").text
