@@ -20,7 +20,7 @@ import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import pytest
 import requests
@@ -244,7 +244,7 @@ def _lands_in_airflow(driver, stack: Stack, path: str) -> None:
     from selenium.webdriver.common.by import By
 
     driver.switch_to.default_content()
-    _wait(lambda: urlparse(driver.current_url).path == path, what=f"Airflow at {path}")
+    _wait(lambda: unquote(urlparse(driver.current_url).path) == path, what=f"Airflow at {path}")
     _wait(lambda: not driver.find_elements(By.CSS_SELECTOR, "iframe[title='Model factory']"),
           what="the view's frame replaced by Airflow's page")  # fmt: skip
     _wait(lambda: path.rsplit("/", 1)[1] in driver.find_element(By.TAG_NAME, "body").text,
@@ -263,13 +263,28 @@ def _lands_in_frame(driver, stack: Stack, path: str, ready: str) -> None:
     driver.switch_to.frame(driver.find_element(By.CSS_SELECTOR, "iframe[title='Model factory']"))
 
 
-def _lands_in_new_tab(driver, url_start: str) -> str:
-    """A data-outside link clicked in the frame: a new tab at ``url_start``..., the view stays in
-    its frame (the driver is switched back into it); returns the tab's URL."""
+def _artifact_shows(driver, text: str) -> None:
+    """The card or drift report in its nested, sandboxed frame of the view's page shows ``text``."""
     from selenium.webdriver.common.by import By
 
-    home, before = driver.current_window_handle, set(driver.window_handles) - {driver.current_window_handle}
-    new = _wait(lambda: set(driver.window_handles) - before - {home}, what="a new tab")
+    driver.switch_to.frame(driver.find_element(By.ID, "artifact"))
+    _wait(lambda: text in driver.find_element(By.TAG_NAME, "body").text, what=f"{text} in the artifact")
+    assert not driver.find_elements(By.ID, "factory-back")  # its own back link only when alone
+    driver.switch_to.parent_frame()
+
+
+def _lands_in_new_tab(driver, link, url_start: str) -> str:
+    """Click a data-outside ``link`` (a CSS selector or an element) in the frame: a new tab opens at
+    ``url_start``..., the view stays in its frame (the driver switches back into it); returns the
+    tab's URL."""
+    from selenium.webdriver.common.by import By
+
+    home, before = driver.current_window_handle, set(driver.window_handles)
+    if isinstance(link, str):
+        _click(driver, link)
+    else:
+        link.click()
+    new = _wait(lambda: set(driver.window_handles) - before, what="a new tab")
     driver.switch_to.window(new.pop())
     _wait(lambda: driver.current_url.startswith(url_start), what=f"the new tab at {url_start}")
     landed = driver.current_url
@@ -291,35 +306,40 @@ def test_every_link_of_the_fleet_page_inside_airflows_frame(console, browser) ->
     assert "v1" in churn and "roc_auc=" in churn and "v2 @ 25%" in churn and "drift" in churn
     assert "card v1" in churn and "1 quarantined" in churn  # the card link and the attention reasons
     assert "broken spec" in driver.find_element(By.CSS_SELECTOR, "tr[data-model=typo]").text
+    links = driver.find_elements(By.CSS_SELECTOR, "tr[data-model=churn] a[data-airflow]")
+    paths = [urlparse(link.get_attribute("href")).path for link in links]
     driver.switch_to.default_content()
     fleet_png = _shot(driver, "fleet")
 
-    for kind in ("retrain", "drift_watch", "canary"):
+    assert {"/dags/churn__retrain", "/dags/churn__drift_watch", "/dags/churn__canary"} <= set(paths), paths
+    for path in paths:  # every Airflow link of the row: its DAGs (and the last training's run, if any)
         _in_airflow(driver, stack, ready="#fleet")
-        _click(driver, f"tr[data-model=churn] a[href$='/dags/churn__{kind}']")
-        _lands_in_airflow(driver, stack, f"/dags/churn__{kind}")
+        _click(driver, f"tr[data-model=churn] a[data-airflow][href='{path}']")
+        _lands_in_airflow(driver, stack, path)
     _in_airflow(driver, stack, ready="#fleet")
     _click(driver, "tr[data-model=typo] a[data-airflow]")
     _lands_in_airflow(driver, stack, "/dags/invalid_spec__typo")
 
     _in_airflow(driver, stack, ready="#fleet")
-    _click(driver, "tr[data-model=churn] a[data-outside]")
-    _lands_in_new_tab(driver, f"{ui}/#/models/churn")
-    _click(driver, "tr[data-model=churn] a[href$='/versions/1/card']")
-    _lands_in_frame(driver, stack, "/factory/models/churn/versions/1/card", "#factory-back")
+    _lands_in_new_tab(driver, "tr[data-model=churn] a[data-outside]", f"{ui}/#/models/churn")
+    _click(driver, "tr[data-model=churn] a[href$='/versions/1/card/page']")
+    _lands_in_frame(driver, stack, "/factory/models/churn/versions/1/card/page", "#factory-back")
+    _artifact_shows(driver, "churn")
+    card = f"{stack.api_url}/factory/models/churn/versions/1/card"
+    assert _lands_in_new_tab(driver, "#artifact-alone", card) == card  # alone, at Airflow's top level
     _click(driver, "#factory-back")
     _lands_in_frame(driver, stack, "/factory/models/churn", "#serving")
     _in_airflow(driver, stack, ready="#fleet")
-    _click(driver, f"tr[data-model=churn] a[href$='/drift/{WATCHED}']")
-    _lands_in_frame(driver, stack, f"/factory/models/churn/drift/{WATCHED}", "#factory-back")
-    assert "tenure_months" in driver.page_source
+    _click(driver, f"tr[data-model=churn] a[href$='/drift/{WATCHED}/page']")
+    _lands_in_frame(driver, stack, f"/factory/models/churn/drift/{WATCHED}/page", "#factory-back")
+    _artifact_shows(driver, "tenure_months")
     _in_airflow(driver, stack, ready="#fleet")
     _click(driver, "#analyzer-link")
     _lands_in_frame(driver, stack, "/factory/analyzer", "h1")
 
     # Filters and pages stay inside the frame.
     _in_airflow(driver, stack, "/factory/?per_page=1", ready="#fleet")
-    assert "1 of 3 models" in driver.find_element(By.ID, "pager-top").text
+    assert "3 of 3 models · page 1 of 3" in driver.find_element(By.ID, "pager-top").text
     _click(driver, "#pager-top a.next")
     _lands_in_frame(driver, stack, "/factory/", "#pager-top a.prev")
     assert "page 2 of 3" in driver.find_element(By.ID, "pager-top").text
@@ -348,26 +368,30 @@ def test_every_link_and_button_of_a_model_page_inside_airflows_frame(console, br
     text = driver.find_element(By.TAG_NAME, "body").text
     assert "canary_started" in text and "ana via cli" in text and "try v2 on a quarter" in text
     assert f"churn: drift on {WATCHED}" in driver.find_element(By.ID, "alerts").text
+    dags = [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "a.dag-link")]
     driver.switch_to.default_content()
     model_png = _shot(driver, "model_churn")
 
-    for dag in ("churn__retrain", "churn__drift_watch", "churn__canary"):
+    assert {"churn__retrain", "churn__drift_watch", "churn__canary"} <= {d.rsplit("/", 1)[1] for d in dags}
+    for path in [urlparse(dag).path for dag in dags]:
         _in_airflow(driver, stack, page, ready="#serving")
-        _click(driver, f"a.dag-link[href$='/dags/{dag}']")
-        _lands_in_airflow(driver, stack, f"/dags/{dag}")
+        _click(driver, f"a.dag-link[href='{path}']")
+        _lands_in_airflow(driver, stack, path)
     _in_airflow(driver, stack, page, ready="#serving")
-    _click(driver, "#mlflow-model")
-    _lands_in_new_tab(driver, f"{ui}/#/models/churn")
-    for run_link in driver.find_elements(By.CSS_SELECTOR, "a.mlflow-run"):
+    _lands_in_new_tab(driver, "#mlflow-model", f"{ui}/#/models/churn")
+    run_links = driver.find_elements(By.CSS_SELECTOR, "a.mlflow-run")
+    assert len(run_links) == 2  # v2 and v1
+    for run_link in run_links:
         run_id = run_link.get_attribute("href").rsplit("/", 1)[1]
-        run_link.click()
-        assert _lands_in_new_tab(driver, f"{ui}/#/experiments/").endswith(f"/runs/{run_id}")
-    _click(driver, "#versions a[href$='/versions/1/card']")
-    _lands_in_frame(driver, stack, "/factory/models/churn/versions/1/card", "#factory-back")
+        assert _lands_in_new_tab(driver, run_link, f"{ui}/#/experiments/").endswith(f"/runs/{run_id}")
+    _click(driver, "#versions a[href$='/versions/1/card/page']")
+    _lands_in_frame(driver, stack, "/factory/models/churn/versions/1/card/page", "#factory-back")
+    _artifact_shows(driver, "churn")
     _click(driver, "#factory-back")
     _lands_in_frame(driver, stack, page, "#serving")
     _click(driver, "#drift a")
-    _lands_in_frame(driver, stack, f"/factory/models/churn/drift/{WATCHED}", "#factory-back")
+    _lands_in_frame(driver, stack, f"/factory/models/churn/drift/{WATCHED}/page", "#factory-back")
+    _artifact_shows(driver, "tenure_months")
     _click(driver, "#factory-back")
     _lands_in_frame(driver, stack, page, "#serving")
     _click(driver, "p a[href='/factory/']")

@@ -198,3 +198,17 @@ def test_fleet_selection_at_ten_thousand_models() -> None:
     assert shown.matched == len(expected) and [r["model"] for r in shown.rows] == expected[5:10]
     assert shown.pages == -(-len(expected) // 5) and shown.owners == [f"team{i}" for i in range(7)]
     assert FleetFilter(owner="a", page=3).query(page=4) == {"owner": "a", "page": "4"}
+
+
+def test_artifacts_open_in_a_view_page_with_the_way_back(client: TestClient) -> None:
+    """Inside Airflow's frame a link in the sandboxed artifact cannot come back (its opaque origin
+    sends no session cookie), so the view links a page of its own that frames the artifact."""
+    who = {"x-user": "viewer"}
+    page = client.get("/models/churn/versions/1/card/page", headers=who).text
+    assert 'id="factory-back" href="/factory/models/churn"' in page
+    framed = 'sandbox="" src="/factory/models/churn/versions/1/card?embedded=1"'
+    assert '<iframe id="artifact" title="Model card of churn v1"' in page and framed in page
+    drift = client.get("/models/churn/drift/2026-01-05/page", headers=who).text
+    assert 'src="/factory/models/churn/drift/2026-01-05?embedded=1"' in drift
+    assert client.get("/models/churn/versions/x/card/page", headers=who).status_code == 400
+    assert client.get("/models/churn/drift/yesterday/page", headers=who).status_code == 400

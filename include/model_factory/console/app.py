@@ -223,8 +223,32 @@ def create_app(config: ConsoleConfig) -> FastAPI:
             return JSONResponse({"detail": f"no model {model!r}"}, status_code=404)
         return JSONResponse(_jsonable(detail))
 
+    def framed_artifact(model: str, title: str, raw: str) -> HTMLResponse:
+        """A view page around an artifact: the way back, and the artifact in a nested frame that
+        keeps its own sandbox. Inside Airflow's frame a link in the artifact itself cannot bring the
+        user back: a navigation started by its opaque origin carries no session cookie
+        (SameSite=Lax), so Airflow would answer 401. This page is on the view's own origin."""
+        return page("artifact.html.j2", model=model, title=title, raw=raw)
+
+    @app.get("/models/{model}/drift/{ds}/page", response_class=HTMLResponse)
+    def drift_report_page(model: str, ds: str) -> Response:
+        if not MODEL_NAME.match(model) or not DS.match(ds):
+            return message("Bad request", "model or date malformed (date: YYYY-MM-DD)", 400)
+        return framed_artifact(model, f"Drift report of {model} for {ds}",
+                               f"{here}/models/{quote(model)}/drift/{ds}?embedded=1")  # fmt: skip
+
+    @app.get("/models/{model}/versions/{version}/card/page", response_class=HTMLResponse)
+    def card_page(model: str, version: str) -> Response:
+        if not MODEL_NAME.match(model) or not version.isdigit():
+            return message("Bad request", "model or version malformed", 400)
+        raw = f"{here}/models/{quote(model)}/versions/{version}/card?embedded=1"
+        return framed_artifact(model, f"Model card of {model} v{version}", raw)
+
+    def back_to(model: str, embedded: str | None) -> tuple[str, str] | None:
+        return None if embedded else (f"{here}/models/{quote(model)}", f"{model} in the Model factory")
+
     @app.get("/models/{model}/drift/{ds}", response_class=HTMLResponse)
-    def drift_report(model: str, ds: str) -> Response:
+    def drift_report(model: str, ds: str, embedded: str | None = None) -> Response:
         from model_factory.io import storage
         from model_factory.rollout.summary import drift_checks
 
@@ -237,10 +261,10 @@ def create_app(config: ConsoleConfig) -> FastAPI:
             body = storage.read_bytes(checks[-1]["report_uri"])
         except Exception as exc:
             return message("Report unreadable", f"{checks[-1]['report_uri']}: {exc}", 503)
-        return artifact_page(body, back=(f"{here}/models/{quote(model)}", f"{model} in the Model factory"))
+        return artifact_page(body, back=back_to(model, embedded))
 
     @app.get("/models/{model}/versions/{version}/card", response_class=HTMLResponse)
-    def card(model: str, version: str) -> Response:
+    def card(model: str, version: str, embedded: str | None = None) -> Response:
         from model_factory.rollout.fleet import read_card
 
         if not MODEL_NAME.match(model) or not version.isdigit():
@@ -248,7 +272,7 @@ def create_app(config: ConsoleConfig) -> FastAPI:
         found = read_card(config.settings(), model, version)
         if found is None:
             return message("No model card", f"{model} v{version} has no model_card.html artifact.", 404)
-        return artifact_page(found, back=(f"{here}/models/{quote(model)}", f"{model} in the Model factory"))
+        return artifact_page(found, back=back_to(model, embedded))
 
     @app.get("/mlflow/runs/{run_id}")
     def mlflow_run(run_id: str) -> Response:
