@@ -24,6 +24,7 @@ from model_factory.airflow.common import (
     conf,
     run_ds,
     spec_doc,
+    trigger_params,
     triggering_extras,
 )
 from model_factory.settings import FactorySettings
@@ -171,6 +172,7 @@ def review_dag(loaded: LoadedSpec) -> DAG:
     window = spec.review.window_hours
     with DAG(
         dag_id=f"{spec.name}__review",
+        params=trigger_params("review"),
         description=f"Approve or reject a {spec.name} version the gates held for review",
         schedule=[held_asset(spec)],
         max_active_runs=16,  # one per held version; waiting holds no worker slot
