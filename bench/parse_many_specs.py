@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     airflow = str(Path(sys.executable).parent / "airflow")
     shards = args.shards or active_count(ROOT / "dags") or 1
     result: dict = {"host": platform.node(), "cpus": os.cpu_count(), "specs": args.specs, "shards": shards,
-                    "dagbag_import_timeout_s": MEASURE_TIMEOUT_S, "load_average_before": os.getloadavg()}  # fmt: skip
+                    "dagbag_import_timeout_s": MEASURE_TIMEOUT_S,
+                    "load_average_before": os.getloadavg()}  # fmt: skip
 
     with tempfile.TemporaryDirectory(prefix="many-specs-") as tmp:
         home, specs, dags = Path(tmp) / "airflow", Path(tmp) / "specs", Path(tmp) / "dags"
