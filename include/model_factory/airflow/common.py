@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from model_factory.airflow.notify import failure_notifier
 from model_factory.settings import FactorySettings
 from model_factory.spec import CRON_PRESETS, LoadedSpec, ModelSpec
 
@@ -204,6 +205,7 @@ def common_dag_args(spec: ModelSpec, kind: str) -> dict[str, Any]:
             "execution_timeout": timedelta(minutes=spec.task_timeout_minutes),
             "retry_policy": PERMANENT_FAILS_AT_ONCE,
             "priority_weight": priority_of(spec),
+            "on_failure_callback": [failure_notifier(spec)],  # once a task failed for good
         },
     }
 

@@ -27,6 +27,7 @@ from model_factory.airflow.common import (
     trigger_params,
     triggering_extras,
 )
+from model_factory.airflow.notify import held_notifier
 from model_factory.settings import FactorySettings
 from model_factory.spec import LoadedSpec, ModelSpec
 
@@ -217,6 +218,7 @@ def review_dag(loaded: LoadedSpec) -> DAG:
             defaults=[REJECT],
             params=review_form(),
             response_timeout=timedelta(hours=window),
+            notifiers=[held_notifier(spec)],  # the reviewer is told; a failing channel fails nothing
         )  # fmt: skip
         prepared >> review
 
