@@ -29,6 +29,7 @@ from model_factory.airflow.common import (
     s3_options,
     spec_doc,
     spread_cron,
+    trigger_params,
     triggering_extras,
 )
 from model_factory.airflow.sensors import CanaryStageSensor, NewBatchSensor
@@ -235,6 +236,7 @@ def retrain_dag(loaded: LoadedSpec, *, fit: str | None = None, doc: str = "") ->
     spec = loaded.spec
     with DAG(
         dag_id=f"{spec.name}__retrain",
+        params=trigger_params("retrain"),
         description=spec.description,
         schedule=retrain_schedule(spec),
         max_active_runs=1,
@@ -258,6 +260,7 @@ def drift_watch_dag(loaded: LoadedSpec) -> DAG:
     retrain_id = f"{spec.name}__retrain"
     with DAG(
         dag_id=f"{spec.name}__drift_watch",
+        params=trigger_params("drift_watch"),
         description=f"Watch {spec.name}'s production data against its champion's baseline",
         schedule=spread_cron(spec.drift.schedule, spec.name),
         # A scheduled run may wait most of an hour for its batch; an ops trigger must not queue
@@ -462,6 +465,7 @@ def canary_dag(loaded: LoadedSpec) -> DAG:
     ramp = list(spec.canary.ramp)
     with DAG(
         dag_id=f"{spec.name}__canary",
+        params=trigger_params("canary"),
         description=f"Roll a blessed {spec.name} challenger out on live traffic: ramp, promote or roll back",
         schedule=[challenger_asset(spec)],
         # Ops' manual controls (conf action) must not queue behind a canary that is waiting.

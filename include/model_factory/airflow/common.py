@@ -11,11 +11,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from model_factory.airflow.notify import failure_notifier
 from model_factory.errors import ErrorKind, error_kind_line
 from model_factory.settings import FactorySettings
 from model_factory.spec import CRON_PRESETS, LoadedSpec, ModelSpec
 
-from airflow.sdk import Asset, get_current_context
+from airflow.sdk import Asset, Param, get_current_context
 from airflow.sdk.definitions.dag import TAG_MAX_LEN  # a longer tag fails the whole DAG file
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 from airflow.sdk.exceptions import AirflowFailException
@@ -158,6 +159,39 @@ def spread_cron(expression: str | None, name: str) -> str | None:
     return " ".join([str(zlib.crc32(name.encode()) % 60), *fields[1:]])
 
 
+# The trigger form of each DAG kind (Airflow's "Trigger DAG" renders and validates it; the REST
+# API refuses a conf that does not fit, naming the field). The CLI and the demo send these names.
+# Kept in step with model_factory.rollout.canary.OPS_ACTIONS (a test checks).
+CANARY_ACTIONS = ("promote", "rollback", "abort", "pin", "unpin")
+_TEXT = ["null", "string"]
+_VERSION = {"type": ["null", "string", "integer"], "pattern": r"^[0-9]+$", "minimum": 1,
+            "title": "Version", "description": "A registered version; empty: the one announced"}  # fmt: skip
+# A batch date stays free text here: a bad one fails `ingest` naming the conf (and the Analyzer
+# counts it); the form still says what is expected.
+_DS = {"type": _TEXT, "maxLength": 40, "title": "Batch date",
+       "description": "YYYY-MM-DD; empty: the run's own date"}  # fmt: skip
+
+
+def trigger_params(kind: str) -> dict[str, Param]:
+    """The typed ``params`` of a factory DAG kind: retrain, drift_watch, canary or review."""
+    reason = Param(None, type=_TEXT, maxLength=2000, title="Reason", description="Why (recorded)")
+    actor = Param(None, type=_TEXT, maxLength=200, title="On behalf of", description="Who asked (optional)")
+    forms = {
+        "retrain": lambda: {"ds": Param(None, **_DS),
+                            "force_retrain": Param(False, type="boolean", title="Force retrain",
+                                                   description="Train again on unchanged data")},
+        "drift_watch": lambda: {"ds": Param(None, **_DS),
+                                "force": Param(False, type="boolean", title="Force",
+                                               description="Check a batch that was already checked")},
+        "canary": lambda: {"version": Param(None, **_VERSION),
+                           "action": Param(None, type=_TEXT, enum=[None, *CANARY_ACTIONS], title="Action",
+                                           description="Ops action instead of a rollout (empty: roll out)"),
+                           "reason": reason, "actor": actor},
+        "review": lambda: {"version": Param(None, **_VERSION)},
+    }  # fmt: skip
+    return forms[kind]()
+
+
 def common_dag_args(spec: ModelSpec, kind: str) -> dict[str, Any]:
     """What every factory DAG of a model shares: owner, retries with backoff, a per-task
     execution timeout, tags, no catchup, the tier's priority."""
@@ -173,6 +207,7 @@ def common_dag_args(spec: ModelSpec, kind: str) -> dict[str, Any]:
             "execution_timeout": timedelta(minutes=spec.task_timeout_minutes),
             "retry_policy": PERMANENT_FAILS_AT_ONCE,
             "priority_weight": priority_of(spec),
+            "on_failure_callback": [failure_notifier(spec)],  # once a task failed for good
         },
     }
 

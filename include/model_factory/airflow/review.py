@@ -24,8 +24,10 @@ from model_factory.airflow.common import (
     conf,
     run_ds,
     spec_doc,
+    trigger_params,
     triggering_extras,
 )
+from model_factory.airflow.notify import held_notifier
 from model_factory.settings import FactorySettings
 from model_factory.spec import LoadedSpec, ModelSpec
 
@@ -171,6 +173,7 @@ def review_dag(loaded: LoadedSpec) -> DAG:
     window = spec.review.window_hours
     with DAG(
         dag_id=f"{spec.name}__review",
+        params=trigger_params("review"),
         description=f"Approve or reject a {spec.name} version the gates held for review",
         schedule=[held_asset(spec)],
         max_active_runs=16,  # one per held version; waiting holds no worker slot
@@ -215,6 +218,7 @@ def review_dag(loaded: LoadedSpec) -> DAG:
             defaults=[REJECT],
             params=review_form(),
             response_timeout=timedelta(hours=window),
+            notifiers=[held_notifier(spec)],  # the reviewer is told; a failing channel fails nothing
         )  # fmt: skip
         prepared >> review
 
