@@ -111,8 +111,10 @@ def test_owner_and_schedule_come_from_the_spec(dagbag):
     dag = dagbag.dags[f"{spec.name}__retrain"]
     assert dag.default_args["owner"] == spec.owner
     assert dag.default_args["retries"] == spec.retries
-    assert f"expression='{spec.schedule}'" in repr(dag.schedule)
-    assert dagbag.dags[f"{spec.name}__drift_watch"].schedule == spec.drift.schedule
+    from model_factory.airflow.common import spread_cron
+
+    assert f"expression='{spread_cron(spec.schedule, spec.name)}'" in repr(dag.schedule)
+    assert dagbag.dags[f"{spec.name}__drift_watch"].schedule == spread_cron(spec.drift.schedule, spec.name)
 
 
 def test_bad_spec_is_reported_and_other_dags_still_load(tmp_path, monkeypatch):

@@ -155,6 +155,21 @@ class FactorySettings(BaseSettings):
         30.0, "Predictions and feedback older than this are deleted hourly.", "serving", gt=0
     )
 
+    gateway_keep_alive_seconds: int = _field(
+        65, "Idle keep-alive connections stay open this long (longer than callers' pools keep theirs).",
+        "serving", gt=0,
+    )
+    gateway_header_timeout_seconds: float = _field(
+        15.0, "A connection whose request headers are incomplete after this long is closed.", "serving", gt=0
+    )
+    gateway_body_timeout_seconds: float = _field(
+        30.0, "A request body not received within this long is refused (408).", "serving", gt=0
+    )
+    gateway_feedback_wait_seconds: float = _field(
+        5.0, "Feedback waits this long for a locked prediction DB, then answers 503 saying why.", "serving",
+        gt=0,
+    )
+
     # ops ---------------------------------------------------------------------------------------
     actor: str | None = _field(
         None, "Who the CLI records as acting (ops commands, Analyzer events). Default: the login name.", "ops"

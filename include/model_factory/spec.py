@@ -613,6 +613,9 @@ class OutcomeSourceSpec(_Strict):
 class OutcomesSpec(_Strict):
     """Where a model's true outcomes arrive, and how ``<model>__health`` judges them."""
 
+    enabled: bool = Field(
+        default=False, description="Build <model>__health (off until the model's outcomes are wired)"
+    )
     gateway_feedback: bool = Field(default=True, description="Use the gateway's /feedback outcomes")
     source: OutcomeSourceSpec | None = Field(default=None, description="Outcomes from another system")
     max_delay_days: float = Field(

@@ -48,3 +48,62 @@ def test_the_page_shows_segments_findings_and_the_weekly_report(client: TestClie
     assert {f["error_kind"]: f["class"] for f in data["findings"]} == history.planted
     fleet = client.get("/", headers={"x-user": "platform"}).text
     assert 'id="analyzer-link"' in fleet
+
+
+# --- who sees what (issue 18 finding 7) ---------------------------------------------------------
+
+
+@pytest.fixture
+def guarded(factory_home) -> TestClient:
+    config = ConsoleConfig(
+        require_user=_login,
+        sees_people=lambda user: user == "platform",
+        readable_dag_ids=lambda user: None if user == "platform" else {"churn__retrain", "churn__canary"},
+    )
+    return TestClient(create_app(config), raise_server_exceptions=False)
+
+
+def test_only_the_platform_team_sees_who_did_what(guarded: TestClient) -> None:
+    history = write_history(EventStore())
+    viewer = guarded.get("/api/analyzer", headers={"x-user": "viewer"})
+    platform = guarded.get("/api/analyzer", headers={"x-user": "platform"}).json()
+    assert viewer.status_code == 200
+    for user in history.skills:  # no name of anyone, anywhere in what a viewer gets
+        assert user not in viewer.text
+        assert user.split("@")[0] + "@" not in viewer.text
+    data = viewer.json()
+    assert "user_signals" not in data and "segments" not in data["segmentation"]
+    assert data["segmentation"]["sizes"] == platform["segmentation"]["sizes"]  # the aggregate stays
+    assert {f["error_kind"]: f["class"] for f in data["findings"]} == history.planted
+    examples = [e for f in data["findings"] for e in f["examples"]]
+    assert examples and all(set(e) == {"at", "action", "model"} for e in examples)
+    assert {e["model"] for e in examples} <= {"churn", None}
+    page = guarded.get("/analyzer", headers={"x-user": "viewer"}).text
+    assert 'id="redacted"' in page and not any(user in page for user in history.skills)
+
+    assert len(platform["user_signals"]) == 34 and platform["segmentation"]["segments"]
+    assert any(e.get("user") in history.skills for f in platform["findings"] for e in f["examples"])
+    assert 'id="redacted"' not in guarded.get("/analyzer", headers={"x-user": "platform"}).text
+
+
+def test_the_fleet_lists_only_models_the_user_may_read(guarded: TestClient) -> None:
+    viewer = guarded.get("/api/fleet", headers={"x-user": "viewer"}).json()
+    platform = guarded.get("/api/fleet", headers={"x-user": "platform"}).json()
+    assert [row["model"] for row in viewer["models"]] == ["churn"]
+    assert len(platform["models"]) > 1
+    assert guarded.get("/api/models/demand", headers={"x-user": "viewer"}).status_code == 404
+    assert guarded.get("/api/models/churn", headers={"x-user": "viewer"}).status_code == 200
+
+
+def test_the_platform_team_is_who_airflow_lets_edit_connections(monkeypatch) -> None:
+    """The rule, asked of Airflow 3.3's own (simple) auth manager: OP and ADMIN see people."""
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import (
+        SimpleAuthManager,
+        SimpleAuthManagerUser,
+    )
+    from model_factory.airflow import plugin
+
+    monkeypatch.setattr("airflow.api_fastapi.app.get_auth_manager", lambda: SimpleAuthManager())
+    seen = {role: plugin.is_platform_team(SimpleAuthManagerUser(username="x", role=role))
+            for role in ("VIEWER", "USER", "OP", "ADMIN")}  # fmt: skip
+    assert seen == {"VIEWER": False, "USER": False, "OP": True, "ADMIN": True}

@@ -30,6 +30,7 @@ from model_factory.rollout import canary
 from model_factory.serving import GatewaySettings, create_app, predlog
 from model_factory.serving.models import LoadedVersion
 from model_factory.serving.routing import bucket
+from model_factory.serving.server import uvicorn_options
 from model_factory.settings import FactorySettings
 from model_factory.spec import CanarySpec
 from model_factory_dev import demo_data
@@ -427,8 +428,16 @@ def test_api_key_is_required_when_set(registry_state, tmp_path):
         assert predict(client, {"features": row}, headers={"X-API-Key": "s3cret"}).status_code == 200
         assert client.post("/v1/feedback", json={"request_id": "x", "outcome": 1}).status_code == 401
         assert client.get("/v1/models").status_code == 401
-        assert client.get("/health").status_code == 200  # probes and scrapers need no key
-        assert client.get("/metrics").status_code == 200
+        # Issue 18 finding 8: only the probes are public; /health names models, versions and
+        # errors, /docs and /openapi.json the API's shape, /metrics the traffic.
+        for path in ("/health/live", "/health/ready"):
+            assert client.get(path).status_code == 200 and set(client.get(path).json()) == {"status"}
+        for path in ("/health", "/metrics", "/docs", "/openapi.json", "/redoc", "/no-such-page"):
+            assert client.get(path).status_code == 401, path
+        assert client.get("/health", headers={"X-API-Key": "s3cret"}).status_code == 200
+        scrape = client.get("/metrics", headers={"Authorization": "Bearer s3cret"})  # Prometheus' form
+        assert scrape.status_code == 200 and "factory_gateway_registry_up" in scrape.text
+        assert client.get("/openapi.json", headers={"X-API-Key": "s3cret"}).status_code == 200
 
 
 def test_metrics_are_prometheus_text(gateway):
@@ -614,7 +623,8 @@ def uvicorn_server(app):
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    options = uvicorn_options(app.state.settings)  # what python -m model_factory.serving runs
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -674,6 +684,78 @@ def test_hot_swap_under_load_has_no_5xx(registry_state, tmp_path):
     assert all(code == 200 for code in codes), sorted(set(results) - {(200, "1"), (200, "2")})
     assert {version for _, version in results} == {"1", "2"}
     assert status["champion"]["version"] == "1" and status["canary"] is None
+
+
+def _read_until_closed(sock: socket.socket, limit_s: float = 30.0) -> bytes:
+    """What the server sends before it closes the connection (or ``limit_s`` passes)."""
+    sock.settimeout(limit_s)
+    received = b""
+    try:
+        while chunk := sock.recv(4096):
+            received += chunk
+    except TimeoutError:
+        return received + b"<still open>"
+    return received
+
+
+def test_slow_headers_and_slow_bodies_are_cut_off(registry_state, tmp_path):
+    """Issue 18 finding 8: a connection that sends nothing, half a header or half a body was held
+    open with no timeout (30 of each stayed open)."""
+    app = create_app(gateway_settings(registry_state, tmp_path, header_timeout_s=1.0, body_timeout_s=1.0))
+    with uvicorn_server(app) as base:
+        host, port = base.removeprefix("http://").split(":")
+        silent = socket.create_connection((host, int(port)))
+        half_header = socket.create_connection((host, int(port)))
+        half_header.sendall(b"POST /v1/models/churn/predict HTTP/1.1\r\nHost: x\r\nContent-")
+        half_body = socket.create_connection((host, int(port)))
+        half_body.sendall(b"POST /v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: 60\r\n\r\n{\"request_id\": ")  # fmt: skip
+        kept = socket.create_connection((host, int(port)))  # a finished request, then half the next
+        kept.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.5)
+        kept.sendall(b"GET /health/live HTTP/1.1\r\nHo")
+        answers = [_read_until_closed(s) for s in (silent, half_header, half_body, kept)]
+        for sock in (silent, half_header, half_body, kept):
+            sock.close()
+        assert httpx.get(f"{base}/health/live").status_code == 200  # still serving
+    assert answers[0] == b"" and answers[1] == b"", answers
+    assert answers[2].startswith(b"HTTP/1.1 408") and b"not received within 1 s" in answers[2], answers[2]
+    assert answers[3].startswith(b"HTTP/1.1 200") and answers[3].count(b"HTTP/1.1") == 1, answers[3]
+
+
+def test_feedback_while_the_log_is_locked_is_a_503_and_health_says_so(registry_state, tmp_path):
+    """Issue 18 finding 8: with the prediction DB locked, feedback answered 500 after 30 s and was
+    lost while /health said ok. Now: a bounded wait, 503 saying why, health degraded until the
+    next feedback is recorded."""
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    settings = gateway_settings(registry_state, tmp_path, feedback_wait_s=0.5)
+    with TestClient(create_app(settings)) as client:
+        served = predict(client, {"features": churn_rows(1)[0]}).json()
+        assert client.app.state.prediction_log.flush()
+        assert client.get("/health").json()["status"] == "ok"
+        holder = sqlite3.connect(str(tmp_path / "predictions.db"), isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # another writer holds the database
+        try:
+            started = time.monotonic()
+            refused = client.post("/v1/feedback", json={"request_id": served["request_id"], "outcome": 1})
+            waited = time.monotonic() - started
+            health = client.get("/health").json()
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert refused.status_code == 503, refused.text
+        assert "did not accept a write within 0.5 s" in refused.json()["detail"]["error"]
+        assert "locked" in refused.json()["detail"]["error"] and refused.headers["retry-after"] == "5"
+        assert waited < 20  # bounded (was 30 s and a 500); never asserted tighter on a busy machine
+        assert health["status"] == "degraded"
+        assert any("feedback refused (503)" in reason for reason in health["reasons"]), health
+        again = client.post("/v1/feedback", json={"request_id": served["request_id"], "outcome": 1})
+        assert again.status_code == 200 and again.json()["unchanged"] is False  # nothing half-written
+        assert client.get("/health").json()["status"] == "ok"
+        assert "factory_gateway_feedback_refused 1" in client.get("/metrics").text
 
 
 def test_simulated_traffic_with_delayed_feedback_feeds_the_analysis(registry_state, tmp_path):

@@ -10,7 +10,6 @@ import time
 from datetime import date
 from pathlib import Path
 
-import model_factory
 import pytest
 from model_factory.io import claims
 from model_factory.io.tracking import connect
@@ -19,7 +18,7 @@ from model_factory.settings import FactorySettings
 
 from tests.unit.test_review_registry import retrain, spec_for
 
-PACKAGE_ROOT = Path(model_factory.__file__).resolve().parents[1]
+PACKAGE_ROOT = Path(approval.__file__).resolve().parents[2]
 """Where the code under test is imported from: the reviewers import the same."""
 
 # Each reviewer imports, connects, says it is ready, waits for the others (a barrier over

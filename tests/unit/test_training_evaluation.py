@@ -254,3 +254,25 @@ def test_connect_leaves_the_environment_alone(factory_home, monkeypatch):
     assert "MLFLOW_TRACKING_URI" not in os.environ
     monkeypatch.setenv("FACTORY_HOME", str(factory_home.parent / "elsewhere"))
     assert "elsewhere" in FactorySettings.from_env().tracking_uri
+
+
+def test_training_batches_are_the_runs_mlflow_datasets(factory_home):
+    """Issue 21 item 4: the MLflow UI's Datasets tab shows what a version was trained on."""
+    from model_factory.io.tracking import connect
+
+    settings = FactorySettings.from_env()
+    spec = spec_for("churn")
+    days = [DAY, DAY.replace(day=DAY.day + 1)]
+    uris = [_validated(settings, "churn", day) for day in days]
+    trained = train_model(spec, str(days[-1]), uris, settings, {"airflow.dag_id": "test"})
+    run = connect(settings).get_run(trained["run_id"])
+    logged = run.inputs.dataset_inputs
+    by_source = {json.loads(d.dataset.source)["uri"]: d for d in logged}
+    assert set(by_source) == set(uris)
+    for uri in uris:
+        entry = by_source[uri]
+        tags = {tag.key: tag.value for tag in entry.tags}
+        assert tags["mlflow.data.context"] == "training"
+        assert entry.dataset.digest == tags["sha256"][:32] and len(tags["sha256"]) == 64
+        assert tags["rows"] == "400" and entry.dataset.name == f"churn/{uri.split('/')[-2]}"
+        assert "tenure_months" in entry.dataset.schema

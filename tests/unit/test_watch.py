@@ -157,3 +157,82 @@ def test_a_batch_read_in_chunks_gives_the_same_verdict(champion, monkeypatch):
     assert chunked["status"] == whole["status"] and chunked["reasons"] == whole["reasons"]
     for name, feature in whole["data_drift"]["features"].items():
         assert chunked["data_drift"]["features"][name]["psi"] == pytest.approx(feature["psi"], rel=1e-9)
+
+
+def test_seasonal_reference_compares_with_past_weekdays_and_never_falls_back_silently(champion):
+    spec, settings = champion
+    spec = spec.model_copy(update={"drift": spec.drift.model_copy(update={"reference": "same_weekday"})})
+    _source(settings, "churn", WATCHED, demo_data.generate_batch("churn", WATCHED, rows=2000))
+    checked = check_batch(spec, str(WATCHED), settings)
+    assert checked["status"] == "insufficient_data"  # no Thursday stored before 2026-03-05
+    assert checked["reasons"][0].startswith("drift.reference 'same_weekday': fewer than 2 reference days")
+    for weeks in (1, 2):
+        day = WATCHED - timedelta(weeks=weeks)
+        _source(settings, "churn", day, demo_data.generate_batch("churn", day, rows=2000))
+    checked = check_batch(spec, str(WATCHED), settings)
+    assert checked["status"] == "no_drift", checked["reasons"]
+    report = storage.read_json(checked["report_json_uri"])
+    assert report["data_drift"]["baseline"]["rows"] == 4000  # the two past Thursdays, not training
+
+
+def test_health_check_joins_the_log_with_an_outcome_file_and_records_history(champion, tmp_path):
+    """The whole path without Airflow: a real champion and holdout, the gateway's prediction log
+    (SQLite), an outcome file from another system a day later (one unknown id, a wrong class),
+    a missing day and an unreadable day named in the summary, the history row written."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+    import sqlalchemy as sa
+    from model_factory.monitoring.health_history import history
+    from model_factory.monitoring.health_watch import run_health_check
+    from model_factory.serving.predlog import FEEDBACK, PREDICTIONS, engine_for, ensure_schema
+    from model_factory.spec import OutcomeSourceSpec, OutcomesSpec
+
+    spec, settings = champion
+    db = f"sqlite:///{tmp_path / 'predictions.db'}"
+    engine = engine_for(db)
+    ensure_schema(engine)
+    served_at = datetime(2026, 3, 5, 12)
+    scores = np.random.default_rng(0).random(300)
+    rows = [
+        {"request_id": f"r{i}", "entity_id": f"c{i}", "model": "churn", "version": "1", "arm": "champion",
+         "status": "ok", "error": None, "latency_ms": float(5 + i % 10), "score": float(s),
+         "prediction": json.dumps({"label": int(s >= 0.5)}), "inputs": None, "inputs_hash": None,
+         "created_at": served_at}
+        for i, s in enumerate(scores)
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(PREDICTIONS.insert(), rows)
+        conn.execute(FEEDBACK.insert(), [{"request_id": "r250", "outcome": "1", "received_at": served_at}])
+    folder = Path(urlparse(settings.data_root).path) / "crm_outcomes"  # under the data roots
+    folder.mkdir(parents=True)
+    truth = (scores[:200] >= 0.5).astype(int)
+    truth[:20] = 1 - truth[:20]  # 90% accurate
+    pd.DataFrame(
+        {"customer": [f"c{i}" for i in range(200)] + ["stranger", "c201"],
+         "churned": [*truth.tolist(), 1, "maybe"], "at": ["2026-03-05 18:00"] * 202}
+    ).to_csv(folder / "2026-03-06.csv", index=False)  # fmt: skip
+    (folder / "2026-03-04.csv").write_text("customer,churned\nc1")  # no event-time column
+    source = OutcomeSourceSpec(uri=f"{folder.as_uri()}/{{ds}}.csv", id_column="customer",
+                               outcome_column="churned", event_time_column="at")  # fmt: skip
+    outcomes = OutcomesSpec(source=source, max_delay_days=2, min_outcomes=100)
+    spec = spec.model_copy(update={"outcomes": outcomes})
+
+    summary = run_health_check(spec, "2026-03-06", settings, db)
+
+    counts = summary["counts"]
+    assert counts["matched"] == 201 and counts["unknown_id"] == 1 and counts["invalid"] == 1
+    unreadable = summary["sources"]["unreadable"]
+    assert len(unreadable) == 1 and "2026-03-04.csv lacks column(s) ['at']" in unreadable[0]
+    assert "2026-03-05" in summary["sources"]["outcome_days_missing"]
+    from sklearn.metrics import roc_auc_score
+
+    assert summary["metric"] == "roc_auc"  # the file's 200 outcomes and r250's gateway feedback
+    expected = roc_auc_score([*truth.tolist(), 1], [*scores[:200].tolist(), scores[250]])
+    assert summary["realized"] == pytest.approx(expected, rel=1e-9)
+    assert summary["action"] in ("none", "alert", "retrain") and summary["champion_version"] == "1"
+    assert storage.exists(summary["report_uri"])
+    (row,) = history(sa.create_engine(db), "churn")
+    assert (row.day, row.version, row.predictions, row.outcomes) == (date(2026, 3, 5), "1", 300, 201)
+    assert row.p95_ms == pytest.approx(14.0) and row.error_rate == 0.0

@@ -28,6 +28,7 @@ from model_factory.airflow.common import (
     run_ds,
     s3_options,
     spec_doc,
+    spread_cron,
     triggering_extras,
 )
 from model_factory.airflow.sensors import CanaryStageSensor, NewBatchSensor
@@ -218,14 +219,15 @@ def retrain_steps(loaded: LoadedSpec, *, fit: str | None = None) -> XComArg:
 
 
 def retrain_schedule(spec: ModelSpec):
-    """The nightly cron OR the drift asset (when the drift watch is on)."""
+    """The nightly cron (spread inside its hour: :func:`spread_cron`) OR the drift asset (when
+    the drift watch is on)."""
+    cron = spread_cron(spec.schedule, spec.name)
     if not spec.drift.enabled:
-        return spec.schedule
-    if spec.schedule is None:
+        return cron
+    if cron is None:
         return [drift_asset(spec)]
-    return AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable(spec.schedule, timezone="UTC"), assets=[drift_asset(spec)]
-    )
+    timetable = CronTriggerTimetable(cron, timezone="UTC")
+    return AssetOrTimeSchedule(timetable=timetable, assets=[drift_asset(spec)])
 
 
 def retrain_dag(loaded: LoadedSpec, *, fit: str | None = None, doc: str = "") -> DAG:
@@ -257,7 +259,7 @@ def drift_watch_dag(loaded: LoadedSpec) -> DAG:
     with DAG(
         dag_id=f"{spec.name}__drift_watch",
         description=f"Watch {spec.name}'s production data against its champion's baseline",
-        schedule=spec.drift.schedule,
+        schedule=spread_cron(spec.drift.schedule, spec.name),
         # A scheduled run may wait most of an hour for its batch; an ops trigger must not queue
         # behind it. Same-date double checks are stopped by the sensor's "already checked".
         max_active_runs=3,

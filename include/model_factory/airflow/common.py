@@ -6,13 +6,14 @@ Thin glue around Airflow; the logic each task runs lives in the core library.
 from __future__ import annotations
 
 import logging
+import zlib
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from model_factory.errors import ErrorKind, error_kind_line
 from model_factory.settings import FactorySettings
-from model_factory.spec import LoadedSpec, ModelSpec
+from model_factory.spec import CRON_PRESETS, LoadedSpec, ModelSpec
 
 from airflow.sdk import Asset, get_current_context
 from airflow.sdk.definitions.dag import TAG_MAX_LEN  # a longer tag fails the whole DAG file
@@ -134,9 +135,32 @@ def dag_tags(spec: ModelSpec, kind: str) -> list[str]:
     return tags
 
 
+# Spec tag ``tier`` -> the priority weight of the model's tasks: when the wave is larger than the
+# workers, the scheduler queues tier-1 models' tasks first (Airflow orders by priority weight).
+TIER_PRIORITY = {"1": 100, "2": 10}
+DEFAULT_PRIORITY = 1
+
+
+def priority_of(spec: ModelSpec) -> int:
+    return TIER_PRIORITY.get(spec.tags.get("tier", "").strip().removeprefix("tier"), DEFAULT_PRIORITY)
+
+
+def spread_cron(expression: str | None, name: str) -> str | None:
+    """A cron at minute 0 (``0 2 * * *``, ``@daily``, ``@hourly``) moved to a stable per-model
+    minute inside the same hour, so a fleet's nightly runs spread over the hour instead of all
+    starting at 02:00. Any other minute (``30 2 * * *``; ``0-0 2 * * *`` for exactly on the hour)
+    is kept as written."""
+    if expression is None:
+        return None
+    fields = CRON_PRESETS.get(expression.strip(), expression).split()
+    if len(fields) != 5 or fields[0] != "0":
+        return expression
+    return " ".join([str(zlib.crc32(name.encode()) % 60), *fields[1:]])
+
+
 def common_dag_args(spec: ModelSpec, kind: str) -> dict[str, Any]:
     """What every factory DAG of a model shares: owner, retries with backoff, a per-task
-    execution timeout, tags, no catchup."""
+    execution timeout, tags, no catchup, the tier's priority."""
     return {
         "start_date": datetime(2026, 1, 1),
         "catchup": False,
@@ -148,6 +172,7 @@ def common_dag_args(spec: ModelSpec, kind: str) -> dict[str, Any]:
             "retry_exponential_backoff": 2.0,  # a multiplier in Airflow 3.3 (True would mean 1.0: constant)
             "execution_timeout": timedelta(minutes=spec.task_timeout_minutes),
             "retry_policy": PERMANENT_FAILS_AT_ONCE,
+            "priority_weight": priority_of(spec),
         },
     }
 

@@ -14,7 +14,8 @@ The rules (``join_outcomes``), each with its count in ``JoinCounts``; no row dis
 * **repeated prediction** (same id predicted twice): the latest one before the outcome's event
   counts (that is what the user acted on); the earlier ones are counted, not joined.
 * **unknown id**: an outcome whose id was never predicted: set aside, counted.
-* **invalid outcome**: not a number for a regressor, or a class the model does not know: excluded.
+* **invalid outcome**: not a number for a regressor, a class the model does not know, or no
+  readable event time: excluded.
 * **duplicate**: the same id with the same outcome again: kept once.
 * **conflicting**: the same id with different outcomes: no truth for that id, all excluded.
 * **before prediction**: an outcome whose event precedes its prediction (a wrong id or a skewed
@@ -123,13 +124,14 @@ def join_outcomes(
 
     outs = outcomes.copy()
     outs["id"] = outs["id"].astype("str")
-    outs["event_time"] = pd.to_datetime(outs["event_time"])
+    outs["event_time"] = pd.to_datetime(outs["event_time"], errors="coerce")
     outs["arrived_at"] = pd.to_datetime(outs["arrived_at"]) if "arrived_at" in outs else outs["event_time"]
     n_outcomes = len(outs)
     # Out of order: an outcome that arrived after one whose event is later than its own.
     by_arrival = outs.sort_values(["arrived_at"], kind="stable")["event_time"]
     out_of_order = int((by_arrival < by_arrival.cummax().shift()).sum())  # NaT compares False
     values, valid = _valid_outcomes(outs["outcome"], classes)
+    valid = valid & outs["event_time"].notna().to_numpy()  # an unparseable event time is invalid too
     outs["outcome"] = values
     invalid = int((~valid).sum())
     outs = outs[valid]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ from model_factory.spec import ModelSpec
 if TYPE_CHECKING:
     from model_factory.monitoring.drift import DriftCheck
 
-RETRAIN_STATUSES = ("drift", "concept_drift")
+RETRAIN_STATUSES = ("drift", "concept_drift", "performance")  # performance: the health check
 # The concept-drift metric needs the champion's predictions: it uses at most this many labelled
 # rows (the first ones in the batch), so a huge batch costs no more memory than this.
 MAX_CONCEPT_ROWS = 200_000
@@ -105,6 +106,44 @@ def _stable_types(chunk: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
     return out
 
 
+MAX_REFERENCE_ROWS = 200_000  # rows of past batches profiled for a seasonal reference, at most
+
+
+def seasonal_baseline(
+    spec: ModelSpec, ds: str, s3: storage.S3Options | None = None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(the baseline of ``drift.reference``'s past batches, None) or (None, why there is none);
+    (None, None) for the default ``training`` reference (the champion's own baseline)."""
+    if spec.drift.reference == "training":
+        return None, None
+    from model_factory.io.batches import iter_frames
+    from model_factory.monitoring.references import no_reference_reason, reference_days
+    from model_factory.pipeline.profile import build_baseline
+
+    day = date.fromisoformat(ds)
+    every_day = {day - timedelta(days=k) for k in range(1, 372)}
+    wanted = reference_days(spec.drift.reference, day, every_day, min_days=0)
+    stored = [d for d in (wanted.days if wanted else ()) if storage.exists(watched_uri(spec, str(d)), s3)]
+    choice = reference_days(spec.drift.reference, day, stored)
+    if choice is None:
+        return None, no_reference_reason(spec.drift.reference, day)
+    per_day = MAX_REFERENCE_ROWS // len(choice.days)
+    frames = []
+    for d in choice.days:
+        uri = watched_uri(spec, str(d))
+        fmt = "parquet" if uri.endswith(".parquet") else spec.source.format
+        with storage.local_file(uri, s3) as path:
+            taken = 0
+            for chunk in iter_frames(path, fmt, uri):
+                present = [c for c in spec.features.all if c in chunk.columns]
+                frames.append(_stable_types(chunk[present].head(per_day - taken), spec))
+                taken += len(frames[-1])
+                if taken >= per_day:
+                    break
+    reference = pd.concat(frames, ignore_index=True)
+    return build_baseline(reference, spec.features.numeric, spec.features.categorical), None
+
+
 def overall_status(data_drift: DriftCheck, concept: dict[str, Any]) -> str:
     """One word for the batch: a data-quality break first (retraining on it would learn the
     break), then statistical drift, then concept drift, then a too-good live metric."""
@@ -162,7 +201,13 @@ def check_batch(
                     yield _stable_types(chunk[present], spec)
 
             write_parquet_file(feature_chunks(), features_path)
-            data_drift = check_drift(champion.baseline, features_path, rule, contract=champion.contract)
+            seasonal, why_none = seasonal_baseline(spec, ds, s3)
+            reference = seasonal or champion.baseline
+            data_drift = check_drift(reference, features_path, rule, contract=champion.contract)
+            if why_none and data_drift.status in ("drift", "no_drift"):
+                # No silent fallback to training: the statistics are shown, no decision is made.
+                reasons = [why_none, *data_drift.reasons]
+                data_drift = replace(data_drift, status="insufficient_data", reasons=reasons)
     except storage.ObjectNotFoundError as exc:
         raise MissingBatchError(f"no production batch for {spec.name!r} on {ds}: nothing at {uri}") from exc
     labelled = pd.concat(labelled_parts, ignore_index=True) if labelled_parts else pd.DataFrame()
@@ -187,7 +232,7 @@ def check_batch(
     }
     html = render_html(
         {**data_drift.to_dict(), "status": status, "reasons": reasons, "concept_drift": concept},
-        champion.baseline,
+        reference,
         title=f"{spec.name}: drift check of {ds} vs champion v{champion.version}",
         context={
             "batch": uri,

@@ -8,7 +8,10 @@ share of live traffic; the share is a registered-model tag, see ``model_factory.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,8 +65,6 @@ def _registry_lock(settings: FactorySettings, name: str) -> Iterator[None]:
     if not settings.tracking_uri.startswith("sqlite:///"):
         yield
         return
-    import fcntl
-
     lock_path = Path(settings.tracking_uri.removeprefix("sqlite:///") + f".{name}.register.lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as handle:
@@ -279,9 +280,6 @@ def record_decision(
 
     Returns the decision as a dict, so the caller can also write it elsewhere (prediction DB, log).
     """
-    import json
-    from datetime import UTC, datetime
-
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     tags = {"by": actor, "at": stamp, "reason": reason}
     for key, value in (details or {}).items():

@@ -25,6 +25,7 @@ from model_factory.io import storage, tracking
 from model_factory.io.batches import recent_validated_batches, write_parquet
 from model_factory.io.trust import BASE_TRUSTED_TYPES
 from model_factory.pipeline import labels
+from model_factory.pipeline.datasets import log_training_inputs
 from model_factory.pipeline.features import prepare_features, target_values
 from model_factory.pipeline.small_data import cross_validate, extend_window_to_rows
 from model_factory.settings import PROJECT_ROOT, FactorySettings
@@ -448,6 +449,7 @@ def train_model(
                                     "cv_baseline": cv.baseline, "cv_rows": cv.rows})  # fmt: skip
                 mlflow.set_tag("factory.cross_validation", json.dumps(cv.as_dict()))
         mlflow.log_dict({"inputs": inputs, "holdout_uri": holdout_uri, **tags}, "lineage.json")
+        log_training_inputs(spec.name, inputs, X_train.head(5))
         mlflow.log_dict(spec.model_dump(mode="json", by_alias=True), "spec.json")
         if requirements_file().exists():
             mlflow.log_artifact(str(requirements_file()), "environment")

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from model_factory.io import claims, tag_schema, tracking
+from model_factory.io.airflow_api import AirflowApiError
 from model_factory.io.registry_state import CHALLENGER, CHAMPION, current_alias_version
 from model_factory.pipeline.registry import CHECKLIST_TAG, attest_version, attested, record_decision
 from model_factory.settings import FactorySettings
@@ -176,10 +178,6 @@ def review_in_airflow(
 ) -> dict | None:
     """Answer the waiting ``<model>__review`` task of ``version`` through Airflow's REST API, so
     the review DAG records it and (approved) starts the canary. None: no such review waits."""
-    from urllib.parse import quote
-
-    from model_factory.io.airflow_api import AirflowApiError
-
     dag_id = f"{model}__review"
     try:
         details = client.get(f"/api/v2/dags/{quote(dag_id)}/dagRuns/~/hitlDetails", limit=100)["hitl_details"]

@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
     from model_factory.serving.app import create_app
+    from model_factory.serving.server import uvicorn_options
     from model_factory.serving.settings import GatewaySettings
 
     logging.basicConfig(
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         uvicorn.run(
             "model_factory.serving.app:create_app", factory=True, workers=args.workers,
             host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log,
+            **uvicorn_options(settings),
         )  # fmt: skip
         return 0
     uvicorn.run(
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         log_level=args.log_level,
         access_log=args.access_log,
+        **uvicorn_options(settings),
     )
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from model_factory.serving.auth import ApiKeyGuard
 from model_factory.serving.gateway import Gateway
 from model_factory.serving.routers import native_router
 from model_factory.serving.settings import GatewaySettings
@@ -35,4 +36,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.gateway, app.state.settings, app.state.watcher = gateway, gateway.settings, gateway.watcher
     app.state.prediction_log, app.state.metrics = gateway.prediction_log, gateway.metrics
     app.include_router(native_router(gateway))
+    if gateway.settings.api_key is not None:
+        app.add_middleware(ApiKeyGuard, key=gateway.settings.api_key)
     return app

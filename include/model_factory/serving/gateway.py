@@ -39,6 +39,10 @@ class Gateway:
         limit_threads(settings.threads)
         self.watcher = RegistryWatcher(settings, on_load_failure=self._load_failed)
         self._retention = threading.Event()
+        self.feedback_refused = 0
+        """Feedback answered 503 because the prediction log would not take the write."""
+        self.feedback_error: tuple[float, str] | None = None
+        """(when, why) of the last refused feedback; cleared by the next recorded one."""
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -216,7 +220,21 @@ class Gateway:
             raise GatewayError(
                 422, {"error": f"outcome for {model} v{version}: {problem}", "field": "outcome"}
             )
-        result = self.prediction_log.record_feedback(request_id, value)
+        try:
+            result = self.prediction_log.record_feedback(
+                request_id, value, wait_s=self.settings.feedback_wait_s
+            )
+        except predlog.LogUnavailableError as exc:
+            self.feedback_refused += 1
+            self.feedback_error = (time.time(), str(exc))
+            raise GatewayError(
+                503,
+                {"error": f"feedback not recorded: the prediction log did not accept a write within "
+                          f"{self.settings.feedback_wait_s:g} s ({redact(str(exc))}); send it again later",
+                 "field": "request_id"},
+                headers={"Retry-After": "5"},
+            ) from exc  # fmt: skip
+        self.feedback_error = None
         if result == "conflict":
             raise GatewayError(
                 409,
@@ -243,6 +261,13 @@ class Gateway:
             reasons.append(
                 f"prediction log cannot write ({prediction_log.last_error}); "
                 f"{prediction_log.backlog} batches waiting"
+            )
+        if self.feedback_error:
+            when, why = self.feedback_error
+            at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+            reasons.append(
+                f"feedback refused (503) since {at}: the prediction log did not take the write ({why}); "
+                f"{self.feedback_refused} refused since start"
             )
         if prediction_log.overflowed:
             reasons.append(f"prediction log queue was full: {prediction_log.overflowed} predictions unlogged")
@@ -285,6 +310,9 @@ class Gateway:
              float(prediction_log.backlog)),
             ("factory_gateway_prediction_log_write_errors", "Failed prediction-log writes since start.", {},
              float(prediction_log.write_errors)),
+            ("factory_gateway_feedback_refused",
+             "Feedback answered 503 because the prediction log did not take the write, since start.", {},
+             float(self.feedback_refused)),
             ("factory_gateway_prediction_log_overflowed",
              "Predictions not logged because the write queue was full, since start.", {},
              float(prediction_log.overflowed)),

@@ -7,6 +7,7 @@ Predictions are written by a background thread in batches so the request path on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -67,6 +68,7 @@ DECISIONS = sa.Table(
     sa.Index("ix_decisions_model_at", "model", "at"),
 )
 
+SQLITE_BUSY_TIMEOUT_MS = 30_000
 _engines: dict[str, Engine] = {}
 _schema_ready: set[int] = set()
 _lock = threading.Lock()
@@ -103,7 +105,7 @@ def engine_for(db: str | Engine) -> Engine:
                 cursor = dbapi_conn.cursor()
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=NORMAL")
-                cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
                 cursor.close()
 
         _engines[db] = engine
@@ -355,22 +357,55 @@ class PredictionLog:
                 return None
             time.sleep(0.05)
 
-    def record_feedback(self, request_id: str, outcome: Any) -> str:
+    def record_feedback(self, request_id: str, outcome: Any, wait_s: float | None = None) -> str:
         """Store the outcome of one prediction once: ``recorded``; the same outcome again (a
-        retried call): ``unchanged``; a different one: ``conflict`` (nobody can overwrite it)."""
+        retried call): ``unchanged``; a different one: ``conflict`` (nobody can overwrite it).
+
+        ``wait_s`` bounds the wait for a database another writer holds locked: past it,
+        :class:`LogUnavailableError` says why (the caller answers 503; nothing half-written)."""
         text = dumps(outcome)
         try:
             with self.engine.begin() as conn:
-                conn.execute(
-                    FEEDBACK.insert().values(request_id=request_id, outcome=text, received_at=utcnow())
-                )
+                if wait_s is not None:
+                    _bound_lock_wait(conn, wait_s)
+                try:
+                    conn.execute(
+                        FEEDBACK.insert().values(request_id=request_id, outcome=text, received_at=utcnow())
+                    )
+                finally:
+                    if wait_s is not None:
+                        _restore_lock_wait(conn)
             return "recorded"
+        except sa.exc.OperationalError as exc:
+            why = str(exc.orig).splitlines()[0][:200] if str(exc.orig) else ""
+            raise LogUnavailableError(f"{type(exc.orig).__name__}: {why}") from exc
         except sa.exc.IntegrityError:
             with self.engine.connect() as conn:
                 kept = conn.execute(
                     sa.select(FEEDBACK.c.outcome).where(FEEDBACK.c.request_id == request_id)
                 ).scalar()
             return "unchanged" if kept == text else "conflict"
+
+
+class LogUnavailableError(RuntimeError):
+    """The prediction DB cannot take a write now (locked past the wait, or down)."""
+
+
+def _bound_lock_wait(conn: sa.Connection, wait_s: float) -> None:
+    """Wait at most ``wait_s`` for another writer's lock in this transaction (SQLite's busy
+    timeout, PostgreSQL's lock_timeout); other databases keep their own setting."""
+    backend = conn.engine.url.get_backend_name()
+    if backend == "sqlite":
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={int(wait_s * 1000)}")
+    elif backend == "postgresql":
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(wait_s * 1000)}ms'")
+
+
+def _restore_lock_wait(conn: sa.Connection) -> None:
+    """SQLite's busy timeout back to the engine's (the connection returns to the pool)."""
+    if conn.engine.url.get_backend_name() == "sqlite":
+        with contextlib.suppress(sa.exc.DBAPIError):  # a broken connection: the pool discards it
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def purge(db: str | Engine, older_than_days: float) -> dict[str, int]:

@@ -5,6 +5,7 @@ each router renders in its protocol's own error format.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import dataclass
@@ -69,18 +70,27 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused early (413) when larger than ``limit`` bytes."""
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The raw body, refused early (413) when larger than ``limit`` bytes, and (408) when it has
+    not all arrived ``timeout_s`` after the headers: a slow sender cannot hold a connection."""
     too_large = f"request body is larger than the {limit} byte limit ({ENV['max_body_bytes']})"
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
         raise GatewayError(413, too_large)
     size, chunks = 0, []
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise GatewayError(413, too_large)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise GatewayError(413, too_large)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise GatewayError(
+            408,
+            f"request body not received within {timeout_s:g} s ({ENV['body_timeout_s']})",
+            headers={"Connection": "close"},
+        ) from None
     return b"".join(chunks)
 
 
@@ -109,9 +119,9 @@ def parse_json(body: bytes) -> Any:
     return parsed
 
 
-async def json_object(request: Request, limit: int) -> dict:
+async def json_object(request: Request, limit: int, timeout_s: float) -> dict:
     """The body as a JSON object (anything else is a 422 naming what came)."""
-    body = parse_json(await read_body(request, limit))
+    body = parse_json(await read_body(request, limit, timeout_s))
     if not isinstance(body, dict):
         raise GatewayError(422, {"error": f"the body must be a JSON object, got {type(body).__name__}"})
     return body

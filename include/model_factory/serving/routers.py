@@ -4,15 +4,15 @@ POST /v1/models/{model}/predict   {"request_id"?, "entity_id"?, "features": {..}
 POST /v1/feedback                 {"request_id", "outcome"}
 GET  /v1/models, /v1/models/{model}   what serves: versions, arms, share, load errors
 GET  /health                      ok | degraded (with reasons) | unavailable (503)
+GET  /health/live, /health/ready  probes: status only (public when an API key is set)
 GET  /metrics                     Prometheus text format
 """
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from model_factory.serving.gateway import Gateway
 from model_factory.serving.metrics import CONTENT_TYPE
@@ -51,22 +51,6 @@ def request_body(model: type[BaseModel]) -> dict:
     }
 
 
-def api_key_check(gateway: Gateway):
-    """The dependency that refuses a missing or wrong X-API-Key when one is set."""
-    key = gateway.settings.api_key
-
-    async def require_key(request: Request) -> None:  # async: no thread-pool hop per request
-        if key is None:
-            return
-        given = request.headers.get("x-api-key", "")
-        if not hmac.compare_digest(given.encode(), key.encode()):
-            raise HTTPException(
-                401, "missing or wrong X-API-Key header", headers={"WWW-Authenticate": "API-Key"}
-            )
-
-    return require_key
-
-
 def http_error(error: GatewayError) -> HTTPException:
     return HTTPException(error.status, error.detail, headers=error.headers)
 
@@ -74,15 +58,17 @@ def http_error(error: GatewayError) -> HTTPException:
 def native_router(gateway: Gateway) -> APIRouter:
     """The /v1 routes, /health and /metrics."""
     router = APIRouter()
-    keyed = [Depends(api_key_check(gateway))]
     settings = gateway.settings
 
-    @router.post("/v1/models/{model}/predict", dependencies=keyed, openapi_extra=request_body(PredictRequest),
+    @router.post("/v1/models/{model}/predict", openapi_extra=request_body(PredictRequest),
                  responses=ERROR_RESPONSES)  # fmt: skip
     async def predict(model: str, request: Request):
         try:
             route = gateway.servable(model)
-            call = parse_predict(await json_object(request, settings.max_body_bytes), settings.max_instances)
+            call = parse_predict(
+                await json_object(request, settings.max_body_bytes, settings.body_timeout_s),
+                settings.max_instances,
+            )
             # One row on the compiled path takes microseconds: a hop to the thread pool (and back)
             # would cost more than the prediction. Pipelines and batches go to threads. The answer
             # is plain JSON types already: JSONResponse skips FastAPI's generic encoder walk.
@@ -93,20 +79,22 @@ def native_router(gateway: Gateway) -> APIRouter:
             gateway.reject(model, error)
             raise http_error(error) from None
 
-    @router.post("/v1/feedback", dependencies=keyed, openapi_extra=request_body(FeedbackRequest),
+    @router.post("/v1/feedback", openapi_extra=request_body(FeedbackRequest),
                  responses=ERROR_RESPONSES)  # fmt: skip
     async def feedback(request: Request):
         try:
-            call = parse_feedback(await json_object(request, settings.max_body_bytes))
+            call = parse_feedback(
+                await json_object(request, settings.max_body_bytes, settings.body_timeout_s)
+            )
             return await run_in_threadpool(gateway.feedback, call)
         except GatewayError as error:
             raise http_error(error) from None
 
-    @router.get("/v1/models", dependencies=keyed)
+    @router.get("/v1/models")
     def list_models():
         return gateway.models()
 
-    @router.get("/v1/models/{model}", dependencies=keyed)
+    @router.get("/v1/models/{model}")
     def model_status(model: str):
         try:
             return gateway.model_status(model)
@@ -118,6 +106,17 @@ def native_router(gateway: Gateway) -> APIRouter:
     def health():
         status, payload = gateway.health()
         return JSONResponse(payload, status_code=status)
+
+    @router.get("/health/live")
+    def live():
+        """Liveness: the process answers. Public when an API key is set."""
+        return {"status": "alive"}
+
+    @router.get("/health/ready")
+    def ready():
+        """Readiness: ok/degraded serve (200), unavailable does not (503); no details (public)."""
+        status, payload = gateway.health()
+        return JSONResponse({"status": payload["status"]}, status_code=status)
 
     @router.get("/metrics")
     def prometheus():

@@ -19,6 +19,10 @@ ENV = {
     "hash_salt": "FACTORY_GATEWAY_HASH_SALT",
     "retention_days": "FACTORY_GATEWAY_RETENTION_DAYS",
     "threads": "FACTORY_GATEWAY_THREADS",
+    "keep_alive_s": "FACTORY_GATEWAY_KEEP_ALIVE_SECONDS",
+    "header_timeout_s": "FACTORY_GATEWAY_HEADER_TIMEOUT_SECONDS",
+    "body_timeout_s": "FACTORY_GATEWAY_BODY_TIMEOUT_SECONDS",
+    "feedback_wait_s": "FACTORY_GATEWAY_FEEDBACK_WAIT_SECONDS",
 }
 
 
@@ -49,6 +53,15 @@ class GatewaySettings:
     """Predictions and feedback older than this are deleted (by the gateway, hourly)."""
     threads: int = 1
     """Threads per BLAS/OpenMP pool in the serving process (see the README's gateway section)."""
+    keep_alive_s: int = 65
+    """Idle keep-alive connections stay open this long: longer than callers' pools keep theirs
+    (httpx 5 s), so the caller closes first and never sends on a connection being closed."""
+    header_timeout_s: float = 15.0
+    """A connection whose request headers are not complete after this long is closed."""
+    body_timeout_s: float = 30.0
+    """A request body not received within this long is refused (408)."""
+    feedback_wait_s: float = 5.0
+    """Feedback waits this long for a locked prediction DB, then answers 503 saying why."""
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
@@ -63,6 +76,10 @@ class GatewaySettings:
             refresh_s=factory.gateway_refresh_seconds,
             models=tuple(m.strip() for m in models.split(",") if m.strip()) or None,
             **{name: getattr(factory, f"gateway_{name}") for name in same},
+            keep_alive_s=factory.gateway_keep_alive_seconds,
+            header_timeout_s=factory.gateway_header_timeout_seconds,
+            body_timeout_s=factory.gateway_body_timeout_seconds,
+            feedback_wait_s=factory.gateway_feedback_wait_seconds,
         )
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@]*@")

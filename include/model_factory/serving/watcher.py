@@ -19,6 +19,8 @@ from model_factory.io.registry_state import CHAMPION, ServingState, serving_stat
 from model_factory.serving.models import LoadedVersion, LoadError, load_version
 from model_factory.serving.routing import CANARY_ARM, CHAMPION_ARM, choose_arm
 from model_factory.serving.settings import GatewaySettings, redact
+from model_factory.spec import load_specs
+from threadpoolctl import threadpool_limits
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +183,6 @@ class RegistryWatcher:
 
     def _specced_models(self) -> list[str]:
         """Names of the valid specs in the specs folder (re-read only when a file changed)."""
-        from model_factory.spec import load_specs
-
         folder = self.settings.factory.specs_dir
         try:
             seen = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob("*.yaml")))
@@ -242,8 +242,6 @@ class RegistryWatcher:
 def limit_threads(threads: int) -> None:
     """Every BLAS/OpenMP pool loaded in this process to ``threads``: one request is one row or a
     few, where extra threads only fight each other (and the other worker processes) for cores."""
-    from threadpoolctl import threadpool_limits
-
     threadpool_limits(limits=threads)
 
 

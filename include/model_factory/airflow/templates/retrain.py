@@ -6,7 +6,7 @@ nightly cron or the drift asset, ``<model>__drift_watch`` and ``<model>__canary`
 
 from __future__ import annotations
 
-from model_factory.airflow import blocks, review
+from model_factory.airflow import blocks, health, review
 from model_factory.airflow.templates import NoParams
 from model_factory.spec import LoadedSpec, ModelSpec
 
@@ -32,6 +32,7 @@ def watch_and_rollout(loaded: LoadedSpec) -> list[DAG]:
     review DAG for held versions."""
     spec = loaded.spec
     dags = [blocks.drift_watch_dag(loaded)] if spec.drift.enabled else []
+    dags += [health.health_dag(loaded)] if spec.outcomes.enabled else []
     return dags + ([blocks.canary_dag(loaded)] if spec.canary.enabled else []) + [review.review_dag(loaded)]
 
 
