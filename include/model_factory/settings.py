@@ -78,6 +78,16 @@ class FactorySettings(BaseSettings):
         secret=True, example="postgresql+psycopg2://predictions:...@postgres/predictions",
     )
 
+    claims_db_uri: str | None = _field(
+        None, "Where the factory's claims table lives (who decided a version first). Default: the "
+        "prediction DB.", "state", secret=True
+    )
+    signing_key: str | None = _field(
+        None, "Key of the HMAC that attests each registered version; the same for every process of a "
+        "deployment. Default: `<FACTORY_HOME>/secrets/signing.key`, created on first use.", "state",
+        secret=True
+    )
+
     # sources -----------------------------------------------------------------------------------
     source_roots: str = _field(
         "", "Comma-separated `file://` folders that file sources may also be read from.", "sources"
@@ -100,6 +110,11 @@ class FactorySettings(BaseSettings):
     )
     requirements_file: Path | None = _field(
         None, "The locked requirements whose hash lineage records. Default: `requirements.txt`.", "training"
+    )
+
+    template_check_timeout: float = _field(
+        10.0, "Seconds a data scientist's template may take to import or to build one model's DAGs "
+        "while DAGs parse (at least 0.5).", "training", gt=0
     )
 
     # serving -----------------------------------------------------------------------------------

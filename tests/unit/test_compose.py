@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from model_factory.settings import FactorySettings, env_name
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
@@ -69,6 +70,8 @@ OPTIONAL_FACTORY_ENV = frozenset(
         "MLFLOW_TRACKING_PASSWORD",
     }
 )
+# Every FACTORY_* variable the factory reads: the fields of its one settings object.
+SETTINGS_ENV = frozenset(env_name(name) for name in FactorySettings.model_fields)
 # Read by MLflow or boto3 themselves, not by the factory's code.
 CLIENT_ENV = frozenset(
     {
@@ -532,7 +535,7 @@ def test_factory_env_is_set_for_airflow_services():  # (j)
         factory_names = {key for key in env if key.startswith(FACTORY_ENV_PREFIXES)}
         problems += [
             f"{name}: sets {key}, which the factory does not read"
-            for key in sorted(factory_names - REQUIRED_FACTORY_ENV - OPTIONAL_FACTORY_ENV)
+            for key in sorted(factory_names - REQUIRED_FACTORY_ENV - OPTIONAL_FACTORY_ENV - SETTINGS_ENV)
         ]
         problems += [
             f"{name}: {key} not set" for key in sorted(REQUIRED_FACTORY_ENV) if not env.get(key)

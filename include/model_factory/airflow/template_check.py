@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from model_factory.settings import FactorySettings
+
 TIMEOUT_ENV = "FACTORY_TEMPLATE_CHECK_TIMEOUT"
 DEFAULT_TIMEOUT = 10.0  # seconds per step (import, or one model's build); well inside Airflow's 30 s
 RECHECK_TIMEOUTS_AFTER = 3600.0
@@ -75,7 +77,7 @@ def _read(path: Path) -> bytes:
 
 def timeout_seconds() -> float:
     try:
-        return max(0.5, float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT)))
+        return max(0.5, FactorySettings.from_env().template_check_timeout)
     except ValueError:
         return DEFAULT_TIMEOUT
 

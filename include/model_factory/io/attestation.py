@@ -37,7 +37,7 @@ def key_file(settings: FactorySettings) -> Path:
 
 def signing_key(settings: FactorySettings) -> bytes:
     """The factory's signing key (see the module doc); created under FACTORY_HOME when absent."""
-    given = os.environ.get(KEY_ENV)
+    given = settings.signing_key
     if given:
         return given.encode()
     path = key_file(settings)

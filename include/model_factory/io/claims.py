@@ -14,7 +14,6 @@ The table lives in the factory's own database: ``FACTORY_CLAIMS_DB_URI``, else t
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from dataclasses import dataclass
@@ -56,8 +55,8 @@ class Claim:
 
 def claims_db_uri(settings: FactorySettings) -> str:
     return (
-        os.environ.get(CLAIMS_DB_ENV)
-        or os.environ.get(PREDICTION_DB_ENV)
+        settings.claims_db_uri
+        or settings.prediction_db_uri
         or f"sqlite:///{settings.home / 'claims.db'}"
     )
 
