@@ -196,6 +196,10 @@ class FactorySettings(BaseSettings):
         None, "Salt of the pseudonyms. Default: a random one in `<FACTORY_HOME>/analyzer/salt`.",
         "analyzer", secret=True
     )
+    analyzer_system_users: str = _field(
+        "", "Comma-separated service accounts the Analyzer leaves out of its segments, beside root, "
+        "airflow, demo, system, scheduler and nobody.", "analyzer"
+    )
 
     # dev stack (make prod-up) ------------------------------------------------------------------
     stack_postgres_url: str = _field(

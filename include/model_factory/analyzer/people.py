@@ -19,11 +19,11 @@ The remaining users are segmented on capped signals with robust scaling (``segme
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from model_factory.analyzer.events import Event
 from model_factory.analyzer.signals import goal_of
+from model_factory.settings import FactorySettings
 
 SYSTEM_USERS = frozenset({"root", "airflow", "demo", "system", "scheduler", "nobody"})
 """Not persons. Airflow's ``admin`` is not among them: in many installations it is one person's login
@@ -36,7 +36,8 @@ MIN_OWN_ACTIONS = 5
 
 def system_users() -> frozenset[str]:
     """The default service accounts and this installation's own (``FACTORY_ANALYZER_SYSTEM_USERS``)."""
-    extra = {name.strip().lower() for name in os.environ.get(ENV_SYSTEM_USERS, "").split(",") if name.strip()}
+    configured = FactorySettings.from_env().analyzer_system_users
+    extra = {name.strip().lower() for name in configured.split(",") if name.strip()}
     return SYSTEM_USERS | extra
 
 
