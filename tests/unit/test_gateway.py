@@ -874,7 +874,7 @@ def test_python_dash_m_serving_runs_a_server(registry_state, tmp_path):
         while True:
             assert process.poll() is None, process.stdout.read()
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                if httpx.get(f"{base}/health", headers={"X-API-Key": "k"}, timeout=2).status_code == 200:
                     break
             assert time.monotonic() < deadline, "gateway did not come up"
             time.sleep(0.2)
