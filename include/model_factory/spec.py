@@ -32,7 +32,7 @@ from pydantic import (
 NAME_PATTERN = r"^[a-z][a-z0-9_]{1,62}$"
 
 # Factory-controlled estimator params are left out on purpose: the seed comes from
-# `split.seed`, categorical handling from `features`. tests/unit/test_spec.py checks these
+# `split.seed`, categorical handling from `features`. tests/unit/spec/test_spec.py checks these
 # lists against the installed scikit-learn.
 _TREE_PARAMS = (
     "ccp_alpha", "criterion", "max_depth", "max_features", "max_leaf_nodes",

@@ -44,7 +44,7 @@ def build_fleet_state(settings, specs: Path) -> dict:
     from model_factory.pipeline.validation import validate_batch
     from model_factory.review.card import produce_card
 
-    from tests.unit.test_training_evaluation import _retrain, _validated, spec_for
+    from tests.unit.pipeline.test_training_evaluation import _retrain, _validated, spec_for
 
     spec = spec_for("churn", **{"gates.max_regression": 0.5, "gates.too_good_jump": None})
     uris = [_validated(settings, "churn", day, rows=1500) for day in DAYS]

@@ -7,7 +7,7 @@
 - the ``FACTORY_*`` block of ``.env.example``.
 
 ``python -m model_factory.cli.docs_gen`` (``make docs``) rewrites them; ``--check`` exits 1 naming
-every file that is out of date (tests/unit/test_docs.py runs it, so a stale page fails CI).
+every file that is out of date (tests/unit/cli/test_docs.py runs it, so a stale page fails CI).
 """
 
 from __future__ import annotations

@@ -1,0 +1,154 @@
+"""The one `model-factory` CLI: help at every level, the fleet, one model, runs through Airflow, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from model_factory.cli.main import app, main
+from model_factory.settings import FactorySettings
+
+from tests.unit.pipeline.test_registry import two_versions  # noqa: F401 - fixture
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _dead_airflow(monkeypatch: pytest.MonkeyPatch) -> str:
+    from model_factory_dev.stack import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("FACTORY_AIRFLOW_URL", url)
+    return url
+
+
+def test_help_reads_at_every_level(capsys: pytest.CaptureFixture[str]) -> None:
+    import typer
+
+    assert main(["--help"]) == 0
+    top = capsys.readouterr().out
+    commands = [c.name for c in typer.main.get_command(app).commands.values() if not c.hidden]
+    for name in ("status", "show", "trigger", "runs", "promote", "rollback", "abort", "pin", "unpin",
+                 "canary", "validate", "serve", "demo"):  # fmt: skip
+        assert name in commands and name in top
+    for name in commands:
+        if name in ("serve", "demo"):  # their --help is the wrapped program's
+            continue
+        assert main([name, "--help"]) == 0, name
+        assert "Usage: model-factory " + name in capsys.readouterr().out
+
+
+def test_status_shows_the_fleet_with_a_broken_spec_and_alerts(
+    two_versions,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from model_factory.monitoring.alerts import Alert, deliver
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    shutil.copy(REPO / "include" / "models" / "churn.yaml", specs / "churn.yaml")
+    (specs / "typo.yaml").write_text("name: typo\nownr: me\n")
+    monkeypatch.setenv("FACTORY_SPECS_DIR", str(specs))
+    alert = Alert(model="churn", owner="growth", kind="drift", subject="churn: drift on 2026-01-11", body="x")
+    deliver(alert, two_versions.home)
+
+    assert main(["status", "--offline", "--json"]) == 0
+    fleet = json.loads(capsys.readouterr().out)
+    rows = {row["model"]: row for row in fleet["models"]}
+    churn = rows["churn"]
+    assert (churn["champion"], churn["challenger"], churn["versions"]) == ("1", "2", 2)
+    assert churn["metric"] == "roc_auc" and 0.5 < churn["champion_metric"] <= 1.0
+    assert churn["last_training"]["version_decision"] == "blessed"
+    assert [a["subject"] for a in churn["alerts"]] == ["churn: drift on 2026-01-11"]
+    assert rows["typo"]["status"] == "broken" and "ownr" in rows["typo"]["reason"]
+    assert fleet["sources"] == {"mlflow": "ok", "alerts": "ok", "airflow": "not asked", "store": "ok"}
+
+    assert main(["status", "--offline"]) == 0
+    table = capsys.readouterr().out
+    assert "churn" in table and "v1 roc_auc=" in table and "BROKEN" in table
+
+    assert main(["show", "churn", "--offline", "--json"]) == 0
+    detail = json.loads(capsys.readouterr().out)
+    assert [v["version"] for v in detail["versions_detail"]] == ["2", "1"]
+    assert detail["versions_detail"][0]["aliases"] == ["challenger"]
+    assert main(["promote", "churn", "2", "--reason", "looked good", "--actor", "ana"]) == 0
+    capsys.readouterr()
+    assert main(["show", "churn", "--offline"]) == 0
+    shown = capsys.readouterr().out
+    assert "promoted by ana via cli: looked good" in shown and "drift on 2026-01-11" in shown
+
+    assert main(["show", "typo", "--offline"]) == 0
+    assert "BROKEN" in capsys.readouterr().out
+
+
+def test_an_unknown_model_is_named_with_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", "nope", "--offline"]) == 1
+    assert "no model 'nope'" in capsys.readouterr().err
+    assert main(["trigger", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert "no model 'nope'" in err and "churn" in err
+
+
+def test_airflow_down_gives_exit_3_naming_what_to_start(
+    factory_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = _dead_airflow(monkeypatch)
+    assert main(["trigger", "churn", "--date", "2026-01-05"]) == 3
+    err = capsys.readouterr().err
+    assert f"not reachable at {url}" in err and "make ui" in err
+    assert main(["runs", "churn"]) == 3
+    assert main(["status"]) == 3  # the table still shows what could be read
+    captured = capsys.readouterr()
+    assert "churn" in captured.out and "airflow unreachable" in captured.err and "--offline" in captured.err
+    assert main(["trigger", "churn", "--date", "5 Jan"]) == 1
+    assert "--date" in capsys.readouterr().err
+
+
+def test_mlflow_down_gives_exit_3_and_still_lists_the_specs(
+    factory_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from model_factory_dev.stack import free_port
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    assert main(["status", "--offline", "--json"]) == 3
+    captured = capsys.readouterr()
+    assert {row["model"] for row in json.loads(captured.out)["models"]} >= {"churn", "demand"}
+    assert "mlflow unreachable" in captured.err and "MLFLOW_TRACKING_URI" in captured.err
+    assert FactorySettings.from_env().tracking_uri in captured.err
+
+
+def test_the_fleet_reparses_a_spec_only_when_it_changed(tmp_path: Path) -> None:
+    from model_factory.rollout import fleet
+
+    spec = tmp_path / "churn.yaml"
+    spec.write_text((REPO / "include" / "models" / "churn.yaml").read_text())
+    good, bad = fleet.load_specs_cached(tmp_path)
+    assert [loaded.spec.name for loaded in good] == ["churn"] and bad == []
+    assert fleet.load_specs_cached(tmp_path)[0][0] is good[0]  # unchanged: the same object
+    spec.write_text(spec.read_text() + "\nownr: someone\n")
+    good, bad = fleet.load_specs_cached(tmp_path)
+    assert good == [] and "ownr" in str(bad[0])
+
+
+def test_ops_on_an_unknown_model_or_a_dead_mlflow_say_so(
+    factory_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from model_factory_dev.stack import free_port
+
+    assert main(["promote", "nope", "3", "--reason", "x"]) == 1
+    assert "refused: no registered model or version for 'nope'" in capsys.readouterr().err
+    assert main(["canary", "nope", "3", "--reason", "x"]) == 1
+    assert "refused: " in capsys.readouterr().err
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    assert main(["rollback", "churn", "--reason", "x"]) == 3
+    assert "MLflow did not answer" in capsys.readouterr().err
+
+
+def test_a_wrong_command_line_is_a_usage_error_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--bogus"]) == 2
+    assert "No such option: --bogus" in capsys.readouterr().err
