@@ -72,9 +72,27 @@ def simulate_traffic(
         raise ValueError(f"label column {label_column!r} is not in the rows ({list(rows.columns)})")
     headers = {"X-API-Key": api_key} if api_key else {}
     base_url = base_url.rstrip("/")
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    client = httpx.Client(base_url=base_url, headers=headers, timeout=timeout_s, limits=limits)
+    # One client (one connection) per calling thread, never a pool shared by threads: httpcore's
+    # sync pool (1.0.9) can close a connection it has already handed to a waiting thread when
+    # another thread makes room at max_connections (encode/httpcore#1110); the request then fails
+    # with ReadError and the gateway sees the caller reset the connection. That was the
+    # "dropped connection under load" of issue 18 finding 8, a bug of the caller, not the server.
+    clients: list[httpx.Client] = []
+    clients_lock = threading.Lock()
+    per_thread = threading.local()
+
+    def thread_client() -> httpx.Client:
+        client = getattr(per_thread, "client", None)
+        if client is None:
+            limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+            client = httpx.Client(base_url=base_url, headers=headers, timeout=timeout_s, limits=limits)
+            per_thread.client = client
+            with clients_lock:
+                clients.append(client)
+        return client
+
     try:
+        client = thread_client()
         if feature_columns is None:
             status = client.get(f"/v1/models/{model}")
             if status.status_code != 200:
@@ -106,7 +124,7 @@ def simulate_traffic(
             if entity_column is not None:
                 body["entity_id"] = str(originals[row_index][entity_column])
             try:
-                response = client.post(f"/v1/models/{model}/predict", json=body)
+                response = thread_client().post(f"/v1/models/{model}/predict", json=body)
             except httpx.HTTPError as exc:
                 with lock:
                     errors[type(exc).__name__] += 1
@@ -143,7 +161,7 @@ def simulate_traffic(
                         wake.wait(min(delay, 0.5))
                         continue
                     heapq.heappop(pending)
-                key = _send_feedback(client, request_id, outcome)
+                key = _send_feedback(thread_client(), request_id, outcome)
                 with lock:
                     sent_feedback[key] += 1
 
@@ -158,7 +176,8 @@ def simulate_traffic(
         sender.join()
         elapsed = time.perf_counter() - started
     finally:
-        client.close()
+        for each in clients:
+            each.close()
     return {
         "model": model,
         "requests": requests,
@@ -173,7 +192,7 @@ def simulate_traffic(
 
 
 def _send_feedback(client, request_id: str, outcome: Any, attempts: int = 3) -> str:
-    """POST one outcome; transport errors (a keep-alive connection closed by the server) are retried:
+    """POST one outcome; transport errors (a connection lost on the way) are retried:
     feedback is idempotent, the gateway keeps the last outcome per request id."""
     import httpx
 

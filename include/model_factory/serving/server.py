@@ -5,8 +5,8 @@ failing, and that close connections which never finish their request.
   by default, and httpx's pool drops its idle connections after the same 5 s: a request sent on
   a connection the server is closing at that moment gets ``ReadError``/``RemoteProtocolError``
   (the server never saw it). The gateway keeps idle connections ``keep_alive_s`` (65 s, as load
-  balancers do) so the caller's pool gives up first. (The suspected cause of the dropped
-  connections under CPU load; not reproduced in isolation, see docs/serving.md.)
+  balancers do) so the caller's pool gives up first. (The dropped predictions seen under CPU load
+  were the caller's own pool, not this: see docs/serving.md.)
 - **A header deadline.** uvicorn waits forever for a request's headers: a connection that sends
   nothing, or half a header line, stays open. :class:`HeaderDeadline` closes it after
   ``header_timeout_s`` measured from the connection (or from the first byte of the next request
