@@ -57,6 +57,8 @@ ui: install $(AIRFLOW_HOME)/.migrated
 ## `browser` installs it with apt-get when it is missing (as root, as on CI).
 test: install browser docs-check
 	lint-imports
+	ruff check .
+	cd include && mypy -p model_factory
 	pytest
 
 ## The docs site (mkdocs.yml, MkDocs Material). `make docs` rewrites the pages generated from the code
@@ -80,11 +82,13 @@ browser:
 	  echo "installing Debian's chromium + chromium-driver for the browser tests"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 
-## ruff, and deptry: every package the code imports is declared in requirements.in/pyproject.toml.
+## ruff (with Airflow's AIR rules), deptry (every package the code imports is declared in
+## requirements.in/pyproject.toml), the import contracts and mypy ([tool.mypy] in pyproject.toml).
 lint: install
 	ruff check .
 	deptry include
 	lint-imports
+	cd include && mypy -p model_factory
 
 validate-specs: install
 	model-factory validate

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Literal, NotRequired, TypedDict
 
 
-class IngestedBatch(TypedDict):
-    """``ingest_batch``: the raw copy of one source batch, keyed by content."""
+class IngestedManifest(TypedDict):
+    """``ingest_batch``: the raw copy of one source batch, keyed by content (its manifest.json)."""
 
     model: str
     ds: str
@@ -27,6 +27,11 @@ class IngestedBatch(TypedDict):
     rows: int | None
     parse_error: str | None
     ingested_at: str
+
+
+class IngestedBatch(IngestedManifest):
+    """``ingest_batch``'s result: the manifest, and whether this call copied the batch."""
+
     already_ingested: bool
 
 

@@ -417,7 +417,7 @@ def new_model(name: str, template: str, models_dir: Path, *, owner: str, source:
     spec = model_spec(name, template, owner, source or _default_source(name, fmt), learnt, fmt)
 
     header = (f"# {name}: scaffolded by `model-factory new-model` (template {template})"
-              + (f" from {sample.name} ({learnt['rows']} rows)" if learnt else "") + ".\n"
+              + (f" from {sample.name} ({learnt['rows']} rows)" if learnt and sample else "") + ".\n"
               "# Other fields have defaults: include/templates/model.yaml shows them all.\n")  # fmt: skip
     if learnt and learnt.get("learnt"):
         header += ("# What the scaffold learnt from the sample, and why:\n"

@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 
 from pydantic import Field, ValidationError, model_validator
+from pydantic.config import JsonDict
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +30,7 @@ SECTIONS = ("state", "sources", "training", "serving", "ops", "analyzer", "dev s
 def _field(default, description: str, section: str, *, secret: bool = False, example: str = "",
            env: str | None = None, **bounds):  # fmt: skip
     """A setting: its env name is FACTORY_<FIELD> unless ``env`` names another."""
-    extra = {"section": section, "secret": secret, "example": example}
+    extra: JsonDict = {"section": section, "secret": secret, "example": example}
     if env:
         extra["env"] = env
         bounds["validation_alias"] = env
@@ -48,14 +50,15 @@ class FactorySettings(BaseSettings):
     home: Path = _field(
         PROJECT_ROOT / ".factory", "Where the embedded setup keeps its state (store, MLflow, logs).", "state"
     )
-    store_uri: str | None = _field(
+    store_uri: str = _field(  # None (not validated) until _derived_defaults fills it in
         None, "The factory's object store (`file://` or `s3://`): raw, validated, quarantine, drift "
-        "reports. Default: `<FACTORY_HOME>/store`.", "state", example="s3://factory/store"
+        "reports. Default: `<FACTORY_HOME>/store`.", "state", example="s3://factory/store",
+        validate_default=False,
     )
-    data_root: str | None = _field(
+    data_root: str = _field(  # (filled in by _derived_defaults)
         None, "Where source batches live; specs refer to it as `${FACTORY_DATA_ROOT}`. File sources "
         "must lie under it (or under `FACTORY_SOURCE_ROOTS`). Default: `<FACTORY_HOME>/source`.",
-        "state", example="s3://factory/source"
+        "state", example="s3://factory/source", validate_default=False,
     )
     specs_dir: Path = _field(
         PROJECT_ROOT / "include" / "models", "The folder of model specs (`*.yaml`).", "state"
@@ -63,14 +66,15 @@ class FactorySettings(BaseSettings):
     templates_dir: Path | None = _field(
         None, "Data scientists' DAG templates. Default: `templates/` beside the specs folder.", "state"
     )
-    tracking_uri: str | None = _field(
+    tracking_uri: str = _field(  # (filled in by _derived_defaults)
         None, "MLflow's own variable (read for the default only). Default: SQLite under "
-        "`<FACTORY_HOME>/mlflow`.", "state", example="http://mlflow:5000", env="MLFLOW_TRACKING_URI"
+        "`<FACTORY_HOME>/mlflow`.", "state", example="http://mlflow:5000", env="MLFLOW_TRACKING_URI",
+        validate_default=False,
     )
-    artifact_root: str | None = _field(
+    artifact_root: str = _field(  # (filled in by _derived_defaults)
         None, "Artifact root of the embedded MLflow's experiments. Default: "
         "`<FACTORY_HOME>/mlflow/artifacts` (a server uses its `--artifacts-destination`).", "state",
-        env="FACTORY_MLFLOW_ARTIFACT_ROOT",
+        env="FACTORY_MLFLOW_ARTIFACT_ROOT", validate_default=False,
     )
     prediction_db_uri: str | None = _field(
         None, "SQLAlchemy URL of the prediction log (predictions, feedback, decisions, alerts, "
@@ -255,5 +259,10 @@ def _from_environment(cls: type[FactorySettings], relevant: tuple[tuple[str, str
 def env_name(field_name: str) -> str:
     """The environment variable of a field (``chunk_rows`` -> ``FACTORY_CHUNK_ROWS``)."""
     field = FactorySettings.model_fields.get(field_name)
-    extra = (field.json_schema_extra or {}) if field else {}
-    return extra.get("env") or f"FACTORY_{field_name.upper()}"
+    env = setting_extra(field).get("env") if field else None
+    return env if isinstance(env, str) and env else f"FACTORY_{field_name.upper()}"
+
+
+def setting_extra(field: FieldInfo) -> JsonDict:
+    """What ``_field`` put in a setting's ``json_schema_extra`` (section, secret, example, env)."""
+    return field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}

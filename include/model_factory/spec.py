@@ -10,7 +10,7 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -112,7 +112,7 @@ class SpecError(FactoryError, ValueError):
     kind = ErrorKind.SPEC_INVALID
 
     def __init__(
-        self, path: Path | str, problems: list[tuple[str, str]], kinds: list[str | None] | None = None
+        self, path: Path | str, problems: list[tuple[str, str]], kinds: Sequence[str | None] | None = None
     ):
         self.path = str(path)
         self.problems = problems
@@ -128,7 +128,7 @@ URI_VARIABLE = re.compile(r"\$\{([^}]*)\}")
 URI_VARIABLES_ENV = "FACTORY_URI_VARIABLES"
 
 
-def uri_variable_allowed(name: str, env: dict[str, str] | None = None) -> bool:
+def uri_variable_allowed(name: str, env: Mapping[str, str] | None = None) -> bool:
     """May a source URI use ``${name}``? FACTORY_* ones and those in FACTORY_URI_VARIABLES."""
     import os
 

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
+from model_factory.io import tag_schema
 from model_factory.rollout.summary import format_table, model_rows
 from model_factory.settings import PROJECT_ROOT, FactorySettings
 from model_factory.spec import load_specs
@@ -93,11 +94,11 @@ def template_lines(settings: FactorySettings, specs, rows: list[dict]) -> list[s
         if champion and spec.template in ("tuned_retrain", "custom_training"):
             tags = client.get_run(client.get_model_version(spec.name, champion).run_id).data.tags
             if spec.template == "tuned_retrain":
-                trials, best = tags.get("factory.tuning.trials", "?"), tags.get("factory.tuning.best_cv")
+                trials, best = tags.get(tag_schema.TUNING_TRIALS, "?"), tags.get(tag_schema.TUNING_BEST_CV)
                 line += f"; {trials} trials, best CV {best}"
             else:
-                sha = tags.get("factory.code.sha256", "")[:12]
-                line += f"; code {tags.get('factory.code.file')} sha256 {sha}"
+                sha = tags.get(tag_schema.CODE_SHA256, "")[:12]
+                line += f"; code {tags.get(tag_schema.CODE_FILE)} sha256 {sha}"
         if spec.template == "batch_scoring":
             folder = storage.join(settings.store_uri, "predictions", spec.name)
             files = [u for u in storage.list_uris(folder) if u.endswith(".parquet")]

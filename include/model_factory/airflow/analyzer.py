@@ -45,7 +45,7 @@ def analyzer_dags() -> dict[str, DAG]:
         auto_register=False,
     ) as built:
 
-        @task
+        @task(multiple_outputs=True)
         def report() -> dict:
             from model_factory.analyzer.report import build_report, format_report, write_report
             from model_factory.settings import FactorySettings

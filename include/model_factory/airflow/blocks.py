@@ -15,6 +15,7 @@ that takes URIs and small dicts and returns them; heavy imports stay inside the 
 # (to infer multiple_outputs) at every parse; a real `dict` takes ~1 us, a string ~12 us.
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from model_factory.airflow import review
@@ -33,6 +34,7 @@ from model_factory.airflow.common import (
     triggering_extras,
 )
 from model_factory.airflow.sensors import CanaryStageSensor, NewBatchSensor
+from model_factory.contracts import IngestedBatch, RegisteredVersion, TrainedModel, ValidatedBatch
 from model_factory.settings import FactorySettings
 from model_factory.spec import LoadedSpec, ModelSpec
 
@@ -68,8 +70,8 @@ def ingest(loaded: LoadedSpec, *, task_id: str = "ingest") -> XComArg:
     """Copy the run date's batch from the spec's source into the store (skip when missing)."""
     spec = loaded.spec
 
-    @task(task_id=task_id)
-    def ingest_step() -> dict:
+    @task(multiple_outputs=True, task_id=task_id)
+    def ingest_step() -> IngestedBatch:
         from model_factory.errors import PermanentError
         from model_factory.io.batches import MissingBatchError, ingest_batch
 
@@ -90,11 +92,13 @@ def ingest(loaded: LoadedSpec, *, task_id: str = "ingest") -> XComArg:
     return ingest_step()
 
 
-def _quarantined(spec: ModelSpec, ingested: dict, outcome: dict) -> AirflowFailException:
+def _quarantined(
+    spec: ModelSpec, ingested: Mapping[str, Any], outcome: Mapping[str, Any]
+) -> AirflowFailException:
     reasons = "\n  - ".join(outcome["reasons"])
     alert(spec, "quarantine", f"{spec.name}: batch {ingested['ds']} quarantined",
           f"{ingested['source_uri']} failed validation; kept at {outcome['quarantine_uri']}."
-          f"\n  - {reasons}", outcome)  # fmt: skip
+          f"\n  - {reasons}", dict(outcome))  # fmt: skip
     return AirflowFailException(
         f"batch {ingested['source_uri']} failed validation and was quarantined at "
         f"{outcome['quarantine_uri']}; nothing was trained on it. Why:\n  - {reasons}"
@@ -105,8 +109,8 @@ def validate(loaded: LoadedSpec, ingested: XComArg) -> XComArg:
     """Great Expectations on the batch; a failing batch is quarantined (with why) and the run fails."""
     spec = loaded.spec
 
-    @task
-    def validate(ingested: dict) -> dict:
+    @task(multiple_outputs=True)
+    def validate(ingested: IngestedBatch) -> ValidatedBatch:
         from model_factory.pipeline.validation import validate_batch
 
         settings = FactorySettings.from_env()
@@ -116,7 +120,7 @@ def validate(loaded: LoadedSpec, ingested: XComArg) -> XComArg:
         log.info("validated %s rows -> %s", outcome["rows"], outcome["validated_uri"])
         return outcome
 
-    return validate(ingested)
+    return validate(ingested)  # type: ignore[arg-type]
 
 
 def train(loaded: LoadedSpec, validated: XComArg, *, fit: str | None = None) -> XComArg:
@@ -125,8 +129,8 @@ def train(loaded: LoadedSpec, validated: XComArg, *, fit: str | None = None) -> 
     ``fit`` (``module:function`` in the factory) replaces the plain fit: tuning, own code."""
     spec = loaded.spec
 
-    @task
-    def train(validated: dict) -> dict:
+    @task(multiple_outputs=True)
+    def train(validated: ValidatedBatch) -> TrainedModel:
         from model_factory.errors import PermanentError
         from model_factory.io.batches import recent_validated_batches
         from model_factory.pipeline.training import train_model
@@ -154,15 +158,15 @@ def train(loaded: LoadedSpec, validated: XComArg, *, fit: str | None = None) -> 
                  trained["run_id"], len(uris))  # fmt: skip
         return trained
 
-    return train(validated)
+    return train(validated)  # type: ignore[arg-type]
 
 
 def evaluate(loaded: LoadedSpec, trained: XComArg) -> XComArg:
     """Candidate vs champion on the same holdout; the gates bless, reject or hold for review."""
     spec = loaded.spec
 
-    @task
-    def evaluate(trained: dict) -> dict:
+    @task(multiple_outputs=True)
+    def evaluate(trained: TrainedModel) -> dict:
         from model_factory.pipeline.evaluation import evaluate_candidate
 
         # (the safe loader imports the code folder's classes for a custom_training model)
@@ -170,15 +174,15 @@ def evaluate(loaded: LoadedSpec, trained: XComArg) -> XComArg:
         log.info("decision: %s: %s", decision["status"], decision["reason"])
         return {k: decision[k] for k in EVALUATED_KEYS}
 
-    return evaluate(trained)
+    return evaluate(trained)  # type: ignore[arg-type]
 
 
 def register(loaded: LoadedSpec, evaluated: XComArg) -> XComArg:
     """A registry version with the decision; a blessed one becomes ``challenger``."""
     spec = loaded.spec
 
-    @task
-    def register(evaluated: dict) -> dict:
+    @task(multiple_outputs=True)
+    def register(evaluated: dict) -> RegisteredVersion:
         from model_factory.pipeline.registry import register_version
 
         result = register_version(spec, evaluated, FactorySettings.from_env())
@@ -186,14 +190,14 @@ def register(loaded: LoadedSpec, evaluated: XComArg) -> XComArg:
                  result["status"], result["alias"])  # fmt: skip
         return result
 
-    return register(evaluated)
+    return register(evaluated)  # type: ignore[arg-type]
 
 
 def announce_challenger(loaded: LoadedSpec, registered: XComArg) -> XComArg:
     """Emit ``<model>__challenger`` (which starts the canary) only for a new challenger."""
     spec = loaded.spec
 
-    @task(outlets=[challenger_asset(spec)])
+    @task(multiple_outputs=True, outlets=[challenger_asset(spec)])
     def announce_challenger(registered: dict) -> dict:
         if registered["alias"] != "challenger":
             raise AirflowSkipException(
@@ -204,7 +208,7 @@ def announce_challenger(loaded: LoadedSpec, registered: XComArg) -> XComArg:
         get_current_context()["outlet_events"][challenger_asset(spec)].extra = extra
         return extra
 
-    return announce_challenger(registered)
+    return announce_challenger(registered)  # type: ignore[arg-type]
 
 
 def retrain_steps(loaded: LoadedSpec, *, fit: str | None = None) -> XComArg:
@@ -282,7 +286,7 @@ def drift_watch_dag(loaded: LoadedSpec) -> DAG:
             soft_fail=True,
         )
 
-        @task
+        @task(multiple_outputs=True)
         def check(found: dict) -> dict:
             from model_factory.io.batches import MissingBatchError
             from model_factory.monitoring.watch import (
@@ -309,7 +313,7 @@ def drift_watch_dag(loaded: LoadedSpec) -> DAG:
                       + f"\nReport: {checked['report_uri']}", checked)  # fmt: skip
             return checked
 
-        @task(outlets=[drift_asset(spec)])
+        @task(multiple_outputs=True, outlets=[drift_asset(spec)])
         def fire_retrain(checked: dict) -> dict:
             """Emit the drift asset (so the scheduler starts the retrain) unless gated."""
             from model_factory.monitoring.watch import record_retrain_trigger, retrain_gate
@@ -329,7 +333,7 @@ def drift_watch_dag(loaded: LoadedSpec) -> DAG:
             log.info("fired %s via asset %s__drift: %s", retrain_id, spec.name, why)
             return extra
 
-        fire_retrain(check(wait_for_batch.output))
+        fire_retrain(check(wait_for_batch.output))  # type: ignore[arg-type]
     return built
 
 
@@ -362,7 +366,7 @@ def canary_manual_action(loaded: LoadedSpec) -> XComArg:
     """Ops' conf ``action``: promote now, roll back, abort, pin or unpin (who/why recorded)."""
     name = loaded.spec.registered_model_name
 
-    @task
+    @task(multiple_outputs=True)
     def manual_action() -> dict:
         from model_factory.pipeline.registry import PromotionError
         from model_factory.rollout.canary import OPS_ACTIONS, ops_action
@@ -387,7 +391,7 @@ def canary_start(loaded: LoadedSpec) -> XComArg:
     """The challenger becomes the canary at the ramp's first share."""
     spec, name, first = loaded.spec, loaded.spec.registered_model_name, loaded.spec.canary.ramp[0]
 
-    @task
+    @task(multiple_outputs=True)
     def start() -> dict:
         from model_factory.io.tracking import connect
         from model_factory.pipeline.registry import CHALLENGER, PromotionError, current_alias_version
@@ -434,7 +438,7 @@ def canary_stage(loaded: LoadedSpec, stage: int, upstream: Any) -> XComArg:
     )
     upstream >> wait
 
-    @task(task_id=f"stage_{stage}_act")
+    @task(multiple_outputs=True, task_id=f"stage_{stage}_act")
     def stage_act(result: dict) -> dict:
         """Carry out the stage's verdict: ramp, promote or roll back."""
         from model_factory.rollout import canary as rollout
@@ -456,7 +460,7 @@ def canary_stage(loaded: LoadedSpec, stage: int, upstream: Any) -> XComArg:
                                  *result["reasons"]]), result)  # fmt: skip
         return record_decision(decision)
 
-    return stage_act(wait.output)
+    return stage_act(wait.output)  # type: ignore[arg-type]
 
 
 def canary_dag(loaded: LoadedSpec) -> DAG:
@@ -494,7 +498,7 @@ def scoring_champion(loaded: LoadedSpec) -> XComArg:
     """The version holding ``champion`` (skips the run, saying so, when there is none yet)."""
     spec = loaded.spec
 
-    @task(task_id="champion")
+    @task(multiple_outputs=True, task_id="champion")
     def champion() -> dict:
         from model_factory.pipeline.scoring import NoChampionError
         from model_factory.pipeline.scoring import champion as find
@@ -522,8 +526,8 @@ def check_input(loaded: LoadedSpec, ingested: XComArg, held: XComArg) -> XComArg
     """The batch against the champion's input contract; quarantined (and the run fails) if not."""
     spec = loaded.spec
 
-    @task
-    def check_input(ingested: dict, held: dict) -> dict:
+    @task(multiple_outputs=True)
+    def check_input(ingested: IngestedBatch, held: dict) -> Mapping[str, Any]:
         from model_factory.pipeline.scoring import check_input as check
 
         outcome = check(spec, ingested, held, FactorySettings.from_env().store_uri)
@@ -531,15 +535,15 @@ def check_input(loaded: LoadedSpec, ingested: XComArg, held: XComArg) -> XComArg
             raise _quarantined(spec, ingested, outcome)
         return outcome
 
-    return check_input(ingested, held)
+    return check_input(ingested, held)  # type: ignore[arg-type]
 
 
 def score(loaded: LoadedSpec, ingested: XComArg, held: XComArg, checked: XComArg) -> XComArg:
     """Predictions with row ids and the version to the store (one file per date)."""
     spec = loaded.spec
 
-    @task
-    def score(ingested: dict, held: dict, checked: dict) -> dict:
+    @task(multiple_outputs=True)
+    def score(ingested: IngestedBatch, held: dict, checked: dict) -> dict:
         from model_factory.io.model_loading import ModelRefusedError
         from model_factory.pipeline.scoring import score_batch
 
@@ -557,7 +561,7 @@ def score(loaded: LoadedSpec, ingested: XComArg, held: XComArg, checked: XComArg
                   scored)  # fmt: skip
         return scored
 
-    return score(ingested, held, checked)
+    return score(ingested, held, checked)  # type: ignore[arg-type]
 
 
 def scoring_dag(loaded: LoadedSpec, schedule: str | None) -> DAG:

@@ -164,11 +164,11 @@ def spread_cron(expression: str | None, name: str) -> str | None:
 # Kept in step with model_factory.rollout.canary.OPS_ACTIONS (a test checks).
 CANARY_ACTIONS = ("promote", "rollback", "abort", "pin", "unpin")
 _TEXT = ["null", "string"]
-_VERSION = {"type": ["null", "string", "integer"], "pattern": r"^[0-9]+$", "minimum": 1,
+_VERSION: dict[str, Any] = {"type": ["null", "string", "integer"], "pattern": r"^[0-9]+$", "minimum": 1,
             "title": "Version", "description": "A registered version; empty: the one announced"}  # fmt: skip
 # A batch date stays free text here: a bad one fails `ingest` naming the conf (and the Analyzer
 # counts it); the form still says what is expected.
-_DS = {"type": _TEXT, "maxLength": 40, "title": "Batch date",
+_DS: dict[str, Any] = {"type": _TEXT, "maxLength": 40, "title": "Batch date",
        "description": "YYYY-MM-DD; empty: the run's own date"}  # fmt: skip
 
 

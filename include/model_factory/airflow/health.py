@@ -34,7 +34,7 @@ def health_dag(loaded: LoadedSpec) -> DAG:
         f'(runs `{retrain_id}`, reason performance). Conf `{{"ds": "YYYY-MM-DD"}}` checks a date.',
     ) as built:
 
-        @task
+        @task(multiple_outputs=True)
         def check() -> dict:
             from model_factory.monitoring.health_watch import run_health_check
             from model_factory.pipeline.champion_baseline import NoBaselineError
@@ -65,7 +65,7 @@ def health_dag(loaded: LoadedSpec) -> DAG:
                 )
             return summary
 
-        @task(outlets=[drift_asset(spec)])
+        @task(multiple_outputs=True, outlets=[drift_asset(spec)])
         def fire_retrain(summary: dict) -> dict:
             from model_factory.monitoring.watch import record_retrain_trigger, retrain_gate
 
@@ -94,5 +94,5 @@ def health_dag(loaded: LoadedSpec) -> DAG:
             context["outlet_events"][drift_asset(spec)].extra = extra
             return extra
 
-        fire_retrain(check())
+        fire_retrain(check())  # type: ignore[arg-type]
     return built

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from model_factory.spec import ModelSpec
 
 from airflow.sdk.bases.notifier import BaseNotifier
+
+if TYPE_CHECKING:
+    from model_factory.monitoring.alerts import Alert
 
 log = logging.getLogger("model_factory.airflow")
 
@@ -72,11 +75,13 @@ class _WebhookPost:
 
     def __init__(self, url: str):
         self.url = url
-        self.alert = None
+        self.alert: Alert | None = None  # set by FactoryNotifier before notify
 
     def notify(self, context: Any) -> None:
         from model_factory.monitoring.alerts import post_webhook
 
+        if self.alert is None:
+            raise ValueError(f"no alert to post to the webhook {self.url}")
         post_webhook(self.alert, self.url)
 
 

@@ -10,7 +10,7 @@ last/next runs read from the metadata DB of the api-server the app runs in.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Request
 from model_factory.airflow.extra_links import CardLink, DriftReportLink, MlflowRunLink
@@ -90,7 +90,7 @@ def can_unpause(user: Any, dag_id: str) -> bool:
     return _authorized(user, dag_id, "PUT", None)
 
 
-def _authorized(user: Any, dag_id: str, method: str, entity: Any) -> bool:
+def _authorized(user: Any, dag_id: str, method: Literal["POST", "PUT"], entity: Any) -> bool:
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
 

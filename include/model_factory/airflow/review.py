@@ -28,6 +28,7 @@ from model_factory.airflow.common import (
     triggering_extras,
 )
 from model_factory.airflow.notify import held_notifier
+from model_factory.io import tag_schema
 from model_factory.settings import FactorySettings
 from model_factory.spec import LoadedSpec, ModelSpec
 
@@ -106,7 +107,7 @@ def model_card(loaded: LoadedSpec, registered: XComArg) -> XComArg:
     leaves the version registered with its checklist failing "model card missing"."""
     spec = loaded.spec
 
-    @task
+    @task(multiple_outputs=True)
     def model_card(registered: dict) -> dict:
         from model_factory.review.card import produce_card
 
@@ -124,14 +125,14 @@ def model_card(loaded: LoadedSpec, registered: XComArg) -> XComArg:
             "checklist": made["checklist"]["status"]
         }
 
-    return model_card(registered)
+    return model_card(registered)  # type: ignore[arg-type]
 
 
 def data_budget(loaded: LoadedSpec, trained: XComArg) -> XComArg:
     """Refit on growing shares of the training rows; logged with the run, added to its card."""
     spec = loaded.spec
 
-    @task
+    @task(multiple_outputs=True)
     def data_budget(trained: dict) -> dict:
         from model_factory.review.card import data_budget_for_run
 
@@ -147,14 +148,14 @@ def data_budget(loaded: LoadedSpec, trained: XComArg) -> XComArg:
         log.info("data budget of run %s: %s", trained["run_id"], budget["recommendation"])
         return {k: budget[k] for k in ("recommended_share", "cpu_saved_seconds", "recommendation", "seconds")}
 
-    return data_budget(trained)
+    return data_budget(trained)  # type: ignore[arg-type]
 
 
 def announce_held(loaded: LoadedSpec, registered: XComArg) -> XComArg:
     """Emit ``<model>__held`` (which starts the review) only for a version held for review."""
     spec = loaded.spec
 
-    @task(outlets=[held_asset(spec)])
+    @task(multiple_outputs=True, outlets=[held_asset(spec)])
     def announce_held(registered: dict) -> dict:
         if registered["status"] != "held_for_review":
             version, status = registered["version"], registered["status"]
@@ -163,7 +164,7 @@ def announce_held(loaded: LoadedSpec, registered: XComArg) -> XComArg:
         get_current_context()["outlet_events"][held_asset(spec)].extra = extra
         return extra
 
-    return announce_held(registered)
+    return announce_held(registered)  # type: ignore[arg-type]
 
 
 def review_dag(loaded: LoadedSpec) -> DAG:
@@ -186,7 +187,7 @@ def review_dag(loaded: LoadedSpec) -> DAG:
                         'by hand with conf `{"version": "N"}`.'),
     ) as built:  # fmt: skip
 
-        @task
+        @task(multiple_outputs=True)
         def prepare() -> dict:
             from model_factory.io.tracking import connect
 
@@ -195,15 +196,15 @@ def review_dag(loaded: LoadedSpec) -> DAG:
             if not version:
                 raise AirflowSkipException("no version to review: trigger with conf {\"version\": \"N\"}")
             mv = connect(FactorySettings.from_env()).get_model_version(name, version)
-            if mv.tags.get("factory.review.status") or mv.tags.get("factory.decision") != "held_for_review":
+            if mv.tags.get(tag_schema.REVIEW_STATUS) or mv.tags.get(tag_schema.DECISION) != "held_for_review":
                 raise AirflowSkipException(
-                    f"{name} v{version} is {mv.tags.get('factory.decision')} "
-                    f"({mv.tags.get('factory.review.status') or 'not reviewed'}): nothing to review"
+                    f"{name} v{version} is {mv.tags.get(tag_schema.DECISION)} "
+                    f"({mv.tags.get(tag_schema.REVIEW_STATUS) or 'not reviewed'}): nothing to review"
                 )
             card = (mv.description or "").rsplit("Model card: ", 1)[-1] if "Model card:" in (
                 mv.description or "") else "(no card)"  # fmt: skip
-            return {"version": version, "reason": mv.tags.get("factory.decision_reason", ""), "card": card,
-                    "checklist": mv.tags.get("factory.checklist", "not run")}  # fmt: skip
+            return {"version": version, "reason": mv.tags.get(tag_schema.DECISION_REASON, ""), "card": card,
+                    "checklist": mv.tags.get(tag_schema.CHECKLIST, "not run")}  # fmt: skip
 
         prepared = prepare()
         review = ReviewOperator(
@@ -222,7 +223,7 @@ def review_dag(loaded: LoadedSpec) -> DAG:
         )  # fmt: skip
         prepared >> review
 
-        @task(outlets=[challenger_asset(spec)])
+        @task(multiple_outputs=True, outlets=[challenger_asset(spec)])
         def apply(prepared: dict, answer: dict) -> dict:
             from model_factory.review import approval
 
@@ -258,5 +259,5 @@ def review_dag(loaded: LoadedSpec) -> DAG:
             get_current_context()["outlet_events"][challenger_asset(spec)].extra = extra
             return extra
 
-        apply(prepared, review.output)
+        apply(prepared, review.output)  # type: ignore[arg-type]
     return built

@@ -62,7 +62,12 @@ class CanaryStageSensor(BaseSensorOperator):
                 f"canary v{started['version']} is no longer running (champion v{state.champion}): "
                 f"stage {self.stage} has nothing to judge"
             )
-        began = datetime.fromisoformat(state.updated_at or state.started_at)
+        began_at = state.updated_at or state.started_at
+        if began_at is None:
+            raise ValueError(
+                f"{self.spec.name}: canary v{state.canary} has no start time in its serving state"
+            )
+        began = datetime.fromisoformat(began_at)
         if began.tzinfo is None:
             began = began.replace(tzinfo=UTC)
         overdue = datetime.now(UTC) > began + timedelta(minutes=self.spec.canary.max_stage_minutes)

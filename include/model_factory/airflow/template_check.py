@@ -206,7 +206,7 @@ def check_template(template: Path, specs: list[Path]) -> tuple[str | None, dict[
     now = time.time()
     keys = {path: _digest(_read(path)) for path in specs}
     fresh_import = cache.import_verdict is not None and cache.import_verdict.fresh(now)
-    if fresh_import and not cache.import_verdict.ok:
+    if fresh_import and cache.import_verdict and not cache.import_verdict.ok:
         return cache.import_verdict.reason, {}
     to_check = [p for p in specs if not (v := cache.builds.get(keys[p])) or not v.fresh(now)]
     blamed = 0

@@ -153,7 +153,7 @@ def spec_problem_kind(field_path: str, problem: str | None) -> tuple[str, str]:
     or None."""
     top = field_path.split(".", 1)[0] if field_path and field_path != "(top level)" else ""
     stage = SPEC_FIELD_STAGES.get(top, UNKNOWN)
-    if problem in ErrorKind._value2member_map_:
+    if problem is not None and problem in ErrorKind._value2member_map_:
         return problem, kind_stage(problem) or stage
     if problem == "extra_forbidden":
         return f"spec: unknown field in {top or 'top level'}", stage
@@ -193,7 +193,7 @@ def validation_kinds(result: dict[str, Any] | None) -> list[str]:
             continue
         config = item.get("expectation_config") or {}
         check = (config.get("meta") or {}).get("factory_check")
-        kind = FACTORY_CHECK_KINDS.get(check) or EXPECTATION_KINDS.get(config.get("type", ""))
+        kind = FACTORY_CHECK_KINDS.get(check or "") or EXPECTATION_KINDS.get(config.get("type", ""))
         kinds.append(kind.value if kind else f"validation: {config.get('type', 'check')} failed")
     return kinds
 

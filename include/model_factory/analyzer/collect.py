@@ -24,7 +24,7 @@ from model_factory.analyzer.events import DAG_KIND_STAGES, UNKNOWN, Event, task_
 from model_factory.analyzer.hooks import spec_author
 from model_factory.analyzer.store import EventStore
 from model_factory.errors import ErrorKind
-from model_factory.io import storage
+from model_factory.io import storage, tag_schema
 from model_factory.settings import FactorySettings
 
 log = logging.getLogger(__name__)
@@ -344,15 +344,16 @@ def collect_gates(store: EventStore, settings: FactorySettings, attribution: Att
         client = tracking.connect(settings)
         for model in _models(settings):
             for version in client.search_model_versions(f"name = '{model}'"):
-                status = version.tags.get("factory.decision")
+                status = version.tags.get(tag_schema.DECISION)
                 if not status:
                     continue
-                reason = version.tags.get("factory.decision_reason", "")
-                ds = version.tags.get("factory.ds")
+                reason = version.tags.get(tag_schema.DECISION_REASON, "")
+                ds = version.tags.get(tag_schema.DS)
                 run_id = None
                 with contextlib.suppress(Exception):  # the run may be gone; the verdict stands
-                    tags = client.get_run(version.run_id).data.tags  # train_model's context tags
-                    run_id = tags.get("factory.airflow.run_id") or tags.get("airflow.run_id")
+                    run = client.get_run(tracking.version_run_id(version))
+                    tags = run.data.tags  # train_model's context tags
+                    run_id = tags.get(tag_schema.AIRFLOW_RUN_ID) or tags.get("airflow.run_id")
                 user, user_from = attribution(model, run_id=run_id, ds=ds)
                 events.append(
                     Event(

@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from model_factory.analyzer.classify import exception_kind, spec_error_problems, spec_problem_kind
 from model_factory.analyzer.events import COMMAND_STAGES, NOT_TRACKED, UNKNOWN, Event, utcnow
@@ -270,7 +270,7 @@ class tracked(contextlib.ContextDecorator):  # noqa: N801 - used like a function
         )
         return [main, *problems[1:]]
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         _current.reset(self._token)
         record(self.events(exc))
         return False

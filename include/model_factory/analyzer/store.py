@@ -74,8 +74,8 @@ class AnalyzerSettings:
 
     def salt(self) -> str:
         """The installation's salt: ``FACTORY_ANALYZER_SALT``, else a random one kept on disk."""
-        if FactorySettings.from_env().analyzer_salt:
-            return FactorySettings.from_env().analyzer_salt
+        if salt := FactorySettings.from_env().analyzer_salt:
+            return salt
         if self.salt_path is None:
             raise ValueError(f"pseudonymising user ids needs {ENV_SALT} or a salt file")
         if not self.salt_path.exists():

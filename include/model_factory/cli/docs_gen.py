@@ -17,10 +17,11 @@ import json
 import sys
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from model_factory.settings import PROJECT_ROOT, SECTIONS, FactorySettings, env_name
+from model_factory.settings import PROJECT_ROOT, SECTIONS, FactorySettings, env_name, setting_extra
 from model_factory.spec import ModelSpec
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo, PydanticUndefined
@@ -74,7 +75,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+def _table(columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
     """A Markdown table and the blank line after it; cells may hold `|` and newlines."""
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(cell) for cell in row) + " |" for row in rows]
@@ -87,11 +88,11 @@ def configuration_table() -> str:
         fields = [
             (name, info)
             for name, info in FactorySettings.model_fields.items()
-            if (info.json_schema_extra or {}).get("section") == section
+            if setting_extra(info).get("section") == section
         ]
         rows = []
         for name, info in fields:
-            extra = info.json_schema_extra or {}
+            extra = setting_extra(info)
             what = info.description or ""
             if extra.get("secret"):
                 what += " **Secret**: never printed."
@@ -113,7 +114,7 @@ def env_block() -> str:
     for section in SECTIONS:
         lines.append(f"# -- {section}")
         for name, info in FactorySettings.model_fields.items():
-            extra = info.json_schema_extra or {}
+            extra = setting_extra(info)
             if extra.get("section") != section or env_name(name).startswith("MLFLOW_"):
                 continue
             default = "" if info.default is None else info.default
@@ -176,7 +177,7 @@ def _spec_default(info: FieldInfo) -> str:
     if info.is_required():
         return "**required**"
     if info.default_factory is not None:
-        value = info.default_factory()
+        value = info.get_default(call_default_factory=True, validated_data={})
         if isinstance(value, BaseModel):
             return "(section defaults)"
         return f"`{json.dumps(value)}`" if value not in ([], {}) else "empty"

@@ -31,7 +31,7 @@ from model_factory.spec import SpecError, load_spec
 from rich.progress import track
 
 # typer 0.29 vendors click: a usage error is typer's ClickException, not click's.
-_TYPER_CLICK_ERROR = type(typer.BadParameter("")).__mro__[2]
+_TYPER_CLICK_ERROR: type[click.ClickException] = type(typer.BadParameter("")).__mro__[2]
 
 app = typer.Typer(
     name="model-factory",

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from model_factory.cli.common import EXIT_REFUSED, Actor, Json, Reason, actor_name, console, fail, print_json
+from model_factory.io import tag_schema
 from model_factory.settings import FactorySettings
 
 
@@ -30,8 +31,8 @@ def _wait_reviewed(model: str, version: str, settings: FactorySettings, timeout_
     deadline = time.monotonic() + timeout_s
     while True:
         tags = connect(settings).get_model_version(model, version).tags
-        if tags.get("factory.review.status") or time.monotonic() > deadline:
-            return {k: v for k, v in tags.items() if k.startswith("factory.review.")}
+        if tags.get(tag_schema.REVIEW_STATUS) or time.monotonic() > deadline:
+            return {k: v for k, v in tags.items() if k.startswith(f"{tag_schema.REVIEW}.")}
         time.sleep(1.0)
 
 
@@ -147,8 +148,8 @@ def register(app: typer.Typer) -> None:
 
         mv = connect(FactorySettings.from_env()).get_model_version(model, version)
         items = {k.split(".")[2]: (v, mv.tags.get(f"{k}.reason", "")) for k, v in mv.tags.items()
-                 if k.startswith("factory.checklist.") and k.count(".") == 2}  # fmt: skip
-        info = {"description": mv.description, "checklist": mv.tags.get("factory.checklist", "not run"),
+                 if k.startswith(f"{tag_schema.CHECKLIST}.") and k.count(".") == 2}  # fmt: skip
+        info = {"description": mv.description, "checklist": mv.tags.get(tag_schema.CHECKLIST, "not run"),
                 "items": items}  # fmt: skip
         if as_json:
             print_json(info)

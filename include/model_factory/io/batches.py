@@ -26,13 +26,13 @@ import io
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
 import pandas as pd
-from model_factory.contracts import IngestedBatch
+from model_factory.contracts import IngestedBatch, IngestedManifest
 from model_factory.errors import PermanentError
 from model_factory.io import storage
 from model_factory.settings import FactorySettings
@@ -67,7 +67,7 @@ class SourceUriError(PermanentError, ValueError):
 SOURCE_ROOTS_ENV = "FACTORY_SOURCE_ROOTS"
 
 
-def source_roots(env: dict[str, str] | None = None) -> list[str]:
+def source_roots(env: Mapping[str, str] | None = None) -> list[str]:
     """Where file sources may be read: FACTORY_DATA_ROOT and the FACTORY_SOURCE_ROOTS list."""
     from model_factory.settings import FactorySettings
 
@@ -330,7 +330,7 @@ def ingest_batch(
         manifest_uri = storage.join(folder, "manifest.json")
 
         if storage.exists(manifest_uri, store_s3):
-            manifest = storage.read_json(manifest_uri, store_s3)
+            manifest: IngestedManifest = storage.read_json(manifest_uri, store_s3)
             return {**manifest, "already_ingested": True}
 
         parsed = Path(spool) / "parsed.parquet"
@@ -379,8 +379,9 @@ def ingest_batch(
 def read_ingested(ingested: IngestedBatch, s3: storage.S3Options | None = None) -> pd.DataFrame:
     """The whole table of an ingested batch: its parsed Parquet, or (ingested before batches
     were parsed at ingest) its raw bytes parsed now."""
-    if ingested.get("parsed_uri"):
-        with storage.local_file(ingested["parsed_uri"], s3) as path:
+    parsed_uri = ingested.get("parsed_uri")
+    if parsed_uri:
+        with storage.local_file(parsed_uri, s3) as path:
             return pd.read_parquet(path)
     return parse_batch(
         storage.read_bytes(ingested["raw_uri"], s3), ingested["format"], ingested["source_uri"]

@@ -83,7 +83,7 @@ def _s3_client(options: S3Options | None) -> Any:
     )
 
 
-def _s3_error(exc: Exception, uri: str, bucket: str) -> StorageError:
+def _s3_error(exc: BaseException, uri: str, bucket: str) -> StorageError:
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
     if isinstance(exc, ClientError):
@@ -135,7 +135,8 @@ def _temp_prefix(path: Path) -> str:
 
 def clean_stale_temps(path: Path) -> list[Path]:
     """Remove leftovers of killed writes of ``path``; return what was removed."""
-    host, removed = socket.gethostname(), []
+    host = socket.gethostname()
+    removed: list[Path] = []
     try:
         candidates = list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
     except OSError:

@@ -7,9 +7,11 @@ import time
 import warnings
 from typing import TYPE_CHECKING
 
+from model_factory.errors import PermanentError
 from model_factory.settings import FactorySettings
 
 if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
     from mlflow.tracking import MlflowClient
 
 # Fail in seconds, not minutes, when a tracking server is down: the Airflow task retries anyway.
@@ -60,6 +62,16 @@ def connect(settings: FactorySettings, attempts: int = 3, delay_s: float = 2.0) 
         f"{type(last_error).__name__}: {str(last_error).splitlines()[0] if str(last_error) else ''}. "
         "Check MLFLOW_TRACKING_URI and that the tracking server is running."
     )
+
+
+def version_run_id(version: ModelVersion) -> str:
+    """The MLflow run a registry version was logged from (every version the factory registers has one)."""
+    if not version.run_id:
+        raise PermanentError(
+            f"registered model {version.name} v{version.version} has no MLflow run (registered outside "
+            "the factory?): it has no lineage, card or baseline to read"
+        )
+    return version.run_id
 
 
 def experiment_id(client: MlflowClient, settings: FactorySettings, model: str) -> str:

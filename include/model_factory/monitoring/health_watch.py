@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from model_factory.io import storage, tracking
+from model_factory.io import storage, tag_schema, tracking
 from model_factory.monitoring.health import HealthPolicy, HealthReport, Holdout, check_health
 from model_factory.monitoring.health_history import record
 from model_factory.monitoring.health_sources import (
@@ -60,7 +60,7 @@ def champion_holdout(
 
     found = champion_baseline(spec, settings)
     client = tracking.connect(settings)
-    holdout_uri = client.get_run(found.run_id).data.tags["factory.holdout_uri"]
+    holdout_uri = client.get_run(found.run_id).data.tags[tag_schema.HOLDOUT_URI]
     model = load_registered(
         client, spec.registered_model_name, found.version, code_dir=settings.specs_dir / "code"
     ).estimator

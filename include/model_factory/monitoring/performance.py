@@ -183,7 +183,7 @@ def estimate_classifier(
         correct = np.where(predicted_positive, p, 1 - p)
         value = float(correct.mean())
         var = float(np.sum(correct * (1 - correct))) / (n * n)
-        if corrected:
+        if corrected and calibration is not None:
             var += value * (1 - value) / calibration.n
         half = Z95 * math.sqrt(var)
         return MetricEstimate(metric, value, max(0.0, value - half), min(1.0, value + half), n)
@@ -196,7 +196,7 @@ def estimate_classifier(
             return _none(metric, n, "the probabilities expect a single class: ROC AUC is undefined")
         auc = float(np.trapezoid(tp / n_pos, fp / n_neg))
         low, high = _auc_interval(auc, n_pos, n_neg)
-        if corrected:
+        if corrected and calibration is not None:
             share = n_pos / n
             h_low, h_high = _auc_interval(auc, share * calibration.n, (1 - share) * calibration.n)
             low, high = auc - math.hypot(auc - low, auc - h_low), auc + math.hypot(high - auc, h_high - auc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from model_factory.io import tracking
+from model_factory.io import tag_schema, tracking
 from model_factory.pipeline.training import BASELINE_ARTIFACT, CONTRACT_ARTIFACT
 from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec
@@ -44,7 +44,7 @@ def champion_baseline(spec: ModelSpec, settings: FactorySettings) -> ChampionBas
             f"model {name!r} has no champion yet: nothing to compare fresh data with "
             "(the first blessed retrain creates one)"
         ) from exc
-    version, run_id = str(champion.version), champion.run_id
+    version, run_id = str(champion.version), tracking.version_run_id(champion)
     try:
         baseline = mlflow.artifacts.load_dict(f"runs:/{run_id}/{BASELINE_ARTIFACT}")
     except (MlflowException, OSError) as exc:
@@ -57,7 +57,7 @@ def champion_baseline(spec: ModelSpec, settings: FactorySettings) -> ChampionBas
         contract = mlflow.artifacts.load_dict(f"runs:/{run_id}/{CONTRACT_ARTIFACT}")
     except (MlflowException, OSError):
         contract = None
-    metric_tag = champion.tags.get(f"factory.holdout_{spec.gates.primary_metric}")
+    metric_tag = champion.tags.get(tag_schema.holdout_metric(spec.gates.primary_metric))
     return ChampionBaseline(
         version=version,
         run_id=run_id,

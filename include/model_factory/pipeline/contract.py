@@ -173,6 +173,7 @@ def check_contract(df: pd.DataFrame, contract: dict) -> list[str]:
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     in_set = {c["kwargs"]["column"] for c in contract["expectations"]
               if c["type"] == "expect_column_values_to_be_in_set"}  # fmt: skip
@@ -181,7 +182,7 @@ def check_contract(df: pd.DataFrame, contract: dict) -> list[str]:
         frame[col] = categorical_text(frame[col])
 
     context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = {"globally": False}
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = (
         context.data_sources.add_pandas("drift")
         .add_dataframe_asset("current")
@@ -225,7 +226,7 @@ def _observed(config: dict, acc: NumericAccumulator | CategoricalAccumulator | N
         nulls = acc.nulls
         if type_ == "expect_column_values_to_be_in_type_list":
             bad = [d for d in acc.dtypes if d not in config["kwargs"]["type_list"]]
-            return {"element_count": acc.rows, "observed_value": (bad or acc.dtypes or [None])[0],
+            return {"element_count": acc.rows, "observed_value": next(iter(bad or acc.dtypes), None),
                     "success": not bad}  # fmt: skip
         if type_ == "expect_column_values_to_be_between":
             lo, hi = config["kwargs"]["min_value"], config["kwargs"]["max_value"]

@@ -16,6 +16,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+from model_factory.io import tag_schema
 from model_factory.io.code_folder import CODE_PACKAGE, defined_types, install_code_package
 from model_factory.pipeline.training import Fitted
 from model_factory.spec import ModelSpec
@@ -82,7 +83,7 @@ def fit_custom(spec: ModelSpec, X_train, y_train, code_dir: Path | str) -> Fitte
     return Fitted(
         model=estimator,
         params={"code.factory": spec.estimator.factory, "code.estimator": type(estimator).__name__},
-        tags={"factory.code.file": path.name, "factory.code.sha256": sha256,
-              "factory.code.module": module.__name__},
+        tags={tag_schema.CODE_FILE: path.name, tag_schema.CODE_SHA256: sha256,
+              tag_schema.CODE_MODULE: module.__name__},
         trusted_types=defined_types(module),
     )  # fmt: skip

@@ -20,7 +20,7 @@ def training_datasets(model: str, inputs: list[dict], example: pd.DataFrame) -> 
     features' schema taken from ``example``."""
     schema = infer_signature(example).inputs
     return [
-        MetaDataset(
+        MetaDataset(  # type: ignore[abstract]  # mlflow's Dataset declares profile abstract but is no ABC
             source=resolve_dataset_source(batch["uri"]),
             name=f"{model}/{batch['uri'].rstrip('/').split('/')[-2]}",
             digest=batch["sha256"][:DIGEST_CHARS],

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from model_factory.contracts import TrainedModel
-from model_factory.io import storage, tracking
+from model_factory.io import storage, tag_schema, tracking
 from model_factory.io.batches import parse_batch
 from model_factory.pipeline.delong import difference_se as _delong_standard_error
 from model_factory.pipeline.features import prepare_features, target_values
@@ -54,6 +54,13 @@ class Predictions:
     proba: np.ndarray | None = None
     classes: tuple = ()
 
+    @property
+    def probabilities(self) -> np.ndarray:
+        """The class probabilities (a classifier's); a regression's predictions have none."""
+        if self.proba is None:
+            raise ValueError(f"{self.task} predictions have no class probabilities")
+        return self.proba
+
     def take(self, idx: np.ndarray) -> Predictions:
         proba = None if self.proba is None else self.proba[idx]
         return Predictions(self.task, self.y[idx], self.pred[idx], proba, self.classes)
@@ -87,14 +94,14 @@ def metric_value(metric: str, p: Predictions) -> float:
     if metric == "log_loss":
         if set(np.unique(p.y)) - set(p.classes):  # a class this model never saw: undefined
             return float("nan")
-        return float(metrics.log_loss(p.y, p.proba, labels=list(p.classes)))
+        return float(metrics.log_loss(p.y, p.probabilities, labels=list(p.classes)))
     if len(np.unique(p.y)) < 2:
         return float("nan")
     if binary:
-        return float(metrics.roc_auc_score(p.y, p.proba[:, 1]))
+        return float(metrics.roc_auc_score(p.y, p.probabilities[:, 1]))
     # One-vs-rest, macro over the classes where it is defined (present in y, and not all of y):
     # sklearn's multi_class="ovr" answers NaN as soon as one class is missing from the holdout.
-    aucs = [metrics.roc_auc_score(p.y == c, p.proba[:, i]) for i, c in enumerate(p.classes)
+    aucs = [metrics.roc_auc_score(p.y == c, p.probabilities[:, i]) for i, c in enumerate(p.classes)
             if 0 < int((p.y == c).sum()) < len(p.y)]  # fmt: skip
     return float(np.mean(aucs)) if aucs else float("nan")
 
@@ -188,7 +195,7 @@ def _row_losses(metric: str, p: Predictions) -> np.ndarray | None:
         column = pd.Index(p.classes).get_indexer(p.y)
         if (column < 0).any():
             return None
-        proba = p.proba / p.proba.sum(axis=1, keepdims=True)
+        proba = p.probabilities / p.probabilities.sum(axis=1, keepdims=True)
         eps = np.finfo(proba.dtype).eps
         return -np.log(np.clip(proba[np.arange(len(p.y)), column], eps, 1 - eps))
     return None
@@ -211,7 +218,7 @@ def _paired_standard_error(metric: str, a: Predictions, b: Predictions) -> float
         influence = squared_a / (2 * rmse_a) - squared_b / (2 * rmse_b)  # the delta method
         return float(np.std(influence, ddof=1) / np.sqrt(n))
     if metric == "roc_auc" and len(a.classes) == 2:
-        return _delong_standard_error(a.proba[:, 1], b.proba[:, 1], a.y == a.classes[1])
+        return _delong_standard_error(a.probabilities[:, 1], b.probabilities[:, 1], a.y == a.classes[1])
     return None
 
 
@@ -266,11 +273,11 @@ def weighted_metric(metric: str, p: Predictions, counts: np.ndarray) -> np.ndarr
         f1s, present = np.array([f for f, _ in scores]), np.array([o for _, o in scores])
         return (f1s * present).sum(axis=0) / present.sum(axis=0)
     if binary:
-        return _weighted_auc(p.proba[:, 1], p.y == p.classes[1], counts)
+        return _weighted_auc(p.probabilities[:, 1], p.y == p.classes[1], counts)
     per_class = []
     for i, label in enumerate(p.classes):
         members = counts @ (p.y == label)
-        auc = _weighted_auc(p.proba[:, i], p.y == label, counts)
+        auc = _weighted_auc(p.probabilities[:, i], p.y == label, counts)
         per_class.append(np.where((members > 0) & (members < total), auc, np.nan))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a resample where no class is defined
@@ -303,7 +310,7 @@ def decide(
     metric = gates.primary_metric
     higher = METRICS[metric]["higher_is_better"]
     word = "at least" if higher else "at most"
-    base = {"metric": metric, "candidate": candidate, "champion": champion,
+    base: dict[str, Any] = {"metric": metric, "candidate": candidate, "champion": champion,
             "champion_version": champion_version, "baseline": baseline,
             "evidence": evidence or (f"a holdout of {holdout_rows} rows" if holdout_rows else None),
             }  # fmt: skip
@@ -405,7 +412,7 @@ def _alias_version(client: Any, model: str, alias: str) -> str | None:
 def _recorded_estimate(client: Any, name: str, version: str, metric: str) -> float:
     """A version's own estimate of the metric: its cross-validation, else its holdout score."""
     run = client.get_run(client.get_model_version(name, version).run_id)
-    cv = run.data.tags.get("factory.cross_validation")
+    cv = run.data.tags.get(tag_schema.CROSS_VALIDATION)
     if cv and json.loads(cv).get("metric") == metric:
         return float(json.loads(cv)["score"])
     return float(run.data.metrics.get(f"holdout_{metric}", float("nan")))
@@ -422,9 +429,9 @@ def _decision_on_failure(evaluate: Any) -> Any:
         except Exception as exc:
             with contextlib.suppress(Exception):
                 client = tracking.connect(settings, attempts=1)
-                client.set_tag(trained["run_id"], "factory.decision", "failed")
+                client.set_tag(trained["run_id"], tag_schema.DECISION, "failed")
                 message = f"evaluation failed: {type(exc).__name__}: {exc}"
-                client.set_tag(trained["run_id"], "factory.decision_reason", message[:5000])
+                client.set_tag(trained["run_id"], tag_schema.DECISION_REASON, message[:5000])
             raise
 
     return wrapper
@@ -472,7 +479,8 @@ def evaluate_candidate(
     champion_score = champion_metrics[metric] if champion_metrics else None
     baseline = metric_value(metric, dummy_predictions(cand_pred.y, cand_pred.task, cand_pred.classes))
     evidence_rows, evidence = len(holdout), f"a holdout of {len(holdout)} rows"
-    cv = json.loads(run_tags["factory.cross_validation"]) if "factory.cross_validation" in run_tags else None
+    cv_tag = run_tags.get(tag_schema.CROSS_VALIDATION)
+    cv = json.loads(cv_tag) if cv_tag is not None else None
     if cv is not None and cv.get("metric") == metric and len(holdout) < spec.gates.min_holdout_rows:
         # The holdout is too small: judge on the cross-validated estimate over the window, and
         # against the champion's own estimate (its cross-validation, else its holdout score).
@@ -520,7 +528,7 @@ def evaluate_candidate(
         "gates": spec.gates.model_dump(),
     }
     client.log_dict(run_id, record, "decision.json")
-    client.set_tag(run_id, "factory.decision", decision.status)
-    client.set_tag(run_id, "factory.decision_reason", decision.reason)
-    client.set_tag(run_id, "factory.decision_evidence", decision.evidence or "")
+    client.set_tag(run_id, tag_schema.DECISION, decision.status)
+    client.set_tag(run_id, tag_schema.DECISION_REASON, decision.reason)
+    client.set_tag(run_id, tag_schema.DECISION_EVIDENCE, decision.evidence or "")
     return {"run_id": run_id, "model_uri": trained["model_uri"], **record}

@@ -119,7 +119,7 @@ def learn_classes(
             classes_uri(store_uri, spec.name), {"model": spec.name, "ds": ds, "classes": present}, s3
         )
         return present
-    stray = sorted({canonical(v) for v in present} - {canonical(c) for c in known})
+    stray = sorted({canonical(v) for v in present} - {canonical(c) for c in known}, key=str)
     if stray:
         raise LabelError(
             f"target {spec.target!r} has classes {stray} outside the model's classes {known} "

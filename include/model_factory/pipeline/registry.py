@@ -118,7 +118,8 @@ def register_version(spec: ModelSpec, evaluated: dict, settings: FactorySettings
             client.set_tag(run_id, tag_schema.DUPLICATE_OF_VERSION, version)
             target = client.get_model_version(name, version)
             return {
-                "model": name, "version": version, "status": target.tags.get(tag_schema.DECISION),
+                "model": name, "version": version,
+                "status": target.tags.get(tag_schema.DECISION, "unrecorded"),
                 "reason": f"the same training is already registered as v{version}",
                 "alias": None, "champion_version": current_alias_version(client, name, CHAMPION),
                 "duplicate": True,

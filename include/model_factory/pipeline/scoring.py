@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from model_factory.io import tag_schema
 from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 if TYPE_CHECKING:  # pandas, numpy and the store load inside the tasks, not while DAGs parse
     import numpy as np
     import pandas as pd
+    from model_factory.contracts import IngestedBatch, QuarantinedBatch
 
 
 class NoChampionError(LookupError):
@@ -73,8 +75,8 @@ def champion(spec: ModelSpec, settings: FactorySettings) -> dict[str, Any]:
         "version": found.version,
         "run_id": found.run_id,
         "model_uri": f"models:/{spec.registered_model_name}/{found.version}",
-        "holdout_uri": run.data.tags.get("factory.holdout_uri"),
-        "code_module": run.data.tags.get("factory.code.module"),
+        "holdout_uri": run.data.tags.get(tag_schema.HOLDOUT_URI),
+        "code_module": run.data.tags.get(tag_schema.CODE_MODULE),
     }
 
 
@@ -90,7 +92,9 @@ def contract_of(run_id: str) -> dict | None:
         return None
 
 
-def check_input(spec: ModelSpec, ingested: dict, held: dict, store_uri: str) -> dict:
+def check_input(
+    spec: ModelSpec, ingested: IngestedBatch, held: dict, store_uri: str
+) -> QuarantinedBatch | dict:
     """The batch against the champion's input contract; a failure quarantines it."""
     from model_factory.io import storage
     from model_factory.io.batches import read_ingested
@@ -160,7 +164,7 @@ def output_psi(reference: np.ndarray, current: np.ndarray, categorical: bool) ->
     return float(psi(ref / max(ref.sum(), 1), cur / max(cur.sum(), 1)))
 
 
-def score_batch(spec: ModelSpec, ingested: dict, held: dict, settings: FactorySettings,
+def score_batch(spec: ModelSpec, ingested: IngestedBatch, held: dict, settings: FactorySettings,
                 code_dir: Path | None = None) -> dict:  # fmt: skip
     """Score the ingested batch with the champion (loaded by the factory's safe loader: blessed,
     skops, trusted types only); write predictions; compute output drift."""

@@ -104,11 +104,11 @@ def _concat(parts: list[Predictions]) -> Predictions:
 
 def _align(p: Predictions, classes: tuple) -> np.ndarray:
     if p.classes == classes:
-        return p.proba
+        return p.probabilities
     out = np.zeros((len(p.y), len(classes)))
     for i, c in enumerate(p.classes):
         if c in classes:
-            out[:, classes.index(c)] = p.proba[:, i]
+            out[:, classes.index(c)] = p.probabilities[:, i]
     return out
 
 

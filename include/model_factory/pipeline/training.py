@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from model_factory.contracts import TrainedModel
 from model_factory.errors import LabelError, PermanentError, UntrustedModelError
-from model_factory.io import storage, tracking
+from model_factory.io import storage, tag_schema, tracking
 from model_factory.io.batches import recent_validated_batches, write_parquet
 from model_factory.io.trust import BASE_TRUSTED_TYPES
 from model_factory.pipeline import labels
@@ -131,13 +131,13 @@ def _close_abandoned_runs(client: Any, exp_id: str, key: str, stale_hours: float
     )
     host, closed = socket.gethostname(), []
     for run in running:
-        worker = run.data.tags.get("factory.worker", "")
+        worker = run.data.tags.get(tag_schema.WORKER, "")
         run_host, _, pid = worker.rpartition(":")
         age_h = (time.time() * 1000 - (run.info.start_time or 0)) / 3_600_000
         dead_here = run_host == host and pid.isdigit() and not storage.process_alive(int(pid))
         if dead_here or age_h > stale_hours:
             why = f"worker {worker} is gone" if dead_here else f"still RUNNING after {age_h:.1f} h"
-            client.set_tag(run.info.run_id, "factory.abandoned", f"{why}; closed by a retry")
+            client.set_tag(run.info.run_id, tag_schema.ABANDONED, f"{why}; closed by a retry")
             client.set_terminated(run.info.run_id, status="KILLED")
             closed.append(run.info.run_id)
     return closed
@@ -155,6 +155,8 @@ def build_pipeline(spec: ModelSpec) -> Pipeline:
     from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
     name = spec.estimator.class_
+    if name is None:  # estimator.factory: the data scientist's code builds the model instead
+        raise ValueError(f"{spec.name}: estimator.factory models are built by their own code")
     cls = getattr(importlib.import_module(ESTIMATORS[name]["module"]), name)
     params = dict(spec.estimator.params)
     if "random_state" in cls().get_params():
@@ -221,8 +223,8 @@ def split_holdout(df: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.D
 def git_revision() -> str:
     """The code revision: ``FACTORY_CODE_REVISION`` (baked into the Docker image, which has no
     ``.git``), else the checkout's ``git rev-parse HEAD`` (``-dirty`` with local changes)."""
-    if FactorySettings.from_env().code_revision:
-        return FactorySettings.from_env().code_revision
+    if revision := FactorySettings.from_env().code_revision:
+        return revision
     try:
         rev = subprocess.run(
             ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"],
@@ -278,7 +280,7 @@ def log_baseline(X_train: pd.DataFrame, spec: ModelSpec) -> dict:
     )
     mlflow.log_dict(baseline, BASELINE_ARTIFACT)
     mlflow.log_dict(contract, CONTRACT_ARTIFACT)
-    mlflow.set_tag("factory.baseline", BASELINE_ARTIFACT)
+    mlflow.set_tag(tag_schema.BASELINE, BASELINE_ARTIFACT)
     return baseline
 
 
@@ -371,8 +373,8 @@ def train_model(
             run = done[0]
             return {
                 "run_id": run.info.run_id,
-                "model_uri": run.data.tags["factory.model_uri"],
-                "holdout_uri": run.data.tags["factory.holdout_uri"],
+                "model_uri": run.data.tags[tag_schema.MODEL_URI],
+                "holdout_uri": run.data.tags[tag_schema.HOLDOUT_URI],
                 "reused": True,
             }
 
@@ -392,21 +394,21 @@ def train_model(
 
     data_sha = hashlib.sha256("".join(i["sha256"] for i in inputs).encode()).hexdigest()
     tags = {
-        "factory.model": spec.name,
-        "factory.owner": spec.owner,
-        "factory.ds": ds,
-        "factory.run_key": key,
+        tag_schema.MODEL: spec.name,
+        tag_schema.OWNER: spec.owner,
+        tag_schema.DS: ds,
+        tag_schema.RUN_KEY: key,
         # Registration is idempotent on this key (a forced retrain asks for a new version).
-        "factory.registration_key": key if not force else f"{key}:forced:{uuid.uuid4().hex[:12]}",
-        "factory.worker": f"{socket.gethostname()}:{os.getpid()}",
-        **({"factory.withdrawn_batches": json.dumps(withdrawn)[:5000]} if withdrawn else {}),
-        "factory.spec_hash": spec.spec_hash(),
-        "factory.git_revision": git_revision(),
-        "factory.requirements_sha256": _requirements_sha256(),
-        "factory.data.uris": json.dumps([i["uri"] for i in inputs]),
-        "factory.data.sha256": data_sha,
-        "factory.data.rows": str(len(df)),
-        **{f"factory.{k}": str(v) for k, v in context.items() if v is not None},
+        tag_schema.REGISTRATION_KEY: key if not force else f"{key}:forced:{uuid.uuid4().hex[:12]}",
+        tag_schema.WORKER: f"{socket.gethostname()}:{os.getpid()}",
+        **({tag_schema.WITHDRAWN_BATCHES: json.dumps(withdrawn)[:5000]} if withdrawn else {}),
+        tag_schema.SPEC_HASH: spec.spec_hash(),
+        tag_schema.GIT_REVISION: git_revision(),
+        tag_schema.REQUIREMENTS_SHA256: _requirements_sha256(),
+        tag_schema.DATA_URIS: json.dumps([i["uri"] for i in inputs]),
+        tag_schema.DATA_SHA256: data_sha,
+        tag_schema.DATA_ROWS: str(len(df)),
+        **{f"{tag_schema.PREFIX}{k}": str(v) for k, v in context.items() if v is not None},
         **{f"spec.{k}": v for k, v in spec.tags.items()},
     }
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{spec.name}-{ds}", tags=tags) as run:
@@ -447,7 +449,7 @@ def train_model(
             if cv is not None:
                 mlflow.log_metrics({"cv_score": cv.score, "cv_score_sd": cv.score_sd,
                                     "cv_baseline": cv.baseline, "cv_rows": cv.rows})  # fmt: skip
-                mlflow.set_tag("factory.cross_validation", json.dumps(cv.as_dict()))
+                mlflow.set_tag(tag_schema.CROSS_VALIDATION, json.dumps(cv.as_dict()))
         mlflow.log_dict({"inputs": inputs, "holdout_uri": holdout_uri, **tags}, "lineage.json")
         log_training_inputs(spec.name, inputs, X_train.head(5))
         mlflow.log_dict(spec.model_dump(mode="json", by_alias=True), "spec.json")
@@ -463,7 +465,7 @@ def train_model(
             skops_trusted_types=trusted_types(pipeline, fitted.trusted_types),
         )
         log_baseline(X_train, spec)
-        mlflow.set_tags({"factory.model_uri": info.model_uri, "factory.holdout_uri": holdout_uri})
+        mlflow.set_tags({tag_schema.MODEL_URI: info.model_uri, tag_schema.HOLDOUT_URI: holdout_uri})
     return {
         "run_id": run.info.run_id,
         "model_uri": info.model_uri,

@@ -14,6 +14,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
+from model_factory.io import tag_schema
 from model_factory.spec import ESTIMATORS, ModelSpec
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -63,11 +64,14 @@ class Distribution(BaseModel):
 
         if self.values is not None:
             return list(self.values)
+        low, high = self.low, self.high
+        if low is None or high is None:  # _one_kind requires both without values
+            raise ValueError("give values: [...] or both low and high")
         if self.int_:
-            return stats.randint(int(self.low), int(self.high) + 1)  # log is ignored for ints
+            return stats.randint(int(low), int(high) + 1)  # log is ignored for ints
         if self.log:
-            return stats.loguniform(self.low, self.high)
-        return stats.uniform(self.low, self.high - self.low)
+            return stats.loguniform(low, high)
+        return stats.uniform(low, high - low)
 
 
 class TuningParams(BaseModel):
@@ -134,7 +138,10 @@ def fit_tuned(spec: ModelSpec, X_train, y_train) -> Fitted:
     space = {f"model__{name}": dist.sampler() for name, dist in params.search.items()}
     candidates = ParameterSampler(space, n_iter=params.trials, random_state=spec.split.seed)
     deadline = time.monotonic() + params.max_minutes * 60
-    experiment = mlflow.active_run().info.experiment_id  # trials nest under the training run
+    training_run = mlflow.active_run()
+    if training_run is None:
+        raise RuntimeError("fit_tuned runs inside the training's MLflow run (train_model starts it)")
+    experiment = training_run.info.experiment_id  # trials nest under the training run
     best: tuple[float, dict[str, Any]] | None = None
     done, stopped = 0, "trials"
     for number, candidate in enumerate(candidates):
@@ -145,13 +152,13 @@ def fit_tuned(spec: ModelSpec, X_train, y_train) -> Fitted:
         pipeline = build_pipeline(spec).set_params(**candidate)
         started = time.perf_counter()
         with mlflow.start_run(run_name=f"trial-{number}", nested=True, experiment_id=experiment,
-                              tags={"factory.trial": str(number), "factory.model": spec.name}):  # fmt: skip
+                              tags={tag_schema.TRIAL: str(number), tag_schema.MODEL: spec.name}):  # fmt: skip
             mlflow.log_params({f"estimator.{k}": v for k, v in chosen.items()})
             try:
                 scores = cross_validate(pipeline, X_train, y_train, cv=_splitter(spec, params.cv_folds),
                                         scoring=scoring, error_score="raise")["test_score"]  # fmt: skip
             except ValueError as exc:  # a bad combination (e.g. solver/penalty): a failed trial
-                mlflow.set_tag("factory.trial_error", str(exc)[:500])
+                mlflow.set_tag(tag_schema.TRIAL_ERROR, str(exc)[:500])
                 done += 1
                 continue
             mean = float(np.mean(scores))
@@ -170,5 +177,5 @@ def fit_tuned(spec: ModelSpec, X_train, y_train) -> Fitted:
         model=pipeline,
         params={**{f"best.{k}": v for k, v in chosen.items()}, "tuning.trials_run": done,
                 "tuning.stopped_by": stopped, "tuning.scoring": scoring},
-        tags={"factory.tuning.best_cv": f"{score:.6f}", "factory.tuning.trials": str(done)},
+        tags={tag_schema.TUNING_BEST_CV: f"{score:.6f}", tag_schema.TUNING_TRIALS: str(done)},
     )  # fmt: skip

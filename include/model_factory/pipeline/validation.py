@@ -257,9 +257,10 @@ class _Suite:
                  classes: list[Any] | None = None, origin: str = ""):  # fmt: skip
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
         import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
 
         context = gx.get_context(mode="ephemeral")
-        context.variables.progress_bars = {"globally": False}
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
         self.batch_definition = (
             context.data_sources.add_pandas("factory")
             .add_dataframe_asset(spec.name)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from model_factory.io import storage, tracking
+from model_factory.io import storage, tag_schema, tracking
 from model_factory.settings import FactorySettings
 from model_factory.spec import METRICS, ModelSpec
 
@@ -69,6 +69,14 @@ def evaluate_sections(
     }
 
 
+# The run tags of the card's lineage table, in order.
+LINEAGE_TABLE_TAGS = (
+    tag_schema.DS, tag_schema.DATA_ROWS, tag_schema.DATA_SHA256, tag_schema.SPEC_HASH,
+    tag_schema.GIT_REVISION, tag_schema.REQUIREMENTS_SHA256, tag_schema.HOLDOUT_URI,
+    tag_schema.AIRFLOW_DAG_ID, tag_schema.AIRFLOW_RUN_ID,
+)
+
+
 def render_card(context: dict) -> str:
     """The card's HTML from its context (see ``produce_card`` for the keys)."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -80,6 +88,7 @@ def render_card(context: dict) -> str:
     )
     env.filters["num"] = lambda v, digits=4: "n/a" if v is None or v != v else f"{v:.{digits}f}"
     env.filters["pct"] = lambda v: "n/a" if v is None or v != v else f"{v:.1%}"
+    env.globals.update(lineage_tags=LINEAGE_TABLE_TAGS, tag_prefix=tag_schema.PREFIX)
     return env.get_template("model_card.html.j2").render(**context)
 
 
@@ -139,20 +148,21 @@ def produce_card(
     client = tracking.connect(settings)
     name, version = registered["model"], str(registered["version"])
     mv = client.get_model_version(name, version)
-    run = client.get_run(mv.run_id)
-    tags, run_id = run.data.tags, mv.run_id
+    run_id = tracking.version_run_id(mv)
+    run = client.get_run(run_id)
+    tags = run.data.tags
     decision = _load_json_artifact(client, run_id, "decision.json") or {}
     lineage = _load_json_artifact(client, run_id, "lineage.json")
     facts = Facts(
-        decision=mv.tags.get("factory.decision"),
-        decision_reason=mv.tags.get("factory.decision_reason", ""),
+        decision=mv.tags.get(tag_schema.DECISION),
+        decision_reason=mv.tags.get(tag_schema.DECISION_REASON, ""),
         run_tags=tags,
         has_lineage_artifact=lineage is not None,
         train_cpu_seconds=run.data.metrics.get("train_cpu_seconds"),
     )
     context: dict[str, Any] = {}
     try:
-        holdout_uri = tags["factory.holdout_uri"]
+        holdout_uri = tags[tag_schema.HOLDOUT_URI]
         holdout = parse_batch(storage.read_bytes(holdout_uri, s3), "parquet", holdout_uri)
         # The one safe loader, by version number (never by a run tag anyone can rewrite): the
         # card of a rejected or held version is made too, so only the champion must be blessed.
@@ -175,7 +185,7 @@ def produce_card(
             "primary_metric": spec.gates.primary_metric,
             "lineage": {
                 "inputs": (lineage or {}).get("inputs", []),
-                "tags": {k: v for k, v in tags.items() if k.startswith("factory.")},
+                "tags": {k: v for k, v in tags.items() if k.startswith(tag_schema.PREFIX)},
             },
             "validation": _validation_summaries((lineage or {}).get("inputs", []), s3),
             "cost": {k: run.data.metrics.get(k) for k in
@@ -184,7 +194,7 @@ def produce_card(
             "decision": {"status": facts.decision, "reason": facts.decision_reason,
                          "interval": decision.get("champion_gain_interval"),
                          "review": {k.split(".", 2)[2]: v for k, v in mv.tags.items()
-                                    if k.startswith("factory.review.")}},
+                                    if k.startswith(f"{tag_schema.REVIEW}.")}},
             "budget": _budget_context(spec, _load_json_artifact(client, run_id, BUDGET_ARTIFACT)),
             **sections,
         }

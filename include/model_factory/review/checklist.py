@@ -11,14 +11,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from model_factory.io import tag_schema
 from model_factory.pipeline.registry import CHECKLIST_TAG
 from model_factory.spec import ModelSpec
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-LINEAGE_TAGS = ("factory.data.uris", "factory.data.sha256", "factory.spec_hash",
-                "factory.git_revision", "factory.requirements_sha256")  # fmt: skip
+LINEAGE_TAGS = (tag_schema.DATA_URIS, tag_schema.DATA_SHA256, tag_schema.SPEC_HASH,
+                tag_schema.GIT_REVISION, tag_schema.REQUIREMENTS_SHA256)  # fmt: skip
 
 
 @dataclass
@@ -59,7 +60,7 @@ def _lineage(spec: ModelSpec, facts: Facts) -> tuple[bool, str]:
         missing.append("lineage.json artifact")
     if missing:
         return False, f"missing: {', '.join(missing)}"
-    dirty = facts.run_tags["factory.git_revision"].endswith("-dirty")
+    dirty = facts.run_tags[tag_schema.GIT_REVISION].endswith("-dirty")
     return True, "data, spec, code, environment" + (
         " (code had local changes: reproduce cannot check it out)" if dirty else ""
     )

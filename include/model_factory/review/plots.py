@@ -39,7 +39,7 @@ def _png(fig) -> str:
 def _positive_scores(p: Predictions) -> tuple[np.ndarray, np.ndarray]:
     """Binary: the positive class's score; multiclass: one-vs-rest for the last class."""
     positive = p.classes[-1]
-    return (p.y == positive).astype(int), p.proba[:, -1]
+    return (p.y == positive).astype(int), p.probabilities[:, -1]
 
 
 def classification_plots(models: dict[str, Predictions]) -> dict[str, str]:

@@ -11,11 +11,11 @@ import json
 import time
 
 import pandas as pd
-from model_factory.io import storage, tracking
+from model_factory.io import storage, tag_schema, tracking
 from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec
 
-REQUIRED_TAGS = ("factory.data.uris", "factory.data.sha256", "factory.spec_hash", "factory.git_revision")
+REQUIRED_TAGS = (tag_schema.DATA_URIS, tag_schema.DATA_SHA256, tag_schema.SPEC_HASH, tag_schema.GIT_REVISION)
 
 
 class ReproduceError(ValueError):
@@ -51,22 +51,22 @@ def check_lineage(model: str, version: str, settings: FactorySettings,
         mv = client.get_model_version(model, version)
     except Exception as exc:
         raise ReproduceError(f"model {model!r} has no version {version!r}") from exc
-    run = client.get_run(mv.run_id)
+    run = client.get_run(tracking.version_run_id(mv))
     tags = run.data.tags
-    lineage, spec_dump = _artifact(mv.run_id, "lineage.json"), _artifact(mv.run_id, "spec.json")
+    lineage, spec_dump = _artifact(run.info.run_id, "lineage.json"), _artifact(run.info.run_id, "spec.json")
     missing = [t for t in REQUIRED_TAGS if not tags.get(t) or tags[t] == "unknown"]
     missing += [name for name, art in (("lineage.json", lineage), ("spec.json", spec_dump)) if art is None]
     if lineage is not None and not all(i.get("uri") and i.get("sha256") for i in lineage.get("inputs", [])):
         missing.append("lineage.json inputs with uri and sha256")
-    if missing:
+    if missing or lineage is None:
         raise ReproduceError(
             f"{model} v{version} cannot be reproduced: its lineage is incomplete (missing "
             f"{', '.join(missing)}; run {mv.run_id})"
         )
     spec = ModelSpec.model_validate(spec_dump)
-    if spec.spec_hash() != tags["factory.spec_hash"]:
+    if spec.spec_hash() != tags[tag_schema.SPEC_HASH]:
         raise ReproduceError(f"{model} v{version}: the logged spec.json does not match the recorded "
-                             f"spec hash {tags['factory.spec_hash'][:12]}")  # fmt: skip
+                             f"spec hash {tags[tag_schema.SPEC_HASH][:12]}")  # fmt: skip
     if getattr(spec.estimator, "factory", None):
         raise ReproduceError(f"{model} v{version} was trained by the data scientist's own code "
                              "(estimator.factory): reproduce retrains allow-listed estimators "
@@ -80,7 +80,7 @@ def check_lineage(model: str, version: str, settings: FactorySettings,
         if digest != info["sha256"]:
             raise ReproduceError(f"{model} v{version} cannot be reproduced: {info['uri']} changed "
                                  f"(sha256 {digest[:12]}, recorded {info['sha256'][:12]})")  # fmt: skip
-    recorded, current = tags["factory.git_revision"], git_revision()
+    recorded, current = tags[tag_schema.GIT_REVISION], git_revision()
     if recorded != current and not allow_code_drift:
         raise ReproduceError(
             f"{model} v{version} was trained at code revision {recorded}; this checkout is {current}. "
@@ -125,9 +125,9 @@ def reproduce_version(
     reproduced = bool(comparison) and all(c["within"] for c in comparison)
     client = tracking.connect(settings)
     exp_id = tracking.experiment_id(client, settings, f"{model}__reproduce")
-    tags = {"factory.reproduce_of": f"{model}/{version}", "factory.reproduce_of_run": run.info.run_id,
-            "factory.reproduced": str(reproduced).lower(),
-            "factory.git_revision": checked["current_revision"]}  # fmt: skip
+    tags = {tag_schema.REPRODUCE_OF: f"{model}/{version}", tag_schema.REPRODUCE_OF_RUN: run.info.run_id,
+            tag_schema.REPRODUCED: str(reproduced).lower(),
+            tag_schema.GIT_REVISION: checked["current_revision"]}  # fmt: skip
     name = f"reproduce-{model}-v{version}"
     with mlflow.start_run(experiment_id=exp_id, run_name=name, tags=tags) as scratch:
         mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items() if v == v})

@@ -314,7 +314,7 @@ def _judge_stage(verdict: StageVerdict, spec: ModelSpec, state: ServingState, db
     verdict.analysis, verdict.decision, verdict.reasons = analysis, analysis.decision, list(analysis.reasons)
     verdict.stage_labelled = arms["canary"].labelled
     new_stage = state.updated_at and state.updated_at != state.started_at
-    if analysis.decision in ("continue", "promote") and new_stage:
+    if analysis.decision in ("continue", "promote") and new_stage and state.updated_at:
         since_stage = arm_outcomes(db, model, state.updated_at, versions=versions)
         verdict.stage_labelled = since_stage["canary"].labelled
         if verdict.stage_labelled < policy.min_samples:

@@ -226,7 +226,8 @@ def fleet(settings: FactorySettings, airflow: AirflowSource | None = None) -> di
     all_dags = [dag for spec in specs for dag in dag_ids(spec.name).values()]
     if airflow is None:
         sources["airflow"] = "not asked"
-        states, runs = {}, {}
+        states: dict[str, dict] = {}
+        runs: dict[str, dict] = {}
     else:
         states = _attempt(sources, "airflow", lambda: airflow.dag_states(all_dags), {})
         runs = (_attempt(sources, "airflow", lambda: airflow.latest_runs(all_dags), {})

@@ -98,9 +98,9 @@ class Metrics:
                 lines.append(f"{name}_sum{base} {self.sums[(model, version, arm)]!r}")
                 lines.append(f"{name}_count{base} {cumulative}")
         seen: set[str] = set()
-        for gauge, help_text, labels, value in sorted(gauges, key=lambda g: g[0]):
+        for gauge, help_text, gauge_labels, value in sorted(gauges, key=lambda g: g[0]):
             if gauge not in seen:
                 lines += [f"# HELP {gauge} {help_text}", f"# TYPE {gauge} gauge"]
                 seen.add(gauge)
-            lines.append(f"{gauge}{_labels(**labels) if labels else ''} {_number(value)}")
+            lines.append(f"{gauge}{_labels(**gauge_labels) if gauge_labels else ''} {_number(value)}")
         return "\n".join(lines) + "\n"

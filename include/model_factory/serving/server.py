@@ -36,6 +36,7 @@ class _HeaderDeadlineMixin:
     cycle: Any
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
+    _header_deadline: asyncio.TimerHandle | None  # set by _arm; read with getattr before that
 
     def _waiting_for_headers(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
