@@ -101,7 +101,7 @@ class RegistryWatcher:
         self.loader = loader
         self._routes: dict[str, Route] = {}
         self._cache: dict[tuple[str, str], LoadedVersion] = {}
-        self._failed: dict[tuple[str, str], str] = {}
+        self._failed: dict[tuple[str, ...], str] = {}
         self.registry_error: str | None = None
         self.registry_error_since: float | None = None
         self.last_success: float | None = None
@@ -218,15 +218,19 @@ class RegistryWatcher:
             loaded = self.loader(client, model, version, self.settings.factory.specs_dir)
         except LoadError as exc:
             message = redact(str(exc))
-            if key not in self._failed and self.on_load_failure is not None:
+            # A shadow's failure is reported on its own: it must not stand in for the report the
+            # canary analysis needs if the same version is later made the canary.
+            reported = (model, version, arm) if arm == SHADOW_ARM else key
+            if reported not in self._failed and self.on_load_failure is not None:
                 try:
                     self.on_load_failure(model, version, arm, message)
                 except Exception:
                     log.exception("could not report the load failure of %s v%s", model, version)
-            self._failed[key] = message
+            self._failed[reported] = message
             log.error("cannot load %s %s: %s", arm, key, message)
             return None, message
         self._failed.pop(key, None)
+        self._failed.pop((model, version, SHADOW_ARM), None)
         self._cache[key] = loaded
         limit_threads(self.settings.threads)  # a new model may have loaded a new OpenMP/BLAS pool
         log.info("loaded %s v%s (%s) in %.2fs", model, version, arm, loaded.load_seconds)

@@ -171,11 +171,15 @@ def test_a_shadow_that_fails_to_load_is_reported_and_changes_nothing(gateway, re
     assert [(d["action"], d["version"], d["details"]["arm"]) for d in failures] == [
         ("shadow_load_failed", "3", "shadow")
     ]
-    # A canary started afterwards is not blamed for the shadow's load failure.
-    canary.start_canary("churn", "2", 0.5, registry_state, "test", "canary beside a broken shadow")
-    started = canary.read_serving_state("churn", registry_state).started_at
+    # The canary analysis never reads the shadow's failure as a canary's ...
     assert canary.arm_outcomes(db, "churn", "2000-01-01")["canary"].load_errors == []
-    assert canary.arm_outcomes(db, "churn", started)["canary"].load_errors == []
+    # ... and when the same version is then made the canary, its own failure is still reported.
+    stop_shadow("churn", registry_state, "test", "try it as a canary")
+    canary.start_canary("churn", "3", 0.5, registry_state, "test", "the same broken version as canary")
+    gateway.app_state.watcher.refresh()
+    started = canary.read_serving_state("churn", registry_state).started_at
+    errors = canary.arm_outcomes(db, "churn", started, versions={"canary": "3"})["canary"].load_errors
+    assert len(errors) == 1 and errors[0].startswith("v3: ")
 
 
 def test_start_and_stop_rules(registry_state):
