@@ -28,7 +28,7 @@ def _check(dag, conf: dict) -> dict:
 FORMS = {
     "retrain": {"ds", "force_retrain"},
     "drift_watch": {"ds", "force"},
-    "canary": {"version", "action", "reason", "actor"},
+    "canary": {"version", "action", "share", "reason", "actor"},
     "review": {"version"},
 }
 
@@ -49,6 +49,8 @@ def test_each_kind_declares_its_form_and_a_run_without_conf_fits(dags, kind):
         ("drift_watch", {"ds": "2026-03-02", "force": True}),  # what the demo sends
         ("canary", {"version": "3", "actor": "ana", "reason": "approved: fine"}),  # `model-factory approve`
         ("canary", {"action": "rollback", "reason": "bad latency", "version": 4}),
+        ("canary", {"action": "shadow", "version": "2", "share": 0.5, "reason": "compare first"}),
+        ("canary", {"action": "shadow_stop", "reason": "seen enough"}),
         ("review", {"version": "7"}),
     ],
 )  # fmt: skip
@@ -66,6 +68,8 @@ def test_what_the_cli_and_the_demo_send_fits(dags, kind, conf):
         ("canary", {"action": "promot"}, "action"),
         ("canary", {"version": "v3"}, "version"),
         ("canary", {"reason": ["not", "text"]}, "reason"),
+        ("canary", {"action": "shadow", "version": "2", "share": 1.5}, "share"),
+        ("canary", {"action": "shadow", "version": "2", "share": 0}, "share"),
         ("review", {"version": "latest"}, "version"),
     ],
 )  # fmt: skip

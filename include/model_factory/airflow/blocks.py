@@ -363,7 +363,8 @@ def record_decision(decision: dict) -> dict:
 
 
 def canary_manual_action(loaded: LoadedSpec) -> XComArg:
-    """Ops' conf ``action``: promote now, roll back, abort, pin or unpin (who/why recorded)."""
+    """Ops' conf ``action``: promote now, roll back, abort, pin, unpin, or start/stop a shadow
+    (``version``, ``share``) (who/why recorded)."""
     name = loaded.spec.registered_model_name
 
     @task(multiple_outputs=True)
@@ -378,8 +379,8 @@ def canary_manual_action(loaded: LoadedSpec) -> XComArg:
         if action not in OPS_ACTIONS:
             raise AirflowFailException(f"conf action {action!r} unknown; use one of {OPS_ACTIONS}")
         try:
-            decision = ops_action(name, action, FactorySettings.from_env(), actor(),
-                                  given.get("reason", ""), given.get("version"))  # fmt: skip
+            decision = ops_action(name, action, FactorySettings.from_env(), actor(), given.get("reason", ""),
+                                  given.get("version"), given.get("share"))  # fmt: skip
         except PromotionError as exc:
             raise AirflowFailException(f"{action} refused: {exc}") from exc
         return record_decision(decision)

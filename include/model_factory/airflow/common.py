@@ -162,7 +162,7 @@ def spread_cron(expression: str | None, name: str) -> str | None:
 # The trigger form of each DAG kind (Airflow's "Trigger DAG" renders and validates it; the REST
 # API refuses a conf that does not fit, naming the field). The CLI and the demo send these names.
 # Kept in step with model_factory.rollout.canary.OPS_ACTIONS (a test checks).
-CANARY_ACTIONS = ("promote", "rollback", "abort", "pin", "unpin")
+CANARY_ACTIONS = ("promote", "rollback", "abort", "pin", "unpin", "shadow", "shadow_stop")
 _TEXT = ["null", "string"]
 _VERSION: dict[str, Any] = {"type": ["null", "string", "integer"], "pattern": r"^[0-9]+$", "minimum": 1,
             "title": "Version", "description": "A registered version; empty: the one announced"}  # fmt: skip
@@ -186,6 +186,9 @@ def trigger_params(kind: str) -> dict[str, Param]:
         "canary": lambda: {"version": Param(None, **_VERSION),
                            "action": Param(None, type=_TEXT, enum=[None, *CANARY_ACTIONS], title="Action",
                                            description="Ops action instead of a rollout (empty: roll out)"),
+                           "share": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=1,
+                                          title="Shadow share",
+                                          description="Action shadow: share it scores (empty: all)"),
                            "reason": reason, "actor": actor},
         "review": lambda: {"version": Param(None, **_VERSION)},
     }  # fmt: skip

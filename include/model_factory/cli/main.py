@@ -250,7 +250,7 @@ def demo(ctx: typer.Context) -> None:
 # its commands. To add one: create the module and put its name in COMMAND_MODULES (one-word edit).
 # A listed module that is not in the tree yet is skipped; an import error inside one is raised.
 
-COMMAND_MODULES = ("state", "runs", "scaffold", "review", "analyze", "bench", "health")
+COMMAND_MODULES = ("state", "runs", "scaffold", "review", "analyze", "bench", "health", "shadow")
 
 for _name in COMMAND_MODULES:
     if importlib.util.find_spec(f"model_factory.cli.{_name}") is not None:

@@ -111,7 +111,7 @@ def show(
     as_json: Json = False,
     offline: Offline = False,
 ) -> None:
-    """One model in detail: versions, canary, rollout history, drift, quarantines, alerts.
+    """One model in detail: versions, canary, shadow comparison, rollout history, drift, quarantines, alerts.
 
     Versions with decisions (cards and checklists where present), rollout history with who
     and why, drift checks with their reports, quarantined batches with reasons, alerts."""
@@ -145,6 +145,10 @@ def _print_detail(d: dict) -> None:
         + (f"{_v(canary['version'])} at {canary['share']:.0%} (stage {canary['stage']})" if canary else "-")
         + f"  challenger {_v(d['challenger'])}  pinned {_v(d['pinned'])}  next run {_when(d['next_run'])}"
     )
+    if d.get("shadow_comparison"):
+        from model_factory.cli.shadow import comparison_line
+
+        console.print(f"shadow {comparison_line(d['shadow_comparison'])}", markup=False, highlight=False)
     versions = Table(title="versions")
     for column in ("version", "created", "decision", d["metric"], "aliases", "card", "checklist", "reason"):
         versions.add_column(column, overflow="fold")

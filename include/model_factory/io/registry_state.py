@@ -11,6 +11,14 @@ tags on the registered model (names in :mod:`model_factory.io.tag_schema`):
     factory.canary.stage       1 at start, +1 at every share change
     factory.canary.status      running | promoted | rolled_back | aborted
 
+A shadow (alias ``shadow``) is scored beside the champion on a share of its requests, off the
+response path; callers only ever get the champion's answer:
+
+    factory.shadow.version     the version the shadow share applies to (must equal the alias)
+    factory.shadow.share       "0.50": fraction of the champion's requests also sent to the shadow
+    factory.shadow.started_at  ISO time (UTC) the shadow started: the comparison counts from here
+    factory.shadow.status      running | stopped
+
 The gateway reads this module; the rollout writes the tags. Neither imports the other.
 """
 
@@ -26,7 +34,7 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
     from model_factory.settings import FactorySettings
 
-CHAMPION, CHALLENGER, CANARY = "champion", "challenger", "canary"
+CHAMPION, CHALLENGER, CANARY, SHADOW = "champion", "challenger", "canary", "shadow"
 PREVIOUS_CHAMPION = "previous_champion"
 
 
@@ -46,6 +54,10 @@ class ServingState:
     """Last start/ramp/stop: a stage's own outcomes are those since then."""
     pinned: str | None = None
     tags: dict[str, str] = field(default_factory=dict, repr=False)
+    shadow: str | None = None
+    shadow_share: float = 0.0
+    """Effective shadow share: 0 unless the shadow alias is set and ``factory.shadow.version`` names it."""
+    shadow_started_at: str | None = None
 
 
 def parse_share(text: str | None) -> float:
@@ -58,7 +70,7 @@ def parse_share(text: str | None) -> float:
 
 
 def serving_state(client: MlflowClient, model: str) -> ServingState:
-    """Aliases and canary tags of ``model`` from one ``get_registered_model`` call.
+    """Aliases, canary and shadow tags of ``model`` from one ``get_registered_model`` call.
 
     Raises MlflowException when the model is not registered.
     """
@@ -68,6 +80,8 @@ def serving_state(client: MlflowClient, model: str) -> ServingState:
     canary = aliases.get(CANARY)
     applies = canary is not None and tags.get(tag_schema.CANARY_VERSION) == canary
     share = parse_share(tags.get(tag_schema.CANARY_SHARE)) if applies else 0.0
+    shadow = aliases.get(SHADOW)
+    shadow_applies = shadow is not None and tags.get(tag_schema.SHADOW_VERSION) == shadow
     try:
         stage = int(tags.get(tag_schema.CANARY_STAGE, "0"))
     except ValueError:
@@ -83,6 +97,9 @@ def serving_state(client: MlflowClient, model: str) -> ServingState:
         updated_at=tags.get(tag_schema.CANARY_UPDATED_AT),
         pinned=tags.get(tag_schema.PINNED_VERSION),
         tags=tags,
+        shadow=shadow,
+        shadow_share=parse_share(tags.get(tag_schema.SHADOW_SHARE)) if shadow_applies else 0.0,
+        shadow_started_at=tags.get(tag_schema.SHADOW_STARTED_AT) if shadow else None,
     )
 
 

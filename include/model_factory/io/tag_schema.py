@@ -84,6 +84,17 @@ CANARY_STAGE = "factory.canary.stage"
 CANARY_STATUS = "factory.canary.status"
 PINNED_VERSION = "factory.pinned.version"
 
+# --- registered-model tags: a shadow (scored beside the champion, never answers) -------------
+SHADOW_PREFIX = "factory.shadow."
+SHADOW_VERSION = "factory.shadow.version"
+"""The version the shadow share applies to (must equal the shadow alias)."""
+SHADOW_SHARE = "factory.shadow.share"
+"""``"0.50"``: fraction of the champion's requests also scored by the shadow."""
+SHADOW_STARTED_AT = "factory.shadow.started_at"
+"""ISO time (UTC) the shadow started: the comparison counts from here."""
+SHADOW_STATUS = "factory.shadow.status"
+"""running | stopped"""
+
 
 def holdout_metric(metric: str) -> str:
     """The version tag holding the candidate's holdout value of ``metric``."""

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from model_factory.io import storage, tag_schema, tracking
-from model_factory.io.registry_state import CANARY
+from model_factory.io.registry_state import CANARY, SHADOW, parse_share
 from model_factory.monitoring.alerts import alerts_db_uri, stored_alerts
+from model_factory.rollout.shadow import shadow_comparison
 from model_factory.rollout.summary import drift_checks, quarantined_batches, rollout_decisions
 from model_factory.settings import FactorySettings
 from model_factory.spec import LoadedSpec, ModelSpec, SpecError, load_spec
@@ -166,7 +167,15 @@ def _serving(registered: Any) -> dict:
         "challenger": aliases.get("challenger"),
         "canary": _canary(canary, share, tags),
         "pinned": tags.get(tag_schema.PINNED_VERSION),
+        "shadow": _shadow(aliases.get(SHADOW), tags),
     }
+
+
+def _shadow(version: str | None, tags: dict) -> dict | None:
+    if not version or tags.get(tag_schema.SHADOW_VERSION) != version:
+        return None
+    return {"version": version, "share": parse_share(tags.get(tag_schema.SHADOW_SHARE)),
+            "started_at": tags.get(tag_schema.SHADOW_STARTED_AT)}  # fmt: skip
 
 
 def _canary(version: str | None, share: float | None, tags: dict) -> dict | None:
@@ -279,6 +288,7 @@ def _model_row(spec: ModelSpec, settings: FactorySettings, sources: dict, regist
         "canary": serving["canary"],
         "challenger": serving["challenger"],
         "pinned": serving["pinned"],
+        "shadow": serving["shadow"],
         "held": [r["version"] for r in rows if r["decision"] == "held_for_review"],
         "versions": len(rows),
         "last_version": latest,
@@ -325,6 +335,10 @@ def model_detail(settings: FactorySettings, model: str, airflow: AirflowSource |
     detail["rollouts"] = list(reversed(_attempt(sources, "decisions",
                                                 lambda: rollout_decisions(settings, model), [])))  # fmt: skip
     detail["all_alerts"] = _attempt(sources, "alerts", lambda: _alerts(settings, [model]), {}).get(model, [])
+    tags = dict(registered[model].tags or {}) if registered.get(model) else {}
+    detail["shadow_comparison"] = _attempt(
+        sources, "decisions", lambda: shadow_comparison(settings, model, tags), None
+    )
     return detail
 
 

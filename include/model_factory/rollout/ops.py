@@ -5,6 +5,7 @@ from __future__ import annotations
 from model_factory.io.registry_state import read_serving_state
 from model_factory.pipeline import registry
 from model_factory.pipeline.registry import PromotionError
+from model_factory.rollout.shadow import start_shadow, stop_shadow
 from model_factory.rollout.state import (
     abort_canary,
     pin_version,
@@ -14,7 +15,7 @@ from model_factory.rollout.state import (
 )
 from model_factory.settings import FactorySettings
 
-OPS_ACTIONS = ("promote", "rollback", "abort", "pin", "unpin")
+OPS_ACTIONS = ("promote", "rollback", "abort", "pin", "unpin", "shadow", "shadow_stop")
 
 
 def ops_action(
@@ -24,12 +25,15 @@ def ops_action(
     actor: str,
     reason: str,
     version: str | None = None,
+    share: float | None = None,
 ) -> dict:
     """Carry out an ops request and return the recorded decision.
 
     ``promote``: the running canary (or, with no canary, ``version``) becomes champion;
     ``rollback``: the running canary is rolled back, else the champion goes back to
-    ``previous_champion``; ``abort``: the canary stops without a verdict; ``pin``/``unpin``.
+    ``previous_champion``; ``abort``: the canary stops without a verdict; ``pin``/``unpin``;
+    ``shadow``: ``version`` is scored beside the champion on ``share`` of its requests (default
+    all), never answering; ``shadow_stop`` ends it.
     Raises PromotionError (the message says why) for a request that cannot be carried out.
     """
     if action not in OPS_ACTIONS:
@@ -37,6 +41,12 @@ def ops_action(
     if not reason or not reason.strip():
         raise PromotionError(f"{action} needs a reason: it is recorded with who and when")
     version = str(version) if version is not None else None
+    if action == "shadow":
+        if version is None:
+            raise PromotionError("shadow needs the version to score beside the champion")
+        return start_shadow(model, version, share, settings, actor, reason)
+    if action == "shadow_stop":
+        return stop_shadow(model, settings, actor, reason)
     state = read_serving_state(model, settings)
     if action == "promote" and state.canary and version in (None, state.canary):
         return promote_canary(model, settings, actor, reason)

@@ -117,7 +117,8 @@ def format_table(rows: list[dict]) -> str:
     if checks:
         lines += ["", "Drift checks against the champion's training baseline:", *checks]
     shown = ("canary_started", "canary_promoted", "canary_rolled_back", "canary_aborted", "promoted",
-             "rolled_back", "pinned", "unpinned", "load_failed")  # fmt: skip
+             "rolled_back", "pinned", "unpinned", "load_failed", "shadow_started", "shadow_stopped",
+             "shadow_load_failed")  # fmt: skip
     rollouts = [
         f"  {r['model']} v{d['version']} {d['action']} by {d['actor']}: {(d['reason'] or '')[:160]}"
         for r in rows

@@ -12,13 +12,14 @@ import secrets
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from model_factory.serving import predlog
 from model_factory.serving.metrics import Metrics
 from model_factory.serving.models import LoadedVersion, check_outcome
 from model_factory.serving.requests import FeedbackCall, GatewayError, PredictCall
-from model_factory.serving.routing import CANARY_ARM, CHAMPION_ARM
+from model_factory.serving.routing import CANARY_ARM, CHAMPION_ARM, SHADOW_ARM
 from model_factory.serving.settings import GatewaySettings, redact
 from model_factory.serving.watcher import RegistryWatcher, Route, limit_threads
 
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 GATEWAY_ACTOR = "gateway"
 UNKNOWN_MODEL_LABEL = "_unknown"
 RETENTION_INTERVAL_S = 3600.0
+SHADOW_MAX_PENDING = 256
+"""Shadow requests waiting for the shadow thread; beyond it new ones are skipped (and counted)."""
 
 
 class Gateway:
@@ -35,6 +38,8 @@ class Gateway:
         self.settings = settings
         self.metrics = Metrics()
         self.prediction_log = predlog.PredictionLog(settings.db_uri)
+        self.shadow_log = predlog.PredictionLog(settings.db_uri, table=predlog.SHADOW_PREDICTIONS)
+        self.shadow = ShadowScorer(self)
         self._salt = (settings.hash_salt or secrets.token_hex(16)).encode()
         limit_threads(settings.threads)
         self.watcher = RegistryWatcher(settings, on_load_failure=self._load_failed)
@@ -49,6 +54,7 @@ class Gateway:
     def start(self) -> None:
         """First registry refresh (blocking), then the background threads."""
         self.prediction_log.start()
+        self.shadow_log.start()
         self.watcher.refresh()
         self.watcher.start()
         self._retention.clear()
@@ -57,7 +63,9 @@ class Gateway:
     def stop(self) -> None:
         self._retention.set()
         self.watcher.stop()
+        self.shadow.stop()
         self.prediction_log.close()
+        self.shadow_log.close()
 
     def _purge_old_rows(self) -> None:
         """The retention policy: hourly, rows older than ``retention_days`` are deleted."""
@@ -73,9 +81,12 @@ class Gateway:
                 return
 
     def _load_failed(self, model: str, version: str, arm: str, message: str) -> None:
+        # A shadow's failure has its own action: the canary analysis reads "load_failed" as the
+        # canary's, and a shadow must never weigh on a rollout.
+        action = "shadow_load_failed" if arm == SHADOW_ARM else "load_failed"
         predlog.write_decision(
             self.prediction_log.engine,
-            {"model": model, "version": version, "action": "load_failed", "actor": GATEWAY_ACTOR,
+            {"model": model, "version": version, "action": action, "actor": GATEWAY_ACTOR,
              "reason": message, "details": {"arm": arm}},
         )  # fmt: skip
 
@@ -132,7 +143,8 @@ class Gateway:
         # exactly one prediction of one model, and no caller can claim another caller's (a
         # caller's own id is kept beside it as client_request_id, never used as a key).
         request_id = uuid.uuid4().hex
-        arm, chosen = route.pick(call.entity_id or call.client_request_id or request_id)
+        key = call.entity_id or call.client_request_id or request_id
+        arm, chosen = route.pick(key)
         problems = {}
         for i, instance in enumerate(instances):
             found = chosen.check(instance)
@@ -151,6 +163,8 @@ class Gateway:
             arm, chosen, outputs, latency = self._fall_back(route, chosen, exc, rows, started)
         self.prediction_log.log(rows.build(chosen, arm, "ok", outputs, latency, None))
         self.metrics.observe(model, chosen.version, arm, "ok", time.perf_counter() - started)
+        if arm == CHAMPION_ARM and route.shadow is not None:
+            self.shadow.submit(route, key, chosen, ids, instances, outputs, latency)
         head = {"model": model, "version": chosen.version, "arm": arm, "request_id": request_id}
         if call.client_request_id is not None:
             head["client_request_id"] = call.client_request_id
@@ -277,6 +291,8 @@ class Gateway:
                 "champion": r.champion.version if r.champion else None,
                 "canary": r.canary.version if r.canary else None,
                 "share": r.share,
+                "shadow": r.shadow.version if r.shadow else None,
+                "shadow_share": r.shadow_share,
                 # cold-load latency: what loading each served version took (registry to ready)
                 "load_seconds": {
                     arm: round(v.load_seconds, 3)
@@ -319,6 +335,13 @@ class Gateway:
             ("factory_gateway_feedback_refused",
              "Feedback answered 503 because the prediction log did not take the write, since start.", {},
              float(self.feedback_refused)),
+            ("factory_gateway_shadow_scored", "Shadow requests scored beside the champion, since start.",
+             {}, float(self.shadow.scored)),
+            ("factory_gateway_shadow_errors", "Failed shadow requests (callers never see them), since start.",
+             {}, float(self.shadow.errors)),
+            ("factory_gateway_shadow_skipped",
+             "Shadow requests skipped because the shadow thread was behind, since start.", {},
+             float(self.shadow.skipped)),
             ("factory_gateway_prediction_log_overflowed",
              "Predictions not logged because the write queue was full, since start.", {},
              float(prediction_log.overflowed)),
@@ -330,9 +353,109 @@ class Gateway:
                                    {"model": name, "arm": arm, "version": loaded.version}, 1.0))  # fmt: skip
             gauges.append(("factory_gateway_canary_share", "Share of callers routed to the canary.",
                            {"model": name}, route.share))  # fmt: skip
+            gauges.append(("factory_gateway_shadow_share", "Share of champion requests the shadow scores.",
+                           {"model": name}, route.shadow_share))  # fmt: skip
             gauges.append(("factory_gateway_load_errors", "Versions the gateway could not load.",
                            {"model": name}, float(len(route.errors))))  # fmt: skip
         return self.metrics.render(gauges)
+
+
+class ShadowScorer:
+    """Scores a shadow version beside the champion, on one background thread, after the caller's
+    answer is built: the caller never waits for it, and nothing it does (an error, a signature
+    mismatch, a slow model) reaches the answer. Each instance becomes one ``shadow_predictions``
+    row holding both outputs and both latencies."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self.pending = 0
+        self.scored = 0
+        self.errors = 0
+        self.skipped = 0
+
+    def submit(self, route, key: str, champion: LoadedVersion, ids: list[str], instances: list[dict],
+               outputs: list[dict], latency: float) -> None:  # fmt: skip
+        """Queue the shadow's scoring of a request the champion answered; never raises."""
+        try:
+            shadow = route.shadow_for(key)
+            if shadow is None:
+                return
+            with self._lock:
+                if self.pending >= SHADOW_MAX_PENDING:
+                    self.skipped += 1
+                    return
+                self.pending += 1
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
+                pool = self._pool
+            pool.submit(self._score, shadow, champion, ids, instances, outputs, latency)
+        except Exception:  # a shadow must never cost the caller its answer
+            with self._lock:
+                self.errors += 1
+            log.exception("shadow scoring of %s not queued", route.model)
+
+    def _score(self, shadow: LoadedVersion, champion: LoadedVersion, ids: list[str], instances: list[dict],
+               outputs: list[dict], champion_latency: float) -> None:  # fmt: skip
+        try:
+            error, shadow_outputs, latency = None, None, None
+            problems = [found for instance in instances if (found := shadow.check(instance))]
+            if problems:
+                error = f"input does not match the signature of the shadow v{shadow.version}: {problems[0]}"
+            else:
+                try:
+                    shadow_outputs, latency = _predict(shadow, instances)
+                except Exception as exc:
+                    error = error_text(exc)
+            now = predlog.utcnow()
+            rows = [
+                {
+                    "request_id": rid,
+                    "model": shadow.model,
+                    "version": shadow.version,
+                    "champion_version": champion.version,
+                    "status": "error" if error else "ok",
+                    "error": error,
+                    "latency_ms": latency,
+                    "prediction": None if shadow_outputs is None else predlog.dumps(shadow_outputs[i]),
+                    "score": None if shadow_outputs is None else shadow_outputs[i].get("score"),
+                    "champion_latency_ms": champion_latency,
+                    "champion_prediction": predlog.dumps(outputs[i]),
+                    "champion_score": outputs[i].get("score"),
+                    "created_at": now,
+                }
+                for i, rid in enumerate(ids)
+            ]
+            self.gateway.shadow_log.log(rows)
+            with self._lock:
+                if error:
+                    self.errors += 1
+                else:
+                    self.scored += 1
+            if error:
+                log.info("shadow %s v%s failed (the caller got the champion's answer): %s",
+                         shadow.model, shadow.version, error)  # fmt: skip
+        except Exception:
+            with self._lock:
+                self.errors += 1
+            log.exception("shadow scoring of %s v%s failed", shadow.model, shadow.version)
+        finally:
+            with self._lock:
+                self.pending -= 1
+
+    def drain(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every queued shadow request is scored and logged (tests, shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        while self.pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.pending == 0 and self.gateway.shadow_log.flush(max(deadline - time.monotonic(), 0.1))
+
+    def stop(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _LogRows:

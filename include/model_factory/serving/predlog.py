@@ -45,6 +45,27 @@ PREDICTIONS = sa.Table(
     sa.Column("client_request_id", sa.String(160)),  # the caller's own id, if it sent one
     sa.Index("ix_predictions_model_created", "model", "created_at"),
 )
+SHADOW_PREDICTIONS = sa.Table(
+    "shadow_predictions",
+    METADATA,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(160), nullable=False),  # the champion's row: what was answered
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("version", sa.String(32), nullable=False),  # the shadow's
+    sa.Column("champion_version", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # ok | error (the shadow's)
+    sa.Column("error", sa.Text),
+    sa.Column("latency_ms", sa.Float),  # the shadow's model time for the request
+    sa.Column("prediction", sa.Text),  # the shadow's output JSON
+    sa.Column("score", sa.Float),
+    sa.Column("champion_latency_ms", sa.Float),
+    sa.Column("champion_prediction", sa.Text),  # what the caller got
+    sa.Column("champion_score", sa.Float),
+    sa.Column("created_at", sa.DateTime, nullable=False),  # naive UTC
+    sa.Index("ix_shadow_predictions_model_created", "model", "created_at"),
+)
+"""Shadow scoring, one row per instance: never read as served predictions (feedback, the canary
+analysis and monitoring read ``predictions`` only)."""
 # Columns added after the first release: ensure_schema adds them to an existing table.
 _ADDED_COLUMNS = {"predictions": ("client_request_id",)}
 FEEDBACK = sa.Table(
@@ -196,7 +217,10 @@ class PredictionLog:
         flush_interval_s: float = 0.2,
         max_pending: int = 100_000,
         max_queue: int = 20_000,
+        table: sa.Table = PREDICTIONS,
     ):
+        self.table = table
+        """Where the rows go: ``predictions`` (served; feedback looks ids up) or ``shadow_predictions``."""
         self.engine = engine_for(db)
         ensure_schema(self.engine)
         self.batch_size, self.flush_interval_s, self.max_pending = batch_size, flush_interval_s, max_pending
@@ -233,6 +257,8 @@ class PredictionLog:
         self._queue.put(rows)
 
     def _remember(self, rows: list[dict], delta: int) -> None:
+        if self.table is not PREDICTIONS:  # only served predictions can get feedback
+            return
         with self._ids_lock:
             for row in rows:
                 if row["status"] != "ok":
@@ -297,7 +323,7 @@ class PredictionLog:
         while batch:
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(PREDICTIONS.insert(), batch)
+                    conn.execute(self.table.insert(), batch)
                 self.written += len(batch)
                 self.last_error = None
                 break
@@ -409,8 +435,8 @@ def _restore_lock_wait(conn: sa.Connection) -> None:
 
 
 def purge(db: str | Engine, older_than_days: float) -> dict[str, int]:
-    """Delete predictions and feedback older than ``older_than_days`` (the retention policy);
-    decisions are an audit trail and stay. Returns the rows deleted per table."""
+    """Delete predictions, shadow predictions and feedback older than ``older_than_days`` (the
+    retention policy); decisions are an audit trail and stay. Returns the rows deleted per table."""
     from datetime import timedelta
 
     engine = engine_for(db)
@@ -419,4 +445,7 @@ def purge(db: str | Engine, older_than_days: float) -> dict[str, int]:
     with engine.begin() as conn:
         predictions = conn.execute(PREDICTIONS.delete().where(PREDICTIONS.c.created_at < cutoff)).rowcount
         feedback = conn.execute(FEEDBACK.delete().where(FEEDBACK.c.received_at < cutoff)).rowcount
-    return {"predictions": predictions, "feedback": feedback}
+        shadow = conn.execute(
+            SHADOW_PREDICTIONS.delete().where(SHADOW_PREDICTIONS.c.created_at < cutoff)
+        ).rowcount
+    return {"predictions": predictions, "feedback": feedback, "shadow_predictions": shadow}

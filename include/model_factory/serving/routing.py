@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
-CHAMPION_ARM, CANARY_ARM = "champion", "canary"
+CHAMPION_ARM, CANARY_ARM, SHADOW_ARM = "champion", "canary", "shadow"
 
 
 def bucket(key: str, salt: str) -> float:
@@ -21,3 +21,11 @@ def choose_arm(key: str, model: str, canary_version: str | None, share: float) -
     if canary_version is None or share <= 0.0:
         return CHAMPION_ARM
     return CANARY_ARM if bucket(key, f"{model}|canary|{canary_version}") < share else CHAMPION_ARM
+
+
+def shadow_sampled(key: str, model: str, shadow_version: str | None, share: float) -> bool:
+    """Whether the shadow also scores this caller's request (sticky, like the canary's split, with
+    its own salt: the shadow's sample does not follow the canary's)."""
+    if shadow_version is None or share <= 0.0:
+        return False
+    return share >= 1.0 or bucket(key, f"{model}|shadow|{shadow_version}") < share

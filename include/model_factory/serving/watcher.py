@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from model_factory.io import tag_schema, tracking
 from model_factory.io.registry_state import CHAMPION, ServingState, serving_state
 from model_factory.serving.models import LoadedVersion, LoadError, load_version
-from model_factory.serving.routing import CANARY_ARM, CHAMPION_ARM, choose_arm
+from model_factory.serving.routing import CANARY_ARM, CHAMPION_ARM, SHADOW_ARM, choose_arm, shadow_sampled
 from model_factory.serving.settings import GatewaySettings, redact
 from model_factory.spec import load_specs
 from threadpoolctl import threadpool_limits
@@ -38,6 +38,10 @@ class Route:
     state: ServingState | None
     errors: tuple[str, ...] = ()
     refreshed_at: float = field(default_factory=time.time)
+    shadow: LoadedVersion | None = None
+    """Scored beside the champion off the response path; never answers a caller."""
+    shadow_share: float = 0.0
+    """Share of the champion's requests the shadow also scores: 0 unless it is loaded."""
 
     def pick(self, key: str) -> tuple[str, LoadedVersion]:
         """(arm, version) for a caller key; requires a champion."""
@@ -45,6 +49,13 @@ class Route:
         canary = self.canary
         arm = choose_arm(key, self.model, canary.version if canary else None, self.share)
         return (CANARY_ARM, canary) if arm == CANARY_ARM and canary else (CHAMPION_ARM, self.champion)
+
+    def shadow_for(self, key: str) -> LoadedVersion | None:
+        """The shadow to score this caller's request with, if it is in the shadow's share."""
+        shadow = self.shadow
+        if shadow is None or not shadow_sampled(key, self.model, shadow.version, self.shadow_share):
+            return None
+        return shadow
 
     @property
     def compiled(self) -> bool:
@@ -58,6 +69,8 @@ class Route:
             "champion": self.champion.describe() if self.champion else None,
             "canary": self.canary.describe() if self.canary else None,
             "share": self.share,
+            "shadow": self.shadow.describe() if self.shadow else None,
+            "shadow_share": self.shadow_share,
             "registry": None
             if state is None
             else {
@@ -68,6 +81,8 @@ class Route:
                 "started_at": state.started_at,
                 "status": state.status,
                 "pinned": state.pinned,
+                "shadow": state.shadow,
+                "shadow_share": state.shadow_share,
             },
             "errors": list(self.errors),
             "refreshed_at": self.refreshed_at,
@@ -86,7 +101,7 @@ class RegistryWatcher:
         self.loader = loader
         self._routes: dict[str, Route] = {}
         self._cache: dict[tuple[str, str], LoadedVersion] = {}
-        self._failed: dict[tuple[str, str], str] = {}
+        self._failed: dict[tuple[str, ...], str] = {}
         self.registry_error: str | None = None
         self.registry_error_since: float | None = None
         self.last_success: float | None = None
@@ -152,7 +167,9 @@ class RegistryWatcher:
                     continue
                 routes[name] = self._build(client, state)
             self._routes = routes  # the swap: one assignment
-            used = {(r.model, v.version) for r in routes.values() for v in (r.champion, r.canary) if v}
+            used = {
+                (r.model, v.version) for r in routes.values() for v in (r.champion, r.canary, r.shadow) if v
+            }
             self._cache = {key: loaded for key, loaded in self._cache.items() if key in used}
             if failure is not None:
                 self._registry_down(failure)
@@ -201,15 +218,19 @@ class RegistryWatcher:
             loaded = self.loader(client, model, version, self.settings.factory.specs_dir)
         except LoadError as exc:
             message = redact(str(exc))
-            if key not in self._failed and self.on_load_failure is not None:
+            # A shadow's failure is reported on its own: it must not stand in for the report the
+            # canary analysis needs if the same version is later made the canary.
+            reported = (model, version, arm) if arm == SHADOW_ARM else key
+            if reported not in self._failed and self.on_load_failure is not None:
                 try:
                     self.on_load_failure(model, version, arm, message)
                 except Exception:
                     log.exception("could not report the load failure of %s v%s", model, version)
-            self._failed[key] = message
+            self._failed[reported] = message
             log.error("cannot load %s %s: %s", arm, key, message)
             return None, message
         self._failed.pop(key, None)
+        self._failed.pop((model, version, SHADOW_ARM), None)
         self._cache[key] = loaded
         limit_threads(self.settings.threads)  # a new model may have loaded a new OpenMP/BLAS pool
         log.info("loaded %s v%s (%s) in %.2fs", model, version, arm, loaded.load_seconds)
@@ -236,7 +257,18 @@ class RegistryWatcher:
             if error:
                 errors.append(f"canary v{state.canary} failed to load, no traffic sent to it: {error}")
         share = state.share if canary is not None and champion is not None else 0.0
-        return Route(state.model, champion, canary, share, state, tuple(errors))
+        shadow = None
+        if (
+            state.shadow is not None
+            and state.shadow_share > 0
+            and state.shadow not in (state.champion, state.canary)
+        ):
+            shadow, error = self._get(client, state.model, state.shadow, SHADOW_ARM)
+            if error:
+                errors.append(f"shadow v{state.shadow} failed to load, not scored: {error}")
+        shadow_share = state.shadow_share if shadow is not None and champion is not None else 0.0
+        return Route(state.model, champion, canary, share, state, tuple(errors),
+                     shadow=shadow, shadow_share=shadow_share)  # fmt: skip
 
 
 def limit_threads(threads: int) -> None:

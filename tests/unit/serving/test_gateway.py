@@ -411,7 +411,9 @@ def test_input_logging_is_opt_in_and_old_rows_are_deleted(registry_state, tmp_pa
         past = predlog.utcnow() - timedelta(days=8)
         conn.execute(p.update().where(p.c.request_id == old).values(created_at=past))
         conn.execute(f.update().where(f.c.request_id == old).values(received_at=past))
-    assert predlog.purge(engine, settings.retention_days) == {"predictions": 1, "feedback": 1}
+    assert predlog.purge(engine, settings.retention_days) == {
+        "predictions": 1, "feedback": 1, "shadow_predictions": 0
+    }
     with engine.connect() as conn:
         assert [r.request_id for r in conn.execute(sa.select(predlog.PREDICTIONS))] == [keep]
 

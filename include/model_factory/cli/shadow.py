@@ -1,0 +1,110 @@
+"""``model-factory shadow start|stop|show``: a challenger scored beside the champion, never answering."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from model_factory.cli.common import EXIT_UNREACHABLE, Actor, Json, Reason, actor_name, fail, print_json
+from model_factory.settings import FactorySettings
+
+shadow_app = typer.Typer(
+    help="Shadow traffic: score a challenger on live requests beside the champion; callers only "
+    "ever get the champion's answer.",
+    no_args_is_help=True,
+)
+
+Share = Annotated[
+    float | None,
+    typer.Option(
+        "--share", help="share of the champion's requests the shadow also scores, in (0, 1] (default 1)"
+    ),
+]
+
+
+def _registry_call(model: str, settings: FactorySettings, call) -> dict:
+    """Run a registry operation; a refusal or an unreachable MLflow exits with the reason."""
+    from model_factory.pipeline.registry import PromotionError
+
+    try:
+        return call()
+    except PromotionError as exc:
+        fail(f"refused: {exc}")
+    except Exception as exc:
+        from mlflow.exceptions import MlflowException
+        from model_factory.io.tracking import TrackingUnavailableError
+
+        if not isinstance(exc, (MlflowException, TrackingUnavailableError)):
+            raise
+        if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
+            fail(f"refused: no registered model or version for {model!r}: {str(exc).splitlines()[0]}")
+        fail(f"MLflow did not answer at {settings.tracking_uri}: {str(exc).splitlines()[0][:300]}\n"
+             "  -> start it (`make ui` runs one) or fix MLFLOW_TRACKING_URI", EXIT_UNREACHABLE)  # fmt: skip
+
+
+def _print_decision(decision: dict, settings: FactorySettings, as_json: bool) -> None:
+    from model_factory.cli.main import _recorded, decision_line
+
+    recorded = _recorded(decision, settings)
+    typer.echo(json.dumps(recorded, default=str) if as_json else decision_line(recorded))
+
+
+@shadow_app.command("start")
+def start(
+    model: str,
+    version: str,
+    reason: Reason,
+    share: Share = None,
+    actor: Actor = None,
+    as_json: Json = False,
+) -> None:
+    """Score blessed VERSION beside the champion on --share of its requests (default all)."""
+    from model_factory.rollout.shadow import start_shadow
+
+    settings = FactorySettings.from_env()
+    who = f"{actor_name(actor)} via cli"
+    decision = _registry_call(
+        model, settings, lambda: start_shadow(model, version, share, settings, who, reason)
+    )
+    _print_decision(decision, settings, as_json)
+
+
+@shadow_app.command("stop")
+def stop(model: str, reason: Reason, actor: Actor = None, as_json: Json = False) -> None:
+    """Stop scoring the shadow (its logged comparison stays readable with `shadow show`)."""
+    from model_factory.rollout.shadow import stop_shadow
+
+    settings = FactorySettings.from_env()
+    who = f"{actor_name(actor)} via cli"
+    decision = _registry_call(model, settings, lambda: stop_shadow(model, settings, who, reason))
+    _print_decision(decision, settings, as_json)
+
+
+@shadow_app.command("show")
+def show(model: str, as_json: Json = False) -> None:
+    """The shadow's comparison with the champion: agreement, output difference, latency, errors."""
+    from model_factory.rollout.shadow import shadow_comparison
+
+    settings = FactorySettings.from_env()
+    comparison = _registry_call(model, settings, lambda: shadow_comparison(settings, model))
+    if as_json:
+        print_json(comparison)
+    elif comparison is None:
+        typer.echo(f"{model} has no shadow (start one with `model-factory shadow start`)")
+    else:
+        typer.echo(comparison_line(comparison))
+
+
+def comparison_line(comparison: dict) -> str:
+    """``running at 50%: shadow v2 vs champion v1: ...`` (also a line of ``show MODEL``)."""
+    status = comparison.get("status") or "?"
+    where = f"{status} at {comparison['share']:.0%}" if status == "running" else status
+    line = f"{where} since {str(comparison.get('since') or '-')[:19]}: {comparison['summary']}"
+    if comparison.get("last_errors"):
+        line += f"\n  last shadow errors: {'; '.join(comparison['last_errors'][:3])}"
+    return line
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(shadow_app, name="shadow")
