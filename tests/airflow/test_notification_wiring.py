@@ -115,16 +115,21 @@ def test_the_deadline_callback_run_as_airflow_runs_it_tells_the_owner_with_the_r
     assert recorded["details"]["channels"]["factory_hook"].startswith("sent")
 
 
-def test_a_deadline_callback_whose_channel_is_missing_records_it_and_fails_nothing(factory_home):
+def test_a_missing_notify_connection_fails_nothing_and_is_named_where_status_looks(factory_home):
+    """``status`` shows each model's newest alert (``show`` all of them): a connection that is
+    missing is named there, not only in the log."""
     from model_factory.airflow.notify import retrain_late
-    from model_factory.monitoring.alerts import read_alerts
+    from model_factory.monitoring.alerts import alerts_db_uri, stored_alerts
 
     context = {"dag_run": {"dag_id": "churn__retrain", "dag_run_id": "r1"}, "deadline": {}}
     outcome = retrain_late(context, "churn", "ml-team", [], ["no_such_connection"], "06:00")
     assert outcome["channels"]["no_such_connection"].startswith("failed:")
-    [recorded] = read_alerts(factory_home, "churn")
+    newest, recorded = stored_alerts(alerts_db_uri(factory_home), ["churn"])  # newest first, as status reads
     assert recorded["kind"] == "retrain_late"
     assert recorded["details"]["channels"]["no_such_connection"].startswith("failed:")
+    assert newest["kind"] == "notify_channel_failed"
+    assert "no_such_connection" in newest["subject"] and "retrain_late" in newest["subject"]
+    assert "not defined" in newest["body"] or "NotFound" in newest["body"], newest["body"]
 
 
 @pytest.mark.parametrize(

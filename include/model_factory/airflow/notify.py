@@ -140,7 +140,15 @@ class FactoryNotifier(BaseNotifier):
                 channels[conn_id] = f"failed: {type(exc).__name__}: {exc}"
                 log.error("alert channel %s for %s failed: %s", conn_id, self.model, exc)
         recorded = Alert(**{**alert.__dict__, "details": {**alert.details, "channels": channels}})
-        outcome = deliver(recorded, FactorySettings.from_env().home)
+        home = FactorySettings.from_env().home
+        outcome = deliver(recorded, home)
+        failed = {conn_id: why for conn_id, why in channels.items() if why.startswith("failed")}
+        if failed:  # its own alert, the newest: `status` and `show` name the broken connection
+            subject = f"notify connection {', '.join(failed)} failed ({self.kind} for {where} not sent there)"
+            broken = Alert(model=self.model, owner=self.owner, kind="notify_channel_failed", subject=subject,
+                           body="\n".join(f"{conn_id}: {why}" for conn_id, why in failed.items()),
+                           details={"channels": failed, "alert_kind": self.kind, "links": links})  # fmt: skip
+            deliver(broken, home)
         return outcome | {"channels": channels}
 
 
