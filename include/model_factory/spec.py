@@ -434,6 +434,14 @@ def check_schedule(schedule: str | None) -> str | None:
     return schedule
 
 
+def daily_time(schedule: str | None) -> tuple[int, int] | None:
+    """(hour, minute) of a once-a-day cron (``0 2 * * *``, ``@daily``), else None."""
+    fields = CRON_PRESETS.get((schedule or "").strip(), schedule or "").split()
+    if len(fields) != 5 or fields[2:] != ["*", "*", "*"] or not all(f.isdigit() for f in fields[:2]):
+        return None
+    return int(fields[1]), int(fields[0])
+
+
 class DriftSpec(_Strict):
     """How ``<model>__drift_watch`` compares fresh data with the champion's training baseline."""
 
@@ -488,6 +496,11 @@ class NotifySpec(_Strict):
     webhook_conn_id: str | None = Field(
         default=None, description="Airflow connection whose host/extra.url is a Slack-style webhook"
     )
+    retrain_deadline: str | None = Field(
+        default=None, pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="HH:MM (UTC): a nightly retrain not finished by then alerts the owner (an "
+        "Airflow deadline alert; needs a daily `schedule`)",
+    )  # fmt: skip
 
 
 class CanarySpec(_Strict):
@@ -702,6 +715,11 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
+        if self.notify.retrain_deadline and daily_time(self.schedule) is None:
+            raise ValueError(
+                f"notify.retrain_deadline {self.notify.retrain_deadline!r} needs a daily `schedule` "
+                f"(one minute and hour, every day: '0 2 * * *'); schedule is {self.schedule!r}"
+            )
         if self.target_classes is not None:
             if self.task != "classification":
                 raise ValueError("target.classes is for classification only")

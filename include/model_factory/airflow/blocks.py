@@ -33,6 +33,16 @@ from model_factory.airflow.common import (
     trigger_params,
     triggering_extras,
 )
+from model_factory.airflow.lineage import (
+    add_run_lineage,
+    batches_asset,
+    dataset_name,
+    model_namespace,
+    run_model_name,
+    version_name,
+    versions_asset,
+)
+from model_factory.airflow.notify import retrain_deadline_alert, version_event
 from model_factory.airflow.sensors import CanaryStageSensor, NewBatchSensor
 from model_factory.contracts import IngestedBatch, RegisteredVersion, TrainedModel, ValidatedBatch
 from model_factory.settings import FactorySettings
@@ -129,7 +139,7 @@ def train(loaded: LoadedSpec, validated: XComArg, *, fit: str | None = None) -> 
     ``fit`` (``module:function`` in the factory) replaces the plain fit: tuning, own code."""
     spec = loaded.spec
 
-    @task(multiple_outputs=True)
+    @task(multiple_outputs=True, inlets=[batches_asset(spec)])
     def train(validated: ValidatedBatch) -> TrainedModel:
         from model_factory.errors import PermanentError
         from model_factory.io.batches import recent_validated_batches
@@ -156,6 +166,8 @@ def train(loaded: LoadedSpec, validated: XComArg, *, fit: str | None = None) -> 
             raise
         log.info("%s run %s on %d batches", "reused" if trained["reused"] else "trained",
                  trained["run_id"], len(uris))  # fmt: skip
+        add_run_lineage(context, [dataset_name(uri) for uri in uris],
+                        [(model_namespace(settings.tracking_uri), run_model_name(trained["run_id"]))])
         return trained
 
     return train(validated)  # type: ignore[arg-type]
@@ -181,13 +193,19 @@ def register(loaded: LoadedSpec, evaluated: XComArg) -> XComArg:
     """A registry version with the decision; a blessed one becomes ``challenger``."""
     spec = loaded.spec
 
-    @task(multiple_outputs=True)
+    @task(multiple_outputs=True, outlets=[versions_asset(spec)])
     def register(evaluated: dict) -> RegisteredVersion:
         from model_factory.pipeline.registry import register_version
 
-        result = register_version(spec, evaluated, FactorySettings.from_env())
+        settings, context = FactorySettings.from_env(), get_current_context()
+        result = register_version(spec, evaluated, settings)
         log.info("registered %s v%s (%s), alias: %s", result["model"], result["version"],
                  result["status"], result["alias"])  # fmt: skip
+        namespace = model_namespace(settings.tracking_uri)
+        add_run_lineage(context, [(namespace, run_model_name(evaluated["run_id"]))],
+                        [(namespace, version_name(result["model"], result["version"]))])  # fmt: skip
+        context["outlet_events"][versions_asset(spec)].extra = {
+            "version": str(result["version"]), "status": result["status"], "run_id": evaluated["run_id"]}
         return result
 
     return register(evaluated)  # type: ignore[arg-type]
@@ -244,6 +262,7 @@ def retrain_dag(loaded: LoadedSpec, *, fit: str | None = None, doc: str = "") ->
         description=spec.description,
         schedule=retrain_schedule(spec),
         max_active_runs=1,
+        deadline=retrain_deadline_alert(spec, spread_cron(spec.schedule, spec.name)),  # None: no deadline
         **common_dag_args(spec, "retrain"),
         doc_md=spec_doc(loaded, f"{doc}Trigger with conf `{{\"ds\": \"YYYY-MM-DD\"}}` to (re)run one "
                         "batch date; add `\"force_retrain\": true` to train again on unchanged data. "
@@ -349,14 +368,16 @@ def actor() -> str:
     return f"{user} via {where}" if user else f"airflow:{where}"
 
 
-def record_decision(decision: dict) -> dict:
+def record_decision(spec: ModelSpec, decision: dict) -> dict:
     """Every rollout decision goes to the registry (done by the canary functions), the prediction
-    DB's decisions table and the task log."""
+    DB's decisions table and the task log; a promoted or rolled-back version is also an event
+    to the owner's channels (:func:`version_event`)."""
     from model_factory.serving.predlog import write_decision
     from model_factory.serving.settings import prediction_db_uri
 
     if decision.get("changed", True):  # a retried task changed nothing: nothing to record again
         write_decision(prediction_db_uri(FactorySettings.from_env()), decision)
+        version_event(spec, decision, get_current_context())
     log.info("%s v%s %s by %s: %s", decision["model"], decision.get("version"), decision["action"],
              decision.get("actor"), decision.get("reason"))  # fmt: skip
     return decision
@@ -383,7 +404,7 @@ def canary_manual_action(loaded: LoadedSpec) -> XComArg:
                                   given.get("version"), given.get("share"))  # fmt: skip
         except PromotionError as exc:
             raise AirflowFailException(f"{action} refused: {exc}") from exc
-        return record_decision(decision)
+        return record_decision(loaded.spec, decision)
 
     return manual_action()
 
@@ -420,7 +441,7 @@ def canary_start(loaded: LoadedSpec) -> XComArg:
             decision = rollout.start_canary(name, str(version), first, settings, actor(), reason)
         except PromotionError as exc:
             raise AirflowFailException(f"cannot start the canary: {exc}") from exc
-        record_decision(decision)
+        record_decision(spec, decision)
         return {"version": str(version), "share": first}
 
     return start()
@@ -459,7 +480,7 @@ def canary_stage(loaded: LoadedSpec, stage: int, upstream: Any) -> XComArg:
             alert(spec, "canary", f"{name}: canary v{version} rolled back",
                   "\n  - ".join([f"stage {stage}, champion v{result['champion_version']} kept",
                                  *result["reasons"]]), result)  # fmt: skip
-        return record_decision(decision)
+        return record_decision(spec, decision)
 
     return stage_act(wait.output)  # type: ignore[arg-type]
 
