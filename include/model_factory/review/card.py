@@ -72,6 +72,7 @@ def evaluate_sections(
 def render_card(context: dict) -> str:
     """The card's HTML from its context (see ``produce_card`` for the keys)."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+    from model_factory.review.budget import cpu_time
 
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
@@ -80,6 +81,7 @@ def render_card(context: dict) -> str:
     )
     env.filters["num"] = lambda v, digits=4: "n/a" if v is None or v != v else f"{v:.{digits}f}"
     env.filters["pct"] = lambda v: "n/a" if v is None or v != v else f"{v:.1%}"
+    env.filters["cpu"] = lambda v: "n/a" if v is None or v != v else cpu_time(v)
     return env.get_template("model_card.html.j2").render(**context)
 
 
