@@ -153,10 +153,10 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(info)
             return
-        console.print(mv.description or "(no description)")
-        console.print(f"checklist: {info['checklist']}")
-        for item, (result, why) in items.items():
-            console.print(f"  {result:<4} {item}: {why}")
+        typer.echo(mv.description or "(no description)")  # markdown: its [link](url) is no rich markup
+        typer.echo(f"checklist: {info['checklist']}")
+        for item, (result, why) in items.items():  # a passing item's reason is on the card
+            typer.echo(f"  {result:<4} {item}" + (f": {why}" if why else ""))
 
     @app.command("override-checklist")
     def override_checklist(model: str, version: str, reason: Reason, actor: Actor = None) -> None:

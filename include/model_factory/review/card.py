@@ -134,7 +134,7 @@ def produce_card(
     """
     from model_factory.io.batches import parse_batch
     from model_factory.io.model_loading import load_registered
-    from model_factory.pipeline.registry import link_card
+    from model_factory.pipeline.registry import card_page_url, link_card
     from model_factory.review.checklist import Facts, evaluate_checklist, record_checklist
 
     started = time.perf_counter()
@@ -203,7 +203,8 @@ def produce_card(
         html = ""
     items = evaluate_checklist(spec, facts)
     recorded = record_checklist(client, name, version, items)
-    link_card(client, name, version, facts.card_uri, facts.card_error or "")
+    link_card(client, name, version, facts.card_uri, facts.card_error or "",
+              card_page_url(settings, name, version))  # fmt: skip
     return {
         "model": name,
         "version": version,
