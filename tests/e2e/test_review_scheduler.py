@@ -153,7 +153,7 @@ def test_approving_a_held_version_through_the_rest_api_starts_its_canary(tmp_pat
         assert mv.tags["factory.review.by"].startswith("alice (via admin)"), mv.tags["factory.review.by"]
         assert mv.tags["factory.review.reason"] == why
         assert mv.tags["factory.decision"] == "blessed" and mv.tags["factory.checklist"] == "passed"
-        assert "Model card: file://" in mv.description
+        assert f"/factory/models/{MODEL}/versions/{mv.version}/card) (artifact `file://" in mv.description
 
         # Ops roll the canary back through the canary DAG: an event with that run's link.
         drill = {"action": "rollback", "reason": "ops drill", "actor": "bob"}

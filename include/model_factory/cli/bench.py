@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from model_factory.cli.common import fail
+from model_factory.cli.common import err_console, fail
 from model_factory.settings import PROJECT_ROOT
 
 ROWS = "serving,drift,drift_10m,validation,dag_parse"
@@ -47,8 +47,14 @@ def bench(
     if unknown:
         fail(f"unknown rows {unknown}; choose from {ROWS}", code=2)
     suite = _suite(PROJECT_ROOT)
-    report = suite.run(quick=quick, repeats=repeats, rows=rows, out=out, only=wanted,
-                       log=lambda line: typer.echo(line, err=True))  # fmt: skip
+    # each measurement's line scrolls on stderr; on a terminal a live line says what runs now
+    with err_console.status("bench: starting…") as live:
+
+        def log(line: str) -> None:
+            err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+            live.update(f"bench: {line[:100]}")
+
+        report = suite.run(quick=quick, repeats=repeats, rows=rows, out=out, only=wanted, log=log)
     typer.echo(suite.table(report), nl=False)
     typer.echo("wrote " + ", ".join(report["written"]))
 

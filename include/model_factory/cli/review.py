@@ -8,7 +8,17 @@ import time
 from typing import Annotated
 
 import typer
-from model_factory.cli.common import EXIT_REFUSED, Actor, Json, Reason, actor_name, console, fail, print_json
+from model_factory.cli.common import (
+    EXIT_REFUSED,
+    Actor,
+    Json,
+    Reason,
+    actor_name,
+    console,
+    err_console,
+    fail,
+    print_json,
+)
 from model_factory.io import tag_schema
 from model_factory.settings import FactorySettings
 
@@ -73,8 +83,12 @@ def _review(model: str, version: str, approve: bool, reason: str, actor: str | N
         print_json(result)
         return
     if answered:
-        console.print(f"{model} v{version}: answered the review in Airflow ({answered['url']}); "
-                      f"recorded: {json.dumps(result['review'])}")  # fmt: skip
+        review = result["review"]
+        recorded = (f"{review.get('factory.review.status', 'not recorded yet')} by "
+                    f"{review.get('factory.review.by', '?')}: {review.get('factory.review.reason', '')}"
+                    if review else "not recorded yet")  # fmt: skip
+        console.print(f"{model} v{version}: answered the review in Airflow ({answered['url']}); {recorded}",
+                      markup=False)  # fmt: skip
     else:
         console.print(f"{model} v{version} {result['status']} by {result['actor']} at {result['at']}: "
                       f"{result['reason']}; alias {result['alias']}")  # fmt: skip
@@ -127,7 +141,9 @@ def register(app: typer.Typer) -> None:
 
         try:
             settings = FactorySettings.from_env()
-            result = reproduce_version(model, version, settings, tolerance, allow_code_drift)
+            # a live line on a terminal while the scratch run retrains (nothing when piped)
+            with err_console.status(f"reproducing {model} v{version}: retraining from its lineage…"):
+                result = reproduce_version(model, version, settings, tolerance, allow_code_drift)
         except ReproduceError as exc:
             fail(f"refused: {exc}", EXIT_REFUSED)
         if as_json:
@@ -154,13 +170,14 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(info)
             return
-        console.print(mv.description or "(no description)")
-        console.print(f"checklist: {info['checklist']}")
-        for item, (result, why) in items.items():
-            console.print(f"  {result:<4} {item}: {why}")
+        typer.echo(mv.description or "(no description)")  # markdown: its [link](url) is no rich markup
+        typer.echo(f"checklist: {info['checklist']}")
+        for item, (result, why) in items.items():  # a passing item's reason is on the card
+            typer.echo(f"  {result:<4} {item}" + (f": {why}" if why else ""))
 
     @app.command("override-checklist")
-    def override_checklist(model: str, version: str, reason: Reason, actor: Actor = None) -> None:
+    def override_checklist(model: str, version: str, reason: Reason, actor: Actor = None,
+                           as_json: Json = False) -> None:  # fmt: skip
         """Allow serving VERSION although its checklist fails; who and why are recorded."""
         from model_factory.io.tracking import connect
         from model_factory.pipeline.registry import CHECKLIST_OVERRIDE, record_decision
@@ -170,4 +187,8 @@ def register(app: typer.Typer) -> None:
         client = connect(FactorySettings.from_env())
         decision = record_decision(client, model, version, CHECKLIST_OVERRIDE,
                                    f"{actor_name(actor)} via cli", reason)  # fmt: skip
-        print_json(decision)
+        if as_json:
+            print_json(decision)
+        else:
+            typer.echo(f"{model} v{version} checklist overridden by {decision['actor']} at {decision['at']}: "
+                       f"{reason} (it may now be served although its checklist fails)")  # fmt: skip

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from model_factory.cli.common import EXIT_REFUSED, fail
+from model_factory.cli.common import EXIT_REFUSED, err_console, fail
 from model_factory.settings import PROJECT_ROOT, FactorySettings
 
 
@@ -40,8 +40,11 @@ def new_model(
     if not owner.strip():
         fail("--owner is required (who owns the model's DAGs and alerts)", EXIT_REFUSED)
     try:
-        result = scaffold(name, template, FactorySettings.from_env().specs_dir, owner=owner.strip(),
-                          source=source, sample=from_data, target=target, force=force)  # fmt: skip
+        # reading a big sample and validating the spec take a while: a live line on a terminal
+        doing = f"reading {from_data}…" if from_data else "writing…"
+        with err_console.status(f"new-model {name}: {doing}"):
+            result = scaffold(name, template, FactorySettings.from_env().specs_dir, owner=owner.strip(),
+                              source=source, sample=from_data, target=target, force=force)  # fmt: skip
     except ScaffoldError as exc:
         fail(str(exc), EXIT_REFUSED)
     _report(result)

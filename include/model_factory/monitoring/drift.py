@@ -59,22 +59,25 @@ class DriftRule:
 
     Decision: drift if any judged feature has PSI >= ``psi_threshold``, or at least
     ``drifted_share`` of the judged features are *drifted*. A feature is drifted when its PSI >=
-    ``psi_warn``, or when its effect size (KS statistic for numeric, total variation distance for
-    categorical) >= ``effect_threshold`` and the test's p-value < ``alpha`` (the p-value only
-    matters for small batches). Features in ``ignore_features`` are reported but never judged
-    (e.g. a column constant within a day, such as the day of week). Below ``min_rows`` rows no
-    decision is made.
+    ``psi_warn`` (default: half of ``psi_threshold``, so a spec's one PSI limit sets both and
+    every message names which of the two it applies), or when its effect size (KS statistic for
+    numeric, total variation distance for categorical) >= ``effect_threshold`` and the test's
+    p-value < ``alpha`` (the p-value only matters for small batches). Features in
+    ``ignore_features`` are reported but never judged (e.g. a column constant within a day, such
+    as the day of week). Below ``min_rows`` rows no decision is made.
     """
 
     psi_threshold: float = 0.2
     drifted_share: float = 0.3
-    psi_warn: float = 0.1
+    psi_warn: float | None = None
     effect_threshold: float = 0.1
     alpha: float = 0.01
     min_rows: int = 500
     ignore_features: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.psi_warn is None:
+            object.__setattr__(self, "psi_warn", self.psi_threshold / 2)
         if not 0 < self.psi_warn <= self.psi_threshold:
             raise ValueError("DriftRule needs 0 < psi_warn <= psi_threshold")
         if not 0 < self.drifted_share <= 1:
@@ -229,7 +232,8 @@ def _judge(feat: dict, rule: DriftRule) -> list[str]:
     """Why a feature counts as drifted under the rule (empty: it does not)."""
     why = []
     if feat["psi"] is not None and feat["psi"] >= rule.psi_warn:
-        why.append(f"PSI {feat['psi']:.3f} ≥ {rule.psi_warn:g}")
+        why.append(f"PSI {feat['psi']:.3f} ≥ {rule.psi_warn:g}, the per-feature limit (drift needs "
+                   f"{rule.drifted_share:.0%} of features so, or one at PSI {rule.psi_threshold:g})")
     if feat["kind"] == "numeric":
         effect, p, label = feat["ks_statistic"], feat["ks_pvalue"], "KS"
     else:
@@ -248,13 +252,14 @@ def _decide(
     over = [n for n in judged if (features[n]["psi"] or 0.0) >= rule.psi_threshold]
     share = len(drifted) / len(judged) if judged else 0.0
     stat_reasons: list[str] = [
-        f"feature {n!r}: PSI {features[n]['psi']:.3f} is at or above the {rule.psi_threshold:g} limit "
-        "for any one feature"
+        f"feature {n!r}: PSI {features[n]['psi']:.3f} is at or above {rule.psi_threshold:g}, the limit "
+        "at which one feature alone is drift"
         for n in over
     ]
     if judged and share >= rule.drifted_share:
         stat_reasons.append(
-            f"{len(drifted)} of {len(judged)} features drifted ({share:.0%}), at or above the rule's "
+            f"{len(drifted)} of {len(judged)} features drifted ({share:.0%}: PSI ≥ {rule.psi_warn:g}, the "
+            "per-feature limit, or a significant test), at or above the rule's "
             f"{rule.drifted_share:.0%}: {', '.join(drifted)}"
         )
     if data_quality:
@@ -280,8 +285,10 @@ def _decide(
         top = max(judged, key=lambda n: features[n]["psi"] or 0.0, default=None)
         highest = f" (highest: {top!r} at {features[top]['psi']:.3f})" if top else ""
         reasons = [
-            f"no feature reached PSI {rule.psi_threshold:g}{highest}, and {len(drifted)} of {len(judged)} "
-            f"features drifted ({share:.0%}), below the rule's {rule.drifted_share:.0%}"
+            f"no feature reached PSI {rule.psi_threshold:g}, the limit at which one feature alone is drift"
+            f"{highest}, and {len(drifted)} of {len(judged)} features drifted ({share:.0%}: PSI ≥ "
+            f"{rule.psi_warn:g}, the per-feature limit, or a significant test), below the rule's "
+            f"{rule.drifted_share:.0%}"
         ]
     return status, reasons
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from model_factory.contracts import RegisteredVersion
 from model_factory.io import attestation, tag_schema, tracking
@@ -27,6 +29,8 @@ from model_factory.io.registry_state import (
 )
 from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -230,11 +234,29 @@ def _versus_waiting_challenger(
     return None, f"{evaluated['reason']}; {note}"
 
 
-def link_card(client: MlflowClient, name: str, version: str, card_uri: str | None, note: str) -> None:
-    """Put the model card's address (or why there is none) in the version's description."""
+VIEW_MOUNT = "/factory"
+"""Where Airflow serves the factory's view (airflow/plugin.py mounts it there)."""
+
+
+def card_page_url(settings: FactorySettings, name: str, version: str) -> str:
+    """The view's page of the version's model card, under ``FACTORY_AIRFLOW_URL`` (a link a browser
+    opens; the artifact's ``file://``/``s3://`` address does not)."""
+    return (f"{settings.airflow_url.rstrip('/')}{VIEW_MOUNT}/models/{quote(name, safe='')}"
+            f"/versions/{quote(str(version), safe='')}/card")  # fmt: skip
+
+
+def link_card(client: MlflowClient, name: str, version: str, card_uri: str | None, note: str,
+              page_url: str | None = None) -> None:  # fmt: skip
+    """Put a markdown link to the model card (MLflow renders the description as markdown), and
+    the artifact's address, or why there is no card, in the version's description."""
     current = client.get_model_version(name, version).description or ""
     head = current.split("\n\nModel card:")[0]
-    line = f"Model card: {card_uri}" if card_uri else f"Model card: missing ({note})"
+    if not card_uri:
+        line = f"Model card: missing ({note})"
+    elif page_url:
+        line = f"Model card: [{name} v{version}]({page_url}) (artifact `{card_uri}`)"
+    else:
+        line = f"Model card: {card_uri}"
     client.update_model_version(name, version, description=f"{head}\n\n{line}")
 
 
@@ -279,17 +301,44 @@ def record_decision(
 ) -> dict:
     """Tag who/what/when/why on the version (``factory.<action>.by|at|reason|<detail>``).
 
+    Scalar details are tags; a structured one (a dict or list, such as the canary's analysis)
+    would be a JSON blob in MLflow's version table, so the whole decision goes to the version's
+    run as ``decisions/<action>.json`` instead (a tag only if that run cannot take it).
     Returns the decision as a dict, so the caller can also write it elsewhere (prediction DB, log).
     """
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    decision = {"model": name, "version": version, "action": action, "actor": actor, "reason": reason,
+                "at": stamp, "details": dict(details or {})}  # fmt: skip
     tags = {"by": actor, "at": stamp, "reason": reason}
+    structured = {}
     for key, value in (details or {}).items():
-        tags[key] = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+        if isinstance(value, (dict, list, tuple, set)):
+            structured[key] = value
+        else:
+            tags[key] = value if isinstance(value, str) else json.dumps(value, default=str)
+    if structured and not _log_decision_artifact(client, name, version, decision):
+        tags |= {k: json.dumps(v, default=str, sort_keys=True) for k, v in structured.items()}
     for key, text in tags.items():
         text = text if len(text) <= MAX_TAG_CHARS else text[: MAX_TAG_CHARS - 3] + "..."
         client.set_model_version_tag(name, version, tag_schema.action_tag(action, key), text)
-    return {"model": name, "version": version, "action": action, "actor": actor, "reason": reason,
-            "at": stamp, "details": dict(details or {})}  # fmt: skip
+    return decision
+
+
+def decision_artifact(action: str) -> str:
+    """Where ``record_decision`` puts a decision with structured details, on the version's run."""
+    return f"decisions/{action}.json"
+
+
+def _log_decision_artifact(client: MlflowClient, name: str, version: str, decision: dict) -> bool:
+    try:
+        run_id = client.get_model_version(name, version).run_id
+        plain = json.loads(json.dumps(decision, default=str))
+        client.log_dict(run_id, plain, decision_artifact(decision["action"]))
+    except Exception as exc:  # the decision still happened: keep its details as tags then
+        log.warning("%s v%s: decision %s not logged with the run (%s): its details stay tags",
+                    name, version, decision["action"], exc)  # fmt: skip
+        return False
+    return True
 
 
 def require_blessed(client: MlflowClient, model: str, version: str, what: str) -> None:

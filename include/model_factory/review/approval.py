@@ -81,7 +81,11 @@ def _refresh_checklist(client, model: str, version: str, passed: bool, reason: s
         return
     result = "pass" if passed else "fail"
     client.set_model_version_tag(model, version, f"{CHECKLIST_TAG}.gates_passed", result)
-    client.set_model_version_tag(model, version, f"{CHECKLIST_TAG}.gates_passed.reason", reason[:5000])
+    if passed:  # a passing item's reason is not a tag (review.checklist.record_checklist)
+        if f"{CHECKLIST_TAG}.gates_passed.reason" in tags:
+            client.delete_model_version_tag(model, version, f"{CHECKLIST_TAG}.gates_passed.reason")
+    else:
+        client.set_model_version_tag(model, version, f"{CHECKLIST_TAG}.gates_passed.reason", reason[:5000])
     tags = client.get_model_version(model, version).tags
     prefix = f"{CHECKLIST_TAG}."
     items = [v for k, v in tags.items() if k.startswith(prefix) and "." not in k[len(prefix):]]

@@ -80,6 +80,7 @@ LINEAGE_TABLE_TAGS = (
 def render_card(context: dict) -> str:
     """The card's HTML from its context (see ``produce_card`` for the keys)."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+    from model_factory.review.budget import cpu_time
 
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
@@ -89,6 +90,7 @@ def render_card(context: dict) -> str:
     env.filters["num"] = lambda v, digits=4: "n/a" if v is None or v != v else f"{v:.{digits}f}"
     env.filters["pct"] = lambda v: "n/a" if v is None or v != v else f"{v:.1%}"
     env.globals.update(lineage_tags=LINEAGE_TABLE_TAGS, tag_prefix=tag_schema.PREFIX)
+    env.filters["cpu"] = lambda v: "n/a" if v is None or v != v else cpu_time(v)
     return env.get_template("model_card.html.j2").render(**context)
 
 
@@ -141,7 +143,7 @@ def produce_card(
     """
     from model_factory.io.batches import parse_batch
     from model_factory.io.model_loading import load_registered
-    from model_factory.pipeline.registry import link_card
+    from model_factory.pipeline.registry import card_page_url, link_card
     from model_factory.review.checklist import Facts, evaluate_checklist, record_checklist
 
     started = time.perf_counter()
@@ -211,7 +213,8 @@ def produce_card(
         html = ""
     items = evaluate_checklist(spec, facts)
     recorded = record_checklist(client, name, version, items)
-    link_card(client, name, version, facts.card_uri, facts.card_error or "")
+    link_card(client, name, version, facts.card_uri, facts.card_error or "",
+              card_page_url(settings, name, version))  # fmt: skip
     return {
         "model": name,
         "version": version,

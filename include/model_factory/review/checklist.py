@@ -130,14 +130,21 @@ def evaluate_checklist(spec: ModelSpec, facts: Facts) -> list[Item]:
 
 
 def record_checklist(client: MlflowClient, model: str, version: str, items: list[Item]) -> dict[str, Any]:
-    """Tag each item's result and reason on the version, and the overall passed/failed."""
+    """Tag each item's result, a failing item's reason, and the overall passed/failed on the version.
+
+    A passing item's reason is on the card (and in ``review/card.json``); as a tag it only
+    widened MLflow's version table."""
     from model_factory.pipeline.registry import MAX_TAG_CHARS
 
+    current = client.get_model_version(model, version).tags or {}
     for item in items:
         client.set_model_version_tag(model, version, f"{CHECKLIST_TAG}.{item.item}",
                                      "pass" if item.passed else "fail")  # fmt: skip
-        client.set_model_version_tag(model, version, f"{CHECKLIST_TAG}.{item.item}.reason",
-                                     item.reason[:MAX_TAG_CHARS])  # fmt: skip
+        reason_tag = f"{CHECKLIST_TAG}.{item.item}.reason"
+        if not item.passed:
+            client.set_model_version_tag(model, version, reason_tag, item.reason[:MAX_TAG_CHARS])
+        elif reason_tag in current:  # a re-record where the item now passes
+            client.delete_model_version_tag(model, version, reason_tag)
     overall = "passed" if all(i.passed for i in items) else "failed"
     client.set_model_version_tag(model, version, CHECKLIST_TAG, overall)
     return {"status": overall, "items": [asdict(i) for i in items]}

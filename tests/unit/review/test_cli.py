@@ -27,7 +27,8 @@ def test_review_commands_without_airflow(factory_home, monkeypatch, capsys):
     assert json.loads(capsys.readouterr().out)[0]["version"] == version
     assert main(["card", "churn", version]) == 0
     out = capsys.readouterr().out
-    assert "Model card: file://" in out and "fail gates_passed: held_for_review" in out
+    assert f"/factory/models/churn/versions/{version}/card) (artifact `file://" in out
+    assert "fail gates_passed: held_for_review" in out
 
     assert main(["approve", "churn", "99", "--reason", "x"]) == 1
     assert "has no version '99'" in capsys.readouterr().err

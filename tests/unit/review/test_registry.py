@@ -65,7 +65,9 @@ def test_card_logged_linked_checklist_tagged_and_budget_added(factory_home):
     assert made["card_uri"].endswith("/model_card.html") and made["card_error"] is None
     client = connect(settings)
     mv = client.get_model_version("churn", second["version"])
-    assert f"Model card: {made['card_uri']}" in mv.description
+    page = f"{settings.airflow_url}/factory/models/churn/versions/{second['version']}/card"
+    link = f"Model card: [churn v{second['version']}]({page}) (artifact `{made['card_uri']}`)"
+    assert link in mv.description
     assert mv.tags["factory.checklist"] == made["checklist"]["status"]
     assert mv.tags["factory.checklist.model_card"] == "pass"
     html = storage.read_bytes(made["card_uri"]).decode()
