@@ -24,10 +24,23 @@ def test_health_gauges_show_the_latest_figures_and_are_reread_only_after_their_t
     assert 'factory_model_realized_metric{model="churn",version="3",metric="roc_auc"} 0.79' in text
     assert "factory_gateway_health_read_errors 0" in text
 
+    assert "factory_model_label_coverage" in text
     record(engine, [_row("4", 0.7)])
     assert not any(g[2].get("version") == "4" for g in cached.gauges())  # within the ttl: no query
     fresh = HealthGauges(engine, ttl_s=0)
     assert any(g[2].get("version") == "4" and g[3] == 0.7 for g in fresh.gauges())
+
+
+def test_the_realized_gauge_is_of_the_newest_day_that_has_outcomes(tmp_path) -> None:
+    from dataclasses import replace
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'predictions.db'}")
+    assert HealthGauges(engine).gauges()[0][0] == "factory_gateway_health_read_errors"  # no table yet
+    later = replace(_row("3", 0.75), day=date(2026, 3, 3), realized=None)  # outcomes not in yet
+    record(engine, [_row("3", 0.8), later])
+    figures = {g[0]: g[3] for g in HealthGauges(engine).gauges() if g[2].get("version") == "3"}
+    assert figures["factory_model_realized_metric"] == 0.79  # the older day's: outcomes lag
+    assert figures["factory_model_estimated_metric"] == 0.75
 
 
 def test_an_unreadable_health_table_costs_only_the_health_gauges(tmp_path) -> None:
