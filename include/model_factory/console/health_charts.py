@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 WIDTH, HEIGHT = 640, 220
 LEFT, RIGHT, TOP, BOTTOM = 56, 120, 14, 30  # the plot area's margins (right: the legend)
-COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728", "#8c564b", "#e377c2", "#17becf")
 MAX_FEATURES = 8  # drift chart: the features with the highest PSI
 
 
@@ -183,7 +183,7 @@ def health_charts(
             "p95 latency (ms) of served predictions",
             days,
             {"p95 ms": [r.p95_ms for r in pick]},
-            fmt=lambda v: f"{v:.0f}",
+            fmt=lambda v: f"{v:.1f}",
             floor=0.0,
         )
     )
