@@ -216,8 +216,8 @@ def create_app(config: ConsoleConfig) -> FastAPI:
             return message("No such model", f"There is no model {model!r} in the factory's specs.", 404)
         settings = config.settings()
         charts = [] if detail.get("status") == "broken" else health_charts(
-            detail.get("health_history", []), detail.get("drift_checks", []), detail["metric"],
-            detail["threshold"], detail["psi_threshold"])  # fmt: skip
+            detail.get("health_history", []), detail.get("drift_checks", []), detail.get("metric", "metric"),
+            detail.get("threshold"), detail.get("psi_threshold"))  # fmt: skip
         return page("model.html.j2", m=detail, charts=charts, mlflow=mlflow_ui_url(settings),
                     user=config.user_name(user))  # fmt: skip
 

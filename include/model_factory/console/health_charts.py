@@ -131,7 +131,11 @@ def _per_day(rows: list[dict]) -> dict[date, SimpleNamespace]:
 
 
 def health_charts(
-    rows: list[dict], drift_checks: list[dict], metric: str, threshold: float, psi_threshold: float | None
+    rows: list[dict],
+    drift_checks: list[dict],
+    metric: str,
+    threshold: float | None,
+    psi_threshold: float | None,
 ) -> list[Chart]:
     """The four charts from the ``model_health`` rows (``HealthRow`` as dicts) and the drift checks."""
     daily = _per_day(rows)
@@ -145,7 +149,7 @@ def health_charts(
             {"realized": [r.realized for r in pick], "estimated": [r.estimated for r in pick]},
             dashed=("estimated",),
             band=("estimate 95%", [r.estimated_low for r in pick], [r.estimated_high for r in pick]),
-            rule=(threshold, f"threshold {threshold:g}"),
+            rule=(threshold, f"threshold {threshold:g}") if threshold is not None else None,
             fmt=lambda v: f"{v:.3f}",
         )
     ]
