@@ -19,6 +19,32 @@ from airflow.sdk.exceptions import AirflowSkipException
 log = logging.getLogger("model_factory.airflow")
 
 
+def refresh_cards(spec, settings: FactorySettings, db_uri: str) -> dict[str, str]:
+    """Re-render the model card of each version in the health history with its "After deployment"
+    section; a card that cannot be re-rendered is logged and named, never fails the check."""
+    from dataclasses import asdict
+
+    import sqlalchemy as sa
+    from model_factory.monitoring.health_history import history
+    from model_factory.review.card import add_health_to_card
+
+    engine = sa.create_engine(db_uri)
+    try:
+        rows = [asdict(row) for row in history(engine, spec.name)]
+    finally:
+        engine.dispose()
+    done: dict[str, str] = {}
+    for version in sorted({row["version"] for row in rows}):
+        try:
+            uri = add_health_to_card(spec.registered_model_name, version,
+                                     [r for r in rows if r["version"] == version], settings)  # fmt: skip
+            done[version] = uri or "no stored card data"
+        except Exception as exc:  # a card is documentation: the check's decision stands without it
+            log.warning("card of %s v%s not re-rendered: %s", spec.name, version, exc)
+            done[version] = f"not re-rendered: {type(exc).__name__}: {exc}"
+    return done
+
+
 def health_dag(loaded: LoadedSpec) -> DAG:
     spec = loaded.spec
     retrain_id = f"{spec.name}__retrain"
@@ -55,6 +81,7 @@ def health_dag(loaded: LoadedSpec) -> DAG:
                 summary["reason"],
                 summary["report_uri"],
             )
+            summary["cards"] = refresh_cards(spec, settings, prediction_db_uri(settings))
             if summary["action"] in ("alert", "retrain"):
                 alert(
                     spec,

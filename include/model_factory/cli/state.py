@@ -36,6 +36,7 @@ def unreachable_notes(sources: dict[str, str], settings: FactorySettings) -> lis
         "store": f"check the object store {settings.store_uri}",
         "alerts": "check the prediction DB (FACTORY_PREDICTION_DB_URI)",
         "decisions": "check the prediction DB (FACTORY_PREDICTION_DB_URI)",
+        "health": "check the prediction DB (FACTORY_PREDICTION_DB_URI): the model_health table",
     }
     return [f"{name} {state}\n  -> {hints.get(name, '')}" for name, state in sources.items()
             if state.startswith("unreachable")]  # fmt: skip
@@ -49,15 +50,39 @@ def _v(version: str | None) -> str:
     return f"v{version}" if version else "-"
 
 
+def _figure(value: float | None, day: str | None) -> str:
+    return "-" if value is None else f"{value:.4f}" + (f" ({day[5:]})" if day else "")
+
+
+def health_cells(health: dict | None) -> tuple[str, str, str]:
+    """(live metric, estimated metric, expiry) of the champion, from its health history: each
+    metric with the day it is of; expiry "by <date>" is the forecast's retrain-by date."""
+    if not health:
+        return "-", "-", "-"
+    check = health["check"] or {}
+    expiry = "-"
+    if check.get("retrain_by"):
+        expiry = f"by {check['retrain_by']}"
+    elif check:
+        expiry = "no decline"
+    if check.get("action") in ("alert", "retrain"):
+        expiry += f" ({check['action']})"
+    live = _figure(health["live"], health["live_day"])
+    return live, _figure(health["estimated"], health["estimated_day"]), expiry
+
+
 def fleet_table(summary: dict) -> Table:
     table = Table(title=f"Model factory fleet ({len(summary['models'])} models, {summary['at']})")
-    for column in ("model", "template", "champion", "canary", "challenger / held", "last training",
-                   "last drift check", "next run", "quarantined", "alerts"):  # fmt: skip
-        table.add_column(column, overflow="fold")
+    for column in ("model", "template", "champion", "live metric", "estimated", "expiry", "canary",
+                   "challenger / held", "last training", "last drift check", "next run", "quarantined",
+                   "alerts"):  # fmt: skip
+        # the figures stay whole; the text columns fold when the terminal is narrow
+        table.add_column(column, overflow="fold", no_wrap=column in ("live metric", "estimated", "expiry"),
+                         min_width=18 if column == "champion" else None)
     for row in summary["models"]:
         if row["status"] == "broken":
             table.add_row(f"[red]{row['model']}[/]", "[red]BROKEN[/]", f"[red]{row['reason']}[/]",
-                          *["" for _ in range(7)])  # fmt: skip
+                          *["" for _ in range(10)])  # fmt: skip
             continue
         champion = _v(row["champion"])
         if row["champion_metric"] is not None:
@@ -70,6 +95,7 @@ def fleet_table(summary: dict) -> Table:
             row["model"],
             row["template"],
             champion + (f" (pinned {_v(row['pinned'])})" if row["pinned"] else ""),
+            *health_cells(row.get("health")),
             canary,
             waiting,
             f"{_when(training['when'])} {training['outcome'] or ''}".strip(),
@@ -87,7 +113,8 @@ def status(
 ) -> None:
     """The fleet, one row per model (--json for scripts).
 
-    Template, champion and its metric, canary and share, challenger/held versions, last
+    Template, champion and its metric, its live (realized) and estimated metric and expiry
+    forecast from the health check, canary and share, challenger/held versions, last
     training, last drift check, next run, quarantines, alerts. A broken spec is a row with its
     reason. Exit 3 when Airflow or MLflow could not be read (the rest is still shown)."""
     from model_factory.rollout.fleet import fleet

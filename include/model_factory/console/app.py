@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from model_factory.analyzer.view import add_routes as add_analyzer_routes
 from model_factory.analyzer.view import model_readable
 from model_factory.console.fleet_page import STATES, BadFilterError, FleetFilter, FleetPage, select
+from model_factory.console.health_charts import health_charts
 from model_factory.settings import FactorySettings
 
 log = logging.getLogger(__name__)
@@ -214,7 +215,11 @@ def create_app(config: ConsoleConfig) -> FastAPI:
         if detail is None:
             return message("No such model", f"There is no model {model!r} in the factory's specs.", 404)
         settings = config.settings()
-        return page("model.html.j2", m=detail, mlflow=mlflow_ui_url(settings), user=config.user_name(user))
+        charts = [] if detail.get("status") == "broken" else health_charts(
+            detail.get("health_history", []), detail.get("drift_checks", []), detail.get("metric", "metric"),
+            detail.get("threshold"), detail.get("psi_threshold"))  # fmt: skip
+        return page("model.html.j2", m=detail, charts=charts, mlflow=mlflow_ui_url(settings),
+                    user=config.user_name(user))  # fmt: skip
 
     @app.get("/api/models/{model}")
     def model_json(model: str, user: User) -> JSONResponse:

@@ -126,3 +126,42 @@ def latest_gauges(engine: Engine) -> list[Gauge]:
                 if value is not None:
                     gauges.append((name, help_text, labels, float(value)))
     return gauges
+
+
+@dataclass(frozen=True)
+class LatestFigures:
+    """A version's newest realized and estimated metric, each with the day it is of."""
+
+    version: str
+    metric: str
+    realized: float | None
+    realized_day: date | None
+    estimated: float | None
+    estimated_day: date | None
+
+
+def latest_figures(engine: Engine, models: list[str]) -> dict[tuple[str, str], LatestFigures]:
+    """Per (model, version): the newest day with a realized metric and the newest with an estimate
+    (outcomes arrive late, so the two are usually of different days)."""
+    METADATA.create_all(engine, checkfirst=True)
+    out: dict[tuple[str, str], LatestFigures] = {}
+    if not models:
+        return out
+    c = HEALTH.c
+    query = (
+        sa.select(c.model, c.version, c.day, c.metric, c.realized, c.estimated)
+        .where(c.model.in_(models))
+        .order_by(c.day)
+    )
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            key = (row.model, row.version)
+            seen = out.get(key) or LatestFigures(row.version, row.metric, None, None, None, None)
+            if row.realized is not None:
+                seen = LatestFigures(seen.version, row.metric, row.realized, row.day, seen.estimated,
+                                     seen.estimated_day)  # fmt: skip
+            if row.estimated is not None:
+                seen = LatestFigures(seen.version, row.metric, seen.realized, seen.realized_day,
+                                     row.estimated, row.day)  # fmt: skip
+            out[key] = seen
+    return out

@@ -254,6 +254,50 @@ def add_budget_to_card(spec: ModelSpec, run_id: str, budget: dict, settings: Fac
     return f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{CARD_ARTIFACT}"
 
 
+def after_deployment(rows: list[dict], holdout_metric: float | None) -> dict | None:
+    """The "After deployment" section from the ``model_health`` rows of one version (plain dicts:
+    review does not import monitoring): days served, the outcome-weighted realized metric against
+    the holdout's, the latest estimate, and the days themselves (newest first, at most 30)."""
+    if not rows:
+        return None
+    ordered = sorted(rows, key=lambda r: str(r["day"]))
+    judged = [r for r in ordered if r.get("realized") is not None and r.get("outcomes")]
+    outcomes = sum(r["outcomes"] for r in judged)
+    realized = sum(r["realized"] * r["outcomes"] for r in judged) / outcomes if outcomes else None
+    estimated = next((r for r in reversed(ordered) if r.get("estimated") is not None), None)
+    return {
+        "metric": ordered[-1]["metric"],
+        "first_day": str(ordered[0]["day"]),
+        "last_day": str(ordered[-1]["day"]),
+        "predictions": sum(r["predictions"] for r in ordered),
+        "outcomes": outcomes,
+        "realized": realized,
+        "holdout": holdout_metric,
+        "latest_estimate": estimated["estimated"] if estimated else None,
+        "latest_estimate_day": str(estimated["day"]) if estimated else None,
+        "days": [{**r, "day": str(r["day"])} for r in reversed(ordered[-30:])],
+    }
+
+
+def add_health_to_card(name: str, version: str, rows: list[dict], settings: FactorySettings) -> str | None:
+    """Re-render the card of a version that served with its post-deployment performance (its
+    ``model_health`` rows); None when the version has no stored card data to re-render."""
+    from model_factory.review.checklist import Item
+
+    client = tracking.connect(settings)
+    run_id = client.get_model_version(name, version).run_id
+    stored = _load_json_artifact(client, run_id, CARD_DATA_ARTIFACT)
+    if stored is None:
+        return None
+    holdout = (stored.get("metrics") or {}).get(stored.get("primary_metric"))
+    stored["after_deployment"] = after_deployment(rows, holdout if isinstance(holdout, float) else None)
+    stored["checklist"] = [Item(**i) for i in stored["checklist"]]
+    html = render_card(stored)
+    client.log_text(run_id, html, CARD_ARTIFACT)
+    client.log_text(run_id, json.dumps(_storable(stored), default=str), CARD_DATA_ARTIFACT)
+    return f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{CARD_ARTIFACT}"
+
+
 def data_budget_for_run(spec: ModelSpec, run_id: str, settings: FactorySettings,
                         s3: storage.S3Options | None = None) -> dict:  # fmt: skip
     """The data budget of a logged run: its own training rows (from its lineage) and holdout."""

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 from model_factory.io import storage, tag_schema, tracking
 from model_factory.io.registry_state import CANARY, SHADOW, parse_share
 from model_factory.monitoring.alerts import alerts_db_uri, stored_alerts
+from model_factory.monitoring.health_history import LatestFigures, history, latest_figures
 from model_factory.rollout.shadow import shadow_comparison
 from model_factory.rollout.summary import drift_checks, quarantined_batches, rollout_decisions
 from model_factory.settings import FactorySettings
@@ -190,10 +192,10 @@ def _canary(version: str | None, share: float | None, tags: dict) -> dict | None
 
 
 def _store_listing(settings: FactorySettings) -> dict[tuple[str, str], list[str]]:
-    """The store's drift/ and quarantine/ trees in two listings (not two per model: on S3 each
+    """The store's drift/, quarantine/ and health/ trees in three listings (not two per model: on S3 each
     listing is a request), grouped by (tree, model)."""
     grouped: dict[tuple[str, str], list[str]] = {}
-    for tree in ("drift", "quarantine"):
+    for tree in ("drift", "quarantine", "health"):
         prefix = storage.join(settings.store_uri, tree).rstrip("/") + "/"
         for uri in storage.list_uris(prefix):
             model = uri.removeprefix(prefix).split("/", 1)[0]
@@ -209,6 +211,58 @@ def _alerts(settings: FactorySettings, names: list[str]) -> dict[str, list[dict]
     for alert in stored_alerts(db, names, limit=RECENT_ALERTS * max(len(names), 1) * 4):
         out.setdefault(alert["model"], []).append(alert)
     return out
+
+
+def _health_figures(settings: FactorySettings, names: list[str]) -> dict[tuple[str, str], LatestFigures]:
+    db = settings.prediction_db
+    if db.startswith("sqlite:///") and not os.path.exists(db.removeprefix("sqlite:///")):
+        return {}  # no gateway and no health check yet
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(db)
+    try:
+        return latest_figures(engine, names)
+    finally:
+        engine.dispose()
+
+
+def _health_history(settings: FactorySettings, model: str) -> list:
+    """The model's ``model_health`` rows (``HealthRow``), oldest day first."""
+    db = settings.prediction_db
+    if db.startswith("sqlite:///") and not os.path.exists(db.removeprefix("sqlite:///")):
+        return []
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(db)
+    try:
+        return [asdict(row) for row in history(engine, model)]
+    finally:
+        engine.dispose()
+
+
+def latest_health_check(uris: list[str]) -> dict | None:
+    """The newest ``<store>/health/<model>/<ds>/report.json``'s decision and expiry forecast."""
+    reports = sorted(uri for uri in uris if uri.endswith("/report.json"))
+    if not reports:
+        return None
+    report = storage.read_json(reports[-1])
+    keys = ("ds", "action", "reason", "expiry", "retrain_by", "cadence_days", "champion_version")
+    return {key: report.get(key) for key in keys} | {"report_uri": reports[-1]}
+
+
+def _health(figures: dict, check: dict | None, name: str, champion: str | None) -> dict | None:
+    """The champion's live (realized) and estimated metric and the last check's expiry forecast."""
+    found = figures.get((name, champion or ""))
+    if found is None and check is None:
+        return None
+    return {
+        "version": champion,
+        "live": found.realized if found else None,
+        "live_day": found.realized_day.isoformat() if found and found.realized_day else None,
+        "estimated": found.estimated if found else None,
+        "estimated_day": found.estimated_day.isoformat() if found and found.estimated_day else None,
+        "check": check,
+    }
 
 
 def _attempt(sources: dict, name: str, read: Callable[[], Any], default: Any) -> Any:
@@ -232,6 +286,7 @@ def fleet(settings: FactorySettings, airflow: AirflowSource | None = None) -> di
     registered, versions = _attempt(sources, "mlflow", lambda: _registry(settings, names), ({}, {}))
     alerts = _attempt(sources, "alerts", lambda: _alerts(settings, names), {})
     listed = _attempt(sources, "store", lambda: _store_listing(settings), {})
+    figures = _attempt(sources, "health", lambda: _health_figures(settings, names), {})
     all_dags = [dag for spec in specs for dag in dag_ids(spec.name).values()]
     if airflow is None:
         sources["airflow"] = "not asked"
@@ -243,7 +298,8 @@ def fleet(settings: FactorySettings, airflow: AirflowSource | None = None) -> di
                 if sources["airflow"] == "ok" else {})  # fmt: skip
     rows = []
     for spec in specs:
-        rows.append(_model_row(spec, settings, sources, registered, versions, alerts, states, runs, listed))
+        rows.append(_model_row(spec, settings, sources, registered, versions, alerts, states, runs, listed,
+                               figures))  # fmt: skip
     for error in bad:
         stem = Path(error.path).stem
         # the id model_factory.airflow.build.safe_id gives (that module imports Airflow)
@@ -257,7 +313,7 @@ def fleet(settings: FactorySettings, airflow: AirflowSource | None = None) -> di
 
 
 def _model_row(spec: ModelSpec, settings: FactorySettings, sources: dict, registered: dict, versions: dict,
-               alerts: dict, states: dict, runs: dict, listed: dict) -> dict:  # fmt: skip
+               alerts: dict, states: dict, runs: dict, listed: dict, figures: dict) -> dict:  # fmt: skip
     name, metric = spec.registered_model_name, spec.gates.primary_metric
     serving = _serving(registered.get(name))
     rows = [_version_row(mv, metric, serving["aliases"]) for mv in versions.get(name, [])]
@@ -276,6 +332,7 @@ def _model_row(spec: ModelSpec, settings: FactorySettings, sources: dict, regist
     ids = dag_ids(spec.name)
     retrain_run, drift_run = runs.get(ids["retrain"]), runs.get(ids["drift_watch"])
     recent = alerts.get(name, [])[:RECENT_ALERTS]
+    check = _attempt(sources, "store", lambda: latest_health_check(listed.get(("health", name), [])), None)
     return {
         "model": name,
         "status": "ok",
@@ -283,6 +340,8 @@ def _model_row(spec: ModelSpec, settings: FactorySettings, sources: dict, regist
         "task": spec.task,
         "owner": spec.owner,
         "metric": metric,
+        "threshold": spec.gates.threshold,
+        "psi_threshold": spec.drift.psi_threshold if spec.drift.enabled else None,
         "champion": serving["champion"],
         "champion_metric": champion["metric"] if champion else None,
         "canary": serving["canary"],
@@ -299,6 +358,7 @@ def _model_row(spec: ModelSpec, settings: FactorySettings, sources: dict, regist
             "url": (retrain_run or {}).get("url"),
         },
         "last_drift_check": checks[-1] if checks else None,
+        "health": _health(figures, check, name, serving["champion"]),
         "last_drift_run": drift_run,
         "next_run": (states.get(ids["retrain"]) or {}).get("next_run"),
         "paused": (states.get(ids["retrain"]) or {}).get("is_paused"),
@@ -334,6 +394,7 @@ def model_detail(settings: FactorySettings, model: str, airflow: AirflowSource |
     )
     detail["rollouts"] = list(reversed(_attempt(sources, "decisions",
                                                 lambda: rollout_decisions(settings, model), [])))  # fmt: skip
+    detail["health_history"] = _attempt(sources, "health", lambda: _health_history(settings, model), [])
     detail["all_alerts"] = _attempt(sources, "alerts", lambda: _alerts(settings, [model]), {}).get(model, [])
     tags = dict(registered[model].tags or {}) if registered.get(model) else {}
     detail["shadow_comparison"] = _attempt(

@@ -38,8 +38,10 @@ def drift_checks(settings: FactorySettings, model: str, uris: list[str] | None =
     for uri in uris:
         if uri.endswith("/report.json"):
             report = storage.read_json(uri)
+            features = (report.get("data_drift") or {}).get("features") or {}
             out.append({"ds": report["ds"], "status": report["status"], "reasons": report["reasons"],
-                        "report_uri": uri.removesuffix(".json") + ".html"})  # fmt: skip
+                        "report_uri": uri.removesuffix(".json") + ".html",
+                        "psi": {name: f.get("psi") for name, f in features.items()}})  # fmt: skip
     return sorted(out, key=lambda check: check["ds"])
 
 

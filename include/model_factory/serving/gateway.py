@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from model_factory.serving import predlog
+from model_factory.serving.health_gauges import HealthGauges
 from model_factory.serving.metrics import Metrics
 from model_factory.serving.models import LoadedVersion, check_outcome
 from model_factory.serving.requests import FeedbackCall, GatewayError, PredictCall
@@ -40,6 +41,7 @@ class Gateway:
         self.prediction_log = predlog.PredictionLog(settings.db_uri)
         self.shadow_log = predlog.PredictionLog(settings.db_uri, table=predlog.SHADOW_PREDICTIONS)
         self.shadow = ShadowScorer(self)
+        self.health_gauges = HealthGauges(self.prediction_log.engine)
         self._salt = (settings.hash_salt or secrets.token_hex(16)).encode()
         limit_threads(settings.threads)
         self.watcher = RegistryWatcher(settings, on_load_failure=self._load_failed)
@@ -357,7 +359,7 @@ class Gateway:
                            {"model": name}, route.shadow_share))  # fmt: skip
             gauges.append(("factory_gateway_load_errors", "Versions the gateway could not load.",
                            {"model": name}, float(len(route.errors))))  # fmt: skip
-        return self.metrics.render(gauges)
+        return self.metrics.render(gauges + self.health_gauges.gauges())
 
 
 class ShadowScorer:

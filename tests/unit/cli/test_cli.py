@@ -64,11 +64,25 @@ def test_status_shows_the_fleet_with_a_broken_spec_and_alerts(
     assert churn["last_training"]["version_decision"] == "blessed"
     assert [a["subject"] for a in churn["alerts"]] == ["churn: drift on 2026-01-11"]
     assert rows["typo"]["status"] == "broken" and "ownr" in rows["typo"]["reason"]
-    assert fleet["sources"] == {"mlflow": "ok", "alerts": "ok", "airflow": "not asked", "store": "ok"}
+    assert fleet["sources"] == {
+        "mlflow": "ok", "alerts": "ok", "airflow": "not asked", "store": "ok", "health": "ok"
+    }  # fmt: skip
+    assert churn["health"] is None  # no health check yet
 
     assert main(["status", "--offline"]) == 0
     table = capsys.readouterr().out
     assert "churn" in table and "v1 roc_auc=" in table and "BROKEN" in table
+
+    _record_health(FactorySettings.from_env())
+    assert main(["status", "--offline", "--json"]) == 0
+    health = {r["model"]: r for r in json.loads(capsys.readouterr().out)["models"]}["churn"]["health"]
+    assert (health["live"], health["live_day"]) == (0.74, "2026-03-02")  # outcomes lag: an older day
+    assert (health["estimated"], health["estimated_day"]) == (0.71, "2026-03-04")
+    assert health["check"]["retrain_by"] == "2026-03-12" and health["check"]["action"] == "alert"
+    assert main(["status", "--offline"]) == 0
+    table = capsys.readouterr().out
+    assert "live metric" in table and "0.7400 (03-02)" in table and "0.7100 (03-04)" in table
+    assert "by 2026-03-12 (alert)" in table
 
     assert main(["show", "churn", "--offline", "--json"]) == 0
     detail = json.loads(capsys.readouterr().out)
@@ -82,6 +96,30 @@ def test_status_shows_the_fleet_with_a_broken_spec_and_alerts(
 
     assert main(["show", "typo", "--offline"]) == 0
     assert "BROKEN" in capsys.readouterr().out
+
+
+def _record_health(settings: FactorySettings) -> None:
+    """Three days of churn v1's health (realized only on the oldest: outcomes arrive late) and
+    the last check's expiry forecast, as the churn__health DAG writes them."""
+    from datetime import date, datetime
+
+    import sqlalchemy as sa
+    from model_factory.io import storage
+    from model_factory.monitoring.health_history import HealthRow, record
+
+    def row(day: int, realized: float | None, estimated: float) -> HealthRow:
+        return HealthRow("churn", "1", date(2026, 3, day), "roc_auc", realized, None, None, estimated,
+                         None, None, 900, 300 if realized else 0, None, None, None, None, None,
+                         datetime(2026, 3, 5))  # fmt: skip
+
+    Path(settings.prediction_db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(settings.prediction_db)
+    record(engine, [row(2, 0.74, 0.73), row(3, None, 0.72), row(4, None, 0.71)])
+    engine.dispose()
+    report = {"ds": "2026-03-04", "action": "alert", "reason": "expiry: ...", "expiry": "2026-03-20",
+              "retrain_by": "2026-03-12", "cadence_days": 20, "champion_version": "1"}  # fmt: skip
+    uri = storage.join(settings.store_uri, "health", "churn", "2026-03-04", "report.json")
+    storage.write_json(uri, report)
 
 
 def test_an_unknown_model_is_named_with_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:

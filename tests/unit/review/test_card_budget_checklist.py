@@ -163,3 +163,43 @@ def test_card_renders_every_section(churn):
     assert "champion v2" in html and "growth-data-science" in html
     assert html.count("data:image/png;base64,") == len(sections["figures"])
     assert "http://" not in html and "https://" not in html  # opens offline
+    assert "Not served yet" in html  # a card rendered before its version served
+
+
+def test_a_card_that_served_shows_its_post_deployment_performance(churn):
+    from datetime import date
+
+    from model_factory.review.card import after_deployment
+
+    assert after_deployment([], 0.8) is None
+    rows = [
+        {"day": date(2026, 1, 5), "metric": "roc_auc", "predictions": 1000, "outcomes": 300, "realized": 0.80,
+         "realized_low": 0.76, "realized_high": 0.84, "estimated": 0.81, "estimated_low": 0.79,
+         "estimated_high": 0.83, "label_coverage": 0.9, "p95_ms": 12.5},
+        {"day": date(2026, 1, 6), "metric": "roc_auc", "predictions": 1000, "outcomes": 100, "realized": 0.70,
+         "realized_low": 0.62, "realized_high": 0.78, "estimated": 0.78, "estimated_low": 0.76,
+         "estimated_high": 0.80, "label_coverage": 0.3, "p95_ms": 13.0},
+        {"day": date(2026, 1, 7), "metric": "roc_auc", "predictions": 900, "outcomes": 0, "realized": None,
+         "realized_low": None, "realized_high": None, "estimated": 0.76, "estimated_low": 0.74,
+         "estimated_high": 0.78, "label_coverage": None, "p95_ms": 12.0},
+    ]  # fmt: skip
+    section = after_deployment(rows, 0.82)
+    assert section["realized"] == pytest.approx(0.775)  # outcome-weighted: (0.8*300 + 0.7*100) / 400
+    assert (section["predictions"], section["outcomes"]) == (2900, 400)
+    assert (section["latest_estimate"], section["latest_estimate_day"]) == (0.76, "2026-01-07")
+    assert [d["day"] for d in section["days"]] == ["2026-01-07", "2026-01-06", "2026-01-05"]
+
+    spec, model, _, holdout = churn
+    context = {
+        "spec": spec.model_dump(mode="json", by_alias=True), "template": "retrain", "model": "churn",
+        "version": "3", "run_id": "r1", "created": 0, "champion_version": None, "primary_metric": "roc_auc",
+        "lineage": {"inputs": [], "tags": {}}, "validation": [], "params": {},
+        "cost": {"train_wall_seconds": 0.5, "train_cpu_seconds": 0.4, "process_peak_rss_mb": 300.0},
+        "decision": {"status": "blessed", "reason": "ok", "interval": None, "review": {}},
+        "budget": None, "checklist": [], "after_deployment": section,
+        **evaluate_sections(spec, model, holdout, champion=None),
+    }  # fmt: skip
+    html = render_card(context)
+    after = html.split('id="after-deployment"')[1]
+    assert "Realized roc_auc <b>0.7750</b> (holdout 0.8200)" in after and "2026-01-07" in after
+    assert "0.6200 to 0.7800" in after and "Latest estimate 0.7600 (2026-01-07)" in after

@@ -460,6 +460,7 @@ def test_metrics_are_prometheus_text(gateway):
         for line in lines
     )
     assert "factory_gateway_registry_up 1" in lines
+    assert "factory_gateway_health_read_errors 0" in lines  # the health history's gauges are read
     seen_types = [line.split()[2] for line in lines if line.startswith("# TYPE")]
     assert len(seen_types) == len(set(seen_types)), "each metric family exactly once"
     for line in lines:  # every sample line: name{labels} value
