@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -204,6 +205,30 @@ def label_results(df: pd.DataFrame, spec: ModelSpec, classes: list[Any] | None,
     return out
 
 
+def number_results(df: pd.DataFrame, spec: ModelSpec) -> list[dict[str, Any]]:
+    """Numeric columns (features, a regression target) whose values do not all read as numbers:
+    the raw offending values, which GX's type check (``observed 'str'``) does not show."""
+    columns = [*spec.features.numeric, *([spec.target] if spec.task == "regression" else [])]
+    out = []
+    for col in (c for c in columns if c in df.columns):
+        values = df[col]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            mask = pd.Series(False, index=values.index)
+        else:
+            mask = values.notna() & pd.to_numeric(values.astype("string"), errors="coerce").isna()
+        out.append(_map_result("factory_expect_column_values_to_be_numbers", col, mask, values,
+                               {"factory_check": "numbers"}, distinct=True))  # fmt: skip
+    return out
+
+
+MAX_VALUE_CHARS = 40  # an offending value quoted in a reason, at most
+
+
+def _quoted(values: list[Any]) -> str:
+    shown = [str(v) if len(str(v)) <= MAX_VALUE_CHARS else f"{str(v)[:MAX_VALUE_CHARS]}..." for v in values]
+    return ", ".join(repr(v) for v in shown)
+
+
 def gx_failure_reason(result: dict[str, Any]) -> str:
     config = result["expectation_config"]
     kwargs = {k: v for k, v in config["kwargs"].items() if k != "batch_id"}
@@ -214,6 +239,11 @@ def gx_failure_reason(result: dict[str, Any]) -> str:
     if check and detail.get("unexpected_count"):
         sample = detail.get("partial_unexpected_list", [])[:5]
         rows = f"{detail['unexpected_count']} of {detail.get('element_count')} rows"
+        if check == "numbers":
+            comma = any(re.fullmatch(r"-?\d+,\d+", str(v).strip()) for v in sample)
+            hint = "; decimal commas? numbers need a '.' decimal point" if comma else ""
+            return (f"column {column!r}: {rows} are not numbers, e.g. {_quoted(sample)}{hint} "
+                    "(text a CSV reader knows as missing, such as 'n/a', counts as null)")  # fmt: skip
         if check == "labels":
             return (f"target {column!r}: {rows} are not class labels (whole numbers or class "
                     f"names; 0.9 is not truncated), e.g. {sample}")  # fmt: skip
@@ -273,7 +303,7 @@ class _Suite:
     def run(self, df: pd.DataFrame) -> dict[str, Any]:
         batch = self.batch_definition.get_batch(batch_parameters={"dataframe": df})
         result = batch.validate(self.suite).to_json_dict()
-        extra = label_results(df, self.spec, self.classes, self.origin)
+        extra = [*number_results(df, self.spec), *label_results(df, self.spec, self.classes, self.origin)]
         if extra:
             result["results"] = [*result["results"], *extra]
             result["success"] = bool(result["success"]) and all(r["success"] for r in extra)
@@ -370,11 +400,23 @@ def validate_frames(frames: Iterable[pd.DataFrame], spec: ModelSpec, spec_dir: P
     if not results:
         raise ValueError("validate_frames needs at least one frame")
     result = clip_samples(combine_results(results, total))
-    reasons = [gx_failure_reason(r) for r in result["results"] if not r["success"]]
+    failed = [r for r in result["results"] if not r["success"]]
+    reasons = [gx_failure_reason(r) for r in failed if not _explained_by_numbers(r, failed)]
     watch = soft_range_watch(spec, excess)
     if watch:
         result["watch"] = watch
     return ValidationOutcome(success=bool(result["success"]), reasons=reasons, result=result, watch=watch)
+
+
+def _explained_by_numbers(result: dict[str, Any], failed: list[dict[str, Any]]) -> bool:
+    """A check that could not run on a column the numbers check failed: on text, a range check
+    only says it "could not be evaluated"; the numbers reason says why, with the values."""
+    column = result["expectation_config"]["kwargs"].get("column")
+    return _raised(result) and any(
+        (r["expectation_config"].get("meta") or {}).get("factory_check") == "numbers"
+        and r["expectation_config"]["kwargs"]["column"] == column
+        for r in failed
+    )
 
 
 MAX_SAMPLE_CHARS = 200
