@@ -400,23 +400,11 @@ def validate_frames(frames: Iterable[pd.DataFrame], spec: ModelSpec, spec_dir: P
     if not results:
         raise ValueError("validate_frames needs at least one frame")
     result = clip_samples(combine_results(results, total))
-    failed = [r for r in result["results"] if not r["success"]]
-    reasons = [gx_failure_reason(r) for r in failed if not _explained_by_numbers(r, failed)]
+    reasons = [gx_failure_reason(r) for r in result["results"] if not r["success"]]
     watch = soft_range_watch(spec, excess)
     if watch:
         result["watch"] = watch
     return ValidationOutcome(success=bool(result["success"]), reasons=reasons, result=result, watch=watch)
-
-
-def _explained_by_numbers(result: dict[str, Any], failed: list[dict[str, Any]]) -> bool:
-    """A check that could not run on a column the numbers check failed: on text, a range check
-    only says it "could not be evaluated"; the numbers reason says why, with the values."""
-    column = result["expectation_config"]["kwargs"].get("column")
-    return _raised(result) and any(
-        (r["expectation_config"].get("meta") or {}).get("factory_check") == "numbers"
-        and r["expectation_config"]["kwargs"]["column"] == column
-        for r in failed
-    )
 
 
 MAX_SAMPLE_CHARS = 200
