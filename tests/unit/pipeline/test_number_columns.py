@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date
 
 import pandas as pd
+from model_factory.analyzer.classify import ErrorKind, validation_kinds
 from model_factory.io import batches
 from model_factory.pipeline import validation
 from model_factory_dev import demo_data
@@ -35,6 +36,10 @@ def test_decimal_commas_and_text_in_a_numeric_column_name_the_offending_values()
     assert "decimal commas? numbers need a '.' decimal point" in reason
     samples = reason.split("e.g. ", 1)[1].split(";")[0].split(", ")
     assert len(samples) == 5 and all(s.startswith("'") and "," in s for s in samples)
+    # the Analyzer files the new check under the same kind as GX's type check
+    kinds = validation_kinds(outcome.result)
+    assert kinds.count(ErrorKind.WRONG_COLUMN_TYPE.value) == 2  # GX's type check and the numbers check
+    assert set(kinds) <= {kind.value for kind in ErrorKind}  # none left as "validation: <check> failed"
 
 
 def test_the_offending_values_survive_chunked_validation_and_long_values_are_cut():
