@@ -135,8 +135,19 @@ def _is_time(series: pd.Series, name: str) -> bool:
     named = any(word in name.lower() for word in TIME_WORDS) or name.lower().endswith("_at")
     if not named and not (first and re.match(r"^\d{4}-\d{2}-\d{2}", first[0])):
         return False
-    parsed = pd.to_datetime(series.dropna().head(200), errors="coerce", utc=True)
-    return len(parsed) > 0 and parsed.notna().mean() > 0.95
+    head = series.dropna().head(200)
+    parsed = pd.to_datetime(head, errors="coerce", utc=True)
+    if len(parsed) == 0 or parsed.notna().mean() > 0.95:
+        return len(parsed) > 0
+    words = set(re.split(r"[^a-z0-9]+", name.lower()))
+    meant = bool(words & set(TIME_WORDS)) or name.lower().endswith("_at") or not named
+    if meant and parsed.notna().any():  # some values are dates, too many are not: broken
+        bad = head[parsed.isna()].astype(str).drop_duplicates().head(5)
+        shown = ", ".join(repr(v if len(v) <= 40 else v[:40] + "...") for v in bad)
+        raise ScaffoldError(f"column {name!r} looks like a time column, but {parsed.isna().sum()} of its "
+                            f"first {len(head)} values do not read as dates, e.g. {shown}: fix them "
+                            "(ISO 8601, e.g. 2026-05-04 13:45:00), or drop the column")  # fmt: skip
+    return False
 
 
 def _nice(x: float, down: bool) -> float:

@@ -456,6 +456,11 @@ class DriftSpec(_Strict):
         default=0.3, gt=0.0, le=1.0, description="This share of features drifted: drift"
     )
     min_rows: int = Field(default=500, ge=1, description="Fewer rows: no decision, said so")
+    pool_days: int = Field(
+        default=14, ge=0,
+        description="A batch under min_rows is pooled with the batches of up to this many earlier "
+        "validated days, newest first, until min_rows (0: never pool)",
+    )  # fmt: skip
     ignore_features: list[str] = Field(
         default_factory=list,
         description="Reported, never judged: features that legitimately differ per batch (day_of_week)",

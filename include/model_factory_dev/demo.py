@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -116,10 +117,25 @@ def run_dag(dag, day: date) -> tuple[str, dict[str, str], str]:
     at its logical date, so a batch date there made Airflow show each run lasting from that date
     until today (~330 days for the demo's dates).
     """
-    with captured_output() as read_log:
+    with captured_output() as read_log, own_signal_handlers():
         run = dag.test(run_conf={"ds": day.isoformat()})
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     return str(run.state), states, read_log()
+
+
+@contextlib.contextmanager
+def own_signal_handlers():
+    """Give SIGTERM and SIGINT back their handlers after ``dag.test``: Airflow 3.3's task runner
+    installs a SIGTERM handler for each task it runs in-process (it only calls the task's
+    ``on_kill``) and never restores the old one, so without this the demo would ignore SIGTERM
+    for the rest of its life. (While ``dag.test`` itself waits on a retry, it still does: that
+    is Airflow's; docs/testing.md.)"""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager

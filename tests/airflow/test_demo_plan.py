@@ -3,7 +3,7 @@ alone and said so; the demo's own models cover every shipped template."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import yaml
 from model_factory.airflow.templates import SHIPPED
@@ -46,3 +46,20 @@ def test_a_data_scientists_spec_runs_only_where_its_batches_exist(tmp_path, fact
     tuned_days = [d for d, s in runs if s.name == "churn_tuned"]
     assert len(churn_days) == 3 and tuned_days == churn_days[-demo.TEMPLATE_DAYS:]
     assert demo.dag_ids(next(s for s in shipped if s.template == "batch_scoring"))[-1].endswith("__score")
+
+
+def test_run_dag_gives_sigterm_back_after_airflow_left_its_task_handler_installed():
+    import signal
+
+    def task_runner_handler(signum, frame):  # what Airflow 3.3's in-process task runner leaves
+        pass
+
+    class LeavesItsHandler:
+        def test(self, logical_date):
+            signal.signal(signal.SIGTERM, task_runner_handler)
+            return type("Run", (), {"state": "success", "get_task_instances": lambda self: []})()
+
+    before = signal.getsignal(signal.SIGTERM)
+    state, _, _ = demo.run_dag(LeavesItsHandler(), date(2026, 5, 4))
+    assert state == "success"
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -373,7 +373,7 @@ def check_drift(
     ignored = [n for n in features if features[n]["ignored"]]
     if ignored:
         reasons.append(f"not judged, by the rule: {', '.join(ignored)}")
-    return DriftCheck(
+    check = DriftCheck(
         status=status,
         reasons=reasons,
         rows=rows,
@@ -385,6 +385,19 @@ def check_drift(
         contract=dict(contract.get("meta", {})),
         baseline={"format_version": baseline["format_version"], "rows": baseline["rows"]},
     )
+    return without_verdicts(check, check.reasons) if status == "insufficient_data" else check
+
+
+def without_verdicts(check: DriftCheck, reasons: list[str]) -> DriftCheck:
+    """The check as ``insufficient_data`` with ``reasons``: the statistics stay (indicative), but
+    no feature is called drifted or not (``drifted`` is None, ``why`` empty): with no decision
+    made, a per-feature verdict would be read as one."""
+    features = {
+        name: {**feat, "drifted": None if feat["judged"] else feat["drifted"], "why": []}
+        for name, feat in check.features.items()
+    }
+    return replace(check, status="insufficient_data", reasons=list(reasons), features=features,
+                   drifted_features=[])  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------

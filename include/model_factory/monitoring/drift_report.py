@@ -148,6 +148,8 @@ def _verdict(feat: dict) -> str:
         return "data quality"
     if not feat["present"]:
         return "absent"
+    if feat["drifted"] is None:
+        return "no decision"
     return "drifted" if feat["drifted"] else "no"
 
 

@@ -144,6 +144,31 @@ def seasonal_baseline(
     return build_baseline(reference, spec.features.numeric, spec.features.categorical), None
 
 
+def poolable_batches(
+    spec: ModelSpec, ds: str, settings: FactorySettings, s3: storage.S3Options | None = None
+) -> Iterator[tuple[str, str]]:
+    """(date, watched URI) of the batches a small batch may be pooled with, newest first: the
+    ``drift.pool_days`` days before ``ds`` that have a validated batch (a quarantined day is
+    never pooled) and a watched batch."""
+    from model_factory.io.batches import validated_dates
+
+    if not spec.drift.pool_days:
+        return
+    first = str(date.fromisoformat(ds) - timedelta(days=spec.drift.pool_days))
+    for earlier in sorted((d for d in validated_dates(settings.store_uri, spec.name, s3) if first <= d < ds),
+                          reverse=True):  # fmt: skip
+        earlier_uri = watched_uri(spec, earlier)
+        if storage.exists(earlier_uri, s3):
+            yield earlier, earlier_uri
+
+
+def pooled_reason(ds: str, rows: int, pooled: list[tuple[str, int]]) -> str:
+    own = rows - sum(n for _, n in pooled)
+    days = ", ".join(f"{d} ({n:,})" for d, n in pooled)
+    return (f"the batch of {ds} has {own:,} rows, under drift.min_rows: pooled with the validated "
+            f"batches of {days}, {rows:,} rows in all")  # fmt: skip
+
+
 def overall_status(data_drift: DriftCheck, concept: dict[str, Any]) -> str:
     """One word for the batch: a data-quality break first (retraining on it would learn the
     break), then statistical drift, then concept drift, then a too-good live metric."""
@@ -169,12 +194,11 @@ def check_batch(
     :class:`MissingBatchError`; returns a small JSON-able summary with the report URIs.
     """
     from model_factory.io.batches import iter_frames, write_parquet_file
-    from model_factory.monitoring.drift import DriftRule, check_drift
+    from model_factory.monitoring.drift import DriftRule, check_drift, without_verdicts
     from model_factory.monitoring.drift_report import render_html
 
     champion = champion_baseline(spec, settings)
     uri = watched_uri(spec, ds)
-    fmt = "parquet" if uri.endswith(".parquet") else spec.source.format
     rule = DriftRule(
         psi_threshold=spec.drift.psi_threshold,
         drifted_share=spec.drift.drifted_share,
@@ -187,27 +211,42 @@ def check_batch(
             # check_drift reads a row group at a time, and a bounded sample of labelled rows is
             # kept for the concept-drift metric. Memory follows the chunk, not the batch.
             features_path = Path(tmp) / "features.parquet"
-            labelled_parts, labelled_rows = [], 0
+            labelled_parts, labelled_rows, rows = [], 0, 0
             present: list[str] = []
+            pooled: list[tuple[str, int]] = []  # (date, rows) of the earlier batches read too
 
-            def feature_chunks() -> Iterator[pd.DataFrame]:
-                nonlocal labelled_rows, present
-                for chunk in iter_frames(path, fmt, uri):
+            def frames_of(batch_path: Path | str, batch_uri: str) -> Iterator[pd.DataFrame]:
+                nonlocal labelled_rows, present, rows
+                batch_fmt = "parquet" if batch_uri.endswith(".parquet") else spec.source.format
+                for chunk in iter_frames(batch_path, batch_fmt, batch_uri):
                     present = [col for col in spec.features.all if col in chunk.columns]
                     if spec.target in chunk.columns and labelled_rows < MAX_CONCEPT_ROWS:
                         labelled = chunk[chunk[spec.target].notna()].head(MAX_CONCEPT_ROWS - labelled_rows)
                         labelled_parts.append(labelled)
                         labelled_rows += len(labelled)
+                    rows += len(chunk)
                     yield _stable_types(chunk[present], spec)
+
+            def feature_chunks() -> Iterator[pd.DataFrame]:
+                yield from frames_of(path, uri)
+                for earlier_ds, earlier_uri in poolable_batches(spec, ds, settings, s3):
+                    if rows >= spec.drift.min_rows:
+                        break
+                    before = rows
+                    with storage.local_file(earlier_uri, s3) as earlier_path:
+                        yield from frames_of(earlier_path, earlier_uri)
+                    pooled.append((earlier_ds, rows - before))
 
             write_parquet_file(feature_chunks(), features_path)
             seasonal, why_none = seasonal_baseline(spec, ds, s3)
             reference = seasonal or champion.baseline
             data_drift = check_drift(reference, features_path, rule, contract=champion.contract)
+            if pooled:
+                pooled_reasons = [pooled_reason(ds, rows, pooled), *data_drift.reasons]
+                data_drift = replace(data_drift, reasons=pooled_reasons)
             if why_none and data_drift.status in ("drift", "no_drift"):
                 # No silent fallback to training: the statistics are shown, no decision is made.
-                reasons = [why_none, *data_drift.reasons]
-                data_drift = replace(data_drift, status="insufficient_data", reasons=reasons)
+                data_drift = without_verdicts(data_drift, [why_none, *data_drift.reasons])
     except storage.ObjectNotFoundError as exc:
         raise MissingBatchError(f"no production batch for {spec.name!r} on {ds}: nothing at {uri}") from exc
     labelled = pd.concat(labelled_parts, ignore_index=True) if labelled_parts else pd.DataFrame()
@@ -223,6 +262,7 @@ def check_batch(
         "status": status,
         "reasons": reasons,
         "batch_uri": uri,
+        "pooled_dates": [d for d, _ in pooled],
         "champion_version": champion.version,
         "champion_run_id": champion.run_id,
         "data_drift": data_drift.to_dict(),
@@ -236,6 +276,7 @@ def check_batch(
         title=f"{spec.name}: drift check of {ds} vs champion v{champion.version}",
         context={
             "batch": uri,
+            **({"pooled with": ", ".join(d for d, _ in pooled)} if pooled else {}),
             "champion": f"v{champion.version} (run {champion.run_id})",
             "owner": spec.owner,
             **(context or {}),
@@ -249,6 +290,7 @@ def check_batch(
         "status": status,
         "reasons": reasons,
         "rows": data_drift.rows,
+        "pooled_dates": [d for d, _ in pooled],
         "drifted_features": data_drift.drifted_features,
         "champion_version": champion.version,
         "report_uri": html_uri,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -204,6 +205,30 @@ def label_results(df: pd.DataFrame, spec: ModelSpec, classes: list[Any] | None,
     return out
 
 
+def number_results(df: pd.DataFrame, spec: ModelSpec) -> list[dict[str, Any]]:
+    """Numeric columns (features, a regression target) whose values do not all read as numbers:
+    the raw offending values, which GX's type check (``observed 'str'``) does not show."""
+    columns = [*spec.features.numeric, *([spec.target] if spec.task == "regression" else [])]
+    out = []
+    for col in (c for c in columns if c in df.columns):
+        values = df[col]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            mask = pd.Series(False, index=values.index)
+        else:
+            mask = values.notna() & pd.to_numeric(values.astype("string"), errors="coerce").isna()
+        out.append(_map_result("factory_expect_column_values_to_be_numbers", col, mask, values,
+                               {"factory_check": "numbers"}, distinct=True))  # fmt: skip
+    return out
+
+
+MAX_VALUE_CHARS = 40  # an offending value quoted in a reason, at most
+
+
+def _quoted(values: list[Any]) -> str:
+    shown = [str(v) if len(str(v)) <= MAX_VALUE_CHARS else f"{str(v)[:MAX_VALUE_CHARS]}..." for v in values]
+    return ", ".join(repr(v) for v in shown)
+
+
 def gx_failure_reason(result: dict[str, Any]) -> str:
     config = result["expectation_config"]
     kwargs = {k: v for k, v in config["kwargs"].items() if k != "batch_id"}
@@ -214,6 +239,11 @@ def gx_failure_reason(result: dict[str, Any]) -> str:
     if check and detail.get("unexpected_count"):
         sample = detail.get("partial_unexpected_list", [])[:5]
         rows = f"{detail['unexpected_count']} of {detail.get('element_count')} rows"
+        if check == "numbers":
+            comma = any(re.fullmatch(r"-?\d+,\d+", str(v).strip()) for v in sample)
+            hint = "; decimal commas? numbers need a '.' decimal point" if comma else ""
+            return (f"column {column!r}: {rows} are not numbers, e.g. {_quoted(sample)}{hint} "
+                    "(text a CSV reader knows as missing, such as 'n/a', counts as null)")  # fmt: skip
         if check == "labels":
             return (f"target {column!r}: {rows} are not class labels (whole numbers or class "
                     f"names; 0.9 is not truncated), e.g. {sample}")  # fmt: skip
@@ -274,7 +304,7 @@ class _Suite:
     def run(self, df: pd.DataFrame) -> dict[str, Any]:
         batch = self.batch_definition.get_batch(batch_parameters={"dataframe": df})
         result = batch.validate(self.suite).to_json_dict()
-        extra = label_results(df, self.spec, self.classes, self.origin)
+        extra = [*number_results(df, self.spec), *label_results(df, self.spec, self.classes, self.origin)]
         if extra:
             result["results"] = [*result["results"], *extra]
             result["success"] = bool(result["success"]) and all(r["success"] for r in extra)

@@ -2,8 +2,11 @@
 regression, missing values, dated seasonal), each scaffolded from its first day with
 `new-model --from-data` and run over a week of later days with no hand edit (core library
 calls: ingest, validate, train, evaluate, register, the card with importance and slices, the
-data budget): every clean day passes validation, every injected fault is quarantined, a
-champion exists whose decision states its evidence, and no optional task fails.
+data budget, the drift watch): every clean day passes validation, every injected fault is
+quarantined, a champion exists whose decision states its evidence, and no optional task fails.
+The drift watch runs every day from the first champion on; a day under drift.min_rows is pooled
+with the earlier validated days, so a dataset whose week holds min_rows rows reaches a decision
+by the end of the week, and a check without a decision marks no feature drifted or not.
 
 The table per dataset is printed (pytest -s) and written to $SCAFFOLD_WEEK_TABLE if set."""
 
@@ -16,8 +19,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from model_factory.io import batches
+from model_factory.io import batches, storage
 from model_factory.io.tracking import connect
+from model_factory.monitoring.watch import NoBaselineError, check_batch
 from model_factory.pipeline import labels, validation
 from model_factory.pipeline.evaluation import evaluate_candidate
 from model_factory.pipeline.registry import register_version
@@ -49,7 +53,7 @@ def test_a_scaffolded_model_holds_for_a_week_with_no_hand_edit(factory_home, tmp
     spec = load_spec(models / f"{shape.name}.yaml")
     source = Path(settings.data_root.removeprefix("file://")) / shape.name
 
-    passed, watched, decisions, optional_problems = 0, 0, [], []
+    passed, watched, decisions, optional_problems, drift_checks = 0, 0, [], [], []
     for day in range(DAYS + 1):  # the first day (the sample itself), then a week
         ds = str(FIRST_DAY + timedelta(days=day))
         frame = shape.make(0, shape.first_rows) if day == 0 else shape.make(day, shape.day_rows)
@@ -76,6 +80,15 @@ def test_a_scaffolded_model_holds_for_a_week_with_no_hand_edit(factory_home, tmp
         budget = data_budget_for_run(spec, trained["run_id"], settings)
         assert budget["points"], budget
         decisions.append((ds, evaluated["status"], evaluated["evidence"], evaluated["reason"]))
+        try:
+            checked = check_batch(spec, ds, settings)
+        except NoBaselineError:  # no champion yet: nothing to watch against
+            continue
+        drift_checks.append(checked)
+        if checked["status"] == "insufficient_data":  # no decision: no per-feature verdict either
+            report = storage.read_json(checked["report_json_uri"])
+            features = report["data_drift"]["features"].values()
+            assert not checked["drifted_features"] and not any(f["drifted"] or f["why"] for f in features)
 
     classes = labels.known_classes(spec, settings.store_uri)[0]
     caught, fault_names = 0, []
@@ -93,6 +106,9 @@ def test_a_scaffolded_model_holds_for_a_week_with_no_hand_edit(factory_home, tmp
            "faults_caught": f"{caught}/{len(fault_names)}", "champion": f"v{champion.version}",
            "champion_evidence": evidence, "decisions": [d[1] for d in decisions],
            "optional_task_failures": len(optional_problems),
+           "drift_watch": [c["status"] for c in drift_checks],
+           "drift_rows_last_day": drift_checks[-1]["rows"],
+           "drift_pooled_last_day": len(drift_checks[-1]["pooled_dates"]),
            "scaffold_seconds": round(scaffold_seconds, 2)}  # fmt: skip
     print(json.dumps(row))
     if os.environ.get("SCAFFOLD_WEEK_TABLE"):
@@ -100,3 +116,13 @@ def test_a_scaffolded_model_holds_for_a_week_with_no_hand_edit(factory_home, tmp
             out.write(json.dumps(row) + "\n")
     assert not optional_problems, optional_problems
     assert evidence and "rows" in evidence
+    last = drift_checks[-1]
+    week_rows = shape.first_rows + DAYS * shape.day_rows
+    if week_rows >= spec.drift.min_rows:
+        assert last["status"] != "insufficient_data", last["reasons"]
+        assert last["rows"] >= spec.drift.min_rows
+        if shape.day_rows < spec.drift.min_rows:  # the last day alone is too small: it was pooled
+            assert last["pooled_dates"] and "pooled with the validated batches" in last["reasons"][0]
+    else:  # even the whole week is under min_rows (tiny): every validated day pooled, no decision
+        assert last["status"] == "insufficient_data" and last["rows"] == week_rows
+        assert len(last["pooled_dates"]) == DAYS
