@@ -11,7 +11,7 @@ from model_factory.io import tracking
 from model_factory.monitoring.health_history import HealthRow, record
 from model_factory.spec import load_spec
 
-from tests.unit.test_registry import two_versions  # noqa: F401 - fixture
+from tests.unit.pipeline.test_registry import two_versions  # noqa: F401 - fixture
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -211,7 +211,8 @@ def retrain_deadline_alert(spec: ModelSpec, cron: str | None):
     or manual run without a logical date gets none."""
     if not spec.notify.retrain_deadline:
         return None
-    from airflow.sdk import DeadlineAlert, DeadlineReference, SyncCallback
+    # airflow.sdk exports these lazily (module __getattr__), which mypy cannot see
+    from airflow.sdk import DeadlineAlert, DeadlineReference, SyncCallback  # type: ignore[attr-defined]
 
     recipients = {"model": spec.name, "owner": spec.owner, "email": list(spec.notify.email),
                   "conn_ids": notify_conn_ids(spec),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from model_factory.cli.common import (
@@ -61,7 +61,7 @@ def _review(model: str, version: str, approve: bool, reason: str, actor: str | N
     answered = approval.review_in_airflow(client, model, version, approve, who, reason) if client else None
     if answered:
         review = _wait_reviewed(model, version, settings)
-        result = {"model": model, "version": version, "via": answered, "review": review}
+        result: dict[str, Any] = {"model": model, "version": version, "via": answered, "review": review}
     else:
         try:
             if approve:

@@ -86,7 +86,9 @@ def line_chart(
 
     lines = []
     for n, (name, vals) in enumerate(series.items()):
-        segments, run, dots = [], [], []
+        segments: list[str] = []
+        run: list[str] = []
+        dots: list[tuple[float, float, str]] = []
         for i, v in enumerate(vals):
             if v is None:
                 if run:

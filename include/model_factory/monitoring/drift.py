@@ -78,7 +78,7 @@ class DriftRule:
     def __post_init__(self) -> None:
         if self.psi_warn is None:
             object.__setattr__(self, "psi_warn", self.psi_threshold / 2)
-        if not 0 < self.psi_warn <= self.psi_threshold:
+        if self.psi_warn is None or not 0 < self.psi_warn <= self.psi_threshold:
             raise ValueError("DriftRule needs 0 < psi_warn <= psi_threshold")
         if not 0 < self.drifted_share <= 1:
             raise ValueError("DriftRule.drifted_share must be in (0, 1]")

@@ -331,7 +331,7 @@ def decision_artifact(action: str) -> str:
 
 def _log_decision_artifact(client: MlflowClient, name: str, version: str, decision: dict) -> bool:
     try:
-        run_id = client.get_model_version(name, version).run_id
+        run_id = tracking.version_run_id(client.get_model_version(name, version))
         plain = json.loads(json.dumps(decision, default=str))
         client.log_dict(run_id, plain, decision_artifact(decision["action"]))
     except Exception as exc:  # the decision still happened: keep its details as tags then

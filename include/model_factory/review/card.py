@@ -285,7 +285,7 @@ def add_health_to_card(name: str, version: str, rows: list[dict], settings: Fact
     from model_factory.review.checklist import Item
 
     client = tracking.connect(settings)
-    run_id = client.get_model_version(name, version).run_id
+    run_id = tracking.version_run_id(client.get_model_version(name, version))
     stored = _load_json_artifact(client, run_id, CARD_DATA_ARTIFACT)
     if stored is None:
         return None

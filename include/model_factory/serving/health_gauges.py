@@ -76,7 +76,7 @@ class HealthGauges:
                 except Exception as exc:  # a down DB costs these gauges only, said in the counter
                     self.read_errors += 1
                     log.warning("health gauges not read: %s", str(exc).splitlines()[0][:200])
-            errors = ("factory_gateway_health_read_errors",
+            errors: tuple[str, str, dict[str, str], float] = ("factory_gateway_health_read_errors",
                       "Failed reads of the model_health table for /metrics, since start.", {},
                       float(self.read_errors))  # fmt: skip
             return [*self._gauges, errors]

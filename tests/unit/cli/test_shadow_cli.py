@@ -9,7 +9,7 @@ from model_factory.cli.main import main
 from model_factory.serving import predlog
 from model_factory.settings import FactorySettings
 
-from tests.unit.test_registry import two_versions  # noqa: F401 - fixture
+from tests.unit.pipeline.test_registry import two_versions  # noqa: F401 - fixture
 
 
 def _log_pairs(settings: FactorySettings, agree: int, disagree: int, failed: int) -> None:

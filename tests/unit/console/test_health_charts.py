@@ -10,7 +10,7 @@ from model_factory.console.health_charts import BOTTOM, HEIGHT, TOP, line_chart
 from model_factory.settings import FactorySettings
 
 from tests.unit.console.health_fixture import write_churn_health
-from tests.unit.test_ui_console_app import client  # noqa: F401 - fixture
+from tests.unit.console.test_app import client  # noqa: F401 - fixture
 
 
 def test_a_day_without_a_value_breaks_the_line_and_the_threshold_sits_at_its_value() -> None:

@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from model_factory.rollout.shadow import ShadowPair, compare_shadow
 
-from tests.unit.test_ui_console_app import client  # noqa: F401 - fixture
+from tests.unit.console.test_app import client  # noqa: F401 - fixture
 
 
 def _detail(shadow: dict | None, comparison: dict | None, challenger: str | None = "2") -> dict:

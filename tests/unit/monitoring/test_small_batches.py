@@ -12,8 +12,8 @@ from model_factory.monitoring.drift_report import render_html
 from model_factory.monitoring.watch import check_batch
 from model_factory_dev import demo_data
 
-from tests.unit.test_training_evaluation import _validated
-from tests.unit.test_watch import _source, champion  # noqa: F401 (the fixture)
+from tests.unit.monitoring.test_watch import _source, champion  # noqa: F401 (the fixture)
+from tests.unit.pipeline.test_training_evaluation import _validated
 
 WATCHED = date(2026, 3, 12)  # a week after the champion's training days, which are validated too
 

@@ -11,7 +11,7 @@ from model_factory.io import batches
 from model_factory.pipeline import validation
 from model_factory_dev import demo_data
 
-from tests.unit.test_training_evaluation import spec_for
+from tests.unit.pipeline.test_training_evaluation import spec_for
 
 
 def _fault_day(rows: int = 300) -> pd.DataFrame:

@@ -11,7 +11,7 @@ from model_factory.pipeline.registry import decision_artifact, record_decision
 from model_factory.rollout.fleet import _version_row
 from model_factory.settings import FactorySettings
 
-from tests.unit.test_review_registry import retrain, spec_for
+from tests.unit.review.test_registry import retrain, spec_for
 
 REGISTERED_BEFORE = 25
 """factory.* tags on a freshly registered and carded churn version before this change (measured)."""

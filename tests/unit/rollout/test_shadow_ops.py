@@ -11,7 +11,7 @@ from model_factory.pipeline.registry import PromotionError
 from model_factory.rollout.ops import ops_action
 from model_factory.settings import FactorySettings
 
-from tests.unit.test_registry import two_versions  # noqa: F401 - fixture
+from tests.unit.pipeline.test_registry import two_versions  # noqa: F401 - fixture
 
 
 def test_conf_actions_start_and_stop_a_shadow(two_versions: FactorySettings) -> None:  # noqa: F811

@@ -1,6 +1,6 @@
 """Issue 23 "bad input": a sample the scaffold cannot learn from is said at scaffold time, with
 what and where, not found by a failing task days later. (Too few rows, an all-null target and
-late classes: tests/unit/test_scaffold_hostile.py.)"""
+late classes: tests/unit/scaffold/test_hostile_samples.py.)"""
 
 from __future__ import annotations
 

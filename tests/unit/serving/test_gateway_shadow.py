@@ -26,7 +26,7 @@ from model_factory.serving import predlog
 from model_factory.serving.models import LoadedVersion
 from model_factory.serving.routing import shadow_sampled
 
-from tests.unit.test_gateway import (  # noqa: F401 - fixtures
+from tests.unit.serving.test_gateway import (  # noqa: F401 - fixtures
     churn_rows,
     gateway,
     predict,
