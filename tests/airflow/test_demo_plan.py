@@ -55,7 +55,7 @@ def test_run_dag_gives_sigterm_back_after_airflow_left_its_task_handler_installe
         pass
 
     class LeavesItsHandler:
-        def test(self, logical_date):
+        def test(self, run_conf):
             signal.signal(signal.SIGTERM, task_runner_handler)
             return type("Run", (), {"state": "success", "get_task_instances": lambda self: []})()
 
