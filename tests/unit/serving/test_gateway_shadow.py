@@ -92,7 +92,8 @@ def test_a_shadow_changes_no_answer_and_its_outputs_are_logged_and_compared(gate
     assert {(r.version, r.champion_version, r.status) for r in logged} == {("2", "1", "ok")}
     assert all(r.latency_ms > 0 and r.champion_latency_ms > 0 for r in logged)
     # The served predictions are only the champion's: feedback and the canary analysis never see
-    # the shadow.
+    # the shadow. Served rows are written by a background thread: wait for it, as under load.
+    assert gateway.app_state.prediction_log.flush()
     with gateway.app_state.prediction_log.engine.connect() as conn:
         served = list(conn.execute(sa.select(predlog.PREDICTIONS.c.version, predlog.PREDICTIONS.c.arm)))
     assert set(served) == {("1", "champion")}
