@@ -42,6 +42,20 @@ def _positive_scores(p: Predictions) -> tuple[np.ndarray, np.ndarray]:
     return (p.y == positive).astype(int), p.probabilities[:, -1]
 
 
+def _curve_plot(models: dict[str, Predictions], curve, labels: tuple[str, str, str], legend: str,
+                diagonal: bool = False) -> str:  # fmt: skip
+    """One curve per model from its positive-class scores, overlaid."""
+    fig, ax = _figure()
+    for name, p in models.items():
+        x, y = curve(*_positive_scores(p))
+        ax.plot(x, y, label=name, color=_COLOURS.get(name))
+    if diagonal:
+        ax.plot([0, 1], [0, 1], ls=":", color="grey")
+    ax.set(xlabel=labels[0], ylabel=labels[1], title=labels[2])
+    ax.legend(loc=legend)
+    return _png(fig)
+
+
 def classification_plots(models: dict[str, Predictions]) -> dict[str, str]:
     """ROC, precision-recall and calibration (candidate and champion overlaid) and the
     candidate's confusion matrix."""
@@ -51,26 +65,21 @@ def classification_plots(models: dict[str, Predictions]) -> dict[str, str]:
     out: dict[str, str] = {}
     both_classes = {name: len(np.unique(_positive_scores(p)[0])) == 2 for name, p in models.items()}
     if any(both_classes.values()):
-        fig, ax = _figure()
-        for name, p in models.items():
-            if both_classes[name]:
-                y, score = _positive_scores(p)
-                fpr, tpr, _ = roc_curve(y, score)
-                ax.plot(fpr, tpr, label=name, color=_COLOURS.get(name))
-        ax.plot([0, 1], [0, 1], ls=":", color="grey")
-        ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
-        ax.legend(loc="lower right")
-        out["roc"] = _png(fig)
+        shown = {name: p for name, p in models.items() if both_classes[name]}
 
-        fig, ax = _figure()
-        for name, p in models.items():
-            if both_classes[name]:
-                y, score = _positive_scores(p)
-                precision, recall, _ = precision_recall_curve(y, score)
-                ax.plot(recall, precision, label=name, color=_COLOURS.get(name))
-        ax.set(xlabel="recall", ylabel="precision", title="Precision-recall")
-        ax.legend(loc="lower left")
-        out["precision_recall"] = _png(fig)
+        def roc(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            fpr, tpr, _ = roc_curve(y, score)
+            return fpr, tpr
+
+        def precision_recall(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            precision, recall, _ = precision_recall_curve(y, score)
+            return recall, precision
+
+        out["roc"] = _curve_plot(shown, roc, ("false positive rate", "true positive rate", "ROC"),
+                                 "lower right", diagonal=True)  # fmt: skip
+        out["precision_recall"] = _curve_plot(
+            shown, precision_recall, ("recall", "precision", "Precision-recall"), "lower left"
+        )
 
         fig, ax = _figure()
         for name, p in models.items():
