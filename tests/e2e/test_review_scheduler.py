@@ -15,11 +15,8 @@ through the canary DAG's conf is an event with that run's link.
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from datetime import date, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
@@ -59,33 +56,6 @@ def _retrain(api, day: date) -> tuple[str, dict]:
     return run["dag_run_id"], api.xcom(f"{MODEL}__retrain", run["dag_run_id"], "register")
 
 
-class _Hook(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self):
-        length = int(self.headers.get("Content-Length", 0))
-        _Hook.received.append(json.loads(self.rfile.read(length)))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def webhook():
-    server = HTTPServer(("127.0.0.1", 0), _Hook)
-    _Hook.received = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook"
-    server.shutdown()
-
-
-def _told(kind: str) -> list[dict]:
-    return [posted for posted in _Hook.received if posted["alert"]["kind"] == kind]
-
-
 def _until(what: str, check, timeout_s: float = 180):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -97,7 +67,7 @@ def _until(what: str, check, timeout_s: float = 180):
 
 
 def test_approving_a_held_version_through_the_rest_api_starts_its_canary(tmp_path, webhook):
-    hook = {"AIRFLOW_CONN_REVIEW_HOOK": json.dumps({"conn_type": "http", "extra": {"url": webhook}})}
+    hook = {"AIRFLOW_CONN_REVIEW_HOOK": webhook.connection()}
     config = StackConfig(home=tmp_path / "stack", mlflow_server=False, s3=False, gateway=False,
                          specs_dir=_test_spec(tmp_path / "specs"), env=hook)  # fmt: skip
     with Stack(config) as stack:
@@ -124,7 +94,7 @@ def test_approving_a_held_version_through_the_rest_api_starts_its_canary(tmp_pat
         assert detail["subject"] == f"Review {MODEL} v{held['version']}" and detail["options"] == [
             "Approve", "Reject"]  # fmt: skip
         assert "Model card: " in detail["body"] and "too good to be true" in detail["body"]
-        [told] = _until("the reviewer being told", lambda: _told("held_for_review"))
+        [told] = _until("the reviewer being told", lambda: webhook.of_kind("held_for_review"))
         assert f"/dags/{MODEL}__review/runs/{quote(review_run['dag_run_id'])}" in told["text"], told["text"]
 
         # Airflow 3.3 race (seen here under load): an answer that lands before the scheduler has
@@ -159,6 +129,6 @@ def test_approving_a_held_version_through_the_rest_api_starts_its_canary(tmp_pat
         drill = {"action": "rollback", "reason": "ops drill", "actor": "bob"}
         ops = api.trigger(f"{MODEL}__canary", conf=drill)
         assert api.wait_for_run(f"{MODEL}__canary", ops["dag_run_id"], timeout_s=180)["state"] == "success"
-        [event] = _until("the rollback event", lambda: _told("version_rolled_back"))
+        [event] = _until("the rollback event", lambda: webhook.of_kind("version_rolled_back"))
         assert f"v{held['version']} rolled back" in event["text"] and "ops drill" in event["text"]
         assert f"/dags/{MODEL}__canary/runs/{quote(ops['dag_run_id'])}" in event["text"], event["text"]
