@@ -9,7 +9,8 @@ emits ``churn__challenger``: the scheduler starts ``churn__canary`` and v2 becom
 
 Notifications (issue 21 item 3): the spec's ``notify.webhook_conn_id`` names an Airflow connection
 (an ``AIRFLOW_CONN_`` variable of the stack) to a collector on 127.0.0.1: the reviewer is told
-when the review task starts waiting, with the review run's link, and ops rolling the canary back
+when the review task starts waiting, with the review run's link (the task's assigned users are
+the spec's ``review.reviewers``), and ops rolling the canary back
 through the canary DAG's conf is an event with that run's link.
 """
 
@@ -44,6 +45,7 @@ def _test_spec(folder: Path) -> Path:
     spec["canary"] = {"ramp": [0.5, 1.0], "min_samples": 5000, "max_stage_minutes": 30, "poke_seconds": 5}
     spec["evaluation"] = {"slices": ["region"], "data_budget": {"shares": [0.25, 1.0]}}
     spec["notify"] = {"webhook_conn_id": "review_hook"}
+    spec["review"] = {"reviewers": ["admin"]}  # the stack's user, who answers below
     folder.mkdir(parents=True)
     (folder / "churn.yaml").write_text(yaml.safe_dump(spec))
     return folder
@@ -94,8 +96,10 @@ def test_approving_a_held_version_through_the_rest_api_starts_its_canary(tmp_pat
         assert detail["subject"] == f"Review {MODEL} v{held['version']}" and detail["options"] == [
             "Approve", "Reject"]  # fmt: skip
         assert "Model card: " in detail["body"] and "too good to be true" in detail["body"]
+        assert detail["assigned_users"] == [{"id": "admin", "name": "admin"}]  # spec review.reviewers
         [told] = _until("the reviewer being told", lambda: webhook.of_kind("held_for_review"))
         assert f"/dags/{MODEL}__review/runs/{quote(review_run['dag_run_id'])}" in told["text"], told["text"]
+        assert "Reviewers: admin" in told["text"]
 
         # Airflow 3.3 race (seen here under load): an answer that lands before the scheduler has
         # processed the executor's event for the task's deferral makes the scheduler mark the

@@ -107,6 +107,7 @@ class FactoryNotifier(BaseNotifier):
         super().__init__()
         self.model, self.owner, self.kind, self.subject = model, owner, kind, subject
         self.email, self.conn_ids = list(email), list(conn_ids)
+        self.lines: list[str] = []  # shown under the run's links
 
     @classmethod
     def for_spec(cls, spec: ModelSpec, kind: str, subject: str) -> FactoryNotifier:
@@ -114,7 +115,7 @@ class FactoryNotifier(BaseNotifier):
 
     def notify(self, context: Any) -> None:
         try:
-            self.send(context)
+            self.send(context, self.lines)
         except Exception:  # the record itself failed: log it, never fail the task
             log.exception("notification for %s (%s) failed", self.model, self.kind)
 
@@ -167,7 +168,11 @@ def failure_notifier(spec: ModelSpec) -> FactoryNotifier:
 
 
 def held_notifier(spec: ModelSpec) -> FactoryNotifier:
-    return FactoryNotifier.for_spec(spec, "held_for_review", f"{spec.name}: a version waits for your review")
+    subject = f"{spec.name}: a version waits for your review"
+    notifier = FactoryNotifier.for_spec(spec, "held_for_review", subject)
+    if spec.review.reviewers:  # the HITL task's assigned users: say who may answer
+        notifier.lines = [f"Reviewers: {', '.join(spec.review.reviewers)}"]
+    return notifier
 
 
 # ---- promoted and rolled-back versions -------------------------------------------------------
