@@ -500,7 +500,8 @@ def test_the_shadow_buttons_and_comparison_of_a_model_page_inside_airflows_frame
     assert "callers only ever get the champion's answer" in shown
     cells = [td.text for td in driver.find_elements(By.CSS_SELECTOR, "#shadow-comparison tbody td")]
     champion, shadow = compared["champion_latency_ms"], compared["shadow_latency_ms"]
-    assert cells == [str(SHADOWED), "0", f"{compared['agreement'] * 100:.1f}%", "-", "-",
+    assert cells == [str(SHADOWED), "0", f"{compared['agreement'] * 100:.1f}%",
+                     f"{compared['mean_abs_diff']:.4g}", f"{compared['mean_shift']:+.4g}",
                      f"{champion['p50']:.2f} / {champion['p95']:.2f} ms",
                      f"{shadow['p50']:.2f} / {shadow['p95']:.2f} ms"], cells  # fmt: skip
     assert 0.5 < compared["agreement"] <= 1.0 and shadow["p50"] > 0  # two fits on similar data
