@@ -17,7 +17,6 @@ import io
 import json
 import shutil
 import threading
-import time
 from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -27,6 +26,8 @@ import requests
 import yaml
 from model_factory_dev import demo_data
 from model_factory_dev.stack import Stack, StackConfig
+
+from tests.e2e.conftest import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -107,7 +108,7 @@ def _segment_in_shadow(settings) -> dict:
         for row in json.loads(rows.to_json(orient="records")):
             answer = gateway.post("/v1/models/segment/predict", json={"features": row})
             assert answer.status_code == 200 and answer.json()["version"] == "1", answer.text  # champion's
-    return _wait(lambda: (c := shadow_comparison(settings, "segment")) and c["requests"] == SHADOWED and c,
+    return wait_for(lambda: (c := shadow_comparison(settings, "segment")) and c["requests"] == SHADOWED and c,
                  timeout_s=120, what="the gateway's log writer to store the shadow's rows")  # fmt: skip
 
 
@@ -214,19 +215,6 @@ def _set_result(stack: Stack, dag_id: str, run_id: str, task_id: str, value: dic
                    env=stack.env, check=True, capture_output=True, text=True, timeout=120)  # fmt: skip
 
 
-def _wait(condition, timeout_s: float = 60.0, what: str = "") -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            found = condition()
-        except Exception:  # the page is still loading
-            found = None
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _shot(driver, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"ui_{name}.png"
@@ -241,7 +229,7 @@ def _login(driver, stack: Stack) -> None:
     from selenium.webdriver.common.by import By
 
     driver.get(f"{stack.api_url}/")
-    _wait(lambda: driver.find_elements(By.NAME, "username") or "Model factory" in driver.page_source,
+    wait_for(lambda: driver.find_elements(By.NAME, "username") or "Model factory" in driver.page_source,
           what="Airflow's login form (or its UI: the module's browser is logged in already)")  # fmt: skip
     if not driver.find_elements(By.NAME, "username"):
         return
@@ -249,7 +237,7 @@ def _login(driver, stack: Stack) -> None:
     user.send_keys("admin")
     driver.find_element(By.NAME, "password").send_keys(stack.admin_password)
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    _wait(lambda: "Model factory" in driver.page_source, what="the nav entry after login")
+    wait_for(lambda: "Model factory" in driver.page_source, what="the nav entry after login")
 
 
 def _in_airflow(driver, stack: Stack, path: str = "/factory/", ready: str = "body"):
@@ -259,18 +247,18 @@ def _in_airflow(driver, stack: Stack, path: str = "/factory/", ready: str = "bod
 
     driver.switch_to.default_content()
     driver.get(f"{stack.api_url}/plugin/model-factory{path}")
-    frame = _wait(lambda: driver.find_element(By.CSS_SELECTOR, "iframe[title='Model factory']"),
+    frame = wait_for(lambda: driver.find_element(By.CSS_SELECTOR, "iframe[title='Model factory']"),
                   what="the view's iframe")  # fmt: skip
     sandbox = frame.get_attribute("sandbox")
     driver.switch_to.frame(frame)
-    _wait(lambda: driver.find_element(By.CSS_SELECTOR, ready), what=f"{ready} in the framed view")
+    wait_for(lambda: driver.find_element(By.CSS_SELECTOR, ready), what=f"{ready} in the framed view")
     return sandbox
 
 
 def _click(driver, css: str) -> None:
     from selenium.webdriver.common.by import By
 
-    _wait(lambda: driver.find_element(By.CSS_SELECTOR, css), what=css).click()
+    wait_for(lambda: driver.find_element(By.CSS_SELECTOR, css), what=css).click()
 
 
 def _lands_in_airflow(driver, stack: Stack, path: str) -> None:
@@ -278,10 +266,10 @@ def _lands_in_airflow(driver, stack: Stack, path: str) -> None:
     from selenium.webdriver.common.by import By
 
     driver.switch_to.default_content()
-    _wait(lambda: unquote(urlparse(driver.current_url).path) == path, what=f"Airflow at {path}")
-    _wait(lambda: not driver.find_elements(By.CSS_SELECTOR, "iframe[title='Model factory']"),
+    wait_for(lambda: unquote(urlparse(driver.current_url).path) == path, what=f"Airflow at {path}")
+    wait_for(lambda: not driver.find_elements(By.CSS_SELECTOR, "iframe[title='Model factory']"),
           what="the view's frame replaced by Airflow's page")  # fmt: skip
-    _wait(lambda: path.rsplit("/", 1)[1] in driver.find_element(By.TAG_NAME, "body").text,
+    wait_for(lambda: path.rsplit("/", 1)[1] in driver.find_element(By.TAG_NAME, "body").text,
           what=f"Airflow's page of {path} rendered")  # fmt: skip
 
 
@@ -289,10 +277,10 @@ def _lands_in_frame(driver, stack: Stack, path: str, ready: str) -> None:
     """A view link clicked in the frame: the frame shows ``path`` and Airflow's address bar follows."""
     from selenium.webdriver.common.by import By
 
-    _wait(lambda: driver.find_element(By.CSS_SELECTOR, ready), what=f"{ready} at {path}")
+    wait_for(lambda: driver.find_element(By.CSS_SELECTOR, ready), what=f"{ready} at {path}")
     assert driver.execute_script("return location.pathname") == path
     driver.switch_to.default_content()
-    _wait(lambda: urlparse(driver.current_url).path == f"/plugin/model-factory{path}",
+    wait_for(lambda: urlparse(driver.current_url).path == f"/plugin/model-factory{path}",
           what=f"Airflow's URL to follow the frame to {path} (at {driver.current_url})")  # fmt: skip
     driver.switch_to.frame(driver.find_element(By.CSS_SELECTOR, "iframe[title='Model factory']"))
 
@@ -302,7 +290,7 @@ def _artifact_shows(driver, text: str) -> None:
     from selenium.webdriver.common.by import By
 
     driver.switch_to.frame(driver.find_element(By.ID, "artifact"))
-    _wait(lambda: text in driver.find_element(By.TAG_NAME, "body").text, what=f"{text} in the artifact")
+    wait_for(lambda: text in driver.find_element(By.TAG_NAME, "body").text, what=f"{text} in the artifact")
     assert not driver.find_elements(By.ID, "factory-back")  # its own back link only when alone
     driver.switch_to.parent_frame()
 
@@ -318,9 +306,9 @@ def _lands_in_new_tab(driver, link, url_start: str) -> str:
         _click(driver, link)
     else:
         link.click()
-    new = _wait(lambda: set(driver.window_handles) - before, what="a new tab")
+    new = wait_for(lambda: set(driver.window_handles) - before, what="a new tab")
     driver.switch_to.window(new.pop())
-    _wait(lambda: driver.current_url.startswith(url_start), what=f"the new tab at {url_start}")
+    wait_for(lambda: driver.current_url.startswith(url_start), what=f"the new tab at {url_start}")
     landed = driver.current_url
     driver.close()
     driver.switch_to.window(home)
@@ -381,7 +369,7 @@ def test_every_link_of_the_fleet_page_inside_airflows_frame(console, browser) ->
 
     Select(driver.find_element(By.NAME, "state")).select_by_visible_text("broken")
     _click(driver, "#apply")
-    _wait(lambda: "state=broken" in driver.execute_script("return location.search"), what="the filter")
+    wait_for(lambda: "state=broken" in driver.execute_script("return location.search"), what="the filter")
     rows = driver.find_elements(By.CSS_SELECTOR, "#fleet tbody tr[data-model]")
     assert [r.get_attribute("data-model") for r in rows] == ["typo"]
     _click(driver, "#clear")
@@ -441,14 +429,14 @@ def test_every_link_and_button_of_a_model_page_inside_airflows_frame(console, br
     for dag in ("churn__retrain", "churn__canary"):
         _in_airflow(driver, stack, page, ready="#actions")
         _click(driver, f"button.unpause[data-dag={dag}]")
-        _wait(lambda dag=dag: not api.dag(dag)["is_paused"], what=f"{dag} unpaused by the button")
+        wait_for(lambda dag=dag: not api.dag(dag)["is_paused"], what=f"{dag} unpaused by the button")
 
     # The retrain button goes through Airflow's REST API as the logged-in user; its run link leads
     # to Airflow's run page.
     _in_airflow(driver, stack, page, ready="#trigger:not([disabled])")
     before = {r["dag_run_id"] for r in api.runs("churn__retrain")}
     _click(driver, "#trigger")
-    link = _wait(lambda: driver.find_element(By.ID, "run-link"), what="the started run's link")
+    link = wait_for(lambda: driver.find_element(By.ID, "run-link"), what="the started run's link")
     started = [r for r in api.runs("churn__retrain") if r["dag_run_id"] not in before]
     assert len(started) == 1 and started[0]["triggering_user_name"] == "admin", started
     assert started[0]["dag_run_id"] in link.text and "paused" not in driver.find_element(By.ID, "result").text
@@ -462,7 +450,7 @@ def test_every_link_and_button_of_a_model_page_inside_airflows_frame(console, br
     _in_airflow(driver, stack, page, ready="#actions")
     before = {r["dag_run_id"] for r in api.runs("churn__canary")}
     _click(driver, "button.ops[data-action=promote]")
-    _wait(lambda: driver.find_element(By.ID, "ask").is_displayed(), what="the reason dialog")
+    wait_for(lambda: driver.find_element(By.ID, "ask").is_displayed(), what="the reason dialog")
     driver.switch_to.default_content()
     _shot(driver, "model_churn_dialog")
     driver.switch_to.frame(driver.find_element(By.CSS_SELECTOR, "iframe[title='Model factory']"))
@@ -471,7 +459,7 @@ def test_every_link_and_button_of_a_model_page_inside_airflows_frame(console, br
     _click(driver, "button.ops[data-action=rollback]")
     driver.find_element(By.ID, "ask-reason").send_keys("complaints from support")
     _click(driver, "#ask-ok")
-    _wait(lambda: "churn__canary run" in driver.find_element(By.ID, "result").text, what="the canary run")
+    wait_for(lambda: "churn__canary run" in driver.find_element(By.ID, "result").text, what="the canary run")
     [asked] = [r for r in api.runs("churn__canary") if r["dag_run_id"] not in before]
     assert asked["conf"] == {"action": "rollback", "reason": "complaints from support"}
     assert asked["triggering_user_name"] == "admin"
@@ -515,18 +503,18 @@ def test_the_shadow_buttons_and_comparison_of_a_model_page_inside_airflows_frame
         button = driver.find_element(By.CSS_SELECTOR, f"button.ops[data-action={action}]")
         assert button.get_attribute("disabled"), action
     _click(driver, "button.unpause[data-dag=segment__canary]")
-    _wait(lambda: not api.dag("segment__canary")["is_paused"], what="segment__canary unpaused by the button")
+    wait_for(lambda: not api.dag("segment__canary")["is_paused"], what="segment__canary unpaused")
 
     asked = {"shadow": ("Shadow challenger v2", {"version": "2"}), "shadow_stop": ("Stop shadow", {})}
     for action, (title, extra) in asked.items():
         _in_airflow(driver, stack, page, ready=f"button.ops[data-action={action}]:not([disabled])")
         before = {r["dag_run_id"] for r in api.runs("segment__canary")}
         _click(driver, f"button.ops[data-action={action}]")
-        _wait(lambda: driver.find_element(By.ID, "ask").is_displayed(), what="the reason dialog")
+        wait_for(lambda: driver.find_element(By.ID, "ask").is_displayed(), what="the reason dialog")
         assert driver.find_element(By.ID, "ask-title").text == f"{title} segment"
         driver.find_element(By.ID, "ask-reason").send_keys(f"{action} from the view")
         _click(driver, "#ask-ok")
-        link = _wait(lambda: driver.find_element(By.ID, "run-link"), what=f"the {action} run's link")
+        link = wait_for(lambda: driver.find_element(By.ID, "run-link"), what=f"the {action} run's link")
         [run] = [r for r in api.runs("segment__canary") if r["dag_run_id"] not in before]
         assert run["conf"] == {"action": action, "reason": f"{action} from the view", **extra}
         assert run["triggering_user_name"] == "admin" and run["dag_run_id"] in link.text

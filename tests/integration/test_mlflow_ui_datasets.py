@@ -18,7 +18,7 @@ from model_factory.io.tracking import connect
 from model_factory.settings import FactorySettings
 
 from tests.conftest import REPO
-from tests.e2e.conftest import browser  # noqa: F401 - fixture
+from tests.e2e.conftest import browser, wait_for  # noqa: F401 - browser: a fixture
 from tests.integration.conftest import _die_with_parent, free_port
 from tests.unit.pipeline.test_training_evaluation import _retrain, _validated, spec_for
 
@@ -88,26 +88,18 @@ def _datasets_shown(driver, page: str) -> dict[str, str]:
 
     driver.get(page)
     heading_parent = "//*[normalize-space(text())='Datasets']/.."
-    section = _wait(lambda: [e for e in driver.find_elements(By.XPATH, heading_parent) if "churn/" in e.text],
-                    what="the run page's Datasets section")[0]  # fmt: skip
+
+    def section_shown():
+        return [e for e in driver.find_elements(By.XPATH, heading_parent) if "churn/" in e.text]
+
+    def popover_shown():
+        return [e.text for e in driver.find_elements(By.CSS_SELECTOR, "[role=dialog]") if "churn/" in e.text]
+
+    section = wait_for(section_shown, timeout_s=120, what="the run page's Datasets section")[0]
     listed = section.text
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(ARTIFACTS / "mlflow_run_overview.png"))
     section.find_element(By.XPATH, ".//*[normalize-space(text())='+1']").click()
-    popover = _wait(lambda: [e.text for e in driver.find_elements(By.CSS_SELECTOR, "[role=dialog]")
-                             if "churn/" in e.text], what="the other datasets' popover")[0]  # fmt: skip
+    popover = wait_for(popover_shown, timeout_s=120, what="the other datasets' popover")[0]
     driver.save_screenshot(str(ARTIFACTS / "mlflow_run_datasets.png"))
     return {"section": listed, "popover": popover}
-
-
-def _wait(condition, what: str, timeout_s: float = 120.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            found = condition()
-        except Exception:  # the page is still rendering
-            found = None
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
