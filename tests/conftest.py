@@ -7,10 +7,14 @@ imported.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,3 +116,44 @@ def factory_env(home: Path, **env: str) -> Iterator[FactorySettings]:
             mp.setenv(name, value)
         storage._s3_client.cache_clear()
         yield FactorySettings.from_env()
+
+
+@dataclass
+class PostCollector:
+    """A real HTTP server on 127.0.0.1 that keeps every JSON body posted to it: where a spec's
+    webhook connection sends the factory's alerts (through its notifier) in a test."""
+
+    url: str
+    received: list[dict] = field(default_factory=list)
+
+    def connection(self) -> str:
+        """An Airflow connection to it, as the value of an ``AIRFLOW_CONN_<ID>`` variable."""
+        return json.dumps({"conn_type": "http", "extra": {"url": self.url}})
+
+    def of_kind(self, kind: str) -> list[dict]:
+        """The posted alerts of one kind (``task_failed``, ``version_promoted``...)."""
+        return [posted for posted in self.received if posted["alert"]["kind"] == kind]
+
+
+class _CollectorHandler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        self.server.collector.received.append(json.loads(self.rfile.read(length)))  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[PostCollector]:
+    """A :class:`PostCollector` serving for one test."""
+    server = HTTPServer(("127.0.0.1", 0), _CollectorHandler)
+    collector = PostCollector(f"http://127.0.0.1:{server.server_port}/hook")
+    server.collector = collector  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield collector
+    server.shutdown()
+    server.server_close()

@@ -598,6 +598,23 @@ class ReviewSpec(_Strict):
     max_train_cpu_seconds: float | None = Field(
         default=None, gt=0.0, description="Training cost budget checked by the 'training_cost' item"
     )
+    reviewers: list[str] = Field(
+        default_factory=list,
+        description="Airflow user ids who may answer the review task (its HITL assigned_users): the "
+        "login name with the simple auth manager, the user id with FAB; empty: anyone allowed to "
+        "answer HITL tasks",
+    )
+
+    @field_validator("reviewers")
+    @classmethod
+    def _reviewer_ids(cls, reviewers: list[str]) -> list[str]:
+        blank = [i for i, user in enumerate(reviewers) if not user.strip() or user != user.strip()]
+        if blank:
+            raise ValueError(f"reviewer ids must be non-empty, without surrounding spaces (items {blank})")
+        repeated = sorted({user for user in reviewers if reviewers.count(user) > 1})
+        if repeated:
+            raise ValueError(f"reviewers listed twice: {repeated}")
+        return reviewers
 
     @field_validator("checklist")
     @classmethod

@@ -1,45 +1,26 @@
 """How notifications are wired into the factory's DAGs (issue 21 item 3): every task of every
 model DAG fails into the factory's notifier, a nightly retrain carries Airflow's deadline alert
 for ``notify.retrain_deadline``, and that alert's callback, run the way Airflow runs it (by
-path, with the run in ``context``), reaches the owner's channel with the run's link."""
+path, with the run in ``context``), reaches the owner's channel with the run's link; the CLI's
+promote and rollback send the canary DAG's events."""
 
 from __future__ import annotations
 
-import json
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 import structlog
 import yaml
 
 from tests.conftest import REPO
-
-
-class _Hook(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self):
-        length = int(self.headers.get("Content-Length", 0))
-        _Hook.received.append(json.loads(self.rfile.read(length)))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
+from tests.unit.pipeline.test_registry import two_versions  # noqa: F401 - fixture
 
 
 @pytest.fixture
-def webhook(monkeypatch):
-    server = HTTPServer(("127.0.0.1", 0), _Hook)
-    _Hook.received = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_port}/hook"
-    monkeypatch.setenv("AIRFLOW_CONN_FACTORY_HOOK", json.dumps({"conn_type": "http", "extra": {"url": url}}))
-    yield url
-    server.shutdown()
+def hook(webhook, monkeypatch):
+    """The collector, as the Airflow connection ``factory_hook``."""
+    monkeypatch.setenv("AIRFLOW_CONN_FACTORY_HOOK", webhook.connection())
+    return webhook
 
 
 def _spec_dir(tmp_path, **notify):
@@ -93,7 +74,7 @@ def test_without_a_retrain_deadline_no_dag_has_one():
 
 
 def test_the_deadline_callback_run_as_airflow_runs_it_tells_the_owner_with_the_runs_link(
-    factory_home, webhook, monkeypatch
+    factory_home, hook, monkeypatch
 ):
     from airflow.sdk.execution_time.callback_supervisor import execute_callback
     from model_factory.airflow.build import build_all
@@ -108,7 +89,7 @@ def test_the_deadline_callback_run_as_airflow_runs_it_tells_the_owner_with_the_r
     ok, error = execute_callback(alert.callback.path, {**alert.callback.kwargs, "context": context},
                                  None, None, structlog.get_logger("test"))  # fmt: skip
     assert ok, error
-    [posted] = _Hook.received
+    [posted] = hook.received
     assert "/dags/churn__retrain/runs/scheduled__2026-03-02T02%3A17%3A00%2B00%3A00" in posted["text"]
     assert posted["alert"]["kind"] == "retrain_late" and "not finished by 06:00 UTC" in posted["text"]
     [recorded] = [a for a in read_alerts(factory_home, "churn") if a["kind"] == "retrain_late"]
@@ -142,19 +123,19 @@ def test_a_missing_notify_connection_fails_nothing_and_is_named_where_status_loo
     ],
 )  # fmt: skip
 def test_a_promoted_or_rolled_back_version_is_an_event_with_the_runs_link(
-    factory_home, webhook, tmp_path, decision, kind, words
+    factory_home, hook, tmp_path, decision, kind, words
 ):
     from model_factory.airflow.notify import version_event
     from model_factory.spec import load_spec
 
     spec = load_spec(_spec_dir(tmp_path, webhook_conn_id="factory_hook") / "churn.yaml")
     version_event(spec, decision, {"dag_id": "churn__canary", "run_id": "manual__1"})
-    [posted] = _Hook.received
+    [posted] = hook.received
     assert posted["alert"]["kind"] == kind and words in posted["text"]
     assert "/dags/churn__canary/runs/manual__1" in posted["text"] and decision["reason"] in posted["text"]
 
 
-def test_other_decisions_and_retries_that_changed_nothing_are_no_event(factory_home, webhook, tmp_path):
+def test_other_decisions_and_retries_that_changed_nothing_are_no_event(factory_home, hook, tmp_path):
     from model_factory.airflow.notify import version_event
     from model_factory.spec import load_spec
 
@@ -163,7 +144,43 @@ def test_other_decisions_and_retries_that_changed_nothing_are_no_event(factory_h
     assert version_event(spec, {"action": "canary_ramped", "version": "3"}, context) is None
     retried = {"action": "canary_promoted", "version": "3", "changed": False}
     assert version_event(spec, retried, context) is None
-    assert _Hook.received == []
+    assert hook.received == []
+
+
+def test_the_clis_promote_and_rollback_send_the_canary_dags_events(
+    two_versions, hook, tmp_path, monkeypatch, capsys  # noqa: F811 - the fixture imported above
+):
+    """``model-factory promote|rollback`` go through the same ``version_event`` as the canary
+    DAG: the spec's connection gets the event and the factory's alert record keeps it."""
+    from model_factory.cli.main import main
+    from model_factory.monitoring.alerts import read_alerts
+
+    monkeypatch.setenv("FACTORY_SPECS_DIR", str(_spec_dir(tmp_path, webhook_conn_id="factory_hook")))
+    assert main(["promote", "churn", "2", "--reason", "looked good", "--actor", "ana"]) == 0
+    [promoted] = hook.of_kind("version_promoted")
+    assert promoted["alert"]["subject"] == "churn: v2 promoted to champion: model-factory CLI"
+    assert "promoted by ana via cli: looked good" in promoted["text"] and "Run:" not in promoted["text"]
+    assert main(["rollback", "churn", "--reason", "live AUC dropped", "--actor", "bob"]) == 0
+    [rolled_back] = hook.of_kind("version_rolled_back")
+    assert "v1 rolled back" in rolled_back["alert"]["subject"]  # the decision names the champion now
+    assert "rolled_back by bob via cli: live AUC dropped" in rolled_back["text"]
+    assert len(hook.received) == 2 and capsys.readouterr().err == ""
+    recorded = {a["kind"]: a for a in read_alerts(two_versions.home, "churn")}
+    assert recorded["version_promoted"]["details"]["channels"]["factory_hook"].startswith("sent")
+    assert recorded["version_rolled_back"]["details"]["actor"] == "bob via cli"
+
+
+def test_a_cli_event_whose_connection_is_missing_is_named_and_the_promotion_stands(
+    two_versions, tmp_path, monkeypatch, capsys  # noqa: F811 - the fixture imported above
+):
+    from model_factory.cli.main import main
+    from model_factory.io.registry_state import read_serving_state
+
+    monkeypatch.setenv("FACTORY_SPECS_DIR", str(_spec_dir(tmp_path, webhook_conn_id="no_such_hook")))
+    assert main(["promote", "churn", "2", "--reason", "looked good"]) == 0
+    err = capsys.readouterr().err
+    assert "event not delivered through connection 'no_such_hook'" in err and "isn't defined" in err
+    assert read_serving_state("churn", two_versions).champion == "2"
 
 
 @pytest.mark.parametrize(

@@ -57,3 +57,28 @@ def test_any_answer_is_recorded_never_a_failed_task(review_task, chosen, given, 
     result = _answer(review_task, ["Approve"], {"reason": "looks right", "actor": "bo"})
     assert result["chosen_options"] == ["Approve"]
     assert result["params_input"] == {"reason": "looks right", "actor": "bo"}
+
+
+def test_the_specs_reviewers_are_the_hitl_tasks_assigned_users(tmp_path):
+    """Airflow lets only ``assigned_users`` answer a HITL task (its auth manager's
+    ``is_authorized_hitl_task``). The task writes them into its HITL detail when it runs, from
+    the operator the worker parses (the serialized DAG does not carry them; the e2e review test
+    reads them back from the REST API); the reviewer's notification names them."""
+    import yaml
+    from model_factory.airflow.notify import FactoryNotifier
+
+    raw = yaml.safe_load((REPO / "include" / "models" / "churn.yaml").read_text())
+    raw["review"] = {**raw.get("review", {}), "reviewers": ["alice", "bob@example.com"]}
+    (tmp_path / "churn.yaml").write_text(yaml.safe_dump(raw))
+    dag = build_all(tmp_path, REPO / "nonexistent", only_dag_id="churn__review")["churn__review"]
+    assigned = [{"id": "alice", "name": "alice"}, {"id": "bob@example.com", "name": "bob@example.com"}]
+    task = dag.get_task("review")
+    assert task.assigned_users == assigned
+    assert task.hitl_summary["assigned_users"] == assigned
+    [notifier] = [n for n in task.notifiers if isinstance(n, FactoryNotifier)]
+    assert notifier.lines == ["Reviewers: alice, bob@example.com"]
+    assert "Reviewers (spec `review.reviewers`): alice, bob@example.com." in dag.doc_md
+
+
+def test_without_reviewers_anyone_airflow_allows_may_answer(review_task):
+    assert review_task.assigned_users is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,18 @@ def browser(tmp_path_factory):
     driver.set_page_load_timeout(120)
     yield driver
     driver.quit()
+
+
+def wait_for(condition, timeout_s: float = 60.0, what: str = "") -> object:
+    """Poll ``condition`` until it returns something truthy (an exception counts as not yet: the
+    page is still loading) and return that; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            found = condition()
+        except Exception:  # the page is still loading
+            found = None
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")

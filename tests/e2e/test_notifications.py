@@ -6,46 +6,20 @@ that refuses) fails nothing, and the factory's own alert record keeps both outco
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, PostCollector
 
 pytestmark = pytest.mark.e2e
 
 
-class _Hook(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self):
-        length = int(self.headers.get("Content-Length", 0))
-        _Hook.received.append(json.loads(self.rfile.read(length)))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def webhook():
-    server = HTTPServer(("127.0.0.1", 0), _Hook)
-    _Hook.received = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook"
-    server.shutdown()
-
-
-def _connections(monkeypatch, webhook: str) -> None:
-    hook = {"conn_type": "http", "extra": {"url": webhook}}
+def _connections(monkeypatch, webhook: PostCollector) -> None:
     down = {"conn_type": "smtp", "host": "127.0.0.1", "port": 9,
             "extra": {"disable_ssl": True, "retry_limit": 0, "timeout": 2}}  # fmt: skip
-    monkeypatch.setenv("AIRFLOW_CONN_FACTORY_HOOK", json.dumps(hook))
+    monkeypatch.setenv("AIRFLOW_CONN_FACTORY_HOOK", webhook.connection())
     monkeypatch.setenv("AIRFLOW_CONN_FACTORY_SMTP_DOWN", json.dumps(down))
 
 
@@ -69,8 +43,8 @@ def test_a_failed_retrain_notifies_with_the_runs_link(
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     assert str(run.state) == "failed" and states["ingest"] == "failed", states
     run_link = f"/dags/churn__retrain/runs/{run.run_id.replace(':', '%3A').replace('+', '%2B')}"
-    assert len(_Hook.received) == 1, _Hook.received
-    posted = _Hook.received[0]
+    assert len(webhook.received) == 1, webhook.received
+    posted = webhook.received[0]
     assert run_link in posted["text"] and "churn__retrain.ingest" in posted["text"]
     assert posted["alert"]["kind"] == "task_failed" and posted["alert"]["model"] == "churn"
     recorded = [a for a in read_alerts(factory_home, "churn") if a["kind"] == "task_failed"]
@@ -93,9 +67,9 @@ def test_the_reviewer_is_told_and_a_missing_connection_fails_nothing(factory_hom
     notifier.conn_ids = ["factory_hook", "factory_smtp_down", "no_such_connection"]
     notifier.email = ["reviewer@example.com"]
     notifier({"dag": dag, "run_id": "asset_triggered__2026-03-02"})  # Airflow's own call: never raises
-    assert len(_Hook.received) == 1
-    assert _Hook.received[0]["alert"]["kind"] == "held_for_review"
-    assert "/dags/churn__review/runs/asset_triggered__2026-03-02" in _Hook.received[0]["text"]
+    assert len(webhook.received) == 1
+    assert webhook.received[0]["alert"]["kind"] == "held_for_review"
+    assert "/dags/churn__review/runs/asset_triggered__2026-03-02" in webhook.received[0]["text"]
     [record] = [a for a in read_alerts(factory_home, "churn") if a["kind"] == "held_for_review"]
     details = json.loads(record["details"]) if isinstance(record["details"], str) else record["details"]
     assert details["channels"]["factory_hook"].startswith("sent")

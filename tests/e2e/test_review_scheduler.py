@@ -9,17 +9,15 @@ emits ``churn__challenger``: the scheduler starts ``churn__canary`` and v2 becom
 
 Notifications (issue 21 item 3): the spec's ``notify.webhook_conn_id`` names an Airflow connection
 (an ``AIRFLOW_CONN_`` variable of the stack) to a collector on 127.0.0.1: the reviewer is told
-when the review task starts waiting, with the review run's link, and ops rolling the canary back
+when the review task starts waiting, with the review run's link (the task's assigned users are
+the spec's ``review.reviewers``), and ops rolling the canary back
 through the canary DAG's conf is an event with that run's link.
 """
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from datetime import date, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
@@ -47,6 +45,7 @@ def _test_spec(folder: Path) -> Path:
     spec["canary"] = {"ramp": [0.5, 1.0], "min_samples": 5000, "max_stage_minutes": 30, "poke_seconds": 5}
     spec["evaluation"] = {"slices": ["region"], "data_budget": {"shares": [0.25, 1.0]}}
     spec["notify"] = {"webhook_conn_id": "review_hook"}
+    spec["review"] = {"reviewers": ["admin"]}  # the stack's user, who answers below
     folder.mkdir(parents=True)
     (folder / "churn.yaml").write_text(yaml.safe_dump(spec))
     return folder
@@ -57,33 +56,6 @@ def _retrain(api, day: date) -> tuple[str, dict]:
     done = api.wait_for_run(f"{MODEL}__retrain", run["dag_run_id"], timeout_s=400)
     assert done["state"] == "success"
     return run["dag_run_id"], api.xcom(f"{MODEL}__retrain", run["dag_run_id"], "register")
-
-
-class _Hook(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self):
-        length = int(self.headers.get("Content-Length", 0))
-        _Hook.received.append(json.loads(self.rfile.read(length)))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def webhook():
-    server = HTTPServer(("127.0.0.1", 0), _Hook)
-    _Hook.received = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook"
-    server.shutdown()
-
-
-def _told(kind: str) -> list[dict]:
-    return [posted for posted in _Hook.received if posted["alert"]["kind"] == kind]
 
 
 def _until(what: str, check, timeout_s: float = 180):
@@ -97,7 +69,7 @@ def _until(what: str, check, timeout_s: float = 180):
 
 
 def test_approving_a_held_version_through_the_rest_api_starts_its_canary(tmp_path, webhook):
-    hook = {"AIRFLOW_CONN_REVIEW_HOOK": json.dumps({"conn_type": "http", "extra": {"url": webhook}})}
+    hook = {"AIRFLOW_CONN_REVIEW_HOOK": webhook.connection()}
     config = StackConfig(home=tmp_path / "stack", mlflow_server=False, s3=False, gateway=False,
                          specs_dir=_test_spec(tmp_path / "specs"), env=hook)  # fmt: skip
     with Stack(config) as stack:
@@ -124,8 +96,10 @@ def test_approving_a_held_version_through_the_rest_api_starts_its_canary(tmp_pat
         assert detail["subject"] == f"Review {MODEL} v{held['version']}" and detail["options"] == [
             "Approve", "Reject"]  # fmt: skip
         assert "Model card: " in detail["body"] and "too good to be true" in detail["body"]
-        [told] = _until("the reviewer being told", lambda: _told("held_for_review"))
+        assert detail["assigned_users"] == [{"id": "admin", "name": "admin"}]  # spec review.reviewers
+        [told] = _until("the reviewer being told", lambda: webhook.of_kind("held_for_review"))
         assert f"/dags/{MODEL}__review/runs/{quote(review_run['dag_run_id'])}" in told["text"], told["text"]
+        assert "Reviewers: admin" in told["text"]
 
         # Airflow 3.3 race (seen here under load): an answer that lands before the scheduler has
         # processed the executor's event for the task's deferral makes the scheduler mark the
@@ -159,6 +133,6 @@ def test_approving_a_held_version_through_the_rest_api_starts_its_canary(tmp_pat
         drill = {"action": "rollback", "reason": "ops drill", "actor": "bob"}
         ops = api.trigger(f"{MODEL}__canary", conf=drill)
         assert api.wait_for_run(f"{MODEL}__canary", ops["dag_run_id"], timeout_s=180)["state"] == "success"
-        [event] = _until("the rollback event", lambda: _told("version_rolled_back"))
+        [event] = _until("the rollback event", lambda: webhook.of_kind("version_rolled_back"))
         assert f"v{held['version']} rolled back" in event["text"] and "ops drill" in event["text"]
         assert f"/dags/{MODEL}__canary/runs/{quote(ops['dag_run_id'])}" in event["text"], event["text"]

@@ -17,15 +17,17 @@ import io
 import json
 import shutil
 import threading
-import time
 from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
 import requests
+import yaml
 from model_factory_dev import demo_data
 from model_factory_dev.stack import Stack, StackConfig
+
+from tests.e2e.conftest import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -33,6 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "artifacts"
 DAYS = [date(2026, 3, 2) + timedelta(days=i) for i in range(3)]
 WATCHED, BAD_DAY = date(2026, 3, 5), date(2026, 3, 6)
+SHADOWED = 40  # requests the segment champion answers while its challenger runs in shadow
 
 
 def build_fleet_state(settings, specs: Path) -> dict:
@@ -77,7 +80,36 @@ def build_fleet_state(settings, specs: Path) -> dict:
     (source / f"{BAD_DAY}.csv").write_text(buffer.getvalue())
     ingested = ingest_batch(spec, str(BAD_DAY), settings.store_uri)
     assert validate_batch(spec, ingested, settings.store_uri, specs)["status"] == "quarantined"
-    return {"drift": checked, "train": {"run_id": trained["run_id"]}, "register": registered}
+    return {"drift": checked, "train": {"run_id": trained["run_id"]}, "register": registered,
+            "shadow": _segment_in_shadow(settings)}  # fmt: skip
+
+
+def _segment_in_shadow(settings) -> dict:
+    """segment (multiclass, string classes): v1 champion, v2 challenger started in shadow from the
+    CLI, and live requests through the gateway (in-process, on the stack's registry and prediction
+    log), so the view has a comparison to show; returns that comparison as the factory reads it."""
+    from fastapi.testclient import TestClient
+    from model_factory.cli.main import main as cli
+    from model_factory.rollout.shadow import shadow_comparison
+    from model_factory.serving import GatewaySettings, create_app
+    from model_factory.serving.settings import prediction_db_uri
+
+    from tests.unit.pipeline.test_training_evaluation import _retrain, _validated, spec_for
+
+    spec = spec_for("segment", **{"gates.max_regression": 0.5, "gates.too_good_jump": None})
+    for day, alias in ((DAYS[0], "champion"), (DAYS[1], "challenger")):
+        registered = _retrain(spec, settings, day, [_validated(settings, "segment", day, rows=800)])[2]
+        assert registered["alias"] == alias, registered
+    started = ["shadow", "start", "segment", "2", "--reason", "v2 on live traffic first", "--actor", "ana"]
+    assert cli(started) == 0
+    rows = demo_data.generate_batch("segment", DAYS[2], rows=SHADOWED)[spec.features.all]
+    app = create_app(GatewaySettings(factory=settings, db_uri=prediction_db_uri(settings), refresh_s=3600))
+    with TestClient(app) as gateway:
+        for row in json.loads(rows.to_json(orient="records")):
+            answer = gateway.post("/v1/models/segment/predict", json={"features": row})
+            assert answer.status_code == 200 and answer.json()["version"] == "1", answer.text  # champion's
+    return wait_for(lambda: (c := shadow_comparison(settings, "segment")) and c["requests"] == SHADOWED and c,
+                 timeout_s=120, what="the gateway's log writer to store the shadow's rows")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +119,9 @@ def console(tmp_path_factory):
     specs.mkdir()
     for name in ("churn", "demand"):
         shutil.copy(REPO / "include" / "models" / f"{name}.yaml", specs / f"{name}.yaml")
+    segment = yaml.safe_load((REPO / "include" / "models" / "segment.yaml").read_text())
+    segment["canary"] = {"enabled": True}  # its canary DAG carries the shadow start/stop actions
+    (specs / "segment.yaml").write_text(yaml.safe_dump(segment))
     (specs / "typo.yaml").write_text("name: typo\nownr: growth\n")
     mlflow_ui = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
     threading.Thread(target=mlflow_ui.serve_forever, daemon=True).start()
@@ -180,19 +215,6 @@ def _set_result(stack: Stack, dag_id: str, run_id: str, task_id: str, value: dic
                    env=stack.env, check=True, capture_output=True, text=True, timeout=120)  # fmt: skip
 
 
-def _wait(condition, timeout_s: float = 60.0, what: str = "") -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            found = condition()
-        except Exception:  # the page is still loading
-            found = None
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _shot(driver, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"ui_{name}.png"
@@ -207,7 +229,7 @@ def _login(driver, stack: Stack) -> None:
     from selenium.webdriver.common.by import By
 
     driver.get(f"{stack.api_url}/")
-    _wait(lambda: driver.find_elements(By.NAME, "username") or "Model factory" in driver.page_source,
+    wait_for(lambda: driver.find_elements(By.NAME, "username") or "Model factory" in driver.page_source,
           what="Airflow's login form (or its UI: the module's browser is logged in already)")  # fmt: skip
     if not driver.find_elements(By.NAME, "username"):
         return
@@ -215,7 +237,7 @@ def _login(driver, stack: Stack) -> None:
     user.send_keys("admin")
     driver.find_element(By.NAME, "password").send_keys(stack.admin_password)
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    _wait(lambda: "Model factory" in driver.page_source, what="the nav entry after login")
+    wait_for(lambda: "Model factory" in driver.page_source, what="the nav entry after login")
 
 
 def _in_airflow(driver, stack: Stack, path: str = "/factory/", ready: str = "body"):
@@ -225,18 +247,18 @@ def _in_airflow(driver, stack: Stack, path: str = "/factory/", ready: str = "bod
 
     driver.switch_to.default_content()
     driver.get(f"{stack.api_url}/plugin/model-factory{path}")
-    frame = _wait(lambda: driver.find_element(By.CSS_SELECTOR, "iframe[title='Model factory']"),
+    frame = wait_for(lambda: driver.find_element(By.CSS_SELECTOR, "iframe[title='Model factory']"),
                   what="the view's iframe")  # fmt: skip
     sandbox = frame.get_attribute("sandbox")
     driver.switch_to.frame(frame)
-    _wait(lambda: driver.find_element(By.CSS_SELECTOR, ready), what=f"{ready} in the framed view")
+    wait_for(lambda: driver.find_element(By.CSS_SELECTOR, ready), what=f"{ready} in the framed view")
     return sandbox
 
 
 def _click(driver, css: str) -> None:
     from selenium.webdriver.common.by import By
 
-    _wait(lambda: driver.find_element(By.CSS_SELECTOR, css), what=css).click()
+    wait_for(lambda: driver.find_element(By.CSS_SELECTOR, css), what=css).click()
 
 
 def _lands_in_airflow(driver, stack: Stack, path: str) -> None:
@@ -244,10 +266,10 @@ def _lands_in_airflow(driver, stack: Stack, path: str) -> None:
     from selenium.webdriver.common.by import By
 
     driver.switch_to.default_content()
-    _wait(lambda: unquote(urlparse(driver.current_url).path) == path, what=f"Airflow at {path}")
-    _wait(lambda: not driver.find_elements(By.CSS_SELECTOR, "iframe[title='Model factory']"),
+    wait_for(lambda: unquote(urlparse(driver.current_url).path) == path, what=f"Airflow at {path}")
+    wait_for(lambda: not driver.find_elements(By.CSS_SELECTOR, "iframe[title='Model factory']"),
           what="the view's frame replaced by Airflow's page")  # fmt: skip
-    _wait(lambda: path.rsplit("/", 1)[1] in driver.find_element(By.TAG_NAME, "body").text,
+    wait_for(lambda: path.rsplit("/", 1)[1] in driver.find_element(By.TAG_NAME, "body").text,
           what=f"Airflow's page of {path} rendered")  # fmt: skip
 
 
@@ -255,10 +277,10 @@ def _lands_in_frame(driver, stack: Stack, path: str, ready: str) -> None:
     """A view link clicked in the frame: the frame shows ``path`` and Airflow's address bar follows."""
     from selenium.webdriver.common.by import By
 
-    _wait(lambda: driver.find_element(By.CSS_SELECTOR, ready), what=f"{ready} at {path}")
+    wait_for(lambda: driver.find_element(By.CSS_SELECTOR, ready), what=f"{ready} at {path}")
     assert driver.execute_script("return location.pathname") == path
     driver.switch_to.default_content()
-    _wait(lambda: urlparse(driver.current_url).path == f"/plugin/model-factory{path}",
+    wait_for(lambda: urlparse(driver.current_url).path == f"/plugin/model-factory{path}",
           what=f"Airflow's URL to follow the frame to {path} (at {driver.current_url})")  # fmt: skip
     driver.switch_to.frame(driver.find_element(By.CSS_SELECTOR, "iframe[title='Model factory']"))
 
@@ -268,7 +290,7 @@ def _artifact_shows(driver, text: str) -> None:
     from selenium.webdriver.common.by import By
 
     driver.switch_to.frame(driver.find_element(By.ID, "artifact"))
-    _wait(lambda: text in driver.find_element(By.TAG_NAME, "body").text, what=f"{text} in the artifact")
+    wait_for(lambda: text in driver.find_element(By.TAG_NAME, "body").text, what=f"{text} in the artifact")
     assert not driver.find_elements(By.ID, "factory-back")  # its own back link only when alone
     driver.switch_to.parent_frame()
 
@@ -284,9 +306,9 @@ def _lands_in_new_tab(driver, link, url_start: str) -> str:
         _click(driver, link)
     else:
         link.click()
-    new = _wait(lambda: set(driver.window_handles) - before, what="a new tab")
+    new = wait_for(lambda: set(driver.window_handles) - before, what="a new tab")
     driver.switch_to.window(new.pop())
-    _wait(lambda: driver.current_url.startswith(url_start), what=f"the new tab at {url_start}")
+    wait_for(lambda: driver.current_url.startswith(url_start), what=f"the new tab at {url_start}")
     landed = driver.current_url
     driver.close()
     driver.switch_to.window(home)
@@ -339,15 +361,15 @@ def test_every_link_of_the_fleet_page_inside_airflows_frame(console, browser) ->
 
     # Filters and pages stay inside the frame.
     _in_airflow(driver, stack, "/factory/?per_page=1", ready="#fleet")
-    assert "3 of 3 models · page 1 of 3" in driver.find_element(By.ID, "pager-top").text
+    assert "4 of 4 models · page 1 of 4" in driver.find_element(By.ID, "pager-top").text
     _click(driver, "#pager-top a.next")
     _lands_in_frame(driver, stack, "/factory/", "#pager-top a.prev")
-    assert "page 2 of 3" in driver.find_element(By.ID, "pager-top").text
+    assert "page 2 of 4" in driver.find_element(By.ID, "pager-top").text
     from selenium.webdriver.support.ui import Select
 
     Select(driver.find_element(By.NAME, "state")).select_by_visible_text("broken")
     _click(driver, "#apply")
-    _wait(lambda: "state=broken" in driver.execute_script("return location.search"), what="the filter")
+    wait_for(lambda: "state=broken" in driver.execute_script("return location.search"), what="the filter")
     rows = driver.find_elements(By.CSS_SELECTOR, "#fleet tbody tr[data-model]")
     assert [r.get_attribute("data-model") for r in rows] == ["typo"]
     _click(driver, "#clear")
@@ -407,14 +429,14 @@ def test_every_link_and_button_of_a_model_page_inside_airflows_frame(console, br
     for dag in ("churn__retrain", "churn__canary"):
         _in_airflow(driver, stack, page, ready="#actions")
         _click(driver, f"button.unpause[data-dag={dag}]")
-        _wait(lambda dag=dag: not api.dag(dag)["is_paused"], what=f"{dag} unpaused by the button")
+        wait_for(lambda dag=dag: not api.dag(dag)["is_paused"], what=f"{dag} unpaused by the button")
 
     # The retrain button goes through Airflow's REST API as the logged-in user; its run link leads
     # to Airflow's run page.
     _in_airflow(driver, stack, page, ready="#trigger:not([disabled])")
     before = {r["dag_run_id"] for r in api.runs("churn__retrain")}
     _click(driver, "#trigger")
-    link = _wait(lambda: driver.find_element(By.ID, "run-link"), what="the started run's link")
+    link = wait_for(lambda: driver.find_element(By.ID, "run-link"), what="the started run's link")
     started = [r for r in api.runs("churn__retrain") if r["dag_run_id"] not in before]
     assert len(started) == 1 and started[0]["triggering_user_name"] == "admin", started
     assert started[0]["dag_run_id"] in link.text and "paused" not in driver.find_element(By.ID, "result").text
@@ -428,7 +450,7 @@ def test_every_link_and_button_of_a_model_page_inside_airflows_frame(console, br
     _in_airflow(driver, stack, page, ready="#actions")
     before = {r["dag_run_id"] for r in api.runs("churn__canary")}
     _click(driver, "button.ops[data-action=promote]")
-    _wait(lambda: driver.find_element(By.ID, "ask").is_displayed(), what="the reason dialog")
+    wait_for(lambda: driver.find_element(By.ID, "ask").is_displayed(), what="the reason dialog")
     driver.switch_to.default_content()
     _shot(driver, "model_churn_dialog")
     driver.switch_to.frame(driver.find_element(By.CSS_SELECTOR, "iframe[title='Model factory']"))
@@ -437,7 +459,7 @@ def test_every_link_and_button_of_a_model_page_inside_airflows_frame(console, br
     _click(driver, "button.ops[data-action=rollback]")
     driver.find_element(By.ID, "ask-reason").send_keys("complaints from support")
     _click(driver, "#ask-ok")
-    _wait(lambda: "churn__canary run" in driver.find_element(By.ID, "result").text, what="the canary run")
+    wait_for(lambda: "churn__canary run" in driver.find_element(By.ID, "result").text, what="the canary run")
     [asked] = [r for r in api.runs("churn__canary") if r["dag_run_id"] not in before]
     assert asked["conf"] == {"action": "rollback", "reason": "complaints from support"}
     assert asked["triggering_user_name"] == "admin"
@@ -447,3 +469,55 @@ def test_every_link_and_button_of_a_model_page_inside_airflows_frame(console, br
     assert driver.find_element(By.CSS_SELECTOR, "button.ops[data-action=promote]").get_attribute("disabled")
     assert "no canary is running" in driver.find_element(By.ID, "why-promote").text
     print(f"screenshots: {model_png}")
+
+
+def test_the_shadow_buttons_and_comparison_of_a_model_page_inside_airflows_frame(console, browser) -> None:
+    """The comparison the factory computed is what the page shows; Shadow… and Stop shadow… ask
+    for a reason in the page's dialog and start the canary DAG with that conf action, whose run
+    link lands on Airflow's run page."""
+    from selenium.webdriver.common.by import By
+
+    stack, api, state = console
+    driver, compared = browser, state["shadow"]
+    _login(driver, stack)
+    page = "/factory/models/segment"
+    _in_airflow(driver, stack, page, ready="#shadow-comparison")
+    assert "shadow v2 on 100%" in driver.find_element(By.ID, "serving").text
+    shown = driver.find_element(By.ID, "shadow-state").text
+    assert "shadow v2 running on 100% of the champion's requests" in shown
+    assert "callers only ever get the champion's answer" in shown
+    cells = [td.text for td in driver.find_elements(By.CSS_SELECTOR, "#shadow-comparison tbody td")]
+    champion, shadow = compared["champion_latency_ms"], compared["shadow_latency_ms"]
+    assert cells == [str(SHADOWED), "0", f"{compared['agreement'] * 100:.1f}%",
+                     f"{compared['mean_abs_diff']:.4g}", f"{compared['mean_shift']:+.4g}",
+                     f"{champion['p50']:.2f} / {champion['p95']:.2f} ms",
+                     f"{shadow['p50']:.2f} / {shadow['p95']:.2f} ms"], cells  # fmt: skip
+    assert 0.5 < compared["agreement"] <= 1.0 and shadow["p50"] > 0  # two fits on similar data
+    assert not driver.find_elements(By.ID, "shadow-errors")
+    driver.switch_to.default_content()
+    shadow_png = _shot(driver, "model_segment_shadow")
+
+    # segment__canary starts paused: both buttons are off until the page's Unpause is clicked.
+    _in_airflow(driver, stack, page, ready="#actions")
+    for action in ("shadow", "shadow_stop"):
+        button = driver.find_element(By.CSS_SELECTOR, f"button.ops[data-action={action}]")
+        assert button.get_attribute("disabled"), action
+    _click(driver, "button.unpause[data-dag=segment__canary]")
+    wait_for(lambda: not api.dag("segment__canary")["is_paused"], what="segment__canary unpaused")
+
+    asked = {"shadow": ("Shadow challenger v2", {"version": "2"}), "shadow_stop": ("Stop shadow", {})}
+    for action, (title, extra) in asked.items():
+        _in_airflow(driver, stack, page, ready=f"button.ops[data-action={action}]:not([disabled])")
+        before = {r["dag_run_id"] for r in api.runs("segment__canary")}
+        _click(driver, f"button.ops[data-action={action}]")
+        wait_for(lambda: driver.find_element(By.ID, "ask").is_displayed(), what="the reason dialog")
+        assert driver.find_element(By.ID, "ask-title").text == f"{title} segment"
+        driver.find_element(By.ID, "ask-reason").send_keys(f"{action} from the view")
+        _click(driver, "#ask-ok")
+        link = wait_for(lambda: driver.find_element(By.ID, "run-link"), what=f"the {action} run's link")
+        [run] = [r for r in api.runs("segment__canary") if r["dag_run_id"] not in before]
+        assert run["conf"] == {"action": action, "reason": f"{action} from the view", **extra}
+        assert run["triggering_user_name"] == "admin" and run["dag_run_id"] in link.text
+        link.click()
+        _lands_in_airflow(driver, stack, f"/dags/segment__canary/runs/{run['dag_run_id']}")
+    print(f"screenshots: {shadow_png}")

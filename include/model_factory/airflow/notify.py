@@ -17,7 +17,8 @@ and the run's link.
 Also sent the same way: a nightly retrain still running at the spec's
 ``notify.retrain_deadline`` (an Airflow ``DeadlineAlert`` on the retrain DAG, whose callback is
 :func:`retrain_late`), and every promoted or rolled-back version (:func:`version_event`, called
-where the canary DAG records a rollout decision).
+where the canary DAG records a rollout decision, and by the CLI's ``promote``/``rollback``/``pin``
+with a context that names the CLI instead of a run).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def run_links(context: Any) -> dict[str, str]:
     base = conf.get("api", "base_url", fallback="http://localhost:8080/").rstrip("/")
     dag_id = getattr(context.get("dag"), "dag_id", None) or context.get("dag_id", "")
     run_id = context.get("run_id") or getattr(context.get("dag_run"), "run_id", "")
+    if not dag_id:  # not from a run (the CLI): no run to link to
+        return {}
     links = {"run": f"{base}/dags/{quote(dag_id)}/runs/{quote(str(run_id))}"}
     ti = context.get("ti") or context.get("task_instance")
     with contextlib.suppress(Exception):  # a context without a full task instance (DAG-level)
@@ -104,6 +107,7 @@ class FactoryNotifier(BaseNotifier):
         super().__init__()
         self.model, self.owner, self.kind, self.subject = model, owner, kind, subject
         self.email, self.conn_ids = list(email), list(conn_ids)
+        self.lines: list[str] = []  # shown under the run's links
 
     @classmethod
     def for_spec(cls, spec: ModelSpec, kind: str, subject: str) -> FactoryNotifier:
@@ -111,7 +115,7 @@ class FactoryNotifier(BaseNotifier):
 
     def notify(self, context: Any) -> None:
         try:
-            self.send(context)
+            self.send(context, self.lines)
         except Exception:  # the record itself failed: log it, never fail the task
             log.exception("notification for %s (%s) failed", self.model, self.kind)
 
@@ -125,9 +129,11 @@ class FactoryNotifier(BaseNotifier):
         task = getattr(ti, "task_id", None)
         error = context.get("exception")
         dag_id = getattr(context.get("dag"), "dag_id", None) or context.get("dag_id", "")
-        where = dag_id + (f".{task}" if task else "")
-        subject = f"{self.subject}: {where}"
-        head = [f"Run: {links.get('run', '?')}"] + ([f"Log: {links['log']}"] if "log" in links else [])
+        # Outside a run (the CLI) the context names where the event came from instead.
+        where = dag_id + (f".{task}" if task else "") or str(context.get("where", ""))
+        subject = f"{self.subject}: {where}" if where else self.subject
+        head = [f"Run: {links['run']}"] if "run" in links else []
+        head += [f"Log: {links['log']}"] if "log" in links else []
         tail = [f"Error: {type(error).__name__}: {error}"] if error else []
         body = "\n".join(head + (lines or []) + tail)
         alert = Alert(model=self.model, owner=self.owner, kind=self.kind, subject=subject, body=body,
@@ -162,10 +168,15 @@ def failure_notifier(spec: ModelSpec) -> FactoryNotifier:
 
 
 def held_notifier(spec: ModelSpec) -> FactoryNotifier:
-    return FactoryNotifier.for_spec(spec, "held_for_review", f"{spec.name}: a version waits for your review")
+    subject = f"{spec.name}: a version waits for your review"
+    notifier = FactoryNotifier.for_spec(spec, "held_for_review", subject)
+    if spec.review.reviewers:  # the HITL task's assigned users: say who may answer
+        notifier.lines = [f"Reviewers: {', '.join(spec.review.reviewers)}"]
+    return notifier
 
 
 # ---- promoted and rolled-back versions -------------------------------------------------------
+
 
 # Rollout decisions (``action`` of a recorded decision) that change what serves, by event kind.
 VERSION_EVENTS = {

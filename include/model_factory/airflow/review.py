@@ -16,6 +16,7 @@ that waits runs in its own DAG, so it never blocks the next nightly retrain.
 import logging
 import os
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from model_factory.airflow.common import (
     challenger_asset,
@@ -35,6 +36,9 @@ from model_factory.spec import LoadedSpec, ModelSpec
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import DAG, Asset, Param, XComArg, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
+
+if TYPE_CHECKING:
+    from airflow.sdk.execution_time.hitl import HITLUser
 
 log = logging.getLogger("model_factory.airflow")
 
@@ -96,6 +100,12 @@ class ReviewOperator(HITLOperator):
                                               list(self.options))  # fmt: skip
             event = {**event, "chosen_options": chosen, "params_input": fields}
         return super().execute_complete(context, event)
+
+
+def reviewers(spec: ModelSpec) -> "list[HITLUser] | None":
+    """``review.reviewers`` as Airflow's HITL ``assigned_users`` (``HITLUser``: id and name; the
+    spec names users by id). None: anyone Airflow lets answer HITL tasks may answer."""
+    return [{"id": user, "name": user} for user in spec.review.reviewers] or None
 
 
 def held_asset(spec: ModelSpec) -> Asset:
@@ -184,7 +194,9 @@ def review_dag(loaded: LoadedSpec) -> DAG:
                         f"reason, or `model-factory approve|reject {spec.name} VERSION --reason ...`. "
                         f"Unanswered after {window:g} h (spec `review.window_hours`) it expires as "
                         "rejected. Approved: it becomes challenger and its canary starts. Trigger "
-                        'by hand with conf `{"version": "N"}`.'),
+                        'by hand with conf `{"version": "N"}`.' + (
+                            f" Reviewers (spec `review.reviewers`): {', '.join(spec.review.reviewers)}."
+                            if spec.review.reviewers else "")),
     ) as built:  # fmt: skip
 
         @task(multiple_outputs=True)
@@ -220,6 +232,7 @@ def review_dag(loaded: LoadedSpec) -> DAG:
             params=review_form(),
             response_timeout=timedelta(hours=window),
             notifiers=[held_notifier(spec)],  # the reviewer is told; a failing channel fails nothing
+            assigned_users=reviewers(spec),
         )  # fmt: skip
         prepared >> review
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import getpass
 import json
 import sys
-from typing import Annotated, Any, NoReturn
+from collections.abc import Callable
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from model_factory.analyzer.hooks import note_error
@@ -51,3 +52,28 @@ EXIT_REFUSED = 1
 """The request was understood and refused (bad spec, no such model, a rollout rule)."""
 EXIT_UNREACHABLE = 3
 """Airflow or MLflow did not answer: the message names what to start."""
+
+
+T = TypeVar("T")
+
+
+def registry_call(model: str, settings: FactorySettings, call: Callable[[], T]) -> T:
+    """Run a registry operation; a refusal (a rollout rule, a bad spec, no such model or version)
+    exits 1 with the reason, an MLflow that does not answer exits 3 naming what to start."""
+    from model_factory.pipeline.registry import PromotionError
+    from model_factory.spec import SpecError
+
+    try:
+        return call()
+    except (PromotionError, SpecError) as exc:
+        fail(f"refused: {exc}")
+    except Exception as exc:
+        from mlflow.exceptions import MlflowException
+        from model_factory.io.tracking import TrackingUnavailableError
+
+        if not isinstance(exc, (MlflowException, TrackingUnavailableError)):
+            raise
+        if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
+            fail(f"refused: no registered model or version for {model!r}: {str(exc).splitlines()[0]}")
+        fail(f"MLflow did not answer at {settings.tracking_uri}: {str(exc).splitlines()[0][:300]}\n"
+             "  -> start it (`make ui` runs one) or fix MLFLOW_TRACKING_URI", EXIT_UNREACHABLE)  # fmt: skip

@@ -18,13 +18,13 @@ import typer
 from model_factory.analyzer.hooks import note_error
 from model_factory.cli.common import (
     EXIT_REFUSED,
-    EXIT_UNREACHABLE,
     Actor,
     Json,
     Reason,
     actor_name,
     err_console,
     fail,
+    registry_call,
 )
 from model_factory.settings import FactorySettings
 from model_factory.spec import SpecError, load_spec
@@ -114,6 +114,29 @@ def _recorded(decision: dict, settings: FactorySettings) -> dict:
     return decision
 
 
+def _version_event(decision: dict, settings: FactorySettings) -> None:
+    """A promoted, rolled-back or pinned version: the canary DAG's event (``version_event``: the
+    spec's Airflow connections, the factory's alert record), sent from here. Connections are read
+    as outside a task: ``AIRFLOW_CONN_*`` variables and secrets backends. A channel or a spec that
+    fails is named on stderr; the decision stands."""
+    from model_factory.airflow.notify import VERSION_EVENTS, version_event
+
+    if decision.get("action") not in VERSION_EVENTS or not decision.get("changed", True):
+        return
+    model = decision.get("model")
+    try:
+        spec = load_spec(settings.specs_dir / f"{model}.yaml")
+    except SpecError as exc:
+        note_error(exc)
+        typer.echo(f"no {VERSION_EVENTS[decision['action']]} event sent for {model}: {exc}", err=True)
+        return
+    sent = version_event(spec, decision, {"where": "model-factory CLI"})
+    failed = {c: why for c, why in ((sent or {}).get("channels") or {}).items() if why.startswith("failed")}
+    for conn_id, why in failed.items():
+        typer.echo(f"event not delivered through connection {conn_id!r}: {why} (recorded in the alerts)",
+                   err=True)  # fmt: skip
+
+
 _SHOWN_DETAILS = ("champion", "previous_champion", "share")
 
 
@@ -131,33 +154,21 @@ def decision_line(decision: dict) -> str:
 def _ops(action: str, model: str, reason: str, actor: str | None, version: str | None = None,
          share: float | None = None, as_json: bool = False) -> None:  # fmt: skip
     """promote / rollback / abort / pin / unpin / canary: who and why are recorded."""
-    from model_factory.pipeline.registry import PromotionError
     from model_factory.rollout.canary import ops_action, start_canary
 
     settings = FactorySettings.from_env()
     who = f"{actor_name(actor)} via cli"
-    try:
+
+    def carry_out() -> dict:
         if action == "canary":
             spec = load_spec(settings.specs_dir / f"{model}.yaml")
             first = share if share is not None else spec.canary.ramp[0]
-            decision = start_canary(model, str(version), first, settings, who, reason)
-        else:
-            decision = ops_action(model, action, settings, who, reason, version)
-    except PromotionError as exc:
-        fail(f"refused: {exc}")
-    except SpecError as exc:
-        fail(f"refused: {exc}")
-    except Exception as exc:
-        from mlflow.exceptions import MlflowException
-        from model_factory.io.tracking import TrackingUnavailableError
+            return start_canary(model, str(version), first, settings, who, reason)
+        return ops_action(model, action, settings, who, reason, version)
 
-        if not isinstance(exc, (MlflowException, TrackingUnavailableError)):
-            raise
-        if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
-            fail(f"refused: no registered model or version for {model!r}: {str(exc).splitlines()[0]}")
-        fail(f"MLflow did not answer at {settings.tracking_uri}: {str(exc).splitlines()[0][:300]}\n"
-             "  -> start it (`make ui` runs one) or fix MLFLOW_TRACKING_URI", EXIT_UNREACHABLE)  # fmt: skip
+    decision = registry_call(model, settings, carry_out)
     recorded = _recorded(decision, settings)
+    _version_event(recorded, settings)
     typer.echo(json.dumps(recorded, default=str) if as_json else decision_line(recorded))
 
 

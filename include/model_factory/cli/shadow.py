@@ -6,7 +6,7 @@ import json
 from typing import Annotated
 
 import typer
-from model_factory.cli.common import EXIT_UNREACHABLE, Actor, Json, Reason, actor_name, fail, print_json
+from model_factory.cli.common import Actor, Json, Reason, actor_name, print_json, registry_call
 from model_factory.settings import FactorySettings
 
 shadow_app = typer.Typer(
@@ -21,26 +21,6 @@ Share = Annotated[
         "--share", help="share of the champion's requests the shadow also scores, in (0, 1] (default 1)"
     ),
 ]
-
-
-def _registry_call(model: str, settings: FactorySettings, call) -> dict:
-    """Run a registry operation; a refusal or an unreachable MLflow exits with the reason."""
-    from model_factory.pipeline.registry import PromotionError
-
-    try:
-        return call()
-    except PromotionError as exc:
-        fail(f"refused: {exc}")
-    except Exception as exc:
-        from mlflow.exceptions import MlflowException
-        from model_factory.io.tracking import TrackingUnavailableError
-
-        if not isinstance(exc, (MlflowException, TrackingUnavailableError)):
-            raise
-        if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
-            fail(f"refused: no registered model or version for {model!r}: {str(exc).splitlines()[0]}")
-        fail(f"MLflow did not answer at {settings.tracking_uri}: {str(exc).splitlines()[0][:300]}\n"
-             "  -> start it (`make ui` runs one) or fix MLFLOW_TRACKING_URI", EXIT_UNREACHABLE)  # fmt: skip
 
 
 def _print_decision(decision: dict, settings: FactorySettings, as_json: bool) -> None:
@@ -64,7 +44,7 @@ def start(
 
     settings = FactorySettings.from_env()
     who = f"{actor_name(actor)} via cli"
-    decision = _registry_call(
+    decision = registry_call(
         model, settings, lambda: start_shadow(model, version, share, settings, who, reason)
     )
     _print_decision(decision, settings, as_json)
@@ -77,7 +57,7 @@ def stop(model: str, reason: Reason, actor: Actor = None, as_json: Json = False)
 
     settings = FactorySettings.from_env()
     who = f"{actor_name(actor)} via cli"
-    decision = _registry_call(model, settings, lambda: stop_shadow(model, settings, who, reason))
+    decision = registry_call(model, settings, lambda: stop_shadow(model, settings, who, reason))
     _print_decision(decision, settings, as_json)
 
 
@@ -87,7 +67,7 @@ def show(model: str, as_json: Json = False) -> None:
     from model_factory.rollout.shadow import shadow_comparison
 
     settings = FactorySettings.from_env()
-    comparison = _registry_call(model, settings, lambda: shadow_comparison(settings, model))
+    comparison = registry_call(model, settings, lambda: shadow_comparison(settings, model))
     if as_json:
         print_json(comparison)
     elif comparison is None:

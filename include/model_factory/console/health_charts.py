@@ -173,24 +173,13 @@ def health_charts(
             floor=0.0,
         )
     )
-    charts.append(
-        line_chart(
-            "coverage",
-            "Label coverage: share of matured predictions with an outcome",
-            days,
-            {"coverage": [r.label_coverage for r in pick]},
-            fmt=lambda v: f"{v:.0%}",
-            floor=0.0,
-        )
-    )
-    charts.append(
-        line_chart(
-            "latency",
-            "p95 latency (ms) of served predictions",
-            days,
-            {"p95 ms": [r.p95_ms for r in pick]},
-            fmt=lambda v: f"{v:.1f}",
-            floor=0.0,
-        )
-    )
+    # One series each, from zero up: (id, title, series name, value of a day's row, label format).
+    single = (
+        ("coverage", "Label coverage: share of matured predictions with an outcome", "coverage",
+         lambda r: r.label_coverage, lambda v: f"{v:.0%}"),
+        ("latency", "p95 latency (ms) of served predictions", "p95 ms", lambda r: r.p95_ms,
+         lambda v: f"{v:.1f}"),
+    )  # fmt: skip
+    for key, title, series, value, fmt in single:
+        charts.append(line_chart(key, title, days, {series: [value(r) for r in pick]}, fmt=fmt, floor=0.0))
     return charts
