@@ -1,0 +1,88 @@
+"""The fleet-scale rows of the performance page, from the JSON the scale benches wrote.
+
+    python bench/scale_report.py            # writes bench/results/scale.md
+
+Reads ``bench/results/parse_*specs*.json`` (``parse_many_specs.py``) and
+``bench/results/fleet_reads_*.json`` (``fleet_reads.py``); each row names its file and the load
+average it was measured under (CPU seconds are what to compare across loads: a wall time under a
+load of 15 on 2 cores is mostly waiting).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _load(path: Path) -> str:
+    before = path and json.loads(path.read_text()).get("load_average_before")
+    return f"{before[0]:.1f}" if before else "?"
+
+
+def parse_rows() -> list[str]:
+    rows = []
+    for path in sorted(RESULTS.glob("parse_*specs*.json"), key=lambda p: json.loads(p.read_text())["specs"]):
+        data = json.loads(path.read_text())
+        runs = data["dagbag"] if isinstance(data.get("dagbag"), list) else [data["dagbag"]]
+        largest_wall = statistics.median(r["dagbag_s"] for r in runs)
+        largest_cpu = statistics.median(r["dagbag_cpu_s"] for r in runs)
+        total_cpu = [r["total_parse_cpu_s"] for r in runs if r.get("total_parse_cpu_s") is not None]
+        errors = runs[0].get("import_errors", 0)
+        rows.append(
+            f"| {data['specs']:,} | {data.get('shards') or 1} | {runs[0]['dags']:,} | {largest_cpu:.2f} s "
+            f"| {largest_wall:.1f} s | {f'{statistics.median(total_cpu):.0f} s' if total_cpu else '—'} "
+            f"| {errors} | {_load(path)} | `{path.name}` |"
+        )
+    return rows
+
+
+def fleet_rows() -> list[str]:
+    rows = []
+    for path in sorted(RESULTS.glob("fleet_reads_*.json"), key=lambda p: json.loads(p.read_text())["models"]):
+        data = json.loads(path.read_text())
+        med = data["medians"]
+        page = med["fleet_page"]
+        rows.append(
+            f"| {data['models']:,} | {med['status_table']['cpu_s']:.1f} s ({med['status_table']['wall_s']:.1f} s) "
+            f"| {med['show_json']['cpu_s']:.1f} s ({med['show_json']['wall_s']:.1f} s) "
+            f"| {page['first']:.1f} s | {page['warm']:.1f} s | {_load(path)} | `{path.name}` |"
+        )
+    return rows
+
+
+def report() -> str:
+    lines = [
+        "DAG-file parse (`parse_many_specs.py --parse-only`): every shard file parsed in its own process, two at a "
+        "time; the largest single file is what Airflow's `dagbag_import_timeout` judges.",
+        "",
+        "| specs | shard files | DAGs | largest file, CPU | largest file, wall | all files, CPU | import errors "
+        "| load before | result |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *parse_rows(),
+        "",
+    ]
+    fleet = fleet_rows()
+    if fleet:
+        lines += [
+            "Fleet reads (`fleet_reads.py`; Airflow not asked): `model-factory status --offline` and `show` as whole "
+            "processes, CPU (wall); the view's fleet page (`GET /`), first request of a fresh app and warm.",
+            "",
+            "| models | `status` | `show` | fleet page, first | fleet page, warm | load before | result |",
+            "|---|---|---|---|---|---|---|",
+            *fleet,
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    (RESULTS / "scale.md").write_text(report())
+    print(f"wrote {RESULTS / 'scale.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
