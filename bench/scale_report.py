@@ -24,7 +24,8 @@ def _load(path: Path) -> str:
 
 def parse_rows() -> list[str]:
     rows = []
-    for path in sorted(RESULTS.glob("parse_*specs*.json"), key=lambda p: json.loads(p.read_text())["specs"]):
+    found = sorted(RESULTS.glob("parse_*specs*.json"), key=lambda p: json.loads(p.read_text())["specs"])
+    for path in found:
         data = json.loads(path.read_text())
         runs = data["dagbag"] if isinstance(data.get("dagbag"), list) else [data["dagbag"]]
         largest_wall = statistics.median(r["dagbag_s"] for r in runs)
@@ -41,13 +42,15 @@ def parse_rows() -> list[str]:
 
 def fleet_rows() -> list[str]:
     rows = []
-    for path in sorted(RESULTS.glob("fleet_reads_*.json"), key=lambda p: json.loads(p.read_text())["models"]):
+    found = sorted(RESULTS.glob("fleet_reads_*.json"), key=lambda p: json.loads(p.read_text())["models"])
+    for path in found:
         data = json.loads(path.read_text())
         med = data["medians"]
         page = med["fleet_page"]
+        status, show = med["status_table"], med["show_json"]
         rows.append(
-            f"| {data['models']:,} | {med['status_table']['cpu_s']:.1f} s ({med['status_table']['wall_s']:.1f} s) "
-            f"| {med['show_json']['cpu_s']:.1f} s ({med['show_json']['wall_s']:.1f} s) "
+            f"| {data['models']:,} | {status['cpu_s']:.1f} s ({status['wall_s']:.1f} s) "
+            f"| {show['cpu_s']:.1f} s ({show['wall_s']:.1f} s) "
             f"| {page['first']:.1f} s | {page['warm']:.1f} s | {_load(path)} | `{path.name}` |"
         )
     return rows
@@ -55,8 +58,8 @@ def fleet_rows() -> list[str]:
 
 def report() -> str:
     lines = [
-        "DAG-file parse (`parse_many_specs.py --parse-only`): every shard file parsed in its own process, two at a "
-        "time; the largest single file is what Airflow's `dagbag_import_timeout` judges.",
+        "DAG-file parse (`parse_many_specs.py --parse-only`): every shard file parsed in its own process, "
+        "two at a time; the largest single file is what Airflow's `dagbag_import_timeout` judges.",
         "",
         "| specs | shard files | DAGs | largest file, CPU | largest file, wall | all files, CPU | import errors "
         "| load before | result |",
@@ -67,8 +70,9 @@ def report() -> str:
     fleet = fleet_rows()
     if fleet:
         lines += [
-            "Fleet reads (`fleet_reads.py`; Airflow not asked): `model-factory status --offline` and `show` as whole "
-            "processes, CPU (wall); the view's fleet page (`GET /`), first request of a fresh app and warm.",
+            "Fleet reads (`fleet_reads.py`; Airflow not asked): `model-factory status --offline` and `show` "
+            "as whole processes, CPU (wall); the view's fleet page (`GET /`), first request of a fresh app "
+            "and warm.",
             "",
             "| models | `status` | `show` | fleet page, first | fleet page, warm | load before | result |",
             "|---|---|---|---|---|---|---|",
