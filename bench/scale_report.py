@@ -61,8 +61,8 @@ def report() -> str:
         "DAG-file parse (`parse_many_specs.py --parse-only`): every shard file parsed in its own process, "
         "two at a time; the largest single file is what Airflow's `dagbag_import_timeout` judges.",
         "",
-        "| specs | shard files | DAGs | largest file, CPU | largest file, wall | all files, CPU | import errors "
-        "| load before | result |",
+        "| specs | shard files | DAGs | largest file, CPU | largest file, wall | all files, CPU "
+        "| import errors | load before | result |",
         "|---|---|---|---|---|---|---|---|---|",
         *parse_rows(),
         "",
