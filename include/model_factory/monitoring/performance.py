@@ -170,7 +170,8 @@ def estimate_classifier(
     if scores is None:
         return _none(metric, 0, "no probabilities for this classifier: no estimate (log P(positive))")
     p = np.asarray(scores, dtype="float64")
-    p = p[np.isfinite(p)]
+    finite = np.isfinite(p)
+    p = p if finite.all() else p[finite]
     n = len(p)
     if n == 0:
         return _none(metric, 0, "no predictions with probabilities")
@@ -188,13 +189,15 @@ def estimate_classifier(
         half = Z95 * math.sqrt(var)
         return MetricEstimate(metric, value, max(0.0, value - half), min(1.0, value + half), n)
     if metric == "roc_auc":
-        order = np.argsort(-p, kind="stable")
-        tp = np.concatenate([[0.0], np.cumsum(p[order])])
-        fp = np.concatenate([[0.0], np.cumsum(1 - p[order])])
-        n_pos, n_neg = tp[-1], fp[-1]
+        # Walking the thresholds down the sorted scores, row i adds p_i expected positives and
+        # 1 - p_i expected negatives; the trapezoid under that path is
+        # sum_i (1 - p_i) (TP_i - p_i / 2) / (n_pos n_neg), TP_i the cumulative p (ties: equal steps).
+        descending = np.sort(p)[::-1]
+        negative = 1 - descending
+        n_pos, n_neg = float(descending.sum()), float(negative.sum())
         if n_pos <= 0 or n_neg <= 0:
             return _none(metric, n, "the probabilities expect a single class: ROC AUC is undefined")
-        auc = float(np.trapezoid(tp / n_pos, fp / n_neg))
+        auc = (float(negative @ np.cumsum(descending)) - 0.5 * float(negative @ descending)) / (n_pos * n_neg)
         low, high = _auc_interval(auc, n_pos, n_neg)
         if corrected and calibration is not None:
             share = n_pos / n
