@@ -118,7 +118,9 @@ def ours_child(workdir: Path) -> dict:
         "bench",
         predictions,
         outcomes,
-        Holdout(holdout["outcome"].to_numpy(), holdout["prediction"].to_numpy(), holdout["score"].to_numpy(), 0.8),
+        Holdout(
+            holdout["outcome"].to_numpy(), holdout["prediction"].to_numpy(), holdout["score"].to_numpy(), 0.8
+        ),
         HealthPolicy("roc_auc", 0.75, True, "classification"),
         (T0 + pd.Timedelta(days=14)).to_pydatetime(),
         log=log,

@@ -174,7 +174,9 @@ class _Columns:
     prediction: np.ndarray
 
 
-def _columns(frame: pd.DataFrame, versions: pd.Index, score_column: bool, *, numeric_prediction: bool) -> _Columns:
+def _columns(
+    frame: pd.DataFrame, versions: pd.Index, score_column: bool, *, numeric_prediction: bool
+) -> _Columns:
     time = nanoseconds(pd.to_datetime(frame["predicted_at"]))
     return _Columns(
         versions.get_indexer(frame["version"]),
@@ -223,12 +225,16 @@ def check_health(
     versions = pd.Index(pd.unique(preds["version"].dropna())).sort_values()
     classification = policy.task == "classification"
     score_column = "score" in preds
-    served = _columns(preds, versions, score_column, numeric_prediction=not (classification and score_column))
+    numeric = not (classification and score_column)  # a classifier's labels may be text
+    served = _columns(preds, versions, score_column, numeric_prediction=numeric)
     # A day's output: P(positive) for a classifier that logs it, else what it predicted.
     output = served.score if classification and score_column else served.prediction
     joined = join.joined
-    matched_rows = _columns(joined, versions, "score" in joined, numeric_prediction=False) if len(joined) else None
-    matched_groups = rows_by_version_and_day(matched_rows.version_code, matched_rows.day) if matched_rows else {}
+    matched_rows = None
+    matched_groups: dict[tuple[int, int], np.ndarray] = {}
+    if len(joined):
+        matched_rows = _columns(joined, versions, "score" in joined, numeric_prediction=False)
+        matched_groups = rows_by_version_and_day(matched_rows.version_code, matched_rows.day)
     no_rows = np.array([], dtype=np.int64)
     outcome = joined["outcome"].to_numpy()
     delay_days = joined["delay_days"].to_numpy(dtype="float64") if len(joined) else np.array([])
@@ -240,6 +246,10 @@ def check_health(
             return realized(policy.metric, outcome[:0], outcome[:0], None, holdout.positive)
         score = None if matched_rows.score is None else matched_rows.score[rows]
         return realized(policy.metric, outcome[rows], matched_rows.prediction[rows], score, holdout.positive)
+
+    def estimate_of(rows: np.ndarray) -> MetricEstimate:
+        scores = None if served.score is None else served.score[rows]
+        return _estimate(policy, scores, served.prediction[rows], calibration, loss)
 
     days: list[DayHealth] = []
     for (code, day_number), rows in rows_by_version_and_day(served.version_code, served.day).items():
@@ -253,8 +263,7 @@ def check_health(
                 day,
                 len(rows),
                 realized_of(matched),
-                _estimate(policy, None if served.score is None else served.score[rows],
-                          served.prediction[rows], calibration, loss),  # fmt: skip
+                estimate_of(rows),
                 check_output_drift(reference_scores, output[rows]),
                 coverage if coverage is None else min(coverage, 1.0),
                 float(pd.Series(delay_days[matched]).median()) if len(matched) else None,
@@ -265,9 +274,7 @@ def check_health(
     since = (as_of_ts - pd.Timedelta(days=policy.window_days)).value
     recent = np.flatnonzero(matched_rows.time > since) if matched_rows is not None else no_rows
     real_window = realized_of(recent)
-    window = served.time > since
-    est_window = _estimate(policy, None if served.score is None else served.score[window],
-                           served.prediction[window], calibration, loss)  # fmt: skip
+    est_window = estimate_of(np.flatnonzero(served.time > since))
     trend = [
         (d.day, d.realized.value if d.realized.n >= 30 else d.estimated.value, d.predictions) for d in days
     ]

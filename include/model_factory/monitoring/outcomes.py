@@ -110,7 +110,8 @@ def rows_by_version_and_day(version_code: np.ndarray, day: np.ndarray) -> dict[t
     if not len(rows):
         return {}
     first_day = int(day[rows].min())
-    group = version_code[rows].astype(np.int64) * (int(day[rows].max()) - first_day + 1) + day[rows] - first_day
+    days = int(day[rows].max()) - first_day + 1
+    group = version_code[rows].astype(np.int64) * days + day[rows] - first_day
     # Few groups: a 16-bit stable sort is numpy's radix sort, linear in the rows.
     order = np.argsort(group.astype(np.uint16) if group.max() < 2**16 else group, kind="stable")
     starts = np.flatnonzero(np.diff(group[order], prepend=-1))
