@@ -228,7 +228,7 @@ def check_health(
     numeric = not (classification and score_column)  # a classifier's labels may be text
     served = _columns(preds, versions, score_column, numeric_prediction=numeric)
     # A day's output: P(positive) for a classifier that logs it, else what it predicted.
-    output = served.score if classification and score_column else served.prediction
+    output = served.score if classification and served.score is not None else served.prediction
     joined = join.joined
     matched_rows = None
     matched_groups: dict[tuple[int, int], np.ndarray] = {}
