@@ -164,6 +164,13 @@ def check_calibration(
     )
 
 
+CHUNK_ROWS = 2**17  # rows per pass over 1M scores: temporaries stay small (no fresh pages to fault in)
+
+
+def _chunks(n: int) -> list[slice]:
+    return [slice(start, start + CHUNK_ROWS) for start in range(0, n, CHUNK_ROWS)]
+
+
 AUC_BUCKETS = 2**16
 AUC_BUCKETED_FROM = 100_000
 AUC_BUCKET_TOLERANCE = 1e-9
@@ -184,14 +191,14 @@ def _expected_auc(p: np.ndarray, n_pos: float, n_neg: float) -> float:
         lo, hi = float(p.min()), float(p.max())
         if hi > lo:
             width = (hi - lo) / AUC_BUCKETS
-            scaled = p - lo
-            scaled *= 1 / width
-            bucket = scaled.astype(np.intp)
-            np.minimum(bucket, AUC_BUCKETS - 1, out=bucket)  # the highest value: the last bucket
-            count = np.bincount(bucket, minlength=AUC_BUCKETS).astype(np.float64)
+            count, positive = np.zeros(AUC_BUCKETS), np.zeros(AUC_BUCKETS)
+            for rows in _chunks(len(p)):
+                bucket = ((p[rows] - lo) * (1 / width)).astype(np.intp)
+                np.minimum(bucket, AUC_BUCKETS - 1, out=bucket)  # the highest value: the last bucket
+                count += np.bincount(bucket, minlength=AUC_BUCKETS)
+                positive += np.bincount(bucket, weights=p[rows], minlength=AUC_BUCKETS)
             pairs = float(np.sum(count * (count - 1))) / 2
             if width * pairs / (2 * n_pos * n_neg) <= AUC_BUCKET_TOLERANCE:
-                positive = np.bincount(bucket, weights=p, minlength=AUC_BUCKETS)
                 cumulative = np.cumsum(positive)
                 above = cumulative[-1] - cumulative  # expected positives in the higher buckets
                 return float(np.sum((count - positive) * (above + 0.5 * positive))) / (n_pos * n_neg)
@@ -219,10 +226,12 @@ def estimate_classifier(
     if calibration is not None:
         p = calibration.apply(p)
     if metric == "accuracy":
-        predicted_positive = scores_raw >= threshold  # what the model said, on its own (raw) scores
-        correct = np.where(predicted_positive, p, 1 - p)
-        value = float(correct.mean())
-        var = float(np.sum(correct * (1 - correct))) / (n * n)
+        value, var = 0.0, 0.0
+        for rows in _chunks(n):  # P(correct): p where the model said positive (raw score), else 1 - p
+            correct = np.where(scores_raw[rows] >= threshold, p[rows], 1 - p[rows])
+            value += float(correct.sum())
+            var += float(np.sum(correct * (1 - correct)))
+        value, var = value / n, var / (n * n)
         if corrected and calibration is not None:
             var += value * (1 - value) / calibration.n
         half = Z95 * math.sqrt(var)
