@@ -11,7 +11,7 @@ import typer
 from model_factory.cli.common import err_console, fail
 from model_factory.settings import PROJECT_ROOT
 
-ROWS = "serving,drift,drift_10m,validation,dag_parse"
+ROWS = "serving,drift,drift_10m,validation,dag_parse,retrain,health"
 
 
 def _suite(root: Path):
@@ -34,12 +34,16 @@ def bench(
     rows: Annotated[int | None, typer.Option(min=1000, help="rows of the drift/validation data (1M)")] = None,
     only: Annotated[str | None, typer.Option(help=f"comma list of rows to run: {ROWS}")] = None,
     out: Annotated[Path | None, typer.Option(help="folder for latest.json/latest.md (bench/results)")] = None,
+    merge: Annotated[
+        bool, typer.Option("--merge", help="with --only: replace those rows in the table, keep the others")
+    ] = False,
 ) -> None:
     """Measure the performance table side by side: the factory vs what users would pick instead.
 
     Serving vs `mlflow models serve`, drift vs Evidently (each from a virtualenv of its own under
     .factory/bench-venvs, created on first use from PyPI), validation vs GX's batch.validate,
-    DAG-file parse. Alternating runs; medians, minimums, peak memory, machine load. Writes
+    DAG-file parse, the health check vs NannyML's CBPE (own virtualenv). Alternating runs;
+    medians, minimums, peak memory, machine load. Writes
     bench/results/latest.json and latest.md (quick: quick.json/quick.md).
     """
     wanted = only.split(",") if only else None
@@ -54,7 +58,9 @@ def bench(
             err_console.print(line, markup=False, highlight=False, soft_wrap=True)
             live.update(f"bench: {line[:100]}")
 
-        report = suite.run(quick=quick, repeats=repeats, rows=rows, out=out, only=wanted, log=log)
+        report = suite.run(
+            quick=quick, repeats=repeats, rows=rows, out=out, only=wanted, log=log, merge=merge
+        )
     typer.echo(suite.table(report), nl=False)
     typer.echo("wrote " + ", ".join(report["written"]))
 

@@ -22,7 +22,13 @@ import numpy as np
 import pandas as pd
 from model_factory.monitoring.expiry import ExpiryForecast, forecast_expiry, suggest_cadence
 from model_factory.monitoring.health_history import HealthRow
-from model_factory.monitoring.outcomes import JoinCounts, join_outcomes
+from model_factory.monitoring.outcomes import (
+    NS_PER_DAY,
+    JoinCounts,
+    join_outcomes,
+    nanoseconds,
+    rows_by_version_and_day,
+)
 from model_factory.monitoring.output_drift import OutputDrift, check_output_drift
 from model_factory.monitoring.performance import (
     Calibration,
@@ -34,7 +40,7 @@ from model_factory.monitoring.performance import (
     fit_loss_model,
     realized,
 )
-from model_factory.monitoring.system_health import SystemHealth, system_health
+from model_factory.monitoring.system_health import SystemHealth, system_health_by_day
 
 
 @dataclass(frozen=True)
@@ -142,23 +148,42 @@ def _beyond(estimate: MetricEstimate, limit: float, higher_is_better: bool) -> b
 
 
 def _estimate(
-    policy: HealthPolicy, rows: pd.DataFrame, calibration: Calibration | None, loss: LossModel | None
+    policy: HealthPolicy,
+    scores: np.ndarray | None,
+    predicted: np.ndarray,
+    calibration: Calibration | None,
+    loss: LossModel | None,
 ) -> MetricEstimate:
+    """The estimate from these rows' P(positive) (classifier; None or all missing: no estimate)
+    or predicted values (regressor)."""
     if policy.task == "classification":
-        scores = (
-            rows["score"].to_numpy(dtype="float64")
-            if "score" in rows and rows["score"].notna().any()
-            else None
-        )
-        return estimate_classifier(policy.metric, scores, calibration)
+        known = scores is not None and not np.isnan(scores).all()
+        return estimate_classifier(policy.metric, scores if known else None, calibration)
     assert loss is not None
-    return estimate_regressor(policy.metric, rows["prediction"].to_numpy(dtype="float64"), loss)
+    return estimate_regressor(policy.metric, predicted, loss)
 
 
-def _realized(policy: HealthPolicy, joined: pd.DataFrame, positive: Any) -> MetricEstimate:
-    score = joined["score"].to_numpy(dtype="float64") if "score" in joined else None
-    return realized(
-        policy.metric, joined["outcome"].to_numpy(), joined["prediction"].to_numpy(), score, positive
+@dataclass(frozen=True)
+class _Columns:
+    """The frame's columns the check reads, as arrays (read once, sliced per version and day)."""
+
+    version_code: np.ndarray  # index into ``versions``; -1: no version (not checked)
+    day: np.ndarray  # days since the epoch of ``predicted_at``
+    time: np.ndarray  # ``predicted_at`` in int64 nanoseconds
+    score: np.ndarray | None
+    prediction: np.ndarray
+
+
+def _columns(
+    frame: pd.DataFrame, versions: pd.Index, score_column: bool, *, numeric_prediction: bool
+) -> _Columns:
+    time = nanoseconds(pd.to_datetime(frame["predicted_at"]))
+    return _Columns(
+        versions.get_indexer(frame["version"]),
+        np.floor_divide(time, NS_PER_DAY),
+        time,
+        frame["score"].to_numpy(dtype="float64", na_value=np.nan) if score_column else None,
+        frame["prediction"].to_numpy(dtype="float64" if numeric_prediction else None),
     )
 
 
@@ -194,44 +219,62 @@ def check_health(
         loss = fit_loss_model(holdout.labels, holdout.predictions)
         reference_scores = np.asarray(holdout.predictions, dtype="float64")
 
-    preds = predictions.copy()
-    preds["predicted_at"] = pd.to_datetime(preds["predicted_at"])
-    preds = preds[preds["predicted_at"] <= as_of_ts]
-    preds["day"] = preds["predicted_at"].dt.date
-    joined = join.joined.assign(day=join.joined["predicted_at"].dt.date) if len(join.joined) else None
+    # One pass over arrays: the served rows grouped by (version, day), the joined rows likewise.
+    served_at = pd.to_datetime(predictions["predicted_at"])
+    preds = predictions[(served_at <= as_of_ts).to_numpy()]
+    versions = pd.Index(pd.unique(preds["version"].dropna())).sort_values()
+    classification = policy.task == "classification"
+    score_column = "score" in preds
+    numeric = not (classification and score_column)  # a classifier's labels may be text
+    served = _columns(preds, versions, score_column, numeric_prediction=numeric)
+    # A day's output: P(positive) for a classifier that logs it, else what it predicted.
+    output = served.score if classification and served.score is not None else served.prediction
+    joined = join.joined
+    matched_rows = None
+    matched_groups: dict[tuple[int, int], np.ndarray] = {}
+    if len(joined):
+        matched_rows = _columns(joined, versions, "score" in joined, numeric_prediction=False)
+        matched_groups = rows_by_version_and_day(matched_rows.version_code, matched_rows.day)
+    no_rows = np.array([], dtype=np.int64)
+    outcome = joined["outcome"].to_numpy()
+    delay_days = joined["delay_days"].to_numpy(dtype="float64") if len(joined) else np.array([])
+    matured_before = (as_of_ts - pd.Timedelta(days=policy.max_delay_days)).value
+    system = system_health_by_day(log) if log is not None and len(log) else {}
+
+    def realized_of(rows: np.ndarray) -> MetricEstimate:
+        if matched_rows is None:
+            return realized(policy.metric, outcome[:0], outcome[:0], None, holdout.positive)
+        score = None if matched_rows.score is None else matched_rows.score[rows]
+        return realized(policy.metric, outcome[rows], matched_rows.prediction[rows], score, holdout.positive)
+
+    def estimate_of(rows: np.ndarray) -> MetricEstimate:
+        scores = None if served.score is None else served.score[rows]
+        return _estimate(policy, scores, served.prediction[rows], calibration, loss)
+
     days: list[DayHealth] = []
-    for (version, day), rows in preds.groupby(["version", "day"], sort=True):
-        matched = (
-            joined[(joined["version"] == version) & (joined["day"] == day)] if joined is not None else None
-        )
-        real = _realized(policy, matched if matched is not None else join.joined.iloc[:0], holdout.positive)
-        current = rows["score"] if "score" in rows and policy.task == "classification" else rows["prediction"]
-        system = None
-        if log is not None and len(log):
-            start = pd.Timestamp(day)
-            found = system_health(log[log["version"] == version], start, start + pd.Timedelta(days=1))
-            system = found[0] if found else None
-        matured = rows["predicted_at"] <= as_of_ts - pd.Timedelta(days=policy.max_delay_days)
-        coverage = (len(matched) / int(matured.sum())) if matched is not None and matured.any() else None
-        delay = float(matched["delay_days"].median()) if matched is not None and len(matched) else None
+    for (code, day_number), rows in rows_by_version_and_day(served.version_code, served.day).items():
+        version, day = versions[code], date(1970, 1, 1) + timedelta(days=day_number)
+        matched = matched_groups.get((code, day_number), no_rows)
+        matured = int((served.time[rows] <= matured_before).sum())
+        coverage = len(matched) / matured if matched_rows is not None and matured else None
         days.append(
             DayHealth(
                 str(version),
                 day,
                 len(rows),
-                real,
-                _estimate(policy, rows, calibration, loss),
-                check_output_drift(reference_scores, current.to_numpy(dtype="float64")),
+                realized_of(matched),
+                estimate_of(rows),
+                check_output_drift(reference_scores, output[rows]),
                 coverage if coverage is None else min(coverage, 1.0),
-                delay,
-                system,
+                float(pd.Series(delay_days[matched]).median()) if len(matched) else None,
+                system.get((version, day)),
             )
         )
 
-    since = as_of_ts - pd.Timedelta(days=policy.window_days)
-    recent = join.joined[join.joined["predicted_at"] > since] if len(join.joined) else join.joined
-    real_window = _realized(policy, recent, holdout.positive)
-    est_window = _estimate(policy, preds[preds["predicted_at"] > since], calibration, loss)
+    since = (as_of_ts - pd.Timedelta(days=policy.window_days)).value
+    recent = np.flatnonzero(matched_rows.time > since) if matched_rows is not None else no_rows
+    real_window = realized_of(recent)
+    est_window = estimate_of(np.flatnonzero(served.time > since))
     trend = [
         (d.day, d.realized.value if d.realized.n >= 30 else d.estimated.value, d.predictions) for d in days
     ]

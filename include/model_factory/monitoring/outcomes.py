@@ -93,14 +93,52 @@ def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
         raise OutcomeInputError(f"the {what} lack column(s) {missing}; they have {list(frame.columns)}")
 
 
+NAT = np.iinfo(np.int64).min  # NaT as int64 nanoseconds: below every real time
+LAST = np.iinfo(np.int64).max  # where a NaT must sort last (as pandas sorts it)
+NS_PER_DAY = 86_400 * 10**9
+
+
+def nanoseconds(times: pd.Series) -> np.ndarray:
+    """Datetimes as int64 nanoseconds since the epoch (NaT: ``NAT``), for array arithmetic."""
+    return np.asarray(times.to_numpy(dtype="datetime64[ns]")).view(np.int64)
+
+
+def rows_by_version_and_day(version_code: np.ndarray, day: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
+    """Row indices per (version code, day) in (version, day) order, each group's rows in their
+    order: a frame group-by's groups, without the frame (code -1: no version, left out)."""
+    rows = np.flatnonzero(version_code >= 0)
+    if not len(rows):
+        return {}
+    first_day = int(day[rows].min())
+    days = int(day[rows].max()) - first_day + 1
+    group = version_code[rows].astype(np.int64) * days + day[rows] - first_day
+    # Few groups: a 16-bit stable sort is numpy's radix sort, linear in the rows.
+    order = np.argsort(group.astype(np.uint16) if group.max() < 2**16 else group, kind="stable")
+    starts = np.flatnonzero(np.diff(group[order], prepend=-1))
+    return {
+        (int(version_code[rows[order[a]]]), int(day[rows[order[a]]])): rows[order[a:b]]
+        for a, b in zip(starts, [*starts[1:], len(order)], strict=True)
+    }
+
+
 def _valid_outcomes(outcome: pd.Series, classes: list[Any] | None) -> tuple[pd.Series, np.ndarray]:
-    """(outcomes in the model's type, valid mask): numbers for a regressor, known classes otherwise."""
+    """(outcomes in the model's type, valid mask): numbers for a regressor, known classes otherwise.
+
+    A class is matched by its text (``"1"`` is class ``1``). Typed columns are matched by their
+    distinct values (a handful), not row by row; an ``object`` column (mixed types, where ``1`` and
+    ``1.0`` hash alike but read differently) is matched row by row."""
     if classes is None:
         values = pd.to_numeric(outcome, errors="coerce")
         return values, np.isfinite(values.to_numpy(dtype="float64", na_value=np.nan))
     by_text = {str(c): c for c in classes}
-    text = outcome.astype("str")
-    return text.map(by_text), text.isin(by_text).to_numpy()
+    if outcome.dtype == object:
+        text = outcome.astype("str")
+        return text.map(by_text), text.isin(by_text).to_numpy()
+    codes, uniques = pd.factorize(outcome, use_na_sentinel=False)
+    text = pd.Series(uniques, dtype=outcome.dtype).astype("str")
+    mapped = text.map(by_text)
+    values = pd.Series(mapped.to_numpy()[codes], index=outcome.index, dtype=mapped.dtype)
+    return values, text.isin(by_text).to_numpy()[codes]
 
 
 def join_outcomes(
@@ -111,66 +149,104 @@ def join_outcomes(
     max_delay_days: float,
     classes: list[Any] | None = None,
 ) -> OutcomeJoin:
-    """Join outcomes with predictions by id under the module's rules (``classes``: a classifier's)."""
+    """Join outcomes with predictions by id under the module's rules (``classes``: a classifier's).
+
+    One pass over integer arrays: ids are hashed once into keys (0..n_keys), times are int64
+    nanoseconds, and every per-id question (has a prediction? its outcome's event? its latest
+    prediction?) is an array indexed by key; no merge, sort or group-by of frames."""
     _require(predictions, PREDICTION_COLUMNS, "predictions")
     _require(outcomes, OUTCOME_COLUMNS, "outcomes")
     as_of = pd.Timestamp(as_of)
-    max_delay = pd.Timedelta(days=max_delay_days)
-    preds = predictions.copy()
-    preds["id"] = preds["id"].astype("str")
-    outs = outcomes.copy()
-    outs["id"] = outs["id"].astype("str")
-    # Ids hashed once into integer keys: every later step compares integers, not strings.
-    keys, _ = pd.factorize(pd.concat([preds["id"], outs["id"]], ignore_index=True))
-    preds["key"], outs["key"] = keys[: len(preds)], keys[len(preds) :]
-    preds["predicted_at"] = pd.to_datetime(preds["predicted_at"])
-    skewed = preds["predicted_at"] > as_of
-    preds = preds[~skewed]
+    cutoff = (as_of - pd.Timedelta(days=max_delay_days)).value
+    pred_ids = predictions["id"].astype("str")
+    out_ids = outcomes["id"].astype("str")
+    keys, uniques = pd.factorize(pd.concat([pred_ids, out_ids], ignore_index=True))
+    n_keys = len(uniques) + 1
+    keys[keys < 0] = n_keys - 1  # a missing id is one key of its own, as the frame join matched it
+    pred_key, out_key = keys[: len(predictions)], keys[len(predictions) :]
+    predicted_at = pd.to_datetime(predictions["predicted_at"])
+    pred_time = nanoseconds(predicted_at)
+    skewed = pred_time > as_of.value
+    kept = np.flatnonzero(~skewed)  # predictions' rows in play, in their order
+    pk, pt = pred_key[kept], pred_time[kept]
+    has_prediction = np.zeros(n_keys, dtype=bool)
+    has_prediction[pk] = True
 
-    outs["event_time"] = pd.to_datetime(outs["event_time"], errors="coerce")
-    outs["arrived_at"] = pd.to_datetime(outs["arrived_at"]) if "arrived_at" in outs else outs["event_time"]
-    n_outcomes = len(outs)
-    # Out of order: an outcome that arrived after one whose event is later than its own.
-    by_arrival = outs.sort_values(["arrived_at"], kind="stable")["event_time"]
-    out_of_order = int((by_arrival < by_arrival.cummax().shift()).sum())  # NaT compares False
-    values, valid = _valid_outcomes(outs["outcome"], classes)
-    valid = valid & outs["event_time"].notna().to_numpy()  # an unparseable event time is invalid too
-    outs["outcome"] = values
+    event = pd.to_datetime(outcomes["event_time"], errors="coerce")
+    arrived = pd.to_datetime(outcomes["arrived_at"]) if "arrived_at" in outcomes else event
+    event_time = nanoseconds(event)
+    arrival_order_key = nanoseconds(arrived)
+    arrival_order_key = np.where(arrival_order_key == NAT, LAST, arrival_order_key)
+    n_outcomes = len(outcomes)
+    # Out of order: an outcome that arrived after one whose event is later than its own (a NaT
+    # event is never out of order, nor is the outcome right after it: pandas' cummax skips it).
+    arrival_order = np.argsort(arrival_order_key, kind="stable")
+    in_arrival = event_time[arrival_order]
+    known_event = in_arrival != NAT
+    latest_before = np.full(n_outcomes, NAT)
+    latest_before[1:] = np.maximum.accumulate(in_arrival)[:-1]
+    after_known = np.zeros(n_outcomes, dtype=bool)
+    after_known[1:] = known_event[:-1]
+    out_of_order = int(np.sum(known_event & after_known & (in_arrival < latest_before)))
+    values, valid = _valid_outcomes(outcomes["outcome"], classes)
+    valid = valid & (event_time != NAT)  # an unparseable event time is invalid too
     invalid = int((~valid).sum())
-    outs = outs[valid]
-    known = outs["key"].isin(preds["key"]).to_numpy()
-    unknown = int((~known).sum())
-    outs = outs[known]
+    known = has_prediction[out_key]
+    unknown = int((valid & ~known).sum())
     # Duplicates (same outcome again) keep the first arrival; conflicting ids lose all theirs.
-    outs = outs.sort_values("arrived_at", kind="stable")
-    distinct = outs.drop_duplicates(["key", "outcome"])
-    duplicate = len(outs) - len(distinct)
-    per_id = distinct.groupby("key")["outcome"].transform("size")
-    conflicting = int(outs["key"].isin(distinct.loc[per_id > 1, "key"]).sum())
-    outs = distinct[per_id == 1]
+    rows = arrival_order[(valid & known)[arrival_order]]
+    first = np.ones(len(rows), dtype=bool)  # first arrival of its (id, outcome)
+    again = np.flatnonzero(np.bincount(out_key[rows], minlength=n_keys)[out_key[rows]] > 1)
+    if len(again):  # only ids with several outcomes need the pairs (usually few or none)
+        code, distinct_values = pd.factorize(values.iloc[rows[again]].to_numpy())
+        pair = out_key[rows[again]].astype(np.int64) * len(distinct_values) + code
+        first[again] = False
+        first[again[np.unique(pair, return_index=True)[1]]] = True
+    distinct = rows[first]
+    duplicate = len(rows) - len(distinct)
+    outcomes_per_id = np.bincount(out_key[distinct], minlength=n_keys)
+    conflicting = int((outcomes_per_id[out_key[rows]] > 1).sum())
+    single = distinct[outcomes_per_id[out_key[distinct]] == 1]  # at most one outcome per key now
 
-    # The prediction an outcome judges: the latest one for its id made at or before the event.
-    preds = preds.sort_values("predicted_at", kind="stable")
-    merged = outs.merge(preds.drop(columns=["id"]), on="key", how="left", suffixes=("", "_pred"))
-    eligible = merged[merged["predicted_at"] <= merged["event_time"]]
-    chosen = eligible.drop_duplicates("key", keep="last")
-    before = int(len(outs) - len(chosen))
-    joined = chosen.reset_index(drop=True)
+    # The prediction an outcome judges: the latest one for its id made at or before the event
+    # (equal times: the later row, as a stable sort by time and "keep last" would choose).
+    event_of_key = np.full(n_keys, NAT)
+    event_of_key[out_key[single]] = event_time[single]
+    judged = event_of_key[pk]
+    eligible = (judged != NAT) & (pt != NAT) & (pt <= judged)
+    latest = np.full(n_keys, NAT)
+    np.maximum.at(latest, pk[eligible], pt[eligible])
+    top = eligible & (pt == latest[pk])
+    chosen = np.full(n_keys, -1)
+    np.maximum.at(chosen, pk[top], kept[top])
+    pred_row = chosen[out_key[single]]
+    out_rows, pred_rows = single[pred_row >= 0], pred_row[pred_row >= 0]
+    before = int(len(single) - len(out_rows))
+
+    left = outcomes.assign(id=out_ids, outcome=values, event_time=event, arrived_at=arrived)
+    right = predictions.drop(columns=["id"]).assign(predicted_at=predicted_at)
+    right = right.rename(columns={c: f"{c}_pred" for c in right.columns if c in left.columns})
+    joined = pd.concat(
+        [left.take(out_rows).reset_index(drop=True), right.take(pred_rows).reset_index(drop=True)], axis=1
+    )
     joined["delay_days"] = (joined["arrived_at"] - joined["predicted_at"]) / pd.Timedelta(days=1)
     late = int((joined["delay_days"] > max_delay_days).sum())
-    joined["young"] = joined["predicted_at"] > as_of - max_delay
+    joined["young"] = joined["predicted_at"] > as_of - pd.Timedelta(days=max_delay_days)
 
-    last_pred = preds.drop_duplicates("key", keep="last")
-    repeated = len(preds) - len(last_pred)
-    unlabelled = last_pred[~last_pred["key"].isin(joined["key"])]
-    young = unlabelled["predicted_at"] > as_of - max_delay
-    matured = int((last_pred["predicted_at"] <= as_of - max_delay).sum())
+    # Each id's latest prediction (a NaT time counts as latest, as pandas sorts it last).
+    last_time = np.full(n_keys, NAT)
+    np.maximum.at(last_time, pk, np.where(pt == NAT, LAST, pt))
+    labelled = np.zeros(n_keys, dtype=bool)
+    labelled[out_key[out_rows]] = True
+    last_known = last_time[has_prediction]
+    unlabelled = last_time[has_prediction & ~labelled]
+    young = (unlabelled != LAST) & (unlabelled > cutoff)
     counts = JoinCounts(
         predictions=len(predictions),
         outcomes=n_outcomes,
         matched=len(joined),
         clock_skewed=int(skewed.sum()),
-        repeated_predictions=repeated,
+        repeated_predictions=int(len(kept) - len(last_known)),
         unknown_id=unknown,
         invalid=invalid,
         duplicate=duplicate,
@@ -179,6 +255,7 @@ def join_outcomes(
         late=late,
         out_of_order=out_of_order,
         pending=int(young.sum()),
-        expired=int((~young).sum()),
+        expired=int(len(unlabelled) - young.sum()),
     )
-    return OutcomeJoin(joined=joined.drop(columns=["key"]), counts=counts, matured_predictions=matured)
+    matured = int(((last_known != LAST) & (last_known <= cutoff)).sum())
+    return OutcomeJoin(joined=joined, counts=counts, matured_predictions=matured)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+from model_factory.monitoring.outcomes import NS_PER_DAY, nanoseconds, rows_by_version_and_day
 
 
 @dataclass(frozen=True)
@@ -30,5 +32,26 @@ def system_health(log: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> 
             SystemHealth(
                 str(version), len(rows), len(rows) / minutes, float((rows["status"] != "ok").mean()), p50, p95
             )
+        )
+    return out
+
+
+def system_health_by_day(log: pd.DataFrame) -> dict[tuple[object, date], SystemHealth]:
+    """``system_health`` of each (version, day) of the log in one pass, keyed by the log's version
+    value and the day (what the health check asks of every served version and day)."""
+    created_at = pd.to_datetime(log["created_at"])
+    code, versions = pd.factorize(log["version"])
+    code[created_at.isna().to_numpy()] = -1
+    day = np.floor_divide(nanoseconds(created_at), NS_PER_DAY)
+    ok = (log["status"] == "ok").to_numpy()
+    latency = pd.to_numeric(log["latency_ms"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    out = {}
+    for (version_code, day_number), these in rows_by_version_and_day(code, day).items():
+        version, on = versions[version_code], date(1970, 1, 1) + timedelta(days=day_number)
+        served = latency[these[ok[these]]]
+        served = served[~np.isnan(served)]
+        p50, p95 = np.percentile(served, [50, 95]).tolist() if served.size else (None, None)
+        out[(version, on)] = SystemHealth(
+            str(version), len(these), len(these) / (24 * 60), float((~ok[these]).mean()), p50, p95
         )
     return out

@@ -30,7 +30,7 @@ from model_factory.monitoring.outcomes import OutcomeInputError, join_outcomes
 from model_factory.monitoring.output_drift import check_output_drift
 from model_factory.monitoring.references import reference_days
 from model_factory.monitoring.stability import effect_stability
-from model_factory.monitoring.system_health import system_health
+from model_factory.monitoring.system_health import system_health, system_health_by_day
 from model_factory.pipeline.profile import build_baseline
 
 T0 = pd.Timestamp("2026-03-01 00:00")
@@ -298,6 +298,39 @@ def test_system_health_per_version() -> None:
     one, two = system_health(log, T0, T0 + pd.Timedelta(minutes=60))
     assert (one.requests, one.error_rate, one.p50_ms) == (4, 0.25, 20.0)
     assert one.requests_per_minute == pytest.approx(4 / 60) and two.p95_ms == pytest.approx(6.9)
+
+
+def test_system_health_of_every_version_and_day_in_one_pass_equals_the_per_day_windows() -> None:
+    rng = np.random.default_rng(5)
+    n = 3_000
+    log = pd.DataFrame(
+        {
+            "version": rng.choice(["1", "2", "10"], n),
+            "status": rng.choice(["ok", "error"], n, p=[0.9, 0.1]),
+            "latency_ms": np.where(rng.random(n) < 0.05, np.nan, rng.gamma(2, 5, n)),
+            "created_at": T0 + pd.to_timedelta(rng.integers(0, 5 * 86_400, n), unit="s"),
+        }
+    )
+    by_day = system_health_by_day(log)
+    assert len(by_day) == 3 * 5
+    for (version, day), found in by_day.items():
+        start = pd.Timestamp(day)
+        (expected,) = system_health(log[log["version"] == version], start, start + pd.Timedelta(days=1))
+        assert found == expected
+
+
+def test_expected_roc_auc_over_value_buckets_stays_within_its_bound_of_the_sorted_walk() -> None:
+    rng = np.random.default_rng(11)
+    spread = 1 / (1 + np.exp(-1.5 * rng.normal(size=300_000)))  # many rows: the bucketed walk
+    crowded = np.round(spread, 3)  # 1,001 distinct values: pairs per bucket too many, the sort
+    for p in (spread, crowded):
+        n_pos = float(p.sum())
+        fast = perf._expected_auc(p, n_pos, len(p) - n_pos)
+        descending = np.sort(p)[::-1]
+        tp = np.concatenate([[0.0], np.cumsum(descending)])
+        fp = np.concatenate([[0.0], np.cumsum(1 - descending)])
+        exact = float(np.trapezoid(tp / tp[-1], fp / fp[-1]))  # the threshold walk, as first written
+        assert abs(fast - exact) <= perf.AUC_BUCKET_TOLERANCE, (fast, exact)
 
 
 def test_health_history_rows_are_replaced_per_version_and_day(tmp_path) -> None:
