@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from model_factory.cli.common import EXIT_REFUSED, EXIT_UNREACHABLE, Json, console, fail, print_json
+from model_factory.console.fleet_page import MAX_PER_PAGE, PER_PAGE, STATES, FleetFilter, select
 from model_factory.settings import FactorySettings
 from rich.table import Table
 
@@ -71,8 +72,12 @@ def health_cells(health: dict | None) -> tuple[str, str, str]:
     return live, _figure(health["estimated"], health["estimated_day"]), expiry
 
 
-def fleet_table(summary: dict) -> Table:
-    table = Table(title=f"Model factory fleet ({len(summary['models'])} models, {summary['at']})")
+def fleet_table(summary: dict, counts: dict | None = None) -> Table:
+    shown = len(summary["models"])
+    what = f"{shown} models"
+    if counts and (counts["matched"] != shown or counts["total"] != shown):
+        what = f"{shown} of {counts['matched']} matching, {counts['total']} in all, page {counts['page']}"
+    table = Table(title=f"Model factory fleet ({what}, {summary['at']})")
     for column in ("model", "template", "champion", "live metric", "estimated", "expiry", "canary",
                    "challenger / held", "last training", "last drift check", "next run", "quarantined",
                    "alerts"):  # fmt: skip
@@ -110,22 +115,41 @@ def fleet_table(summary: dict) -> Table:
 def status(
     as_json: Json = False,
     offline: Offline = False,
+    owner: Annotated[str, typer.Option(help="only this owner's models")] = "",
+    template: Annotated[str, typer.Option(help="only models built by this template")] = "",
+    state: Annotated[str, typer.Option(help=f"only models in this state: {', '.join(STATES)}")] = "",
+    attention: Annotated[bool, typer.Option("--attention", help="only models that need attention")] = False,
+    match: Annotated[str, typer.Option("--match", help="only models whose name contains this")] = "",
+    page: Annotated[int, typer.Option(min=1, help="which page of rows")] = 1,
+    per_page: Annotated[int, typer.Option(min=1, max=MAX_PER_PAGE, help="rows per page")] = PER_PAGE,
+    all_rows: Annotated[bool, typer.Option("--all", help="every matching row, no pages")] = False,
 ) -> None:
-    """The fleet, one row per model (--json for scripts).
+    """The fleet, one row per model, a page at a time (--json for scripts).
 
     Template, champion and its metric, its live (realized) and estimated metric and expiry
     forecast from the health check, canary and share, challenger/held versions, last
     training, last drift check, next run, quarantines, alerts. A broken spec is a row with its
-    reason. Exit 3 when Airflow or MLflow could not be read (the rest is still shown)."""
+    reason. The filters are the view's (owner, template, state, needs attention, name); the
+    JSON carries ``matched``, ``total``, ``page`` and ``pages`` like the view's ``/api/fleet``.
+    Exit 3 when Airflow or MLflow could not be read (the rest is still shown)."""
     from model_factory.rollout.fleet import fleet
 
+    if state and state not in STATES:
+        fail(f"--state {state!r}: use one of {', '.join(STATES)}", code=2)
     _quick_mlflow()
     settings = FactorySettings.from_env()
     summary = fleet(settings, airflow_source(offline))
+    wanted = FleetFilter(owner=owner, template=template, state=state, attention=attention, text=match,
+                         page=1 if all_rows else page,
+                         per_page=max(len(summary["models"]), 1) if all_rows else per_page)  # fmt: skip
+    shown = select(summary["models"], wanted)
+    counts = {"matched": shown.matched, "total": shown.total, "page": shown.page, "pages": shown.pages}
     if as_json:
-        print_json(summary)
+        print_json({**summary, "models": shown.rows, **counts})
     else:
-        console.print(fleet_table(summary))
+        console.print(fleet_table({**summary, "models": shown.rows}, counts))
+        if shown.pages > 1:
+            typer.echo(f"page {shown.page} of {shown.pages}: --page N for another, --all for every row")
     notes = unreachable_notes(summary["sources"], settings)
     for note in notes:
         typer.echo(note, err=True)

@@ -16,10 +16,12 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 from model_factory.io import storage, tag_schema, tracking
+from model_factory.io.airflow_api import AirflowApiError
 from model_factory.io.registry_state import CANARY, SHADOW, parse_share
 from model_factory.monitoring.alerts import alerts_db_uri, stored_alerts
 from model_factory.monitoring.health_history import LatestFigures, history, latest_figures
@@ -31,6 +33,8 @@ from model_factory.spec import LoadedSpec, ModelSpec, SpecError, load_spec
 log = logging.getLogger(__name__)
 
 RECENT_ALERTS = 5
+FEW_MODELS = 20
+"""Up to this many models are read by name (registry, Airflow); more, by paging the whole registry."""
 CARD_ARTIFACT = "model_card.html"
 DAG_KINDS = ("retrain", "drift_watch", "canary", "review", "score")
 """DAG id suffixes the shipped templates use; only those Airflow has are linked."""
@@ -80,11 +84,21 @@ class RestAirflowSource:
 
     def dag_states(self, dag_ids: list[str]) -> dict[str, dict]:
         wanted = set(dag_ids)
+        few = len(dag_ids) <= FEW_MODELS
+        found = [self._dag(dag_id) for dag_id in dag_ids] if few else self.client.dags()
         return {
             d["dag_id"]: {"next_run": d.get("next_dagrun_run_after"), "is_paused": d.get("is_paused")}
-            for d in self.client.dags()
-            if d["dag_id"] in wanted
+            for d in found
+            if d and d["dag_id"] in wanted
         }
+
+    def _dag(self, dag_id: str) -> dict | None:
+        try:
+            return self.client.dag(dag_id)
+        except AirflowApiError as exc:
+            if exc.status == 404:  # a template that does not define this kind of DAG
+                return None
+            raise
 
     def latest_runs(self, dag_ids: list[str]) -> dict[str, dict]:
         return {
@@ -115,12 +129,25 @@ def _float(text: str | None) -> float | None:
 
 
 def _registry(settings: FactorySettings, names: list[str]) -> tuple[dict, dict]:
-    """Registered models and their versions for the whole fleet in two calls."""
+    """Registered models and their versions: for the whole fleet in two paged searches, for a few
+    models (``show``) by name, so one model's page never reads the other 9,999."""
     client = tracking.connect(settings)
     wanted = set(names)
-    registered = {m.name: m for m in _pages(client.search_registered_models) if m.name in wanted}
+    if len(names) <= FEW_MODELS:
+        found_models: list[Any] = []
+        found_versions: list[Any] = []
+        for name in names:
+            if "'" in name:  # model names are [A-Za-z0-9_-]; never let one reach a filter string
+                continue
+            clause = f"name = '{name}'"
+            found_models += client.search_registered_models(filter_string=clause)
+            found_versions += _pages(partial(client.search_model_versions, filter_string=clause))
+    else:
+        found_models = _pages(client.search_registered_models)
+        found_versions = _pages(client.search_model_versions)
+    registered = {m.name: m for m in found_models if m.name in wanted}
     versions: dict[str, list] = {name: [] for name in names}
-    for mv in _pages(client.search_model_versions):
+    for mv in found_versions:
         if mv.name in wanted:
             versions[mv.name].append(mv)
     for found in versions.values():
@@ -191,13 +218,13 @@ def _canary(version: str | None, share: float | None, tags: dict) -> dict | None
     }
 
 
-def _store_listing(settings: FactorySettings) -> dict[tuple[str, str], list[str]]:
+def _store_listing(settings: FactorySettings, only: str | None = None) -> dict[tuple[str, str], list[str]]:
     """The store's drift/, quarantine/ and health/ trees in three listings (not two per model: on S3 each
-    listing is a request), grouped by (tree, model)."""
+    listing is a request), grouped by (tree, model); with ``only``, that model's three folders."""
     grouped: dict[tuple[str, str], list[str]] = {}
     for tree in ("drift", "quarantine", "health"):
         prefix = storage.join(settings.store_uri, tree).rstrip("/") + "/"
-        for uri in storage.list_uris(prefix):
+        for uri in storage.list_uris(prefix + (f"{only}/" if only else "")):
             model = uri.removeprefix(prefix).split("/", 1)[0]
             grouped.setdefault((tree, model), []).append(uri)
     return grouped
@@ -277,15 +304,31 @@ def _attempt(sources: dict, name: str, read: Callable[[], Any], default: Any) ->
     return value
 
 
-def fleet(settings: FactorySettings, airflow: AirflowSource | None = None) -> dict:
-    """Every model of ``settings.specs_dir``: ``{"models": [row...], "sources": {...}, "at": iso}``."""
-    good, bad = load_specs_cached(settings.specs_dir)
+def _one_spec(specs_dir: Path, model: str) -> tuple[list[LoadedSpec], list[SpecError]]:
+    """``load_specs_cached`` for one model: a spec's name is its file's stem."""
+    path = Path(specs_dir) / f"{model}.yaml"
+    if not MODEL_FILE_STEM.match(model) or not path.is_file():
+        return [], []
+    try:
+        return [LoadedSpec(path, load_spec(path))], []
+    except SpecError as exc:
+        return [], [exc]
+
+
+MODEL_FILE_STEM = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+
+
+def fleet(settings: FactorySettings, airflow: AirflowSource | None = None, only: str | None = None) -> dict:
+    """Every model of ``settings.specs_dir``: ``{"models": [row...], "sources": {...}, "at": iso}``;
+    with ``only``, that model's row alone, read without touching the others (``show`` at 10,000
+    models)."""
+    good, bad = load_specs_cached(settings.specs_dir) if only is None else _one_spec(settings.specs_dir, only)
     specs = [loaded.spec for loaded in good]
     names = [spec.registered_model_name for spec in specs]
     sources: dict[str, str] = {}
     registered, versions = _attempt(sources, "mlflow", lambda: _registry(settings, names), ({}, {}))
     alerts = _attempt(sources, "alerts", lambda: _alerts(settings, names), {})
-    listed = _attempt(sources, "store", lambda: _store_listing(settings), {})
+    listed = _attempt(sources, "store", lambda: _store_listing(settings, only), {})
     figures = _attempt(sources, "health", lambda: _health_figures(settings, names), {})
     all_dags = [dag for spec in specs for dag in dag_ids(spec.name).values()]
     if airflow is None:
@@ -375,11 +418,12 @@ def _model_row(spec: ModelSpec, settings: FactorySettings, sources: dict, regist
 def model_detail(settings: FactorySettings, model: str, airflow: AirflowSource | None = None) -> dict:
     """One model in full: its fleet row, every version, rollout history, drift checks, quarantines,
     alerts, and which versions have a model card. KeyError naming the known models if unknown."""
-    summary = fleet(settings, airflow)
+    summary = fleet(settings, airflow, only=model)
     row = next((r for r in summary["models"] if r["model"] == model), None)
     if row is None:
-        known = ", ".join(r["model"] for r in summary["models"]) or "none"
-        raise KeyError(f"no model {model!r} in {settings.specs_dir} (known: {known})")
+        names = sorted(path.stem for path in Path(settings.specs_dir).glob("*.yaml"))
+        known = ", ".join(names[:50]) + (f" and {len(names) - 50} more" if len(names) > 50 else "")
+        raise KeyError(f"no model {model!r} in {settings.specs_dir} (known: {known or 'none'})")
     detail = {**row, "sources": summary["sources"]}
     if row["status"] == "broken":
         return detail

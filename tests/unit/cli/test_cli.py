@@ -190,3 +190,62 @@ def test_ops_on_an_unknown_model_or_a_dead_mlflow_say_so(
 def test_a_wrong_command_line_is_a_usage_error_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status", "--bogus"]) == 2
     assert "No such option: --bogus" in capsys.readouterr().err
+
+
+def test_status_pages_and_filters_like_the_view_and_show_reads_one_model(
+    two_versions,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from mlflow.tracking import MlflowClient
+    from model_factory.rollout import fleet as fleet_module
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    churn = (REPO / "include" / "models" / "churn.yaml").read_text()
+    for name in ("churn", "churn_b", "churn_c", "other_d"):
+        text = churn.replace("name: churn\n", f"name: {name}\n")
+        if name == "other_d":
+            text = text.replace("owner: ", "owner: platform-", 1)
+        (specs / f"{name}.yaml").write_text(text)
+    monkeypatch.setenv("FACTORY_SPECS_DIR", str(specs))
+
+    assert main(["status", "--offline", "--json", "--per-page", "3"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert (first["matched"], first["total"], first["page"], first["pages"]) == (4, 4, 1, 2)
+    assert [r["model"] for r in first["models"]] == ["churn", "churn_b", "churn_c"]
+    assert main(["status", "--offline", "--json", "--per-page", "3", "--page", "2"]) == 0
+    assert [r["model"] for r in json.loads(capsys.readouterr().out)["models"]] == ["other_d"]
+    assert main(["status", "--offline", "--json", "--match", "churn_", "--state", "no champion"]) == 0
+    assert [r["model"] for r in json.loads(capsys.readouterr().out)["models"]] == ["churn_b", "churn_c"]
+    owner = next(line for line in churn.splitlines() if line.startswith("owner: ")).split(": ", 1)[1]
+    assert main(["status", "--offline", "--json", "--owner", f"platform-{owner}"]) == 0
+    assert [r["model"] for r in json.loads(capsys.readouterr().out)["models"]] == ["other_d"]
+    assert main(["status", "--offline", "--per-page", "2"]) == 0
+    table = capsys.readouterr().out
+    assert "2 of 4 matching, 4 in all, page 1" in table and "page 1 of 2: --page N" in table
+    assert main(["status", "--offline", "--state", "sleeping"]) == 2
+    assert "--state 'sleeping': use one of" in capsys.readouterr().err
+
+    # `show` reads its own spec and its own registry entries, never the fleet's.
+    searched: list[str | None] = []
+    for method in ("search_registered_models", "search_model_versions"):
+        original = getattr(MlflowClient, method)
+
+        def spy(self, *args, _original=original, **kwargs):
+            searched.append(kwargs.get("filter_string"))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(MlflowClient, method, spy)
+
+    def no_fleet_parse(specs_dir: Path) -> None:
+        raise AssertionError("show parsed every spec")
+
+    monkeypatch.setattr(fleet_module, "load_specs_cached", no_fleet_parse)
+    assert main(["show", "churn", "--offline", "--json"]) == 0
+    detail = json.loads(capsys.readouterr().out)
+    assert detail["model"] == "churn" and [v["version"] for v in detail["versions_detail"]] == ["2", "1"]
+    assert searched and set(searched) == {"name = 'churn'"}
+    assert main(["show", "nope", "--offline"]) != 0
+    assert "no model 'nope'" in capsys.readouterr().err
