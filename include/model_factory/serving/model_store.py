@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 from model_factory.serving.models import LoadedVersion, LoadError
 
 log = logging.getLogger(__name__)
@@ -100,11 +101,8 @@ def estimated_bytes(loaded: LoadedVersion) -> int:
 
 
 def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile, None when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+    """The ``q``-th percentile (linear, numpy's default), None when empty."""
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else None
 
 
 class ModelStore:
