@@ -146,8 +146,8 @@ class FactorySettings(BaseSettings):
     )
     gateway_preload_models: int = _field(
         100,
-        "Fleets of at most this many models are loaded at start (within the budget); larger ones load "
-        "each model on its first request.",
+        "Fleets of at most this many models have their versions loaded by each registry refresh (within "
+        "the budget, never evicting); larger ones load each version on its first request.",
         "serving",
         ge=0,
     )

@@ -68,8 +68,9 @@ class GatewaySettings:
     """Budget for the loaded versions of one serving process (estimated resident MiB): beyond it
     the least recently used versions are evicted (see ``serving/model_store.py``)."""
     preload_models: int = 100
-    """A fleet of at most this many models has every champion (canary, shadow) loaded by the
-    registry refresh, as long as it fits the budget; a larger one loads each version on first use."""
+    """A fleet of at most this many models has every champion (canary, shadow) loaded by each
+    registry refresh, as long as it fits beside what is resident; a larger one loads each version on
+    first use."""
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
