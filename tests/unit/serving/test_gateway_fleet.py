@@ -92,12 +92,12 @@ def test_a_thousand_models_start_with_nothing_loaded_and_load_on_first_use(fleet
 
 
 def test_evictions_never_fail_a_request_in_flight(fleet_gateway):
-    """Eight threads over 60 models with room for about eight: constant eviction, no failure."""
+    """Four threads over 30 models with room for about eight: constant eviction, no failure."""
     gateway = fleet_gateway.app_state.gateway
     row = churn_rows(1)[0]
 
     def one(i: int) -> str:
-        model = fleet_name("fleet", 100 + i % 60)
+        model = fleet_name("fleet", 100 + i % 30)
         try:
             answer = gateway.predict(gateway.servable(model), parse_predict({"features": row}, 10))
         except GatewayError as error:
@@ -107,7 +107,7 @@ def test_evictions_never_fail_a_request_in_flight(fleet_gateway):
     # One version stays leased through the whole run, as a slow request would hold it.
     with gateway.store.lease(fleet_name("fleet", 999), "1", "champion") as slow:
         with ThreadPoolExecutor(max_workers=4) as pool:
-            results = list(pool.map(one, range(240)))
+            results = list(pool.map(one, range(120)))
         assert gateway.store.peek(fleet_name("fleet", 999), "1") is slow
     errors = [r for r in results if r != "ok"]
     # A request may find the whole budget leased by the others (503, retry): never a 5xx of
