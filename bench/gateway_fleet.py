@@ -58,6 +58,7 @@ def timed_requests(client, names: list[str], rows: list[dict]) -> tuple[list[flo
 
 
 def measure(models: int, budget_mb: float, cold: int, warm: int, skewed: int, working_set: int) -> dict:
+    import suite
     from gateway_load import free_port, isolate_environment, percentiles, train_and_register
 
     home = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
@@ -88,19 +89,8 @@ def measure(models: int, budget_mb: float, cold: int, warm: int, skewed: int, wo
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
+        suite.wait_http(port, "/health/ready", server, 300)
         with httpx.Client(base_url=base, timeout=120) as client:
-            deadline = time.monotonic() + 300
-            while True:
-                if server.poll() is not None:
-                    raise SystemExit("gateway exited")
-                try:
-                    if client.get("/health/ready", timeout=5).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("gateway not ready in 300 s")
-                time.sleep(0.2)
             start = {
                 "seconds_to_ready": round(time.perf_counter() - launched, 2),
                 "rss_mb": rss_mb(server.pid),
@@ -111,7 +101,8 @@ def measure(models: int, budget_mb: float, cold: int, warm: int, skewed: int, wo
             rng = random.Random(7)
             cold_names = rng.sample(names, cold)
             cold_ms, cold_bad = timed_requests(client, cold_names, rows)
-            print(f"cold: {percentiles(cold_ms)}", flush=True)
+            rss_after_cold = rss_mb(server.pid)
+            print(f"cold: {percentiles(cold_ms)}, RSS {rss_after_cold} MiB", flush=True)
             hot = cold_names[-working_set:]  # the most recently loaded: resident already
             warm_ms, warm_bad = timed_requests(client, [hot[i % len(hot)] for i in range(warm)], rows)
             print(f"warm: {percentiles(warm_ms)}", flush=True)
@@ -134,6 +125,7 @@ def measure(models: int, budget_mb: float, cold: int, warm: int, skewed: int, wo
                 "skewed": {"requests": skewed, "non_200": skewed_bad, "loads": loads,
                            "hit_rate": round(1 - loads / skewed, 3), **percentiles(skewed_ms)},
                 "memory": after,
+                "rss_mb_after_cold": rss_after_cold,
                 "rss_mb_end": rss_mb(server.pid),
             }  # fmt: skip
     finally:
