@@ -746,7 +746,9 @@ def fleet_row(r: dict) -> dict:
         f"{cold['p99_ms']:.0f} ms; warm p50 {warm['p50_ms']:.1f} ms, p99 {warm['p99_ms']:.1f} ms; "
         f"skewed over the fleet: {skewed['hit_rate']:.0%} hits, p99 {skewed['p99_ms']:.0f} ms; "
         f"resident {memory['resident_mib']:.1f} MiB estimated ({memory['loaded_versions']} versions, "
-        f"{memory['evictions']} evictions), RSS {r['rss_mb_end']:.0f} MiB",
+        f"{memory['evictions']} evictions), RSS {r['rss_mb_end']:.0f} MiB (after the cold sweep "
+        f"{r.get('rss_mb_after_cold', float('nan')):.0f}); run {r.get('finished_at', '?')} at load "
+        f"{r.get('machine', {}).get('load', [float('nan')])[0]:.0f}",
         "alternative_text": "every champion loaded at start (before): not run, 1,000 loads",
         "ratio": None,
         "ratio_text": "—",
