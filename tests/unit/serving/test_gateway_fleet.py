@@ -134,3 +134,38 @@ def test_a_version_that_cannot_fit_the_budget_answers_503_saying_why(fleet_regis
             assert int(answer.headers["retry-after"]) > 0
         assert app.state.gateway.store.stats().loads == 0  # the second was refused without a load
         assert memory(client)["refused"] == 2
+
+
+def second_version(settings, name: str) -> str:
+    """Register v2 of a fleet member (the same artifacts), blessed, attested, made champion."""
+    import mlflow.artifacts
+    from model_factory.io import tag_schema
+    from model_factory.io.model_loading import model_file_digest
+    from model_factory.io.tracking import connect
+    from model_factory.pipeline.registry import attest_version
+
+    client = connect(settings)
+    first = client.get_model_version(name, "1")
+    created = client.create_model_version(name, first.source, run_id=first.run_id)
+    digest = model_file_digest(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/1"))
+    client.set_model_version_tag(name, created.version, tag_schema.DECISION, "blessed")
+    attest_version(client, settings, name, str(created.version), first.run_id, "blessed", digest)
+    client.set_registered_model_alias(name, "champion", created.version)
+    return str(created.version)
+
+
+def test_a_refresh_loads_new_champions_of_models_in_use_only(fleet_registry, fleet_gateway):
+    """The hot swap stays for busy models (their new champion is loaded off the request path);
+    an idle model's new champion waits for its first request."""
+    settings, _ = fleet_registry
+    gateway = fleet_gateway.app_state.gateway
+    busy, idle = fleet_name("fleet", 300), fleet_name("fleet", 301)
+    assert predict(fleet_gateway, {"features": churn_rows(1)[0]}, model=busy).status_code == 200
+    new_busy, new_idle = second_version(settings, busy), second_version(settings, idle)
+    gateway.watcher.refresh()
+    assert gateway.watcher.routes[busy].champion_version == new_busy
+    assert gateway.store.peek(busy, new_busy) is not None, "the busy model's new champion was not loaded"
+    assert gateway.store.peek(busy, "1") is None  # no route names v1 any more: dropped at once
+    assert gateway.store.peek(idle, new_idle) is None  # idle: nothing loaded for it
+    answer = predict(fleet_gateway, {"features": churn_rows(1)[0]}, model=idle)
+    assert answer.status_code == 200 and answer.json()["version"] == new_idle
