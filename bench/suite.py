@@ -20,6 +20,8 @@ average is recorded before and after. Rows:
   vs GX ``batch.validate`` of the same suite on the same data read whole;
 * DAG-file parse of 200 and 500 specs (701 and 1,751 DAGs), and one task's parse of the file
   (``bench/parse_many_specs.py --parse-only``).
+* a gateway with 1,000 registered models under a 16 MiB model budget (``bench/gateway_fleet.py``):
+  nothing loaded at start, cold and warm p50/p99, a skewed load's hit rate, resident MiB.
 * retrain at 1M rows: ``<model>__retrain`` under a dev stack's real scheduler (WarmLocalExecutor)
   vs a bare script doing the same work (``bench/retrain_bench.py``), trigger to ``register`` done.
 * health, 1M predictions joined with 1M outcomes (``bench/health_bench.py``): the estimate vs
@@ -58,6 +60,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 DAY = dt.date(2026, 2, 2)
+ALL_ROWS = ["serving", "drift", "drift_10m", "validation", "dag_parse", "retrain", "health", "gateway_fleet"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -749,6 +752,8 @@ def build_rows(results: dict, quick: bool) -> list[dict]:
                 "met": "yes" if r["ours_peak_mb"] <= 1024 else "no",
             }
         )
+    if "gateway_fleet" in results:
+        rows.append(fleet_row(results["gateway_fleet"]))
     for key, reason in results.get("skipped", {}).items():
         rows.append(
             {
@@ -762,6 +767,40 @@ def build_rows(results: dict, quick: bool) -> list[dict]:
             }
         )
     return rows
+
+
+def row_gateway_fleet(log) -> dict:
+    """``bench/gateway_fleet.py``: 1,000 registered models behind one gateway process, 16 MiB."""
+    out = Path(tempfile.mkdtemp(prefix="bench-fleet-")) / "fleet.json"
+    log("gateway fleet: 1,000 models under a 16 MiB budget (bench/gateway_fleet.py) ...")
+    subprocess.run([sys.executable, str(HERE / "gateway_fleet.py"), "--out", str(out)],
+                   check=True, env=child_env(), capture_output=True, timeout=3600)  # fmt: skip
+    result = json.loads(out.read_text())
+    shutil.rmtree(out.parent, ignore_errors=True)
+    return result
+
+
+def fleet_row(r: dict) -> dict:
+    start, memory, cold, warm, skewed = r["start"], r["memory"], r["cold"], r["warm"], r["skewed"]
+    met = start["loaded_versions"] == 0 and memory["resident_mib"] <= memory["budget_mib"]
+    met = met and not (cold["non_200"] or warm["non_200"] or skewed["non_200"])
+    return {
+        "work": f"gateway with {r['models']:,} registered models, {r['budget_mb']:g} MiB model budget, "
+        "one process, 1 caller",
+        "ours_text": f"at start {start['loaded_versions']} loaded, RSS {start['rss_mb']:.0f} MiB; "
+        f"cold (first request, {cold['requests']} models) p50 {cold['p50_ms']:.0f} ms, p99 "
+        f"{cold['p99_ms']:.0f} ms; warm p50 {warm['p50_ms']:.1f} ms, p99 {warm['p99_ms']:.1f} ms; "
+        f"skewed over the fleet: {skewed['hit_rate']:.0%} hits, p99 {skewed['p99_ms']:.0f} ms; "
+        f"resident {memory['resident_mib']:.1f} MiB estimated ({memory['loaded_versions']} versions, "
+        f"{memory['evictions']} evictions), RSS {r['rss_mb_end']:.0f} MiB (after the cold sweep "
+        f"{r.get('rss_mb_after_cold', float('nan')):.0f}); run {r.get('finished_at', '?')} at load "
+        f"{r.get('machine', {}).get('load', [float('nan')])[0]:.0f}",
+        "alternative_text": "every champion loaded at start (before): not run, 1,000 loads",
+        "ratio": None,
+        "ratio_text": "—",
+        "target": "none loaded at start, resident ≤ budget, no failed request",
+        "met": "yes" if met else "no",
+    }
 
 
 def _cpu(side: dict) -> str:
@@ -793,7 +832,7 @@ def run(
     repeats = repeats or (2 if quick else 3)
     rows = rows or (20_000 if quick else 1_000_000)
     out = out or HERE / "results"
-    wanted = set(only or ["serving", "drift", "drift_10m", "validation", "dag_parse", "retrain", "health"])
+    wanted = set(only or ALL_ROWS)
     report: dict[str, Any] = {
         "mode": "quick" if quick else "full",
         "started_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -834,6 +873,8 @@ def run(
 
         results["health_1m"] = run_bench(rows, 50_000, repeats, log)
         (out / "health_bench.json").write_text(json.dumps(results["health_1m"], indent=2) + "\n")
+    if "gateway_fleet" in wanted and not quick:
+        results["gateway_fleet"] = row_gateway_fleet(log)
     if quick:
         results["skipped"]["Evidently, mlflow models serve, 10M drift, DAG parse, retrain DAG"] = (
             "skipped in --quick (no virtualenvs, small data, no Airflow stack)"
@@ -866,7 +907,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
-        "--only", default=None, help="comma list: serving,drift,drift_10m,validation,dag_parse,retrain,health"
+        "--only", default=None, help="comma list: " + ",".join(ALL_ROWS)
     )
     parser.add_argument("--merge", action="store_true", help="keep the other rows of the existing report")
     parser.add_argument("--table-only", type=Path, default=None, help="rewrite the .md of this JSON report")

@@ -137,6 +137,20 @@ class FactorySettings(BaseSettings):
     gateway_threads: int = _field(
         1, "Threads per BLAS/OpenMP pool in each serving process (scale with processes).", "serving", gt=0
     )
+    gateway_memory_mb: float = _field(
+        1024.0,
+        "Memory budget of each gateway process for loaded models (estimated MiB); least recently used "
+        "versions are evicted beyond it, and a version that cannot fit answers 503.",
+        "serving",
+        gt=0,
+    )
+    gateway_preload_models: int = _field(
+        100,
+        "Fleets of at most this many models have their versions loaded by each registry refresh (within "
+        "the budget, never evicting); larger ones load each version on its first request.",
+        "serving",
+        ge=0,
+    )
     gateway_refresh_seconds: float = _field(
         10.0, "How often the gateway re-reads aliases and canary shares from the registry.", "serving", gt=0
     )

@@ -11,7 +11,7 @@ import typer
 from model_factory.cli.common import err_console, fail
 from model_factory.settings import PROJECT_ROOT
 
-ROWS = "serving,drift,drift_10m,validation,dag_parse,retrain,health"
+ROWS = "serving,drift,drift_10m,validation,dag_parse,retrain,health,gateway_fleet"
 
 
 def _suite(root: Path):

@@ -74,7 +74,12 @@ def serving_state(client: MlflowClient, model: str) -> ServingState:
 
     Raises MlflowException when the model is not registered.
     """
-    registered = client.get_registered_model(model)
+    return serving_state_of(client.get_registered_model(model))
+
+
+def serving_state_of(registered) -> ServingState:
+    """The serving state held by one ``RegisteredModel`` (from a get or a registry search)."""
+    model = registered.name
     aliases = {alias: str(version) for alias, version in (registered.aliases or {}).items()}
     tags = dict(registered.tags or {})
     canary = aliases.get(CANARY)

@@ -13,11 +13,13 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from typing import Any
 
 from model_factory.serving import predlog
 from model_factory.serving.health_gauges import HealthGauges
 from model_factory.serving.metrics import Metrics
+from model_factory.serving.model_store import LoadRefusedError
 from model_factory.serving.models import LoadedVersion, check_outcome
 from model_factory.serving.requests import FeedbackCall, GatewayError, PredictCall
 from model_factory.serving.routing import CANARY_ARM, CHAMPION_ARM, SHADOW_ARM
@@ -45,6 +47,7 @@ class Gateway:
         self._salt = (settings.hash_salt or secrets.token_hex(16)).encode()
         limit_threads(settings.threads)
         self.watcher = RegistryWatcher(settings, on_load_failure=self._load_failed)
+        self.store = self.watcher.store
         self._retention = threading.Event()
         self.feedback_refused = 0
         """Feedback answered 503 because the prediction log would not take the write."""
@@ -113,7 +116,7 @@ class Gateway:
     def servable(self, model: str) -> Route:
         """The model's route when it has a champion to serve, else 404/503 saying why."""
         route = self.route(model)
-        if route.champion is None:
+        if route.champion_version is None:
             self.metrics.reject(route.model, 503)
             raise GatewayError(
                 503,
@@ -140,13 +143,47 @@ class Gateway:
         ``prediction`` at the top; a batch: ``predictions``). Runs in a worker thread, or on the
         event loop for one row of a compiled model."""
         started = time.perf_counter()
-        model, instances, single = route.model, call.instances, call.single
         # The request id is the gateway's own, random and unique per prediction: feedback names
         # exactly one prediction of one model, and no caller can claim another caller's (a
         # caller's own id is kept beside it as client_request_id, never used as a key).
         request_id = uuid.uuid4().hex
         key = call.entity_id or call.client_request_id or request_id
-        arm, chosen = route.pick(key)
+        with ExitStack() as held:
+            arm, chosen = self._lease_arm(route, key, held)
+            return self._predict_with(route, call, request_id, key, arm, chosen, held, started)
+
+    def _lease_arm(self, route: Route, key: str, held: ExitStack) -> tuple[str, LoadedVersion]:
+        """The caller's arm and its version, leased (loaded on first use) until the request ends.
+        A canary that cannot be loaded sends its callers to the champion; a champion that cannot
+        be loaded (or fit the memory budget) answers 503 saying why."""
+        arm, version = route.pick(key)
+        if arm == CANARY_ARM:
+            try:
+                return arm, held.enter_context(self.store.lease(route.model, version, arm))
+            except LoadRefusedError as refused:
+                log.info("canary of %s not served: %s", route.model, refused.reason)
+                arm, version = CHAMPION_ARM, route.champion_version or version
+        return arm, self._lease(route, version, arm, held)
+
+    def _lease(self, route: Route, version: str, arm: str, held: ExitStack) -> LoadedVersion:
+        try:
+            return held.enter_context(self.store.lease(route.model, version, arm))
+        except LoadRefusedError as refused:
+            self.metrics.reject(route.model, 503)
+            raise GatewayError(
+                503, f"model {route.model!r} cannot serve now: {refused.reason}",
+                headers={"Retry-After": str(max(1, int(refused.retry_after_s)))},
+            ) from refused  # fmt: skip
+
+    def loaded_champion(self, route: Route) -> LoadedVersion:
+        """The route's champion, loaded if needed (for its signature), or 503 saying why."""
+        assert route.champion_version is not None
+        with ExitStack() as held:
+            return self._lease(route, route.champion_version, CHAMPION_ARM, held)
+
+    def _predict_with(self, route: Route, call: PredictCall, request_id: str, key: str, arm: str,
+                      chosen: LoadedVersion, held: ExitStack, started: float) -> dict:  # fmt: skip
+        model, instances, single = route.model, call.instances, call.single
         problems = {}
         for i, instance in enumerate(instances):
             found = chosen.check(instance)
@@ -162,10 +199,10 @@ class Gateway:
         except Exception as exc:
             if arm != CANARY_ARM:
                 self._champion_failed(route, chosen, exc, rows, started)
-            arm, chosen, outputs, latency = self._fall_back(route, chosen, exc, rows, started)
+            arm, chosen, outputs, latency = self._fall_back(route, chosen, exc, rows, started, held)
         self.prediction_log.log(rows.build(chosen, arm, "ok", outputs, latency, None))
         self.metrics.observe(model, chosen.version, arm, "ok", time.perf_counter() - started)
-        if arm == CHAMPION_ARM and route.shadow is not None:
+        if arm == CHAMPION_ARM and route.shadow_version is not None:
             self.shadow.submit(route, key, chosen, ids, instances, outputs, latency)
         head = {"model": model, "version": chosen.version, "arm": arm, "request_id": request_id}
         if call.client_request_id is not None:
@@ -186,10 +223,11 @@ class Gateway:
         self.prediction_log.log(rows.build(chosen, arm, "error", None, 0.0, error))
         raise GatewayError(500, f"{route.model} v{chosen.version} failed to predict: {error}") from exc
 
-    def _fall_back(self, route: Route, canary_version: LoadedVersion, exc: Exception, rows, started):
+    def _fall_back(self, route: Route, canary_version: LoadedVersion, exc: Exception, rows, started,
+                   held: ExitStack):  # fmt: skip
         """The canary failed: the champion answers; the canary's failure is logged as its error."""
-        champion = route.champion
-        assert champion is not None
+        assert route.champion_version is not None
+        champion = self._lease(route, route.champion_version, CHAMPION_ARM, held)
         try:
             outputs, latency = _predict(champion, rows.instances)
         except Exception as exc2:
@@ -212,13 +250,20 @@ class Gateway:
 
     # --- feedback ------------------------------------------------------------------------------
 
-    def _version_for(self, model: str, version: str) -> LoadedVersion | None:
-        """The served version (or, when it no longer serves, the model's champion: same task)."""
+    def version_for(self, model: str, version: str) -> LoadedVersion | None:
+        """The served version if resident (else the model's champion, same task, loaded if need
+        be); None when neither can be had now."""
+        resident = self.store.peek(model, version)
+        if resident is not None:
+            return resident
         route = self.watcher.routes.get(model)
-        for loaded in (route.champion, route.canary) if route else ():
-            if loaded is not None and loaded.version == version:
-                return loaded
-        return self.watcher.loaded(model, version) or (route.champion if route else None)
+        for candidate in (version, route.champion_version if route else None):
+            if candidate is not None:
+                try:
+                    return self.store.get(model, candidate, CHAMPION_ARM)
+                except LoadRefusedError:
+                    continue
+        return None
 
     def feedback(self, call: FeedbackCall) -> dict:
         """Record the outcome of one served prediction, once (blocking: run it in a thread)."""
@@ -231,7 +276,7 @@ class Gateway:
                 "answered, not your own id: that one is echoed as client_request_id)",
             )
         model, version = served
-        value, problem = check_outcome(self._version_for(model, version), call.outcome)
+        value, problem = check_outcome(self.version_for(model, version), call.outcome)
         if problem:
             raise GatewayError(
                 422, {"error": f"outcome for {model} v{version}: {problem}", "field": "outcome"}
@@ -287,25 +332,36 @@ class Gateway:
             )
         if prediction_log.overflowed:
             reasons.append(f"prediction log queue was full: {prediction_log.overflowed} predictions unlogged")
+        store = self.store
+        failed = store.failures()
+        for (name, version), why in sorted(failed.items()):
+            known = watcher.routes.get(name)
+            if known is not None and not any(f"v{version} " in error for error in known.errors):
+                reasons.append(f"{name}: v{version} failed to load on first use: {why}")
+
+        def servable_route(r: Route) -> bool:
+            return r.champion_version is not None and (r.model, r.champion_version) not in failed
+
         serving = {
             name: {
-                "servable": r.champion is not None,
-                "champion": r.champion.version if r.champion else None,
-                "canary": r.canary.version if r.canary else None,
+                "servable": servable_route(r),
+                "champion": r.champion_version,
+                "canary": r.canary_version,
                 "share": r.share,
-                "shadow": r.shadow.version if r.shadow else None,
+                "shadow": r.shadow_version,
                 "shadow_share": r.shadow_share,
-                # cold-load latency: what loading each served version took (registry to ready)
+                # cold-load latency of each resident version (registry to ready); absent: not loaded
                 "load_seconds": {
                     arm: round(v.load_seconds, 3)
-                    for arm, v in ((CHAMPION_ARM, r.champion), (CANARY_ARM, r.canary))
+                    for arm, v in ((CHAMPION_ARM, r.resident(r.champion_version)),
+                                   (CANARY_ARM, r.resident(r.canary_version)))
                     if v is not None
                 },
-                **({} if r.champion else {"why": "; ".join(r.errors)}),
+                **({} if r.champion_version else {"why": "; ".join(r.errors)}),
             }
             for name, r in sorted(watcher.routes.items())
         }
-        servable = any(r.champion for r in watcher.routes.values())
+        servable = any(servable_route(r) for r in watcher.routes.values())
         # Unavailable (503): champions exist in the registry but none could be loaded. Models
         # still waiting for their first champion make the gateway degraded, not down.
         expected = any(r.state is not None and r.state.champion for r in watcher.routes.values())
@@ -320,6 +376,9 @@ class Gateway:
             "status": status,
             "reasons": [redact(reason) for reason in reasons],
             "models": serving,
+            # loaded on first use within the budget: what is resident, evicted, and what a cold
+            # load (registry to ready) costs a request
+            "memory": store.stats().describe(),
             "last_registry_refresh": watcher.last_success,
         }
         return (503 if status == "unavailable" else 200), payload
@@ -348,8 +407,24 @@ class Gateway:
              "Predictions not logged because the write queue was full, since start.", {},
              float(prediction_log.overflowed)),
         ]  # fmt: skip
+        stats = self.store.stats()
+        gauges += [
+            ("factory_gateway_memory_budget_bytes", "Memory budget for loaded versions (per process).", {},
+             float(stats.budget_bytes)),
+            ("factory_gateway_resident_bytes", "Estimated memory of the loaded versions.", {},
+             float(stats.resident_bytes)),
+            ("factory_gateway_loaded_versions", "Versions loaded in this process now.", {},
+             float(stats.loaded_versions)),
+            ("factory_gateway_model_loads", "Versions loaded on demand (cold loads), since start.", {},
+             float(stats.loads)),
+            ("factory_gateway_model_evictions", "Versions evicted to stay in budget, since start.", {},
+             float(stats.evictions)),
+            ("factory_gateway_model_refused", "Loads refused (failed, or over budget), since start.", {},
+             float(stats.refused)),
+        ]  # fmt: skip
         for name, route in sorted(watcher.routes.items()):
-            for arm, loaded in ((CHAMPION_ARM, route.champion), (CANARY_ARM, route.canary)):
+            for arm, version in ((CHAMPION_ARM, route.champion_version), (CANARY_ARM, route.canary_version)):
+                loaded = route.resident(version)
                 if loaded:
                     gauges.append(("factory_gateway_model_loaded", "A loaded version serving an arm.",
                                    {"model": name, "arm": arm, "version": loaded.version}, 1.0))  # fmt: skip
@@ -392,14 +467,27 @@ class ShadowScorer:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
                 pool = self._pool
-            pool.submit(self._score, shadow, champion, ids, instances, outputs, latency)
+            pool.submit(self._score, route.model, shadow, champion, ids, instances, outputs, latency)
         except Exception:  # a shadow must never cost the caller its answer
             with self._lock:
                 self.errors += 1
             log.exception("shadow scoring of %s not queued", route.model)
 
-    def _score(self, shadow: LoadedVersion, champion: LoadedVersion, ids: list[str], instances: list[dict],
-               outputs: list[dict], champion_latency: float) -> None:  # fmt: skip
+    def _score(self, model: str, version: str, champion: LoadedVersion, ids: list[str],
+               instances: list[dict], outputs: list[dict], champion_latency: float) -> None:  # fmt: skip
+        """Load the shadow through the model store (first use: here, off the caller's path), hold
+        it while scoring."""
+        try:
+            with self.gateway.store.lease(model, version, SHADOW_ARM) as shadow:
+                self._score_with(shadow, champion, ids, instances, outputs, champion_latency)
+        except LoadRefusedError as refused:
+            with self._lock:
+                self.errors += 1
+                self.pending -= 1
+            log.info("shadow %s v%s not scored: %s", model, version, refused.reason)
+
+    def _score_with(self, shadow: LoadedVersion, champion: LoadedVersion, ids: list[str],
+                    instances: list[dict], outputs: list[dict], champion_latency: float) -> None:  # fmt: skip
         try:
             error, shadow_outputs, latency = None, None, None
             problems = [found for instance in instances if (found := shadow.check(instance))]

@@ -8,6 +8,7 @@ then turned into the model input frame by ``features.prepare_features``: the sam
 from __future__ import annotations
 
 import math
+import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,8 @@ class LoadedVersion:
     load_seconds: float
     fast: Any = None  # fastpath.CompiledPredictor, compiled once at load; None: the pipeline serves
     serving_path: str = "pipeline"
+    pickled_bytes: int = 0
+    """Size of the pickled estimator: the base of the model store's resident-size estimate."""
 
     @property
     def input_names(self) -> list[str]:
@@ -249,12 +252,14 @@ def load_version(client: MlflowClient, model: str, version: str, specs_dir) -> L
     from model_factory.serving.fastpath import compile_version
 
     fast, serving_path = compile_version(estimator, spec)
+    pickled_bytes = len(pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL))
     return LoadedVersion(
         model=model,
         version=str(version),
         run_id=trusted.run_id,
         fast=fast,
         serving_path=serving_path,
+        pickled_bytes=pickled_bytes,
         estimator=estimator,
         spec=spec,
         inputs=inputs,

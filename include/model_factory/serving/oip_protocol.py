@@ -127,11 +127,10 @@ def _predict_datatype(loaded: LoadedVersion) -> str:
 
 def metadata(gateway: Gateway, model: str) -> dict:
     route = gateway.servable(model)
-    champion = route.champion
-    assert champion is not None
+    champion = gateway.loaded_champion(route)
     return {
         "name": model,
-        "versions": [v.version for v in (route.champion, route.canary) if v is not None],
+        "versions": [v for v in (route.champion_version, route.canary_version) if v is not None],
         "platform": "sklearn",
         "inputs": [
             {"name": f.name, "datatype": DATATYPES.get(f.type, "BYTES"), "shape": [-1]}
@@ -158,7 +157,7 @@ def oip_router(gateway: Gateway) -> APIRouter:
 
     @router.get("/v2/health/ready")
     def ready():
-        servable = any(r.champion for r in gateway.watcher.routes.values())
+        servable = any(r.champion_version for r in gateway.watcher.routes.values())
         return JSONResponse({"ready": servable}, status_code=200 if servable else 503)
 
     @router.get("/v2")
@@ -196,7 +195,7 @@ def oip_router(gateway: Gateway) -> APIRouter:
             gateway.reject(model, error)
             return oip_error(error)
         served = answer["predictions"]
-        loaded = gateway.watcher.loaded(model, answer["version"]) or gateway.watcher.routes[model].champion
+        loaded = gateway.version_for(model, answer["version"])
         values = {
             "predict": [p["prediction"] for p in served],
             "request_id": [p["request_id"] for p in served],

@@ -23,6 +23,8 @@ ENV = {
     "header_timeout_s": "FACTORY_GATEWAY_HEADER_TIMEOUT_SECONDS",
     "body_timeout_s": "FACTORY_GATEWAY_BODY_TIMEOUT_SECONDS",
     "feedback_wait_s": "FACTORY_GATEWAY_FEEDBACK_WAIT_SECONDS",
+    "memory_mb": "FACTORY_GATEWAY_MEMORY_MB",
+    "preload_models": "FACTORY_GATEWAY_PRELOAD_MODELS",
 }
 
 
@@ -62,13 +64,20 @@ class GatewaySettings:
     """A request body not received within this long is refused (408)."""
     feedback_wait_s: float = 5.0
     """Feedback waits this long for a locked prediction DB, then answers 503 saying why."""
+    memory_mb: float = 1024.0
+    """Budget for the loaded versions of one serving process (estimated resident MiB): beyond it
+    the least recently used versions are evicted (see ``serving/model_store.py``)."""
+    preload_models: int = 100
+    """A fleet of at most this many models has every champion (canary, shadow) loaded by each
+    registry refresh, as long as it fits beside what is resident; a larger one loads each version on
+    first use."""
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
         factory = FactorySettings.from_env()
         models = factory.gateway_models.strip()
         same = ("max_body_bytes", "max_instances", "log_inputs", "log_entity_ids", "hash_salt",
-                "retention_days", "threads")  # fmt: skip
+                "retention_days", "threads", "memory_mb", "preload_models")  # fmt: skip
         return cls(
             factory=factory,
             db_uri=prediction_db_uri(factory),

@@ -1,9 +1,15 @@
-"""Keeps the gateway's routes in step with the registry: aliases, canary share, loaded versions.
+"""Keeps the gateway's routes in step with the registry: aliases, canary and shadow shares.
 
-Every refresh reads each model's aliases and canary tags (one registry call per model), loads any
-new version fully in this background thread, and only then swaps the route table in one
-assignment. A request holds the route it started with, so a swap never fails it (hot swap).
-Registry down: the loaded versions keep serving and the error is reported.
+Every refresh reads the registered models (one paged search when the gateway serves every model,
+one call per model when it is configured with a list) and swaps the route table in one
+assignment. A route names versions; it holds no model. The versions live in the
+:class:`~model_factory.serving.model_store.ModelStore`, loaded on first use within the memory
+budget. The refresh thread loads a route's new versions itself, before the swap, only for a model
+in use (one of its versions is resident, or a load failed) and, in a small fleet, for every model
+(``preload_models``): a busy model's new champion is loaded off the request path, and a version
+that fails to load is reported and gets no traffic. A request holds the route it started with,
+so a swap never fails it (hot swap). Registry down: the loaded versions keep serving and the error
+is reported.
 """
 
 from __future__ import annotations
@@ -13,10 +19,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from model_factory.io import tag_schema, tracking
-from model_factory.io.registry_state import CHAMPION, ServingState, serving_state
-from model_factory.serving.models import LoadedVersion, LoadError, load_version
+from model_factory.io.registry_state import CHAMPION, ServingState, serving_state, serving_state_of
+from model_factory.serving.model_store import NO_ROOM, LoadRefusedError, ModelStore
+from model_factory.serving.models import LoadedVersion, load_version
 from model_factory.serving.routing import CANARY_ARM, CHAMPION_ARM, SHADOW_ARM, choose_arm, shadow_sampled
 from model_factory.serving.settings import GatewaySettings, redact
 from model_factory.spec import load_specs
@@ -26,50 +34,69 @@ log = logging.getLogger(__name__)
 
 LoadFailure = Callable[[str, str, str, str], None]
 """Called once per failing (model, version) with (model, version, arm, message)."""
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True, eq=False)
 class Route:
     model: str
-    champion: LoadedVersion | None
-    canary: LoadedVersion | None
+    champion_version: str | None
+    canary_version: str | None
     share: float
-    """Share actually routed to the canary: 0 unless both versions are loaded."""
+    """Share routed to the canary: 0 unless both versions are servable."""
     state: ServingState | None
     errors: tuple[str, ...] = ()
     refreshed_at: float = field(default_factory=time.time)
-    shadow: LoadedVersion | None = None
+    shadow_version: str | None = None
     """Scored beside the champion off the response path; never answers a caller."""
     shadow_share: float = 0.0
-    """Share of the champion's requests the shadow also scores: 0 unless it is loaded."""
+    """Share of the champion's requests the shadow also scores: 0 unless it is servable."""
+    store: ModelStore | None = field(default=None, repr=False)
+    """Where this route's versions are loaded (None: a route without a registry behind it)."""
 
-    def pick(self, key: str) -> tuple[str, LoadedVersion]:
+    def pick(self, key: str) -> tuple[str, str]:
         """(arm, version) for a caller key; requires a champion."""
-        assert self.champion is not None
-        canary = self.canary
-        arm = choose_arm(key, self.model, canary.version if canary else None, self.share)
-        return (CANARY_ARM, canary) if arm == CANARY_ARM and canary else (CHAMPION_ARM, self.champion)
+        assert self.champion_version is not None
+        canary = self.canary_version
+        arm = choose_arm(key, self.model, canary, self.share)
+        return (CANARY_ARM, canary) if arm == CANARY_ARM and canary else (CHAMPION_ARM, self.champion_version)
 
-    def shadow_for(self, key: str) -> LoadedVersion | None:
-        """The shadow to score this caller's request with, if it is in the shadow's share."""
-        shadow = self.shadow
-        if shadow is None or not shadow_sampled(key, self.model, shadow.version, self.shadow_share):
+    def shadow_for(self, key: str) -> str | None:
+        """The shadow version to score this caller's request with, if it is in the shadow's share."""
+        shadow = self.shadow_version
+        if shadow is None or not shadow_sampled(key, self.model, shadow, self.shadow_share):
             return None
         return shadow
 
+    def resident(self, version: str | None) -> LoadedVersion | None:
+        """The loaded version when it is in memory now (never loads)."""
+        return None if version is None or self.store is None else self.store.peek(self.model, version)
+
     @property
     def compiled(self) -> bool:
-        """Every version this route serves runs on the compiled fast path (microseconds a row)."""
-        return all(v is None or v.fast is not None for v in (self.champion, self.canary))
+        """Every version this route serves is in memory and runs on the compiled fast path
+        (microseconds a row): a request can be answered without loading anything."""
+        for version in (self.champion_version, self.canary_version):
+            if version is not None:
+                loaded = self.resident(version)
+                if loaded is None or loaded.fast is None:
+                    return False
+        return True
+
+    def _describe(self, version: str | None) -> dict | None:
+        if version is None:
+            return None
+        loaded = self.resident(version)
+        return {**loaded.describe(), "resident": True} if loaded else {"version": version, "resident": False}
 
     def status(self) -> dict:
         state = self.state
         return {
             "model": self.model,
-            "champion": self.champion.describe() if self.champion else None,
-            "canary": self.canary.describe() if self.canary else None,
+            "champion": self._describe(self.champion_version),
+            "canary": self._describe(self.canary_version),
             "share": self.share,
-            "shadow": self.shadow.describe() if self.shadow else None,
+            "shadow": self._describe(self.shadow_version),
             "shadow_share": self.shadow_share,
             "registry": None
             if state is None
@@ -97,11 +124,15 @@ class RegistryWatcher:
         loader: Callable[..., LoadedVersion] = load_version,
     ):
         self.settings = settings
-        self.on_load_failure = on_load_failure
         self.loader = loader
+        self.store = ModelStore(
+            int(settings.memory_mb * MIB),
+            self._load,
+            on_load_failure=on_load_failure,
+            retry_after_s=settings.refresh_s,
+        )
+        self._client: Any = None  # the last refresh's registry client, reused by loads
         self._routes: dict[str, Route] = {}
-        self._cache: dict[tuple[str, str], LoadedVersion] = {}
-        self._failed: dict[tuple[str, ...], str] = {}
         self.registry_error: str | None = None
         self.registry_error_since: float | None = None
         self.last_success: float | None = None
@@ -117,8 +148,8 @@ class RegistryWatcher:
         return self._routes
 
     def loaded(self, model: str, version: str) -> LoadedVersion | None:
-        """A version loaded by this process (serving now or kept for the current routes)."""
-        return self._cache.get((model, str(version)))
+        """A version this process holds in memory now."""
+        return self.store.peek(model, str(version))
 
     def start(self) -> None:
         if self._thread is None:
@@ -139,38 +170,48 @@ class RegistryWatcher:
             except Exception:  # never let the thread die
                 log.exception("registry refresh failed")
 
+    def _load(self, model: str, version: str) -> LoadedVersion:
+        """The store's loader: the one safe loader, with this process's registry client."""
+        client = self._client or tracking.connect(self.settings.factory, attempts=1)
+        loaded = self.loader(client, model, version, self.settings.factory.specs_dir)
+        limit_threads(self.settings.threads)  # a new model may have loaded a new OpenMP/BLAS pool
+        return loaded
+
     def refresh(self) -> dict[str, Route]:
         """One pass over the registry; returns the route table now in use."""
         with self._refresh_lock:
             self.refreshes += 1
             try:
                 client = tracking.connect(self.settings.factory, attempts=1)
-                names = self._model_names(client)
+                names, found = self._model_names(client)
             except Exception as exc:
                 self._registry_down(exc)
                 return self._routes
+            self._client = client
+            in_use = {model for model, _ in self.store.failures()} | {v.model for v in self.store.resident()}
+            preload = len(names) <= self.settings.preload_models
             routes: dict[str, Route] = {}
             failure: Exception | None = None
             for name in names:
                 try:
-                    state = serving_state(client, name)
+                    state = found[name] if name in found else serving_state(client, name)
                 except Exception as exc:
                     if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
                         why = f"model {name!r} is not registered"
                         if name in self._spec_names:
                             why += ": it has a spec, but no version was trained and registered yet"
-                        routes[name] = Route(name, None, None, 0.0, None, (why,))
+                        routes[name] = Route(name, None, None, 0.0, None, (why,), store=self.store)
                         continue
                     failure = failure or exc
                     if name in self._routes:
                         routes[name] = self._routes[name]
                     continue
-                routes[name] = self._build(client, state)
+                routes[name] = self._build(client, state, warm=name in in_use, preload=preload)
             self._routes = routes  # the swap: one assignment
-            used = {
-                (r.model, v.version) for r in routes.values() for v in (r.champion, r.canary, r.shadow) if v
-            }
-            self._cache = {key: loaded for key, loaded in self._cache.items() if key in used}
+            self.store.retain({
+                (r.model, v) for r in routes.values()
+                for v in (r.champion_version, r.canary_version, r.shadow_version) if v
+            })  # fmt: skip
             if failure is not None:
                 self._registry_down(failure)
             else:
@@ -184,19 +225,23 @@ class RegistryWatcher:
         self.registry_error_since = self.registry_error_since or time.time()
         log.warning("registry unreachable, serving the loaded versions: %s", self.registry_error)
 
-    def _model_names(self, client) -> list[str]:
-        """The configured models; else every registered model with a champion and every model
-        that has a spec (one without a servable version is reported, and answers 503)."""
+    def _model_names(self, client) -> tuple[list[str], dict[str, ServingState]]:
+        """The configured models (their states read one by one); else every registered model with
+        a champion and every model that has a spec (one without a servable version is reported,
+        and answers 503), with the states of the registered ones from the same paged search."""
         if self.settings.models:
-            return list(self.settings.models)
-        names, token = [], None
+            return list(self.settings.models), {}
+        found: dict[str, ServingState] = {}
+        token = None
         while True:
-            page = client.search_registered_models(max_results=100, page_token=token)
-            names += [m.name for m in page if CHAMPION in (m.aliases or {})]
+            page = client.search_registered_models(max_results=1000, page_token=token)
+            for registered in page:
+                if CHAMPION in (registered.aliases or {}):
+                    found[registered.name] = serving_state_of(registered)
             token = page.token
             if not token:
                 break
-        return sorted(set(names) | set(self._specced_models()))
+        return sorted(set(found) | set(self._specced_models())), found
 
     def _specced_models(self) -> list[str]:
         """Names of the valid specs in the specs folder (re-read only when a file changed)."""
@@ -210,65 +255,45 @@ class RegistryWatcher:
             self._specs_seen, self._spec_names = seen, sorted(s.spec.registered_model_name for s in good)
         return self._spec_names
 
-    def _get(self, client, model: str, version: str, arm: str) -> tuple[LoadedVersion | None, str | None]:
-        key = (model, version)
-        if key in self._cache:
-            return self._cache[key], None
+    def _verify(self, model: str, version: str, arm: str, evict: bool) -> str | None:
+        """Load ``version`` now (off the request path); the reason when it cannot serve."""
         try:
-            loaded = self.loader(client, model, version, self.settings.factory.specs_dir)
-        except LoadError as exc:
-            message = redact(str(exc))
-            # A shadow's failure is reported on its own: it must not stand in for the report the
-            # canary analysis needs if the same version is later made the canary.
-            reported = (model, version, arm) if arm == SHADOW_ARM else key
-            if reported not in self._failed and self.on_load_failure is not None:
-                try:
-                    self.on_load_failure(model, version, arm, message)
-                except Exception:
-                    log.exception("could not report the load failure of %s v%s", model, version)
-            self._failed[reported] = message
-            log.error("cannot load %s %s: %s", arm, key, message)
-            return None, message
-        self._failed.pop(key, None)
-        self._failed.pop((model, version, SHADOW_ARM), None)
-        self._cache[key] = loaded
-        limit_threads(self.settings.threads)  # a new model may have loaded a new OpenMP/BLAS pool
-        log.info("loaded %s v%s (%s) in %.2fs", model, version, arm, loaded.load_seconds)
-        return loaded, None
+            self.store.get(model, version, arm, retry=True, evict=evict)
+        except LoadRefusedError as refused:
+            return None if refused.cause == NO_ROOM else refused.reason
+        return None
 
-    def _build(self, client, state: ServingState) -> Route:
+    def _build(self, client, state: ServingState, warm: bool, preload: bool) -> Route:
+        """The model's route. ``warm`` (the model is in use): its versions are loaded now, evicting
+        others if need be; ``preload`` (a small fleet): loaded now if they fit beside the others.
+        Otherwise nothing is loaded: the first request loads what it needs."""
         previous = self._routes.get(state.model)
+        load = warm or preload
         errors: list[str] = []
-        champion = None
-        if state.champion is None:
+        champion = state.champion
+        if champion is None:
             errors.append(_why_no_champion(client, state.model))
-        else:
-            champion, error = self._get(client, state.model, state.champion, CHAMPION_ARM)
-            if error:
-                kept = previous.champion if previous else None
-                errors.append(
-                    f"champion v{state.champion} failed to load: {error}"
-                    + (f"; still serving v{kept.version}" if kept else "")
-                )
-                champion = kept
-        canary = None
-        if state.canary is not None and state.canary != state.champion:
-            canary, error = self._get(client, state.model, state.canary, CANARY_ARM)
-            if error:
-                errors.append(f"canary v{state.canary} failed to load, no traffic sent to it: {error}")
+        elif load and (error := self._verify(state.model, champion, CHAMPION_ARM, evict=warm)):
+            kept = previous.champion_version if previous else None
+            kept = kept if kept != champion and not self.store.failure(state.model, kept or "") else None
+            errors.append(
+                f"champion v{champion} failed to load: {error}" + (f"; still serving v{kept}" if kept else "")
+            )
+            champion = kept
+        canary = state.canary if state.canary != state.champion else None
+        if canary is not None and load and (error := self._verify(state.model, canary, CANARY_ARM, warm)):
+            errors.append(f"canary v{canary} failed to load, no traffic sent to it: {error}")
+            canary = None
         share = state.share if canary is not None and champion is not None else 0.0
-        shadow = None
-        if (
-            state.shadow is not None
-            and state.shadow_share > 0
-            and state.shadow not in (state.champion, state.canary)
-        ):
-            shadow, error = self._get(client, state.model, state.shadow, SHADOW_ARM)
-            if error:
-                errors.append(f"shadow v{state.shadow} failed to load, not scored: {error}")
+        shadow = state.shadow
+        if shadow is None or state.shadow_share <= 0 or shadow in (state.champion, state.canary):
+            shadow = None
+        elif load and (error := self._verify(state.model, shadow, SHADOW_ARM, warm)):
+            errors.append(f"shadow v{shadow} failed to load, not scored: {error}")
+            shadow = None
         shadow_share = state.shadow_share if shadow is not None and champion is not None else 0.0
         return Route(state.model, champion, canary, share, state, tuple(errors),
-                     shadow=shadow, shadow_share=shadow_share)  # fmt: skip
+                     shadow_version=shadow, shadow_share=shadow_share, store=self.store)  # fmt: skip
 
 
 def limit_threads(threads: int) -> None:

@@ -475,7 +475,7 @@ def test_traffic_share_is_within_binomial_tolerance(gateway, registry_state):
     canary.start_canary("churn", "2", 0.1, registry_state, "test", "share check")
     gateway.app_state.watcher.refresh()
     route = gateway.app_state.watcher.routes["churn"]
-    assert route.canary.version == "2" and route.share == pytest.approx(0.1)
+    assert route.canary_version == "2" and route.share == pytest.approx(0.1)
     n = 2000
     hits = sum(route.pick(f"C{i:06d}")[0] == "canary" for i in range(n))
     bound = 4 * math.sqrt(n * 0.1 * 0.9)  # 4 sigma: a false failure about once in 15,000 runs
