@@ -51,7 +51,8 @@ def model_pins() -> list[str]:
     """scikit-learn, pandas, numpy, scipy at the factory's versions: the same pipeline, unpickled."""
     from model_factory.pipeline.training import _pip_requirements
 
-    return [pin for pin in _pip_requirements() if pin.split("==")[0] in ("scikit-learn", "pandas", "numpy", "scipy")]
+    wanted = ("scikit-learn", "pandas", "numpy", "scipy")
+    return [pin for pin in _pip_requirements() if pin.split("==")[0] in wanted]
 
 
 def venv_env(python: Path, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -9,7 +9,11 @@ import bentoml
 from peer_model import PeerModel
 
 
-@bentoml.service(workers=int(os.environ.get("PEER_WORKERS", "1")), traffic={"timeout": 60})
+@bentoml.service(
+    workers=int(os.environ.get("PEER_WORKERS", "1")),
+    traffic={"timeout": 60},
+    logging={"access": {"enabled": False}},  # no access log, as the gateway runs
+)
 class Churn:
     def __init__(self) -> None:
         self.model = PeerModel()

@@ -1,6 +1,7 @@
 """LitServe peer: a LitAPI over the factory's pipeline; POST /predict {"features": {...}}.
 
-    python peer_litserve.py PORT WORKERS   (inference workers per device, on the CPU)
+    python peer_litserve.py PORT WORKERS   (inference workers per device, on the CPU; LitServe
+    starts as many API server processes by default); no access log, as the gateway runs.
 """
 
 from __future__ import annotations
@@ -28,4 +29,4 @@ class ChurnAPI(ls.LitAPI):
 if __name__ == "__main__":
     port, workers = int(sys.argv[1]), int(sys.argv[2])
     server = ls.LitServer(ChurnAPI(), accelerator="cpu", workers_per_device=workers, timeout=60)
-    server.run(port=port, host="127.0.0.1", generate_client_file=False)
+    server.run(port=port, host="127.0.0.1", generate_client_file=False, log_level="warning")

@@ -11,8 +11,8 @@ import contextlib
 import json
 import logging
 import threading
-from collections import deque
 import time
+from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -159,8 +159,11 @@ def _add_missing_columns(engine: Engine, table: sa.Table, names: tuple[str, ...]
                 raise
 
 
+_ENCODER = json.JSONEncoder(default=str, sort_keys=True, allow_nan=False)  # one, not one per call
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, default=str, sort_keys=True, allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def write_decision(db: str | Engine, decision: dict) -> None:
