@@ -16,6 +16,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENVS = ROOT / ".factory" / "bench-venvs"
 EVIDENTLY = ["evidently==0.7.23", "pandas>=2.2,<3", "pyarrow"]
+# The serving peers: each beside the model's own pins (scikit-learn, numpy, pandas: the same pickle)
+# uvloop before 0.22: MLServer 1.7.1's parallel workers call asyncio.get_event_loop() with no loop
+MLSERVER = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0"]
+BENTOML = ["bentoml==1.4.40"]
+LITSERVE = ["litserve==0.2.19"]
 
 
 def python_of(name: str) -> Path:

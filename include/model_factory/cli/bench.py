@@ -34,23 +34,19 @@ def bench(
     rows: Annotated[int | None, typer.Option(min=1000, help="rows of the drift/validation data (1M)")] = None,
     only: Annotated[str | None, typer.Option(help=f"comma list of rows to run: {ROWS}")] = None,
     out: Annotated[Path | None, typer.Option(help="folder for latest.json/latest.md (bench/results)")] = None,
-    merge: Annotated[
-        bool, typer.Option("--merge", help="with --only: replace those rows in the table, keep the others")
-    ] = False,
 ) -> None:
     """Measure the performance table side by side: the factory vs what users would pick instead.
 
     Serving vs `mlflow models serve`, drift vs Evidently (each from a virtualenv of its own under
     .factory/bench-venvs, created on first use from PyPI), validation vs GX's batch.validate,
-    DAG-file parse, the health check vs NannyML's CBPE (own virtualenv). Alternating runs;
-    medians, minimums, peak memory, machine load. Writes
+    DAG-file parse. Alternating runs; medians, minimums, peak memory, machine load. Writes
     bench/results/latest.json and latest.md (quick: quick.json/quick.md).
     """
     wanted = only.split(",") if only else None
-    unknown = sorted(set(wanted or []) - set(ROWS.split(",")))
-    if unknown:
-        fail(f"unknown rows {unknown}; choose from {ROWS}", code=2)
     suite = _suite(PROJECT_ROOT)
+    unknown = sorted(set(wanted or []) - set(suite.ROWS))  # the suite's rows, not a copy of them
+    if unknown:
+        fail(f"unknown rows {unknown}; choose from {','.join(suite.ROWS)}", code=2)
     # each measurement's line scrolls on stderr; on a terminal a live line says what runs now
     with err_console.status("bench: starting…") as live:
 
@@ -58,9 +54,7 @@ def bench(
             err_console.print(line, markup=False, highlight=False, soft_wrap=True)
             live.update(f"bench: {line[:100]}")
 
-        report = suite.run(
-            quick=quick, repeats=repeats, rows=rows, out=out, only=wanted, log=log, merge=merge
-        )
+        report = suite.run(quick=quick, repeats=repeats, rows=rows, out=out, only=wanted, log=log)
     typer.echo(suite.table(report), nl=False)
     typer.echo("wrote " + ", ".join(report["written"]))
 

@@ -13,7 +13,7 @@ from model_factory.serving.auth import ApiKeyGuard
 from model_factory.serving.gateway import Gateway
 from model_factory.serving.mlflow_protocol import mlflow_router
 from model_factory.serving.oip_protocol import oip_router
-from model_factory.serving.routers import native_router
+from model_factory.serving.routers import RequestRoute, native_router
 from model_factory.serving.settings import GatewaySettings
 from starlette.concurrency import run_in_threadpool
 
@@ -40,6 +40,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(native_router(gateway))
     app.include_router(mlflow_router(gateway))
     app.include_router(oip_router(gateway))
+    # Starlette tries routes in order and FastAPI put its docs routes first: predict goes first
+    app.router.routes.sort(key=lambda route: not isinstance(route, RequestRoute))
     if gateway.settings.api_key is not None:
         app.add_middleware(ApiKeyGuard, key=gateway.settings.api_key)
     return app

@@ -24,6 +24,7 @@ values around the training statistics); it is used only if classes agree and out
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,69 @@ class CompiledPredictor:
     intercept: np.ndarray | None = None
     description: str = ""
     max_difference: float | None = field(default=None)
+    # One row is built in plain Python: numpy's per-call overhead on 1 x width arrays cost more
+    # than the arithmetic. Set up by ``_plan_rows`` at compile time.
+    _plan: list[tuple] = field(default_factory=list, repr=False)
+    _coef_rows: list[list[float]] = field(default_factory=list, repr=False)
+    _intercepts: list[float] = field(default_factory=list, repr=False)
+
+    def _plan_rows(self) -> None:
+        """(kind, column, output index, ...) per input column, for :meth:`dense_row`."""
+        plan: list[tuple] = []
+        for start, block in self.blocks:
+            if isinstance(block, _NumericBlock):
+                for j, col in enumerate(block.columns):
+                    fill = float(block.fill[j]) if block.fill is not None else None
+                    mean = float(block.mean[j]) if block.mean is not None else None
+                    scale = float(block.scale[j]) if block.scale is not None else None
+                    plan.append((_NUMBER, col, start + j, fill, mean, scale))
+            elif block.one_hot:
+                for col, lookup in zip(block.columns, block.lookups, strict=True):
+                    plan.append((_ONE_HOT, col, start, lookup, None, None))
+            else:
+                for j, (col, lookup) in enumerate(zip(block.columns, block.lookups, strict=True)):
+                    plan.append((_ORDINAL, col, start + j, lookup, block.unknown, None))
+        self._plan = plan
+        if self.coef is not None and self.intercept is not None:
+            self._coef_rows = [[float(c) for c in row] for row in self.coef]
+            self._intercepts = [float(b) for b in self.intercept]
+
+    def dense_row(self, row: dict) -> list[float]:
+        """One row of :meth:`matrix`, as floats: the same operations in the same order."""
+        x = [0.0] * self.width
+        for kind, col, index, a, b, c in self._plan:
+            if kind is _NUMBER:
+                value = _number(row.get(col))
+                if a is not None and value != value:  # NaN: the imputer's statistic
+                    value = a
+                if b is not None:
+                    value = value - b
+                if c is not None:
+                    value = value / c
+                x[index] = value
+            elif kind is _ONE_HOT:
+                offset = a.get(_category(row.get(col)))
+                if offset is not None:
+                    x[index + offset] = 1.0
+            else:
+                x[index] = a.get(_category(row.get(col)), b)
+        return x
+
+    def _predict_one_linear(self, row: dict) -> np.ndarray:
+        x = self.dense_row(row)
+        scores = [
+            intercept + sum(map(operator.mul, coefs, x))
+            for coefs, intercept in zip(self._coef_rows, self._intercepts, strict=True)
+        ]
+        if not self.classification:
+            return np.array(scores)
+        if len(scores) == 1:
+            positive = _logistic(scores[0])
+            return np.array([[1.0 - positive, positive]])
+        top = max(scores)
+        exps = [math.exp(v - top) for v in scores]
+        total = sum(exps)
+        return np.array([[e / total for e in exps]])
 
     def matrix(self, rows: list[dict]) -> np.ndarray:
         """The dense model matrix the ColumnTransformer would produce for these rows."""
@@ -99,7 +163,12 @@ class CompiledPredictor:
 
     def predict(self, rows: list[dict]) -> np.ndarray:
         """Class probabilities (n, classes) for a classifier, values (n,) for a regressor."""
-        X = self.matrix(rows)
+        if len(rows) == 1 and self._plan:
+            if self._coef_rows:
+                return self._predict_one_linear(rows[0])
+            X = np.array([self.dense_row(rows[0])], dtype=np.float64)
+        else:
+            X = self.matrix(rows)
         if self.coef is None:
             if self.classification:
                 return np.asarray(self.estimator.predict_proba(X), dtype=float)
@@ -115,6 +184,18 @@ class CompiledPredictor:
         return scores / scores.sum(axis=1, keepdims=True)
 
 
+_NUMBER, _ONE_HOT, _ORDINAL = "number", "one_hot", "ordinal"
+_MISSING_CATEGORY: str | None = None  # features.MISSING_CATEGORY, imported on first use
+
+
+def _logistic(score: float) -> float:
+    """scipy's expit for one float, without overflow at either end."""
+    if score >= 0:
+        return 1.0 / (1.0 + math.exp(-score))
+    e = math.exp(score)
+    return e / (1.0 + e)
+
+
 def _number(value: Any) -> float:
     if value is None:
         return math.nan
@@ -126,11 +207,14 @@ def _number(value: Any) -> float:
 
 
 def _category(value: Any) -> str:
-    from model_factory.pipeline.features import MISSING_CATEGORY
-
+    global _MISSING_CATEGORY
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return MISSING_CATEGORY
-    return str(value)
+        if _MISSING_CATEGORY is None:
+            from model_factory.pipeline.features import MISSING_CATEGORY
+
+            _MISSING_CATEGORY = MISSING_CATEGORY
+        return _MISSING_CATEGORY
+    return value if type(value) is str else str(value)
 
 
 def _numeric_block(transformer: Any, columns: list[str]) -> _NumericBlock:
@@ -240,6 +324,7 @@ def compile_pipeline(pipeline: Any, numeric: list[str], categorical: list[str]) 
         compiled.description = (
             f"numpy preprocessing; {type(estimator).__name__} called on the dense matrix (no pandas)"
         )
+    compiled._plan_rows()
     return compiled
 
 
@@ -286,15 +371,18 @@ def agreement(compiled: CompiledPredictor, pipeline: Any, rows: list[dict], spec
         pd.DataFrame.from_records(rows, columns=[*compiled.numeric, *compiled.categorical]), spec
     )
     fast = compiled.predict(rows)
+    one_at_a_time = np.concatenate([compiled.predict([row]) for row in rows])  # the single-row path
     if compiled.classification:
         slow = np.asarray(pipeline.predict_proba(frame), dtype=float)
         if (fast.argmax(axis=1) != slow.argmax(axis=1)).any() and np.abs(fast - slow).max() > TOLERANCE:
             raise NotCompilableError("predicted classes differ from the pipeline's")
     else:
         slow = np.asarray(pipeline.predict(frame), dtype=float).reshape(-1)
-    if fast.shape != slow.shape:
+    if fast.shape != slow.shape or one_at_a_time.shape != slow.shape:
         raise NotCompilableError(f"output shape {fast.shape} differs from the pipeline's {slow.shape}")
-    return float(np.max(np.abs(fast - slow))) if fast.size else 0.0
+    if not fast.size:
+        return 0.0
+    return float(max(np.max(np.abs(fast - slow)), np.max(np.abs(one_at_a_time - slow))))
 
 
 def compile_version(pipeline: Any, spec: Any) -> tuple[CompiledPredictor | None, str]:

@@ -5,7 +5,6 @@ and the protocol routers) turn requests into calls and :class:`GatewayError` int
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import secrets
@@ -97,7 +96,7 @@ class Gateway:
 
     def digest(self, text: str) -> str:
         """Salted (keyed) hash: groups equal values without storing them or a guessable hash."""
-        return hmac.new(self._salt, text.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._salt, text.encode(), "sha256").hex()  # one-shot: no HMAC object
 
     # --- routes --------------------------------------------------------------------------------
 

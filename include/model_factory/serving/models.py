@@ -11,6 +11,7 @@ import math
 import pickle
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,12 +58,42 @@ class LoadedVersion:
     def input_names(self) -> list[str]:
         return [f.name for f in self.inputs]
 
+    @cached_property
+    def _plain_kinds(self) -> tuple[tuple[str, type | tuple[type, ...]], ...]:
+        """(name, the Python type a plain value of it has) per input, for :meth:`_plainly_fits`."""
+        plain: dict[str, type | tuple[type, ...]] = {"boolean": bool}
+        plain.update({t: (float, int) for t in NUMBER_TYPES})
+        plain.update({t: int for t in INTEGER_TYPES})
+        return tuple((f.name, plain.get(f.type, str)) for f in self.inputs)
+
+    def _plainly_fits(self, instance: dict) -> bool:
+        """The common case, decided in one pass: every input present (nothing else) with null or a
+        plain value of its type. Anything else takes the full check, which names the problems."""
+        if len(instance) != len(self._plain_kinds):
+            return False
+        for name, kind in self._plain_kinds:
+            value = instance.get(name, _ABSENT)
+            cls = type(value)
+            if value is None:
+                continue
+            if kind is str or kind is bool:
+                if cls is not kind:
+                    return False
+            elif cls is float:
+                if kind is int or not math.isfinite(value):
+                    return False
+            elif cls is not int or not -_PLAIN_INT < value < _PLAIN_INT:  # bool is not int here
+                return False
+        return True
+
     def check(self, instance: Any) -> dict[str, Any]:
         """Problems with one instance against the signature: {} when fine.
 
         ``null`` is accepted for any field and means missing (the pipeline imputes it, as in
         training); absent and unknown fields are not.
         """
+        if type(instance) is dict and self._plainly_fits(instance):
+            return {}
         if not isinstance(instance, dict):
             return {"not_an_object": f"expected an object of features, got {type(instance).__name__}"}
         names = self.input_names
@@ -94,7 +125,7 @@ class LoadedVersion:
             values = np.asarray(outputs, dtype=float).reshape(-1)
             return [{"value": float(v), "score": float(v)} for v in values]
         proba = np.asarray(outputs, dtype=float)
-        labels = [_plain(c) for c in self.classes]
+        labels = self._labels
         out = []
         for row in proba:
             best = int(row.argmax())
@@ -102,6 +133,10 @@ class LoadedVersion:
             probabilities = {str(c): round(float(p), 6) for c, p in zip(labels, row, strict=True)}
             out.append({"label": labels[best], "score": score, "probabilities": probabilities})
         return out
+
+    @cached_property
+    def _labels(self) -> list:
+        return [_plain(c) for c in self.classes or ()]
 
     def describe(self) -> dict:
         return {
@@ -113,6 +148,10 @@ class LoadedVersion:
             "load_seconds": round(self.load_seconds, 4),
             "serving_path": self.serving_path,
         }
+
+
+_ABSENT = object()
+_PLAIN_INT = 1 << 1000  # integers this size are doubles without question (the full check decides larger)
 
 
 def _plain(value: Any) -> Any:

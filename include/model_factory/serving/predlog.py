@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -159,8 +159,11 @@ def _add_missing_columns(engine: Engine, table: sa.Table, names: tuple[str, ...]
                 raise
 
 
+_ENCODER = json.JSONEncoder(default=str, sort_keys=True, allow_nan=False)  # one, not one per call
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, default=str, sort_keys=True, allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def write_decision(db: str | Engine, decision: dict) -> None:
@@ -224,7 +227,12 @@ class PredictionLog:
         self.engine = engine_for(db)
         ensure_schema(self.engine)
         self.batch_size, self.flush_interval_s, self.max_pending = batch_size, flush_interval_s, max_pending
-        self._queue: queue.Queue = queue.Queue()
+        # Items: a request's rows (list), a flush waiter (Event) or the stop marker (None). A deque,
+        # not a Queue: appending wakes nobody (a notify per request, and the writer thread taking
+        # the GIL to pick one row up, cost more CPU than the rest of a request); the writer looks
+        # every ``flush_interval_s`` or when flush()/close() wakes it.
+        self._queue: deque[list[dict] | threading.Event | None] = deque()
+        self._wake = threading.Event()
         self._pending_ids: dict[str, int] = {}
         self._pending_served: dict[str, tuple[str, str]] = {}
         self._ids_lock = threading.Lock()
@@ -247,14 +255,14 @@ class PredictionLog:
         """Enqueue for the writer thread; never blocks. With ``max_queue`` batches already waiting
         (the database far behind) the rows are refused and counted in ``overflowed`` (health and
         /metrics show it) rather than holding the request or growing memory without bound."""
-        if self._queue.qsize() >= self.max_queue:
+        if len(self._queue) >= self.max_queue:
             self.overflowed += len(rows)
             if self.overflowed == len(rows) or self.overflowed % 1000 < len(rows):
                 log.warning("prediction log queue full (%d batches): %d rows not logged so far",
                             self.max_queue, self.overflowed)  # fmt: skip
             return
         self._remember(rows, +1)
-        self._queue.put(rows)
+        self._queue.append(rows)
 
     def _remember(self, rows: list[dict], delta: int) -> None:
         if self.table is not PREDICTIONS:  # only served predictions can get feedback
@@ -273,12 +281,13 @@ class PredictionLog:
 
     @property
     def backlog(self) -> int:
-        return self._queue.qsize()
+        return len(self._queue)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything logged so far is written (or timeout); True when written."""
         done = threading.Event()
-        self._queue.put(done)
+        self._queue.append(done)
+        self._wake.set()
         if self._thread is None:
             self._run(until_empty=True)
         return done.wait(timeout_s)
@@ -286,35 +295,33 @@ class PredictionLog:
     def close(self, timeout_s: float = 10.0) -> None:
         if self._thread is not None:
             self.flush(timeout_s)
-            self._queue.put(None)
+            self._queue.append(None)
             self._stop.set()
+            self._wake.set()
             self._thread.join(timeout_s)
             self._thread = None
 
     def _run(self, until_empty: bool = False) -> None:
+        """Write what is queued in batches of up to ``batch_size`` rows; then sleep until
+        ``flush_interval_s`` has passed or flush()/close() wakes it (``until_empty``: return)."""
         stop = False
         while not stop:
-            try:
-                item = self._queue.get(block=not until_empty)
-            except queue.Empty:
-                return
+            if not self._queue:
+                if until_empty:
+                    return
+                self._wake.wait(self.flush_interval_s)
+                self._wake.clear()
+                continue
             batch: list[dict] = []
             waiters: list[threading.Event] = []
-            deadline = time.monotonic() + self.flush_interval_s
-            while True:
+            while self._queue and len(batch) < self.batch_size and not waiters and not stop:
+                item = self._queue.popleft()
                 if item is None:
                     stop = True
                 elif isinstance(item, threading.Event):
                     waiters.append(item)
                 else:
                     batch.extend(item)
-                if stop or waiters or len(batch) >= self.batch_size:
-                    break
-                remaining = deadline - time.monotonic()
-                try:
-                    item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-                except queue.Empty:
-                    break
             self._write(batch)
             for waiter in waiters:
                 waiter.set()
@@ -340,20 +347,17 @@ class PredictionLog:
     def _take_more(self, room: int) -> list[dict]:
         """While the DB is down, keep at most ``max_pending`` rows: older ones beyond are dropped."""
         more: list[dict] = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
+        while self._queue:
+            item = self._queue.popleft()
+            if not isinstance(item, list):
+                self._queue.appendleft(item)  # a flush waiter or the stop marker: handled by _run
                 return more
-            if isinstance(item, list):
-                more.extend(item)
-            else:
-                self._queue.put(item)  # a flush waiter or the stop marker: handled by _run
-                return more
+            more.extend(item)
             if len(more) > room:
                 self.dropped += len(more) - room
                 self._remember(more[: len(more) - room], -1)
                 more = more[len(more) - room :]
+        return more
 
     def known_request(self, request_id: str, wait_s: float = 0.0) -> bool:
         """A prediction with this id was served (queued here or written); error rows do not count."""

@@ -116,6 +116,8 @@ def parse_json(body: bytes, nan_is_null: bool = False) -> Any:
         raise GatewayError(400, f"malformed JSON: {str(exc)[:200]}") from None
     except RecursionError:
         raise GatewayError(400, "malformed JSON: nested too deeply") from None
+    if body.isascii() and b"\x00" not in body and b"\\u" not in body:
+        return parsed  # ASCII UTF-8 without \u escapes holds no surrogate: skip encoding it again
     try:  # a lone surrogate ("\ud800") is valid JSON but no text: it cannot be logged or hashed
         json.dumps(parsed, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:

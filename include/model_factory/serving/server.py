@@ -76,7 +76,50 @@ class _HeaderDeadlineMixin:
         super().connection_lost(exc)  # type: ignore[misc]
 
 
-class HeaderDeadline(_HeaderDeadlineMixin, _FastProtocol):  # type: ignore[misc,valid-type]
+class _HeadWithBody:
+    """The transport one response is written through. uvicorn writes the status line and headers,
+    then the body, in two writes: two ``send()`` calls, and the caller woken for a head it cannot
+    use yet. This holds the head back until the body's first write and sends both at once (a 100
+    Continue, written before the response starts, passes straight through)."""
+
+    __slots__ = ("_cycle", "_head", "_head_seen", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, cycle: Any) -> None:
+        self._transport, self._cycle = transport, cycle
+        self._head: bytes | None = None
+        self._head_seen = False
+
+    def write(self, data: bytes) -> None:
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        elif not self._head_seen and self._cycle.response_started:
+            self._head, self._head_seen = data, True
+            return
+        self._transport.write(data)
+
+    def close(self) -> None:
+        if self._head is not None:  # the app failed after starting its response: as uvicorn would
+            self._transport.write(self._head)
+            self._head = None
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info, ...: the transport's
+        return getattr(self._transport, name)
+
+
+class _OneWriteResponses:
+    """uvicorn's httptools protocol with each response's head and body written together."""
+
+    cycle: Any
+    transport: asyncio.Transport
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()  # type: ignore[misc]  # creates the cycle; its task runs later
+        if self.cycle is not None and self.cycle.transport is self.transport:
+            self.cycle.transport = _HeadWithBody(self.transport, self.cycle)
+
+
+class HeaderDeadline(_HeaderDeadlineMixin, _OneWriteResponses, _FastProtocol):  # type: ignore[misc,valid-type]
     """uvicorn's HTTP protocol with a deadline for request headers. The deadline is a class
     attribute (uvicorn instantiates the class per connection): read from the environment at
     import, which is what ``--workers`` processes do, and set by :func:`uvicorn_options`."""

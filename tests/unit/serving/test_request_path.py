@@ -1,0 +1,100 @@
+"""The single-row request path's shortcuts decide exactly what the long way decides.
+
+- the signature check's one-pass common case (``LoadedVersion._plainly_fits``) against the full
+  check, for every kind of field and awkward values;
+- a response's head and body leave in one transport write (``server._HeadWithBody``), a 100
+  Continue passes straight through, and a head whose body never comes is still sent on close;
+- the prediction log's writer is not woken per row, yet flush() and close() write everything.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+from model_factory.serving import predlog
+from model_factory.serving.models import InputField, LoadedVersion
+from model_factory.serving.server import _HeadWithBody
+
+FIELDS = (InputField("x", "double"), InputField("n", "long"), InputField("s", "string"),
+          InputField("b", "boolean"))  # fmt: skip
+VALUES = [None, 0, 1, -7, 2**2000, 1.5, 3.0, math.nan, math.inf, True, False, "1", "", [1], {"a": 1}]
+
+
+class _NotPlainDict(dict):
+    """A dict the shortcut does not take: check() goes the long way."""
+
+
+def _version() -> LoadedVersion:
+    return LoadedVersion(model="m", version="1", run_id=None, estimator=None, spec=None, inputs=FIELDS,
+                         classes=None, loaded_at=0.0, load_seconds=0.0)  # fmt: skip
+
+
+@pytest.mark.parametrize("field", [f.name for f in FIELDS])
+def test_the_one_pass_signature_check_agrees_with_the_full_check(field: str) -> None:
+    version = _version()
+    base = {"x": 1.0, "n": 2, "s": "a", "b": True}
+    for value in VALUES:
+        instance = {**base, field: value}
+        assert version.check(instance) == version.check(_NotPlainDict(instance)), (field, value)
+    assert version.check(base) == {}
+    wrong_fields = ({"x": 1.0, "n": 2, "s": "a"}, {**base, "extra": 1}, {"x": 1.0, "n": 2, "s": "a", "c": 1})
+    for instance in wrong_fields:
+        assert version.check(instance) == version.check(_NotPlainDict(instance)) != {}
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def test_a_response_head_and_body_leave_in_one_write() -> None:
+    transport, cycle = _Transport(), SimpleNamespace(response_started=False)
+    wrapped = _HeadWithBody(transport, cycle)  # type: ignore[arg-type]
+    wrapped.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # before the response starts: straight through
+    cycle.response_started = True
+    wrapped.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    assert transport.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+    wrapped.write(b"{}")
+    wrapped.write(b"more")  # a streamed body's later chunks go as they come
+    assert transport.writes[1:] == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}", b"more"]
+    assert not wrapped.is_closing()
+
+
+def test_a_head_whose_body_never_comes_is_sent_on_close() -> None:
+    transport, cycle = _Transport(), SimpleNamespace(response_started=True)
+    wrapped = _HeadWithBody(transport, cycle)  # type: ignore[arg-type]
+    wrapped.write(b"HTTP/1.1 500 Internal Server Error\r\n\r\n")
+    wrapped.close()
+    assert transport.writes == [b"HTTP/1.1 500 Internal Server Error\r\n\r\n"] and transport.closed
+
+
+def _row(i: int) -> dict:
+    return {"request_id": f"r{i}", "entity_id": None, "model": "m", "version": "1", "arm": "champion",
+            "status": "ok", "error": None, "latency_ms": 0.1, "prediction": "{}", "score": 0.5,
+            "inputs": None, "inputs_hash": "h", "created_at": predlog.utcnow()}  # fmt: skip
+
+
+def test_the_log_writer_is_not_woken_per_row_and_flush_writes_everything(tmp_path) -> None:
+    plog = predlog.PredictionLog(f"sqlite:///{tmp_path / 'p.db'}", batch_size=3, flush_interval_s=60)
+    plog.start()
+    try:
+        for i in range(7):
+            plog.log([_row(i)])
+        assert not plog._wake.is_set()  # logging only appends
+        assert plog.flush(timeout_s=60)  # flush wakes it: all 7 written, in batches of 3
+        assert plog.written == 7 and plog.backlog == 0
+        assert plog.known_request("r6")
+    finally:
+        plog.close()
