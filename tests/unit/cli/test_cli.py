@@ -39,19 +39,24 @@ def test_help_reads_at_every_level(capsys: pytest.CaptureFixture[str]) -> None:
         assert "Usage: model-factory " + name in capsys.readouterr().out
 
 
+@pytest.fixture
+def specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty specs folder the CLI reads (FACTORY_SPECS_DIR)."""
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    monkeypatch.setenv("FACTORY_SPECS_DIR", str(folder))
+    return folder
+
+
 def test_status_shows_the_fleet_with_a_broken_spec_and_alerts(
     two_versions,  # noqa: F811 - the fixture imported above
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    specs: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from model_factory.monitoring.alerts import Alert, deliver
 
-    specs = tmp_path / "specs"
-    specs.mkdir()
     shutil.copy(REPO / "include" / "models" / "churn.yaml", specs / "churn.yaml")
     (specs / "typo.yaml").write_text("name: typo\nownr: me\n")
-    monkeypatch.setenv("FACTORY_SPECS_DIR", str(specs))
     alert = Alert(model="churn", owner="growth", kind="drift", subject="churn: drift on 2026-01-11", body="x")
     deliver(alert, two_versions.home)
 
@@ -194,22 +199,19 @@ def test_a_wrong_command_line_is_a_usage_error_not_a_traceback(capsys: pytest.Ca
 
 def test_status_pages_and_filters_like_the_view_and_show_reads_one_model(
     two_versions,  # noqa: F811 - the fixture imported above
-    tmp_path: Path,
+    specs: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from mlflow.tracking import MlflowClient
     from model_factory.rollout import fleet as fleet_module
 
-    specs = tmp_path / "specs"
-    specs.mkdir()
     churn = (REPO / "include" / "models" / "churn.yaml").read_text()
     for name in ("churn", "churn_b", "churn_c", "other_d"):
         text = churn.replace("name: churn\n", f"name: {name}\n")
         if name == "other_d":
             text = text.replace("owner: ", "owner: platform-", 1)
         (specs / f"{name}.yaml").write_text(text)
-    monkeypatch.setenv("FACTORY_SPECS_DIR", str(specs))
 
     assert main(["status", "--offline", "--json", "--per-page", "3"]) == 0
     first = json.loads(capsys.readouterr().out)

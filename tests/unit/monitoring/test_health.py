@@ -333,30 +333,20 @@ def test_expected_roc_auc_over_value_buckets_stays_within_its_bound_of_the_sorte
         assert abs(fast - exact) <= perf.AUC_BUCKET_TOLERANCE, (fast, exact)
 
 
+def _health_row(day: date, realized: float | None, *, metric: str, coverage: float, version: str = "3"):
+    """A day of churn's health history: an estimate of 0.8 [0.78, 0.82] over 1,000 predictions."""
+    return HealthRow(model="churn", version=version, day=day, metric=metric, realized=realized,
+                     realized_low=None, realized_high=None, estimated=0.8, estimated_low=0.78,
+                     estimated_high=0.82, predictions=1000, outcomes=10, label_coverage=coverage,
+                     label_delay_days=2.0, output_drift_ks=0.04, error_rate=0.0, p95_ms=12.0,
+                     checked_at=datetime(2026, 3, 5))  # fmt: skip
+
+
 def test_health_history_rows_are_replaced_per_version_and_day(tmp_path) -> None:
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'predictions.db'}")
 
     def row(day: date, realized: float | None) -> HealthRow:
-        return HealthRow(
-            "churn",
-            "3",
-            day,
-            "accuracy",
-            realized,
-            None,
-            None,
-            0.8,
-            0.78,
-            0.82,
-            1000,
-            10,
-            0.01,
-            2.0,
-            0.04,
-            0.0,
-            12.0,
-            datetime(2026, 3, 5),
-        )
+        return _health_row(day, realized, metric="accuracy", coverage=0.01)
 
     record(engine, [row(date(2026, 3, 1), None), row(date(2026, 3, 2), None)])
     record(engine, [row(date(2026, 3, 1), 0.79)])  # late outcomes recomputed the first day
@@ -498,26 +488,7 @@ def test_latest_health_figures_as_prometheus_gauges(tmp_path) -> None:
     assert latest_gauges(engine) == []
 
     def row(day: date, realized: float | None, version: str = "3") -> HealthRow:
-        return HealthRow(
-            "churn",
-            version,
-            day,
-            "roc_auc",
-            realized,
-            None,
-            None,
-            0.8,
-            0.78,
-            0.82,
-            1000,
-            10,
-            0.5,
-            2.0,
-            0.04,
-            0.0,
-            12.0,
-            datetime(2026, 3, 5),
-        )
+        return _health_row(day, realized, version=version, metric="roc_auc", coverage=0.5)
 
     record(
         engine, [row(date(2026, 3, 1), 0.79), row(date(2026, 3, 2), None), row(date(2026, 3, 1), 0.7, "4")]
