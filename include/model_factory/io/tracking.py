@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from typing import TYPE_CHECKING
+import weakref
+from typing import TYPE_CHECKING, Any
 
 from model_factory.errors import PermanentError
 from model_factory.settings import FactorySettings
@@ -29,29 +30,33 @@ class TrackingUnavailableError(RuntimeError):
     """The MLflow tracking store cannot be reached."""
 
 
+_CHECKED: weakref.WeakKeyDictionary[FactorySettings, MlflowClient] = weakref.WeakKeyDictionary()
+
+
 def connect(settings: FactorySettings, attempts: int = 3, delay_s: float = 2.0) -> MlflowClient:
-    """Point MLflow at the tracking store and check it answers; return an MlflowClient."""
+    """Point MLflow at the tracking store and check it answers; return an MlflowClient.
+
+    One checked client per settings object: a task reads its settings once (the Airflow layer)
+    and hands them down, so every step of the task shares one client and one reachability check
+    instead of opening its own."""
     import mlflow
     from mlflow.tracking import MlflowClient
+
+    checked = _CHECKED.get(settings)
+    if checked is not None:
+        _point_at(mlflow, settings)  # another settings object may have pointed MLflow elsewhere since
+        return checked
 
     if settings.tracking_uri.startswith("sqlite:///"):
         db_path = settings.tracking_uri.removeprefix("sqlite:///")
         os.makedirs(os.path.dirname(db_path) or ".", exist_ok=True)
-    # MLflow also writes these URIs into os.environ; keep the environment as the caller set it,
-    # or the next FactorySettings.from_env() in this process would read MLflow's copy.
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    _point_at(mlflow, settings)
     client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
     last_error: Exception | None = None
     for attempt in range(1, attempts + 1):
         try:
             client.search_experiments(max_results=1)
+            _CHECKED[settings] = client
             return client
         except Exception as exc:
             last_error = exc
@@ -62,6 +67,19 @@ def connect(settings: FactorySettings, attempts: int = 3, delay_s: float = 2.0) 
         f"{type(last_error).__name__}: {str(last_error).splitlines()[0] if str(last_error) else ''}. "
         "Check MLFLOW_TRACKING_URI and that the tracking server is running."
     )
+
+
+def _point_at(mlflow: Any, settings: FactorySettings) -> None:
+    """Set MLflow's process-wide URIs (its fluent API reads them) without changing os.environ:
+    MLflow writes its copy there, and the next FactorySettings.from_env() would read it."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def version_run_id(version: ModelVersion) -> str:

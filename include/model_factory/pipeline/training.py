@@ -220,10 +220,10 @@ def split_holdout(df: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.D
     return df.iloc[~mask], df.iloc[mask]
 
 
-def git_revision() -> str:
+def git_revision(settings: FactorySettings) -> str:
     """The code revision: ``FACTORY_CODE_REVISION`` (baked into the Docker image, which has no
     ``.git``), else the checkout's ``git rev-parse HEAD`` (``-dirty`` with local changes)."""
-    if revision := FactorySettings.from_env().code_revision:
+    if revision := settings.code_revision:
         return revision
     try:
         rev = subprocess.run(
@@ -239,14 +239,14 @@ def git_revision() -> str:
         return "unknown"
 
 
-def requirements_file() -> Path:
+def requirements_file(settings: FactorySettings) -> Path:
     """The locked requirements: ``FACTORY_REQUIREMENTS_FILE`` (set in the Docker image), else the
     checkout's requirements.txt."""
-    return Path(FactorySettings.from_env().requirements_file or PROJECT_ROOT / "requirements.txt")
+    return Path(settings.requirements_file or PROJECT_ROOT / "requirements.txt")
 
 
-def _requirements_sha256() -> str:
-    path = requirements_file()
+def _requirements_sha256(settings: FactorySettings) -> str:
+    path = requirements_file(settings)
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "unknown"
 
 
@@ -403,8 +403,8 @@ def train_model(
         tag_schema.WORKER: f"{socket.gethostname()}:{os.getpid()}",
         **({tag_schema.WITHDRAWN_BATCHES: json.dumps(withdrawn)[:5000]} if withdrawn else {}),
         tag_schema.SPEC_HASH: spec.spec_hash(),
-        tag_schema.GIT_REVISION: git_revision(),
-        tag_schema.REQUIREMENTS_SHA256: _requirements_sha256(),
+        tag_schema.GIT_REVISION: git_revision(settings),
+        tag_schema.REQUIREMENTS_SHA256: _requirements_sha256(settings),
         tag_schema.DATA_URIS: json.dumps([i["uri"] for i in inputs]),
         tag_schema.DATA_SHA256: data_sha,
         tag_schema.DATA_ROWS: str(len(df)),
@@ -453,8 +453,8 @@ def train_model(
         mlflow.log_dict({"inputs": inputs, "holdout_uri": holdout_uri, **tags}, "lineage.json")
         log_training_inputs(spec.name, inputs, X_train.head(5))
         mlflow.log_dict(spec.model_dump(mode="json", by_alias=True), "spec.json")
-        if requirements_file().exists():
-            mlflow.log_artifact(str(requirements_file()), "environment")
+        if requirements_file(settings).exists():
+            mlflow.log_artifact(str(requirements_file(settings)), "environment")
         example = X_train.head(5)
         info = mlflow.sklearn.log_model(
             pipeline,

@@ -80,7 +80,7 @@ def check_lineage(model: str, version: str, settings: FactorySettings,
         if digest != info["sha256"]:
             raise ReproduceError(f"{model} v{version} cannot be reproduced: {info['uri']} changed "
                                  f"(sha256 {digest[:12]}, recorded {info['sha256'][:12]})")  # fmt: skip
-    recorded, current = tags[tag_schema.GIT_REVISION], git_revision()
+    recorded, current = tags[tag_schema.GIT_REVISION], git_revision(settings)
     if recorded != current and not allow_code_drift:
         raise ReproduceError(
             f"{model} v{version} was trained at code revision {recorded}; this checkout is {current}. "

@@ -178,8 +178,7 @@ def test_reproduce_a_version_and_refuse_without_data_or_lineage(factory_home, mo
     registered = retrain(spec_for(), settings, carded=False)
     monkeypatch.setenv("FACTORY_CODE_REVISION", "bbb222")
     with pytest.raises(ReproduceError, match="trained at code revision aaa111; this checkout is bbb222"):
-        reproduce_version("churn", registered["version"], settings)
-    monkeypatch.setenv("FACTORY_CODE_REVISION", "aaa111")
+        reproduce_version("churn", registered["version"], FactorySettings.from_env())
     done = reproduce_version("churn", registered["version"], settings)
     assert done["reproduced"], done["verdict"]
     assert {c["metric"] for c in done["comparison"]} >= {"roc_auc", "accuracy"}
