@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import math
 import os
-from statistics import NormalDist
 from dataclasses import asdict, dataclass, replace
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -75,16 +75,17 @@ class DriftRule:
     numeric, total variation distance for categorical) >= ``effect_threshold``. Every effect must
     also be significant: its test's p-value (PSI: the chi-square test of the same cells) under
     ``alpha`` / the number of tests of the judged features (two per numeric feature, KS and the
-    cells' chi-square; one per categorical one), Bonferroni: at most ``alpha`` false alarms per
-    check on an unchanged population. With thousands of rows that always holds; on a small
-    baseline or batch it keeps sampling noise from reading as drift (a 320-row baseline against
-    600 rows puts PSI over 0.1 on ~1 feature in 70 by chance alone).
+    cells' chi-square; one per categorical one; at small n one each), Bonferroni: at most
+    ``alpha`` false alarms per check on an unchanged population. With thousands of rows that
+    always holds; on a small baseline or batch it keeps sampling noise from reading as drift (a
+    320-row baseline against 600 rows puts PSI over 0.1 on ~1 feature in 70 by chance alone).
 
     From ``min_rows`` rows the p-values are the asymptotic ones. From ``small_min_rows`` up to
-    ``min_rows`` they come from tests valid at small n (exact two-sample KS, permutation
-    chi-square) and the reasons state the smallest KS shift the test can see at those sizes.
-    Below both no decision is made. Features in ``ignore_features`` are reported but never
-    judged (e.g. a column constant within a day, such as the day of week).
+    ``min_rows`` they come from tests valid at small n (numeric: the exact two-sample KS, which
+    also guards PSI; categorical: the permutation chi-square) and the reasons state the smallest
+    KS shift the test can see at those sizes. Below both no decision is made. Features in
+    ``ignore_features`` are reported but never judged (e.g. a column constant within a day, such
+    as the day of week).
     """
 
     psi_threshold: float = 0.2
@@ -185,15 +186,20 @@ def _numeric_result(
         out["distribution"] |= {"current": current.tolist(), "current_missing": missing / rows}
         reference = [*profile["proportions"], profile["missing_share"]]
         out["psi"] = psi(reference, [*current, missing / rows])
-        ref_counts = np.rint(np.asarray(reference) * ref_rows).astype(np.int64)
-        cur_counts = np.asarray([*current_counts, missing], dtype=np.int64)
-        out["psi_pvalue"] = (chi2_permutation_pvalue(ref_counts, cur_counts) if exact
-                             else chi2_two_sample(ref_counts, cur_counts)[2])  # fmt: skip
+        if not exact:  # at small n the KS test guards PSI (below)
+            ref_counts = np.rint(np.asarray(reference) * ref_rows).astype(np.int64)
+            cur_counts = np.asarray([*current_counts, missing], dtype=np.int64)
+            out["psi_pvalue"] = chi2_two_sample(ref_counts, cur_counts)[2]
     if acc.count:
         d = ks_from_cells(ref_cells, acc.cells)
         p = ks_exact_pvalue(ref_cells, acc.cells) if exact else ks_pvalue(d, profile["count"], acc.count)
         out |= {"mean": acc.mean, "std": acc.std, "min": acc.min, "max": acc.max, "ks_statistic": d,
                 "ks_pvalue": p}  # fmt: skip
+        if exact:
+            # A permutation test of the cells is anticonservative here: the cells are cut at the
+            # reference's own quantiles (measured: 1.4% rejections at 1%, 6.3% at 5%, normal
+            # samples of 100 vs 180). The exact KS is not (0.8%, 4.0%): it guards PSI too.
+            out["psi_pvalue"] = p
         if acc.bounds is not None:
             out["outside_bounds_share"] = acc.outside / acc.count
     return out
@@ -339,10 +345,11 @@ def _decide(
         ]
     if status in ("drift", "no_drift") and rule.small(rows):
         unseen = ks_detectable(alpha, ref_rows, rows)
+        plural = "s" if len(judged) != 1 else ""
         reasons.insert(0, (
             f"{rows:,} rows, under drift.min_rows {rule.min_rows:,}: decided by tests valid at small n "
-            f"(exact two-sample KS, permutation chi-square), each at p < {alpha:.2g} (α {rule.alpha:g} "
-            f"shared by the tests of {len(judged)} judged feature{'s' if len(judged) != 1 else ''}); against the "
+            f"(exact two-sample KS, permutation chi-square), each at p < {alpha:.2g} (alpha "
+            f"{rule.alpha:g} shared by the tests of {len(judged)} judged feature{plural}); against the "
             f"{ref_rows:,}-row baseline a shift under KS {unseen:.2f} goes unseen at these sizes"))
     return status, reasons
 
@@ -417,7 +424,8 @@ def check_drift(
         feat["judged"] = not feat["ignored"] and not feat["data_quality"] and feat["present"]
         if feat["judged"]:
             judged.append(name)
-    tests = sum(2 if features[n]["kind"] == "numeric" else 1 for n in judged)  # KS + cells; chi-square
+    # numeric: KS and the cells' chi-square (at small n the KS alone); categorical: the chi-square
+    tests = sum(2 if features[n]["kind"] == "numeric" and not exact else 1 for n in judged)
     alpha = rule.alpha / max(1, tests)  # Bonferroni over every test of the judged features
     for name, feat in features.items():
         feat["why"] = _judge(feat, rule, alpha) if feat["judged"] else []
@@ -519,7 +527,8 @@ def check_concept_drift(
             against = f" and {reference_rows} reference rows" if reference_rows else ""
             return base | {"status": "ok", "reasons": [
                 f"{vs} ({relative:+.1%}): beyond the limits, but within the noise of {n_labelled} live"
-                f"{against} (z = {z:.2f}; |z| ≥ {needed:.2f} is significant at {alpha:g}): no alarm"]}  # fmt: skip
+                f"{against} (z = {z:.2f}; significant needs |z| ≥ {needed:.2f}, alpha {alpha:g}): "
+                "no alarm"]}  # fmt: skip
         noise = f", z = {z:.2f}"
     if relative < -max_drop:
         return base | {

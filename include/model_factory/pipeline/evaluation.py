@@ -176,8 +176,8 @@ BOOTSTRAP_BLOCK_CELLS = 4_000_000
 def metric_standard_error(metric: str, p: Predictions, resamples: int = 400, seed: int = 0) -> float | None:
     """The bootstrap standard error of ``metric_value(metric, p)`` (seeded); None when under half
     of the resamples give a value (one class drawn)."""
-    values = np.concatenate([weighted_metric(metric, p, counts)
-                             for counts in resample_counts(np.random.default_rng(seed), len(p.y), resamples)])  # fmt: skip
+    draws = resample_counts(np.random.default_rng(seed), len(p.y), resamples)
+    values = np.concatenate([weighted_metric(metric, p, counts) for counts in draws])
     values = values[np.isfinite(values)]
     return float(values.std(ddof=1)) if len(values) >= max(2, resamples // 2) else None
 

@@ -45,7 +45,8 @@ def test_unchanged_small_batches_get_a_decision_and_few_false_alarms():
 def test_a_real_shift_in_a_small_batch_is_caught():
     caught, undecided = _alarms(tiny, TINY, [], 100, 180, seeds=40, shift=1.0)
     assert undecided == 0 and caught >= 38, f"a 1 sd shift caught in {caught} of 40"
-    check = check_drift(build_baseline(tiny(1, 100), TINY, []), tiny(2, 180).assign(hue=lambda f: f.hue + 0.3))
+    shifted = tiny(2, 180).assign(hue=lambda f: f.hue + 0.3)
+    check = check_drift(build_baseline(tiny(1, 100), TINY, []), shifted)
     assert check.status == "drift" and check.drifted_features == ["hue"]
     assert "decided by tests valid at small n" in check.reasons[0] and "goes unseen" in check.reasons[0]
 
