@@ -83,7 +83,8 @@ class DriftRule:
     From ``min_rows`` rows the p-values are the asymptotic ones. From ``small_min_rows`` up to
     ``min_rows`` they come from tests valid at small n (numeric: the exact two-sample KS, which
     also guards PSI; categorical: the permutation chi-square) and the reasons state the smallest
-    KS shift the test can see at those sizes. Below both no decision is made. Features in
+    KS shift the test can see at those sizes; so do they for a batch of ``min_rows`` or more
+    against a baseline under ``min_rows``. Below both no decision is made. Features in
     ``ignore_features`` are reported but never judged (e.g. a column constant within a day, such
     as the day of week).
     """
@@ -114,8 +115,14 @@ class DriftRule:
         return {**asdict(self), "ignore_features": list(self.ignore_features)}
 
     def small(self, rows: int) -> bool:
-        """Whether ``rows`` is in the small-sample regime (tests valid at small n decide)."""
+        """Whether a batch of ``rows`` is decided in the small-sample regime (under min_rows)."""
         return self.small_min_rows <= rows < self.min_rows
+
+    def exact_tests(self, rows: int, reference_rows: int) -> bool:
+        """Whether the tests valid at small n give the p-values: a batch in the small regime, or
+        a decidable batch against a baseline under ``min_rows`` (asymptotic p-values need both
+        samples large)."""
+        return self.small(rows) or (rows >= self.min_rows and reference_rows < self.min_rows)
 
 @dataclass(frozen=True)
 class DriftCheck:
@@ -343,11 +350,12 @@ def _decide(
             f"{rule.psi_warn:g}, the per-feature limit, or a significant test), below the rule's "
             f"{rule.drifted_share:.0%}"
         ]
-    if status in ("drift", "no_drift") and rule.small(rows):
+    if status in ("drift", "no_drift") and rule.exact_tests(rows, ref_rows):
         unseen = ks_detectable(alpha, ref_rows, rows)
         plural = "s" if len(judged) != 1 else ""
+        small = f"{rows:,} rows" if rows < rule.min_rows else f"a {ref_rows:,}-row baseline"
         reasons.insert(0, (
-            f"{rows:,} rows, under drift.min_rows {rule.min_rows:,}: decided by tests valid at small n "
+            f"{small}, under drift.min_rows {rule.min_rows:,}: decided by tests valid at small n "
             f"(exact two-sample KS, permutation chi-square), each at p < {alpha:.2g} (alpha "
             f"{rule.alpha:g} shared by the tests of {len(judged)} judged feature{plural}); against the "
             f"{ref_rows:,}-row baseline a shift under KS {unseen:.2f} goes unseen at these sizes"))
@@ -383,7 +391,7 @@ def check_drift(
     }
 
     rows, present, blocks = column_blocks(current, numeric, categorical, chunk_rows)
-    exact = rule.small(rows)
+    exact = rule.exact_tests(rows, baseline["rows"])
     accs: dict[str, Accumulator] = {}
     for col in present:
         if col in baseline["numeric"]:
