@@ -66,6 +66,9 @@ def test_a_small_baseline_noise_is_not_drift():
     unguarded, _ = _alarms(missing, numeric, categorical, 320, 600, seeds=200, rule=DriftRule(alpha=0.999))
     assert alarms <= 2, f"{alarms} false alarms in 200 unchanged batches"
     assert unguarded >= 10, unguarded  # what the rule raised before (PSI unguarded)
+    # 600 rows is enough, but the 320-row baseline is not: the tests valid at small n decide
+    check = check_drift(build_baseline(missing(1, 320), numeric, categorical), missing(2, 600))
+    assert check.status == "no_drift" and check.reasons[0].startswith("a 320-row baseline, under")
 
 
 def test_exact_tests_agree_with_scipy_on_raw_samples():
