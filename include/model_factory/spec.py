@@ -455,7 +455,16 @@ class DriftSpec(_Strict):
     drifted_share: float = Field(
         default=0.3, gt=0.0, le=1.0, description="This share of features drifted: drift"
     )
-    min_rows: int = Field(default=500, ge=1, description="Fewer rows: no decision, said so")
+    min_rows: int = Field(
+        default=500, ge=1,
+        description="From this many rows (pooled) the effect-size rule decides with asymptotic tests",
+    )  # fmt: skip
+    small_min_rows: int = Field(
+        default=100, ge=1,
+        description="From this many rows up to min_rows, tests valid at small n decide (exact KS, "
+        "permutation chi-square; the report states the smallest shift they can see); fewer: no "
+        "decision, said so",
+    )  # fmt: skip
     pool_days: int = Field(
         default=14, ge=0,
         description="A batch under min_rows is pooled with the batches of up to this many earlier "

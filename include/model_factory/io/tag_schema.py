@@ -53,6 +53,9 @@ DECISION = "factory.decision"
 """The evaluation's (or review's) verdict: ``blessed`` | ``rejected`` | ``held_for_review``."""
 DECISION_REASON = "factory.decision_reason"
 DECISION_EVIDENCE = "factory.decision_evidence"
+DECISION_EVIDENCE_ROWS = "factory.decision_evidence_rows"
+"""On the run: the rows behind the decision's metric (the holdout, or the cross-validated window);
+the concept-drift check weighs the reference metric's noise by it."""
 ATTESTATION = "factory.attestation"
 """The factory's keyed signature over (model, version, run, model digest, decision): see
 ``io.attestation``. A tag anyone can write, but nobody without the factory's key can forge."""

@@ -72,14 +72,15 @@ def _concept_drift(
     if any(col not in labelled.columns for col in spec.features.all):
         return {"status": "insufficient_data", "reasons": ["features missing: see data quality"]}
     from model_factory.io.model_loading import load_registered
-    from model_factory.pipeline.evaluation import compute_metrics
+    from model_factory.pipeline.evaluation import metric_standard_error, metric_value, predict_holdout
 
     # The one safe loader: only a blessed, skops-saved version with types the factory trusts.
     model = load_registered(
         tracking.connect(settings), spec.registered_model_name, champion.version,
         code_dir=settings.specs_dir / "code",
     ).estimator  # fmt: skip
-    live = compute_metrics(model, labelled, spec)[spec.gates.primary_metric]
+    predictions = predict_holdout(model, labelled, spec)
+    live = metric_value(spec.gates.primary_metric, predictions)
     result = check_concept_drift(
         live,
         champion.holdout_metric,
@@ -88,6 +89,8 @@ def _concept_drift(
         min_labels=spec.drift.min_labels,
         max_drop=spec.drift.max_metric_drop,
         too_good_jump=spec.gates.too_good_jump or 0.25,
+        live_se=metric_standard_error(spec.gates.primary_metric, predictions),
+        reference_rows=champion.evidence_rows,
     )
     return {**result, "metric": spec.gates.primary_metric, "live": live,
             "reference": champion.holdout_metric}  # fmt: skip
@@ -203,6 +206,7 @@ def check_batch(
         psi_threshold=spec.drift.psi_threshold,
         drifted_share=spec.drift.drifted_share,
         min_rows=spec.drift.min_rows,
+        small_min_rows=spec.drift.small_min_rows,
         ignore_features=tuple(spec.drift.ignore_features),
     )
     try:

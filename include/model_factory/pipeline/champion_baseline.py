@@ -22,6 +22,7 @@ class ChampionBaseline:
     baseline: dict[str, Any]
     contract: dict[str, Any] | None
     holdout_metric: float | None
+    evidence_rows: int | None = None  # rows behind holdout_metric (None: recorded before the tag)
 
 
 class NoBaselineError(LookupError):
@@ -64,4 +65,9 @@ def champion_baseline(spec: ModelSpec, settings: FactorySettings) -> ChampionBas
         baseline=baseline,
         contract=contract,
         holdout_metric=float(metric_tag) if metric_tag else None,
+        evidence_rows=_evidence_rows(client.get_run(run_id).data.tags.get(tag_schema.DECISION_EVIDENCE_ROWS)),
     )
+
+
+def _evidence_rows(tag: str | None) -> int | None:
+    return int(tag) if tag and tag.isdigit() and int(tag) > 0 else None

@@ -173,6 +173,15 @@ BOOTSTRAP_MAX_ROWS = 20_000
 BOOTSTRAP_BLOCK_CELLS = 4_000_000
 
 
+def metric_standard_error(metric: str, p: Predictions, resamples: int = 400, seed: int = 0) -> float | None:
+    """The bootstrap standard error of ``metric_value(metric, p)`` (seeded); None when under half
+    of the resamples give a value (one class drawn)."""
+    draws = resample_counts(np.random.default_rng(seed), len(p.y), resamples)
+    values = np.concatenate([weighted_metric(metric, p, counts) for counts in draws])
+    values = values[np.isfinite(values)]
+    return float(values.std(ddof=1)) if len(values) >= max(2, resamples // 2) else None
+
+
 def resample_counts(rng: np.random.Generator, n: int, resamples: int) -> Iterator[np.ndarray]:
     """Bootstrap resamples of ``n`` rows as counts (resamples x n, how often each row was drawn),
     a block at a time; the same draws as ``rng.integers(0, n, n)`` once per resample."""
@@ -531,4 +540,5 @@ def evaluate_candidate(
     client.set_tag(run_id, tag_schema.DECISION, decision.status)
     client.set_tag(run_id, tag_schema.DECISION_REASON, decision.reason)
     client.set_tag(run_id, tag_schema.DECISION_EVIDENCE, decision.evidence or "")
+    client.set_tag(run_id, tag_schema.DECISION_EVIDENCE_ROWS, str(evidence_rows))
     return {"run_id": run_id, "model_uri": trained["model_uri"], **record}

@@ -10,6 +10,15 @@
 * **Chi-square**: the 2 x k contingency test of reference counts against current counts, as
   ``chi2_contingency(..., correction=False)``.
 
+Small samples (the drift rule's "small" regime, under its ``min_rows``) use tests valid at any n:
+
+* **Exact two-sample KS**: ``ks_2samp(method="exact")``, whose p-value depends only on the
+  statistic and the two sample sizes; the samples are rebuilt from the counted cells as cell
+  indices (KS only needs the order). Exact for continuous data, conservative with ties.
+* **Permutation chi-square**: the same Pearson statistic, its p-value from ``PERMUTATIONS``
+  random splits of the pooled counts (multivariate hypergeometric: the row labels permuted),
+  ``(1 + #{permuted >= observed}) / (1 + PERMUTATIONS)``. No expected-count-of-5 rule to break.
+
 Made by training (the baseline profile), used by scoring (output drift) and monitoring (drift,
 health), so it lives below both.
 """
@@ -56,6 +65,53 @@ def ks_pvalue(statistic: float, n_reference: int, n_current: int) -> float:
     if en <= EXACT_KS_MAX_N:
         return float(stats.kstwo.sf(statistic, max(1, round(en))))
     return float(stats.kstwobign.sf(statistic * math.sqrt(en)))
+
+
+def _pearson(observed: np.ndarray) -> np.ndarray:
+    """Pearson's statistic of 2 x k tables (``observed``: [..., 2, k], no empty row or column)."""
+    rows = observed.sum(axis=-1, keepdims=True)
+    cols = observed.sum(axis=-2, keepdims=True)
+    expected = rows * cols / observed.sum(axis=(-2, -1), keepdims=True)
+    return np.sum((observed - expected) ** 2 / expected, axis=(-2, -1))
+
+
+PERMUTATIONS = 4000  # the permutation p-value's resolution: 1 / 4001 ~ 0.00025
+EXACT_KS_MAX_ROWS = 200_000  # reference rows up to which the two-sample KS is exact (~0.1 s)
+
+
+def chi2_permutation_pvalue(reference_counts: np.ndarray, current_counts: np.ndarray,
+                            permutations: int = PERMUTATIONS, seed: int = 0) -> float:  # fmt: skip
+    """The permutation p-value of the 2 x k chi-square statistic (seeded: the same counts give the
+    same p-value); 1.0 when the table has fewer than two non-empty cells."""
+    observed = np.vstack([reference_counts, current_counts]).astype(np.int64)
+    observed = observed[:, observed.sum(axis=0) > 0]
+    if observed.shape[1] < 2 or (observed.sum(axis=1) == 0).any():
+        return 1.0
+    statistic = float(_pearson(observed.astype("float64")))
+    totals, n_current = observed.sum(axis=0), int(observed[1].sum())
+    draws = np.random.default_rng(seed).multivariate_hypergeometric(totals, n_current, size=permutations)
+    tables = np.stack([totals - draws, draws], axis=1).astype("float64")
+    permuted = _pearson(tables)
+    return float((1 + np.sum(permuted >= statistic * (1 - 1e-12))) / (1 + permutations))
+
+
+def ks_exact_pvalue(reference_cells: np.ndarray, current_cells: np.ndarray) -> float:
+    """Exact two-sample KS p-value from counted cells (see the module docstring); for a reference
+    above ``EXACT_KS_MAX_ROWS`` rows, ``ks_pvalue`` (then the one-sample limit is exact enough)."""
+    ref, cur = np.asarray(reference_cells, dtype=np.int64), np.asarray(current_cells, dtype=np.int64)
+    if not ref.sum() or not cur.sum():
+        return 1.0
+    if ref.sum() > EXACT_KS_MAX_ROWS:
+        return ks_pvalue(ks_from_cells(ref, cur), int(ref.sum()), int(cur.sum()))
+    cells = np.arange(ref.size)
+    return float(stats.ks_2samp(np.repeat(cells, ref), np.repeat(cells, cur), method="exact").pvalue)
+
+
+def ks_detectable(alpha: float, n_reference: int, n_current: int) -> float:
+    """The smallest KS distance significant at ``alpha`` for these sample sizes (the test's power
+    floor, stated in the small-sample reasons), at the effective size en = m n / (m + n)."""
+    en = max(1, round(n_reference * n_current / (n_reference + n_current)))
+    return float(stats.kstwo.isf(alpha, en))
 
 
 def chi2_two_sample(reference_counts: np.ndarray, current_counts: np.ndarray) -> tuple[float, int, float]:

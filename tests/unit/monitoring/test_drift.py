@@ -418,9 +418,12 @@ def test_non_numeric_values_in_a_numeric_column(baseline: dict, current: pd.Data
 
 
 def test_too_few_rows_gives_no_decision(baseline: dict, current: pd.DataFrame) -> None:
-    result = drift.check_drift(baseline, current.head(120))
+    result = drift.check_drift(baseline, current.head(60))  # under drift.small_min_rows (100)
     assert result.status == "insufficient_data"
-    assert "only 120 rows" in result.reasons[0] and "no decision" in result.reasons[0]
+    assert "only 60 rows" in result.reasons[0] and "no decision" in result.reasons[0]
+    assert "at least 100" in result.reasons[0]
+    small = drift.check_drift(baseline, current.head(120))  # from 100 rows: tests valid at small n decide
+    assert small.status in ("drift", "no_drift") and "decided by tests valid at small n" in small.reasons[0]
     empty = drift.check_drift(baseline, current.head(0))
     assert empty.status == "insufficient_data" and empty.rows == 0
     json.dumps(empty.to_dict(), allow_nan=False)

@@ -50,7 +50,9 @@ def test_a_small_batch_is_pooled_with_earlier_validated_days_until_it_can_decide
 
 def test_pooling_stops_at_pool_days_and_says_there_is_no_decision(champion):  # noqa: F811
     spec, settings = champion
-    spec = spec.model_copy(update={"drift": spec.drift.model_copy(update={"pool_days": 1})})
+    # small_min_rows = min_rows: no small-sample regime, so 400 rows make no decision
+    drift_spec = spec.drift.model_copy(update={"pool_days": 1, "small_min_rows": 500})
+    spec = spec.model_copy(update={"drift": drift_spec})
     _small_days(settings, [WATCHED - timedelta(days=1), WATCHED - timedelta(days=2)])
     _source(settings, "churn", WATCHED, demo_data.generate_batch("churn", WATCHED, rows=200))
 
@@ -74,7 +76,7 @@ def test_no_decision_means_no_per_feature_verdict():
     decided = drift.check_drift(baseline, shifted, drift.DriftRule(min_rows=100))
     assert decided.status == "drift" and decided.drifted_features  # the shift is visible at 120 rows
 
-    undecided = drift.check_drift(baseline, shifted, drift.DriftRule(min_rows=500))
+    undecided = drift.check_drift(baseline, shifted, drift.DriftRule(min_rows=500, small_min_rows=500))
 
     assert undecided.status == "insufficient_data" and undecided.drifted_features == []
     assert {f["drifted"] for f in undecided.features.values()} == {None}
