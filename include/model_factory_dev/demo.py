@@ -24,7 +24,7 @@ from model_factory.rollout.summary import format_table, model_rows
 from model_factory.settings import PROJECT_ROOT, FactorySettings
 from model_factory.spec import load_specs
 
-from model_factory_dev import demo_data
+from model_factory_dev import demo_data, health_story
 
 START = date(2026, 1, 5)
 DAYS = 6
@@ -39,10 +39,27 @@ DEMO_SPECS = ("churn", "demand", "segment", "churn_tuned", "churn_custom", "chur
 TEMPLATE_DAYS = 2
 
 
+# churn's champion decays from the third day (the first two stay as they were): its customers move
+# to where it is least sure (uncertain_shift, which its own probabilities show) while what drives
+# churn slowly changes (concept_shift, which only the outcomes show).
+DECAY = {2: (0.25, 0.12), 3: (0.5, 0.25), 4: (0.75, 0.37), 5: (1.0, 0.5)}
+OUTCOME_DELAY_DAYS = 2  # churn's outcomes arrive in churn_outcomes/<day + 2>.csv
+SEASONAL_HISTORY_DAYS = 14  # demand batches before START: the same weekday twice for every demo day
+
+
 def generate(settings: FactorySettings, days: int) -> Path:
     root = Path(urlparse(settings.data_root).path)
     faults = {key: fault for key, fault in FAULTS.items() if key[1] < days}  # --days 2 works too
-    demo_data.write_demo_batches(root, START, days, faults=faults, models=demo_data.ALL_MODELS)
+    decay = {index: shift for index, shift in DECAY.items() if index < days}
+    demo_data.write_demo_batches(
+        root, START, days, faults=faults, models=demo_data.ALL_MODELS,
+        uncertain_shift={("churn", i): u for i, (u, _) in decay.items()},
+        concept_shift={("churn", i): c for i, (_, c) in decay.items()},
+        outcome_delay_days={"churn": OUTCOME_DELAY_DAYS},
+    )  # fmt: skip
+    # demand's watch compares a day with the same weekday in the weeks before: that history
+    demo_data.write_demo_batches(root, START - timedelta(days=SEASONAL_HISTORY_DAYS), SEASONAL_HISTORY_DAYS,
+                                 models=("demand",))  # fmt: skip
     return root
 
 
@@ -169,6 +186,39 @@ def failure_reason(log_text: str) -> list[str]:
             reasons = [r.strip() for r in lines[i + 1 : i + 6] if r.strip().startswith("- ")]
             return [line.split("AirflowFailException: ", 1)[1].strip(), *reasons]
     return ["see the task log (make demo ARGS=--verbose)"]
+
+
+def health_phase(settings: FactorySettings, bag, story, spec, seasonal, day: date) -> None:
+    """After a day's DAG runs: churn's health check (scoring its batch first), demand's seasonal
+    drift check. A health check asking for a retrain runs it (what its asset event does under the
+    scheduler) and the blessed version it registers is promoted (what the canary does)."""
+    if seasonal is not None:
+        story.seasonal.append(health_story.seasonal_check(settings, seasonal, day))
+    if spec is None:
+        return
+    story.metric, story.threshold = spec.gates.primary_metric, spec.gates.threshold
+    started = time.perf_counter()
+    try:
+        checked, summary = health_story.health_day(settings, spec, day)
+    except Exception as exc:  # no champion yet (the first retrain failed): said, the demo goes on
+        story.notes.append(f"{day}: no health check: {type(exc).__name__}: {str(exc)[:160]}")
+        return
+    story.record(checked, summary)
+    took = time.perf_counter() - started
+    print(f"  {day}  {spec.name + '__health':<22} {checked.action:<8} {took:5.1f}s  (in-process) "
+          f"{checked.reason[:100]}", flush=True)  # fmt: skip
+    if checked.action != "retrain" or story.restored:
+        return
+    dag_id = f"{spec.name}__retrain"
+    state, _, _ = run_dag(bag.dags[dag_id], day)
+    from model_factory.io.tracking import connect
+    from model_factory.pipeline.registry import CHALLENGER, current_alias_version
+
+    retrained = current_alias_version(connect(settings), spec.registered_model_name, CHALLENGER)
+    retrained = retrained if state == "success" else None
+    story.restored += health_story.restore(settings, spec, day, retrained, checked)
+    print(f"  {day}  {dag_id:<22} {state:<8} fired by the health check; {story.restored[-1][12:140]}",
+          flush=True)  # fmt: skip
 
 
 DRIFTED = {"churn": 0.8}  # covariate shift of the production batch after the demo days
@@ -388,7 +438,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nrunning {total} DAG runs through Airflow, models by template: " + ", ".join(
         f"{s.name} ({s.template})" for s in specs if any(s is spec for _, spec in runs))
         + f" (AIRFLOW_HOME={os.environ.get('AIRFLOW_HOME')})")  # fmt: skip
-    for day, spec in runs:
+    story = health_story.Story()
+    by_name = {s.name: s for s in specs}
+    story_spec = by_name.get(health_story.STORY_MODEL)
+    story_spec = story_spec if story_spec and story_spec.outcomes.enabled else None
+    seasonal_spec = by_name.get(health_story.SEASONAL_MODEL)
+    seasonal_spec = seasonal_spec if seasonal_spec and seasonal_spec.drift.enabled else None
+    last = {day: i for i, (day, _) in enumerate(runs)}  # a day's story follows its last DAG run
+    for index, (day, spec) in enumerate(runs):
         for dag_id in dag_ids(spec):
             if dag_id not in bag.dags:  # her template builds other DAGs, or it failed to build
                 print(f"  {day}  {dag_id:<22} skipped: no such DAG (see `model-factory templates` and "
@@ -406,11 +463,17 @@ def main(argv: list[str] | None = None) -> int:
             elif set(tasks.values()) == {"skipped"}:
                 line += "  skipped (see the task log)"
             print(line, flush=True)
+        if last[day] == index:
+            health_phase(settings, bag, story, story_spec, seasonal_spec, day)
 
     if not args.no_scheduler:
         # The live phase drives the demo's own models, whose production batches it writes.
         live = [s for s in specs if s.name in demo_data.MODELS]
         live_phase(settings, live, START + timedelta(days=args.days))
+
+    print("\nModel health over the demo days (issue 20: `model-factory health churn` shows the history)\n")
+    for line in health_story.format_story(story):
+        print(f"  {line}")
 
     print("\nModel factory summary\n")
     rows = model_rows(settings, specs)
