@@ -279,6 +279,40 @@ def _retrain(api, model: str, ds: str) -> dict | None:
     return registered
 
 
+def _start_shadow(settings: FactorySettings) -> str | None:
+    """The champion replaced by step 2 (``previous_champion``) shadows the new one on all live
+    requests: callers only ever get the champion's answer (issue 21's shadow traffic)."""
+    from model_factory.io.tracking import connect
+    from model_factory.pipeline.registry import PREVIOUS_CHAMPION, current_alias_version
+    from model_factory.rollout.shadow import start_shadow
+
+    version = current_alias_version(connect(settings), LIVE_MODEL, PREVIOUS_CHAMPION)
+    if version is None:
+        print(f"  no shadow: {LIVE_MODEL} has no previous champion (no promotion in step 2)")
+        return None
+    reason = "the replaced champion scores beside the new one while the label bug is retrained"
+    start_shadow(LIVE_MODEL, version, None, settings, actor="demo", reason=reason)
+    print(f"  shadow: the replaced champion v{version} scores every live {LIVE_MODEL} request beside the "
+          f"champion (`model-factory shadow start {LIVE_MODEL} {version} --reason ...`); callers get "
+          "the champion's answer")  # fmt: skip
+    return version
+
+
+def _show_and_stop_shadow(settings: FactorySettings, traffic) -> None:
+    from model_factory.rollout.shadow import shadow_comparison, stop_shadow
+
+    deadline = time.monotonic() + 30  # the gateway writes its shadow rows off the response path
+    comparison = shadow_comparison(settings, LIVE_MODEL)
+    while comparison and not comparison["requests"] and time.monotonic() < deadline:
+        time.sleep(1)
+        comparison = shadow_comparison(settings, LIVE_MODEL)
+    print(f"  shadow (`model-factory shadow show {LIVE_MODEL}`): "
+          f"{comparison['summary'] if comparison else 'no comparison'}")  # fmt: skip
+    print(f"    traffic errors so far: {dict(traffic.errors) or 'none'} (a shadow never changes an answer)")
+    stop_shadow(LIVE_MODEL, settings, actor="demo", reason="compared; the canary decides the next version")
+    print(f"  shadow stopped (`model-factory shadow stop {LIVE_MODEL} --reason ...`)")
+
+
 def live_phase(settings: FactorySettings, specs, day: date) -> None:
     """Under a real Airflow scheduler, with the serving gateway and live traffic:
 
@@ -375,11 +409,16 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
             print(f"\n3. an upstream bug corrupts {LIVE_MODEL}'s labels for three days (concept shift "
                   f"{BROKEN_LABELS:g}); canaries paused while they are retrained")  # fmt: skip
             api.pause(f"{LIVE_MODEL}__canary")
+            with stack.environ():  # while these retrain, live traffic flows: a shadow costs no time
+                shadowed = _start_shadow(FactorySettings.from_env())
             registered = None
             for offset in range(1, 4):
                 bad_day = day + timedelta(days=offset)
                 _write_production_batch(settings, LIVE_MODEL, bad_day, concept_shift=BROKEN_LABELS)
                 registered = _retrain(api, LIVE_MODEL, str(bad_day)) or registered
+            if shadowed:
+                with stack.environ():
+                    _show_and_stop_shadow(FactorySettings.from_env(), traffic)
             api.unpause(f"{LIVE_MODEL}__canary")
             with stack.environ():
                 from model_factory.io.tracking import connect
