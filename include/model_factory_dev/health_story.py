@@ -18,6 +18,7 @@ from model_factory.settings import FactorySettings
 
 STORY_MODEL = "churn"
 SEASONAL_MODEL = "demand"
+MIN_DAY_OUTCOMES = 30  # a day's realized metric counts from this many outcomes (as the expiry trend's)
 
 
 @dataclass
@@ -98,7 +99,7 @@ def realized_by_day(summary: dict[str, Any]) -> dict[tuple[date, str], float]:
     return {
         (date.fromisoformat(str(row["day"])), row["version"]): row["realized"]["value"]
         for row in report["days"]
-        if row["realized"]["n"] and row["realized"]["value"] is not None
+        if row["realized"]["n"] >= MIN_DAY_OUTCOMES and row["realized"]["value"] is not None
     }
 
 
@@ -118,8 +119,16 @@ def seasonal_check(settings: FactorySettings, spec, day: date) -> str:
         checked = check_batch(spec, day.isoformat(), settings)
     except Exception as exc:  # no champion yet, no batch: said, never fatal to the demo
         return f"{day}  {spec.name}: no check ({type(exc).__name__}: {str(exc)[:120]})"
-    reasons = "; ".join(checked["reasons"][:1])[:150]
-    return f"{day}  {spec.name}: {checked['status']} vs {spec.drift.reference} ({reasons})"
+    import json
+
+    from model_factory.io import storage
+
+    report = json.loads(storage.read_bytes(checked["report_json_uri"]))
+    inputs, concept = report["data_drift"], report["concept_drift"]
+    reason = (inputs.get("reasons") or [""])[0][:110]
+    concept_reason = "; ".join(concept.get("reasons") or [])[:90]
+    return (f"{day}  inputs vs {spec.drift.reference}: {inputs['status']} ({reason}); concept vs the "
+            f"champion's holdout: {concept.get('status')} ({concept_reason})")  # fmt: skip
 
 
 def format_story(story: Story) -> list[str]:
