@@ -40,9 +40,9 @@ TEMPLATE_DAYS = 2
 
 
 # churn's champion decays from the third day (the first two stay as they were): its customers move
-# to where it is least sure (uncertain_shift, which its own probabilities show) while what drives
-# churn slowly changes (concept_shift, which only the outcomes show).
-DECAY = {2: (0.25, 0.12), 3: (0.5, 0.25), 4: (0.75, 0.37), 5: (1.0, 0.5)}
+# to sign-ups of middling tenure, where it is least sure (its own probabilities show that), and
+# whose churn follows their usage, a change only the outcomes show (demo_data's uncertain_shift).
+DECAY = {2: 0.3, 3: 0.6, 4: 0.85, 5: 1.0}
 OUTCOME_DELAY_DAYS = 2  # churn's outcomes arrive in churn_outcomes/<day + 2>.csv
 SEASONAL_HISTORY_DAYS = 14  # demand batches before START: the same weekday twice for every demo day
 
@@ -50,11 +50,9 @@ SEASONAL_HISTORY_DAYS = 14  # demand batches before START: the same weekday twic
 def generate(settings: FactorySettings, days: int) -> Path:
     root = Path(urlparse(settings.data_root).path)
     faults = {key: fault for key, fault in FAULTS.items() if key[1] < days}  # --days 2 works too
-    decay = {index: shift for index, shift in DECAY.items() if index < days}
     demo_data.write_demo_batches(
         root, START, days, faults=faults, models=demo_data.ALL_MODELS,
-        uncertain_shift={("churn", i): u for i, (u, _) in decay.items()},
-        concept_shift={("churn", i): c for i, (_, c) in decay.items()},
+        uncertain_shift={("churn", i): shift for i, shift in DECAY.items() if i < days},
         outcome_delay_days={"churn": OUTCOME_DELAY_DAYS},
     )  # fmt: skip
     # demand's watch compares a day with the same weekday in the weeks before: that history
@@ -211,11 +209,7 @@ def health_phase(settings: FactorySettings, bag, story, spec, seasonal, day: dat
         return
     dag_id = f"{spec.name}__retrain"
     state, _, _ = run_dag(bag.dags[dag_id], day)
-    from model_factory.io.tracking import connect
-    from model_factory.pipeline.registry import CHALLENGER, current_alias_version
-
-    retrained = current_alias_version(connect(settings), spec.registered_model_name, CHALLENGER)
-    retrained = retrained if state == "success" else None
+    retrained = health_story.latest_version(settings, spec) if state == "success" else None
     story.restored += health_story.restore(settings, spec, day, retrained, checked)
     print(f"  {day}  {dag_id:<22} {state:<8} fired by the health check; {story.restored[-1][12:140]}",
           flush=True)  # fmt: skip

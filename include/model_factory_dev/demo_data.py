@@ -100,6 +100,7 @@ _CHARGES_STEP = 29.0
 _USAGE_STEP = 32.0
 _N_STORES = 60
 _UNCERTAIN_TENURE = 20.0  # months: a middling tenure, where tenure tells the model little
+_NEW_USAGE_EFFECT = 0.08  # logit per GB at uncertain_shift=1: what drives the new customers' churn
 
 
 def _check_model(model: str) -> None:
@@ -152,8 +153,9 @@ def _churn(
     age = np.clip(np.rint(rng.normal(46, 15, n)), 18, 90).astype(np.int64)
     tenure = np.rint(rng.gamma(1.3, 22.0, n))
     tenure = np.clip(np.minimum(tenure, (age - 18) * 12), 0, 120)
-    # uncertain_shift: the customer base moves to recent sign-ups of middling tenure, the inputs
-    # where the model's churn probability is least sure (its scores gather towards 0.5).
+    # uncertain_shift: the customer base moves to sign-ups of middling tenure, where a model that
+    # learnt churn from tenure is least sure (its scores gather), and whose churn follows their
+    # usage instead (below): a retrained model learns that, the old one cannot.
     tenure = np.rint((1 - uncertain) * tenure + uncertain * _UNCERTAIN_TENURE).astype(np.int64)
 
     charges = np.array([35.0, 70.0, 105.0])[plan] + rng.normal(0, 12, n)
@@ -174,6 +176,7 @@ def _churn(
         + 0.024 * (charges - 65)
         + calls_coef * (calls - 2)
         - 0.02 * (usage - 20)
+        + uncertain * _NEW_USAGE_EFFECT * (usage - 20)  # the new customers leave when they use much
         - 0.015 * (age - 46)
         + np.array([0.25, 0.0, -0.35])[plan]
         + np.array([0.0, -0.35, 0.30])[payment]

@@ -165,22 +165,35 @@ def restore(
     settings: FactorySettings, spec, day: date, retrained: str | None, before: HealthDay
 ) -> list[str]:
     """Promote the retrain's blessed version (the canary's job under the scheduler) and check again."""
-    from model_factory.pipeline.registry import promote
+    from model_factory.pipeline.registry import PromotionError, promote
 
     if retrained is None:
-        return [f"{day}: the retrain registered no blessed version: the champion stays v{before.champion}"]
-    promote(spec.registered_model_name, retrained, settings, actor="demo",
-            reason=f"health check of {day}: {before.reason[:120]}")  # fmt: skip
+        return [f"{day}: the retrain failed: the champion stays v{before.champion}"]
+    try:
+        promote(spec.registered_model_name, retrained, settings, actor="demo",
+                reason=f"health check of {day}: {before.reason[:120]}")  # fmt: skip
+    except PromotionError as exc:
+        return [f"{day}: the retrain's v{retrained} is not promoted ({exc}): the champion stays "
+                f"v{before.champion}"]  # fmt: skip
     after, _ = health_day(settings, spec, day)
     holdout = _holdout_metric(settings, spec, retrained)
 
     def fig(value: float | None) -> str:
         return f"{value:.3f}" if value is not None else "none"
 
-    return [f"{day}: the retrain it fired registered v{retrained} (holdout {spec.gates.primary_metric} "
+    return [f"{day}: the retrain it fired: v{retrained} (holdout {spec.gates.primary_metric} "
             f"{fig(holdout)}, trained on the latest batches); promoted (the scheduler part shows a canary "
             f"doing this on live traffic); re-checked the same day: estimated {fig(after.estimated)} "
             f"(v{before.champion}: {fig(before.estimated)}), check {after.action}"]  # fmt: skip
+
+
+def latest_version(settings: FactorySettings, spec) -> str | None:
+    """The newest registered version (a retrain on unchanged batches reuses tonight's training)."""
+    from model_factory.io import tracking
+
+    name = spec.registered_model_name
+    versions = [int(v.version) for v in tracking.connect(settings).search_model_versions(f"name='{name}'")]
+    return str(max(versions)) if versions else None
 
 
 def _holdout_metric(settings: FactorySettings, spec, version: str) -> float | None:
