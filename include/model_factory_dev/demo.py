@@ -24,7 +24,7 @@ from model_factory.rollout.summary import format_table, model_rows
 from model_factory.settings import PROJECT_ROOT, FactorySettings
 from model_factory.spec import load_specs
 
-from model_factory_dev import demo_data
+from model_factory_dev import demo_data, health_story
 
 START = date(2026, 1, 5)
 DAYS = 6
@@ -39,10 +39,25 @@ DEMO_SPECS = ("churn", "demand", "segment", "churn_tuned", "churn_custom", "chur
 TEMPLATE_DAYS = 2
 
 
+# churn's champion decays from the third day (the first two stay as they were): its customers move
+# to sign-ups of middling tenure, where it is least sure (its own probabilities show that), and
+# whose churn follows their usage, a change only the outcomes show (demo_data's uncertain_shift).
+DECAY = {2: 0.3, 3: 0.6, 4: 0.85, 5: 1.0}
+OUTCOME_DELAY_DAYS = 2  # churn's outcomes arrive in churn_outcomes/<day + 2>.csv
+SEASONAL_HISTORY_DAYS = 14  # demand batches before START: the same weekday twice for every demo day
+
+
 def generate(settings: FactorySettings, days: int) -> Path:
     root = Path(urlparse(settings.data_root).path)
     faults = {key: fault for key, fault in FAULTS.items() if key[1] < days}  # --days 2 works too
-    demo_data.write_demo_batches(root, START, days, faults=faults, models=demo_data.ALL_MODELS)
+    demo_data.write_demo_batches(
+        root, START, days, faults=faults, models=demo_data.ALL_MODELS,
+        uncertain_shift={("churn", i): shift for i, shift in DECAY.items() if i < days},
+        outcome_delay_days={"churn": OUTCOME_DELAY_DAYS},
+    )  # fmt: skip
+    # demand's watch compares a day with the same weekday in the weeks before: that history
+    demo_data.write_demo_batches(root, START - timedelta(days=SEASONAL_HISTORY_DAYS), SEASONAL_HISTORY_DAYS,
+                                 models=("demand",))  # fmt: skip
     return root
 
 
@@ -171,6 +186,35 @@ def failure_reason(log_text: str) -> list[str]:
     return ["see the task log (make demo ARGS=--verbose)"]
 
 
+def health_phase(settings: FactorySettings, bag, story, spec, seasonal, day: date) -> None:
+    """After a day's DAG runs: churn's health check (scoring its batch first), demand's seasonal
+    drift check. A health check asking for a retrain runs it (what its asset event does under the
+    scheduler) and the blessed version it registers is promoted (what the canary does)."""
+    if seasonal is not None:
+        story.seasonal.append(health_story.seasonal_check(settings, seasonal, day))
+    if spec is None:
+        return
+    story.metric, story.threshold = spec.gates.primary_metric, spec.gates.threshold
+    started = time.perf_counter()
+    try:
+        checked, summary = health_story.health_day(settings, spec, day)
+    except Exception as exc:  # no champion yet (the first retrain failed): said, the demo goes on
+        story.notes.append(f"{day}: no health check: {type(exc).__name__}: {str(exc)[:160]}")
+        return
+    story.record(checked, summary)
+    took = time.perf_counter() - started
+    print(f"  {day}  {spec.name + '__health':<22} {checked.action:<8} {took:5.1f}s  (in-process) "
+          f"{checked.reason[:100]}", flush=True)  # fmt: skip
+    if checked.action != "retrain" or story.restored:
+        return
+    dag_id = f"{spec.name}__retrain"
+    state, _, _ = run_dag(bag.dags[dag_id], day)
+    retrained = health_story.latest_version(settings, spec) if state == "success" else None
+    story.restored += health_story.restore(settings, spec, day, retrained, checked)
+    print(f"  {day}  {dag_id:<22} {state:<8} fired by the health check; {story.restored[-1][12:140]}",
+          flush=True)  # fmt: skip
+
+
 DRIFTED = {"churn": 0.8}  # covariate shift of the production batch after the demo days
 BROKEN_LABELS = 0.75  # concept shift of the churn batches an upstream label bug produced
 LIVE_MODEL = "churn"
@@ -227,6 +271,40 @@ def _retrain(api, model: str, ds: str) -> dict | None:
                f"alias {registered['alias']}" if registered else "see the Airflow UI")  # fmt: skip
     print(f"  {ds}  {dag_id:<16} {run['state']:<8} {outcome}")
     return registered
+
+
+def _start_shadow(settings: FactorySettings) -> str | None:
+    """The champion replaced by step 2 (``previous_champion``) shadows the new one on all live
+    requests: callers only ever get the champion's answer (issue 21's shadow traffic)."""
+    from model_factory.io.tracking import connect
+    from model_factory.pipeline.registry import PREVIOUS_CHAMPION, current_alias_version
+    from model_factory.rollout.shadow import start_shadow
+
+    version = current_alias_version(connect(settings), LIVE_MODEL, PREVIOUS_CHAMPION)
+    if version is None:
+        print(f"  no shadow: {LIVE_MODEL} has no previous champion (no promotion in step 2)")
+        return None
+    reason = "the replaced champion scores beside the new one while the label bug is retrained"
+    start_shadow(LIVE_MODEL, version, None, settings, actor="demo", reason=reason)
+    print(f"  shadow: the replaced champion v{version} scores every live {LIVE_MODEL} request beside the "
+          f"champion (`model-factory shadow start {LIVE_MODEL} {version} --reason ...`); callers get "
+          "the champion's answer")  # fmt: skip
+    return version
+
+
+def _show_and_stop_shadow(settings: FactorySettings, traffic) -> None:
+    from model_factory.rollout.shadow import shadow_comparison, stop_shadow
+
+    deadline = time.monotonic() + 30  # the gateway writes its shadow rows off the response path
+    comparison = shadow_comparison(settings, LIVE_MODEL)
+    while comparison and not comparison["requests"] and time.monotonic() < deadline:
+        time.sleep(1)
+        comparison = shadow_comparison(settings, LIVE_MODEL)
+    print(f"  shadow (`model-factory shadow show {LIVE_MODEL}`): "
+          f"{comparison['summary'] if comparison else 'no comparison'}")  # fmt: skip
+    print(f"    traffic errors so far: {dict(traffic.errors) or 'none'} (a shadow never changes an answer)")
+    stop_shadow(LIVE_MODEL, settings, actor="demo", reason="compared; the canary decides the next version")
+    print(f"  shadow stopped (`model-factory shadow stop {LIVE_MODEL} --reason ...`)")
 
 
 def live_phase(settings: FactorySettings, specs, day: date) -> None:
@@ -325,11 +403,16 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
             print(f"\n3. an upstream bug corrupts {LIVE_MODEL}'s labels for three days (concept shift "
                   f"{BROKEN_LABELS:g}); canaries paused while they are retrained")  # fmt: skip
             api.pause(f"{LIVE_MODEL}__canary")
+            with stack.environ():  # while these retrain, live traffic flows: a shadow costs no time
+                shadowed = _start_shadow(FactorySettings.from_env())
             registered = None
             for offset in range(1, 4):
                 bad_day = day + timedelta(days=offset)
                 _write_production_batch(settings, LIVE_MODEL, bad_day, concept_shift=BROKEN_LABELS)
                 registered = _retrain(api, LIVE_MODEL, str(bad_day)) or registered
+            if shadowed:
+                with stack.environ():
+                    _show_and_stop_shadow(FactorySettings.from_env(), traffic)
             api.unpause(f"{LIVE_MODEL}__canary")
             with stack.environ():
                 from model_factory.io.tracking import connect
@@ -388,7 +471,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nrunning {total} DAG runs through Airflow, models by template: " + ", ".join(
         f"{s.name} ({s.template})" for s in specs if any(s is spec for _, spec in runs))
         + f" (AIRFLOW_HOME={os.environ.get('AIRFLOW_HOME')})")  # fmt: skip
-    for day, spec in runs:
+    story = health_story.Story()
+    by_name = {s.name: s for s in specs}
+    story_spec = by_name.get(health_story.STORY_MODEL)
+    story_spec = story_spec if story_spec and story_spec.outcomes.enabled else None
+    seasonal_spec = by_name.get(health_story.SEASONAL_MODEL)
+    seasonal_spec = seasonal_spec if seasonal_spec and seasonal_spec.drift.enabled else None
+    last = {day: i for i, (day, _) in enumerate(runs)}  # a day's story follows its last DAG run
+    for index, (day, spec) in enumerate(runs):
         for dag_id in dag_ids(spec):
             if dag_id not in bag.dags:  # her template builds other DAGs, or it failed to build
                 print(f"  {day}  {dag_id:<22} skipped: no such DAG (see `model-factory templates` and "
@@ -406,11 +496,17 @@ def main(argv: list[str] | None = None) -> int:
             elif set(tasks.values()) == {"skipped"}:
                 line += "  skipped (see the task log)"
             print(line, flush=True)
+        if last[day] == index:
+            health_phase(settings, bag, story, story_spec, seasonal_spec, day)
 
     if not args.no_scheduler:
         # The live phase drives the demo's own models, whose production batches it writes.
         live = [s for s in specs if s.name in demo_data.MODELS]
         live_phase(settings, live, START + timedelta(days=args.days))
+
+    print("\nModel health over the demo days (issue 20: `model-factory health churn` shows the history)\n")
+    for line in health_story.format_story(story):
+        print(f"  {line}")
 
     print("\nModel factory summary\n")
     rows = model_rows(settings, specs)

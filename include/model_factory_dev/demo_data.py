@@ -99,6 +99,8 @@ _BAD_STRINGS = ("unknown", "#VALUE!", "missing", "12,5", "--")
 _CHARGES_STEP = 29.0
 _USAGE_STEP = 32.0
 _N_STORES = 60
+_UNCERTAIN_TENURE = 20.0  # months: a middling tenure, where tenure tells the model little
+_NEW_USAGE_EFFECT = 0.08  # logit per GB at uncertain_shift=1: what drives the new customers' churn
 
 
 def _check_model(model: str) -> None:
@@ -132,7 +134,9 @@ def _winter(day: dt.date) -> float:
     return math.cos(2 * math.pi * (day.timetuple().tm_yday - 15) / 365.25)
 
 
-def _churn(rng: np.random.Generator, day: dt.date, n: int, cov: float, concept: float) -> pd.DataFrame:
+def _churn(
+    rng: np.random.Generator, day: dt.date, n: int, cov: float, concept: float, uncertain: float = 0.0
+) -> pd.DataFrame:
     winter = _winter(day)
     weekday = day.weekday()
     cats = CATEGORIES["churn"]
@@ -148,7 +152,11 @@ def _churn(rng: np.random.Generator, day: dt.date, n: int, cov: float, concept: 
 
     age = np.clip(np.rint(rng.normal(46, 15, n)), 18, 90).astype(np.int64)
     tenure = np.rint(rng.gamma(1.3, 22.0, n))
-    tenure = np.clip(np.minimum(tenure, (age - 18) * 12), 0, 120).astype(np.int64)
+    tenure = np.clip(np.minimum(tenure, (age - 18) * 12), 0, 120)
+    # uncertain_shift: the customer base moves to sign-ups of middling tenure, where a model that
+    # learnt churn from tenure is least sure (its scores gather), and whose churn follows their
+    # usage instead (below): a retrained model learns that, the old one cannot.
+    tenure = np.rint((1 - uncertain) * tenure + uncertain * _UNCERTAIN_TENURE).astype(np.int64)
 
     charges = np.array([35.0, 70.0, 105.0])[plan] + rng.normal(0, 12, n)
     charges = np.clip(charges + cov * _CHARGES_STEP, 10, 150).round(2)
@@ -168,6 +176,7 @@ def _churn(rng: np.random.Generator, day: dt.date, n: int, cov: float, concept: 
         + 0.024 * (charges - 65)
         + calls_coef * (calls - 2)
         - 0.02 * (usage - 20)
+        + uncertain * _NEW_USAGE_EFFECT * (usage - 20)  # the new customers leave when they use much
         - 0.015 * (age - 46)
         + np.array([0.25, 0.0, -0.35])[plan]
         + np.array([0.0, -0.35, 0.30])[payment]
@@ -333,10 +342,12 @@ def generate_batch(
     seed: int = 0,
     covariate_shift: float = 0.0,
     concept_shift: float = 0.0,
+    uncertain_shift: float = 0.0,
 ) -> pd.DataFrame:
     """One day's batch for model, sorted by event_time.
 
-    covariate_shift and concept_shift run from 0 (none) to 1 (strong). Neither changes
+    covariate_shift, concept_shift and uncertain_shift (churn only: inputs move to where the
+    model is least sure) run from 0 (none) to 1 (strong). None changes
     how many random numbers are drawn, so for the same (model, day, seed) a
     concept-shifted batch has exactly the same features and only a different target.
     """
@@ -345,9 +356,10 @@ def generate_batch(
         raise ValueError(f"rows must be >= 0, got {rows}")
     cov = _check_fraction("covariate_shift", covariate_shift)
     concept = _check_fraction("concept_shift", concept_shift)
+    uncertain = _check_fraction("uncertain_shift", uncertain_shift)
     rng = _rng(model, day.isoformat(), seed)
     if model == "churn":
-        df = _churn(rng, day, rows, cov, concept)
+        df = _churn(rng, day, rows, cov, concept, uncertain)
     elif model == "segment":
         df = _segment(rng, day, rows, cov, concept)
     else:
@@ -456,19 +468,28 @@ def write_demo_batches(
     covariate_shift: dict[tuple[str, int], float] | None = None,
     fmt: str = "csv",
     models: Sequence[str] = MODELS,
+    concept_shift: dict[tuple[str, int], float] | None = None,
+    uncertain_shift: dict[tuple[str, int], float] | None = None,
+    outcome_delay_days: dict[str, int] | None = None,
 ) -> list[Path]:
     """Write <data_root>/<model>/<YYYY-MM-DD>.<fmt> for every model (of ``models``) and day.
 
-    faults and covariate_shift are keyed by (model, day_index); day 0 is start.
+    faults and the shifts are keyed by (model, day_index); day 0 is start. ``outcome_delay_days``
+    (model: days) also writes that model's outcomes, as another system would deliver them, to
+    ``<data_root>/<model>_outcomes/<day + delay>.csv`` (see ``outcomes_of``).
     Everything is validated before the first file is written.
     """
     faults = dict(faults or {})
     shifts = dict(covariate_shift or {})
+    concepts = dict(concept_shift or {})
+    uncertains = dict(uncertain_shift or {})
+    delays = dict(outcome_delay_days or {})
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
     if days < 0:
         raise ValueError(f"days must be >= 0, got {days}")
-    for what, mapping in (("faults", faults), ("covariate_shift", shifts)):
+    for what, mapping in (("faults", faults), ("covariate_shift", shifts), ("concept_shift", concepts),
+                          ("uncertain_shift", uncertains)):  # fmt: skip
         for model, index in mapping:
             _check_model(model)
             if not 0 <= index < days:
@@ -476,8 +497,14 @@ def write_demo_batches(
     for fault in faults.values():
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; known faults: {', '.join(FAULTS)}")
-    for value in shifts.values():
-        _check_fraction("covariate_shift", value)
+    checked = (("covariate_shift", shifts), ("concept_shift", concepts), ("uncertain_shift", uncertains))
+    for name, values in checked:
+        for value in values.values():
+            _check_fraction(name, value)
+    for model, delay in delays.items():
+        _check_model(model)
+        if delay < 0:
+            raise ValueError(f"outcome_delay_days[{model!r}] must be >= 0, got {delay}")
 
     written = []
     for model in models:
@@ -490,13 +517,31 @@ def write_demo_batches(
                 rows=rows,
                 seed=seed,
                 covariate_shift=shifts.get((model, index), 0.0),
+                concept_shift=concepts.get((model, index), 0.0),
+                uncertain_shift=uncertains.get((model, index), 0.0),
             )
+            if model in delays:
+                arrives = day + dt.timedelta(days=delays[model])
+                target = Path(data_root) / f"{model}_outcomes" / f"{arrives.isoformat()}.csv"
+                written.append(write_batch(outcomes_of(df, model), target))
             data: pd.DataFrame | bytes = df
             if (model, index) in faults:
                 data = inject_fault(df, model, faults[(model, index)], seed=seed * 100_003 + index)
             path = Path(data_root) / model / f"{day.isoformat()}.{fmt}"
             written.append(write_batch(data, path, fmt=fmt))
     return written
+
+
+def outcomes_of(df: pd.DataFrame, model: str) -> pd.DataFrame:
+    """A batch's true outcomes as the system that learns them delivers them: the id, the outcome
+    and when it happened (a day after the row's own event time)."""
+    _check_model(model)
+    id_column = ID_COLUMNS.get(model, ("customer_id",))[0]
+    return pd.DataFrame({
+        id_column: df[id_column],
+        TARGET[model]: df[TARGET[model]],
+        "outcome_time": df["event_time"] + pd.Timedelta(days=1),
+    })  # fmt: skip
 
 
 def _parse_key(text: str, what: str) -> tuple[str, int, str]:

@@ -29,7 +29,7 @@ def test_dags_import_without_errors(dagbag):
     assert dagbag.captured_warnings == {}
 
 
-KINDS = ("retrain", "drift_watch", "canary", "review")
+KINDS = ("retrain", "drift_watch", "canary", "review", "health")
 SPECS = [loaded.spec for loaded in load_specs(REPO / "include" / "models")[0]]
 ENABLED = {
     "retrain": lambda s: True,
@@ -37,6 +37,7 @@ ENABLED = {
     "canary": lambda s: s.canary.enabled,
     "score": lambda s: s.template == "batch_scoring",
     "review": lambda s: True,
+    "health": lambda s: s.outcomes.enabled,
 }
 SHIPPED = sorted(f"{s.name}__{kind}" for s in SPECS for kind in ENABLED if ENABLED[kind](s))
 TEMPLATE_OF = {f"{s.name}__{kind}": s.template for s in SPECS for kind in ENABLED}
@@ -45,7 +46,9 @@ TEMPLATE_OF = {f"{s.name}__{kind}": s.template for s in SPECS for kind in ENABLE
 def test_every_spec_gets_its_dags(dagbag):
     assert set(SHIPPED) == set(dagbag.dag_ids) - {"model_factory_analyzer"}  # the Analyzer's weekly DAG
     assert len(SPECS) >= 2
-    assert "demand__drift_watch" not in SHIPPED  # switched off in its spec, with the reason
+    assert "churn__health" in SHIPPED  # churn's outcomes arrive from its CRM file (the demo's story)
+    demand = next(s for s in SPECS if s.name == "demand")  # its weekly pattern: a seasonal reference
+    assert "demand__drift_watch" in SHIPPED and demand.drift.reference == "same_weekday"
 
 
 @pytest.mark.parametrize("dag_id", SHIPPED)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -110,6 +111,15 @@ def version_effects(
     return effects, notes
 
 
+def history_engine(db_uri: str) -> sa.Engine:
+    """An engine on the prediction DB; a SQLite file's folder is created first (a fresh
+    FACTORY_HOME where no gateway ever ran has none, and the health history is written there)."""
+    url = sa.engine.make_url(db_uri)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    return sa.create_engine(url)
+
+
 def run_health_check(spec: ModelSpec, ds: str, settings: FactorySettings, db_uri: str) -> dict[str, Any]:
     """Check ``spec``'s health as of the end of ``ds``; record it; a JSON-able summary."""
     as_of = datetime.combine(date.fromisoformat(ds), datetime.min.time()) + timedelta(days=1)
@@ -117,7 +127,7 @@ def run_health_check(spec: ModelSpec, ds: str, settings: FactorySettings, db_uri
     since = as_of - timedelta(days=look_back)
     days = [since.date() + timedelta(days=k) for k in range(look_back)]
     version, holdout, classes, holdout_frame = champion_holdout(spec, settings)
-    engine = sa.create_engine(db_uri)
+    engine = history_engine(db_uri)
     sources = SourceReport()
     try:
         log = read_prediction_log(engine, spec.name, since, as_of)

@@ -615,3 +615,32 @@ def test_main_rejects_bad_arguments(
     assert message in err
     assert arg[0] in err
     assert not (tmp_path / "out").exists()
+
+
+def test_uncertain_shift_moves_churn_towards_the_models_doubt_and_keeps_the_unshifted_rows() -> None:
+    base = dd.generate_batch("churn", DAY)
+    assert base.equals(dd.generate_batch("churn", DAY, uncertain_shift=0.0))  # the default draws stay
+    shifted = dd.generate_batch("churn", DAY, uncertain_shift=1.0)
+    assert shifted["customer_id"].equals(base["customer_id"])  # same customers, other inputs
+    assert shifted["tenure_months"].std() < 0.5 * base["tenure_months"].std()
+    assert shifted["tenure_months"].median() == 20  # all at a middling tenure
+    with pytest.raises(ValueError, match="uncertain_shift must be between 0 and 1"):
+        dd.generate_batch("churn", DAY, uncertain_shift=1.5)
+
+
+def test_outcomes_arrive_in_their_own_file_days_later_batches_unchanged(tmp_path: Path) -> None:
+    dd.write_demo_batches(tmp_path / "plain", DAY, 2, models=("churn",))
+    dd.write_demo_batches(tmp_path / "with", DAY, 2, models=("churn",), outcome_delay_days={"churn": 2},
+                          uncertain_shift={("churn", 1): 0.5}, concept_shift={("churn", 1): 0.3})  # fmt: skip
+    first = f"{DAY.isoformat()}.csv"
+    assert (tmp_path / "plain/churn" / first).read_bytes() == (tmp_path / "with/churn" / first).read_bytes()
+    arrived = sorted(p.name for p in (tmp_path / "with/churn_outcomes").iterdir())
+    assert arrived == [f"{DAY + dt.timedelta(days=k)}.csv" for k in (2, 3)]
+    batch = pd.read_csv(tmp_path / "with/churn" / first, parse_dates=["event_time"])
+    outcomes = pd.read_csv(tmp_path / "with/churn_outcomes" / arrived[0], parse_dates=["outcome_time"])
+    assert list(outcomes.columns) == ["customer_id", "churned", "outcome_time"]
+    assert outcomes["customer_id"].tolist() == batch["customer_id"].tolist()
+    assert outcomes["churned"].tolist() == batch["churned"].tolist()
+    assert (outcomes["outcome_time"] > batch["event_time"]).all()  # learnt after the prediction's day
+    with pytest.raises(ValueError, match="outcome_delay_days"):
+        dd.write_demo_batches(tmp_path / "bad", DAY, 1, outcome_delay_days={"churn": -1})

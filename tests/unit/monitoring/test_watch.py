@@ -236,3 +236,17 @@ def test_health_check_joins_the_log_with_an_outcome_file_and_records_history(cha
     (row,) = history(sa.create_engine(db), "churn")
     assert (row.day, row.version, row.predictions, row.outcomes) == (date(2026, 3, 5), "1", 300, 201)
     assert row.p95_ms == pytest.approx(14.0) and row.error_rate == 0.0
+
+
+def test_the_health_check_writes_its_history_in_a_fresh_home_without_a_serving_folder(tmp_path):
+    """No gateway ever ran (the demo's first part): the prediction DB's folder does not exist."""
+    import sqlalchemy as sa
+    from model_factory.monitoring.health_history import history
+    from model_factory.monitoring.health_watch import history_engine
+
+    db = tmp_path / "fresh" / "serving" / "predictions.db"
+    engine = history_engine(f"sqlite:///{db}")
+    assert history(engine, "churn") == [] and db.parent.is_dir()
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE probe (x INTEGER)"))
+    assert db.exists()
