@@ -5,6 +5,9 @@
 ranges and category sets, the target's type and classes, and a time column to split on; then it
 checks the spec loads and validates the sample against it. ``new_template`` writes a template
 module into the templates folder and its test. Both return what they wrote and the next step.
+
+Over 500 lines on purpose: learning each spec section from a sample and writing it with its comments
+are one flow whose rules depend on each other (task, then gates, split and constraints).
 """
 
 from __future__ import annotations
@@ -222,6 +225,7 @@ def _check_time(df: pd.DataFrame, col: str, target: str, classes: list | None, n
 def infer(df: pd.DataFrame, target: str | None = None) -> dict[str, Any]:
     """Spec sections learnt from a sample: target/task/classes, features, hard and soft ranges,
     null ceiling, category sets (only where complete), with a line per choice in ``learnt``."""
+    # Long on purpose: each spec section learnt from the same sample in dependency order.
     import pandas as pd
 
     if df.empty:
@@ -410,6 +414,7 @@ def new_model(name: str, template: str, models_dir: Path, *, owner: str, source:
               force: bool = False) -> Scaffold:  # fmt: skip
     """Write the spec (and a code stub for custom_training); check it loads and, with a
     sample, that the sample passes the spec's validation."""
+    # Long on purpose: write, check and explain the spec as one step the user runs once.
     from model_factory.airflow.templates import discover
     from model_factory.spec import SpecError, load_spec
 

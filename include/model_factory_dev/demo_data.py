@@ -9,6 +9,9 @@ Run as a script to lay out a demo data directory::
 
     PYTHONPATH=include python -m model_factory_dev.demo_data --out DIR --start 2026-01-01 \
         --days 6 --fault churn:3:target_nulls --shift demand:5:0.8
+
+Over 500 lines on purpose: one generator per demo model, sharing the calendar, the seasonal and
+decay patterns and the fault injection that every model's days use.
 """
 
 from __future__ import annotations
@@ -257,6 +260,7 @@ def _demand(
     concept: float,
     seed: int,
 ) -> pd.DataFrame:
+    # Long on purpose: demand's day: weekday, weather, promotions and faults of one generator.
     stores = _stores(seed)
     doy = day.timetuple().tm_yday
     weekday = day.weekday()

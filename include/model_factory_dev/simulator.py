@@ -62,6 +62,8 @@ def simulate_traffic(
     from ``GET /v1/models/{model}``). Returns counts per arm and version, errors by status code
     and feedback counts.
     """
+    # Long on purpose: the traffic loop, its outcomes and their counts share per-thread clients and
+    # counters.
     import httpx
 
     if requests < 1:

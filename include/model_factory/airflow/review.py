@@ -179,6 +179,8 @@ def announce_held(loaded: LoadedSpec, registered: XComArg) -> XComArg:
 
 def review_dag(loaded: LoadedSpec) -> DAG:
     """``<model>__review``: a person approves or rejects a held version (or it expires)."""
+    # Long on purpose: one DAG's wiring: the HITL task, its form, notifiers and the outcome tasks
+    # read best in one place.
     spec = loaded.spec
     name = spec.registered_model_name
     window = spec.review.window_hours

@@ -106,6 +106,8 @@ def collect_airflow(
     A failed task's kind is the one it logged (``factory.error_kind=``), else for ``validate`` the
     kinds of the checks its quarantined batch failed (the GX result in ``store_uri``), else
     ``task <id> failed``; the message (the task's own explanation) is kept for reading only."""
+    # Long on purpose: one pass over Airflow's runs and task instances that builds every event kind
+    # from them.
     if api is None:
         earlier = len(store.origins("airflow:run:"))
         return SourceStatus("airflow", False, message=(

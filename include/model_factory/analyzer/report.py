@@ -26,6 +26,7 @@ def analyze(
     recording: dict | None = None,
 ) -> dict[str, Any]:
     """The whole analysis of ``events`` as one JSON-ready dict."""
+    # Long on purpose: the analysis in the order the report reads; each step is a call.
     thresholds = thresholds or Thresholds()
     sources = sources or []
     report: dict[str, Any] = {
@@ -212,6 +213,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def format_report(report: dict[str, Any]) -> str:
     """The report as plain text: what was read, the segments, the findings, the threshold sensitivity."""
+    # Long on purpose: the report's text, section by section, in reading order.
     lines = ["Analyzer: where data scientists get stuck", ""]
     for source in report.get("sources", []):
         mark = "ok " if source["ok"] else "n/a"

@@ -99,6 +99,7 @@ def _review(model: str, version: str, approve: bool, reason: str, actor: str | N
 
 def register(app: typer.Typer) -> None:
     @app.command("approve")
+    # Long on purpose: the review commands' definitions with their typed options.
     def approve(model: str, version: str, reason: Reason, actor: Actor = None, as_json: Json = False) -> None:
         """Approve a version held for review: it becomes challenger and its canary starts."""
         _review(model, version, True, reason, actor, as_json)

@@ -108,6 +108,7 @@ def _env() -> Environment:
 
 def create_app(config: ConsoleConfig) -> FastAPI:
     """The console's app; the plugin mounts it at ``config.mount`` under Airflow's api-server."""
+    # Long on purpose: the routes share the config, templates and read helpers through this closure.
     env = _env()
     app = FastAPI(
         title="Model factory",

@@ -23,6 +23,9 @@ With thousands of rows every p-value is tiny, so decisions use effect sizes; p-v
 small samples (PSI too: its cells' chi-square test). Under ``min_rows`` and from ``small_min_rows``
 rows, the p-values come from tests valid at small n (exact KS, permutation chi-square). See
 ``DriftRule`` for the decision and ``check_drift`` for precedence.
+
+Over 500 lines on purpose: the drift decision with its large- and small-sample tests and its one
+rule, so every threshold lives in one place.
 """
 
 from __future__ import annotations
@@ -379,6 +382,7 @@ def check_drift(
     ``rule.min_rows`` rows: statistics are reported as indicative, no decision) > ``drift`` >
     ``no_drift``. Features with a data-quality failure are not judged for drift.
     """
+    # Long on purpose: one chunked pass over the batch feeding every feature's tests, then the decision.
     rule = rule or DriftRule()
     baseline = baseline_from_json(baseline)
     contract = contract if contract is not None else input_contract(baseline)

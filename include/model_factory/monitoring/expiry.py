@@ -48,6 +48,8 @@ def forecast_expiry(
     seed: int = 0,
 ) -> ExpiryForecast:
     """The date the metric's trend crosses ``threshold``, with a 90% interval and "retrain by"."""
+    # Long on purpose: the trend fit, its interval and the retrain-by date are one computation on
+    # the same arrays.
     pairs = [
         (d, v, w)
         for d, v, w in zip(days, values, weights or [1.0] * len(days), strict=True)

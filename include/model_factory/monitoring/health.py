@@ -199,6 +199,8 @@ def check_health(
     classes: list[Any] | None = None,
 ) -> HealthReport:
     """One model's health at ``as_of`` (see the module docstring for the decision)."""
+    # Long on purpose: the per-version, per-day check in its stated order (join, realized,
+    # estimated, drift, system, decision).
     as_of_ts = pd.Timestamp(as_of).tz_localize(None) if pd.Timestamp(as_of).tzinfo else pd.Timestamp(as_of)
     join = join_outcomes(
         predictions,

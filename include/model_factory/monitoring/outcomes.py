@@ -154,6 +154,7 @@ def join_outcomes(
     One pass over integer arrays: ids are hashed once into keys (0..n_keys), times are int64
     nanoseconds, and every per-id question (has a prediction? its outcome's event? its latest
     prediction?) is an array indexed by key; no merge, sort or group-by of frames."""
+    # Long on purpose: every join rule is counted in one pass over the same integer arrays.
     _require(predictions, PREDICTION_COLUMNS, "predictions")
     _require(outcomes, OUTCOME_COLUMNS, "outcomes")
     as_of = pd.Timestamp(as_of)

@@ -196,6 +196,8 @@ def check_batch(
     Raises :class:`NoBaselineError` (no champion, or one without a baseline) and
     :class:`MissingBatchError`; returns a small JSON-able summary with the report URIs.
     """
+    # Long on purpose: the watch's steps (read, pool, check, concept, report, decide) in order
+    # around one champion.
     from model_factory.io.batches import iter_frames, write_parquet_file
     from model_factory.monitoring.drift import DriftRule, check_drift, without_verdicts
     from model_factory.monitoring.drift_report import render_html

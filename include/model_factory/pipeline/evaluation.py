@@ -3,6 +3,9 @@
 Like TFX's evaluator, the output is an explicit blessing: ``blessed``, ``rejected`` or
 ``held_for_review`` with the reason, written to the run as an artifact and tags. Only
 ``blessed`` versions may get a serving alias (see ``registry``).
+
+Over 500 lines on purpose: scoring on the holdout, the paired interval and the gates are one
+decision and share its data.
 """
 
 from __future__ import annotations
@@ -316,6 +319,7 @@ def decide(
     > 0 is better); with it, "worse" and "too good" must be significant, not noise. A holdout
     under ``gates.min_holdout_rows`` is too small to decide against a champion: it stays.
     """
+    # Long on purpose: every gate in order with its reason, on the same scores.
     metric = gates.primary_metric
     higher = METRICS[metric]["higher_is_better"]
     word = "at least" if higher else "at most"
@@ -459,6 +463,7 @@ def evaluate_candidate(
     A challenger waiting for its canary (alias ``challenger``, not yet ``canary``) is compared
     with the candidate on the same rows too, so ``register`` can keep the better of the two.
     """
+    # Long on purpose: candidate, champion and challenger scored on one holdout, then logged together.
     from model_factory.io.model_loading import load_registered, load_uri
 
     client = tracking.connect(settings)

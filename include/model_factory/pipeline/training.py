@@ -344,6 +344,7 @@ def train_model(
     tagged on the run. A second call with the same model, date, data and spec returns the
     run that already exists instead of training again, unless ``force``.
     """
+    # Long on purpose: one MLflow run: read, split, fit, log lineage and artifacts in the run's context.
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature

@@ -12,6 +12,9 @@ combine exactly (counts are summed, ``mostly`` is applied to the totals, a type 
 every chunk). Other expectations of a hand-written ``extra_suite`` must hold in every chunk;
 expectations over the whole column (uniqueness, mean, quantiles) are then checked per chunk,
 which is weaker than on the whole batch. A batch of one chunk gets exactly GX's own result.
+
+Over 500 lines on purpose: building the GX suite from the spec and the chunked validation with its
+quarantine are one flow over one suite.
 """
 
 from __future__ import annotations

@@ -141,6 +141,7 @@ def produce_card(
     Never raises for a card problem: the version stays registered and the checklist says
     "model card missing" with the error.
     """
+    # Long on purpose: the card's sections gathered from one run and rendered once.
     from model_factory.io.batches import parse_batch
     from model_factory.io.model_loading import load_registered
     from model_factory.pipeline.registry import card_page_url, link_card

@@ -165,6 +165,7 @@ def analyse_canary(
     ``simulator.decision_rates``). The test is the normal approximation of the relative difference
     (:func:`statistics.relative_change_test` over each arm's :func:`metric_with_se`).
     """
+    # Long on purpose: each of the policy's checks in order, on the same arm outcomes.
     if higher_is_better is None:
         if metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; pass higher_is_better")

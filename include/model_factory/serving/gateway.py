@@ -1,6 +1,9 @@
 """The gateway as a service object: predict, feedback, health and metrics over the registry
 watcher, the router and the prediction log. No HTTP here: the routers (``serving/routers.py``
 and the protocol routers) turn requests into calls and :class:`GatewayError` into answers.
+
+Over 500 lines on purpose: the gateway is one service object (predict, feedback, shadow scoring,
+health, metrics) over one shared state (routes, model store, logs); the routers stay thin.
 """
 
 from __future__ import annotations

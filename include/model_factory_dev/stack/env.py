@@ -63,6 +63,7 @@ class StackEnvironment:
         return values
 
     def _build_env(self) -> dict[str, str]:
+        # Long on purpose: every variable the dev stack's processes share, in one place.
         c = self.config
         env = {k: v for k, v in os.environ.items() if not k.startswith(_INHERITED_PREFIXES)}
         venv_bin = str(Path(sys.executable).parent)
