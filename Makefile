@@ -58,6 +58,7 @@ ui: install $(AIRFLOW_HOME)/.migrated
 test: install browser docs-check
 	lint-imports
 	ruff check .
+	ruff format --check .
 	cd include && mypy -p model_factory
 	pytest
 
@@ -82,10 +83,11 @@ browser:
 	  echo "installing Debian's chromium + chromium-driver for the browser tests"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 
-## ruff (with Airflow's AIR rules), deptry (every package the code imports is declared in
+## ruff check (with Airflow's AIR rules) and ruff format --check, deptry (every package the code imports is declared in
 ## requirements.in/pyproject.toml), the import contracts and mypy ([tool.mypy] in pyproject.toml).
 lint: install
 	ruff check .
+	ruff format --check .
 	deptry include
 	lint-imports
 	cd include && mypy -p model_factory

@@ -64,21 +64,33 @@ def build_registry(uri: str, names: list[str]) -> None:
         metric = "roc_auc" if i % 2 == 0 else "rmse"
         models.append({"name": name, "creation_time": now, "last_updated_time": now, **ws})
         for version, decision in ((1, "blessed"), (2, "rejected")):
-            versions.append({
-                "name": name, "version": version, "creation_time": now + version, "last_updated_time": now,
-                "current_stage": "None", "source": f"file:///nowhere/{name}/{version}", "run_id": None,
-                "status": "READY", "storage_location": f"file:///nowhere/{name}/{version}", **ws,
-            })
-            for key, value in ((tag_schema.DECISION, decision),
-                               (tag_schema.DECISION_REASON, f"{decision} by the gates"),
-                               (tag_schema.holdout_metric(metric), "0.81"),
-                               (tag_schema.CHECKLIST, "passed")):  # fmt: skip
+            versions.append(
+                {
+                    "name": name,
+                    "version": version,
+                    "creation_time": now + version,
+                    "last_updated_time": now,
+                    "current_stage": "None",
+                    "source": f"file:///nowhere/{name}/{version}",
+                    "run_id": None,
+                    "status": "READY",
+                    "storage_location": f"file:///nowhere/{name}/{version}",
+                    **ws,
+                }
+            )
+            for key, value in (
+                (tag_schema.DECISION, decision),
+                (tag_schema.DECISION_REASON, f"{decision} by the gates"),
+                (tag_schema.holdout_metric(metric), "0.81"),
+                (tag_schema.CHECKLIST, "passed"),
+            ):
                 tags.append({"name": name, "version": version, "key": key, "value": value, **ws})
         aliases.append({"name": name, "alias": "champion", "version": 1, **ws})
     engine = sa.create_engine(uri)
     meta = sa.MetaData()
-    meta.reflect(engine, only=["registered_models", "model_versions", "model_version_tags",
-                               "registered_model_aliases"])  # fmt: skip
+    meta.reflect(
+        engine, only=["registered_models", "model_versions", "model_version_tags", "registered_model_aliases"]
+    )
     with engine.begin() as conn:
         conn.execute(meta.tables["registered_models"].insert(), models)
         conn.execute(meta.tables["model_versions"].insert(), versions)
@@ -130,8 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     cli = str(Path(sys.executable).parent / "model-factory")
-    result: dict = {"host": platform.node(), "cpus": os.cpu_count(), "models": args.models,
-                    "load_average_before": os.getloadavg()}  # fmt: skip
+    result: dict = {
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "models": args.models,
+        "load_average_before": os.getloadavg(),
+    }
     with tempfile.TemporaryDirectory(prefix="fleet-reads-") as tmp:
         home = Path(tmp)
         write_specs(home / "specs", args.models)
@@ -149,15 +165,21 @@ def main(argv: list[str] | None = None) -> int:
             runs["fleet_page"].append(fleet_page(env))
         result["runs"] = runs
     result["load_average_after"] = os.getloadavg()
-    med = {name: {key: statistics.median(run[key] for run in found) for key in found[0]}
-           for name, found in runs.items()}  # fmt: skip
+    med = {
+        name: {key: statistics.median(run[key] for run in found) for key in found[0]}
+        for name, found in runs.items()
+    }
     result["medians"] = med
     for name in ("status_table", "status_json", "show_json"):
-        print(f"{name}: {med[name]['wall_s']:.2f} s wall, {med[name]['cpu_s']:.2f} s CPU "
-              f"(whole process, {args.models} models)")  # fmt: skip
+        print(
+            f"{name}: {med[name]['wall_s']:.2f} s wall, {med[name]['cpu_s']:.2f} s CPU "
+            f"(whole process, {args.models} models)"
+        )
     page = med["fleet_page"]
-    print(f"fleet page: first {page['first']:.2f} s, warm {page['warm']:.2f} s, "
-          f"filtered {page['filtered']:.2f} s, JSON page {page['json_page']:.2f} s")
+    print(
+        f"fleet page: first {page['first']:.2f} s, warm {page['warm']:.2f} s, "
+        f"filtered {page['filtered']:.2f} s, JSON page {page['json_page']:.2f} s"
+    )
     print(f"load average {result['load_average_before']} -> {result['load_average_after']}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

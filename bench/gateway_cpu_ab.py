@@ -45,10 +45,24 @@ def measure(tree: Path, bodies: list[bytes], requests: int) -> dict:
     port = gateway_load.free_port()
     env = {**os.environ, "PYTHONPATH": str(tree)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "model_factory.serving", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "model_factory.serving",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         suite.wait_http(port, "/health", server, 180)
         path = "/v1/models/churn/predict"
@@ -87,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         old = work / "before"
         old.mkdir()
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.before, "include"],
-                                 capture_output=True, check=True).stdout  # fmt: skip
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", args.before, "include"], capture_output=True, check=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
         import gateway_load
         from model_factory.spec import load_spec
@@ -109,16 +124,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(side, json.dumps(runs[side][-1]), flush=True)
         summary = {
             side: {
-                callers: {
-                    key: statistics.median(run[callers][key] for run in side_runs)
-                    for key in KEYS
-                }
+                callers: {key: statistics.median(run[callers][key] for run in side_runs) for key in KEYS}
                 for callers in ("1", "8")
             }
             for side, side_runs in runs.items()
         }
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
         report = {
             "before": args.before,
             "after": f"{head} + working tree",

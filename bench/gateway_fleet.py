@@ -81,10 +81,23 @@ def measure(models: int, budget_mb: float, cold: int, warm: int, skewed: int, wo
     rows = json.loads(frame[spec.features.all].to_json(orient="records"))
 
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO / "include"), "FACTORY_GATEWAY_MEMORY_MB": str(budget_mb),
-           "FACTORY_GATEWAY_REFRESH_SECONDS": "3600"}  # fmt: skip
-    command = [sys.executable, "-m", "model_factory.serving", "--host", "127.0.0.1", "--port", str(port),
-               "--log-level", "warning"]  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "include"),
+        "FACTORY_GATEWAY_MEMORY_MB": str(budget_mb),
+        "FACTORY_GATEWAY_REFRESH_SECONDS": "3600",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "model_factory.serving",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     launched = time.perf_counter()
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
@@ -120,14 +133,23 @@ def measure(models: int, budget_mb: float, cold: int, warm: int, skewed: int, wo
                 "register_seconds": round(register_s, 1),
                 "start": start,
                 "cold": {"requests": cold, "non_200": cold_bad, **percentiles(cold_ms)},
-                "warm": {"requests": warm, "working_set": working_set, "non_200": warm_bad,
-                         **percentiles(warm_ms)},
-                "skewed": {"requests": skewed, "non_200": skewed_bad, "loads": loads,
-                           "hit_rate": round(1 - loads / skewed, 3), **percentiles(skewed_ms)},
+                "warm": {
+                    "requests": warm,
+                    "working_set": working_set,
+                    "non_200": warm_bad,
+                    **percentiles(warm_ms),
+                },
+                "skewed": {
+                    "requests": skewed,
+                    "non_200": skewed_bad,
+                    "loads": loads,
+                    "hit_rate": round(1 - loads / skewed, 3),
+                    **percentiles(skewed_ms),
+                },
                 "memory": after,
                 "rss_mb_after_cold": rss_after_cold,
                 "rss_mb_end": rss_mb(server.pid),
-            }  # fmt: skip
+            }
     finally:
         server.terminate()
         server.wait(30)

@@ -95,9 +95,14 @@ def run_chunked(root: str, chunk_rows: int) -> dict:
     outcome = validation.validate_batch(spec, manifest, store, root_path / "specs")
     _phase(timings, "validate", t0, c0)
     return {
-        "mode": "chunked", "chunk_rows": chunk_rows, "rows": manifest["rows"], "status": outcome["status"],
-        "reasons": outcome.get("reasons"), "timings": timings, "peak_rss_mb": _peak_mb(),
-    }  # fmt: skip
+        "mode": "chunked",
+        "chunk_rows": chunk_rows,
+        "rows": manifest["rows"],
+        "status": outcome["status"],
+        "reasons": outcome.get("reasons"),
+        "timings": timings,
+        "peak_rss_mb": _peak_mb(),
+    }
 
 
 def run_legacy(root: str) -> dict:
@@ -126,9 +131,13 @@ def run_legacy(root: str) -> dict:
     write_parquet(df, validated_uri(store, "churn", str(DAY)))
     _phase(timings, "validate", t0, c0)
     return {
-        "mode": "legacy", "rows": rows, "status": "validated" if outcome.success else "quarantined",
-        "reasons": outcome.reasons, "timings": timings, "peak_rss_mb": _peak_mb(),
-    }  # fmt: skip
+        "mode": "legacy",
+        "rows": rows,
+        "status": "validated" if outcome.success else "quarantined",
+        "reasons": outcome.reasons,
+        "timings": timings,
+        "peak_rss_mb": _peak_mb(),
+    }
 
 
 def _in_child(fn, *args) -> dict:

@@ -71,16 +71,21 @@ def write_specs(folder: Path, count: int) -> None:
 
 def _env(home: Path, specs: Path, dags: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "FACTORY_"))}
-    env.update({
-        "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags), "FACTORY_SPECS_DIR": str(specs),
-        "FACTORY_HOME": str(home / "factory"), "PYTHONPATH": str(ROOT / "include"),
-        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "2",
-        # Measure the parse to its end: on a loaded machine a file's wall time (not its CPU) can
-        # pass Airflow's 30 s, and a parse cut short measures nothing. The limit in force is reported.
-        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": str(MEASURE_TIMEOUT_S),
-        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-    })  # fmt: skip
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "FACTORY_SPECS_DIR": str(specs),
+            "FACTORY_HOME": str(home / "factory"),
+            "PYTHONPATH": str(ROOT / "include"),
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "2",
+            # Measure the parse to its end: on a loaded machine a file's wall time (not its CPU) can
+            # pass Airflow's 30 s, and a parse cut short measures nothing. The limit in force is reported.
+            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": str(MEASURE_TIMEOUT_S),
+            "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+        }
+    )
     return env
 
 
@@ -93,6 +98,7 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.Compl
 def parse_shards(files: list[Path], env: dict[str, str], parallel: int) -> dict:
     """Every shard file parsed in its own fresh process, ``parallel`` at a time (what the
     dag-processor does with ``parsing_processes``): each file's parse, and the whole round's wall."""
+
     def one(path: Path) -> dict:
         wall, done = timed([sys.executable, "-c", PARSE, str(path)], env)
         if done.returncode:
@@ -106,20 +112,26 @@ def parse_shards(files: list[Path], env: dict[str, str], parallel: int) -> dict:
     largest = max(per_file, key=lambda r: r["dagbag_s"])
     return {
         # the keys bench/suite.py reads: the largest single file's parse, every file's DAGs
-        "dagbag_s": largest["dagbag_s"], "dagbag_cpu_s": largest["dagbag_cpu_s"],
-        "file_parse_s": [largest["file_parse_s"][0]], "largest_file": largest["file"],
-        "dags": sum(r["dags"] for r in per_file), "import_errors": sum(r["import_errors"] for r in per_file),
+        "dagbag_s": largest["dagbag_s"],
+        "dagbag_cpu_s": largest["dagbag_cpu_s"],
+        "file_parse_s": [largest["file_parse_s"][0]],
+        "largest_file": largest["file"],
+        "dags": sum(r["dags"] for r in per_file),
+        "import_errors": sum(r["import_errors"] for r in per_file),
         "total_parse_cpu_s": sum(r["dagbag_cpu_s"] for r in per_file),
         "total_parse_wall_s": sum(r["dagbag_s"] for r in per_file),
-        "round_wall_s": round_wall, "parallel": parallel, "per_file": per_file,
-    }  # fmt: skip
+        "round_wall_s": round_wall,
+        "parallel": parallel,
+        "per_file": per_file,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--specs", type=int, default=200)
-    parser.add_argument("--shards", type=int, default=0,
-                        help="shard DAG files (default: the number in dags/)")  # fmt: skip
+    parser.add_argument(
+        "--shards", type=int, default=0, help="shard DAG files (default: the number in dags/)"
+    )
     parser.add_argument("--parallel", type=int, default=2, help="files parsed at once (parsing_processes)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path)
@@ -127,9 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     airflow = str(Path(sys.executable).parent / "airflow")
     shards = args.shards or active_count(ROOT / "dags") or 1
-    result: dict = {"host": platform.node(), "cpus": os.cpu_count(), "specs": args.specs, "shards": shards,
-                    "dagbag_import_timeout_s": MEASURE_TIMEOUT_S,
-                    "load_average_before": os.getloadavg()}  # fmt: skip
+    result: dict = {
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "specs": args.specs,
+        "shards": shards,
+        "dagbag_import_timeout_s": MEASURE_TIMEOUT_S,
+        "load_average_before": os.getloadavg(),
+    }
 
     with tempfile.TemporaryDirectory(prefix="many-specs-") as tmp:
         home, specs, dags = Path(tmp) / "airflow", Path(tmp) / "specs", Path(tmp) / "dags"
@@ -139,8 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         task_file = files[shard_of(f"{TASK_DAG_ID.split('__')[0]}.yaml", shards)]
 
         # A task's process: the task runner sets these around its parse of the DAG file.
-        task_env = env | {"_AIRFLOW_PARSING_CONTEXT_DAG_ID": TASK_DAG_ID,
-                          "_AIRFLOW_PARSING_CONTEXT_TASK_ID": "train"}  # fmt: skip
+        task_env = env | {
+            "_AIRFLOW_PARSING_CONTEXT_DAG_ID": TASK_DAG_ID,
+            "_AIRFLOW_PARSING_CONTEXT_TASK_ID": "train",
+        }
         runs, task_runs = [], []
         for _ in range(args.repeats):  # alternating: the machine's load hits both alike
             runs.append(parse_shards(files, env, args.parallel))
@@ -152,16 +171,21 @@ def main(argv: list[str] | None = None) -> int:
         result["load_average_after"] = os.getloadavg()
         keys = ("dagbag_s", "dagbag_cpu_s", "total_parse_cpu_s", "total_parse_wall_s", "round_wall_s")
         med = {key: statistics.median(r[key] for r in runs) for key in keys}
-        print(f"{args.specs} specs in {shards} shard files: {runs[0]['dags']} DAGs, "
-              f"{runs[0]['import_errors']} import errors; largest file parse {med['dagbag_s']:.2f} s wall, "
-              f"{med['dagbag_cpu_s']:.2f} s CPU; all files {med['total_parse_wall_s']:.1f} s wall, "
-              f"{med['total_parse_cpu_s']:.1f} s CPU; a round of {shards} files {args.parallel} at a time "
-              f"{med['round_wall_s']:.1f} s incl. each process's Airflow import (medians of {args.repeats})",
-              flush=True)  # fmt: skip
+        print(
+            f"{args.specs} specs in {shards} shard files: {runs[0]['dags']} DAGs, "
+            f"{runs[0]['import_errors']} import errors; largest file parse {med['dagbag_s']:.2f} s wall, "
+            f"{med['dagbag_cpu_s']:.2f} s CPU; all files {med['total_parse_wall_s']:.1f} s wall, "
+            f"{med['total_parse_cpu_s']:.1f} s CPU; a round of {shards} files {args.parallel} at a time "
+            f"{med['round_wall_s']:.1f} s incl. each process's Airflow import (medians of {args.repeats})",
+            flush=True,
+        )
         task_s = statistics.median(r["file_parse_s"][0] for r in task_runs)
         task_cpu = statistics.median(r["dagbag_cpu_s"] for r in task_runs)
-        print(f"a task's parse ({TASK_DAG_ID}): {task_runs[0]['dags']} DAGs, {task_s:.2f} s wall, "
-              f"{task_cpu:.2f} s CPU; load average {result['load_average_after']}", flush=True)  # fmt: skip
+        print(
+            f"a task's parse ({TASK_DAG_ID}): {task_runs[0]['dags']} DAGs, {task_s:.2f} s wall, "
+            f"{task_cpu:.2f} s CPU; load average {result['load_average_after']}",
+            flush=True,
+        )
         if args.parse_only:
             return _write(result, args.out)
 
@@ -175,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
 
         wall, done = timed([airflow, "dag-processor", "--num-runs", "1"], env)
         result["dag_processor_one_loop_s"] = wall
-        listed = subprocess.run([airflow, "dags", "list", "-o", "json"], env=env, capture_output=True,
-                                text=True)  # fmt: skip
+        listed = subprocess.run(
+            [airflow, "dags", "list", "-o", "json"], env=env, capture_output=True, text=True
+        )
         rows = [line for line in listed.stdout.splitlines() if line.startswith("[")]
         result["dags_in_db"] = len(json.loads(rows[-1])) if rows else None
         print(f"airflow dag-processor --num-runs 1: {wall:.1f} s (start, parse, DB write)", flush=True)

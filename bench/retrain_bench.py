@@ -101,9 +101,13 @@ def bare(csv: Path, spec_path: Path, tracking_uri: str) -> dict:
         mlflow.log_params({"estimator": spec.estimator.class_, **spec.estimator.params})
         mlflow.log_metric(metric, score)
         example = prepare_features(train.head(5), spec)
-        info = mlflow.sklearn.log_model(model, name="model", input_example=example,
-                                        pip_requirements=_pip_requirements(),
-                                        skops_trusted_types=trusted_types(model))  # fmt: skip
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            input_example=example,
+            pip_requirements=_pip_requirements(),
+            skops_trusted_types=trusted_types(model),
+        )
     version = mlflow.register_model(info.model_uri, MODEL).version
     if champion_score is None or score >= champion_score:
         client.set_registered_model_alias(MODEL, "champion", version)
@@ -145,8 +149,9 @@ def row_retrain(rows: int, repeats: int, log=print, workdir: Path | None = None,
     workdir = Path(workdir or tempfile.mkdtemp(prefix="factory-bench-retrain-"))
     specs = workdir / "specs"
     spec_path = bench_spec(specs)
-    config = StackConfig(home=workdir / "stack", mlflow_server=False, s3=False, specs_dir=specs,
-                         warm_imports=warm)  # fmt: skip
+    config = StackConfig(
+        home=workdir / "stack", mlflow_server=False, s3=False, specs_dir=specs, warm_imports=warm
+    )
     bare_uri = f"sqlite:///{workdir / 'bare-mlflow.db'}"
     factory, script = [], []
     with Stack(config) as stack:
@@ -162,8 +167,16 @@ def row_retrain(rows: int, repeats: int, log=print, workdir: Path | None = None,
             with stack.environ():
                 result = factory_run(api, day, timeout_s=900)
             t0 = time.perf_counter()
-            argv = [sys.executable, __file__, "--bare", str(csv), "--spec", str(spec_path),
-                    "--tracking-uri", bare_uri]  # fmt: skip
+            argv = [
+                sys.executable,
+                __file__,
+                "--bare",
+                str(csv),
+                "--spec",
+                str(spec_path),
+                "--tracking-uri",
+                bare_uri,
+            ]
             env = {**os.environ, "GX_ANALYTICS_ENABLED": "false"}
             out = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=env)
             if out.returncode:
@@ -173,8 +186,10 @@ def row_retrain(rows: int, repeats: int, log=print, workdir: Path | None = None,
                 **json.loads(out.stdout.strip().splitlines()[-1]),
             }
             label = "warm-up" if n == 0 else f"repeat {n}"
-            log(f"retrain {label}: factory {result['seconds']:.1f} s to register ({result['to_run_end']:.1f}"
-                f" s whole run), bare script {bare_result['seconds']:.1f} s")  # fmt: skip
+            log(
+                f"retrain {label}: factory {result['seconds']:.1f} s to register ({result['to_run_end']:.1f}"
+                f" s whole run), bare script {bare_result['seconds']:.1f} s"
+            )
             if n:
                 factory.append(result)
                 script.append(bare_result)

@@ -34,34 +34,59 @@ def timed(fn, *args):
 
 def measure(model: str, rows: int) -> dict:
     base = load_spec(FactorySettings.from_env().specs_dir / f"{model}.yaml").model_dump(by_alias=True)
-    spec = ModelSpec.model_validate({**base, "evaluation": {**base.get("evaluation", {}),
-                                     "slices": ["region", "plan"] if model == "churn" else []}})  # fmt: skip
+    spec = ModelSpec.model_validate(
+        {
+            **base,
+            "evaluation": {
+                **base.get("evaluation", {}),
+                "slices": ["region", "plan"] if model == "churn" else [],
+            },
+        }
+    )
     df = demo_data.generate_batch(model, date(2026, 3, 2), rows=rows)
     train, holdout = split_holdout(df, spec)
     X, y = prepare_features(train, spec), target_values(train, spec)
     fitted, fit_wall, fit_cpu = timed(lambda: build_pipeline(spec).fit(X, y))
     sections, sec_wall, sec_cpu = timed(evaluate_sections, spec, fitted, holdout, fitted)
-    context = {"spec": spec.model_dump(mode="json", by_alias=True), "template": "retrain", "model": model,
-               "version": "2", "run_id": "bench", "created": 0, "champion_version": "1",
-               "primary_metric": spec.gates.primary_metric, "lineage": {"inputs": [], "tags": {}},
-               "validation": [], "params": {}, "budget": None,
-               "cost": {"train_wall_seconds": fit_wall, "train_cpu_seconds": fit_cpu,
-                        "process_peak_rss_mb": None},
-               "decision": {"status": "blessed", "reason": "bench", "interval": None, "review": {}},
-               "checklist": evaluate_checklist(spec, Facts()), **sections}  # fmt: skip
+    context = {
+        "spec": spec.model_dump(mode="json", by_alias=True),
+        "template": "retrain",
+        "model": model,
+        "version": "2",
+        "run_id": "bench",
+        "created": 0,
+        "champion_version": "1",
+        "primary_metric": spec.gates.primary_metric,
+        "lineage": {"inputs": [], "tags": {}},
+        "validation": [],
+        "params": {},
+        "budget": None,
+        "cost": {"train_wall_seconds": fit_wall, "train_cpu_seconds": fit_cpu, "process_peak_rss_mb": None},
+        "decision": {"status": "blessed", "reason": "bench", "interval": None, "review": {}},
+        "checklist": evaluate_checklist(spec, Facts()),
+        **sections,
+    }
     html, render_wall, _ = timed(render_card, context)
     budget, budget_wall, budget_cpu = timed(run_data_budget, spec, train, holdout)
     return {
-        "model": model, "rows": rows, "train_rows": len(train), "holdout_rows": len(holdout),
-        "fit_wall_s": fit_wall, "fit_cpu_s": fit_cpu,
-        "card_sections_wall_s": sec_wall, "card_sections_cpu_s": sec_cpu,
+        "model": model,
+        "rows": rows,
+        "train_rows": len(train),
+        "holdout_rows": len(holdout),
+        "fit_wall_s": fit_wall,
+        "fit_cpu_s": fit_cpu,
+        "card_sections_wall_s": sec_wall,
+        "card_sections_cpu_s": sec_cpu,
         "of_which_importance_s": sections["importance"]["seconds"],
         "importance_rows": sections["importance"]["rows_used"],
-        "plots_s": sections["timings"]["plots_seconds"], "predict_s": sections["timings"]["predict_seconds"],
-        "render_wall_s": render_wall, "card_kb": round(len(html.encode()) / 1024, 1),
-        "data_budget_wall_s": budget_wall, "data_budget_cpu_s": budget_cpu,
+        "plots_s": sections["timings"]["plots_seconds"],
+        "predict_s": sections["timings"]["predict_seconds"],
+        "render_wall_s": render_wall,
+        "card_kb": round(len(html.encode()) / 1024, 1),
+        "data_budget_wall_s": budget_wall,
+        "data_budget_cpu_s": budget_cpu,
         "budget_recommendation": budget["recommendation"],
-    }  # fmt: skip
+    }
 
 
 def main() -> None:

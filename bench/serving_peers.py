@@ -137,62 +137,131 @@ def servers(
     port = free_port()
     out.append(
         Server(
-            "mlflow", "mlflow models serve (own venv), same version",
-            [str(python.parent / "mlflow"), "models", "serve", "-m", str(mlflow_model_dir), "--env-manager",
-             "local", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-            venv_env(python, {"MLFLOW_DISABLE_TELEMETRY": "true"}), port, "/ping", "/invocations", records,
-            '{"dataframe_records": [{...}]}', workers,
+            "mlflow",
+            "mlflow models serve (own venv), same version",
+            [
+                str(python.parent / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                str(mlflow_model_dir),
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            venv_env(python, {"MLFLOW_DISABLE_TELEMETRY": "true"}),
+            port,
+            "/ping",
+            "/invocations",
+            records,
+            '{"dataframe_records": [{...}]}',
+            workers,
         )
-    )  # fmt: skip
+    )
 
     python = venvs.ensure("mlserver", [*venvs.MLSERVER, *model_pins()], log)
     port, grpc, metrics = free_port(), free_port(), free_port()
     folder = mlserver_folder(peer_model_dir, work / "mlserver", workers, (port, grpc, metrics))
     out.append(
         Server(
-            "mlserver", f"MLServer {venvs.MLSERVER[0].split('==')[1]} sklearn runtime (own venv)",
+            "mlserver",
+            f"MLServer {venvs.MLSERVER[0].split('==')[1]} sklearn runtime (own venv)",
             [str(python.parent / "mlserver"), "start", str(folder)],
-            venv_env(python), port, "/v2/health/ready", "/v2/models/churn/infer",
+            venv_env(python),
+            port,
+            "/v2/health/ready",
+            "/v2/models/churn/infer",
             [v2_body(r, numeric) for r in rows],
             'V2 infer: {"parameters": {"content_type": "pd"}, "inputs": [one {"name", "shape": [1], '
             '"datatype": "FP64"|"BYTES", "data": [v]} per column], "outputs": [{"name": "predict_proba"}]}',
-            workers, extra={"workers_setting": "parallel_workers"},
+            workers,
+            extra={"workers_setting": "parallel_workers"},
         )
-    )  # fmt: skip
+    )
 
     python = venvs.ensure("bentoml", [*venvs.BENTOML, *model_pins()], log)
     port = free_port()
     out.append(
         Server(
-            "bentoml", f"BentoML {venvs.BENTOML[0].split('==')[1]} service (own venv)",
-            [str(python.parent / "bentoml"), "serve", "peer_bentoml:Churn", "--host", "127.0.0.1",
-             "--port", str(port)],
-            venv_env(python, {"PEER_MODEL_DIR": str(peer_model_dir), "PEER_WORKERS": str(workers),
-                              "BENTOML_DO_NOT_TRACK": "True", "BENTOML_HOME": str(work / "bentoml-home")}),
-            port, "/readyz", "/predict", features, '{"features": {...}}', workers, cwd=str(PEER_CODE),
+            "bentoml",
+            f"BentoML {venvs.BENTOML[0].split('==')[1]} service (own venv)",
+            [
+                str(python.parent / "bentoml"),
+                "serve",
+                "peer_bentoml:Churn",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            venv_env(
+                python,
+                {
+                    "PEER_MODEL_DIR": str(peer_model_dir),
+                    "PEER_WORKERS": str(workers),
+                    "BENTOML_DO_NOT_TRACK": "True",
+                    "BENTOML_HOME": str(work / "bentoml-home"),
+                },
+            ),
+            port,
+            "/readyz",
+            "/predict",
+            features,
+            '{"features": {...}}',
+            workers,
+            cwd=str(PEER_CODE),
             extra={"workers_setting": "@bentoml.service(workers=N)"},
         )
-    )  # fmt: skip
+    )
 
     python = venvs.ensure("litserve", [*venvs.LITSERVE, *model_pins()], log)
     port = free_port()
     out.append(
         Server(
-            "litserve", f"LitServe {venvs.LITSERVE[0].split('==')[1]} LitAPI (own venv)",
+            "litserve",
+            f"LitServe {venvs.LITSERVE[0].split('==')[1]} LitAPI (own venv)",
             [str(python), str(PEER_CODE / "peer_litserve.py"), str(port), str(workers)],
             venv_env(python, {"PEER_MODEL_DIR": str(peer_model_dir), "LITSERVE_DISABLE_TELEMETRY": "1"}),
-            port, "/health", "/predict", features, '{"features": {...}}', workers, cwd=str(PEER_CODE),
+            port,
+            "/health",
+            "/predict",
+            features,
+            '{"features": {...}}',
+            workers,
+            cwd=str(PEER_CODE),
             extra={"workers_setting": "workers_per_device=N, accelerator=cpu"},
         )
-    )  # fmt: skip
+    )
     return out
 
 
 def gateway(rows: list[dict], workers: int, port: int, env: dict[str, str]) -> Server:
     return Server(
-        "gateway", "model-factory gateway",
-        [sys.executable, "-m", "model_factory.serving", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers), "--log-level", "warning"],
-        env, port, "/health", "/v1/models/churn/predict",
-        [json.dumps({"features": r}).encode() for r in rows], '{"features": {...}}', workers,
-    )  # fmt: skip
+        "gateway",
+        "model-factory gateway",
+        [
+            sys.executable,
+            "-m",
+            "model_factory.serving",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        env,
+        port,
+        "/health",
+        "/v1/models/churn/predict",
+        [json.dumps({"features": r}).encode() for r in rows],
+        '{"features": {...}}',
+        workers,
+    )

@@ -253,8 +253,13 @@ def validation_child(workdir: Path, which: str) -> dict:
     started, cpu = time.perf_counter(), time.process_time()
     if which == "ours":
         store = (workdir / f"store-{os.getpid()}").as_uri()
-        ingested = {"raw_uri": path.as_uri(), "parsed_uri": path.as_uri(), "ds": str(DAY),
-                    "format": "parquet", "sha256": "bench"}  # fmt: skip  (as ingest_batch writes it)
+        ingested = {
+            "raw_uri": path.as_uri(),
+            "parsed_uri": path.as_uri(),
+            "ds": str(DAY),
+            "format": "parquet",
+            "sha256": "bench",
+        }  # as ingest_batch writes it
         out = validation.validate_batch(spec, ingested, store, spec_dir)
         status, expectations = out["status"], None
     else:
@@ -419,14 +424,25 @@ def row_serving(repeats: int, requests: int, log) -> dict:
         workers = max(1, min(os.cpu_count() or 1, 4))
         sides = [serving_peers.gateway(rows, workers, gateway_load.free_port(), child_env())]
         sides += serving_peers.servers(
-            rows, list(spec.features.numeric), model_dir, peer_model, home, workers, gateway_load.free_port,
+            rows,
+            list(spec.features.numeric),
+            model_dir,
+            peer_model,
+            home,
+            workers,
+            gateway_load.free_port,
             log,
         )
         for side in sides:
             procs[side.key] = subprocess.Popen(
-                side.argv, env=side.env, cwd=side.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                text=True, start_new_session=True,
-            )  # fmt: skip
+                side.argv,
+                env=side.env,
+                cwd=side.cwd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
         log(f"serving: waiting for {', '.join(s.key for s in sides)} ({workers} workers each) ...")
         for side in sides:
             wait_http(side.port, side.ready_path, procs[side.key], 300)
@@ -455,8 +471,10 @@ def row_serving(repeats: int, requests: int, log) -> dict:
 
         result: dict[int, Any] = {}
         for callers in (1, 8):
-            log(f"serving: {callers} caller(s), {repeats} rounds on each server ({requests} requests, "
-                f"the gateway {8 * requests}) ...")
+            log(
+                f"serving: {callers} caller(s), {repeats} rounds on each server ({requests} requests, "
+                f"the gateway {8 * requests}) ..."
+            )
             runs: dict[str, list[dict]] = {side.key: [] for side in sides}
             for repeat in range(repeats):  # every server once per round, the order rotated each round
                 shift = repeat % len(sides)
@@ -568,10 +586,20 @@ def row_dag_parse(log) -> dict:
         out = Path(tempfile.mkdtemp(prefix="bench-parse-")) / "parse.json"
         log(f"dag parse: {specs} specs (bench/parse_many_specs.py) ...")
         subprocess.run(
-            [sys.executable, str(HERE / "parse_many_specs.py"), "--specs", str(specs), "--parse-only",
-             "--out", str(out)],
-            check=True, env=child_env(), capture_output=True, timeout=1800,
-        )  # fmt: skip
+            [
+                sys.executable,
+                str(HERE / "parse_many_specs.py"),
+                "--specs",
+                str(specs),
+                "--parse-only",
+                "--out",
+                str(out),
+            ],
+            check=True,
+            env=child_env(),
+            capture_output=True,
+            timeout=1800,
+        )
         results[str(specs)] = json.loads(out.read_text())
         shutil.rmtree(out.parent, ignore_errors=True)
     return {"ours": results}
@@ -762,8 +790,13 @@ def row_gateway_fleet(log) -> dict:
     """``bench/gateway_fleet.py``: 1,000 registered models behind one gateway process, 16 MiB."""
     out = Path(tempfile.mkdtemp(prefix="bench-fleet-")) / "fleet.json"
     log("gateway fleet: 1,000 models under a 16 MiB budget (bench/gateway_fleet.py) ...")
-    subprocess.run([sys.executable, str(HERE / "gateway_fleet.py"), "--out", str(out)],
-                   check=True, env=child_env(), capture_output=True, timeout=3600)  # fmt: skip
+    subprocess.run(
+        [sys.executable, str(HERE / "gateway_fleet.py"), "--out", str(out)],
+        check=True,
+        env=child_env(),
+        capture_output=True,
+        timeout=3600,
+    )
     result = json.loads(out.read_text())
     shutil.rmtree(out.parent, ignore_errors=True)
     return result
@@ -828,9 +861,7 @@ def serving_rows(callers: int, r: dict, quick: bool) -> list[dict]:
     lead = ratio(ours["requests_per_s_median"], best["requests_per_s_median"])
     cpu = ours["cpu_ms_per_request_median"]
     lead_met = lead is not None and (lead >= need if callers == 1 else lead > 1)
-    work = (
-        f"single-row predict over HTTP, {callers} caller{plural}, {ours['workers']} worker processes each"
-    )
+    work = f"single-row predict over HTTP, {callers} caller{plural}, {ours['workers']} worker processes each"
     out = [
         {
             "work": f"{work}: the gateway vs the best peer",
@@ -876,10 +907,15 @@ def _median(runs: list[dict], key: str) -> float:
 ROWS = ("serving", "drift", "drift_10m", "validation", "dag_parse", "retrain", "health", "gateway_fleet")
 # the keys of ``results`` each --only row writes: an --only run keeps the other rows of the last report
 RESULT_KEYS = {
-    "serving": ("serving",), "drift": ("drift_1m",), "drift_10m": ("drift_10m",),
-    "validation": ("validation",), "dag_parse": ("dag_parse",), "retrain": ("retrain",),
-    "health": ("health_1m",), "gateway_fleet": ("gateway_fleet",),
-}  # fmt: skip
+    "serving": ("serving",),
+    "drift": ("drift_1m",),
+    "drift_10m": ("drift_10m",),
+    "validation": ("validation",),
+    "dag_parse": ("dag_parse",),
+    "retrain": ("retrain",),
+    "health": ("health_1m",),
+    "gateway_fleet": ("gateway_fleet",),
+}
 
 
 def run(
@@ -917,9 +953,7 @@ def run(
         import scipy.stats  # noqa: F401
         from model_factory.monitoring import drift  # noqa: F401
     if "serving" in wanted:
-        results["serving"] = (
-            row_serving_quick(repeats, 100, log) if quick else row_serving(repeats, 500, log)
-        )
+        results["serving"] = row_serving_quick(repeats, 100, log) if quick else row_serving(repeats, 500, log)
     if "drift" in wanted:
         results["drift_1m"] = row_drift(rows, repeats, evidently=not quick, quick=quick, log=log) | {
             "rows": rows
@@ -975,8 +1009,10 @@ def keep_other_rows(previous: Path, results: dict, wanted: set[str], report: dic
         for key in keys:
             if key in old.get("results", {}):
                 # each kept row says when it was measured: its own stamp, else the old run's
-                stamp = {"measured_at": old.get("finished_at"),
-                         "load": [machine.get("load_before"), machine.get("load_after")]}  # fmt: skip
+                stamp = {
+                    "measured_at": old.get("finished_at"),
+                    "load": [machine.get("load_before"), machine.get("load_after")],
+                }
                 kept[key] = stamp | old["results"][key]
     if kept:
         report["kept"] = sorted(kept)
@@ -989,9 +1025,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--rows", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument(
-        "--only", default=None, help=f"comma list: {','.join(ROWS)}"
-    )
+    parser.add_argument("--only", default=None, help=f"comma list: {','.join(ROWS)}")
     parser.add_argument("--table-only", type=Path, default=None, help="rewrite the .md of this JSON report")
     parser.add_argument("--child", choices=["drift", "naive_drift", "validation"], default=None)
     parser.add_argument("--workdir", type=Path, default=None)

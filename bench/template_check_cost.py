@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         specs, templates = root / kind / "models", root / kind / "templates"
         specs.mkdir(parents=True)
         templates.mkdir()
-        (templates / "mine.py").write_text("NAME = 'mine'\nDESCRIPTION = 'x'\n"
-                                           "from model_factory.airflow.templates.retrain import build\n")
+        (templates / "mine.py").write_text(
+            "NAME = 'mine'\nDESCRIPTION = 'x'\nfrom model_factory.airflow.templates.retrain import build\n"
+        )
         for i in range(args.specs):
             (specs / f"m{i}.yaml").write_text(yaml.safe_dump(base | {"name": f"m{i}", "template": template}))
         folders[kind] = (specs, templates)
@@ -62,16 +63,31 @@ def main(argv: list[str] | None = None) -> int:
                 (templates / "mine.py").write_text((templates / "mine.py").read_text() + f"# {repeat}\n")
             t, c, k = time.perf_counter(), time.process_time(), _children_cpu()
             dags = build_all(specs, templates)
-            runs[label].append({"wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - c,
-                                "child_cpu_s": _children_cpu() - k, "dags": len(dags)})  # fmt: skip
+            runs[label].append(
+                {
+                    "wall_s": time.perf_counter() - t,
+                    "cpu_s": time.process_time() - c,
+                    "child_cpu_s": _children_cpu() - k,
+                    "dags": len(dags),
+                }
+            )
     keys = ("wall_s", "cpu_s", "child_cpu_s")
-    summary = {label: {key: statistics.median(r[key] for r in rows) for key in keys}
-               for label, rows in runs.items()}  # fmt: skip
+    summary = {
+        label: {key: statistics.median(r[key] for r in rows) for key in keys} for label, rows in runs.items()
+    }
     for label, s in summary.items():
-        print(f"{label:15s} {args.specs} specs: parse CPU {s['cpu_s']:.2f} s, checking child CPU "
-              f"{s['child_cpu_s']:.2f} s, wall {s['wall_s']:.2f} s (medians of {args.repeats})")
-    result = {"specs": args.specs, "repeats": args.repeats, "cpus": os.cpu_count(),
-              "load_average": os.getloadavg(), "summary": summary, "runs": runs}  # fmt: skip
+        print(
+            f"{label:15s} {args.specs} specs: parse CPU {s['cpu_s']:.2f} s, checking child CPU "
+            f"{s['child_cpu_s']:.2f} s, wall {s['wall_s']:.2f} s (medians of {args.repeats})"
+        )
+    result = {
+        "specs": args.specs,
+        "repeats": args.repeats,
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "summary": summary,
+        "runs": runs,
+    }
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))
     return 0

@@ -75,17 +75,22 @@ def main(argv: list[str] | None = None) -> int:
 
     sizes = [int(s) for s in args.sizes.split(",")]
     report = {
-        "host": platform.node(), "python": platform.python_version(),
-        "args": vars(args) | {"out": str(args.out)}, "models": {},
-    }  # fmt: skip
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "args": vars(args) | {"out": str(args.out)},
+        "models": {},
+    }
     with tempfile.TemporaryDirectory(prefix="train-sample-") as tmp:
         for model in args.models.split(","):
             spec_path = str(ROOT / "include" / "models" / f"{model}.yaml")
             t0 = time.perf_counter()
             train = pd.concat(
-                [demo_data.generate_batch(model, START + dt.timedelta(days=d), rows=args.rows_per_day)
-                 for d in range(args.days)], ignore_index=True,
-            )  # fmt: skip
+                [
+                    demo_data.generate_batch(model, START + dt.timedelta(days=d), rows=args.rows_per_day)
+                    for d in range(args.days)
+                ],
+                ignore_index=True,
+            )
             holdout_days = [START + dt.timedelta(days=args.days + d) for d in range(args.holdout_days)]
             holdout = pd.concat(
                 [demo_data.generate_batch(model, day, rows=args.rows_per_day) for day in holdout_days],
@@ -93,8 +98,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             holdout_path = Path(tmp) / f"{model}-holdout.parquet"
             holdout.to_parquet(holdout_path, index=False)
-            print(f"{model}: {len(train):,} training rows, {len(holdout):,} holdout rows "
-                  f"(generated in {time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
+            print(
+                f"{model}: {len(train):,} training rows, {len(holdout):,} holdout rows "
+                f"(generated in {time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
             rows = []
             for size in sizes:
                 if size > len(train):
@@ -110,9 +118,12 @@ def main(argv: list[str] | None = None) -> int:
                     path.unlink()
                     result.update(fraction=round(size / len(train), 5), seed=seed)
                     rows.append(result)
-                    print(f"  {size:>9,} rows ({result['fraction']:7.2%}) seed {seed}: {result['metric']}="
-                          f"{result['value']:.4f}  fit {result['fit_s']:6.1f} s  "
-                          f"peak {result['peak_rss_mb']:,} MB", flush=True)  # fmt: skip
+                    print(
+                        f"  {size:>9,} rows ({result['fraction']:7.2%}) seed {seed}: {result['metric']}="
+                        f"{result['value']:.4f}  fit {result['fit_s']:6.1f} s  "
+                        f"peak {result['peak_rss_mb']:,} MB",
+                        flush=True,
+                    )
             report["models"][model] = {"train_rows": len(train), "holdout_rows": len(holdout), "runs": rows}
             del train, holdout
     if args.out:

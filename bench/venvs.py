@@ -40,8 +40,11 @@ def ensure(name: str, requirements: list[str], log=print) -> Path:
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     done = subprocess.run(
         [str(python_of(name)), "-m", "pip", "install", "-q", *requirements],
-        capture_output=True, text=True, env=env, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     if done.returncode:
         raise RuntimeError(f"pip install into {venv} failed:\n{done.stderr[-3000:]}")
     marker.write_text(wanted)

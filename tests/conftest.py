@@ -51,8 +51,12 @@ def pytest_sessionfinish(session, exitstatus):
 # Process-wide variables that libraries set as a side effect and never unset: MLflow writes the
 # tracking/registry URI it was given into os.environ (and FactorySettings reads it), and Airflow's
 # dag.test()/get_dag set the DAG-parsing context (then the DAG file builds only that model).
-LEAKY_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI",
-             "_AIRFLOW_PARSING_CONTEXT_DAG_ID", "_AIRFLOW_PARSING_CONTEXT_TASK_ID")  # fmt: skip
+LEAKY_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "_AIRFLOW_PARSING_CONTEXT_DAG_ID",
+    "_AIRFLOW_PARSING_CONTEXT_TASK_ID",
+)
 
 
 @contextlib.contextmanager

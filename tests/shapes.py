@@ -24,20 +24,23 @@ def binary(day: int, rows: int) -> pd.DataFrame:
     plan = rng.choice(["basic", "plus", "pro"], rows, p=[0.5, 0.3, 0.2])
     logit = -1.0 - 0.04 * tenure + 0.02 * (charges - 70) + (plan == "basic") * 0.8
     churn = np.where(rng.random(rows) < 1 / (1 + np.exp(-logit)), "leave", "stay")
-    return pd.DataFrame({"tenure_months": tenure.round(1), "monthly_charges": charges.round(2), "plan": plan,
-                         "label": churn})  # fmt: skip
+    return pd.DataFrame(
+        {"tenure_months": tenure.round(1), "monthly_charges": charges.round(2), "plan": plan, "label": churn}
+    )
 
 
 def tiny(day: int, rows: int) -> pd.DataFrame:
     """Wine-like: three string classes, a few numeric measurements, small batches."""
     rng = _rng("tiny", day)
     kind = rng.integers(0, 3, rows)
-    return pd.DataFrame({
-        "alcohol": (12.0 + kind * 0.8 + rng.normal(0, 0.5, rows)).round(2),
-        "phenols": (2.8 - kind * 0.6 + rng.normal(0, 0.4, rows)).clip(0.1).round(2),
-        "hue": (1.0 - kind * 0.2 + rng.normal(0, 0.1, rows)).clip(0.2).round(3),
-        "label": np.asarray(["barolo", "grignolino", "barbera"], dtype=object)[kind],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "alcohol": (12.0 + kind * 0.8 + rng.normal(0, 0.5, rows)).round(2),
+            "phenols": (2.8 - kind * 0.6 + rng.normal(0, 0.4, rows)).clip(0.1).round(2),
+            "hue": (1.0 - kind * 0.2 + rng.normal(0, 0.1, rows)).clip(0.2).round(3),
+            "label": np.asarray(["barolo", "grignolino", "barbera"], dtype=object)[kind],
+        }
+    )
 
 
 def imbalanced(day: int, rows: int) -> pd.DataFrame:
@@ -55,12 +58,14 @@ def multiclass(day: int, rows: int) -> pd.DataFrame:
     rng = _rng("multiclass", day)
     names = np.asarray(["low", "mid", "high", "premium", "vip"], dtype=object)
     kind = rng.choice(5, rows, p=[0.4, 0.3, 0.15, 0.1, 0.05])
-    return pd.DataFrame({
-        "spend": (kind * 40 + rng.gamma(2.0, 10.0, rows)).round(2),
-        "visits": rng.poisson(2 + kind, rows),
-        "region": rng.choice(["north", "south", "east", "west"], rows),
-        "label": names[kind],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "spend": (kind * 40 + rng.gamma(2.0, 10.0, rows)).round(2),
+            "visits": rng.poisson(2 + kind, rows),
+            "region": rng.choice(["north", "south", "east", "west"], rows),
+            "label": names[kind],
+        }
+    )
 
 
 def regression(day: int, rows: int) -> pd.DataFrame:
@@ -94,8 +99,9 @@ def seasonal(day: int, rows: int) -> pd.DataFrame:
     temperature = rng.normal(18 + 4 * np.sin(day / 3), 3, rows).round(1)
     logit = -2.5 + 0.06 * (visitors - 50) + 0.4 * (temperature - 18)
     sold_out = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
-    return pd.DataFrame({"event_time": when.astype(str), "visitors": visitors, "temperature": temperature,
-                         "label": sold_out})  # fmt: skip
+    return pd.DataFrame(
+        {"event_time": when.astype(str), "visitors": visitors, "temperature": temperature, "label": sold_out}
+    )
 
 
 @dataclass(frozen=True)

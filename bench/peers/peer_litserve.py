@@ -1,7 +1,7 @@
 """LitServe peer: a LitAPI over the factory's pipeline; POST /predict {"features": {...}}.
 
-    python peer_litserve.py PORT WORKERS   (inference workers per device, on the CPU; LitServe
-    starts as many API server processes by default); no access log, as the gateway runs.
+python peer_litserve.py PORT WORKERS   (inference workers per device, on the CPU; LitServe
+starts as many API server processes by default); no access log, as the gateway runs.
 """
 
 from __future__ import annotations

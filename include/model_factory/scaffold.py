@@ -65,14 +65,17 @@ def _probe_text(path: Path) -> None:
         raise ScaffoldError(f"--from-data {path}: the file is empty (no header line, no rows)")
     nul = head.find(b"\0")
     if nul >= 0:
-        raise ScaffoldError(f"--from-data {path}: binary data (a NUL byte at offset {nul}), "
-                            "not a CSV text file")  # fmt: skip
+        raise ScaffoldError(
+            f"--from-data {path}: binary data (a NUL byte at offset {nul}), not a CSV text file"
+        )
     newline = head.find(b"\n")
     header_end = newline if newline >= 0 else len(head)
     if header_end > MAX_HEADER_BYTES:
-        raise ScaffoldError(f"--from-data {path}: the header line is over {MAX_HEADER_BYTES} bytes "
-                            f"({'more than ' if newline < 0 else ''}{header_end}): keep the columns the "
-                            "model needs in a smaller sample")  # fmt: skip
+        raise ScaffoldError(
+            f"--from-data {path}: the header line is over {MAX_HEADER_BYTES} bytes "
+            f"({'more than ' if newline < 0 else ''}{header_end}): keep the columns the "
+            "model needs in a smaller sample"
+        )
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -82,14 +85,18 @@ def _probe_text(path: Path) -> None:
 
 def _not_utf8(path: Path, offset: int | None, byte: int | None) -> ScaffoldError:
     where = f" (byte 0x{byte:02x} at offset {offset})" if offset is not None and byte is not None else ""
-    return ScaffoldError(f"--from-data {path}: not UTF-8 text{where}; the factory reads batches as "
-                         "UTF-8: re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")  # fmt: skip
+    return ScaffoldError(
+        f"--from-data {path}: not UTF-8 text{where}; the factory reads batches as "
+        "UTF-8: re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+    )
 
 
 def _check_width(path: Path, columns: int) -> None:
     if columns > MAX_SAMPLE_COLUMNS:
-        raise ScaffoldError(f"--from-data {path}: {columns} columns, more than {MAX_SAMPLE_COLUMNS}: "
-                            "keep the columns the model needs in a smaller sample")  # fmt: skip
+        raise ScaffoldError(
+            f"--from-data {path}: {columns} columns, more than {MAX_SAMPLE_COLUMNS}: "
+            "keep the columns the model needs in a smaller sample"
+        )
 
 
 def read_sample(path: Path) -> pd.DataFrame:
@@ -108,8 +115,7 @@ def read_sample(path: Path) -> pd.DataFrame:
             _check_width(path, len(parquet.schema_arrow.names))
             batches = parquet.iter_batches(batch_size=MAX_SAMPLE_ROWS)
             first = next(batches, None)
-            return (first.to_pandas() if first is not None
-                    else parquet.schema_arrow.empty_table().to_pandas())  # fmt: skip
+            return first.to_pandas() if first is not None else parquet.schema_arrow.empty_table().to_pandas()
         except (pa.ArrowException, OSError) as exc:
             raise ScaffoldError(f"--from-data {path}: not a readable Parquet file ({exc})") from None
     if suffix not in (".csv", ".txt") and not path.name.endswith(".csv.gz"):
@@ -123,8 +129,9 @@ def read_sample(path: Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise ScaffoldError(f"--from-data {path}: the file is empty (no header line, no rows)") from None
     except (pd.errors.ParserError, ValueError, OSError) as exc:
-        raise ScaffoldError(f"--from-data {path}: not a readable CSV ({type(exc).__name__}: "
-                            f"{str(exc)[:300]})") from None  # fmt: skip
+        raise ScaffoldError(
+            f"--from-data {path}: not a readable CSV ({type(exc).__name__}: {str(exc)[:300]})"
+        ) from None
 
 
 def _is_time(series: pd.Series, name: str) -> bool:
@@ -147,9 +154,11 @@ def _is_time(series: pd.Series, name: str) -> bool:
     if meant and parsed.notna().any():  # some values are dates, too many are not: broken
         bad = head[parsed.isna()].astype(str).drop_duplicates().head(5)
         shown = ", ".join(repr(v if len(v) <= 40 else v[:40] + "...") for v in bad)
-        raise ScaffoldError(f"column {name!r} looks like a time column, but {parsed.isna().sum()} of its "
-                            f"first {len(head)} values do not read as dates, e.g. {shown}: fix them "
-                            "(ISO 8601, e.g. 2026-05-04 13:45:00), or drop the column")  # fmt: skip
+        raise ScaffoldError(
+            f"column {name!r} looks like a time column, but {parsed.isna().sum()} of its "
+            f"first {len(head)} values do not read as dates, e.g. {shown}: fix them "
+            "(ISO 8601, e.g. 2026-05-04 13:45:00), or drop the column"
+        )
     return False
 
 
@@ -210,16 +219,20 @@ def _check_time(df: pd.DataFrame, col: str, target: str, classes: list | None, n
 
     when = pd.to_datetime(df[col], errors="coerce", utc=True)
     if when.dt.normalize().nunique() < 2:
-        notes.append(f"{col}: every row is on one day ({when.min():%Y-%m-%d}): the split is by "
-                     "time within the day; a sample of several days shows seasonality")  # fmt: skip
+        notes.append(
+            f"{col}: every row is on one day ({when.min():%Y-%m-%d}): the split is by "
+            "time within the day; a sample of several days shows seasonality"
+        )
     if classes:
         cut = when.quantile(0.8)
         early = set(df.loc[when < cut, target].dropna().astype(str))
         late_only = sorted({str(c) for c in classes} - early)
         if late_only:
-            raise ScaffoldError(f"classes {late_only} of {target!r} appear only in the last fifth of "
-                                f"{col!r}: a time split would hold them out of training; give a longer "
-                                "sample, or drop the time column to split at random")  # fmt: skip
+            raise ScaffoldError(
+                f"classes {late_only} of {target!r} appear only in the last fifth of "
+                f"{col!r}: a time split would hold them out of training; give a longer "
+                "sample, or drop the time column to split at random"
+            )
 
 
 def infer(df: pd.DataFrame, target: str | None = None) -> dict[str, Any]:
@@ -231,8 +244,10 @@ def infer(df: pd.DataFrame, target: str | None = None) -> dict[str, Any]:
     if df.empty:
         raise ScaffoldError("the sample has no rows")
     if len(df) < MIN_SAMPLE_ROWS:
-        raise ScaffoldError(f"the sample has {len(df)} rows; the scaffold needs at least {MIN_SAMPLE_ROWS} "
-                            "to learn ranges, classes and gates")  # fmt: skip
+        raise ScaffoldError(
+            f"the sample has {len(df)} rows; the scaffold needs at least {MIN_SAMPLE_ROWS} "
+            "to learn ranges, classes and gates"
+        )
     columns = [str(c) for c in df.columns]
     if target is None:
         target = next((c for c in columns if c.lower() in TARGET_GUESSES), None)
@@ -246,13 +261,17 @@ def infer(df: pd.DataFrame, target: str | None = None) -> dict[str, Any]:
     if pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y) or few:
         task = "classification"
         classes = sorted(y.unique().tolist(), key=str)
-        classes = [int(c) if isinstance(c, int | bool) or (isinstance(c, float) and c.is_integer())
-                   else str(c) for c in classes]  # fmt: skip
+        classes = [
+            int(c) if isinstance(c, int | bool) or (isinstance(c, float) and c.is_integer()) else str(c)
+            for c in classes
+        ]
         if len(classes) < 2:
             raise ScaffoldError(f"target {target!r} has one class in the sample ({classes}): need two")
         shares = y.astype(str).value_counts(normalize=True)
-        learnt_lines.append(f"target {target}: {len(classes)} classes, the rarest {shares.index[-1]!r} "
-                            f"is {shares.iloc[-1]:.1%} of the rows")  # fmt: skip
+        learnt_lines.append(
+            f"target {target}: {len(classes)} classes, the rarest {shares.index[-1]!r} "
+            f"is {shares.iloc[-1]:.1%} of the rows"
+        )
     else:
         task, classes = "regression", None
 
@@ -282,23 +301,30 @@ def infer(df: pd.DataFrame, target: str | None = None) -> dict[str, Any]:
                 soft[col] = {"min": _nice(low, down=True), "max": _nice(high, down=False)}
                 if hard:
                     ranges[col] = hard
-                    learnt_lines.append(f"{col}: hard {hard} (every sample value is within); soft "
-                                        f"[{soft[col]['min']}, {soft[col]['max']}]")  # fmt: skip
+                    learnt_lines.append(
+                        f"{col}: hard {hard} (every sample value is within); soft "
+                        f"[{soft[col]['min']}, {soft[col]['max']}]"
+                    )
         else:
             counts = series.dropna().astype(str).value_counts()
             if len(counts) > MAX_CATEGORIES or len(counts) > 0.5 * len(series):
-                notes.append(f"{col}: {len(counts)} distinct values in {len(series)} rows: "
-                             "an id or free text, left out of the features")  # fmt: skip
+                notes.append(
+                    f"{col}: {len(counts)} distinct values in {len(series)} rows: "
+                    "an id or free text, left out of the features"
+                )
                 continue
             categorical.append(col)
             if len(counts) and counts.min() >= MIN_CATEGORY_COUNT:
                 categories[col] = sorted(counts.index.tolist())
-                learnt_lines.append(f"{col}: category set enforced (every value seen >= "
-                                    f"{MIN_CATEGORY_COUNT} times)")  # fmt: skip
+                learnt_lines.append(
+                    f"{col}: category set enforced (every value seen >= {MIN_CATEGORY_COUNT} times)"
+                )
             else:
-                learnt_lines.append(f"{col}: no category set ({(counts < MIN_CATEGORY_COUNT).sum()} "
-                                    f"values seen < {MIN_CATEGORY_COUNT} times: later days may bring "
-                                    "new ones; the model ignores unseen values)")  # fmt: skip
+                learnt_lines.append(
+                    f"{col}: no category set ({(counts < MIN_CATEGORY_COUNT).sum()} "
+                    f"values seen < {MIN_CATEGORY_COUNT} times: later days may bring "
+                    "new ones; the model ignores unseen values)"
+                )
         worst_nulls = max(worst_nulls, float(series.isna().mean()))
     if not numeric and not categorical:
         raise ScaffoldError("no usable feature columns in the sample")
@@ -306,12 +332,25 @@ def infer(df: pd.DataFrame, target: str | None = None) -> dict[str, Any]:
         _check_time(df, time_column, target, classes, notes)
     ceiling = null_ceiling(worst_nulls, len(df))
     day = min(len(df), 100)
-    learnt_lines.append(f"max_null_fraction {ceiling}: the worst column has {worst_nulls:.1%} nulls "
-                        f"(2x that + 3 standard errors on a ~{day}-row day, >= 5%)")  # fmt: skip
-    return {"target": target, "task": task, "classes": classes, "numeric": numeric,
-            "categorical": categorical, "ranges": ranges, "soft_ranges": soft,
-            "categories": categories, "max_null_fraction": ceiling, "learnt": learnt_lines,
-            "time_column": time_column, "notes": notes, "rows": len(df)}  # fmt: skip
+    learnt_lines.append(
+        f"max_null_fraction {ceiling}: the worst column has {worst_nulls:.1%} nulls "
+        f"(2x that + 3 standard errors on a ~{day}-row day, >= 5%)"
+    )
+    return {
+        "target": target,
+        "task": task,
+        "classes": classes,
+        "numeric": numeric,
+        "categorical": categorical,
+        "ranges": ranges,
+        "soft_ranges": soft,
+        "categories": categories,
+        "max_null_fraction": ceiling,
+        "learnt": learnt_lines,
+        "time_column": time_column,
+        "notes": notes,
+        "rows": len(df),
+    }
 
 
 ESTIMATOR_FOR = {
@@ -324,8 +363,13 @@ ESTIMATOR_FOR = {
 GATES_FOR = {"classification": ("roc_auc", 0.5), "regression": ("r2", 0.0)}
 BASELINE_MARGIN = 0.05
 MIN_HOLDOUT_ROWS = 100
-GATE_DEFAULTS = {"max_regression": 0.01, "too_good_jump": 0.25, "too_good_score": None,
-                 "min_holdout_rows": MIN_HOLDOUT_ROWS, "confidence": 0.95}  # fmt: skip
+GATE_DEFAULTS = {
+    "max_regression": 0.01,
+    "too_good_jump": 0.25,
+    "too_good_score": None,
+    "min_holdout_rows": MIN_HOLDOUT_ROWS,
+    "confidence": 0.95,
+}
 HOLDOUT_FRACTION = 0.2
 SEARCH_FOR = {
     "LogisticRegression": {"C": {"low": 0.01, "high": 10.0, "log": True}},
@@ -361,41 +405,61 @@ def build(n_estimators: int = 200) -> Pipeline:
 '''
 
 
-def model_spec(name: str, template: str, owner: str, source: str, learnt: dict[str, Any] | None,
-               fmt: str = "csv") -> dict[str, Any]:  # fmt: skip
+def model_spec(
+    name: str, template: str, owner: str, source: str, learnt: dict[str, Any] | None, fmt: str = "csv"
+) -> dict[str, Any]:
     """The spec as a mapping, with placeholders where no sample was given."""
-    learnt = learnt or {"target": "label", "task": "classification", "classes": None,
-                        "numeric": ["feature_a", "feature_b"], "categorical": ["segment"],
-                        "ranges": {}, "categories": {}, "time_column": None}  # fmt: skip
+    learnt = learnt or {
+        "target": "label",
+        "task": "classification",
+        "classes": None,
+        "numeric": ["feature_a", "feature_b"],
+        "categorical": ["segment"],
+        "ranges": {},
+        "categories": {},
+        "time_column": None,
+    }
     task = learnt["task"]
     estimator_class, params = ESTIMATOR_FOR[(task, "small")]
     metric, threshold = GATES_FOR[task]
     validation: dict[str, Any] = {"ranges": learnt["ranges"], "categories": learnt["categories"]}
     if "soft_ranges" in learnt:
-        validation = {"max_null_fraction": learnt["max_null_fraction"], "ranges": learnt["ranges"],
-                      "soft_ranges": learnt["soft_ranges"], "categories": learnt["categories"]}  # fmt: skip
+        validation = {
+            "max_null_fraction": learnt["max_null_fraction"],
+            "ranges": learnt["ranges"],
+            "soft_ranges": learnt["soft_ranges"],
+            "categories": learnt["categories"],
+        }
     target: Any = learnt["target"]
     if learnt.get("classes"):
         target = {"name": learnt["target"], "classes": learnt["classes"]}
     spec: dict[str, Any] = {
-        "name": name, "owner": owner,
+        "name": name,
+        "owner": owner,
         "description": f"TODO: one sentence on what {name} predicts and who uses it.",
-        "task": task, "template": template,
+        "task": task,
+        "template": template,
         "source": {"uri": source, "format": fmt},
         "target": target,
         "features": {"numeric": learnt["numeric"], "categorical": learnt["categorical"]},
         "estimator": {"class": estimator_class, "params": params},
         "validation": validation,
-        "gates": {"primary_metric": metric, "threshold": threshold, "baseline_margin": BASELINE_MARGIN,
-                  **GATE_DEFAULTS},
+        "gates": {
+            "primary_metric": metric,
+            "threshold": threshold,
+            "baseline_margin": BASELINE_MARGIN,
+            **GATE_DEFAULTS,
+        },
         "split": {"strategy": "random", "holdout_fraction": HOLDOUT_FRACTION},
         # Small daily batches add up: enough rows for a holdout of min_holdout_rows.
-        "training": {"window_batches": 3,
-                     "window_rows": math.ceil(MIN_HOLDOUT_ROWS / HOLDOUT_FRACTION)},
-    }  # fmt: skip
+        "training": {"window_batches": 3, "window_rows": math.ceil(MIN_HOLDOUT_ROWS / HOLDOUT_FRACTION)},
+    }
     if learnt.get("time_column"):
-        spec["split"] = {"strategy": "time", "time_column": learnt["time_column"],
-                         "holdout_fraction": HOLDOUT_FRACTION}  # fmt: skip
+        spec["split"] = {
+            "strategy": "time",
+            "time_column": learnt["time_column"],
+            "holdout_fraction": HOLDOUT_FRACTION,
+        }
     if template == "custom_training":
         spec["estimator"] = {"factory": f"{name}:build", "params": {"n_estimators": 200}}
     elif template == "tuned_retrain":
@@ -409,9 +473,17 @@ def _default_source(name: str, fmt: str) -> str:
     return f"${{FACTORY_DATA_ROOT}}/{name}/{{ds}}.{fmt}"
 
 
-def new_model(name: str, template: str, models_dir: Path, *, owner: str, source: str | None = None,
-              sample: Path | None = None, target: str | None = None,
-              force: bool = False) -> Scaffold:  # fmt: skip
+def new_model(
+    name: str,
+    template: str,
+    models_dir: Path,
+    *,
+    owner: str,
+    source: str | None = None,
+    sample: Path | None = None,
+    target: str | None = None,
+    force: bool = False,
+) -> Scaffold:
     """Write the spec (and a code stub for custom_training); check it loads and, with a
     sample, that the sample passes the spec's validation."""
     # Long on purpose: write, check and explain the spec as one step the user runs once.
@@ -432,29 +504,39 @@ def new_model(name: str, template: str, models_dir: Path, *, owner: str, source:
     learnt = infer(df, target) if df is not None else None
     spec = model_spec(name, template, owner, source or _default_source(name, fmt), learnt, fmt)
 
-    header = (f"# {name}: scaffolded by `model-factory new-model` (template {template})"
-              + (f" from {sample.name} ({learnt['rows']} rows)" if learnt and sample else "") + ".\n"
-              "# Other fields have defaults: include/templates/model.yaml shows them all.\n")  # fmt: skip
+    header = (
+        f"# {name}: scaffolded by `model-factory new-model` (template {template})"
+        + (f" from {sample.name} ({learnt['rows']} rows)" if learnt and sample else "")
+        + ".\n"
+        "# Other fields have defaults: include/templates/model.yaml shows them all.\n"
+    )
     if learnt and learnt.get("learnt"):
-        header += ("# What the scaffold learnt from the sample, and why:\n"
-                   "# - ranges are hard limits only where the data shows one (never negative, a share "
-                   "in [0, 1]);\n#   soft_ranges (sample min/max widened by 10% + 100%/sqrt(n) of the "
-                   "1-99% spread) are\n#   reported in the validation report and watched, never "
-                   "quarantined\n# - gates: beat a dummy model on the same rows by baseline_margin; "
-                   "on a holdout under\n#   min_holdout_rows the decision rests on cross-validation "
-                   "over the window, else 'undecided'\n"
-                   + "".join(f"# - {' '.join(line.splitlines())}\n"
-                             for line in learnt["learnt"]))  # fmt: skip
+        header += (
+            "# What the scaffold learnt from the sample, and why:\n"
+            "# - ranges are hard limits only where the data shows one (never negative, a share "
+            "in [0, 1]);\n#   soft_ranges (sample min/max widened by 10% + 100%/sqrt(n) of the "
+            "1-99% spread) are\n#   reported in the validation report and watched, never "
+            "quarantined\n# - gates: beat a dummy model on the same rows by baseline_margin; "
+            "on a holdout under\n#   min_holdout_rows the decision rests on cross-validation "
+            "over the window, else 'undecided'\n"
+            + "".join(f"# - {' '.join(line.splitlines())}\n" for line in learnt["learnt"])
+        )
     text = header + yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=100)
     size = len(text.encode())
     if size > MAX_SPEC_BYTES:
-        raise ScaffoldError(f"the spec learnt from {sample} would be {size} bytes, over the "
-                            f"{MAX_SPEC_BYTES} a spec may have: keep fewer columns")  # fmt: skip
+        raise ScaffoldError(
+            f"the spec learnt from {sample} would be {size} bytes, over the "
+            f"{MAX_SPEC_BYTES} a spec may have: keep fewer columns"
+        )
     code_text = None
     if template == "custom_training" and (force or not code.exists()):
         estimator = "RandomForestClassifier" if spec["task"] == "classification" else "RandomForestRegressor"
-        code_text = CODE_STUB.format(name=name, estimator=estimator, numeric=spec["features"]["numeric"],
-                                     categorical=spec["features"]["categorical"])  # fmt: skip
+        code_text = CODE_STUB.format(
+            name=name,
+            estimator=estimator,
+            numeric=spec["features"]["numeric"],
+            categorical=spec["features"]["categorical"],
+        )
     result = Scaffold(written=[], next_steps=[], notes=list(learnt["notes"]) if learnt else [])
     models_dir.mkdir(parents=True, exist_ok=True)
     # Written and checked in a staging folder beside the specs, moved in place only when it all
@@ -477,8 +559,11 @@ def new_model(name: str, template: str, models_dir: Path, *, owner: str, source:
             from model_factory.pipeline.validation import validate_frame
 
             outcome = validate_frame(df, loaded, staging)
-            result.validation = ["the sample passes the spec's validation"] if outcome.success else [
-                f"the sample FAILS the spec's validation: {r}" for r in outcome.reasons]  # fmt: skip
+            result.validation = (
+                ["the sample passes the spec's validation"]
+                if outcome.success
+                else [f"the sample FAILS the spec's validation: {r}" for r in outcome.reasons]
+            )
         if code_text is not None:
             code.parent.mkdir(exist_ok=True)
             os.replace(staging / "code" / code.name, code)
@@ -495,7 +580,7 @@ def new_model(name: str, template: str, models_dir: Path, *, owner: str, source:
         "appear on the next DAG-processor pass; run one with "
         f"`model-factory trigger {name} --date YYYY-MM-DD` "
         f"(or `airflow dags test {name}__retrain YYYY-MM-DD`)",
-    ]  # fmt: skip
+    ]
     return result
 
 
@@ -593,8 +678,10 @@ def new_template(name: str, templates_dir: Path, tests_dir: Path, force: bool = 
     test.write_text(TEMPLATE_TEST_STUB.format(name=name))
     return Scaffold(
         written=[module, test],
-        next_steps=[f"edit {module}: Params, build() (the DAG id must start with '<model>__')",
-                    f"pytest -q {test}",
-                    f"use it: `template: {name}` in a spec (model-factory new-model NAME -t {name})",
-                    "model-factory templates  # lists it with the shipped ones"],
-    )  # fmt: skip
+        next_steps=[
+            f"edit {module}: Params, build() (the DAG id must start with '<model>__')",
+            f"pytest -q {test}",
+            f"use it: `template: {name}` in a spec (model-factory new-model NAME -t {name})",
+            "model-factory templates  # lists it with the shipped ones",
+        ],
+    )

@@ -27,8 +27,16 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = ("state", "sources", "training", "serving", "ops", "analyzer", "dev stack")
 
 
-def _field(default, description: str, section: str, *, secret: bool = False, example: str = "",
-           env: str | None = None, **bounds):  # fmt: skip
+def _field(
+    default,
+    description: str,
+    section: str,
+    *,
+    secret: bool = False,
+    example: str = "",
+    env: str | None = None,
+    **bounds,
+):
     """A setting: its env name is FACTORY_<FIELD> unless ``env`` names another."""
     extra: JsonDict = {"section": section, "secret": secret, "example": example}
     if env:
@@ -51,14 +59,20 @@ class FactorySettings(BaseSettings):
         PROJECT_ROOT / ".factory", "Where the embedded setup keeps its state (store, MLflow, logs).", "state"
     )
     store_uri: str = _field(  # None (not validated) until _derived_defaults fills it in
-        None, "The factory's object store (`file://` or `s3://`): raw, validated, quarantine, drift "
-        "reports. Default: `<FACTORY_HOME>/store`.", "state", example="s3://factory/store",
+        None,
+        "The factory's object store (`file://` or `s3://`): raw, validated, quarantine, drift "
+        "reports. Default: `<FACTORY_HOME>/store`.",
+        "state",
+        example="s3://factory/store",
         validate_default=False,
     )
     data_root: str = _field(  # (filled in by _derived_defaults)
-        None, "Where source batches live; specs refer to it as `${FACTORY_DATA_ROOT}`. File sources "
+        None,
+        "Where source batches live; specs refer to it as `${FACTORY_DATA_ROOT}`. File sources "
         "must lie under it (or under `FACTORY_SOURCE_ROOTS`). Default: `<FACTORY_HOME>/source`.",
-        "state", example="s3://factory/source", validate_default=False,
+        "state",
+        example="s3://factory/source",
+        validate_default=False,
     )
     specs_dir: Path = _field(
         PROJECT_ROOT / "include" / "models", "The folder of model specs (`*.yaml`).", "state"
@@ -67,29 +81,42 @@ class FactorySettings(BaseSettings):
         None, "Data scientists' DAG templates. Default: `templates/` beside the specs folder.", "state"
     )
     tracking_uri: str = _field(  # (filled in by _derived_defaults)
-        None, "MLflow's own variable (read for the default only). Default: SQLite under "
-        "`<FACTORY_HOME>/mlflow`.", "state", example="http://mlflow:5000", env="MLFLOW_TRACKING_URI",
+        None,
+        "MLflow's own variable (read for the default only). Default: SQLite under `<FACTORY_HOME>/mlflow`.",
+        "state",
+        example="http://mlflow:5000",
+        env="MLFLOW_TRACKING_URI",
         validate_default=False,
     )
     artifact_root: str = _field(  # (filled in by _derived_defaults)
-        None, "Artifact root of the embedded MLflow's experiments. Default: "
-        "`<FACTORY_HOME>/mlflow/artifacts` (a server uses its `--artifacts-destination`).", "state",
-        env="FACTORY_MLFLOW_ARTIFACT_ROOT", validate_default=False,
+        None,
+        "Artifact root of the embedded MLflow's experiments. Default: "
+        "`<FACTORY_HOME>/mlflow/artifacts` (a server uses its `--artifacts-destination`).",
+        "state",
+        env="FACTORY_MLFLOW_ARTIFACT_ROOT",
+        validate_default=False,
     )
     prediction_db_uri: str | None = _field(
-        None, "SQLAlchemy URL of the prediction log (predictions, feedback, decisions, alerts, "
-        "Analyzer events). Default: SQLite under `<FACTORY_HOME>/serving`.", "state",
-        secret=True, example="postgresql+psycopg2://predictions:...@postgres/predictions",
+        None,
+        "SQLAlchemy URL of the prediction log (predictions, feedback, decisions, alerts, "
+        "Analyzer events). Default: SQLite under `<FACTORY_HOME>/serving`.",
+        "state",
+        secret=True,
+        example="postgresql+psycopg2://predictions:...@postgres/predictions",
     )
 
     claims_db_uri: str | None = _field(
-        None, "Where the factory's claims table lives (who decided a version first). Default: the "
-        "prediction DB.", "state", secret=True
+        None,
+        "Where the factory's claims table lives (who decided a version first). Default: the prediction DB.",
+        "state",
+        secret=True,
     )
     signing_key: str | None = _field(
-        None, "Key of the HMAC that attests each registered version; the same for every process of a "
-        "deployment. Default: `<FACTORY_HOME>/secrets/signing.key`, created on first use.", "state",
-        secret=True
+        None,
+        "Key of the HMAC that attests each registered version; the same for every process of a "
+        "deployment. Default: `<FACTORY_HOME>/secrets/signing.key`, created on first use.",
+        "state",
+        secret=True,
     )
 
     # sources -----------------------------------------------------------------------------------
@@ -100,7 +127,9 @@ class FactorySettings(BaseSettings):
         "", "Comma-separated extra variable names a source URI may use besides `FACTORY_*`.", "sources"
     )
     chunk_rows: int = _field(
-        1_000_000, "Rows per chunk in ingest and validation (memory bound for large batches).", "sources",
+        1_000_000,
+        "Rows per chunk in ingest and validation (memory bound for large batches).",
+        "sources",
         gt=0,
     )
 
@@ -109,22 +138,30 @@ class FactorySettings(BaseSettings):
         None, "The most `n_jobs` a spec may ask for. Default: this machine's cores.", "training"
     )
     code_revision: str | None = _field(
-        None, "The code revision recorded in lineage (the Docker image has no `.git`). Default: "
-        "`git rev-parse HEAD`.", "training"
+        None,
+        "The code revision recorded in lineage (the Docker image has no `.git`). Default: "
+        "`git rev-parse HEAD`.",
+        "training",
     )
     requirements_file: Path | None = _field(
         None, "The locked requirements whose hash lineage records. Default: `requirements.txt`.", "training"
     )
 
     template_check_timeout: float = _field(
-        10.0, "Seconds a data scientist's template may take to import or to build one model's DAGs "
-        "while DAGs parse (at least 0.5).", "training", gt=0
+        10.0,
+        "Seconds a data scientist's template may take to import or to build one model's DAGs "
+        "while DAGs parse (at least 0.5).",
+        "training",
+        gt=0,
     )
 
     # serving -----------------------------------------------------------------------------------
     gateway_api_key: str | None = _field(
-        None, "With it, `/v1/*` requires the header `X-API-Key`. Required by docker compose; without "
-        "it the gateway listens on loopback only.", "serving", secret=True
+        None,
+        "With it, `/v1/*` requires the header `X-API-Key`. Required by docker compose; without "
+        "it the gateway listens on loopback only.",
+        "serving",
+        secret=True,
     )
     gateway_allow_anonymous: bool = _field(
         False, "Serve without an API key on a non-loopback address, on purpose.", "serving"
@@ -166,16 +203,20 @@ class FactorySettings(BaseSettings):
         False, "Log raw entity ids (default: their salted hash).", "serving"
     )
     gateway_hash_salt: str = _field(
-        "", "Key of the HMAC over inputs and entity ids. Default: a random one per process.",
-        "serving", secret=True
+        "",
+        "Key of the HMAC over inputs and entity ids. Default: a random one per process.",
+        "serving",
+        secret=True,
     )
     gateway_retention_days: float = _field(
         30.0, "Predictions and feedback older than this are deleted hourly.", "serving", gt=0
     )
 
     gateway_keep_alive_seconds: int = _field(
-        65, "Idle keep-alive connections stay open this long (longer than callers' pools keep theirs).",
-        "serving", gt=0,
+        65,
+        "Idle keep-alive connections stay open this long (longer than callers' pools keep theirs).",
+        "serving",
+        gt=0,
     )
     gateway_header_timeout_seconds: float = _field(
         15.0, "A connection whose request headers are incomplete after this long is closed.", "serving", gt=0
@@ -184,7 +225,9 @@ class FactorySettings(BaseSettings):
         30.0, "A request body not received within this long is refused (408).", "serving", gt=0
     )
     gateway_feedback_wait_seconds: float = _field(
-        5.0, "Feedback waits this long for a locked prediction DB, then answers 503 saying why.", "serving",
+        5.0,
+        "Feedback waits this long for a locked prediction DB, then answers 503 saying why.",
+        "serving",
         gt=0,
     )
 
@@ -195,12 +238,17 @@ class FactorySettings(BaseSettings):
     airflow_url: str = _field("http://localhost:8080", "Airflow's REST API, for the CLI.", "ops")
     airflow_user: str = _field("admin", "Airflow user the CLI logs in as.", "ops")
     airflow_password: str | None = _field(
-        None, "Its password. Default: the simple auth manager's generated password in `AIRFLOW_HOME`.",
-        "ops", secret=True
+        None,
+        "Its password. Default: the simple auth manager's generated password in `AIRFLOW_HOME`.",
+        "ops",
+        secret=True,
     )
     mlflow_ui_url: str | None = _field(
-        None, "The MLflow UI the view and cards link to. Default: the tracking server when it is "
-        "`http(s)`, else none.", "ops", example="http://localhost:5000"
+        None,
+        "The MLflow UI the view and cards link to. Default: the tracking server when it is "
+        "`http(s)`, else none.",
+        "ops",
+        example="http://localhost:5000",
     )
 
     # analyzer ----------------------------------------------------------------------------------
@@ -211,18 +259,24 @@ class FactorySettings(BaseSettings):
         False, "Store `u-<HMAC>` pseudonyms instead of user ids.", "analyzer"
     )
     analyzer_salt: str | None = _field(
-        None, "Salt of the pseudonyms. Default: a random one in `<FACTORY_HOME>/analyzer/salt`.",
-        "analyzer", secret=True
+        None,
+        "Salt of the pseudonyms. Default: a random one in `<FACTORY_HOME>/analyzer/salt`.",
+        "analyzer",
+        secret=True,
     )
     analyzer_system_users: str = _field(
-        "", "Comma-separated service accounts the Analyzer leaves out of its segments, beside root, "
-        "airflow, demo, system, scheduler and nobody.", "analyzer"
+        "",
+        "Comma-separated service accounts the Analyzer leaves out of its segments, beside root, "
+        "airflow, demo, system, scheduler and nobody.",
+        "analyzer",
     )
 
     # dev stack (make prod-up) ------------------------------------------------------------------
     stack_postgres_url: str = _field(
         "postgresql://postgres@127.0.0.1:5432/postgres",
-        "PostgreSQL server `make prod-up` creates its databases on.", "dev stack", secret=True
+        "PostgreSQL server `make prod-up` creates its databases on.",
+        "dev stack",
+        secret=True,
     )
     stack_redis_url: str = _field("redis://127.0.0.1:6379/5", "Redis `make prod-up` uses.", "dev stack")
 

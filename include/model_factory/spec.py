@@ -38,61 +38,127 @@ NAME_PATTERN = r"^[a-z][a-z0-9_]{1,62}$"
 # `split.seed`, categorical handling from `features`. tests/unit/spec/test_spec.py checks these
 # lists against the installed scikit-learn.
 _TREE_PARAMS = (
-    "ccp_alpha", "criterion", "max_depth", "max_features", "max_leaf_nodes",
-    "min_impurity_decrease", "min_samples_leaf", "min_samples_split",
-    "min_weight_fraction_leaf", "n_estimators",
-)  # fmt: skip
+    "ccp_alpha",
+    "criterion",
+    "max_depth",
+    "max_features",
+    "max_leaf_nodes",
+    "min_impurity_decrease",
+    "min_samples_leaf",
+    "min_samples_split",
+    "min_weight_fraction_leaf",
+    "n_estimators",
+)
 _HGB_PARAMS = (
-    "early_stopping", "interaction_cst", "l2_regularization", "learning_rate", "loss",
-    "max_bins", "max_depth", "max_features", "max_iter", "max_leaf_nodes", "min_samples_leaf",
-    "monotonic_cst", "n_iter_no_change", "scoring", "tol", "validation_fraction",
-)  # fmt: skip
-_GB_PARAMS = (*_TREE_PARAMS, "learning_rate", "loss", "n_iter_no_change", "subsample", "tol",
-              "validation_fraction")  # fmt: skip
+    "early_stopping",
+    "interaction_cst",
+    "l2_regularization",
+    "learning_rate",
+    "loss",
+    "max_bins",
+    "max_depth",
+    "max_features",
+    "max_iter",
+    "max_leaf_nodes",
+    "min_samples_leaf",
+    "monotonic_cst",
+    "n_iter_no_change",
+    "scoring",
+    "tol",
+    "validation_fraction",
+)
+_GB_PARAMS = (
+    *_TREE_PARAMS,
+    "learning_rate",
+    "loss",
+    "n_iter_no_change",
+    "subsample",
+    "tol",
+    "validation_fraction",
+)
 
 ESTIMATORS: dict[str, dict[str, Any]] = {
     "LogisticRegression": {
-        "module": "sklearn.linear_model", "task": "classification",
-        "params": ("C", "class_weight", "dual", "fit_intercept", "intercept_scaling", "l1_ratio",
-                   "max_iter", "n_jobs", "penalty", "solver", "tol"),
+        "module": "sklearn.linear_model",
+        "task": "classification",
+        "params": (
+            "C",
+            "class_weight",
+            "dual",
+            "fit_intercept",
+            "intercept_scaling",
+            "l1_ratio",
+            "max_iter",
+            "n_jobs",
+            "penalty",
+            "solver",
+            "tol",
+        ),
     },
     "RandomForestClassifier": {
-        "module": "sklearn.ensemble", "task": "classification",
-        "params": (*_TREE_PARAMS, "bootstrap", "class_weight", "max_samples", "monotonic_cst",
-                   "n_jobs", "oob_score"),
+        "module": "sklearn.ensemble",
+        "task": "classification",
+        "params": (
+            *_TREE_PARAMS,
+            "bootstrap",
+            "class_weight",
+            "max_samples",
+            "monotonic_cst",
+            "n_jobs",
+            "oob_score",
+        ),
     },
     "HistGradientBoostingClassifier": {
-        "module": "sklearn.ensemble", "task": "classification",
+        "module": "sklearn.ensemble",
+        "task": "classification",
         "params": (*_HGB_PARAMS, "class_weight"),
     },
     "GradientBoostingClassifier": {
-        "module": "sklearn.ensemble", "task": "classification", "params": _GB_PARAMS,
+        "module": "sklearn.ensemble",
+        "task": "classification",
+        "params": _GB_PARAMS,
     },
     "LinearRegression": {
-        "module": "sklearn.linear_model", "task": "regression",
+        "module": "sklearn.linear_model",
+        "task": "regression",
         "params": ("copy_X", "fit_intercept", "n_jobs", "positive", "tol"),
     },
     "Ridge": {
-        "module": "sklearn.linear_model", "task": "regression",
+        "module": "sklearn.linear_model",
+        "task": "regression",
         "params": ("alpha", "copy_X", "fit_intercept", "max_iter", "positive", "solver", "tol"),
     },
     "ElasticNet": {
-        "module": "sklearn.linear_model", "task": "regression",
-        "params": ("alpha", "copy_X", "fit_intercept", "l1_ratio", "max_iter", "positive",
-                   "precompute", "selection", "tol"),
+        "module": "sklearn.linear_model",
+        "task": "regression",
+        "params": (
+            "alpha",
+            "copy_X",
+            "fit_intercept",
+            "l1_ratio",
+            "max_iter",
+            "positive",
+            "precompute",
+            "selection",
+            "tol",
+        ),
     },
     "RandomForestRegressor": {
-        "module": "sklearn.ensemble", "task": "regression",
-        "params": (*_TREE_PARAMS, "bootstrap", "max_samples", "monotonic_cst", "n_jobs",
-                   "oob_score"),
+        "module": "sklearn.ensemble",
+        "task": "regression",
+        "params": (*_TREE_PARAMS, "bootstrap", "max_samples", "monotonic_cst", "n_jobs", "oob_score"),
     },
     "HistGradientBoostingRegressor": {
-        "module": "sklearn.ensemble", "task": "regression", "params": (*_HGB_PARAMS, "quantile"),
+        "module": "sklearn.ensemble",
+        "task": "regression",
+        "params": (*_HGB_PARAMS, "quantile"),
     },
     "GradientBoostingRegressor": {
-        "module": "sklearn.ensemble", "task": "regression", "params": (*_GB_PARAMS, "alpha"),
+        "module": "sklearn.ensemble",
+        "task": "regression",
+        "params": (*_GB_PARAMS, "alpha"),
     },
-}  # fmt: skip
+}
 
 METRICS: dict[str, dict[str, Any]] = {
     "roc_auc": {"task": "classification", "higher_is_better": True},
@@ -227,8 +293,10 @@ class ValidationSpec(_Strict):
             return value
         parts = Path(value).parts
         if Path(value).is_absolute() or value.startswith(("/", "\\", "~")) or ".." in parts or ":" in value:
-            raise ValueError(f"{value!r}: give a path relative to the spec's folder, without '..' "
-                             "(e.g. my_model.expectations.json)")  # fmt: skip
+            raise ValueError(
+                f"{value!r}: give a path relative to the spec's folder, without '..' "
+                "(e.g. my_model.expectations.json)"
+            )
         if not value.endswith(".json"):
             raise ValueError(f"{value!r}: a GX suite is a .json file")
         return value
@@ -240,10 +308,15 @@ FACTORY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*:[A-Za-z_][A-Za-z0-9_]*$"
 # Bounds on estimator params: a spec must not be able to ask a worker for 1e9 trees or every
 # core of a shared machine. Ints not named here must lie within +-MAX_PARAM_INT.
 PARAM_INT_BOUNDS: dict[str, tuple[int, int]] = {
-    "n_estimators": (1, 10_000), "max_iter": (1, 100_000), "max_depth": (1, 1_000),
-    "max_leaf_nodes": (2, 1_000_000), "max_bins": (2, 255), "n_iter_no_change": (1, 10_000),
-    "min_samples_leaf": (1, 10_000_000), "min_samples_split": (2, 10_000_000),
-}  # fmt: skip
+    "n_estimators": (1, 10_000),
+    "max_iter": (1, 100_000),
+    "max_depth": (1, 1_000),
+    "max_leaf_nodes": (2, 1_000_000),
+    "max_bins": (2, 255),
+    "n_iter_no_change": (1, 10_000),
+    "min_samples_leaf": (1, 10_000_000),
+    "min_samples_split": (2, 10_000_000),
+}
 MAX_PARAM_INT = 10_000_000
 MAX_PARAM_ITEMS = 1_000  # elements of a list/mapping param (monotonic_cst, class_weight)
 MAX_PARAM_TEXT = 200
@@ -410,10 +483,15 @@ class GatesSpec(_Strict):
 # Airflow's cron presets (airflow.utils.dates.cron_presets); '@once'/'@continuous' are not
 # schedules a nightly retrain or an hourly watch can mean.
 CRON_PRESETS = {
-    "@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0",
-    "@monthly": "0 0 1 * *", "@quarterly": "0 0 1 */3 *", "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *", "@midnight": "0 0 * * *",
-}  # fmt: skip
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@quarterly": "0 0 1 */3 *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@midnight": "0 0 * * *",
+}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -459,20 +537,23 @@ class DriftSpec(_Strict):
         default=0.3, gt=0.0, le=1.0, description="This share of features drifted: drift"
     )
     min_rows: int = Field(
-        default=500, ge=1,
+        default=500,
+        ge=1,
         description="From this many rows (pooled) the effect-size rule decides with asymptotic tests",
-    )  # fmt: skip
+    )
     small_min_rows: int = Field(
-        default=100, ge=1,
+        default=100,
+        ge=1,
         description="From this many rows up to min_rows, tests valid at small n decide (exact KS, "
         "permutation chi-square; the report states the smallest shift they can see); fewer: no "
         "decision, said so",
-    )  # fmt: skip
+    )
     pool_days: int = Field(
-        default=14, ge=0,
+        default=14,
+        ge=0,
         description="A batch under min_rows is pooled with the batches of up to this many earlier "
         "validated days, newest first, until min_rows (0: never pool)",
-    )  # fmt: skip
+    )
     ignore_features: list[str] = Field(
         default_factory=list,
         description="Reported, never judged: features that legitimately differ per batch (day_of_week)",
@@ -514,10 +595,11 @@ class NotifySpec(_Strict):
         default=None, description="Airflow connection whose host/extra.url is a Slack-style webhook"
     )
     retrain_deadline: str | None = Field(
-        default=None, pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        default=None,
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
         description="HH:MM (UTC): a nightly retrain not finished by then alerts the owner (an "
         "Airflow deadline alert; needs a daily `schedule`)",
-    )  # fmt: skip
+    )
 
 
 class CanarySpec(_Strict):
@@ -526,9 +608,10 @@ class CanarySpec(_Strict):
     enabled: bool = True
     ramp: list[float] = Field(default_factory=lambda: [0.1, 0.5, 1.0])
     min_samples: int = Field(
-        default=500, ge=10,
+        default=500,
+        ge=10,
         description="Labelled outcomes per arm per stage (500: a 15% AUC drop is caught ~94% of the time)",
-    )  # fmt: skip
+    )
     max_stage_minutes: int = Field(default=60, ge=1, description="Give up waiting for samples")
     max_relative_drop: float = Field(default=0.02, ge=0.0)
     alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
@@ -565,9 +648,10 @@ class DataBudgetSpec(_Strict):
     enabled: bool = True
     shares: list[float] = Field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
     tolerance: float = Field(
-        default=0.01, ge=0.0, description="Recommend the smallest share within this relative "
-        "distance of the full-data metric",
-    )  # fmt: skip
+        default=0.01,
+        ge=0.0,
+        description="Recommend the smallest share within this relative distance of the full-data metric",
+    )
 
     @field_validator("shares")
     @classmethod
@@ -595,9 +679,14 @@ class EvaluationSpec(_Strict):
 
 
 CHECKLIST_ITEMS = (
-    "owner_and_description", "gates_passed", "model_card", "lineage_complete",
-    "explanation", "slices_within_tolerance", "training_cost",
-)  # fmt: skip
+    "owner_and_description",
+    "gates_passed",
+    "model_card",
+    "lineage_complete",
+    "explanation",
+    "slices_within_tolerance",
+    "training_cost",
+)
 
 
 class ReviewSpec(_Strict):
@@ -637,8 +726,16 @@ class ReviewSpec(_Strict):
         return items
 
 
-OPERATIONAL_SECTIONS = ("schedule", "retries", "drift", "notify", "canary", "evaluation", "review",
-                        "task_timeout_minutes")
+OPERATIONAL_SECTIONS = (
+    "schedule",
+    "retries",
+    "drift",
+    "notify",
+    "canary",
+    "evaluation",
+    "review",
+    "task_timeout_minutes",
+)
 
 
 class OutcomeSourceSpec(_Strict):
@@ -772,9 +869,7 @@ class ModelSpec(_Strict):
             raise ValueError(f"estimator {self.estimator.class_} is for {est_task}, task is {self.task}")
         metric_task = METRICS[self.gates.primary_metric]["task"]
         if metric_task != self.task:
-            raise ValueError(
-                f"gates.primary_metric {self.gates.primary_metric} is a {metric_task} metric"
-            )
+            raise ValueError(f"gates.primary_metric {self.gates.primary_metric} is a {metric_task} metric")
         if self.target in self.features.all:
             raise ValueError(f"target {self.target!r} is also listed as a feature")
         known = set(self.features.all)
@@ -843,9 +938,7 @@ def _check_yaml_shape(text: str) -> None:
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_YAML_DEPTH:
-                raise _YamlShapeError(
-                    f"nested more than {MAX_YAML_DEPTH} levels deep", event.start_mark
-                )
+                raise _YamlShapeError(f"nested more than {MAX_YAML_DEPTH} levels deep", event.start_mark)
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
 

@@ -53,13 +53,18 @@ def generate(settings: FactorySettings, days: int) -> Path:
     root = Path(urlparse(settings.data_root).path)
     faults = {key: fault for key, fault in FAULTS.items() if key[1] < days}  # --days 2 works too
     demo_data.write_demo_batches(
-        root, START, days, faults=faults, models=demo_data.ALL_MODELS,
+        root,
+        START,
+        days,
+        faults=faults,
+        models=demo_data.ALL_MODELS,
         uncertain_shift={("churn", i): shift for i, shift in DECAY.items() if i < days},
         outcome_delay_days={"churn": OUTCOME_DELAY_DAYS},
-    )  # fmt: skip
+    )
     # demand's watch compares a day with the same weekday in the weeks before: that history
-    demo_data.write_demo_batches(root, START - timedelta(days=SEASONAL_HISTORY_DAYS), SEASONAL_HISTORY_DAYS,
-                                 models=("demand",))  # fmt: skip
+    demo_data.write_demo_batches(
+        root, START - timedelta(days=SEASONAL_HISTORY_DAYS), SEASONAL_HISTORY_DAYS, models=("demand",)
+    )
     return root
 
 
@@ -88,10 +93,15 @@ def plan(specs, days: int) -> tuple[list[tuple[date, object]], list[str]]:
             chosen = all_days if spec.template == "retrain" else all_days[-TEMPLATE_DAYS:]
         else:
             chosen = [day for day in all_days if has_batch(spec, day)]
-            notes.append(f"{spec.name}: not a demo model; " + (
-                f"runs on the {len(chosen)} demo date(s) its source has a batch for" if chosen else
-                f"no batch at {spec.source.uri} for the demo dates {all_days[0]}..{all_days[-1]}: "
-                "left alone"))  # fmt: skip
+            notes.append(
+                f"{spec.name}: not a demo model; "
+                + (
+                    f"runs on the {len(chosen)} demo date(s) its source has a batch for"
+                    if chosen
+                    else f"no batch at {spec.source.uri} for the demo dates {all_days[0]}..{all_days[-1]}: "
+                    "left alone"
+                )
+            )
         runs += [(day, spec) for day in chosen]
     return sorted(runs, key=lambda pair: (pair[0], pair[1].name)), notes
 
@@ -108,7 +118,8 @@ def template_lines(settings: FactorySettings, specs, rows: list[dict]) -> list[s
         row = by_name.get(spec.name, {})
         champion = row.get("champion")
         line = f"{spec.template:<16} {spec.name:<14} {row.get('versions', 0)} version(s), champion " + (
-            f"v{champion}" if champion else "none")  # fmt: skip
+            f"v{champion}" if champion else "none"
+        )
         if champion and spec.template in ("tuned_retrain", "custom_training"):
             tags = client.get_run(client.get_model_version(spec.name, champion).run_id).data.tags
             if spec.template == "tuned_retrain":
@@ -205,16 +216,21 @@ def health_phase(settings: FactorySettings, bag, story, spec, seasonal, day: dat
         return
     story.record(checked, summary)
     took = time.perf_counter() - started
-    print(f"  {day}  {spec.name + '__health':<22} {checked.action:<8} {took:5.1f}s  (in-process) "
-          f"{checked.reason[:100]}", flush=True)  # fmt: skip
+    print(
+        f"  {day}  {spec.name + '__health':<22} {checked.action:<8} {took:5.1f}s  (in-process) "
+        f"{checked.reason[:100]}",
+        flush=True,
+    )
     if checked.action != "retrain" or story.restored:
         return
     dag_id = f"{spec.name}__retrain"
     state, _, _ = run_dag(bag.dags[dag_id], day)
     retrained = health_story.latest_version(settings, spec) if state == "success" else None
     story.restored += health_story.restore(settings, spec, day, retrained, checked)
-    print(f"  {day}  {dag_id:<22} {state:<8} fired by the health check; {story.restored[-1][12:140]}",
-          flush=True)  # fmt: skip
+    print(
+        f"  {day}  {dag_id:<22} {state:<8} fired by the health check; {story.restored[-1][12:140]}",
+        flush=True,
+    )
 
 
 DRIFTED = {"churn": 0.8}  # covariate shift of the production batch after the demo days
@@ -231,8 +247,11 @@ def _write_production_batch(settings: FactorySettings, model: str, day: date, **
 def _wait_for_asset_run(api, dag_id: str, seen: set[str], timeout_s: float = 300) -> str | None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        fresh = [r["dag_run_id"] for r in api.runs(dag_id)
-                 if r["run_type"] == "asset_triggered" and r["dag_run_id"] not in seen]  # fmt: skip
+        fresh = [
+            r["dag_run_id"]
+            for r in api.runs(dag_id)
+            if r["run_type"] == "asset_triggered" and r["dag_run_id"] not in seen
+        ]
         if fresh:
             return fresh[-1]
         time.sleep(1)
@@ -269,8 +288,12 @@ def _retrain(api, model: str, ds: str) -> dict | None:
     run_id = api.trigger(dag_id, conf={"ds": ds})["dag_run_id"]
     run = api.wait_for_run(dag_id, run_id, timeout_s=600)
     registered = api.xcom(dag_id, run_id, "register") if run["state"] == "success" else None
-    outcome = (f"v{registered['version']} {registered['status']} ({registered['reason'][:90]}), "
-               f"alias {registered['alias']}" if registered else "see the Airflow UI")  # fmt: skip
+    outcome = (
+        f"v{registered['version']} {registered['status']} ({registered['reason'][:90]}), "
+        f"alias {registered['alias']}"
+        if registered
+        else "see the Airflow UI"
+    )
     print(f"  {ds}  {dag_id:<16} {run['state']:<8} {outcome}")
     return registered
 
@@ -288,9 +311,11 @@ def _start_shadow(settings: FactorySettings) -> str | None:
         return None
     reason = "the replaced champion scores beside the new one while the label bug is retrained"
     start_shadow(LIVE_MODEL, version, None, settings, actor="demo", reason=reason)
-    print(f"  shadow: the replaced champion v{version} scores every live {LIVE_MODEL} request beside the "
-          f"champion (`model-factory shadow start {LIVE_MODEL} {version} --reason ...`); callers get "
-          "the champion's answer")  # fmt: skip
+    print(
+        f"  shadow: the replaced champion v{version} scores every live {LIVE_MODEL} request beside the "
+        f"champion (`model-factory shadow start {LIVE_MODEL} {version} --reason ...`); callers get "
+        "the champion's answer"
+    )
     return version
 
 
@@ -302,8 +327,10 @@ def _show_and_stop_shadow(settings: FactorySettings, traffic) -> None:
     while comparison and not comparison["requests"] and time.monotonic() < deadline:
         time.sleep(1)
         comparison = shadow_comparison(settings, LIVE_MODEL)
-    print(f"  shadow (`model-factory shadow show {LIVE_MODEL}`): "
-          f"{comparison['summary'] if comparison else 'no comparison'}")  # fmt: skip
+    print(
+        f"  shadow (`model-factory shadow show {LIVE_MODEL}`): "
+        f"{comparison['summary'] if comparison else 'no comparison'}"
+    )
     print(f"    traffic errors so far: {dict(traffic.errors) or 'none'} (a shadow never changes an answer)")
     stop_shadow(LIVE_MODEL, settings, actor="demo", reason="compared; the canary decides the next version")
     print(f"  shadow stopped (`model-factory shadow stop {LIVE_MODEL} --reason ...`)")
@@ -325,10 +352,15 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
 
     for spec in specs:
         _write_production_batch(settings, spec.name, day, covariate_shift=DRIFTED.get(spec.name, 0.0))
-    print(f"\nproduction batch for {day}: " + ", ".join(
-        f"{s.name} (covariate shift {DRIFTED.get(s.name, 0.0):g})" for s in specs))  # fmt: skip
-    print("starting Airflow's scheduler, dag-processor, triggerer, api-server (LocalExecutor) and the "
-          "serving gateway ...", flush=True)  # fmt: skip
+    print(
+        f"\nproduction batch for {day}: "
+        + ", ".join(f"{s.name} (covariate shift {DRIFTED.get(s.name, 0.0):g})" for s in specs)
+    )
+    print(
+        "starting Airflow's scheduler, dag-processor, triggerer, api-server (LocalExecutor) and the "
+        "serving gateway ...",
+        flush=True,
+    )
     config = StackConfig(
         home=settings.home,
         mlflow_server=False,
@@ -344,20 +376,33 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
     started = time.perf_counter()
     with Stack(config) as stack:
         api = stack.client()
-        print(f"  up in {time.perf_counter() - started:.0f}s; Airflow API {stack.api_url}, gateway "
-              f"{stack.gateway_url}, logs in {stack.logs}")  # fmt: skip
-        kinds = {"retrain": lambda s: True, "drift_watch": lambda s: s.drift.enabled,
-                 "canary": lambda s: s.canary.enabled}  # fmt: skip
+        print(
+            f"  up in {time.perf_counter() - started:.0f}s; Airflow API {stack.api_url}, gateway "
+            f"{stack.gateway_url}, logs in {stack.logs}"
+        )
+        kinds = {
+            "retrain": lambda s: True,
+            "drift_watch": lambda s: s.drift.enabled,
+            "canary": lambda s: s.canary.enabled,
+        }
         dags = [f"{s.name}__{kind}" for s in specs for kind, on in kinds.items() if on(s)]
         for dag_id in dags:
             api.wait_for_dag(dag_id)
             api.unpause(dag_id)
         _settle_scheduled_runs(api, [d for d in dags if d.endswith("__retrain")])
-        live = demo_data.generate_batch(LIVE_MODEL, day, rows=5000, seed=99,
-                                        covariate_shift=DRIFTED.get(LIVE_MODEL, 0.0))  # fmt: skip
+        live = demo_data.generate_batch(
+            LIVE_MODEL, day, rows=5000, seed=99, covariate_shift=DRIFTED.get(LIVE_MODEL, 0.0)
+        )
         live["customer_id"] = [f"cust-{i}" for i in range(len(live))]
-        traffic = TrafficLoop(stack.gateway_url, LIVE_MODEL, live, label_column="churned",
-                              entity_column="customer_id", concurrency=4, feedback_delay_s=0.5)  # fmt: skip
+        traffic = TrafficLoop(
+            stack.gateway_url,
+            LIVE_MODEL,
+            live,
+            label_column="churned",
+            entity_column="customer_id",
+            concurrency=4,
+            feedback_delay_s=0.5,
+        )
         with traffic:
             print(f"  live traffic: {LIVE_MODEL} requests (sticky by customer id) with delayed feedback")
             print("\n1. drift: each watched model's drift_watch DAG checks the new batch")
@@ -372,8 +417,10 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
                 run = api.wait_for_run(dag_id, run_id, timeout_s=600)
                 states = {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}
                 check = api.xcom(dag_id, run_id, "check") if states.get("check") == "success" else None
-                print(f"  {dag_id:<22} {run['state']:<8} check: {check['status'] if check else states}; "
-                      f"fire_retrain: {states.get('fire_retrain')}")  # fmt: skip
+                print(
+                    f"  {dag_id:<22} {run['state']:<8} check: {check['status'] if check else states}; "
+                    f"fire_retrain: {states.get('fire_retrain')}"
+                )
                 if check:
                     for reason in check["reasons"][:3]:
                         print(f"      - {reason}")
@@ -391,9 +438,11 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
                 run = api.wait_for_run(f"{spec.name}__retrain", fired, timeout_s=600)
                 registered = api.xcom(f"{spec.name}__retrain", fired, "register")
                 new_challenger = new_challenger or registered["alias"] == "challenger"
-                print(f"  {spec.name + '__retrain':<22} {run['state']:<8} started by the scheduler on the "
-                      f"{spec.name}__drift asset event: v{registered['version']} {registered['status']}, "
-                      f"alias {registered['alias']}")  # fmt: skip
+                print(
+                    f"  {spec.name + '__retrain':<22} {run['state']:<8} started by the scheduler on the "
+                    f"{spec.name}__drift asset event: v{registered['version']} {registered['status']}, "
+                    f"alias {registered['alias']}"
+                )
 
             print(f"\n2. canary: the blessed challenger takes a share of {LIVE_MODEL}'s live traffic")
             good = _wait_for_asset_run(api, f"{LIVE_MODEL}__canary", set()) if new_challenger else None
@@ -403,8 +452,10 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
             else:
                 _print_canary(api, good)
 
-            print(f"\n3. an upstream bug corrupts {LIVE_MODEL}'s labels for three days (concept shift "
-                  f"{BROKEN_LABELS:g}); canaries paused while they are retrained")  # fmt: skip
+            print(
+                f"\n3. an upstream bug corrupts {LIVE_MODEL}'s labels for three days (concept shift "
+                f"{BROKEN_LABELS:g}); canaries paused while they are retrained"
+            )
             api.pause(f"{LIVE_MODEL}__canary")
             with stack.environ():  # while these retrain, live traffic flows: a shadow costs no time
                 shadowed = _start_shadow(FactorySettings.from_env())
@@ -424,16 +475,20 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
                 client = connect(FactorySettings.from_env())
                 challenger = current_alias_version(client, LIVE_MODEL, CHALLENGER)
             if challenger is None:
-                print("  no challenger waiting: the gates stopped the broken days' versions, or (on a "
-                      "second `make demo`) their canary was already judged: see the summary")  # fmt: skip
+                print(
+                    "  no challenger waiting: the gates stopped the broken days' versions, or (on a "
+                    "second `make demo`) their canary was already judged: see the summary"
+                )
             else:
                 reason = "challenger from the days of the label bug: let live outcomes judge it"
                 conf = {"version": challenger, "reason": reason, "actor": "demo"}
                 run_id = api.trigger(f"{LIVE_MODEL}__canary", conf=conf)["dag_run_id"]
-                print(f"  ops start the canary of v{challenger}: conf {{\"version\": \"{challenger}\"}}")
+                print(f'  ops start the canary of v{challenger}: conf {{"version": "{challenger}"}}')
                 _print_canary(api, run_id)
-        print(f"\n  traffic: {traffic.sent} requests, by arm {dict(traffic.by_arm)}, by version "
-              f"{dict(traffic.by_version)}, errors {dict(traffic.errors) or 'none'}")  # fmt: skip
+        print(
+            f"\n  traffic: {traffic.sent} requests, by arm {dict(traffic.by_arm)}, by version "
+            f"{dict(traffic.by_version)}, errors {dict(traffic.errors) or 'none'}"
+        )
         from model_factory.analyzer.report import collect_demo_runs
 
         collect_demo_runs(api)  # the Analyzer keeps the runs this demo triggered: who, outcome, time
@@ -446,8 +501,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=DAYS)
     parser.add_argument("--verbose", action="store_true", help="show Airflow's task logs")
-    parser.add_argument("--no-scheduler", action="store_true",
-                        help="skip the drift + canary phase (real scheduler, gateway, traffic)")  # fmt: skip
+    parser.add_argument(
+        "--no-scheduler",
+        action="store_true",
+        help="skip the drift + canary phase (real scheduler, gateway, traffic)",
+    )
     args = parser.parse_args(argv)
     logging.getLogger("py.warnings").setLevel(logging.ERROR)
 
@@ -472,9 +530,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {note}")
 
     total = sum(len(dag_ids(spec)) for _, spec in runs)
-    print(f"\nrunning {total} DAG runs through Airflow, models by template: " + ", ".join(
-        f"{s.name} ({s.template})" for s in specs if any(s is spec for _, spec in runs))
-        + f" (AIRFLOW_HOME={os.environ.get('AIRFLOW_HOME')})")  # fmt: skip
+    print(
+        f"\nrunning {total} DAG runs through Airflow, models by template: "
+        + ", ".join(f"{s.name} ({s.template})" for s in specs if any(s is spec for _, spec in runs))
+        + f" (AIRFLOW_HOME={os.environ.get('AIRFLOW_HOME')})"
+    )
     story = health_story.Story()
     by_name = {s.name: s for s in specs}
     story_spec = by_name.get(health_story.STORY_MODEL)
@@ -485,8 +545,10 @@ def main(argv: list[str] | None = None) -> int:
     for index, (day, spec) in enumerate(runs):
         for dag_id in dag_ids(spec):
             if dag_id not in bag.dags:  # her template builds other DAGs, or it failed to build
-                print(f"  {day}  {dag_id:<22} skipped: no such DAG (see `model-factory templates` and "
-                      f"any invalid_spec__{spec.name} DAG)")  # fmt: skip
+                print(
+                    f"  {day}  {dag_id:<22} skipped: no such DAG (see `model-factory templates` and "
+                    f"any invalid_spec__{spec.name} DAG)"
+                )
                 continue
             started = time.perf_counter()
             state, tasks, log_text = run_dag(bag.dags[dag_id], day)

@@ -225,16 +225,18 @@ def _segment(rng: np.random.Generator, day: dt.date, n: int, cov: float, concept
     )
     cuts = np.array([6.6, 7.5, 8.3])  # fixed cuts: shifts move the class mix, as in production
     tier = np.searchsorted(cuts, score)
-    return pd.DataFrame({
-        "customer_id": pd.array([f"S{i:06d}" for i in ids], dtype="str"),
-        "event_time": event_time,
-        "annual_spend": spend,
-        "visits": visits,
-        "tenure_years": tenure,
-        "channel": _labels(("web", "app", "store"), channel),
-        "region": _labels(CATEGORIES["churn"]["region"], region),
-        "tier": _labels(SEGMENT_TIERS, tier),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "customer_id": pd.array([f"S{i:06d}" for i in ids], dtype="str"),
+            "event_time": event_time,
+            "annual_spend": spend,
+            "visits": visits,
+            "tenure_years": tenure,
+            "channel": _labels(("web", "app", "store"), channel),
+            "region": _labels(CATEGORIES["churn"]["region"], region),
+            "tier": _labels(SEGMENT_TIERS, tier),
+        }
+    )
 
 
 def _labels(values: tuple[str, ...], idx: np.ndarray) -> pd.api.extensions.ExtensionArray:
@@ -492,8 +494,12 @@ def write_demo_batches(
         raise ValueError(f"unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
     if days < 0:
         raise ValueError(f"days must be >= 0, got {days}")
-    for what, mapping in (("faults", faults), ("covariate_shift", shifts), ("concept_shift", concepts),
-                          ("uncertain_shift", uncertains)):  # fmt: skip
+    for what, mapping in (
+        ("faults", faults),
+        ("covariate_shift", shifts),
+        ("concept_shift", concepts),
+        ("uncertain_shift", uncertains),
+    ):
         for model, index in mapping:
             _check_model(model)
             if not 0 <= index < days:
@@ -541,11 +547,13 @@ def outcomes_of(df: pd.DataFrame, model: str) -> pd.DataFrame:
     and when it happened (a day after the row's own event time)."""
     _check_model(model)
     id_column = ID_COLUMNS.get(model, ("customer_id",))[0]
-    return pd.DataFrame({
-        id_column: df[id_column],
-        TARGET[model]: df[TARGET[model]],
-        "outcome_time": df["event_time"] + pd.Timedelta(days=1),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            id_column: df[id_column],
+            TARGET[model]: df[TARGET[model]],
+            "outcome_time": df["event_time"] + pd.Timedelta(days=1),
+        }
+    )
 
 
 def _parse_key(text: str, what: str) -> tuple[str, int, str]:

@@ -74,8 +74,16 @@ def _run_failure(task_id: str, message: str, kind: str, stage: str = "data") -> 
     def make(user: str, model: str, at: datetime) -> list[Event]:
         implied = kind_stage(kind)
         details = {"dag_id": f"{model}__retrain", "run_id": f"manual__{at.isoformat()}"}
-        common = {"user": user, "outcome": "error", "at": at, "source": "airflow", "model": model,
-                  "error_kind": kind, "message": message, "details": details}  # fmt: skip
+        common = {
+            "user": user,
+            "outcome": "error",
+            "at": at,
+            "source": "airflow",
+            "model": model,
+            "error_kind": kind,
+            "message": message,
+            "details": details,
+        }
         return [
             Event(action=f"task.{task_id}", stage=implied or stage, duration_s=20.0, **common),
             Event(action="dag_run.retrain", stage="training", duration_s=35.0, **common),

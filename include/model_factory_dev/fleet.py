@@ -29,8 +29,9 @@ def fleet_name(prefix: str, i: int) -> str:
     return f"{prefix}-{i:05d}"
 
 
-def register_fleet(settings: FactorySettings, model: str, version: str, count: int,
-                   prefix: str = "fleet") -> Fleet:  # fmt: skip
+def register_fleet(
+    settings: FactorySettings, model: str, version: str, count: int, prefix: str = "fleet"
+) -> Fleet:
     """Register ``count`` models ``<prefix>-00000``... each with v1 = ``model`` v``version``'s
     artifacts and run, blessed, attested and champion.
 
@@ -59,8 +60,9 @@ def register_fleet(settings: FactorySettings, model: str, version: str, count: i
     return Fleet(names, f"{model} v{version}")
 
 
-def _copy_rows(settings: FactorySettings, template: str, names: list[str], run_id: str | None,
-               digest: str) -> None:  # fmt: skip
+def _copy_rows(
+    settings: FactorySettings, template: str, names: list[str], run_id: str | None, digest: str
+) -> None:
     """Copy the registry rows of ``template`` (registered model, v1, its tags and alias) to each
     of ``names``, the attestation signed for each name."""
     import sqlalchemy as sa
@@ -68,8 +70,13 @@ def _copy_rows(settings: FactorySettings, template: str, names: list[str], run_i
     key = attestation.signing_key(settings)
     engine = sa.create_engine(settings.tracking_uri)
     meta = sa.MetaData()
-    tables = ("registered_models", "model_versions", "model_version_tags", "registered_model_aliases",
-              "registered_model_tags")  # fmt: skip
+    tables = (
+        "registered_models",
+        "model_versions",
+        "model_version_tags",
+        "registered_model_aliases",
+        "registered_model_tags",
+    )
     with engine.begin() as conn:
         for table_name in tables:
             table = sa.Table(table_name, meta, autoload_with=conn)

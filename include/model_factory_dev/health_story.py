@@ -106,9 +106,16 @@ def realized_by_day(summary: dict[str, Any]) -> dict[tuple[date, str], float]:
 def health_day(settings: FactorySettings, spec, day: date) -> tuple[HealthDay, dict[str, Any]]:
     score_day(settings, spec, day)
     summary = check_day(settings, spec, day)
-    return HealthDay(day, summary["champion_version"], summary["action"], summary["reason"],
-                     estimated_on(summary, day), summary["realized"], summary["expiry"],
-                     summary["retrain_by"]), summary  # fmt: skip
+    return HealthDay(
+        day,
+        summary["champion_version"],
+        summary["action"],
+        summary["reason"],
+        estimated_on(summary, day),
+        summary["realized"],
+        summary["expiry"],
+        summary["retrain_by"],
+    ), summary
 
 
 def seasonal_check(settings: FactorySettings, spec, day: date) -> str:
@@ -127,8 +134,10 @@ def seasonal_check(settings: FactorySettings, spec, day: date) -> str:
     inputs, concept = report["data_drift"], report["concept_drift"]
     reason = (inputs.get("reasons") or [""])[0][:110]
     concept_reason = "; ".join(concept.get("reasons") or [])[:90]
-    return (f"{day}  inputs vs {spec.drift.reference}: {inputs['status']} ({reason}); concept vs the "
-            f"champion's holdout: {concept.get('status')} ({concept_reason})")  # fmt: skip
+    return (
+        f"{day}  inputs vs {spec.drift.reference}: {inputs['status']} ({reason}); concept vs the "
+        f"champion's holdout: {concept.get('status')} ({concept_reason})"
+    )
 
 
 def format_story(story: Story) -> list[str]:
@@ -149,8 +158,10 @@ def format_story(story: Story) -> list[str]:
         expiry = f"{d.expiry} (by {d.retrain_by})" if d.expiry else "-"
         value, known = story.realized.get((d.day, d.champion), (None, None))
         real = f"{fig(value)} (on {known})" if known else "not yet"
-        lines.append(f"  {d.day}  v{d.champion:<7} {fig(d.estimated):>9}  {real:<22}  "
-                     f"{fig(d.window_realized):>15}  {expiry:<34}  {d.action}")  # fmt: skip
+        lines.append(
+            f"  {d.day}  v{d.champion:<7} {fig(d.estimated):>9}  {real:<22}  "
+            f"{fig(d.window_realized):>15}  {expiry:<34}  {d.action}"
+        )
     for action in ("alert", "retrain"):
         first = next((d for d in story.days if d.action == action), None)
         if first is not None:
@@ -179,25 +190,33 @@ def restore(
         why = (tags.get(tag_schema.DECISION_REASON) or "")[:160]
         approval = f"expected after the health check of {day}: the champion has decayed"
         approve_version(name, retrained, settings, actor="demo-reviewer", reason=approval)
-        lines.append(f"{day}: v{retrained} was held for review ({why}...); the demo's reviewer "
-                     "approved it: the champion it beats has decayed")  # fmt: skip
+        lines.append(
+            f"{day}: v{retrained} was held for review ({why}...); the demo's reviewer "
+            "approved it: the champion it beats has decayed"
+        )
     try:
         reason = f"health check of {day}: {before.reason[:90]}"
         promote(name, retrained, settings, actor="demo", reason=reason)
     except PromotionError as exc:
-        return [*lines, f"{day}: the retrain's v{retrained} is not promoted ({exc}): the champion stays "
-                f"v{before.champion}"]  # fmt: skip
+        return [
+            *lines,
+            f"{day}: the retrain's v{retrained} is not promoted ({exc}): the champion stays "
+            f"v{before.champion}",
+        ]
     after, _ = health_day(settings, spec, day)
     holdout = _holdout_metric(settings, spec, retrained)
 
     def fig(value: float | None) -> str:
         return f"{value:.3f}" if value is not None else "none"
 
-    return [*lines, f"{day}: the retrain it fired: v{retrained} (holdout {spec.gates.primary_metric} "
-            f"{fig(holdout)}, trained on the latest batches); promoted (the scheduler part shows a canary "
-            f"doing this on live traffic); re-checked the same day: v{retrained}'s estimate "
-            f"{fig(after.estimated)} (v{before.champion}: {fig(before.estimated)}); the realized window "
-            f"holds v{before.champion}'s outcomes until v{retrained}'s arrive"]  # fmt: skip
+    return [
+        *lines,
+        f"{day}: the retrain it fired: v{retrained} (holdout {spec.gates.primary_metric} "
+        f"{fig(holdout)}, trained on the latest batches); promoted (the scheduler part shows a canary "
+        f"doing this on live traffic); re-checked the same day: v{retrained}'s estimate "
+        f"{fig(after.estimated)} (v{before.champion}: {fig(before.estimated)}); the realized window "
+        f"holds v{before.champion}'s outcomes until v{retrained}'s arrive",
+    ]
 
 
 def latest_version(settings: FactorySettings, spec) -> str | None:

@@ -98,8 +98,9 @@ def simulate_traffic(
         if feature_columns is None:
             status = client.get(f"/v1/models/{model}")
             if status.status_code != 200:
-                raise RuntimeError(f"gateway {base_url}: GET /v1/models/{model} -> {status.status_code} "
-                                   f"{status.text[:300]}")  # fmt: skip
+                raise RuntimeError(
+                    f"gateway {base_url}: GET /v1/models/{model} -> {status.status_code} {status.text[:300]}"
+                )
             feature_columns = [f["name"] for f in status.json()["champion"]["inputs"]]
         missing = sorted(set(feature_columns) - set(rows.columns))
         if missing:
@@ -244,8 +245,16 @@ def synthetic_arm(
         scores = y + rng.normal(0.0, quality, n)
         predictions = scores
     latencies = rng.lognormal(math.log(latency_ms), 0.3, n + errors)
-    return ArmData(arm=arm, versions=["synthetic"], requests=n + errors, errors=errors,
-                   latencies_ms=latencies, scores=scores, predictions=predictions, outcomes=y)  # fmt: skip
+    return ArmData(
+        arm=arm,
+        versions=["synthetic"],
+        requests=n + errors,
+        errors=errors,
+        latencies_ms=latencies,
+        scores=scores,
+        predictions=predictions,
+        outcomes=y,
+    )
 
 
 def decision_rates(
@@ -274,8 +283,9 @@ class TrafficLoop:
     """Live traffic in a background thread, ``batch`` requests at a time, until stopped: what the
     demo and the end-to-end tests run while a canary DAG waits for outcomes."""
 
-    def __init__(self, base_url: str, model: str, rows: pd.DataFrame, *, batch: int = 200,
-                 **simulate_kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self, base_url: str, model: str, rows: pd.DataFrame, *, batch: int = 200, **simulate_kwargs: Any
+    ) -> None:
         self.base_url, self.model, self.rows, self.batch = base_url, model, rows, batch
         self.kwargs = simulate_kwargs
         self.stop_event = threading.Event()
@@ -291,8 +301,9 @@ class TrafficLoop:
         while not self.stop_event.is_set():
             seed += 1
             try:
-                out = simulate_traffic(self.base_url, self.model, self.rows, requests=self.batch,
-                                       seed=seed, **self.kwargs)  # fmt: skip
+                out = simulate_traffic(
+                    self.base_url, self.model, self.rows, requests=self.batch, seed=seed, **self.kwargs
+                )
             except Exception as exc:  # the gateway restarting, say: keep going, keep the reason
                 self.failures.append(f"{type(exc).__name__}: {exc}")
                 self.stop_event.wait(1.0)

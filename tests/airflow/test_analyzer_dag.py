@@ -74,8 +74,11 @@ def test_weekly_dag_run_by_airflow_writes_the_report(factory_home, monkeypatch) 
     run = analyzer_dags()[DAG_ID].test(logical_date=datetime(2026, 11, 2, 6, tzinfo=UTC))
     assert str(run.state) == "success"
     settings = FactorySettings.from_env()
-    reports = [u for u in storage.list_uris(storage.join(settings.store_uri, "analyzer", "reports"))
-               if u.endswith("report.json")]  # fmt: skip
+    reports = [
+        u
+        for u in storage.list_uris(storage.join(settings.store_uri, "analyzer", "reports"))
+        if u.endswith("report.json")
+    ]
     assert len(reports) == 1
     report = storage.read_json(reports[0])
     assert any("unreachable" in lack for lack in report["lacks"])

@@ -110,6 +110,8 @@ def test_the_platform_team_is_who_airflow_lets_edit_connections(monkeypatch) -> 
     from model_factory.airflow import plugin
 
     monkeypatch.setattr("airflow.api_fastapi.app.get_auth_manager", lambda: SimpleAuthManager())
-    seen = {role: plugin.is_platform_team(SimpleAuthManagerUser(username="x", role=role))
-            for role in ("VIEWER", "USER", "OP", "ADMIN")}  # fmt: skip
+    seen = {
+        role: plugin.is_platform_team(SimpleAuthManagerUser(username="x", role=role))
+        for role in ("VIEWER", "USER", "OP", "ADMIN")
+    }
     assert seen == {"VIEWER": False, "USER": False, "OP": True, "ADMIN": True}

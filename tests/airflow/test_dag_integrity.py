@@ -78,8 +78,13 @@ def test_retrain_shape_and_assets(dagbag):
     assert "retrain" in dag.tags
     order = [t.task_id for t in dag.topological_sort()]
     assert [t for t in order if t not in ("data_budget", "announce_held", "model_card")] == [
-        "ingest", "validate", "train", "evaluate", "register", "announce_challenger",
-    ]  # fmt: skip
+        "ingest",
+        "validate",
+        "train",
+        "evaluate",
+        "register",
+        "announce_challenger",
+    ]
     upstream = {t: dag.get_task(t).upstream_task_ids for t in ("data_budget", "announce_held", "model_card")}
     assert upstream == {"data_budget": {"train"}, "announce_held": {"register"}, "model_card": {"register"}}
     assert dag.get_task("announce_challenger").upstream_task_ids == {"register", "model_card"}
@@ -123,9 +128,11 @@ def test_owner_and_schedule_come_from_the_spec(dagbag):
 def test_bad_spec_is_reported_and_other_dags_still_load(tmp_path, monkeypatch):
     shutil.copy(REPO / "include" / "models" / "churn.yaml", tmp_path / "churn.yaml")
     (tmp_path / "broken.yaml").write_text(
-        (REPO / "include" / "models" / "demand.yaml").read_text().replace("name: demand", "name: broken")
+        (REPO / "include" / "models" / "demand.yaml")
+        .read_text()
+        .replace("name: demand", "name: broken")
         .replace("HistGradientBoostingRegressor", "DeepMagicRegressor")
-    )  # fmt: skip
+    )
     monkeypatch.setenv("FACTORY_SPECS_DIR", str(tmp_path))
 
     bag = _dagbag()

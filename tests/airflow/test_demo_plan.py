@@ -25,8 +25,12 @@ def test_demo_models_cover_every_shipped_template():
     specs = {s.spec.name: s.spec for s in load_specs(REPO / "include" / "models")[0]}
     assert set(demo.DEMO_SPECS) <= set(specs)
     assert {specs[name].template for name in demo.DEMO_SPECS} == set(SHIPPED)
-    assert any(specs[n].target_classes and len(specs[n].target_classes) > 2 and
-               all(isinstance(c, str) for c in specs[n].target_classes) for n in demo.DEMO_SPECS)
+    assert any(
+        specs[n].target_classes
+        and len(specs[n].target_classes) > 2
+        and all(isinstance(c, str) for c in specs[n].target_classes)
+        for n in demo.DEMO_SPECS
+    )
 
 
 def test_a_data_scientists_spec_runs_only_where_its_batches_exist(tmp_path, factory_home):
@@ -44,7 +48,7 @@ def test_a_data_scientists_spec_runs_only_where_its_batches_exist(tmp_path, fact
     assert any("mine" in n and "1 demo date" in n for n in notes)
     churn_days = [d for d, s in runs if s.name == "churn"]
     tuned_days = [d for d, s in runs if s.name == "churn_tuned"]
-    assert len(churn_days) == 3 and tuned_days == churn_days[-demo.TEMPLATE_DAYS:]
+    assert len(churn_days) == 3 and tuned_days == churn_days[-demo.TEMPLATE_DAYS :]
     assert demo.dag_ids(next(s for s in shipped if s.template == "batch_scoring"))[-1].endswith("__score")
 
 

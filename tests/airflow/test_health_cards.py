@@ -17,10 +17,26 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _row(version: str, day: int, realized: float | None) -> HealthRow:
-    return HealthRow("churn", version, date(2026, 1, day), "roc_auc", realized,
-                     realized and realized - 0.03, realized and realized + 0.03, 0.79, 0.77, 0.81, 1000,
-                     400 if realized else 0, 0.8 if realized else None, 2.0, 0.05, 0.0, 14.0,
-                     datetime(2026, 1, 20))  # fmt: skip
+    return HealthRow(
+        "churn",
+        version,
+        date(2026, 1, day),
+        "roc_auc",
+        realized,
+        realized and realized - 0.03,
+        realized and realized + 0.03,
+        0.79,
+        0.77,
+        0.81,
+        1000,
+        400 if realized else 0,
+        0.8 if realized else None,
+        2.0,
+        0.05,
+        0.0,
+        14.0,
+        datetime(2026, 1, 20),
+    )
 
 
 def test_the_card_of_a_version_that_served_shows_after_deployment(two_versions) -> None:  # noqa: F811

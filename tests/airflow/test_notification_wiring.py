@@ -36,16 +36,20 @@ def test_every_task_of_every_model_dag_fails_into_the_factory_notifier():
     from model_factory.airflow.build import build_all
     from model_factory.airflow.notify import FactoryNotifier
 
-    dags = {dag_id: dag for dag_id, dag in build_all(REPO / "include" / "models").items()
-            if not dag_id.startswith("invalid_spec__")}  # fmt: skip
+    dags = {
+        dag_id: dag
+        for dag_id, dag in build_all(REPO / "include" / "models").items()
+        if not dag_id.startswith("invalid_spec__")
+    }
     assert len(dags) > 10, sorted(dags)
 
     def notified(task) -> bool:
         callbacks = task.on_failure_callback or []
         return any(isinstance(cb, FactoryNotifier) and cb.kind == "task_failed" for cb in callbacks)
 
-    missing = [f"{dag_id}.{task.task_id}" for dag_id, dag in dags.items() for task in dag.tasks
-               if not notified(task)]  # fmt: skip
+    missing = [
+        f"{dag_id}.{task.task_id}" for dag_id, dag in dags.items() for task in dag.tasks if not notified(task)
+    ]
     assert missing == []
 
 
@@ -80,14 +84,24 @@ def test_the_deadline_callback_run_as_airflow_runs_it_tells_the_owner_with_the_r
     from model_factory.airflow.build import build_all
     from model_factory.monitoring.alerts import read_alerts
 
-    dags = build_all(_spec_dir(factory_home.parent, retrain_deadline="06:00", webhook_conn_id="factory_hook"),
-                     REPO / "none", only_dag_id="churn__retrain")  # fmt: skip
+    dags = build_all(
+        _spec_dir(factory_home.parent, retrain_deadline="06:00", webhook_conn_id="factory_hook"),
+        REPO / "none",
+        only_dag_id="churn__retrain",
+    )
     [alert] = dags["churn__retrain"].deadline
     run_id = "scheduled__2026-03-02T02:17:00+00:00"
-    context = {"dag_run": {"dag_id": "churn__retrain", "dag_run_id": run_id, "state": "running"},
-               "deadline": {"id": "d1", "deadline_time": "2026-03-02T06:00:00+00:00"}}  # fmt: skip
-    ok, error = execute_callback(alert.callback.path, {**alert.callback.kwargs, "context": context},
-                                 None, None, structlog.get_logger("test"))  # fmt: skip
+    context = {
+        "dag_run": {"dag_id": "churn__retrain", "dag_run_id": run_id, "state": "running"},
+        "deadline": {"id": "d1", "deadline_time": "2026-03-02T06:00:00+00:00"},
+    }
+    ok, error = execute_callback(
+        alert.callback.path,
+        {**alert.callback.kwargs, "context": context},
+        None,
+        None,
+        structlog.get_logger("test"),
+    )
     assert ok, error
     [posted] = hook.received
     assert "/dags/churn__retrain/runs/scheduled__2026-03-02T02%3A17%3A00%2B00%3A00" in posted["text"]
@@ -116,12 +130,18 @@ def test_a_missing_notify_connection_fails_nothing_and_is_named_where_status_loo
 @pytest.mark.parametrize(
     ("decision", "kind", "words"),
     [
-        ({"action": "canary_promoted", "version": "3", "actor": "airflow:x", "reason": "won"},
-         "version_promoted", "v3 promoted to champion"),
-        ({"action": "rolled_back", "version": "2", "actor": "ana via cli", "reason": "bad"},
-         "version_rolled_back", "v2 rolled back"),
+        (
+            {"action": "canary_promoted", "version": "3", "actor": "airflow:x", "reason": "won"},
+            "version_promoted",
+            "v3 promoted to champion",
+        ),
+        (
+            {"action": "rolled_back", "version": "2", "actor": "ana via cli", "reason": "bad"},
+            "version_rolled_back",
+            "v2 rolled back",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_promoted_or_rolled_back_version_is_an_event_with_the_runs_link(
     factory_home, hook, tmp_path, decision, kind, words
 ):
@@ -148,7 +168,11 @@ def test_other_decisions_and_retries_that_changed_nothing_are_no_event(factory_h
 
 
 def test_the_clis_promote_and_rollback_send_the_canary_dags_events(
-    two_versions, hook, tmp_path, monkeypatch, capsys  # noqa: F811 - the fixture imported above
+    two_versions,  # noqa: F811 - the fixture imported above
+    hook,
+    tmp_path,
+    monkeypatch,
+    capsys,
 ):
     """``model-factory promote|rollback`` go through the same ``version_event`` as the canary
     DAG: the spec's connection gets the event and the factory's alert record keeps it."""
@@ -171,7 +195,10 @@ def test_the_clis_promote_and_rollback_send_the_canary_dags_events(
 
 
 def test_a_cli_event_whose_connection_is_missing_is_named_and_the_promotion_stands(
-    two_versions, tmp_path, monkeypatch, capsys  # noqa: F811 - the fixture imported above
+    two_versions,  # noqa: F811 - the fixture imported above
+    tmp_path,
+    monkeypatch,
+    capsys,
 ):
     from model_factory.cli.main import main
     from model_factory.io.registry_state import read_serving_state
@@ -185,10 +212,12 @@ def test_a_cli_event_whose_connection_is_missing_is_named_and_the_promotion_stan
 
 @pytest.mark.parametrize(
     ("cron", "deadline", "expected"),
-    [("17 2 * * *", "06:00", timedelta(hours=3, minutes=43)),
-     ("30 23 * * *", "01:00", timedelta(hours=1, minutes=30)),  # past midnight: the next day
-     ("0 6 * * *", "06:00", timedelta(hours=24))],
-)  # fmt: skip
+    [
+        ("17 2 * * *", "06:00", timedelta(hours=3, minutes=43)),
+        ("30 23 * * *", "01:00", timedelta(hours=1, minutes=30)),  # past midnight: the next day
+        ("0 6 * * *", "06:00", timedelta(hours=24)),
+    ],
+)
 def test_the_deadline_is_measured_from_the_nightly_start(cron, deadline, expected):
     from model_factory.airflow.notify import deadline_interval
 

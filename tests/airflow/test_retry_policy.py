@@ -19,8 +19,11 @@ def dags(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(REPO / "dags"))
-    factory = {dag_id: dag for dag_id, dag in bag.dags.items()
-               if "__" in dag_id and not dag_id.startswith("invalid_spec__")}  # fmt: skip
+    factory = {
+        dag_id: dag
+        for dag_id, dag in bag.dags.items()
+        if "__" in dag_id and not dag_id.startswith("invalid_spec__")
+    }
     assert factory
     return factory
 

@@ -19,10 +19,13 @@ def review_task():
 
 
 def _answer(review_task, chosen, params_input):
-    event = {"chosen_options": chosen, "params_input": params_input,
-             "responded_at": datetime(2026, 12, 3, tzinfo=UTC),
-             "responded_by_user": {"id": "1", "name": "ana"}}
-    return review_task.execute_complete(context={}, event=event)  # fmt: skip
+    event = {
+        "chosen_options": chosen,
+        "params_input": params_input,
+        "responded_at": datetime(2026, 12, 3, tzinfo=UTC),
+        "responded_by_user": {"id": "1", "name": "ana"},
+    }
+    return review_task.execute_complete(context={}, event=event)
 
 
 def test_the_form_fields_are_typed_and_a_good_answer_is_unchanged(review_task):
@@ -42,7 +45,7 @@ def test_the_form_fields_are_typed_and_a_good_answer_is_unchanged(review_task):
         ("Approve", None, "Reject", ["recorded as Reject"]),
         (["Reject"], {"reason": "x" * 10_000}, "Reject", ["(truncated)"]),
     ],
-)  # fmt: skip
+)
 def test_any_answer_is_recorded_never_a_failed_task(review_task, chosen, given, expect_option, reason_words):
     result = _answer(review_task, chosen, given)
     assert result["chosen_options"] == [expect_option]

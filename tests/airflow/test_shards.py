@@ -51,10 +51,17 @@ def _models(dags: dict) -> set[str]:
 
 def test_the_hash_is_stable_across_processes():
     names = [f"model_{i}" for i in range(50)]
-    code = ("from model_factory.airflow.shards import shard_of\n"
-            f"print([shard_of(n + '.yaml', 7) for n in {names!r}])")
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env=os.environ | {"PYTHONHASHSEED": "123"})  # fmt: skip
+    code = (
+        "from model_factory.airflow.shards import shard_of\n"
+        f"print([shard_of(n + '.yaml', 7) for n in {names!r}])"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ | {"PYTHONHASHSEED": "123"},
+    )
     assert other.stdout.strip() == str([shard_of(n + ".yaml", 7) for n in names])
     assert len(set(shard_of(n, 7) for n in names)) == 7  # spread over every shard
 
@@ -72,8 +79,9 @@ def test_every_spec_is_in_exactly_one_shard(fleet, tmp_path):
 def test_a_tasks_parse_builds_only_its_model_in_its_shard(fleet, tmp_path):
     files = write_shard_files(tmp_path / "dags", 4)
     home = files[shard_of("m05.yaml", 4)]
-    assert set(shard_dags(str(home), "m05__canary")) == {f"m05__{k}" for k in ("retrain", "drift_watch",
-                                                                                "canary", "review")}
+    assert set(shard_dags(str(home), "m05__canary")) == {
+        f"m05__{k}" for k in ("retrain", "drift_watch", "canary", "review")
+    }
     elsewhere = files[(shard_of("m05.yaml", 4) + 1) % 4]
     assert not any(d.startswith("m05__") for d in shard_dags(str(elsewhere), "m05__canary"))
 
@@ -102,14 +110,16 @@ def test_a_shard_whose_parse_fails_loses_only_its_models_and_names_them(tmp_path
     _write_specs(specs, names)
     slow = next(f"slow{i}" for i in range(100) if shard_of(f"slow{i}.yaml", 4) == shard_of("m00.yaml", 4))
     templates.mkdir()
-    (templates / "sleepy.py").write_text(textwrap.dedent("""
+    (templates / "sleepy.py").write_text(
+        textwrap.dedent("""
         import time
         from model_factory.airflow.templates.retrain import build as retrain_build
         NAME, DESCRIPTION = "sleepy", "builds slowly"
         def build(loaded, params):
             time.sleep(6)
             return retrain_build(loaded, params)
-    """))
+    """)
+    )
     raw = yaml.safe_load((MODELS / "churn.yaml").read_text())
     (specs / f"{slow}.yaml").write_text(yaml.safe_dump(raw | {"name": slow, "template": "sleepy"}))
     write_shard_files(dags_dir, 4)
@@ -121,9 +131,13 @@ def test_a_shard_whose_parse_fails_loses_only_its_models_and_names_them(tmp_path
         errors = {{k: str(v) for k, v in bag.import_errors.items()}}
         print(json.dumps({{"dags": sorted(bag.dag_ids), "errors": errors}}))
     """)
-    env = os.environ | {"FACTORY_SPECS_DIR": str(specs), "FACTORY_TEMPLATES_DIR": str(templates),
-                        "FACTORY_HOME": str(tmp_path / "home"), "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "3",
-                        "FACTORY_TEMPLATE_CHECK_TIMEOUT": "20"}  # fmt: skip
+    env = os.environ | {
+        "FACTORY_SPECS_DIR": str(specs),
+        "FACTORY_TEMPLATES_DIR": str(templates),
+        "FACTORY_HOME": str(tmp_path / "home"),
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "3",
+        "FACTORY_TEMPLATE_CHECK_TIMEOUT": "20",
+    }
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])

@@ -60,8 +60,12 @@ def _parse_in_airflow(specs: Path, templates: Path, home: Path) -> dict:
         print(json.dumps({{"dags": {{d: bag.dags[d].doc_md or "" for d in bag.dag_ids}},
                           "errors": {{k: str(v) for k, v in bag.import_errors.items()}}}}))
     """)
-    env = os.environ | {"FACTORY_SPECS_DIR": str(specs), "FACTORY_TEMPLATES_DIR": str(templates),
-                        "FACTORY_HOME": str(home), "FACTORY_TEMPLATE_CHECK_TIMEOUT": "3"}  # fmt: skip
+    env = os.environ | {
+        "FACTORY_SPECS_DIR": str(specs),
+        "FACTORY_TEMPLATES_DIR": str(templates),
+        "FACTORY_HOME": str(home),
+        "FACTORY_TEMPLATE_CHECK_TIMEOUT": "3",
+    }
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -62,36 +62,88 @@ def test_registry_lists_the_four_shipped_templates():
         ("latin1.yaml", b"name: latin1\nowner: j\xe9r\xf4me\n", "latin1", ["UTF-8"]),
         ("deep.yaml", ("[" * 5000 + "]" * 5000).encode(), "deep", ["nested"]),
         ("my model.yaml", _spec("my_model").encode(), "my_model", ["name", "my model"]),
-        ("long_tag.yaml", _spec("long_tag", tags={"team": "x" * 200}).encode(), "long_tag",
-         ["tags.team", "100"]),
-        ("unknown_tpl.yaml", _spec("unknown_tpl", template="deep_magic").encode(), "unknown_tpl",
-         ["template", "deep_magic", "known"]),
-        ("bad_params.yaml", _spec("bad_params", template="tuned_retrain",
-                                  template_params={"search": {"C": {"low": 5, "high": 1}}}).encode(),
-         "bad_params", ["template_params.search.C", "low must be below high"]),
-        ("empty_search.yaml", _spec("empty_search", template="tuned_retrain",
-                                    template_params={"search": {}}).encode(), "empty_search",
-         ["template_params", "search is empty"]),
-        ("zero_budget.yaml", _spec("zero_budget", template="tuned_retrain",
-                                   template_params={"search": {"C": {"values": [1]}}, "trials": 0}).encode(),
-         "zero_budget", ["template_params.trials", "greater than or equal to 1"]),
-        ("unknown_param.yaml", _spec("unknown_param", template="tuned_retrain",
-                                     template_params={"search": {"depth": {"values": [1]}}}).encode(),
-         "unknown_param", ["template_params.search.depth", "no parameter"]),
-        ("no_factory.yaml", _spec("no_factory", template="custom_training").encode(), "no_factory",
-         ["estimator.factory", "custom_training needs"]),
-        ("factory_in_retrain.yaml", _spec("factory_in_retrain",
-                                          estimator={"factory": "churn_features:build"}).encode(),
-         "factory_in_retrain", ["estimator.factory", "custom_training"]),
-        ("dotted_factory.yaml", _spec("dotted_factory", template="custom_training",
-                                      estimator={"factory": "os.path:join"}).encode(),
-         "dotted_factory", ["estimator.factory", "pattern"]),
-        ("stray_param.yaml", _spec("stray_param", template_params={"x": 1}).encode(), "stray_param",
-         ["template_params.x", "unknown field"]),
-        ("huge_timeout.yaml", _spec("huge_timeout", task_timeout_minutes=10**6).encode(), "huge_timeout",
-         ["task_timeout_minutes"]),
+        (
+            "long_tag.yaml",
+            _spec("long_tag", tags={"team": "x" * 200}).encode(),
+            "long_tag",
+            ["tags.team", "100"],
+        ),
+        (
+            "unknown_tpl.yaml",
+            _spec("unknown_tpl", template="deep_magic").encode(),
+            "unknown_tpl",
+            ["template", "deep_magic", "known"],
+        ),
+        (
+            "bad_params.yaml",
+            _spec(
+                "bad_params",
+                template="tuned_retrain",
+                template_params={"search": {"C": {"low": 5, "high": 1}}},
+            ).encode(),
+            "bad_params",
+            ["template_params.search.C", "low must be below high"],
+        ),
+        (
+            "empty_search.yaml",
+            _spec("empty_search", template="tuned_retrain", template_params={"search": {}}).encode(),
+            "empty_search",
+            ["template_params", "search is empty"],
+        ),
+        (
+            "zero_budget.yaml",
+            _spec(
+                "zero_budget",
+                template="tuned_retrain",
+                template_params={"search": {"C": {"values": [1]}}, "trials": 0},
+            ).encode(),
+            "zero_budget",
+            ["template_params.trials", "greater than or equal to 1"],
+        ),
+        (
+            "unknown_param.yaml",
+            _spec(
+                "unknown_param",
+                template="tuned_retrain",
+                template_params={"search": {"depth": {"values": [1]}}},
+            ).encode(),
+            "unknown_param",
+            ["template_params.search.depth", "no parameter"],
+        ),
+        (
+            "no_factory.yaml",
+            _spec("no_factory", template="custom_training").encode(),
+            "no_factory",
+            ["estimator.factory", "custom_training needs"],
+        ),
+        (
+            "factory_in_retrain.yaml",
+            _spec("factory_in_retrain", estimator={"factory": "churn_features:build"}).encode(),
+            "factory_in_retrain",
+            ["estimator.factory", "custom_training"],
+        ),
+        (
+            "dotted_factory.yaml",
+            _spec(
+                "dotted_factory", template="custom_training", estimator={"factory": "os.path:join"}
+            ).encode(),
+            "dotted_factory",
+            ["estimator.factory", "pattern"],
+        ),
+        (
+            "stray_param.yaml",
+            _spec("stray_param", template_params={"x": 1}).encode(),
+            "stray_param",
+            ["template_params.x", "unknown field"],
+        ),
+        (
+            "huge_timeout.yaml",
+            _spec("huge_timeout", task_timeout_minutes=10**6).encode(),
+            "huge_timeout",
+            ["task_timeout_minutes"],
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_bad_spec_gets_its_own_invalid_dag(specs, filename, content, key, words):
     (specs / filename).write_bytes(content)
     with pytest.warns(UserWarning):
@@ -147,16 +199,23 @@ def test_a_folder_template_is_found_and_builds(specs, tmp_path):
 @pytest.mark.parametrize(
     ("body", "words"),
     [
-        ("NAME = 'boom'\nDESCRIPTION = 'x'\ndef build(loaded, params):\n    raise RuntimeError('kaput')\n",
-         ["raised while building", "RuntimeError: kaput", "boom.py:4"]),
-        ("NAME = 'boom'\nDESCRIPTION = 'x'\ndef build(loaded, params):\n    return ['not a dag']\n",
-         ["returned str, not a DAG"]),
-        (GOOD_TEMPLATE.format(name="boom", suffix="x").replace('f"{loaded.spec.name}__x"',
-                                                               '"churn__retrain"'),
-         ["a model's DAG ids start 'mine__'"]),
+        (
+            "NAME = 'boom'\nDESCRIPTION = 'x'\ndef build(loaded, params):\n    raise RuntimeError('kaput')\n",
+            ["raised while building", "RuntimeError: kaput", "boom.py:4"],
+        ),
+        (
+            "NAME = 'boom'\nDESCRIPTION = 'x'\ndef build(loaded, params):\n    return ['not a dag']\n",
+            ["returned str, not a DAG"],
+        ),
+        (
+            GOOD_TEMPLATE.format(name="boom", suffix="x").replace(
+                'f"{loaded.spec.name}__x"', '"churn__retrain"'
+            ),
+            ["a model's DAG ids start 'mine__'"],
+        ),
         ("import nonexistent_module_xyz\n", ["failed to load", "nonexistent_module_xyz"]),
     ],
-)  # fmt: skip
+)
 def test_a_broken_template_only_breaks_its_models(specs, tmp_path, body, words):
     templates = tmp_path / "templates"
     _template_file(templates, "boom", body)
@@ -183,6 +242,7 @@ def test_entry_point_templates_are_found(monkeypatch, specs, tmp_path):
             return module
 
     real = importlib.metadata.entry_points
+
     def entry_points(**kw):
         return [Point()] if kw.get("group") == "model_factory.templates" else real(**kw)
 

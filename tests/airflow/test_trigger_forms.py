@@ -53,7 +53,7 @@ def test_each_kind_declares_its_form_and_a_run_without_conf_fits(dags, kind):
         ("canary", {"action": "shadow_stop", "reason": "seen enough"}),
         ("review", {"version": "7"}),
     ],
-)  # fmt: skip
+)
 def test_what_the_cli_and_the_demo_send_fits(dags, kind, conf):
     resolved = _check(dags[f"churn__{kind}"], conf)
     assert set(resolved) == FORMS[kind]  # every field of the form, the given ones as given
@@ -72,7 +72,7 @@ def test_what_the_cli_and_the_demo_send_fits(dags, kind, conf):
         ("canary", {"action": "shadow", "version": "2", "share": 0}, "share"),
         ("review", {"version": "latest"}, "version"),
     ],
-)  # fmt: skip
+)
 def test_a_value_that_does_not_fit_is_refused_naming_the_field(dags, kind, conf, field):
     with pytest.raises(ParamValidationError, match=f"param {field}"):
         _check(dags[f"churn__{kind}"], conf)

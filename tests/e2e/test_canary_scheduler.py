@@ -41,8 +41,13 @@ def _test_spec(folder: Path) -> Path:
     spec["gates"].update({"threshold": 0.55, "max_regression": 0.5, "too_good_jump": None})
     # alpha 0.01: two equally good models are rolled back well under 1% of the time (helper-measured
     # rates in canary's tests), while the broken-feed challenger (~30% worse) is caught at 150 outcomes.
-    spec["canary"] = {"ramp": [0.5, 1.0], "min_samples": 150, "alpha": 0.01, "max_stage_minutes": 8,
-                      "poke_seconds": 3}  # fmt: skip
+    spec["canary"] = {
+        "ramp": [0.5, 1.0],
+        "min_samples": 150,
+        "alpha": 0.01,
+        "max_stage_minutes": 8,
+        "poke_seconds": 3,
+    }
     folder.mkdir(parents=True)
     (folder / "churn.yaml").write_text(yaml.safe_dump(spec))
     return folder
@@ -78,9 +83,14 @@ def _canary_run(api, after: set[str], timeout_s: float = 120) -> str:
 
 
 def test_canary_promotes_a_good_challenger_and_rolls_back_a_bad_one(tmp_path):
-    config = StackConfig(home=tmp_path / "stack", mlflow_server=False, s3=False, gateway=True,
-                         specs_dir=_test_spec(tmp_path / "specs"),
-                         env={"FACTORY_GATEWAY_REFRESH_SECONDS": "1"})  # fmt: skip
+    config = StackConfig(
+        home=tmp_path / "stack",
+        mlflow_server=False,
+        s3=False,
+        gateway=True,
+        specs_dir=_test_spec(tmp_path / "specs"),
+        env={"FACTORY_GATEWAY_REFRESH_SECONDS": "1"},
+    )
     with Stack(config) as stack:
         api = stack.client()
         for kind in ("retrain", "canary"):
@@ -93,8 +103,9 @@ def test_canary_promotes_a_good_challenger_and_rolls_back_a_bad_one(tmp_path):
         # live traffic from the same week the models were trained on (the generator is seasonal)
         rows = demo_data.generate_batch(MODEL, START + timedelta(days=1), rows=4000, seed=7)
         rows["customer_id"] = [f"c{i}" for i in range(len(rows))]
-        with TrafficLoop(stack.gateway_url, MODEL, rows, label_column="churned",
-                         entity_column="customer_id", concurrency=4) as traffic:  # fmt: skip
+        with TrafficLoop(
+            stack.gateway_url, MODEL, rows, label_column="churned", entity_column="customer_id", concurrency=4
+        ) as traffic:
             # v2: a healthy challenger -> canary 50% -> 100% -> promoted
             assert _retrain(api, START + timedelta(days=1))["alias"] == "challenger"
             good = _canary_run(api, set())
@@ -112,8 +123,11 @@ def test_canary_promotes_a_good_challenger_and_rolls_back_a_bad_one(tmp_path):
             done = api.wait_for_run(f"{MODEL}__canary", bad, timeout_s=600)
             assert done["state"] == "success", stack.diagnostics()
             states = {t["task_id"]: t["state"] for t in api.task_instances(f"{MODEL}__canary", bad)}
-            acts = [api.xcom(f"{MODEL}__canary", bad, f"stage_{i}_act") for i in (1, 2)
-                    if states[f"stage_{i}_act"] == "success"]  # fmt: skip
+            acts = [
+                api.xcom(f"{MODEL}__canary", bad, f"stage_{i}_act")
+                for i in (1, 2)
+                if states[f"stage_{i}_act"] == "success"
+            ]
             assert acts[-1]["action"] == "canary_rolled_back", (acts, states)
         assert traffic.sent >= 600 and traffic.by_arm["canary"] > 0, (traffic.by_arm, traffic.failures)
         # alias moves and version swaps under load drop no request

@@ -56,8 +56,10 @@ def test_drift_watch_fires_retrain_through_the_scheduler(tmp_path):
         tasks = api.task_instances(f"{MODEL}__drift_watch", watch["dag_run_id"])
         states = {t["task_id"]: t["state"] for t in tasks}
         assert done["state"] == "success" and states == {
-            "wait_for_batch": "success", "check": "success", "fire_retrain": "success",
-        }, stack.diagnostics()  # fmt: skip
+            "wait_for_batch": "success",
+            "check": "success",
+            "fire_retrain": "success",
+        }, stack.diagnostics()
 
         # ... and the scheduler (not this test) starts the retrain on the asset event.
         asset_runs: list[dict] = []

@@ -74,28 +74,40 @@ def _retrain_with_openlineage(tmp_path: Path, collector: str) -> dict:
     home = tmp_path / "factory"
     inherited = ("AIRFLOW", "FACTORY_", "MLFLOW_TRACKING")
     env = {k: v for k, v in os.environ.items() if not k.startswith(inherited)}
-    env.update({
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__OPENLINEAGE__NAMESPACE": "model-factory-test",
-        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "http", "url": collector,
-                                                       "endpoint": "api/v1/lineage"}),
-        "FACTORY_HOME": str(home),
-        "FACTORY_DATA_ROOT": (home / "source").as_uri(),
-        "PYTHONPATH": os.pathsep.join([str(REPO / "include"), str(REPO)]),
-    })  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", RUN, str(home), str(REPO)], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    env.update(
+        {
+            "AIRFLOW_HOME": str(tmp_path / "airflow"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__OPENLINEAGE__NAMESPACE": "model-factory-test",
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+                {"type": "http", "url": collector, "endpoint": "api/v1/lineage"}
+            ),
+            "FACTORY_HOME": str(home),
+            "FACTORY_DATA_ROOT": (home / "source").as_uri(),
+            "PYTHONPATH": os.pathsep.join([str(REPO / "include"), str(REPO)]),
+        }
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", RUN, str(home), str(REPO)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and results, done.stderr[-4000:]
     return json.loads(results[-1].removeprefix("RESULT "))
 
 
 def _complete(task_id: str) -> dict:
-    found = [e for e in _Collector.events if e.get("eventType") == "COMPLETE"
-             and e["job"]["name"] == f"churn__retrain.{task_id}"]  # fmt: skip
+    found = [
+        e
+        for e in _Collector.events
+        if e.get("eventType") == "COMPLETE" and e["job"]["name"] == f"churn__retrain.{task_id}"
+    ]
     assert len(found) == 1, [(e.get("eventType"), e["job"]["name"]) for e in _Collector.events]
     return found[0]
 

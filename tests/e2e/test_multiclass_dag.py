@@ -20,14 +20,19 @@ pytestmark = pytest.mark.e2e
 
 START = date(2026, 3, 2)
 SPEC = {
-    "name": "flowers", "owner": "botany", "description": "Species from measurements.",
-    "task": "classification", "schedule": "@daily",
+    "name": "flowers",
+    "owner": "botany",
+    "description": "Species from measurements.",
+    "task": "classification",
+    "schedule": "@daily",
     "source": {"uri": "${FACTORY_DATA_ROOT}/flowers/{ds}.csv"},
-    "target": "species", "features": {"numeric": ["petal", "sepal"], "categorical": ["site"]},
+    "target": "species",
+    "features": {"numeric": ["petal", "sepal"], "categorical": ["site"]},
     "estimator": {"class": "LogisticRegression", "params": {"max_iter": 500}},
     "gates": {"primary_metric": "f1", "threshold": 0.5, "too_good_jump": None},
-    "drift": {"enabled": False}, "canary": {"enabled": False},
-}  # fmt: skip
+    "drift": {"enabled": False},
+    "canary": {"enabled": False},
+}
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +81,11 @@ def test_string_multiclass_trains_registers_and_bad_days_are_quarantined(runs):
     settings = FactorySettings.from_env()
     reasons = {}
     for day in runs["days"][1:]:
-        [reason_uri] = [u for u in storage.list_uris(storage.join(settings.store_uri, "quarantine",
-                                                                   "flowers", str(day)))
-                        if u.endswith("REASON.txt")]  # fmt: skip
+        [reason_uri] = [
+            u
+            for u in storage.list_uris(storage.join(settings.store_uri, "quarantine", "flowers", str(day)))
+            if u.endswith("REASON.txt")
+        ]
         reasons[day] = storage.read_bytes(reason_uri).decode()
     assert "column 'petal': 4 of 300 rows are non-finite (inf/-inf)" in reasons[runs["days"][1]]
     unseen_reason = reasons[runs["days"][2]]

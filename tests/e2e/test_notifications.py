@@ -17,8 +17,12 @@ pytestmark = pytest.mark.e2e
 
 
 def _connections(monkeypatch, webhook: PostCollector) -> None:
-    down = {"conn_type": "smtp", "host": "127.0.0.1", "port": 9,
-            "extra": {"disable_ssl": True, "retry_limit": 0, "timeout": 2}}  # fmt: skip
+    down = {
+        "conn_type": "smtp",
+        "host": "127.0.0.1",
+        "port": 9,
+        "extra": {"disable_ssl": True, "retry_limit": 0, "timeout": 2},
+    }
     monkeypatch.setenv("AIRFLOW_CONN_FACTORY_HOOK", webhook.connection())
     monkeypatch.setenv("AIRFLOW_CONN_FACTORY_SMTP_DOWN", json.dumps(down))
 
@@ -32,8 +36,11 @@ def test_a_failed_retrain_notifies_with_the_runs_link(
     specs = tmp_path / "models"
     specs.mkdir()
     raw = yaml.safe_load((REPO / "include" / "models" / "churn.yaml").read_text())
-    raw["notify"] = {"webhook_conn_id": "factory_hook", "smtp_conn_id": "factory_smtp_down",
-                     "email": ["ops@example.com"]}  # fmt: skip
+    raw["notify"] = {
+        "webhook_conn_id": "factory_hook",
+        "smtp_conn_id": "factory_smtp_down",
+        "email": ["ops@example.com"],
+    }
     (specs / "churn.yaml").write_text(yaml.safe_dump(raw))
     _connections(monkeypatch, webhook)
     dag = build_all(specs, tmp_path / "none", only_dag_id="churn__retrain")["churn__retrain"]

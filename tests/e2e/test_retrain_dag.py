@@ -56,8 +56,14 @@ def scenario(airflow_db, tmp_path_factory):
         from model_factory.io import tracking
 
         client = tracking.connect(settings)
-        yield {"bag": bag, "home": home, "results": results, "client": client,
-               "source_before": source_before, "settings": settings}  # fmt: skip
+        yield {
+            "bag": bag,
+            "home": home,
+            "results": results,
+            "client": client,
+            "source_before": source_before,
+            "settings": settings,
+        }
 
 
 def test_good_days_succeed_and_the_bad_batch_fails_at_validation(scenario):
@@ -120,9 +126,16 @@ def test_registry_versions_aliases_and_lineage(scenario):
     uris = json.loads(tags["factory.data.uris"])
     assert [u.rsplit("/", 2)[-2] for u in uris] == [str(START), str(START + timedelta(days=2))]
     assert int(tags["factory.data.rows"]) == 1200
-    for metric in ("holdout_roc_auc", "holdout_f1", "holdout_accuracy", "holdout_log_loss",
-                   "champion_holdout_roc_auc", "train_wall_seconds", "train_cpu_seconds",
-                   "process_peak_rss_mb"):  # fmt: skip
+    for metric in (
+        "holdout_roc_auc",
+        "holdout_f1",
+        "holdout_accuracy",
+        "holdout_log_loss",
+        "champion_holdout_roc_auc",
+        "train_wall_seconds",
+        "train_cpu_seconds",
+        "process_peak_rss_mb",
+    ):
         assert metric in run.data.metrics, metric
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"decision.json", "lineage.json", "spec.json", "environment"} <= artifacts
@@ -133,9 +146,15 @@ def test_registry_versions_aliases_and_lineage(scenario):
 
     info = mlflow.models.get_model_info(tags["factory.model_uri"])
     assert {c.name for c in info.signature.inputs} == {
-        "tenure_months", "monthly_charges", "support_calls", "usage_gb", "age",
-        "plan", "region", "payment_method",
-    }  # fmt: skip
+        "tenure_months",
+        "monthly_charges",
+        "support_calls",
+        "usage_gb",
+        "age",
+        "plan",
+        "region",
+        "payment_method",
+    }
     assert info.saved_input_example_info is not None
 
 

@@ -70,8 +70,14 @@ def _until(what: str, check, timeout_s: float = 180):
 
 def test_approving_a_held_version_through_the_rest_api_starts_its_canary(tmp_path, webhook):
     hook = {"AIRFLOW_CONN_REVIEW_HOOK": webhook.connection()}
-    config = StackConfig(home=tmp_path / "stack", mlflow_server=False, s3=False, gateway=False,
-                         specs_dir=_test_spec(tmp_path / "specs"), env=hook)  # fmt: skip
+    config = StackConfig(
+        home=tmp_path / "stack",
+        mlflow_server=False,
+        s3=False,
+        gateway=False,
+        specs_dir=_test_spec(tmp_path / "specs"),
+        env=hook,
+    )
     with Stack(config) as stack:
         api = stack.client()
         for kind in ("retrain", "review", "canary"):
@@ -88,13 +94,22 @@ def test_approving_a_held_version_through_the_rest_api_starts_its_canary(tmp_pat
         assert tasks["announce_held"] == "success" and tasks["announce_challenger"] == "skipped", tasks
         assert tasks["model_card"] == "success" and tasks["data_budget"] == "success", tasks
 
-        review_run = _until("the scheduler starting churn__review", lambda: [
-            r for r in api.runs(f"{MODEL}__review") if r["run_type"] == "asset_triggered"])[0]  # fmt: skip
-        detail = _until("the review task waiting for a person", lambda: [
-            d for d in api.get(f"/api/v2/dags/{MODEL}__review/dagRuns/~/hitlDetails")["hitl_details"]
-            if not d["response_received"]])[0]  # fmt: skip
+        review_run = _until(
+            "the scheduler starting churn__review",
+            lambda: [r for r in api.runs(f"{MODEL}__review") if r["run_type"] == "asset_triggered"],
+        )[0]
+        detail = _until(
+            "the review task waiting for a person",
+            lambda: [
+                d
+                for d in api.get(f"/api/v2/dags/{MODEL}__review/dagRuns/~/hitlDetails")["hitl_details"]
+                if not d["response_received"]
+            ],
+        )[0]
         assert detail["subject"] == f"Review {MODEL} v{held['version']}" and detail["options"] == [
-            "Approve", "Reject"]  # fmt: skip
+            "Approve",
+            "Reject",
+        ]
         assert "Model card: " in detail["body"] and "too good to be true" in detail["body"]
         assert detail["assigned_users"] == [{"id": "admin", "name": "admin"}]  # spec review.reviewers
         [told] = _until("the reviewer being told", lambda: webhook.of_kind("held_for_review"))
@@ -114,11 +129,17 @@ def test_approving_a_held_version_through_the_rest_api_starts_its_canary(tmp_pat
         applied = api.xcom(f"{MODEL}__review", review_run["dag_run_id"], "apply")
         assert applied["version"] == held["version"] and "approved by alice" in applied["reason"]
 
-        canary = _until("the scheduler starting churn__canary", lambda: [
-            r for r in api.runs(f"{MODEL}__canary") if r["run_type"] == "asset_triggered"])[0]  # fmt: skip
-        _until("the canary start task succeeding", lambda: any(
-            t["task_id"] == "start" and t["state"] == "success"
-            for t in api.task_instances(f"{MODEL}__canary", canary["dag_run_id"])))  # fmt: skip
+        canary = _until(
+            "the scheduler starting churn__canary",
+            lambda: [r for r in api.runs(f"{MODEL}__canary") if r["run_type"] == "asset_triggered"],
+        )[0]
+        _until(
+            "the canary start task succeeding",
+            lambda: any(
+                t["task_id"] == "start" and t["state"] == "success"
+                for t in api.task_instances(f"{MODEL}__canary", canary["dag_run_id"])
+            ),
+        )
         with stack.environ():
             client = connect(FactorySettings.from_env())
             mv = client.get_model_version(MODEL, held["version"])

@@ -37,10 +37,10 @@ def _retrain_blessed(scenario: dict, model: str):
     return version
 
 
-BAD_CODE = '''
+BAD_CODE = """
 def not_an_estimator():
     return {"fit": "no"}
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +53,16 @@ def scenario(airflow_db, tmp_path_factory):
     shutil.copytree(MODELS / "code", specs / "code")
     (specs / "code" / "bad_code.py").write_text(BAD_CODE)
     (specs / "churn_badcode.yaml").write_text(
-        (MODELS / "churn_custom.yaml").read_text().replace("name: churn_custom", "name: churn_badcode")
+        (MODELS / "churn_custom.yaml")
+        .read_text()
+        .replace("name: churn_custom", "name: churn_badcode")
         .replace('"churn_features:build"', '"bad_code:not_an_estimator"')
         .replace("params: {n_estimators: 150, max_depth: 8}", "params: {}")
-    )  # fmt: skip
+    )
     with factory_env(home, FACTORY_SPECS_DIR=str(specs)) as settings:
-        demo_data.write_demo_batches(home / "source", START, days=2, rows=600,
-                                     faults={("churn", 1): "dropped_column"})  # fmt: skip
+        demo_data.write_demo_batches(
+            home / "source", START, days=2, rows=600, faults={("churn", 1): "dropped_column"}
+        )
 
         from airflow.dag_processing.dagbag import DagBag
 
@@ -67,8 +70,13 @@ def scenario(airflow_db, tmp_path_factory):
         assert bag.import_errors == {}
         from model_factory.io import tracking
 
-        yield {"bag": bag, "home": home, "specs": specs, "settings": settings,
-               "client": tracking.connect(settings)}  # fmt: skip
+        yield {
+            "bag": bag,
+            "home": home,
+            "specs": specs,
+            "settings": settings,
+            "client": tracking.connect(settings),
+        }
 
 
 def test_tuned_retrain_logs_every_trial_as_a_nested_run_and_gates_the_best(scenario):

@@ -22,9 +22,7 @@ from model_factory.settings import FactorySettings
 
 pytestmark = pytest.mark.e2e
 
-PIXEL = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
-)
+PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 HOSTILE = f"""<!doctype html><html><head><title>artifact</title>
 <meta http-equiv="refresh" content="0; url=/steal?meta"></head><body>
 <h1 id="content">Model card of churn v1</h1>

@@ -68,9 +68,17 @@ def build_fleet_state(settings, specs: Path) -> dict:
     )
     checked = check_batch(spec, str(WATCHED), settings)
     assert checked["status"] == "drift", checked
-    deliver(Alert(model="churn", owner=spec.owner, kind="drift", subject=f"churn: drift on {WATCHED}",
-                  body="\n".join(checked["reasons"]), details={"report_uri": checked["report_uri"]}),
-            settings.home)  # fmt: skip
+    deliver(
+        Alert(
+            model="churn",
+            owner=spec.owner,
+            kind="drift",
+            subject=f"churn: drift on {WATCHED}",
+            body="\n".join(checked["reasons"]),
+            details={"report_uri": checked["report_uri"]},
+        ),
+        settings.home,
+    )
 
     bad = demo_data.generate_batch("churn", BAD_DAY, rows=300)
     bad["tenure_months"] = bad["tenure_months"].astype(object)
@@ -80,8 +88,12 @@ def build_fleet_state(settings, specs: Path) -> dict:
     (source / f"{BAD_DAY}.csv").write_text(buffer.getvalue())
     ingested = ingest_batch(spec, str(BAD_DAY), settings.store_uri)
     assert validate_batch(spec, ingested, settings.store_uri, specs)["status"] == "quarantined"
-    return {"drift": checked, "train": {"run_id": trained["run_id"]}, "register": registered,
-            "shadow": _segment_in_shadow(settings)}  # fmt: skip
+    return {
+        "drift": checked,
+        "train": {"run_id": trained["run_id"]},
+        "register": registered,
+        "shadow": _segment_in_shadow(settings),
+    }
 
 
 def _segment_in_shadow(settings) -> dict:
@@ -108,8 +120,11 @@ def _segment_in_shadow(settings) -> dict:
         for row in json.loads(rows.to_json(orient="records")):
             answer = gateway.post("/v1/models/segment/predict", json={"features": row})
             assert answer.status_code == 200 and answer.json()["version"] == "1", answer.text  # champion's
-    return wait_for(lambda: (c := shadow_comparison(settings, "segment")) and c["requests"] == SHADOWED and c,
-                 timeout_s=120, what="the gateway's log writer to store the shadow's rows")  # fmt: skip
+    return wait_for(
+        lambda: (c := shadow_comparison(settings, "segment")) and c["requests"] == SHADOWED and c,
+        timeout_s=120,
+        what="the gateway's log writer to store the shadow's rows",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -143,8 +158,14 @@ def console(tmp_path_factory):
 
 def test_the_factory_api_refuses_anonymous_requests(console) -> None:
     stack, _, _ = console
-    paths = ["/factory/", "/factory/api/fleet", "/factory/models/churn", "/factory/api/models/churn",
-             f"/factory/models/churn/drift/{WATCHED}", "/factory/models/churn/versions/1/card"]  # fmt: skip
+    paths = [
+        "/factory/",
+        "/factory/api/fleet",
+        "/factory/models/churn",
+        "/factory/api/models/churn",
+        f"/factory/models/churn/drift/{WATCHED}",
+        "/factory/models/churn/versions/1/card",
+    ]
     for path in paths:
         anonymous = requests.get(stack.api_url + path, timeout=30, allow_redirects=False)
         assert anonymous.status_code in (401, 403), (path, anonymous.status_code, anonymous.text[:200])
@@ -211,8 +232,14 @@ def _set_result(stack: Stack, dag_id: str, run_id: str, task_id: str, value: dic
         "    XComModel.set(key='return_value', value=json.loads(sys.argv[4]), dag_id=sys.argv[1],\n"
         "                  run_id=sys.argv[2], task_id=sys.argv[3], session=s)\n"
     )
-    subprocess.run([sys.executable, "-c", code, dag_id, run_id, task_id, json.dumps(value, default=str)],
-                   env=stack.env, check=True, capture_output=True, text=True, timeout=120)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-c", code, dag_id, run_id, task_id, json.dumps(value, default=str)],
+        env=stack.env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _shot(driver, name: str) -> Path:
@@ -229,8 +256,10 @@ def _login(driver, stack: Stack) -> None:
     from selenium.webdriver.common.by import By
 
     driver.get(f"{stack.api_url}/")
-    wait_for(lambda: driver.find_elements(By.NAME, "username") or "Model factory" in driver.page_source,
-          what="Airflow's login form (or its UI: the module's browser is logged in already)")  # fmt: skip
+    wait_for(
+        lambda: driver.find_elements(By.NAME, "username") or "Model factory" in driver.page_source,
+        what="Airflow's login form (or its UI: the module's browser is logged in already)",
+    )
     if not driver.find_elements(By.NAME, "username"):
         return
     user = driver.find_element(By.NAME, "username")
@@ -247,8 +276,10 @@ def _in_airflow(driver, stack: Stack, path: str = "/factory/", ready: str = "bod
 
     driver.switch_to.default_content()
     driver.get(f"{stack.api_url}/plugin/model-factory{path}")
-    frame = wait_for(lambda: driver.find_element(By.CSS_SELECTOR, "iframe[title='Model factory']"),
-                  what="the view's iframe")  # fmt: skip
+    frame = wait_for(
+        lambda: driver.find_element(By.CSS_SELECTOR, "iframe[title='Model factory']"),
+        what="the view's iframe",
+    )
     sandbox = frame.get_attribute("sandbox")
     driver.switch_to.frame(frame)
     wait_for(lambda: driver.find_element(By.CSS_SELECTOR, ready), what=f"{ready} in the framed view")
@@ -267,10 +298,14 @@ def _lands_in_airflow(driver, stack: Stack, path: str) -> None:
 
     driver.switch_to.default_content()
     wait_for(lambda: unquote(urlparse(driver.current_url).path) == path, what=f"Airflow at {path}")
-    wait_for(lambda: not driver.find_elements(By.CSS_SELECTOR, "iframe[title='Model factory']"),
-          what="the view's frame replaced by Airflow's page")  # fmt: skip
-    wait_for(lambda: path.rsplit("/", 1)[1] in driver.find_element(By.TAG_NAME, "body").text,
-          what=f"Airflow's page of {path} rendered")  # fmt: skip
+    wait_for(
+        lambda: not driver.find_elements(By.CSS_SELECTOR, "iframe[title='Model factory']"),
+        what="the view's frame replaced by Airflow's page",
+    )
+    wait_for(
+        lambda: path.rsplit("/", 1)[1] in driver.find_element(By.TAG_NAME, "body").text,
+        what=f"Airflow's page of {path} rendered",
+    )
 
 
 def _lands_in_frame(driver, stack: Stack, path: str, ready: str) -> None:
@@ -280,8 +315,10 @@ def _lands_in_frame(driver, stack: Stack, path: str, ready: str) -> None:
     wait_for(lambda: driver.find_element(By.CSS_SELECTOR, ready), what=f"{ready} at {path}")
     assert driver.execute_script("return location.pathname") == path
     driver.switch_to.default_content()
-    wait_for(lambda: urlparse(driver.current_url).path == f"/plugin/model-factory{path}",
-          what=f"Airflow's URL to follow the frame to {path} (at {driver.current_url})")  # fmt: skip
+    wait_for(
+        lambda: urlparse(driver.current_url).path == f"/plugin/model-factory{path}",
+        what=f"Airflow's URL to follow the frame to {path} (at {driver.current_url})",
+    )
     driver.switch_to.frame(driver.find_element(By.CSS_SELECTOR, "iframe[title='Model factory']"))
 
 
@@ -488,10 +525,15 @@ def test_the_shadow_buttons_and_comparison_of_a_model_page_inside_airflows_frame
     assert "callers only ever get the champion's answer" in shown
     cells = [td.text for td in driver.find_elements(By.CSS_SELECTOR, "#shadow-comparison tbody td")]
     champion, shadow = compared["champion_latency_ms"], compared["shadow_latency_ms"]
-    assert cells == [str(SHADOWED), "0", f"{compared['agreement'] * 100:.1f}%",
-                     f"{compared['mean_abs_diff']:.4g}", f"{compared['mean_shift']:+.4g}",
-                     f"{champion['p50']:.2f} / {champion['p95']:.2f} ms",
-                     f"{shadow['p50']:.2f} / {shadow['p95']:.2f} ms"], cells  # fmt: skip
+    assert cells == [
+        str(SHADOWED),
+        "0",
+        f"{compared['agreement'] * 100:.1f}%",
+        f"{compared['mean_abs_diff']:.4g}",
+        f"{compared['mean_shift']:+.4g}",
+        f"{champion['p50']:.2f} / {champion['p95']:.2f} ms",
+        f"{shadow['p50']:.2f} / {shadow['p95']:.2f} ms",
+    ], cells
     assert 0.5 < compared["agreement"] <= 1.0 and shadow["p50"] > 0  # two fits on similar data
     assert not driver.find_elements(By.ID, "shadow-errors")
     driver.switch_to.default_content()

@@ -237,7 +237,9 @@ def enforce_auth(s3_env: str) -> Iterator[Callable[[], contextlib.AbstractContex
 # model_factory_dev.stack brings up Airflow's components (and MLflow / moto) as real processes.
 # These fixtures skip (with the reason) where PostgreSQL or Redis are not on this machine.
 
-STACK_POSTGRES_URL = os.environ.get("FACTORY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+STACK_POSTGRES_URL = os.environ.get(
+    "FACTORY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 STACK_REDIS_URL = os.environ.get("FACTORY_TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
 
 

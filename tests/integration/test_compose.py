@@ -100,18 +100,36 @@ AIRFLOW_MOUNTS = {
 # (apache-airflow-providers-celery 3.17.x).
 PROVIDER_CONFIG_FALLBACK = {
     "celery": {
-        "celery_app_name", "worker_concurrency", "worker_autoscale", "worker_prefetch_multiplier",
-        "worker_enable_remote_control", "broker_url", "result_backend",
-        "result_backend_sqlalchemy_engine_options", "flower_host", "flower_url_prefix",
-        "flower_port", "flower_basic_auth", "sync_parallelism", "celery_config_options",
-        "ssl_active", "ssl_key", "ssl_cert", "ssl_cacert", "pool", "operation_timeout",
-        "task_acks_late", "task_track_started", "task_publish_max_retries",
-        "extra_celery_config", "worker_umask",
+        "celery_app_name",
+        "worker_concurrency",
+        "worker_autoscale",
+        "worker_prefetch_multiplier",
+        "worker_enable_remote_control",
+        "broker_url",
+        "result_backend",
+        "result_backend_sqlalchemy_engine_options",
+        "flower_host",
+        "flower_url_prefix",
+        "flower_port",
+        "flower_basic_auth",
+        "sync_parallelism",
+        "celery_config_options",
+        "ssl_active",
+        "ssl_key",
+        "ssl_cert",
+        "ssl_cacert",
+        "pool",
+        "operation_timeout",
+        "task_acks_late",
+        "task_track_started",
+        "task_publish_max_retries",
+        "extra_celery_config",
+        "worker_umask",
     },
     "celery_kubernetes_executor": {"kubernetes_queue"},
     "celery_broker_transport_options": {"visibility_timeout", "sentinel_kwargs"},
     "celery_result_backend_transport_options": {"master_name", "sentinel_kwargs"},
-}  # fmt: skip
+}
 PROVIDER_OF_SECTION = {section: "celery" for section in PROVIDER_CONFIG_FALLBACK}
 
 # .env variables holding secrets: their example value must be a placeholder.
@@ -227,10 +245,7 @@ def image_tag(reference: str) -> str | None:
 def is_pinned(reference: str) -> bool:
     tag = image_tag(reference)
     return (
-        tag is not None
-        and tag != "latest"
-        and "$" not in reference
-        and any(char.isdigit() for char in tag)
+        tag is not None and tag != "latest" and "$" not in reference and any(char.isdigit() for char in tag)
     )
 
 
@@ -292,9 +307,7 @@ def airflow_config_options() -> dict[str, set[str]]:
     for section, fallback in PROVIDER_CONFIG_FALLBACK.items():
         provider = PROVIDER_OF_SECTION[section]
         installed = provider_config(provider)
-        options.setdefault(section, set()).update(
-            installed.get(section, fallback) if installed else fallback
-        )
+        options.setdefault(section, set()).update(installed.get(section, fallback) if installed else fallback)
     return options
 
 
@@ -309,8 +322,7 @@ def provider_config(provider: str) -> dict[str, set[str]] | None:
             if isinstance(node, ast.Return) and isinstance(node.value, ast.Dict):
                 info = ast.literal_eval(node.value)
                 return {
-                    section: set(body.get("options", {}))
-                    for section, body in info.get("config", {}).items()
+                    section: set(body.get("options", {})) for section, body in info.get("config", {}).items()
                 }
     return None
 
@@ -338,9 +350,7 @@ def test_images_are_pinned_or_built_from_pinned_dockerfiles():  # (b)
             if not bases:
                 problems.append(f"{name}: no FROM line in {dockerfile.name}")
             problems += [
-                f"{name}: {dockerfile.name} has unpinned FROM {base}"
-                for base in bases
-                if not is_pinned(base)
+                f"{name}: {dockerfile.name} has unpinned FROM {base}" for base in bases if not is_pinned(base)
             ]
             if image is not None and not is_pinned(image):
                 problems.append(f"{name}: built image tagged {image!r} (use a version tag)")
@@ -365,7 +375,7 @@ def test_long_running_services_have_healthchecks_and_restart_policies():  # (c)
         if name in ONE_SHOT_SERVICES:
             # unquoted `no` is YAML's False, not the string compose expects
             if restart not in (None, "no"):
-                problems.append(f"{name}: one-shot job with restart {restart!r} (use \"no\")")
+                problems.append(f'{name}: one-shot job with restart {restart!r} (use "no")')
             continue
         healthcheck = service.get("healthcheck") or {}
         if not healthcheck.get("test") or healthcheck.get("disable"):
@@ -492,7 +502,7 @@ def test_buckets_in_uris_are_created_and_allowed():
     used = {re.match(r"s3://([^/]+)", uri)[1] for uri in uris}
     assert {"factory", "mlflow"} <= used
     created = re.search(r'^BUCKETS="([^"]*)"', MINIO_INIT_SCRIPT.read_text(), re.MULTILINE)
-    assert created, "docker/minio-init.sh: no BUCKETS=\"...\" line"
+    assert created, 'docker/minio-init.sh: no BUCKETS="..." line'
     assert used <= set(created[1].split()), f"buckets not created by minio-init: {used}"
     resources = {
         resource
@@ -537,9 +547,7 @@ def test_factory_env_is_set_for_airflow_services():  # (j)
             f"{name}: sets {key}, which the factory does not read"
             for key in sorted(factory_names - REQUIRED_FACTORY_ENV - OPTIONAL_FACTORY_ENV - SETTINGS_ENV)
         ]
-        problems += [
-            f"{name}: {key} not set" for key in sorted(REQUIRED_FACTORY_ENV) if not env.get(key)
-        ]
+        problems += [f"{name}: {key} not set" for key in sorted(REQUIRED_FACTORY_ENV) if not env.get(key)]
         specs_dir = env.get("FACTORY_SPECS_DIR", "")
         if not specs_dir.startswith(AIRFLOW_MOUNTS["./include"] + "/"):
             problems.append(f"{name}: FACTORY_SPECS_DIR {specs_dir!r} is outside ./include")
@@ -618,8 +626,14 @@ def test_production_settings_for_worker_failures():
 
 def test_requirements_carry_what_the_celery_configuration_needs():
     pins = requirement_pins()
-    for package in ("apache-airflow-providers-celery", "apache-airflow-providers-postgres",
-                    "apache-airflow-providers-redis", "celery", "redis", "psycopg2-binary"):  # fmt: skip
+    for package in (
+        "apache-airflow-providers-celery",
+        "apache-airflow-providers-postgres",
+        "apache-airflow-providers-redis",
+        "celery",
+        "redis",
+        "psycopg2-binary",
+    ):
         assert package in pins, f"{package} is not pinned in requirements.txt"
     # celery 5.7 removed celery.backends.database.retry, which the celery provider imports.
     assert pins["celery"].startswith("5.6."), pins["celery"]
@@ -680,8 +694,7 @@ def test_mlflow_runs_behind_basic_auth_and_the_factory_logs_in():
     assert command[command.index("--app-name") + 1] == "basic-auth"
     env = env_of(services()["mlflow"])
     assert env["MLFLOW_AUTH_CONFIG_PATH"] == "/etc/mlflow/basic_auth.ini"
-    for key in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD",
-                "MLFLOW_FLASK_SERVER_SECRET_KEY"):  # fmt: skip
+    for key in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
         assert env[key].startswith("${"), key  # from .env, never written here
     assert "admin_password" not in MLFLOW_AUTH_INI.read_text().replace("# ", "")
     for name in ("model-gateway", *sorted(AIRFLOW_SERVICES)):
@@ -701,9 +714,15 @@ def test_the_gateway_is_safe_by_default_in_compose():
     assert "FACTORY_GATEWAY_LOG_INPUTS" not in env  # opt-in only
     assert env["FACTORY_GATEWAY_RETENTION_DAYS"] and env["FACTORY_GATEWAY_THREADS"] == "1"
     example = env_example()
-    for key in ("FACTORY_GATEWAY_API_KEY", "FACTORY_GATEWAY_HASH_SALT", "FACTORY_SIGNING_KEY",
-                "MLFLOW_DB_PASSWORD", "PREDICTIONS_DB_PASSWORD", "MLFLOW_ADMIN_PASSWORD",
-                "MLFLOW_FLASK_SECRET_KEY"):  # fmt: skip
+    for key in (
+        "FACTORY_GATEWAY_API_KEY",
+        "FACTORY_GATEWAY_HASH_SALT",
+        "FACTORY_SIGNING_KEY",
+        "MLFLOW_DB_PASSWORD",
+        "PREDICTIONS_DB_PASSWORD",
+        "MLFLOW_ADMIN_PASSWORD",
+        "MLFLOW_FLASK_SECRET_KEY",
+    ):
         assert example[key] == "CHANGE_ME", key
 
 
@@ -746,9 +765,16 @@ def _throwaway_postgres(folder: Path):
     done = as_postgres(initdb, "-D", str(data), "-U", "postgres", "--auth=trust")
     assert done.returncode == 0, done.stderr
     started = as_postgres(  # -l: the server must not hold our pipes open
-        "pg_ctl", "-D", str(data), "-w", "-l", str(folder / "log"),
-        "-o", f"-k {folder} -c listen_addresses='' -p 5432", "start",
-    )  # fmt: skip
+        "pg_ctl",
+        "-D",
+        str(data),
+        "-w",
+        "-l",
+        str(folder / "log"),
+        "-o",
+        f"-k {folder} -c listen_addresses='' -p 5432",
+        "start",
+    )
     assert started.returncode == 0, started.stderr
     return data, as_postgres
 
@@ -773,25 +799,48 @@ def _check_postgres_init(tmp_path: Path) -> None:
     socket_dir = str(tmp_path)
     try:
         assert as_postgres("createdb", "-h", socket_dir, "-U", "postgres", "airflow").returncode == 0
-        env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "PGHOST": socket_dir, "POSTGRES_USER": "postgres",
-               "POSTGRES_DB": "airflow", "MLFLOW_DB_PASSWORD": "m-pass",
-               "PREDICTIONS_DB_PASSWORD": "p-pass"}  # fmt: skip
+        env = {
+            "PATH": "/usr/bin:/bin:/usr/local/bin",
+            "PGHOST": socket_dir,
+            "POSTGRES_USER": "postgres",
+            "POSTGRES_DB": "airflow",
+            "MLFLOW_DB_PASSWORD": "m-pass",
+            "PREDICTIONS_DB_PASSWORD": "p-pass",
+        }
         script = tmp_path / "init.sh"
         script.write_text(POSTGRES_INIT.read_text())
         script.chmod(0o755)
-        ran = subprocess.run(["runuser", "-u", "postgres", "--", "env", *[f"{k}={v}" for k, v in env.items()],
-                              "sh", str(script)], capture_output=True, text=True, timeout=120)  # fmt: skip
+        ran = subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                "env",
+                *[f"{k}={v}" for k, v in env.items()],
+                "sh",
+                str(script),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert ran.returncode == 0, ran.stderr
 
         def psql(user: str, db: str, sql: str) -> subprocess.CompletedProcess:
-            return as_postgres("psql", "-h", socket_dir, "-U", user, "-d", db, "-v", "ON_ERROR_STOP=1",
-                               "-c", sql)  # fmt: skip
+            return as_postgres(
+                "psql", "-h", socket_dir, "-U", user, "-d", db, "-v", "ON_ERROR_STOP=1", "-c", sql
+            )
 
         owned = psql("predictions", "predictions", "CREATE TABLE t (x int); INSERT INTO t VALUES (1)")
         assert owned.returncode == 0, owned.stderr
         assert psql("mlflow", "mlflow", "CREATE TABLE t (x int)").returncode == 0
-        for user, db in (("predictions", "airflow"), ("predictions", "mlflow"), ("mlflow", "airflow"),
-                         ("mlflow", "predictions")):  # fmt: skip
+        for user, db in (
+            ("predictions", "airflow"),
+            ("predictions", "mlflow"),
+            ("mlflow", "airflow"),
+            ("mlflow", "predictions"),
+        ):
             denied = psql(user, db, "SELECT 1")
             assert denied.returncode != 0 and "permission denied" in denied.stderr, (user, db)
         assert psql("predictions", "predictions", "CREATE ROLE sneaky").returncode != 0
@@ -814,15 +863,35 @@ def test_mlflow_basic_auth_config_serves_only_signed_in_clients(tmp_path):
     ini.write_text(MLFLOW_AUTH_INI.read_text().replace("/var/lib/mlflow-auth", str(tmp_path)))
     command = services()["mlflow"]["command"]
     port = free_port()
-    env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(ini),
-           "MLFLOW_AUTH_ADMIN_USERNAME": "factory-admin", "MLFLOW_AUTH_ADMIN_PASSWORD": "pw-for-the-test",
-           "MLFLOW_FLASK_SERVER_SECRET_KEY": "k"}  # fmt: skip
+    env = {
+        **os.environ,
+        "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+        "MLFLOW_AUTH_ADMIN_USERNAME": "factory-admin",
+        "MLFLOW_AUTH_ADMIN_PASSWORD": "pw-for-the-test",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "k",
+    }
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--app-name", command[command.index("--app-name") + 1],
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--app-name",
+            command[command.index("--app-name") + 1],
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 400  # a busy 2-core machine imports MLflow slowly
@@ -840,10 +909,16 @@ def test_mlflow_basic_auth_config_serves_only_signed_in_clients(tmp_path):
         assert httpx.get(search, auth=("factory-admin", "wrong"), timeout=10).status_code == 401
         signed_in = subprocess.run(
             [sys.executable, "-c", "import mlflow; print(mlflow.MlflowClient().create_experiment('e'))"],
-            env={**os.environ, "MLFLOW_TRACKING_URI": base, "MLFLOW_TRACKING_USERNAME": "factory-admin",
-                 "MLFLOW_TRACKING_PASSWORD": "pw-for-the-test"},
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            env={
+                **os.environ,
+                "MLFLOW_TRACKING_URI": base,
+                "MLFLOW_TRACKING_USERNAME": "factory-admin",
+                "MLFLOW_TRACKING_PASSWORD": "pw-for-the-test",
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert signed_in.returncode == 0, signed_in.stderr[-2000:]
     finally:
         import signal

@@ -46,7 +46,8 @@ def _until_up(url: str, server: subprocess.Popen, timeout_s: float = 180.0) -> N
 
 
 def test_the_mlflow_ui_run_page_shows_the_training_batches_as_datasets(
-    factory_home, browser  # noqa: F811 - the fixture imported above
+    factory_home,
+    browser,  # noqa: F811 - the fixture imported above
 ):
     settings = FactorySettings.from_env()
     spec = spec_for("churn")
@@ -59,10 +60,24 @@ def test_the_mlflow_ui_run_page_shows_the_training_batches_as_datasets(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", settings.tracking_uri,
-         "--default-artifact-root", settings.artifact_root, "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)  # fmt: skip
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            settings.tracking_uri,
+            "--default-artifact-root",
+            settings.artifact_root,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
+    )
     try:
         _until_up(url, server)
         page = f"{url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"

@@ -73,10 +73,14 @@ def stack(postgres_and_redis, request) -> Stack:
     )
     stack = Stack(config)
     # The connection the badcreds spec reads its source through: right endpoint, wrong keys.
-    stack.env["AIRFLOW_CONN_BAD_S3"] = json.dumps({
-        "conn_type": "aws", "login": "AKIAWRONGWRONGWRONG0", "password": "not-the-secret",
-        "extra": {"endpoint_url": stack.s3_endpoint, "region_name": "us-east-1"},
-    })  # fmt: skip
+    stack.env["AIRFLOW_CONN_BAD_S3"] = json.dumps(
+        {
+            "conn_type": "aws",
+            "login": "AKIAWRONGWRONGWRONG0",
+            "password": "not-the-secret",
+            "extra": {"endpoint_url": stack.s3_endpoint, "region_name": "us-east-1"},
+        }
+    )
     try:
         stack.start()
         stack.upload_demo_data(dt.date.fromisoformat(DAY1), 3, rows=ROWS, models=["churn"])
@@ -131,8 +135,15 @@ def _tasks(stack: Stack, dag_id: str, run_id: str) -> dict[str, tuple[str, int]]
 
 
 def test_components_are_the_production_configuration(stack):
-    assert set(stack.components) == {"s3", "mlflow", "api-server", "scheduler", "dag-processor",
-                                     "triggerer", "worker"}  # fmt: skip
+    assert set(stack.components) == {
+        "s3",
+        "mlflow",
+        "api-server",
+        "scheduler",
+        "dag-processor",
+        "triggerer",
+        "worker",
+    }
     assert stack.env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert stack.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
     assert stack.env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
@@ -142,9 +153,9 @@ def test_components_are_the_production_configuration(stack):
     assert "Celery worker: pre-imported" in stack.components["worker"].log_since_start()
     assert stack.env["MLFLOW_TRACKING_URI"] == stack.mlflow_url
     health = stack.client().health()
-    assert {part: health[part]["status"] for part in ("metadatabase", "scheduler", "triggerer",
-                                                       "dag_processor")} == dict.fromkeys(
-        ("metadatabase", "scheduler", "triggerer", "dag_processor"), "healthy")  # fmt: skip
+    assert {
+        part: health[part]["status"] for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+    } == dict.fromkeys(("metadatabase", "scheduler", "triggerer", "dag_processor"), "healthy")
     assert stack.client().import_errors() == []
 
 
@@ -295,8 +306,11 @@ def _closed_port() -> int:
 
 def test_postgres_down_at_start_is_a_clear_error(tmp_path):
     port = _closed_port()
-    stack = Stack(StackConfig(home=tmp_path, executor=CELERY,
-                              postgres_url=f"postgresql://postgres@127.0.0.1:{port}/postgres"))  # fmt: skip
+    stack = Stack(
+        StackConfig(
+            home=tmp_path, executor=CELERY, postgres_url=f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        )
+    )
     with pytest.raises(StackError, match=rf"PostgreSQL is not reachable at 127\.0\.0\.1:{port}"):
         stack.start()
     assert stack.components == {}
@@ -304,8 +318,14 @@ def test_postgres_down_at_start_is_a_clear_error(tmp_path):
 
 def test_redis_down_at_start_is_a_clear_error(tmp_path, postgres_and_redis):
     port = _closed_port()
-    stack = Stack(StackConfig(home=tmp_path, executor=CELERY, postgres_url=postgres_and_redis["postgres_url"],
-                              redis_url=f"redis://127.0.0.1:{port}/5"))  # fmt: skip
+    stack = Stack(
+        StackConfig(
+            home=tmp_path,
+            executor=CELERY,
+            postgres_url=postgres_and_redis["postgres_url"],
+            redis_url=f"redis://127.0.0.1:{port}/5",
+        )
+    )
     with pytest.raises(StackError, match=rf"Redis is not reachable at 127\.0\.0\.1:{port}.*broker"):
         stack.start()
     assert stack.components == {} and stack.databases == []
@@ -313,10 +333,15 @@ def test_redis_down_at_start_is_a_clear_error(tmp_path, postgres_and_redis):
 
 def test_wrong_s3_credentials_at_start_are_a_clear_error(stack, tmp_path):
     """A second stack pointed at the first one's S3 (which checks keys) with wrong keys."""
-    other = Stack(StackConfig(
-        home=tmp_path, mlflow_server=False, s3_endpoint=stack.s3_endpoint,
-        aws_access_key_id="AKIAWRONGWRONGWRONG0", aws_secret_access_key="nope",
-    ))  # fmt: skip
+    other = Stack(
+        StackConfig(
+            home=tmp_path,
+            mlflow_server=False,
+            s3_endpoint=stack.s3_endpoint,
+            aws_access_key_id="AKIAWRONGWRONGWRONG0",
+            aws_secret_access_key="nope",
+        )
+    )
     with pytest.raises(StackError, match=r"refused the stack's credentials \(InvalidAccessKeyId\)"):
         other.start()
     assert other.components == {}

@@ -59,9 +59,15 @@ def test_source_read_through_an_airflow_connection(
     monkeypatch.setenv("FACTORY_SPECS_DIR", str(_spec_dir(tmp_path, s3_bucket, "factory_s3")))
     monkeypatch.setenv(
         "AIRFLOW_CONN_FACTORY_S3",
-        json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
-                    "extra": {"endpoint_url": s3_server, "region_name": "us-east-1"}}),
-    )  # fmt: skip
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"endpoint_url": s3_server, "region_name": "us-east-1"},
+            }
+        ),
+    )
     storage._s3_client.cache_clear()
 
     state, tasks = _run_churn_dag()

@@ -22,8 +22,9 @@ def test_download_streams_and_hashes(s3_client, s3_bucket: str, tmp_path: Path, 
     assert (tmp_path / "copy").read_bytes() == data
 
 
-def test_upload_above_the_threshold_is_multipart(s3_client, s3_bucket: str, tmp_path: Path,
-                                                 monkeypatch) -> None:  # fmt: skip
+def test_upload_above_the_threshold_is_multipart(
+    s3_client, s3_bucket: str, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setattr(storage, "MULTIPART_THRESHOLD", 5 * 1024 * 1024)
     monkeypatch.setattr(storage, "CHUNK_BYTES", 5 * 1024 * 1024 // 2)  # parts of 5 MiB, S3's minimum
     data = os.urandom(12 * 1024 * 1024)

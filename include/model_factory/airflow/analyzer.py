@@ -62,8 +62,13 @@ def analyzer_dags() -> dict[str, DAG]:
             result = build_report(settings, since=end - timedelta(weeks=WEEKS), until=end)
             uri = write_report(result, settings.store_uri)
             log.info("%s\n\nreport: %s", format_report(result), uri)
-            return {"uri": uri, "summary": result["summary"], "users": result.get("users", 0),
-                    "events": result.get("events", {}).get("total", 0), "lacks": result["lacks"]}  # fmt: skip
+            return {
+                "uri": uri,
+                "summary": result["summary"],
+                "users": result.get("users", 0),
+                "events": result.get("events", {}).get("total", 0),
+                "lacks": result["lacks"],
+            }
 
         report()
     return {DAG_ID: built}

@@ -56,8 +56,16 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 log = logging.getLogger("model_factory.airflow")
 
-EVALUATED_KEYS = ("run_id", "model_uri", "status", "reason", "metric", "candidate", "champion",
-                  "champion_version")  # fmt: skip
+EVALUATED_KEYS = (
+    "run_id",
+    "model_uri",
+    "status",
+    "reason",
+    "metric",
+    "candidate",
+    "champion",
+    "champion_version",
+)
 
 
 def _load_fit(fit: str | None, loaded: LoadedSpec):
@@ -97,9 +105,14 @@ def ingest(loaded: LoadedSpec, *, task_id: str = "ingest") -> XComArg:
             raise AirflowFailException(str(exc)) from exc
         except PermanentError as exc:  # a source URI the factory refuses: no retry fixes it
             raise AirflowFailException(str(exc)) from exc
-        log.info("ingested %s -> %s (%s rows, sha256 %s%s)", manifest["source_uri"],
-                 manifest["raw_uri"], manifest["rows"], manifest["sha256"][:12],
-                 ", already ingested" if manifest["already_ingested"] else "")  # fmt: skip
+        log.info(
+            "ingested %s -> %s (%s rows, sha256 %s%s)",
+            manifest["source_uri"],
+            manifest["raw_uri"],
+            manifest["rows"],
+            manifest["sha256"][:12],
+            ", already ingested" if manifest["already_ingested"] else "",
+        )
         return manifest
 
     return ingest_step()
@@ -109,9 +122,13 @@ def _quarantined(
     spec: ModelSpec, ingested: Mapping[str, Any], outcome: Mapping[str, Any]
 ) -> AirflowFailException:
     reasons = "\n  - ".join(outcome["reasons"])
-    alert(spec, "quarantine", f"{spec.name}: batch {ingested['ds']} quarantined",
-          f"{ingested['source_uri']} failed validation; kept at {outcome['quarantine_uri']}."
-          f"\n  - {reasons}", dict(outcome))  # fmt: skip
+    alert(
+        spec,
+        "quarantine",
+        f"{spec.name}: batch {ingested['ds']} quarantined",
+        f"{ingested['source_uri']} failed validation; kept at {outcome['quarantine_uri']}.\n  - {reasons}",
+        dict(outcome),
+    )
     return AirflowFailException(
         f"batch {ingested['source_uri']} failed validation and was quarantined at "
         f"{outcome['quarantine_uri']}; nothing was trained on it. Why:\n  - {reasons}"
@@ -154,12 +171,18 @@ def train(loaded: LoadedSpec, validated: XComArg, *, fit: str | None = None) -> 
         uris = recent_validated_batches(settings.store_uri, spec.name, ds, spec.training.window_batches)
         try:
             trained = train_model(
-                spec, ds, uris, settings,
-                context={"airflow.dag_id": context["dag"].dag_id, "airflow.run_id": context["run_id"],
-                         "batch.sha256": validated["sha256"]},
+                spec,
+                ds,
+                uris,
+                settings,
+                context={
+                    "airflow.dag_id": context["dag"].dag_id,
+                    "airflow.run_id": context["run_id"],
+                    "batch.sha256": validated["sha256"],
+                },
                 force=bool(conf().get("force_retrain")),
                 fit=_load_fit(fit, loaded),
-            )  # fmt: skip
+            )
         except Exception as exc:
             from model_factory.pipeline.custom_code import CustomCodeError
 
@@ -167,10 +190,17 @@ def train(loaded: LoadedSpec, validated: XComArg, *, fit: str | None = None) -> 
             if isinstance(exc, CustomCodeError | PermanentError):
                 raise AirflowFailException(str(exc)) from exc
             raise
-        log.info("%s run %s on %d batches", "reused" if trained["reused"] else "trained",
-                 trained["run_id"], len(uris))  # fmt: skip
-        add_run_lineage(context, [dataset_name(uri) for uri in uris],
-                        [(model_namespace(settings.tracking_uri), run_model_name(trained["run_id"]))])
+        log.info(
+            "%s run %s on %d batches",
+            "reused" if trained["reused"] else "trained",
+            trained["run_id"],
+            len(uris),
+        )
+        add_run_lineage(
+            context,
+            [dataset_name(uri) for uri in uris],
+            [(model_namespace(settings.tracking_uri), run_model_name(trained["run_id"]))],
+        )
         return trained
 
     return train(validated)  # type: ignore[arg-type]
@@ -202,13 +232,24 @@ def register(loaded: LoadedSpec, evaluated: XComArg) -> XComArg:
 
         settings, context = FactorySettings.from_env(), get_current_context()
         result = register_version(spec, evaluated, settings)
-        log.info("registered %s v%s (%s), alias: %s", result["model"], result["version"],
-                 result["status"], result["alias"])  # fmt: skip
+        log.info(
+            "registered %s v%s (%s), alias: %s",
+            result["model"],
+            result["version"],
+            result["status"],
+            result["alias"],
+        )
         namespace = model_namespace(settings.tracking_uri)
-        add_run_lineage(context, [(namespace, run_model_name(evaluated["run_id"]))],
-                        [(namespace, version_name(result["model"], result["version"]))])  # fmt: skip
+        add_run_lineage(
+            context,
+            [(namespace, run_model_name(evaluated["run_id"]))],
+            [(namespace, version_name(result["model"], result["version"]))],
+        )
         context["outlet_events"][versions_asset(spec)].extra = {
-            "version": str(result["version"]), "status": result["status"], "run_id": evaluated["run_id"]}
+            "version": str(result["version"]),
+            "status": result["status"],
+            "run_id": evaluated["run_id"],
+        }
         return result
 
     return register(evaluated)  # type: ignore[arg-type]
@@ -267,11 +308,14 @@ def retrain_dag(loaded: LoadedSpec, *, fit: str | None = None, doc: str = "") ->
         max_active_runs=1,
         deadline=retrain_deadline_alert(spec, spread_cron(spec.schedule, spec.name)),  # None: no deadline
         **common_dag_args(spec, "retrain"),
-        doc_md=spec_doc(loaded, f"{doc}Trigger with conf `{{\"ds\": \"YYYY-MM-DD\"}}` to (re)run one "
-                        "batch date; add `\"force_retrain\": true` to train again on unchanged data. "
-                        f"Also runs when `{spec.name}__drift_watch` emits the `{spec.name}__drift` "
-                        "asset."),
-    ) as built:  # fmt: skip
+        doc_md=spec_doc(
+            loaded,
+            f'{doc}Trigger with conf `{{"ds": "YYYY-MM-DD"}}` to (re)run one '
+            'batch date; add `"force_retrain": true` to train again on unchanged data. '
+            f"Also runs when `{spec.name}__drift_watch` emits the `{spec.name}__drift` "
+            "asset.",
+        ),
+    ) as built:
         retrain_steps(loaded, fit=fit)
     return built
 
@@ -297,7 +341,7 @@ def drift_watch_dag(loaded: LoadedSpec) -> DAG:
         f"(`{spec.drift.data_uri or spec.source.uri}`), "
         f"checks it against the champion's training baseline (PSI, KS, chi-square, input contract, "
         f"live metric when labelled) and, on drift, emits `{spec.name}__drift`, which runs "
-        f"`{retrain_id}`. Conf `{{\"ds\": \"YYYY-MM-DD\", \"force\": true}}` re-checks a date.",
+        f'`{retrain_id}`. Conf `{{"ds": "YYYY-MM-DD", "force": true}}` re-checks a date.',
     ) as built:
         wait_for_batch = NewBatchSensor(
             task_id="wait_for_batch",
@@ -321,18 +365,32 @@ def drift_watch_dag(loaded: LoadedSpec) -> DAG:
             context = get_current_context()
             try:
                 checked = check_batch(
-                    spec, found["ds"], FactorySettings.from_env(),
+                    spec,
+                    found["ds"],
+                    FactorySettings.from_env(),
                     context={"airflow.dag_id": context["dag"].dag_id, "airflow.run_id": context["run_id"]},
-                )  # fmt: skip
+                )
             except (NoBaselineError, MissingBatchError) as exc:
                 raise AirflowSkipException(str(exc)) from exc
-            log.info("drift check of %s: %s\n  - %s\nreport: %s (JSON %s)", found["uri"],
-                     checked["status"], "\n  - ".join(checked["reasons"]) or "no finding",
-                     checked["report_uri"], checked["report_json_uri"])  # fmt: skip
+            log.info(
+                "drift check of %s: %s\n  - %s\nreport: %s (JSON %s)",
+                found["uri"],
+                checked["status"],
+                "\n  - ".join(checked["reasons"]) or "no finding",
+                checked["report_uri"],
+                checked["report_json_uri"],
+            )
             if checked["status"] in ALERT_STATUSES:
-                alert(spec, checked["status"], f"{spec.name}: {checked['status']} on {checked['ds']}",
-                      ALERT_HEADLINES[checked["status"]] + "\n  - " + "\n  - ".join(checked["reasons"])
-                      + f"\nReport: {checked['report_uri']}", checked)  # fmt: skip
+                alert(
+                    spec,
+                    checked["status"],
+                    f"{spec.name}: {checked['status']} on {checked['ds']}",
+                    ALERT_HEADLINES[checked["status"]]
+                    + "\n  - "
+                    + "\n  - ".join(checked["reasons"])
+                    + f"\nReport: {checked['report_uri']}",
+                    checked,
+                )
             return checked
 
         @task(multiple_outputs=True, outlets=[drift_asset(spec)])
@@ -348,9 +406,13 @@ def drift_watch_dag(loaded: LoadedSpec) -> DAG:
                 log.info("no retrain fired: %s", why)
                 raise AirflowSkipException(f"no retrain fired: {why}")
             record_retrain_trigger(spec, checked, settings)
-            extra = {"ds": checked["ds"], "status": checked["status"], "reason": why,
-                     "report_uri": checked["report_uri"],
-                     "champion_version": checked["champion_version"]}  # fmt: skip
+            extra = {
+                "ds": checked["ds"],
+                "status": checked["status"],
+                "reason": why,
+                "report_uri": checked["report_uri"],
+                "champion_version": checked["champion_version"],
+            }
             context["outlet_events"][drift_asset(spec)].extra = extra
             log.info("fired %s via asset %s__drift: %s", retrain_id, spec.name, why)
             return extra
@@ -381,8 +443,14 @@ def record_decision(spec: ModelSpec, decision: dict) -> dict:
     if decision.get("changed", True):  # a retried task changed nothing: nothing to record again
         write_decision(prediction_db_uri(FactorySettings.from_env()), decision)
         version_event(spec, decision, get_current_context())
-    log.info("%s v%s %s by %s: %s", decision["model"], decision.get("version"), decision["action"],
-             decision.get("actor"), decision.get("reason"))  # fmt: skip
+    log.info(
+        "%s v%s %s by %s: %s",
+        decision["model"],
+        decision.get("version"),
+        decision["action"],
+        decision.get("actor"),
+        decision.get("reason"),
+    )
     return decision
 
 
@@ -403,8 +471,15 @@ def canary_manual_action(loaded: LoadedSpec) -> XComArg:
         if action not in OPS_ACTIONS:
             raise AirflowFailException(f"conf action {action!r} unknown; use one of {OPS_ACTIONS}")
         try:
-            decision = ops_action(name, action, FactorySettings.from_env(), actor(), given.get("reason", ""),
-                                  given.get("version"), given.get("share"))  # fmt: skip
+            decision = ops_action(
+                name,
+                action,
+                FactorySettings.from_env(),
+                actor(),
+                given.get("reason", ""),
+                given.get("version"),
+                given.get("share"),
+            )
         except PromotionError as exc:
             raise AirflowFailException(f"{action} refused: {exc}") from exc
         return record_decision(loaded.spec, decision)
@@ -437,7 +512,7 @@ def canary_start(loaded: LoadedSpec) -> XComArg:
         if running is not None and running != str(version):
             raise AirflowSkipException(
                 f"canary v{running} is still running: v{version} stays challenger; start it after "
-                f"v{running} concludes (trigger with conf {{\"version\": \"{version}\"}})"
+                f'v{running} concludes (trigger with conf {{"version": "{version}"}})'
             )
         reason = given.get("reason") or f"blessed challenger v{version}: canary at {first:.0%}"
         try:
@@ -472,17 +547,36 @@ def canary_stage(loaded: LoadedSpec, stage: int, upstream: Any) -> XComArg:
         why = "; ".join(result["reasons"][:4])
         version = result["canary_version"]
         if result["decision"] == "continue":
-            decision = rollout.set_canary_share(name, result["next_share"], settings, who,
-                                                f"stage {stage} healthy: {why}", version=version)  # fmt: skip
+            decision = rollout.set_canary_share(
+                name, result["next_share"], settings, who, f"stage {stage} healthy: {why}", version=version
+            )
         elif result["decision"] == "promote":
-            decision = rollout.promote_canary(name, settings, who, f"canary passed the last stage: {why}",
-                                              version=version, details={"analysis": result})  # fmt: skip
+            decision = rollout.promote_canary(
+                name,
+                settings,
+                who,
+                f"canary passed the last stage: {why}",
+                version=version,
+                details={"analysis": result},
+            )
         else:
-            decision = rollout.rollback_canary(name, settings, who, f"canary failed stage {stage}: {why}",
-                                               version=version, details={"analysis": result})  # fmt: skip
-            alert(spec, "canary", f"{name}: canary v{version} rolled back",
-                  "\n  - ".join([f"stage {stage}, champion v{result['champion_version']} kept",
-                                 *result["reasons"]]), result)  # fmt: skip
+            decision = rollout.rollback_canary(
+                name,
+                settings,
+                who,
+                f"canary failed stage {stage}: {why}",
+                version=version,
+                details={"analysis": result},
+            )
+            alert(
+                spec,
+                "canary",
+                f"{name}: canary v{version} rolled back",
+                "\n  - ".join(
+                    [f"stage {stage}, champion v{result['champion_version']} kept", *result["reasons"]]
+                ),
+                result,
+            )
         return record_decision(spec, decision)
 
     return stage_act(wait.output)  # type: ignore[arg-type]
@@ -576,14 +670,22 @@ def score(loaded: LoadedSpec, ingested: XComArg, held: XComArg, checked: XComArg
             scored = score_batch(spec, ingested, held, FactorySettings.from_env(), code_dir(loaded))
         except ModelRefusedError as exc:  # no retry makes an untrusted model trusted
             raise AirflowFailException(f"the champion cannot be loaded: {exc}") from exc
-        log.info("scored %s rows with v%s -> %s; output PSI vs the champion's holdout: %s",
-                 scored["rows"], scored["model_version"], scored["predictions_uri"],
-                 scored["output_psi"])  # fmt: skip
+        log.info(
+            "scored %s rows with v%s -> %s; output PSI vs the champion's holdout: %s",
+            scored["rows"],
+            scored["model_version"],
+            scored["predictions_uri"],
+            scored["output_psi"],
+        )
         if scored["output_drift"]:
-            alert(spec, "output_drift", f"{spec.name}: predictions drifted on {scored['ds']}",
-                  f"output PSI {scored['output_psi']:.3f} > max_output_psi {scored['max_output_psi']} "
-                  f"(v{scored['model_version']} on {scored['rows']} rows vs its holdout)",
-                  scored)  # fmt: skip
+            alert(
+                spec,
+                "output_drift",
+                f"{spec.name}: predictions drifted on {scored['ds']}",
+                f"output PSI {scored['output_psi']:.3f} > max_output_psi {scored['max_output_psi']} "
+                f"(v{scored['model_version']} on {scored['rows']} rows vs its holdout)",
+                scored,
+            )
         return scored
 
     return score(ingested, held, checked)  # type: ignore[arg-type]
@@ -598,11 +700,14 @@ def scoring_dag(loaded: LoadedSpec, schedule: str | None) -> DAG:
         schedule=schedule,
         max_active_runs=1,
         **common_dag_args(spec, "score"),
-        doc_md=spec_doc(loaded, "Scores the run date's batch with the version holding `champion`, "
-                        "after checking it against that version's input contract (quarantined if "
-                        "not). Predictions go to `predictions/<model>/<ds>/predictions.parquet` "
-                        "(a re-run replaces the date's file). No champion yet: the run skips."),
-    ) as built:  # fmt: skip
+        doc_md=spec_doc(
+            loaded,
+            "Scores the run date's batch with the version holding `champion`, "
+            "after checking it against that version's input contract (quarantined if "
+            "not). Predictions go to `predictions/<model>/<ds>/predictions.parquet` "
+            "(a re-run replaces the date's file). No champion yet: the run skips.",
+        ),
+    ) as built:
         held = scoring_champion(loaded)
         ingested = scoring_ingest(loaded)
         held >> ingested

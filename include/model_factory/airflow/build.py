@@ -78,13 +78,16 @@ def validate_built(loaded: LoadedSpec, template: Template, built_dags: object) -
     dags = list(built_dags)  # type: ignore[call-overload]
     for built in dags:
         if not isinstance(built, DAG):
-            raise SpecError(loaded.path, [("template", f"template {template.name!r} returned "
-                                           f"{type(built).__name__}, not a DAG")],
-                            [ErrorKind.TEMPLATE_RAISED])  # fmt: skip
+            raise SpecError(
+                loaded.path,
+                [("template", f"template {template.name!r} returned {type(built).__name__}, not a DAG")],
+                [ErrorKind.TEMPLATE_RAISED],
+            )
         if not built.dag_id.startswith(f"{spec.name}__"):
             why = f"built DAG {built.dag_id!r}; a model's DAG ids start {spec.name + '__'!r}"
-            raise SpecError(loaded.path, [("template", f"template {template.name!r} {why}")],
-                            [ErrorKind.TEMPLATE_RAISED])
+            raise SpecError(
+                loaded.path, [("template", f"template {template.name!r} {why}")], [ErrorKind.TEMPLATE_RAISED]
+            )
     return dags
 
 
@@ -97,12 +100,18 @@ def build_model(loaded: LoadedSpec, registry: Registry) -> list[DAG]:
     template = registry.templates.get(spec.template)
     if template is None:
         unknown = [ErrorKind.SPEC_UNKNOWN_TEMPLATE]
-        raise SpecError(loaded.path, [("template", f"unknown template {spec.template!r}; known: "
-                                       f"{sorted(registry.templates)}")], unknown)  # fmt: skip
+        raise SpecError(
+            loaded.path,
+            [("template", f"unknown template {spec.template!r}; known: {sorted(registry.templates)}")],
+            unknown,
+        )
     if str(loaded.path) in registry.unbuildable.get(template.name, {}):
         why = registry.unbuildable[template.name][str(loaded.path)]
-        raise SpecError(loaded.path, [("template", f"template {template.name!r} ({template.origin}) {why}")],
-                        [ErrorKind.TEMPLATE_RAISED])  # fmt: skip
+        raise SpecError(
+            loaded.path,
+            [("template", f"template {template.name!r} ({template.origin}) {why}")],
+            [ErrorKind.TEMPLATE_RAISED],
+        )
     params, problems = check_params(template, spec)
     if problems:
         raise SpecError(loaded.path, problems)
@@ -112,8 +121,9 @@ def build_model(loaded: LoadedSpec, registry: Registry) -> list[DAG]:
         raise
     except CONTAINED as exc:  # sys.exit() or KeyboardInterrupt too: one template never ends the parse
         why = f"({template.origin}) raised while building: {describe(exc)}{_where(exc)}"
-        raise SpecError(loaded.path, [("template", f"template {template.name!r} {why}")],
-                        [ErrorKind.TEMPLATE_RAISED]) from exc  # fmt: skip
+        raise SpecError(
+            loaded.path, [("template", f"template {template.name!r} {why}")], [ErrorKind.TEMPLATE_RAISED]
+        ) from exc
     for built in dags:
         if f"template:{spec.template}" not in built.tags:
             built.tags.add(f"template:{spec.template}")

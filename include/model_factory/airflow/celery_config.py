@@ -24,5 +24,8 @@ CELERY_CONFIG = DEFAULT_CELERY_CONFIG
 def warm_worker(*args: Any, **kwargs: Any) -> None:
     """In the worker's main process, before it forks its pool."""
     took = warm_imports()
-    log.info("Celery worker: pre-imported %d modules in %.1f s before forking its pool",
-             len(took), sum(took.values()))  # fmt: skip
+    log.info(
+        "Celery worker: pre-imported %d modules in %.1f s before forking its pool",
+        len(took),
+        sum(took.values()),
+    )

@@ -89,8 +89,9 @@ def alert(spec: ModelSpec, kind: str, subject: str, body: str, details: dict | N
             webhook_url = conn.extra_dejson.get("url") or conn.get_uri()
     except AirflowNotFoundException as exc:
         log.error("notify connection missing for %s: %s (alert goes to the log/file only)", spec.name, exc)
-    message = Alert(model=spec.name, owner=spec.owner, kind=kind, subject=subject, body=body,
-                    details=details or {})  # fmt: skip
+    message = Alert(
+        model=spec.name, owner=spec.owner, kind=kind, subject=subject, body=body, details=details or {}
+    )
     return deliver(message, FactorySettings.from_env().home, smtp=smtp, webhook_url=webhook_url)
 
 
@@ -108,7 +109,7 @@ def s3_options(conn_id: str | None):
     except AirflowNotFoundException as exc:
         raise AirflowFailException(
             f"source.aws_conn_id {conn_id!r} names no Airflow connection: create it "
-            "(login/password = access key/secret, extra {\"endpoint_url\": ...}) or remove the field"
+            '(login/password = access key/secret, extra {"endpoint_url": ...}) or remove the field'
         ) from exc
     extra = conn.extra_dejson
     return S3Options(
@@ -164,12 +165,21 @@ def spread_cron(expression: str | None, name: str) -> str | None:
 # Kept in step with model_factory.rollout.canary.OPS_ACTIONS (a test checks).
 CANARY_ACTIONS = ("promote", "rollback", "abort", "pin", "unpin", "shadow", "shadow_stop")
 _TEXT = ["null", "string"]
-_VERSION: dict[str, Any] = {"type": ["null", "string", "integer"], "pattern": r"^[0-9]+$", "minimum": 1,
-            "title": "Version", "description": "A registered version; empty: the one announced"}  # fmt: skip
+_VERSION: dict[str, Any] = {
+    "type": ["null", "string", "integer"],
+    "pattern": r"^[0-9]+$",
+    "minimum": 1,
+    "title": "Version",
+    "description": "A registered version; empty: the one announced",
+}
 # A batch date stays free text here: a bad one fails `ingest` naming the conf (and the Analyzer
 # counts it); the form still says what is expected.
-_DS: dict[str, Any] = {"type": _TEXT, "maxLength": 40, "title": "Batch date",
-       "description": "YYYY-MM-DD; empty: the run's own date"}  # fmt: skip
+_DS: dict[str, Any] = {
+    "type": _TEXT,
+    "maxLength": 40,
+    "title": "Batch date",
+    "description": "YYYY-MM-DD; empty: the run's own date",
+}
 
 
 def trigger_params(kind: str) -> dict[str, Param]:
@@ -177,21 +187,40 @@ def trigger_params(kind: str) -> dict[str, Param]:
     reason = Param(None, type=_TEXT, maxLength=2000, title="Reason", description="Why (recorded)")
     actor = Param(None, type=_TEXT, maxLength=200, title="On behalf of", description="Who asked (optional)")
     forms = {
-        "retrain": lambda: {"ds": Param(None, **_DS),
-                            "force_retrain": Param(False, type="boolean", title="Force retrain",
-                                                   description="Train again on unchanged data")},
-        "drift_watch": lambda: {"ds": Param(None, **_DS),
-                                "force": Param(False, type="boolean", title="Force",
-                                               description="Check a batch that was already checked")},
-        "canary": lambda: {"version": Param(None, **_VERSION),
-                           "action": Param(None, type=_TEXT, enum=[None, *CANARY_ACTIONS], title="Action",
-                                           description="Ops action instead of a rollout (empty: roll out)"),
-                           "share": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=1,
-                                          title="Shadow share",
-                                          description="Action shadow: share it scores (empty: all)"),
-                           "reason": reason, "actor": actor},
+        "retrain": lambda: {
+            "ds": Param(None, **_DS),
+            "force_retrain": Param(
+                False, type="boolean", title="Force retrain", description="Train again on unchanged data"
+            ),
+        },
+        "drift_watch": lambda: {
+            "ds": Param(None, **_DS),
+            "force": Param(
+                False, type="boolean", title="Force", description="Check a batch that was already checked"
+            ),
+        },
+        "canary": lambda: {
+            "version": Param(None, **_VERSION),
+            "action": Param(
+                None,
+                type=_TEXT,
+                enum=[None, *CANARY_ACTIONS],
+                title="Action",
+                description="Ops action instead of a rollout (empty: roll out)",
+            ),
+            "share": Param(
+                None,
+                type=["null", "number"],
+                exclusiveMinimum=0,
+                maximum=1,
+                title="Shadow share",
+                description="Action shadow: share it scores (empty: all)",
+            ),
+            "reason": reason,
+            "actor": actor,
+        },
         "review": lambda: {"version": Param(None, **_VERSION)},
-    }  # fmt: skip
+    }
     return forms[kind]()
 
 
@@ -217,10 +246,15 @@ def common_dag_args(spec: ModelSpec, kind: str) -> dict[str, Any]:
 
 # What no retry can fix (a bad label, a refused source URI, an untrusted model type) fails the
 # task at once, whatever the task; named by path so DAG parsing imports nothing more.
-PERMANENT_FAILS_AT_ONCE = ExceptionRetryPolicy(rules=[RetryRule(
-    exception="model_factory.errors.PermanentError", action=RetryAction.FAIL,
-    reason="model_factory.errors.PermanentError: the same input fails on every retry",
-)])  # fmt: skip
+PERMANENT_FAILS_AT_ONCE = ExceptionRetryPolicy(
+    rules=[
+        RetryRule(
+            exception="model_factory.errors.PermanentError",
+            action=RetryAction.FAIL,
+            reason="model_factory.errors.PermanentError: the same input fails on every retry",
+        )
+    ]
+)
 
 
 def code_dir(loaded: LoadedSpec) -> Path:

@@ -79,6 +79,9 @@ class WarmLocalExecutor(LocalExecutor):
     def start(self) -> None:
         if self.is_mp_using_fork:  # with spawn, workers start fresh and gain nothing
             took = warm_imports()
-            log.info("WarmLocalExecutor: pre-imported %d modules in %.1f s before forking workers",
-                     len(took), sum(took.values()))  # fmt: skip
+            log.info(
+                "WarmLocalExecutor: pre-imported %d modules in %.1f s before forking workers",
+                len(took),
+                sum(took.values()),
+            )
         super().start()

@@ -36,8 +36,9 @@ def refresh_cards(spec, settings: FactorySettings, db_uri: str) -> dict[str, str
     done: dict[str, str] = {}
     for version in sorted({row["version"] for row in rows}):
         try:
-            uri = add_health_to_card(spec.registered_model_name, version,
-                                     [r for r in rows if r["version"] == version], settings)  # fmt: skip
+            uri = add_health_to_card(
+                spec.registered_model_name, version, [r for r in rows if r["version"] == version], settings
+            )
             done[version] = uri or "no stored card data"
         except Exception as exc:  # a card is documentation: the check's decision stands without it
             log.warning("card of %s v%s not re-rendered: %s", spec.name, version, exc)

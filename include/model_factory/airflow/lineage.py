@@ -57,7 +57,11 @@ def model_namespace(tracking_uri: str) -> str:
     """The OpenLineage namespace of an MLflow tracking server (``mlflow://host:port``); a local
     store (``sqlite:///...``, a path) is ``mlflow://local``."""
     parsed = urlparse(tracking_uri)
-    return f"mlflow://{parsed.netloc}" if parsed.scheme in ("http", "https") and parsed.netloc else "mlflow://local"
+    return (
+        f"mlflow://{parsed.netloc}"
+        if parsed.scheme in ("http", "https") and parsed.netloc
+        else "mlflow://local"
+    )
 
 
 def run_model_name(run_id: str) -> str:

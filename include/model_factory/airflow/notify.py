@@ -66,8 +66,9 @@ def _channel(conn_id: str, spec_email: list[str], subject: str, body: str):
 
         if not spec_email:
             raise ValueError(f"connection {conn_id!r} is SMTP but notify.email lists no recipient")
-        return SmtpNotifier(to=spec_email, smtp_conn_id=conn_id, subject=subject,
-                            html_content=f"<pre>{body}</pre>")  # fmt: skip
+        return SmtpNotifier(
+            to=spec_email, smtp_conn_id=conn_id, subject=subject, html_content=f"<pre>{body}</pre>"
+        )
     if kind == "slackwebhook":
         from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
@@ -102,8 +103,9 @@ def notify_conn_ids(spec: ModelSpec) -> list[str]:
 class FactoryNotifier(BaseNotifier):
     """Tell a model's owner (or reviewer) about a run; never raises."""
 
-    def __init__(self, model: str, owner: str, kind: str, subject: str, email: list[str],
-                 conn_ids: list[str]):  # fmt: skip
+    def __init__(
+        self, model: str, owner: str, kind: str, subject: str, email: list[str], conn_ids: list[str]
+    ):
         super().__init__()
         self.model, self.owner, self.kind, self.subject = model, owner, kind, subject
         self.email, self.conn_ids = list(email), list(conn_ids)
@@ -136,9 +138,14 @@ class FactoryNotifier(BaseNotifier):
         head += [f"Log: {links['log']}"] if "log" in links else []
         tail = [f"Error: {type(error).__name__}: {error}"] if error else []
         body = "\n".join(head + (lines or []) + tail)
-        alert = Alert(model=self.model, owner=self.owner, kind=self.kind, subject=subject, body=body,
-                      details={**(details or {}), "links": links, "task_id": task,
-                               "run_id": context.get("run_id")})  # fmt: skip
+        alert = Alert(
+            model=self.model,
+            owner=self.owner,
+            kind=self.kind,
+            subject=subject,
+            body=body,
+            details={**(details or {}), "links": links, "task_id": task, "run_id": context.get("run_id")},
+        )
         channels: dict[str, str] = {}
         for conn_id in self.conn_ids:
             try:
@@ -156,9 +163,14 @@ class FactoryNotifier(BaseNotifier):
         failed = {conn_id: why for conn_id, why in channels.items() if why.startswith("failed")}
         if failed:  # its own alert, the newest: `status` and `show` name the broken connection
             subject = f"notify connection {', '.join(failed)} failed ({self.kind} for {where} not sent there)"
-            broken = Alert(model=self.model, owner=self.owner, kind="notify_channel_failed", subject=subject,
-                           body="\n".join(f"{conn_id}: {why}" for conn_id, why in failed.items()),
-                           details={"channels": failed, "alert_kind": self.kind, "links": links})  # fmt: skip
+            broken = Alert(
+                model=self.model,
+                owner=self.owner,
+                kind="notify_channel_failed",
+                subject=subject,
+                body="\n".join(f"{conn_id}: {why}" for conn_id, why in failed.items()),
+                details={"channels": failed, "alert_kind": self.kind, "links": links},
+            )
             deliver(broken, home)
         return outcome | {"channels": channels}
 
@@ -180,9 +192,12 @@ def held_notifier(spec: ModelSpec) -> FactoryNotifier:
 
 # Rollout decisions (``action`` of a recorded decision) that change what serves, by event kind.
 VERSION_EVENTS = {
-    "canary_promoted": "version_promoted", "promoted": "version_promoted", "pinned": "version_promoted",
-    "canary_rolled_back": "version_rolled_back", "rolled_back": "version_rolled_back",
-}  # fmt: skip
+    "canary_promoted": "version_promoted",
+    "promoted": "version_promoted",
+    "pinned": "version_promoted",
+    "canary_rolled_back": "version_rolled_back",
+    "rolled_back": "version_rolled_back",
+}
 
 
 def version_event(spec: ModelSpec, decision: dict, context: Any) -> dict | None:
@@ -225,9 +240,13 @@ def retrain_deadline_alert(spec: ModelSpec, cron: str | None):
     # airflow.sdk exports these lazily (module __getattr__), which mypy cannot see
     from airflow.sdk import DeadlineAlert, DeadlineReference, SyncCallback  # type: ignore[attr-defined]
 
-    recipients = {"model": spec.name, "owner": spec.owner, "email": list(spec.notify.email),
-                  "conn_ids": notify_conn_ids(spec),
-                  "deadline": spec.notify.retrain_deadline}  # fmt: skip
+    recipients = {
+        "model": spec.name,
+        "owner": spec.owner,
+        "email": list(spec.notify.email),
+        "conn_ids": notify_conn_ids(spec),
+        "deadline": spec.notify.retrain_deadline,
+    }
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
         interval=deadline_interval(cron, spec.notify.retrain_deadline),
@@ -236,8 +255,9 @@ def retrain_deadline_alert(spec: ModelSpec, cron: str | None):
     )
 
 
-def retrain_late(context: dict, model: str, owner: str, email: list[str], conn_ids: list[str],
-                 deadline: str) -> dict | None:  # fmt: skip
+def retrain_late(
+    context: dict, model: str, owner: str, email: list[str], conn_ids: list[str], deadline: str
+) -> dict | None:
     """The deadline's callback (Airflow runs it by path, with the run in ``context``): the retrain
     is still running past ``deadline``. Never raises."""
     try:

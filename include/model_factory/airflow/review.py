@@ -50,10 +50,22 @@ FORM_FIELDS = tuple(FORM_LIMITS)
 
 def review_form() -> dict:
     """The reviewer's form: typed fields, so Airflow's form checks what it can before submitting."""
-    return {"reason": Param("", type="string", maxLength=FORM_LIMITS["reason"], title="Reason",
-                            description="Why (recorded on the version)"),
-            "actor": Param("", type="string", maxLength=FORM_LIMITS["actor"], title="On behalf of",
-                           description="On whose behalf (optional)")}  # fmt: skip
+    return {
+        "reason": Param(
+            "",
+            type="string",
+            maxLength=FORM_LIMITS["reason"],
+            title="Reason",
+            description="Why (recorded on the version)",
+        ),
+        "actor": Param(
+            "",
+            type="string",
+            maxLength=FORM_LIMITS["actor"],
+            title="On behalf of",
+            description="On whose behalf (optional)",
+        ),
+    }
 
 
 def _as_text(value: object) -> str:
@@ -96,8 +108,9 @@ class ReviewOperator(HITLOperator):
 
     def execute_complete(self, context, event):
         if "error" not in event:
-            chosen, fields = normalise_answer(event.get("chosen_options"), event.get("params_input"),
-                                              list(self.options))  # fmt: skip
+            chosen, fields = normalise_answer(
+                event.get("chosen_options"), event.get("params_input"), list(self.options)
+            )
             event = {**event, "chosen_options": chosen, "params_input": fields}
         return super().execute_complete(context, event)
 
@@ -126,9 +139,15 @@ def model_card(loaded: LoadedSpec, registered: XComArg) -> XComArg:
 
             install_code_package(code_dir(loaded))
         made = produce_card(spec, registered, FactorySettings.from_env())
-        log.info("model card of %s v%s: %s (%s bytes); checklist %s; timings %s", made["model"],
-                 made["version"], made["card_uri"] or f"MISSING: {made['card_error']}",
-                 made["card_bytes"], made["checklist"]["status"], made["timings"])  # fmt: skip
+        log.info(
+            "model card of %s v%s: %s (%s bytes); checklist %s; timings %s",
+            made["model"],
+            made["version"],
+            made["card_uri"] or f"MISSING: {made['card_error']}",
+            made["card_bytes"],
+            made["checklist"]["status"],
+            made["timings"],
+        )
         for item in made["checklist"]["items"]:
             log.info("  %s %s: %s", "pass" if item["passed"] else "FAIL", item["item"], item["reason"])
         return {k: made[k] for k in ("model", "version", "card_uri", "card_bytes", "timings")} | {
@@ -149,8 +168,10 @@ def data_budget(loaded: LoadedSpec, trained: XComArg) -> XComArg:
         if not spec.evaluation.data_budget.enabled:
             raise AirflowSkipException(f"evaluation.data_budget.enabled is false in {loaded.path.name}")
         if spec.estimator.factory:
-            raise AirflowSkipException("the data budget refits the spec's allow-listed estimator; "
-                                       "a model trained by its own code (estimator.factory) has none")
+            raise AirflowSkipException(
+                "the data budget refits the spec's allow-listed estimator; "
+                "a model trained by its own code (estimator.factory) has none"
+            )
         # A report beside evaluate and register, not on the way to the decision: refitting the
         # model on its shares must not take their CPU on a busy worker.
         os.nice(10)
@@ -191,15 +212,21 @@ def review_dag(loaded: LoadedSpec) -> DAG:
         schedule=[held_asset(spec)],
         max_active_runs=16,  # one per held version; waiting holds no worker slot
         **common_dag_args(spec, "review"),
-        doc_md=spec_doc(loaded, f"Started by `{spec.name}__held` (a retrain held a version for "
-                        "review). Approve or reject it in the Airflow UI (the `review` task) with a "
-                        f"reason, or `model-factory approve|reject {spec.name} VERSION --reason ...`. "
-                        f"Unanswered after {window:g} h (spec `review.window_hours`) it expires as "
-                        "rejected. Approved: it becomes challenger and its canary starts. Trigger "
-                        'by hand with conf `{"version": "N"}`.' + (
-                            f" Reviewers (spec `review.reviewers`): {', '.join(spec.review.reviewers)}."
-                            if spec.review.reviewers else "")),
-    ) as built:  # fmt: skip
+        doc_md=spec_doc(
+            loaded,
+            f"Started by `{spec.name}__held` (a retrain held a version for "
+            "review). Approve or reject it in the Airflow UI (the `review` task) with a "
+            f"reason, or `model-factory approve|reject {spec.name} VERSION --reason ...`. "
+            f"Unanswered after {window:g} h (spec `review.window_hours`) it expires as "
+            "rejected. Approved: it becomes challenger and its canary starts. Trigger "
+            'by hand with conf `{"version": "N"}`.'
+            + (
+                f" Reviewers (spec `review.reviewers`): {', '.join(spec.review.reviewers)}."
+                if spec.review.reviewers
+                else ""
+            ),
+        ),
+    ) as built:
 
         @task(multiple_outputs=True)
         def prepare() -> dict:
@@ -208,17 +235,24 @@ def review_dag(loaded: LoadedSpec) -> DAG:
             events = [extra["version"] for extra in triggering_extras() if extra.get("version")]
             version = str(conf().get("version") or (events[-1] if events else ""))
             if not version:
-                raise AirflowSkipException("no version to review: trigger with conf {\"version\": \"N\"}")
+                raise AirflowSkipException('no version to review: trigger with conf {"version": "N"}')
             mv = connect(FactorySettings.from_env()).get_model_version(name, version)
             if mv.tags.get(tag_schema.REVIEW_STATUS) or mv.tags.get(tag_schema.DECISION) != "held_for_review":
                 raise AirflowSkipException(
                     f"{name} v{version} is {mv.tags.get(tag_schema.DECISION)} "
                     f"({mv.tags.get(tag_schema.REVIEW_STATUS) or 'not reviewed'}): nothing to review"
                 )
-            card = (mv.description or "").rsplit("Model card: ", 1)[-1] if "Model card:" in (
-                mv.description or "") else "(no card)"  # fmt: skip
-            return {"version": version, "reason": mv.tags.get(tag_schema.DECISION_REASON, ""), "card": card,
-                    "checklist": mv.tags.get(tag_schema.CHECKLIST, "not run")}  # fmt: skip
+            card = (
+                (mv.description or "").rsplit("Model card: ", 1)[-1]
+                if "Model card:" in (mv.description or "")
+                else "(no card)"
+            )
+            return {
+                "version": version,
+                "reason": mv.tags.get(tag_schema.DECISION_REASON, ""),
+                "card": card,
+                "checklist": mv.tags.get(tag_schema.CHECKLIST, "not run"),
+            }
 
         prepared = prepare()
         review = ReviewOperator(
@@ -235,7 +269,7 @@ def review_dag(loaded: LoadedSpec) -> DAG:
             response_timeout=timedelta(hours=window),
             notifiers=[held_notifier(spec)],  # the reviewer is told; a failing channel fails nothing
             assigned_users=reviewers(spec),
-        )  # fmt: skip
+        )
         prepared >> review
 
         @task(multiple_outputs=True, outlets=[challenger_asset(spec)])
@@ -263,14 +297,18 @@ def review_dag(loaded: LoadedSpec) -> DAG:
                     result = approval.approve_version(name, version, settings, who, reason)
                 else:
                     result = approval.reject_version(name, version, settings, who, reason)
-            log.info("%s v%s %s by %s: %s", name, version, result["status"], result["actor"],
-                     result["reason"])  # fmt: skip
+            log.info(
+                "%s v%s %s by %s: %s", name, version, result["status"], result["actor"], result["reason"]
+            )
             if result["alias"] != "challenger":
                 raise AirflowSkipException(
                     f"v{version} {result['status']} (alias {result['alias']}): no canary to start"
                 )
-            extra = {"version": version, "ds": run_ds(), "reason": f"approved by {result['actor']}: "
-                     f"{result['reason']}"}  # fmt: skip
+            extra = {
+                "version": version,
+                "ds": run_ds(),
+                "reason": f"approved by {result['actor']}: {result['reason']}",
+            }
             get_current_context()["outlet_events"][challenger_asset(spec)].extra = extra
             return extra
 

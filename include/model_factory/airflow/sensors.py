@@ -34,7 +34,7 @@ class NewBatchSensor(BaseSensorOperator):
             log.info("waiting for %s", uri)
             return PokeReturnValue(is_done=False)
         if already_checked(self.spec, ds, FactorySettings.from_env()) and not force:
-            log.info("%s was already checked (conf {\"force\": true} re-checks it)", uri)
+            log.info('%s was already checked (conf {"force": true} re-checks it)', uri)
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value={"ds": ds, "uri": uri})
 
@@ -72,8 +72,13 @@ class CanaryStageSensor(BaseSensorOperator):
             began = began.replace(tzinfo=UTC)
         overdue = datetime.now(UTC) > began + timedelta(minutes=self.spec.canary.max_stage_minutes)
         result = analyse_running_canary(self.spec, settings, deadline_passed=overdue).to_dict()
-        log.info("stage %d (share %.0f%%): %s\n  - %s", self.stage, state.share * 100, result["decision"],
-                 "\n  - ".join(result["reasons"]))  # fmt: skip
+        log.info(
+            "stage %d (share %.0f%%): %s\n  - %s",
+            self.stage,
+            state.share * 100,
+            result["decision"],
+            "\n  - ".join(result["reasons"]),
+        )
         if result["decision"] == "wait":
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value=result)

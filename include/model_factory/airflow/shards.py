@@ -99,10 +99,13 @@ def _whose(shard: Shard) -> str:
     from model_factory.settings import FactorySettings
 
     names = sorted(p.name for p in FactorySettings.from_env().specs_dir.glob("*.yaml") if shard.holds(p))
-    listed = ", ".join(names[:NAMED_IN_ERRORS]) + (f" and {len(names) - NAMED_IN_ERRORS} more"
-                                                   if len(names) > NAMED_IN_ERRORS else "")  # fmt: skip
-    return (f"shard {shard.index} of {shard.count}: the DAGs of its {len(names)} specs ({listed}) are "
-            "missing until it parses; the other shards are not affected")  # fmt: skip
+    listed = ", ".join(names[:NAMED_IN_ERRORS]) + (
+        f" and {len(names) - NAMED_IN_ERRORS} more" if len(names) > NAMED_IN_ERRORS else ""
+    )
+    return (
+        f"shard {shard.index} of {shard.count}: the DAGs of its {len(names)} specs ({listed}) are "
+        "missing until it parses; the other shards are not affected"
+    )
 
 
 def write_shard_files(folder: Path, count: int) -> list[Path]:

@@ -102,8 +102,10 @@ class _Cache:
         self.builds = {k: Verdict(**v) for k, v in (raw.get("builds") or {}).items()}
 
     def save(self) -> None:
-        data = {"import": self.import_verdict.__dict__ if self.import_verdict else None,
-                "builds": {k: v.__dict__ for k, v in self.builds.items()}}  # fmt: skip
+        data = {
+            "import": self.import_verdict.__dict__ if self.import_verdict else None,
+            "builds": {k: v.__dict__ for k, v in self.builds.items()},
+        }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
@@ -173,8 +175,9 @@ def _current(steps: dict[str, dict]) -> str | None:
     return started[-1] if started else None
 
 
-def _blame(cache: _Cache, steps: dict[str, dict], failure: str | None, to_check: list[Path],
-           keys: dict[Path, str]) -> bool:
+def _blame(
+    cache: _Cache, steps: dict[str, dict], failure: str | None, to_check: list[Path], keys: dict[Path, str]
+) -> bool:
     """Record what one child found; True when a build step hung or exited (it is blamed)."""
     stamp = time.time()
     timed_out = "within" in (failure or "")
@@ -219,7 +222,8 @@ def check_template(template: Path, specs: list[Path]) -> tuple[str | None, dict[
         if failure and blamed >= MAX_BLAMED:
             for rest in to_check:
                 cache.builds[keys[rest]] = Verdict(
-                    False, f"not tried: build() hung or exited on {blamed} other models", time.time(), True)
+                    False, f"not tried: build() hung or exited on {blamed} other models", time.time(), True
+                )
             break
         if failure and not blamed:
             break

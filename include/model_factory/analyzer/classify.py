@@ -182,8 +182,11 @@ EXPECTATION_KINDS = {
     "expect_table_row_count_to_be_between": ErrorKind.TOO_FEW_ROWS,
     "factory_expect_labels_in_known_classes": ErrorKind.UNSEEN_CLASS_LABEL,
 }
-FACTORY_CHECK_KINDS = {"classes": ErrorKind.UNSEEN_CLASS_LABEL, "labels": ErrorKind.UNSEEN_CLASS_LABEL,
-                       "numbers": ErrorKind.WRONG_COLUMN_TYPE}  # fmt: skip
+FACTORY_CHECK_KINDS = {
+    "classes": ErrorKind.UNSEEN_CLASS_LABEL,
+    "labels": ErrorKind.UNSEEN_CLASS_LABEL,
+    "numbers": ErrorKind.WRONG_COLUMN_TYPE,
+}
 
 
 def validation_kinds(result: dict[str, Any] | None) -> list[str]:

@@ -110,9 +110,14 @@ def collect_airflow(
     # from them.
     if api is None:
         earlier = len(store.origins("airflow:run:"))
-        return SourceStatus("airflow", False, message=(
-            "no Airflow API to read: new DAG runs people triggered and their task outcomes are left out"
-            + (f"; the {earlier} runs collected earlier are used" if earlier else "")))  # fmt: skip
+        return SourceStatus(
+            "airflow",
+            False,
+            message=(
+                "no Airflow API to read: new DAG runs people triggered and their task outcomes are left out"
+                + (f"; the {earlier} runs collected earlier are used" if earlier else "")
+            ),
+        )
     try:
         runs = api.get("/api/v2/dags/~/dagRuns", run_type="manual", limit=limit, order_by="-run_after")[
             "dag_runs"

@@ -178,8 +178,10 @@ def build_report(
         "db": make_url(analyzer.db_uri).render_as_string(hide_password=True),
     }
     report = analyze(store.events(since=since, until=until), thresholds, sources=sources, recording=recording)
-    report["window"] = {"since": since and since.isoformat(timespec="seconds"),
-                        "until": until and until.isoformat(timespec="seconds")}  # fmt: skip
+    report["window"] = {
+        "since": since and since.isoformat(timespec="seconds"),
+        "until": until and until.isoformat(timespec="seconds"),
+    }
     return report
 
 

@@ -92,7 +92,6 @@ def current_user() -> str:
     return user.removesuffix(" via cli")
 
 
-
 METADATA = sa.MetaData()
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 EVENTS = sa.Table(

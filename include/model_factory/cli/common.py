@@ -75,5 +75,8 @@ def registry_call(model: str, settings: FactorySettings, call: Callable[[], T]) 
             raise
         if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
             fail(f"refused: no registered model or version for {model!r}: {str(exc).splitlines()[0]}")
-        fail(f"MLflow did not answer at {settings.tracking_uri}: {str(exc).splitlines()[0][:300]}\n"
-             "  -> start it (`make ui` runs one) or fix MLFLOW_TRACKING_URI", EXIT_UNREACHABLE)  # fmt: skip
+        fail(
+            f"MLflow did not answer at {settings.tracking_uri}: {str(exc).splitlines()[0][:300]}\n"
+            "  -> start it (`make ui` runs one) or fix MLFLOW_TRACKING_URI",
+            EXIT_UNREACHABLE,
+        )

@@ -67,8 +67,16 @@ def _type_name(annotation: Any) -> str:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return f"[{annotation.__name__}](#{annotation.__name__.lower()})"
     name = getattr(annotation, "__name__", str(annotation))
-    return {"str": "text", "int": "integer", "float": "number", "bool": "true/false", "Path": "path",
-            "Any": "any", "StrictInt": "integer", "StrictStr": "text"}.get(name, name)  # fmt: skip
+    return {
+        "str": "text",
+        "int": "integer",
+        "float": "number",
+        "bool": "true/false",
+        "Path": "path",
+        "Any": "any",
+        "StrictInt": "integer",
+        "StrictStr": "text",
+    }.get(name, name)
 
 
 def _cell(text: str) -> str:
@@ -98,8 +106,9 @@ def configuration_table() -> str:
                 what += " **Secret**: never printed."
             if extra.get("example"):
                 what += f" Production e.g. `{extra['example']}`."
-            rows.append((f"`{env_name(name)}`", _shown_default(name, info), _type_name(info.annotation),
-                         what))
+            rows.append(
+                (f"`{env_name(name)}`", _shown_default(name, info), _type_name(info.annotation), what)
+            )
         lines += [f"### {section.capitalize()}", "", *_table(("variable", "default", "type", "what"), rows)]
     return "\n".join(lines)
 
@@ -211,10 +220,15 @@ def spec_reference() -> str:
         elif model.__doc__ and "BaseModel" not in model.__doc__:
             lines += [" ".join(model.__doc__.split()), ""]
         rows = [
-            (f"`{info.alias or name}`", _type_name(info.annotation), _spec_default(info), _bounds(info),
-             info.description or "")
+            (
+                f"`{info.alias or name}`",
+                _type_name(info.annotation),
+                _spec_default(info),
+                _bounds(info),
+                info.description or "",
+            )
             for name, info in model.model_fields.items()
-        ]  # fmt: skip
+        ]
         lines += _table(("field", "type", "default", "bounds", "what"), rows)
     return "\n".join(lines)
 

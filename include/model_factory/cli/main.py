@@ -52,8 +52,13 @@ def _validate(paths: list[Path]) -> None:
         fail(f"no spec files found in {settings.specs_dir}")
     failures = 0
     # A progress bar on a terminal for many specs (nothing when piped: the ok/FAIL lines are the output).
-    shown = track(files, description="validating specs", console=err_console, transient=True,
-                  disable=len(files) < 20 or not err_console.is_terminal)  # fmt: skip
+    shown = track(
+        files,
+        description="validating specs",
+        console=err_console,
+        transient=True,
+        disable=len(files) < 20 or not err_console.is_terminal,
+    )
     for path in shown:
         try:
             spec = load_spec(path)
@@ -133,8 +138,9 @@ def _version_event(decision: dict, settings: FactorySettings) -> None:
     sent = version_event(spec, decision, {"where": "model-factory CLI"})
     failed = {c: why for c, why in ((sent or {}).get("channels") or {}).items() if why.startswith("failed")}
     for conn_id, why in failed.items():
-        typer.echo(f"event not delivered through connection {conn_id!r}: {why} (recorded in the alerts)",
-                   err=True)  # fmt: skip
+        typer.echo(
+            f"event not delivered through connection {conn_id!r}: {why} (recorded in the alerts)", err=True
+        )
 
 
 _SHOWN_DETAILS = ("champion", "previous_champion", "share")
@@ -151,8 +157,15 @@ def decision_line(decision: dict) -> str:
     return line + ("" if decision.get("changed", True) else " (already so: nothing changed)")
 
 
-def _ops(action: str, model: str, reason: str, actor: str | None, version: str | None = None,
-         share: float | None = None, as_json: bool = False) -> None:  # fmt: skip
+def _ops(
+    action: str,
+    model: str,
+    reason: str,
+    actor: str | None,
+    version: str | None = None,
+    share: float | None = None,
+    as_json: bool = False,
+) -> None:
     """promote / rollback / abort / pin / unpin / canary: who and why are recorded."""
     from model_factory.rollout.canary import ops_action, start_canary
 
@@ -245,8 +258,10 @@ def demo(ctx: typer.Context) -> None:
 
     # The demo is the repository's harness (include/model_factory_dev), not part of the wheel.
     if importlib.util.find_spec("model_factory_dev") is None:
-        fail("the demo runs from a checkout of the repository, not from the installed package: "
-             "clone it and run `make demo`")  # fmt: skip
+        fail(
+            "the demo runs from a checkout of the repository, not from the installed package: "
+            "clone it and run `make demo`"
+        )
     run_demo = importlib.import_module("model_factory_dev.demo").main
     if "-h" in ctx.args or "--help" in ctx.args:
         raise typer.Exit(run_demo(ctx.args))

@@ -72,26 +72,37 @@ def _review(model: str, version: str, approve: bool, reason: str, actor: str | N
             fail(f"refused: {exc}", EXIT_REFUSED)
         if result["alias"] == "challenger":
             if client is not None:
-                run = client.trigger(f"{model}__canary", conf={"version": version, "actor": who,
-                                                               "reason": f"approved: {reason}"})  # fmt: skip
+                run = client.trigger(
+                    f"{model}__canary",
+                    conf={"version": version, "actor": who, "reason": f"approved: {reason}"},
+                )
                 result["canary_run"] = client.ui_url(f"{model}__canary", run["dag_run_id"])
             else:
                 conf = json.dumps({"version": version})
-                result["canary"] = ("Airflow is not reachable: start the canary later with "
-                                    f"`airflow dags trigger {model}__canary --conf '{conf}'`")  # fmt: skip
+                result["canary"] = (
+                    "Airflow is not reachable: start the canary later with "
+                    f"`airflow dags trigger {model}__canary --conf '{conf}'`"
+                )
     if as_json:
         print_json(result)
         return
     if answered:
         review = result["review"]
-        recorded = (f"{review.get('factory.review.status', 'not recorded yet')} by "
-                    f"{review.get('factory.review.by', '?')}: {review.get('factory.review.reason', '')}"
-                    if review else "not recorded yet")  # fmt: skip
-        console.print(f"{model} v{version}: answered the review in Airflow ({answered['url']}); {recorded}",
-                      markup=False)  # fmt: skip
+        recorded = (
+            f"{review.get('factory.review.status', 'not recorded yet')} by "
+            f"{review.get('factory.review.by', '?')}: {review.get('factory.review.reason', '')}"
+            if review
+            else "not recorded yet"
+        )
+        console.print(
+            f"{model} v{version}: answered the review in Airflow ({answered['url']}); {recorded}",
+            markup=False,
+        )
     else:
-        console.print(f"{model} v{version} {result['status']} by {result['actor']} at {result['at']}: "
-                      f"{result['reason']}; alias {result['alias']}")  # fmt: skip
+        console.print(
+            f"{model} v{version} {result['status']} by {result['actor']} at {result['at']}: "
+            f"{result['reason']}; alias {result['alias']}"
+        )
         for key in ("canary_run", "canary"):
             if key in result:
                 console.print(f"canary: {result[key]}")
@@ -118,8 +129,10 @@ def register(app: typer.Typer) -> None:
         from model_factory.spec import NAME_PATTERN
 
         if not re.match(NAME_PATTERN, model):  # a quote or space would reach MLflow's filter parser
-            fail(f"{model!r} is not a model name (lower_snake_case, 2-63 characters, a letter first)",
-                 EXIT_REFUSED)  # fmt: skip
+            fail(
+                f"{model!r} is not a model name (lower_snake_case, 2-63 characters, a letter first)",
+                EXIT_REFUSED,
+            )
         rows = held_versions(model, FactorySettings.from_env())
         if as_json:
             print_json(rows)
@@ -152,8 +165,10 @@ def register(app: typer.Typer) -> None:
         else:
             console.print(result["verdict"])
             for row in result["comparison"]:
-                console.print(f"  {row['metric']:<10} recorded {row['recorded']:.6f}  reproduced "
-                              f"{row['reproduced']:.6f}  {'ok' if row['within'] else 'DIFFERS'}")  # fmt: skip
+                console.print(
+                    f"  {row['metric']:<10} recorded {row['recorded']:.6f}  reproduced "
+                    f"{row['reproduced']:.6f}  {'ok' if row['within'] else 'DIFFERS'}"
+                )
             console.print(f"scratch run {result['scratch_run_id']} ({result['seconds']} s)")
         if not result["reproduced"]:
             raise typer.Exit(EXIT_REFUSED)
@@ -164,10 +179,16 @@ def register(app: typer.Typer) -> None:
         from model_factory.io.tracking import connect
 
         mv = connect(FactorySettings.from_env()).get_model_version(model, version)
-        items = {k.split(".")[2]: (v, mv.tags.get(f"{k}.reason", "")) for k, v in mv.tags.items()
-                 if k.startswith(f"{tag_schema.CHECKLIST}.") and k.count(".") == 2}  # fmt: skip
-        info = {"description": mv.description, "checklist": mv.tags.get(tag_schema.CHECKLIST, "not run"),
-                "items": items}  # fmt: skip
+        items = {
+            k.split(".")[2]: (v, mv.tags.get(f"{k}.reason", ""))
+            for k, v in mv.tags.items()
+            if k.startswith(f"{tag_schema.CHECKLIST}.") and k.count(".") == 2
+        }
+        info = {
+            "description": mv.description,
+            "checklist": mv.tags.get(tag_schema.CHECKLIST, "not run"),
+            "items": items,
+        }
         if as_json:
             print_json(info)
             return
@@ -177,8 +198,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"  {result:<4} {item}" + (f": {why}" if why else ""))
 
     @app.command("override-checklist")
-    def override_checklist(model: str, version: str, reason: Reason, actor: Actor = None,
-                           as_json: Json = False) -> None:  # fmt: skip
+    def override_checklist(
+        model: str, version: str, reason: Reason, actor: Actor = None, as_json: Json = False
+    ) -> None:
         """Allow serving VERSION although its checklist fails; who and why are recorded."""
         from model_factory.io.tracking import connect
         from model_factory.pipeline.registry import CHECKLIST_OVERRIDE, record_decision
@@ -186,10 +208,13 @@ def register(app: typer.Typer) -> None:
         if not reason.strip():
             fail("refused: an override needs a reason (--reason)", EXIT_REFUSED)
         client = connect(FactorySettings.from_env())
-        decision = record_decision(client, model, version, CHECKLIST_OVERRIDE,
-                                   f"{actor_name(actor)} via cli", reason)  # fmt: skip
+        decision = record_decision(
+            client, model, version, CHECKLIST_OVERRIDE, f"{actor_name(actor)} via cli", reason
+        )
         if as_json:
             print_json(decision)
         else:
-            typer.echo(f"{model} v{version} checklist overridden by {decision['actor']} at {decision['at']}: "
-                       f"{reason} (it may now be served although its checklist fails)")  # fmt: skip
+            typer.echo(
+                f"{model} v{version} checklist overridden by {decision['actor']} at {decision['at']}: "
+                f"{reason} (it may now be served although its checklist fails)"
+            )

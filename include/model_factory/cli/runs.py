@@ -116,10 +116,20 @@ def runs(
                 if exc.status == 404:  # a template without this DAG
                     continue
                 raise
-            found += [{"dag_id": dag_id, "run_id": r["dag_run_id"], "state": r["state"],
-                       "run_type": r.get("run_type"), "triggered_by": r.get("triggering_user_name"),
-                       "start": r.get("start_date"), "end": r.get("end_date"), "conf": r.get("conf"),
-                       "url": client.ui_url(dag_id, r["dag_run_id"])} for r in listed]  # fmt: skip
+            found += [
+                {
+                    "dag_id": dag_id,
+                    "run_id": r["dag_run_id"],
+                    "state": r["state"],
+                    "run_type": r.get("run_type"),
+                    "triggered_by": r.get("triggering_user_name"),
+                    "start": r.get("start_date"),
+                    "end": r.get("end_date"),
+                    "conf": r.get("conf"),
+                    "url": client.ui_url(dag_id, r["dag_run_id"]),
+                }
+                for r in listed
+            ]
     except AirflowUnreachableError as exc:
         fail(str(exc), EXIT_UNREACHABLE)
     except AirflowApiError as exc:
@@ -132,9 +142,14 @@ def runs(
     for column in ("dag", "run", "state", "type / who", "started", "url"):
         table.add_column(column, overflow="fold")
     for r in found:
-        table.add_row(r["dag_id"].split("__", 1)[-1], r["run_id"], r["state"],
-                      f"{r['run_type']} {r['triggered_by'] or ''}".strip(),
-                      (r["start"] or "-")[:19].replace("T", " "), r["url"])  # fmt: skip
+        table.add_row(
+            r["dag_id"].split("__", 1)[-1],
+            r["run_id"],
+            r["state"],
+            f"{r['run_type']} {r['triggered_by'] or ''}".strip(),
+            (r["start"] or "-")[:19].replace("T", " "),
+            r["url"],
+        )
     console.print(table)
 
 

@@ -43,8 +43,16 @@ def new_model(
         # reading a big sample and validating the spec take a while: a live line on a terminal
         doing = f"reading {from_data}…" if from_data else "writing…"
         with err_console.status(f"new-model {name}: {doing}"):
-            result = scaffold(name, template, FactorySettings.from_env().specs_dir, owner=owner.strip(),
-                              source=source, sample=from_data, target=target, force=force)  # fmt: skip
+            result = scaffold(
+                name,
+                template,
+                FactorySettings.from_env().specs_dir,
+                owner=owner.strip(),
+                source=source,
+                sample=from_data,
+                target=target,
+                force=force,
+            )
     except ScaffoldError as exc:
         fail(str(exc), EXIT_REFUSED)
     _report(result)

@@ -39,8 +39,11 @@ def unreachable_notes(sources: dict[str, str], settings: FactorySettings) -> lis
         "decisions": "check the prediction DB (FACTORY_PREDICTION_DB_URI)",
         "health": "check the prediction DB (FACTORY_PREDICTION_DB_URI): the model_health table",
     }
-    return [f"{name} {state}\n  -> {hints.get(name, '')}" for name, state in sources.items()
-            if state.startswith("unreachable")]  # fmt: skip
+    return [
+        f"{name} {state}\n  -> {hints.get(name, '')}"
+        for name, state in sources.items()
+        if state.startswith("unreachable")
+    ]
 
 
 def _when(text: str | None) -> str:
@@ -78,16 +81,36 @@ def fleet_table(summary: dict, counts: dict | None = None) -> Table:
     if counts and (counts["matched"] != shown or counts["total"] != shown):
         what = f"{shown} of {counts['matched']} matching, {counts['total']} in all, page {counts['page']}"
     table = Table(title=f"Model factory fleet ({what}, {summary['at']})")
-    for column in ("model", "template", "champion", "live metric", "estimated", "expiry", "canary",
-                   "challenger / held", "last training", "last drift check", "next run", "quarantined",
-                   "alerts"):  # fmt: skip
+    for column in (
+        "model",
+        "template",
+        "champion",
+        "live metric",
+        "estimated",
+        "expiry",
+        "canary",
+        "challenger / held",
+        "last training",
+        "last drift check",
+        "next run",
+        "quarantined",
+        "alerts",
+    ):
         # the figures stay whole; the text columns fold when the terminal is narrow
-        table.add_column(column, overflow="fold", no_wrap=column in ("live metric", "estimated", "expiry"),
-                         min_width=18 if column == "champion" else None)
+        table.add_column(
+            column,
+            overflow="fold",
+            no_wrap=column in ("live metric", "estimated", "expiry"),
+            min_width=18 if column == "champion" else None,
+        )
     for row in summary["models"]:
         if row["status"] == "broken":
-            table.add_row(f"[red]{row['model']}[/]", "[red]BROKEN[/]", f"[red]{row['reason']}[/]",
-                          *["" for _ in range(10)])  # fmt: skip
+            table.add_row(
+                f"[red]{row['model']}[/]",
+                "[red]BROKEN[/]",
+                f"[red]{row['reason']}[/]",
+                *["" for _ in range(10)],
+            )
             continue
         champion = _v(row["champion"])
         if row["champion_metric"] is not None:
@@ -139,9 +162,15 @@ def status(
     _quick_mlflow()
     settings = FactorySettings.from_env()
     summary = fleet(settings, airflow_source(offline))
-    wanted = FleetFilter(owner=owner, template=template, state=state, attention=attention, text=match,
-                         page=1 if all_rows else page,
-                         per_page=max(len(summary["models"]), 1) if all_rows else per_page)  # fmt: skip
+    wanted = FleetFilter(
+        owner=owner,
+        template=template,
+        state=state,
+        attention=attention,
+        text=match,
+        page=1 if all_rows else page,
+        per_page=max(len(summary["models"]), 1) if all_rows else per_page,
+    )
     shown = select(summary["models"], wanted)
     counts = {"matched": shown.matched, "total": shown.total, "page": shown.page, "pages": shown.pages}
     if as_json:
@@ -205,19 +234,36 @@ def _print_detail(d: dict) -> None:
         versions.add_column(column, overflow="fold")
     for v in d.get("versions_detail", []):
         versions.add_row(
-            _v(v["version"]), _when(v["created"]), v["decision"] or "?",
-            f"{v['metric']:.4f}" if v["metric"] is not None else "-", ",".join(v["aliases"]),
-            "yes" if v.get("card") else "-", v["checklist"] or "-", (v["reason"] or "")[:120],
-        )  # fmt: skip
+            _v(v["version"]),
+            _when(v["created"]),
+            v["decision"] or "?",
+            f"{v['metric']:.4f}" if v["metric"] is not None else "-",
+            ",".join(v["aliases"]),
+            "yes" if v.get("card") else "-",
+            v["checklist"] or "-",
+            (v["reason"] or "")[:120],
+        )
     console.print(versions)
-    _section("rollout history (who / why)", [
-        f"{_when(str(r['at']))} {_v(r['version'])} {r['action']} by {r['actor']}: {(r['reason'] or '')[:160]}"
-        for r in d.get("rollouts", [])])  # fmt: skip
-    _section("drift checks", [
-        f"{c['ds']} {c['status']}: {'; '.join(c['reasons'][:2]) or 'no finding'}  report {c['report_uri']}"
-        for c in d.get("drift_checks", [])])  # fmt: skip
-    _section("quarantined batches (never trained on)", [
-        f"{q['ds']}: {'; '.join(q['reasons'][:3])}  [{q['folder']}]" for q in d["quarantines"]])  # fmt: skip
+    _section(
+        "rollout history (who / why)",
+        [
+            f"{_when(str(r['at']))} {_v(r['version'])} {r['action']} by {r['actor']}: "
+            f"{(r['reason'] or '')[:160]}"
+            for r in d.get("rollouts", [])
+        ],
+    )
+    _section(
+        "drift checks",
+        [
+            f"{c['ds']} {c['status']}: {'; '.join(c['reasons'][:2]) or 'no finding'}  "
+            f"report {c['report_uri']}"
+            for c in d.get("drift_checks", [])
+        ],
+    )
+    _section(
+        "quarantined batches (never trained on)",
+        [f"{q['ds']}: {'; '.join(q['reasons'][:3])}  [{q['folder']}]" for q in d["quarantines"]],
+    )
     _section("alerts", [f"{a['at']} {a['kind']}: {a['subject']}" for a in d.get("all_alerts", [])])
 
 

@@ -56,12 +56,17 @@ def artifact_page(body: bytes | str, back: tuple[str, str] | None = None) -> HTM
     view (a link navigating its own frame needs no script, so the sandbox keeps it working)."""
     text = body.decode(errors="replace") if isinstance(body, bytes) else body
     if back:
-        bar = (f'<p style="font:13px system-ui,sans-serif;margin:.4rem 0"><a id="factory-back" '
-               f'href="{escape(back[0])}">&larr; {escape(back[1])}</a></p>')  # fmt: skip
+        bar = (
+            f'<p style="font:13px system-ui,sans-serif;margin:.4rem 0"><a id="factory-back" '
+            f'href="{escape(back[0])}">&larr; {escape(back[1])}</a></p>'
+        )
         found = BODY_TAG.search(text)
         text = text[: found.end()] + bar + text[found.end() :] if found else bar + text
-    headers = {"Content-Security-Policy": ARTIFACT_CSP, "X-Content-Type-Options": "nosniff",
-               "Referrer-Policy": "no-referrer"}  # fmt: skip
+    headers = {
+        "Content-Security-Policy": ARTIFACT_CSP,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
     return HTMLResponse(text, headers=headers)
 
 
@@ -197,8 +202,16 @@ def create_app(config: ConsoleConfig) -> FastAPI:
             "checklist": any(row.get("checklist") for row in shown.rows),
         }
         mlflow = mlflow_ui_url(config.settings())
-        return page("fleet.html.j2", fleet=summary, shown=shown, wanted=wanted, columns=columns,
-                    states=STATES, mlflow=mlflow, user=config.user_name(user))  # fmt: skip
+        return page(
+            "fleet.html.j2",
+            fleet=summary,
+            shown=shown,
+            wanted=wanted,
+            columns=columns,
+            states=STATES,
+            mlflow=mlflow,
+            user=config.user_name(user),
+        )
 
     @app.get("/api/fleet")
     def fleet_json(request: Request, user: User) -> JSONResponse:
@@ -216,11 +229,24 @@ def create_app(config: ConsoleConfig) -> FastAPI:
         if detail is None:
             return message("No such model", f"There is no model {model!r} in the factory's specs.", 404)
         settings = config.settings()
-        charts = [] if detail.get("status") == "broken" else health_charts(
-            detail.get("health_history", []), detail.get("drift_checks", []), detail.get("metric", "metric"),
-            detail.get("threshold"), detail.get("psi_threshold"))  # fmt: skip
-        return page("model.html.j2", m=detail, charts=charts, mlflow=mlflow_ui_url(settings),
-                    user=config.user_name(user))  # fmt: skip
+        charts = (
+            []
+            if detail.get("status") == "broken"
+            else health_charts(
+                detail.get("health_history", []),
+                detail.get("drift_checks", []),
+                detail.get("metric", "metric"),
+                detail.get("threshold"),
+                detail.get("psi_threshold"),
+            )
+        )
+        return page(
+            "model.html.j2",
+            m=detail,
+            charts=charts,
+            mlflow=mlflow_ui_url(settings),
+            user=config.user_name(user),
+        )
 
     @app.get("/api/models/{model}")
     def model_json(model: str, user: User) -> JSONResponse:
@@ -240,8 +266,9 @@ def create_app(config: ConsoleConfig) -> FastAPI:
     def drift_report_page(model: str, ds: str) -> Response:
         if not MODEL_NAME.match(model) or not DS.match(ds):
             return message("Bad request", "model or date malformed (date: YYYY-MM-DD)", 400)
-        return framed_artifact(model, f"Drift report of {model} for {ds}",
-                               f"{here}/models/{quote(model)}/drift/{ds}?embedded=1")  # fmt: skip
+        return framed_artifact(
+            model, f"Drift report of {model} for {ds}", f"{here}/models/{quote(model)}/drift/{ds}?embedded=1"
+        )
 
     @app.get("/models/{model}/versions/{version}/card/page", response_class=HTMLResponse)
     def card_page(model: str, version: str) -> Response:

@@ -51,10 +51,15 @@ class FleetFilter:
 
     def query(self, **changes: Any) -> dict[str, str]:
         """The query parameters that reproduce this filter (with ``changes``), defaults left out."""
-        values = {"owner": self.owner, "template": self.template, "state": self.state,
-                  "attention": "1" if self.attention else "", "q": self.text,
-                  "page": str(self.page) if self.page != 1 else "",
-                  "per_page": str(self.per_page) if self.per_page != PER_PAGE else ""}  # fmt: skip
+        values = {
+            "owner": self.owner,
+            "template": self.template,
+            "state": self.state,
+            "attention": "1" if self.attention else "",
+            "q": self.text,
+            "page": str(self.page) if self.page != 1 else "",
+            "per_page": str(self.per_page) if self.per_page != PER_PAGE else "",
+        }
         values.update({k: str(v) for k, v in changes.items()})
         return {k: v for k, v in values.items() if v and not (k == "page" and v == "1")}
 
@@ -127,13 +132,14 @@ def select(rows: list[dict], wanted: FleetFilter) -> FleetPage:
         row["attention"] = attention_reasons(row)
     text = wanted.text.lower()
     kept = [
-        row for row in rows
+        row
+        for row in rows
         if (not wanted.owner or row.get("owner") == wanted.owner)
         and (not wanted.template or row.get("template") == wanted.template)
         and (not wanted.state or wanted.state in _states(row))
         and (not wanted.attention or row["attention"])
         and (not text or text in str(row.get("model", "")).lower())
-    ]  # fmt: skip
+    ]
     pages = max(1, -(-len(kept) // wanted.per_page))
     page = min(wanted.page, pages)
     start = (page - 1) * wanted.per_page

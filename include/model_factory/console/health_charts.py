@@ -175,11 +175,21 @@ def health_charts(
     )
     # One series each, from zero up: (id, title, series name, value of a day's row, label format).
     single = (
-        ("coverage", "Label coverage: share of matured predictions with an outcome", "coverage",
-         lambda r: r.label_coverage, lambda v: f"{v:.0%}"),
-        ("latency", "p95 latency (ms) of served predictions", "p95 ms", lambda r: r.p95_ms,
-         lambda v: f"{v:.1f}"),
-    )  # fmt: skip
+        (
+            "coverage",
+            "Label coverage: share of matured predictions with an outcome",
+            "coverage",
+            lambda r: r.label_coverage,
+            lambda v: f"{v:.0%}",
+        ),
+        (
+            "latency",
+            "p95 latency (ms) of served predictions",
+            "p95 ms",
+            lambda r: r.p95_ms,
+            lambda v: f"{v:.1f}",
+        ),
+    )
     for key, title, series, value, fmt in single:
         charts.append(line_chart(key, title, days, {series: [value(r) for r in pick]}, fmt=fmt, floor=0.0))
     return charts

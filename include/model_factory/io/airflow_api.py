@@ -48,8 +48,9 @@ class AirflowClient:
     ``[core] simple_auth_manager_all_admins = True``.
     """
 
-    def __init__(self, base_url: str, username: str = ADMIN_USER, password: str | None = None,
-                 timeout_s: float = 30.0):  # fmt: skip
+    def __init__(
+        self, base_url: str, username: str = ADMIN_USER, password: str | None = None, timeout_s: float = 30.0
+    ):
         self.base_url = base_url.rstrip("/")
         self.username = username
         self.password = password
@@ -159,8 +160,13 @@ class AirflowClient:
     def pause(self, dag_id: str) -> dict:
         return self.set_paused(dag_id, True)
 
-    def trigger(self, dag_id: str, conf: dict | None = None, run_id: str | None = None,
-                logical_date: str | None = None) -> dict:  # fmt: skip
+    def trigger(
+        self,
+        dag_id: str,
+        conf: dict | None = None,
+        run_id: str | None = None,
+        logical_date: str | None = None,
+    ) -> dict:
         body: dict[str, Any] = {"logical_date": logical_date, "conf": conf or {}}
         if run_id:
             body["dag_run_id"] = run_id
@@ -183,8 +189,14 @@ class AirflowClient:
         order = "-run_after" if newest_first else "run_after"
         return self.get(f"/api/v2/dags/{quote(dag_id)}/dagRuns", limit=limit, order_by=order)["dag_runs"]
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout_s: float = 300.0,
-                     states: Iterable[str] = TERMINAL_RUN_STATES, poll_s: float = 1.0) -> dict:  # fmt: skip
+    def wait_for_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        timeout_s: float = 300.0,
+        states: Iterable[str] = TERMINAL_RUN_STATES,
+        poll_s: float = 1.0,
+    ) -> dict:
         """Poll until the run reaches one of ``states``; TimeoutError naming the task states."""
         wanted = set(states)
         deadline = time.monotonic() + timeout_s
@@ -193,8 +205,10 @@ class AirflowClient:
             if run["state"] in wanted:
                 return run
             if time.monotonic() > deadline:
-                tasks = {t["task_id"]: (t["state"], t.get("try_number"))
-                         for t in self.task_instances(dag_id, run_id)}  # fmt: skip
+                tasks = {
+                    t["task_id"]: (t["state"], t.get("try_number"))
+                    for t in self.task_instances(dag_id, run_id)
+                }
                 raise TimeoutError(
                     f"{dag_id} run {run_id} still {run['state']} after {timeout_s:.0f} s; tasks: {tasks}"
                 )
@@ -212,8 +226,15 @@ class AirflowClient:
         path = f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances/{quote(task_id)}/tries"
         return self.get(path)["task_instances"]
 
-    def wait_for_task(self, dag_id: str, run_id: str, task_id: str, states: Iterable[str],
-                      timeout_s: float = 120.0, poll_s: float = 0.25) -> dict:  # fmt: skip
+    def wait_for_task(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        states: Iterable[str],
+        timeout_s: float = 120.0,
+        poll_s: float = 0.25,
+    ) -> dict:
         wanted = set(states)
         deadline = time.monotonic() + timeout_s
         while True:
@@ -222,18 +243,23 @@ class AirflowClient:
                 if ti["state"] in wanted:
                     return ti
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{dag_id}.{task_id} ({run_id}) not in {sorted(wanted)} "
-                                   f"within {timeout_s:.0f} s")  # fmt: skip
+                raise TimeoutError(
+                    f"{dag_id}.{task_id} ({run_id}) not in {sorted(wanted)} within {timeout_s:.0f} s"
+                )
             time.sleep(poll_s)
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
-        path = (f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances/"
-                f"{quote(task_id)}/xcomEntries/{quote(key)}")  # fmt: skip
+        path = (
+            f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances/"
+            f"{quote(task_id)}/xcomEntries/{quote(key)}"
+        )
         return self.get(path, deserialize="true").get("value")
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
-        path = (f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances/"
-                f"{quote(task_id)}/logs/{try_number}")  # fmt: skip
+        path = (
+            f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances/"
+            f"{quote(task_id)}/logs/{try_number}"
+        )
         payload = self.get(path, full_content="true")
         content = payload.get("content", "")
         if not isinstance(content, list):

@@ -72,8 +72,15 @@ def sign(key: bytes, model: str, version: str, run_id: str | None, digest: str, 
     return f"{SCHEME}:{hmac.new(key, message, hashlib.sha256).hexdigest()}"
 
 
-def verify(key: bytes, attestation: str | None, model: str, version: str, run_id: str | None, digest: str,
-           decision: str) -> bool:  # fmt: skip
+def verify(
+    key: bytes,
+    attestation: str | None,
+    model: str,
+    version: str,
+    run_id: str | None,
+    digest: str,
+    decision: str,
+) -> bool:
     if not attestation:
         return False
     return hmac.compare_digest(attestation, sign(key, model, version, run_id, digest, decision))

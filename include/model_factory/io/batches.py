@@ -230,8 +230,9 @@ def write_parquet(df: pd.DataFrame, uri: str, s3: storage.S3Options | None = Non
     return storage.write_bytes(uri, buffer.getvalue(), s3)
 
 
-def write_parquet_file(frames: Iterable[pd.DataFrame], path: Path | str,
-                       dtypes: dict[str, object] | None = None) -> int:  # fmt: skip
+def write_parquet_file(
+    frames: Iterable[pd.DataFrame], path: Path | str, dtypes: dict[str, object] | None = None
+) -> int:
     """Write frames one after the other into one Parquet file (a row group per frame, so later
     readers can stream it back); ``dtypes`` casts columns first. Returns the rows written."""
     import pyarrow as pa
@@ -269,8 +270,9 @@ def unified_dtypes(seen: dict[str, set]) -> dict[str, object]:
     out: dict[str, object] = {}
     for column, dtypes in seen.items():
         if len(dtypes) > 1:
-            numeric = all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)
-                          for t in dtypes)  # fmt: skip
+            numeric = all(
+                pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in dtypes
+            )
             out[column] = "float64" if numeric else "str"
     return out
 

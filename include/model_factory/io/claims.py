@@ -54,11 +54,7 @@ class Claim:
 
 
 def claims_db_uri(settings: FactorySettings) -> str:
-    return (
-        settings.claims_db_uri
-        or settings.prediction_db_uri
-        or f"sqlite:///{settings.home / 'claims.db'}"
-    )
+    return settings.claims_db_uri or settings.prediction_db_uri or f"sqlite:///{settings.home / 'claims.db'}"
 
 
 def _engine(uri: str) -> Engine:
@@ -88,8 +84,13 @@ def _create_table(engine: Engine) -> None:
 def claim(uri: str, subject: str, outcome: str, actor: str) -> Claim:
     """Insert the claim of ``subject``; the first caller wins, every later one gets the winner's row."""
     engine = _engine(uri)
-    mine = {"subject": subject, "outcome": outcome, "actor": actor, "token": uuid.uuid4().hex,
-            "at": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
+    mine = {
+        "subject": subject,
+        "outcome": outcome,
+        "actor": actor,
+        "token": uuid.uuid4().hex,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     try:
         with engine.begin() as conn:
             conn.execute(CLAIMS.insert().values(**mine))

@@ -171,8 +171,9 @@ def model_file_digest(path: Path | str) -> str:
     return attestation.file_digest(data)
 
 
-def _check_attestation(tags: dict[str, str], model: str, version: str, run_id: str | None, data: Path,
-                       key: bytes, where: str) -> None:  # fmt: skip
+def _check_attestation(
+    tags: dict[str, str], model: str, version: str, run_id: str | None, data: Path, key: bytes, where: str
+) -> None:
     signed = tags.get(tag_schema.ATTESTATION)
     if not signed:
         raise ModelRefusedError(

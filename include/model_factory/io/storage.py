@@ -92,8 +92,7 @@ def _s3_error(exc: BaseException, uri: str, bucket: str) -> StorageError:
             return StorageError(f"S3 bucket {bucket!r} does not exist (while accessing {uri})")
         if code in ("NoSuchKey", "404", "NotFound"):
             return ObjectNotFoundError(f"no object at {uri}")
-        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-                    "Forbidden"):  # fmt: skip
+        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden"):
             return StorageError(
                 f"access denied to {uri} ({code}): check the credentials and the bucket policy"
             )

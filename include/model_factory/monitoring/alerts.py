@@ -98,10 +98,15 @@ def store_alert(alert: Alert, db: str) -> None:
     with _engine(db).begin() as conn:
         conn.execute(
             ALERTS.insert().values(
-                model=alert.model, owner=alert.owner, kind=alert.kind, subject=alert.subject, body=alert.body,
-                details=json.dumps(alert.details, default=str, sort_keys=True), at=alert.at,
+                model=alert.model,
+                owner=alert.owner,
+                kind=alert.kind,
+                subject=alert.subject,
+                body=alert.body,
+                details=json.dumps(alert.details, default=str, sort_keys=True),
+                at=alert.at,
             )
-        )  # fmt: skip
+        )
 
 
 def stored_alerts(db: str, models: list[str] | None = None, limit: int | None = None) -> list[dict[str, Any]]:

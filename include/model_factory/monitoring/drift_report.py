@@ -257,8 +257,17 @@ def render_html(result: dict | DriftCheck, baseline: dict, *, title: str, contex
             "<ul>" + "".join(f"<li>{escape(r)}</li>" for r in result["bounds_alerts"]) + "</ul></div>"
         )
     order = sorted(features, key=lambda n: -(features[n]["psi"] or 0.0))
-    header = ["feature", "kind", "PSI", "test", "effect", "missing (train → now)",
-              "outside bounds / allowed", "drifted", "why"]  # fmt: skip
+    header = [
+        "feature",
+        "kind",
+        "PSI",
+        "test",
+        "effect",
+        "missing (train → now)",
+        "outside bounds / allowed",
+        "drifted",
+        "why",
+    ]
     parts += [
         "<h2>Statistics per feature</h2>",
         '<p class="muted">PSI over training-quantile bins (numeric) or categories, missing values as their '

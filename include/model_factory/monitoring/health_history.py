@@ -158,10 +158,12 @@ def latest_figures(engine: Engine, models: list[str]) -> dict[tuple[str, str], L
             key = (row.model, row.version)
             seen = out.get(key) or LatestFigures(row.version, row.metric, None, None, None, None)
             if row.realized is not None:
-                seen = LatestFigures(seen.version, row.metric, row.realized, row.day, seen.estimated,
-                                     seen.estimated_day)  # fmt: skip
+                seen = LatestFigures(
+                    seen.version, row.metric, row.realized, row.day, seen.estimated, seen.estimated_day
+                )
             if row.estimated is not None:
-                seen = LatestFigures(seen.version, row.metric, seen.realized, seen.realized_day,
-                                     row.estimated, row.day)  # fmt: skip
+                seen = LatestFigures(
+                    seen.version, row.metric, seen.realized, seen.realized_day, row.estimated, row.day
+                )
             out[key] = seen
     return out

@@ -64,11 +64,16 @@ def _concept_drift(
 
     labelled = frame[frame[spec.target].notna()] if spec.target in frame.columns else frame.iloc[:0]
     if champion.holdout_metric is None:
-        return {"status": "insufficient_data", "reasons": [
-            f"champion v{champion.version} has no recorded holdout {spec.gates.primary_metric}"]}  # fmt: skip
+        return {
+            "status": "insufficient_data",
+            "reasons": [f"champion v{champion.version} has no recorded holdout {spec.gates.primary_metric}"],
+        }
     if len(labelled) < spec.drift.min_labels:
-        return {"status": "insufficient_data", "n_labelled": len(labelled), "reasons": [
-            f"{len(labelled)} labelled rows, concept drift needs {spec.drift.min_labels}"]}  # fmt: skip
+        return {
+            "status": "insufficient_data",
+            "n_labelled": len(labelled),
+            "reasons": [f"{len(labelled)} labelled rows, concept drift needs {spec.drift.min_labels}"],
+        }
     if any(col not in labelled.columns for col in spec.features.all):
         return {"status": "insufficient_data", "reasons": ["features missing: see data quality"]}
     from model_factory.io.model_loading import load_registered
@@ -76,9 +81,11 @@ def _concept_drift(
 
     # The one safe loader: only a blessed, skops-saved version with types the factory trusts.
     model = load_registered(
-        tracking.connect(settings), spec.registered_model_name, champion.version,
+        tracking.connect(settings),
+        spec.registered_model_name,
+        champion.version,
         code_dir=settings.specs_dir / "code",
-    ).estimator  # fmt: skip
+    ).estimator
     predictions = predict_holdout(model, labelled, spec)
     live = metric_value(spec.gates.primary_metric, predictions)
     result = check_concept_drift(
@@ -92,8 +99,7 @@ def _concept_drift(
         live_se=metric_standard_error(spec.gates.primary_metric, predictions),
         reference_rows=champion.evidence_rows,
     )
-    return {**result, "metric": spec.gates.primary_metric, "live": live,
-            "reference": champion.holdout_metric}  # fmt: skip
+    return {**result, "metric": spec.gates.primary_metric, "live": live, "reference": champion.holdout_metric}
 
 
 def _stable_types(chunk: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
@@ -158,8 +164,9 @@ def poolable_batches(
     if not spec.drift.pool_days:
         return
     first = str(date.fromisoformat(ds) - timedelta(days=spec.drift.pool_days))
-    for earlier in sorted((d for d in validated_dates(settings.store_uri, spec.name, s3) if first <= d < ds),
-                          reverse=True):  # fmt: skip
+    for earlier in sorted(
+        (d for d in validated_dates(settings.store_uri, spec.name, s3) if first <= d < ds), reverse=True
+    ):
         earlier_uri = watched_uri(spec, earlier)
         if storage.exists(earlier_uri, s3):
             yield earlier, earlier_uri
@@ -168,8 +175,10 @@ def poolable_batches(
 def pooled_reason(ds: str, rows: int, pooled: list[tuple[str, int]]) -> str:
     own = rows - sum(n for _, n in pooled)
     days = ", ".join(f"{d} ({n:,})" for d, n in pooled)
-    return (f"the batch of {ds} has {own:,} rows, under drift.min_rows: pooled with the validated "
-            f"batches of {days}, {rows:,} rows in all")  # fmt: skip
+    return (
+        f"the batch of {ds} has {own:,} rows, under drift.min_rows: pooled with the validated "
+        f"batches of {days}, {rows:,} rows in all"
+    )
 
 
 def overall_status(data_drift: DriftCheck, concept: dict[str, Any]) -> str:
@@ -258,9 +267,7 @@ def check_batch(
     labelled = pd.concat(labelled_parts, ignore_index=True) if labelled_parts else pd.DataFrame()
     concept = _concept_drift(spec, labelled, champion, settings)
     status = overall_status(data_drift, concept)
-    reasons = list(data_drift.reasons) + [
-        f"concept: {r}" for r in concept.get("reasons", [])
-    ]
+    reasons = list(data_drift.reasons) + [f"concept: {r}" for r in concept.get("reasons", [])]
     folder = report_folder(settings.store_uri, spec.name, ds)
     report = {
         "model": spec.name,
@@ -336,8 +343,9 @@ def retrain_gate(
     return True, f"{checked['status']} on {checked['ds']}: " + "; ".join(checked["reasons"][:3])
 
 
-def record_retrain_trigger(spec: ModelSpec, checked: dict[str, Any], settings: FactorySettings,
-                           now: datetime | None = None) -> dict[str, Any]:  # fmt: skip
+def record_retrain_trigger(
+    spec: ModelSpec, checked: dict[str, Any], settings: FactorySettings, now: datetime | None = None
+) -> dict[str, Any]:
     state = {
         "at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
         "ds": checked["ds"],

@@ -52,7 +52,7 @@ def champion_baseline(spec: ModelSpec, settings: FactorySettings) -> ChampionBas
         raise NoBaselineError(
             f"champion {name} v{version} (run {run_id}) has no baseline profile at "
             f"{BASELINE_ARTIFACT}: it was trained before baselines were logged. Retrain "
-            f"(trigger {name}__retrain with conf {{\"force_retrain\": true}}) to create one"
+            f'(trigger {name}__retrain with conf {{"force_retrain": true}}) to create one'
         ) from exc
     try:
         contract = mlflow.artifacts.load_dict(f"runs:/{run_id}/{CONTRACT_ARTIFACT}")

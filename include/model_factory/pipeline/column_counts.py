@@ -232,7 +232,6 @@ def count_le(cells: np.ndarray, grid: np.ndarray, x: float, strict: bool = False
     return below
 
 
-
 def column_blocks(
     current: Any, numeric: list[str], categorical: list[str], chunk_rows: int
 ) -> tuple[int, list[str], Iterator[dict[str, Callable[[], Iterable[Any]]]]]:
@@ -331,7 +330,6 @@ def _column(array: Any) -> Any:
     return array.to_pandas()
 
 
-
 def worker_threads() -> int:
     """Threads for counting columns: the cores this process may use, at most ``MAX_THREADS``."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -362,4 +360,3 @@ def count_columns(
         for block in blocks:
             for _ in pool.map(feed, accs.values(), [block[col] for col in accs]):
                 pass
-

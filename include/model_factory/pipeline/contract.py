@@ -45,8 +45,11 @@ def input_contract(
     data), the allowance is widened to that, so the contract always holds on its training data.
     """
     baseline = baseline_from_json(baseline)
-    for name, value in (("mostly", mostly), ("null_rate_slack", null_rate_slack),
-                        ("max_unseen_share", max_unseen_share)):  # fmt: skip
+    for name, value in (
+        ("mostly", mostly),
+        ("null_rate_slack", null_rate_slack),
+        ("max_unseen_share", max_unseen_share),
+    ):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must be between 0 and 1, got {value}")
     if k_sigma <= 0:
@@ -153,8 +156,9 @@ def contract_reason(config: dict, observed: dict) -> str:
 def _drop_consequences(failures: list[tuple[dict, str]]) -> list[tuple[dict, str]]:
     """A missing column fails all its checks, a non-numeric one its bounds: keep only the cause."""
     missing = {c["kwargs"]["column"] for c, _ in failures if c["type"] == "expect_column_to_exist"}
-    mistyped = {c["kwargs"]["column"] for c, _ in failures
-                if c["type"] == "expect_column_values_to_be_in_type_list"}  # fmt: skip
+    mistyped = {
+        c["kwargs"]["column"] for c, _ in failures if c["type"] == "expect_column_values_to_be_in_type_list"
+    }
     kept = []
     for config, reason in failures:
         col = config["kwargs"].get("column")
@@ -175,8 +179,11 @@ def check_contract(df: pd.DataFrame, contract: dict) -> list[str]:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    in_set = {c["kwargs"]["column"] for c in contract["expectations"]
-              if c["type"] == "expect_column_values_to_be_in_set"}  # fmt: skip
+    in_set = {
+        c["kwargs"]["column"]
+        for c in contract["expectations"]
+        if c["type"] == "expect_column_values_to_be_in_set"
+    }
     frame = df.copy(deep=False)
     for col in in_set & set(frame.columns):
         frame[col] = categorical_text(frame[col])
@@ -226,22 +233,32 @@ def _observed(config: dict, acc: NumericAccumulator | CategoricalAccumulator | N
         nulls = acc.nulls
         if type_ == "expect_column_values_to_be_in_type_list":
             bad = [d for d in acc.dtypes if d not in config["kwargs"]["type_list"]]
-            return {"element_count": acc.rows, "observed_value": next(iter(bad or acc.dtypes), None),
-                    "success": not bad}  # fmt: skip
+            return {
+                "element_count": acc.rows,
+                "observed_value": next(iter(bad or acc.dtypes), None),
+                "success": not bad,
+            }
         if type_ == "expect_column_values_to_be_between":
             lo, hi = config["kwargs"]["min_value"], config["kwargs"]["max_value"]
             if acc.bounds != (lo, hi):
                 return None
-            return {"element_count": acc.rows, "missing_count": nulls,
-                    "unexpected_count": acc.outside + acc.invalid}  # fmt: skip
+            return {
+                "element_count": acc.rows,
+                "missing_count": nulls,
+                "unexpected_count": acc.outside + acc.invalid,
+            }
     else:
         nulls = acc.missing
         if type_ == "expect_column_values_to_be_in_set":
             allowed = set(config["kwargs"]["value_set"])
             unseen = {c: n for c, n in acc.counts.items() if c not in allowed}
             examples = sorted(unseen, key=lambda c: (-unseen[c], c))[:5]
-            return {"element_count": acc.rows, "missing_count": nulls,
-                    "unexpected_count": sum(unseen.values()), "examples": examples}  # fmt: skip
+            return {
+                "element_count": acc.rows,
+                "missing_count": nulls,
+                "unexpected_count": sum(unseen.values()),
+                "examples": examples,
+            }
     if type_ == "expect_column_values_to_not_be_null":
         return {"element_count": acc.rows, "unexpected_count": nulls}
     return None
@@ -256,7 +273,6 @@ def _passes(config: dict, observed: dict) -> bool:
         return True
     ratio = (float(considered) - float(observed["unexpected_count"])) / float(considered)
     return ratio >= config["kwargs"].get("mostly", 1.0)
-
 
 
 def contract_failures(

@@ -32,8 +32,9 @@ def code_file(spec: ModelSpec, code_dir: Path | str) -> Path:
 
 
 def _fail(spec: ModelSpec, path: Path, reason: str) -> CustomCodeError:
-    return CustomCodeError(f"{path} (estimator.factory {spec.estimator.factory!r} of model "
-                           f"{spec.name!r}): {reason}")  # fmt: skip
+    return CustomCodeError(
+        f"{path} (estimator.factory {spec.estimator.factory!r} of model {spec.name!r}): {reason}"
+    )
 
 
 def load_factory(spec: ModelSpec, code_dir: Path | str) -> tuple[Any, types.ModuleType, Path]:
@@ -83,7 +84,10 @@ def fit_custom(spec: ModelSpec, X_train, y_train, code_dir: Path | str) -> Fitte
     return Fitted(
         model=estimator,
         params={"code.factory": spec.estimator.factory, "code.estimator": type(estimator).__name__},
-        tags={tag_schema.CODE_FILE: path.name, tag_schema.CODE_SHA256: sha256,
-              tag_schema.CODE_MODULE: module.__name__},
+        tags={
+            tag_schema.CODE_FILE: path.name,
+            tag_schema.CODE_SHA256: sha256,
+            tag_schema.CODE_MODULE: module.__name__,
+        },
         trusted_types=defined_types(module),
-    )  # fmt: skip
+    )

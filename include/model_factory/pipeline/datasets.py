@@ -33,5 +33,6 @@ def training_datasets(model: str, inputs: list[dict], example: pd.DataFrame) -> 
 def log_training_inputs(model: str, inputs: list[dict], example: pd.DataFrame) -> None:
     """Log the batches as the active run's ``training`` inputs."""
     for dataset, batch in zip(training_datasets(model, inputs, example), inputs, strict=True):
-        mlflow.log_input(dataset, context="training",
-                         tags={"sha256": batch["sha256"], "rows": str(batch["rows"])})  # fmt: skip
+        mlflow.log_input(
+            dataset, context="training", tags={"sha256": batch["sha256"], "rows": str(batch["rows"])}
+        )

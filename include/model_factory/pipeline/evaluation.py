@@ -92,8 +92,15 @@ def metric_value(metric: str, p: Predictions) -> float:
     if metric == "accuracy":
         return float(metrics.accuracy_score(p.y, p.pred))
     if metric == "f1":
-        return float(metrics.f1_score(p.y, p.pred, average="binary" if binary else "macro",
-                                      pos_label=p.classes[-1] if binary else 1, zero_division=0))  # fmt: skip
+        return float(
+            metrics.f1_score(
+                p.y,
+                p.pred,
+                average="binary" if binary else "macro",
+                pos_label=p.classes[-1] if binary else 1,
+                zero_division=0,
+            )
+        )
     if metric == "log_loss":
         if set(np.unique(p.y)) - set(p.classes):  # a class this model never saw: undefined
             return float("nan")
@@ -104,8 +111,11 @@ def metric_value(metric: str, p: Predictions) -> float:
         return float(metrics.roc_auc_score(p.y, p.probabilities[:, 1]))
     # One-vs-rest, macro over the classes where it is defined (present in y, and not all of y):
     # sklearn's multi_class="ovr" answers NaN as soon as one class is missing from the holdout.
-    aucs = [metrics.roc_auc_score(p.y == c, p.probabilities[:, i]) for i, c in enumerate(p.classes)
-            if 0 < int((p.y == c).sum()) < len(p.y)]  # fmt: skip
+    aucs = [
+        metrics.roc_auc_score(p.y == c, p.probabilities[:, i])
+        for i, c in enumerate(p.classes)
+        if 0 < int((p.y == c).sum()) < len(p.y)
+    ]
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
@@ -136,8 +146,12 @@ def compute_metrics(model: Any, holdout: pd.DataFrame, spec: ModelSpec) -> dict[
 
 
 def paired_interval(
-    metric: str, candidate: Predictions, champion: Predictions, confidence: float = 0.95,
-    resamples: int = 1000, seed: int = 0,
+    metric: str,
+    candidate: Predictions,
+    champion: Predictions,
+    confidence: float = 0.95,
+    resamples: int = 1000,
+    seed: int = 0,
 ) -> tuple[float, float, float]:
     """Gain of the candidate over the champion on the same rows (oriented so > 0 is better),
     with a paired interval: both models are scored on the same rows.
@@ -158,10 +172,12 @@ def paired_interval(
             z = NormalDist().inv_cdf(1.0 - (1.0 - confidence) / 2)
             return float(point), float(point - z * se), float(point + z * se)
     rng = np.random.default_rng(seed)
-    gains = np.concatenate([
-        sign * (weighted_metric(metric, candidate, counts) - weighted_metric(metric, champion, counts))
-        for counts in resample_counts(rng, n, resamples)
-    ])  # fmt: skip
+    gains = np.concatenate(
+        [
+            sign * (weighted_metric(metric, candidate, counts) - weighted_metric(metric, champion, counts))
+            for counts in resample_counts(rng, n, resamples)
+        ]
+    )
     gains = gains[~np.isnan(gains)]
     if len(gains) < resamples // 2:
         return point, float("nan"), float("nan")
@@ -323,10 +339,14 @@ def decide(
     metric = gates.primary_metric
     higher = METRICS[metric]["higher_is_better"]
     word = "at least" if higher else "at most"
-    base: dict[str, Any] = {"metric": metric, "candidate": candidate, "champion": champion,
-            "champion_version": champion_version, "baseline": baseline,
-            "evidence": evidence or (f"a holdout of {holdout_rows} rows" if holdout_rows else None),
-            }  # fmt: skip
+    base: dict[str, Any] = {
+        "metric": metric,
+        "candidate": candidate,
+        "champion": champion,
+        "champion_version": champion_version,
+        "baseline": baseline,
+        "evidence": evidence or (f"a holdout of {holdout_rows} rows" if holdout_rows else None),
+    }
     rows = f" on the same {holdout_rows} rows" if holdout_rows else " on the same holdout"
     small = holdout_rows is not None and holdout_rows < gates.min_holdout_rows
 
@@ -347,7 +367,7 @@ def decide(
                 **base,
             )
     if small:
-        vs = (f"; champion v{champion_version} stays" if champion_version else "; no champion yet")
+        vs = f"; champion v{champion_version} stays" if champion_version else "; no champion yet"
         return Decision(
             "undecided",
             f"too small to decide: {holdout_rows} rows of evidence < gates.min_holdout_rows "
@@ -499,8 +519,10 @@ def evaluate_candidate(
         # The holdout is too small: judge on the cross-validated estimate over the window, and
         # against the champion's own estimate (its cross-validation, else its holdout score).
         score, baseline, evidence_rows = cv["score"], cv["baseline"], cv["rows"]
-        evidence = (f"{cv['folds']}-fold cross-validation repeated {cv['repeats']}x over the "
-                    f"{cv['rows']} rows of the training window")  # fmt: skip
+        evidence = (
+            f"{cv['folds']}-fold cross-validation repeated {cv['repeats']}x over the "
+            f"{cv['rows']} rows of the training window"
+        )
         if champion_version is not None:
             champion_score = _recorded_estimate(client, name, champion_version, metric)
             spread = 2 * cv["score_sd"]
@@ -519,13 +541,20 @@ def evaluate_candidate(
     )
     challenger = None
     waiting = _alias_version(client, name, "challenger")
-    if (decision.status == "blessed" and waiting not in (None, champion_version)
-            and waiting != _alias_version(client, name, "canary")):  # fmt: skip
+    if (
+        decision.status == "blessed"
+        and waiting not in (None, champion_version)
+        and waiting != _alias_version(client, name, "canary")
+    ):
         challenger_metrics, gain = versus(waiting)
         # The newer version (fresher data) replaces the waiting one unless the waiting one is
         # better beyond noise on the same rows: a tie is for the canary to judge, on live data.
-        challenger = {"version": waiting, "metrics": challenger_metrics,
-                      "gain": gain, "candidate_better": bool(gain[2] >= 0)}  # fmt: skip
+        challenger = {
+            "version": waiting,
+            "metrics": challenger_metrics,
+            "gain": gain,
+            "candidate_better": bool(gain[2] >= 0),
+        }
     run_id = trained["run_id"]
     for key, value in candidate_metrics.items():
         client.log_metric(run_id, f"holdout_{key}", value)

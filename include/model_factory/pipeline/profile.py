@@ -23,8 +23,18 @@ from model_factory.pipeline.column_counts import (
 FORMAT_VERSION = 1
 SKETCH_INTERVALS = 1000  # ~1000 quantiles per numeric feature: KS within ~0.001 of the exact value
 
-_NUMERIC_KEYS = ("count", "missing_rate", "mean", "std", "min", "max", "edges", "proportions",
-                 "missing_share", "sketch")  # fmt: skip
+_NUMERIC_KEYS = (
+    "count",
+    "missing_rate",
+    "mean",
+    "std",
+    "min",
+    "max",
+    "edges",
+    "proportions",
+    "missing_share",
+    "sketch",
+)
 _CATEGORICAL_KEYS = ("count", "missing_rate", "counts", "frequencies")
 
 

@@ -79,8 +79,9 @@ def _registry_lock(settings: FactorySettings, name: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _register_once(client: MlflowClient, settings: FactorySettings, name: str, evaluated: dict,
-                   key: str | None) -> tuple[str, bool]:  # fmt: skip
+def _register_once(
+    client: MlflowClient, settings: FactorySettings, name: str, evaluated: dict, key: str | None
+) -> tuple[str, bool]:
     """One version per training key, even when two runs of the same date race: look for the
     key (under a lock where the registry is a file), create with the key as a tag, then look
     again and keep the lowest version, deleting our own if another got there first.
@@ -122,12 +123,14 @@ def register_version(spec: ModelSpec, evaluated: dict, settings: FactorySettings
             client.set_tag(run_id, tag_schema.DUPLICATE_OF_VERSION, version)
             target = client.get_model_version(name, version)
             return {
-                "model": name, "version": version,
+                "model": name,
+                "version": version,
                 "status": target.tags.get(tag_schema.DECISION, "unrecorded"),
                 "reason": f"the same training is already registered as v{version}",
-                "alias": None, "champion_version": current_alias_version(client, name, CHAMPION),
+                "alias": None,
+                "champion_version": current_alias_version(client, name, CHAMPION),
                 "duplicate": True,
-            }  # fmt: skip
+            }
     for key in (tag_schema.DS, tag_schema.DATA_SHA256, tag_schema.SPEC_HASH, tag_schema.GIT_REVISION):
         if key in run_tags:
             client.set_model_version_tag(name, version, key, run_tags[key])
@@ -166,8 +169,15 @@ def _registered_digest(name: str, version: str) -> str:
     return model_file_digest(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}"))
 
 
-def attest_version(client: MlflowClient, settings: FactorySettings, name: str, version: str,
-                   run_id: str | None, decision: str, digest: str) -> None:  # fmt: skip
+def attest_version(
+    client: MlflowClient,
+    settings: FactorySettings,
+    name: str,
+    version: str,
+    run_id: str | None,
+    decision: str,
+    digest: str,
+) -> None:
     """Sign (model, version, run, model file digest, decision) with the factory's key and tag it
     on the version (``io.attestation``): the loader serves only what carries a blessed one."""
     key = attestation.signing_key(settings)
@@ -222,13 +232,17 @@ def _versus_waiting_challenger(
     metric = evaluated["metric"]
     if waiting["candidate_better"]:
         tie = "" if low > 0 else ", no better beyond noise: the fresher data wins and the canary decides"
-        note = (f"replaces waiting challenger v{waiting['version']}: {metric} gain {point:+.4f} on "
-                f"the same rows (interval [{low:+.4f}, {high:+.4f}]){tie}")  # fmt: skip
+        note = (
+            f"replaces waiting challenger v{waiting['version']}: {metric} gain {point:+.4f} on "
+            f"the same rows (interval [{low:+.4f}, {high:+.4f}]){tie}"
+        )
         client.set_model_version_tag(name, waiting["version"], tag_schema.SUPERSEDED_BY, version)
         return CHALLENGER, f"{evaluated['reason']}; {note}"
-    note = (f"blessed, but waiting challenger v{waiting['version']} scores better on the same "
-            f"rows ({metric} gain {point:+.4f}, interval [{low:+.4f}, {high:+.4f}]): it stays "
-            "challenger")  # fmt: skip
+    note = (
+        f"blessed, but waiting challenger v{waiting['version']} scores better on the same "
+        f"rows ({metric} gain {point:+.4f}, interval [{low:+.4f}, {high:+.4f}]): it stays "
+        "challenger"
+    )
     client.set_model_version_tag(name, version, tag_schema.KEPT_CHALLENGER, waiting["version"])
     client.set_model_version_tag(name, version, tag_schema.DECISION_REASON, f"{evaluated['reason']}; {note}")
     return None, f"{evaluated['reason']}; {note}"
@@ -241,12 +255,20 @@ VIEW_MOUNT = "/factory"
 def card_page_url(settings: FactorySettings, name: str, version: str) -> str:
     """The view's page of the version's model card, under ``FACTORY_AIRFLOW_URL`` (a link a browser
     opens; the artifact's ``file://``/``s3://`` address does not)."""
-    return (f"{settings.airflow_url.rstrip('/')}{VIEW_MOUNT}/models/{quote(name, safe='')}"
-            f"/versions/{quote(str(version), safe='')}/card")  # fmt: skip
+    return (
+        f"{settings.airflow_url.rstrip('/')}{VIEW_MOUNT}/models/{quote(name, safe='')}"
+        f"/versions/{quote(str(version), safe='')}/card"
+    )
 
 
-def link_card(client: MlflowClient, name: str, version: str, card_uri: str | None, note: str,
-              page_url: str | None = None) -> None:  # fmt: skip
+def link_card(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    card_uri: str | None,
+    note: str,
+    page_url: str | None = None,
+) -> None:
     """Put a markdown link to the model card (MLflow renders the description as markdown), and
     the artifact's address, or why there is no card, in the version's description."""
     current = client.get_model_version(name, version).description or ""
@@ -273,8 +295,11 @@ def require_checklist(client: MlflowClient, model: str, version: str, what: str)
     if tags.get(CHECKLIST_TAG, "passed") == "passed" or overridden:
         return
     prefix = f"{CHECKLIST_TAG}."
-    failed = sorted(k[len(prefix):] for k, v in tags.items()
-                    if k.startswith(prefix) and "." not in k[len(prefix):] and v == "fail")  # fmt: skip
+    failed = sorted(
+        k[len(prefix) :]
+        for k, v in tags.items()
+        if k.startswith(prefix) and "." not in k[len(prefix) :] and v == "fail"
+    )
     reasons = "; ".join(f"{item}: {tags.get(f'{prefix}{item}.reason', '')}" for item in failed)
     raise PromotionError(
         f"{model} v{version} fails its lifecycle checklist ({reasons}); it cannot be {what}. "
@@ -307,8 +332,15 @@ def record_decision(
     Returns the decision as a dict, so the caller can also write it elsewhere (prediction DB, log).
     """
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    decision = {"model": name, "version": version, "action": action, "actor": actor, "reason": reason,
-                "at": stamp, "details": dict(details or {})}  # fmt: skip
+    decision = {
+        "model": name,
+        "version": version,
+        "action": action,
+        "actor": actor,
+        "reason": reason,
+        "at": stamp,
+        "details": dict(details or {}),
+    }
     tags = {"by": actor, "at": stamp, "reason": reason}
     structured = {}
     for key, value in (details or {}).items():
@@ -335,8 +367,13 @@ def _log_decision_artifact(client: MlflowClient, name: str, version: str, decisi
         plain = json.loads(json.dumps(decision, default=str))
         client.log_dict(run_id, plain, decision_artifact(decision["action"]))
     except Exception as exc:  # the decision still happened: keep its details as tags then
-        log.warning("%s v%s: decision %s not logged with the run (%s): its details stay tags",
-                    name, version, decision["action"], exc)  # fmt: skip
+        log.warning(
+            "%s v%s: decision %s not logged with the run (%s): its details stay tags",
+            name,
+            version,
+            decision["action"],
+            exc,
+        )
         return False
     return True
 

@@ -115,16 +115,21 @@ def check_input(
     except ValueError as exc:
         reasons, notes = [f"unreadable batch: {exc}"], []
     if reasons:
-        outcome = ValidationOutcome(False, reasons, {"success": False, "checked": "input contract",
-                                                     "champion_version": held["version"]})  # fmt: skip
+        outcome = ValidationOutcome(
+            False,
+            reasons,
+            {"success": False, "checked": "input contract", "champion_version": held["version"]},
+        )
         with storage.local_file(ingested["raw_uri"]) as raw:  # the exact bytes go to quarantine
             return quarantine_batch(spec.name, ingested["ds"], ingested, raw, outcome, store_uri)
     return {"status": "valid", "ds": ingested["ds"], "rows": len(df), "reasons": [], "bounds": notes}
 
 
 def _kind(contract: dict, kind: str) -> dict:
-    return {**contract, "expectations": [e for e in contract["expectations"]
-                                         if e.get("meta", {}).get("kind") == kind]}  # fmt: skip
+    return {
+        **contract,
+        "expectations": [e for e in contract["expectations"] if e.get("meta", {}).get("kind") == kind],
+    }
 
 
 def _predict(model: Any, X: pd.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, pd.DataFrame]:
@@ -164,8 +169,13 @@ def output_psi(reference: np.ndarray, current: np.ndarray, categorical: bool) ->
     return float(psi(ref / max(ref.sum(), 1), cur / max(cur.sum(), 1)))
 
 
-def score_batch(spec: ModelSpec, ingested: IngestedBatch, held: dict, settings: FactorySettings,
-                code_dir: Path | None = None) -> dict:  # fmt: skip
+def score_batch(
+    spec: ModelSpec,
+    ingested: IngestedBatch,
+    held: dict,
+    settings: FactorySettings,
+    code_dir: Path | None = None,
+) -> dict:
     """Score the ingested batch with the champion (loaded by the factory's safe loader: blessed,
     skops, trusted types only); write predictions; compute output drift."""
     import numpy as np
@@ -178,8 +188,12 @@ def score_batch(spec: ModelSpec, ingested: IngestedBatch, held: dict, settings: 
     df = read_ingested(ingested)
     from model_factory.io.model_loading import load_registered
 
-    model = load_registered(tracking.connect(settings), spec.registered_model_name, held["version"],
-                            code_dir=code_dir or settings.specs_dir / "code").estimator  # fmt: skip
+    model = load_registered(
+        tracking.connect(settings),
+        spec.registered_model_name,
+        held["version"],
+        code_dir=code_dir or settings.specs_dir / "code",
+    ).estimator
     pred, proba = _predict(model, prepare_features(df, spec), spec)
     ids = df[params.id_column] if params.id_column else pd.Series(np.arange(len(df)), name="row_id")
     out = pd.DataFrame({"row_id": ids.to_numpy(), "prediction": pred})
@@ -195,8 +209,9 @@ def score_batch(spec: ModelSpec, ingested: IngestedBatch, held: dict, settings: 
         with storage.local_file(held["holdout_uri"]) as path:
             holdout = pd.read_parquet(path)
         ref_pred, ref_proba = _predict(model, prepare_features(holdout, spec), spec)
-        figure = output_psi(_score_values(ref_pred, ref_proba, spec), _score_values(pred, proba, spec),
-                            categorical)  # fmt: skip
+        figure = output_psi(
+            _score_values(ref_pred, ref_proba, spec), _score_values(pred, proba, spec), categorical
+        )
     return {
         "ds": ingested["ds"],
         "rows": len(out),

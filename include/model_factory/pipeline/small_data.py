@@ -37,8 +37,10 @@ class CrossValidation:
     repeats: int
 
     def describe(self) -> str:
-        return (f"{self.folds}-fold cross-validation repeated {self.repeats}x over the {self.rows} "
-                f"rows of the training window")  # fmt: skip
+        return (
+            f"{self.folds}-fold cross-validation repeated {self.repeats}x over the {self.rows} "
+            f"rows of the training window"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,8 +67,11 @@ def cross_validate(spec: ModelSpec, model: Any, df: pd.DataFrame) -> CrossValida
     scores, baselines = [], []
     for repeat in range(CV_REPEATS):
         seed = spec.split.seed + repeat
-        splitter = (StratifiedKFold(folds, shuffle=True, random_state=seed) if spec.task == "classification"
-                    else KFold(folds, shuffle=True, random_state=seed))  # fmt: skip
+        splitter = (
+            StratifiedKFold(folds, shuffle=True, random_state=seed)
+            if spec.task == "classification"
+            else KFold(folds, shuffle=True, random_state=seed)
+        )
         fold_preds, fold_dummies = [], []
         for train_idx, test_idx in splitter.split(
             X, y_values.astype(str) if spec.task == "classification" else None
@@ -82,12 +87,20 @@ def cross_validate(spec: ModelSpec, model: Any, df: pd.DataFrame) -> CrossValida
                 proba = np.asarray(fitted.predict_proba(X.iloc[test_idx]))
                 pred = np.asarray(classes)[proba.argmax(axis=1)]
                 fold_preds.append(Predictions("classification", test_y, pred, proba, classes))
-            fold_dummies.append(dummy_predictions(test_y, spec.task, fold_preds[-1].classes,
-                                                  prior_from=y_values[train_idx]))  # fmt: skip
+            fold_dummies.append(
+                dummy_predictions(test_y, spec.task, fold_preds[-1].classes, prior_from=y_values[train_idx])
+            )
         scores.append(metric_value(metric, _concat(fold_preds)))
         baselines.append(metric_value(metric, _concat(fold_dummies)))
-    return CrossValidation(metric, float(np.nanmean(scores)), float(np.nanstd(scores)),
-                           float(np.nanmean(baselines)), len(df), folds, CV_REPEATS)  # fmt: skip
+    return CrossValidation(
+        metric,
+        float(np.nanmean(scores)),
+        float(np.nanstd(scores)),
+        float(np.nanmean(baselines)),
+        len(df),
+        folds,
+        CV_REPEATS,
+    )
 
 
 def _concat(parts: list[Predictions]) -> Predictions:
@@ -119,8 +132,9 @@ def batch_rows(uri: str, s3: storage.S3Options | None = None) -> int:
         return int(pq.ParquetFile(path).metadata.num_rows)
 
 
-def extend_window_to_rows(batch_uris: list[str], earlier: list[str], min_rows: int | None,
-                          s3: storage.S3Options | None = None) -> list[str]:  # fmt: skip
+def extend_window_to_rows(
+    batch_uris: list[str], earlier: list[str], min_rows: int | None, s3: storage.S3Options | None = None
+) -> list[str]:
     """``batch_uris`` plus the latest of ``earlier`` (oldest first, all before them) until the
     window holds ``min_rows`` rows (``training.window_rows``); all of them if never."""
     if not min_rows:

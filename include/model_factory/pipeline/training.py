@@ -83,8 +83,9 @@ def unfit_reason(path: Path | str, spec: ModelSpec, classes: list[Any] | None) -
     return None
 
 
-def withdraw_unfit_batches(spec: ModelSpec, uris: list[str], store_uri: str,
-                           s3: storage.S3Options | None = None) -> tuple[list[str], list[dict]]:  # fmt: skip
+def withdraw_unfit_batches(
+    spec: ModelSpec, uris: list[str], store_uri: str, s3: storage.S3Options | None = None
+) -> tuple[list[str], list[dict]]:
     """Take validated batches that today's checks refuse (validated before a check existed, or
     written by hand) out of the training window, so one bad batch cannot fail every night that
     follows: the validated copy is removed and ``withdrawn.json`` says why beside it; the raw
@@ -164,9 +165,7 @@ def build_pipeline(spec: ModelSpec) -> Pipeline:
     numeric, categorical = spec.features.numeric, spec.features.categorical
 
     if name.startswith("HistGradientBoosting"):
-        encoder = OrdinalEncoder(
-            handle_unknown="use_encoded_value", unknown_value=np.nan, dtype=np.float64
-        )
+        encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan, dtype=np.float64)
         preprocess = ColumnTransformer(
             [("categorical", encoder, categorical), ("numeric", "passthrough", numeric)],
             verbose_feature_names_out=False,
@@ -228,12 +227,17 @@ def git_revision(settings: FactorySettings) -> str:
     try:
         rev = subprocess.run(
             ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"],
-            capture_output=True, text=True, check=True, timeout=5,
-        ).stdout.strip()  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
+        ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5,
-        ).stdout.strip()  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return rev + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -448,8 +452,14 @@ def train_model(
             # Too few holdout rows to judge on: every row of the window scored out of fold.
             cv = cross_validate(spec, pipeline, df)
             if cv is not None:
-                mlflow.log_metrics({"cv_score": cv.score, "cv_score_sd": cv.score_sd,
-                                    "cv_baseline": cv.baseline, "cv_rows": cv.rows})  # fmt: skip
+                mlflow.log_metrics(
+                    {
+                        "cv_score": cv.score,
+                        "cv_score_sd": cv.score_sd,
+                        "cv_baseline": cv.baseline,
+                        "cv_rows": cv.rows,
+                    }
+                )
                 mlflow.set_tag(tag_schema.CROSS_VALIDATION, json.dumps(cv.as_dict()))
         mlflow.log_dict({"inputs": inputs, "holdout_uri": holdout_uri, **tags}, "lineage.json")
         log_training_inputs(spec.name, inputs, X_train.head(5))

@@ -23,13 +23,18 @@ if TYPE_CHECKING:
 
 # The primary metric as a scikit-learn scorer name (higher is better for all of them).
 SCORERS = {
-    ("roc_auc", True): "roc_auc", ("roc_auc", False): "roc_auc_ovr",
-    ("f1", True): "f1", ("f1", False): "f1_macro",
-    ("accuracy", True): "accuracy", ("accuracy", False): "accuracy",
-    ("log_loss", True): "neg_log_loss", ("log_loss", False): "neg_log_loss",
-    ("rmse", True): "neg_root_mean_squared_error", ("mae", True): "neg_mean_absolute_error",
+    ("roc_auc", True): "roc_auc",
+    ("roc_auc", False): "roc_auc_ovr",
+    ("f1", True): "f1",
+    ("f1", False): "f1_macro",
+    ("accuracy", True): "accuracy",
+    ("accuracy", False): "accuracy",
+    ("log_loss", True): "neg_log_loss",
+    ("log_loss", False): "neg_log_loss",
+    ("rmse", True): "neg_root_mean_squared_error",
+    ("mae", True): "neg_mean_absolute_error",
     ("r2", True): "r2",
-}  # fmt: skip
+}
 
 
 class Distribution(BaseModel):
@@ -94,15 +99,22 @@ class TuningParams(BaseModel):
 def check_search(spec: ModelSpec, params: TuningParams | None = None) -> list[tuple[str, str]]:
     """Search parameters the spec's estimator does not take (field, reason)."""
     if spec.estimator.class_ is None:
-        return [("estimator.factory", "tuned_retrain searches an allow-listed estimator's params; "
-                 "use estimator.class")]  # fmt: skip
+        return [
+            (
+                "estimator.factory",
+                "tuned_retrain searches an allow-listed estimator's params; use estimator.class",
+            )
+        ]
     allowed = ESTIMATORS[spec.estimator.class_]["params"]
     search = params.search if params else (spec.template_params.get("search") or {})
     return [
-        (f"template_params.search.{name}", f"{spec.estimator.class_} has no parameter {name!r}; "
-         f"allowed: {sorted(allowed)}")
-        for name in search if name not in allowed
-    ]  # fmt: skip
+        (
+            f"template_params.search.{name}",
+            f"{spec.estimator.class_} has no parameter {name!r}; allowed: {sorted(allowed)}",
+        )
+        for name in search
+        if name not in allowed
+    ]
 
 
 def scorer_name(spec: ModelSpec, n_classes: int) -> str:
@@ -151,31 +163,52 @@ def fit_tuned(spec: ModelSpec, X_train, y_train) -> Fitted:
         chosen = {key.removeprefix("model__"): _plain(value) for key, value in candidate.items()}
         pipeline = build_pipeline(spec).set_params(**candidate)
         started = time.perf_counter()
-        with mlflow.start_run(run_name=f"trial-{number}", nested=True, experiment_id=experiment,
-                              tags={tag_schema.TRIAL: str(number), tag_schema.MODEL: spec.name}):  # fmt: skip
+        with mlflow.start_run(
+            run_name=f"trial-{number}",
+            nested=True,
+            experiment_id=experiment,
+            tags={tag_schema.TRIAL: str(number), tag_schema.MODEL: spec.name},
+        ):
             mlflow.log_params({f"estimator.{k}": v for k, v in chosen.items()})
             try:
-                scores = cross_validate(pipeline, X_train, y_train, cv=_splitter(spec, params.cv_folds),
-                                        scoring=scoring, error_score="raise")["test_score"]  # fmt: skip
+                scores = cross_validate(
+                    pipeline,
+                    X_train,
+                    y_train,
+                    cv=_splitter(spec, params.cv_folds),
+                    scoring=scoring,
+                    error_score="raise",
+                )["test_score"]
             except ValueError as exc:  # a bad combination (e.g. solver/penalty): a failed trial
                 mlflow.set_tag(tag_schema.TRIAL_ERROR, str(exc)[:500])
                 done += 1
                 continue
             mean = float(np.mean(scores))
-            mlflow.log_metrics({f"cv_{scoring}_mean": mean, f"cv_{scoring}_std": float(np.std(scores)),
-                                "trial_seconds": time.perf_counter() - started})  # fmt: skip
+            mlflow.log_metrics(
+                {
+                    f"cv_{scoring}_mean": mean,
+                    f"cv_{scoring}_std": float(np.std(scores)),
+                    "trial_seconds": time.perf_counter() - started,
+                }
+            )
         done += 1
         if best is None or mean > best[0]:
             best = (mean, chosen)
     if best is None:
-        raise ValueError(f"tuning of {spec.name}: none of the {done} trials could be scored "
-                         "(see the trial runs' factory.trial_error tags)")  # fmt: skip
+        raise ValueError(
+            f"tuning of {spec.name}: none of the {done} trials could be scored "
+            "(see the trial runs' factory.trial_error tags)"
+        )
     score, chosen = best
     pipeline = build_pipeline(spec).set_params(**{f"model__{k}": v for k, v in chosen.items()})
     pipeline.fit(X_train, y_train)
     return Fitted(
         model=pipeline,
-        params={**{f"best.{k}": v for k, v in chosen.items()}, "tuning.trials_run": done,
-                "tuning.stopped_by": stopped, "tuning.scoring": scoring},
+        params={
+            **{f"best.{k}": v for k, v in chosen.items()},
+            "tuning.trials_run": done,
+            "tuning.stopped_by": stopped,
+            "tuning.scoring": scoring,
+        },
         tags={tag_schema.TUNING_BEST_CV: f"{score:.6f}", tag_schema.TUNING_TRIALS: str(done)},
-    )  # fmt: skip
+    )

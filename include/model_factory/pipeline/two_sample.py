@@ -79,8 +79,9 @@ PERMUTATIONS = 4000  # the permutation p-value's resolution: 1 / 4001 ~ 0.00025
 EXACT_KS_MAX_ROWS = 200_000  # reference rows up to which the two-sample KS is exact (~0.1 s)
 
 
-def chi2_permutation_pvalue(reference_counts: np.ndarray, current_counts: np.ndarray,
-                            permutations: int = PERMUTATIONS, seed: int = 0) -> float:  # fmt: skip
+def chi2_permutation_pvalue(
+    reference_counts: np.ndarray, current_counts: np.ndarray, permutations: int = PERMUTATIONS, seed: int = 0
+) -> float:
     """The permutation p-value of the 2 x k chi-square statistic (seeded: the same counts give the
     same p-value); 1.0 when the table has fewer than two non-empty cells."""
     observed = np.vstack([reference_counts, current_counts]).astype(np.int64)
@@ -125,4 +126,3 @@ def chi2_two_sample(reference_counts: np.ndarray, current_counts: np.ndarray) ->
     statistic = float(np.sum((observed - expected) ** 2 / expected))
     dof = observed.shape[1] - 1
     return statistic, dof, float(stats.chi2.sf(statistic, dof))
-

@@ -48,9 +48,24 @@ from model_factory.pipeline import labels
 from model_factory.spec import ModelSpec
 
 NUMERIC_TYPES = [
-    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-    "float16", "float32", "float64", "Int8", "Int16", "Int32", "Int64", "Float32", "Float64",
-]  # fmt: skip
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+    "Int8",
+    "Int16",
+    "Int32",
+    "Int64",
+    "Float32",
+    "Float64",
+]
 
 
 @dataclass
@@ -90,9 +105,11 @@ def soft_range_watch(spec: ModelSpec, excess: dict[str, _SoftExcess]) -> list[st
     for col, seen in excess.items():
         if seen.beyond:
             bounds = spec.validation.soft_ranges[col]
-            out.append(f"column {col!r}: {seen.beyond} of {seen.rows} values beyond the soft range "
-                       f"[{bounds.min}, {bounds.max}] (from {seen.lowest:g} to {seen.highest:g}): "
-                       "reported and watched, not quarantined")  # fmt: skip
+            out.append(
+                f"column {col!r}: {seen.beyond} of {seen.rows} values beyond the soft range "
+                f"[{bounds.min}, {bounds.max}] (from {seen.lowest:g} to {seen.highest:g}): "
+                "reported and watched, not quarantined"
+            )
     return out
 
 
@@ -167,8 +184,15 @@ def _expectations(spec: ModelSpec, columns: list[str], spec_dir: Path | None) ->
     return out
 
 
-def _map_result(kind: str, column: str, mask: pd.Series, values: pd.Series, meta: dict,
-                distinct: bool = False, **kwargs: Any) -> dict[str, Any]:  # fmt: skip
+def _map_result(
+    kind: str,
+    column: str,
+    mask: pd.Series,
+    values: pd.Series,
+    meta: dict,
+    distinct: bool = False,
+    **kwargs: Any,
+) -> dict[str, Any]:
     """A factory check in the shape of a GX column-map result, so chunk results combine and
     reasons read the same way as GX's (``distinct``: sample each unexpected value once)."""
     sample = values[mask].drop_duplicates() if distinct else values[mask]
@@ -189,22 +213,34 @@ def _map_result(kind: str, column: str, mask: pd.Series, values: pd.Series, meta
     }
 
 
-def label_results(df: pd.DataFrame, spec: ModelSpec, classes: list[Any] | None,
-                  origin: str) -> list[dict[str, Any]]:  # fmt: skip
+def label_results(
+    df: pd.DataFrame, spec: ModelSpec, classes: list[Any] | None, origin: str
+) -> list[dict[str, Any]]:
     """Classification labels: whole numbers or class names, and within the known classes."""
     if spec.task != "classification" or spec.target not in df.columns:
         return []
     values = df[spec.target]
-    out = [_map_result(
-        "factory_expect_labels_to_be_classes", spec.target, labels.bad_labels(values), values,
-        {"factory_check": "labels"},
-    )]  # fmt: skip
+    out = [
+        _map_result(
+            "factory_expect_labels_to_be_classes",
+            spec.target,
+            labels.bad_labels(values),
+            values,
+            {"factory_check": "labels"},
+        )
+    ]
     if classes is not None:
-        out.append(_map_result(
-            "factory_expect_labels_in_known_classes", spec.target, labels.outside(values, classes),
-            values, {"factory_check": "classes", "origin": origin}, distinct=True,
-            value_set=list(classes),
-        ))  # fmt: skip
+        out.append(
+            _map_result(
+                "factory_expect_labels_in_known_classes",
+                spec.target,
+                labels.outside(values, classes),
+                values,
+                {"factory_check": "classes", "origin": origin},
+                distinct=True,
+                value_set=list(classes),
+            )
+        )
     return out
 
 
@@ -219,8 +255,16 @@ def number_results(df: pd.DataFrame, spec: ModelSpec) -> list[dict[str, Any]]:
             mask = pd.Series(False, index=values.index)
         else:
             mask = values.notna() & pd.to_numeric(values.astype("string"), errors="coerce").isna()
-        out.append(_map_result("factory_expect_column_values_to_be_numbers", col, mask, values,
-                               {"factory_check": "numbers"}, distinct=True))  # fmt: skip
+        out.append(
+            _map_result(
+                "factory_expect_column_values_to_be_numbers",
+                col,
+                mask,
+                values,
+                {"factory_check": "numbers"},
+                distinct=True,
+            )
+        )
     return out
 
 
@@ -245,25 +289,36 @@ def gx_failure_reason(result: dict[str, Any]) -> str:
         if check == "numbers":
             comma = any(re.fullmatch(r"-?\d+,\d+", str(v).strip()) for v in sample)
             hint = "; decimal commas? numbers need a '.' decimal point" if comma else ""
-            return (f"column {column!r}: {rows} are not numbers, e.g. {_quoted(sample)}{hint} "
-                    "(text a CSV reader knows as missing, such as 'n/a', counts as null)")  # fmt: skip
+            return (
+                f"column {column!r}: {rows} are not numbers, e.g. {_quoted(sample)}{hint} "
+                "(text a CSV reader knows as missing, such as 'n/a', counts as null)"
+            )
         if check == "labels":
-            return (f"target {column!r}: {rows} are not class labels (whole numbers or class "
-                    f"names; 0.9 is not truncated), e.g. {sample}")  # fmt: skip
+            return (
+                f"target {column!r}: {rows} are not class labels (whole numbers or class "
+                f"names; 0.9 is not truncated), e.g. {sample}"
+            )
         if check == "classes":
             origin = (config.get("meta") or {}).get("origin", "")
             unknown = sorted({v for v in detail.get("partial_unexpected_list", [])}, key=str)
-            return (f"target {column!r}: {rows} have a class the model does not know: "
-                    f"{unknown}; known classes {kwargs.get('value_set')} ({origin}); list every "
-                    "class in target.classes to add one")  # fmt: skip
+            return (
+                f"target {column!r}: {rows} have a class the model does not know: "
+                f"{unknown}; known classes {kwargs.get('value_set')} ({origin}); list every "
+                "class in target.classes to add one"
+            )
         if check == "finite" and any(
             isinstance(v, float) and v in (float("inf"), float("-inf")) for v in sample
         ):
-            allowed = {k: v for k, v in kwargs.items() if k in ("min_value", "max_value")
-                       and v is not None and abs(v) != FLOAT_MAX}  # fmt: skip
+            allowed = {
+                k: v
+                for k, v in kwargs.items()
+                if k in ("min_value", "max_value") and v is not None and abs(v) != FLOAT_MAX
+            }
             within = f" or outside {allowed}" if allowed else ""
-            return (f"column {column!r}: {rows} are non-finite (inf/-inf){within}, e.g. {sample}; "
-                    "validation.allow_non_finite lists columns where inf is allowed")  # fmt: skip
+            return (
+                f"column {column!r}: {rows} are non-finite (inf/-inf){within}, e.g. {sample}; "
+                "validation.allow_non_finite lists columns where inf is allowed"
+            )
     info = result.get("exception_info") or {}
     # GX puts one exception record at the top, or one per failing metric keyed by metric id.
     records = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
@@ -286,8 +341,14 @@ def gx_failure_reason(result: dict[str, Any]) -> str:
 class _Suite:
     """The spec's GX suite, built once and run on one DataFrame (a batch or a chunk) at a time."""
 
-    def __init__(self, spec: ModelSpec, columns: list[str], spec_dir: Path | None,
-                 classes: list[Any] | None = None, origin: str = ""):  # fmt: skip
+    def __init__(
+        self,
+        spec: ModelSpec,
+        columns: list[str],
+        spec_dir: Path | None,
+        classes: list[Any] | None = None,
+        origin: str = "",
+    ):
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -343,8 +404,13 @@ def _combine_one(chunks: list[dict[str, Any]], total_rows: int) -> dict[str, Any
         mostly = kwargs.get("mostly", 1.0)
         ok = unexpected == 0 if mostly >= 1 else (base == 0 or (base - unexpected) / base >= mostly)
         partial = [v for d in details for v in d.get("partial_unexpected_list", [])][:20]
-        merged = {**details[0], "element_count": elements, "unexpected_count": unexpected,
-                  "unexpected_percent": percent, "partial_unexpected_list": partial}  # fmt: skip
+        merged = {
+            **details[0],
+            "element_count": elements,
+            "unexpected_count": unexpected,
+            "unexpected_percent": percent,
+            "partial_unexpected_list": partial,
+        }
         if "missing_count" in details[0]:
             merged.update(
                 missing_count=missing,
@@ -381,8 +447,13 @@ def combine_results(results: list[dict[str, Any]], total_rows: int) -> dict[str,
     }
 
 
-def validate_frames(frames: Iterable[pd.DataFrame], spec: ModelSpec, spec_dir: Path | None = None,
-                    classes: list[Any] | None = None, origin: str = "") -> ValidationOutcome:  # fmt: skip
+def validate_frames(
+    frames: Iterable[pd.DataFrame],
+    spec: ModelSpec,
+    spec_dir: Path | None = None,
+    classes: list[Any] | None = None,
+    origin: str = "",
+) -> ValidationOutcome:
     """Run the spec's GX suite on consecutive chunks of one batch; combine into one outcome.
 
     ``classes``: the classifier's known classes (spec or learnt), None before they are known.
@@ -426,17 +497,23 @@ def clip_samples(value: Any) -> Any:
     return value
 
 
-def validate_frame(df: pd.DataFrame, spec: ModelSpec, spec_dir: Path | None = None,
-                   classes: list[Any] | None = None) -> ValidationOutcome:  # fmt: skip
+def validate_frame(
+    df: pd.DataFrame, spec: ModelSpec, spec_dir: Path | None = None, classes: list[Any] | None = None
+) -> ValidationOutcome:
     """Run the spec's GX suite on a DataFrame (``classes``: as in validate_frames)."""
     if classes is None and spec.target_classes:
         return validate_frames([df], spec, spec_dir, list(spec.target_classes), "target.classes in the spec")
     return validate_frames([df], spec, spec_dir, classes, "given")
 
 
-def _validate_local(path: Path, fmt: str, where: str, spec: ModelSpec, spec_dir: Path | None,
-                    classes: tuple[list[Any] | None, str] = (None, ""),
-                    ) -> tuple[ValidationOutcome, int, dict[str, object]]:  # fmt: skip
+def _validate_local(
+    path: Path,
+    fmt: str,
+    where: str,
+    spec: ModelSpec,
+    spec_dir: Path | None,
+    classes: tuple[list[Any] | None, str] = (None, ""),
+) -> tuple[ValidationOutcome, int, dict[str, object]]:
     """Validate a local batch file chunk by chunk: (outcome, rows, dtypes to unify on write)."""
     frames = iter_frames(path, fmt, where)
     try:

@@ -42,11 +42,15 @@ def _held(client, model: str, version: str):
     reviewed = mv.tags.get(tag_schema.REVIEW_STATUS)
     if reviewed:
         by, at = mv.tags.get(tag_schema.REVIEW_BY), mv.tags.get(tag_schema.REVIEW_AT)
-        raise ReviewError(f"{model} v{version} was already {reviewed} by {by} at {at}: "
-                          f"{mv.tags.get(tag_schema.REVIEW_REASON)}")  # fmt: skip
+        raise ReviewError(
+            f"{model} v{version} was already {reviewed} by {by} at {at}: "
+            f"{mv.tags.get(tag_schema.REVIEW_REASON)}"
+        )
     if status != HELD:
-        raise ReviewError(f"{model} v{version} is {status or 'not evaluated'}, not held for review: "
-                          "there is nothing to approve or reject")  # fmt: skip
+        raise ReviewError(
+            f"{model} v{version} is {status or 'not evaluated'}, not held for review: "
+            "there is nothing to approve or reject"
+        )
     return mv
 
 
@@ -62,9 +66,14 @@ def held_versions(model: str, settings: FactorySettings) -> list[dict]:
     out = []
     for mv in client.search_model_versions(f"name = '{model}'"):
         if mv.tags.get(tag_schema.DECISION) == HELD and not mv.tags.get(tag_schema.REVIEW_STATUS):
-            out.append({"model": model, "version": str(mv.version),
-                        "reason": mv.tags.get(tag_schema.DECISION_REASON),
-                        "waiting_hours": round((now - mv.creation_timestamp) / 3_600_000, 2)})  # fmt: skip
+            out.append(
+                {
+                    "model": model,
+                    "version": str(mv.version),
+                    "reason": mv.tags.get(tag_schema.DECISION_REASON),
+                    "waiting_hours": round((now - mv.creation_timestamp) / 3_600_000, 2),
+                }
+            )
     return sorted(out, key=lambda v: int(v["version"]))
 
 
@@ -88,9 +97,10 @@ def _refresh_checklist(client, model: str, version: str, passed: bool, reason: s
         client.set_model_version_tag(model, version, f"{CHECKLIST_TAG}.gates_passed.reason", reason[:5000])
     tags = client.get_model_version(model, version).tags
     prefix = f"{CHECKLIST_TAG}."
-    items = [v for k, v in tags.items() if k.startswith(prefix) and "." not in k[len(prefix):]]
-    client.set_model_version_tag(model, version, CHECKLIST_TAG,
-                                 "passed" if all(v == "pass" for v in items) else "failed")  # fmt: skip
+    items = [v for k, v in tags.items() if k.startswith(prefix) and "." not in k[len(prefix) :]]
+    client.set_model_version_tag(
+        model, version, CHECKLIST_TAG, "passed" if all(v == "pass" for v in items) else "failed"
+    )
 
 
 def _attest(client, settings: FactorySettings, model: str, version: str, decision: str) -> None:
@@ -106,21 +116,26 @@ def _claim(settings: FactorySettings, mv: ModelVersion, status: str, actor: str)
     subject = f"review:{mv.name}:v{mv.version}:{mv.run_id}"
     won = claims.claim(claims.claims_db_uri(settings), subject, status, actor)
     if not won.won and (won.actor, won.outcome) != (actor, status):
-        raise ReviewError(f"{mv.name} v{mv.version} was already {won.outcome} by {won.actor} at "
-                          f"{won.at}; this {_NOUN.get(status, status)} was not recorded")  # fmt: skip
+        raise ReviewError(
+            f"{mv.name} v{mv.version} was already {won.outcome} by {won.actor} at "
+            f"{won.at}; this {_NOUN.get(status, status)} was not recorded"
+        )
     return won
 
 
-def _review(settings: FactorySettings, model: str, version: str, actor: str, reason: str, status: str,
-            apply) -> dict:  # fmt: skip
+def _review(
+    settings: FactorySettings, model: str, version: str, actor: str, reason: str, status: str, apply
+) -> dict:
     """Check the version is held, claim it, then record the review (``apply`` writes the rest).
     A failure after the claim releases it: the version is still held, anyone may decide again."""
     client = tracking.connect(settings)
     reason = _require_reason(reason)
     mv = _held(client, model, version)
     if not attested(client, settings, model, version, HELD):
-        raise ReviewError(f"{model} v{version} is tagged {HELD}, but the factory did not register it so "
-                          "(its attestation does not match): nothing to review")  # fmt: skip
+        raise ReviewError(
+            f"{model} v{version} is tagged {HELD}, but the factory did not register it so "
+            "(its attestation does not match): nothing to review"
+        )
     won = _claim(settings, mv, status, actor)
     try:
         held_why = mv.tags.get(tag_schema.DECISION_REASON, "")
@@ -150,8 +165,9 @@ def approve_version(model: str, version: str, settings: FactorySettings, actor: 
     return _review(settings, model, version, actor, reason, "approved", bless)
 
 
-def reject_version(model: str, version: str, settings: FactorySettings, actor: str, reason: str,
-                   status: str = "rejected") -> dict:  # fmt: skip
+def reject_version(
+    model: str, version: str, settings: FactorySettings, actor: str, reason: str, status: str = "rejected"
+) -> dict:
     """Reject a held version by review (``status`` "expired" when the window ran out)."""
 
     def reject(client, why: str) -> dict:
@@ -166,15 +182,23 @@ def reject_version(model: str, version: str, settings: FactorySettings, actor: s
 
 def expire_version(model: str, version: str, settings: FactorySettings, window_hours: float) -> dict:
     """Nobody reviewed within the spec's window: rejected, saying so."""
-    return reject_version(model, version, settings, "review window",
-                          f"nobody reviewed it within review.window_hours ({window_hours:g} h): "
-                          "expired as rejected", status="expired")  # fmt: skip
+    return reject_version(
+        model,
+        version,
+        settings,
+        "review window",
+        f"nobody reviewed it within review.window_hours ({window_hours:g} h): expired as rejected",
+        status="expired",
+    )
 
 
 def expire_overdue(model: str, settings: FactorySettings, window_hours: float) -> list[dict]:
     """Expire every held version of ``model`` older than the window (for reviews outside Airflow)."""
-    return [expire_version(model, v["version"], settings, window_hours)
-            for v in held_versions(model, settings) if v["waiting_hours"] > window_hours]  # fmt: skip
+    return [
+        expire_version(model, v["version"], settings, window_hours)
+        for v in held_versions(model, settings)
+        if v["waiting_hours"] > window_hours
+    ]
 
 
 def review_in_airflow(
@@ -193,9 +217,17 @@ def review_in_airflow(
         if detail.get("response_received") or not detail["subject"].endswith(f" v{version}"):
             continue
         ti = detail["task_instance"]
-        path = (f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(ti['dag_run_id'])}/taskInstances/"
-                f"{quote(ti['task_id'])}/{ti.get('map_index', -1)}/hitlDetails")  # fmt: skip
-        client.request("PATCH", path, json={"chosen_options": ["Approve" if approve else "Reject"],
-                                            "params_input": {"reason": reason, "actor": actor}})  # fmt: skip
+        path = (
+            f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(ti['dag_run_id'])}/taskInstances/"
+            f"{quote(ti['task_id'])}/{ti.get('map_index', -1)}/hitlDetails"
+        )
+        client.request(
+            "PATCH",
+            path,
+            json={
+                "chosen_options": ["Approve" if approve else "Reject"],
+                "params_input": {"reason": reason, "actor": actor},
+            },
+        )
         return {"dag_id": dag_id, "run_id": ti["dag_run_id"], "url": client.ui_url(dag_id, ti["dag_run_id"])}
     return None

@@ -32,13 +32,20 @@ def run_data_budget(spec: ModelSpec, train_df: pd.DataFrame, holdout_df: pd.Data
         part = train_df.iloc[order[:rows]]
 
         def skipped(why: str, share: float = share, rows: int = rows) -> dict:
-            return {"share": share, "rows": rows, "metric": None, "cpu_seconds": None,
-                    "wall_seconds": None, "error": why}  # fmt: skip
+            return {
+                "share": share,
+                "rows": rows,
+                "metric": None,
+                "cpu_seconds": None,
+                "wall_seconds": None,
+                "error": why,
+            }
 
         seen = set(target_values(part, spec).astype(str)) if spec.task == "classification" else set()
         if seen != all_classes:  # scored against the full holdout it would not be comparable
-            points.append(skipped(f"not scored: these {rows} rows hold {len(seen)} of the "
-                                  f"{len(all_classes)} classes"))  # fmt: skip
+            points.append(
+                skipped(f"not scored: these {rows} rows hold {len(seen)} of the {len(all_classes)} classes")
+            )
             continue
         pipeline = build_pipeline(spec) if spec.estimator.class_ else None
         if pipeline is None:
@@ -50,8 +57,16 @@ def run_data_budget(spec: ModelSpec, train_df: pd.DataFrame, holdout_df: pd.Data
         except (ValueError, ArithmeticError) as exc:  # a fit or metric a small share cannot give
             points.append(skipped(str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
             continue
-        points.append({"share": share, "rows": rows, "metric": score, "cpu_seconds": round(cpu, 6),
-                       "wall_seconds": round(wall, 6), "fits_timed": fits})  # fmt: skip
+        points.append(
+            {
+                "share": share,
+                "rows": rows,
+                "metric": score,
+                "cpu_seconds": round(cpu, 6),
+                "wall_seconds": round(wall, 6),
+                "fits_timed": fits,
+            }
+        )
     return {
         "metric": metric,
         "tolerance": budget.tolerance,
@@ -91,8 +106,11 @@ def recommend(points: list[dict], metric: str, tolerance: float) -> dict:
     """The smallest share whose metric is within ``tolerance`` (relative) of the largest share's."""
     scored = [p for p in points if p.get("metric") is not None and not np.isnan(p["metric"])]
     if not scored:
-        return {"recommended_share": None, "cpu_saved_seconds": None,
-                "recommendation": "no share could be scored: no recommendation"}  # fmt: skip
+        return {
+            "recommended_share": None,
+            "cpu_saved_seconds": None,
+            "recommendation": "no share could be scored: no recommendation",
+        }
     full = scored[-1]
     higher = METRICS[metric]["higher_is_better"]
     bound = abs(full["metric"]) * tolerance
@@ -101,19 +119,30 @@ def recommend(points: list[dict], metric: str, tolerance: float) -> dict:
         if gap <= bound:
             saved = max(0.0, full["cpu_seconds"] - point["cpu_seconds"])
             if point is full:
-                text = (f"use all the data: no smaller share is within {tolerance:.1%} of "
-                        f"{metric} {full['metric']:.4f}")  # fmt: skip
+                text = (
+                    f"use all the data: no smaller share is within {tolerance:.1%} of "
+                    f"{metric} {full['metric']:.4f}"
+                )
             else:
-                text = (f"{point['share']:.0%} of the training rows ({point['rows']:,}) scores "
-                        f"{metric} {point['metric']:.4f}, within {tolerance:.1%} of the "
-                        f"{full['share']:.0%} share's {full['metric']:.4f}")  # fmt: skip
+                text = (
+                    f"{point['share']:.0%} of the training rows ({point['rows']:,}) scores "
+                    f"{metric} {point['metric']:.4f}, within {tolerance:.1%} of the "
+                    f"{full['share']:.0%} share's {full['metric']:.4f}"
+                )
                 if saved > 0 and full["cpu_seconds"]:
-                    text += (f", and would save {cpu_time(saved)} of CPU per fit "
-                             f"({saved / full['cpu_seconds']:.0%}: {cpu_time(point['cpu_seconds'])} "
-                             f"instead of {cpu_time(full['cpu_seconds'])})")  # fmt: skip
+                    text += (
+                        f", and would save {cpu_time(saved)} of CPU per fit "
+                        f"({saved / full['cpu_seconds']:.0%}: {cpu_time(point['cpu_seconds'])} "
+                        f"instead of {cpu_time(full['cpu_seconds'])})"
+                    )
                 else:  # the measured fits took no less CPU: say so rather than "saves 0.00 s"
-                    text += (f"; its fit took {cpu_time(point['cpu_seconds'])} of CPU against "
-                             f"{cpu_time(full['cpu_seconds'])}: no measurable CPU saving")  # fmt: skip
-            return {"recommended_share": point["share"], "cpu_saved_seconds": round(saved, 6),
-                    "recommendation": text}  # fmt: skip
+                    text += (
+                        f"; its fit took {cpu_time(point['cpu_seconds'])} of CPU against "
+                        f"{cpu_time(full['cpu_seconds'])}: no measurable CPU saving"
+                    )
+            return {
+                "recommended_share": point["share"],
+                "cpu_saved_seconds": round(saved, 6),
+                "recommendation": text,
+            }
     raise AssertionError("the largest share is always within tolerance of itself")

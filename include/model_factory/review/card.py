@@ -71,9 +71,15 @@ def evaluate_sections(
 
 # The run tags of the card's lineage table, in order.
 LINEAGE_TABLE_TAGS = (
-    tag_schema.DS, tag_schema.DATA_ROWS, tag_schema.DATA_SHA256, tag_schema.SPEC_HASH,
-    tag_schema.GIT_REVISION, tag_schema.REQUIREMENTS_SHA256, tag_schema.HOLDOUT_URI,
-    tag_schema.AIRFLOW_DAG_ID, tag_schema.AIRFLOW_RUN_ID,
+    tag_schema.DS,
+    tag_schema.DATA_ROWS,
+    tag_schema.DATA_SHA256,
+    tag_schema.SPEC_HASH,
+    tag_schema.GIT_REVISION,
+    tag_schema.REQUIREMENTS_SHA256,
+    tag_schema.HOLDOUT_URI,
+    tag_schema.AIRFLOW_DAG_ID,
+    tag_schema.AIRFLOW_RUN_ID,
 )
 
 
@@ -103,8 +109,11 @@ def _validation_summaries(inputs: list[dict], s3: storage.S3Options | None) -> l
         try:
             result = storage.read_json(uri, s3)
             stats = result.get("statistics", {})
-            row.update(success=result.get("success"), evaluated=stats.get("evaluated_expectations"),
-                       successful=stats.get("successful_expectations"))  # fmt: skip
+            row.update(
+                success=result.get("success"),
+                evaluated=stats.get("evaluated_expectations"),
+                successful=stats.get("successful_expectations"),
+            )
         except Exception as exc:
             row.update(success=None, error=f"no validation result at {uri}: {type(exc).__name__}")
         out.append(row)
@@ -191,13 +200,19 @@ def produce_card(
                 "tags": {k: v for k, v in tags.items() if k.startswith(tag_schema.PREFIX)},
             },
             "validation": _validation_summaries((lineage or {}).get("inputs", []), s3),
-            "cost": {k: run.data.metrics.get(k) for k in
-                     ("train_wall_seconds", "train_cpu_seconds", "process_peak_rss_mb")},
+            "cost": {
+                k: run.data.metrics.get(k)
+                for k in ("train_wall_seconds", "train_cpu_seconds", "process_peak_rss_mb")
+            },
             "params": run.data.params,
-            "decision": {"status": facts.decision, "reason": facts.decision_reason,
-                         "interval": decision.get("champion_gain_interval"),
-                         "review": {k.split(".", 2)[2]: v for k, v in mv.tags.items()
-                                    if k.startswith(f"{tag_schema.REVIEW}.")}},
+            "decision": {
+                "status": facts.decision,
+                "reason": facts.decision_reason,
+                "interval": decision.get("champion_gain_interval"),
+                "review": {
+                    k.split(".", 2)[2]: v for k, v in mv.tags.items() if k.startswith(f"{tag_schema.REVIEW}.")
+                },
+            },
             "budget": _budget_context(spec, _load_json_artifact(client, run_id, BUDGET_ARTIFACT)),
             **sections,
         }
@@ -214,8 +229,9 @@ def produce_card(
         html = ""
     items = evaluate_checklist(spec, facts)
     recorded = record_checklist(client, name, version, items)
-    link_card(client, name, version, facts.card_uri, facts.card_error or "",
-              card_page_url(settings, name, version))  # fmt: skip
+    link_card(
+        client, name, version, facts.card_uri, facts.card_error or "", card_page_url(settings, name, version)
+    )
     return {
         "model": name,
         "version": version,
@@ -230,8 +246,11 @@ def produce_card(
 def _storable(context: dict) -> dict:
     from dataclasses import asdict, is_dataclass
 
-    return {k: ([asdict(i) for i in v] if k == "checklist" else v) for k, v in context.items()
-            if not is_dataclass(v)}  # fmt: skip
+    return {
+        k: ([asdict(i) for i in v] if k == "checklist" else v)
+        for k, v in context.items()
+        if not is_dataclass(v)
+    }
 
 
 def add_budget_to_card(spec: ModelSpec, run_id: str, budget: dict, settings: FactorySettings) -> str | None:
@@ -299,8 +318,9 @@ def add_health_to_card(name: str, version: str, rows: list[dict], settings: Fact
     return f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{CARD_ARTIFACT}"
 
 
-def data_budget_for_run(spec: ModelSpec, run_id: str, settings: FactorySettings,
-                        s3: storage.S3Options | None = None) -> dict:  # fmt: skip
+def data_budget_for_run(
+    spec: ModelSpec, run_id: str, settings: FactorySettings, s3: storage.S3Options | None = None
+) -> dict:
     """The data budget of a logged run: its own training rows (from its lineage) and holdout."""
     from model_factory.review.budget import run_data_budget
     from model_factory.review.reproduce import training_split

@@ -18,8 +18,13 @@ from model_factory.spec import ModelSpec
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-LINEAGE_TAGS = (tag_schema.DATA_URIS, tag_schema.DATA_SHA256, tag_schema.SPEC_HASH,
-                tag_schema.GIT_REVISION, tag_schema.REQUIREMENTS_SHA256)  # fmt: skip
+LINEAGE_TAGS = (
+    tag_schema.DATA_URIS,
+    tag_schema.DATA_SHA256,
+    tag_schema.SPEC_HASH,
+    tag_schema.GIT_REVISION,
+    tag_schema.REQUIREMENTS_SHA256,
+)
 
 
 @dataclass
@@ -80,8 +85,11 @@ def _slices(spec: ModelSpec, facts: Facts) -> tuple[bool, str]:
     if "error" in sl:
         return False, f"slices not computed: {sl['error']}"
     absent = [p for p in sl.get("problems", []) if "is not in" in p]
-    flagged = [f"{r['column']}={r['value']} ({r['metric']:.4f} vs {sl['overall']:.4f}, {r['rows']} rows)"
-               for r in sl.get("rows", []) if r["flagged"]]  # fmt: skip
+    flagged = [
+        f"{r['column']}={r['value']} ({r['metric']:.4f} vs {sl['overall']:.4f}, {r['rows']} rows)"
+        for r in sl.get("rows", [])
+        if r["flagged"]
+    ]
     if absent or flagged:
         tolerance = spec.evaluation.slice_tolerance
         worse = [f"worse than the whole by more than {tolerance:.0%}: " + ", ".join(flagged)]
@@ -138,8 +146,9 @@ def record_checklist(client: MlflowClient, model: str, version: str, items: list
 
     current = client.get_model_version(model, version).tags or {}
     for item in items:
-        client.set_model_version_tag(model, version, f"{CHECKLIST_TAG}.{item.item}",
-                                     "pass" if item.passed else "fail")  # fmt: skip
+        client.set_model_version_tag(
+            model, version, f"{CHECKLIST_TAG}.{item.item}", "pass" if item.passed else "fail"
+        )
         reason_tag = f"{CHECKLIST_TAG}.{item.item}.reason"
         if not item.passed:
             client.set_model_version_tag(model, version, reason_tag, item.reason[:MAX_TAG_CHARS])

@@ -38,7 +38,10 @@ def _metric_scorer(spec: ModelSpec):
 
 
 def permutation_importance_sampled(
-    model: Any, holdout: pd.DataFrame, spec: ModelSpec, max_rows: int | None = None,
+    model: Any,
+    holdout: pd.DataFrame,
+    spec: ModelSpec,
+    max_rows: int | None = None,
     repeats: int | None = None,
 ) -> dict:
     """Mean/std loss of the primary metric when each feature is shuffled.
@@ -58,17 +61,28 @@ def permutation_importance_sampled(
     started = time.perf_counter()
 
     def skipped(why: str) -> dict:
-        return {"features": [], "rows_used": len(sample), "rows_total": total, "sampled": total > max_rows,
-                "metric": metric, "seconds": round(time.perf_counter() - started, 3),
-                "note": f"not computed: {why}"}  # fmt: skip
+        return {
+            "features": [],
+            "rows_used": len(sample),
+            "rows_total": total,
+            "sampled": total > max_rows,
+            "metric": metric,
+            "seconds": round(time.perf_counter() - started, 3),
+            "note": f"not computed: {why}",
+        }
 
     if spec.task == "classification" and classes < 2:
         return skipped("the holdout sample holds one class only")
     try:
         result = permutation_importance(
-            model, X, y, scoring=_metric_scorer(spec), n_repeats=repeats,
-            random_state=spec.split.seed, n_jobs=1,
-        )  # fmt: skip
+            model,
+            X,
+            y,
+            scoring=_metric_scorer(spec),
+            n_repeats=repeats,
+            random_state=spec.split.seed,
+            n_jobs=1,
+        )
     except (ValueError, ArithmeticError) as exc:  # an optional figure never fails the card
         return skipped(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     if not np.isfinite(result.importances_mean).any():
@@ -80,8 +94,10 @@ def permutation_importance_sampled(
     features.sort(key=lambda f: -f["mean"])
     note = f"computed on all {total:,} holdout rows"
     if total > max_rows:
-        note = (f"computed on a seeded sample of {len(sample):,} of the {total:,} holdout rows "
-                "(evaluation.importance_max_rows)")  # fmt: skip
+        note = (
+            f"computed on a seeded sample of {len(sample):,} of the {total:,} holdout rows "
+            "(evaluation.importance_max_rows)"
+        )
     return {
         "features": features,
         "rows_used": len(sample),
@@ -108,14 +124,18 @@ def slice_metrics(predictions: Any, holdout: pd.DataFrame, spec: ModelSpec) -> d
     rows, problems = [], []
     for column in spec.evaluation.slices:
         if column not in holdout.columns:
-            problems.append(f"slice column {column!r} (evaluation.slices) is not in the holdout "
-                            f"data; columns are {sorted(holdout.columns)}")  # fmt: skip
+            problems.append(
+                f"slice column {column!r} (evaluation.slices) is not in the holdout "
+                f"data; columns are {sorted(holdout.columns)}"
+            )
             continue
         values = holdout[column].astype("object").where(holdout[column].notna(), "(missing)")
         distinct = values.unique()
         if len(distinct) < 2:
-            problems.append(f"slice column {column!r} has a single value ({distinct[0]!r}) in the "
-                            "holdout: nothing to compare")  # fmt: skip
+            problems.append(
+                f"slice column {column!r} has a single value ({distinct[0]!r}) in the "
+                "holdout: nothing to compare"
+            )
             continue
         positions = np.arange(len(holdout))
         for value in sorted(distinct, key=str):
@@ -126,20 +146,45 @@ def slice_metrics(predictions: Any, holdout: pd.DataFrame, spec: ModelSpec) -> d
             judged = len(idx) >= spec.evaluation.min_slice_rows and not np.isnan(score)
             flagged = bool(judged and relative > spec.evaluation.slice_tolerance)
             if flagged:  # noise on a small slice is not "much worse": the whole interval must be
-                flagged = _significantly_worse(metric, predictions.take(idx), overall, higher,
-                                               spec.evaluation.slice_tolerance, spec.split.seed)  # fmt: skip
-            rows.append({
-                "column": column, "value": str(value), "rows": len(idx), "metric": score,
-                "relative_worse": float(relative) if not np.isnan(score) else None, "judged": judged,
-                "flagged": flagged,
-            })  # fmt: skip
-    return {"metric": metric, "overall": overall, "rows": rows, "problems": problems,
-            "tolerance": spec.evaluation.slice_tolerance,
-            "min_rows": spec.evaluation.min_slice_rows}  # fmt: skip
+                flagged = _significantly_worse(
+                    metric,
+                    predictions.take(idx),
+                    overall,
+                    higher,
+                    spec.evaluation.slice_tolerance,
+                    spec.split.seed,
+                )
+            rows.append(
+                {
+                    "column": column,
+                    "value": str(value),
+                    "rows": len(idx),
+                    "metric": score,
+                    "relative_worse": float(relative) if not np.isnan(score) else None,
+                    "judged": judged,
+                    "flagged": flagged,
+                }
+            )
+    return {
+        "metric": metric,
+        "overall": overall,
+        "rows": rows,
+        "problems": problems,
+        "tolerance": spec.evaluation.slice_tolerance,
+        "min_rows": spec.evaluation.min_slice_rows,
+    }
 
 
-def _significantly_worse(metric: str, part: Any, overall: float, higher: bool, tolerance: float,
-                         seed: int, resamples: int = 200, max_rows: int = 2000) -> bool:  # fmt: skip
+def _significantly_worse(
+    metric: str,
+    part: Any,
+    overall: float,
+    higher: bool,
+    tolerance: float,
+    seed: int,
+    resamples: int = 200,
+    max_rows: int = 2000,
+) -> bool:
     """Is the slice worse than the whole by more than ``tolerance`` even at the favourable end of
     its 95% bootstrap interval? (At most ``max_rows`` rows resampled: bounded cost.)"""
     from model_factory.pipeline.evaluation import metric_value

@@ -42,8 +42,9 @@ def _positive_scores(p: Predictions) -> tuple[np.ndarray, np.ndarray]:
     return (p.y == positive).astype(int), p.probabilities[:, -1]
 
 
-def _curve_plot(models: dict[str, Predictions], curve, labels: tuple[str, str, str], legend: str,
-                diagonal: bool = False) -> str:  # fmt: skip
+def _curve_plot(
+    models: dict[str, Predictions], curve, labels: tuple[str, str, str], legend: str, diagonal: bool = False
+) -> str:
     """One curve per model from its positive-class scores, overlaid."""
     fig, ax = _figure()
     for name, p in models.items():
@@ -75,8 +76,9 @@ def classification_plots(models: dict[str, Predictions]) -> dict[str, str]:
             precision, recall, _ = precision_recall_curve(y, score)
             return recall, precision
 
-        out["roc"] = _curve_plot(shown, roc, ("false positive rate", "true positive rate", "ROC"),
-                                 "lower right", diagonal=True)  # fmt: skip
+        out["roc"] = _curve_plot(
+            shown, roc, ("false positive rate", "true positive rate", "ROC"), "lower right", diagonal=True
+        )
         out["precision_recall"] = _curve_plot(
             shown, precision_recall, ("recall", "precision", "Precision-recall"), "lower left"
         )
@@ -98,8 +100,9 @@ def classification_plots(models: dict[str, Predictions]) -> dict[str, str]:
     fig, ax = _figure(3.6, 3.3)
     ax.imshow(matrix, cmap="Blues")
     for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, str(count), ha="center", va="center",
-                color="white" if count > matrix.max() / 2 else "black")  # fmt: skip
+        ax.text(
+            j, i, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black"
+        )
     ax.set_xticks(range(len(labels)), [str(c) for c in labels])
     ax.set_yticks(range(len(labels)), [str(c) for c in labels])
     ax.set(xlabel="predicted", ylabel="actual", title="Confusion matrix (candidate)")
@@ -146,8 +149,12 @@ def importance_plot(features: list[dict]) -> str:
     """Horizontal bars: mean metric loss when each feature is shuffled, ± one std."""
     shown = sorted(features, key=lambda f: f["mean"])[-20:]
     fig, ax = _figure(5.0, max(2.0, 0.32 * len(shown) + 1.0))
-    ax.barh([f["feature"] for f in shown], [f["mean"] for f in shown],
-            xerr=[f["std"] for f in shown], color="#1f77b4")  # fmt: skip
+    ax.barh(
+        [f["feature"] for f in shown],
+        [f["mean"] for f in shown],
+        xerr=[f["std"] for f in shown],
+        color="#1f77b4",
+    )
     ax.axvline(0, color="grey", lw=0.8)
     ax.set(xlabel="metric loss when shuffled", title="Permutation importance")
     return _png(fig)

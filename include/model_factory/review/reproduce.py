@@ -41,8 +41,13 @@ def _artifact(run_id: str, path: str) -> dict | None:
         return None
 
 
-def check_lineage(model: str, version: str, settings: FactorySettings,
-                  allow_code_drift: bool = False, s3: storage.S3Options | None = None) -> dict:  # fmt: skip
+def check_lineage(
+    model: str,
+    version: str,
+    settings: FactorySettings,
+    allow_code_drift: bool = False,
+    s3: storage.S3Options | None = None,
+) -> dict:
     """Everything reproduce needs, or ReproduceError naming what is missing or changed."""
     from model_factory.pipeline.training import git_revision
 
@@ -65,21 +70,28 @@ def check_lineage(model: str, version: str, settings: FactorySettings,
         )
     spec = ModelSpec.model_validate(spec_dump)
     if spec.spec_hash() != tags[tag_schema.SPEC_HASH]:
-        raise ReproduceError(f"{model} v{version}: the logged spec.json does not match the recorded "
-                             f"spec hash {tags[tag_schema.SPEC_HASH][:12]}")  # fmt: skip
+        raise ReproduceError(
+            f"{model} v{version}: the logged spec.json does not match the recorded "
+            f"spec hash {tags[tag_schema.SPEC_HASH][:12]}"
+        )
     if getattr(spec.estimator, "factory", None):
-        raise ReproduceError(f"{model} v{version} was trained by the data scientist's own code "
-                             "(estimator.factory): reproduce retrains allow-listed estimators "
-                             "only")  # fmt: skip
+        raise ReproduceError(
+            f"{model} v{version} was trained by the data scientist's own code "
+            "(estimator.factory): reproduce retrains allow-listed estimators "
+            "only"
+        )
     for info in lineage["inputs"]:
         if not storage.exists(info["uri"], s3):
-            raise ReproduceError(f"{model} v{version} cannot be reproduced: its data {info['uri']} is "
-                                 "gone (deleted or moved)")  # fmt: skip
+            raise ReproduceError(
+                f"{model} v{version} cannot be reproduced: its data {info['uri']} is gone (deleted or moved)"
+            )
         with storage.local_file(info["uri"], s3) as path:
             digest = storage.sha256_file(path)
         if digest != info["sha256"]:
-            raise ReproduceError(f"{model} v{version} cannot be reproduced: {info['uri']} changed "
-                                 f"(sha256 {digest[:12]}, recorded {info['sha256'][:12]})")  # fmt: skip
+            raise ReproduceError(
+                f"{model} v{version} cannot be reproduced: {info['uri']} changed "
+                f"(sha256 {digest[:12]}, recorded {info['sha256'][:12]})"
+            )
     recorded, current = tags[tag_schema.GIT_REVISION], git_revision(settings)
     if recorded != current and not allow_code_drift:
         raise ReproduceError(
@@ -87,8 +99,13 @@ def check_lineage(model: str, version: str, settings: FactorySettings,
             f"Check out {recorded.removesuffix('-dirty')} first, or pass --allow-code-drift to "
             "compare anyway"
         )
-    return {"spec": spec, "run": run, "inputs": lineage["inputs"], "recorded_revision": recorded,
-            "current_revision": current}  # fmt: skip
+    return {
+        "spec": spec,
+        "run": run,
+        "inputs": lineage["inputs"],
+        "recorded_revision": recorded,
+        "current_revision": current,
+    }
 
 
 def reproduce_version(
@@ -120,28 +137,48 @@ def reproduce_version(
             continue
         both_nan = value != value and before != before
         diff = abs(value - before) if not both_nan else 0.0
-        comparison.append({"metric": name, "recorded": before, "reproduced": value,
-                           "difference": diff, "within": bool(diff <= tolerance)})  # fmt: skip
+        comparison.append(
+            {
+                "metric": name,
+                "recorded": before,
+                "reproduced": value,
+                "difference": diff,
+                "within": bool(diff <= tolerance),
+            }
+        )
     reproduced = bool(comparison) and all(c["within"] for c in comparison)
     client = tracking.connect(settings)
     exp_id = tracking.experiment_id(client, settings, f"{model}__reproduce")
-    tags = {tag_schema.REPRODUCE_OF: f"{model}/{version}", tag_schema.REPRODUCE_OF_RUN: run.info.run_id,
-            tag_schema.REPRODUCED: str(reproduced).lower(),
-            tag_schema.GIT_REVISION: checked["current_revision"]}  # fmt: skip
+    tags = {
+        tag_schema.REPRODUCE_OF: f"{model}/{version}",
+        tag_schema.REPRODUCE_OF_RUN: run.info.run_id,
+        tag_schema.REPRODUCED: str(reproduced).lower(),
+        tag_schema.GIT_REVISION: checked["current_revision"],
+    }
     name = f"reproduce-{model}-v{version}"
     with mlflow.start_run(experiment_id=exp_id, run_name=name, tags=tags) as scratch:
         mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items() if v == v})
         mlflow.log_dict({"comparison": comparison, "inputs": checked["inputs"]}, "reproduce.json")
     differing = [c for c in comparison if not c["within"]]
-    verdict = (f"{model} v{version} reproduced: {len(comparison)} holdout metrics within {tolerance:g}"
-               if reproduced else
-               f"{model} v{version} did NOT reproduce: " + "; ".join(
-                   f"{c['metric']} {c['reproduced']:.6f} vs recorded {c['recorded']:.6f}" for c in differing)
-               if differing else f"{model} v{version}: no recorded holdout metrics to compare")  # fmt: skip
-    return {"model": model, "version": version, "reproduced": reproduced, "verdict": verdict,
-            "comparison": comparison, "scratch_run_id": scratch.info.run_id, "seconds": round(seconds, 2),
-            "recorded_revision": checked["recorded_revision"],
-            "current_revision": checked["current_revision"]}  # fmt: skip
+    verdict = (
+        f"{model} v{version} reproduced: {len(comparison)} holdout metrics within {tolerance:g}"
+        if reproduced
+        else f"{model} v{version} did NOT reproduce: "
+        + "; ".join(f"{c['metric']} {c['reproduced']:.6f} vs recorded {c['recorded']:.6f}" for c in differing)
+        if differing
+        else f"{model} v{version}: no recorded holdout metrics to compare"
+    )
+    return {
+        "model": model,
+        "version": version,
+        "reproduced": reproduced,
+        "verdict": verdict,
+        "comparison": comparison,
+        "scratch_run_id": scratch.info.run_id,
+        "seconds": round(seconds, 2),
+        "recorded_revision": checked["recorded_revision"],
+        "current_revision": checked["current_revision"],
+    }
 
 
 def describe(result: dict) -> str:

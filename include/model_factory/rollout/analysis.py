@@ -55,12 +55,29 @@ class ArmSummary:
 
     @classmethod
     def of(cls, arm: ArmData) -> ArmSummary:
-        return cls(list(arm.versions), arm.requests, arm.errors, round(arm.error_rate, 6),
-                   arm.p95_latency_ms, arm.labelled, arm.invalid_outcomes)  # fmt: skip
+        return cls(
+            list(arm.versions),
+            arm.requests,
+            arm.errors,
+            round(arm.error_rate, 6),
+            arm.p95_latency_ms,
+            arm.labelled,
+            arm.invalid_outcomes,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in ("versions", "requests", "errors", "error_rate",
-                                             "p95_latency_ms", "labelled", "invalid_outcomes")}  # fmt: skip
+        out = {
+            k: getattr(self, k)
+            for k in (
+                "versions",
+                "requests",
+                "errors",
+                "error_rate",
+                "p95_latency_ms",
+                "labelled",
+                "invalid_outcomes",
+            )
+        }
         if self.value is not None:
             out.update({"value": self.value, "se": self.se, "ci": self.ci, "ci_level": self.ci_level})
         return out
@@ -173,9 +190,16 @@ def analyse_canary(
     if metric not in ANALYTIC + BOOTSTRAPPED:
         raise ValueError(f"metric {metric!r} is not supported for live {task} analysis")
     arms = {"champion": champion_arm, "canary": canary_arm}
-    result = CanaryAnalysis("wait", metric, task, higher_is_better,
-                            {name: ArmSummary.of(arm) for name, arm in arms.items()}, policy, final_stage,
-                            min_requests=min_requests)  # fmt: skip
+    result = CanaryAnalysis(
+        "wait",
+        metric,
+        task,
+        higher_is_better,
+        {name: ArmSummary.of(arm) for name, arm in arms.items()},
+        policy,
+        final_stage,
+        min_requests=min_requests,
+    )
 
     def done(decision: CanaryVerdict, *reasons: str) -> CanaryAnalysis:
         result.decision = decision
@@ -185,8 +209,11 @@ def analyse_canary(
     breaches = _guardrail_breaches(champion_arm, canary_arm, policy, min_requests)
     if breaches:
         return done("rollback", *breaches)
-    short = [f"{name} has {arm.labelled}/{policy.min_samples} labelled outcomes"
-             for name, arm in arms.items() if arm.labelled < policy.min_samples]  # fmt: skip
+    short = [
+        f"{name} has {arm.labelled}/{policy.min_samples} labelled outcomes"
+        for name, arm in arms.items()
+        if arm.labelled < policy.min_samples
+    ]
     if short:
         return done("wait", "not enough samples: " + ", ".join(short))
 
@@ -196,9 +223,12 @@ def analyse_canary(
         try:
             value, se = metric_with_se(metric, arm, task)
         except Exception as exc:  # outcomes the metric cannot use: decide, never raise
-            return done("rollback", f"the stage cannot be judged: live {metric} on the {name} arm failed "
-                        f"({type(exc).__name__}: {str(exc)[:300]}); rolled back, nothing is promoted "
-                        "without evidence")  # fmt: skip
+            return done(
+                "rollback",
+                f"the stage cannot be judged: live {metric} on the {name} arm failed "
+                f"({type(exc).__name__}: {str(exc)[:300]}); rolled back, nothing is promoted "
+                "without evidence",
+            )
         values[name] = (value, se)
         summary = result.arms[name]
         summary.value, summary.se, summary.ci_level = value, se, ci_level
@@ -207,8 +237,13 @@ def analyse_canary(
     if not all(math.isfinite(v) for v in (champ, se_h, cand, se_c)):
         return done("wait", f"{metric} could not be estimated on both arms (one class only?)")
 
-    change = relative_change_test(values["champion"], values["canary"], higher_is_better=higher_is_better,
-                                  max_relative_drop=policy.max_relative_drop, alpha=policy.alpha)  # fmt: skip
+    change = relative_change_test(
+        values["champion"],
+        values["canary"],
+        higher_is_better=higher_is_better,
+        max_relative_drop=policy.max_relative_drop,
+        alpha=policy.alpha,
+    )
     result.relative_change, result.relative_change_se = change.value, change.se
     result.relative_change_upper, result.p_value = change.upper, change.p_value
     result.detectable_drop = change.detectable_drop
@@ -221,10 +256,12 @@ def analyse_canary(
             f"{vs}: {-rel:.1%} worse, significantly more than the allowed {drop:.1%} "
             f"(one-sided p={p_value:.3g} < {alpha}; upper bound of the change {upper:+.1%})",
         )
-    return done("promote" if final_stage else "continue",
-                f"{vs} ({rel:+.1%}): no significant drop beyond the allowed {drop:.1%} "
-                f"(one-sided p={p_value:.3g} >= {alpha}; drops of {change.detectable_drop:.1%} or more would "
-                "be caught 80% of the time at this sample size); guardrails pass")  # fmt: skip
+    return done(
+        "promote" if final_stage else "continue",
+        f"{vs} ({rel:+.1%}): no significant drop beyond the allowed {drop:.1%} "
+        f"(one-sided p={p_value:.3g} >= {alpha}; drops of {change.detectable_drop:.1%} or more would "
+        "be caught 80% of the time at this sample size); guardrails pass",
+    )
 
 
 # --- one call per sensor poke -------------------------------------------------------------------
@@ -252,12 +289,24 @@ class StageVerdict:
 
     def to_dict(self) -> dict[str, Any]:
         """The analysis' dict with this stage's decision, reasons and registry state on top."""
-        base = self.analysis.to_dict() if self.analysis else {"metric": self.metric, "task": self.task,
-                                                                "arms": {}}  # fmt: skip
-        return {**base, "decision": self.decision, "reasons": list(self.reasons), "model": self.model,
-                "canary_version": self.canary_version, "champion_version": self.champion_version,
-                "share": self.share, "stage": self.stage, "started_at": self.started_at,
-                "next_share": self.next_share, "stage_labelled": self.stage_labelled}  # fmt: skip
+        base = (
+            self.analysis.to_dict()
+            if self.analysis
+            else {"metric": self.metric, "task": self.task, "arms": {}}
+        )
+        return {
+            **base,
+            "decision": self.decision,
+            "reasons": list(self.reasons),
+            "model": self.model,
+            "canary_version": self.canary_version,
+            "champion_version": self.champion_version,
+            "share": self.share,
+            "stage": self.stage,
+            "started_at": self.started_at,
+            "next_share": self.next_share,
+            "stage_labelled": self.stage_labelled,
+        }
 
 
 def next_share(ramp: list[float], current: float) -> float | None:
@@ -287,8 +336,19 @@ def analyse_running_canary(
         raise PromotionError(f"model {model!r} has no canary running")
     db = db if db is not None else prediction_db_uri(settings)
     upcoming = next_share(list(policy.ramp), state.share)
-    verdict = StageVerdict("wait", [], model, state.canary, state.champion, state.share, state.stage,
-                           state.started_at, upcoming, spec.gates.primary_metric, spec.task)  # fmt: skip
+    verdict = StageVerdict(
+        "wait",
+        [],
+        model,
+        state.canary,
+        state.champion,
+        state.share,
+        state.stage,
+        state.started_at,
+        upcoming,
+        spec.gates.primary_metric,
+        spec.task,
+    )
     try:
         _judge_stage(verdict, spec, state, db, final=upcoming is None)
     except Exception as exc:  # the prediction DB is down, say: judge again, decide at the deadline
@@ -309,9 +369,15 @@ def _judge_stage(verdict: StageVerdict, spec: ModelSpec, state: ServingState, db
     policy, model = spec.canary, spec.registered_model_name
     versions = {"canary": state.canary or "", "champion": state.champion or ""}
     arms = arm_outcomes(db, model, state.started_at or state.updated_at or "1970-01-01", versions=versions)
-    analysis = analyse_canary(arms["champion"], arms["canary"], policy, task=spec.task,
-                              metric=spec.gates.primary_metric, higher_is_better=spec.higher_is_better,
-                              final_stage=final)  # fmt: skip
+    analysis = analyse_canary(
+        arms["champion"],
+        arms["canary"],
+        policy,
+        task=spec.task,
+        metric=spec.gates.primary_metric,
+        higher_is_better=spec.higher_is_better,
+        final_stage=final,
+    )
     verdict.analysis, verdict.decision, verdict.reasons = analysis, analysis.decision, list(analysis.reasons)
     verdict.stage_labelled = arms["canary"].labelled
     new_stage = state.updated_at and state.updated_at != state.started_at

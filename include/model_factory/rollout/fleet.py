@@ -168,8 +168,11 @@ def _pages(search: Callable[..., Any], size: int = 1000) -> list:
 
 def _version_row(mv: Any, metric: str, aliases: dict[str, str]) -> dict:
     tags = dict(mv.tags or {})
-    checklist = {k.removeprefix(tag_schema.CHECKLIST + "."): v for k, v in tags.items()
-                 if k.startswith(tag_schema.CHECKLIST + ".") and not k.endswith(".reason")}  # fmt: skip
+    checklist = {
+        k.removeprefix(tag_schema.CHECKLIST + "."): v
+        for k, v in tags.items()
+        if k.startswith(tag_schema.CHECKLIST + ".") and not k.endswith(".reason")
+    }
     return {
         "version": str(mv.version),
         "created": _ms_to_iso(mv.creation_timestamp),
@@ -203,8 +206,11 @@ def _serving(registered: Any) -> dict:
 def _shadow(version: str | None, tags: dict) -> dict | None:
     if not version or tags.get(tag_schema.SHADOW_VERSION) != version:
         return None
-    return {"version": version, "share": parse_share(tags.get(tag_schema.SHADOW_SHARE)),
-            "started_at": tags.get(tag_schema.SHADOW_STARTED_AT)}  # fmt: skip
+    return {
+        "version": version,
+        "share": parse_share(tags.get(tag_schema.SHADOW_SHARE)),
+        "started_at": tags.get(tag_schema.SHADOW_STARTED_AT),
+    }
 
 
 def _canary(version: str | None, share: float | None, tags: dict) -> dict | None:
@@ -337,26 +343,47 @@ def fleet(settings: FactorySettings, airflow: AirflowSource | None = None, only:
         runs: dict[str, dict] = {}
     else:
         states = _attempt(sources, "airflow", lambda: airflow.dag_states(all_dags), {})
-        runs = (_attempt(sources, "airflow", lambda: airflow.latest_runs(all_dags), {})
-                if sources["airflow"] == "ok" else {})  # fmt: skip
+        runs = (
+            _attempt(sources, "airflow", lambda: airflow.latest_runs(all_dags), {})
+            if sources["airflow"] == "ok"
+            else {}
+        )
     rows = []
     for spec in specs:
-        rows.append(_model_row(spec, settings, sources, registered, versions, alerts, states, runs, listed,
-                               figures))  # fmt: skip
+        rows.append(
+            _model_row(spec, settings, sources, registered, versions, alerts, states, runs, listed, figures)
+        )
     for error in bad:
         stem = Path(error.path).stem
         # the id model_factory.airflow.build.safe_id gives (that module imports Airflow)
         safe = re.sub(r"[^A-Za-z0-9_-]", "_", Path(error.path).name.removesuffix(".yaml"))[:236] or "_"
         invalid = f"invalid_spec__{safe}"
         reason = "; ".join(f"{field}: {why}" if field else why for field, why in error.problems)
-        rows.append({"model": stem, "status": "broken", "reason": reason, "file": error.path,
-                     "dags": {"invalid_spec": invalid}})  # fmt: skip
+        rows.append(
+            {
+                "model": stem,
+                "status": "broken",
+                "reason": reason,
+                "file": error.path,
+                "dags": {"invalid_spec": invalid},
+            }
+        )
     rows.sort(key=lambda row: row["model"])
     return {"models": rows, "sources": sources, "at": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
-def _model_row(spec: ModelSpec, settings: FactorySettings, sources: dict, registered: dict, versions: dict,
-               alerts: dict, states: dict, runs: dict, listed: dict, figures: dict) -> dict:  # fmt: skip
+def _model_row(
+    spec: ModelSpec,
+    settings: FactorySettings,
+    sources: dict,
+    registered: dict,
+    versions: dict,
+    alerts: dict,
+    states: dict,
+    runs: dict,
+    listed: dict,
+    figures: dict,
+) -> dict:
     name, metric = spec.registered_model_name, spec.gates.primary_metric
     serving = _serving(registered.get(name))
     rows = [_version_row(mv, metric, serving["aliases"]) for mv in versions.get(name, [])]
@@ -430,14 +457,16 @@ def model_detail(settings: FactorySettings, model: str, airflow: AirflowSource |
     sources = summary["sources"]
     registered, versions = _attempt(sources, "mlflow", lambda: _registry(settings, [model]), ({}, {}))
     serving = _serving(registered.get(model))
-    detail["versions_detail"] = [_version_row(mv, row["metric"], serving["aliases"])
-                                 for mv in reversed(versions.get(model, []))]  # fmt: skip
+    detail["versions_detail"] = [
+        _version_row(mv, row["metric"], serving["aliases"]) for mv in reversed(versions.get(model, []))
+    ]
     _attempt(sources, "mlflow", lambda: _mark_cards(settings, detail["versions_detail"][:20]), None)
     detail["drift_checks"] = list(
         reversed(_attempt(sources, "store", lambda: drift_checks(settings, model), []))
     )
-    detail["rollouts"] = list(reversed(_attempt(sources, "decisions",
-                                                lambda: rollout_decisions(settings, model), [])))  # fmt: skip
+    detail["rollouts"] = list(
+        reversed(_attempt(sources, "decisions", lambda: rollout_decisions(settings, model), []))
+    )
     detail["health_history"] = _attempt(sources, "health", lambda: _health_history(settings, model), [])
     detail["all_alerts"] = _attempt(sources, "alerts", lambda: _alerts(settings, [model]), {}).get(model, [])
     tags = dict(registered[model].tags or {}) if registered.get(model) else {}

@@ -54,14 +54,28 @@ def ops_action(
         if version is None:
             raise PromotionError(f"model {model!r} has no canary running: say which version to promote")
         done = registry.promote(model, version, settings, actor, reason)
-        return {"model": model, "version": version, "action": "promoted", "actor": actor,
-                "reason": reason, "details": done, "changed": done["changed"]}  # fmt: skip
+        return {
+            "model": model,
+            "version": version,
+            "action": "promoted",
+            "actor": actor,
+            "reason": reason,
+            "details": done,
+            "changed": done["changed"],
+        }
     if action == "rollback" and state.canary:
         return rollback_canary(model, settings, actor, reason)
     if action == "rollback":
         done = registry.rollback(model, settings, actor, reason)
-        return {"model": model, "version": done["champion"], "action": "rolled_back", "actor": actor,
-                "reason": reason, "details": done, "changed": True}  # fmt: skip
+        return {
+            "model": model,
+            "version": done["champion"],
+            "action": "rolled_back",
+            "actor": actor,
+            "reason": reason,
+            "details": done,
+            "changed": True,
+        }
     if action == "abort":
         return abort_canary(model, settings, actor, reason)
     if action == "pin":

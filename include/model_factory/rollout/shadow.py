@@ -78,9 +78,16 @@ def start_shadow(
     registry.require_blessed(client, model, version, "shadowed")
     running = state.shadow == version and state.tags.get(tag_schema.SHADOW_STATUS) == "running"
     if running and abs(state.shadow_share - share) < 1e-9:
-        return {"model": model, "version": version, "action": "shadow_started", "actor": actor,
-                "reason": reason, "at": state.shadow_started_at or _now(), "changed": False,
-                "details": {"share": share, "champion": state.champion}}  # fmt: skip
+        return {
+            "model": model,
+            "version": version,
+            "action": "shadow_started",
+            "actor": actor,
+            "reason": reason,
+            "at": state.shadow_started_at or _now(),
+            "changed": False,
+            "details": {"share": share, "champion": state.champion},
+        }
     started = state.shadow_started_at if running else _now()
     # The share applies only once alias and version tag agree; it is written last.
     client.set_registered_model_tag(model, tag_schema.SHADOW_SHARE, "0")
@@ -107,15 +114,26 @@ def stop_shadow(model: str, settings: FactorySettings, actor: str, reason: str) 
     if state.shadow is None:
         last = state.tags.get(tag_schema.SHADOW_VERSION)
         if last and state.tags.get(tag_schema.SHADOW_STATUS) == "stopped":  # a retried stop
-            return {"model": model, "version": last, "action": "shadow_stopped", "actor": actor,
-                    "reason": reason, "at": _now(), "changed": False, "details": {}}  # fmt: skip
+            return {
+                "model": model,
+                "version": last,
+                "action": "shadow_stopped",
+                "actor": actor,
+                "reason": reason,
+                "at": _now(),
+                "changed": False,
+                "details": {},
+            }
         raise PromotionError(f"model {model!r} has no shadow running")
     client.set_registered_model_tag(model, tag_schema.SHADOW_SHARE, "0")
     client.set_registered_model_tag(model, tag_schema.SHADOW_STATUS, "stopped")
     with contextlib.suppress(MlflowException):  # already gone: a retried call
         client.delete_registered_model_alias(model, SHADOW)
-    details = {"final_share": state.shadow_share, "champion": state.champion,
-               "started_at": state.shadow_started_at}  # fmt: skip
+    details = {
+        "final_share": state.shadow_share,
+        "champion": state.champion,
+        "started_at": state.shadow_started_at,
+    }
     decision = registry.record_decision(client, model, state.shadow, "shadow_stopped", actor, reason, details)
     return {**decision, "changed": True}
 
@@ -263,8 +281,9 @@ def _load(text: str | None) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def shadow_pairs(db, model: str, version: str | None = None, since: datetime | str | None = None,
-                 limit: int = MAX_ROWS) -> tuple[list[ShadowPair], list[str]]:  # fmt: skip
+def shadow_pairs(
+    db, model: str, version: str | None = None, since: datetime | str | None = None, limit: int = MAX_ROWS
+) -> tuple[list[ShadowPair], list[str]]:
     """The latest logged pairs of ``model`` (of shadow ``version``, since ``since``), oldest first,
     and the champion versions they were compared with."""
     engine = predlog.engine_for(db)

@@ -169,8 +169,14 @@ def set_canary_share(
     return {**decision, "changed": True}
 
 
-def promote_canary(model: str, settings: FactorySettings, actor: str, reason: str,
-                   version: str | None = None, details: dict | None = None) -> dict:  # fmt: skip
+def promote_canary(
+    model: str,
+    settings: FactorySettings,
+    actor: str,
+    reason: str,
+    version: str | None = None,
+    details: dict | None = None,
+) -> dict:
     """Canary becomes champion through ``registry.promote`` (old champion: ``previous_champion``);
     the canary alias and share are cleared, a ``challenger`` alias on it removed.
 
@@ -226,16 +232,37 @@ def _stop(
     return {**decision, "changed": True, "champion": state.champion}
 
 
-def rollback_canary(model: str, settings: FactorySettings, actor: str, reason: str,
-                    version: str | None = None, details: dict | None = None) -> dict:  # fmt: skip
+def rollback_canary(
+    model: str,
+    settings: FactorySettings,
+    actor: str,
+    reason: str,
+    version: str | None = None,
+    details: dict | None = None,
+) -> dict:
     """The canary lost (analysis, guardrail or load failure): alias removed, share 0, and its
     ``challenger`` alias dropped so it is not retried. The champion is untouched."""
-    return _stop("canary_rolled_back", "rolled_back", model, settings, actor, reason, version, details,
-                 drop_challenger=True)  # fmt: skip
+    return _stop(
+        "canary_rolled_back",
+        "rolled_back",
+        model,
+        settings,
+        actor,
+        reason,
+        version,
+        details,
+        drop_challenger=True,
+    )
 
 
-def abort_canary(model: str, settings: FactorySettings, actor: str, reason: str,
-                 version: str | None = None, details: dict | None = None) -> dict:  # fmt: skip
+def abort_canary(
+    model: str,
+    settings: FactorySettings,
+    actor: str,
+    reason: str,
+    version: str | None = None,
+    details: dict | None = None,
+) -> dict:
     """Stop the canary without a verdict (ops): alias removed, share 0; a ``challenger`` alias stays."""
     return _stop(
         "canary_aborted", "aborted", model, settings, actor, reason, version, details, drop_challenger=False

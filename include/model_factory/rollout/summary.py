@@ -39,9 +39,15 @@ def drift_checks(settings: FactorySettings, model: str, uris: list[str] | None =
         if uri.endswith("/report.json"):
             report = storage.read_json(uri)
             features = (report.get("data_drift") or {}).get("features") or {}
-            out.append({"ds": report["ds"], "status": report["status"], "reasons": report["reasons"],
-                        "report_uri": uri.removesuffix(".json") + ".html",
-                        "psi": {name: f.get("psi") for name, f in features.items()}})  # fmt: skip
+            out.append(
+                {
+                    "ds": report["ds"],
+                    "status": report["status"],
+                    "reasons": report["reasons"],
+                    "report_uri": uri.removesuffix(".json") + ".html",
+                    "psi": {name: f.get("psi") for name, f in features.items()},
+                }
+            )
     return sorted(out, key=lambda check: check["ds"])
 
 
@@ -87,19 +93,37 @@ def model_rows(settings: FactorySettings, specs: list[ModelSpec]) -> list[dict]:
 
 
 def format_table(rows: list[dict]) -> str:
-    header = ["model", "task", "versions", "blessed/rejected/held", "champion", "metric",
-              "challenger", "quarantined", "last drift check"]  # fmt: skip
+    header = [
+        "model",
+        "task",
+        "versions",
+        "blessed/rejected/held",
+        "champion",
+        "metric",
+        "challenger",
+        "quarantined",
+        "last drift check",
+    ]
     table = [header]
     for r in rows:
         metric = f"{r['metric']}={r['champion_metric']:.4f}" if r["champion_metric"] is not None else "-"
-        table.append([
-            r["model"], r["task"], str(r["versions"]),
-            f"{r['blessed']}/{r['rejected']}/{r['held_for_review']}",
-            f"v{r['champion']}" if r["champion"] else "-", metric,
-            f"v{r['challenger']}" if r["challenger"] else "-", str(len(r["quarantined"])),
-            (f"{r['drift_checks'][-1]['status']} ({r['drift_checks'][-1]['ds']})"
-             if r.get("drift_checks") else "-"),
-        ])  # fmt: skip
+        table.append(
+            [
+                r["model"],
+                r["task"],
+                str(r["versions"]),
+                f"{r['blessed']}/{r['rejected']}/{r['held_for_review']}",
+                f"v{r['champion']}" if r["champion"] else "-",
+                metric,
+                f"v{r['challenger']}" if r["challenger"] else "-",
+                str(len(r["quarantined"])),
+                (
+                    f"{r['drift_checks'][-1]['status']} ({r['drift_checks'][-1]['ds']})"
+                    if r.get("drift_checks")
+                    else "-"
+                ),
+            ]
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -118,9 +142,20 @@ def format_table(rows: list[dict]) -> str:
     ]
     if checks:
         lines += ["", "Drift checks against the champion's training baseline:", *checks]
-    shown = ("canary_started", "canary_promoted", "canary_rolled_back", "canary_aborted", "promoted",
-             "rolled_back", "pinned", "unpinned", "load_failed", "shadow_started", "shadow_stopped",
-             "shadow_load_failed")  # fmt: skip
+    shown = (
+        "canary_started",
+        "canary_promoted",
+        "canary_rolled_back",
+        "canary_aborted",
+        "promoted",
+        "rolled_back",
+        "pinned",
+        "unpinned",
+        "load_failed",
+        "shadow_started",
+        "shadow_stopped",
+        "shadow_load_failed",
+    )
     rollouts = [
         f"  {r['model']} v{d['version']} {d['action']} by {d['actor']}: {(d['reason'] or '')[:160]}"
         for r in rows

@@ -31,10 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--access-log", action="store_true", help="log every request (slower)")
     parser.add_argument(
-        "--workers", type=int, default=FactorySettings.from_env().gateway_workers,
+        "--workers",
+        type=int,
+        default=FactorySettings.from_env().gateway_workers,
         help="processes behind the one port (uvicorn workers), each loading the registry's versions "
         "itself and writing the shared prediction log; /metrics then counts per process",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
 
     import uvicorn
@@ -62,10 +64,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.workers > 1:  # workers import the app factory by name and read the same environment
         uvicorn.run(
-            "model_factory.serving.app:create_app", factory=True, workers=args.workers,
-            host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log,
+            "model_factory.serving.app:create_app",
+            factory=True,
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=args.access_log,
             **uvicorn_options(settings),
-        )  # fmt: skip
+        )
         return 0
     uvicorn.run(
         create_app(settings),

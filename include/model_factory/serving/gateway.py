@@ -93,9 +93,15 @@ class Gateway:
         action = "shadow_load_failed" if arm == SHADOW_ARM else "load_failed"
         predlog.write_decision(
             self.prediction_log.engine,
-            {"model": model, "version": version, "action": action, "actor": GATEWAY_ACTOR,
-             "reason": message, "details": {"arm": arm}},
-        )  # fmt: skip
+            {
+                "model": model,
+                "version": version,
+                "action": action,
+                "actor": GATEWAY_ACTOR,
+                "reason": message,
+                "details": {"arm": arm},
+            },
+        )
 
     def digest(self, text: str) -> str:
         """Salted (keyed) hash: groups equal values without storing them or a guessable hash."""
@@ -173,9 +179,10 @@ class Gateway:
         except LoadRefusedError as refused:
             self.metrics.reject(route.model, 503)
             raise GatewayError(
-                503, f"model {route.model!r} cannot serve now: {refused.reason}",
+                503,
+                f"model {route.model!r} cannot serve now: {refused.reason}",
                 headers={"Retry-After": str(max(1, int(refused.retry_after_s)))},
-            ) from refused  # fmt: skip
+            ) from refused
 
     def loaded_champion(self, route: Route) -> LoadedVersion:
         """The route's champion, loaded if needed (for its signature), or 503 saying why."""
@@ -183,8 +190,17 @@ class Gateway:
         with ExitStack() as held:
             return self._lease(route, route.champion_version, CHAMPION_ARM, held)
 
-    def _predict_with(self, route: Route, call: PredictCall, request_id: str, key: str, arm: str,
-                      chosen: LoadedVersion, held: ExitStack, started: float) -> dict:  # fmt: skip
+    def _predict_with(
+        self,
+        route: Route,
+        call: PredictCall,
+        request_id: str,
+        key: str,
+        arm: str,
+        chosen: LoadedVersion,
+        held: ExitStack,
+        started: float,
+    ) -> dict:
         model, instances, single = route.model, call.instances, call.single
         problems = {}
         for i, instance in enumerate(instances):
@@ -225,8 +241,9 @@ class Gateway:
         self.prediction_log.log(rows.build(chosen, arm, "error", None, 0.0, error))
         raise GatewayError(500, f"{route.model} v{chosen.version} failed to predict: {error}") from exc
 
-    def _fall_back(self, route: Route, canary_version: LoadedVersion, exc: Exception, rows, started,
-                   held: ExitStack):  # fmt: skip
+    def _fall_back(
+        self, route: Route, canary_version: LoadedVersion, exc: Exception, rows, started, held: ExitStack
+    ):
         """The canary failed: the champion answers; the canary's failure is logged as its error."""
         assert route.champion_version is not None
         champion = self._lease(route, route.champion_version, CHAMPION_ARM, held)
@@ -237,10 +254,12 @@ class Gateway:
             # be able to push a canary into rollback), so nothing counts as a canary error.
             raise GatewayError(
                 422,
-                {"error": f"neither {route.model} v{canary_version.version} (canary) nor "
-                          f"v{champion.version} (champion) can score this input",
-                 "detail": error_text(exc2)},
-            ) from exc2  # fmt: skip
+                {
+                    "error": f"neither {route.model} v{canary_version.version} (canary) nor "
+                    f"v{champion.version} (champion) can score this input",
+                    "detail": error_text(exc2),
+                },
+            ) from exc2
         error = error_text(exc)
         log.warning(
             "canary %s v%s failed, served the champion: %s", route.model, canary_version.version, error
@@ -292,18 +311,23 @@ class Gateway:
             self.feedback_error = (time.time(), str(exc))
             raise GatewayError(
                 503,
-                {"error": f"feedback not recorded: the prediction log did not accept a write within "
-                          f"{self.settings.feedback_wait_s:g} s ({redact(str(exc))}); send it again later",
-                 "field": "request_id"},
+                {
+                    "error": f"feedback not recorded: the prediction log did not accept a write within "
+                    f"{self.settings.feedback_wait_s:g} s ({redact(str(exc))}); send it again later",
+                    "field": "request_id",
+                },
                 headers={"Retry-After": "5"},
-            ) from exc  # fmt: skip
+            ) from exc
         self.feedback_error = None
         if result == "conflict":
             raise GatewayError(
                 409,
-                {"error": f"feedback for request_id {request_id!r} is already recorded; it cannot be changed",
-                 "field": "request_id"},
-            )  # fmt: skip
+                {
+                    "error": f"feedback for request_id {request_id!r} is already recorded; "
+                    "it cannot be changed",
+                    "field": "request_id",
+                },
+            )
         return {"request_id": request_id, "recorded": True, "unchanged": result == "unchanged"}
 
     # --- health and metrics --------------------------------------------------------------------
@@ -355,8 +379,10 @@ class Gateway:
                 # cold-load latency of each resident version (registry to ready); absent: not loaded
                 "load_seconds": {
                     arm: round(v.load_seconds, 3)
-                    for arm, v in ((CHAMPION_ARM, r.resident(r.champion_version)),
-                                   (CANARY_ARM, r.resident(r.canary_version)))
+                    for arm, v in (
+                        (CHAMPION_ARM, r.resident(r.champion_version)),
+                        (CANARY_ARM, r.resident(r.canary_version)),
+                    )
                     if v is not None
                 },
                 **({} if r.champion_version else {"why": "; ".join(r.errors)}),
@@ -389,53 +415,130 @@ class Gateway:
         """Prometheus text: request counters and latencies plus gauges of the gateway's state."""
         watcher, prediction_log = self.watcher, self.prediction_log
         gauges: list[tuple[str, str, dict[str, str], float]] = [
-            ("factory_gateway_registry_up", "1 when the last registry refresh succeeded.", {},
-             0.0 if watcher.registry_error else 1.0),
-            ("factory_gateway_prediction_log_backlog", "Prediction-log batches waiting to be written.", {},
-             float(prediction_log.backlog)),
-            ("factory_gateway_prediction_log_write_errors", "Failed prediction-log writes since start.", {},
-             float(prediction_log.write_errors)),
-            ("factory_gateway_feedback_refused",
-             "Feedback answered 503 because the prediction log did not take the write, since start.", {},
-             float(self.feedback_refused)),
-            ("factory_gateway_shadow_scored", "Shadow requests scored beside the champion, since start.",
-             {}, float(self.shadow.scored)),
-            ("factory_gateway_shadow_errors", "Failed shadow requests (callers never see them), since start.",
-             {}, float(self.shadow.errors)),
-            ("factory_gateway_shadow_skipped",
-             "Shadow requests skipped because the shadow thread was behind, since start.", {},
-             float(self.shadow.skipped)),
-            ("factory_gateway_prediction_log_overflowed",
-             "Predictions not logged because the write queue was full, since start.", {},
-             float(prediction_log.overflowed)),
-        ]  # fmt: skip
+            (
+                "factory_gateway_registry_up",
+                "1 when the last registry refresh succeeded.",
+                {},
+                0.0 if watcher.registry_error else 1.0,
+            ),
+            (
+                "factory_gateway_prediction_log_backlog",
+                "Prediction-log batches waiting to be written.",
+                {},
+                float(prediction_log.backlog),
+            ),
+            (
+                "factory_gateway_prediction_log_write_errors",
+                "Failed prediction-log writes since start.",
+                {},
+                float(prediction_log.write_errors),
+            ),
+            (
+                "factory_gateway_feedback_refused",
+                "Feedback answered 503 because the prediction log did not take the write, since start.",
+                {},
+                float(self.feedback_refused),
+            ),
+            (
+                "factory_gateway_shadow_scored",
+                "Shadow requests scored beside the champion, since start.",
+                {},
+                float(self.shadow.scored),
+            ),
+            (
+                "factory_gateway_shadow_errors",
+                "Failed shadow requests (callers never see them), since start.",
+                {},
+                float(self.shadow.errors),
+            ),
+            (
+                "factory_gateway_shadow_skipped",
+                "Shadow requests skipped because the shadow thread was behind, since start.",
+                {},
+                float(self.shadow.skipped),
+            ),
+            (
+                "factory_gateway_prediction_log_overflowed",
+                "Predictions not logged because the write queue was full, since start.",
+                {},
+                float(prediction_log.overflowed),
+            ),
+        ]
         stats = self.store.stats()
         gauges += [
-            ("factory_gateway_memory_budget_bytes", "Memory budget for loaded versions (per process).", {},
-             float(stats.budget_bytes)),
-            ("factory_gateway_resident_bytes", "Estimated memory of the loaded versions.", {},
-             float(stats.resident_bytes)),
-            ("factory_gateway_loaded_versions", "Versions loaded in this process now.", {},
-             float(stats.loaded_versions)),
-            ("factory_gateway_model_loads", "Versions loaded on demand (cold loads), since start.", {},
-             float(stats.loads)),
-            ("factory_gateway_model_evictions", "Versions evicted to stay in budget, since start.", {},
-             float(stats.evictions)),
-            ("factory_gateway_model_refused", "Loads refused (failed, or over budget), since start.", {},
-             float(stats.refused)),
-        ]  # fmt: skip
+            (
+                "factory_gateway_memory_budget_bytes",
+                "Memory budget for loaded versions (per process).",
+                {},
+                float(stats.budget_bytes),
+            ),
+            (
+                "factory_gateway_resident_bytes",
+                "Estimated memory of the loaded versions.",
+                {},
+                float(stats.resident_bytes),
+            ),
+            (
+                "factory_gateway_loaded_versions",
+                "Versions loaded in this process now.",
+                {},
+                float(stats.loaded_versions),
+            ),
+            (
+                "factory_gateway_model_loads",
+                "Versions loaded on demand (cold loads), since start.",
+                {},
+                float(stats.loads),
+            ),
+            (
+                "factory_gateway_model_evictions",
+                "Versions evicted to stay in budget, since start.",
+                {},
+                float(stats.evictions),
+            ),
+            (
+                "factory_gateway_model_refused",
+                "Loads refused (failed, or over budget), since start.",
+                {},
+                float(stats.refused),
+            ),
+        ]
         for name, route in sorted(watcher.routes.items()):
             for arm, version in ((CHAMPION_ARM, route.champion_version), (CANARY_ARM, route.canary_version)):
                 loaded = route.resident(version)
                 if loaded:
-                    gauges.append(("factory_gateway_model_loaded", "A loaded version serving an arm.",
-                                   {"model": name, "arm": arm, "version": loaded.version}, 1.0))  # fmt: skip
-            gauges.append(("factory_gateway_canary_share", "Share of callers routed to the canary.",
-                           {"model": name}, route.share))  # fmt: skip
-            gauges.append(("factory_gateway_shadow_share", "Share of champion requests the shadow scores.",
-                           {"model": name}, route.shadow_share))  # fmt: skip
-            gauges.append(("factory_gateway_load_errors", "Versions the gateway could not load.",
-                           {"model": name}, float(len(route.errors))))  # fmt: skip
+                    gauges.append(
+                        (
+                            "factory_gateway_model_loaded",
+                            "A loaded version serving an arm.",
+                            {"model": name, "arm": arm, "version": loaded.version},
+                            1.0,
+                        )
+                    )
+            gauges.append(
+                (
+                    "factory_gateway_canary_share",
+                    "Share of callers routed to the canary.",
+                    {"model": name},
+                    route.share,
+                )
+            )
+            gauges.append(
+                (
+                    "factory_gateway_shadow_share",
+                    "Share of champion requests the shadow scores.",
+                    {"model": name},
+                    route.shadow_share,
+                )
+            )
+            gauges.append(
+                (
+                    "factory_gateway_load_errors",
+                    "Versions the gateway could not load.",
+                    {"model": name},
+                    float(len(route.errors)),
+                )
+            )
         return self.metrics.render(gauges + self.health_gauges.gauges())
 
 
@@ -454,8 +557,16 @@ class ShadowScorer:
         self.errors = 0
         self.skipped = 0
 
-    def submit(self, route, key: str, champion: LoadedVersion, ids: list[str], instances: list[dict],
-               outputs: list[dict], latency: float) -> None:  # fmt: skip
+    def submit(
+        self,
+        route,
+        key: str,
+        champion: LoadedVersion,
+        ids: list[str],
+        instances: list[dict],
+        outputs: list[dict],
+        latency: float,
+    ) -> None:
         """Queue the shadow's scoring of a request the champion answered; never raises."""
         try:
             shadow = route.shadow_for(key)
@@ -475,8 +586,16 @@ class ShadowScorer:
                 self.errors += 1
             log.exception("shadow scoring of %s not queued", route.model)
 
-    def _score(self, model: str, version: str, champion: LoadedVersion, ids: list[str],
-               instances: list[dict], outputs: list[dict], champion_latency: float) -> None:  # fmt: skip
+    def _score(
+        self,
+        model: str,
+        version: str,
+        champion: LoadedVersion,
+        ids: list[str],
+        instances: list[dict],
+        outputs: list[dict],
+        champion_latency: float,
+    ) -> None:
         """Load the shadow through the model store (first use: here, off the caller's path), hold
         it while scoring."""
         try:
@@ -488,8 +607,15 @@ class ShadowScorer:
                 self.pending -= 1
             log.info("shadow %s v%s not scored: %s", model, version, refused.reason)
 
-    def _score_with(self, shadow: LoadedVersion, champion: LoadedVersion, ids: list[str],
-                    instances: list[dict], outputs: list[dict], champion_latency: float) -> None:  # fmt: skip
+    def _score_with(
+        self,
+        shadow: LoadedVersion,
+        champion: LoadedVersion,
+        ids: list[str],
+        instances: list[dict],
+        outputs: list[dict],
+        champion_latency: float,
+    ) -> None:
         try:
             error, shadow_outputs, latency = None, None, None
             problems = [found for instance in instances if (found := shadow.check(instance))]
@@ -526,8 +652,12 @@ class ShadowScorer:
                 else:
                     self.scored += 1
             if error:
-                log.info("shadow %s v%s failed (the caller got the champion's answer): %s",
-                         shadow.model, shadow.version, error)  # fmt: skip
+                log.info(
+                    "shadow %s v%s failed (the caller got the champion's answer): %s",
+                    shadow.model,
+                    shadow.version,
+                    error,
+                )
         except Exception:
             with self._lock:
                 self.errors += 1

@@ -21,15 +21,27 @@ log = logging.getLogger(__name__)
 
 Gauge = tuple[str, str, dict[str, str], float]
 GAUGES = (
-    ("realized", "factory_model_realized_metric",
-     "Realized primary metric on matured outcomes (newest day that has one)."),
-    ("estimated", "factory_model_estimated_metric",
-     "Estimated primary metric before outcomes (newest day that has one)."),
-    ("label_coverage", "factory_model_label_coverage",
-     "Share of matured predictions with an outcome (newest day that has one)."),
-    ("output_drift_ks", "factory_model_output_drift_ks",
-     "KS of served scores vs the holdout's (newest day that has one)."),
-)  # fmt: skip
+    (
+        "realized",
+        "factory_model_realized_metric",
+        "Realized primary metric on matured outcomes (newest day that has one).",
+    ),
+    (
+        "estimated",
+        "factory_model_estimated_metric",
+        "Estimated primary metric before outcomes (newest day that has one).",
+    ),
+    (
+        "label_coverage",
+        "factory_model_label_coverage",
+        "Share of matured predictions with an outcome (newest day that has one).",
+    ),
+    (
+        "output_drift_ks",
+        "factory_model_output_drift_ks",
+        "KS of served scores vs the holdout's (newest day that has one).",
+    ),
+)
 
 
 def read_health_gauges(engine: Engine) -> list[Gauge]:
@@ -76,7 +88,10 @@ class HealthGauges:
                 except Exception as exc:  # a down DB costs these gauges only, said in the counter
                     self.read_errors += 1
                     log.warning("health gauges not read: %s", str(exc).splitlines()[0][:200])
-            errors: tuple[str, str, dict[str, str], float] = ("factory_gateway_health_read_errors",
-                      "Failed reads of the model_health table for /metrics, since start.", {},
-                      float(self.read_errors))  # fmt: skip
+            errors: tuple[str, str, dict[str, str], float] = (
+                "factory_gateway_health_read_errors",
+                "Failed reads of the model_health table for /metrics, since start.",
+                {},
+                float(self.read_errors),
+            )
             return [*self._gauges, errors]

@@ -52,8 +52,9 @@ class LoadRefusedError(Exception):
     """A version the store cannot serve now: ``reason`` says why (for a 503), ``cause`` is one
     of FAILED, TOO_BIG, BUDGET_HELD, NO_ROOM."""
 
-    def __init__(self, model: str, version: str, arm: str, reason: str, retry_after_s: float,
-                 cause: str = FAILED) -> None:  # fmt: skip
+    def __init__(
+        self, model: str, version: str, arm: str, reason: str, retry_after_s: float, cause: str = FAILED
+    ) -> None:
         super().__init__(reason)
         self.model, self.version, self.arm, self.reason = model, version, arm, reason
         self.retry_after_s, self.cause = retry_after_s, cause
@@ -179,8 +180,9 @@ class ModelStore:
                 if entry is not None and entry.loaded is loaded:
                     entry.leases -= 1
 
-    def get(self, model: str, version: str, arm: str, *, retry: bool = False,
-            evict: bool = True) -> LoadedVersion:  # fmt: skip
+    def get(
+        self, model: str, version: str, arm: str, *, retry: bool = False, evict: bool = True
+    ) -> LoadedVersion:
         """The version, loaded if needed (not held: for reading its signature, or warming).
         ``retry``: try a remembered failure again now (the watcher's refresh does); ``evict``
         False: load only if it fits beside what is resident (warming a small fleet)."""
@@ -198,8 +200,9 @@ class ModelStore:
 
     # --- loading ---------------------------------------------------------------------------------
 
-    def _acquire(self, key: Key, arm: str, *, lease: bool, retry: bool = False,
-                 evict: bool = True) -> LoadedVersion:  # fmt: skip
+    def _acquire(
+        self, key: Key, arm: str, *, lease: bool, retry: bool = False, evict: bool = True
+    ) -> LoadedVersion:
         hit = self._hit(key, lease)
         if hit is not None:
             return hit
@@ -215,8 +218,9 @@ class ModelStore:
                 loaded = self.loader(*key)
             except LoadError as exc:
                 self._load_failed(key, arm, str(exc))
-                raise LoadRefusedError(*key, arm, f"{key[0]} v{key[1]} cannot be loaded: {exc}",
-                                  self.retry_after_s) from exc  # fmt: skip
+                raise LoadRefusedError(
+                    *key, arm, f"{key[0]} v{key[1]} cannot be loaded: {exc}", self.retry_after_s
+                ) from exc
             elapsed_ms = (time.perf_counter() - started) * 1000.0
             return self._admit(key, arm, loaded, elapsed_ms, lease, evict)
 
@@ -239,8 +243,9 @@ class ModelStore:
             raise LoadRefusedError(*key, arm, self._no_room(key, size), self.retry_after_s, NO_ROOM)
         failed = self._failed.get(key)
         if failed is not None and not retry and self.clock() - failed[0] < self.retry_after_s:
-            raise self._refusal(key, arm, f"{key[0]} v{key[1]} cannot be loaded: {failed[1]}",
-                                self.retry_after_s, FAILED)  # fmt: skip
+            raise self._refusal(
+                key, arm, f"{key[0]} v{key[1]} cannot be loaded: {failed[1]}", self.retry_after_s, FAILED
+            )
 
     def _used(self) -> int:
         with self._lock:
@@ -276,8 +281,9 @@ class ModelStore:
                 log.exception("could not report the load failure of %s v%s", *key)
         log.error("cannot load %s %s: %s", arm, key, message)
 
-    def _admit(self, key: Key, arm: str, loaded: LoadedVersion, elapsed_ms: float, lease: bool,
-               evict: bool) -> LoadedVersion:  # fmt: skip
+    def _admit(
+        self, key: Key, arm: str, loaded: LoadedVersion, elapsed_ms: float, lease: bool, evict: bool
+    ) -> LoadedVersion:
         size = self.size_of(loaded)
         with self._lock:
             self._sizes[key] = size
@@ -311,12 +317,14 @@ class ModelStore:
         if held + size > self.budget_bytes:
             self.refused += 1
             return LoadRefusedError(
-                *key, arm,
+                *key,
+                arm,
                 f"{key[0]} v{key[1]} needs about {_mib(size)} MiB but the memory budget of "
                 f"{_mib(self.budget_bytes)} MiB (FACTORY_GATEWAY_MEMORY_MB) is held by versions "
                 f"answering requests in flight ({_mib(held)} MiB): retry in a moment",
-                1.0, BUDGET_HELD,
-            )  # fmt: skip
+                1.0,
+                BUDGET_HELD,
+            )
         for _, _, k in candidates:
             if used + size <= self.budget_bytes:
                 break

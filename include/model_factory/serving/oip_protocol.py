@@ -27,8 +27,14 @@ from model_factory.serving.models import LoadedVersion
 from model_factory.serving.requests import GatewayError, checked_call, json_object
 from starlette.concurrency import run_in_threadpool
 
-DATATYPES = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32", "boolean": "BOOL",
-             "string": "BYTES"}  # fmt: skip
+DATATYPES = {
+    "double": "FP64",
+    "float": "FP32",
+    "long": "INT64",
+    "integer": "INT32",
+    "boolean": "BOOL",
+    "string": "BYTES",
+}
 NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 OUTPUTS = ("predict", "request_id")
 

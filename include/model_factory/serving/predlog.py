@@ -258,8 +258,11 @@ class PredictionLog:
         if len(self._queue) >= self.max_queue:
             self.overflowed += len(rows)
             if self.overflowed == len(rows) or self.overflowed % 1000 < len(rows):
-                log.warning("prediction log queue full (%d batches): %d rows not logged so far",
-                            self.max_queue, self.overflowed)  # fmt: skip
+                log.warning(
+                    "prediction log queue full (%d batches): %d rows not logged so far",
+                    self.max_queue,
+                    self.overflowed,
+                )
             return
         self._remember(rows, +1)
         self._queue.append(rows)

@@ -107,12 +107,15 @@ def native_router(gateway: Gateway) -> APIRouter:
             raise http_error(error) from None
 
     router.add_api_route(
-        "/v1/models/{model}/predict", predict, methods=["POST"], route_class_override=RequestRoute,
-        openapi_extra=request_body(PredictRequest), responses=ERROR_RESPONSES,
-    )  # fmt: skip
+        "/v1/models/{model}/predict",
+        predict,
+        methods=["POST"],
+        route_class_override=RequestRoute,
+        openapi_extra=request_body(PredictRequest),
+        responses=ERROR_RESPONSES,
+    )
 
-    @router.post("/v1/feedback", openapi_extra=request_body(FeedbackRequest),
-                 responses=ERROR_RESPONSES)  # fmt: skip
+    @router.post("/v1/feedback", openapi_extra=request_body(FeedbackRequest), responses=ERROR_RESPONSES)
     async def feedback(request: Request):
         try:
             call = parse_feedback(

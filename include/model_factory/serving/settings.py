@@ -76,8 +76,17 @@ class GatewaySettings:
     def from_env(cls) -> GatewaySettings:
         factory = FactorySettings.from_env()
         models = factory.gateway_models.strip()
-        same = ("max_body_bytes", "max_instances", "log_inputs", "log_entity_ids", "hash_salt",
-                "retention_days", "threads", "memory_mb", "preload_models")  # fmt: skip
+        same = (
+            "max_body_bytes",
+            "max_instances",
+            "log_inputs",
+            "log_entity_ids",
+            "hash_salt",
+            "retention_days",
+            "threads",
+            "memory_mb",
+            "preload_models",
+        )
         return cls(
             factory=factory,
             db_uri=prediction_db_uri(factory),
@@ -90,6 +99,7 @@ class GatewaySettings:
             body_timeout_s=factory.gateway_body_timeout_seconds,
             feedback_wait_s=factory.gateway_feedback_wait_seconds,
         )
+
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@]*@")
 _SECRET_PARAMS = re.compile(

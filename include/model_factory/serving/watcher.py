@@ -208,10 +208,14 @@ class RegistryWatcher:
                     continue
                 routes[name] = self._build(client, state, warm=name in in_use, preload=preload)
             self._routes = routes  # the swap: one assignment
-            self.store.retain({
-                (r.model, v) for r in routes.values()
-                for v in (r.champion_version, r.canary_version, r.shadow_version) if v
-            })  # fmt: skip
+            self.store.retain(
+                {
+                    (r.model, v)
+                    for r in routes.values()
+                    for v in (r.champion_version, r.canary_version, r.shadow_version)
+                    if v
+                }
+            )
             if failure is not None:
                 self._registry_down(failure)
             else:
@@ -292,8 +296,17 @@ class RegistryWatcher:
             errors.append(f"shadow v{shadow} failed to load, not scored: {error}")
             shadow = None
         shadow_share = state.shadow_share if shadow is not None and champion is not None else 0.0
-        return Route(state.model, champion, canary, share, state, tuple(errors),
-                     shadow_version=shadow, shadow_share=shadow_share, store=self.store)  # fmt: skip
+        return Route(
+            state.model,
+            champion,
+            canary,
+            share,
+            state,
+            tuple(errors),
+            shadow_version=shadow,
+            shadow_share=shadow_share,
+            store=self.store,
+        )
 
 
 def limit_threads(threads: int) -> None:

@@ -50,18 +50,19 @@ def down(home: Path) -> None:
                 print(f"dropped database {db}")
     if config.get("executor") == CELERY:
         with contextlib.suppress(Exception):
-            n = delete_redis_keys(state["env"].get("AIRFLOW__CELERY__BROKER_URL", DEFAULT_REDIS_URL),
-                                  state["redis_prefix"])  # fmt: skip
+            n = delete_redis_keys(
+                state["env"].get("AIRFLOW__CELERY__BROKER_URL", DEFAULT_REDIS_URL), state["redis_prefix"]
+            )
             print(f"deleted {n} Redis keys under {state['redis_prefix']}")
     (home / "stack.json").unlink(missing_ok=True)
 
 
 def _print_up(stack: Stack) -> None:
     print(f"""
-Production configuration is up ({stack.config.executor}, {stack.timings.get('start_s', 0):.0f} s):
+Production configuration is up ({stack.config.executor}, {stack.timings.get("start_s", 0):.0f} s):
   Airflow UI/API  {stack.api_url}   user {ADMIN_USER}, password {stack.admin_password}
-  MLflow          {stack.mlflow_url or '(no server: ' + stack.env.get('MLFLOW_TRACKING_URI', 'sqlite') + ')'}
-  S3 endpoint     {stack.s3_endpoint or '(none: file store)'}  bucket {stack.bucket}
+  MLflow          {stack.mlflow_url or "(no server: " + stack.env.get("MLFLOW_TRACKING_URI", "sqlite") + ")"}
+  S3 endpoint     {stack.s3_endpoint or "(none: file store)"}  bucket {stack.bucket}
   store / source  {stack.store_uri}  {stack.data_root}
   logs            {stack.logs}
   state           {stack.state_file}
@@ -89,11 +90,16 @@ def _demo(stack: Stack, days: int, rows: int) -> int:
         runs = {s.name: api.trigger(f"{s.name}__retrain", conf={"ds": ds})["dag_run_id"] for s in specs}
         for model, run_id in runs.items():
             run = api.wait_for_run(f"{model}__retrain", run_id, timeout_s=900)
-            failed = [t["task_id"] for t in api.task_instances(f"{model}__retrain", run_id)
-                      if t["state"] == "failed"]  # fmt: skip
+            failed = [
+                t["task_id"]
+                for t in api.task_instances(f"{model}__retrain", run_id)
+                if t["state"] == "failed"
+            ]
             where = f"  failed at {','.join(failed)}" if failed else ""
-            print(f"  {ds}  {model + '__retrain':<18} {run['state']:<8} "
-                  f"{time.perf_counter() - started:5.1f}s{where}")  # fmt: skip
+            print(
+                f"  {ds}  {model + '__retrain':<18} {run['state']:<8} "
+                f"{time.perf_counter() - started:5.1f}s{where}"
+            )
     with stack.environ():
         print("\nModel factory summary (through the MLflow server)\n")
         print(format_table(model_rows(FactorySettings.from_env(), specs)))
@@ -101,11 +107,15 @@ def _demo(stack: Stack, days: int, rows: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model_factory_dev.stack",
-                                     description=__doc__.splitlines()[0])  # fmt: skip
-    parser.add_argument("command", choices=["up", "down", "status", "demo", "run"],
-                        help="up: start detached; down: stop and clean; status; demo: upload demo data and "
-                             "run every model through the running stack; run: up + demo + down")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m model_factory_dev.stack", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "command",
+        choices=["up", "down", "status", "demo", "run"],
+        help="up: start detached; down: stop and clean; status; demo: upload demo data and "
+        "run every model through the running stack; run: up + demo + down",
+    )
     parser.add_argument("--home", type=Path, default=PROJECT_ROOT / ".factory" / "prod")
     parser.add_argument("--executor", choices=[LOCAL, CELERY], default=CELERY)
     settings = FactorySettings.from_env()  # FACTORY_STACK_POSTGRES_URL, FACTORY_STACK_REDIS_URL
@@ -176,10 +186,17 @@ def _attach(home: Path) -> Stack:
     state = _load_state(home)
     cfg = state["config"]
     config = StackConfig(
-        home=home, executor=cfg["executor"], postgres_url=cfg["postgres_url"], redis_url=cfg["redis_url"],
-        name=cfg["name"], api_port=cfg["api_port"], mlflow_port=cfg["mlflow_port"], s3_port=cfg["s3_port"],
-        keep_data=True, detach=True,
-    )  # fmt: skip
+        home=home,
+        executor=cfg["executor"],
+        postgres_url=cfg["postgres_url"],
+        redis_url=cfg["redis_url"],
+        name=cfg["name"],
+        api_port=cfg["api_port"],
+        mlflow_port=cfg["mlflow_port"],
+        s3_port=cfg["s3_port"],
+        keep_data=True,
+        detach=True,
+    )
     stack = Stack(config)
     stack.env.update(state["env"])
     stack.s3_endpoint = state["s3_endpoint"]

@@ -170,8 +170,11 @@ class StackEnvironment:
         """Temporarily put this process on the stack's factory/MLflow/S3 settings (not Airflow's)."""
         keys = [k for k in self.env if k.startswith(("FACTORY_", "MLFLOW_", "AWS_"))]
         saved = {k: os.environ.get(k) for k in keys}
-        dropped = {k: os.environ.pop(k) for k in list(os.environ)
-                   if k.startswith(("FACTORY_", "MLFLOW_TRACKING", "AWS_")) and k not in keys}  # fmt: skip
+        dropped = {
+            k: os.environ.pop(k)
+            for k in list(os.environ)
+            if k.startswith(("FACTORY_", "MLFLOW_TRACKING", "AWS_")) and k not in keys
+        }
         os.environ.update({k: self.env[k] for k in keys})
         _clear_storage_cache()
         try:

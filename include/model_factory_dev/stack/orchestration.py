@@ -93,32 +93,55 @@ class Stack(StackEnvironment, StackS3):
                 else (self.home / "mlflow" / "artifacts").as_uri()
             )
             specs["mlflow"] = [
-                str(Path(sys.executable).parent / "mlflow"), "server",
-                "--backend-store-uri", backend,
-                "--serve-artifacts", "--artifacts-destination", artifacts,
-                "--host", "127.0.0.1", "--port", str(self.mlflow_port),
-                "--workers", "1",
-            ]  # fmt: skip
-        specs["api-server"] = self._airflow("api-server", "--host", "127.0.0.1", "--port",
-                                            str(self.api_port), "--workers", "1")  # fmt: skip
+                str(Path(sys.executable).parent / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                backend,
+                "--serve-artifacts",
+                "--artifacts-destination",
+                artifacts,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.mlflow_port),
+                "--workers",
+                "1",
+            ]
+        specs["api-server"] = self._airflow(
+            "api-server", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"
+        )
         specs["scheduler"] = self._airflow("scheduler")
         specs["dag-processor"] = self._airflow("dag-processor")
         specs["triggerer"] = self._airflow("triggerer")
         if c.executor == CELERY:
             specs["worker"] = self._worker_argv()
         if c.gateway:
-            specs["gateway"] = [sys.executable, "-m", "model_factory.serving", "--host", "127.0.0.1",
-                                "--port", str(self.gateway_port)]  # fmt: skip
+            specs["gateway"] = [
+                sys.executable,
+                "-m",
+                "model_factory.serving",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.gateway_port),
+            ]
         return specs
 
     def _worker_argv(self) -> list[str]:
         return self._airflow(
-            "celery", "worker", "--queues", self.queue,
-            "--concurrency", str(self.config.worker_concurrency),
-            "--celery-hostname", f"{self.config.name}@%h",
-            "--pid", str(self.airflow_home / f"worker-{secrets.token_hex(3)}.pid"),
-            "--without-gossip", "--without-mingle",
-        )  # fmt: skip
+            "celery",
+            "worker",
+            "--queues",
+            self.queue,
+            "--concurrency",
+            str(self.config.worker_concurrency),
+            "--celery-hostname",
+            f"{self.config.name}@%h",
+            "--pid",
+            str(self.airflow_home / f"worker-{secrets.token_hex(3)}.pid"),
+            "--without-gossip",
+            "--without-mingle",
+        )
 
     def _component_env(self, name: str) -> dict[str, str]:
         env = dict(self.env)
@@ -209,9 +232,13 @@ class Stack(StackEnvironment, StackS3):
 
     def migrate(self) -> None:
         result = subprocess.run(
-            self._airflow("db", "migrate"), env=self.env, cwd=self.home, capture_output=True,
-            text=True, timeout=600,
-        )  # fmt: skip
+            self._airflow("db", "migrate"),
+            env=self.env,
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         (self.logs / "db-migrate.log").write_text(result.stdout + result.stderr)
         if result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
@@ -343,8 +370,9 @@ class Stack(StackEnvironment, StackS3):
 
     def run_airflow(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         """Run an ``airflow`` CLI command against this stack's state."""
-        return subprocess.run(self._airflow(*args), env=self.env, cwd=self.home,
-                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        return subprocess.run(
+            self._airflow(*args), env=self.env, cwd=self.home, capture_output=True, text=True, timeout=timeout
+        )
 
     def _write_state(self) -> None:
         state = {

@@ -56,15 +56,19 @@ class StackS3:
         iam.put_user_policy(
             UserName=user,
             PolicyName="factory-bucket",
-            PolicyDocument=json.dumps({
-                "Version": "2012-10-17",
-                "Statement": [{
-                    "Effect": "Allow",
-                    "Action": "s3:*",
-                    "Resource": [f"arn:aws:s3:::{self.bucket}", f"arn:aws:s3:::{self.bucket}/*"],
-                }],
-            }),
-        )  # fmt: skip
+            PolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": "s3:*",
+                            "Resource": [f"arn:aws:s3:::{self.bucket}", f"arn:aws:s3:::{self.bucket}/*"],
+                        }
+                    ],
+                }
+            ),
+        )
         key = iam.create_access_key(UserName=user)["AccessKey"]
         self.env["AWS_ACCESS_KEY_ID"] = key["AccessKeyId"]
         self.env["AWS_SECRET_ACCESS_KEY"] = key["SecretAccessKey"]
@@ -73,8 +77,12 @@ class StackS3:
     def _moto_api(self, path: str, body: bytes = b"") -> Any:
         import urllib.request
 
-        request = urllib.request.Request(f"{self.s3_endpoint}/moto-api/{path}", data=body, method="POST",
-                                         headers={"Content-Type": "text/plain"})  # fmt: skip
+        request = urllib.request.Request(
+            f"{self.s3_endpoint}/moto-api/{path}",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "text/plain"},
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             text = response.read().decode()
         return json.loads(text) if text else {}
@@ -98,8 +106,9 @@ class StackS3:
         wanted = set(models or demo_data.MODELS)
         uris = []
         with tempfile.TemporaryDirectory() as tmp, self.environ():
-            for path in demo_data.write_demo_batches(tmp, start, days, rows=rows, faults=faults or {},
-                                                     fmt=fmt):  # fmt: skip
+            for path in demo_data.write_demo_batches(
+                tmp, start, days, rows=rows, faults=faults or {}, fmt=fmt
+            ):
                 path = Path(path)
                 model = path.parent.name
                 if model not in wanted:

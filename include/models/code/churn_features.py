@@ -38,10 +38,17 @@ class ChurnRatios(BaseEstimator, TransformerMixin):
 def build(n_estimators: int = 200, max_depth: int | None = 8, min_samples_leaf: int = 5) -> Pipeline:
     """The estimator the factory fits: ratios, imputation/one-hot, then ExtraTrees."""
     derived = ["charge_per_gb", "calls_per_year", "log_tenure"]
-    columns = ColumnTransformer([
-        ("numeric", SimpleImputer(strategy="median"), NUMERIC + derived),
-        ("categorical", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
-    ])  # fmt: skip
-    model = ExtraTreesClassifier(n_estimators=n_estimators, max_depth=max_depth,
-                                 min_samples_leaf=min_samples_leaf, random_state=0, n_jobs=1)  # fmt: skip
+    columns = ColumnTransformer(
+        [
+            ("numeric", SimpleImputer(strategy="median"), NUMERIC + derived),
+            ("categorical", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
+        ]
+    )
+    model = ExtraTreesClassifier(
+        n_estimators=n_estimators,
+        max_depth=max_depth,
+        min_samples_leaf=min_samples_leaf,
+        random_state=0,
+        n_jobs=1,
+    )
     return Pipeline([("ratios", ChurnRatios()), ("columns", columns), ("model", model)])

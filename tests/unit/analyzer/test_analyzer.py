@@ -313,9 +313,13 @@ def test_rewording_a_spec_problem_keeps_its_kind(tmp_path, factory_home, monkeyp
             raise SystemExit(1)
     first, second = EventStore().events()
     assert first.message != second.message
-    assert (first.error_kind, first.stage) == (second.error_kind, second.stage) == (
-        "spec: unknown estimator param",
-        "training",
+    assert (
+        (first.error_kind, first.stage)
+        == (second.error_kind, second.stage)
+        == (
+            "spec: unknown estimator param",
+            "training",
+        )
     )
 
 

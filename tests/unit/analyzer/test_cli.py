@@ -108,33 +108,86 @@ def _demo_like_events() -> list[Event]:
     dated at a months-old batch: ~475,000 minutes to green), outcomes pinned on a spec's owner and
     on its git author."""
     out = [
-        Event(user="demo", action=("cli.status", "cli.runs", "cli.show")[i % 3], stage="deployment",
-              at=DEMO_NOW + timedelta(minutes=i), duration_s=1.0)
+        Event(
+            user="demo",
+            action=("cli.status", "cli.runs", "cli.show")[i % 3],
+            stage="deployment",
+            at=DEMO_NOW + timedelta(minutes=i),
+            duration_s=1.0,
+        )
         for i in range(60)
-    ]  # fmt: skip
+    ]
     for model in ("churn", "demand", "segment"):
         out += [
-            Event(user="demo", action="dag_run.retrain", stage="training", outcome="error", at=DEMO_BATCH,
-                  source="airflow", model=model, error_kind="task train failed", duration_s=30),
-            Event(user="demo", action="dag_run.retrain", stage="training", at=DEMO_NOW, source="airflow",
-                  model=model, duration_s=60),
-        ]  # fmt: skip
+            Event(
+                user="demo",
+                action="dag_run.retrain",
+                stage="training",
+                outcome="error",
+                at=DEMO_BATCH,
+                source="airflow",
+                model=model,
+                error_kind="task train failed",
+                duration_s=30,
+            ),
+            Event(
+                user="demo",
+                action="dag_run.retrain",
+                stage="training",
+                at=DEMO_NOW,
+                source="airflow",
+                model=model,
+                duration_s=60,
+            ),
+        ]
     out += [
-        Event(user="root", action="cli.trigger", stage="training", outcome="error", at=DEMO_BATCH,
-              model="churn", error_kind="platform: service unreachable"),
+        Event(
+            user="root",
+            action="cli.trigger",
+            stage="training",
+            outcome="error",
+            at=DEMO_BATCH,
+            model="churn",
+            error_kind="platform: service unreachable",
+        ),
         Event(user="root", action="cli.trigger", stage="training", at=DEMO_NOW, model="churn"),
-    ]  # fmt: skip
+    ]
     for n, model in enumerate(("churn", "churn_tuned", "churn_custom")):
         out += [
-            Event(user="growth-data-science", action="batch.quarantined", stage="data", outcome="error",
-                  at=DEMO_BATCH + timedelta(days=n), source="store", model=model,
-                  error_kind="validation: column missing", details={"user_from": "spec owner"}),
-            Event(user="growth-data-science", action="gate.blessed", stage="training", at=DEMO_NOW,
-                  source="registry", model=model, details={"user_from": "spec owner"}),
-        ]  # fmt: skip
-    out.append(Event(user="maintainers@users.noreply.example", action="spec.parse", stage="training",
-                     outcome="error", at=DEMO_BATCH, source="dag_parse", model="churn",
-                     error_kind="spec: unknown estimator param", details={"user_from": "git"}))  # fmt: skip
+            Event(
+                user="growth-data-science",
+                action="batch.quarantined",
+                stage="data",
+                outcome="error",
+                at=DEMO_BATCH + timedelta(days=n),
+                source="store",
+                model=model,
+                error_kind="validation: column missing",
+                details={"user_from": "spec owner"},
+            ),
+            Event(
+                user="growth-data-science",
+                action="gate.blessed",
+                stage="training",
+                at=DEMO_NOW,
+                source="registry",
+                model=model,
+                details={"user_from": "spec owner"},
+            ),
+        ]
+    out.append(
+        Event(
+            user="maintainers@users.noreply.example",
+            action="spec.parse",
+            stage="training",
+            outcome="error",
+            at=DEMO_BATCH,
+            source="dag_parse",
+            model="churn",
+            error_kind="spec: unknown estimator param",
+            details={"user_from": "git"},
+        )
+    )
     return out
 
 
@@ -155,4 +208,3 @@ def test_the_readme_sequence_after_the_demo_finds_the_planted_challenges(factory
     beginners = [user for user, skill in history.skills.items() if skill == "Beginner"]
     assert sum(segments[user] == "Beginner" for user in beginners) >= 10  # not merged into Intermediate
     assert report["segmentation"]["sizes"]["Beginner"] <= 13
-

@@ -44,8 +44,16 @@ def test_pseudonymised_events_keep_no_name_and_no_free_text(factory_home, monkey
         ]
     )
     stored = _stored_text(EventStore())
-    for personal in ("ana.smith", "Carl Dunn", "Bea Jones", "phone", "dee@example.com", "customer called",
-                     "/home/eve", "for eve"):  # fmt: skip
+    for personal in (
+        "ana.smith",
+        "Carl Dunn",
+        "Bea Jones",
+        "phone",
+        "dee@example.com",
+        "customer called",
+        "/home/eve",
+        "for eve",
+    ):
         assert personal not in stored, personal
     events = EventStore().events()
     assert len(events) == 5 and all(e.user.startswith("u-") for e in events)

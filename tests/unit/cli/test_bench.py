@@ -67,8 +67,16 @@ def test_the_retrain_rows_bare_script_validates_trains_and_registers(tmp_path: P
     for day in (dt.date(2026, 3, 2), dt.date(2026, 3, 3)):
         csv = tmp_path / f"{day}.csv"
         retrain_bench.write_batch(csv, day, rows=3000)
-        argv = [sys.executable, str(BENCH / "retrain_bench.py"), "--bare", str(csv), "--spec", str(spec),
-                "--tracking-uri", uri]  # fmt: skip
+        argv = [
+            sys.executable,
+            str(BENCH / "retrain_bench.py"),
+            "--bare",
+            str(csv),
+            "--spec",
+            str(spec),
+            "--tracking-uri",
+            uri,
+        ]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=True)
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     assert [int(r["version"]) for r in results] == [1, 2]
@@ -90,8 +98,11 @@ def test_an_only_run_keeps_the_other_rows_of_the_last_report(tmp_path: Path, mon
     import suite
 
     earlier_row = {"rows": 7, "measured_at": "2026-12-01T00:00:00Z", "load": [[3.0], [2.0]]}
-    previous = {"finished_at": "2026-11-30T05:16:18Z", "machine": {"load_before": [0.1], "load_after": [1.7]},
-                "results": {"drift_1m": {"rows": 5}, "serving": {"old": True}, "health_1m": earlier_row}}  # fmt: skip
+    previous = {
+        "finished_at": "2026-11-30T05:16:18Z",
+        "machine": {"load_before": [0.1], "load_after": [1.7]},
+        "results": {"drift_1m": {"rows": 5}, "serving": {"old": True}, "health_1m": earlier_row},
+    }
     (tmp_path / "latest.json").write_text(json.dumps(previous))
     report: dict = {"results": {}}
     merged = suite.keep_other_rows(tmp_path / "latest.json", {"serving": {"new": True}}, {"serving"}, report)
@@ -105,17 +116,27 @@ def test_an_only_run_keeps_the_other_rows_of_the_last_report(tmp_path: Path, mon
 
 
 def _side(rps: float, cpu: float, name: str) -> dict:
-    return {"requests_per_s_median": rps, "p50_ms_median": 1.0, "p99_ms_median": 2.0, "workers": 2,
-            "cpu_ms_per_request_median": cpu, "peak_mb_max": 100, "name": name, "body": "{...}"}  # fmt: skip
+    return {
+        "requests_per_s_median": rps,
+        "p50_ms_median": 1.0,
+        "p99_ms_median": 2.0,
+        "workers": 2,
+        "cpu_ms_per_request_median": cpu,
+        "peak_mb_max": 100,
+        "name": name,
+        "body": "{...}",
+    }
 
 
 def test_serving_rows_compare_the_gateway_with_every_peer_and_its_cpu_target(monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(BENCH))
     import suite
 
-    result = {"gateway": _side(3000, 0.14, "model-factory gateway"),
-              "mlserver": _side(900, 3, "MLServer (own venv)"),
-              "bentoml": _side(100, 9, "BentoML (own venv)")}  # fmt: skip
+    result = {
+        "gateway": _side(3000, 0.14, "model-factory gateway"),
+        "mlserver": _side(900, 3, "MLServer (own venv)"),
+        "bentoml": _side(100, 9, "BentoML (own venv)"),
+    }
     rows = suite.serving_rows(1, result, quick=False)
     names = [r["work"].rsplit(": ", 1)[1] for r in rows]
     assert names == ["the gateway vs the best peer", "vs MLServer", "vs BentoML"]
@@ -144,8 +165,9 @@ def test_the_peers_run_from_their_venvs_absolute_paths_with_equal_workers(tmp_pa
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     ports = iter(range(20000, 20100))
     rows = [{"tenure_months": 3, "plan": "basic"}]
-    servers = serving_peers.servers(rows, ["tenure_months"], tmp_path / "m", tmp_path / "p", tmp_path, 3,
-                                    lambda: next(ports))  # fmt: skip
+    servers = serving_peers.servers(
+        rows, ["tenure_months"], tmp_path / "m", tmp_path / "p", tmp_path, 3, lambda: next(ports)
+    )
     assert made == ["mlflow-serve", "mlserver", "bentoml", "litserve"]
     for server in servers:
         bin_dir = str(tmp_path / made[servers.index(server)] / "bin")
@@ -181,8 +203,9 @@ def test_the_peers_model_is_the_factorys_pipeline(tmp_path: Path, monkeypatch) -
     spec = load_spec(BENCH.parent / "include" / "models" / "churn.yaml")
     train = demo_data.generate_batch("churn", dt.date(2026, 2, 2), rows=400)
     pipeline = build_pipeline(spec).fit(prepare_features(train, spec), train[spec.target])
-    loaded = SimpleNamespace(estimator=pipeline, spec=spec, classes=pipeline.classes_, model="churn",
-                             version="1")  # fmt: skip
+    loaded = SimpleNamespace(
+        estimator=pipeline, spec=spec, classes=pipeline.classes_, model="churn", version="1"
+    )
     peer = PeerModel(serving_peers.export_model(loaded, tmp_path / "peer"))
     holdout = demo_data.generate_batch("churn", dt.date(2026, 2, 3), rows=20)
     rows = json.loads(holdout[spec.features.all].to_json(orient="records"))

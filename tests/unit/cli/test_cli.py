@@ -29,8 +29,21 @@ def test_help_reads_at_every_level(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     top = capsys.readouterr().out
     commands = [c.name for c in typer.main.get_command(app).commands.values() if not c.hidden]
-    for name in ("status", "show", "trigger", "runs", "promote", "rollback", "abort", "pin", "unpin",
-                 "canary", "validate", "serve", "demo"):  # fmt: skip
+    for name in (
+        "status",
+        "show",
+        "trigger",
+        "runs",
+        "promote",
+        "rollback",
+        "abort",
+        "pin",
+        "unpin",
+        "canary",
+        "validate",
+        "serve",
+        "demo",
+    ):
         assert name in commands and name in top
     for name in commands:
         if name in ("serve", "demo"):  # their --help is the wrapped program's
@@ -70,8 +83,12 @@ def test_status_shows_the_fleet_with_a_broken_spec_and_alerts(
     assert [a["subject"] for a in churn["alerts"]] == ["churn: drift on 2026-01-11"]
     assert rows["typo"]["status"] == "broken" and "ownr" in rows["typo"]["reason"]
     assert fleet["sources"] == {
-        "mlflow": "ok", "alerts": "ok", "airflow": "not asked", "store": "ok", "health": "ok"
-    }  # fmt: skip
+        "mlflow": "ok",
+        "alerts": "ok",
+        "airflow": "not asked",
+        "store": "ok",
+        "health": "ok",
+    }
     assert churn["health"] is None  # no health check yet
 
     assert main(["status", "--offline"]) == 0
@@ -113,16 +130,40 @@ def _record_health(settings: FactorySettings) -> None:
     from model_factory.monitoring.health_history import HealthRow, record
 
     def row(day: int, realized: float | None, estimated: float) -> HealthRow:
-        return HealthRow("churn", "1", date(2026, 3, day), "roc_auc", realized, None, None, estimated,
-                         None, None, 900, 300 if realized else 0, None, None, None, None, None,
-                         datetime(2026, 3, 5))  # fmt: skip
+        return HealthRow(
+            "churn",
+            "1",
+            date(2026, 3, day),
+            "roc_auc",
+            realized,
+            None,
+            None,
+            estimated,
+            None,
+            None,
+            900,
+            300 if realized else 0,
+            None,
+            None,
+            None,
+            None,
+            None,
+            datetime(2026, 3, 5),
+        )
 
     Path(settings.prediction_db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(settings.prediction_db)
     record(engine, [row(2, 0.74, 0.73), row(3, None, 0.72), row(4, None, 0.71)])
     engine.dispose()
-    report = {"ds": "2026-03-04", "action": "alert", "reason": "expiry: ...", "expiry": "2026-03-20",
-              "retrain_by": "2026-03-12", "cadence_days": 20, "champion_version": "1"}  # fmt: skip
+    report = {
+        "ds": "2026-03-04",
+        "action": "alert",
+        "reason": "expiry: ...",
+        "expiry": "2026-03-20",
+        "retrain_by": "2026-03-12",
+        "cadence_days": 20,
+        "champion_version": "1",
+    }
     uri = storage.join(settings.store_uri, "health", "churn", "2026-03-04", "report.json")
     storage.write_json(uri, report)
 

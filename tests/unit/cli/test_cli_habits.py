@@ -8,9 +8,26 @@ from types import SimpleNamespace
 import typer
 from model_factory.cli.main import app, main
 
-OPS = {"promote", "rollback", "abort", "pin", "unpin", "canary", "approve", "reject", "held", "card",
-       "reproduce", "override-checklist", "status", "show", "trigger", "runs", "health",
-       "analyze"}  # fmt: skip
+OPS = {
+    "promote",
+    "rollback",
+    "abort",
+    "pin",
+    "unpin",
+    "canary",
+    "approve",
+    "reject",
+    "held",
+    "card",
+    "reproduce",
+    "override-checklist",
+    "status",
+    "show",
+    "trigger",
+    "runs",
+    "health",
+    "analyze",
+}
 
 
 def test_shell_completion_is_offered(capsys):
@@ -33,8 +50,15 @@ def test_override_checklist_prints_one_readable_line_and_json_on_request(monkeyp
 
     def record(client, model, version, action, actor, reason, details=None):
         recorded.append((model, version, action, reason))
-        return {"model": model, "version": version, "action": action, "actor": actor, "reason": reason,
-                "at": "2026-12-04T04:00:00+00:00", "details": {}}  # fmt: skip
+        return {
+            "model": model,
+            "version": version,
+            "action": action,
+            "actor": actor,
+            "reason": reason,
+            "at": "2026-12-04T04:00:00+00:00",
+            "details": {},
+        }
 
     monkeypatch.setattr(tracking, "connect", lambda settings: SimpleNamespace())
     monkeypatch.setattr(registry, "record_decision", record)
@@ -42,8 +66,9 @@ def test_override_checklist_prints_one_readable_line_and_json_on_request(monkeyp
     assert main(args) == 0
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and not out.lstrip().startswith("{")
-    assert out.startswith("churn v3 checklist overridden by bob via cli at 2026-12-04T04:00:00+00:00: "
-                          "slices checked by hand")  # fmt: skip
+    assert out.startswith(
+        "churn v3 checklist overridden by bob via cli at 2026-12-04T04:00:00+00:00: slices checked by hand"
+    )
     assert main([*args, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["action"] == "checklist_override"
     assert recorded == [("churn", "3", "checklist_override", "slices checked by hand")] * 2

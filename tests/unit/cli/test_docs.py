@@ -118,7 +118,11 @@ def test_the_site_builds_strictly_and_a_broken_link_fails_it(tmp_path):
     env = {"NO_MKDOCS_2_WARNING": "1", "PATH": str(Path(sys.executable).parent)}
     built = subprocess.run(
         [mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert built.returncode == 0, built.stderr[-3000:]
     # The performance page includes bench/results/latest.md rather than a copy of it.
@@ -135,7 +139,11 @@ def test_the_site_builds_strictly_and_a_broken_link_fails_it(tmp_path):
         page.write("\nSee [the old section](how_it_works.md#no-such-section).\n")
     broken = subprocess.run(
         [mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site2")],
-        cwd=copy, capture_output=True, text=True, timeout=600, env=env,
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert broken.returncode == 1 and "no-such-section" in broken.stderr
 
@@ -169,9 +177,15 @@ def test_shell_completion_is_on():
 def test_ops_decision_reads_as_one_line():
     from model_factory.cli.main import decision_line
 
-    decision = {"model": "churn", "version": "2", "action": "promoted", "actor": "ana via cli",
-                "reason": "looked good", "changed": True,
-                "details": {"champion": "2", "previous_champion": "1"}}  # fmt: skip
+    decision = {
+        "model": "churn",
+        "version": "2",
+        "action": "promoted",
+        "actor": "ana via cli",
+        "reason": "looked good",
+        "changed": True,
+        "details": {"champion": "2", "previous_champion": "1"},
+    }
     assert decision_line(decision) == (
         "churn v2 promoted by ana via cli: looked good (champion 2, previous_champion 1)"
     )

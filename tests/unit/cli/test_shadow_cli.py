@@ -22,12 +22,23 @@ def _log_pairs(settings: FactorySettings, agree: int, disagree: int, failed: int
         champion = {"label": 1, "score": 0.8, "probabilities": {"0": 0.2, "1": 0.8}}
         shadow = {"label": 1 if i < agree else 0, "score": 0.7 if i < agree else 0.4}
         ok = i < agree + disagree
-        rows.append({"request_id": f"r{i}", "model": "churn", "version": "2", "champion_version": "1",
-                     "status": "ok" if ok else "error", "error": None if ok else "RuntimeError: boom",
-                     "latency_ms": 2.0 if ok else None, "prediction": json.dumps(shadow) if ok else None,
-                     "score": shadow["score"] if ok else None, "champion_latency_ms": 1.0,
-                     "champion_prediction": json.dumps(champion), "champion_score": 0.8,
-                     "created_at": now})  # fmt: skip
+        rows.append(
+            {
+                "request_id": f"r{i}",
+                "model": "churn",
+                "version": "2",
+                "champion_version": "1",
+                "status": "ok" if ok else "error",
+                "error": None if ok else "RuntimeError: boom",
+                "latency_ms": 2.0 if ok else None,
+                "prediction": json.dumps(shadow) if ok else None,
+                "score": shadow["score"] if ok else None,
+                "champion_latency_ms": 1.0,
+                "champion_prediction": json.dumps(champion),
+                "champion_score": 0.8,
+                "created_at": now,
+            }
+        )
     with engine.begin() as conn:
         conn.execute(predlog.SHADOW_PREDICTIONS.insert(), rows)
 

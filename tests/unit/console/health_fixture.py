@@ -24,11 +24,28 @@ def write_churn_health(settings: FactorySettings) -> None:
         realized = estimate - 0.004 + (0.006 if k % 3 == 0 else -0.003) if matured else None
         low, high = (realized - 0.02, realized + 0.02) if realized else (None, None)
         version = "1" if k < 10 else "2"
-        rows.append(HealthRow(
-            "churn", version, day, "roc_auc", realized, low, high, estimate, estimate - 0.025,
-            estimate + 0.025, 2000, 1800 if matured else 0, 0.9 if matured else None,
-            2.0 if matured else None, 0.03 + 0.01 * k, 0.0, 11.0 + (k % 4), datetime(2026, 1, 20),
-        ))  # fmt: skip
+        rows.append(
+            HealthRow(
+                "churn",
+                version,
+                day,
+                "roc_auc",
+                realized,
+                low,
+                high,
+                estimate,
+                estimate - 0.025,
+                estimate + 0.025,
+                2000,
+                1800 if matured else 0,
+                0.9 if matured else None,
+                2.0 if matured else None,
+                0.03 + 0.01 * k,
+                0.0,
+                11.0 + (k % 4),
+                datetime(2026, 1, 20),
+            )
+        )
     Path(settings.prediction_db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(settings.prediction_db)
     record(engine, rows)
@@ -39,8 +56,14 @@ def write_churn_health(settings: FactorySettings) -> None:
         features = {name: {"psi": value} for name, value in psi.items()}
         report = {"ds": ds, "status": "no_drift", "reasons": [], "data_drift": {"features": features}}
         storage.write_json(storage.join(settings.store_uri, "drift", "churn", ds, "report.json"), report)
-    check = {"ds": "2026-01-18", "action": "alert", "champion_version": "2", "expiry": "2026-01-24",
-             "retrain_by": "2026-01-21", "cadence_days": 12,
-             "reason": "expiry: roc_auc falls 0.007/day; crosses 0.70 around 2026-01-24"}  # fmt: skip
+    check = {
+        "ds": "2026-01-18",
+        "action": "alert",
+        "champion_version": "2",
+        "expiry": "2026-01-24",
+        "retrain_by": "2026-01-21",
+        "cadence_days": 12,
+        "reason": "expiry: roc_auc falls 0.007/day; crosses 0.70 around 2026-01-24",
+    }
     uri = storage.join(settings.store_uri, "health", "churn", "2026-01-18", "report.json")
     storage.write_json(uri, check)

@@ -39,8 +39,16 @@ def client(factory_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_every_page_needs_the_hosts_login(client: TestClient) -> None:
-    for path in ("/", "/api/fleet", "/models/churn", "/api/models/churn", "/models/churn/drift/2026-01-01",
-                 "/models/churn/versions/1/card", "/mlflow/runs/" + "0" * 32, "/icon.svg"):  # fmt: skip
+    for path in (
+        "/",
+        "/api/fleet",
+        "/models/churn",
+        "/api/models/churn",
+        "/models/churn/drift/2026-01-01",
+        "/models/churn/versions/1/card",
+        "/mlflow/runs/" + "0" * 32,
+        "/icon.svg",
+    ):
         assert client.get(path).status_code == 401, path
 
 
@@ -94,9 +102,12 @@ class PausedAirflow:
 
 @pytest.fixture
 def paused_client(client: TestClient) -> TestClient:
-    config = ConsoleConfig(require_user=_login, airflow=PausedAirflow,
-                           can_run=lambda user, dag: user in ("ops", "oncall"),
-                           can_unpause=lambda user, dag: user == "ops")  # fmt: skip
+    config = ConsoleConfig(
+        require_user=_login,
+        airflow=PausedAirflow,
+        can_run=lambda user, dag: user in ("ops", "oncall"),
+        can_unpause=lambda user, dag: user == "ops",
+    )
     return TestClient(create_app(config), raise_server_exceptions=False)
 
 
@@ -122,14 +133,40 @@ def test_promote_is_off_without_a_canary_and_says_why(paused_client: TestClient)
 def test_checklist_items_are_drawn_pass_or_fail(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     from model_factory.rollout import fleet
 
-    version = {"version": "3", "created": None, "decision": "promoted", "reason": "", "metric": 0.9,
-               "aliases": ["champion"], "run_id": None, "checklist": "failed", "review": None,
-               "checklist_items": {"owner": "pass", "gates_passed": "pass", "lineage": "fail"}}  # fmt: skip
-    detail = {"model": "churn", "status": "ok", "template": "retrain", "task": "classification",
-              "owner": "growth", "metric": "roc_auc", "champion": "3", "champion_metric": 0.9,
-              "canary": None, "challenger": None, "pinned": None, "held": [], "next_run": None,
-              "dags": {}, "sources": {}, "versions_detail": [version], "rollouts": [],
-              "drift_checks": [], "quarantines": [], "all_alerts": []}  # fmt: skip
+    version = {
+        "version": "3",
+        "created": None,
+        "decision": "promoted",
+        "reason": "",
+        "metric": 0.9,
+        "aliases": ["champion"],
+        "run_id": None,
+        "checklist": "failed",
+        "review": None,
+        "checklist_items": {"owner": "pass", "gates_passed": "pass", "lineage": "fail"},
+    }
+    detail = {
+        "model": "churn",
+        "status": "ok",
+        "template": "retrain",
+        "task": "classification",
+        "owner": "growth",
+        "metric": "roc_auc",
+        "champion": "3",
+        "champion_metric": 0.9,
+        "canary": None,
+        "challenger": None,
+        "pinned": None,
+        "held": [],
+        "next_run": None,
+        "dags": {},
+        "sources": {},
+        "versions_detail": [version],
+        "rollouts": [],
+        "drift_checks": [],
+        "quarantines": [],
+        "all_alerts": [],
+    }
     monkeypatch.setattr(fleet, "model_detail", lambda settings, model, airflow: detail)
     page = client.get("/models/churn", headers={"x-user": "viewer"}).text
     assert '<div class="small item-pass" data-item="owner">✓ owner</div>' in page
@@ -178,8 +215,12 @@ def test_the_fleet_page_filters_and_pages(client: TestClient) -> None:
     assert [(r["model"], r["attention"]) for r in attention["models"]] == [("typo", ["broken spec"])]
     page = client.get("/?owner=nobody", headers=who).text
     assert "0 of 2 models" in page and "no model matches this filter" in page
-    bad_filters = [("state=weird", "state='weird'"), ("page=0", "page='0'"), ("per_page=x", "per_page='x'"),
-                   ("attention=maybe", "attention='maybe'")]  # fmt: skip
+    bad_filters = [
+        ("state=weird", "state='weird'"),
+        ("page=0", "page='0'"),
+        ("per_page=x", "per_page='x'"),
+        ("attention=maybe", "attention='maybe'"),
+    ]
     for bad, named in bad_filters:
         html = client.get(f"/?{bad}", headers=who)
         assert html.status_code == 400 and named in html.text.replace("&#39;", "'"), bad
@@ -189,9 +230,18 @@ def test_the_fleet_page_filters_and_pages(client: TestClient) -> None:
 def test_fleet_selection_at_ten_thousand_models() -> None:
     from model_factory.console.fleet_page import FleetFilter, select
 
-    rows = [{"model": f"m{i:05d}", "status": "ok", "owner": f"team{i % 7}", "template": "retrain",
-             "champion": "1", "versions": 1, "quarantined": 1 if i % 100 == 0 else 0}
-            for i in range(10_000)]  # fmt: skip
+    rows = [
+        {
+            "model": f"m{i:05d}",
+            "status": "ok",
+            "owner": f"team{i % 7}",
+            "template": "retrain",
+            "champion": "1",
+            "versions": 1,
+            "quarantined": 1 if i % 100 == 0 else 0,
+        }
+        for i in range(10_000)
+    ]
     shown = select(rows, FleetFilter(owner="team3", attention=True, per_page=5, page=2))
     assert shown.total == 10_000 and shown.attention_total == 100
     expected = [r["model"] for r in rows if r["owner"] == "team3" and r["quarantined"]]

@@ -15,8 +15,14 @@ from tests.unit.console.test_app import client  # noqa: F401 - fixture
 
 def test_a_day_without_a_value_breaks_the_line_and_the_threshold_sits_at_its_value() -> None:
     days = [date(2026, 1, 1) + timedelta(days=k) for k in range(5)]
-    chart = line_chart("m", "metric", days, {"realized": [0.8, 0.78, None, 0.74, 0.72]},
-                       band=("95%", [0.7] * 5, [0.9] * 5), rule=(0.7, "threshold"))  # fmt: skip
+    chart = line_chart(
+        "m",
+        "metric",
+        days,
+        {"realized": [0.8, 0.78, None, 0.74, 0.72]},
+        band=("95%", [0.7] * 5, [0.9] * 5),
+        rule=(0.7, "threshold"),
+    )
     (line,) = chart.lines
     assert [len(s.split()) for s in line.segments] == [2, 2] and len(line.dots) == 4
     low, high = HEIGHT - BOTTOM, TOP

@@ -11,12 +11,30 @@ from tests.unit.console.test_app import client  # noqa: F401 - fixture
 
 
 def _detail(shadow: dict | None, comparison: dict | None, challenger: str | None = "2") -> dict:
-    return {"model": "churn", "status": "ok", "template": "retrain", "task": "classification",
-            "owner": "growth", "metric": "roc_auc", "champion": "1", "champion_metric": 0.9,
-            "canary": None, "challenger": challenger, "pinned": None, "held": [], "next_run": None,
-            "dags": {"retrain": "churn__retrain", "canary": "churn__canary"}, "sources": {},
-            "versions_detail": [], "rollouts": [], "drift_checks": [], "quarantines": [], "all_alerts": [],
-            "shadow": shadow, "shadow_comparison": comparison}  # fmt: skip
+    return {
+        "model": "churn",
+        "status": "ok",
+        "template": "retrain",
+        "task": "classification",
+        "owner": "growth",
+        "metric": "roc_auc",
+        "champion": "1",
+        "champion_metric": 0.9,
+        "canary": None,
+        "challenger": challenger,
+        "pinned": None,
+        "held": [],
+        "next_run": None,
+        "dags": {"retrain": "churn__retrain", "canary": "churn__canary"},
+        "sources": {},
+        "versions_detail": [],
+        "rollouts": [],
+        "drift_checks": [],
+        "quarantines": [],
+        "all_alerts": [],
+        "shadow": shadow,
+        "shadow_comparison": comparison,
+    }
 
 
 def _comparison() -> dict:
@@ -26,8 +44,13 @@ def _comparison() -> dict:
         ShadowPair({"label": 0, "score": 0.2}, None, 1.0, None, "RuntimeError: boom"),
     ]
     result = compare_shadow(pairs, "churn", "2", ["1"])
-    return {**result.as_dict(), "status": "running", "share": 0.5, "since": "2026-03-01T10:00:00",
-            "summary": result.summary()}  # fmt: skip
+    return {
+        **result.as_dict(),
+        "status": "running",
+        "share": 0.5,
+        "since": "2026-03-01T10:00:00",
+        "summary": result.summary(),
+    }
 
 
 def test_the_model_page_shows_the_shadow_comparison(

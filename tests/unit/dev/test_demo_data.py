@@ -563,9 +563,19 @@ def test_write_demo_batches_validates_before_writing(kwargs, message, tmp_path: 
 
 def test_main_writes_batches(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = [
-        "--out", str(tmp_path), "--start", "2026-01-01", "--days", "2", "--rows", "50",
-        "--fault", "churn:1:empty", "--shift", "demand:0:0.8",
-    ]  # fmt: skip
+        "--out",
+        str(tmp_path),
+        "--start",
+        "2026-01-01",
+        "--days",
+        "2",
+        "--rows",
+        "50",
+        "--fault",
+        "churn:1:empty",
+        "--shift",
+        "demand:0:0.8",
+    ]
     assert dd.main(argv) == 0
     printed = capsys.readouterr().out.split()
     assert printed == [
@@ -630,8 +640,15 @@ def test_uncertain_shift_moves_churn_towards_the_models_doubt_and_keeps_the_unsh
 
 def test_outcomes_arrive_in_their_own_file_days_later_batches_unchanged(tmp_path: Path) -> None:
     dd.write_demo_batches(tmp_path / "plain", DAY, 2, models=("churn",))
-    dd.write_demo_batches(tmp_path / "with", DAY, 2, models=("churn",), outcome_delay_days={"churn": 2},
-                          uncertain_shift={("churn", 1): 0.5}, concept_shift={("churn", 1): 0.3})  # fmt: skip
+    dd.write_demo_batches(
+        tmp_path / "with",
+        DAY,
+        2,
+        models=("churn",),
+        outcome_delay_days={"churn": 2},
+        uncertain_shift={("churn", 1): 0.5},
+        concept_shift={("churn", 1): 0.3},
+    )
     first = f"{DAY.isoformat()}.csv"
     assert (tmp_path / "plain/churn" / first).read_bytes() == (tmp_path / "with/churn" / first).read_bytes()
     arrived = sorted(p.name for p in (tmp_path / "with/churn_outcomes").iterdir())

@@ -18,8 +18,9 @@ MODELS = Path(__file__).resolve().parents[3] / "include" / "models"
 
 def _rule() -> tuple[DriftRule, list[str], list[str]]:
     drift = yaml.safe_load((MODELS / "demand.yaml").read_text())["drift"]
-    rule = DriftRule(psi_threshold=0.2, drifted_share=0.3, min_rows=500,
-                     ignore_features=tuple(drift["ignore_features"]))  # fmt: skip
+    rule = DriftRule(
+        psi_threshold=0.2, drifted_share=0.3, min_rows=500, ignore_features=tuple(drift["ignore_features"])
+    )
     assert drift["reference"] == "same_weekday"
     return rule, list(demo_data.NUMERIC_FEATURES["demand"]), list(demo_data.CATEGORICAL_FEATURES["demand"])
 

@@ -61,7 +61,8 @@ def factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Factory:
 
 def test_resolve_fills_env_ds_and_ds_nodash() -> None:
     uri = batches.resolve_source_uri(
-        "${FACTORY_DATA_ROOT}/churn/{ds}/part-{ds_nodash}.csv", "2026-03-02",
+        "${FACTORY_DATA_ROOT}/churn/{ds}/part-{ds_nodash}.csv",
+        "2026-03-02",
         {"FACTORY_DATA_ROOT": "s3://bucket/src"},
     )
     assert uri == "s3://bucket/src/churn/2026-03-02/part-20260302.csv"
@@ -76,7 +77,8 @@ def test_resolve_strips_trailing_slash_of_env_value() -> None:
 
 def test_resolve_several_env_vars() -> None:
     uri = batches.resolve_source_uri(
-        "s3://${FACTORY_BUCKET}/${PREFIX}/{ds}.csv", "2026-12-31",
+        "s3://${FACTORY_BUCKET}/${PREFIX}/{ds}.csv",
+        "2026-12-31",
         {"FACTORY_BUCKET": "b", "PREFIX": "p/q", "FACTORY_URI_VARIABLES": "PREFIX"},
     )
     assert uri == "s3://b/p/q/2026-12-31.csv"
@@ -418,8 +420,9 @@ def test_recent_validated_batches_window_zero(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_iter_frames_chunks_add_up_to_parse_batch(tmp_path: Path, churn_frame: pd.DataFrame,
-                                                  fmt: str) -> None:  # fmt: skip
+def test_iter_frames_chunks_add_up_to_parse_batch(
+    tmp_path: Path, churn_frame: pd.DataFrame, fmt: str
+) -> None:
     path = dd.write_batch(churn_frame, tmp_path / f"b.{fmt}", fmt=fmt)
     whole = batches.parse_batch(path.read_bytes(), fmt, "x")
     chunks = list(batches.iter_frames(path, fmt, "x", rows=70))
@@ -429,8 +432,9 @@ def test_iter_frames_chunks_add_up_to_parse_batch(tmp_path: Path, churn_frame: p
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_iter_frames_of_an_empty_table_yields_its_columns(tmp_path: Path, churn_frame: pd.DataFrame,
-                                                          fmt: str) -> None:  # fmt: skip
+def test_iter_frames_of_an_empty_table_yields_its_columns(
+    tmp_path: Path, churn_frame: pd.DataFrame, fmt: str
+) -> None:
     path = dd.write_batch(churn_frame.head(0), tmp_path / f"b.{fmt}", fmt=fmt)
     (frame,) = batches.iter_frames(path, fmt, "x", rows=10)
     assert list(frame.columns) == list(churn_frame.columns) and frame.empty
@@ -469,8 +473,9 @@ def test_write_parquet_file_one_row_group_per_frame_and_unified_dtypes(tmp_path:
     assert back["a"].dtype == "float64" and back["a"].tolist()[:3] == [1.0, 2.0, 3.5]
 
 
-def test_ingest_in_small_chunks_gives_the_same_manifest(factory: Factory, churn_frame: pd.DataFrame,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_ingest_in_small_chunks_gives_the_same_manifest(
+    factory: Factory, churn_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
     source = factory.write_source(churn_frame)
     monkeypatch.setenv("FACTORY_CHUNK_ROWS", "64")
     monkeypatch.setattr(storage, "CHUNK_BYTES", 1000)

@@ -75,9 +75,16 @@ def hostile_registry(tmp_path_factory):
         # v5: the factory's own champion estimator, logged again by hand exactly as the factory
         # saves (skops, its trusted types, its signature), forged run key, tagged blessed.
         genuine = load_registered(client, "churn", "1")
-        assert _log_foreign(settings, genuine.estimator, serialization_format="skops",
-                            skops_trusted_types=list(genuine.trusted_types),
-                            signature=genuine.mlmodel.signature) == "5"  # fmt: skip
+        assert (
+            _log_foreign(
+                settings,
+                genuine.estimator,
+                serialization_format="skops",
+                skops_trusted_types=list(genuine.trusted_types),
+                signature=genuine.mlmodel.signature,
+            )
+            == "5"
+        )
         # v6: trained and registered by the factory, rejected by its gates, then re-tagged blessed.
         strict = spec_for("churn", **{"gates.threshold": 0.999})
         later = DAY.replace(day=DAY.day + 2)
@@ -150,8 +157,9 @@ def test_evaluation_and_drift_watch_refuse_a_cloudpickle_champion(hostile_regist
     try:
         with pytest.raises(ModelRefusedError, match="cloudpickle"):
             evaluate_candidate(CHURN, trained, settings)
-        champion = watch.ChampionBaseline(version="2", run_id=None, baseline={}, contract=None,
-                                          holdout_metric=0.8)  # fmt: skip
+        champion = watch.ChampionBaseline(
+            version="2", run_id=None, baseline={}, contract=None, holdout_metric=0.8
+        )
         frame = demo_data.generate_batch("churn", later, rows=CHURN.drift.min_labels + 50)
         with pytest.raises(ModelRefusedError, match="cloudpickle"):
             watch._concept_drift(CHURN, frame, champion, settings)
@@ -185,8 +193,11 @@ def test_the_model_card_never_unpickles_a_forged_model_uri_or_champion(hostile_r
         made = card.produce_card(CHURN, {"model": "churn", "version": "1"}, settings)
         assert "saved as 'cloudpickle'" in made["card_error"]
 
-        client.set_tag(client.get_model_version("churn", "2").run_id, "factory.holdout_uri",
-                       run_tags["factory.holdout_uri"])
+        client.set_tag(
+            client.get_model_version("churn", "2").run_id,
+            "factory.holdout_uri",
+            run_tags["factory.holdout_uri"],
+        )
         made = card.produce_card(CHURN, {"model": "churn", "version": "2"}, settings)
         assert "saved as 'cloudpickle'" in made["card_error"]
     finally:

@@ -13,8 +13,14 @@ from model_factory.monitoring.alerts import Alert, SmtpTarget, deliver, read_ale
 
 
 def _alert() -> Alert:
-    return Alert(model="churn", owner="growth", kind="drift", subject="churn: drift on 2026-01-11",
-                 body="tenure_months PSI 0.41", details={"psi": 0.41})  # fmt: skip
+    return Alert(
+        model="churn",
+        owner="growth",
+        kind="drift",
+        subject="churn: drift on 2026-01-11",
+        body="tenure_months PSI 0.41",
+        details={"psi": 0.41},
+    )
 
 
 @pytest.fixture

@@ -502,9 +502,10 @@ def contract(baseline: dict) -> dict:
 def test_contract_holds_on_its_own_training_data(training: pd.DataFrame, contract: dict) -> None:
     # c is Poisson(1.5): ~6.6% of it lies beyond mean + 2 sigma, so its allowance widens to that.
     c_bounds = next(
-        x for x in contract["expectations"]
+        x
+        for x in contract["expectations"]
         if x["type"] == "expect_column_values_to_be_between" and x["kwargs"]["column"] == "c"
-    )  # fmt: skip
+    )
     assert c_bounds["kwargs"]["mostly"] < 0.95
     assert input_contracts.check_contract(training, contract) == []
     assert json.loads(json.dumps(contract)) == contract

@@ -335,11 +335,26 @@ def test_expected_roc_auc_over_value_buckets_stays_within_its_bound_of_the_sorte
 
 def _health_row(day: date, realized: float | None, *, metric: str, coverage: float, version: str = "3"):
     """A day of churn's health history: an estimate of 0.8 [0.78, 0.82] over 1,000 predictions."""
-    return HealthRow(model="churn", version=version, day=day, metric=metric, realized=realized,
-                     realized_low=None, realized_high=None, estimated=0.8, estimated_low=0.78,
-                     estimated_high=0.82, predictions=1000, outcomes=10, label_coverage=coverage,
-                     label_delay_days=2.0, output_drift_ks=0.04, error_rate=0.0, p95_ms=12.0,
-                     checked_at=datetime(2026, 3, 5))  # fmt: skip
+    return HealthRow(
+        model="churn",
+        version=version,
+        day=day,
+        metric=metric,
+        realized=realized,
+        realized_low=None,
+        realized_high=None,
+        estimated=0.8,
+        estimated_low=0.78,
+        estimated_high=0.82,
+        predictions=1000,
+        outcomes=10,
+        label_coverage=coverage,
+        label_delay_days=2.0,
+        output_drift_ks=0.04,
+        error_rate=0.0,
+        p95_ms=12.0,
+        checked_at=datetime(2026, 3, 5),
+    )
 
 
 def test_health_history_rows_are_replaced_per_version_and_day(tmp_path) -> None:

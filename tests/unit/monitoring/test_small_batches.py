@@ -44,8 +44,10 @@ def test_a_small_batch_is_pooled_with_earlier_validated_days_until_it_can_decide
     )
     report = storage.read_json(checked["report_json_uri"])
     assert report["pooled_dates"] == checked["pooled_dates"]
-    assert f"pooled with</td><td class=\"text\">{before[0]}, {before[2]}" in storage.read_bytes(
-        checked["report_uri"]).decode()
+    assert (
+        f'pooled with</td><td class="text">{before[0]}, {before[2]}'
+        in storage.read_bytes(checked["report_uri"]).decode()
+    )
 
 
 def test_pooling_stops_at_pool_days_and_says_there_is_no_decision(champion):  # noqa: F811

@@ -86,15 +86,18 @@ def test_exact_tests_agree_with_scipy_on_raw_samples():
 
 def test_concept_drift_must_be_beyond_the_noise_of_both_metrics():
     # missing's week: live ROC AUC 0.62 on 600 labelled rows vs the champion's 0.6735 on 400 rows
-    noisy = check_concept_drift(0.6197, 0.6735, higher_is_better=True, n_labelled=600,
-                                live_se=0.023, reference_rows=400)  # fmt: skip
+    noisy = check_concept_drift(
+        0.6197, 0.6735, higher_is_better=True, n_labelled=600, live_se=0.023, reference_rows=400
+    )
     assert noisy["status"] == "ok" and "within the noise" in noisy["reasons"][0], noisy
     assert -2.33 < noisy["z"] < 0
-    real = check_concept_drift(0.55, 0.6735, higher_is_better=True, n_labelled=600, live_se=0.023,
-                               reference_rows=400)  # fmt: skip
+    real = check_concept_drift(
+        0.55, 0.6735, higher_is_better=True, n_labelled=600, live_se=0.023, reference_rows=400
+    )
     assert real["status"] == "concept_drift" and "z = " in real["reasons"][0]
-    large = check_concept_drift(0.6197, 0.6735, higher_is_better=True, n_labelled=50_000,
-                                live_se=0.0025, reference_rows=40_000)  # fmt: skip
+    large = check_concept_drift(
+        0.6197, 0.6735, higher_is_better=True, n_labelled=50_000, live_se=0.0025, reference_rows=40_000
+    )
     assert large["status"] == "concept_drift"  # the same dip on big data is real
     unknown = check_concept_drift(0.6197, 0.6735, higher_is_better=True, n_labelled=600)
     assert unknown["status"] == "concept_drift"  # no standard error given: the plain rule

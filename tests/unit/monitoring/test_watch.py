@@ -135,8 +135,9 @@ def test_cooldown_and_running_retrain_hold_the_trigger(champion):
     spec, settings = champion
     checked = {"status": "drift", "ds": str(WATCHED), "reasons": ["x"], "report_uri": "file:///r"}
     assert retrain_gate(spec, checked, settings, active_retrains=1) == (
-        False, "churn__retrain already has 1 run(s) queued or running",
-    )  # fmt: skip
+        False,
+        "churn__retrain already has 1 run(s) queued or running",
+    )
     now = datetime(2026, 3, 5, 8, tzinfo=UTC)
     record_retrain_trigger(spec, checked, settings, now=now)
     fire, why = retrain_gate(spec, checked, settings, 0, now=now + timedelta(hours=11))
@@ -196,12 +197,23 @@ def test_health_check_joins_the_log_with_an_outcome_file_and_records_history(cha
     served_at = datetime(2026, 3, 5, 12)
     scores = np.random.default_rng(0).random(300)
     rows = [
-        {"request_id": f"r{i}", "entity_id": f"c{i}", "model": "churn", "version": "1", "arm": "champion",
-         "status": "ok", "error": None, "latency_ms": float(5 + i % 10), "score": float(s),
-         "prediction": json.dumps({"label": int(s >= 0.5)}), "inputs": None, "inputs_hash": None,
-         "created_at": served_at}
+        {
+            "request_id": f"r{i}",
+            "entity_id": f"c{i}",
+            "model": "churn",
+            "version": "1",
+            "arm": "champion",
+            "status": "ok",
+            "error": None,
+            "latency_ms": float(5 + i % 10),
+            "score": float(s),
+            "prediction": json.dumps({"label": int(s >= 0.5)}),
+            "inputs": None,
+            "inputs_hash": None,
+            "created_at": served_at,
+        }
         for i, s in enumerate(scores)
-    ]  # fmt: skip
+    ]
     with engine.begin() as conn:
         conn.execute(PREDICTIONS.insert(), rows)
         conn.execute(FEEDBACK.insert(), [{"request_id": "r250", "outcome": "1", "received_at": served_at}])
@@ -210,12 +222,19 @@ def test_health_check_joins_the_log_with_an_outcome_file_and_records_history(cha
     truth = (scores[:200] >= 0.5).astype(int)
     truth[:20] = 1 - truth[:20]  # 90% accurate
     pd.DataFrame(
-        {"customer": [f"c{i}" for i in range(200)] + ["stranger", "c201"],
-         "churned": [*truth.tolist(), 1, "maybe"], "at": ["2026-03-05 18:00"] * 202}
-    ).to_csv(folder / "2026-03-06.csv", index=False)  # fmt: skip
+        {
+            "customer": [f"c{i}" for i in range(200)] + ["stranger", "c201"],
+            "churned": [*truth.tolist(), 1, "maybe"],
+            "at": ["2026-03-05 18:00"] * 202,
+        }
+    ).to_csv(folder / "2026-03-06.csv", index=False)
     (folder / "2026-03-04.csv").write_text("customer,churned\nc1")  # no event-time column
-    source = OutcomeSourceSpec(uri=f"{folder.as_uri()}/{{ds}}.csv", id_column="customer",
-                               outcome_column="churned", event_time_column="at")  # fmt: skip
+    source = OutcomeSourceSpec(
+        uri=f"{folder.as_uri()}/{{ds}}.csv",
+        id_column="customer",
+        outcome_column="churned",
+        event_time_column="at",
+    )
     outcomes = OutcomesSpec(source=source, max_delay_days=2, min_outcomes=100)
     spec = spec.model_copy(update={"outcomes": outcomes})
 

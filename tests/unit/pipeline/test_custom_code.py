@@ -30,14 +30,18 @@ def _spec(**changes) -> ModelSpec:
 
 def _data(n: int = 200) -> tuple[pd.DataFrame, pd.Series]:
     rng = np.random.default_rng(0)
-    X = pd.DataFrame({
-        "tenure_months": rng.integers(0, 100, n).astype(float), "monthly_charges": rng.uniform(10, 150, n),
-        "support_calls": rng.integers(0, 8, n).astype(float), "usage_gb": rng.uniform(0, 80, n),
-        "age": rng.integers(18, 90, n).astype(float),
-        "plan": rng.choice(["basic", "standard", "premium"], n).astype(object),
-        "region": rng.choice(["north", "south"], n).astype(object),
-        "payment_method": rng.choice(["card", "paypal"], n).astype(object),
-    })  # fmt: skip
+    X = pd.DataFrame(
+        {
+            "tenure_months": rng.integers(0, 100, n).astype(float),
+            "monthly_charges": rng.uniform(10, 150, n),
+            "support_calls": rng.integers(0, 8, n).astype(float),
+            "usage_gb": rng.uniform(0, 80, n),
+            "age": rng.integers(18, 90, n).astype(float),
+            "plan": rng.choice(["basic", "standard", "premium"], n).astype(object),
+            "region": rng.choice(["north", "south"], n).astype(object),
+            "payment_method": rng.choice(["card", "paypal"], n).astype(object),
+        }
+    )
     y = pd.Series((X["support_calls"] + rng.normal(0, 1, n) > 3).astype("int64"))
     return X, y
 
@@ -57,13 +61,19 @@ def code(tmp_path):
         (None, "absent:build", ["absent.py", "no such file"]),
         ("import not_a_module_xyz\n", "broken:build", ["importing it raised", "not_a_module_xyz"]),
         ("def other():\n    pass\n", "nofunc:build", ["defines no function 'build'"]),
-        ("def build():\n    raise RuntimeError('no data')\n", "raises:build",
-         ["calling it raised", "no data"]),
+        (
+            "def build():\n    raise RuntimeError('no data')\n",
+            "raises:build",
+            ["calling it raised", "no data"],
+        ),
         ("def build():\n    return {'fit': 1}\n", "dict:build", ["returned dict", "not a scikit-learn"]),
-        ("from sklearn.svm import LinearSVC\ndef build():\n    return LinearSVC()\n", "noproba:build",
-         ["predict_proba"]),
+        (
+            "from sklearn.svm import LinearSVC\ndef build():\n    return LinearSVC()\n",
+            "noproba:build",
+            ["predict_proba"],
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_code_names_file_field_and_reason(code, source, factory, words):
     module = factory.split(":")[0]
     if source is not None:

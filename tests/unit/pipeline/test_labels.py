@@ -34,13 +34,17 @@ def spec_file(folder: Path, name: str, **changes) -> ModelSpec:
     """A copy of a shipped spec (or the iris-like one below) with changes, loaded from a file."""
     if name == "flowers":
         raw = {
-            "name": "flowers", "owner": "botany", "description": "Species from measurements.",
-            "task": "classification", "source": {"uri": "${FACTORY_DATA_ROOT}/flowers/{ds}.csv"},
-            "target": "species", "features": {"numeric": ["petal", "sepal"], "categorical": ["site"]},
+            "name": "flowers",
+            "owner": "botany",
+            "description": "Species from measurements.",
+            "task": "classification",
+            "source": {"uri": "${FACTORY_DATA_ROOT}/flowers/{ds}.csv"},
+            "target": "species",
+            "features": {"numeric": ["petal", "sepal"], "categorical": ["site"]},
             "estimator": {"class": "LogisticRegression", "params": {"max_iter": 500}},
             "gates": {"primary_metric": "f1", "threshold": 0.5, "too_good_jump": None},
             "training": {"window_batches": 3},
-        }  # fmt: skip
+        }
     else:
         raw = yaml.safe_load((REPO / "include" / "models" / f"{name}.yaml").read_text())
     raw.update(changes)
@@ -52,12 +56,14 @@ def spec_file(folder: Path, name: str, **changes) -> ModelSpec:
 def flowers(day: date, rows: int = 300, species: list[str] = SPECIES) -> pd.DataFrame:
     rng = np.random.default_rng(day.toordinal())
     kind = rng.integers(0, len(species), rows)
-    return pd.DataFrame({
-        "petal": kind * 1.5 + rng.normal(0, 0.6, rows),
-        "sepal": kind * -0.8 + rng.normal(0, 0.6, rows),
-        "site": rng.choice(["north", "south"], rows),
-        "species": np.asarray(species, dtype=object)[kind],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "petal": kind * 1.5 + rng.normal(0, 0.6, rows),
+            "sepal": kind * -0.8 + rng.normal(0, 0.6, rows),
+            "site": rng.choice(["north", "south"], rows),
+            "species": np.asarray(species, dtype=object)[kind],
+        }
+    )
 
 
 def csv(df: pd.DataFrame) -> pd.DataFrame:
@@ -238,20 +244,25 @@ def test_multiclass_auc_is_one_vs_rest_over_the_classes_present():
     p = Predictions("classification", y, np.array(["a", "b", "a", "b"]), proba, ("a", "b", "c"))
     assert metric_value("roc_auc", p) == pytest.approx(1.0)
     assert np.isfinite(metric_value("log_loss", p))
-    unknown = Predictions("classification", np.array(["a", "d"]), np.array(["a", "a"]), proba[:2],
-                          ("a", "b", "c"))  # fmt: skip
+    unknown = Predictions(
+        "classification", np.array(["a", "d"]), np.array(["a", "a"]), proba[:2], ("a", "b", "c")
+    )
     assert np.isnan(metric_value("log_loss", unknown))
 
 
 def test_a_class_only_in_the_holdout_fails_training_before_a_run(factory_home):
     settings = FactorySettings.from_env()
-    spec = spec_file(factory_home.parent, "flowers", split={"strategy": "time", "time_column": "t",
-                                                            "holdout_fraction": 0.2})  # fmt: skip
+    spec = spec_file(
+        factory_home.parent,
+        "flowers",
+        split={"strategy": "time", "time_column": "t", "holdout_fraction": 0.2},
+    )
     df = flowers(DAY, rows=200, species=SPECIES[:2])
     df["t"] = pd.date_range("2026-03-02", periods=200, freq="min")
     df.loc[195:, "species"] = "virginica"  # only the latest rows: all in the holdout
-    storage.write_json(labels.classes_uri(settings.store_uri, "flowers"),
-                       {"classes": SPECIES, "ds": "2026-03-01"})  # fmt: skip
+    storage.write_json(
+        labels.classes_uri(settings.store_uri, "flowers"), {"classes": SPECIES, "ds": "2026-03-01"}
+    )
     uri = _validated(settings, spec, df, DAY)
     with pytest.raises(LabelError, match=r"\['virginica'\] .* in the holdout but not in the training"):
         train_model(spec, str(DAY), [uri], settings)

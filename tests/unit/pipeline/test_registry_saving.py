@@ -52,8 +52,14 @@ def test_every_allowlisted_estimator_is_saved_loaded_from_the_registry_and_predi
     task = ESTIMATORS[estimator]["task"]
     model = "churn" if task == "classification" else "demand"
     params = {k: v for k, v in SMALL.items() if k in ESTIMATORS[estimator]["params"]}
-    spec = spec_for(model, **{"estimator.class": estimator, "estimator.params": params,
-                              "gates.threshold": 0.0 if task == "classification" else 1e9})  # fmt: skip
+    spec = spec_for(
+        model,
+        **{
+            "estimator.class": estimator,
+            "estimator.params": params,
+            "gates.threshold": 0.0 if task == "classification" else 1e9,
+        },
+    )
     settings = FactorySettings.from_env()
     trained = train_model(spec, str(DAY), [validated(settings, model)], settings)
     registered = register_version(spec, evaluate_candidate(spec, trained, settings), settings)
@@ -135,10 +141,14 @@ def test_two_processes_registering_the_same_training_make_one_version(factory_ho
     for n, evaluated in enumerate((first, second)):
         path = tmp_path / f"evaluated{n}.json"
         path.write_text(json.dumps(evaluated, default=str))
-        procs.append(subprocess.Popen(
-            [sys.executable, "-c", RACER, spec.model_dump_json(by_alias=True), str(path), str(start)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", RACER, spec.model_dump_json(by_alias=True), str(path), str(start)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outputs = [proc.communicate(timeout=180) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], [err[-2000:] for _, err in outputs]
     assert {out.strip().splitlines()[-1] for out, _ in outputs} == {"1"}

@@ -56,8 +56,13 @@ RMSE_GATES = GatesSpec(primary_metric="rmse", threshold=40, max_regression=0.03,
         (AUC_GATES, 0.79, 0.80, "blessed", "-1.3%"),
         (AUC_GATES, 0.77, 0.80, "rejected", "3.8% worse than champion v3"),
         (AUC_GATES, 0.95, 0.80, "held_for_review", "too good to be true"),
-        (AUC_GATES.model_copy(update={"too_good_score": 0.999}), 0.9995, None, "held_for_review",
-         "too-good score"),
+        (
+            AUC_GATES.model_copy(update={"too_good_score": 0.999}),
+            0.9995,
+            None,
+            "held_for_review",
+            "too-good score",
+        ),
         (AUC_GATES, float("nan"), None, "rejected", "could not be computed"),
         (RMSE_GATES, 45.0, None, "rejected", "must be at most 40"),
         (RMSE_GATES, 10.0, 10.2, "blessed", "+2.0%"),
@@ -174,12 +179,16 @@ def test_train_evaluate_register_lineage_and_idempotence(factory_home):
 
     client = connect(settings)
     run = client.get_run(trained["run_id"])
-    for tag in ("factory.spec_hash", "factory.git_revision", "factory.data.sha256",
-                "factory.requirements_sha256", "factory.airflow.dag_id", "factory.run_key"):  # fmt: skip
+    for tag in (
+        "factory.spec_hash",
+        "factory.git_revision",
+        "factory.data.sha256",
+        "factory.requirements_sha256",
+        "factory.airflow.dag_id",
+        "factory.run_key",
+    ):
         assert run.data.tags[tag], tag
-    lineage = json.loads(
-        storage.read_bytes(f"{run.info.artifact_uri}/lineage.json")
-    )
+    lineage = json.loads(storage.read_bytes(f"{run.info.artifact_uri}/lineage.json"))
     assert lineage["inputs"][0]["uri"] == first_uri
     assert pd.read_parquet(io.BytesIO(storage.read_bytes(trained["holdout_uri"]))).shape[0] == 100
 

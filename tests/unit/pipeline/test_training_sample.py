@@ -35,8 +35,9 @@ def test_under_the_cap_every_row_is_read(batches_on_disk: list[str]) -> None:
     pd.testing.assert_frame_equal(df, pd.concat(whole, ignore_index=True))
 
 
-def test_over_the_cap_a_seeded_sample_of_about_max_rows(batches_on_disk: list[str],
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_over_the_cap_a_seeded_sample_of_about_max_rows(
+    batches_on_disk: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FACTORY_CHUNK_ROWS", "700")
     df, inputs = read_frames(batches_on_disk, max_rows=3000, seed=7)
     assert 2700 <= len(df) <= 3300

@@ -459,12 +459,16 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
     return 70
 
 
-@pytest.mark.parametrize("fault", ["unseen_category", "out_of_range", "target_nulls", "dropped_column",
-                                   "wrong_dtype"])  # fmt: skip
+@pytest.mark.parametrize(
+    "fault", ["unseen_category", "out_of_range", "target_nulls", "dropped_column", "wrong_dtype"]
+)
 def test_chunked_validation_gives_the_same_verdict_and_counts(
-    factory: Factory, specs: dict[str, ModelSpec], frames: dict[str, pd.DataFrame], fault: str,
+    factory: Factory,
+    specs: dict[str, ModelSpec],
+    frames: dict[str, pd.DataFrame],
+    fault: str,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     bad = dd.inject_fault(frames["churn"], "churn", fault, seed=1)
     manifest, _ = factory.ingest(specs["churn"], bad)
     whole = validation.validate_frame(csv_roundtrip(bad), specs["churn"])

@@ -94,9 +94,11 @@ def test_regression_card_plots_and_data_budget():
 
 
 def test_recommendation_is_the_smallest_share_within_tolerance():
-    points = [{"share": 0.1, "rows": 10, "metric": 0.80, "cpu_seconds": 1.0},
-              {"share": 0.5, "rows": 50, "metric": 0.895, "cpu_seconds": 4.0},
-              {"share": 1.0, "rows": 100, "metric": 0.90, "cpu_seconds": 10.0}]  # fmt: skip
+    points = [
+        {"share": 0.1, "rows": 10, "metric": 0.80, "cpu_seconds": 1.0},
+        {"share": 0.5, "rows": 50, "metric": 0.895, "cpu_seconds": 4.0},
+        {"share": 1.0, "rows": 100, "metric": 0.90, "cpu_seconds": 10.0},
+    ]
     rec = recommend(points, "roc_auc", 0.01)
     assert rec["recommended_share"] == 0.5 and rec["cpu_saved_seconds"] == 6.0
     assert "50% of the training rows" in rec["recommendation"] and "60%" in rec["recommendation"]
@@ -115,10 +117,15 @@ def test_importance_on_a_huge_holdout_is_sampled_and_says_so(churn):
 
 def test_checklist_items_pass_and_fail_with_reasons():
     spec = spec_for("churn", review={"max_train_cpu_seconds": 1.0})
-    facts = Facts(decision="held_for_review", decision_reason="too good", card_uri=None,
-                  card_error="TemplateError: boom", run_tags={"factory.data.uris": "[]"},
-                  importance={"features": [{"feature": "x", "mean": 0.1, "std": 0.0}], "note": "ok"},
-                  train_cpu_seconds=3.0)  # fmt: skip
+    facts = Facts(
+        decision="held_for_review",
+        decision_reason="too good",
+        card_uri=None,
+        card_error="TemplateError: boom",
+        run_tags={"factory.data.uris": "[]"},
+        importance={"features": [{"feature": "x", "mean": 0.1, "std": 0.0}], "note": "ok"},
+        train_cpu_seconds=3.0,
+    )
     items = {i.item: i for i in evaluate_checklist(spec, facts)}
     assert list(items) == list(spec.review.checklist)
     assert items["owner_and_description"].passed
@@ -142,23 +149,47 @@ def test_card_renders_every_section(churn):
     spec, model, _, holdout = churn
     sections = evaluate_sections(spec, model, holdout, champion=model)
     context = {
-        "spec": spec.model_dump(mode="json", by_alias=True), "template": "retrain", "model": "churn",
-        "version": "3", "run_id": "r1", "created": 0, "champion_version": "2", "primary_metric": "roc_auc",
-        "lineage": {"inputs": [{"uri": "file:///x/data.parquet", "rows": 600, "sha256": "ab" * 32}],
-                    "tags": {"factory.git_revision": "abc123"}},
-        "validation": [{"uri": "file:///x/data.parquet", "rows": 600, "success": True, "evaluated": 9,
-                        "successful": 9}],
+        "spec": spec.model_dump(mode="json", by_alias=True),
+        "template": "retrain",
+        "model": "churn",
+        "version": "3",
+        "run_id": "r1",
+        "created": 0,
+        "champion_version": "2",
+        "primary_metric": "roc_auc",
+        "lineage": {
+            "inputs": [{"uri": "file:///x/data.parquet", "rows": 600, "sha256": "ab" * 32}],
+            "tags": {"factory.git_revision": "abc123"},
+        },
+        "validation": [
+            {"uri": "file:///x/data.parquet", "rows": 600, "success": True, "evaluated": 9, "successful": 9}
+        ],
         "cost": {"train_wall_seconds": 0.5, "train_cpu_seconds": 0.4, "process_peak_rss_mb": 300.0},
         "params": {"rows.train": "450", "rows.holdout": "150"},
-        "decision": {"status": "blessed", "reason": "meets the bar", "interval": [0.01, -0.02, 0.04],
-                     "review": {}},
-        "budget": None, "checklist": [Item("model_card", True, "file:///card")],
+        "decision": {
+            "status": "blessed",
+            "reason": "meets the bar",
+            "interval": [0.01, -0.02, 0.04],
+            "review": {},
+        },
+        "budget": None,
+        "checklist": [Item("model_card", True, "file:///card")],
         **sections,
-    }  # fmt: skip
+    }
     html = render_card(context)
-    for heading in ("Purpose", "Lineage", "Holdout metrics", "Evaluation plots", "Metrics per slice",
-                    "Feature importance", "Validation of the training batches", "Training cost",
-                    "Data budget", "Lifecycle checklist", "Decision"):  # fmt: skip
+    for heading in (
+        "Purpose",
+        "Lineage",
+        "Holdout metrics",
+        "Evaluation plots",
+        "Metrics per slice",
+        "Feature importance",
+        "Validation of the training batches",
+        "Training cost",
+        "Data budget",
+        "Lifecycle checklist",
+        "Decision",
+    ):
         assert f">{heading}</h2>" in html, heading
     assert "champion v2" in html and "growth-data-science" in html
     assert html.count("data:image/png;base64,") == len(sections["figures"])
@@ -173,16 +204,49 @@ def test_a_card_that_served_shows_its_post_deployment_performance(churn):
 
     assert after_deployment([], 0.8) is None
     rows = [
-        {"day": date(2026, 1, 5), "metric": "roc_auc", "predictions": 1000, "outcomes": 300, "realized": 0.80,
-         "realized_low": 0.76, "realized_high": 0.84, "estimated": 0.81, "estimated_low": 0.79,
-         "estimated_high": 0.83, "label_coverage": 0.9, "p95_ms": 12.5},
-        {"day": date(2026, 1, 6), "metric": "roc_auc", "predictions": 1000, "outcomes": 100, "realized": 0.70,
-         "realized_low": 0.62, "realized_high": 0.78, "estimated": 0.78, "estimated_low": 0.76,
-         "estimated_high": 0.80, "label_coverage": 0.3, "p95_ms": 13.0},
-        {"day": date(2026, 1, 7), "metric": "roc_auc", "predictions": 900, "outcomes": 0, "realized": None,
-         "realized_low": None, "realized_high": None, "estimated": 0.76, "estimated_low": 0.74,
-         "estimated_high": 0.78, "label_coverage": None, "p95_ms": 12.0},
-    ]  # fmt: skip
+        {
+            "day": date(2026, 1, 5),
+            "metric": "roc_auc",
+            "predictions": 1000,
+            "outcomes": 300,
+            "realized": 0.80,
+            "realized_low": 0.76,
+            "realized_high": 0.84,
+            "estimated": 0.81,
+            "estimated_low": 0.79,
+            "estimated_high": 0.83,
+            "label_coverage": 0.9,
+            "p95_ms": 12.5,
+        },
+        {
+            "day": date(2026, 1, 6),
+            "metric": "roc_auc",
+            "predictions": 1000,
+            "outcomes": 100,
+            "realized": 0.70,
+            "realized_low": 0.62,
+            "realized_high": 0.78,
+            "estimated": 0.78,
+            "estimated_low": 0.76,
+            "estimated_high": 0.80,
+            "label_coverage": 0.3,
+            "p95_ms": 13.0,
+        },
+        {
+            "day": date(2026, 1, 7),
+            "metric": "roc_auc",
+            "predictions": 900,
+            "outcomes": 0,
+            "realized": None,
+            "realized_low": None,
+            "realized_high": None,
+            "estimated": 0.76,
+            "estimated_low": 0.74,
+            "estimated_high": 0.78,
+            "label_coverage": None,
+            "p95_ms": 12.0,
+        },
+    ]
     section = after_deployment(rows, 0.82)
     assert section["realized"] == pytest.approx(0.775)  # outcome-weighted: (0.8*300 + 0.7*100) / 400
     assert (section["predictions"], section["outcomes"]) == (2900, 400)
@@ -191,14 +255,24 @@ def test_a_card_that_served_shows_its_post_deployment_performance(churn):
 
     spec, model, _, holdout = churn
     context = {
-        "spec": spec.model_dump(mode="json", by_alias=True), "template": "retrain", "model": "churn",
-        "version": "3", "run_id": "r1", "created": 0, "champion_version": None, "primary_metric": "roc_auc",
-        "lineage": {"inputs": [], "tags": {}}, "validation": [], "params": {},
+        "spec": spec.model_dump(mode="json", by_alias=True),
+        "template": "retrain",
+        "model": "churn",
+        "version": "3",
+        "run_id": "r1",
+        "created": 0,
+        "champion_version": None,
+        "primary_metric": "roc_auc",
+        "lineage": {"inputs": [], "tags": {}},
+        "validation": [],
+        "params": {},
         "cost": {"train_wall_seconds": 0.5, "train_cpu_seconds": 0.4, "process_peak_rss_mb": 300.0},
         "decision": {"status": "blessed", "reason": "ok", "interval": None, "review": {}},
-        "budget": None, "checklist": [], "after_deployment": section,
+        "budget": None,
+        "checklist": [],
+        "after_deployment": section,
         **evaluate_sections(spec, model, holdout, champion=None),
-    }  # fmt: skip
+    }
     html = render_card(context)
     after = html.split('id="after-deployment"')[1]
     assert "Realized roc_auc <b>0.7750</b> (holdout 0.8200)" in after and "2026-01-07" in after

@@ -32,8 +32,12 @@ def test_review_commands_without_airflow(factory_home, monkeypatch, capsys):
 
     assert main(["approve", "churn", "99", "--reason", "x"]) == 1
     assert "has no version '99'" in capsys.readouterr().err
-    assert main(["approve", "churn", version, "--reason", "no leakage: checked the features",
-                 "--actor", "alice"]) == 0  # fmt: skip
+    assert (
+        main(
+            ["approve", "churn", version, "--reason", "no leakage: checked the features", "--actor", "alice"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"churn v{version} approved by alice via cli" in out and "alias champion" in out
     assert main(["reject", "churn", version, "--reason", "late"]) == 1

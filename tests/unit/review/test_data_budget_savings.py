@@ -9,8 +9,10 @@ from model_factory.review.budget import cpu_time, recommend, timed_fit
 
 
 def _points(small_cpu: float, full_cpu: float) -> list[dict]:
-    return [{"share": 0.25, "rows": 250, "metric": 0.899, "cpu_seconds": small_cpu},
-            {"share": 1.0, "rows": 1000, "metric": 0.90, "cpu_seconds": full_cpu}]  # fmt: skip
+    return [
+        {"share": 0.25, "rows": 250, "metric": 0.899, "cpu_seconds": small_cpu},
+        {"share": 1.0, "rows": 1000, "metric": 0.90, "cpu_seconds": full_cpu},
+    ]
 
 
 def test_a_millisecond_saving_is_printed_in_ms_never_as_zero_seconds():

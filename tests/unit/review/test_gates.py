@@ -23,8 +23,14 @@ from model_factory.spec import GatesSpec
 
 from tests.unit.review.test_registry import retrain, spec_for
 
-AUC = GatesSpec(primary_metric="roc_auc", threshold=0.6, max_regression=0.02, too_good_jump=0.15,
-                too_good_score=0.999, min_holdout_rows=100)  # fmt: skip
+AUC = GatesSpec(
+    primary_metric="roc_auc",
+    threshold=0.6,
+    max_regression=0.02,
+    too_good_jump=0.15,
+    too_good_score=0.999,
+    min_holdout_rows=100,
+)
 
 
 def test_a_small_holdout_is_too_small_to_decide_against_a_champion():
@@ -100,16 +106,21 @@ def _regressor(rng, n: int, noise: float) -> Predictions:
     return Predictions("regression", y, y + rng.normal(scale=noise, size=n))
 
 
-@pytest.mark.parametrize(("kind", "metrics"), [
-    ("binary", ["roc_auc", "f1", "accuracy", "log_loss"]),
-    ("multiclass", ["roc_auc", "f1", "accuracy", "log_loss"]),
-    ("regression", ["rmse", "mae", "r2"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kind", "metrics"),
+    [
+        ("binary", ["roc_auc", "f1", "accuracy", "log_loss"]),
+        ("multiclass", ["roc_auc", "f1", "accuracy", "log_loss"]),
+        ("regression", ["rmse", "mae", "r2"]),
+    ],
+)
 def test_weighted_resamples_give_the_metric_of_the_resampled_rows(kind, metrics):
     rng, n = np.random.default_rng(1), 400
-    p = {"binary": lambda: _classifier(rng, n, [0, 1], 1.0),
-         "multiclass": lambda: _classifier(rng, n, ["a", "b", "c"], 1.0),
-         "regression": lambda: _regressor(rng, n, 1.0)}[kind]()  # fmt: skip
+    p = {
+        "binary": lambda: _classifier(rng, n, [0, 1], 1.0),
+        "multiclass": lambda: _classifier(rng, n, ["a", "b", "c"], 1.0),
+        "regression": lambda: _regressor(rng, n, 1.0),
+    }[kind]()
     for metric in metrics:
         counts = next(resample_counts(np.random.default_rng(5), n, 30))
         draws = np.random.default_rng(5)
@@ -154,11 +165,19 @@ def test_a_newer_blessed_version_vs_a_waiting_challenger_keeps_the_better(factor
         assert f"waiting challenger v{second['version']} scores better on the same rows" in third["reason"]
 
     # the losing side, forced: a newer version that is worse than the waiting challenger
-    evaluated = {"run_id": third["run_id"], "model_uri": f"runs:/{third['run_id']}/model",
-                 "status": "blessed",
-                 "reason": "roc_auc 0.70 vs champion v1 0.69", "metric": "roc_auc", "candidate": 0.70,
-                 "waiting_challenger": {"version": challenger, "gain": [-0.03, -0.05, -0.01],
-                                        "candidate_better": False}}  # fmt: skip
+    evaluated = {
+        "run_id": third["run_id"],
+        "model_uri": f"runs:/{third['run_id']}/model",
+        "status": "blessed",
+        "reason": "roc_auc 0.70 vs champion v1 0.69",
+        "metric": "roc_auc",
+        "candidate": 0.70,
+        "waiting_challenger": {
+            "version": challenger,
+            "gain": [-0.03, -0.05, -0.01],
+            "candidate_better": False,
+        },
+    }
     kept = register_version(spec, evaluated, settings)
     assert kept["alias"] is None and f"v{challenger} scores better on the same rows" in kept["reason"]
     assert str(client.get_model_version_by_alias("churn", "challenger").version) == challenger

@@ -108,6 +108,7 @@ def test_a_review_that_cannot_be_recorded_releases_its_claim(factory_home, monke
             approval.approve_version("churn", held["version"], settings, "alice", "looks fine")
     rejected = approval.reject_version("churn", held["version"], settings, "bob", "leakage")
     assert rejected["status"] == "rejected"
-    row = claims.claim(claims.claims_db_uri(settings), f"review:churn:v{held['version']}:{held['run_id']}",
-                       "approved", "eve")  # fmt: skip
+    row = claims.claim(
+        claims.claims_db_uri(settings), f"review:churn:v{held['version']}:{held['run_id']}", "approved", "eve"
+    )
     assert not row.won and row.actor == "bob"

@@ -41,9 +41,10 @@ def validated(settings: FactorySettings, model: str, day: date, rows: int = 600)
     buffer = io.BytesIO()
     df.to_parquet(buffer, index=False)
     uri = storage.join(settings.store_uri, "validated", model, str(day), "data.parquet")
-    storage.write_json(uri.rsplit("/", 1)[0] + "/validation.json",
-                       {"success": True, "statistics": {"evaluated_expectations": 5,
-                                                        "successful_expectations": 5}})  # fmt: skip
+    storage.write_json(
+        uri.rsplit("/", 1)[0] + "/validation.json",
+        {"success": True, "statistics": {"evaluated_expectations": 5, "successful_expectations": 5}},
+    )
     return storage.write_bytes(uri, buffer.getvalue())
 
 
@@ -57,8 +58,7 @@ def retrain(spec: ModelSpec, settings: FactorySettings, day: date = DAY, carded:
 
 def test_card_logged_linked_checklist_tagged_and_budget_added(factory_home):
     settings = FactorySettings.from_env()
-    spec = spec_for(evaluation={"slices": ["region", "plan"],
-                                "data_budget": {"shares": [0.25, 0.5, 1.0]}})  # fmt: skip
+    spec = spec_for(evaluation={"slices": ["region", "plan"], "data_budget": {"shares": [0.25, 0.5, 1.0]}})
     first = retrain(spec, settings)
     second = retrain(spec, settings, date(2026, 2, 3))
     made = second["card"]
@@ -96,14 +96,39 @@ def test_card_renders_in_headless_chromium(factory_home):
     shot.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as profile:
         dumped = subprocess.run(
-            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--no-first-run", f"--user-data-dir={profile}", "--virtual-time-budget=3000", "--dump-dom",
-             page.as_uri()], capture_output=True, text=True, timeout=120)  # fmt: skip
+            [
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=3000",
+                "--dump-dom",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         subprocess.run(
-            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--no-first-run", f"--user-data-dir={profile}", f"--screenshot={shot}",
-             "--window-size=1300,2400", page.as_uri()],
-            capture_output=True, timeout=120, check=True)  # fmt: skip
+            [
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                f"--screenshot={shot}",
+                "--window-size=1300,2400",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
     assert "Lifecycle checklist" in dumped.stdout and "Data budget" in dumped.stdout
     assert shot.exists() and shot.stat().st_size > 20_000
 
@@ -163,8 +188,12 @@ def test_approve_reject_and_expire_held_versions(factory_home):
     with pytest.raises(approval.ReviewError, match=f"v{blessed['version']} is {blessed['status']}, not held"):
         approval.approve_version("churn", blessed["version"], settings, "alice", "ok")
 
-    third = retrain(spec_for(gates={"too_good_score": 0.5, "min_holdout_rows": 10}, split={"seed": 3}),
-                    settings, date(2026, 2, 4), carded=False)  # fmt: skip
+    third = retrain(
+        spec_for(gates={"too_good_score": 0.5, "min_holdout_rows": 10}, split={"seed": 3}),
+        settings,
+        date(2026, 2, 4),
+        carded=False,
+    )
     if third["status"] == "held_for_review":  # the champion may score >= 0.5 too: then not held
         expired = approval.expire_version("churn", third["version"], settings, 72)
         assert expired["status"] == "expired"

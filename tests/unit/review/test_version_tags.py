@@ -27,8 +27,9 @@ def test_a_registered_version_has_fewer_tags_and_every_reader_still_finds_its_ow
     registered = retrain(spec, settings)
     client = connect(settings)
     version = registered["version"]
-    tags = {k: v for k, v in client.get_model_version("churn", version).tags.items()
-            if k.startswith("factory.")}  # fmt: skip
+    tags = {
+        k: v for k, v in client.get_model_version("churn", version).tags.items() if k.startswith("factory.")
+    }
     items = spec.review.checklist
     assert len(tags) == REGISTERED_BEFORE - len(items) == 18, sorted(tags)
     # every item's result is still a tag (fleet/console, require_checklist, approval read them) ...
@@ -43,13 +44,21 @@ def test_a_registered_version_has_fewer_tags_and_every_reader_still_finds_its_ow
 
     # a decision with a structured detail (the canary's analysis) leaves no JSON blob in the tags
     analysis = {"p_value": 0.4, "metric": {"champion": 0.81, "canary": 0.82}}
-    decision = record_decision(client, "churn", version, "canary_promoted", "airflow", "live AUC holds",
-                               {"analysis": analysis, "final_share": 0.5})  # fmt: skip
+    decision = record_decision(
+        client,
+        "churn",
+        version,
+        "canary_promoted",
+        "airflow",
+        "live AUC holds",
+        {"analysis": analysis, "final_share": 0.5},
+    )
     after = client.get_model_version("churn", version).tags
     blobs = [k for k, v in after.items() if k.startswith("factory.") and v.lstrip().startswith(("{", "["))]
     assert blobs == []
     assert after["factory.canary_promoted.final_share"] == "0.5"
     assert {k for k in after if k.startswith("factory.canary_promoted.")} == {
-        f"factory.canary_promoted.{k}" for k in ("by", "at", "reason", "final_share")}
+        f"factory.canary_promoted.{k}" for k in ("by", "at", "reason", "final_share")
+    }
     logged = _artifact(client, registered["run_id"], decision_artifact("canary_promoted"), factory_home)
     assert logged["details"]["analysis"] == analysis and logged["at"] == decision["at"]

@@ -122,8 +122,9 @@ def test_the_analysis_judges_by_the_specs_policy_never_by_defaults_of_its_own():
     assert (recorded["min_samples"], recorded["alpha"]) == (policy.min_samples, policy.alpha)
     assert recorded["guardrails"]["error_rate"] == policy.max_error_rate
     assert recorded["guardrails"]["p95_latency_ms"] == policy.max_p95_latency_ms
-    lenient = analyse_canary(champion, candidate, CanarySpec(min_samples=300), task="classification",
-                             metric="roc_auc")  # fmt: skip
+    lenient = analyse_canary(
+        champion, candidate, CanarySpec(min_samples=300), task="classification", metric="roc_auc"
+    )
     assert lenient.decision == "promote" and lenient.relative_change is not None
 
 
@@ -449,11 +450,15 @@ def multiclass_arm(name: str, n: int, quality: float, seed: int) -> ArmData:
         probabilities.append({c: float(v) for c, v in zip(CLASSES, p, strict=True)})
         predictions.append(CLASSES[int(p.argmax())])
     return ArmData(
-        name, versions=["1" if name == "champion" else "2"], requests=n,
-        latencies_ms=np.full(n, 5.0), scores=np.asarray([max(p.values()) for p in probabilities]),
-        predictions=np.asarray(predictions, dtype=object), outcomes=np.asarray(truth, dtype=object),
+        name,
+        versions=["1" if name == "champion" else "2"],
+        requests=n,
+        latencies_ms=np.full(n, 5.0),
+        scores=np.asarray([max(p.values()) for p in probabilities]),
+        predictions=np.asarray(predictions, dtype=object),
+        outcomes=np.asarray(truth, dtype=object),
         probabilities=probabilities,
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("metric", ["f1", "log_loss", "roc_auc", "accuracy"])
@@ -487,8 +492,11 @@ def test_arm_outcomes_read_class_names_and_probabilities_and_skip_garbage(tmp_pa
         log.record_feedback(rid, outcome)
     log.close()
     with predlog.engine_for(db).begin() as conn:  # a row written around the gateway
-        conn.execute(predlog.FEEDBACK.insert().values(request_id="r2", outcome="{not json",
-                                                      received_at=predlog.utcnow()))  # fmt: skip
+        conn.execute(
+            predlog.FEEDBACK.insert().values(
+                request_id="r2", outcome="{not json", received_at=predlog.utcnow()
+            )
+        )
     candidate = arm_outcomes(db, "churn", started.isoformat())["canary"]
     assert list(candidate.outcomes) == ["setosa", "versicolor"] and candidate.invalid_outcomes == 1
     loss, se = metric_with_se("log_loss", candidate, "classification")

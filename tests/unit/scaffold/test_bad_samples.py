@@ -22,16 +22,21 @@ def _refused(tmp_path, frame: pd.DataFrame, match: str) -> None:
 
 
 def test_a_target_with_one_class_is_refused_naming_the_class(tmp_path):
-    _refused(tmp_path, pd.DataFrame({"x": range(40), "label": ["yes"] * 40}),
-             r"target 'label' has one class in the sample \(\['yes'\]\): need two")  # fmt: skip
+    _refused(
+        tmp_path,
+        pd.DataFrame({"x": range(40), "label": ["yes"] * 40}),
+        r"target 'label' has one class in the sample \(\['yes'\]\): need two",
+    )
 
 
 def test_a_time_column_with_unparseable_values_is_refused_with_examples(tmp_path):
     when = pd.date_range("2026-01-01", periods=40, freq="D").astype(str).tolist()
     when[5], when[9], when[20] = "31/02/2026", "yesterday", "2026-13-45"
     frame = pd.DataFrame({"event_time": when, "x": range(40), "label": [0, 1] * 20})
-    said = (r"column 'event_time' looks like a time column, but 3 of its first 40 values do not read as "
-            r"dates, e.g. '31/02/2026', 'yesterday', '2026-13-45': fix them")
+    said = (
+        r"column 'event_time' looks like a time column, but 3 of its first 40 values do not read as "
+        r"dates, e.g. '31/02/2026', 'yesterday', '2026-13-45': fix them"
+    )
     _refused(tmp_path, frame, said)
 
 

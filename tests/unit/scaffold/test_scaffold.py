@@ -18,15 +18,17 @@ from tests.conftest import REPO
 
 
 def _sample(n: int = 120) -> pd.DataFrame:
-    return pd.DataFrame({
-        "order_id": [f"O{i:05d}" for i in range(n)],
-        "placed_at": pd.date_range("2026-01-01", periods=n, freq="h").astype(str),
-        "amount": [10.0 + (i % 37) * 3.5 for i in range(n)],
-        "items": [1 + i % 5 for i in range(n)],
-        "channel": ["web", "app", "store"] * (n // 3),
-        "express": [i % 2 == 0 for i in range(n)],
-        "segment": ["bronze", "silver", "gold", "platinum"] * (n // 4),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "order_id": [f"O{i:05d}" for i in range(n)],
+            "placed_at": pd.date_range("2026-01-01", periods=n, freq="h").astype(str),
+            "amount": [10.0 + (i % 37) * 3.5 for i in range(n)],
+            "items": [1 + i % 5 for i in range(n)],
+            "channel": ["web", "app", "store"] * (n // 3),
+            "express": [i % 2 == 0 for i in range(n)],
+            "segment": ["bronze", "silver", "gold", "platinum"] * (n // 4),
+        }
+    )
 
 
 def test_infer_learns_kinds_ranges_categories_classes_and_the_time_column():
@@ -100,8 +102,14 @@ def test_new_template_writes_a_module_whose_own_test_passes(tmp_path):
     assert [t.task_id for t in dag.topological_sort()] == ["ingest", "validate", "report"]
     # the scaffolded test itself, against the scaffolded module
     env = {**os.environ, "FACTORY_TEMPLATES_DIR": str(templates)}
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env=env,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
 
 

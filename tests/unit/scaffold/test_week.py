@@ -84,8 +84,9 @@ def test_a_scaffolded_model_holds_for_a_week_with_no_hand_edit(factory_home, tmp
                 optional_problems.append(f"{ds} card: {card['card_error']}")
         budget = data_budget_for_run(spec, trained["run_id"], settings)
         assert budget["points"], budget
-        decisions.append((ds, evaluated["status"], evaluated["evidence"], evaluated["reason"],
-                          registered["version"]))  # fmt: skip
+        decisions.append(
+            (ds, evaluated["status"], evaluated["evidence"], evaluated["reason"], registered["version"])
+        )
         try:
             checked = check_batch(spec, ds, settings)
         except NoBaselineError:  # no champion yet: nothing to watch against
@@ -100,8 +101,9 @@ def test_a_scaffolded_model_holds_for_a_week_with_no_hand_edit(factory_home, tmp
     for i, (what, faulty) in enumerate(faults(shape.make(DAYS + 1, shape.day_rows), spec).items()):
         ds = str(FIRST_DAY + timedelta(days=DAYS + 1 + i))
         faulty.to_csv(source / f"{ds}.csv", index=False)
-        outcome = validation.validate_batch(spec, batches.ingest_batch(spec, ds, settings.store_uri),
-                                            settings.store_uri, models)  # fmt: skip
+        outcome = validation.validate_batch(
+            spec, batches.ingest_batch(spec, ds, settings.store_uri), settings.store_uri, models
+        )
         fault_names.append(what)
         assert outcome["status"] == "quarantined", f"{shape.name}: fault not caught: {what}"
         assert outcome["reasons"] and storage.exists(storage.join(outcome["quarantine_uri"], "REASON.txt"))
@@ -114,17 +116,24 @@ def test_a_scaffolded_model_holds_for_a_week_with_no_hand_edit(factory_home, tmp
     evidence_rows = int(champion_tags[tag_schema.DECISION_EVIDENCE_ROWS])
     blessed = [d[4] for d in decisions if d[1] == "blessed"]
     challenger = current_alias_version(client, spec.registered_model_name, "challenger")
-    row = {"dataset": shape.name, "task": spec.task, "metric": spec.gates.primary_metric,
-           "clean_days_passed": f"{passed}/{DAYS + 1}", "soft_range_notes": watched,
-           "faults_caught": f"{caught}/{len(fault_names)}", "champion": f"v{champion.version}",
-           "champion_evidence": evidence,
-           "champion_evidence_rows": evidence_rows, "challenger": challenger and f"v{challenger}",
-           "decisions": [d[1] for d in decisions],
-           "optional_task_failures": len(optional_problems),
-           "drift_watch": [c["status"] for c in drift_checks],
-           "drift_rows_last_day": drift_checks[-1]["rows"],
-           "drift_pooled_last_day": len(drift_checks[-1]["pooled_dates"]),
-           "scaffold_seconds": round(scaffold_seconds, 2)}  # fmt: skip
+    row = {
+        "dataset": shape.name,
+        "task": spec.task,
+        "metric": spec.gates.primary_metric,
+        "clean_days_passed": f"{passed}/{DAYS + 1}",
+        "soft_range_notes": watched,
+        "faults_caught": f"{caught}/{len(fault_names)}",
+        "champion": f"v{champion.version}",
+        "champion_evidence": evidence,
+        "champion_evidence_rows": evidence_rows,
+        "challenger": challenger and f"v{challenger}",
+        "decisions": [d[1] for d in decisions],
+        "optional_task_failures": len(optional_problems),
+        "drift_watch": [c["status"] for c in drift_checks],
+        "drift_rows_last_day": drift_checks[-1]["rows"],
+        "drift_pooled_last_day": len(drift_checks[-1]["pooled_dates"]),
+        "scaffold_seconds": round(scaffold_seconds, 2),
+    }
     print(json.dumps(row))
     if os.environ.get("SCAFFOLD_WEEK_TABLE"):
         with open(os.environ["SCAFFOLD_WEEK_TABLE"], "a") as out:

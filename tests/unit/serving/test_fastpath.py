@@ -42,8 +42,12 @@ def raw_rows(df: pd.DataFrame, spec: ModelSpec) -> list[dict]:
     """Rows as a JSON request carries them: plain Python values, null for missing."""
     rows = []
     for record in df[spec.features.all].to_dict("records"):
-        rows.append({k: None if (isinstance(v, float) and math.isnan(v)) or v is pd.NA else v
-                     for k, v in record.items()})  # fmt: skip
+        rows.append(
+            {
+                k: None if (isinstance(v, float) and math.isnan(v)) or v is pd.NA else v
+                for k, v in record.items()
+            }
+        )
     return rows
 
 
@@ -183,9 +187,17 @@ def test_loaded_version_answers_the_same_with_and_without_the_fast_path(spec_fil
         if spec.task == "classification"
         else None
     )
-    common = dict(model=spec.name, version="1", run_id=None, estimator=pipeline, spec=spec,
-                  inputs=tuple(InputField(n, "string") for n in spec.features.all), classes=classes,
-                  loaded_at=time.time(), load_seconds=0.0)  # fmt: skip
+    common = dict(
+        model=spec.name,
+        version="1",
+        run_id=None,
+        estimator=pipeline,
+        spec=spec,
+        inputs=tuple(InputField(n, "string") for n in spec.features.all),
+        classes=classes,
+        loaded_at=time.time(),
+        load_seconds=0.0,
+    )
     fast = LoadedVersion(**common, fast=compiled, serving_path=status)
     slow = LoadedVersion(**common)
     assert fast.describe()["serving_path"].startswith("compiled")
@@ -206,9 +218,21 @@ def test_prediction_log_never_blocks_and_counts_what_it_cannot_queue(tmp_path) -
     now = predlog.utcnow()
 
     def row(i: int) -> dict:
-        return {"request_id": f"r{i}", "entity_id": None, "model": "m", "version": "1", "arm": "champion",
-                "status": "ok", "error": None, "latency_ms": 0.1, "prediction": "{}", "score": 0.5,
-                "inputs": None, "inputs_hash": "h", "created_at": now}  # fmt: skip
+        return {
+            "request_id": f"r{i}",
+            "entity_id": None,
+            "model": "m",
+            "version": "1",
+            "arm": "champion",
+            "status": "ok",
+            "error": None,
+            "latency_ms": 0.1,
+            "prediction": "{}",
+            "score": 0.5,
+            "inputs": None,
+            "inputs_hash": "h",
+            "created_at": now,
+        }
 
     for i in range(5):  # no writer yet: the queue fills, then refuses without blocking
         plog.log([row(i)])

@@ -40,8 +40,13 @@ def _fuzz(url: str, operation, mode, path_parameters: dict | None, seen: dict[in
     strategy = operation.as_strategy(generation_mode=mode, path_parameters=path_parameters)
 
     @given(case=strategy)
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
     def check(case) -> None:
         response = case.call(base_url=url, timeout=30)
         seen[response.status_code] = seen.get(response.status_code, 0) + 1

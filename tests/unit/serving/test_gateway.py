@@ -393,8 +393,9 @@ def test_input_logging_is_opt_in_and_old_rows_are_deleted(registry_state, tmp_pa
     """Issue 10 item 8: raw inputs and entity ids only when asked for; a retention policy."""
     from fastapi.testclient import TestClient
 
-    settings = gateway_settings(registry_state, tmp_path, log_inputs=True, log_entity_ids=True,
-                                hash_salt="pepper", retention_days=7)  # fmt: skip
+    settings = gateway_settings(
+        registry_state, tmp_path, log_inputs=True, log_entity_ids=True, hash_salt="pepper", retention_days=7
+    )
     row = churn_rows(1)[0]
     with TestClient(create_app(settings)) as client:
         kept = predict(client, {"features": row, "request_id": "keep", "entity_id": "C42"})
@@ -412,7 +413,9 @@ def test_input_logging_is_opt_in_and_old_rows_are_deleted(registry_state, tmp_pa
         conn.execute(p.update().where(p.c.request_id == old).values(created_at=past))
         conn.execute(f.update().where(f.c.request_id == old).values(received_at=past))
     assert predlog.purge(engine, settings.retention_days) == {
-        "predictions": 1, "feedback": 1, "shadow_predictions": 0
+        "predictions": 1,
+        "feedback": 1,
+        "shadow_predictions": 0,
     }
     with engine.connect() as conn:
         assert [r.request_id for r in conn.execute(sa.select(predlog.PREDICTIONS))] == [keep]
@@ -711,8 +714,10 @@ def test_slow_headers_and_slow_bodies_are_cut_off(registry_state, tmp_path):
         half_header = socket.create_connection((host, int(port)))
         half_header.sendall(b"POST /v1/models/churn/predict HTTP/1.1\r\nHost: x\r\nContent-")
         half_body = socket.create_connection((host, int(port)))
-        half_body.sendall(b"POST /v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                          b"Content-Length: 60\r\n\r\n{\"request_id\": ")  # fmt: skip
+        half_body.sendall(
+            b"POST /v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 60\r\n\r\n{"request_id": '
+        )
         kept = socket.create_connection((host, int(port)))  # a finished request, then half the next
         kept.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.5)
@@ -979,8 +984,11 @@ def test_the_gateway_refuses_to_listen_openly_without_a_key(tmp_path):
     env["FACTORY_HOME"] = str(tmp_path / "factory")
     done = subprocess.run(
         [sys.executable, "-m", "model_factory.serving", "--host", "0.0.0.0", "--port", "1"],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "without an API key" in done.stderr
 
 

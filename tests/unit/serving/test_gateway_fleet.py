@@ -85,8 +85,9 @@ def test_a_thousand_models_start_with_nothing_loaded_and_load_on_first_use(fleet
     status = fleet_gateway.get(f"/v1/models/{busy}").json()
     assert status["champion"]["resident"] is True and status["champion"]["load_seconds"] > 0
     assert fleet_gateway.get(f"/v1/models/{fleet_name('fleet', 999)}").json()["champion"] == {
-        "version": "1", "resident": False,
-    }  # fmt: skip
+        "version": "1",
+        "resident": False,
+    }
     metrics = fleet_gateway.get("/metrics").text
     assert "factory_gateway_model_evictions " in metrics and "factory_gateway_resident_bytes " in metrics
 

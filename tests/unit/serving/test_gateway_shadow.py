@@ -43,8 +43,12 @@ def registry_state(served_registry):  # noqa: F811 - overrides the gateway tests
     client = connect(served_registry)
     with contextlib.suppress(Exception):
         client.delete_registered_model_alias("churn", "shadow")
-    for tag in (tag_schema.SHADOW_VERSION, tag_schema.SHADOW_SHARE, tag_schema.SHADOW_STARTED_AT,
-                tag_schema.SHADOW_STATUS):  # fmt: skip
+    for tag in (
+        tag_schema.SHADOW_VERSION,
+        tag_schema.SHADOW_SHARE,
+        tag_schema.SHADOW_STARTED_AT,
+        tag_schema.SHADOW_STATUS,
+    ):
         with contextlib.suppress(Exception):
             client.delete_registered_model_tag("churn", tag)
     return served_registry
@@ -60,9 +64,12 @@ def _answers(client, rows: list[dict]) -> list[dict]:
     batch = predict(client, {"instances": rows, "entity_id": "batch"})
     assert batch.status_code == 200, batch.text
     body = batch.json()
-    answers.append({**{k: v for k, v in body.items() if k not in ("request_id", "predictions")},
-                    "predictions": [{k: v for k, v in p.items() if k != "request_id"}
-                                    for p in body["predictions"]]})  # fmt: skip
+    answers.append(
+        {
+            **{k: v for k, v in body.items() if k not in ("request_id", "predictions")},
+            "predictions": [{k: v for k, v in p.items() if k != "request_id"} for p in body["predictions"]],
+        }
+    )
     return answers
 
 

@@ -10,9 +10,26 @@ from model_factory.serving.metrics import Metrics
 
 
 def _row(version: str, estimated: float) -> HealthRow:
-    return HealthRow("churn", version, date(2026, 3, 1), "roc_auc", 0.79, 0.77, 0.81, estimated,
-                     estimated - 0.02, estimated + 0.02, 1000, 400, 0.4, 2.0, 0.05, 0.0, 12.0,
-                     datetime(2026, 3, 2))  # fmt: skip
+    return HealthRow(
+        "churn",
+        version,
+        date(2026, 3, 1),
+        "roc_auc",
+        0.79,
+        0.77,
+        0.81,
+        estimated,
+        estimated - 0.02,
+        estimated + 0.02,
+        1000,
+        400,
+        0.4,
+        2.0,
+        0.05,
+        0.0,
+        12.0,
+        datetime(2026, 3, 2),
+    )
 
 
 def test_health_gauges_show_the_latest_figures_and_are_reread_only_after_their_ttl(tmp_path) -> None:

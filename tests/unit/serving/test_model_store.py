@@ -27,9 +27,18 @@ MIB = 1024 * 1024
 
 
 def fake_version(model: str, version: str, pickled_bytes: int = 0) -> LoadedVersion:
-    return LoadedVersion(model=model, version=version, run_id=None, estimator=None, spec=SPEC, inputs=(),
-                         classes=None, loaded_at=time.time(), load_seconds=0.0,
-                         pickled_bytes=pickled_bytes)  # fmt: skip
+    return LoadedVersion(
+        model=model,
+        version=version,
+        run_id=None,
+        estimator=None,
+        spec=SPEC,
+        inputs=(),
+        classes=None,
+        loaded_at=time.time(),
+        load_seconds=0.0,
+        pickled_bytes=pickled_bytes,
+    )
 
 
 class Clock:
@@ -143,8 +152,14 @@ def test_a_failed_load_is_reported_once_remembered_for_a_while_then_tried_again(
     loader = Loader(broken={"bad"})
     reports = []
     clock = Clock()
-    store = ModelStore(4 * MIB, loader, size_of=lambda v: v.pickled_bytes, clock=clock, retry_after_s=10,
-                       on_load_failure=lambda *args: reports.append(args))  # fmt: skip
+    store = ModelStore(
+        4 * MIB,
+        loader,
+        size_of=lambda v: v.pickled_bytes,
+        clock=clock,
+        retry_after_s=10,
+        on_load_failure=lambda *args: reports.append(args),
+    )
     for _ in range(3):
         with pytest.raises(LoadRefusedError) as refused:
             store.get("bad", "2", "canary")

@@ -59,8 +59,11 @@ def test_mlflow_scoring_client_gets_string_classes_and_values(protocol_registry,
         assert sum(label == truth for label, truth in zip(labels, frame["species"], strict=True)) >= 14
         # The other three input formats give the same answers.
         records = json.loads(frame[FLOWER_FEATURES].to_json(orient="records"))
-        for body in ({"dataframe_records": records}, {"instances": records},
-                     {"inputs": {k: [r[k] for r in records] for k in FLOWER_FEATURES}}):  # fmt: skip
+        for body in (
+            {"dataframe_records": records},
+            {"instances": records},
+            {"inputs": {k: [r[k] for r in records] for k in FLOWER_FEATURES}},
+        ):
             same = requests.post(f"{base}/invocations", json=body, timeout=60)
             assert same.status_code == 200 and same.json()["predictions"] == labels, same.text
         # Logged like /v1 traffic, with the gateway's ids (feedback works with them).
@@ -74,8 +77,12 @@ def test_mlflow_scoring_client_gets_string_classes_and_values(protocol_registry,
         rows = demo_data.generate_batch("demand", DAY, rows=10)[DEMAND.features.all]
         values = ScoringServerClient(host, port).invoke(rows).get_predictions()
         assert len(values) == 10 and all(isinstance(v, float) for v in values.iloc[:, 0])
-        per_model = requests.post(f"{base}/models/demand/invocations", data=dump_input_data(rows),
-                                  headers={"Content-Type": "application/json"}, timeout=60)  # fmt: skip
+        per_model = requests.post(
+            f"{base}/models/demand/invocations",
+            data=dump_input_data(rows),
+            headers={"Content-Type": "application/json"},
+            timeout=60,
+        )
         assert per_model.json()["predictions"] == pytest.approx(list(values.iloc[:, 0]))
     engine = predlog.engine_for(f"sqlite:///{tmp_path / 'demand' / 'predictions.db'}")
     with engine.connect() as conn:
@@ -87,16 +94,21 @@ def test_mlflow_scoring_client_gets_string_classes_and_values(protocol_registry,
     [
         ({"dataframe_split": {"columns": ["petal"], "data": [[1, 2]]}}, "application/json", 400, "rows of 1"),
         ({"instances": [[1.0, 2.0, "north"]]}, "application/json", 400, "does not say which feature"),
-        ({"dataframe_records": [{"petal": "wide", "sepal": 1, "site": "north"}]}, "application/json", 400,
-         "expected a number"),
+        (
+            {"dataframe_records": [{"petal": "wide", "sepal": 1, "site": "north"}]},
+            "application/json",
+            400,
+            "expected a number",
+        ),
         ({"dataframe_records": [], "inputs": []}, "application/json", 400, "exactly one of"),
         ({"dataframe_records": [{"petal": 1}], "params": {"k": 1}}, "application/json", 400, "params"),
         ("petal,sepal,site\n1,2,north\n", "text/csv", 415, "application/json"),
         ("{not json", "application/json", 400, "malformed JSON"),
     ],
 )
-def test_wrong_shapes_get_mlflows_error_format_not_a_500(protocol_registry, tmp_path, body, content_type,
-                                                         status, words):  # fmt: skip
+def test_wrong_shapes_get_mlflows_error_format_not_a_500(
+    protocol_registry, tmp_path, body, content_type, status, words
+):
     from fastapi.testclient import TestClient
 
     data = body if isinstance(body, str) else json.dumps(body)
@@ -120,7 +132,7 @@ def test_invocations_on_a_gateway_of_several_models_names_the_per_model_path(pro
 
 # --- Open Inference Protocol v2, called by tritonclient ---------------------------------------------
 
-TRITON_CLIENT = r'''
+TRITON_CLIENT = r"""
 import json, sys
 import numpy as np
 import tritonclient.http as httpclient
@@ -146,7 +158,7 @@ print(json.dumps({
     "predict": plain(result.as_numpy("predict")), "request_id": plain(result.as_numpy("request_id")),
     "response": result.get_response(),
 }))
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +175,12 @@ def triton_python(tmp_path_factory):
     python = cache / "bin" / "python"
     if not (cache / ".installed").exists():
         venv.create(cache, with_pip=True, clear=True)
-        pip = subprocess.run([str(python), "-m", "pip", "install", "-q", "tritonclient[http]"],
-                             capture_output=True, text=True, timeout=900)  # fmt: skip
+        pip = subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "tritonclient[http]"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         if pip.returncode != 0:
             pytest.skip(f"cannot install tritonclient[http] from PyPI: {pip.stderr.strip()[-500:]}")
         (cache / ".installed").write_text(sys.version)
@@ -175,8 +191,12 @@ def triton(python: str, base: str, model: str, rows: list[dict]) -> dict:
     import subprocess
 
     url = base.removeprefix("http://")
-    done = subprocess.run([python, "-c", TRITON_CLIENT, url, model, json.dumps(rows)],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [python, "-c", TRITON_CLIENT, url, model, json.dumps(rows)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 
@@ -207,8 +227,11 @@ def test_tritonclient_gets_string_classes_and_values_over_v2(protocol_registry, 
         ({"inputs": [{"name": "petal", "shape": [2], "datatype": "FP64", "data": [1]}]}, 400, "must hold 2"),
         ({"inputs": [{"name": "petal", "shape": [1], "datatype": "FP64", "data": ["wide"]}]}, 400, "numbers"),
         ({"inputs": [{"name": "site", "shape": [1], "datatype": "BYTES", "data": [3]}]}, 400, "strings"),
-        ({"inputs": [{"name": "petal", "shape": [1, 3], "datatype": "FP64", "data": [[1, 2, 3]]}]}, 400,
-         "one feature per input"),
+        (
+            {"inputs": [{"name": "petal", "shape": [1, 3], "datatype": "FP64", "data": [[1, 2, 3]]}]},
+            400,
+            "one feature per input",
+        ),
         ({"inputs": [{"name": "petal", "shape": [1], "datatype": "FP64", "data": [1.0]}]}, 400, "missing"),
         ({"inputs": []}, 400, "non-empty list"),
         ({"inputs": [{"name": "petal", "shape": [1], "datatype": "TEXT", "data": [1]}]}, 400, "datatype"),

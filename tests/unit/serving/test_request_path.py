@@ -17,8 +17,12 @@ from model_factory.serving import predlog
 from model_factory.serving.models import InputField, LoadedVersion
 from model_factory.serving.server import _HeadWithBody
 
-FIELDS = (InputField("x", "double"), InputField("n", "long"), InputField("s", "string"),
-          InputField("b", "boolean"))  # fmt: skip
+FIELDS = (
+    InputField("x", "double"),
+    InputField("n", "long"),
+    InputField("s", "string"),
+    InputField("b", "boolean"),
+)
 VALUES = [None, 0, 1, -7, 2**2000, 1.5, 3.0, math.nan, math.inf, True, False, "1", "", [1], {"a": 1}]
 
 
@@ -27,8 +31,17 @@ class _NotPlainDict(dict):
 
 
 def _version() -> LoadedVersion:
-    return LoadedVersion(model="m", version="1", run_id=None, estimator=None, spec=None, inputs=FIELDS,
-                         classes=None, loaded_at=0.0, load_seconds=0.0)  # fmt: skip
+    return LoadedVersion(
+        model="m",
+        version="1",
+        run_id=None,
+        estimator=None,
+        spec=None,
+        inputs=FIELDS,
+        classes=None,
+        loaded_at=0.0,
+        load_seconds=0.0,
+    )
 
 
 @pytest.mark.parametrize("field", [f.name for f in FIELDS])
@@ -81,9 +94,21 @@ def test_a_head_whose_body_never_comes_is_sent_on_close() -> None:
 
 
 def _row(i: int) -> dict:
-    return {"request_id": f"r{i}", "entity_id": None, "model": "m", "version": "1", "arm": "champion",
-            "status": "ok", "error": None, "latency_ms": 0.1, "prediction": "{}", "score": 0.5,
-            "inputs": None, "inputs_hash": "h", "created_at": predlog.utcnow()}  # fmt: skip
+    return {
+        "request_id": f"r{i}",
+        "entity_id": None,
+        "model": "m",
+        "version": "1",
+        "arm": "champion",
+        "status": "ok",
+        "error": None,
+        "latency_ms": 0.1,
+        "prediction": "{}",
+        "score": 0.5,
+        "inputs": None,
+        "inputs_hash": "h",
+        "created_at": predlog.utcnow(),
+    }
 
 
 def test_the_log_writer_is_not_woken_per_row_and_flush_writes_everything(tmp_path) -> None:

@@ -93,8 +93,13 @@ def test_estimator_params_are_bounded(tmp_path, cls, params, fragment):
 
 def test_n_jobs_cap_is_the_cores_or_a_setting(tmp_path, monkeypatch):
     monkeypatch.setenv("FACTORY_MAX_N_JOBS", "3")
-    spec = write_spec(tmp_path, **{"estimator.class": "RandomForestClassifier",
-                                   "estimator.params": {"n_jobs": 3, "n_estimators": 50}})  # fmt: skip
+    spec = write_spec(
+        tmp_path,
+        **{
+            "estimator.class": "RandomForestClassifier",
+            "estimator.params": {"n_jobs": 3, "n_estimators": 50},
+        },
+    )
     assert load_spec(spec).estimator.params["n_jobs"] == 3
     write_spec(tmp_path, **{"estimator.class": "RandomForestClassifier", "estimator.params": {"n_jobs": 4}})
     one(problems(tmp_path / "churn.yaml"), "estimator", "n_jobs must be between 1 and 3")
@@ -209,8 +214,10 @@ def test_ingest_of_a_confined_source_copies_nothing(roots, tmp_path):
     with pytest.raises(batches.SourceUriError):
         batches.ingest_batch(spec, "2026-03-02", store.as_uri())
     assert not store.exists()
-    dd.write_batch(dd.generate_batch("churn", __import__("datetime").date(2026, 3, 2), rows=20),
-                   roots / "churn" / "2026-03-02.csv")  # fmt: skip
+    dd.write_batch(
+        dd.generate_batch("churn", __import__("datetime").date(2026, 3, 2), rows=20),
+        roots / "churn" / "2026-03-02.csv",
+    )
     ok = load_spec(write_spec(tmp_path))
     assert batches.ingest_batch(ok, "2026-03-02", store.as_uri())["rows"] == 20
 

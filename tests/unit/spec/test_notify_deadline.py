@@ -37,8 +37,15 @@ def test_a_deadline_without_a_daily_schedule_is_refused_naming_both(tmp_path, sc
 
 @pytest.mark.parametrize(
     ("schedule", "expected"),
-    [("0 2 * * *", (2, 0)), ("30 23 * * *", (23, 30)), ("@daily", (0, 0)), ("@hourly", None),
-     ("0 2 * * 1-5", None), ("0,30 2 * * *", None), (None, None)],
-)  # fmt: skip
+    [
+        ("0 2 * * *", (2, 0)),
+        ("30 23 * * *", (23, 30)),
+        ("@daily", (0, 0)),
+        ("@hourly", None),
+        ("0 2 * * 1-5", None),
+        ("0,30 2 * * *", None),
+        (None, None),
+    ],
+)
 def test_daily_time_reads_only_once_a_day_crons(schedule, expected):
     assert daily_time(schedule) == expected

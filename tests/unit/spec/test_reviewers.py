@@ -19,15 +19,22 @@ def _load(tmp_path, review):
 
 def test_reviewers_are_kept_in_order_and_default_to_nobody_named(tmp_path):
     assert _load(tmp_path, {"reviewers": ["alice", "bob@example.com"]}).review.reviewers == [
-        "alice", "bob@example.com"]  # fmt: skip
+        "alice",
+        "bob@example.com",
+    ]
     assert _load(tmp_path, {}).review.reviewers == []
 
 
 @pytest.mark.parametrize(
     ("reviewers", "words"),
-    [(["alice", ""], "items [1]"), ([" alice"], "surrounding spaces"),
-     (["alice", "alice"], "listed twice: ['alice']"), ("alice", "valid list"), ([3], "valid string")],
-)  # fmt: skip
+    [
+        (["alice", ""], "items [1]"),
+        ([" alice"], "surrounding spaces"),
+        (["alice", "alice"], "listed twice: ['alice']"),
+        ("alice", "valid list"),
+        ([3], "valid string"),
+    ],
+)
 def test_a_bad_reviewer_list_is_refused_naming_the_field(tmp_path, reviewers, words):
     with pytest.raises(SpecError, match=r"review\.reviewers") as caught:
         _load(tmp_path, {"reviewers": reviewers})

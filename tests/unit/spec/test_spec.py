@@ -502,8 +502,9 @@ def test_the_templates_optional_sections_are_valid_when_uncommented(tmp_path: Pa
     template = (MODELS_DIR.parent / "templates" / "model.yaml").read_text()
     head, optional = template.split("# drift:", 1)
     optional, tail = ("# drift:" + optional).split("\ntags:", 1)
-    uncommented = "\n".join(line.removeprefix("# ") for line in optional.splitlines()
-                            if not line.startswith("# Everything"))  # fmt: skip
+    uncommented = "\n".join(
+        line.removeprefix("# ") for line in optional.splitlines() if not line.startswith("# Everything")
+    )
     path = tmp_path / "my_model.yaml"
     path.write_text(head + uncommented + "\ntags:" + tail)
     spec = load_spec(path)
@@ -516,10 +517,15 @@ def test_the_templates_optional_sections_are_valid_when_uncommented(tmp_path: Pa
 
 @pytest.mark.parametrize(
     "changes",
-    [{"drift.psi_threshold": 0.3}, {"canary.ramp": [0.05, 1.0]}, {"notify.email": ["a@b.c"]},
-     {"schedule": "0 3 * * *"}, {"retries": 1}],
+    [
+        {"drift.psi_threshold": 0.3},
+        {"canary.ramp": [0.05, 1.0]},
+        {"notify.email": ["a@b.c"]},
+        {"schedule": "0 3 * * *"},
+        {"retries": 1},
+    ],
     ids=["drift", "canary", "notify", "schedule", "retries"],
-)  # fmt: skip
+)
 def test_operational_sections_do_not_change_the_spec_hash(
     tmp_path: Path, churn_raw: dict, changes: dict
 ) -> None:

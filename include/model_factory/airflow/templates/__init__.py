@@ -82,9 +82,13 @@ def from_module(module: ModuleType, origin: str) -> Template:
     if not (isinstance(params, type) and issubclass(params, BaseModel)):
         raise TypeError("Params must be a pydantic BaseModel subclass")
     return Template(
-        name=str(module.NAME), description=str(module.DESCRIPTION), params=params,
-        build=module.build, check=getattr(module, "check", None), origin=origin,
-    )  # fmt: skip
+        name=str(module.NAME),
+        description=str(module.DESCRIPTION),
+        params=params,
+        build=module.build,
+        check=getattr(module, "check", None),
+        origin=origin,
+    )
 
 
 def _as_template(obj: Any, origin: str) -> Template:
@@ -194,8 +198,11 @@ def check_params(template: Template, spec: ModelSpec) -> tuple[BaseModel | None,
     except ValidationError as exc:
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"])
-            reason = "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix(
-                "Value error, ")
+            reason = (
+                "unknown field"
+                if err["type"] == "extra_forbidden"
+                else err["msg"].removeprefix("Value error, ")
+            )
             problems.append((f"template_params.{where}" if where else "template_params", reason))
     if template.check is not None:
         problems += template.check(spec)

@@ -18,5 +18,8 @@ check = needs_estimator_class
 
 
 def build(loaded: LoadedSpec, params: ScoringParams) -> list[DAG]:
-    return [blocks.retrain_dag(loaded), blocks.scoring_dag(loaded, params.schedule),
-            *watch_and_rollout(loaded)]  # fmt: skip
+    return [
+        blocks.retrain_dag(loaded),
+        blocks.scoring_dag(loaded, params.schedule),
+        *watch_and_rollout(loaded),
+    ]

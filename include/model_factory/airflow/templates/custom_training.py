@@ -23,12 +23,19 @@ Params = NoParams
 
 def check(spec: ModelSpec) -> list[tuple[str, str]]:
     if not spec.estimator.factory:
-        return [("estimator.factory", "custom_training needs estimator: {factory: \"module:function\"} "
-                 "naming a function in the code/ folder beside the specs")]  # fmt: skip
+        return [
+            (
+                "estimator.factory",
+                'custom_training needs estimator: {factory: "module:function"} '
+                "naming a function in the code/ folder beside the specs",
+            )
+        ]
     return []
 
 
 def build(loaded: LoadedSpec, params: NoParams) -> list[DAG]:
     doc = f"Own code: `{loaded.spec.estimator.factory}` from `code/` beside the spec. "
-    return [blocks.retrain_dag(loaded, fit="model_factory.pipeline.custom_code:fit_custom", doc=doc),
-            *watch_and_rollout(loaded)]  # fmt: skip
+    return [
+        blocks.retrain_dag(loaded, fit="model_factory.pipeline.custom_code:fit_custom", doc=doc),
+        *watch_and_rollout(loaded),
+    ]

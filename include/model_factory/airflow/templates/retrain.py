@@ -19,8 +19,13 @@ Params = NoParams
 
 def needs_estimator_class(spec: ModelSpec) -> list[tuple[str, str]]:
     if spec.estimator.factory:
-        return [("estimator.factory", f"template {spec.template!r} trains an allow-listed estimator "
-                 "class; your own code runs with template: custom_training")]  # fmt: skip
+        return [
+            (
+                "estimator.factory",
+                f"template {spec.template!r} trains an allow-listed estimator "
+                "class; your own code runs with template: custom_training",
+            )
+        ]
     return []
 
 

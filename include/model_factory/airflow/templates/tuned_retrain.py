@@ -24,7 +24,11 @@ def check(spec: ModelSpec) -> list[tuple[str, str]]:
 
 
 def build(loaded: LoadedSpec, params: TuningParams) -> list[DAG]:
-    doc = (f"Tuned: {params.trials} trials or {params.max_minutes:g} minutes over "
-           f"{sorted(params.search)}, {params.cv_folds}-fold CV on the training part. ")  # fmt: skip
-    return [blocks.retrain_dag(loaded, fit="model_factory.pipeline.tuning:fit_tuned", doc=doc),
-            *watch_and_rollout(loaded)]  # fmt: skip
+    doc = (
+        f"Tuned: {params.trials} trials or {params.max_minutes:g} minutes over "
+        f"{sorted(params.search)}, {params.cv_folds}-fold CV on the training part. "
+    )
+    return [
+        blocks.retrain_dag(loaded, fit="model_factory.pipeline.tuning:fit_tuned", doc=doc),
+        *watch_and_rollout(loaded),
+    ]
