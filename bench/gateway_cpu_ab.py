@@ -45,19 +45,7 @@ def measure(tree: Path, bodies: list[bytes], requests: int) -> dict:
     port = gateway_load.free_port()
     env = {**os.environ, "PYTHONPATH": str(tree)}
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "model_factory.serving",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--log-level",
-            "warning",
-        ],
+        gateway_load.gateway_argv(port, workers=1),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -59,7 +59,7 @@ def timed_requests(client, names: list[str], rows: list[dict]) -> tuple[list[flo
 
 def measure(models: int, budget_mb: float, cold: int, warm: int, skewed: int, working_set: int) -> dict:
     import suite
-    from gateway_load import free_port, isolate_environment, percentiles, train_and_register
+    from gateway_load import free_port, gateway_argv, isolate_environment, percentiles, train_and_register
 
     home = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     isolate_environment(home)
@@ -87,17 +87,7 @@ def measure(models: int, budget_mb: float, cold: int, warm: int, skewed: int, wo
         "FACTORY_GATEWAY_MEMORY_MB": str(budget_mb),
         "FACTORY_GATEWAY_REFRESH_SECONDS": "3600",
     }
-    command = [
-        sys.executable,
-        "-m",
-        "model_factory.serving",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
+    command = gateway_argv(port)
     launched = time.perf_counter()
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

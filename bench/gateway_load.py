@@ -32,6 +32,12 @@ REPO = Path(__file__).resolve().parents[1]
 DAY = dt.date(2026, 2, 2)
 
 
+def gateway_argv(port: int, workers: int | None = None) -> list[str]:
+    """The gateway's command line as every bench starts it: on 127.0.0.1, quiet."""
+    argv = [sys.executable, "-m", "model_factory.serving", "--host", "127.0.0.1", "--port", str(port)]
+    return argv + (["--workers", str(workers)] if workers else []) + ["--log-level", "warning"]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -215,17 +221,7 @@ def main(argv: list[str] | None = None) -> int:
 
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO / "include")}
-    command = [
-        sys.executable,
-        "-m",
-        "model_factory.serving",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
+    command = gateway_argv(port)
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:

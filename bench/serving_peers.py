@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import venvs
+from gateway_load import gateway_argv
 
 HERE = Path(__file__).resolve().parent
 PEER_CODE = HERE / "peers"
@@ -244,19 +244,7 @@ def gateway(rows: list[dict], workers: int, port: int, env: dict[str, str]) -> S
     return Server(
         "gateway",
         "model-factory gateway",
-        [
-            sys.executable,
-            "-m",
-            "model_factory.serving",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-        ],
+        gateway_argv(port, workers),
         env,
         port,
         "/health",
