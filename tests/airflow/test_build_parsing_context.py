@@ -20,7 +20,13 @@ from model_factory.airflow.shards import shard_of
 from tests.conftest import REPO
 
 MODELS = REPO / "include" / "models"
-CHURN = {"churn__retrain", "churn__drift_watch", "churn__canary", "churn__review"}
+CHURN = {
+    "churn__retrain",
+    "churn__drift_watch",
+    "churn__canary",
+    "churn__review",
+    "churn__health",
+}  # churn reads its outcomes
 
 
 @pytest.fixture

@@ -73,14 +73,16 @@ def test_every_spec_is_in_exactly_one_shard(fleet, tmp_path):
     assert sum(len(_models(b)) for b in built) == 24  # none twice
     for index, dags in enumerate(built):
         assert all(shard_of(f"{model}.yaml", 4) == index for model in _models(dags))
-        assert all(d.endswith(("__retrain", "__drift_watch", "__canary", "__review")) for d in dags)
+        assert all(
+            d.endswith(("__retrain", "__drift_watch", "__canary", "__review", "__health")) for d in dags
+        )
 
 
 def test_a_tasks_parse_builds_only_its_model_in_its_shard(fleet, tmp_path):
     files = write_shard_files(tmp_path / "dags", 4)
     home = files[shard_of("m05.yaml", 4)]
     assert set(shard_dags(str(home), "m05__canary")) == {
-        f"m05__{k}" for k in ("retrain", "drift_watch", "canary", "review")
+        f"m05__{k}" for k in ("retrain", "drift_watch", "canary", "review", "health")
     }
     elsewhere = files[(shard_of("m05.yaml", 4) + 1) % 4]
     assert not any(d.startswith("m05__") for d in shard_dags(str(elsewhere), "m05__canary"))
@@ -99,7 +101,7 @@ def test_two_generations_side_by_side_never_define_a_dag_twice(fleet, tmp_path):
     assert active_count(dags_dir) == 8
     assert all(shard_dags(str(f)) == {} for f in old)
     ids = [d for f in new for d in shard_dags(str(f))]
-    assert len(ids) == len(set(ids)) == 24 * 4
+    assert len(ids) == len(set(ids)) == 24 * 5  # churn's five DAGs (it reads its outcomes: a health DAG)
     write_shard_files(dags_dir, 8)
     assert sorted(p.name for p in dags_dir.iterdir()) == sorted(p.name for p in new)
 
