@@ -17,6 +17,7 @@ import signal
 import sys
 import tempfile
 import time
+import uuid
 from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
@@ -238,6 +239,11 @@ BROKEN_LABELS = 0.75  # concept shift of the churn batches an upstream label bug
 LIVE_MODEL = "churn"
 
 
+def demo_run_id(dag_id: str) -> str:
+    """A run id of the demo's own, so a trigger that meets a locked metadata DB can be retried."""
+    return f"demo__{dag_id}__{uuid.uuid4().hex[:12]}"
+
+
 def _write_production_batch(settings: FactorySettings, model: str, day: date, **shift: float) -> Path:
     root = Path(urlparse(settings.data_root).path)
     df = demo_data.generate_batch(model, day, rows=2000, **shift)
@@ -285,7 +291,7 @@ def _print_canary(api, run_id: str) -> dict | None:
 
 def _retrain(api, model: str, ds: str) -> dict | None:
     dag_id = f"{model}__retrain"
-    run_id = api.trigger(dag_id, conf={"ds": ds})["dag_run_id"]
+    run_id = api.trigger(dag_id, conf={"ds": ds}, run_id=demo_run_id(dag_id))["dag_run_id"]
     run = api.wait_for_run(dag_id, run_id, timeout_s=600)
     registered = api.xcom(dag_id, run_id, "register") if run["state"] == "success" else None
     outcome = (
@@ -413,7 +419,9 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
                     continue
                 dag_id = f"{spec.name}__drift_watch"
                 # force: a second `make demo` re-checks the date instead of waiting for a new batch
-                run_id = api.trigger(dag_id, conf={"ds": str(day), "force": True})["dag_run_id"]
+                run_id = api.trigger(
+                    dag_id, conf={"ds": str(day), "force": True}, run_id=demo_run_id(dag_id)
+                )["dag_run_id"]
                 run = api.wait_for_run(dag_id, run_id, timeout_s=600)
                 states = {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}
                 check = api.xcom(dag_id, run_id, "check") if states.get("check") == "success" else None
@@ -482,7 +490,9 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
             else:
                 reason = "challenger from the days of the label bug: let live outcomes judge it"
                 conf = {"version": challenger, "reason": reason, "actor": "demo"}
-                run_id = api.trigger(f"{LIVE_MODEL}__canary", conf=conf)["dag_run_id"]
+                run_id = api.trigger(
+                    f"{LIVE_MODEL}__canary", conf=conf, run_id=demo_run_id(f"{LIVE_MODEL}__canary")
+                )["dag_run_id"]
                 print(f'  ops start the canary of v{challenger}: conf {{"version": "{challenger}"}}')
                 _print_canary(api, run_id)
         print(

@@ -41,6 +41,9 @@ class AirflowApiError(RuntimeError):
         super().__init__(f"{method} {path} -> HTTP {status}: {body[:500]}")
 
 
+TRIGGER_ATTEMPTS = 4
+
+
 class AirflowClient:
     """A small client of Airflow 3's public REST API (``/api/v2``) with the simple auth manager.
 
@@ -167,10 +170,24 @@ class AirflowClient:
         run_id: str | None = None,
         logical_date: str | None = None,
     ) -> dict:
+        """Start a run. With a ``run_id`` the call is idempotent, so a server error (Airflow answers
+        500 "Database error" when its SQLite metadata DB stays locked past its busy timeout) is
+        retried, and a retry that finds the run already created returns it."""
         body: dict[str, Any] = {"logical_date": logical_date, "conf": conf or {}}
         if run_id:
             body["dag_run_id"] = run_id
-        return self.request("POST", f"/api/v2/dags/{quote(dag_id)}/dagRuns", json=body)
+        path = f"/api/v2/dags/{quote(dag_id)}/dagRuns"
+        attempts = TRIGGER_ATTEMPTS if run_id else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self.request("POST", path, json=body)
+            except AirflowApiError as exc:
+                if run_id and attempt > 1 and exc.status == 409:  # an earlier attempt did create it
+                    return self.run(dag_id, run_id)
+                if exc.status < 500 or attempt == attempts:
+                    raise
+                time.sleep(2.0 * attempt)
+        raise AssertionError("unreachable")
 
     def latest_runs(self, dag_ids: list[str], limit: int = 1000) -> dict[str, dict]:
         """The newest run of each of ``dag_ids`` (by run_after), in one request."""
