@@ -4,6 +4,7 @@ variable read through FactorySettings, every imported package declared, the site
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -169,11 +170,14 @@ def test_the_wheel_leaves_the_harness_out_and_the_cli_says_where_the_demo_is(mon
 
 
 def test_shell_completion_is_on():
-    """As a user runs it: the installed command in its own process (Typer's completion classes
-    are process-wide state that an in-process run shares with every test before it)."""
+    """The installed command in its own process. With shellingham installed, Typer makes
+    ``--show-completion`` a flag and detects the shell from the parent processes, which fails
+    where there is none to find (CI, a detached run); Typer's own switch makes it take the shell
+    as its value, as a user typing ``--show-completion bash`` intends."""
     cli = Path(sys.executable).parent / "model-factory"
+    env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
     shown = subprocess.run(
-        [str(cli), "--show-completion", "bash"], capture_output=True, text=True, timeout=120
+        [str(cli), "--show-completion", "bash"], capture_output=True, text=True, timeout=120, env=env
     )
     assert shown.returncode == 0, shown.stderr
     assert "complete -o default -F _model_factory_completion model-factory" in shown.stdout
