@@ -23,6 +23,7 @@ from model_factory.spec import ESTIMATORS, ModelSpec, load_spec
 from model_factory_dev import demo_data
 
 from tests.conftest import REPO
+from tests.unit.serving.test_predlog import row as log_row
 
 DAY = date(2026, 2, 2)
 SMALL_PARAMS = {"n_estimators": 10, "max_iter": 30}
@@ -215,27 +216,9 @@ def test_prediction_log_never_blocks_and_counts_what_it_cannot_queue(tmp_path) -
 
     db = f"sqlite:///{tmp_path / 'p.db'}"
     plog = predlog.PredictionLog(db, max_queue=3)
-    now = predlog.utcnow()
-
-    def row(i: int) -> dict:
-        return {
-            "request_id": f"r{i}",
-            "entity_id": None,
-            "model": "m",
-            "version": "1",
-            "arm": "champion",
-            "status": "ok",
-            "error": None,
-            "latency_ms": 0.1,
-            "prediction": "{}",
-            "score": 0.5,
-            "inputs": None,
-            "inputs_hash": "h",
-            "created_at": now,
-        }
 
     for i in range(5):  # no writer yet: the queue fills, then refuses without blocking
-        plog.log([row(i)])
+        plog.log([log_row(i)])
     assert plog.backlog == 3 and plog.overflowed == 2
     assert plog.known_request("r0") and not plog.known_request("r4")
     plog.start()

@@ -17,6 +17,8 @@ from model_factory.serving import predlog
 from model_factory.serving.models import InputField, LoadedVersion
 from model_factory.serving.server import _HeadWithBody
 
+from tests.unit.serving.test_predlog import row as log_row
+
 FIELDS = (
     InputField("x", "double"),
     InputField("n", "long"),
@@ -93,30 +95,12 @@ def test_a_head_whose_body_never_comes_is_sent_on_close() -> None:
     assert transport.writes == [b"HTTP/1.1 500 Internal Server Error\r\n\r\n"] and transport.closed
 
 
-def _row(i: int) -> dict:
-    return {
-        "request_id": f"r{i}",
-        "entity_id": None,
-        "model": "m",
-        "version": "1",
-        "arm": "champion",
-        "status": "ok",
-        "error": None,
-        "latency_ms": 0.1,
-        "prediction": "{}",
-        "score": 0.5,
-        "inputs": None,
-        "inputs_hash": "h",
-        "created_at": predlog.utcnow(),
-    }
-
-
 def test_the_log_writer_is_not_woken_per_row_and_flush_writes_everything(tmp_path) -> None:
     plog = predlog.PredictionLog(f"sqlite:///{tmp_path / 'p.db'}", batch_size=3, flush_interval_s=60)
     plog.start()
     try:
         for i in range(7):
-            plog.log([_row(i)])
+            plog.log([log_row(i)])
         assert not plog._wake.is_set()  # logging only appends
         assert plog.flush(timeout_s=60)  # flush wakes it: all 7 written, in batches of 3
         assert plog.written == 7 and plog.backlog == 0
