@@ -43,16 +43,20 @@ DAG_KINDS = ("retrain", "drift_watch", "canary", "review", "score")
 _SPEC_CACHE: dict[Path, tuple[tuple[int, int], LoadedSpec | SpecError]] = {}
 
 
-def load_specs_cached(specs_dir: Path) -> tuple[list[LoadedSpec], list[SpecError]]:
+def load_specs_cached(specs_dir: Path, only: str | None = None) -> tuple[list[LoadedSpec], list[SpecError]]:
     """``load_specs``, re-parsing only files whose size or mtime changed since the last call in
     this process (the view in the api-server reads the fleet on every page: 200 specs parse in
-    seconds)."""
+    seconds); with ``only``, that model's file alone (a spec's name is its file's stem)."""
     good: list[LoadedSpec] = []
     bad: list[SpecError] = []
-    for path in sorted(Path(specs_dir).glob("*.yaml")):
+    if only is None:
+        paths = sorted(Path(specs_dir).glob("*.yaml"))
+    else:  # a name, never a path out of the folder
+        paths = [Path(specs_dir) / f"{only}.yaml"] if Path(only).name == only else []
+    for path in paths:
         try:
             stat = path.stat()
-        except OSError:  # removed meanwhile
+        except OSError:  # removed meanwhile, or no such model
             continue
         key = (stat.st_mtime_ns, stat.st_size)
         cached = _SPEC_CACHE.get(path)
@@ -310,25 +314,11 @@ def _attempt(sources: dict, name: str, read: Callable[[], Any], default: Any) ->
     return value
 
 
-def _one_spec(specs_dir: Path, model: str) -> tuple[list[LoadedSpec], list[SpecError]]:
-    """``load_specs_cached`` for one model: a spec's name is its file's stem."""
-    path = Path(specs_dir) / f"{model}.yaml"
-    if not MODEL_FILE_STEM.match(model) or not path.is_file():
-        return [], []
-    try:
-        return [LoadedSpec(path, load_spec(path))], []
-    except SpecError as exc:
-        return [], [exc]
-
-
-MODEL_FILE_STEM = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
-
-
 def fleet(settings: FactorySettings, airflow: AirflowSource | None = None, only: str | None = None) -> dict:
     """Every model of ``settings.specs_dir``: ``{"models": [row...], "sources": {...}, "at": iso}``;
     with ``only``, that model's row alone, read without touching the others (``show`` at 10,000
     models)."""
-    good, bad = load_specs_cached(settings.specs_dir) if only is None else _one_spec(settings.specs_dir, only)
+    good, bad = load_specs_cached(settings.specs_dir, only)
     specs = [loaded.spec for loaded in good]
     names = [spec.registered_model_name for spec in specs]
     sources: dict[str, str] = {}

@@ -282,10 +282,14 @@ def test_status_pages_and_filters_like_the_view_and_show_reads_one_model(
 
         monkeypatch.setattr(MlflowClient, method, spy)
 
-    def no_fleet_parse(specs_dir: Path) -> None:
-        raise AssertionError("show parsed every spec")
+    parse_specs = fleet_module.load_specs_cached
 
-    monkeypatch.setattr(fleet_module, "load_specs_cached", no_fleet_parse)
+    def only_its_own_spec(specs_dir: Path, only: str | None = None):
+        if only is None:
+            raise AssertionError("show parsed every spec")
+        return parse_specs(specs_dir, only)
+
+    monkeypatch.setattr(fleet_module, "load_specs_cached", only_its_own_spec)
     assert main(["show", "churn", "--offline", "--json"]) == 0
     detail = json.loads(capsys.readouterr().out)
     assert detail["model"] == "churn" and [v["version"] for v in detail["versions_detail"]] == ["2", "1"]
