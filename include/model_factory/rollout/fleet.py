@@ -318,6 +318,13 @@ def fleet(settings: FactorySettings, airflow: AirflowSource | None = None, only:
     """Every model of ``settings.specs_dir``: ``{"models": [row...], "sources": {...}, "at": iso}``;
     with ``only``, that model's row alone, read without touching the others (``show`` at 10,000
     models)."""
+    return _read_fleet(settings, airflow, only)[0]
+
+
+def _read_fleet(
+    settings: FactorySettings, airflow: AirflowSource | None, only: str | None
+) -> tuple[dict, dict, dict]:
+    """``fleet``'s summary, and the registered models and versions it was built from."""
     good, bad = load_specs_cached(settings.specs_dir, only)
     specs = [loaded.spec for loaded in good]
     names = [spec.registered_model_name for spec in specs]
@@ -359,7 +366,8 @@ def fleet(settings: FactorySettings, airflow: AirflowSource | None = None, only:
             }
         )
     rows.sort(key=lambda row: row["model"])
-    return {"models": rows, "sources": sources, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    summary = {"models": rows, "sources": sources, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    return summary, registered, versions
 
 
 def _model_row(
@@ -435,7 +443,7 @@ def _model_row(
 def model_detail(settings: FactorySettings, model: str, airflow: AirflowSource | None = None) -> dict:
     """One model in full: its fleet row, every version, rollout history, drift checks, quarantines,
     alerts, and which versions have a model card. KeyError naming the known models if unknown."""
-    summary = fleet(settings, airflow, only=model)
+    summary, registered, versions = _read_fleet(settings, airflow, only=model)
     row = next((r for r in summary["models"] if r["model"] == model), None)
     if row is None:
         names = sorted(path.stem for path in Path(settings.specs_dir).glob("*.yaml"))
@@ -445,7 +453,6 @@ def model_detail(settings: FactorySettings, model: str, airflow: AirflowSource |
     if row["status"] == "broken":
         return detail
     sources = summary["sources"]
-    registered, versions = _attempt(sources, "mlflow", lambda: _registry(settings, [model]), ({}, {}))
     serving = _serving(registered.get(model))
     detail["versions_detail"] = [
         _version_row(mv, row["metric"], serving["aliases"]) for mv in reversed(versions.get(model, []))
