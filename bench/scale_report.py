@@ -17,16 +17,20 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _load(path: Path) -> str:
-    before = path and json.loads(path.read_text()).get("load_average_before")
+def _results(pattern: str, size_key: str) -> list[tuple[Path, dict]]:
+    """Each result file matching ``pattern`` with its data, read once, smallest ``size_key`` first."""
+    found = [(path, json.loads(path.read_text())) for path in RESULTS.glob(pattern)]
+    return sorted(found, key=lambda item: item[1][size_key])
+
+
+def _load(data: dict) -> str:
+    before = data.get("load_average_before")
     return f"{before[0]:.1f}" if before else "?"
 
 
 def parse_rows() -> list[str]:
     rows = []
-    found = sorted(RESULTS.glob("parse_*specs*.json"), key=lambda p: json.loads(p.read_text())["specs"])
-    for path in found:
-        data = json.loads(path.read_text())
+    for path, data in _results("parse_*specs*.json", "specs"):
         runs = data["dagbag"] if isinstance(data.get("dagbag"), list) else [data["dagbag"]]
         largest_wall = statistics.median(r["dagbag_s"] for r in runs)
         largest_cpu = statistics.median(r["dagbag_cpu_s"] for r in runs)
@@ -35,23 +39,21 @@ def parse_rows() -> list[str]:
         rows.append(
             f"| {data['specs']:,} | {data.get('shards') or 1} | {runs[0]['dags']:,} | {largest_cpu:.2f} s "
             f"| {largest_wall:.1f} s | {f'{statistics.median(total_cpu):.0f} s' if total_cpu else '—'} "
-            f"| {errors} | {_load(path)} | `{path.name}` |"
+            f"| {errors} | {_load(data)} | `{path.name}` |"
         )
     return rows
 
 
 def fleet_rows() -> list[str]:
     rows = []
-    found = sorted(RESULTS.glob("fleet_reads_*.json"), key=lambda p: json.loads(p.read_text())["models"])
-    for path in found:
-        data = json.loads(path.read_text())
+    for path, data in _results("fleet_reads_*.json", "models"):
         med = data["medians"]
         page = med["fleet_page"]
         status, show = med["status_table"], med["show_json"]
         rows.append(
             f"| {data['models']:,} | {status['cpu_s']:.1f} s ({status['wall_s']:.1f} s) "
             f"| {show['cpu_s']:.1f} s ({show['wall_s']:.1f} s) "
-            f"| {page['first']:.1f} s | {page['warm']:.1f} s | {_load(path)} | `{path.name}` |"
+            f"| {page['first']:.1f} s | {page['warm']:.1f} s | {_load(data)} | `{path.name}` |"
         )
     return rows
 
