@@ -15,6 +15,8 @@ import json
 import statistics
 from pathlib import Path
 
+from wave_figures import extrapolations, marginal_per_task
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -63,6 +65,8 @@ def fleet_rows() -> list[str]:
 
 
 def _s(seconds: float) -> str:
+    if seconds >= 7200:
+        return f"{seconds / 3600:.1f} h"
     return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
@@ -76,8 +80,11 @@ def wave_table(found: list[tuple[Path, dict]]) -> list[str]:
         per, hand, db = d["per_task"], d["handoff"], d["db"]
         tier = d["run_done_s"]
         failed = d["task_states"].get("failed", 0) + d["run_states"].get("failed", 0)
+        makespan = f"**{_s(d['makespan_s'])}**"
+        if d.get("timed_out"):
+            makespan = f"not reached: stopped at {_s(d['wall_s'])}"
         rows.append(
-            f"| {d['models']:,} | {d['tasks_ran']:,} | {d['slots']} | **{_s(d['makespan_s'])}** "
+            f"| {d['models']:,} | {d['tasks_ran']:,} | {d['slots']} | {makespan} "
             f"| {d['busy_share']:.0%} | {hand['ready_to_running_s']['median']:.1f} s "
             f"/ {hand['queued_to_running_s']['median']:.1f} s | {hand['running_s']['median']:.1f} s "
             f"| {per['worker_cpu_s']:.2f} / {per['scheduler_cpu_s']:.2f} / {per['api_cpu_s']:.2f} "
@@ -91,20 +98,21 @@ def wave_table(found: list[tuple[Path, dict]]) -> list[str]:
 
 def wave_extrapolation(path: Path, d: dict) -> list[str]:
     """The written extrapolation to 10,000 models from the largest wave measured."""
-    per = d["per_task"]
+    per = marginal_per_task(d)
     tasks_per_model = d["tasks_ran"] / d["models"]
     lines = [
         f"Extrapolated from `{path.name}` ({d['models']:,} models, {tasks_per_model:.0f} tasks each) to "
         f"10,000 models ({round(10_000 * tasks_per_model):,} tasks), workers of 2 cores, from the CPU "
-        "seconds per task above: the workers' term (Celery worker + api-server's execution API + "
-        "MLflow + S3, all of which scale out with the workers) divided by their cores, the one "
+        "seconds per task the wave added (each part's spend minus its idle rate): the workers' term "
+        "(Celery worker + api-server's execution API + MLflow + S3, all of which scale out with the "
+        "workers) divided by their cores, the one "
         "scheduler's term (one loop, at most one core) and the database's (its backends' CPU, one "
         "core).",
         "",
         "| workers (2 cores each) | workers' term | scheduler's term | database's term | bound | makespan |",
         "|---|---|---|---|---|---|",
     ]
-    for e in d["extrapolation_10000"]:
+    for e in extrapolations(per, tasks_per_model):
         t = e["terms_s"]
         lines.append(
             f"| {e['workers']} | {_s(t['workers'])} | {_s(t['scheduler'])} | {_s(t['database'])} "
@@ -122,6 +130,16 @@ def wave_extrapolation(path: Path, d: dict) -> list[str]:
         f"(a second scheduler, which Airflow runs active-active, halves it), and the database only past "
         f"about {past_db:.0f} workers.",
     ]
+    if "idle_slot_s_with_task_queued" in d:
+        n = d["tasks_ran"]
+        lines += [
+            "",
+            f"The worker slots stood idle {d['idle_slot_s_per_task']:.2f} s per task: "
+            f"{d['idle_slot_s_with_task_queued'] / n:.2f} s with a task queued (Celery's delivery and "
+            f"the task process starting) and {d['idle_slot_s_nothing_queued'] / n:.2f} s with nothing "
+            "queued (the scheduler not yet having queued a ready task, or none ready: the wave's ramp "
+            "and tail).",
+        ]
     return [*lines, ""]
 
 

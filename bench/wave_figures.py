@@ -197,3 +197,19 @@ def summarize(raw: dict, names: list[str], slots: int) -> dict:
 def extrapolations(per_task: dict, tasks_per_model: float) -> list[dict]:
     tasks = round(10_000 * tasks_per_model)
     return [extrapolate(per_task, tasks, w, WORKER_CORES) for w in (1, 4, 16, 64)]
+
+
+def marginal_per_task(result: dict) -> dict[str, float]:
+    """CPU seconds per task that the wave added to each part (its spend minus the part's idle rate
+    over the wave's wall time): what a larger wave costs per task on a machine that is not shared.
+    A result without an idle measurement gives its gross figures."""
+    above = result.get("cpu_s_per_task_above_idle") or {}
+    if not above:
+        return dict(result["per_task"])
+    return {
+        "worker_cpu_s": max(0.0, above.get("worker", 0.0)),
+        "scheduler_cpu_s": max(0.0, above.get("scheduler", 0.0)),
+        "api_cpu_s": max(0.0, above.get("api-server", 0.0)),
+        "services_cpu_s": max(0.0, above.get("mlflow", 0.0) + above.get("s3", 0.0)),
+        "db_cpu_s": result["per_task"]["db_cpu_s"],  # backends' CPU is sampled during the wave only
+    }

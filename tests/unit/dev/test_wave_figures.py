@@ -107,3 +107,30 @@ def test_spread_of_nothing_is_none_and_of_values_their_quantiles(figures):
     assert figures.spread([]) is None
     got = figures.spread([float(v) for v in range(1, 101)])
     assert got["median"] == 50.5 and got["p90"] == 90.0 and got["max"] == 100.0 and got["n"] == 100
+
+
+def test_the_marginal_figures_take_the_idle_rate_off_and_fall_back_to_the_gross_ones(figures):
+    gross = {
+        "worker_cpu_s": 2.0,
+        "scheduler_cpu_s": 0.5,
+        "api_cpu_s": 0.2,
+        "services_cpu_s": 0.3,
+        "db_cpu_s": 0.1,
+    }
+    above = {
+        "worker": 1.5,
+        "scheduler": -0.01,
+        "api-server": 0.1,
+        "mlflow": 0.2,
+        "s3": 0.05,
+        "triggerer": 0.0,
+    }
+
+    assert figures.marginal_per_task({"per_task": gross}) == gross
+    assert figures.marginal_per_task({"per_task": gross, "cpu_s_per_task_above_idle": above}) == {
+        "worker_cpu_s": 1.5,
+        "scheduler_cpu_s": 0.0,  # less than its idle rate: nothing added, never negative
+        "api_cpu_s": 0.1,
+        "services_cpu_s": 0.25,
+        "db_cpu_s": 0.1,
+    }
