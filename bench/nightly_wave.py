@@ -47,7 +47,7 @@ import yaml
 from model_factory.io import storage
 from model_factory_dev import demo_data
 from model_factory_dev.stack import CELERY, DEFAULT_POSTGRES_URL, DEFAULT_REDIS_URL, Stack, StackConfig
-from wave_figures import TIER1_EVERY, extrapolations, summarize, upstream_of
+from wave_figures import TIER1_EVERY, extrapolations, marginal_per_task, summarize, upstream_of
 
 ROOT = Path(__file__).resolve().parents[1]
 NIGHT = "2026-01-05"
@@ -327,6 +327,36 @@ def run_wave(stack: Stack, names: list[str], timeout_s: float) -> dict:
     }
 
 
+def _when(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+def refigure(path: Path) -> dict:
+    """A result file's figures computed again (by this wave_figures) from the raw rows it keeps."""
+    result = json.loads(path.read_text())
+    keys = ("dag_id", "task_id", "state", "try_number", "queued", "start", "end", "priority")
+    tasks = []
+    for row in result["task_rows"]:
+        task = dict(zip(keys, row, strict=True)) | {"run_id": f"wave__{result['night']}"}
+        tasks.append(task | {k: _when(task[k]) for k in ("queued", "start", "end")})
+    runs = {
+        (d, f"wave__{result['night']}"): {
+            "state": state,
+            "queued": _when(q),
+            "start": _when(s),
+            "end": _when(e),
+        }
+        for d, state, q, s, e in result["run_rows"]
+    }
+    raw = {k: result[k] for k in ("cpu_s", "idle_cpu_per_s", "db", "wall_s")}
+    raw |= {"tasks": tasks, "runs": runs, "upstream": result["upstream"]}
+    names = [d.removesuffix("__retrain") for d, *_ in result["run_rows"]]
+    result.update(summarize(raw, names, result["worker_concurrency"]))
+    tasks_per_model = len(result["upstream"])  # the DAG's tasks (a wave cut short ran fewer)
+    result["extrapolation_10000"] = extrapolations(marginal_per_task(result), tasks_per_model)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=20)
@@ -339,7 +369,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parse-timeout", type=float, default=900.0)
     parser.add_argument("--keep", action="store_true", help="keep the stack's home (logs) afterwards")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--refigure", type=Path, help="recompute a result file's figures from its rows")
     args = parser.parse_args(argv)
+    if args.refigure:
+        args.refigure.write_text(json.dumps(refigure(args.refigure), indent=2, default=str))
+        print(f"rewrote {args.refigure}")
+        return 0
 
     home = Path(tempfile.mkdtemp(prefix="nightly-wave-"))
     names = write_specs(home / "specs", args.models)
@@ -393,9 +428,9 @@ def main(argv: list[str] | None = None) -> int:
         for (d, _), r in raw["runs"].items()
     ]
     result["upstream"] = raw["upstream"]
-    tasks_per_model = result["tasks_ran"] / max(1, args.models)
+    tasks_per_model = len(result["upstream"])  # the DAG's tasks (a wave cut short ran fewer)
     result["extrapolation_10000"] = (
-        extrapolations(result["per_task"], tasks_per_model) if result["per_task"] else []
+        extrapolations(marginal_per_task(result), tasks_per_model) if result["per_task"] else []
     )
     print(
         json.dumps(

@@ -70,6 +70,10 @@ def _s(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
+def _done(runs: dict | None) -> str:
+    return _s(runs["median"]) if runs else "none ended"
+
+
 def wave_rows() -> list[tuple[Path, dict]]:
     return _results("nightly_wave_*.json", "models")
 
@@ -90,8 +94,8 @@ def wave_table(found: list[tuple[Path, dict]]) -> list[str]:
             f"| {per['worker_cpu_s']:.2f} / {per['scheduler_cpu_s']:.2f} / {per['api_cpu_s']:.2f} "
             f"/ {per['services_cpu_s']:.2f} / {per['db_cpu_s']:.2f} s "
             f"| {per['db_transactions']:.0f} | {db['peak_connections']} "
-            f"| {_s(tier['tier1']['median'])} / {_s(tier['others']['median'])} | {failed} "
-            f"| {_load(d)} | `{path.name}` |"
+            f"| {_done(tier['tier1'])} / {_done(tier['others'])} | {failed} "
+            f"| {_load(d)} -> {d['load_average_after'][0]:.1f} | `{path.name}` |"
         )
     return rows
 
@@ -99,7 +103,7 @@ def wave_table(found: list[tuple[Path, dict]]) -> list[str]:
 def wave_extrapolation(path: Path, d: dict) -> list[str]:
     """The written extrapolation to 10,000 models from the largest wave measured."""
     per = marginal_per_task(d)
-    tasks_per_model = d["tasks_ran"] / d["models"]
+    tasks_per_model = len(d.get("upstream") or {}) or d["tasks_ran"] / d["models"]  # the DAG's tasks
     lines = [
         f"Extrapolated from `{path.name}` ({d['models']:,} models, {tasks_per_model:.0f} tasks each) to "
         f"10,000 models ({round(10_000 * tasks_per_model):,} tasks), workers of 2 cores, from the CPU "
@@ -158,7 +162,7 @@ def wave_section() -> list[str]:
         "",
         "| models | tasks | worker slots | makespan | slots busy | hand-off / queued->running "
         "| task, median | CPU per task | DB commits per task | DB connections, peak "
-        "| tier 1 / others done | failed | load before | result |",
+        "| tier 1 / others done | failed | load before -> after | result |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *wave_table(found),
         "",

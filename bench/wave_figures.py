@@ -210,6 +210,7 @@ def marginal_per_task(result: dict) -> dict[str, float]:
         "worker_cpu_s": max(0.0, above.get("worker", 0.0)),
         "scheduler_cpu_s": max(0.0, above.get("scheduler", 0.0)),
         "api_cpu_s": max(0.0, above.get("api-server", 0.0)),
-        "services_cpu_s": max(0.0, above.get("mlflow", 0.0) + above.get("s3", 0.0)),
+        # MLflow's idle rate is taken right after its start (its job consumers starting): gross
+        "services_cpu_s": result["per_task"]["services_cpu_s"],
         "db_cpu_s": result["per_task"]["db_cpu_s"],  # backends' CPU is sampled during the wave only
     }

@@ -131,6 +131,6 @@ def test_the_marginal_figures_take_the_idle_rate_off_and_fall_back_to_the_gross_
         "worker_cpu_s": 1.5,
         "scheduler_cpu_s": 0.0,  # less than its idle rate: nothing added, never negative
         "api_cpu_s": 0.1,
-        "services_cpu_s": 0.25,
+        "services_cpu_s": 0.3,  # MLflow's idle rate is measured during its start-up: gross
         "db_cpu_s": 0.1,
     }
