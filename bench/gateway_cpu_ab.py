@@ -1,13 +1,15 @@
 """The gateway's server CPU per single-row request: an earlier revision against the working tree.
 
-    python bench/gateway_cpu_ab.py --before d6e767f [--rounds 3] [--requests 4000]
+    python bench/gateway_cpu_ab.py --before d6e767f [--rounds 3] [--requests 4000] [--floor]
 
 Exports ``include/`` of the ``--before`` revision with ``git archive``, trains one churn champion
 into a temporary FACTORY_HOME, then starts the gateway (one worker) from the old tree and from
 this one in turn, A B A B ..., and loads each with single-row requests at 1 and 8 callers. CPU is
 the server process's (all its threads, the log writer included), per request; wall-clock figures
 move with the machine's load far more than CPU does, so the load average is kept with each run.
-Writes bench/results/gateway_cpu_ab.json. Numbers, not assertions.
+``--floor`` adds a third side to each round: a bare ASGI app under uvicorn (bench/gateway_floor.py),
+loaded the same way, the CPU per request of HTTP and ASGI alone. Writes
+bench/results/gateway_cpu_ab.json. Numbers, not assertions.
 """
 
 from __future__ import annotations
@@ -38,14 +40,20 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
     return out
 
 
-def measure(tree: Path, bodies: list[bytes], requests: int) -> dict:
+def measure(tree: Path | None, bodies: list[bytes], requests: int) -> dict:
+    """One server's figures: the gateway from ``tree``, or (None) the floor app."""
     import gateway_load
     import suite
 
     port = gateway_load.free_port()
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env = {**os.environ, "PYTHONPATH": str(tree or REPO / "include")}
+    argv = (
+        gateway_load.gateway_argv(port, workers=1)
+        if tree is not None
+        else [sys.executable, str(HERE / "gateway_floor.py"), "--port", str(port)]
+    )
     server = subprocess.Popen(
-        gateway_load.gateway_argv(port, workers=1),
+        argv,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -82,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", required=True, help="git revision of the earlier gateway")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--floor", action="store_true", help="also a bare uvicorn ASGI app each round")
     parser.add_argument("--out", default=str(HERE / "results" / "gateway_cpu_ab.json"))
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="gateway-cpu-ab-"))
@@ -104,10 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         frame = demo_data.generate_batch("churn", gateway_load.DAY + dt.timedelta(days=1), rows=500)
         rows = json.loads(frame[spec.features.all].to_json(orient="records"))
         bodies = [json.dumps({"features": r}).encode() for r in rows]
-        trees = {"before": old / "include", "after": REPO / "include"}
-        runs: dict[str, list[dict]] = {"before": [], "after": []}
+        trees: dict[str, Path | None] = {"before": old / "include", "after": REPO / "include"}
+        if args.floor:
+            trees["floor"] = None
+        runs: dict[str, list[dict]] = {side: [] for side in trees}
         for round_ in range(args.rounds):
-            for side in ("before", "after") if round_ % 2 == 0 else ("after", "before"):
+            for side in list(trees) if round_ % 2 == 0 else list(trees)[::-1]:
                 runs[side].append(measure(trees[side], bodies, args.requests))
                 print(side, json.dumps(runs[side][-1]), flush=True)
         summary = {
@@ -129,7 +140,12 @@ def main(argv: list[str] | None = None) -> int:
             "version": version,
             "method": "one gateway worker from each tree in turn (A B / B A), single-row requests over "
             "keep-alive HTTP from threads on the same machine; CPU of the server process (all threads) "
-            "per request; medians of the rounds",
+            "per request; medians of the rounds"
+            + (
+                "; floor: a bare ASGI app under uvicorn (bench/gateway_floor.py), loaded alike"
+                if args.floor
+                else ""
+            ),
             "machine": {"cpus": os.cpu_count(), "load_after": [round(x, 2) for x in os.getloadavg()]},
             "median": summary,
             "runs": runs,

@@ -17,14 +17,34 @@ PUBLIC_PATHS = frozenset({"/health/live", "/health/ready", "/ping", "/v2/health/
 _REFUSAL = json.dumps({"detail": "missing or wrong X-API-Key header"}).encode()
 
 
+class ApiKey:
+    """The key, and whether a request may pass: a public path, or the key in its headers."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key.encode()
+
+    def allows(self, scope) -> bool:  # type: ignore[no-untyped-def]
+        return scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or self._given(scope)
+
+    def _given(self, scope) -> bool:  # type: ignore[no-untyped-def]
+        given = b""
+        for name, value in scope["headers"]:
+            if name == b"x-api-key":
+                given = value
+                break
+            if name == b"authorization" and value[:7].lower() == b"bearer ":
+                given = value[7:].strip()
+        return hmac.compare_digest(given, self.key)
+
+
 class ApiKeyGuard:
     """Pure ASGI middleware (no per-request thread hop): 401 without the key."""
 
-    def __init__(self, app, key: str) -> None:  # type: ignore[no-untyped-def]
-        self.app, self.key = app, key.encode()
+    def __init__(self, app, key: ApiKey) -> None:  # type: ignore[no-untyped-def]
+        self.app, self.key = app, key
 
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or self._allowed(scope):
+        if self.key.allows(scope):
             await self.app(scope, receive, send)
             return
         await send(
@@ -39,13 +59,3 @@ class ApiKeyGuard:
             }
         )
         await send({"type": "http.response.body", "body": _REFUSAL})
-
-    def _allowed(self, scope) -> bool:  # type: ignore[no-untyped-def]
-        given = b""
-        for name, value in scope["headers"]:
-            if name == b"x-api-key":
-                given = value
-                break
-            if name == b"authorization" and value[:7].lower() == b"bearer ":
-                given = value[7:].strip()
-        return hmac.compare_digest(given, self.key)

@@ -8,18 +8,17 @@ health, metrics) over one shared state (routes, model store, logs); the routers 
 
 from __future__ import annotations
 
-import hmac
 import logging
 import secrets
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any
 
 from model_factory.serving import predlog
 from model_factory.serving.health_gauges import HealthGauges
+from model_factory.serving.ids import KeyedHash, RequestIds
 from model_factory.serving.metrics import Metrics
 from model_factory.serving.model_store import LoadRefusedError
 from model_factory.serving.models import LoadedVersion, check_outcome
@@ -46,7 +45,8 @@ class Gateway:
         self.shadow_log = predlog.PredictionLog(settings.db_uri, table=predlog.SHADOW_PREDICTIONS)
         self.shadow = ShadowScorer(self)
         self.health_gauges = HealthGauges(self.prediction_log.engine)
-        self._salt = (settings.hash_salt or secrets.token_hex(16)).encode()
+        self._keyed_hash = KeyedHash((settings.hash_salt or secrets.token_hex(16)).encode())
+        self._request_ids = RequestIds()
         limit_threads(settings.threads)
         self.watcher = RegistryWatcher(settings, on_load_failure=self._load_failed)
         self.store = self.watcher.store
@@ -105,7 +105,7 @@ class Gateway:
 
     def digest(self, text: str) -> str:
         """Salted (keyed) hash: groups equal values without storing them or a guessable hash."""
-        return hmac.digest(self._salt, text.encode(), "sha256").hex()  # one-shot: no HMAC object
+        return self._keyed_hash.hex(text)  # HMAC-SHA256 under the salt
 
     # --- routes --------------------------------------------------------------------------------
 
@@ -154,7 +154,7 @@ class Gateway:
         # The request id is the gateway's own, random and unique per prediction: feedback names
         # exactly one prediction of one model, and no caller can claim another caller's (a
         # caller's own id is kept beside it as client_request_id, never used as a key).
-        request_id = uuid.uuid4().hex
+        request_id = self._request_ids.next()
         key = call.entity_id or call.client_request_id or request_id
         with ExitStack() as held:
             arm, chosen = self._lease_arm(route, key, held)

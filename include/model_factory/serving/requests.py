@@ -13,7 +13,7 @@ from typing import Any
 
 from model_factory.serving.settings import ENV
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
 REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
@@ -77,28 +77,55 @@ def _nan_is_null(name: str) -> Any:
     return _reject_constant(name)
 
 
+# Made once: json.loads builds a decoder (and its scanner) per call when given parse_constant.
+_DECODERS = {
+    False: json.JSONDecoder(parse_constant=_reject_constant),
+    True: json.JSONDecoder(parse_constant=_nan_is_null),
+}
+
+
+def _loads(body: bytes, nan_is_null: bool) -> Any:
+    """``json.loads(body, parse_constant=...)`` with a decoder made once: the same decoding steps
+    (the encoding detected from the bytes, a UTF-8 byte order mark refused)."""
+    text = body.decode(json.detect_encoding(body), "surrogatepass")
+    if text.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    return _DECODERS[nan_is_null].decode(text)
+
+
 async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     """The raw body, refused early (413) when larger than ``limit`` bytes, and (408) when it has
-    not all arrived ``timeout_s`` after the headers: a slow sender cannot hold a connection."""
-    too_large = f"request body is larger than the {limit} byte limit ({ENV['max_body_bytes']})"
+    not all arrived ``timeout_s`` after the headers: a slow sender cannot hold a connection.
+    Read from the ASGI messages directly (Starlette's ``request.stream()`` is an async generator
+    per request); a disconnect mid-body raises ClientDisconnect as it does."""
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
-        raise GatewayError(413, too_large)
-    size, chunks = 0, []
+        raise GatewayError(413, _too_large(limit))
+    size, chunks, receive = 0, [], request.receive
     try:
         async with asyncio.timeout(timeout_s):
-            async for chunk in request.stream():
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect()
+                chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
-                    raise GatewayError(413, too_large)
+                    raise GatewayError(413, _too_large(limit))
                 chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
     except TimeoutError:
         raise GatewayError(
             408,
             f"request body not received within {timeout_s:g} s ({ENV['body_timeout_s']})",
             headers={"Connection": "close"},
         ) from None
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(limit: int) -> str:
+    return f"request body is larger than the {limit} byte limit ({ENV['max_body_bytes']})"
 
 
 def parse_json(body: bytes, nan_is_null: bool = False) -> Any:
@@ -107,7 +134,7 @@ def parse_json(body: bytes, nan_is_null: bool = False) -> Any:
     if not body.strip():
         raise GatewayError(400, "empty request body: send a JSON object")
     try:
-        parsed = json.loads(body, parse_constant=_nan_is_null if nan_is_null else _reject_constant)
+        parsed = _loads(body, nan_is_null)
     except json.JSONDecodeError as exc:
         raise GatewayError(
             400, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"

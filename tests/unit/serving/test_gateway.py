@@ -8,6 +8,7 @@ tags and gets its own prediction DB.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -419,6 +420,77 @@ def test_input_logging_is_opt_in_and_old_rows_are_deleted(registry_state, tmp_pa
     }
     with engine.connect() as conn:
         assert [r.request_id for r in conn.execute(sa.select(predlog.PREDICTIONS))] == [keep]
+
+
+def _counted(real, calls: list, *args):
+    calls.append(1)
+    return real(*args)
+
+
+def test_the_direct_predict_route_answers_as_the_full_stack(registry_state, tmp_path):
+    """GatewayApp hands a predict request to its route before Starlette's middleware and router:
+    every answer (a prediction, each refusal, the API key's) is the one the full stack gives."""
+    from fastapi.testclient import TestClient
+
+    row = churn_rows(1)[0]
+    ok = json.dumps({"features": row, "request_id": "r-1"})
+    key = {"X-API-Key": "k"}
+    cases = [
+        ("churn", ok, key),
+        ("churn", ok, {}),
+        ("churn", ok, {"X-API-Key": "guess"}),
+        ("ghost", ok, key),
+        ("churn", '{"features": ', key),
+        ("churn", "", key),
+        ("churn", "[1, 2]", key),
+        ("churn", json.dumps({"features": row, "extra": 1}), key),
+        ("churn", json.dumps({"features": {**row, "tenure_months": "long"}}), key),
+        ("churn", json.dumps({"instances": [row] * 6}), key),
+        ("churn", json.dumps({"features": row, "pad": "x" * 3000}), key),
+        ("churn", '{"features": {"age": NaN}}', key),
+    ]
+    answers = {}
+    for direct in (True, False):
+        settings = gateway_settings(registry_state, tmp_path / str(direct), api_key="k", max_body_bytes=2000)
+        app = create_app(replace(settings, max_instances=5))
+        taken = []
+        if direct:
+            app._direct = functools.partial(_counted, app._direct, taken)
+        else:
+            app.direct_routes = ()  # the full stack: middleware, router, the same route
+        with TestClient(app) as client:
+            got = []
+            for model, content, headers in cases:
+                answer = client.post(
+                    f"/v1/models/{model}/predict",
+                    content=content,
+                    headers={"content-type": "application/json", **headers},
+                )
+                body = answer.json()
+                if isinstance(body, dict):
+                    body.pop("request_id", None)
+                got.append(
+                    (answer.status_code, {k: v for k, v in answer.headers.items() if k != "date"}, body)
+                )
+            answers[direct] = got
+        # every case with the key went the direct way; the refused keys took the full stack
+        assert len(taken) == (len(cases) - 2 if direct else 0)
+    assert answers[True] == answers[False]
+    assert [status for status, _, _ in answers[True]] == [
+        200,
+        401,
+        401,
+        404,
+        400,
+        400,
+        422,
+        422,
+        422,
+        413,
+        413,
+        400,
+    ]
+    assert answers[True][0][2]["client_request_id"] == "r-1"
 
 
 def test_api_key_is_required_when_set(registry_state, tmp_path):

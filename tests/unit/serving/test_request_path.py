@@ -4,16 +4,22 @@
   check, for every kind of field and awkward values;
 - a response's head and body leave in one transport write (``server._HeadWithBody``), a 100
   Continue passes straight through, and a head whose body never comes is still sent on close;
-- the prediction log's writer is not woken per row, yet flush() and close() write everything.
+- the prediction log's writer is not woken per row, yet flush() and close() write everything;
+- the log row's keyed hash is HMAC-SHA256, and request ids (the millisecond, then random bits
+  drawn in blocks) are unique and time-ordered (a forked child never hands out its parent's).
 """
 
 from __future__ import annotations
 
+import hmac
 import math
+import os
+import time
 from types import SimpleNamespace
 
 import pytest
 from model_factory.serving import predlog
+from model_factory.serving.ids import KeyedHash, RequestIds
 from model_factory.serving.models import InputField, LoadedVersion
 from model_factory.serving.server import _HeadWithBody
 
@@ -107,3 +113,36 @@ def test_the_log_writer_is_not_woken_per_row_and_flush_writes_everything(tmp_pat
         assert plog.known_request("r6")
     finally:
         plog.close()
+
+
+@pytest.mark.parametrize("key", [b"", b"salt", b"k" * 64, b"k" * 65, bytes(range(256))])
+def test_the_keyed_hash_is_hmac_sha256(key: bytes) -> None:
+    keyed = KeyedHash(key)
+    for text in ("", "abc", '{"age": 41, "plan": "basic"}', "é" * 500, "x" * 5000):
+        assert keyed.hex(text) == hmac.digest(key, text.encode(), "sha256").hex()
+
+
+def test_request_ids_are_unique_time_ordered_hex_and_a_forked_child_draws_its_own() -> None:
+    ids = RequestIds()
+    before = time.time_ns() // 1_000_000
+    drawn = [ids.next() for _ in range(3000)]  # several blocks of random bytes
+    assert len(set(drawn)) == len(drawn)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in drawn)
+    stamps = [int(i[:12], 16) for i in drawn]  # the millisecond each was made, in order
+    assert stamps == sorted(stamps) and before <= stamps[0] <= stamps[-1] <= time.time_ns() // 1_000_000
+    assert len({i[12:] for i in drawn}) == len(drawn)  # the random part alone is unique too
+    ids.next()  # the parent holds an unfinished block
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.write(write, "".join(ids.next() for _ in range(10)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    with os.fdopen(read) as pipe:
+        theirs = pipe.read()
+    ours = "".join(ids.next() for _ in range(10))
+    assert len(theirs) == len(ours) == 320
+    assert {theirs[k + 12 : k + 32] for k in range(0, 320, 32)}.isdisjoint(
+        ours[k + 12 : k + 32] for k in range(0, 320, 32)
+    )
