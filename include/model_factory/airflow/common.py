@@ -92,7 +92,7 @@ def alert(spec: ModelSpec, kind: str, subject: str, body: str, details: dict | N
     message = Alert(
         model=spec.name, owner=spec.owner, kind=kind, subject=subject, body=body, details=details or {}
     )
-    return deliver(message, FactorySettings.from_env().home, smtp=smtp, webhook_url=webhook_url)
+    return deliver(message, FactorySettings.from_env(), smtp=smtp, webhook_url=webhook_url)
 
 
 def s3_options(conn_id: str | None):

@@ -71,7 +71,7 @@ def test_status_shows_the_fleet_with_a_broken_spec_and_alerts(
     shutil.copy(REPO / "include" / "models" / "churn.yaml", specs / "churn.yaml")
     (specs / "typo.yaml").write_text("name: typo\nownr: me\n")
     alert = Alert(model="churn", owner="growth", kind="drift", subject="churn: drift on 2026-01-11", body="x")
-    deliver(alert, two_versions.home)
+    deliver(alert, two_versions)
 
     assert main(["status", "--offline", "--json"]) == 0
     fleet = json.loads(capsys.readouterr().out)
