@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,6 +108,17 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def threads_wall_s(target: Callable[[], None], count: int) -> float:
+    """Run ``target`` on ``count`` threads at once; the wall seconds until the last has finished."""
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
 def http_load(
     base: str, model: str, rows: list[dict], requests: int, concurrency: int, server_pid: int, batch: int = 1
 ) -> dict:
@@ -139,14 +151,8 @@ def http_load(
             latencies.extend(mine)
             failures.extend(bad)
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     cpu0 = process_cpu_s(server_pid)
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
+    wall = threads_wall_s(worker, concurrency)
     return {
         "requests": requests,
         "concurrency": concurrency,

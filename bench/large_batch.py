@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import datetime as dt
-import json
 import os
 import platform
 import resource
@@ -31,6 +30,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from result_file import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
@@ -177,11 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(line, flush=True)
                 shutil.rmtree(Path(tmp) / "store", ignore_errors=True)
                 shutil.rmtree(Path(tmp) / "store-legacy", ignore_errors=True)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
-        print(f"wrote {args.out}")
-    return 0
+    return write_result(results, args.out)
 
 
 if __name__ == "__main__":

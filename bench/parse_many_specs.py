@@ -37,6 +37,7 @@ from pathlib import Path
 
 import yaml
 from model_factory.airflow.shards import active_count, shard_of, write_shard_files
+from result_file import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 PARSE = """
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         if args.parse_only:
-            return _write(result, args.out)
+            return write_result(result, args.out)
 
         wall, done = timed([airflow, "db", "migrate"], env)
         result["db_migrate_s"] = wall
@@ -207,15 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"airflow dag-processor --num-runs 1: {wall:.1f} s (start, parse, DB write)", flush=True)
         print(f"DAGs in the metadata DB: {result['dags_in_db']}")
 
-    return _write(result, args.out)
-
-
-def _write(result: dict, out: Path | None) -> int:
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2))
-        print(f"wrote {out}")
-    return 0
+    return write_result(result, args.out)
 
 
 if __name__ == "__main__":

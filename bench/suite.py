@@ -305,6 +305,8 @@ def row_validation(rows: int, repeats: int, log) -> dict:
 
 def http_load(port: int, path: str, bodies: list[bytes], requests: int, callers: int) -> dict:
     """``requests`` POSTs spread over ``callers`` threads, each on its own keep-alive connection."""
+    from gateway_load import threads_wall_s
+
     latencies: list[float] = []
     failures = 0
     lock = threading.Lock()
@@ -330,13 +332,7 @@ def http_load(port: int, path: str, bodies: list[bytes], requests: int, callers:
             latencies.extend(mine)
             failures += bad
 
-    threads = [threading.Thread(target=caller) for _ in range(callers)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - started
+    wall = threads_wall_s(caller, callers)
     latencies.sort()
 
     def pct(q: float) -> float:

@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import datetime as dt
-import json
 import platform
 import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from result_file import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
@@ -126,11 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
             report["models"][model] = {"train_rows": len(train), "holdout_rows": len(holdout), "runs": rows}
             del train, holdout
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2))
-        print(f"wrote {args.out}")
-    return 0
+    return write_result(report, args.out)
 
 
 if __name__ == "__main__":

@@ -105,6 +105,14 @@ def factory_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
+def shipped_specs(folder: Path, *names: str) -> Path:
+    """``folder``, made, with copies of the shipped specs ``names`` (include/models/<name>.yaml)."""
+    folder.mkdir()
+    for name in names:
+        shutil.copy(REPO / "include" / "models" / f"{name}.yaml", folder)
+    return folder
+
+
 @contextlib.contextmanager
 def factory_env(home: Path, **env: str) -> Iterator[FactorySettings]:
     """The settings of a store, MLflow DB and source folder under ``home`` (plus ``env``), for a

@@ -45,6 +45,12 @@ def _field(
     return Field(default, description=description, repr=not secret, json_schema_extra=extra, **bounds)
 
 
+def _derived(description: str, **kwargs):
+    """A state setting whose default depends on ``FACTORY_HOME``: None (not validated) until
+    ``FactorySettings._derived_defaults`` fills it in."""
+    return _field(None, description, "state", validate_default=False, **kwargs)
+
+
 class FactorySettingsError(ValueError):
     """A ``FACTORY_*`` variable holds a value of the wrong type; the message names the variable."""
 
@@ -58,21 +64,15 @@ class FactorySettings(BaseSettings):
     home: Path = _field(
         PROJECT_ROOT / ".factory", "Where the embedded setup keeps its state (store, MLflow, logs).", "state"
     )
-    store_uri: str = _field(  # None (not validated) until _derived_defaults fills it in
-        None,
+    store_uri: str = _derived(
         "The factory's object store (`file://` or `s3://`): raw, validated, quarantine, drift "
         "reports. Default: `<FACTORY_HOME>/store`.",
-        "state",
         example="s3://factory/store",
-        validate_default=False,
     )
-    data_root: str = _field(  # (filled in by _derived_defaults)
-        None,
+    data_root: str = _derived(
         "Where source batches live; specs refer to it as `${FACTORY_DATA_ROOT}`. File sources "
         "must lie under it (or under `FACTORY_SOURCE_ROOTS`). Default: `<FACTORY_HOME>/source`.",
-        "state",
         example="s3://factory/source",
-        validate_default=False,
     )
     specs_dir: Path = _field(
         PROJECT_ROOT / "include" / "models", "The folder of model specs (`*.yaml`).", "state"
@@ -80,21 +80,15 @@ class FactorySettings(BaseSettings):
     templates_dir: Path | None = _field(
         None, "Data scientists' DAG templates. Default: `templates/` beside the specs folder.", "state"
     )
-    tracking_uri: str = _field(  # (filled in by _derived_defaults)
-        None,
+    tracking_uri: str = _derived(
         "MLflow's own variable (read for the default only). Default: SQLite under `<FACTORY_HOME>/mlflow`.",
-        "state",
         example="http://mlflow:5000",
         env="MLFLOW_TRACKING_URI",
-        validate_default=False,
     )
-    artifact_root: str = _field(  # (filled in by _derived_defaults)
-        None,
+    artifact_root: str = _derived(
         "Artifact root of the embedded MLflow's experiments. Default: "
         "`<FACTORY_HOME>/mlflow/artifacts` (a server uses its `--artifacts-destination`).",
-        "state",
         env="FACTORY_MLFLOW_ARTIFACT_ROOT",
-        validate_default=False,
     )
     prediction_db_uri: str | None = _field(
         None,

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 import structlog
 import yaml
+from model_factory.settings import FactorySettings
 
 from tests.conftest import REPO
 from tests.unit.pipeline.test_registry import two_versions  # noqa: F401 - fixture
@@ -106,7 +107,7 @@ def test_the_deadline_callback_run_as_airflow_runs_it_tells_the_owner_with_the_r
     [posted] = hook.received
     assert "/dags/churn__retrain/runs/scheduled__2026-03-02T02%3A17%3A00%2B00%3A00" in posted["text"]
     assert posted["alert"]["kind"] == "retrain_late" and "not finished by 06:00 UTC" in posted["text"]
-    [recorded] = [a for a in read_alerts(factory_home, "churn") if a["kind"] == "retrain_late"]
+    [recorded] = [a for a in read_alerts(FactorySettings.from_env(), "churn") if a["kind"] == "retrain_late"]
     assert recorded["details"]["channels"]["factory_hook"].startswith("sent")
 
 
@@ -114,12 +115,13 @@ def test_a_missing_notify_connection_fails_nothing_and_is_named_where_status_loo
     """``status`` shows each model's newest alert (``show`` all of them): a connection that is
     missing is named there, not only in the log."""
     from model_factory.airflow.notify import retrain_late
-    from model_factory.monitoring.alerts import alerts_db_uri, stored_alerts
+    from model_factory.monitoring.alerts import stored_alerts
 
     context = {"dag_run": {"dag_id": "churn__retrain", "dag_run_id": "r1"}, "deadline": {}}
     outcome = retrain_late(context, "churn", "ml-team", [], ["no_such_connection"], "06:00")
     assert outcome["channels"]["no_such_connection"].startswith("failed:")
-    newest, recorded = stored_alerts(alerts_db_uri(factory_home), ["churn"])  # newest first, as status reads
+    db = FactorySettings.from_env().prediction_db
+    newest, recorded = stored_alerts(db, ["churn"])  # newest first, as status reads
     assert recorded["kind"] == "retrain_late"
     assert recorded["details"]["channels"]["no_such_connection"].startswith("failed:")
     assert newest["kind"] == "notify_channel_failed"
@@ -189,7 +191,7 @@ def test_the_clis_promote_and_rollback_send_the_canary_dags_events(
     assert "v1 rolled back" in rolled_back["alert"]["subject"]  # the decision names the champion now
     assert "rolled_back by bob via cli: live AUC dropped" in rolled_back["text"]
     assert len(hook.received) == 2 and capsys.readouterr().err == ""
-    recorded = {a["kind"]: a for a in read_alerts(two_versions.home, "churn")}
+    recorded = {a["kind"]: a for a in read_alerts(two_versions, "churn")}
     assert recorded["version_promoted"]["details"]["channels"]["factory_hook"].startswith("sent")
     assert recorded["version_rolled_back"]["details"]["actor"] == "bob via cli"
 

@@ -11,19 +11,17 @@ loses live, and is rolled back automatically.
 from __future__ import annotations
 
 import io
-import time
 from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from model_factory.io import storage
 from model_factory_dev import demo_data
 from model_factory_dev.simulator import TrafficLoop
-from model_factory_dev.stack import Stack, StackConfig
+from model_factory_dev.stack import Stack
 
-from tests.conftest import REPO
+from tests.e2e.conftest import quick_churn_spec, retrain, scheduler_stack, until
 
 pytestmark = pytest.mark.e2e
 
@@ -35,22 +33,18 @@ BROKEN_FEED = ["tenure_months", "support_calls"]
 def _test_spec(folder: Path) -> Path:
     """The shipped churn spec with a quick rollout (2 stages, 150 outcomes per arm); each version
     trains on its own day, and the gates are loose so the broken-feed challenger gets blessed."""
-    spec = yaml.safe_load((REPO / "include" / "models" / "churn.yaml").read_text())
-    spec["training"] = {"window_batches": 1}
-    spec["drift"] = {"enabled": False}
-    spec["gates"].update({"threshold": 0.55, "max_regression": 0.5, "too_good_jump": None})
     # alpha 0.01: two equally good models are rolled back well under 1% of the time (helper-measured
     # rates in canary's tests), while the broken-feed challenger (~30% worse) is caught at 150 outcomes.
-    spec["canary"] = {
+    canary = {
         "ramp": [0.5, 1.0],
         "min_samples": 150,
         "alpha": 0.01,
         "max_stage_minutes": 8,
         "poke_seconds": 3,
     }
-    folder.mkdir(parents=True)
-    (folder / "churn.yaml").write_text(yaml.safe_dump(spec))
-    return folder
+    return quick_churn_spec(
+        folder, {"threshold": 0.55, "max_regression": 0.5, "too_good_jump": None}, canary=canary
+    )
 
 
 def _put_batch(stack: Stack, day: date, shuffle: list[str] | None = None) -> None:
@@ -65,32 +59,20 @@ def _put_batch(stack: Stack, day: date, shuffle: list[str] | None = None) -> Non
 
 
 def _retrain(api, day: date) -> dict:
-    run = api.trigger(f"{MODEL}__retrain", conf={"ds": str(day)})
-    done = api.wait_for_run(f"{MODEL}__retrain", run["dag_run_id"], timeout_s=300)
-    assert done["state"] == "success"
-    return api.xcom(f"{MODEL}__retrain", run["dag_run_id"], "register")
+    return retrain(api, MODEL, day, timeout_s=300)[1]
 
 
 def _canary_run(api, after: set[str], timeout_s: float = 120) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def fresh() -> list[str]:
         runs = [r for r in api.runs(f"{MODEL}__canary") if r["run_type"] == "asset_triggered"]
-        fresh = [r["dag_run_id"] for r in runs if r["dag_run_id"] not in after]
-        if fresh:
-            return fresh[-1]
-        time.sleep(1)
-    raise AssertionError(f"the scheduler started no {MODEL}__canary run within {timeout_s:.0f} s")
+        return [r["dag_run_id"] for r in runs if r["dag_run_id"] not in after]
+
+    return until(f"the scheduler starting a {MODEL}__canary run", fresh, timeout_s, poll_s=1)[-1]
 
 
 def test_canary_promotes_a_good_challenger_and_rolls_back_a_bad_one(tmp_path):
-    config = StackConfig(
-        home=tmp_path / "stack",
-        mlflow_server=False,
-        s3=False,
-        gateway=True,
-        specs_dir=_test_spec(tmp_path / "specs"),
-        env={"FACTORY_GATEWAY_REFRESH_SECONDS": "1"},
-    )
+    env = {"FACTORY_GATEWAY_REFRESH_SECONDS": "1"}
+    config = scheduler_stack(tmp_path, _test_spec(tmp_path / "specs"), gateway=True, env=env)
     with Stack(config) as stack:
         api = stack.client()
         for kind in ("retrain", "canary"):

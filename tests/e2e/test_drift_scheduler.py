@@ -91,5 +91,5 @@ def test_drift_watch_fires_retrain_through_the_scheduler(tmp_path):
             from model_factory.monitoring.alerts import read_alerts
             from model_factory.settings import FactorySettings
 
-            alerts = read_alerts(FactorySettings.from_env().home, MODEL)
+            alerts = read_alerts(FactorySettings.from_env(), MODEL)
         assert [a["kind"] for a in alerts].count("drift") == 2

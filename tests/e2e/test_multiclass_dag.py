@@ -14,25 +14,12 @@ from model_factory.settings import FactorySettings
 from model_factory_dev import demo_data
 
 from tests.conftest import REPO, factory_env
-from tests.unit.pipeline.test_labels import SPECIES, flowers
+from tests.unit.pipeline.test_labels import FLOWERS, SPECIES, flowers
 
 pytestmark = pytest.mark.e2e
 
 START = date(2026, 3, 2)
-SPEC = {
-    "name": "flowers",
-    "owner": "botany",
-    "description": "Species from measurements.",
-    "task": "classification",
-    "schedule": "@daily",
-    "source": {"uri": "${FACTORY_DATA_ROOT}/flowers/{ds}.csv"},
-    "target": "species",
-    "features": {"numeric": ["petal", "sepal"], "categorical": ["site"]},
-    "estimator": {"class": "LogisticRegression", "params": {"max_iter": 500}},
-    "gates": {"primary_metric": "f1", "threshold": 0.5, "too_good_jump": None},
-    "drift": {"enabled": False},
-    "canary": {"enabled": False},
-}
+SPEC = {**FLOWERS, "schedule": "@daily", "drift": {"enabled": False}, "canary": {"enabled": False}}
 
 
 @pytest.fixture(scope="module")

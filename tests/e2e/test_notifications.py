@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 import yaml
+from model_factory.settings import FactorySettings
 
 from tests.conftest import REPO, PostCollector
 
@@ -54,7 +55,7 @@ def test_a_failed_retrain_notifies_with_the_runs_link(
     posted = webhook.received[0]
     assert run_link in posted["text"] and "churn__retrain.ingest" in posted["text"]
     assert posted["alert"]["kind"] == "task_failed" and posted["alert"]["model"] == "churn"
-    recorded = [a for a in read_alerts(factory_home, "churn") if a["kind"] == "task_failed"]
+    recorded = [a for a in read_alerts(FactorySettings.from_env(), "churn") if a["kind"] == "task_failed"]
     assert len(recorded) == 1
     details = recorded[0]["details"]
     details = json.loads(details) if isinstance(details, str) else details
@@ -77,7 +78,7 @@ def test_the_reviewer_is_told_and_a_missing_connection_fails_nothing(factory_hom
     assert len(webhook.received) == 1
     assert webhook.received[0]["alert"]["kind"] == "held_for_review"
     assert "/dags/churn__review/runs/asset_triggered__2026-03-02" in webhook.received[0]["text"]
-    [record] = [a for a in read_alerts(factory_home, "churn") if a["kind"] == "held_for_review"]
+    [record] = [a for a in read_alerts(FactorySettings.from_env(), "churn") if a["kind"] == "held_for_review"]
     details = json.loads(record["details"]) if isinstance(record["details"], str) else record["details"]
     assert details["channels"]["factory_hook"].startswith("sent")
     assert details["channels"]["no_such_connection"].startswith("failed:")

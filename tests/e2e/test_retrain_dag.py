@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from model_factory.spec import load_spec
 from model_factory_dev import demo_data
 
 from tests.conftest import REPO, factory_env
@@ -145,16 +146,8 @@ def test_registry_versions_aliases_and_lineage(scenario):
     import mlflow
 
     info = mlflow.models.get_model_info(tags["factory.model_uri"])
-    assert {c.name for c in info.signature.inputs} == {
-        "tenure_months",
-        "monthly_charges",
-        "support_calls",
-        "usage_gb",
-        "age",
-        "plan",
-        "region",
-        "payment_method",
-    }
+    churn = load_spec(REPO / "include" / "models" / "churn.yaml")
+    assert {c.name for c in info.signature.inputs} == set(churn.features.all)
     assert info.saved_input_example_info is not None
 
 

@@ -22,13 +22,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-import yaml
 from model_factory.io.tracking import connect
 from model_factory.review.approval import review_in_airflow
 from model_factory.settings import FactorySettings
-from model_factory_dev.stack import Stack, StackConfig
+from model_factory_dev.stack import Stack
 
-from tests.conftest import REPO
+from tests.e2e.conftest import quick_churn_spec, retrain, scheduler_stack, until
 from tests.e2e.test_canary_scheduler import _put_batch
 
 pytestmark = pytest.mark.e2e
@@ -38,46 +37,23 @@ START = date(2026, 5, 4)
 
 
 def _test_spec(folder: Path) -> Path:
-    spec = yaml.safe_load((REPO / "include" / "models" / "churn.yaml").read_text())
-    spec["training"] = {"window_batches": 1}
-    spec["drift"] = {"enabled": False}
-    spec["gates"].update({"threshold": 0.55, "max_regression": 0.5, "too_good_jump": 0.1})
-    spec["canary"] = {"ramp": [0.5, 1.0], "min_samples": 5000, "max_stage_minutes": 30, "poke_seconds": 5}
-    spec["evaluation"] = {"slices": ["region"], "data_budget": {"shares": [0.25, 1.0]}}
-    spec["notify"] = {"webhook_conn_id": "review_hook"}
-    spec["review"] = {"reviewers": ["admin"]}  # the stack's user, who answers below
-    folder.mkdir(parents=True)
-    (folder / "churn.yaml").write_text(yaml.safe_dump(spec))
-    return folder
+    return quick_churn_spec(
+        folder,
+        {"threshold": 0.55, "max_regression": 0.5, "too_good_jump": 0.1},
+        canary={"ramp": [0.5, 1.0], "min_samples": 5000, "max_stage_minutes": 30, "poke_seconds": 5},
+        evaluation={"slices": ["region"], "data_budget": {"shares": [0.25, 1.0]}},
+        notify={"webhook_conn_id": "review_hook"},
+        review={"reviewers": ["admin"]},  # the stack's user, who answers below
+    )
 
 
 def _retrain(api, day: date) -> tuple[str, dict]:
-    run = api.trigger(f"{MODEL}__retrain", conf={"ds": str(day)})
-    done = api.wait_for_run(f"{MODEL}__retrain", run["dag_run_id"], timeout_s=400)
-    assert done["state"] == "success"
-    return run["dag_run_id"], api.xcom(f"{MODEL}__retrain", run["dag_run_id"], "register")
-
-
-def _until(what: str, check, timeout_s: float = 180):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(2)
-    raise AssertionError(f"{what} did not happen within {timeout_s:.0f} s")
+    return retrain(api, MODEL, day, timeout_s=400)
 
 
 def test_approving_a_held_version_through_the_rest_api_starts_its_canary(tmp_path, webhook):
     hook = {"AIRFLOW_CONN_REVIEW_HOOK": webhook.connection()}
-    config = StackConfig(
-        home=tmp_path / "stack",
-        mlflow_server=False,
-        s3=False,
-        gateway=False,
-        specs_dir=_test_spec(tmp_path / "specs"),
-        env=hook,
-    )
+    config = scheduler_stack(tmp_path, _test_spec(tmp_path / "specs"), gateway=False, env=hook)
     with Stack(config) as stack:
         api = stack.client()
         for kind in ("retrain", "review", "canary"):
@@ -94,11 +70,11 @@ def test_approving_a_held_version_through_the_rest_api_starts_its_canary(tmp_pat
         assert tasks["announce_held"] == "success" and tasks["announce_challenger"] == "skipped", tasks
         assert tasks["model_card"] == "success" and tasks["data_budget"] == "success", tasks
 
-        review_run = _until(
+        review_run = until(
             "the scheduler starting churn__review",
             lambda: [r for r in api.runs(f"{MODEL}__review") if r["run_type"] == "asset_triggered"],
         )[0]
-        detail = _until(
+        detail = until(
             "the review task waiting for a person",
             lambda: [
                 d
@@ -112,7 +88,7 @@ def test_approving_a_held_version_through_the_rest_api_starts_its_canary(tmp_pat
         ]
         assert "Model card: " in detail["body"] and "too good to be true" in detail["body"]
         assert detail["assigned_users"] == [{"id": "admin", "name": "admin"}]  # spec review.reviewers
-        [told] = _until("the reviewer being told", lambda: webhook.of_kind("held_for_review"))
+        [told] = until("the reviewer being told", lambda: webhook.of_kind("held_for_review"))
         assert f"/dags/{MODEL}__review/runs/{quote(review_run['dag_run_id'])}" in told["text"], told["text"]
         assert "Reviewers: admin" in told["text"]
 
@@ -129,11 +105,11 @@ def test_approving_a_held_version_through_the_rest_api_starts_its_canary(tmp_pat
         applied = api.xcom(f"{MODEL}__review", review_run["dag_run_id"], "apply")
         assert applied["version"] == held["version"] and "approved by alice" in applied["reason"]
 
-        canary = _until(
+        canary = until(
             "the scheduler starting churn__canary",
             lambda: [r for r in api.runs(f"{MODEL}__canary") if r["run_type"] == "asset_triggered"],
         )[0]
-        _until(
+        until(
             "the canary start task succeeding",
             lambda: any(
                 t["task_id"] == "start" and t["state"] == "success"
@@ -154,6 +130,6 @@ def test_approving_a_held_version_through_the_rest_api_starts_its_canary(tmp_pat
         drill = {"action": "rollback", "reason": "ops drill", "actor": "bob"}
         ops = api.trigger(f"{MODEL}__canary", conf=drill)
         assert api.wait_for_run(f"{MODEL}__canary", ops["dag_run_id"], timeout_s=180)["state"] == "success"
-        [event] = _until("the rollback event", lambda: webhook.of_kind("version_rolled_back"))
+        [event] = until("the rollback event", lambda: webhook.of_kind("version_rolled_back"))
         assert f"v{held['version']} rolled back" in event["text"] and "ops drill" in event["text"]
         assert f"/dags/{MODEL}__canary/runs/{quote(ops['dag_run_id'])}" in event["text"], event["text"]

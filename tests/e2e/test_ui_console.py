@@ -77,7 +77,7 @@ def build_fleet_state(settings, specs: Path) -> dict:
             body="\n".join(checked["reasons"]),
             details={"report_uri": checked["report_uri"]},
         ),
-        settings.home,
+        settings,
     )
 
     bad = demo_data.generate_batch("churn", BAD_DAY, rows=300)

@@ -8,11 +8,9 @@ test; ``s3_bucket`` creates a fresh bucket. Nothing here talks to anything but 1
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +23,8 @@ from pathlib import Path
 
 import pytest
 from model_factory.io import storage
+from model_factory_dev.stack.config import free_port
+from model_factory_dev.stack.s3 import moto_api
 
 SERVER_START_TIMEOUT_S = 20.0
 DUMMY_KEY = "testing"
@@ -51,13 +51,6 @@ _AWS_VARS = (
 )
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     """Linux: SIGTERM the server if pytest itself dies (even by SIGKILL)."""
     import ctypes
@@ -67,21 +60,39 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def moto_api(endpoint: str, path: str, body: bytes = b"") -> dict:
-    """POST to moto's control API (``/moto-api/...``) and return the JSON answer.
+def mlflow_server_argv(port: int, *store: str) -> list[str]:
+    """``mlflow server`` over the ``store`` arguments, on 127.0.0.1:``port`` with one worker."""
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        *store,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
 
-    The body goes as text/plain: with urllib's default form content type Flask moves it to
-    ``request.form`` and moto's ``reset-auth`` would see an empty body.
-    """
-    request = urllib.request.Request(
-        f"{endpoint}/moto-api/{path}",
-        data=body,
-        method="POST",
-        headers={"Content-Type": "text/plain"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        text = response.read().decode()
-    return json.loads(text) if text else {}
+
+def until_mlflow_up(url: str, server: subprocess.Popen, timeout_s: float = 180.0) -> None:
+    """Wait until the ``mlflow server`` at ``url`` answers its health check; fail if it exits
+    (with its stderr when that is piped) or is not up in ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            stderr = server.stderr.read().decode()[-2000:] if server.stderr else ""
+            raise AssertionError(f"mlflow server exited with {server.returncode}: {stderr}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"mlflow server at {url} not up within {timeout_s:.0f} s")
 
 
 def _answers(endpoint: str) -> bool:

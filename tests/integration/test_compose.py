@@ -19,6 +19,8 @@ import pytest
 import yaml
 from model_factory.settings import FactorySettings, env_name
 
+from tests.integration.conftest import mlflow_server_argv, until_mlflow_up
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
@@ -854,7 +856,6 @@ def test_mlflow_basic_auth_config_serves_only_signed_in_clients(tmp_path):
     import os
     import subprocess
     import sys
-    import time
 
     import httpx
     from model_factory_dev.stack import free_port
@@ -870,23 +871,10 @@ def test_mlflow_basic_auth_config_serves_only_signed_in_clients(tmp_path):
         "MLFLOW_AUTH_ADMIN_PASSWORD": "pw-for-the-test",
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "k",
     }
+    app_name = command[command.index("--app-name") + 1]
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--app-name",
-            command[command.index("--app-name") + 1],
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'mlflow.db'}",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
+        mlflow_server_argv(port, "--app-name", app_name, "--backend-store-uri", store),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -894,16 +882,7 @@ def test_mlflow_basic_auth_config_serves_only_signed_in_clients(tmp_path):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 400  # a busy 2-core machine imports MLflow slowly
-        while True:
-            assert server.poll() is None, server.stderr.read().decode()[-2000:]
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "mlflow server did not start"
-            time.sleep(0.5)
+        until_mlflow_up(base, server, timeout_s=400)  # a busy 2-core machine imports MLflow slowly
         search = f"{base}/api/2.0/mlflow/experiments/search?max_results=1"
         assert httpx.get(search, timeout=10).status_code == 401
         assert httpx.get(search, auth=("factory-admin", "wrong"), timeout=10).status_code == 401

@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
-import time
-import urllib.request
 from datetime import date
-from pathlib import Path
 
 import pytest
 from model_factory.io.tracking import connect
@@ -19,7 +15,7 @@ from model_factory.settings import FactorySettings
 
 from tests.conftest import REPO
 from tests.e2e.conftest import browser, wait_for  # noqa: F401 - browser: a fixture
-from tests.integration.conftest import _die_with_parent, free_port
+from tests.integration.conftest import _die_with_parent, free_port, mlflow_server_argv, until_mlflow_up
 from tests.unit.pipeline.test_training_evaluation import _retrain, _validated, spec_for
 
 pytestmark = [
@@ -29,20 +25,6 @@ pytestmark = [
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 DAYS = [date(2026, 3, 2), date(2026, 3, 3)]
-
-
-def _until_up(url: str, server: subprocess.Popen, timeout_s: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"mlflow server exited with {server.returncode}"
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=5) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise AssertionError(f"mlflow server at {url} not up within {timeout_s:.0f} s")
 
 
 def test_the_mlflow_ui_run_page_shows_the_training_batches_as_datasets(
@@ -59,27 +41,15 @@ def test_the_mlflow_ui_run_page_shows_the_training_batches_as_datasets(
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    store = ["--backend-store-uri", settings.tracking_uri, "--default-artifact-root", settings.artifact_root]
     server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            settings.tracking_uri,
-            "--default-artifact-root",
-            settings.artifact_root,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
+        mlflow_server_argv(port, *store),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         preexec_fn=_die_with_parent,
     )
     try:
-        _until_up(url, server)
+        until_mlflow_up(url, server)
         page = f"{url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
         shown = _datasets_shown(browser, page)
     finally:

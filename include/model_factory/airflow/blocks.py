@@ -24,6 +24,7 @@ from typing import Any
 from model_factory.airflow import review
 from model_factory.airflow.common import (
     alert,
+    announce_task,
     challenger_asset,
     code_dir,
     common_dag_args,
@@ -257,20 +258,14 @@ def register(loaded: LoadedSpec, evaluated: XComArg) -> XComArg:
 
 def announce_challenger(loaded: LoadedSpec, registered: XComArg) -> XComArg:
     """Emit ``<model>__challenger`` (which starts the canary) only for a new challenger."""
-    spec = loaded.spec
 
-    @task(multiple_outputs=True, outlets=[challenger_asset(spec)])
-    def announce_challenger(registered: dict) -> dict:
-        if registered["alias"] != "challenger":
-            raise AirflowSkipException(
-                f"v{registered['version']} is {registered['status']} with alias "
-                f"{registered['alias']}: no canary to start"
-            )
-        extra = {"version": registered["version"], "ds": run_ds(), "reason": registered["reason"]}
-        get_current_context()["outlet_events"][challenger_asset(spec)].extra = extra
-        return extra
+    def not_new(registered: dict) -> str | None:
+        if registered["alias"] == "challenger":
+            return None
+        version, status, alias = registered["version"], registered["status"], registered["alias"]
+        return f"v{version} is {status} with alias {alias}: no canary to start"
 
-    return announce_challenger(registered)  # type: ignore[arg-type]
+    return announce_task("announce_challenger", challenger_asset(loaded.spec), registered, not_new)
 
 
 def retrain_steps(loaded: LoadedSpec, *, fit: str | None = None) -> XComArg:

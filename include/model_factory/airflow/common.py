@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,10 @@ from model_factory.errors import ErrorKind, error_kind_line
 from model_factory.settings import FactorySettings
 from model_factory.spec import CRON_PRESETS, LoadedSpec, ModelSpec
 
-from airflow.sdk import Asset, Param, get_current_context
+from airflow.sdk import Asset, Param, XComArg, get_current_context, task
 from airflow.sdk.definitions.dag import TAG_MAX_LEN  # a longer tag fails the whole DAG file
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 log = logging.getLogger("model_factory.airflow")
 
@@ -30,6 +31,25 @@ def drift_asset(spec: ModelSpec) -> Asset:
 
 def challenger_asset(spec: ModelSpec) -> Asset:
     return Asset(name=f"{spec.name}__challenger", uri=f"x-model-factory://{spec.name}/challenger")
+
+
+def announce_task(
+    task_id: str, asset: Asset, registered: XComArg, skip_reason: Callable[[dict], str | None]
+) -> XComArg:
+    """A task that emits ``asset`` for the version ``register`` returned (its version, batch date
+    and reason as the event's extra: what the DAG the asset schedules reads), or skips saying
+    ``skip_reason`` when that is not None (the version is not one this asset announces)."""
+
+    @task(task_id=task_id, multiple_outputs=True, outlets=[asset])
+    def announce(registered: dict) -> dict:
+        reason = skip_reason(registered)
+        if reason is not None:
+            raise AirflowSkipException(reason)
+        extra = {"version": registered["version"], "ds": run_ds(), "reason": registered["reason"]}
+        get_current_context()["outlet_events"][asset].extra = extra
+        return extra
+
+    return announce(registered)  # type: ignore[arg-type]
 
 
 def triggering_extras() -> list[dict]:
@@ -92,7 +112,7 @@ def alert(spec: ModelSpec, kind: str, subject: str, body: str, details: dict | N
     message = Alert(
         model=spec.name, owner=spec.owner, kind=kind, subject=subject, body=body, details=details or {}
     )
-    return deliver(message, FactorySettings.from_env().home, smtp=smtp, webhook_url=webhook_url)
+    return deliver(message, FactorySettings.from_env(), smtp=smtp, webhook_url=webhook_url)
 
 
 def s3_options(conn_id: str | None):

@@ -158,8 +158,8 @@ class FactoryNotifier(BaseNotifier):
                 channels[conn_id] = f"failed: {type(exc).__name__}: {exc}"
                 log.error("alert channel %s for %s failed: %s", conn_id, self.model, exc)
         recorded = Alert(**{**alert.__dict__, "details": {**alert.details, "channels": channels}})
-        home = FactorySettings.from_env().home
-        outcome = deliver(recorded, home)
+        settings = FactorySettings.from_env()
+        outcome = deliver(recorded, settings)
         failed = {conn_id: why for conn_id, why in channels.items() if why.startswith("failed")}
         if failed:  # its own alert, the newest: `status` and `show` name the broken connection
             subject = f"notify connection {', '.join(failed)} failed ({self.kind} for {where} not sent there)"
@@ -171,7 +171,7 @@ class FactoryNotifier(BaseNotifier):
                 body="\n".join(f"{conn_id}: {why}" for conn_id, why in failed.items()),
                 details={"channels": failed, "alert_kind": self.kind, "links": links},
             )
-            deliver(broken, home)
+            deliver(broken, settings)
         return outcome | {"channels": channels}
 
 

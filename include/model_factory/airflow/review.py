@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from model_factory.airflow.common import (
+    announce_task,
     challenger_asset,
     code_dir,
     common_dag_args,
@@ -50,21 +51,13 @@ FORM_FIELDS = tuple(FORM_LIMITS)
 
 def review_form() -> dict:
     """The reviewer's form: typed fields, so Airflow's form checks what it can before submitting."""
+    shown = {
+        "reason": ("Reason", "Why (recorded on the version)"),
+        "actor": ("On behalf of", "On whose behalf (optional)"),
+    }
     return {
-        "reason": Param(
-            "",
-            type="string",
-            maxLength=FORM_LIMITS["reason"],
-            title="Reason",
-            description="Why (recorded on the version)",
-        ),
-        "actor": Param(
-            "",
-            type="string",
-            maxLength=FORM_LIMITS["actor"],
-            title="On behalf of",
-            description="On whose behalf (optional)",
-        ),
+        field: Param("", type="string", maxLength=FORM_LIMITS[field], title=title, description=description)
+        for field, (title, description) in shown.items()
     }
 
 
@@ -184,18 +177,13 @@ def data_budget(loaded: LoadedSpec, trained: XComArg) -> XComArg:
 
 def announce_held(loaded: LoadedSpec, registered: XComArg) -> XComArg:
     """Emit ``<model>__held`` (which starts the review) only for a version held for review."""
-    spec = loaded.spec
 
-    @task(multiple_outputs=True, outlets=[held_asset(spec)])
-    def announce_held(registered: dict) -> dict:
-        if registered["status"] != "held_for_review":
-            version, status = registered["version"], registered["status"]
-            raise AirflowSkipException(f"v{version} is {status}: nothing to review")
-        extra = {"version": registered["version"], "ds": run_ds(), "reason": registered["reason"]}
-        get_current_context()["outlet_events"][held_asset(spec)].extra = extra
-        return extra
+    def not_held(registered: dict) -> str | None:
+        if registered["status"] == "held_for_review":
+            return None
+        return f"v{registered['version']} is {registered['status']}: nothing to review"
 
-    return announce_held(registered)  # type: ignore[arg-type]
+    return announce_task("announce_held", held_asset(loaded.spec), registered, not_held)
 
 
 def review_dag(loaded: LoadedSpec) -> DAG:

@@ -24,7 +24,7 @@ import logging
 import os
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,13 @@ def _stored_origins(conn: sa.Connection, origins: list[str]) -> set[str]:
     return found
 
 
+def _stored_event(row: dict[str, Any]) -> Event:
+    """An event read back: every field from its column of the same name, ``details`` from JSON."""
+    values = {field.name: row[field.name] for field in fields(Event)}
+    values["details"] = json.loads(values["details"]) if values["details"] else {}
+    return Event(**values)
+
+
 class EventStore:
     """The ``analyzer_events`` table: append (deduplicated by ``origin``) and read back."""
 
@@ -202,23 +209,7 @@ class EventStore:
             query = query.where(EVENTS.c.at < until)
         with self.engine.connect() as conn:
             rows = [dict(row._mapping) for row in conn.execute(query)]
-        return [
-            Event(
-                user=r["user"],
-                action=r["action"],
-                stage=r["stage"],
-                outcome=r["outcome"],
-                at=r["at"],
-                source=r["source"],
-                model=r["model"],
-                error_kind=r["error_kind"],
-                message=r["message"],
-                duration_s=r["duration_s"],
-                details=json.loads(r["details"]) if r["details"] else {},
-                origin=r["origin"],
-            )
-            for r in rows
-        ]
+        return [_stored_event(row) for row in rows]
 
     def latest(self, source: str) -> datetime | None:
         """When the newest event of ``source`` happened (where a collector takes up again)."""

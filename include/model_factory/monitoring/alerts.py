@@ -69,11 +69,6 @@ def alerts_file(home: Path, model: str) -> Path:
     return home / "alerts" / f"{model}.jsonl"
 
 
-def alerts_db_uri(home: Path) -> str:
-    """The prediction DB (``FACTORY_PREDICTION_DB_URI``, else SQLite under ``home``)."""
-    return FactorySettings.from_env().prediction_db_uri or f"sqlite:///{home / 'serving' / 'predictions.db'}"
-
-
 def _engine(db: str) -> sa.engine.Engine:
     from model_factory.serving.predlog import engine_for
 
@@ -123,12 +118,13 @@ def stored_alerts(db: str, models: list[str] | None = None, limit: int | None = 
     return rows
 
 
-def read_alerts(home: Path, model: str) -> list[dict[str, Any]]:
-    """A model's alerts, oldest first: the table, else (alerts from before it existed) the JSONL log."""
-    stored = stored_alerts(alerts_db_uri(home), [model])
+def read_alerts(settings: FactorySettings, model: str) -> list[dict[str, Any]]:
+    """A model's alerts, oldest first: the table (in the prediction DB), else (alerts from before it
+    existed) the JSONL log under the factory's home."""
+    stored = stored_alerts(settings.prediction_db, [model])
     if stored:
         return [{k: v for k, v in row.items() if k != "id"} for row in reversed(stored)]
-    path = alerts_file(home, model)
+    path = alerts_file(settings.home, model)
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -163,15 +159,15 @@ def post_webhook(alert: Alert, url: str, timeout_s: float = 10.0) -> int:
 
 def deliver(
     alert: Alert,
-    home: Path,
+    settings: FactorySettings,
     smtp: SmtpTarget | None = None,
     webhook_url: str | None = None,
 ) -> dict[str, str]:
     """Send on every configured channel; a failing channel is reported, never raised, so an
     alert outage cannot fail the pipeline step that raised the alert."""
     log.warning("ALERT for %s (owner %s): %s\n%s", alert.model, alert.owner, alert.subject, alert.body)
-    outcome = {"file": str(write_alert(alert, home))}
-    db = alerts_db_uri(home)
+    outcome = {"file": str(write_alert(alert, settings.home))}
+    db = settings.prediction_db
     try:
         store_alert(alert, db)
         outcome["db"] = "stored"

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from model_factory.io import storage, tag_schema, tracking
 from model_factory.io.airflow_api import AirflowApiError
 from model_factory.io.registry_state import CANARY, SHADOW, parse_share
-from model_factory.monitoring.alerts import alerts_db_uri, stored_alerts
+from model_factory.monitoring.alerts import stored_alerts
 from model_factory.monitoring.health_history import LatestFigures, history, latest_figures
 from model_factory.rollout.shadow import shadow_comparison
 from model_factory.rollout.summary import drift_checks, quarantined_batches, rollout_decisions
@@ -241,7 +241,7 @@ def _store_listing(settings: FactorySettings, only: str | None = None) -> dict[t
 
 
 def _alerts(settings: FactorySettings, names: list[str]) -> dict[str, list[dict]]:
-    db = alerts_db_uri(settings.home)
+    db = settings.prediction_db
     if db.startswith("sqlite:///") and not os.path.exists(db.removeprefix("sqlite:///")):
         return {}
     out: dict[str, list[dict]] = {}

@@ -181,22 +181,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+# What a stack attached to a detached one takes over of the config that one saved in its state.
+_ATTACHED = ("executor", "postgres_url", "redis_url", "name", "api_port", "mlflow_port", "s3_port")
+
+
 def _attach(home: Path) -> Stack:
     """A Stack object for the detached stack running from ``home`` (for ``demo``)."""
     state = _load_state(home)
     cfg = state["config"]
-    config = StackConfig(
-        home=home,
-        executor=cfg["executor"],
-        postgres_url=cfg["postgres_url"],
-        redis_url=cfg["redis_url"],
-        name=cfg["name"],
-        api_port=cfg["api_port"],
-        mlflow_port=cfg["mlflow_port"],
-        s3_port=cfg["s3_port"],
-        keep_data=True,
-        detach=True,
-    )
+    config = StackConfig(home=home, keep_data=True, detach=True, **{key: cfg[key] for key in _ATTACHED})
     stack = Stack(config)
     stack.env.update(state["env"])
     stack.s3_endpoint = state["s3_endpoint"]

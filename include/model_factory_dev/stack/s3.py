@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from model_factory_dev.stack.config import StackError
+
+
+def moto_api(endpoint: str, path: str, body: bytes = b"") -> Any:
+    """POST to moto's control API (``/moto-api/...``) and return the JSON answer.
+
+    The body goes as text/plain: with urllib's default form content type Flask moves it to
+    ``request.form`` and moto's ``reset-auth`` would see an empty body.
+    """
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/{path}",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "text/plain"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    return json.loads(text) if text else {}
 
 
 class StackS3:
@@ -75,17 +93,7 @@ class StackS3:
         self._moto_api("reset-auth", b"0")  # from now on moto checks keys and policies
 
     def _moto_api(self, path: str, body: bytes = b"") -> Any:
-        import urllib.request
-
-        request = urllib.request.Request(
-            f"{self.s3_endpoint}/moto-api/{path}",
-            data=body,
-            method="POST",
-            headers={"Content-Type": "text/plain"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            text = response.read().decode()
-        return json.loads(text) if text else {}
+        return moto_api(self.s3_endpoint, path, body)
 
     def upload_demo_data(
         self,

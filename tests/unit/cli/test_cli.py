@@ -10,6 +10,8 @@ import pytest
 from model_factory.cli.main import app, main
 from model_factory.settings import FactorySettings
 
+from tests.unit.cli.test_cli_habits import OPS
+from tests.unit.console.health_fixture import store_health
 from tests.unit.pipeline.test_registry import two_versions  # noqa: F401 - fixture
 
 REPO = Path(__file__).resolve().parents[3]
@@ -29,22 +31,8 @@ def test_help_reads_at_every_level(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     top = capsys.readouterr().out
     commands = [c.name for c in typer.main.get_command(app).commands.values() if not c.hidden]
-    for name in (
-        "status",
-        "show",
-        "trigger",
-        "runs",
-        "promote",
-        "rollback",
-        "abort",
-        "pin",
-        "unpin",
-        "canary",
-        "validate",
-        "serve",
-        "demo",
-    ):
-        assert name in commands and name in top
+    for name in sorted({*OPS, "validate", "serve", "demo"}):
+        assert name in commands and name in top, name
     for name in commands:
         if name in ("serve", "demo"):  # their --help is the wrapped program's
             continue
@@ -71,7 +59,7 @@ def test_status_shows_the_fleet_with_a_broken_spec_and_alerts(
     shutil.copy(REPO / "include" / "models" / "churn.yaml", specs / "churn.yaml")
     (specs / "typo.yaml").write_text("name: typo\nownr: me\n")
     alert = Alert(model="churn", owner="growth", kind="drift", subject="churn: drift on 2026-01-11", body="x")
-    deliver(alert, two_versions.home)
+    deliver(alert, two_versions)
 
     assert main(["status", "--offline", "--json"]) == 0
     fleet = json.loads(capsys.readouterr().out)
@@ -125,9 +113,7 @@ def _record_health(settings: FactorySettings) -> None:
     the last check's expiry forecast, as the churn__health DAG writes them."""
     from datetime import date, datetime
 
-    import sqlalchemy as sa
-    from model_factory.io import storage
-    from model_factory.monitoring.health_history import HealthRow, record
+    from model_factory.monitoring.health_history import HealthRow
 
     def row(day: int, realized: float | None, estimated: float) -> HealthRow:
         return HealthRow(
@@ -151,10 +137,7 @@ def _record_health(settings: FactorySettings) -> None:
             datetime(2026, 3, 5),
         )
 
-    Path(settings.prediction_db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(settings.prediction_db)
-    record(engine, [row(2, 0.74, 0.73), row(3, None, 0.72), row(4, None, 0.71)])
-    engine.dispose()
+    rows = [row(2, 0.74, 0.73), row(3, None, 0.72), row(4, None, 0.71)]
     report = {
         "ds": "2026-03-04",
         "action": "alert",
@@ -164,8 +147,7 @@ def _record_health(settings: FactorySettings) -> None:
         "cadence_days": 20,
         "champion_version": "1",
     }
-    uri = storage.join(settings.store_uri, "health", "churn", "2026-03-04", "report.json")
-    storage.write_json(uri, report)
+    store_health(settings, rows, report)
 
 
 def test_an_unknown_model_is_named_with_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:

@@ -113,18 +113,22 @@ def test_every_imported_package_is_declared():
     assert missing == set(), f"in pyproject.toml but not requirements.in: {missing}"
 
 
-def test_the_site_builds_strictly_and_a_broken_link_fails_it(tmp_path):
+def _mkdocs_build(project: Path, site: Path) -> subprocess.CompletedProcess[str]:
+    """``mkdocs build --strict`` of the site in ``project`` into ``site``."""
     mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent))
     assert mkdocs, "mkdocs-material is in requirements-dev.txt"
-    env = {"NO_MKDOCS_2_WARNING": "1", "PATH": str(Path(sys.executable).parent)}
-    built = subprocess.run(
-        [mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT,
+    return subprocess.run(
+        [mkdocs, "build", "--strict", "--site-dir", str(site)],
+        cwd=project,
         capture_output=True,
         text=True,
         timeout=600,
-        env=env,
+        env={"NO_MKDOCS_2_WARNING": "1", "PATH": str(Path(sys.executable).parent)},
     )
+
+
+def test_the_site_builds_strictly_and_a_broken_link_fails_it(tmp_path):
+    built = _mkdocs_build(ROOT, tmp_path / "site")
     assert built.returncode == 0, built.stderr[-3000:]
     # The performance page includes bench/results/latest.md rather than a copy of it.
     latest = (ROOT / "bench" / "results" / "latest.md").read_text().splitlines()[2].split("|")[2].strip()
@@ -138,14 +142,7 @@ def test_the_site_builds_strictly_and_a_broken_link_fails_it(tmp_path):
     shutil.copytree(ROOT / "bench" / "results", copy / "bench" / "results")
     with (copy / "docs" / "ops.md").open("a") as page:
         page.write("\nSee [the old section](how_it_works.md#no-such-section).\n")
-    broken = subprocess.run(
-        [mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site2")],
-        cwd=copy,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+    broken = _mkdocs_build(copy, tmp_path / "site2")
     assert broken.returncode == 1 and "no-such-section" in broken.stderr
 
 

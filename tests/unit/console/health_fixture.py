@@ -15,6 +15,16 @@ START = date(2026, 1, 5)
 DAYS = 14
 
 
+def store_health(settings: FactorySettings, rows: list[HealthRow], check: dict) -> None:
+    """``rows`` into the health history (the prediction DB, SQLite) and ``check`` as churn's
+    health report of its day, where the churn__health DAG writes them."""
+    Path(settings.prediction_db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(settings.prediction_db)
+    record(engine, rows)
+    engine.dispose()
+    storage.write_json(storage.join(settings.store_uri, "health", "churn", check["ds"], "report.json"), check)
+
+
 def write_churn_health(settings: FactorySettings) -> None:
     rows = []
     for k in range(DAYS):
@@ -46,10 +56,6 @@ def write_churn_health(settings: FactorySettings) -> None:
                 datetime(2026, 1, 20),
             )
         )
-    Path(settings.prediction_db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(settings.prediction_db)
-    record(engine, rows)
-    engine.dispose()
     for k in range(0, DAYS, 2):
         ds = (START + timedelta(days=k)).isoformat()
         psi = {"tenure_months": 0.02 + 0.01 * k, "usage_gb": 0.05, "plan": 0.01 * (k % 3), "age": None}
@@ -65,5 +71,4 @@ def write_churn_health(settings: FactorySettings) -> None:
         "cadence_days": 12,
         "reason": "expiry: roc_auc falls 0.007/day; crosses 0.70 around 2026-01-24",
     }
-    uri = storage.join(settings.store_uri, "health", "churn", "2026-01-18", "report.json")
-    storage.write_json(uri, check)
+    store_health(settings, rows, check)

@@ -130,6 +130,34 @@ def test_promote_is_off_without_a_canary_and_says_why(paused_client: TestClient)
     assert '<dialog id="ask">' in page
 
 
+def model_detail(**fields) -> dict:
+    """What ``fleet.model_detail`` gives the model page for churn (retrain, classification, owned
+    by growth, champion v1 at 0.9, nothing else going on), ``fields`` replacing."""
+    return {
+        "model": "churn",
+        "status": "ok",
+        "template": "retrain",
+        "task": "classification",
+        "owner": "growth",
+        "metric": "roc_auc",
+        "champion": "1",
+        "champion_metric": 0.9,
+        "canary": None,
+        "challenger": None,
+        "pinned": None,
+        "held": [],
+        "next_run": None,
+        "dags": {},
+        "sources": {},
+        "versions_detail": [],
+        "rollouts": [],
+        "drift_checks": [],
+        "quarantines": [],
+        "all_alerts": [],
+        **fields,
+    }
+
+
 def test_checklist_items_are_drawn_pass_or_fail(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     from model_factory.rollout import fleet
 
@@ -145,28 +173,7 @@ def test_checklist_items_are_drawn_pass_or_fail(client: TestClient, monkeypatch:
         "review": None,
         "checklist_items": {"owner": "pass", "gates_passed": "pass", "lineage": "fail"},
     }
-    detail = {
-        "model": "churn",
-        "status": "ok",
-        "template": "retrain",
-        "task": "classification",
-        "owner": "growth",
-        "metric": "roc_auc",
-        "champion": "3",
-        "champion_metric": 0.9,
-        "canary": None,
-        "challenger": None,
-        "pinned": None,
-        "held": [],
-        "next_run": None,
-        "dags": {},
-        "sources": {},
-        "versions_detail": [version],
-        "rollouts": [],
-        "drift_checks": [],
-        "quarantines": [],
-        "all_alerts": [],
-    }
+    detail = model_detail(champion="3", versions_detail=[version])
     monkeypatch.setattr(fleet, "model_detail", lambda settings, model, airflow: detail)
     page = client.get("/models/churn", headers={"x-user": "viewer"}).text
     assert '<div class="small item-pass" data-item="owner">✓ owner</div>' in page

@@ -7,34 +7,12 @@ import pytest
 from fastapi.testclient import TestClient
 from model_factory.rollout.shadow import ShadowPair, compare_shadow
 
-from tests.unit.console.test_app import client  # noqa: F401 - fixture
+from tests.unit.console.test_app import client, model_detail  # noqa: F401 - client: a fixture
 
 
 def _detail(shadow: dict | None, comparison: dict | None, challenger: str | None = "2") -> dict:
-    return {
-        "model": "churn",
-        "status": "ok",
-        "template": "retrain",
-        "task": "classification",
-        "owner": "growth",
-        "metric": "roc_auc",
-        "champion": "1",
-        "champion_metric": 0.9,
-        "canary": None,
-        "challenger": challenger,
-        "pinned": None,
-        "held": [],
-        "next_run": None,
-        "dags": {"retrain": "churn__retrain", "canary": "churn__canary"},
-        "sources": {},
-        "versions_detail": [],
-        "rollouts": [],
-        "drift_checks": [],
-        "quarantines": [],
-        "all_alerts": [],
-        "shadow": shadow,
-        "shadow_comparison": comparison,
-    }
+    dags = {"retrain": "churn__retrain", "canary": "churn__canary"}
+    return model_detail(challenger=challenger, dags=dags, shadow=shadow, shadow_comparison=comparison)
 
 
 def _comparison() -> dict:

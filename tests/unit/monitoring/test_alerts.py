@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from model_factory.monitoring.alerts import Alert, SmtpTarget, deliver, read_alerts
+from model_factory.settings import FactorySettings
 
 
 def _alert() -> Alert:
@@ -75,28 +76,29 @@ def smtp_server():
 
 
 def test_file_channel_always_written(tmp_path: Path) -> None:
-    outcome = deliver(_alert(), tmp_path)
+    outcome = deliver(_alert(), FactorySettings(home=tmp_path))
     assert outcome == {"file": str(tmp_path / "alerts" / "churn.jsonl"), "db": "stored"}
-    [stored] = read_alerts(tmp_path, "churn")
+    [stored] = read_alerts(FactorySettings(home=tmp_path), "churn")
     assert stored["kind"] == "drift" and stored["details"] == {"psi": 0.41}
 
 
 def test_alerts_live_in_the_prediction_db_and_survive_a_restart(tmp_path: Path) -> None:
     """The table is the durable copy: a fresh process (new engine) without the JSONL still reads it."""
     import sqlalchemy as sa
-    from model_factory.monitoring.alerts import ALERTS, alerts_db_uri, alerts_file
+    from model_factory.monitoring.alerts import ALERTS, alerts_file
 
-    deliver(_alert(), tmp_path)
+    settings = FactorySettings(home=tmp_path)
+    deliver(_alert(), settings)
     alerts_file(tmp_path, "churn").unlink()  # the container-local log is gone
-    with sa.create_engine(alerts_db_uri(tmp_path)).connect() as conn:  # another process's view
+    with sa.create_engine(settings.prediction_db).connect() as conn:  # another process's view
         [row] = conn.execute(sa.select(ALERTS)).mappings().all()
     assert (row["model"], row["kind"], row["owner"]) == ("churn", "drift", "growth")
-    assert read_alerts(tmp_path, "churn")[0]["subject"] == "churn: drift on 2026-01-11"
+    assert read_alerts(FactorySettings(home=tmp_path), "churn")[0]["subject"] == "churn: drift on 2026-01-11"
 
 
 def test_an_unwritable_db_is_reported_and_the_log_still_has_the_alert(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("FACTORY_PREDICTION_DB_URI", "postgresql+psycopg2://nobody@127.0.0.1:1/none")
-    outcome = deliver(_alert(), tmp_path)
+    outcome = deliver(_alert(), FactorySettings(home=tmp_path))
     assert outcome["db"].startswith("failed:")
     assert '"kind": "drift"' in (tmp_path / "alerts" / "churn.jsonl").read_text()
 
@@ -107,7 +109,7 @@ def test_email_and_webhook_delivered(tmp_path: Path, smtp_server, webhook) -> No
     target = SmtpTarget(
         host="127.0.0.1", port=port, sender="mf@example.org", recipients=["owner@example.org"]
     )
-    outcome = deliver(_alert(), tmp_path, smtp=target, webhook_url=url)
+    outcome = deliver(_alert(), FactorySettings(home=tmp_path), smtp=target, webhook_url=url)
     assert outcome["email"] == "sent to owner@example.org" and outcome["webhook"] == "HTTP 200"
     assert "Subject: [model-factory] churn: drift on 2026-01-11" in messages[0]
     assert "tenure_months PSI 0.41" in messages[0]
@@ -120,6 +122,8 @@ def test_a_dead_channel_is_reported_not_raised(tmp_path: Path) -> None:
 
     port = free_port()  # nothing listens there
     target = SmtpTarget(host="127.0.0.1", port=port, sender="a@b", recipients=["c@d"])
-    outcome = deliver(_alert(), tmp_path, smtp=target, webhook_url=f"http://127.0.0.1:{port}/x")
+    outcome = deliver(
+        _alert(), FactorySettings(home=tmp_path), smtp=target, webhook_url=f"http://127.0.0.1:{port}/x"
+    )
     assert outcome["email"].startswith("failed:") and outcome["webhook"].startswith("failed:")
-    assert len(read_alerts(tmp_path, "churn")) == 1
+    assert len(read_alerts(FactorySettings(home=tmp_path), "churn")) == 1

@@ -4,6 +4,7 @@ training, evaluation and the registry (real MLflow on SQLite)."""
 
 from __future__ import annotations
 
+import copy
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -28,23 +29,25 @@ from tests.conftest import REPO
 
 DAY = date(2026, 3, 2)
 SPECIES = ["setosa", "versicolor", "virginica"]
+# An iris-like three-class spec (no shipped spec has string classes).
+FLOWERS = {
+    "name": "flowers",
+    "owner": "botany",
+    "description": "Species from measurements.",
+    "task": "classification",
+    "source": {"uri": "${FACTORY_DATA_ROOT}/flowers/{ds}.csv"},
+    "target": "species",
+    "features": {"numeric": ["petal", "sepal"], "categorical": ["site"]},
+    "estimator": {"class": "LogisticRegression", "params": {"max_iter": 500}},
+    "gates": {"primary_metric": "f1", "threshold": 0.5, "too_good_jump": None},
+    "training": {"window_batches": 3},
+}
 
 
 def spec_file(folder: Path, name: str, **changes) -> ModelSpec:
-    """A copy of a shipped spec (or the iris-like one below) with changes, loaded from a file."""
+    """A copy of a shipped spec (or ``FLOWERS``) with changes, loaded from a file."""
     if name == "flowers":
-        raw = {
-            "name": "flowers",
-            "owner": "botany",
-            "description": "Species from measurements.",
-            "task": "classification",
-            "source": {"uri": "${FACTORY_DATA_ROOT}/flowers/{ds}.csv"},
-            "target": "species",
-            "features": {"numeric": ["petal", "sepal"], "categorical": ["site"]},
-            "estimator": {"class": "LogisticRegression", "params": {"max_iter": 500}},
-            "gates": {"primary_metric": "f1", "threshold": 0.5, "too_good_jump": None},
-            "training": {"window_batches": 3},
-        }
+        raw = copy.deepcopy(FLOWERS)
     else:
         raw = yaml.safe_load((REPO / "include" / "models" / f"{name}.yaml").read_text())
     raw.update(changes)

@@ -145,37 +145,45 @@ def test_unknown_checklist_item_fails_at_parse_time(tmp_path):
     assert "review.checklist" in str(err.value) and "docs_reviewed" in str(err.value)
 
 
-def test_card_renders_every_section(churn):
-    spec, model, _, holdout = churn
-    sections = evaluate_sections(spec, model, holdout, champion=model)
-    context = {
+def _card_context(spec, **fields) -> dict:
+    """What ``render_card`` is given for churn v3 (run r1, trained in 0.5 s), ``fields`` added."""
+    return {
         "spec": spec.model_dump(mode="json", by_alias=True),
         "template": "retrain",
         "model": "churn",
         "version": "3",
         "run_id": "r1",
         "created": 0,
-        "champion_version": "2",
         "primary_metric": "roc_auc",
-        "lineage": {
+        "cost": {"train_wall_seconds": 0.5, "train_cpu_seconds": 0.4, "process_peak_rss_mb": 300.0},
+        "budget": None,
+        **fields,
+    }
+
+
+def test_card_renders_every_section(churn):
+    spec, model, _, holdout = churn
+    sections = evaluate_sections(spec, model, holdout, champion=model)
+    context = _card_context(
+        spec,
+        champion_version="2",
+        lineage={
             "inputs": [{"uri": "file:///x/data.parquet", "rows": 600, "sha256": "ab" * 32}],
             "tags": {"factory.git_revision": "abc123"},
         },
-        "validation": [
+        validation=[
             {"uri": "file:///x/data.parquet", "rows": 600, "success": True, "evaluated": 9, "successful": 9}
         ],
-        "cost": {"train_wall_seconds": 0.5, "train_cpu_seconds": 0.4, "process_peak_rss_mb": 300.0},
-        "params": {"rows.train": "450", "rows.holdout": "150"},
-        "decision": {
+        params={"rows.train": "450", "rows.holdout": "150"},
+        decision={
             "status": "blessed",
             "reason": "meets the bar",
             "interval": [0.01, -0.02, 0.04],
             "review": {},
         },
-        "budget": None,
-        "checklist": [Item("model_card", True, "file:///card")],
+        checklist=[Item("model_card", True, "file:///card")],
         **sections,
-    }
+    )
     html = render_card(context)
     for heading in (
         "Purpose",
@@ -254,25 +262,17 @@ def test_a_card_that_served_shows_its_post_deployment_performance(churn):
     assert [d["day"] for d in section["days"]] == ["2026-01-07", "2026-01-06", "2026-01-05"]
 
     spec, model, _, holdout = churn
-    context = {
-        "spec": spec.model_dump(mode="json", by_alias=True),
-        "template": "retrain",
-        "model": "churn",
-        "version": "3",
-        "run_id": "r1",
-        "created": 0,
-        "champion_version": None,
-        "primary_metric": "roc_auc",
-        "lineage": {"inputs": [], "tags": {}},
-        "validation": [],
-        "params": {},
-        "cost": {"train_wall_seconds": 0.5, "train_cpu_seconds": 0.4, "process_peak_rss_mb": 300.0},
-        "decision": {"status": "blessed", "reason": "ok", "interval": None, "review": {}},
-        "budget": None,
-        "checklist": [],
-        "after_deployment": section,
+    context = _card_context(
+        spec,
+        champion_version=None,
+        lineage={"inputs": [], "tags": {}},
+        validation=[],
+        params={},
+        decision={"status": "blessed", "reason": "ok", "interval": None, "review": {}},
+        checklist=[],
+        after_deployment=section,
         **evaluate_sections(spec, model, holdout, champion=None),
-    }
+    )
     html = render_card(context)
     after = html.split('id="after-deployment"')[1]
     assert "Realized roc_auc <b>0.7750</b> (holdout 0.8200)" in after and "2026-01-07" in after

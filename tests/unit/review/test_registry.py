@@ -95,36 +95,23 @@ def test_card_renders_in_headless_chromium(factory_home):
     page.write_text(html)
     shot.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as profile:
+        chromium = [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+        ]
         dumped = subprocess.run(
-            [
-                "chromium",
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--no-first-run",
-                f"--user-data-dir={profile}",
-                "--virtual-time-budget=3000",
-                "--dump-dom",
-                page.as_uri(),
-            ],
+            [*chromium, "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
             capture_output=True,
             text=True,
             timeout=120,
         )
         subprocess.run(
-            [
-                "chromium",
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--no-first-run",
-                f"--user-data-dir={profile}",
-                f"--screenshot={shot}",
-                "--window-size=1300,2400",
-                page.as_uri(),
-            ],
+            [*chromium, f"--screenshot={shot}", "--window-size=1300,2400", page.as_uri()],
             capture_output=True,
             timeout=120,
             check=True,

@@ -13,7 +13,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from model_factory.spec import CanarySpec
 from model_factory_dev import demo_data
 from model_factory_dev.simulator import simulate_traffic
 
-from tests.conftest import REPO, factory_env
+from tests.conftest import REPO, factory_env, shipped_specs
 from tests.unit.pipeline.test_training_evaluation import DAY, _retrain, _validated, spec_for
 
 # Starlette's TestClient warns that it will move to httpx2 (not installed); the warning is not ours.
@@ -52,10 +51,7 @@ def served_registry(tmp_path_factory):
     """The module's registry; yields the FactorySettings pointing at it."""
     home = tmp_path_factory.mktemp("gateway") / "factory"
     # The gateway reports every model that has a spec: only the two this registry serves.
-    specs = home.parent / "specs"
-    specs.mkdir()
-    for name in ("churn", "demand"):
-        shutil.copy(REPO / "include" / "models" / f"{name}.yaml", specs)
+    specs = shipped_specs(home.parent / "specs", "churn", "demand")
     with factory_env(home, FACTORY_SPECS_DIR=str(specs)) as settings:
         build_registry(settings)
         yield settings
@@ -622,15 +618,20 @@ def test_canary_that_fails_to_load_gets_no_traffic(gateway, registry_state):
     assert verdict.decision == "rollback" and "failed to load" in verdict.reasons[0]
 
 
-def test_a_canary_that_fails_at_predict_time_falls_back_to_the_champion(gateway, registry_state, monkeypatch):
+def predict_fails_for(monkeypatch: pytest.MonkeyPatch, version: str, message: str) -> None:
+    """``LoadedVersion.predict`` raises ``RuntimeError(message)`` for ``version``; others predict."""
     original = LoadedVersion.predict
 
-    def flaky(self, instances):
-        if self.version == "2":
-            raise RuntimeError("boom")
+    def failing(self, instances):
+        if self.version == version:
+            raise RuntimeError(message)
         return original(self, instances)
 
-    monkeypatch.setattr(LoadedVersion, "predict", flaky)
+    monkeypatch.setattr(LoadedVersion, "predict", failing)
+
+
+def test_a_canary_that_fails_at_predict_time_falls_back_to_the_champion(gateway, registry_state, monkeypatch):
+    predict_fails_for(monkeypatch, "2", "boom")
     canary.start_canary("churn", "2", 1.0, registry_state, "test", "flaky")
     gateway.app_state.watcher.refresh()
     response = predict(gateway, {"features": churn_rows(1)[0], "request_id": "flaky-1"})
@@ -1118,9 +1119,7 @@ def test_a_fresh_install_with_specs_and_no_versions_is_degraded_not_down(registr
     supervisors and the dev stack must not restart a gateway that has nothing to serve yet)."""
     from fastapi.testclient import TestClient
 
-    specs = tmp_path / "specs"
-    specs.mkdir()
-    shutil.copy(REPO / "include" / "models" / "churn.yaml", specs)
+    specs = shipped_specs(tmp_path / "specs", "churn")
     empty = registry_state.model_copy(
         update={"specs_dir": specs, "tracking_uri": f"sqlite:///{tmp_path / 'empty.db'}"}
     )

@@ -9,7 +9,6 @@ flight because of an eviction, and answers 503 saying why when a version cannot 
 
 from __future__ import annotations
 
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -18,7 +17,7 @@ from model_factory.serving.model_store import estimated_bytes
 from model_factory.serving.requests import GatewayError, parse_predict
 from model_factory_dev.fleet import fleet_name, register_fleet
 
-from tests.conftest import REPO, factory_env
+from tests.conftest import factory_env, shipped_specs
 from tests.unit.pipeline.test_training_evaluation import DAY, _retrain, _validated
 from tests.unit.serving.test_gateway import CHURN, churn_rows, gateway_settings, predict
 
@@ -31,9 +30,7 @@ FLEET = 1000
 def fleet_registry(tmp_path_factory):
     """churn v1 trained once, registered as fleet-00000 ... fleet-00999."""
     home = tmp_path_factory.mktemp("fleet") / "factory"
-    specs = home.parent / "specs"
-    specs.mkdir()
-    shutil.copy(REPO / "include" / "models" / "churn.yaml", specs)
+    specs = shipped_specs(home.parent / "specs", "churn")
     with factory_env(home, FACTORY_SPECS_DIR=str(specs)) as settings:
         _retrain(CHURN, settings, DAY, [_validated(settings, "churn", DAY)])
         fleet = register_fleet(settings, "churn", "1", FLEET)

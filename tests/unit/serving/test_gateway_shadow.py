@@ -30,6 +30,7 @@ from tests.unit.serving.test_gateway import (  # noqa: F401 - fixtures
     churn_rows,
     gateway,
     predict,
+    predict_fails_for,
     reset_serving_state,
     served_registry,
 )
@@ -143,14 +144,7 @@ def test_the_caller_is_answered_while_the_shadow_is_still_scoring(gateway, regis
 def test_a_shadow_that_raises_never_changes_the_answer(gateway, registry_state, monkeypatch):  # noqa: F811 - the fixture imported above
     rows = churn_rows(5, seed=5)
     without = _answers(gateway, rows)
-    original = LoadedVersion.predict
-
-    def broken_shadow(self, instances):
-        if self.version == "2":
-            raise RuntimeError("shadow exploded")
-        return original(self, instances)
-
-    monkeypatch.setattr(LoadedVersion, "predict", broken_shadow)
+    predict_fails_for(monkeypatch, "2", "shadow exploded")
     start_shadow("churn", "2", 1.0, registry_state, "test", "a broken shadow")
     gateway.app_state.watcher.refresh()
     assert _answers(gateway, rows) == without

@@ -5,7 +5,6 @@ regressor, through the same routing, checks and prediction log as /v1."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import requests
@@ -16,7 +15,7 @@ from model_factory.serving import create_app, predlog
 from model_factory.settings import FactorySettings
 from model_factory_dev import demo_data
 
-from tests.conftest import REPO, factory_env
+from tests.conftest import factory_env, shipped_specs
 from tests.unit.pipeline.test_labels import SPECIES, flowers, ingest_validate, spec_file
 from tests.unit.pipeline.test_training_evaluation import DAY, _retrain, _validated, spec_for
 from tests.unit.serving.test_gateway import gateway_settings, uvicorn_server
@@ -29,9 +28,7 @@ FLOWER_FEATURES = ["petal", "sepal", "site"]
 def protocol_registry(tmp_path_factory):
     """flowers v1 (classes setosa/versicolor/virginica) and demand v1 (regression) as champions."""
     home = tmp_path_factory.mktemp("protocols") / "factory"
-    specs = home.parent / "specs"
-    specs.mkdir()
-    shutil.copy(REPO / "include" / "models" / "demand.yaml", specs)
+    specs = shipped_specs(home.parent / "specs", "demand")
     with factory_env(home, FACTORY_SPECS_DIR=str(specs)) as settings:
         spec = spec_file(specs, "flowers")
         validated = ingest_validate(spec, flowers(DAY, rows=600), DAY, settings)

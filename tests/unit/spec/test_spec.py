@@ -74,52 +74,65 @@ def load_error(path: Path) -> SpecError:
 # --- the shipped specs ---------------------------------------------------------------
 
 
-def test_shipped_churn_spec_parses() -> None:
-    spec = load_spec(MODELS_DIR / "churn.yaml")
-    assert spec.name == "churn"
-    assert spec.task == "classification"
-    assert spec.target == "churned"
-    assert spec.source.uri == "${FACTORY_DATA_ROOT}/churn/{ds}.csv"
-    assert spec.source.format == "csv"
-    assert spec.estimator.class_ == "LogisticRegression"
-    assert spec.estimator.params == {"C": 1.0, "max_iter": 1000}
-    assert spec.features.all == [
-        "tenure_months",
-        "monthly_charges",
-        "support_calls",
-        "usage_gb",
-        "age",
-        "plan",
-        "region",
-        "payment_method",
-    ]
-    assert spec.split.strategy == "time"
-    assert spec.split.time_column == "event_time"
-    assert spec.validation.ranges["age"].min == 18
-    assert spec.validation.ranges["age"].max == 100
-    assert spec.validation.max_null_fraction == 0.02
-    assert spec.gates.primary_metric == "roc_auc"
-    assert spec.higher_is_better is True
-    assert spec.registered_model_name == "churn"
+# What each shipped spec parses to, field by dotted path (a mapping's key is a step too).
+SHIPPED = {
+    "churn": {
+        "name": "churn",
+        "task": "classification",
+        "target": "churned",
+        "source.uri": "${FACTORY_DATA_ROOT}/churn/{ds}.csv",
+        "source.format": "csv",
+        "estimator.class_": "LogisticRegression",
+        "estimator.params": {"C": 1.0, "max_iter": 1000},
+        "features.all": [
+            "tenure_months",
+            "monthly_charges",
+            "support_calls",
+            "usage_gb",
+            "age",
+            "plan",
+            "region",
+            "payment_method",
+        ],
+        "split.strategy": "time",
+        "split.time_column": "event_time",
+        "validation.ranges.age.min": 18,
+        "validation.ranges.age.max": 100,
+        "validation.max_null_fraction": 0.02,
+        "gates.primary_metric": "roc_auc",
+        "higher_is_better": True,
+        "registered_model_name": "churn",
+    },
+    "demand": {
+        "name": "demand",
+        "task": "regression",
+        "target": "units_sold",
+        "estimator.class_": "HistGradientBoostingRegressor",
+        "split.strategy": "random",
+        "split.time_column": None,
+        # Fields the file leaves out take their documented defaults.
+        "training.window_batches": 3,
+        "validation.max_null_fraction": 0.05,
+        "validation.min_rows": 1,
+        "validation.ranges.price.max": None,
+        "source.on_missing": "skip",
+        "retries": 2,
+        "gates.primary_metric": "rmse",
+        "higher_is_better": False,
+    },
+}
 
 
-def test_shipped_demand_spec_parses_with_defaults() -> None:
-    spec = load_spec(MODELS_DIR / "demand.yaml")
-    assert spec.name == "demand"
-    assert spec.task == "regression"
-    assert spec.target == "units_sold"
-    assert spec.estimator.class_ == "HistGradientBoostingRegressor"
-    assert spec.split.strategy == "random"
-    assert spec.split.time_column is None
-    # Fields the file leaves out take their documented defaults.
-    assert spec.training.window_batches == 3
-    assert spec.validation.max_null_fraction == 0.05
-    assert spec.validation.min_rows == 1
-    assert spec.validation.ranges["price"].max is None
-    assert spec.source.on_missing == "skip"
-    assert spec.retries == 2
-    assert spec.gates.primary_metric == "rmse"
-    assert spec.higher_is_better is False
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_spec_parses(name: str) -> None:
+    spec = load_spec(MODELS_DIR / f"{name}.yaml")
+    for path, expected in SHIPPED[name].items():
+        value: Any = spec
+        for step in path.split("."):
+            value = value[step] if isinstance(value, dict) else getattr(value, step)
+        if expected is None or isinstance(expected, bool):
+            assert value is expected, (path, value)
+        assert value == expected, (path, value)
 
 
 def test_load_specs_on_shipped_folder_gives_all_good_zero_bad() -> None:
