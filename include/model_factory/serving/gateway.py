@@ -14,6 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
 from model_factory.serving import predlog
@@ -542,6 +543,17 @@ class Gateway:
         return self.metrics.render(gauges + self.health_gauges.gauges())
 
 
+@dataclass(frozen=True)
+class ChampionAnswer:
+    """What the champion answered a request with: what its shadow is compared against."""
+
+    champion: LoadedVersion
+    ids: list[str]
+    instances: list[dict]
+    outputs: list[dict]
+    latency: float
+
+
 class ShadowScorer:
     """Scores a shadow version beside the champion, on one background thread, after the caller's
     answer is built: the caller never waits for it, and nothing it does (an error, a signature
@@ -580,50 +592,34 @@ class ShadowScorer:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
                 pool = self._pool
-            pool.submit(self._score, route.model, shadow, champion, ids, instances, outputs, latency)
+            answered = ChampionAnswer(champion, ids, instances, outputs, latency)
+            pool.submit(self._score, route.model, shadow, answered)
         except Exception:  # a shadow must never cost the caller its answer
             with self._lock:
                 self.errors += 1
             log.exception("shadow scoring of %s not queued", route.model)
 
-    def _score(
-        self,
-        model: str,
-        version: str,
-        champion: LoadedVersion,
-        ids: list[str],
-        instances: list[dict],
-        outputs: list[dict],
-        champion_latency: float,
-    ) -> None:
+    def _score(self, model: str, version: str, answered: ChampionAnswer) -> None:
         """Load the shadow through the model store (first use: here, off the caller's path), hold
         it while scoring."""
         try:
             with self.gateway.store.lease(model, version, SHADOW_ARM) as shadow:
-                self._score_with(shadow, champion, ids, instances, outputs, champion_latency)
+                self._score_with(shadow, answered)
         except LoadRefusedError as refused:
             with self._lock:
                 self.errors += 1
                 self.pending -= 1
             log.info("shadow %s v%s not scored: %s", model, version, refused.reason)
 
-    def _score_with(
-        self,
-        shadow: LoadedVersion,
-        champion: LoadedVersion,
-        ids: list[str],
-        instances: list[dict],
-        outputs: list[dict],
-        champion_latency: float,
-    ) -> None:
+    def _score_with(self, shadow: LoadedVersion, answered: ChampionAnswer) -> None:
         try:
             error, shadow_outputs, latency = None, None, None
-            problems = [found for instance in instances if (found := shadow.check(instance))]
+            problems = [found for instance in answered.instances if (found := shadow.check(instance))]
             if problems:
                 error = f"input does not match the signature of the shadow v{shadow.version}: {problems[0]}"
             else:
                 try:
-                    shadow_outputs, latency = _predict(shadow, instances)
+                    shadow_outputs, latency = _predict(shadow, answered.instances)
                 except Exception as exc:
                     error = error_text(exc)
             now = predlog.utcnow()
@@ -632,18 +628,18 @@ class ShadowScorer:
                     "request_id": rid,
                     "model": shadow.model,
                     "version": shadow.version,
-                    "champion_version": champion.version,
+                    "champion_version": answered.champion.version,
                     "status": "error" if error else "ok",
                     "error": error,
                     "latency_ms": latency,
                     "prediction": None if shadow_outputs is None else predlog.dumps(shadow_outputs[i]),
                     "score": None if shadow_outputs is None else shadow_outputs[i].get("score"),
-                    "champion_latency_ms": champion_latency,
-                    "champion_prediction": predlog.dumps(outputs[i]),
-                    "champion_score": outputs[i].get("score"),
+                    "champion_latency_ms": answered.latency,
+                    "champion_prediction": predlog.dumps(answered.outputs[i]),
+                    "champion_score": answered.outputs[i].get("score"),
                     "created_at": now,
                 }
-                for i, rid in enumerate(ids)
+                for i, rid in enumerate(answered.ids)
             ]
             self.gateway.shadow_log.log(rows)
             with self._lock:
