@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
 from model_factory.cli.common import EXIT_REFUSED, EXIT_UNREACHABLE, Json, console, fail, print_json
-from model_factory.console.fleet_page import (
-    MAX_PER_PAGE,
-    PER_PAGE,
-    STATES,
-    FleetFilter,
-    FleetPage,
-    attention_reasons,
-    select,
-)
+from model_factory.console.fleet_page import MAX_PER_PAGE, PER_PAGE, STATES, FleetFilter, read_page
 from model_factory.settings import FactorySettings
 from rich.table import Table
 
@@ -144,34 +135,6 @@ def fleet_table(summary: dict, counts: dict | None = None) -> Table:
     return table
 
 
-def read_status_page(
-    settings: FactorySettings, airflow: Any, wanted: FleetFilter, all_rows: bool = False
-) -> tuple[dict, FleetPage]:
-    """The fleet summary and the page ``wanted`` asks for. Filters on what a spec says (owner,
-    template, name) are applied to the spec index first and only the page's models are read from
-    MLflow, the store, the prediction DB and Airflow; a state or attention filter needs every
-    model's sources, so it reads the whole fleet."""
-    from model_factory.rollout.fleet import broken_row, fleet, fleet_specs
-
-    if wanted.state or wanted.attention:
-        summary = fleet(settings, airflow)
-        if all_rows:
-            wanted = replace(wanted, page=1, per_page=max(len(summary["models"]), 1))
-        return summary, select(summary["models"], wanted)
-    good, bad = fleet_specs(settings)
-    light = [{"model": s.model, "status": "ok", "owner": s.owner, "template": s.template} for s in good]
-    light += [broken_row(error.path, error.problems) for error in bad]
-    light.sort(key=lambda row: row["model"])
-    if all_rows:
-        wanted = replace(wanted, page=1, per_page=max(len(light), 1))
-    shown = select(light, wanted)
-    summary = fleet(settings, airflow, only=[row["model"] for row in shown.rows])
-    for row in summary["models"]:
-        row["attention"] = attention_reasons(row)
-    shown.rows = summary["models"]
-    return summary, shown
-
-
 def status(
     as_json: Json = False,
     offline: Offline = False,
@@ -197,7 +160,7 @@ def status(
     _quick_mlflow()
     settings = FactorySettings.from_env()
     wanted = FleetFilter(owner, template, state, attention, match, page, per_page)
-    summary, shown = read_status_page(settings, airflow_source(offline), wanted, all_rows)
+    summary, shown = read_page(settings, airflow_source(offline), wanted, all_rows)
     counts = {"matched": shown.matched, "total": shown.total, "page": shown.page, "pages": shown.pages}
     if as_json:
         print_json({**summary, "models": shown.rows, **counts})
