@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         f"filtered {page['filtered']:.2f} s, JSON page {page['json_page']:.2f} s"
     )
     first = result["status_first_ever"]
-    print(f"status, first ever (builds the spec index): {first['wall_s']:.2f} s wall, {first['cpu_s']:.2f} s CPU")
+    print(f"status, first ever (builds the index): {first['wall_s']:.2f} s wall, {first['cpu_s']:.2f} s CPU")
     print(f"load average {result['load_average_before']} -> {result['load_average_after']}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
