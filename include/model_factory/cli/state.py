@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from model_factory.cli.common import EXIT_REFUSED, EXIT_UNREACHABLE, Json, console, fail, print_json
-from model_factory.console.fleet_page import MAX_PER_PAGE, PER_PAGE, STATES, FleetFilter, select
+from model_factory.console.fleet_page import MAX_PER_PAGE, PER_PAGE, STATES, FleetFilter, read_page
 from model_factory.settings import FactorySettings
 from rich.table import Table
 
@@ -155,23 +155,12 @@ def status(
     reason. The filters are the view's (owner, template, state, needs attention, name); the
     JSON carries ``matched``, ``total``, ``page`` and ``pages`` like the view's ``/api/fleet``.
     Exit 3 when Airflow or MLflow could not be read (the rest is still shown)."""
-    from model_factory.rollout.fleet import fleet
-
     if state and state not in STATES:
         fail(f"--state {state!r}: use one of {', '.join(STATES)}", code=2)
     _quick_mlflow()
     settings = FactorySettings.from_env()
-    summary = fleet(settings, airflow_source(offline))
-    wanted = FleetFilter(
-        owner=owner,
-        template=template,
-        state=state,
-        attention=attention,
-        text=match,
-        page=1 if all_rows else page,
-        per_page=max(len(summary["models"]), 1) if all_rows else per_page,
-    )
-    shown = select(summary["models"], wanted)
+    wanted = FleetFilter(owner, template, state, attention, match, page, per_page)
+    summary, shown = read_page(settings, airflow_source(offline), wanted, all_rows)
     counts = {"matched": shown.matched, "total": shown.total, "page": shown.page, "pages": shown.pages}
     if as_json:
         print_json({**summary, "models": shown.rows, **counts})

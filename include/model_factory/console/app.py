@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from model_factory.analyzer.view import add_routes as add_analyzer_routes
 from model_factory.analyzer.view import model_readable
-from model_factory.console.fleet_page import STATES, BadFilterError, FleetFilter, FleetPage, select
+from model_factory.console.fleet_page import STATES, BadFilterError, FleetFilter, FleetPage, read_page
 from model_factory.console.health_charts import health_charts
 from model_factory.settings import FactorySettings
 
@@ -144,13 +144,13 @@ def create_app(config: ConsoleConfig) -> FastAPI:
     def read_fleet(user: Any, wanted: FleetFilter) -> tuple[dict, FleetPage]:
         """One page of the fleet: the per-row reads that cost a call each (card listing, permission
         check) are done for the rows of the page only."""
-        from model_factory.rollout.fleet import fleet, latest_cards
+        from model_factory.rollout.fleet import latest_cards
 
         settings = config.settings()
-        summary = fleet(settings, config.airflow())
         dag_ids = config.readable_dag_ids(user)
-        summary["models"] = [row for row in summary["models"] if model_readable(row.get("model"), dag_ids)]
-        shown = select(summary["models"], wanted)
+        summary, shown = read_page(
+            settings, config.airflow(), wanted, readable=lambda model: model_readable(model, dag_ids)
+        )
         latest_cards(settings, {"models": shown.rows, "sources": summary["sources"]})
         for row in shown.rows:
             row["can_trigger"] = bool(row.get("dags", {}).get("retrain")) and config.can_run(

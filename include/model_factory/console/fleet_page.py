@@ -6,9 +6,11 @@ Plain functions on dict rows, testable without a server: a filter that is malfor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from model_factory.settings import FactorySettings
 
 PER_PAGE, MAX_PER_PAGE = 50, 500
 STATES = ("ok", "broken", "canary", "held", "no champion", "paused", "drift", "quarantined")
@@ -123,7 +125,8 @@ class FleetPage:
     pages: int
     owners: list[str] = field(default_factory=list)
     templates: list[str] = field(default_factory=list)
-    attention_total: int = 0
+    attention_total: int | None = 0
+    """None when the page was read without every model's sources (see ``read_page``)."""
 
 
 def select(rows: list[dict], wanted: FleetFilter) -> FleetPage:
@@ -153,3 +156,44 @@ def select(rows: list[dict], wanted: FleetFilter) -> FleetPage:
         templates=sorted({str(r["template"]) for r in rows if r.get("template")}),
         attention_total=sum(1 for r in rows if r["attention"]),
     )
+
+
+def read_page(
+    settings: FactorySettings,
+    airflow: Any,
+    wanted: FleetFilter,
+    all_rows: bool = False,
+    readable: Callable[[str], bool] | None = None,
+) -> tuple[dict, FleetPage]:
+    """The fleet summary and the page ``wanted`` asks for (``status`` and the view).
+
+    Filters on what a spec says (owner, template, name) are applied to the spec index
+    (``io.fleet_index``) and only the page's models are read from MLflow, the store, the
+    prediction DB and Airflow: at 10,000 models a page costs its 50 rows, not the fleet. A state
+    or attention filter needs every model's sources, so it reads the whole fleet (and only then is
+    ``attention_total`` known). ``readable``: the models this user may see."""
+    # imported here: the CLI imports this module at start, and the fleet read pulls MLflow in
+    from model_factory.rollout.fleet import broken_row, fleet, fleet_specs
+
+    if wanted.state or wanted.attention:
+        summary = fleet(settings, airflow)
+        if readable is not None:
+            summary["models"] = [row for row in summary["models"] if readable(row["model"])]
+        if all_rows:
+            wanted = replace(wanted, page=1, per_page=max(len(summary["models"]), 1))
+        return summary, select(summary["models"], wanted)
+    good, bad = fleet_specs(settings)
+    light = [{"model": s.model, "status": "ok", "owner": s.owner, "template": s.template} for s in good]
+    light += [broken_row(error.path, error.problems) for error in bad]
+    if readable is not None:
+        light = [row for row in light if readable(row["model"])]
+    light.sort(key=lambda row: row["model"])
+    if all_rows:
+        wanted = replace(wanted, page=1, per_page=max(len(light), 1))
+    shown = select(light, wanted)
+    summary = fleet(settings, airflow, only=[row["model"] for row in shown.rows])
+    for row in summary["models"]:
+        row["attention"] = attention_reasons(row)
+    shown.rows = summary["models"]
+    shown.attention_total = None
+    return summary, shown

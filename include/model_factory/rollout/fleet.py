@@ -22,13 +22,12 @@ from typing import Any, Protocol
 
 from model_factory.io import storage, tag_schema, tracking
 from model_factory.io.airflow_api import AirflowApiError
+from model_factory.io.fleet_index import BrokenSpec, SpecFacts, index_path, read_specs
 from model_factory.io.registry_state import CANARY, SHADOW, parse_share
 from model_factory.monitoring.alerts import stored_alerts
 from model_factory.monitoring.health_history import LatestFigures, history, latest_figures
-from model_factory.rollout.shadow import shadow_comparison
 from model_factory.rollout.summary import drift_checks, quarantined_batches, rollout_decisions
 from model_factory.settings import FactorySettings
-from model_factory.spec import LoadedSpec, ModelSpec, SpecError, load_spec
 
 log = logging.getLogger(__name__)
 
@@ -38,36 +37,6 @@ FEW_MODELS = 20
 CARD_ARTIFACT = "model_card.html"
 DAG_KINDS = ("retrain", "drift_watch", "canary", "review", "score")
 """DAG id suffixes the shipped templates use; only those Airflow has are linked."""
-
-
-_SPEC_CACHE: dict[Path, tuple[tuple[int, int], LoadedSpec | SpecError]] = {}
-
-
-def load_specs_cached(specs_dir: Path, only: str | None = None) -> tuple[list[LoadedSpec], list[SpecError]]:
-    """``load_specs``, re-parsing only files whose size or mtime changed since the last call in
-    this process (the view in the api-server reads the fleet on every page: 200 specs parse in
-    seconds); with ``only``, that model's file alone (a spec's name is its file's stem)."""
-    good: list[LoadedSpec] = []
-    bad: list[SpecError] = []
-    if only is None:
-        paths = sorted(Path(specs_dir).glob("*.yaml"))
-    else:  # a name, never a path out of the folder
-        paths = [Path(specs_dir) / f"{only}.yaml"] if Path(only).name == only else []
-    for path in paths:
-        try:
-            stat = path.stat()
-        except OSError:  # removed meanwhile, or no such model
-            continue
-        key = (stat.st_mtime_ns, stat.st_size)
-        cached = _SPEC_CACHE.get(path)
-        if cached is None or cached[0] != key:
-            try:
-                cached = (key, LoadedSpec(path, load_spec(path)))
-            except SpecError as exc:
-                cached = (key, exc)
-            _SPEC_CACHE[path] = cached
-        (bad if isinstance(cached[1], SpecError) else good).append(cached[1])  # type: ignore[arg-type]
-    return good, bad
 
 
 class AirflowSource(Protocol):
@@ -132,23 +101,24 @@ def _float(text: str | None) -> float | None:
         return None
 
 
-def _registry(settings: FactorySettings, names: list[str]) -> tuple[dict, dict]:
-    """Registered models and their versions: for the whole fleet in two paged searches, for a few
-    models (``show``) by name, so one model's page never reads the other 9,999."""
+def _registry(settings: FactorySettings, names: list[str], whole: bool) -> tuple[dict, dict]:
+    """Registered models and their versions: for the whole fleet in two paged searches, for some
+    models (``show``, one page of ``status``) by ``name IN (...)``, so one page never reads the other
+    9,950."""
     client = tracking.connect(settings)
     wanted = set(names)
-    if len(names) <= FEW_MODELS:
-        found_models: list[Any] = []
-        found_versions: list[Any] = []
-        for name in names:
-            if "'" in name:  # model names are [A-Za-z0-9_-]; never let one reach a filter string
-                continue
-            clause = f"name = '{name}'"
-            found_models += client.search_registered_models(filter_string=clause)
-            found_versions += _pages(partial(client.search_model_versions, filter_string=clause))
-    else:
+    if whole:
         found_models = _pages(client.search_registered_models)
         found_versions = _pages(client.search_model_versions)
+    else:
+        found_models, found_versions = [], []
+        safe = [name for name in names if "'" not in name]  # names are [A-Za-z0-9_-]; never in a filter
+        for start in range(0, len(safe), 100):
+            chunk = safe[start : start + 100]
+            listed = ", ".join(f"'{name}'" for name in chunk)
+            clause = f"name = {listed}" if len(chunk) == 1 else f"name IN ({listed})"
+            found_models += _pages(partial(client.search_registered_models, filter_string=clause))
+            found_versions += _pages(partial(client.search_model_versions, filter_string=clause))
     registered = {m.name: m for m in found_models if m.name in wanted}
     versions: dict[str, list] = {name: [] for name in names}
     for mv in found_versions:
@@ -314,24 +284,36 @@ def _attempt(sources: dict, name: str, read: Callable[[], Any], default: Any) ->
     return value
 
 
-def fleet(settings: FactorySettings, airflow: AirflowSource | None = None, only: str | None = None) -> dict:
+def fleet(
+    settings: FactorySettings, airflow: AirflowSource | None = None, only: str | list[str] | None = None
+) -> dict:
     """Every model of ``settings.specs_dir``: ``{"models": [row...], "sources": {...}, "at": iso}``;
-    with ``only``, that model's row alone, read without touching the others (``show`` at 10,000
-    models)."""
+    with ``only`` (a model name, or a page of names), those models' rows alone, read without
+    touching the others (``show``, one page of ``status`` at 10,000 models)."""
     return _read_fleet(settings, airflow, only)[0]
 
 
+def fleet_specs(
+    settings: FactorySettings, only: str | list[str] | None = None
+) -> tuple[list[SpecFacts], list[BrokenSpec]]:
+    """The specs' facts through the persistent index (``io.fleet_index``): a fresh process parses
+    only the files that changed since the index last saw them."""
+    wanted = None if only is None else {only} if isinstance(only, str) else set(only)
+    return read_specs(settings.specs_dir, index_path(settings.home), wanted)
+
+
 def _read_fleet(
-    settings: FactorySettings, airflow: AirflowSource | None, only: str | None
+    settings: FactorySettings, airflow: AirflowSource | None, only: str | list[str] | None
 ) -> tuple[dict, dict, dict]:
     """``fleet``'s summary, and the registered models and versions it was built from."""
-    good, bad = load_specs_cached(settings.specs_dir, only)
-    specs = [loaded.spec for loaded in good]
-    names = [spec.registered_model_name for spec in specs]
+    specs, bad = fleet_specs(settings, only)
+    names = [spec.model for spec in specs]
     sources: dict[str, str] = {}
-    registered, versions = _attempt(sources, "mlflow", lambda: _registry(settings, names), ({}, {}))
+    whole = only is None
+    registered, versions = _attempt(sources, "mlflow", lambda: _registry(settings, names, whole), ({}, {}))
     alerts = _attempt(sources, "alerts", lambda: _alerts(settings, names), {})
-    listed = _attempt(sources, "store", lambda: _store_listing(settings, only), {})
+    one = only if isinstance(only, str) else only[0] if only is not None and len(only) == 1 else None
+    listed = _attempt(sources, "store", lambda: _store_listing(settings, one), {})
     figures = _attempt(sources, "health", lambda: _health_figures(settings, names), {})
     all_dags = [dag for spec in specs for dag in dag_ids(spec.name).values()]
     if airflow is None:
@@ -350,28 +332,28 @@ def _read_fleet(
         rows.append(
             _model_row(spec, settings, sources, registered, versions, alerts, states, runs, listed, figures)
         )
-    for error in bad:
-        stem = Path(error.path).stem
-        # the id model_factory.airflow.build.safe_id gives (that module imports Airflow)
-        safe = re.sub(r"[^A-Za-z0-9_-]", "_", Path(error.path).name.removesuffix(".yaml"))[:236] or "_"
-        invalid = f"invalid_spec__{safe}"
-        reason = "; ".join(f"{field}: {why}" if field else why for field, why in error.problems)
-        rows.append(
-            {
-                "model": stem,
-                "status": "broken",
-                "reason": reason,
-                "file": error.path,
-                "dags": {"invalid_spec": invalid},
-            }
-        )
+    rows += [broken_row(error.path, error.problems) for error in bad]
     rows.sort(key=lambda row: row["model"])
     summary = {"models": rows, "sources": sources, "at": datetime.now(UTC).isoformat(timespec="seconds")}
     return summary, registered, versions
 
 
+def broken_row(path: str, problems: list[tuple[str, str]]) -> dict:
+    """A spec that does not parse, as a fleet row with its reason."""
+    # the id model_factory.airflow.build.safe_id gives (that module imports Airflow)
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", Path(path).name.removesuffix(".yaml"))[:236] or "_"
+    reason = "; ".join(f"{field}: {why}" if field else why for field, why in problems)
+    return {
+        "model": Path(path).stem,
+        "status": "broken",
+        "reason": reason,
+        "file": path,
+        "dags": {"invalid_spec": f"invalid_spec__{safe}"},
+    }
+
+
 def _model_row(
-    spec: ModelSpec,
+    spec: SpecFacts,
     settings: FactorySettings,
     sources: dict,
     registered: dict,
@@ -382,7 +364,7 @@ def _model_row(
     listed: dict,
     figures: dict,
 ) -> dict:
-    name, metric = spec.registered_model_name, spec.gates.primary_metric
+    name, metric = spec.model, spec.metric
     serving = _serving(registered.get(name))
     rows = [_version_row(mv, metric, serving["aliases"]) for mv in versions.get(name, [])]
     by_version = {row["version"]: row for row in rows}
@@ -404,12 +386,12 @@ def _model_row(
     return {
         "model": name,
         "status": "ok",
-        "template": getattr(spec, "template", None) or "retrain",
+        "template": spec.template,
         "task": spec.task,
         "owner": spec.owner,
         "metric": metric,
-        "threshold": spec.gates.threshold,
-        "psi_threshold": spec.drift.psi_threshold if spec.drift.enabled else None,
+        "threshold": spec.threshold,
+        "psi_threshold": spec.psi_threshold,
         "champion": serving["champion"],
         "champion_metric": champion["metric"] if champion else None,
         "canary": serving["canary"],
@@ -466,6 +448,10 @@ def model_detail(settings: FactorySettings, model: str, airflow: AirflowSource |
     )
     detail["health_history"] = _attempt(sources, "health", lambda: _health_history(settings, model), [])
     detail["all_alerts"] = _attempt(sources, "alerts", lambda: _alerts(settings, [model]), {}).get(model, [])
+    # imported here, not at the top: rollout.shadow pulls sklearn and skops in through
+    # pipeline.registry, a third of a `status` process's CPU, and only `show` needs it
+    from model_factory.rollout.shadow import shadow_comparison
+
     tags = dict(registered[model].tags or {}) if registered.get(model) else {}
     detail["shadow_comparison"] = _attempt(
         sources, "decisions", lambda: shadow_comparison(settings, model, tags), None

@@ -187,19 +187,6 @@ def test_mlflow_down_gives_exit_3_and_still_lists_the_specs(
     assert FactorySettings.from_env().tracking_uri in captured.err
 
 
-def test_the_fleet_reparses_a_spec_only_when_it_changed(tmp_path: Path) -> None:
-    from model_factory.rollout import fleet
-
-    spec = tmp_path / "churn.yaml"
-    spec.write_text((REPO / "include" / "models" / "churn.yaml").read_text())
-    good, bad = fleet.load_specs_cached(tmp_path)
-    assert [loaded.spec.name for loaded in good] == ["churn"] and bad == []
-    assert fleet.load_specs_cached(tmp_path)[0][0] is good[0]  # unchanged: the same object
-    spec.write_text(spec.read_text() + "\nownr: someone\n")
-    good, bad = fleet.load_specs_cached(tmp_path)
-    assert good == [] and "ownr" in str(bad[0])
-
-
 def test_ops_on_an_unknown_model_or_a_dead_mlflow_say_so(
     factory_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -264,17 +251,23 @@ def test_status_pages_and_filters_like_the_view_and_show_reads_one_model(
 
         monkeypatch.setattr(MlflowClient, method, spy)
 
-    parse_specs = fleet_module.load_specs_cached
+    read_specs = fleet_module.read_specs
 
-    def only_its_own_spec(specs_dir: Path, only: str | None = None):
-        if only is None:
-            raise AssertionError("show parsed every spec")
-        return parse_specs(specs_dir, only)
+    def only_its_own_spec(specs_dir: Path, index: Path, only: set[str] | None = None):
+        if only is None or len(only) != 1:
+            raise AssertionError(f"show read the specs {only or 'all'}")
+        return read_specs(specs_dir, index, only)
 
-    monkeypatch.setattr(fleet_module, "load_specs_cached", only_its_own_spec)
+    monkeypatch.setattr(fleet_module, "read_specs", only_its_own_spec)
     assert main(["show", "churn", "--offline", "--json"]) == 0
     detail = json.loads(capsys.readouterr().out)
     assert detail["model"] == "churn" and [v["version"] for v in detail["versions_detail"]] == ["2", "1"]
     assert searched and set(searched) == {"name = 'churn'"}
     assert main(["show", "nope", "--offline"]) != 0
     assert "no model 'nope'" in capsys.readouterr().err
+    # a page of `status` reads its page's models from MLflow, not the whole registry
+    monkeypatch.setattr(fleet_module, "read_specs", read_specs)
+    searched.clear()
+    assert main(["status", "--offline", "--json", "--per-page", "2", "--page", "2"]) == 0
+    assert [r["model"] for r in json.loads(capsys.readouterr().out)["models"]] == ["churn_c", "other_d"]
+    assert set(searched) == {"name IN ('churn_c', 'other_d')"}

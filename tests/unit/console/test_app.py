@@ -234,6 +234,35 @@ def test_the_fleet_page_filters_and_pages(client: TestClient) -> None:
         assert client.get(f"/api/fleet?{bad}", headers=who).status_code == 400, bad
 
 
+def test_the_fleet_page_reads_only_its_page_of_models(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Server-side pages: the sources are read for the page's models, not the fleet's."""
+    from model_factory.rollout import fleet as fleet_module
+
+    specs = Path(fleet_module.FactorySettings.from_env().specs_dir)
+    churn = (specs / "churn.yaml").read_text()
+    for name in ("churn_b", "churn_c"):
+        (specs / f"{name}.yaml").write_text(churn.replace("name: churn\n", f"name: {name}\n"))
+    asked: list[object] = []
+    read = fleet_module._read_fleet
+
+    def spy(settings, airflow, only):
+        asked.append(only)
+        return read(settings, airflow, only)
+
+    monkeypatch.setattr(fleet_module, "_read_fleet", spy)
+    who = {"x-user": "viewer"}
+    second = client.get("/api/fleet?per_page=2&page=2", headers=who).json()
+    assert [r["model"] for r in second["models"]] == ["churn_c", "typo"] and second["total"] == 4
+    assert asked == [["churn_c", "typo"]]
+    page = client.get("/?per_page=2", headers=who).text
+    assert 'data-model="churn_b"' in page and 'data-model="churn_c"' not in page and "4 models" in page
+    assert asked[-1] == ["churn", "churn_b"]
+    client.get("/api/fleet?attention=1", headers=who)
+    assert asked[-1] is None  # needs every model's state: the whole fleet
+
+
 def test_fleet_selection_at_ten_thousand_models() -> None:
     from model_factory.console.fleet_page import FleetFilter, select
 
