@@ -86,7 +86,11 @@ def _concept_drift(
             "reasons": [f"{len(labelled)} labelled rows, concept drift needs {spec.drift.min_labels}"],
         }
     if any(col not in labelled.columns for col in spec.features.all):
-        return {"status": "insufficient_data", "reasons": ["features missing: see data quality"]}
+        return {
+            "status": "insufficient_data",
+            "reasons": ["features missing: see data quality"],
+            **({"reference_kind": spec.drift.reference} if seasonal_kind else {}),
+        }
     from model_factory.io.model_loading import load_registered
     from model_factory.pipeline.evaluation import metric_standard_error, metric_value, predict_holdout
 
@@ -100,7 +104,8 @@ def _concept_drift(
     metric = spec.gates.primary_metric
 
     def day_metric(day: date, rows: pd.DataFrame) -> DayMetric:
-        if len(rows) < spec.drift.min_labels:
+        # A past day with too few labels or a missing feature (a data-quality day) is no reference.
+        if len(rows) < spec.drift.min_labels or any(col not in rows.columns for col in spec.features.all):
             return DayMetric(day, math.nan, len(rows))
         predictions = predict_holdout(model, rows, spec)
         return DayMetric(
