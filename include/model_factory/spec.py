@@ -571,8 +571,9 @@ class DriftSpec(_Strict):
     sensor_poke_seconds: int = Field(default=60, ge=1)
     reference: Literal["training", "rolling", "same_weekday", "same_period_last_year"] = Field(
         default="training",
-        description="What a batch is compared with: the training baseline, the days before, the "
-        "same weekday in past weeks, or the same period 52 weeks ago (seasonal data)",
+        description="What a batch is compared with (its inputs, and with labels the champion's metric): "
+        "the training baseline (and holdout), the days before, the same weekday in past weeks, or the "
+        "same period 52 weeks ago (seasonal data)",
     )
 
     @field_validator("data_uri")

@@ -133,10 +133,10 @@ def seasonal_check(settings: FactorySettings, spec, day: date) -> str:
     report = json.loads(storage.read_bytes(checked["report_json_uri"]))
     inputs, concept = report["data_drift"], report["concept_drift"]
     reason = (inputs.get("reasons") or [""])[0][:110]
-    concept_reason = "; ".join(concept.get("reasons") or [])[:90]
+    concept_reason = "; ".join(concept.get("reasons") or [])[:160]
     return (
-        f"{day}  inputs vs {spec.drift.reference}: {inputs['status']} ({reason}); concept vs the "
-        f"champion's holdout: {concept.get('status')} ({concept_reason})"
+        f"{day}  inputs vs {spec.drift.reference}: {inputs['status']} ({reason}); concept vs "
+        f"{concept.get('reference_kind', 'the holdout')}: {concept.get('status')} ({concept_reason})"
     )
 
 

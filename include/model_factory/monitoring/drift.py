@@ -529,6 +529,29 @@ def without_verdicts(check: DriftCheck, reasons: list[str]) -> DriftCheck:
 # Concept drift
 
 
+def concept_result(
+    live_metric: float,
+    reference_metric: float | None,
+    n_labelled: int,
+    higher_is_better: bool,
+    min_labels: int,
+    max_drop: float,
+    too_good_jump: float,
+) -> dict[str, Any]:
+    """The keys every concept check's result has (against the holdout or a seasonal reference)."""
+    return {
+        "live_metric": live_metric,
+        "reference_metric": reference_metric,
+        "n_labelled": n_labelled,
+        "higher_is_better": higher_is_better,
+        "min_labels": min_labels,
+        "max_drop": max_drop,
+        "too_good_jump": too_good_jump,
+        "relative_change": None,
+        "z": None,
+    }
+
+
 def check_concept_drift(
     live_metric: float,
     reference_metric: float,
@@ -557,18 +580,9 @@ def check_concept_drift(
     the live noise counts. On small data (a champion judged on 400 rows, 600 labelled rows) a 5%
     dip in ROC AUC is within noise: without this, an unchanged population fired retrains.
     """
-    base = {
-        "live_metric": live_metric,
-        "reference_metric": reference_metric,
-        "n_labelled": n_labelled,
-        "higher_is_better": higher_is_better,
-        "min_labels": min_labels,
-        "max_drop": max_drop,
-        "too_good_jump": too_good_jump,
-        "relative_change": None,
-        "z": None,
-        "reference_rows": reference_rows,
-    }
+    base = concept_result(
+        live_metric, reference_metric, n_labelled, higher_is_better, min_labels, max_drop, too_good_jump
+    ) | {"reference_rows": reference_rows}
     if n_labelled < min_labels:
         return base | {
             "status": "insufficient_data",

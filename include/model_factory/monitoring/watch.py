@@ -9,9 +9,10 @@ around these functions.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,13 +58,23 @@ def already_checked(spec: ModelSpec, ds: str, settings: FactorySettings) -> bool
 
 
 def _concept_drift(
-    spec: ModelSpec, frame, champion: ChampionBaseline, settings: FactorySettings
+    spec: ModelSpec,
+    frame: pd.DataFrame,
+    champion: ChampionBaseline,
+    settings: FactorySettings,
+    seasonal: SeasonalReference | None = None,
+    why_none: str | None = None,
 ) -> dict[str, Any]:
-    """Champion's live metric on the labelled rows of the batch vs its holdout metric."""
+    """Champion's live metric on the labelled rows of the batch vs its holdout metric, or, under a
+    seasonal ``drift.reference``, vs its metric on the reference days' labelled rows."""
     from model_factory.monitoring.drift import check_concept_drift
+    from model_factory.monitoring.references import DayMetric, check_seasonal_concept
 
     labelled = frame[frame[spec.target].notna()] if spec.target in frame.columns else frame.iloc[:0]
-    if champion.holdout_metric is None:
+    seasonal_kind = spec.drift.reference != "training"
+    if seasonal_kind and seasonal is None:  # no silent fallback to the holdout either
+        return {"status": "insufficient_data", "reasons": [why_none or "no reference days"]}
+    if not seasonal_kind and champion.holdout_metric is None:
         return {
             "status": "insufficient_data",
             "reasons": [f"champion v{champion.version} has no recorded holdout {spec.gates.primary_metric}"],
@@ -75,7 +86,11 @@ def _concept_drift(
             "reasons": [f"{len(labelled)} labelled rows, concept drift needs {spec.drift.min_labels}"],
         }
     if any(col not in labelled.columns for col in spec.features.all):
-        return {"status": "insufficient_data", "reasons": ["features missing: see data quality"]}
+        return {
+            "status": "insufficient_data",
+            "reasons": ["features missing: see data quality"],
+            **({"reference_kind": spec.drift.reference} if seasonal_kind else {}),
+        }
     from model_factory.io.model_loading import load_registered
     from model_factory.pipeline.evaluation import metric_standard_error, metric_value, predict_holdout
 
@@ -86,20 +101,47 @@ def _concept_drift(
         champion.version,
         code_dir=settings.specs_dir / "code",
     ).estimator
+    metric = spec.gates.primary_metric
+
+    def day_metric(day: date, rows: pd.DataFrame) -> DayMetric:
+        # A past day with too few labels or a missing feature (a data-quality day) is no reference.
+        if len(rows) < spec.drift.min_labels or any(col not in rows.columns for col in spec.features.all):
+            return DayMetric(day, math.nan, len(rows))
+        predictions = predict_holdout(model, rows, spec)
+        return DayMetric(
+            day, metric_value(metric, predictions), len(rows), metric_standard_error(metric, predictions)
+        )
+
+    too_good_jump = spec.gates.too_good_jump or 0.25
+    if seasonal is not None:
+        assert seasonal_kind
+        live = day_metric(seasonal.day, labelled)
+        result = check_seasonal_concept(
+            live,
+            [day_metric(d, rows) for d, rows in seasonal.labelled.items()],
+            higher_is_better=spec.higher_is_better,
+            spread_days=[day_metric(d, rows) for d, rows in seasonal.spread_labelled.items()],
+            min_labels=spec.drift.min_labels,
+            max_drop=spec.drift.max_metric_drop,
+            too_good_jump=too_good_jump,
+            kind=spec.drift.reference,
+        )
+        return {**result, "metric": metric, "live": live.value, "reference": result["reference_metric"]}
+    assert champion.holdout_metric is not None
     predictions = predict_holdout(model, labelled, spec)
-    live = metric_value(spec.gates.primary_metric, predictions)
+    live_value = metric_value(metric, predictions)
     result = check_concept_drift(
-        live,
+        live_value,
         champion.holdout_metric,
         higher_is_better=spec.higher_is_better,
         n_labelled=len(labelled),
         min_labels=spec.drift.min_labels,
         max_drop=spec.drift.max_metric_drop,
-        too_good_jump=spec.gates.too_good_jump or 0.25,
-        live_se=metric_standard_error(spec.gates.primary_metric, predictions),
+        too_good_jump=too_good_jump,
+        live_se=metric_standard_error(metric, predictions),
         reference_rows=champion.evidence_rows,
     )
-    return {**result, "metric": spec.gates.primary_metric, "live": live, "reference": champion.holdout_metric}
+    return {**result, "metric": metric, "live": live_value, "reference": champion.holdout_metric}
 
 
 def _stable_types(chunk: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
@@ -118,11 +160,40 @@ def _stable_types(chunk: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
 MAX_REFERENCE_ROWS = 200_000  # rows of past batches profiled for a seasonal reference, at most
 
 
-def seasonal_baseline(
+@dataclass(frozen=True)
+class SeasonalReference:
+    """The past days a seasonal ``drift.reference`` compares ``day`` with: their features' baseline
+    (the input check) and each day's labelled rows (the concept check)."""
+
+    day: date
+    baseline: dict[str, Any]
+    labelled: dict[date, pd.DataFrame]
+    spread_labelled: dict[date, pd.DataFrame]  # same_weekday: the other stored days of 4 weeks
+
+
+def _labelled_rows(spec: ModelSpec, day: date, limit: int, s3: storage.S3Options | None) -> pd.DataFrame:
+    """Up to ``limit`` labelled rows of ``day``'s watched batch (empty without a target column)."""
+    from model_factory.io.batches import iter_frames
+
+    uri = watched_uri(spec, str(day))
+    fmt = "parquet" if uri.endswith(".parquet") else spec.source.format
+    parts: list[pd.DataFrame] = []
+    with storage.local_file(uri, s3) as path:
+        for chunk in iter_frames(path, fmt, uri):
+            if spec.target not in chunk.columns:
+                break
+            parts.append(chunk[chunk[spec.target].notna()].head(limit - sum(map(len, parts))))
+            if sum(map(len, parts)) >= limit:
+                break
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def seasonal_reference(
     spec: ModelSpec, ds: str, s3: storage.S3Options | None = None
-) -> tuple[dict[str, Any] | None, str | None]:
-    """(the baseline of ``drift.reference``'s past batches, None) or (None, why there is none);
-    (None, None) for the default ``training`` reference (the champion's own baseline)."""
+) -> tuple[SeasonalReference | None, str | None]:
+    """(the reference of ``drift.reference``'s past batches, None) or (None, why there is none);
+    (None, None) for the default ``training`` reference (the champion's own baseline). One pass
+    over each reference batch gives both its features and its labelled rows."""
     if spec.drift.reference == "training":
         return None, None
     from model_factory.io.batches import iter_frames
@@ -137,20 +208,32 @@ def seasonal_baseline(
     if choice is None:
         return None, no_reference_reason(spec.drift.reference, day)
     per_day = MAX_REFERENCE_ROWS // len(choice.days)
-    frames = []
+    frames, labelled = [], {}
     for d in choice.days:
         uri = watched_uri(spec, str(d))
         fmt = "parquet" if uri.endswith(".parquet") else spec.source.format
         with storage.local_file(uri, s3) as path:
-            taken = 0
+            taken, labels = 0, []
             for chunk in iter_frames(path, fmt, uri):
                 present = [c for c in spec.features.all if c in chunk.columns]
-                frames.append(_stable_types(chunk[present].head(per_day - taken), spec))
-                taken += len(frames[-1])
+                part = chunk.head(per_day - taken)
+                frames.append(_stable_types(part[present], spec))
+                if spec.target in part.columns:
+                    labels.append(part[part[spec.target].notna()])
+                taken += len(part)
                 if taken >= per_day:
                     break
+            labelled[d] = pd.concat(labels, ignore_index=True) if labels else pd.DataFrame()
     reference = pd.concat(frames, ignore_index=True)
-    return build_baseline(reference, spec.features.numeric, spec.features.categorical), None
+    baseline = build_baseline(reference, spec.features.numeric, spec.features.categorical)
+    spread: dict[date, pd.DataFrame] = {}
+    if spec.drift.reference == "same_weekday":  # the concept check's day-to-day spread, all weekdays
+        window = reference_days("rolling", day, every_day, window_days=28, min_days=0)
+        others = [d for d in (window.days if window else ()) if d not in labelled]
+        others = [d for d in others if storage.exists(watched_uri(spec, str(d)), s3)]
+        for d in others:
+            spread[d] = _labelled_rows(spec, d, MAX_CONCEPT_ROWS // max(1, len(others)), s3)
+    return SeasonalReference(day, baseline, labelled, spread), None
 
 
 def poolable_batches(
@@ -253,8 +336,8 @@ def check_batch(
                     pooled.append((earlier_ds, rows - before))
 
             write_parquet_file(feature_chunks(), features_path)
-            seasonal, why_none = seasonal_baseline(spec, ds, s3)
-            reference = seasonal or champion.baseline
+            seasonal, why_none = seasonal_reference(spec, ds, s3)
+            reference = seasonal.baseline if seasonal else champion.baseline
             data_drift = check_drift(reference, features_path, rule, contract=champion.contract)
             if pooled:
                 pooled_reasons = [pooled_reason(ds, rows, pooled), *data_drift.reasons]
@@ -265,7 +348,7 @@ def check_batch(
     except storage.ObjectNotFoundError as exc:
         raise MissingBatchError(f"no production batch for {spec.name!r} on {ds}: nothing at {uri}") from exc
     labelled = pd.concat(labelled_parts, ignore_index=True) if labelled_parts else pd.DataFrame()
-    concept = _concept_drift(spec, labelled, champion, settings)
+    concept = _concept_drift(spec, labelled, champion, settings, seasonal, why_none)
     status = overall_status(data_drift, concept)
     reasons = list(data_drift.reasons) + [f"concept: {r}" for r in concept.get("reasons", [])]
     folder = report_folder(settings.store_uri, spec.name, ds)

@@ -176,6 +176,29 @@ def test_seasonal_reference_compares_with_past_weekdays_and_never_falls_back_sil
     assert report["data_drift"]["baseline"]["rows"] == 4000  # the two past Thursdays, not training
 
 
+def test_seasonal_concept_check_compares_with_past_weekdays_and_skips_a_broken_day(champion):
+    """The concept check under same_weekday: the champion's metric on the two past Thursdays is
+    the reference, and a day of the 4 weeks before that lost a feature (a data-quality day) is
+    left out of the spread instead of failing the check (the demo's 01-10 after 01-09)."""
+    spec, settings = champion
+    spec = spec.model_copy(update={"drift": spec.drift.model_copy(update={"reference": "same_weekday"})})
+    for day in (WATCHED - timedelta(weeks=1), WATCHED - timedelta(weeks=2), WATCHED - timedelta(days=1)):
+        _source(settings, "churn", day, demo_data.generate_batch("churn", day, rows=2000))
+    broken = WATCHED - timedelta(days=2)
+    _source(
+        settings,
+        "churn",
+        broken,
+        demo_data.generate_batch("churn", broken, rows=2000).drop(columns="tenure_months"),
+    )
+    _source(settings, "churn", WATCHED, demo_data.generate_batch("churn", WATCHED, rows=2000))
+    checked = check_batch(spec, str(WATCHED), settings)
+    concept = storage.read_json(checked["report_json_uri"])["concept_drift"]
+    assert concept["reference_kind"] == "same_weekday" and concept["status"] == "ok", concept["reasons"]
+    assert [d["day"] for d in concept["reference_days"]] == ["2026-02-19", "2026-02-26"]
+    assert concept["spread_df"] == 1  # the two Thursdays; the broken Tuesday is no reference
+
+
 def test_health_check_joins_the_log_with_an_outcome_file_and_records_history(champion, tmp_path):
     """The whole path without Airflow: a real champion and holdout, the gateway's prediction log
     (SQLite), an outcome file from another system a day later (one unknown id, a wrong class),
