@@ -34,7 +34,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, replace
 from statistics import NormalDist
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -58,6 +58,9 @@ from model_factory.pipeline.two_sample import (
     ks_pvalue,
     psi,
 )
+
+if TYPE_CHECKING:
+    from model_factory.spec import ModelSpec
 
 FORMAT_VERSION = 1  # of the drift check's result
 LISTED_NEW_CATEGORIES = 20  # never-seen categories kept by name in a result; the rest are summed
@@ -529,14 +532,30 @@ def without_verdicts(check: DriftCheck, reasons: list[str]) -> DriftCheck:
 # Concept drift
 
 
+@dataclass(frozen=True)
+class ConceptPolicy:
+    """A model's limits for a concept-drift decision, read from its spec in one place."""
+
+    min_labels: int
+    max_drop: float
+    too_good_jump: float  # math.inf: never "too good" (the spec's gates.too_good_jump null)
+
+    @classmethod
+    def of(cls, spec: ModelSpec) -> ConceptPolicy:
+        jump = spec.gates.too_good_jump
+        return cls(
+            min_labels=spec.drift.min_labels,
+            max_drop=spec.drift.max_metric_drop,
+            too_good_jump=math.inf if jump is None else jump,
+        )
+
+
 def concept_result(
     live_metric: float,
     reference_metric: float | None,
     n_labelled: int,
     higher_is_better: bool,
-    min_labels: int,
-    max_drop: float,
-    too_good_jump: float,
+    policy: ConceptPolicy,
 ) -> dict[str, Any]:
     """The keys every concept check's result has (against the holdout or a seasonal reference)."""
     return {
@@ -544,9 +563,9 @@ def concept_result(
         "reference_metric": reference_metric,
         "n_labelled": n_labelled,
         "higher_is_better": higher_is_better,
-        "min_labels": min_labels,
-        "max_drop": max_drop,
-        "too_good_jump": too_good_jump,
+        "min_labels": policy.min_labels,
+        "max_drop": policy.max_drop,
+        "too_good_jump": policy.too_good_jump if math.isfinite(policy.too_good_jump) else None,
         "relative_change": None,
         "z": None,
     }
@@ -556,11 +575,9 @@ def check_concept_drift(
     live_metric: float,
     reference_metric: float,
     *,
+    policy: ConceptPolicy,
     higher_is_better: bool,
     n_labelled: int,
-    min_labels: int = 200,
-    max_drop: float = 0.05,
-    too_good_jump: float = 0.15,
     live_se: float | None = None,
     reference_rows: int | None = None,
     alpha: float = 0.01,
@@ -580,9 +597,10 @@ def check_concept_drift(
     the live noise counts. On small data (a champion judged on 400 rows, 600 labelled rows) a 5%
     dip in ROC AUC is within noise: without this, an unchanged population fired retrains.
     """
-    base = concept_result(
-        live_metric, reference_metric, n_labelled, higher_is_better, min_labels, max_drop, too_good_jump
-    ) | {"reference_rows": reference_rows}
+    min_labels, max_drop, too_good_jump = policy.min_labels, policy.max_drop, policy.too_good_jump
+    base = concept_result(live_metric, reference_metric, n_labelled, higher_is_better, policy) | {
+        "reference_rows": reference_rows
+    }
     if n_labelled < min_labels:
         return base | {
             "status": "insufficient_data",

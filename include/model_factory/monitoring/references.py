@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from model_factory.monitoring.drift import concept_result
+from model_factory.monitoring.drift import ConceptPolicy, concept_result
 from scipy import stats
 
 REFERENCES = ("training", "rolling", "same_weekday", "same_period_last_year")
@@ -114,10 +114,8 @@ def check_seasonal_concept(
     reference: list[DayMetric],
     *,
     higher_is_better: bool,
+    policy: ConceptPolicy,
     spread_days: Sequence[DayMetric] = (),
-    min_labels: int = 200,
-    max_drop: float = 0.05,
-    too_good_jump: float = 0.15,
     alpha: float = SEASONAL_CONCEPT_ALPHA,
     kind: str = "same_weekday",
 ) -> dict[str, Any]:
@@ -137,8 +135,9 @@ def check_seasonal_concept(
     the check can tell from the spread.
     """
     # Long on purpose: the insufficient cases, the spread, then the decision with its reasons.
+    min_labels, max_drop, too_good_jump = policy.min_labels, policy.max_drop, policy.too_good_jump
     usable = [r for r in reference if r.n >= min_labels and math.isfinite(r.value)]
-    base = concept_result(live.value, None, live.n, higher_is_better, min_labels, max_drop, too_good_jump) | {
+    base = concept_result(live.value, None, live.n, higher_is_better, policy) | {
         "reference_kind": kind,
         "reference_days": [{"day": str(r.day), "metric": r.value, "n_labelled": r.n} for r in reference],
     }

@@ -67,7 +67,7 @@ def _concept_drift(
 ) -> dict[str, Any]:
     """Champion's live metric on the labelled rows of the batch vs its holdout metric, or, under a
     seasonal ``drift.reference``, vs its metric on the reference days' labelled rows."""
-    from model_factory.monitoring.drift import check_concept_drift
+    from model_factory.monitoring.drift import ConceptPolicy, check_concept_drift
     from model_factory.monitoring.references import DayMetric, check_seasonal_concept
 
     labelled = frame[frame[spec.target].notna()] if spec.target in frame.columns else frame.iloc[:0]
@@ -112,7 +112,7 @@ def _concept_drift(
             day, metric_value(metric, predictions), len(rows), metric_standard_error(metric, predictions)
         )
 
-    too_good_jump = spec.gates.too_good_jump or 0.25
+    policy = ConceptPolicy.of(spec)
     if seasonal is not None:
         assert seasonal_kind
         live = day_metric(seasonal.day, labelled)
@@ -121,9 +121,7 @@ def _concept_drift(
             [day_metric(d, rows) for d, rows in seasonal.labelled.items()],
             higher_is_better=spec.higher_is_better,
             spread_days=[day_metric(d, rows) for d, rows in seasonal.spread_labelled.items()],
-            min_labels=spec.drift.min_labels,
-            max_drop=spec.drift.max_metric_drop,
-            too_good_jump=too_good_jump,
+            policy=policy,
             kind=spec.drift.reference,
         )
         return {**result, "metric": metric, "live": live.value, "reference": result["reference_metric"]}
@@ -135,9 +133,7 @@ def _concept_drift(
         champion.holdout_metric,
         higher_is_better=spec.higher_is_better,
         n_labelled=len(labelled),
-        min_labels=spec.drift.min_labels,
-        max_drop=spec.drift.max_metric_drop,
-        too_good_jump=too_good_jump,
+        policy=policy,
         live_se=metric_standard_error(metric, predictions),
         reference_rows=champion.evidence_rows,
     )

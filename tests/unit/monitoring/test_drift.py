@@ -32,6 +32,8 @@ from model_factory.pipeline.features import MISSING_CATEGORY
 from model_factory_dev import demo_data as dd
 from scipy import stats
 
+POLICY = drift.ConceptPolicy(min_labels=200, max_drop=0.05, too_good_jump=0.15)
+
 NUMERIC = ["a", "b", "c", "d", "e"]
 CATEGORICAL = ["plan", "region", "channel"]
 MODELS_DIR = Path(__file__).resolve().parents[3] / "include" / "models"
@@ -609,7 +611,7 @@ def test_demo_churn_data_unshifted_days_pass_and_covariate_shift_is_caught() -> 
     ],
 )
 def test_concept_drift(live: float, ref: float, higher: bool, n: int, status: str) -> None:
-    result = drift.check_concept_drift(live, ref, higher_is_better=higher, n_labelled=n)
+    result = drift.check_concept_drift(live, ref, policy=POLICY, higher_is_better=higher, n_labelled=n)
     assert result["status"] == status
     assert result["reasons"]
     if status == "too_good":
@@ -617,10 +619,13 @@ def test_concept_drift(live: float, ref: float, higher: bool, n: int, status: st
 
 
 def test_concept_drift_relative_change_matches_evaluation_gates() -> None:
-    result = drift.check_concept_drift(0.76, 0.80, higher_is_better=True, n_labelled=300)
+    result = drift.check_concept_drift(0.76, 0.80, policy=POLICY, higher_is_better=True, n_labelled=300)
     assert result["relative_change"] == pytest.approx(-0.05)
     assert (
-        drift.check_concept_drift(0.2, 0.0, higher_is_better=False, n_labelled=300)["relative_change"] == -0.2
+        drift.check_concept_drift(0.2, 0.0, policy=POLICY, higher_is_better=False, n_labelled=300)[
+            "relative_change"
+        ]
+        == -0.2
     )
 
 
@@ -659,7 +664,7 @@ def test_report_separates_data_quality_and_plots_a_missing_column(
 
 
 def test_report_shows_a_concept_drift_verdict(baseline: dict, current: pd.DataFrame) -> None:
-    concept = drift.check_concept_drift(0.99, 0.80, higher_is_better=True, n_labelled=500)
+    concept = drift.check_concept_drift(0.99, 0.80, policy=POLICY, higher_is_better=True, n_labelled=500)
     checked = drift.check_drift(baseline, current).to_dict()
     result = {**checked, "status": "too_good", "concept_drift": concept}
     page = drift_report.render_html(result, baseline, title="t")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from model_factory.monitoring.drift import check_concept_drift
+from model_factory.monitoring.drift import ConceptPolicy, check_concept_drift
 from model_factory.monitoring.references import DayMetric, check_seasonal_concept, reference_days
 from model_factory.pipeline.evaluation import metric_standard_error, metric_value, predict_holdout
 from model_factory.pipeline.training import default_fit, split_holdout
@@ -23,7 +23,8 @@ from model_factory_dev import demo, demo_data
 
 SPEC = load_spec(Path(__file__).resolve().parents[3] / "include" / "models" / "demand.yaml")
 FEATURES = SPEC.features.all
-MAX_DROP, TOO_GOOD = SPEC.drift.max_metric_drop, SPEC.gates.too_good_jump or 0.25
+POLICY = ConceptPolicy.of(SPEC)
+MAX_DROP = POLICY.max_drop
 
 
 def _fit(days: list[dt.date], rows: int, seed: int = 0):
@@ -49,8 +50,7 @@ def _vs_holdout(live: DayMetric, holdout_rmse: float, holdout_rows: int) -> str:
         holdout_rmse,
         higher_is_better=False,
         n_labelled=live.n,
-        max_drop=MAX_DROP,
-        too_good_jump=TOO_GOOD,
+        policy=POLICY,
         live_se=live.se,
         reference_rows=holdout_rows,
     )["status"]
@@ -67,8 +67,7 @@ def _vs_same_weekday(live: DayMetric, stored: dict[dt.date, DayMetric], weeks: i
         [stored[d] for d in choice.days],
         spread_days=[stored[d] for d in window.days if d not in choice.days],
         higher_is_better=False,
-        max_drop=MAX_DROP,
-        too_good_jump=TOO_GOOD,
+        policy=POLICY,
     )
 
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from model_factory.monitoring.drift import DriftRule, check_concept_drift, check_drift
+from model_factory.monitoring.drift import ConceptPolicy, DriftRule, check_concept_drift, check_drift
 from model_factory.pipeline.profile import build_baseline
 from model_factory.pipeline.two_sample import chi2_permutation_pvalue, chi2_two_sample, ks_exact_pvalue
 from scipy import stats
 
 from tests.shapes import missing, tiny
+
+POLICY = ConceptPolicy(min_labels=200, max_drop=0.05, too_good_jump=0.15)
 
 TINY = ["alcohol", "phenols", "hue"]
 
@@ -87,17 +89,29 @@ def test_exact_tests_agree_with_scipy_on_raw_samples():
 def test_concept_drift_must_be_beyond_the_noise_of_both_metrics():
     # missing's week: live ROC AUC 0.62 on 600 labelled rows vs the champion's 0.6735 on 400 rows
     noisy = check_concept_drift(
-        0.6197, 0.6735, higher_is_better=True, n_labelled=600, live_se=0.023, reference_rows=400
+        0.6197,
+        0.6735,
+        policy=POLICY,
+        higher_is_better=True,
+        n_labelled=600,
+        live_se=0.023,
+        reference_rows=400,
     )
     assert noisy["status"] == "ok" and "within the noise" in noisy["reasons"][0], noisy
     assert -2.33 < noisy["z"] < 0
     real = check_concept_drift(
-        0.55, 0.6735, higher_is_better=True, n_labelled=600, live_se=0.023, reference_rows=400
+        0.55, 0.6735, policy=POLICY, higher_is_better=True, n_labelled=600, live_se=0.023, reference_rows=400
     )
     assert real["status"] == "concept_drift" and "z = " in real["reasons"][0]
     large = check_concept_drift(
-        0.6197, 0.6735, higher_is_better=True, n_labelled=50_000, live_se=0.0025, reference_rows=40_000
+        0.6197,
+        0.6735,
+        policy=POLICY,
+        higher_is_better=True,
+        n_labelled=50_000,
+        live_se=0.0025,
+        reference_rows=40_000,
     )
     assert large["status"] == "concept_drift"  # the same dip on big data is real
-    unknown = check_concept_drift(0.6197, 0.6735, higher_is_better=True, n_labelled=600)
+    unknown = check_concept_drift(0.6197, 0.6735, policy=POLICY, higher_is_better=True, n_labelled=600)
     assert unknown["status"] == "concept_drift"  # no standard error given: the plain rule
