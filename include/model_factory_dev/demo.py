@@ -137,6 +137,9 @@ def template_lines(settings: FactorySettings, specs, rows: list[dict]) -> list[s
 DRIFTED = {"churn": 0.8}  # covariate shift of the production batch after the demo days
 BROKEN_LABELS = 0.75  # concept shift of the churn batches an upstream label bug produced
 LIVE_MODEL = "churn"
+# Live requests per second while no canary waits for outcomes (the drift retrains, the shadow):
+# the gateway's CPU goes to the scheduler's tasks instead; a canary lifts the cap.
+QUIET_RATE = 20.0
 
 
 def demo_run_id(dag_id: str) -> str:
@@ -328,7 +331,9 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
             entity_column="customer_id",
             concurrency=4,
             feedback_delay_s=0.5,
+            batch=50,
         )
+        traffic.rate = QUIET_RATE
         with traffic:
             print(f"  live traffic: {LIVE_MODEL} requests (sticky by customer id) with delayed feedback")
             print("\n1. drift: each watched model's drift_watch DAG checks the new batch")
@@ -380,6 +385,7 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
             print(f"\n2. canary: the blessed challenger takes a share of {LIVE_MODEL}'s live traffic")
             step = clock.part("step 2: the first canary")
             step.__enter__()
+            traffic.rate = None  # the canary's stages wait for outcomes: as fast as the gateway answers
             good = _wait_for_asset_run(api, f"{LIVE_MODEL}__canary", set()) if new_challenger else None
             if good is None:
                 print(f"  no new {LIVE_MODEL}__canary run: no drift retrain registered a new challenger")
@@ -395,6 +401,7 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
                 f"{BROKEN_LABELS:g}); canaries paused while they are retrained"
             )
             api.pause(f"{LIVE_MODEL}__canary")
+            traffic.rate = QUIET_RATE
             with stack.environ():  # while these retrain, live traffic flows: a shadow costs no time
                 shadowed = _start_shadow(FactorySettings.from_env())
             registered = None
@@ -406,6 +413,7 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
                 with stack.environ():
                     _show_and_stop_shadow(FactorySettings.from_env(), traffic)
             api.unpause(f"{LIVE_MODEL}__canary")
+            traffic.rate = None
             with stack.environ():
                 from model_factory.io.tracking import connect
                 from model_factory.pipeline.registry import CHALLENGER, current_alias_version
@@ -457,6 +465,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault(
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "model_factory_dev.demo_pace.SQLITE_CONNECT"
     )
+    # One OpenMP thread (the Makefile sets it too): gradient boosting's pool spins against the
+    # chains and the stack's processes on a busy 2-core box. Read when scikit-learn loads it.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     clock = Clock()
     settings = FactorySettings.from_env()
     data_root = generate(settings, args.days)
