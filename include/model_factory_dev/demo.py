@@ -300,8 +300,7 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
         },
     )
     started = time.perf_counter()
-    stack_part = clock.part("part 2: stack start-up")
-    stack_part.__enter__()
+    end_start_up = clock.begin("part 2: stack start-up")
     with Stack(config) as stack:
         api = stack.client()
         print(
@@ -318,7 +317,7 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
             api.wait_for_dag(dag_id)
             api.unpause(dag_id)
         _settle_scheduled_runs(api, [d for d in dags if d.endswith("__retrain")])
-        stack_part.__exit__(None, None, None)
+        end_start_up()
         live = demo_data.generate_batch(
             LIVE_MODEL, day, rows=5000, seed=99, covariate_shift=DRIFTED.get(LIVE_MODEL, 0.0)
         )
@@ -338,8 +337,7 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
             print(f"  live traffic: {LIVE_MODEL} requests (sticky by customer id) with delayed feedback")
             print("\n1. drift: each watched model's drift_watch DAG checks the new batch")
             new_challenger = False
-            step = clock.part("step 1: drift and the retrains it fires")
-            step.__enter__()
+            end_step = clock.begin("step 1: drift and the retrains it fires")
             for spec in specs:
                 if not spec.drift.enabled:
                     print(f"  {spec.name}: drift watch switched off in its spec (drift.enabled: false)")
@@ -381,10 +379,9 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
                     f"alias {registered['alias']}"
                 )
 
-            step.__exit__(None, None, None)
+            end_step()
             print(f"\n2. canary: the blessed challenger takes a share of {LIVE_MODEL}'s live traffic")
-            step = clock.part("step 2: the first canary")
-            step.__enter__()
+            end_step = clock.begin("step 2: the first canary")
             traffic.rate = None  # the canary's stages wait for outcomes: as fast as the gateway answers
             good = _wait_for_asset_run(api, f"{LIVE_MODEL}__canary", set()) if new_challenger else None
             if good is None:
@@ -393,9 +390,8 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
             else:
                 _print_canary(api, good)
 
-            step.__exit__(None, None, None)
-            step = clock.part("step 3: label bug, shadow, second canary")
-            step.__enter__()
+            end_step()
+            end_step = clock.begin("step 3: label bug, shadow, second canary")
             print(
                 f"\n3. an upstream bug corrupts {LIVE_MODEL}'s labels for three days (concept shift "
                 f"{BROKEN_LABELS:g}); canaries paused while they are retrained"
@@ -433,7 +429,7 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
                 )["dag_run_id"]
                 print(f'  ops start the canary of v{challenger}: conf {{"version": "{challenger}"}}')
                 _print_canary(api, run_id)
-            step.__exit__(None, None, None)
+            end_step()
         print(
             f"\n  traffic: {traffic.sent} requests, by arm {dict(traffic.by_arm)}, by version "
             f"{dict(traffic.by_version)}, errors {dict(traffic.errors) or 'none'}"

@@ -212,11 +212,16 @@ def prepare_stores(settings: FactorySettings) -> None:
 def run_all(part: Part1, workers: int) -> health_story.Story:
     """Every chain, ``workers`` at a time (longest first), a progress line while they run; the
     health story of churn's chain with demand's seasonal lines."""
-    global _PART1, _DONE
     from model_factory.airflow.executor import warm_imports
 
     warm_imports()  # once here: every chain starts with GX, MLflow and scikit-learn imported
     prepare_stores(part.settings)
+    return run_chains(part, workers)
+
+
+def run_chains(part: Part1, workers: int) -> health_story.Story:
+    """The chains in forked processes (the stores prepared); see :func:`run_all`."""
+    global _PART1, _DONE
     _PART1, _DONE = part, multiprocessing.Value("i", 0)
     order = sorted(part.chains, key=lambda m: -len(part.chains[m]) - 10 * (m == health_story.STORY_MODEL))
     started = time.monotonic()

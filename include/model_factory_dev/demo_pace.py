@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,13 +27,22 @@ class Clock:
 
     @contextlib.contextmanager
     def part(self, name: str) -> Iterator[None]:
-        t0 = time.monotonic()
+        end = self.begin(name)
         try:
             yield
         finally:
+            end()
+
+    def begin(self, name: str) -> Callable[[], None]:
+        """Start timing a part; call what it returns when the part ends (prints its wall time)."""
+        t0 = time.monotonic()
+
+        def end() -> None:
             took = time.monotonic() - t0
             self.parts.append((name, took))
             print(f"  [{name}: {took:.0f}s; demo at {self.elapsed():.0f}s]", flush=True)
+
+        return end
 
     def lines(self) -> list[str]:
         return [f"{name:<44} {took:6.0f}s" for name, took in self.parts] + [
