@@ -214,7 +214,8 @@ def run_all(part: Part1, workers: int) -> health_story.Story:
     health story of churn's chain with demand's seasonal lines."""
     from model_factory.airflow.executor import warm_imports
 
-    warm_imports()  # once here: every chain starts with GX, MLflow and scikit-learn imported
+    with captured_output():  # GX logs a line per function it registers
+        warm_imports()  # once here: every chain starts with GX, MLflow and scikit-learn imported
     prepare_stores(part.settings)
     return run_chains(part, workers)
 
@@ -236,8 +237,9 @@ def run_chains(part: Part1, workers: int) -> health_story.Story:
                 model = pending.pop(future)
                 try:
                     stories[model] = future.result()
-                except Exception as exc:  # a chain that broke: said, the others go on
-                    failures.append(f"{model}: the chain stopped: {type(exc).__name__}: {str(exc)[:200]}")
+                except Exception as exc:  # a chain that broke: said at once, the others go on
+                    failures.append(f"{model}: the chain stopped: {type(exc).__name__}: {str(exc)[:300]}")
+                    print(f"  {failures[-1]}", flush=True)
             if pending:
                 done = _DONE.value
                 print(
