@@ -447,9 +447,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=DAYS)
     parser.add_argument("--verbose", action="store_true", help="show Airflow's task logs")
     parser.add_argument(
-        "--workers", type=int, default=3, help="models whose days run at the same time (part 1)"
-    )
-    parser.add_argument(
         "--no-scheduler",
         action="store_true",
         help="skip the drift + canary phase (real scheduler, gateway, traffic)",
@@ -457,12 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.getLogger("py.warnings").setLevel(logging.ERROR)
 
-    # Part 1's chains share Airflow's SQLite DB: a writer waits for the lock up to a minute, not 5 s.
-    os.environ.setdefault(
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "model_factory_dev.demo_pace.SQLITE_CONNECT"
-    )
     # One OpenMP thread (the Makefile sets it too): gradient boosting's pool spins against the
-    # chains and the stack's processes on a busy 2-core box. Read when scikit-learn loads it.
+    # demo and the stack's processes on a busy 2-core box. Read when scikit-learn loads it.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     clock = Clock()
     settings = FactorySettings.from_env()
@@ -489,8 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nrunning {total} DAG runs through Airflow, models by template: "
         + ", ".join(f"{s.name} ({s.template})" for s in specs if any(s is spec for _, spec in runs))
-        + f" (AIRFLOW_HOME={os.environ.get('AIRFLOW_HOME')}); each model's days in order, "
-        + f"{args.workers} models at a time"
+        + f" (AIRFLOW_HOME={os.environ.get('AIRFLOW_HOME')})"
     )
     by_name = {s.name: s for s in specs}
     story_spec = by_name.get(health_story.STORY_MODEL)
@@ -498,10 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     seasonal_spec = by_name.get(health_story.SEASONAL_MODEL)
     seasonal_spec = seasonal_spec if seasonal_spec and seasonal_spec.drift.enabled else None
     with clock.part(f"part 1: {total} DAG runs and the daily health checks"):
-        story = demo_chains.run_all(
-            demo_chains.Part1(settings, bag, runs, story_spec, seasonal_spec, args.verbose, total),
-            workers=args.workers,
-        )
+        part = demo_chains.Part1(settings, bag, runs, story_spec, seasonal_spec, args.verbose, total)
+        story = demo_chains.run_part1(part)
 
     if not args.no_scheduler:
         # The live phase drives the demo's own models, whose production batches it writes.

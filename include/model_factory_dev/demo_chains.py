@@ -1,25 +1,22 @@
-"""The demo's first part: every (day, model) DAG run through Airflow (``dag.test``), each model's
-days in order, several models at once (issue 22's first run).
+"""The demo's first part: every (day, model) DAG run through Airflow (``dag.test``, in this
+process), churn's daily health check and demand's seasonal watch after their model's run of the
+day, and a line with the time left while it runs (issue 22's first run).
 
-A model's days depend on each other (each retrain is gated against the champion of the day before),
-different models do not: each model's chain of days runs in a process forked from the demo after
-the DAG bag is parsed and the tasks' heavy libraries are imported (so no chain parses or imports
-again), ``workers`` chains at a time. churn's daily health check and demand's seasonal watch run in
-their model's chain, right after that model's run of the day. The metadata DB is Airflow's SQLite
-(WAL), MLflow's store is created before the fork; both take one writer at a time.
+Tried and dropped (2026-12-04): each model's days in a process forked from the demo after the DAG
+bag was parsed. The forked ``dag.test`` never finished: its main thread waited on a lock while a
+second thread spun (Airflow 3.3's in-process task runner after fork, with pyarrow's jemalloc
+thread already running in the parent).
 """
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import signal
 import sys
 import tempfile
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -132,7 +129,7 @@ def health_phase(settings: FactorySettings, bag, story, spec, seasonal, day: dat
 
 @dataclass
 class Part1:
-    """What every chain needs; set before the fork, so the children inherit it (nothing pickled)."""
+    """What the first part runs, and with what."""
 
     settings: FactorySettings
     bag: Any
@@ -141,31 +138,29 @@ class Part1:
     seasonal_spec: Any
     verbose: bool
     total: int
-    chains: dict[str, list[tuple[date, Any]]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for day, spec in self.runs:
-            self.chains.setdefault(spec.name, []).append((day, spec))
 
 
-_PART1: Part1 | None = None
-_DONE: Any = None  # a shared counter of finished DAG runs (multiprocessing.Value)
-
-
-def run_chain(model: str) -> health_story.Story:
-    """One model's days in order (in a forked child): its DAG runs, then its health/seasonal step."""
-    part = _PART1
-    assert part is not None, "run_all sets the part before forking"
+def run_part1(part: Part1) -> health_story.Story:
+    """Every (day, model) run in day order; after a model's run of a day, its health check (churn)
+    or seasonal watch (demand). A progress line with the time left every ``PROGRESS_EVERY_S``."""
     story = health_story.Story()
-    for day, spec in part.chains[model]:
+    started = last_said = time.monotonic()
+    done = 0
+    for day, spec in part.runs:
         for dag_id in dag_ids(spec):
             run_one(part, spec, dag_id, day)
-            with _DONE.get_lock():
-                _DONE.value += 1
+            done += 1
         health = spec if spec is part.story_spec else None
         seasonal = spec if spec is part.seasonal_spec else None
         if health is not None or seasonal is not None:
             health_phase(part.settings, part.bag, story, health, seasonal, day)
+        if time.monotonic() - last_said >= PROGRESS_EVERY_S and done < part.total:
+            last_said = time.monotonic()
+            print(
+                f"      {part.total - done} of {part.total} DAG runs to go; {last_said - started:.0f}s so far"
+                + eta(done, part.total, last_said - started),
+                flush=True,
+            )
     return story
 
 
@@ -189,67 +184,3 @@ def run_one(part: Part1, spec, dag_id: str, day: date) -> None:
     elif set(tasks.values()) == {"skipped"}:
         line += "  skipped (see the task log)"
     print(line, flush=True)
-
-
-def prepare_stores(settings: FactorySettings) -> None:
-    """Create MLflow's store once, here, before the chains fork (they would race to create its
-    schema), put its SQLite file in WAL mode, and drop the parent's pooled connections so no child
-    inherits an open one."""
-    import sqlite3
-
-    from model_factory.io import tracking
-
-    client = tracking.connect(settings)
-    for store in (client._tracking_client.store, client._get_registry_client().store):
-        engine = getattr(store, "engine", None)
-        if engine is not None:
-            engine.dispose()
-    if settings.tracking_uri.startswith("sqlite:///"):
-        with contextlib.closing(sqlite3.connect(settings.tracking_uri.removeprefix("sqlite:///"))) as db:
-            db.execute("PRAGMA journal_mode=WAL")
-
-
-def run_all(part: Part1, workers: int) -> health_story.Story:
-    """Every chain, ``workers`` at a time (longest first), a progress line while they run; the
-    health story of churn's chain with demand's seasonal lines."""
-    from model_factory.airflow.executor import warm_imports
-
-    with captured_output():  # GX logs a line per function it registers
-        warm_imports()  # once here: every chain starts with GX, MLflow and scikit-learn imported
-    prepare_stores(part.settings)
-    return run_chains(part, workers)
-
-
-def run_chains(part: Part1, workers: int) -> health_story.Story:
-    """The chains in forked processes (the stores prepared); see :func:`run_all`."""
-    global _PART1, _DONE
-    _PART1, _DONE = part, multiprocessing.Value("i", 0)
-    order = sorted(part.chains, key=lambda m: -len(part.chains[m]) - 10 * (m == health_story.STORY_MODEL))
-    started = time.monotonic()
-    stories: dict[str, health_story.Story] = {}
-    failures: list[str] = []
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(order))), mp_context=context) as pool:
-        pending: dict[Future, str] = {pool.submit(run_chain, model): model for model in order}
-        while pending:
-            finished, _ = wait(pending, timeout=PROGRESS_EVERY_S, return_when=FIRST_COMPLETED)
-            for future in finished:
-                model = pending.pop(future)
-                try:
-                    stories[model] = future.result()
-                except Exception as exc:  # a chain that broke: said at once, the others go on
-                    failures.append(f"{model}: the chain stopped: {type(exc).__name__}: {str(exc)[:300]}")
-                    print(f"  {failures[-1]}", flush=True)
-            if pending:
-                done = _DONE.value
-                print(
-                    f"      waiting for {part.total - done} of {part.total} DAG runs "
-                    f"({', '.join(sorted(pending.values()))}); {time.monotonic() - started:.0f}s so far"
-                    + eta(done, part.total, time.monotonic() - started),
-                    flush=True,
-                )
-    story = stories.get(health_story.STORY_MODEL, health_story.Story())
-    if part.seasonal_spec is not None and part.seasonal_spec.name in stories:
-        story.seasonal = stories[part.seasonal_spec.name].seasonal
-    story.notes += failures
-    return story

@@ -84,8 +84,3 @@ def wait_for_run(api: Any, dag_id: str, run_id: str, what: str, timeout_s: float
                 flush=True,
             )
         time.sleep(1.0)
-
-
-# Airflow's ``[database] sql_alchemy_connect_args`` for the demo's own process (an import path):
-# part 1's chains write to one SQLite file; pysqlite's default lock wait is 5 s.
-SQLITE_CONNECT = {"timeout": 60}

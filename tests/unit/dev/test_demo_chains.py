@@ -1,10 +1,8 @@
-"""The demo's first part runs each model's days in order, different models at the same time, and
-says how many runs are left; the live traffic keeps to its rate cap."""
+"""The demo's first part runs day by day with each model's health step after its run and says how
+long is left; the live traffic keeps to its rate cap."""
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from datetime import date, timedelta
 from types import SimpleNamespace
@@ -12,17 +10,12 @@ from types import SimpleNamespace
 from model_factory_dev import demo_chains, demo_pace, simulator
 
 
-class _FileRecordingDag:
-    """A DAG whose ``test`` appends (pid, dag id, batch date) to a file: the chains run in forked
-    processes, so only what they write survives."""
-
-    def __init__(self, dag_id: str, log) -> None:
-        self.dag_id, self.log = dag_id, log
+class _RecordingDag:
+    def __init__(self, dag_id: str, calls: list) -> None:
+        self.dag_id, self.calls = dag_id, calls
 
     def test(self, run_conf):
-        with open(self.log, "a") as out:
-            out.write(f"{os.getpid()} {self.dag_id} {run_conf['ds']}\n")
-        time.sleep(0.05)
+        self.calls.append((self.dag_id, run_conf["ds"]))
         return SimpleNamespace(state="success", get_task_instances=lambda: [])
 
 
@@ -30,38 +23,39 @@ def _spec(name: str, template: str = "retrain"):
     return SimpleNamespace(name=name, template=template)
 
 
-def test_each_models_days_run_in_order_in_its_own_process(tmp_path, capfd):
-    log = tmp_path / "runs.txt"
+def test_part1_runs_day_by_day_and_each_models_health_step_follows_its_run(monkeypatch, capsys):
+    calls: list = []
     specs = [_spec("churn"), _spec("demand"), _spec("scorer", "batch_scoring")]
-    days = [date(2026, 1, 5) + timedelta(days=i) for i in range(3)]
+    days = [date(2026, 1, 5) + timedelta(days=i) for i in range(2)]
     runs = sorted(((d, s) for s in specs for d in days), key=lambda p: (p[0], p[1].name))
-    bag = SimpleNamespace(
-        dags={
-            i: _FileRecordingDag(i, log)
-            for s in specs
-            for i in demo_chains.dag_ids(s)
-            if i != "demand__retrain"
-        }
+    built = [i for s in specs for i in demo_chains.dag_ids(s) if i != "demand__retrain"]
+    bag = SimpleNamespace(dags={i: _RecordingDag(i, calls) for i in built})
+    monkeypatch.setattr(
+        demo_chains,
+        "health_phase",
+        lambda settings, bag, story, spec, seasonal, day: calls.append(
+            ("health" if spec else "seasonal", (spec or seasonal).name, day.isoformat())
+        ),
     )
     total = sum(len(demo_chains.dag_ids(s)) for _, s in runs)
-    part = demo_chains.Part1(None, bag, runs, None, None, False, total)
-    assert list(part.chains) == ["churn", "demand", "scorer"]
+    part = demo_chains.Part1(None, bag, runs, specs[0], specs[1], False, total)
 
-    story = demo_chains.run_chains(part, workers=2)
+    demo_chains.run_part1(part)
 
-    rows = [line.split() for line in log.read_text().splitlines()]
-    by_dag: dict[str, list[str]] = {}
-    pids: dict[str, set[str]] = {}
-    for pid, dag_id, ds in rows:
-        by_dag.setdefault(dag_id, []).append(ds)
-        pids.setdefault(dag_id.split("__")[0], set()).add(pid)
-    iso = [d.isoformat() for d in days]
-    assert by_dag == {"churn__retrain": iso, "scorer__retrain": iso, "scorer__score": iso}
-    assert len(pids["churn"]) == 1 and pids["churn"] != pids["scorer"]  # one chain, one process
-    assert str(os.getpid()) not in pids["churn"] | pids["scorer"]
-    out = capfd.readouterr().out
-    assert "demand__retrain        skipped: no such DAG" in out  # said, the chain goes on
-    assert story.days == [] and story.notes == []
+    first, second = (d.isoformat() for d in days)
+    assert calls == [
+        ("churn__retrain", first),
+        ("health", "churn", first),
+        ("seasonal", "demand", first),  # its DAG is missing: said, its watch still runs
+        ("scorer__retrain", first),
+        ("scorer__score", first),
+        ("churn__retrain", second),
+        ("health", "churn", second),
+        ("seasonal", "demand", second),
+        ("scorer__retrain", second),
+        ("scorer__score", second),
+    ]
+    assert "demand__retrain        skipped: no such DAG" in capsys.readouterr().out
 
 
 def test_the_time_left_follows_the_pace_so_far():
@@ -110,4 +104,3 @@ def test_a_waited_run_says_what_it_waits_for(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "waiting for the canary's outcomes: stage_1_wait up_for_reschedule" in out
     assert "gives up in" in out
-    threading.enumerate()  # nothing left running
