@@ -178,15 +178,20 @@ def _wait_for_asset_run(api, dag_id: str, seen: set[str], timeout_s: float = 300
 def _settle_scheduled_runs(api, dag_ids: list[str], create_s: float = 30.0) -> None:
     """Unpausing a cron DAG makes the scheduler start its latest scheduled run at once. Let those
     runs end first: the drift watch (rightly) fires no retrain beside one already running. Waits
-    for the scheduler to create each (up to ``create_s``), then for each to end."""
+    for the scheduler to create each DAG's scheduled run (up to ``create_s``; the first part's runs
+    are manual), then for each to end."""
     deadline = time.monotonic() + create_s
+
+    def scheduled(dag_id: str) -> list[dict]:
+        return [r for r in api.runs(dag_id) if r["run_type"] == "scheduled"]
+
     waiting = list(dag_ids)
     while waiting and time.monotonic() < deadline:
-        waiting = [d for d in waiting if not api.runs(d, limit=1)]
+        waiting = [d for d in waiting if not scheduled(d)]
         if waiting:
             time.sleep(0.5)
     for dag_id in dag_ids:
-        for run in api.runs(dag_id):
+        for run in scheduled(dag_id):
             if run["state"] in ("queued", "running"):
                 what = f"{dag_id}'s scheduled run (started by the unpause) to end"
                 wait_for_run(api, dag_id, run["dag_run_id"], what, timeout_s=600)
