@@ -175,23 +175,23 @@ def _wait_for_asset_run(api, dag_id: str, seen: set[str], timeout_s: float = 300
     return None
 
 
-def _settle_scheduled_runs(api, dag_ids: list[str], create_s: float = 30.0) -> None:
+def _scheduled_runs(api, dag_id: str) -> list[dict]:
+    return [r for r in api.runs(dag_id) if r["run_type"] == "scheduled"]
+
+
+def _settle_scheduled_runs(api, known: dict[str, set[str]], create_s: float = 30.0) -> None:
     """Unpausing a cron DAG makes the scheduler start its latest scheduled run at once. Let those
     runs end first: the drift watch (rightly) fires no retrain beside one already running. Waits
-    for the scheduler to create each DAG's scheduled run (up to ``create_s``; the first part's runs
-    are manual), then for each to end."""
+    for the scheduler to create each DAG's new scheduled run (not in ``known``, the scheduled runs
+    before the unpause; up to ``create_s``; the first part's runs are manual), then for each to end."""
     deadline = time.monotonic() + create_s
-
-    def scheduled(dag_id: str) -> list[dict]:
-        return [r for r in api.runs(dag_id) if r["run_type"] == "scheduled"]
-
-    waiting = list(dag_ids)
+    waiting = list(known)
     while waiting and time.monotonic() < deadline:
-        waiting = [d for d in waiting if not scheduled(d)]
+        waiting = [d for d in waiting if not {r["dag_run_id"] for r in _scheduled_runs(api, d)} - known[d]]
         if waiting:
             time.sleep(0.5)
-    for dag_id in dag_ids:
-        for run in scheduled(dag_id):
+    for dag_id in known:
+        for run in _scheduled_runs(api, dag_id):
             if run["state"] in ("queued", "running"):
                 what = f"{dag_id}'s scheduled run (started by the unpause) to end"
                 wait_for_run(api, dag_id, run["dag_run_id"], what, timeout_s=600)
@@ -318,10 +318,13 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
             "canary": lambda s: s.canary.enabled,
         }
         dags = [f"{s.name}__{kind}" for s in specs for kind, on in kinds.items() if on(s)]
+        known: dict[str, set[str]] = {}
         for dag_id in dags:
             api.wait_for_dag(dag_id)
+            if dag_id.endswith("__retrain"):
+                known[dag_id] = {r["dag_run_id"] for r in _scheduled_runs(api, dag_id)}
             api.unpause(dag_id)
-        _settle_scheduled_runs(api, [d for d in dags if d.endswith("__retrain")])
+        _settle_scheduled_runs(api, known)
         end_start_up()
         live = demo_data.generate_batch(
             LIVE_MODEL, day, rows=5000, seed=99, covariate_shift=DRIFTED.get(LIVE_MODEL, 0.0)
