@@ -37,6 +37,10 @@ $(AIRFLOW_HOME)/.migrated: $(VENV)/.installed
 	touch $@
 
 ## The main job: demo data for several days, every model's retrain DAG run by Airflow, a summary.
+# One OpenMP/BLAS thread per process: on a shared 2-core box gradient boosting's thread pool spins
+# against the demo's other processes (demand's retrain took 112 s instead of ~20 s at load 9).
+demo: export OMP_NUM_THREADS ?= 1
+demo: export OPENBLAS_NUM_THREADS ?= 1
 demo: install $(AIRFLOW_HOME)/.migrated
 	python -m model_factory_dev.demo $(ARGS)
 

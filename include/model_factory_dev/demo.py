@@ -10,12 +10,9 @@ Over 500 lines on purpose: the demo driver, its two parts and their summary, tol
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
-import signal
 import sys
-import tempfile
 import time
 import uuid
 from datetime import date, timedelta
@@ -27,7 +24,11 @@ from model_factory.rollout.summary import format_table, model_rows
 from model_factory.settings import PROJECT_ROOT, FactorySettings
 from model_factory.spec import load_specs
 
-from model_factory_dev import demo_data, health_story
+from model_factory_dev import demo_chains, demo_data, health_story
+from model_factory_dev.demo_chains import dag_ids, run_dag
+from model_factory_dev.demo_pace import Clock, wait_for_run
+
+__all__ = ["dag_ids", "main", "plan", "run_dag"]
 
 START = date(2026, 1, 5)
 DAYS = 6
@@ -67,11 +68,6 @@ def generate(settings: FactorySettings, days: int) -> Path:
         root, START - timedelta(days=SEASONAL_HISTORY_DAYS), SEASONAL_HISTORY_DAYS, models=("demand",)
     )
     return root
-
-
-def dag_ids(spec) -> list[str]:
-    """The DAGs the demo runs per batch date for a spec, in order: retrain, then scoring."""
-    return [f"{spec.name}__retrain"] + ([f"{spec.name}__score"] if spec.template == "batch_scoring" else [])
 
 
 def has_batch(spec, day: date) -> bool:
@@ -138,105 +134,12 @@ def template_lines(settings: FactorySettings, specs, rows: list[dict]) -> list[s
     return lines
 
 
-def run_dag(dag, day: date) -> tuple[str, dict[str, str], str]:
-    """Run one DAG for one batch date through Airflow; return run state, task states, log.
-
-    The batch date goes in the run's conf (``ds``, what every factory DAG reads first, as a
-    trigger from the UI or CLI would); the run's logical date is now. ``dag.test`` starts a run
-    at its logical date, so a batch date there made Airflow show each run lasting from that date
-    until today (~330 days for the demo's dates).
-    """
-    with captured_output() as read_log, own_signal_handlers():
-        run = dag.test(run_conf={"ds": day.isoformat()})
-    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-    return str(run.state), states, read_log()
-
-
-@contextlib.contextmanager
-def own_signal_handlers():
-    """Give SIGTERM and SIGINT back their handlers after ``dag.test``: Airflow 3.3's task runner
-    installs a SIGTERM handler for each task it runs in-process (it only calls the task's
-    ``on_kill``) and never restores the old one, so without this the demo would ignore SIGTERM
-    for the rest of its life. (While ``dag.test`` itself waits on a retry, it still does: that
-    is Airflow's; docs/testing.md.)"""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-
-
-@contextlib.contextmanager
-def captured_output():
-    """Send fd 1 and 2 to a temp file: Airflow's loggers hold their own handles to them."""
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        saved = os.dup(1), os.dup(2)
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        text: list[str] = []
-        try:
-            yield lambda: "".join(text)
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-            sink.seek(0)
-            text.append(sink.read().decode(errors="replace"))
-
-
-def failure_reason(log_text: str) -> list[str]:
-    """The task's own explanation: the AirflowFailException message and its reason lines."""
-    lines = log_text.splitlines()
-    for i, line in enumerate(lines):
-        if "AirflowFailException: " in line:
-            reasons = [r.strip() for r in lines[i + 1 : i + 6] if r.strip().startswith("- ")]
-            return [line.split("AirflowFailException: ", 1)[1].strip(), *reasons]
-    return ["see the task log (make demo ARGS=--verbose)"]
-
-
-def health_phase(settings: FactorySettings, bag, story, spec, seasonal, day: date) -> None:
-    """After a day's DAG runs: churn's health check (scoring its batch first), demand's seasonal
-    drift check. A health check asking for a retrain runs it (what its asset event does under the
-    scheduler) and the blessed version it registers is promoted (what the canary does)."""
-    if seasonal is not None:
-        story.seasonal.append(health_story.seasonal_check(settings, seasonal, day))
-    if spec is None:
-        return
-    story.metric, story.threshold = spec.gates.primary_metric, spec.gates.threshold
-    started = time.perf_counter()
-    try:
-        checked, summary = health_story.health_day(settings, spec, day)
-    except Exception as exc:  # no champion yet (the first retrain failed): said, the demo goes on
-        story.notes.append(f"{day}: no health check: {type(exc).__name__}: {str(exc)[:160]}")
-        return
-    story.record(checked, summary)
-    took = time.perf_counter() - started
-    print(
-        f"  {day}  {spec.name + '__health':<22} {checked.action:<8} {took:5.1f}s  (in-process) "
-        f"{checked.reason[:100]}",
-        flush=True,
-    )
-    if checked.action != "retrain" or story.restored:
-        return
-    dag_id = f"{spec.name}__retrain"
-    state, _, _ = run_dag(bag.dags[dag_id], day)
-    retrained = health_story.latest_version(settings, spec) if state == "success" else None
-    story.restored += health_story.restore(settings, spec, day, retrained, checked)
-    print(
-        f"  {day}  {dag_id:<22} {state:<8} fired by the health check; {story.restored[-1][12:140]}",
-        flush=True,
-    )
-
-
 DRIFTED = {"churn": 0.8}  # covariate shift of the production batch after the demo days
 BROKEN_LABELS = 0.75  # concept shift of the churn batches an upstream label bug produced
 LIVE_MODEL = "churn"
+# Live requests per second while no canary waits for outcomes (the drift retrains, the shadow):
+# the gateway's CPU goes to the scheduler's tasks instead; a canary lifts the cap.
+QUIET_RATE = 20.0
 
 
 def demo_run_id(dag_id: str) -> str:
@@ -251,8 +154,16 @@ def _write_production_batch(settings: FactorySettings, model: str, day: date, **
 
 
 def _wait_for_asset_run(api, dag_id: str, seen: set[str], timeout_s: float = 300) -> str | None:
-    deadline = time.monotonic() + timeout_s
+    t0 = time.monotonic()
+    deadline, said = t0 + timeout_s, t0
     while time.monotonic() < deadline:
+        if time.monotonic() - said >= 20:
+            said = time.monotonic()
+            print(
+                f"      waiting for the scheduler to start {dag_id} on its asset event: "
+                f"{said - t0:.0f}s so far, gives up in {deadline - said:.0f}s",
+                flush=True,
+            )
         fresh = [
             r["dag_run_id"]
             for r in api.runs(dag_id)
@@ -264,20 +175,33 @@ def _wait_for_asset_run(api, dag_id: str, seen: set[str], timeout_s: float = 300
     return None
 
 
-def _settle_scheduled_runs(api, dag_ids: list[str], settle_s: float = 5.0) -> None:
+def _scheduled_runs(api, dag_id: str) -> list[dict]:
+    return [r for r in api.runs(dag_id) if r["run_type"] == "scheduled"]
+
+
+def _settle_scheduled_runs(api, known: dict[str, set[str]], create_s: float = 30.0) -> None:
     """Unpausing a cron DAG makes the scheduler start its latest scheduled run at once. Let those
-    runs end first: the drift watch (rightly) fires no retrain beside one already running."""
-    time.sleep(settle_s)  # the scheduler's next loop creates them
-    for dag_id in dag_ids:
-        for run in api.runs(dag_id):
+    runs end first: the drift watch (rightly) fires no retrain beside one already running. Waits
+    for the scheduler to create each DAG's new scheduled run (not in ``known``, the scheduled runs
+    before the unpause; up to ``create_s``; the first part's runs are manual), then for each to end."""
+    deadline = time.monotonic() + create_s
+    waiting = list(known)
+    while waiting and time.monotonic() < deadline:
+        waiting = [d for d in waiting if not {r["dag_run_id"] for r in _scheduled_runs(api, d)} - known[d]]
+        if waiting:
+            time.sleep(0.5)
+    for dag_id in known:
+        for run in _scheduled_runs(api, dag_id):
             if run["state"] in ("queued", "running"):
-                api.wait_for_run(dag_id, run["dag_run_id"], timeout_s=600)
+                what = f"{dag_id}'s scheduled run (started by the unpause) to end"
+                wait_for_run(api, dag_id, run["dag_run_id"], what, timeout_s=600)
 
 
 def _print_canary(api, run_id: str) -> dict | None:
     """One line per stage decision of a ``<model>__canary`` run; the last decision."""
     dag_id = f"{LIVE_MODEL}__canary"
-    run = api.wait_for_run(dag_id, run_id, timeout_s=1800)
+    what = f"{dag_id}: each stage waits for {LIVE_MODEL}'s live outcomes (min_samples per arm)"
+    run = wait_for_run(api, dag_id, run_id, what, timeout_s=1800)
     states = {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}
     last = None
     for task_id in sorted(t for t in states if t.endswith("_act")):
@@ -292,7 +216,7 @@ def _print_canary(api, run_id: str) -> dict | None:
 def _retrain(api, model: str, ds: str) -> dict | None:
     dag_id = f"{model}__retrain"
     run_id = api.trigger(dag_id, conf={"ds": ds}, run_id=demo_run_id(dag_id))["dag_run_id"]
-    run = api.wait_for_run(dag_id, run_id, timeout_s=600)
+    run = wait_for_run(api, dag_id, run_id, f"{dag_id} on {ds}", timeout_s=600)
     registered = api.xcom(dag_id, run_id, "register") if run["state"] == "success" else None
     outcome = (
         f"v{registered['version']} {registered['status']} ({registered['reason'][:90]}), "
@@ -342,7 +266,7 @@ def _show_and_stop_shadow(settings: FactorySettings, traffic) -> None:
     print(f"  shadow stopped (`model-factory shadow stop {LIVE_MODEL} --reason ...`)")
 
 
-def live_phase(settings: FactorySettings, specs, day: date) -> None:
+def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> None:
     """Under a real Airflow scheduler, with the serving gateway and live traffic:
 
     1. the production batch of ``day`` drifted for churn: the watch DAG detects it and the
@@ -372,6 +296,7 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
         mlflow_server=False,
         s3=False,
         gateway=True,
+        migrate=False,  # part 1 ran on this metadata DB: the Makefile (or `airflow db migrate`) migrated it
         env={
             "FACTORY_HOME": str(settings.home),
             "FACTORY_STORE_URI": settings.store_uri,
@@ -380,6 +305,7 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
         },
     )
     started = time.perf_counter()
+    end_start_up = clock.begin("part 2: stack start-up")
     with Stack(config) as stack:
         api = stack.client()
         print(
@@ -392,10 +318,14 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
             "canary": lambda s: s.canary.enabled,
         }
         dags = [f"{s.name}__{kind}" for s in specs for kind, on in kinds.items() if on(s)]
+        known: dict[str, set[str]] = {}
         for dag_id in dags:
             api.wait_for_dag(dag_id)
+            if dag_id.endswith("__retrain"):
+                known[dag_id] = {r["dag_run_id"] for r in _scheduled_runs(api, dag_id)}
             api.unpause(dag_id)
-        _settle_scheduled_runs(api, [d for d in dags if d.endswith("__retrain")])
+        _settle_scheduled_runs(api, known)
+        end_start_up()
         live = demo_data.generate_batch(
             LIVE_MODEL, day, rows=5000, seed=99, covariate_shift=DRIFTED.get(LIVE_MODEL, 0.0)
         )
@@ -408,11 +338,14 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
             entity_column="customer_id",
             concurrency=4,
             feedback_delay_s=0.5,
+            batch=50,
         )
+        traffic.rate = QUIET_RATE
         with traffic:
             print(f"  live traffic: {LIVE_MODEL} requests (sticky by customer id) with delayed feedback")
             print("\n1. drift: each watched model's drift_watch DAG checks the new batch")
             new_challenger = False
+            end_step = clock.begin("step 1: drift and the retrains it fires")
             for spec in specs:
                 if not spec.drift.enabled:
                     print(f"  {spec.name}: drift watch switched off in its spec (drift.enabled: false)")
@@ -422,7 +355,7 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
                 run_id = api.trigger(
                     dag_id, conf={"ds": str(day), "force": True}, run_id=demo_run_id(dag_id)
                 )["dag_run_id"]
-                run = api.wait_for_run(dag_id, run_id, timeout_s=600)
+                run = wait_for_run(api, dag_id, run_id, f"{dag_id} on {day}", timeout_s=600)
                 states = {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}
                 check = api.xcom(dag_id, run_id, "check") if states.get("check") == "success" else None
                 print(
@@ -443,7 +376,9 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
                 if fired is None:
                     print(f"  {spec.name}__retrain: no asset-triggered run within 300 s (see {stack.logs})")
                     continue
-                run = api.wait_for_run(f"{spec.name}__retrain", fired, timeout_s=600)
+                run = wait_for_run(
+                    api, f"{spec.name}__retrain", fired, "the drift-fired retrain", timeout_s=600
+                )
                 registered = api.xcom(f"{spec.name}__retrain", fired, "register")
                 new_challenger = new_challenger or registered["alias"] == "challenger"
                 print(
@@ -452,7 +387,10 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
                     f"alias {registered['alias']}"
                 )
 
+            end_step()
             print(f"\n2. canary: the blessed challenger takes a share of {LIVE_MODEL}'s live traffic")
+            end_step = clock.begin("step 2: the first canary")
+            traffic.rate = None  # the canary's stages wait for outcomes: as fast as the gateway answers
             good = _wait_for_asset_run(api, f"{LIVE_MODEL}__canary", set()) if new_challenger else None
             if good is None:
                 print(f"  no new {LIVE_MODEL}__canary run: no drift retrain registered a new challenger")
@@ -460,11 +398,14 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
             else:
                 _print_canary(api, good)
 
+            end_step()
+            end_step = clock.begin("step 3: label bug, shadow, second canary")
             print(
                 f"\n3. an upstream bug corrupts {LIVE_MODEL}'s labels for three days (concept shift "
                 f"{BROKEN_LABELS:g}); canaries paused while they are retrained"
             )
             api.pause(f"{LIVE_MODEL}__canary")
+            traffic.rate = QUIET_RATE
             with stack.environ():  # while these retrain, live traffic flows: a shadow costs no time
                 shadowed = _start_shadow(FactorySettings.from_env())
             registered = None
@@ -476,6 +417,7 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
                 with stack.environ():
                     _show_and_stop_shadow(FactorySettings.from_env(), traffic)
             api.unpause(f"{LIVE_MODEL}__canary")
+            traffic.rate = None
             with stack.environ():
                 from model_factory.io.tracking import connect
                 from model_factory.pipeline.registry import CHALLENGER, current_alias_version
@@ -495,6 +437,7 @@ def live_phase(settings: FactorySettings, specs, day: date) -> None:
                 )["dag_run_id"]
                 print(f'  ops start the canary of v{challenger}: conf {{"version": "{challenger}"}}')
                 _print_canary(api, run_id)
+            end_step()
         print(
             f"\n  traffic: {traffic.sent} requests, by arm {dict(traffic.by_arm)}, by version "
             f"{dict(traffic.by_version)}, errors {dict(traffic.errors) or 'none'}"
@@ -519,6 +462,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.getLogger("py.warnings").setLevel(logging.ERROR)
 
+    # One OpenMP thread (the Makefile sets it too): gradient boosting's pool spins against the
+    # demo and the stack's processes on a busy 2-core box. Read when scikit-learn loads it.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    clock = Clock()
     settings = FactorySettings.from_env()
     data_root = generate(settings, args.days)
     print(f"demo data: {args.days} days x {len(demo_data.ALL_MODELS)} models in {data_root}")
@@ -545,40 +492,19 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{s.name} ({s.template})" for s in specs if any(s is spec for _, spec in runs))
         + f" (AIRFLOW_HOME={os.environ.get('AIRFLOW_HOME')})"
     )
-    story = health_story.Story()
     by_name = {s.name: s for s in specs}
     story_spec = by_name.get(health_story.STORY_MODEL)
     story_spec = story_spec if story_spec and story_spec.outcomes.enabled else None
     seasonal_spec = by_name.get(health_story.SEASONAL_MODEL)
     seasonal_spec = seasonal_spec if seasonal_spec and seasonal_spec.drift.enabled else None
-    last = {day: i for i, (day, _) in enumerate(runs)}  # a day's story follows its last DAG run
-    for index, (day, spec) in enumerate(runs):
-        for dag_id in dag_ids(spec):
-            if dag_id not in bag.dags:  # her template builds other DAGs, or it failed to build
-                print(
-                    f"  {day}  {dag_id:<22} skipped: no such DAG (see `model-factory templates` and "
-                    f"any invalid_spec__{spec.name} DAG)"
-                )
-                continue
-            started = time.perf_counter()
-            state, tasks, log_text = run_dag(bag.dags[dag_id], day)
-            if args.verbose:
-                print(log_text)
-            line = f"  {day}  {dag_id:<22} {state:<8} {time.perf_counter() - started:5.1f}s"
-            if state != "success":
-                failed = [t for t, s in tasks.items() if s == "failed"]
-                line += f"  failed at {','.join(failed)}:"
-                line += "".join(f"\n      {r}" for r in failure_reason(log_text))
-            elif set(tasks.values()) == {"skipped"}:
-                line += "  skipped (see the task log)"
-            print(line, flush=True)
-        if last[day] == index:
-            health_phase(settings, bag, story, story_spec, seasonal_spec, day)
+    with clock.part(f"part 1: {total} DAG runs and the daily health checks"):
+        part = demo_chains.Part1(settings, bag, runs, story_spec, seasonal_spec, args.verbose, total)
+        story = demo_chains.run_part1(part)
 
     if not args.no_scheduler:
         # The live phase drives the demo's own models, whose production batches it writes.
         live = [s for s in specs if s.name in demo_data.MODELS]
-        live_phase(settings, live, START + timedelta(days=args.days))
+        live_phase(settings, live, START + timedelta(days=args.days), clock)
 
     print("\nModel health over the demo days (issue 20: `model-factory health churn` shows the history)\n")
     for line in health_story.format_story(story):
@@ -592,7 +518,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {line}")
     from model_factory.analyzer.report import demo_findings
 
-    print("\n" + demo_findings(settings))  # where people got stuck, from this demo's own events
+    with clock.part("the Analyzer's findings"):
+        print("\n" + demo_findings(settings))  # where people got stuck, from this demo's own events
+    print("\nWhere this demo's time went (wall):")
+    for line in clock.lines():
+        print(f"  {line}")
     print(
         "\nLook closer:  make ui   (Airflow UI on http://localhost:8080, MLflow UI on "
         "http://localhost:5000; the Airflow admin password is printed at start-up)"

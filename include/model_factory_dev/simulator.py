@@ -288,6 +288,9 @@ class TrafficLoop:
     ) -> None:
         self.base_url, self.model, self.rows, self.batch = base_url, model, rows, batch
         self.kwargs = simulate_kwargs
+        # Requests per second at most (None: as fast as the gateway answers). The demo keeps it low
+        # while nothing needs outcomes, and lifts it while a canary waits for them.
+        self.rate: float | None = None
         self.stop_event = threading.Event()
         self.sent = 0
         self.by_arm: Counter = Counter()
@@ -300,6 +303,7 @@ class TrafficLoop:
         seed = 0
         while not self.stop_event.is_set():
             seed += 1
+            started = time.monotonic()
             try:
                 out = simulate_traffic(
                     self.base_url, self.model, self.rows, requests=self.batch, seed=seed, **self.kwargs
@@ -312,6 +316,9 @@ class TrafficLoop:
             self.by_arm.update(out["by_arm"])
             self.by_version.update(out["by_version"])
             self.errors.update(out["errors"])
+            rate = self.rate
+            if rate:
+                self.stop_event.wait(max(0.0, out["requests"] / rate - (time.monotonic() - started)))
 
     def start(self) -> TrafficLoop:
         self.thread.start()

@@ -108,6 +108,8 @@ class StackConfig:
     worker_concurrency: int = 2
     fast_recovery: bool = True
     """Notice a dead task within ~20 s (task heartbeat timeout) instead of Airflow's 300 s."""
+    migrate: bool = True
+    """Run ``airflow db migrate`` at start; False when the caller just used (so migrated) this DB."""
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment for every component; wins over everything above."""
     keep_data: bool = False

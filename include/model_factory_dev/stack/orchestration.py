@@ -217,9 +217,10 @@ class Stack(StackEnvironment, StackS3):
             self.components["mlflow"] = self._new_component("mlflow", specs["mlflow"])
             self.components["mlflow"].start()
         self._write_state()
-        t_migrate = time.perf_counter()
-        self.migrate()
-        self.timings["airflow_db_migrate_s"] = time.perf_counter() - t_migrate
+        if c.migrate:
+            t_migrate = time.perf_counter()
+            self.migrate()
+            self.timings["airflow_db_migrate_s"] = time.perf_counter() - t_migrate
         for name in ("api-server", "scheduler", "dag-processor", "triggerer", "worker", "gateway"):
             if name in specs:
                 self.components[name] = self._new_component(name, specs[name])
