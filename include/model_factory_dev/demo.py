@@ -17,6 +17,7 @@ import time
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from model_factory.io import tag_schema
@@ -27,6 +28,9 @@ from model_factory.spec import load_specs
 from model_factory_dev import demo_chains, demo_data, health_story
 from model_factory_dev.demo_chains import dag_ids, run_dag
 from model_factory_dev.demo_pace import Clock, wait_for_run
+
+if TYPE_CHECKING:
+    from model_factory_dev.simulator import TrafficLoop
 
 __all__ = ["dag_ids", "main", "plan", "run_dag"]
 
@@ -140,6 +144,19 @@ LIVE_MODEL = "churn"
 # Live requests per second while no canary waits for outcomes (the drift retrains, the shadow):
 # the gateway's CPU goes to the scheduler's tasks instead; a canary lifts the cap.
 QUIET_RATE = 20.0
+QUIET_BATCH = 50
+# Requests per round while a canary waits: each round ends by waiting out its last outcome's
+# feedback delay, so rounds of 50 held the traffic near 50 requests/s whatever the gateway could do.
+CANARY_BATCH = 500
+
+
+def _traffic_quiet(traffic: TrafficLoop) -> None:
+    traffic.rate, traffic.batch = QUIET_RATE, QUIET_BATCH
+
+
+def _traffic_for_a_canary(traffic: TrafficLoop) -> None:
+    """As fast as the gateway answers: the canary's stages wait for outcomes."""
+    traffic.rate, traffic.batch = None, CANARY_BATCH
 
 
 def demo_run_id(dag_id: str) -> str:
@@ -338,9 +355,9 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
             entity_column="customer_id",
             concurrency=4,
             feedback_delay_s=0.5,
-            batch=50,
+            batch=QUIET_BATCH,
         )
-        traffic.rate = QUIET_RATE
+        _traffic_quiet(traffic)
         with traffic:
             print(f"  live traffic: {LIVE_MODEL} requests (sticky by customer id) with delayed feedback")
             print("\n1. drift: each watched model's drift_watch DAG checks the new batch")
@@ -390,7 +407,7 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
             end_step()
             print(f"\n2. canary: the blessed challenger takes a share of {LIVE_MODEL}'s live traffic")
             end_step = clock.begin("step 2: the first canary")
-            traffic.rate = None  # the canary's stages wait for outcomes: as fast as the gateway answers
+            _traffic_for_a_canary(traffic)
             good = _wait_for_asset_run(api, f"{LIVE_MODEL}__canary", set()) if new_challenger else None
             if good is None:
                 print(f"  no new {LIVE_MODEL}__canary run: no drift retrain registered a new challenger")
@@ -405,7 +422,7 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
                 f"{BROKEN_LABELS:g}); canaries paused while they are retrained"
             )
             api.pause(f"{LIVE_MODEL}__canary")
-            traffic.rate = QUIET_RATE
+            _traffic_quiet(traffic)
             with stack.environ():  # while these retrain, live traffic flows: a shadow costs no time
                 shadowed = _start_shadow(FactorySettings.from_env())
             registered = None
@@ -417,7 +434,7 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
                 with stack.environ():
                     _show_and_stop_shadow(FactorySettings.from_env(), traffic)
             api.unpause(f"{LIVE_MODEL}__canary")
-            traffic.rate = None
+            _traffic_for_a_canary(traffic)
             with stack.environ():
                 from model_factory.io.tracking import connect
                 from model_factory.pipeline.registry import CHALLENGER, current_alias_version
