@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -167,15 +168,24 @@ class SeasonalReference:
     spread_labelled: dict[date, pd.DataFrame]  # same_weekday: the other stored days of 4 weeks
 
 
-def _labelled_rows(spec: ModelSpec, day: date, limit: int, s3: storage.S3Options | None) -> pd.DataFrame:
-    """Up to ``limit`` labelled rows of ``day``'s watched batch (empty without a target column)."""
+@contextmanager
+def _watched_frames(
+    spec: ModelSpec, day: date, s3: storage.S3Options | None
+) -> Iterator[Iterator[pd.DataFrame]]:
+    """The chunks of ``day``'s watched batch, read from a local copy while the context is open."""
     from model_factory.io.batches import iter_frames
 
     uri = watched_uri(spec, str(day))
     fmt = "parquet" if uri.endswith(".parquet") else spec.source.format
-    parts: list[pd.DataFrame] = []
     with storage.local_file(uri, s3) as path:
-        for chunk in iter_frames(path, fmt, uri):
+        yield iter_frames(path, fmt, uri)
+
+
+def _labelled_rows(spec: ModelSpec, day: date, limit: int, s3: storage.S3Options | None) -> pd.DataFrame:
+    """Up to ``limit`` labelled rows of ``day``'s watched batch (empty without a target column)."""
+    parts: list[pd.DataFrame] = []
+    with _watched_frames(spec, day, s3) as chunks:
+        for chunk in chunks:
             if spec.target not in chunk.columns:
                 break
             parts.append(chunk[chunk[spec.target].notna()].head(limit - sum(map(len, parts))))
@@ -192,7 +202,6 @@ def seasonal_reference(
     over each reference batch gives both its features and its labelled rows."""
     if spec.drift.reference == "training":
         return None, None
-    from model_factory.io.batches import iter_frames
     from model_factory.monitoring.references import no_reference_reason, reference_days
     from model_factory.pipeline.profile import build_baseline
 
@@ -206,11 +215,9 @@ def seasonal_reference(
     per_day = MAX_REFERENCE_ROWS // len(choice.days)
     frames, labelled = [], {}
     for d in choice.days:
-        uri = watched_uri(spec, str(d))
-        fmt = "parquet" if uri.endswith(".parquet") else spec.source.format
-        with storage.local_file(uri, s3) as path:
+        with _watched_frames(spec, d, s3) as chunks:
             taken, labels = 0, []
-            for chunk in iter_frames(path, fmt, uri):
+            for chunk in chunks:
                 present = [c for c in spec.features.all if c in chunk.columns]
                 part = chunk.head(per_day - taken)
                 frames.append(_stable_types(part[present], spec))
