@@ -25,9 +25,9 @@ from model_factory.rollout.summary import format_table, model_rows
 from model_factory.settings import PROJECT_ROOT, FactorySettings
 from model_factory.spec import load_specs
 
-from model_factory_dev import demo_chains, demo_data, health_story
-from model_factory_dev.demo_chains import dag_ids, run_dag
+from model_factory_dev import demo_data, demo_part1, health_story
 from model_factory_dev.demo_pace import Clock, wait_for_run
+from model_factory_dev.demo_part1 import dag_ids, run_dag
 
 if TYPE_CHECKING:
     from model_factory_dev.simulator import TrafficLoop
@@ -515,8 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     seasonal_spec = by_name.get(health_story.SEASONAL_MODEL)
     seasonal_spec = seasonal_spec if seasonal_spec and seasonal_spec.drift.enabled else None
     with clock.part(f"part 1: {total} DAG runs and the daily health checks"):
-        part = demo_chains.Part1(settings, bag, runs, story_spec, seasonal_spec, args.verbose, total)
-        story = demo_chains.run_part1(part)
+        part = demo_part1.Part1(settings, bag, runs, story_spec, seasonal_spec, args.verbose, total)
+        story = demo_part1.run_part1(part)
 
     if not args.no_scheduler:
         # The live phase drives the demo's own models, whose production batches it writes.

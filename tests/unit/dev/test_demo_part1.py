@@ -7,7 +7,7 @@ import time
 from datetime import date, timedelta
 from types import SimpleNamespace
 
-from model_factory_dev import demo_chains, demo_pace, simulator
+from model_factory_dev import demo_pace, demo_part1, simulator
 
 
 class _RecordingDag:
@@ -28,19 +28,19 @@ def test_part1_runs_day_by_day_and_each_models_health_step_follows_its_run(monke
     specs = [_spec("churn"), _spec("demand"), _spec("scorer", "batch_scoring")]
     days = [date(2026, 1, 5) + timedelta(days=i) for i in range(2)]
     runs = sorted(((d, s) for s in specs for d in days), key=lambda p: (p[0], p[1].name))
-    built = [i for s in specs for i in demo_chains.dag_ids(s) if i != "demand__retrain"]
+    built = [i for s in specs for i in demo_part1.dag_ids(s) if i != "demand__retrain"]
     bag = SimpleNamespace(dags={i: _RecordingDag(i, calls) for i in built})
     monkeypatch.setattr(
-        demo_chains,
+        demo_part1,
         "health_phase",
         lambda settings, bag, story, spec, seasonal, day: calls.append(
             ("health" if spec else "seasonal", (spec or seasonal).name, day.isoformat())
         ),
     )
-    total = sum(len(demo_chains.dag_ids(s)) for _, s in runs)
-    part = demo_chains.Part1(None, bag, runs, specs[0], specs[1], False, total)
+    total = sum(len(demo_part1.dag_ids(s)) for _, s in runs)
+    part = demo_part1.Part1(None, bag, runs, specs[0], specs[1], False, total)
 
-    demo_chains.run_part1(part)
+    demo_part1.run_part1(part)
 
     first, second = (d.isoformat() for d in days)
     assert calls == [
