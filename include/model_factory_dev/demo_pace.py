@@ -58,29 +58,24 @@ def eta(done: int, total: int, elapsed_s: float) -> str:
 
 
 def wait_for_run(api: Any, dag_id: str, run_id: str, what: str, timeout_s: float = 600.0) -> dict:
-    """Poll a DAG run until it ends, printing what it waits on (the run's unfinished tasks), how
-    long so far and at most how long is left; TimeoutError naming the task states at the limit."""
-    t0 = time.monotonic()
-    last_said = t0
-    while True:
-        run = api.run(dag_id, run_id)
-        if run["state"] in ("success", "failed"):
-            return run
-        now = time.monotonic()
-        if now - t0 > timeout_s:
-            tasks = {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}
-            raise TimeoutError(f"{dag_id} run {run_id} still {run['state']} after {timeout_s:.0f} s; {tasks}")
-        if now - last_said >= PROGRESS_EVERY_S:
-            last_said = now
-            tasks = api.task_instances(dag_id, run_id)
-            pending = [
-                f"{t['task_id']} {t['state']}"
-                for t in tasks
-                if t["state"] not in ("success", "skipped", "failed", "upstream_failed", "removed")
-            ]
-            print(
-                f"      waiting for {what}: {', '.join(pending[:3]) or run['state']}; "
-                f"{now - t0:.0f}s so far, gives up in {timeout_s - (now - t0):.0f}s",
-                flush=True,
-            )
-        time.sleep(1.0)
+    """``api.wait_for_run``, printing every ``PROGRESS_EVERY_S`` what it waits on (the run's
+    unfinished tasks), how long so far and at most how long is left."""
+    last_said = 0.0
+
+    def say(run: dict, waited_s: float) -> None:
+        nonlocal last_said
+        if waited_s - last_said < PROGRESS_EVERY_S:
+            return
+        last_said = waited_s
+        pending = [
+            f"{t['task_id']} {t['state']}"
+            for t in api.task_instances(dag_id, run_id)
+            if t["state"] not in ("success", "skipped", "failed", "upstream_failed", "removed")
+        ]
+        print(
+            f"      waiting for {what}: {', '.join(pending[:3]) or run['state']}; "
+            f"{waited_s:.0f}s so far, gives up in {timeout_s - waited_s:.0f}s",
+            flush=True,
+        )
+
+    return api.wait_for_run(dag_id, run_id, timeout_s=timeout_s, on_poll=say)

@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -213,14 +213,19 @@ class AirflowClient:
         timeout_s: float = 300.0,
         states: Iterable[str] = TERMINAL_RUN_STATES,
         poll_s: float = 1.0,
+        on_poll: Callable[[dict, float], None] | None = None,
     ) -> dict:
-        """Poll until the run reaches one of ``states``; TimeoutError naming the task states."""
+        """Poll until the run reaches one of ``states``; TimeoutError naming the task states.
+        ``on_poll(run, seconds_waited)`` after each poll that finds it still going."""
         wanted = set(states)
-        deadline = time.monotonic() + timeout_s
+        started = time.monotonic()
+        deadline = started + timeout_s
         while True:
             run = self.run(dag_id, run_id)
             if run["state"] in wanted:
                 return run
+            if on_poll is not None:
+                on_poll(run, time.monotonic() - started)
             if time.monotonic() > deadline:
                 tasks = {
                     t["task_id"]: (t["state"], t.get("try_number"))

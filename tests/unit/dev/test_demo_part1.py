@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 from datetime import date, timedelta
+from functools import partial
 from types import SimpleNamespace
 
+from model_factory.io.airflow_api import AirflowClient
 from model_factory_dev import demo_pace, demo_part1, simulator
 
 
@@ -97,6 +99,7 @@ def test_a_waited_run_says_what_it_waits_for(monkeypatch, capsys):
         run=lambda dag_id, run_id: {"state": next(states)},
         task_instances=lambda dag_id, run_id: [{"task_id": "stage_1_wait", "state": "up_for_reschedule"}],
     )
+    api.wait_for_run = partial(AirflowClient.wait_for_run, api)  # the client's own polling
     monkeypatch.setattr(demo_pace, "PROGRESS_EVERY_S", 0.0)
     monkeypatch.setattr(demo_pace.time, "sleep", lambda s: None)
     run = demo_pace.wait_for_run(api, "churn__canary", "r1", "the canary's outcomes", timeout_s=60)
