@@ -19,7 +19,6 @@ import asyncio
 from typing import Any
 
 from model_factory.serving.settings import GatewaySettings
-from model_factory.settings import FactorySettings
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 try:  # uvicorn's faster parser when installed (uvicorn[standard]); h11 otherwise
@@ -121,10 +120,8 @@ class _OneWriteResponses:
 
 class HeaderDeadline(_HeaderDeadlineMixin, _OneWriteResponses, _FastProtocol):  # type: ignore[misc,valid-type]
     """uvicorn's HTTP protocol with a deadline for request headers. The deadline is a class
-    attribute (uvicorn instantiates the class per connection): read from the environment at
-    import, which is what ``--workers`` processes do, and set by :func:`uvicorn_options`."""
-
-    header_timeout_s = FactorySettings.from_env().gateway_header_timeout_seconds
+    attribute (uvicorn instantiates the class per connection), set by :func:`uvicorn_options`
+    (in a ``--workers`` process, by its app factory ``serving.__main__.worker_app``)."""
 
 
 def uvicorn_options(settings: GatewaySettings) -> dict[str, Any]:
