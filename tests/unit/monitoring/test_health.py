@@ -448,6 +448,7 @@ def test_cli_health_prints_the_history_as_table_and_json(factory_home, capsys) -
     engine = sa.create_engine(prediction_db_uri(FactorySettings.from_env()))
     (factory_home / "serving").mkdir(parents=True)
     row = health_row(
+        version="3",
         day=today - timedelta(days=1),
         metric="accuracy",
         realized=0.81,
