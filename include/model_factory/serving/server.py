@@ -141,7 +141,8 @@ class _PredictLaneMixin:
     from its parser callbacks: no scope, cycle, task or ASGI messages. A request takes the lane
     when its headers are in and it is plain: POST, HTTP/1.1, one Content-Length within the body
     limit, no Expect or Transfer-Encoding, no ASGI response in flight on the connection (a
-    pipelined request queues behind it there), and the lane takes its path, key and model. Its
+    pipelined request queues behind it there), writing not paused (a caller that does not read
+    its answers meets uvicorn's flow control), and the lane takes its path, key and model. Its
     body is gathered here, bounded by the same 408 deadline the app applies (a timer, armed only
     when the body does not come with the headers); the answer is written in one write, with
     uvicorn's default headers, as its cycle writes a response. A batch is handed to the app once
@@ -160,6 +161,7 @@ class _PredictLaneMixin:
     scope: Any
     server_state: Any
     logger: logging.Logger
+    flow: Any
 
     _lane: PredictLane | None = None
     _lane_model: str | None = None  # the lane request whose body is being read
@@ -202,6 +204,8 @@ class _PredictLaneMixin:
         """The model when this request takes the lane, else None (uvicorn's cycle, the app)."""
         lane = self._lane
         if lane is None or (self.cycle is not None and not self.cycle.response_complete):
+            return None
+        if self.flow.write_paused:  # the caller is not reading its answers: uvicorn's flow control
             return None
         parser = self.parser
         if parser.get_method() != b"POST" or parser.get_http_version() != "1.1" or parser.should_upgrade():

@@ -922,13 +922,27 @@ def test_slow_headers_and_slow_bodies_are_cut_off(registry_state, tmp_path):
         kept.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.5)
         kept.sendall(b"GET /health/live HTTP/1.1\r\nHo")
-        answers = [_read_until_closed(s) for s in (silent, half_header, half_body, kept)]
-        for sock in (silent, half_header, half_body, kept):
+        predict_body = json.dumps({"features": churn_rows(1)[0]})
+        lane_kept = socket.create_connection((host, int(port)))  # the same through the predict lane
+        lane_kept.sendall(_post("/v1/models/churn/predict", predict_body))
+        time.sleep(0.5)
+        lane_kept.sendall(b"POST /v1/models/churn/predict HTTP/1.1\r\nHo")
+        idle = socket.create_connection((host, int(port)))  # answered by the lane, then idle
+        idle.sendall(_post("/v1/models/churn/predict", predict_body))
+        first = idle.recv(65536)
+        time.sleep(1.5)  # past the header deadline: an idle kept-alive connection is not cut
+        idle.sendall(_post("/v1/models/churn/predict", predict_body))
+        idle.settimeout(10)
+        second = idle.recv(65536)
+        answers = [_read_until_closed(s) for s in (silent, half_header, half_body, kept, lane_kept)]
+        for sock in (silent, half_header, half_body, kept, lane_kept, idle):
             sock.close()
         assert httpx.get(f"{base}/health/live").status_code == 200  # still serving
     assert answers[0] == b"" and answers[1] == b"", answers
     assert answers[2].startswith(b"HTTP/1.1 408") and b"not received within 1 s" in answers[2], answers[2]
     assert answers[3].startswith(b"HTTP/1.1 200") and answers[3].count(b"HTTP/1.1") == 1, answers[3]
+    assert answers[4].startswith(b"HTTP/1.1 200") and answers[4].count(b"HTTP/1.1") == 1, answers[4]
+    assert first.startswith(b"HTTP/1.1 200") and second.startswith(b"HTTP/1.1 200"), (first, second)
 
 
 def test_feedback_while_the_log_is_locked_is_a_503_and_health_says_so(registry_state, tmp_path):
