@@ -25,6 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+FLOOR_KINDS = ("asgi", "protocol", "uvicorn-protocol")
+FLOOR_SIDES = {"asgi": "floor", "protocol": "floor_protocol", "uvicorn-protocol": "floor_uvicorn_protocol"}
 KEYS = ("requests_per_s", "p50_ms", "cpu_ms_per_request", "event_loop_cpu_ms_per_request")
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -40,17 +42,18 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
     return out
 
 
-def measure(tree: Path | None, bodies: list[bytes], requests: int) -> dict:
-    """One server's figures: the gateway from ``tree``, or (None) the floor app."""
+def measure(tree: Path | str, bodies: list[bytes], requests: int) -> dict:
+    """One server's figures: the gateway from the ``tree`` directory, or a floor server of that
+    kind (``bench/gateway_floor.py --kind``)."""
     import gateway_load
     import suite
 
     port = gateway_load.free_port()
-    env = {**os.environ, "PYTHONPATH": str(tree or REPO / "include")}
+    env = {**os.environ, "PYTHONPATH": str(tree if isinstance(tree, Path) else REPO / "include")}
     argv = (
         gateway_load.gateway_argv(port, workers=1)
-        if tree is not None
-        else [sys.executable, str(HERE / "gateway_floor.py"), "--port", str(port)]
+        if isinstance(tree, Path)
+        else [sys.executable, str(HERE / "gateway_floor.py"), "--port", str(port), "--kind", tree]
     )
     server = subprocess.Popen(
         argv,
@@ -87,36 +90,53 @@ def measure(tree: Path | None, bodies: list[bytes], requests: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", required=True, help="git revision of the earlier gateway")
+    parser.add_argument("--before", help="git revision of the earlier gateway (unless --floors-only)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=4000)
-    parser.add_argument("--floor", action="store_true", help="also a bare uvicorn ASGI app each round")
+    parser.add_argument(
+        "--floor",
+        nargs="?",
+        const="asgi",
+        default="",
+        help="also floor servers each round: comma-separated kinds of bench/gateway_floor.py "
+        f"({', '.join(FLOOR_KINDS)}; bare --floor: asgi)",
+    )
+    parser.add_argument("--floors-only", action="store_true", help="only the floor servers, no gateway")
     parser.add_argument("--out", default=str(HERE / "results" / "gateway_cpu_ab.json"))
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="gateway-cpu-ab-"))
     saved = dict(os.environ)
+    if not args.floors_only and not args.before:
+        parser.error("--before is required (or --floors-only)")
+    floors = [kind for kind in args.floor.split(",") if kind] or (["asgi"] if args.floors_only else [])
+    unknown = sorted(set(floors) - set(FLOOR_KINDS))
+    if unknown:
+        parser.error(f"unknown floor kinds {unknown}: {', '.join(FLOOR_KINDS)}")
     try:
-        old = work / "before"
-        old.mkdir()
-        archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", args.before, "include"], capture_output=True, check=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
         import gateway_load
         from model_factory.settings import FactorySettings
         from model_factory.spec import load_spec
         from model_factory_dev import demo_data
 
-        gateway_load.isolate_environment(work / "home")
-        print("training churn ...", flush=True)
-        version = gateway_load.train_and_register("churn")
+        trees: dict[str, Path | str] = {}
+        version = None
+        if not args.floors_only:
+            old = work / "before"
+            old.mkdir()
+            archive = subprocess.run(
+                ["git", "-C", str(REPO), "archive", args.before, "include"], capture_output=True, check=True
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+            gateway_load.isolate_environment(work / "home")
+            print("training churn ...", flush=True)
+            version = gateway_load.train_and_register("churn")
+            trees = {"before": old / "include", "after": REPO / "include"}
         spec = load_spec(REPO / "include" / "models" / "churn.yaml", FactorySettings.from_env())
         frame = demo_data.generate_batch("churn", gateway_load.DAY + dt.timedelta(days=1), rows=500)
         rows = json.loads(frame[spec.features.all].to_json(orient="records"))
         bodies = [json.dumps({"features": r}).encode() for r in rows]
-        trees: dict[str, Path | None] = {"before": old / "include", "after": REPO / "include"}
-        if args.floor:
-            trees["floor"] = None
+        for kind in floors:
+            trees[FLOOR_SIDES[kind]] = kind
         runs: dict[str, list[dict]] = {side: [] for side in trees}
         for round_ in range(args.rounds):
             for side in list(trees) if round_ % 2 == 0 else list(trees)[::-1]:
@@ -143,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             "keep-alive HTTP from threads on the same machine; CPU of the server process (all threads) "
             "per request; medians of the rounds"
             + (
-                "; floor: a bare ASGI app under uvicorn (bench/gateway_floor.py), loaded alike"
-                if args.floor
+                f"; floors (bench/gateway_floor.py --kind, loaded alike): {', '.join(floors)}"
+                if floors
                 else ""
             ),
             "machine": {"cpus": os.cpu_count(), "load_after": [round(x, 2) for x in os.getloadavg()]},

@@ -12,9 +12,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from model_factory.serving.auth import ApiKey, ApiKeyGuard
 from model_factory.serving.gateway import Gateway
+from model_factory.serving.lane import PREDICT_LANE, PredictLane
 from model_factory.serving.mlflow_protocol import mlflow_router
 from model_factory.serving.oip_protocol import oip_router
-from model_factory.serving.routers import RequestRoute, native_router
+from model_factory.serving.routers import Predictions, RequestRoute, native_router
 from model_factory.serving.settings import GatewaySettings
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -68,8 +69,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await run_in_threadpool(gateway.start)
-        try:
-            yield
+        try:  # the lane, in the lifespan state: where the server's protocol finds it (server.py)
+            yield {PREDICT_LANE: app.state.predict_lane}
         finally:
             gateway.stop()
 
@@ -80,7 +81,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     app.state.gateway, app.state.settings, app.state.watcher = gateway, gateway.settings, gateway.watcher
     app.state.prediction_log, app.state.metrics = gateway.prediction_log, gateway.metrics
-    app.include_router(native_router(gateway))
+    predictions = Predictions(gateway)
+    app.include_router(native_router(gateway, predictions))
     app.include_router(mlflow_router(gateway))
     app.include_router(oip_router(gateway))
     # Starlette tries routes in order and FastAPI put its docs routes first: predict goes first
@@ -89,4 +91,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     if gateway.settings.api_key is not None:
         app.api_key = ApiKey(gateway.settings.api_key)
         app.add_middleware(ApiKeyGuard, key=app.api_key)
+    predict = next(route for route in app.direct_routes if route.path == "/v1/models/{model}/predict")
+    app.state.predict_lane = PredictLane(predict, predictions, app.api_key)
     return app

@@ -118,21 +118,29 @@ class CompiledPredictor:
                 x[index] = a.get(_category(row.get(col)), b)
         return x
 
-    def _predict_one_linear(self, row: dict) -> np.ndarray:
+    def one_row(self, row: dict) -> list[float] | None:
+        """One row's class probabilities (or its value, as a one-item list) as plain floats, when
+        the model is linear (evaluated here); None otherwise (:meth:`predict` then)."""
+        if not (self._plan and self._coef_rows):
+            return None
         x = self.dense_row(row)
         scores = [
             intercept + sum(map(operator.mul, coefs, x))
             for coefs, intercept in zip(self._coef_rows, self._intercepts, strict=True)
         ]
         if not self.classification:
-            return np.array(scores)
+            return scores
         if len(scores) == 1:
             positive = _logistic(scores[0])
-            return np.array([[1.0 - positive, positive]])
+            return [1.0 - positive, positive]
         top = max(scores)
         exps = [math.exp(v - top) for v in scores]
         total = sum(exps)
-        return np.array([[e / total for e in exps]])
+        return [e / total for e in exps]
+
+    def _predict_one_linear(self, row: dict) -> np.ndarray:
+        values = self.one_row(row)
+        return np.array([values] if self.classification else values)
 
     def matrix(self, rows: list[dict]) -> np.ndarray:
         """The dense model matrix the ColumnTransformer would produce for these rows."""

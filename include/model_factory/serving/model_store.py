@@ -21,11 +21,10 @@ The resident size of a version is an estimate: :data:`SIZE_FACTOR` x its pickled
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -167,18 +166,15 @@ class ModelStore:
 
     # --- using -----------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def lease(self, model: str, version: str, arm: str) -> Iterator[LoadedVersion]:
+    def lease(self, model: str, version: str, arm: str) -> Lease:
         """The version, loaded if needed, held (never evicted) until the block ends."""
-        key = (model, str(version))
-        loaded = self._acquire(key, arm, lease=True)
-        try:
-            yield loaded
-        finally:
-            with self._lock:
-                entry = self._entries.get(key)
-                if entry is not None and entry.loaded is loaded:
-                    entry.leases -= 1
+        return Lease(self, (model, str(version)), arm)
+
+    def _release(self, key: Key, loaded: LoadedVersion) -> None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.loaded is loaded:
+                entry.leases -= 1
 
     def get(
         self, model: str, version: str, arm: str, *, retry: bool = False, evict: bool = True
@@ -339,3 +335,22 @@ def _mib(size: int) -> str:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
+
+
+class Lease:
+    """:meth:`ModelStore.lease`'s context manager: a class, not a generator (one per request)."""
+
+    __slots__ = ("_arm", "_key", "_loaded", "_store")
+
+    def __init__(self, store: ModelStore, key: Key, arm: str) -> None:
+        self._store, self._key, self._arm = store, key, arm
+        self._loaded: LoadedVersion | None = None
+
+    def __enter__(self) -> LoadedVersion:
+        self._loaded = self._store._acquire(self._key, self._arm, lease=True)
+        return self._loaded
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loaded is not None:
+            self._store._release(self._key, self._loaded)
+            self._loaded = None

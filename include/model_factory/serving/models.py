@@ -117,6 +117,10 @@ class LoadedVersion:
 
     def predict(self, instances: list[dict]) -> list[dict]:
         """One output per instance: {"label", "probabilities", "score"} or {"value", "score"}."""
+        if self.fast is not None and len(instances) == 1:
+            values = self.fast.one_row(instances[0])
+            if values is not None and all(v == v for v in values):  # NaN: numpy's argmax decides
+                return [self._output(values)]
         if self.fast is not None:  # compiled at load, checked against the pipeline: no pandas
             outputs = self.fast.predict(instances)
         else:
@@ -134,6 +138,17 @@ class LoadedVersion:
             probabilities = {str(c): round(float(p), 6) for c, p in zip(labels, row, strict=True)}
             out.append({"label": labels[best], "score": score, "probabilities": probabilities})
         return out
+
+    def _output(self, values: list[float]) -> dict:
+        """:meth:`predict`'s output for one row given as plain floats (none NaN): the same
+        numbers the numpy path gives (argmax is the first largest, as ``list.index(max)``)."""
+        if self.classes is None:
+            return {"value": values[0], "score": values[0]}
+        labels = self._labels
+        best = values.index(max(values))
+        score = values[1] if len(labels) == 2 else values[best]
+        probabilities = {str(c): round(p, 6) for c, p in zip(labels, values, strict=True)}
+        return {"label": labels[best], "score": score, "probabilities": probabilities}
 
     @cached_property
     def _labels(self) -> list:

@@ -116,12 +116,17 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
                 if not message.get("more_body", False):
                     break
     except TimeoutError:
-        raise GatewayError(
-            408,
-            f"request body not received within {timeout_s:g} s ({ENV['body_timeout_s']})",
-            headers={"Connection": "close"},
-        ) from None
+        raise body_too_slow(timeout_s) from None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def body_too_slow(timeout_s: float) -> GatewayError:
+    """The 408 for a body not all received ``timeout_s`` after the headers (the connection closes)."""
+    return GatewayError(
+        408,
+        f"request body not received within {timeout_s:g} s ({ENV['body_timeout_s']})",
+        headers={"Connection": "close"},
+    )
 
 
 def _too_large(limit: int) -> str:
@@ -158,7 +163,12 @@ def parse_json(body: bytes, nan_is_null: bool = False) -> Any:
 
 async def json_object(request: Request, limit: int, timeout_s: float, nan_is_null: bool = False) -> dict:
     """The body as a JSON object (anything else is a 422 naming what came)."""
-    body = parse_json(await read_body(request, limit, timeout_s), nan_is_null)
+    return json_object_of(await read_body(request, limit, timeout_s), nan_is_null)
+
+
+def json_object_of(raw: bytes, nan_is_null: bool = False) -> dict:
+    """A body already read, as a JSON object (anything else is a 422 naming what came)."""
+    body = parse_json(raw, nan_is_null)
     if not isinstance(body, dict):
         raise GatewayError(422, {"error": f"the body must be a JSON object, got {type(body).__name__}"})
     return body

@@ -22,11 +22,15 @@ from model_factory.serving.metrics import CONTENT_TYPE
 from model_factory.serving.requests import (
     FeedbackRequest,
     GatewayError,
+    PredictCall,
     PredictRequest,
     json_object,
+    json_object_of,
     parse_feedback,
     parse_predict,
+    read_body,
 )
+from model_factory.serving.watcher import Route
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
@@ -75,36 +79,77 @@ class RequestRoute(APIRoute):
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))  # as JSONResponse
 
 
+class _JSONAnswer(Response):
+    """A 200 of JSON bytes with the headers Response would give it (content-length, then
+    content-type), set directly: Response's rendering and header building are generic."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes) -> None:
+        self.status_code, self.background, self.body = 200, None, body
+        self.raw_headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
+
+
 def json_response(content: Any) -> Response:
-    """JSONResponse's bytes from one encoder made once (JSONResponse builds one per response)."""
-    return Response(_JSON.encode(content).encode("utf-8"), media_type="application/json")
+    """JSONResponse's answer from one encoder made once (JSONResponse builds one per response)."""
+    return _JSONAnswer(_JSON.encode(content).encode("utf-8"))
 
 
 def http_error(error: GatewayError) -> HTTPException:
     return HTTPException(error.status, error.detail, headers=error.headers)
 
 
-def native_router(gateway: Gateway) -> APIRouter:
+def error_response(error: GatewayError) -> Response:
+    """A refusal as the app's HTTPException handler renders it: ``{"detail": ...}``."""
+    return JSONResponse({"detail": error.detail}, status_code=error.status, headers=error.headers)
+
+
+class Predictions:
+    """The rules of ``POST /v1/models/{model}/predict`` after the body is read, once for both ways
+    a request reaches them: the ASGI route below, and the HTTP protocol's predict lane
+    (``serving/lane.py``), which reads the body itself."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.max_instances = gateway.settings.max_instances
+
+    def answer_now(self, model: str, route: Route, body: bytes) -> Response | PredictCall:
+        """The answer when it needs no worker thread (one row of a compiled model, or a
+        refusal), else the checked call to predict in one. One row on the compiled path takes
+        microseconds: a hop to the thread pool (and back) would cost more than the prediction.
+        The answer is plain JSON types already: no generic encoder walk."""
+        try:
+            call = parse_predict(json_object_of(body), self.max_instances)
+            if route.compiled and call.single:
+                return json_response(self.gateway.predict(route, call))
+        except GatewayError as error:
+            return self.refused(model, error)
+        return call
+
+    def refused(self, model: str, error: GatewayError) -> Response:
+        self.gateway.reject(model, error)
+        return error_response(error)
+
+
+def native_router(gateway: Gateway, predictions: Predictions | None = None) -> APIRouter:
     """The /v1 routes, /health and /metrics."""
     router = APIRouter()
     settings = gateway.settings
+    predictions = predictions or Predictions(gateway)
 
     async def predict(model: str, request: Request) -> Response:
         try:
             route = gateway.servable(model)
-            call = parse_predict(
-                await json_object(request, settings.max_body_bytes, settings.body_timeout_s),
-                settings.max_instances,
-            )
-            # One row on the compiled path takes microseconds: a hop to the thread pool (and back)
-            # would cost more than the prediction. Pipelines and batches go to threads. The answer
-            # is plain JSON types already: JSONResponse skips FastAPI's generic encoder walk.
-            if route.compiled and call.single:
-                return json_response(gateway.predict(route, call))
-            return json_response(await run_in_threadpool(gateway.predict, route, call))
+            body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
         except GatewayError as error:
-            gateway.reject(model, error)
-            raise http_error(error) from None
+            return predictions.refused(model, error)
+        answer = predictions.answer_now(model, route, body)
+        if not isinstance(answer, PredictCall):
+            return answer
+        try:  # pipelines and batches: in a worker thread
+            return json_response(await run_in_threadpool(gateway.predict, route, answer))
+        except GatewayError as error:
+            return predictions.refused(model, error)
 
     router.add_api_route(
         "/v1/models/{model}/predict",

@@ -8,18 +8,26 @@ failing, and that close connections which never finish their request.
   balancers do) so the caller's pool gives up first. (The dropped predictions seen under CPU load
   were the caller's own pool, not this: see docs/serving.md.)
 - **A header deadline.** uvicorn waits forever for a request's headers: a connection that sends
-  nothing, or half a header line, stays open. :class:`HeaderDeadline` closes it after
+  nothing, or half a header line, stays open. :class:`GatewayProtocol` closes it after
   ``header_timeout_s`` measured from the connection (or from the first byte of the next request
   on a kept-alive connection). A slow body is bounded by the app (``body_timeout_s``: 408).
+- **A predict lane.** A single-row ``POST /v1/models/{model}/predict`` is answered from the parser's
+  callbacks, without uvicorn's ASGI cycle (``serving/lane.py`` says which requests and why); the
+  rest, and anything unusual about a request, goes through the app as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+import httptools
+from model_factory.serving.lane import PREDICT_LANE, PredictLane
 from model_factory.serving.settings import GatewaySettings
+from starlette.responses import Response
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 try:  # uvicorn's faster parser when installed (uvicorn[standard]); h11 otherwise
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _FastProtocol
@@ -118,18 +126,194 @@ class _OneWriteResponses:
             self.cycle.transport = _HeadWithBody(self.transport, self.cycle)
 
 
-class HeaderDeadline(_HeaderDeadlineMixin, _OneWriteResponses, _FastProtocol):  # type: ignore[misc,valid-type]
-    """uvicorn's HTTP protocol with a deadline for request headers. The deadline is a class
-    attribute (uvicorn instantiates the class per connection), set by :func:`uvicorn_options`
-    (in a ``--workers`` process, by its app factory ``serving.__main__.worker_app``)."""
+_INTERNAL_ERROR = Response(b"Internal Server Error", 500)
+_INTERNAL_ERROR.raw_headers = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", b"21"),
+    (b"connection", b"close"),
+]
+"""What uvicorn answers when the app fails before its response starts (``send_500_response``)."""
+
+
+class _PredictLaneMixin:
+    """uvicorn's httptools protocol answering the predict lane's requests (``serving/lane.py``)
+    from its parser callbacks: no scope, cycle, task or ASGI messages. A request takes the lane
+    when its headers are in and it is plain: POST, HTTP/1.1, one Content-Length within the body
+    limit, no Expect or Transfer-Encoding, no ASGI response in flight on the connection (a
+    pipelined request queues behind it there), writing not paused (a caller that does not read
+    its answers meets uvicorn's flow control), and the lane takes its path, key and model. Its
+    body is gathered here, bounded by the same 408 deadline the app applies (a timer, armed only
+    when the body does not come with the headers); the answer is written in one write, with
+    uvicorn's default headers, as its cycle writes a response. A batch is handed to the app once
+    the body is in, as if uvicorn had started the cycle at the headers."""
+
+    app_state: dict[str, Any]
+    access_log: bool
+    root_path: str
+    limit_concurrency: int | None
+    parser: Any
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    cycle: Any
+    headers: list[tuple[bytes, bytes]]
+    url: bytes
+    scope: Any
+    server_state: Any
+    logger: logging.Logger
+    flow: Any
+
+    _lane: PredictLane | None = None
+    _lane_model: str | None = None  # the lane request whose body is being read
+    _lane_body: list[bytes]
+    _lane_keep_alive = True
+    _lane_timer: asyncio.TimerHandle | None = None
+    _lane_answered = False  # a lane answer went out and no byte has come since
+
+    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
+        super().connection_made(transport)  # type: ignore[misc]
+        lane = self.app_state.get(PREDICT_LANE)
+        if lane is not None and not self.access_log and not self.root_path and self.limit_concurrency is None:
+            self._lane = lane  # an access log, a root path or a concurrency limit: all through ASGI
+
+    def data_received(self, data: bytes) -> None:
+        self._lane_answered = False
+        super().data_received(data)  # type: ignore[misc]
+        if self._lane_model is not None and self._lane_timer is None and self._lane is not None:
+            self._lane_timer = self.loop.call_later(self._lane.body_timeout_s, self._lane_too_slow)
+
+    def _waiting_for_headers(self) -> bool:
+        return (
+            self._lane_model is None and not self._lane_answered and super()._waiting_for_headers()  # type: ignore[misc]
+        )
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()  # type: ignore[misc]
+        self._lane_answered = False
+        self._unset_keepalive_if_required()  # type: ignore[attr-defined]  # a lane answer armed it
+
+    def on_headers_complete(self) -> None:
+        model = self._lane_takes()
+        if model is None:
+            super().on_headers_complete()  # type: ignore[misc]
+            return
+        self._lane_model, self._lane_body = model, []
+        self._lane_keep_alive = self.parser.should_keep_alive()
+
+    def _lane_takes(self) -> str | None:
+        """The model when this request takes the lane, else None (uvicorn's cycle, the app)."""
+        lane = self._lane
+        if lane is None or (self.cycle is not None and not self.cycle.response_complete):
+            return None
+        if self.flow.write_paused:  # the caller is not reading its answers: uvicorn's flow control
+            return None
+        parser = self.parser
+        if parser.get_method() != b"POST" or parser.get_http_version() != "1.1" or parser.should_upgrade():
+            return None
+        length = None
+        for name, value in self.headers:
+            if name == b"content-length":
+                if length is not None:
+                    return None
+                length = value
+            elif name == b"transfer-encoding" or name == b"expect":
+                return None
+        if length is None or not length.isdigit() or int(length) > lane.max_body_bytes:
+            return None
+        path = httptools.parse_url(self.url).path
+        if b"%" in path or not path.isascii():
+            return None
+        self.scope["method"], self.scope["path"] = "POST", path.decode("ascii")
+        return lane.model_for(self.scope)
+
+    def on_body(self, body: bytes) -> None:
+        if self._lane_model is not None:
+            self._lane_body.append(body)
+        else:
+            super().on_body(body)  # type: ignore[misc]
+
+    def on_message_complete(self) -> None:
+        model = self._lane_model
+        if model is None:
+            super().on_message_complete()  # type: ignore[misc]
+            return
+        self._lane_model = None
+        if self._lane_timer is not None:
+            self._lane_timer.cancel()
+            self._lane_timer = None
+        chunks, self._lane_body = self._lane_body, []
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        assert self._lane is not None
+        try:
+            response = self._lane.answer(model, body)
+        except Exception as exc:  # as uvicorn answers an app that fails before responding
+            self.logger.error("Exception in ASGI application\n", exc_info=exc)
+            response = _INTERNAL_ERROR
+        if response is not None:
+            self._lane_write(response, self._lane_keep_alive)
+            return
+        # handed to the app: the cycle uvicorn would have started at the headers, the body in
+        super().on_headers_complete()  # type: ignore[misc]
+        if body:
+            super().on_body(body)  # type: ignore[misc]
+        super().on_message_complete()  # type: ignore[misc]
+
+    def _lane_too_slow(self) -> None:
+        self._lane_timer = None
+        model = self._lane_model
+        if model is None or self._lane is None or self.transport.is_closing():
+            return
+        self._lane_model, self._lane_body = None, []
+        self._lane_write(self._lane.too_slow(model), keep_alive=False)
+
+    def _lane_write(self, response: Response, keep_alive: bool) -> None:
+        """The response as uvicorn's cycle writes it (status line, its default headers, the
+        response's, ``connection: close`` when the connection ends), in one write."""
+        out = [STATUS_LINE[response.status_code]]
+        for name, value in self.server_state.default_headers:
+            out += [name, b": ", value, b"\r\n"]
+        close_said = False
+        for name, value in response.raw_headers:
+            if name == b"connection" and b"close" in [t.strip() for t in value.lower().split(b",")]:
+                keep_alive, close_said = False, True
+            out += [name, b": ", value, b"\r\n"]
+        if not keep_alive and not close_said:
+            out.append(b"connection: close\r\n")
+        out += [b"\r\n", bytes(response.body)]
+        self.transport.write(b"".join(out))
+        if not keep_alive:
+            self.transport.close()
+        self._lane_answered = True
+        self.on_response_complete()  # type: ignore[attr-defined]  # keep-alive timer, counters
+
+    def shutdown(self) -> None:
+        if self._lane_model is not None:  # a lane request is being read: answer it, then close
+            self._lane_keep_alive = False
+            return
+        super().shutdown()  # type: ignore[misc]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._lane_timer is not None:
+            self._lane_timer.cancel()
+            self._lane_timer = None
+        self._lane_model = None
+        super().connection_lost(exc)  # type: ignore[misc]
+
+
+class GatewayProtocol(  # type: ignore[misc,valid-type]
+    _PredictLaneMixin, _HeaderDeadlineMixin, _OneWriteResponses, _FastProtocol
+):
+    """uvicorn's HTTP protocol with the predict lane and a deadline for request headers. The
+    deadline is a class attribute (uvicorn instantiates the class per connection), set by
+    :func:`uvicorn_options` (in a ``--workers`` process, by its app factory
+    ``serving.__main__.worker_app``)."""
 
 
 def uvicorn_options(settings: GatewaySettings) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.run``/``uvicorn.Config`` that every way of running the
     gateway uses (``python -m model_factory.serving``, the tests, the bench)."""
-    HeaderDeadline.header_timeout_s = settings.header_timeout_s
+    GatewayProtocol.header_timeout_s = settings.header_timeout_s
     return {
         "timeout_keep_alive": settings.keep_alive_s,
-        "http": HeaderDeadline,
+        "http": GatewayProtocol,
         "backlog": 2048,
     }

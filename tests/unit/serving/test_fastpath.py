@@ -208,6 +208,19 @@ def test_loaded_version_answers_the_same_with_and_without_the_fast_path(spec_fil
         assert got.get("label") == want.get("label")
         assert got["score"] == pytest.approx(want["score"], abs=fastpath.TOLERANCE)
     assert fast.predict(rows[:1])[0].keys() == slow.predict(rows[:1])[0].keys()
+    # one row of a linear model in plain floats: exactly what the numpy path made of the same row
+    for row in rows[:50]:
+        proba = compiled.predict([row])
+        if classes is None:
+            want = {"value": float(proba[0]), "score": float(proba[0])}
+        else:
+            best, labels = int(proba[0].argmax()), fast._labels
+            want = {
+                "label": labels[best],
+                "score": float(proba[0][1]) if len(classes) == 2 else float(proba[0][best]),
+                "probabilities": {str(c): round(float(p), 6) for c, p in zip(labels, proba[0], strict=True)},
+            }
+        assert fast.predict([row]) == [want]
 
 
 def test_prediction_log_never_blocks_and_counts_what_it_cannot_queue(tmp_path) -> None:

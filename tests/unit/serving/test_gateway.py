@@ -489,6 +489,133 @@ def test_the_direct_predict_route_answers_as_the_full_stack(registry_state, tmp_
     assert answers[True][0][2]["client_request_id"] == "r-1"
 
 
+def _http_answers(port: int, raw: bytes, answers: int, then: bytes = b"") -> tuple[list, bool]:
+    """The answers (status, headers without date, body) to ``raw`` sent at once on one
+    connection, ``then`` sent after the first answer; and whether the server closed it after."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(raw)
+        stream = sock.makefile("rb")
+        got = []
+        for _ in range(answers):
+            status = int(stream.readline().split()[1])
+            headers = []
+            while (line := stream.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.lower() != "date":
+                    headers.append((name.lower(), value.strip()))
+            body = stream.read(int(dict(headers).get("content-length", 0)))
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = body.decode("latin-1")
+            if isinstance(parsed, dict):  # the gateway's ids are new per request
+                parsed.pop("request_id", None)
+                for each in parsed.get("predictions", []):
+                    each.pop("request_id", None)
+            got.append((status, headers, parsed))
+            if then:
+                sock.sendall(then)
+                then = b""
+        sock.settimeout(0.3)
+        try:
+            closed = stream.read(1) == b""
+        except TimeoutError:
+            closed = False
+        return got, closed
+
+
+def _post(path: str, body: bytes | str, *headers: str, length: bool = True) -> bytes:
+    content = body.encode() if isinstance(body, str) else body
+    head = [f"POST {path} HTTP/1.1", "Host: gw", "Content-Type: application/json", *headers]
+    if length:
+        head.append(f"Content-Length: {len(content)}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + content
+
+
+def test_the_predict_lane_answers_as_the_app(registry_state, tmp_path):
+    """The HTTP protocol's predict lane (serving/lane.py, server.py) answers what uvicorn's ASGI
+    cycle and the app answer: the same status, headers (bar the date) and body for predictions,
+    every refusal, the API key's, a body too large or too slow, pipelined and kept-alive
+    requests, and the requests it hands to the app (a batch, Expect, chunked, a quoted path)."""
+    row = churn_rows(1)[0]
+    no_plan = {k: v for k, v in row.items() if k != "plan"}
+    ok = json.dumps({"features": row, "request_id": "r-1"})
+    key = "X-API-Key: k"
+    predict_path = "/v1/models/churn/predict"
+    chunked = (
+        f"POST {predict_path} HTTP/1.1\r\nHost: gw\r\n{key}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        f"{len(ok):x}\r\n{ok}\r\n0\r\n\r\n"
+    ).encode()
+    cases = [  # (raw request(s), answers expected, sent after the first answer)
+        (_post(predict_path, ok, key), 1, b""),
+        (_post(predict_path, ok), 1, b""),
+        (_post(predict_path, ok, "X-API-Key: guess"), 1, b""),
+        (_post(predict_path, ok, "Authorization: Bearer k"), 1, b""),
+        (_post("/v1/models/ghost/predict", ok, key), 1, b""),
+        (_post(predict_path, '{"features": ', key), 1, b""),
+        (_post(predict_path, "", key), 1, b""),
+        (_post(predict_path, "[1, 2]", key), 1, b""),
+        (_post(predict_path, json.dumps({"request_id": "r-2"}), key), 1, b""),
+        (_post(predict_path, json.dumps({"features": row, "extra": 1}), key), 1, b""),
+        (_post(predict_path, json.dumps({"features": {**row, "tenure_months": "long"}}), key), 1, b""),
+        (_post(predict_path, json.dumps({"features": no_plan}), key), 1, b""),
+        (_post(predict_path, json.dumps({"instances": [row] * 6}), key), 1, b""),
+        (_post(predict_path, json.dumps({"instances": [row] * 2}), key), 1, b""),
+        (_post(predict_path, json.dumps({"features": row, "pad": "x" * 3000}), key), 1, b""),
+        (_post(predict_path, '{"features": {"age": NaN}}', key), 1, b""),
+        (_post(predict_path, "\ufeff{}".encode(), key), 1, b""),
+        (_post(predict_path + "?x=1", ok, key, "Connection: close"), 1, b""),
+        (_post("/v1/models/ch%75rn/predict", ok, key), 1, b""),
+        (_post(predict_path, ok, key, "Expect: 100-continue"), 2, b""),
+        (chunked, 1, b""),
+        (_post(predict_path, ok, key, "Content-Length: 3"), 1, b""),
+        (_post(predict_path, ok, key).replace(b"HTTP/1.1", b"HTTP/1.0", 1), 1, b""),
+        # pipelined: the lane, the app, the lane again, then a batch (the app) and the lane
+        (
+            _post(predict_path, ok, key)
+            + f"GET /health/live HTTP/1.1\r\nHost: gw\r\n{key}\r\n\r\n".encode()
+            + _post(predict_path, ok, key)
+            + _post(predict_path, json.dumps({"instances": [row] * 2}), key)
+            + _post(predict_path, ok, key),
+            5,
+            b"",
+        ),
+        # kept alive: a second request after the first answer
+        (_post(predict_path, ok, key), 2, _post(predict_path, "{}", key)),
+        # half a body: the 408 after the body deadline, and the connection closed
+        (_post(predict_path, ok, key)[:-5], 1, b""),
+    ]
+    answers, taken = {}, {}
+    for lane in (True, False):
+        settings = gateway_settings(
+            registry_state, tmp_path / str(lane), api_key="k", max_body_bytes=2000, body_timeout_s=1.0
+        )
+        app = create_app(replace(settings, max_instances=5))
+        calls: list = []
+        if lane:
+            app.state.predict_lane.answer = functools.partial(_counted, app.state.predict_lane.answer, calls)
+        else:
+            app.state.predict_lane = None  # every request through uvicorn's ASGI cycle
+        with uvicorn_server(app) as base:
+            port = int(base.rsplit(":", 1)[1])
+            answers[lane] = [_http_answers(port, raw, n, then) for raw, n, then in cases]
+        taken[lane] = len(calls)
+    for case, (with_lane, without) in enumerate(zip(answers[True], answers[False], strict=True)):
+        assert with_lane == without, (case, with_lane, without)
+    statuses = [[status for status, _, _ in got] for got, _ in answers[True]]
+    assert statuses == [
+        [200], [401], [401], [200], [404], [400], [400], [422], [422], [422], [422], [422], [413],
+        [200], [413], [400], [422], [200], [200], [100, 200], [200], [400], [200],
+        [200, 200, 200, 200, 200], [200, 422], [408],
+    ]  # fmt: skip
+    closed = [i for i, (_, closed) in enumerate(answers[True]) if closed]
+    assert closed == [17, 21, 22, 25]  # Connection: close, two Content-Lengths, HTTP/1.0, the 408
+    # the lane took every plain POST it could (in the pipeline, only the first: the others queue
+    # behind the app's answer to the GET), and nothing else
+    assert taken == {True: 17, False: 0}
+    assert answers[True][0][0][0][2]["client_request_id"] == "r-1"
+
+
 def test_api_key_is_required_when_set(registry_state, tmp_path):
     from fastapi.testclient import TestClient
 
@@ -795,13 +922,27 @@ def test_slow_headers_and_slow_bodies_are_cut_off(registry_state, tmp_path):
         kept.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.5)
         kept.sendall(b"GET /health/live HTTP/1.1\r\nHo")
-        answers = [_read_until_closed(s) for s in (silent, half_header, half_body, kept)]
-        for sock in (silent, half_header, half_body, kept):
+        predict_body = json.dumps({"features": churn_rows(1)[0]})
+        lane_kept = socket.create_connection((host, int(port)))  # the same through the predict lane
+        lane_kept.sendall(_post("/v1/models/churn/predict", predict_body))
+        time.sleep(0.5)
+        lane_kept.sendall(b"POST /v1/models/churn/predict HTTP/1.1\r\nHo")
+        idle = socket.create_connection((host, int(port)))  # answered by the lane, then idle
+        idle.sendall(_post("/v1/models/churn/predict", predict_body))
+        first = idle.recv(65536)
+        time.sleep(1.5)  # past the header deadline: an idle kept-alive connection is not cut
+        idle.sendall(_post("/v1/models/churn/predict", predict_body))
+        idle.settimeout(10)
+        second = idle.recv(65536)
+        answers = [_read_until_closed(s) for s in (silent, half_header, half_body, kept, lane_kept)]
+        for sock in (silent, half_header, half_body, kept, lane_kept, idle):
             sock.close()
         assert httpx.get(f"{base}/health/live").status_code == 200  # still serving
     assert answers[0] == b"" and answers[1] == b"", answers
     assert answers[2].startswith(b"HTTP/1.1 408") and b"not received within 1 s" in answers[2], answers[2]
     assert answers[3].startswith(b"HTTP/1.1 200") and answers[3].count(b"HTTP/1.1") == 1, answers[3]
+    assert answers[4].startswith(b"HTTP/1.1 200") and answers[4].count(b"HTTP/1.1") == 1, answers[4]
+    assert first.startswith(b"HTTP/1.1 200") and second.startswith(b"HTTP/1.1 200"), (first, second)
 
 
 def test_feedback_while_the_log_is_locked_is_a_503_and_health_says_so(registry_state, tmp_path):
