@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown floor kinds {unknown}: {', '.join(FLOOR_KINDS)}")
     try:
         import gateway_load
+        from model_factory.settings import FactorySettings
         from model_factory.spec import load_spec
         from model_factory_dev import demo_data
 
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             print("training churn ...", flush=True)
             version = gateway_load.train_and_register("churn")
             trees = {"before": old / "include", "after": REPO / "include"}
-        spec = load_spec(REPO / "include" / "models" / "churn.yaml")
+        spec = load_spec(REPO / "include" / "models" / "churn.yaml", FactorySettings.from_env())
         frame = demo_data.generate_batch("churn", gateway_load.DAY + dt.timedelta(days=1), rows=500)
         rows = json.loads(frame[spec.features.all].to_json(orient="records"))
         bodies = [json.dumps({"features": r}).encode() for r in rows]

@@ -76,7 +76,7 @@ def measure(models: int, budget_mb: float, cold: int, warm: int, skewed: int, wo
     fleet = register_fleet(FactorySettings.from_env(), "churn", version, models)
     register_s = time.perf_counter() - started
     print(f"registered {models} models in {register_s:.0f} s", flush=True)
-    spec = load_spec(REPO / "include" / "models" / "churn.yaml")
+    spec = load_spec(REPO / "include" / "models" / "churn.yaml", FactorySettings.from_env())
     frame = demo_data.generate_batch("churn", DAY + dt.timedelta(days=1), rows=500)
     rows = json.loads(frame[spec.features.all].to_json(orient="records"))
 

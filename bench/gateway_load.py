@@ -77,7 +77,7 @@ def train_and_register(model: str) -> str:
     from model_factory_dev import demo_data
 
     settings = FactorySettings.from_env()
-    spec = load_spec(REPO / "include" / "models" / f"{model}.yaml")
+    spec = load_spec(REPO / "include" / "models" / f"{model}.yaml", FactorySettings.from_env())
     buffer = io.BytesIO()
     demo_data.generate_batch(model, DAY, rows=2000).to_parquet(buffer, index=False)
     uri = storage.write_bytes(
@@ -173,7 +173,7 @@ def in_process(model: str, version: str, rows: list[dict], requests: int) -> tup
     from model_factory.settings import FactorySettings
 
     settings = FactorySettings.from_env()
-    loaded = load_version(tracking.connect(settings), model, version, settings.specs_dir)
+    loaded = load_version(tracking.connect(settings), model, version, settings)
     for row in rows[:50]:
         loaded.predict([row])
     latencies = []
@@ -216,12 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     isolate_environment(home)
     sys.path.insert(0, str(REPO / "include"))
     import httpx
+    from model_factory.settings import FactorySettings
     from model_factory.spec import load_spec
     from model_factory_dev import demo_data
 
     print(f"training {args.model} into {home} ...", flush=True)
     version = train_and_register(args.model)
-    spec = load_spec(REPO / "include" / "models" / f"{args.model}.yaml")
+    spec = load_spec(REPO / "include" / "models" / f"{args.model}.yaml", FactorySettings.from_env())
     frame = demo_data.generate_batch(args.model, DAY + dt.timedelta(days=1), rows=1000)
     rows = json.loads(frame[spec.features.all].to_json(orient="records"))
 

@@ -59,13 +59,14 @@ def make_batch(path: Path, rows: int) -> float:
 
 def _spec(root: Path):
     import yaml
+    from model_factory.settings import FactorySettings
     from model_factory.spec import load_spec
 
     raw = yaml.safe_load((ROOT / "include" / "models" / "churn.yaml").read_text())
     raw["source"] = {"uri": f"{(root / 'source').as_uri()}/churn/{{ds}}.parquet", "format": "parquet"}
     (root / "specs").mkdir(exist_ok=True)
     (root / "specs" / "churn.yaml").write_text(yaml.safe_dump(raw))
-    return load_spec(root / "specs" / "churn.yaml")
+    return load_spec(root / "specs" / "churn.yaml", FactorySettings.from_env())
 
 
 def _peak_mb() -> int:

@@ -77,9 +77,10 @@ def bare(csv: Path, spec_path: Path, tracking_uri: str) -> dict:
         trusted_types,
     )
     from model_factory.pipeline.validation import validate_frame
+    from model_factory.settings import FactorySettings
     from model_factory.spec import load_spec
 
-    spec = load_spec(spec_path)
+    spec = load_spec(spec_path, FactorySettings.from_env())
     df = pd.read_csv(csv)
     outcome = validate_frame(df, spec, spec_path.parent)  # GX batch.validate, the spec's suite
     if not outcome.success:

@@ -33,7 +33,9 @@ def timed(fn, *args):
 
 
 def measure(model: str, rows: int) -> dict:
-    base = load_spec(FactorySettings.from_env().specs_dir / f"{model}.yaml").model_dump(by_alias=True)
+    base = load_spec(
+        FactorySettings.from_env().specs_dir / f"{model}.yaml", FactorySettings.from_env()
+    ).model_dump(by_alias=True)
     spec = ModelSpec.model_validate(
         {
             **base,

@@ -245,10 +245,11 @@ def validation_child(workdir: Path, which: str) -> dict:
     import great_expectations  # noqa: F401  (import cost reported apart: workers pre-import it)
     import pandas as pd
     from model_factory.pipeline import validation
+    from model_factory.settings import FactorySettings
     from model_factory.spec import load_spec
 
     spec_dir = REPO / "include" / "models"
-    spec = load_spec(spec_dir / "churn.yaml")
+    spec = load_spec(spec_dir / "churn.yaml", FactorySettings.from_env())
     path = workdir / "batch.parquet"
     started, cpu = time.perf_counter(), time.process_time()
     if which == "ours":
@@ -411,9 +412,9 @@ def row_serving(repeats: int, requests: int, log) -> dict:
             )
         )
         # the peers serve the version the gateway loads, exported from the gateway's own loader
-        loaded = load_version(client, "churn", version, settings.specs_dir)
+        loaded = load_version(client, "churn", version, settings)
         peer_model = serving_peers.export_model(loaded, home / "peer-model")
-        spec = load_spec(REPO / "include" / "models" / "churn.yaml")
+        spec = load_spec(REPO / "include" / "models" / "churn.yaml", FactorySettings.from_env())
         frame = demo_data.generate_batch("churn", DAY + dt.timedelta(days=1), rows=500)
         rows = json.loads(frame[spec.features.all].to_json(orient="records"))
 
@@ -530,10 +531,11 @@ def row_serving_quick(repeats: int, requests: int, log) -> dict:
     from model_factory.pipeline.features import prepare_features
     from model_factory.pipeline.training import build_pipeline
     from model_factory.serving import fastpath
+    from model_factory.settings import FactorySettings
     from model_factory.spec import load_spec
     from model_factory_dev import demo_data
 
-    spec = load_spec(REPO / "include" / "models" / "churn.yaml")
+    spec = load_spec(REPO / "include" / "models" / "churn.yaml", FactorySettings.from_env())
     train = demo_data.generate_batch("churn", DAY, rows=2000)
     pipeline = build_pipeline(spec).fit(prepare_features(train, spec), train[spec.target])
     compiled, status = fastpath.compile_version(pipeline, spec)

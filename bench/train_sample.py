@@ -38,9 +38,10 @@ def _fit_one(spec_path: str, train_path: str, holdout_path: str) -> dict:
     from model_factory.pipeline.evaluation import compute_metrics
     from model_factory.pipeline.features import prepare_features, target_values
     from model_factory.pipeline.training import build_pipeline
+    from model_factory.settings import FactorySettings
     from model_factory.spec import load_spec
 
-    spec = load_spec(spec_path)
+    spec = load_spec(spec_path, FactorySettings.from_env())
     train = pd.read_parquet(train_path)
     holdout = pd.read_parquet(holdout_path)
     pipeline = build_pipeline(spec)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from model_factory.analyzer.store import EventStore
     from model_factory.settings import FactorySettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,6 +129,14 @@ def factory_env(home: Path, **env: str) -> Iterator[FactorySettings]:
             mp.setenv(name, value)
         storage._s3_client.cache_clear()
         yield FactorySettings.from_env()
+
+
+def event_store() -> EventStore:
+    """The Analyzer's event store as the environment (the test's FACTORY_HOME) sets it up."""
+    from model_factory.analyzer.store import AnalyzerSettings, EventStore
+    from model_factory.settings import FactorySettings
+
+    return EventStore(AnalyzerSettings.of(FactorySettings.from_env()))
 
 
 @dataclass

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
+from model_factory.settings import FactorySettings
 from model_factory.spec import MAX_SPEC_BYTES, NAME_PATTERN
 
 if TYPE_CHECKING:
@@ -483,6 +484,7 @@ def new_model(
     sample: Path | None = None,
     target: str | None = None,
     force: bool = False,
+    settings: FactorySettings,
 ) -> Scaffold:
     """Write the spec (and a code stub for custom_training); check it loads and, with a
     sample, that the sample passes the spec's validation."""
@@ -549,7 +551,7 @@ def new_model(
             (staging / "code").mkdir()
             (staging / "code" / code.name).write_text(code_text)
         try:
-            loaded = load_spec(staged)
+            loaded = load_spec(staged, settings)
         except SpecError as exc:
             raise ScaffoldError(f"the scaffolded spec does not load (please report):\n{exc}") from exc
         if df is not None:

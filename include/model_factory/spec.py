@@ -13,7 +13,7 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +28,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -197,22 +198,29 @@ URI_VARIABLE = re.compile(r"\$\{([^}]*)\}")
 URI_VARIABLES_ENV = "FACTORY_URI_VARIABLES"
 
 
-def uri_variable_allowed(name: str, env: Mapping[str, str] | None = None) -> bool:
-    """May a source URI use ``${name}``? FACTORY_* ones and those in FACTORY_URI_VARIABLES."""
-    import os
-
-    env = os.environ if env is None else env
-    extra = {v.strip() for v in env.get(URI_VARIABLES_ENV, "").split(",") if v.strip()}
+def uri_variable_allowed(name: str, uri_variables: str) -> bool:
+    """May a source URI use ``${name}``? FACTORY_* ones and those in ``uri_variables``
+    (FACTORY_URI_VARIABLES: comma-separated names)."""
+    extra = {v.strip() for v in uri_variables.split(",") if v.strip()}
     return bool(re.fullmatch(r"FACTORY_[A-Z0-9_]+", name)) or name in extra
 
 
-def check_batch_uri(uri: str) -> str:
+def settings_of(info: ValidationInfo) -> FactorySettings | None:
+    """The settings a spec is validated against: ``context={"settings": ...}`` given by the caller
+    (``load_spec``). Without them (a test, a spec read back from a run) the checks that depend
+    on the installation use its defaults: this machine's cores, FACTORY_* variables only."""
+    context = info.context
+    return context.get("settings") if isinstance(context, dict) else None
+
+
+def check_batch_uri(uri: str, settings: FactorySettings | None) -> str:
     """A per-date batch URI template: file:// or s3:// (or a ${FACTORY_...} prefix) with {ds};
     no query or fragment (``#``/``?`` would be dropped silently by URL parsing)."""
     if not re.match(r"^(file|s3)://", uri) and not uri.startswith("${"):
         raise ValueError(f"must start with file:// or s3:// (got {uri!r})")
+    uri_variables = settings.uri_variables if settings else ""
     for name in URI_VARIABLE.findall(uri):
-        if not uri_variable_allowed(name):
+        if not uri_variable_allowed(name, uri_variables):
             raise ValueError(
                 f"uses ${{{name}}}: only FACTORY_* variables (and those listed in "
                 f"{URI_VARIABLES_ENV}) may appear in a batch URI"
@@ -238,8 +246,8 @@ class SourceSpec(_Strict):
 
     @field_validator("uri")
     @classmethod
-    def _uri_scheme(cls, uri: str) -> str:
-        return check_batch_uri(uri)
+    def _uri_scheme(cls, uri: str, info: ValidationInfo) -> str:
+        return check_batch_uri(uri, settings_of(info))
 
 
 class FeaturesSpec(_Strict):
@@ -323,23 +331,22 @@ MAX_PARAM_TEXT = 200
 MAX_N_JOBS_ENV = "FACTORY_MAX_N_JOBS"
 
 
-def max_n_jobs() -> int:
+def max_n_jobs(settings: FactorySettings | None) -> int:
     """The most cores one training may ask for: FACTORY_MAX_N_JOBS, else this machine's cores."""
     import os
 
-    value = FactorySettings.from_env().max_n_jobs
+    value = settings.max_n_jobs if settings else None
     return value if value and value > 0 else (os.cpu_count() or 1)
 
 
-def check_param(key: str, value: Any, depth: int = 0) -> None:
-    """Raise ValueError naming the param when its value is out of bounds."""
+def check_param(key: str, value: Any, depth: int = 0, *, cap: int) -> None:
+    """Raise ValueError naming the param when its value is out of bounds (``n_jobs``: 1..``cap``)."""
     if depth > 3:
         raise ValueError(f"params.{key}: nested more than 3 levels deep")
     if isinstance(value, bool) or value is None:
         return
     if isinstance(value, int):
         if key == "n_jobs":
-            cap = max_n_jobs()
             if not 1 <= value <= cap:
                 raise ValueError(
                     f"params.n_jobs must be between 1 and {cap} (the cores allowed per training; "
@@ -356,7 +363,7 @@ def check_param(key: str, value: Any, depth: int = 0) -> None:
         if key in PARAM_INT_BOUNDS or key == "n_jobs":
             if not value.is_integer():
                 raise ValueError(f"params.{key} must be a whole number, got {value}")
-            check_param(key, int(value), depth)
+            check_param(key, int(value), depth, cap=cap)
         return
     if isinstance(value, str):
         if len(value) > MAX_PARAM_TEXT:
@@ -367,7 +374,7 @@ def check_param(key: str, value: Any, depth: int = 0) -> None:
             raise ValueError(f"params.{key}: more than {MAX_PARAM_ITEMS} items")
         items = value.values() if isinstance(value, dict) else value
         for item in items:
-            check_param(key if key in ("class_weight",) else f"{key}[]", item, depth + 1)
+            check_param(key if key in ("class_weight",) else f"{key}[]", item, depth + 1, cap=cap)
         return
     raise ValueError(f"params.{key}: unsupported value of type {type(value).__name__}")
 
@@ -382,12 +389,13 @@ class EstimatorSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _allowed(self) -> EstimatorSpec:
+    def _allowed(self, info: ValidationInfo) -> EstimatorSpec:
+        cap = max_n_jobs(settings_of(info))
         if (self.class_ is None) == (self.factory is None):
             raise ValueError("give exactly one of 'class' (an allow-listed estimator) or 'factory'")
         if self.factory is not None:
             for key, value in self.params.items():  # the same bounds (n_jobs, sizes, finite)
-                check_param(key, value)
+                check_param(key, value, cap=cap)
             return self  # params go to the data scientist's function; checked when it runs
         if self.class_ not in ESTIMATORS:
             raise SpecProblemError(
@@ -402,7 +410,7 @@ class EstimatorSpec(_Strict):
                 f"unknown params {unknown} for {self.class_}; allowed: {sorted(allowed)}",
             )
         for key, value in self.params.items():
-            check_param(key, value)
+            check_param(key, value, cap=cap)
         return self
 
 
@@ -578,8 +586,8 @@ class DriftSpec(_Strict):
 
     @field_validator("data_uri")
     @classmethod
-    def _data_uri(cls, uri: str | None) -> str | None:
-        return None if uri is None else check_batch_uri(uri)
+    def _data_uri(cls, uri: str | None, info: ValidationInfo) -> str | None:
+        return None if uri is None else check_batch_uri(uri, settings_of(info))
 
     @field_validator("schedule")
     @classmethod
@@ -751,8 +759,8 @@ class OutcomeSourceSpec(_Strict):
 
     @field_validator("uri")
     @classmethod
-    def _uri(cls, uri: str) -> str:
-        return check_batch_uri(uri)
+    def _uri(cls, uri: str, info: ValidationInfo) -> str:
+        return check_batch_uri(uri, settings_of(info))
 
 
 class OutcomesSpec(_Strict):
@@ -951,8 +959,9 @@ def problem_kind(err: Any) -> str:
     return str(cause.problem_kind) if isinstance(cause, SpecProblemError) else str(err["type"])
 
 
-def load_spec(path: Path | str) -> ModelSpec:
-    """Parse one spec file; raise SpecError naming the file, field and reason."""
+def load_spec(path: Path | str, settings: FactorySettings) -> ModelSpec:
+    """Parse one spec file; raise SpecError naming the file, field and reason. ``settings``: the
+    installation's limits the spec is checked against (FACTORY_MAX_N_JOBS, FACTORY_URI_VARIABLES)."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -979,7 +988,7 @@ def load_spec(path: Path | str) -> ModelSpec:
     if not isinstance(raw, dict):
         raise SpecError(path, [("", "top level must be a mapping of fields")])
     try:
-        spec = ModelSpec.model_validate(raw)
+        spec = ModelSpec.model_validate(raw, context={"settings": settings})
     except ValidationError as exc:
         problems, kinds = [], []
         for err in exc.errors():
@@ -995,13 +1004,13 @@ def load_spec(path: Path | str) -> ModelSpec:
     return spec
 
 
-def load_specs(specs_dir: Path | str) -> tuple[list[LoadedSpec], list[SpecError]]:
+def load_specs(specs_dir: Path | str, settings: FactorySettings) -> tuple[list[LoadedSpec], list[SpecError]]:
     """Every ``*.yaml`` in a folder: the good ones and the errors, so one bad spec stops no other."""
     good: list[LoadedSpec] = []
     bad: list[SpecError] = []
     for path in sorted(Path(specs_dir).glob("*.yaml")):
         try:
-            good.append(LoadedSpec(path, load_spec(path)))
+            good.append(LoadedSpec(path, load_spec(path, settings)))
         except SpecError as exc:
             bad.append(exc)
     return good, bad

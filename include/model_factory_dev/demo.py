@@ -461,7 +461,9 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
         )
         from model_factory.analyzer.report import collect_demo_runs
 
-        collect_demo_runs(api)  # the Analyzer keeps the runs this demo triggered: who, outcome, time
+        collect_demo_runs(
+            api, FactorySettings.from_env()
+        )  # the Analyzer keeps the runs this demo triggered: who, outcome, time
         for dag_id in dags:  # leave the embedded state as `make demo` found it: nothing scheduled
             api.pause(dag_id)
 
@@ -495,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     if bag.import_errors:
         print(f"DAG import errors: {bag.import_errors}", file=sys.stderr)
         return 1
-    good, bad = load_specs(settings.specs_dir)
+    good, bad = load_specs(settings.specs_dir, settings)
     specs = [loaded.spec for loaded in good]
     for error in bad:
         print(f"  skipped (invalid spec; its invalid_spec__ DAG says why): {error}")

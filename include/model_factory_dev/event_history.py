@@ -31,8 +31,9 @@ from datetime import datetime, timedelta
 from model_factory.analyzer.classify import kind_stage
 from model_factory.analyzer.events import Event
 from model_factory.analyzer.hooks import spec_error_events
-from model_factory.analyzer.store import EventStore
+from model_factory.analyzer.store import AnalyzerSettings, EventStore
 from model_factory.errors import ErrorKind
+from model_factory.settings import FactorySettings
 
 from model_factory_dev.demo_data import MODELS
 
@@ -417,9 +418,9 @@ def _success(user: str, skill: str, goal: str, model: str, t: datetime, rng: ran
     return out
 
 
-def write_history(store: EventStore | None = None, seed: int = 7, weeks: int = 12) -> History:
+def write_history(store: EventStore, seed: int = 7, weeks: int = 12) -> History:
     history = generate_history(seed, weeks)
-    (store or EventStore()).add(history.events)
+    store.add(history.events)
     return history
 
 
@@ -428,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--weeks", type=int, default=12)
     args = parser.parse_args(argv)
-    store = EventStore()
+    store = EventStore(AnalyzerSettings.of(FactorySettings.from_env()))
     history = write_history(store, args.seed, args.weeks)
     print(
         f"{len(history.events)} events of {len(history.skills)} simulated users written to the "

@@ -7,12 +7,11 @@ import subprocess
 from datetime import UTC, datetime
 
 import pytest
-from model_factory.analyzer.store import EventStore
 from model_factory.io import storage
 from model_factory.settings import FactorySettings
 from model_factory_dev.event_history import write_history
 
-from tests.conftest import REPO
+from tests.conftest import REPO, event_store
 
 
 def _dagbag():
@@ -55,7 +54,7 @@ def test_invalid_spec_found_at_parse_time_is_recorded_once_with_its_git_author(
     bag = _dagbag()
     assert "invalid_spec__broken" in bag.dag_ids and "model_factory_analyzer" in bag.dag_ids
     _dagbag()  # the DAG processor parses again
-    events = EventStore().events()
+    events = event_store().events()
     assert len(events) == 1
     (event,) = events
     assert (event.user, event.action, event.source) == ("eli@example.com", "spec.parse", "dag_parse")
@@ -69,7 +68,7 @@ def test_weekly_dag_run_by_airflow_writes_the_report(factory_home, monkeypatch) 
     from model_factory_dev.stack import free_port
 
     monkeypatch.setenv("FACTORY_AIRFLOW_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
-    history = write_history(EventStore())
+    history = write_history(event_store())
     # the report covers the 13 weeks before the run's logical date: the history's whole span
     run = analyzer_dags()[DAG_ID].test(logical_date=datetime(2026, 11, 2, 6, tzinfo=UTC))
     assert str(run.state) == "success"

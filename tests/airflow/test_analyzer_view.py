@@ -7,10 +7,11 @@ from fastapi import Header, HTTPException
 from fastapi.testclient import TestClient
 from model_factory.analyzer.events import Event
 from model_factory.analyzer.report import build_report, write_report
-from model_factory.analyzer.store import EventStore
 from model_factory.console.app import ConsoleConfig, create_app
 from model_factory.settings import FactorySettings
 from model_factory_dev.event_history import write_history
+
+from tests.conftest import event_store
 
 
 def _login(x_user: str | None = Header(default=None)) -> str:
@@ -21,7 +22,10 @@ def _login(x_user: str | None = Header(default=None)) -> str:
 
 @pytest.fixture
 def client(factory_home) -> TestClient:
-    return TestClient(create_app(ConsoleConfig(require_user=_login)), raise_server_exceptions=False)
+    return TestClient(
+        create_app(ConsoleConfig(require_user=_login, settings=FactorySettings.from_env)),
+        raise_server_exceptions=False,
+    )
 
 
 def test_the_analyzer_page_needs_the_hosts_login(client: TestClient) -> None:
@@ -35,7 +39,7 @@ def test_no_events_yet_is_said(client: TestClient) -> None:
 
 
 def test_the_page_shows_segments_findings_and_the_weekly_report(client: TestClient) -> None:
-    history = write_history(EventStore())
+    history = write_history(event_store())
     page = client.get("/analyzer", headers={"x-user": "platform"})
     assert page.status_code == 200 and "computed now from the stored events" in page.text
     assert page.text.count('data-class="SoP"') == 3 and page.text.count('data-class="ET"') == 4
@@ -58,6 +62,7 @@ def test_the_page_shows_segments_findings_and_the_weekly_report(client: TestClie
 def guarded(factory_home) -> TestClient:
     config = ConsoleConfig(
         require_user=_login,
+        settings=FactorySettings.from_env,
         sees_people=lambda user: user == "platform",
         readable_dag_ids=lambda user: None if user == "platform" else {"churn__retrain", "churn__canary"},
     )
@@ -66,9 +71,9 @@ def guarded(factory_home) -> TestClient:
 
 def test_only_the_platform_team_sees_who_did_what(guarded: TestClient, monkeypatch) -> None:
     monkeypatch.setenv("FACTORY_ANALYZER_SYSTEM_USERS", "svc-batch")
-    history = write_history(EventStore())
+    history = write_history(event_store())
     odd = [Event(user="svc-batch", action="cli.status"), Event(user="ana.lone", action="cli.status")]
-    EventStore().add(odd)  # a service account and a user too thin to segment: named to no viewer
+    event_store().add(odd)  # a service account and a user too thin to segment: named to no viewer
     viewer = guarded.get("/api/analyzer", headers={"x-user": "viewer"})
     platform = guarded.get("/api/analyzer", headers={"x-user": "platform"}).json()
     assert viewer.status_code == 200

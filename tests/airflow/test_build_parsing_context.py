@@ -52,9 +52,9 @@ def files_read(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     read: list[str] = []
     real = build.load_spec
 
-    def spy(path):
+    def spy(path, settings):
         read.append(Path(path).name)
-        return real(path)
+        return real(path, settings)
 
     monkeypatch.setattr(build, "load_spec", spy)
     return read

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from model_factory.settings import FactorySettings
 from model_factory.spec import load_specs
 
 from tests.conftest import REPO
@@ -30,7 +31,7 @@ def test_dags_import_without_errors(dagbag):
 
 
 KINDS = ("retrain", "drift_watch", "canary", "review", "health")
-SPECS = [loaded.spec for loaded in load_specs(REPO / "include" / "models")[0]]
+SPECS = [loaded.spec for loaded in load_specs(REPO / "include" / "models", FactorySettings.from_env())[0]]
 ENABLED = {
     "retrain": lambda s: True,
     "drift_watch": lambda s: s.drift.enabled,
@@ -96,7 +97,7 @@ def test_retrain_shape_and_assets(dagbag):
 
 def test_canary_shape(dagbag):
     dag = dagbag.dags["churn__canary"]
-    ramp = load_specs(REPO / "include" / "models")[0][0].spec.canary.ramp
+    ramp = load_specs(REPO / "include" / "models", FactorySettings.from_env())[0][0].spec.canary.ramp
     stages = [f"stage_{i}_{step}" for i in range(1, len(ramp) + 1) for step in ("wait", "act")]
     assert {t.task_id for t in dag.tasks} == {"manual_action", "start", *stages}
     assert "churn__challenger" in repr(dag.schedule)
@@ -115,7 +116,7 @@ def test_drift_watch_shape(dagbag):
 
 
 def test_owner_and_schedule_come_from_the_spec(dagbag):
-    spec = load_specs(REPO / "include" / "models")[0][0].spec
+    spec = load_specs(REPO / "include" / "models", FactorySettings.from_env())[0][0].spec
     dag = dagbag.dags[f"{spec.name}__retrain"]
     assert dag.default_args["owner"] == spec.owner
     assert dag.default_args["retries"] == spec.retries

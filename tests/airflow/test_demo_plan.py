@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 import yaml
 from model_factory.airflow.templates import SHIPPED
+from model_factory.settings import FactorySettings
 from model_factory.spec import load_spec, load_specs
 from model_factory_dev import demo
 
@@ -18,11 +19,13 @@ def _extra_spec(tmp_path, name: str):
     raw.update(name=name, source={"uri": "${FACTORY_DATA_ROOT}/" + name + "/{ds}.csv"})
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
-    return load_spec(path)
+    return load_spec(path, FactorySettings.from_env())
 
 
 def test_demo_models_cover_every_shipped_template():
-    specs = {s.spec.name: s.spec for s in load_specs(REPO / "include" / "models")[0]}
+    specs = {
+        s.spec.name: s.spec for s in load_specs(REPO / "include" / "models", FactorySettings.from_env())[0]
+    }
     assert set(demo.DEMO_SPECS) <= set(specs)
     assert {specs[name].template for name in demo.DEMO_SPECS} == set(SHIPPED)
     assert any(
@@ -34,7 +37,7 @@ def test_demo_models_cover_every_shipped_template():
 
 
 def test_a_data_scientists_spec_runs_only_where_its_batches_exist(tmp_path, factory_home):
-    shipped = [s.spec for s in load_specs(REPO / "include" / "models")[0]]
+    shipped = [s.spec for s in load_specs(REPO / "include" / "models", FactorySettings.from_env())[0]]
     mine, none = _extra_spec(tmp_path, "mine"), _extra_spec(tmp_path, "nobatch")
     batch = factory_home / "source" / "mine" / f"{demo.START + timedelta(days=1)}.csv"
     batch.parent.mkdir(parents=True)

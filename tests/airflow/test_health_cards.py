@@ -9,6 +9,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from model_factory.io import tracking
 from model_factory.monitoring.health_history import HealthRow, record
+from model_factory.settings import FactorySettings
 from model_factory.spec import load_spec
 
 from tests.unit.monitoring.health_rows import health_row
@@ -39,7 +40,7 @@ def test_the_card_of_a_version_that_served_shows_after_deployment(two_versions) 
     from model_factory.review.card import produce_card
 
     settings = two_versions
-    spec = load_spec(REPO / "include" / "models" / "churn.yaml")
+    spec = load_spec(REPO / "include" / "models" / "churn.yaml", FactorySettings.from_env())
     produce_card(spec, {"model": "churn", "version": "1"}, settings)
     db = f"sqlite:///{settings.home / 'health-test.db'}"
     engine = sa.create_engine(db)

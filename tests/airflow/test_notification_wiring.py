@@ -150,7 +150,9 @@ def test_a_promoted_or_rolled_back_version_is_an_event_with_the_runs_link(
     from model_factory.airflow.notify import version_event
     from model_factory.spec import load_spec
 
-    spec = load_spec(_spec_dir(tmp_path, webhook_conn_id="factory_hook") / "churn.yaml")
+    spec = load_spec(
+        _spec_dir(tmp_path, webhook_conn_id="factory_hook") / "churn.yaml", FactorySettings.from_env()
+    )
     version_event(spec, decision, {"dag_id": "churn__canary", "run_id": "manual__1"})
     [posted] = hook.received
     assert posted["alert"]["kind"] == kind and words in posted["text"]
@@ -161,7 +163,9 @@ def test_other_decisions_and_retries_that_changed_nothing_are_no_event(factory_h
     from model_factory.airflow.notify import version_event
     from model_factory.spec import load_spec
 
-    spec = load_spec(_spec_dir(tmp_path, webhook_conn_id="factory_hook") / "churn.yaml")
+    spec = load_spec(
+        _spec_dir(tmp_path, webhook_conn_id="factory_hook") / "churn.yaml", FactorySettings.from_env()
+    )
     context = {"dag_id": "churn__canary", "run_id": "manual__1"}
     assert version_event(spec, {"action": "canary_ramped", "version": "3"}, context) is None
     retried = {"action": "canary_promoted", "version": "3", "changed": False}

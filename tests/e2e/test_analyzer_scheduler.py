@@ -14,10 +14,12 @@ from datetime import date
 import pytest
 from model_factory.analyzer.collect import collect_all
 from model_factory.analyzer.report import analyze
-from model_factory.analyzer.store import EventStore
 from model_factory.io import storage
+from model_factory.settings import FactorySettings
 from model_factory_dev import demo_data
 from model_factory_dev.stack import Stack, StackConfig
+
+from tests.conftest import event_store
 
 pytestmark = pytest.mark.e2e
 
@@ -63,12 +65,12 @@ def test_runs_people_triggered_become_events_with_their_user(tmp_path) -> None:
         assert user
 
         with stack.environ():
-            store = EventStore()
-            statuses = {s.source: s for s in collect_all(store, api=api)}
+            store = event_store()
+            statuses = {s.source: s for s in collect_all(store, FactorySettings.from_env(), api=api)}
             assert all(s.ok for s in statuses.values()), statuses
             assert statuses["airflow"].new_events >= 3
             events = store.events()
-            again = {s.source: s.new_events for s in collect_all(store, api=api)}
+            again = {s.source: s.new_events for s in collect_all(store, FactorySettings.from_env(), api=api)}
         assert again == {"airflow": 0, "quarantines": 0, "gates": 0, "canary": 0}
 
     by_run = {(e.action, e.details.get("run_id")): e for e in events if e.source == "airflow"}

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from model_factory.settings import FactorySettings
 from model_factory.spec import load_spec
 from model_factory_dev import demo_data
 
@@ -146,7 +147,7 @@ def test_registry_versions_aliases_and_lineage(scenario):
     import mlflow
 
     info = mlflow.models.get_model_info(tags["factory.model_uri"])
-    churn = load_spec(REPO / "include" / "models" / "churn.yaml")
+    churn = load_spec(REPO / "include" / "models" / "churn.yaml", FactorySettings.from_env())
     assert {c.name for c in info.signature.inputs} == set(churn.features.all)
     assert info.saved_input_example_info is not None
 

@@ -53,7 +53,9 @@ def _host(stolen: list[str]) -> FastAPI:
         stolen.append(str(request.url.query))
         return PlainTextResponse("")
 
-    host.mount("/factory", create_app(ConsoleConfig(require_user=logged_in)))
+    host.mount(
+        "/factory", create_app(ConsoleConfig(require_user=logged_in, settings=FactorySettings.from_env))
+    )
     return host
 
 

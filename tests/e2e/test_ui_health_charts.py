@@ -30,7 +30,9 @@ def console_url(factory_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     shutil.copy(REPO / "include" / "models" / "churn.yaml", specs / "churn.yaml")
     monkeypatch.setenv("FACTORY_SPECS_DIR", str(specs))
     write_churn_health(FactorySettings.from_env())
-    app = create_app(ConsoleConfig(require_user=lambda: "ana", airflow=lambda: None))
+    app = create_app(
+        ConsoleConfig(require_user=lambda: "ana", settings=FactorySettings.from_env, airflow=lambda: None)
+    )
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 from model_factory.io import batches, storage
 from model_factory.pipeline import validation
+from model_factory.settings import FactorySettings
 from model_factory.spec import load_spec
 from model_factory_dev import demo_data
 
@@ -57,7 +58,7 @@ def put_source(s3_client, bucket: str, ds: str, data: bytes) -> str:
 @pytest.fixture
 def churn_spec(monkeypatch: pytest.MonkeyPatch, s3_bucket: str):
     monkeypatch.setenv("FACTORY_DATA_ROOT", f"s3://{s3_bucket}/source")
-    return load_spec(CHURN_SPEC)
+    return load_spec(CHURN_SPEC, FactorySettings.from_env())
 
 
 # --------------------------------------------------------------------------- storage basics

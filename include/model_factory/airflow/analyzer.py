@@ -24,8 +24,9 @@ WEEKS = 13
 def analyzer_dags() -> dict[str, DAG]:
     """The weekly Analyzer DAG (none when ``FACTORY_ANALYZER=off``)."""
     from model_factory.analyzer.store import recording_enabled
+    from model_factory.settings import FactorySettings
 
-    if not recording_enabled():
+    if not recording_enabled(FactorySettings.from_env()):
         return {}
     with DAG(
         dag_id=DAG_ID,

@@ -632,7 +632,7 @@ def scoring_ingest(loaded: LoadedSpec) -> XComArg:
     from model_factory.pipeline.scoring import scoring_uri
 
     spec = loaded.spec
-    source = spec.source.model_copy(update={"uri": scoring_uri(spec)})
+    source = spec.source.model_copy(update={"uri": scoring_uri(spec, FactorySettings.from_env())})
     return ingest(LoadedSpec(loaded.path, spec.model_copy(update={"source": source})))
 
 

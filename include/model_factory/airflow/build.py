@@ -91,7 +91,7 @@ def validate_built(loaded: LoadedSpec, template: Template, built_dags: object) -
     return dags
 
 
-def build_model(loaded: LoadedSpec, registry: Registry) -> list[DAG]:
+def build_model(loaded: LoadedSpec, registry: Registry, settings: FactorySettings) -> list[DAG]:
     """One model's DAGs, or SpecError naming the file, field and reason."""
     spec = loaded.spec
     if spec.template in registry.broken:
@@ -112,7 +112,7 @@ def build_model(loaded: LoadedSpec, registry: Registry) -> list[DAG]:
             [("template", f"template {template.name!r} ({template.origin}) {why}")],
             [ErrorKind.TEMPLATE_RAISED],
         )
-    params, problems = check_params(template, spec)
+    params, problems = check_params(template, spec, settings)
     if problems:
         raise SpecError(loaded.path, problems)
     try:
@@ -130,9 +130,9 @@ def build_model(loaded: LoadedSpec, registry: Registry) -> list[DAG]:
     return dags
 
 
-def _load(path: Path) -> LoadedSpec:
+def _load(path: Path, settings: FactorySettings) -> LoadedSpec:
     try:
-        return LoadedSpec(path, load_spec(path))
+        return LoadedSpec(path, load_spec(path, settings))
     except SpecError:
         raise
     except UnicodeDecodeError as exc:
@@ -178,22 +178,23 @@ def build_all(
 
     ``only_dag_id``: build just the models whose spec files can give that DAG (every model
     when no file name fits); other files are not read. ``shard``: only that shard's specs."""
-    paths = sorted(Path(specs_dir or FactorySettings.from_env().specs_dir).glob("*.yaml"))
+    settings = FactorySettings.from_env()
+    paths = sorted(Path(specs_dir or settings.specs_dir).glob("*.yaml"))
     if shard is not None:
         paths = [path for path in paths if shard.holds(path)]
     if only_dag_id is not None:
         paths = spec_files_for(only_dag_id, paths) or paths
     with _gc_paused():
-        return _build_models(paths, discover(templates_dir))
+        return _build_models(paths, discover(templates_dir), settings)
 
 
-def _build_models(paths: list[Path], registry: Registry) -> dict[str, DAG]:
+def _build_models(paths: list[Path], registry: Registry, settings: FactorySettings) -> dict[str, DAG]:
     dags: dict[str, DAG] = {}
     errors: list[SpecError] = []
     loaded: dict[Path, LoadedSpec | SpecError] = {}
     for path in paths:
         try:
-            loaded[path] = _load(path)
+            loaded[path] = _load(path, settings)
         except SpecError as exc:
             loaded[path] = exc
     # Data scientists' templates are first tried on these specs in a child process (cached).
@@ -204,7 +205,7 @@ def _build_models(paths: list[Path], registry: Registry) -> dict[str, DAG]:
         try:
             if isinstance(item, SpecError):
                 raise item
-            built = build_model(item, registry)
+            built = build_model(item, registry, settings)
             clash = sorted(d.dag_id for d in built if d.dag_id in dags)
             if clash:
                 raise SpecError(path, [("name", f"DAG ids {clash} are already taken by another spec")])
@@ -226,7 +227,7 @@ def _build_models(paths: list[Path], registry: Registry) -> dict[str, DAG]:
 
         # The Analyzer's events (who last changed each spec, from git), once per spec version; one
         # call per parse, so the already-recorded check is one query, not one per bad spec.
-        record_spec_errors(errors)
+        record_spec_errors(errors, settings)
     return dags
 
 

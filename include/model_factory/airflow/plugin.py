@@ -142,12 +142,14 @@ async def airflow_user(request: Request) -> Any:
 def create_factory_app() -> Any:
     """The console app with Airflow's login dependency, permission check and metadata."""
     from model_factory.console.app import ConsoleConfig, create_app
+    from model_factory.settings import FactorySettings
 
     root = _root()
     source = MetadataAirflowSource(root)
     return create_app(
         ConsoleConfig(
             require_user=airflow_user,
+            settings=FactorySettings.from_env,
             airflow=lambda: source,
             can_run=can_trigger,
             can_unpause=can_unpause,

@@ -239,6 +239,7 @@ def _child_main(events_fd: int, template: str, specs: list[str]) -> None:
     raised); the child is there for what the parent cannot catch."""
     from model_factory.airflow.build import validate_built
     from model_factory.airflow.templates import check_params, load_file
+    from model_factory.settings import FactorySettings
     from model_factory.spec import LoadedSpec, load_spec
 
     signal.setitimer(signal.ITIMER_REAL, 0)  # the parent's import timeout is the parent's
@@ -261,11 +262,12 @@ def _child_main(events_fd: int, template: str, specs: list[str]) -> None:
         emit("done")
         return
     emit("import", ok=True)
+    settings = FactorySettings.from_env()
     for spec_path in specs:
         emit(spec_path, started=True)
         try:
-            loaded = LoadedSpec(Path(spec_path), load_spec(spec_path))
-            params, problems = check_params(loaded_template, loaded.spec)
+            loaded = LoadedSpec(Path(spec_path), load_spec(spec_path, settings))
+            params, problems = check_params(loaded_template, loaded.spec, settings)
             if not problems:
                 validate_built(loaded, loaded_template, loaded_template.build(loaded, params))
             emit(spec_path, ok=True)

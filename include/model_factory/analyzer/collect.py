@@ -446,12 +446,11 @@ def collect_decisions(store: EventStore, settings: FactorySettings, attribution:
 
 def collect_all(
     store: EventStore,
-    settings: FactorySettings | None = None,
+    settings: FactorySettings,
     api: ApiGetter | None = None,
     registry: bool = True,
 ) -> list[SourceStatus]:
     """Every source, Airflow first (its triggering users attribute the other sources' outcomes)."""
-    settings = settings or FactorySettings.from_env()
     statuses = [collect_airflow(store, api, store_uri=settings.store_uri)]
     attribution = Attribution(store, settings)
     statuses.append(collect_quarantines(store, settings, attribution))

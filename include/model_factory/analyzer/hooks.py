@@ -26,7 +26,8 @@ from typing import Any, Literal
 
 from model_factory.analyzer.classify import exception_kind, spec_error_problems, spec_problem_kind
 from model_factory.analyzer.events import COMMAND_STAGES, NOT_TRACKED, UNKNOWN, Event, utcnow
-from model_factory.analyzer.store import EventStore, current_user, record, recording_enabled
+from model_factory.analyzer.store import AnalyzerSettings, EventStore, current_user, record, recording_enabled
+from model_factory.settings import FactorySettings
 from model_factory.spec import SpecError
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ def spec_error_events(
     return events
 
 
-def record_spec_errors(errors: Iterable[Any], source: str = "dag_parse") -> int:
+def record_spec_errors(errors: Iterable[Any], settings: FactorySettings, source: str = "dag_parse") -> int:
     """Record the problems of invalid specs (``SpecError``s) found while building DAGs.
 
     The DAG processor parses every few seconds: each distinct problem of each version of a spec
@@ -131,7 +132,7 @@ def record_spec_errors(errors: Iterable[Any], source: str = "dag_parse") -> int:
     (to this process, else to the database) costs no ``git`` call. Never raises.
     """
     try:
-        if not recording_enabled():
+        if not recording_enabled(settings):
             return 0
         pending: list[tuple[str, list[tuple[str, str, str | None]], list[str]]] = []
         for error in errors:
@@ -143,7 +144,7 @@ def record_spec_errors(errors: Iterable[Any], source: str = "dag_parse") -> int:
                 pending.append((path, problems, origins))
         if not pending:
             return 0
-        store = EventStore()
+        store = EventStore(AnalyzerSettings.of(settings))
         stored = store.known([o for _, _, origins in pending for o in origins])
         _seen_spec_errors.update(stored)
         events = [
@@ -153,7 +154,7 @@ def record_spec_errors(errors: Iterable[Any], source: str = "dag_parse") -> int:
             for event in spec_error_events(path, problems, source)
             if event.origin not in stored
         ]
-        written = record(events, store) if events else 0
+        written = record(events, store.settings, store) if events else 0
         _seen_spec_errors.update(event.origin for event in events if event.origin)
         return written
     except Exception as exc:
@@ -233,12 +234,12 @@ class tracked(contextlib.ContextDecorator):  # noqa: N801 - used like a function
             error.path, spec_error_problems(error), source=self.source, user=user, action=self.action
         )
 
-    def events(self, exc: BaseException | None) -> list[Event]:
+    def events(self, exc: BaseException | None, settings: FactorySettings) -> list[Event]:
         command = self.action.removeprefix("cli.")
         code = _exit_code(exc) or (self.exit_code or 0)
         errors = [*self.errors, *([exc] if exc is not None and not _is_exit(exc) else [])]
         failed = bool(code) or bool(errors) or bool(self.failures)
-        user = self.user or current_user()
+        user = self.user or current_user(settings)
         kind = message = implied = None
         problems: list[Event] = []
         for error in errors:
@@ -272,7 +273,10 @@ class tracked(contextlib.ContextDecorator):  # noqa: N801 - used like a function
 
     def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         _current.reset(self._token)
-        record(self.events(exc))
+        # The entry point of a recorded action (often a decorator made at import): the settings
+        # are read when it ends, once.
+        settings = FactorySettings.from_env()
+        record(self.events(exc, settings), AnalyzerSettings.of(settings))
         return False
 
 

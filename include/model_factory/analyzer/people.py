@@ -34,9 +34,9 @@ ATTRIBUTED = frozenset({"spec owner", "git", "unknown"})
 MIN_OWN_ACTIONS = 5
 
 
-def system_users() -> frozenset[str]:
+def system_users(settings: FactorySettings) -> frozenset[str]:
     """The default service accounts and this installation's own (``FACTORY_ANALYZER_SYSTEM_USERS``)."""
-    configured = FactorySettings.from_env().analyzer_system_users
+    configured = settings.analyzer_system_users
     extra = {name.strip().lower() for name in configured.split(",") if name.strip()}
     return SYSTEM_USERS | extra
 
@@ -55,9 +55,9 @@ def _own(event: Event) -> bool:
     return (event.details or {}).get("user_from") not in ATTRIBUTED
 
 
-def population(events: list[Event], service_accounts: frozenset[str] | None = None) -> Population:
-    """Split ``events`` into persons' events, flagged service accounts and users too thin to segment."""
-    service_accounts = system_users() if service_accounts is None else service_accounts
+def population(events: list[Event], service_accounts: frozenset[str]) -> Population:
+    """Split ``events`` into persons' events, flagged service accounts and users too thin to segment
+    (``service_accounts``: ``system_users(settings)``)."""
     out = Population()
     by_user: dict[str, list[Event]] = {}
     for event in events:

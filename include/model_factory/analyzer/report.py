@@ -8,7 +8,7 @@ from typing import Any
 
 from model_factory.analyzer.collect import ApiGetter, SourceStatus, collect_all
 from model_factory.analyzer.events import STAGE_TITLES, STAGES, UNKNOWN, Event, utcnow
-from model_factory.analyzer.people import ENV_SYSTEM_USERS, population
+from model_factory.analyzer.people import ENV_SYSTEM_USERS, SYSTEM_USERS, population, system_users
 from model_factory.analyzer.rules import ET, SOP, UNCLASSIFIED, WATCH, Thresholds, classify, sensitivity
 from model_factory.analyzer.segments import LABELS, segment_users
 from model_factory.analyzer.signals import stage_table, user_signals
@@ -24,8 +24,10 @@ def analyze(
     seeds: tuple[int, ...] = tuple(range(10)),
     sources: list[SourceStatus] | None = None,
     recording: dict | None = None,
+    service_accounts: frozenset[str] = SYSTEM_USERS,
 ) -> dict[str, Any]:
-    """The whole analysis of ``events`` as one JSON-ready dict."""
+    """The whole analysis of ``events`` as one JSON-ready dict; ``service_accounts``: whose events
+    are not a person's (``people.system_users(settings)``; default: the built-in ones)."""
     # Long on purpose: the analysis in the order the report reads; each step is a call.
     thresholds = thresholds or Thresholds()
     sources = sources or []
@@ -84,7 +86,7 @@ def analyze(
             f"{len(anonymous)} events name no user (e.g. runs Airflow shows no triggering "
             "user for): left out of the per-user signals"
         )
-    persons = population(people)
+    persons = population(people, service_accounts)
     people = persons.people
     signals = user_signals(people)
     segmentation = segment_users(
@@ -133,7 +135,7 @@ def analyze(
 
 
 def build_report(
-    settings: FactorySettings | None = None,
+    settings: FactorySettings,
     analyzer: AnalyzerSettings | None = None,
     api: ApiGetter | bool | None = True,
     since: datetime | None = None,
@@ -142,13 +144,12 @@ def build_report(
     collect: bool = True,
     until: datetime | None = None,
 ) -> dict[str, Any]:
-    """Collect what the sources have (``api=True``: Airflow from the environment), then analyze.
+    """Collect what the sources have (``api=True``: the Airflow ``settings`` name), then analyze.
 
     ``since``/``until``: only events in that window (the weekly DAG looks at the last 13 weeks).
     ``collect=False``: analyze only the events already stored.
     """
-    settings = settings or FactorySettings.from_env()
-    analyzer = analyzer or AnalyzerSettings.from_env()
+    analyzer = analyzer or AnalyzerSettings.of(settings)
     store = EventStore(analyzer)
     if not collect:
         sources = [SourceStatus("collection", True, message="skipped (--no-collect): stored events only")]
@@ -156,7 +157,7 @@ def build_report(
         if api is True:
             from model_factory.io.airflow_api import AirflowClient
 
-            api = AirflowClient.from_env(timeout_s=10.0)
+            api = AirflowClient.from_settings(settings, timeout_s=10.0)
         client = api or None
         sources = collect_all(store, settings, client, registry=registry)
     else:
@@ -177,7 +178,13 @@ def build_report(
         "pseudonymized": analyzer.pseudonymize,
         "db": make_url(analyzer.db_uri).render_as_string(hide_password=True),
     }
-    report = analyze(store.events(since=since, until=until), thresholds, sources=sources, recording=recording)
+    report = analyze(
+        store.events(since=since, until=until),
+        thresholds,
+        sources=sources,
+        recording=recording,
+        service_accounts=system_users(settings),
+    )
     report["window"] = {
         "since": since and since.isoformat(timespec="seconds"),
         "until": until and until.isoformat(timespec="seconds"),
@@ -313,12 +320,12 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def collect_demo_runs(api: ApiGetter) -> SourceStatus:
+def collect_demo_runs(api: ApiGetter, settings: FactorySettings) -> SourceStatus:
     """While the demo's Airflow runs: keep the runs it triggered, for the findings at its end."""
-    return collect_all(EventStore(), api=api, registry=False)[0]
+    return collect_all(EventStore(AnalyzerSettings.of(settings)), settings, api=api, registry=False)[0]
 
 
-def demo_findings(settings: FactorySettings | None = None) -> str:
+def demo_findings(settings: FactorySettings) -> str:
     """The Analyzer's findings on the demo's own events: printed at the end of ``make demo``."""
     try:
         return format_report(build_report(settings, api=None))

@@ -24,7 +24,7 @@ import logging
 import os
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,9 +47,9 @@ ENV_SALT = "FACTORY_ANALYZER_SALT"
 _FALSE = ("0", "false", "no", "off")
 
 
-def recording_enabled() -> bool:
+def recording_enabled(settings: FactorySettings) -> bool:
     """False when this installation opted out (``FACTORY_ANALYZER=off``)."""
-    return FactorySettings.from_env().analyzer.strip().lower() not in _FALSE
+    return settings.analyzer.strip().lower() not in _FALSE
 
 
 @dataclass(frozen=True)
@@ -58,24 +58,26 @@ class AnalyzerSettings:
     enabled: bool = True
     pseudonymize: bool = False
     salt_path: Path | None = None
+    configured_salt: str | None = field(default=None, repr=False)
+    """``FACTORY_ANALYZER_SALT``; None: the random one in ``salt_path``."""
 
     @classmethod
-    def from_env(cls) -> AnalyzerSettings:
+    def of(cls, factory: FactorySettings) -> AnalyzerSettings:
+        """The Analyzer's part of the factory's settings."""
         from model_factory.serving.settings import prediction_db_uri
-        from model_factory.settings import FactorySettings
 
-        factory = FactorySettings.from_env()
         return cls(
             db_uri=prediction_db_uri(factory),
-            enabled=recording_enabled(),
-            pseudonymize=FactorySettings.from_env().analyzer_pseudonymize,
+            enabled=recording_enabled(factory),
+            pseudonymize=factory.analyzer_pseudonymize,
             salt_path=factory.home / "analyzer" / "salt",
+            configured_salt=factory.analyzer_salt,
         )
 
     def salt(self) -> str:
         """The installation's salt: ``FACTORY_ANALYZER_SALT``, else a random one kept on disk."""
-        if salt := FactorySettings.from_env().analyzer_salt:
-            return salt
+        if self.configured_salt:
+            return self.configured_salt
         if self.salt_path is None:
             raise ValueError(f"pseudonymising user ids needs {ENV_SALT} or a salt file")
         if not self.salt_path.exists():
@@ -86,9 +88,9 @@ class AnalyzerSettings:
         return self.salt_path.read_text().strip()
 
 
-def current_user() -> str:
+def current_user(settings: FactorySettings) -> str:
     """The acting person: ``FACTORY_ACTOR`` (as the CLI records it), else the login name."""
-    user = FactorySettings.from_env().actor or getpass.getuser()
+    user = settings.actor or getpass.getuser()
     return user.removesuffix(" via cli")
 
 
@@ -133,10 +135,10 @@ def _stored_event(row: dict[str, Any]) -> Event:
 class EventStore:
     """The ``analyzer_events`` table: append (deduplicated by ``origin``) and read back."""
 
-    def __init__(self, settings: AnalyzerSettings | None = None, db: str | Engine | None = None):
+    def __init__(self, settings: AnalyzerSettings, db: str | Engine | None = None):
         from model_factory.serving.predlog import engine_for
 
-        self.settings = settings or AnalyzerSettings.from_env()
+        self.settings = settings
         self.engine = engine_for(db if db is not None else self.settings.db_uri)
         METADATA.create_all(self.engine, checkfirst=True)
         self._pseudonymiser: Pseudonymiser | None = None
@@ -233,11 +235,13 @@ class EventStore:
             return int(conn.execute(sa.select(sa.func.count()).select_from(EVENTS)).scalar() or 0)
 
 
-def record(events: Event | Iterable[Event], store: EventStore | None = None) -> int:
-    """Record events unless this installation opted out; never raises (the action matters more)."""
+def record(
+    events: Event | Iterable[Event], settings: AnalyzerSettings, store: EventStore | None = None
+) -> int:
+    """Record events unless this installation opted out; never raises (the action matters more).
+    ``store``: an open one with these settings (default: one is opened)."""
     batch = [events] if isinstance(events, Event) else list(events)
     try:
-        settings = store.settings if store else AnalyzerSettings.from_env()
         if not settings.enabled or not batch:
             return 0
         return (store or EventStore(settings)).add(batch)

@@ -61,7 +61,7 @@ def _validate(paths: list[Path]) -> None:
     )
     for path in shown:
         try:
-            spec = load_spec(path)
+            spec = load_spec(path, settings)
             typer.echo(f"ok    {path}  ({spec.name}: {spec.task}, {spec.estimator.class_})")
         except SpecError as exc:
             failures += 1
@@ -130,7 +130,7 @@ def _version_event(decision: dict, settings: FactorySettings) -> None:
         return
     model = decision.get("model")
     try:
-        spec = load_spec(settings.specs_dir / f"{model}.yaml")
+        spec = load_spec(settings.specs_dir / f"{model}.yaml", settings)
     except SpecError as exc:
         note_error(exc)
         typer.echo(f"no {VERSION_EVENTS[decision['action']]} event sent for {model}: {exc}", err=True)
@@ -174,7 +174,7 @@ def _ops(
 
     def carry_out() -> dict:
         if action == "canary":
-            spec = load_spec(settings.specs_dir / f"{model}.yaml")
+            spec = load_spec(settings.specs_dir / f"{model}.yaml", settings)
             first = share if share is not None else spec.canary.ramp[0]
             return start_canary(model, str(version), first, settings, who, reason)
         return ops_action(model, action, settings, who, reason, version)

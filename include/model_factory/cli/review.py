@@ -23,11 +23,11 @@ from model_factory.io import tag_schema
 from model_factory.settings import FactorySettings
 
 
-def _airflow():
+def _airflow(settings: FactorySettings):
     """The Airflow REST client when Airflow answers, else None (the registry is enough)."""
     from model_factory.io.airflow_api import AirflowClient, AirflowUnreachableError
 
-    client = AirflowClient.from_env(timeout_s=10.0)
+    client = AirflowClient.from_settings(settings, timeout_s=10.0)
     try:
         client.health()
     except (AirflowUnreachableError, ValueError):
@@ -57,7 +57,7 @@ def _review(model: str, version: str, approve: bool, reason: str, actor: str | N
         approval.require_held(model, version, settings)
     except approval.ReviewError as exc:
         fail(f"refused: {exc}", EXIT_REFUSED)
-    client = _airflow()
+    client = _airflow(settings)
     answered = approval.review_in_airflow(client, model, version, approve, who, reason) if client else None
     if answered:
         review = _wait_reviewed(model, version, settings)

@@ -17,7 +17,7 @@ def _known_model(model: str) -> None:
     from model_factory.spec import load_specs
 
     settings = FactorySettings.from_env()
-    good, bad = load_specs(settings.specs_dir)
+    good, bad = load_specs(settings.specs_dir, settings)
     names = {loaded.spec.name for loaded in good}
     if model in names:
         return
@@ -33,7 +33,7 @@ def _known_model(model: str) -> None:
 def _client():
     from model_factory.io.airflow_api import AirflowClient
 
-    return AirflowClient.from_env()
+    return AirflowClient.from_settings(FactorySettings.from_env())
 
 
 def trigger(

@@ -43,15 +43,17 @@ def new_model(
         # reading a big sample and validating the spec take a while: a live line on a terminal
         doing = f"reading {from_data}…" if from_data else "writing…"
         with err_console.status(f"new-model {name}: {doing}"):
+            settings = FactorySettings.from_env()
             result = scaffold(
                 name,
                 template,
-                FactorySettings.from_env().specs_dir,
+                settings.specs_dir,
                 owner=owner.strip(),
                 source=source,
                 sample=from_data,
                 target=target,
                 force=force,
+                settings=settings,
             )
     except ScaffoldError as exc:
         fail(str(exc), EXIT_REFUSED)

@@ -22,11 +22,11 @@ def _quick_mlflow() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
-def airflow_source(offline: bool) -> Any:
+def airflow_source(settings: FactorySettings, offline: bool) -> Any:
     from model_factory.io.airflow_api import AirflowClient
     from model_factory.rollout.fleet import RestAirflowSource
 
-    return None if offline else RestAirflowSource(AirflowClient.from_env(timeout_s=10))
+    return None if offline else RestAirflowSource(AirflowClient.from_settings(settings, timeout_s=10))
 
 
 def unreachable_notes(sources: dict[str, str], settings: FactorySettings) -> list[str]:
@@ -160,7 +160,7 @@ def status(
     _quick_mlflow()
     settings = FactorySettings.from_env()
     wanted = FleetFilter(owner, template, state, attention, match, page, per_page)
-    summary, shown = read_page(settings, airflow_source(offline), wanted, all_rows)
+    summary, shown = read_page(settings, airflow_source(settings, offline), wanted, all_rows)
     counts = {"matched": shown.matched, "total": shown.total, "page": shown.page, "pages": shown.pages}
     if as_json:
         print_json({**summary, "models": shown.rows, **counts})
@@ -189,7 +189,7 @@ def show(
     _quick_mlflow()
     settings = FactorySettings.from_env()
     try:
-        detail = model_detail(settings, model, airflow_source(offline))
+        detail = model_detail(settings, model, airflow_source(settings, offline))
     except KeyError as exc:
         fail(str(exc.args[0]), EXIT_REFUSED)
     notes = unreachable_notes(detail["sources"], settings)

@@ -11,7 +11,7 @@ the user's session, so Airflow authorizes the request and records who asked.
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Annotated, Any
@@ -76,6 +76,8 @@ class ConsoleConfig:
 
     require_user: Callable[..., Any]
     """A FastAPI dependency returning the logged-in user (raises 401/403 otherwise)."""
+    settings: Callable[[], FactorySettings]
+    """The factory's settings, as the host reads them (the plugin: ``FactorySettings.from_env``)."""
     airflow: Callable[[], Any] = lambda: None
     """Returns an AirflowSource (or None) for last runs and next runs."""
     can_run: Callable[[Any, str], bool] = lambda user, dag_id: False
@@ -91,12 +93,11 @@ class ConsoleConfig:
     root: str = "/"
     """Airflow's URL root path (``[api] base_url``): links to DAG pages and the REST API."""
     mount: str = "/factory"
-    settings: Callable[[], FactorySettings] = field(default=FactorySettings.from_env)
 
 
 def mlflow_ui_url(settings: FactorySettings) -> str | None:
     """``FACTORY_MLFLOW_UI_URL``, else the tracking server when it is one (http), else none."""
-    explicit = FactorySettings.from_env().mlflow_ui_url
+    explicit = settings.mlflow_ui_url
     if explicit:
         return explicit.rstrip("/")
     return settings.tracking_uri.rstrip("/") if settings.tracking_uri.startswith("http") else None

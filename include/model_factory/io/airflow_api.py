@@ -67,10 +67,9 @@ class AirflowClient:
         return cls(base_url, username, json.loads(path.read_text())[username])
 
     @classmethod
-    def from_env(cls, timeout_s: float = 30.0) -> AirflowClient:
+    def from_settings(cls, settings: FactorySettings, timeout_s: float = 30.0) -> AirflowClient:
         """``FACTORY_AIRFLOW_URL``/``_USER``/``_PASSWORD``, else the generated password in AIRFLOW_HOME
         (the embedded ``make ui``); no password found means a token without credentials."""
-        settings = FactorySettings.from_env()
         base_url, username, password = settings.airflow_url, settings.airflow_user, settings.airflow_password
         generated = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / PASSWORDS_FILE
         if password is None and generated.exists():

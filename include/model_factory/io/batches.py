@@ -114,7 +114,7 @@ def resolve_source_uri(template: str, ds: str, env: dict[str, str] | None = None
 
     def _env(match: re.Match[str]) -> str:
         name = match.group(1)
-        if not uri_variable_allowed(name, env):
+        if not uri_variable_allowed(name, env.get(URI_VARIABLES_ENV, "")):
             raise SourceUriError(
                 f"source.uri uses ${{{name}}}, which is not an allowed variable: only FACTORY_* "
                 f"ones and those listed in {URI_VARIABLES_ENV} are filled"

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from model_factory import spec as spec_module
+from model_factory.settings import FactorySettings
 from model_factory.spec import SpecError, load_spec
 
 log = logging.getLogger(__name__)
@@ -68,10 +69,10 @@ def parser_fingerprint() -> str:
     return _FINGERPRINT
 
 
-def facts_of(path: Path) -> SpecFacts | BrokenSpec:
+def facts_of(path: Path, settings: FactorySettings) -> SpecFacts | BrokenSpec:
     """Parse one spec file into what the index keeps."""
     try:
-        spec = load_spec(path)
+        spec = load_spec(path, settings)
     except SpecError as exc:
         return BrokenSpec(str(path), [(str(f), str(w)) for f, w in exc.problems])
     return SpecFacts(
@@ -121,7 +122,7 @@ def _open(path: Path) -> sqlite3.Connection:
 
 
 def read_specs(
-    specs_dir: Path, index: Path, only: set[str] | None = None
+    specs_dir: Path, index: Path, settings: FactorySettings, only: set[str] | None = None
 ) -> tuple[list[SpecFacts], list[BrokenSpec]]:
     """The facts of every ``*.yaml`` in ``specs_dir`` (with ``only``, of those model names' files),
     re-parsing only files the index does not hold at their current mtime and size."""
@@ -141,16 +142,20 @@ def read_specs(
         conn = _open(index)
     except (OSError, sqlite3.DatabaseError) as exc:
         log.warning("fleet index %s not usable (%s): parsing every spec", index, exc)
-        found = [facts_of(Path(p)) for p in stats]
+        found = [facts_of(Path(p), settings) for p in stats]
         return _split(found)
     try:
-        return _split(_refresh(conn, stats, Path(specs_dir), whole=only is None))
+        return _split(_refresh(conn, stats, Path(specs_dir), settings, whole=only is None))
     finally:
         conn.close()
 
 
 def _refresh(
-    conn: sqlite3.Connection, stats: dict[str, tuple[int, int]], specs_dir: Path, whole: bool
+    conn: sqlite3.Connection,
+    stats: dict[str, tuple[int, int]],
+    specs_dir: Path,
+    settings: FactorySettings,
+    whole: bool,
 ) -> list[SpecFacts | BrokenSpec]:
     fingerprint = parser_fingerprint()
     held: dict[str, tuple[int, int, str, str]] = {}
@@ -171,7 +176,7 @@ def _refresh(
             except (ValueError, KeyError, TypeError):
                 facts = None  # a row this code cannot read: parse the file again
         if facts is None:
-            facts = facts_of(Path(path))
+            facts = facts_of(Path(path), settings)
             changed.append((path, mtime, size, fingerprint, _encode(facts)))
         out.append(facts)
     gone = [(path,) for path in held if path not in stats] if whole else []

@@ -36,7 +36,6 @@ from model_factory.errors import PermanentError
 from model_factory.io import attestation, tag_schema
 from model_factory.io.code_folder import CODE_PACKAGE, defined_types, install_code_package
 from model_factory.io.trust import factory_trusts
-from model_factory.settings import FactorySettings
 
 if TYPE_CHECKING:
     from mlflow.models import Model
@@ -207,13 +206,14 @@ def load_registered(
     *,
     code_dir: Path | None = None,
     require_blessed: bool = True,
-    key: bytes | None = None,
+    key: bytes | None,
 ) -> TrustedModel:
     """Load registered ``model`` v``version`` (by number, never by alias) or raise ModelRefusedError.
 
     ``require_blessed``: refuse a version without the factory's blessing (what serves or is
     compared as the champion must have passed the gates), checked by its tags and by its
-    attestation signed with ``key`` (default: the factory's key, see ``io.attestation``).
+    attestation signed with ``key`` (the caller's ``io.attestation.signing_key(settings)``;
+    None only with ``require_blessed=False``).
     """
     import mlflow.artifacts
 
@@ -248,7 +248,8 @@ def load_registered(
     path = Path(local)
     checked = _check_local(path, extra, where)
     if require_blessed:
-        key = key if key is not None else attestation.signing_key(FactorySettings.from_env())
+        if key is None:
+            raise ValueError(f"{where}: checking the blessing needs the signing key")
         _check_attestation(tags, model, str(version), registered.run_id, checked.data, key, where)
     loaded = _deserialise(path, checked, where)
     return TrustedModel(

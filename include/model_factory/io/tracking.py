@@ -99,7 +99,7 @@ def experiment_id(client: MlflowClient, settings: FactorySettings, model: str) -
     if existing is not None:
         return existing.experiment_id
     local_store = settings.tracking_uri.startswith(("sqlite:", "file:", "postgresql"))
-    explicit = "artifact_root" in FactorySettings.from_env().model_fields_set
+    explicit = "artifact_root" in settings.model_fields_set  # set by FACTORY_MLFLOW_ARTIFACT_ROOT
     location = f"{settings.artifact_root.rstrip('/')}/{model}" if (local_store or explicit) else None
     try:
         return client.create_experiment(name, artifact_location=location)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from model_factory.io import storage, tag_schema, tracking
+from model_factory.io import attestation, storage, tag_schema, tracking
 from model_factory.monitoring.health import HealthPolicy, HealthReport, Holdout, check_health
 from model_factory.monitoring.health_history import record
 from model_factory.monitoring.health_sources import (
@@ -63,7 +63,11 @@ def champion_holdout(
     client = tracking.connect(settings)
     holdout_uri = client.get_run(found.run_id).data.tags[tag_schema.HOLDOUT_URI]
     model = load_registered(
-        client, spec.registered_model_name, found.version, code_dir=settings.specs_dir / "code"
+        client,
+        spec.registered_model_name,
+        found.version,
+        code_dir=settings.specs_dir / "code",
+        key=attestation.signing_key(settings),
     ).estimator
     with storage.local_file(holdout_uri) as path:
         frame = pd.read_parquet(path)
@@ -99,10 +103,11 @@ def version_effects(
     sample = frame.sample(min(len(frame), MAX_EFFECT_ROWS), random_state=0)
     X, y = prepare_features(sample, spec), sample[spec.target]
     effects, notes = {}, []
+    key = attestation.signing_key(settings)
     for version in sorted(versions[:MAX_VERSIONS]):
         try:
             model = load_registered(
-                client, name, str(version), code_dir=settings.specs_dir / "code"
+                client, name, str(version), code_dir=settings.specs_dir / "code", key=key
             ).estimator
         except (ModelRefusedError, ModelUnavailableError) as exc:
             notes.append(f"v{version}: no feature effects ({exc})")

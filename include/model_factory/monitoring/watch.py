@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from model_factory.io import storage, tracking
+from model_factory.io import attestation, storage, tracking
 from model_factory.io.batches import MissingBatchError, resolve_source_uri
 from model_factory.pipeline.champion_baseline import (  # NoBaselineError: the watch's callers catch it
     ChampionBaseline,
@@ -101,6 +101,7 @@ def _concept_drift(
         spec.registered_model_name,
         champion.version,
         code_dir=settings.specs_dir / "code",
+        key=attestation.signing_key(settings),
     ).estimator
     metric = spec.gates.primary_metric
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from model_factory.contracts import TrainedModel
-from model_factory.io import storage, tag_schema, tracking
+from model_factory.io import attestation, storage, tag_schema, tracking
 from model_factory.io.batches import parse_batch
 from model_factory.pipeline.delong import difference_se as _delong_standard_error
 from model_factory.pipeline.features import prepare_features, target_values
@@ -499,7 +499,8 @@ def evaluate_candidate(
     candidate_metrics = metrics_from_predictions(cand_pred)
 
     def versus(version: str) -> tuple[dict, tuple[float, float, float]]:
-        other_model = load_registered(client, name, version, code_dir=code_dir).estimator
+        key = attestation.signing_key(settings)
+        other_model = load_registered(client, name, version, code_dir=code_dir, key=key).estimator
         other = predict_holdout(other_model, holdout, spec)
         interval = paired_interval(metric, cand_pred, other, spec.gates.confidence, seed=spec.split.seed)
         return metrics_from_predictions(other), interval

@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from model_factory.io import tag_schema
+from model_factory.io import attestation, tag_schema
 from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 if TYPE_CHECKING:  # pandas, numpy and the store load inside the tasks, not while DAGs parse
     import numpy as np
@@ -41,18 +41,18 @@ class ScoringParams(BaseModel):
 
     @field_validator("data_uri")
     @classmethod
-    def _uri(cls, uri: str | None) -> str | None:
-        from model_factory.spec import check_batch_uri
+    def _uri(cls, uri: str | None, info: ValidationInfo) -> str | None:
+        from model_factory.spec import check_batch_uri, settings_of
 
-        return None if uri is None else check_batch_uri(uri)
-
-
-def params_of(spec: ModelSpec) -> ScoringParams:
-    return ScoringParams.model_validate(spec.template_params)
+        return None if uri is None else check_batch_uri(uri, settings_of(info))
 
 
-def scoring_uri(spec: ModelSpec) -> str:
-    return params_of(spec).data_uri or spec.drift.data_uri or spec.source.uri
+def params_of(spec: ModelSpec, settings: FactorySettings) -> ScoringParams:
+    return ScoringParams.model_validate(spec.template_params, context={"settings": settings})
+
+
+def scoring_uri(spec: ModelSpec, settings: FactorySettings) -> str:
+    return params_of(spec, settings).data_uri or spec.drift.data_uri or spec.source.uri
 
 
 def predictions_uri(store_uri: str, model: str, ds: str) -> str:
@@ -184,7 +184,7 @@ def score_batch(
     from model_factory.io.batches import read_ingested, write_parquet
     from model_factory.pipeline.features import prepare_features
 
-    params = params_of(spec)
+    params = params_of(spec, settings)
     df = read_ingested(ingested)
     from model_factory.io.model_loading import load_registered
 
@@ -193,6 +193,7 @@ def score_batch(
         spec.registered_model_name,
         held["version"],
         code_dir=code_dir or settings.specs_dir / "code",
+        key=attestation.signing_key(settings),
     ).estimator
     pred, proba = _predict(model, prepare_features(df, spec), spec)
     ids = df[params.id_column] if params.id_column else pd.Series(np.arange(len(df)), name="row_id")

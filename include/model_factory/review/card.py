@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from model_factory.io import storage, tag_schema, tracking
+from model_factory.io import attestation, storage, tag_schema, tracking
 from model_factory.settings import FactorySettings
 from model_factory.spec import METRICS, ModelSpec
 
@@ -179,11 +179,16 @@ def produce_card(
         # The one safe loader, by version number (never by a run tag anyone can rewrite): the
         # card of a rejected or held version is made too, so only the champion must be blessed.
         code_dir = settings.specs_dir / "code"
-        model = load_registered(client, name, version, code_dir=code_dir, require_blessed=False).estimator
+        model = load_registered(
+            client, name, version, code_dir=code_dir, require_blessed=False, key=None
+        ).estimator
         champion_version = decision.get("champion_version")
         champion = None
         if champion_version and champion_version != version:
-            champion = load_registered(client, name, str(champion_version), code_dir=code_dir).estimator
+            key = attestation.signing_key(settings)
+            champion = load_registered(
+                client, name, str(champion_version), code_dir=code_dir, key=key
+            ).estimator
         sections = evaluate_sections(spec, model, holdout, champion)
         facts.importance, facts.slices = sections["importance"], sections["slices"]
         context = {

@@ -68,7 +68,7 @@ def check_lineage(
             f"{model} v{version} cannot be reproduced: its lineage is incomplete (missing "
             f"{', '.join(missing)}; run {mv.run_id})"
         )
-    spec = ModelSpec.model_validate(spec_dump)
+    spec = ModelSpec.model_validate(spec_dump, context={"settings": settings})
     if spec.spec_hash() != tags[tag_schema.SPEC_HASH]:
         raise ReproduceError(
             f"{model} v{version}: the logged spec.json does not match the recorded "

@@ -299,7 +299,7 @@ def fleet_specs(
     """The specs' facts through the persistent index (``io.fleet_index``): a fresh process parses
     only the files that changed since the index last saw them."""
     wanted = None if only is None else {only} if isinstance(only, str) else set(only)
-    return read_specs(settings.specs_dir, index_path(settings.home), wanted)
+    return read_specs(settings.specs_dir, index_path(settings.home), settings, wanted)
 
 
 def _read_fleet(

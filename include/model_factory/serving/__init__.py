@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["GatewaySettings", "create_app"]
 
 
-def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+def create_app(settings: GatewaySettings) -> FastAPI:
     from model_factory.serving.app import create_app as _create_app
 
     return _create_app(settings)

@@ -9,8 +9,12 @@ import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from model_factory.settings import FactorySettings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 # One thread per BLAS/OpenMP pool, set before numpy/scikit-learn load them: a request scores one
 # row or a few, and on a busy machine extra threads only fight each other and the other worker
@@ -49,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        settings = GatewaySettings.from_env()
+        settings = GatewaySettings.of(FactorySettings.from_env())
     except ValueError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.workers > 1:  # workers import the app factory by name and read the same environment
         uvicorn.run(
-            "model_factory.serving.app:create_app",
+            "model_factory.serving.__main__:worker_app",
             factory=True,
             workers=args.workers,
             host=args.host,
@@ -83,6 +87,18 @@ def main(argv: list[str] | None = None) -> int:
         **uvicorn_options(settings),
     )
     return 0
+
+
+def worker_app() -> FastAPI:
+    """The app of one ``--workers`` process (uvicorn imports this factory by name): the same
+    settings, read from the same environment in the worker."""
+    from model_factory.serving.app import create_app
+    from model_factory.serving.server import uvicorn_options
+    from model_factory.serving.settings import GatewaySettings
+
+    settings = GatewaySettings.of(FactorySettings.from_env())
+    uvicorn_options(settings)  # the header deadline of this process's connections
+    return create_app(settings)
 
 
 if __name__ == "__main__":

@@ -62,9 +62,9 @@ class GatewayApp(FastAPI):
             await response(scope, receive, send)
 
 
-def create_app(settings: GatewaySettings | None = None) -> FastAPI:
-    """The gateway app for ``settings`` (default: from the environment)."""
-    gateway = Gateway(settings or GatewaySettings.from_env())
+def create_app(settings: GatewaySettings) -> FastAPI:
+    """The gateway app for ``settings``."""
+    gateway = Gateway(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -12,12 +12,13 @@ import pickle
 import time
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from model_factory.io import attestation
 from model_factory.pipeline.features import prepare_features
+from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec, SpecError, load_spec
 
 if TYPE_CHECKING:
@@ -254,24 +255,25 @@ def _same_class(outcome: Any, cls: Any) -> bool:
     return False
 
 
-def _spec_for(client: MlflowClient, model: str, run_id: str | None, specs_dir) -> ModelSpec:
+def _spec_for(client: MlflowClient, model: str, run_id: str | None, settings: FactorySettings) -> ModelSpec:
     """The spec the version was trained with (its run's spec.json), else the spec file of that name."""
     import mlflow.artifacts
 
     errors = []
     if run_id:
         try:
-            return ModelSpec.model_validate(mlflow.artifacts.load_dict(f"runs:/{run_id}/spec.json"))
+            logged = mlflow.artifacts.load_dict(f"runs:/{run_id}/spec.json")
+            return ModelSpec.model_validate(logged, context={"settings": settings})
         except Exception as exc:
             errors.append(f"run {run_id} spec.json: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
     try:
-        return load_spec(specs_dir / f"{model}.yaml")
+        return load_spec(settings.specs_dir / f"{model}.yaml", settings)
     except SpecError as exc:
         errors.append(str(exc).splitlines()[0])
     raise LoadError(f"no usable spec for {model}: " + "; ".join(errors))
 
 
-def load_version(client: MlflowClient, model: str, version: str, specs_dir) -> LoadedVersion:
+def load_version(client: MlflowClient, model: str, version: str, settings: FactorySettings) -> LoadedVersion:
     """Load ``model`` v``version`` fully (artifacts, estimator, spec, signature) or raise LoadError.
 
     Only through ``io.model_loading``: a version the factory did not bless, or not saved the way
@@ -282,7 +284,8 @@ def load_version(client: MlflowClient, model: str, version: str, specs_dir) -> L
     started = time.perf_counter()
     where = f"{model} v{version}"
     try:
-        trusted = load_registered(client, model, str(version), code_dir=Path(specs_dir) / "code")
+        key = attestation.signing_key(settings)
+        trusted = load_registered(client, model, str(version), code_dir=settings.specs_dir / "code", key=key)
     except (ModelRefusedError, ModelUnavailableError) as exc:
         raise LoadError(str(exc)) from exc
     estimator, signature = trusted.estimator, trusted.mlmodel.signature
@@ -292,7 +295,7 @@ def load_version(client: MlflowClient, model: str, version: str, specs_dir) -> L
         InputField(col.name, getattr(col.type, "name", str(col.type)), bool(getattr(col, "required", True)))
         for col in signature.inputs.inputs
     )
-    spec = _spec_for(client, model, trusted.run_id, specs_dir)
+    spec = _spec_for(client, model, trusted.run_id, settings)
     if [f.name for f in inputs] != spec.features.all:
         raise LoadError(
             f"{where}: signature inputs {[f.name for f in inputs]} differ from the spec's features "

@@ -25,7 +25,6 @@ from typing import Any
 import httptools
 from model_factory.serving.lane import PREDICT_LANE, PredictLane
 from model_factory.serving.settings import GatewaySettings
-from model_factory.settings import FactorySettings
 from starlette.responses import Response
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
@@ -304,11 +303,9 @@ class GatewayProtocol(  # type: ignore[misc,valid-type]
     _PredictLaneMixin, _HeaderDeadlineMixin, _OneWriteResponses, _FastProtocol
 ):
     """uvicorn's HTTP protocol with the predict lane and a deadline for request headers. The
-    deadline is a class attribute (uvicorn instantiates the class per connection): read from the
-    environment at import, which is what ``--workers`` processes do, and set by
-    :func:`uvicorn_options`."""
-
-    header_timeout_s = FactorySettings.from_env().gateway_header_timeout_seconds
+    deadline is a class attribute (uvicorn instantiates the class per connection), set by
+    :func:`uvicorn_options` (in a ``--workers`` process, by its app factory
+    ``serving.__main__.worker_app``)."""
 
 
 def uvicorn_options(settings: GatewaySettings) -> dict[str, Any]:

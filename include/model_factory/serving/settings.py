@@ -28,9 +28,8 @@ ENV = {
 }
 
 
-def prediction_db_uri(factory: FactorySettings | None = None) -> str:
+def prediction_db_uri(factory: FactorySettings) -> str:
     """``FACTORY_PREDICTION_DB_URI``, else SQLite under FACTORY_HOME: where DAGs find the prediction log."""
-    factory = factory or FactorySettings.from_env()
     return factory.prediction_db
 
 
@@ -73,8 +72,8 @@ class GatewaySettings:
     first use."""
 
     @classmethod
-    def from_env(cls) -> GatewaySettings:
-        factory = FactorySettings.from_env()
+    def of(cls, factory: FactorySettings) -> GatewaySettings:
+        """The gateway's part of the factory's settings (its entry point reads them once)."""
         models = factory.gateway_models.strip()
         same = (
             "max_body_bytes",

@@ -173,7 +173,7 @@ class RegistryWatcher:
     def _load(self, model: str, version: str) -> LoadedVersion:
         """The store's loader: the one safe loader, with this process's registry client."""
         client = self._client or tracking.connect(self.settings.factory, attempts=1)
-        loaded = self.loader(client, model, version, self.settings.factory.specs_dir)
+        loaded = self.loader(client, model, version, self.settings.factory)
         limit_threads(self.settings.threads)  # a new model may have loaded a new OpenMP/BLAS pool
         return loaded
 
@@ -255,7 +255,7 @@ class RegistryWatcher:
         except OSError:
             return self._spec_names
         if seen != self._specs_seen:
-            good, _ = load_specs(folder)
+            good, _ = load_specs(folder, self.settings.factory)
             self._specs_seen, self._spec_names = seen, sorted(s.spec.registered_model_name for s in good)
         return self._spec_names
 

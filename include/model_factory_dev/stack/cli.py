@@ -80,7 +80,9 @@ def _demo(stack: Stack, days: int, rows: int) -> int:
     uris = stack.upload_demo_data(start, days, rows=rows, faults=faults)
     print(f"uploaded {len(uris)} demo batches to {stack.data_root} (churn day 3: unseen_category)")
     api = stack.client()
-    specs = [loaded.spec for loaded in load_specs(stack.env["FACTORY_SPECS_DIR"])[0]]
+    specs = [
+        loaded.spec for loaded in load_specs(stack.env["FACTORY_SPECS_DIR"], FactorySettings.from_env())[0]
+    ]
     for spec in specs:
         api.wait_for_dag(f"{spec.name}__retrain")
         api.unpause(f"{spec.name}__retrain")

@@ -19,8 +19,11 @@ from model_factory.analyzer.store import EVENTS, AnalyzerSettings, EventStore, r
 from model_factory.cli.main import main
 from model_factory.errors import LabelError
 from model_factory.pipeline.registry import PromotionError
+from model_factory.settings import FactorySettings
 from model_factory.spec import SpecError, load_specs
 from model_factory_dev.event_history import PLANTED, generate_history
+
+from tests.conftest import event_store
 
 
 @pytest.fixture(scope="module")
@@ -233,12 +236,16 @@ def test_pseudonymised_user_ids_never_reach_the_db(tmp_path) -> None:
 
 def test_opt_out_records_nothing(monkeypatch, factory_home) -> None:
     monkeypatch.setenv("FACTORY_ANALYZER", "off")
-    assert record(Event(user="ana", action="cli.validate")) == 0
+    assert (
+        record(Event(user="ana", action="cli.validate"), AnalyzerSettings.of(FactorySettings.from_env())) == 0
+    )
     with tracked("cli.trigger", model="churn"):
         pass
     monkeypatch.delenv("FACTORY_ANALYZER")
-    assert EventStore().count() == 0
-    assert record(Event(user="ana", action="cli.validate")) == 1
+    assert event_store().count() == 0
+    assert (
+        record(Event(user="ana", action="cli.validate"), AnalyzerSettings.of(FactorySettings.from_env())) == 1
+    )
 
 
 # --- error kinds and hooks ----------------------------------------------------------------------
@@ -268,7 +275,7 @@ def test_usage_errors_are_a_kind_per_command_from_clicks_exception(factory_home)
         "cli: promote usage error: no such option"
     )
     assert main(["promote", "churn", "--reasn", "x"]) == 2
-    (event,) = EventStore().events()
+    (event,) = event_store().events()
     assert (event.error_kind, event.details["exit_code"]) == ("cli: promote usage error: no such option", 2)
 
 
@@ -296,7 +303,7 @@ def _bad_spec(folder, name: str = "churn") -> SpecError:
         "estimator: {class: LogisticRegression, params: {Cc: 1}}\n"
         "gates: {primary_metric: roc_auc, threshold: 0.6}\n"
     )
-    _, bad = load_specs(folder)
+    _, bad = load_specs(folder, FactorySettings.from_env())
     return bad[0]
 
 
@@ -311,7 +318,7 @@ def test_rewording_a_spec_problem_keeps_its_kind(tmp_path, factory_home, monkeyp
         with pytest.raises(SystemExit), cli_command(["validate", str(tmp_path / "churn.yaml")]):
             note_error(spec_error)
             raise SystemExit(1)
-    first, second = EventStore().events()
+    first, second = event_store().events()
     assert first.message != second.message
     assert (
         (first.error_kind, first.stage)
@@ -332,11 +339,15 @@ def test_parse_time_spec_errors_name_the_git_author_once(tmp_path, factory_home)
     subprocess.run([*git, "add", "churn.yaml"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "add churn"], check=True)
     ev_hooks._seen_spec_errors.clear()
-    assert record_spec_errors([error]) == 1
-    assert record_spec_errors([error]) == 0  # the DAG processor parses again: recorded once
+    assert record_spec_errors([error], FactorySettings.from_env()) == 1
+    assert (
+        record_spec_errors([error], FactorySettings.from_env()) == 0
+    )  # the DAG processor parses again: recorded once
     ev_hooks._seen_spec_errors.clear()
-    assert record_spec_errors([error]) == 0  # another process: the origin is already stored
-    (event,) = EventStore().events()
+    assert (
+        record_spec_errors([error], FactorySettings.from_env()) == 0
+    )  # another process: the origin is already stored
+    (event,) = event_store().events()
     assert (event.user, event.action, event.stage, event.error_kind) == (
         "dee@example.com",
         "spec.parse",
@@ -348,8 +359,8 @@ def test_parse_time_spec_errors_name_the_git_author_once(tmp_path, factory_home)
 
 def test_spec_errors_outside_git_fall_back_to_the_spec_owner(tmp_path, factory_home) -> None:
     ev_hooks._seen_spec_errors.clear()
-    record_spec_errors([_bad_spec(tmp_path)])
-    (event,) = EventStore().events()
+    record_spec_errors([_bad_spec(tmp_path)], FactorySettings.from_env())
+    (event,) = event_store().events()
     assert event.user == "team-x" and event.details["user_from"] == "spec owner"
 
 
@@ -371,7 +382,7 @@ def test_cli_command_records_outcome_time_and_every_spec_problem(tmp_path, facto
     for argv in (["analyze"], ["promote", "--help"], []):
         with cli_command(argv) as nothing:
             assert nothing is None
-    events = EventStore().events()
+    events = event_store().events()
     assert [(e.action, e.outcome, e.model, e.user) for e in events] == [
         ("cli.validate", "error", "churn", "ana"),
         ("cli.promote", "error", "churn", "ana"),
@@ -390,7 +401,7 @@ def test_tracked_decorator_records_exceptions(factory_home) -> None:
 
     with pytest.raises(ConnectionRefusedError):
         trigger()
-    (event,) = EventStore().events()
+    (event,) = event_store().events()
     assert (event.outcome, event.error_kind, event.stage, event.user) == (
         "error",
         "platform: service unreachable",
@@ -404,4 +415,4 @@ def test_a_broken_database_never_breaks_the_command(monkeypatch, tmp_path) -> No
     with tracked("cli.status"):
         result = "done"
     assert result == "done"
-    assert record(Event(user="a", action="cli.status")) == 0
+    assert record(Event(user="a", action="cli.status"), AnalyzerSettings.of(FactorySettings.from_env())) == 0

@@ -9,13 +9,13 @@ from functools import partial
 
 import pytest
 from model_factory.analyzer.events import Event
-from model_factory.analyzer.store import EventStore
 from model_factory.cli.main import main
+from model_factory.settings import FactorySettings
 from model_factory_dev import event_history
 from model_factory_dev.event_history import write_history
 from model_factory_dev.stack import free_port
 
-from tests.conftest import REPO
+from tests.conftest import REPO, event_store
 
 
 @pytest.fixture
@@ -28,16 +28,16 @@ def unreachable_airflow(monkeypatch) -> str:
 def test_analyze_with_no_events_says_so(factory_home, capsys) -> None:
     assert main(["analyze", "--no-collect"]) == 0
     assert "no events recorded yet" in capsys.readouterr().out
-    assert EventStore().count() == 0  # analyze itself is the platform team's, not recorded
+    assert event_store().count() == 0  # analyze itself is the platform team's, not recorded
 
 
 def test_the_demo_ends_with_the_findings_on_its_own_events(factory_home) -> None:
     from model_factory.analyzer.events import Event
     from model_factory.analyzer.report import demo_findings
 
-    assert "no events recorded yet" in demo_findings()
-    EventStore().add([Event(user="admin", action="dag_run.retrain", stage="training", source="airflow")])
-    text = demo_findings()
+    assert "no events recorded yet" in demo_findings(FactorySettings.from_env())
+    event_store().add([Event(user="admin", action="dag_run.retrain", stage="training", source="airflow")])
+    text = demo_findings(FactorySettings.from_env())
     assert (
         "1 events (0 errors) from 1 user," in text
         and "no segmentation: the events come from one user" in text
@@ -45,7 +45,7 @@ def test_the_demo_ends_with_the_findings_on_its_own_events(factory_home) -> None
 
 
 def test_analyze_finds_every_planted_challenge_in_the_generated_history(factory_home, capsys) -> None:
-    history = write_history(EventStore())
+    history = write_history(event_store())
     assert main(["analyze", "--json", "--no-collect"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert {f["error_kind"]: f["class"] for f in report["findings"]} == history.planted
@@ -75,7 +75,7 @@ def test_the_cli_records_what_people_do_and_analyze_reads_it(
     assert main(["promote", "--help"]) == 0  # help is not an action
     capsys.readouterr()
 
-    events = EventStore().events()
+    events = event_store().events()
     assert [(e.user, e.action, e.outcome) for e in events] == [
         ("ana", "cli.validate", "error"),
         ("ana", "cli.validate", "ok"),
@@ -165,7 +165,7 @@ def _demo_like_events() -> list[Event]:
 def test_the_readme_sequence_after_the_demo_finds_the_planted_challenges(factory_home, capsys) -> None:
     """`python -m model_factory_dev.event_history && model-factory analyze` on a store the demo
     used: the odd identities are flagged, not a segment; the planted challenges keep their class."""
-    EventStore().add(_demo_like_events())
+    event_store().add(_demo_like_events())
     assert event_history.main([]) == 0
     assert main(["analyze", "--json", "--no-collect"]) == 0
     report = json.loads(capsys.readouterr().out.split("\n", 1)[1])

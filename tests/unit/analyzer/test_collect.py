@@ -14,7 +14,6 @@ from model_factory.analyzer.collect import (
     collect_quarantines,
 )
 from model_factory.analyzer.events import Event
-from model_factory.analyzer.store import EventStore
 from model_factory.io import batches
 from model_factory.io.airflow_api import AirflowClient
 from model_factory.pipeline.validation import validate_batch
@@ -25,7 +24,7 @@ from model_factory.spec import load_spec
 from model_factory_dev import demo_data
 from model_factory_dev.stack import free_port
 
-from tests.conftest import REPO
+from tests.conftest import REPO, event_store
 
 DAY = date(2026, 3, 2)
 
@@ -45,7 +44,7 @@ def _git_author(path) -> str:
 def quarantined(factory_home) -> FactorySettings:
     """One churn batch with a dropped column, ingested and validated for real (GX)."""
     settings = FactorySettings.from_env()
-    spec = load_spec(REPO / "include" / "models" / "churn.yaml")
+    spec = load_spec(REPO / "include" / "models" / "churn.yaml", FactorySettings.from_env())
     df = demo_data.inject_fault(demo_data.generate_batch("churn", DAY, rows=300), "churn", "dropped_column")
     demo_data.write_batch(df, factory_home / "source" / "churn" / f"{DAY}.csv")
     manifest = batches.ingest_batch(spec, str(DAY), settings.store_uri)
@@ -54,7 +53,7 @@ def quarantined(factory_home) -> FactorySettings:
 
 
 def test_quarantines_become_data_errors_of_the_specs_git_author(quarantined) -> None:
-    store = EventStore()
+    store = event_store()
     status = collect_quarantines(store, quarantined, Attribution(store, quarantined))
     assert status.ok and status.new_events >= 1
     events = store.events()
@@ -66,7 +65,7 @@ def test_quarantines_become_data_errors_of_the_specs_git_author(quarantined) -> 
 
 
 def test_quarantines_belong_to_who_triggered_that_date(quarantined) -> None:
-    store = EventStore()
+    store = event_store()
     store.add(
         [
             Event(
@@ -98,7 +97,7 @@ def test_canary_outcomes_from_the_decisions_table(factory_home) -> None:
         write_decision(
             db, {"model": "churn", "version": "3", "action": action, "actor": actor, "reason": "r", "at": at}
         )
-    store = EventStore()
+    store = event_store()
     status = collect_decisions(store, settings, Attribution(store, settings))
     assert status.ok and status.new_events == 2
     rolled, promoted = store.events()
@@ -114,7 +113,7 @@ def test_canary_outcomes_from_the_decisions_table(factory_home) -> None:
 
 
 def test_unreachable_or_absent_airflow_is_named_and_earlier_runs_kept(factory_home) -> None:
-    store = EventStore()
+    store = event_store()
     url = f"http://127.0.0.1:{free_port()}"
     status = collect_airflow(store, AirflowClient(url, password="x", timeout_s=5))
     assert not status.ok and url in status.message and "collected earlier are used" in status.message

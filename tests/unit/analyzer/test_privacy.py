@@ -9,6 +9,8 @@ from model_factory.analyzer.privacy import MAX_DETAILS_CHARS, MAX_MESSAGE_CHARS
 from model_factory.analyzer.store import EVENTS, EventStore
 from model_factory.cli.main import main
 
+from tests.conftest import event_store
+
 
 def _stored_text(store: EventStore) -> str:
     """Every stored cell of every event, as one text (what someone reading the table sees)."""
@@ -24,7 +26,7 @@ def test_pseudonymised_events_keep_no_name_and_no_free_text(factory_home, monkey
     main(["promote", "churn", "--actor", "Carl Dunn", "--reason", reason])
     main(["rollback", "churn", "--actor=Carl Dunn", f"--reason={reason}"])
     main(["validate", "/home/ana.smith/specs/churn.yaml"])
-    EventStore().add(
+    event_store().add(
         [
             Event(
                 user="dee@example.com",
@@ -43,7 +45,7 @@ def test_pseudonymised_events_keep_no_name_and_no_free_text(factory_home, monkey
             ),
         ]
     )
-    stored = _stored_text(EventStore())
+    stored = _stored_text(event_store())
     for personal in (
         "ana.smith",
         "Carl Dunn",
@@ -55,7 +57,7 @@ def test_pseudonymised_events_keep_no_name_and_no_free_text(factory_home, monkey
         "for eve",
     ):
         assert personal not in stored, personal
-    events = EventStore().events()
+    events = event_store().events()
     assert len(events) == 5 and all(e.user.startswith("u-") for e in events)
     promote = events[0]
     assert "--actor" in promote.details["argv"] and "<dropped>" in promote.details["argv"]
@@ -66,8 +68,8 @@ def test_details_and_messages_are_bounded(factory_home) -> None:
     """A 100 KB reason was stored whole in ``details`` (the command line)."""
     main(["promote", "churn", "--reason", "x" * 100_000])
     big = Event(user="a", action="cli.x", message="y" * 100_000, details={"k": ["z" * 1000] * 500})
-    EventStore().add([big])
-    with EventStore().engine.connect() as conn:
+    event_store().add([big])
+    with event_store().engine.connect() as conn:
         rows = conn.execute(sa.select(EVENTS.c.details, EVENTS.c.message)).all()
     assert len(rows) == 2
     for details, message in rows:

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from model_factory.cli.main import main
+from model_factory.settings import FactorySettings
 
 BENCH = Path(__file__).resolve().parents[3] / "bench"
 
@@ -200,7 +201,7 @@ def test_the_peers_model_is_the_factorys_pipeline(tmp_path: Path, monkeypatch) -
     import serving_peers
     from peer_model import PeerModel
 
-    spec = load_spec(BENCH.parent / "include" / "models" / "churn.yaml")
+    spec = load_spec(BENCH.parent / "include" / "models" / "churn.yaml", FactorySettings.from_env())
     train = demo_data.generate_batch("churn", dt.date(2026, 2, 2), rows=400)
     pipeline = build_pipeline(spec).fit(prepare_features(train, spec), train[spec.target])
     loaded = SimpleNamespace(

@@ -248,10 +248,10 @@ def test_status_pages_and_filters_like_the_view_and_show_reads_one_model(
 
     read_specs = fleet_module.read_specs
 
-    def only_its_own_spec(specs_dir: Path, index: Path, only: set[str] | None = None):
+    def only_its_own_spec(specs_dir: Path, index: Path, settings, only: set[str] | None = None):
         if only is None or len(only) != 1:
             raise AssertionError(f"show read the specs {only or 'all'}")
-        return read_specs(specs_dir, index, only)
+        return read_specs(specs_dir, index, settings, only)
 
     monkeypatch.setattr(fleet_module, "read_specs", only_its_own_spec)
     assert main(["show", "churn", "--offline", "--json"]) == 0

@@ -9,6 +9,7 @@ import pytest
 from fastapi import Header, HTTPException
 from fastapi.testclient import TestClient
 from model_factory.console.app import ConsoleConfig, create_app
+from model_factory.settings import FactorySettings
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -34,7 +35,12 @@ def client(factory_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     (specs / "churn.yaml").write_text((REPO / "include" / "models" / "churn.yaml").read_text())
     (specs / "typo.yaml").write_text("name: typo\nownr: growth\n")
     monkeypatch.setenv("FACTORY_SPECS_DIR", str(specs))
-    config = ConsoleConfig(require_user=_login, airflow=DownAirflow, can_run=lambda user, dag: user == "ops")
+    config = ConsoleConfig(
+        require_user=_login,
+        settings=FactorySettings.from_env,
+        airflow=DownAirflow,
+        can_run=lambda user, dag: user == "ops",
+    )
     return TestClient(create_app(config), raise_server_exceptions=False)
 
 
@@ -104,6 +110,7 @@ class PausedAirflow:
 def paused_client(client: TestClient) -> TestClient:
     config = ConsoleConfig(
         require_user=_login,
+        settings=FactorySettings.from_env,
         airflow=PausedAirflow,
         can_run=lambda user, dag: user in ("ops", "oncall"),
         can_unpause=lambda user, dag: user == "ops",

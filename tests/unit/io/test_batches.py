@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from model_factory.io import batches, storage
+from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec, load_spec
 from model_factory_dev import demo_data as dd
 
@@ -53,7 +54,9 @@ def factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Factory:
     shutil.copy(MODELS_DIR / "churn.yaml", spec_dir / "churn.yaml")
     source_dir = tmp_path / "source"
     monkeypatch.setenv("FACTORY_DATA_ROOT", source_dir.as_uri())
-    return Factory(load_spec(spec_dir / "churn.yaml"), source_dir, tmp_path / "store")
+    return Factory(
+        load_spec(spec_dir / "churn.yaml", FactorySettings.from_env()), source_dir, tmp_path / "store"
+    )
 
 
 # --- resolve_source_uri ----------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from model_factory.errors import PermanentError
+from model_factory.io.attestation import signing_key
 from model_factory.io.model_loading import ModelRefusedError, load_registered
 from model_factory.io.tracking import connect
 from model_factory.settings import FactorySettings
@@ -74,7 +75,7 @@ def hostile_registry(tmp_path_factory):
         client.set_model_version_tag("churn", rejected.version, "factory.decision_reason", "roc_auc too low")
         # v5: the factory's own champion estimator, logged again by hand exactly as the factory
         # saves (skops, its trusted types, its signature), forged run key, tagged blessed.
-        genuine = load_registered(client, "churn", "1")
+        genuine = load_registered(client, "churn", "1", key=signing_key(settings))
         assert (
             _log_foreign(
                 settings,
@@ -98,7 +99,7 @@ def hostile_registry(tmp_path_factory):
 
 def test_a_factory_version_loads(hostile_registry):
     settings, _ = hostile_registry
-    loaded = load_registered(connect(settings), "churn", "1")
+    loaded = load_registered(connect(settings), "churn", "1", key=signing_key(settings))
     assert hasattr(loaded.estimator, "predict_proba") and loaded.mlmodel.signature is not None
     assert all(t == "numpy.dtype" or t.startswith("sklearn.") for t in loaded.trusted_types)
 
@@ -114,7 +115,7 @@ def test_a_factory_version_loads(hostile_registry):
 def test_versions_the_factory_did_not_write_or_bless_are_refused(hostile_registry, version, words):
     settings, marker = hostile_registry
     with pytest.raises(ModelRefusedError, match="churn v" + version) as refused:
-        load_registered(connect(settings), "churn", version)
+        load_registered(connect(settings), "churn", version, key=signing_key(settings))
     assert words in str(refused.value)
     assert isinstance(refused.value, PermanentError)  # the task fails at once, no retries
     assert not marker.exists()
@@ -238,7 +239,7 @@ def test_a_forged_or_re_tagged_blessed_version_is_refused(hostile_registry, vers
     """Issue 18 finding 6: tags alone never decide what loads; the factory's signature does."""
     settings, _ = hostile_registry
     with pytest.raises(ModelRefusedError, match="churn v" + version) as refused:
-        load_registered(connect(settings), "churn", version)
+        load_registered(connect(settings), "churn", version, key=signing_key(settings))
     assert words in str(refused.value) and "nothing was loaded" in str(refused.value)
 
 
@@ -274,7 +275,7 @@ def test_an_attestation_copied_to_another_version_or_key_is_refused(hostile_regi
     source = client.get_model_version("churn", "1")
     copy = client.create_model_version("churn", source.source, run_id=source.run_id, tags=source.tags)
     with pytest.raises(ModelRefusedError, match="attestation does not match"):
-        load_registered(client, "churn", str(copy.version))
+        load_registered(client, "churn", str(copy.version), key=signing_key(settings))
     with pytest.raises(ModelRefusedError, match="attestation does not match"):
         load_registered(client, "churn", "1", key=b"another factory's key")
     client.delete_model_version("churn", str(copy.version))

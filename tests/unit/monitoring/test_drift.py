@@ -29,6 +29,7 @@ from model_factory.monitoring import drift, drift_report
 from model_factory.pipeline import column_counts, profile, two_sample
 from model_factory.pipeline import contract as input_contracts
 from model_factory.pipeline.features import MISSING_CATEGORY
+from model_factory.settings import FactorySettings
 from model_factory_dev import demo_data as dd
 from scipy import stats
 
@@ -579,7 +580,7 @@ def test_demo_churn_data_unshifted_days_pass_and_covariate_shift_is_caught() -> 
     from model_factory.pipeline.features import prepare_features
     from model_factory.spec import load_spec
 
-    spec = load_spec(MODELS_DIR / "churn.yaml")
+    spec = load_spec(MODELS_DIR / "churn.yaml", FactorySettings.from_env())
     days = [dt.date(2026, 3, 2) + dt.timedelta(days=i) for i in range(5)]
     train = pd.concat([dd.generate_batch("churn", d, 2_000) for d in days[:3]], ignore_index=True)
     base = profile.build_baseline(

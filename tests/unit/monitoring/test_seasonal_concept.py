@@ -18,10 +18,13 @@ from model_factory.monitoring.drift import ConceptPolicy, check_concept_drift
 from model_factory.monitoring.references import DayMetric, check_seasonal_concept, reference_days
 from model_factory.pipeline.evaluation import metric_standard_error, metric_value, predict_holdout
 from model_factory.pipeline.training import default_fit, split_holdout
+from model_factory.settings import FactorySettings
 from model_factory.spec import load_spec
 from model_factory_dev import demo, demo_data
 
-SPEC = load_spec(Path(__file__).resolve().parents[3] / "include" / "models" / "demand.yaml")
+SPEC = load_spec(
+    Path(__file__).resolve().parents[3] / "include" / "models" / "demand.yaml", FactorySettings.from_env()
+)
 FEATURES = SPEC.features.all
 POLICY = ConceptPolicy.of(SPEC)
 MAX_DROP = POLICY.max_drop

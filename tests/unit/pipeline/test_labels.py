@@ -53,7 +53,7 @@ def spec_file(folder: Path, name: str, **changes) -> ModelSpec:
     raw.update(changes)
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
-    return load_spec(path)
+    return load_spec(path, FactorySettings.from_env())
 
 
 def flowers(day: date, rows: int = 300, species: list[str] = SPECIES) -> pd.DataFrame:

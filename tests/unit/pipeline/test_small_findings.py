@@ -28,7 +28,7 @@ def test_extra_suite_outside_the_spec_folder_is_refused_at_parse_time(tmp_path, 
     raw.setdefault("validation", {})["extra_suite"] = suite
     (tmp_path / "churn.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(SpecError, match=r"validation\.extra_suite") as caught:
-        load_spec(tmp_path / "churn.yaml")
+        load_spec(tmp_path / "churn.yaml", FactorySettings.from_env())
     assert "relative to the spec's folder" in str(caught.value) or ".json file" in str(caught.value)
 
 

@@ -30,7 +30,7 @@ DAY = date(2026, 2, 2)
 
 
 def spec_for(model: str, **changes) -> ModelSpec:
-    spec = load_spec(REPO / "include" / "models" / f"{model}.yaml")
+    spec = load_spec(REPO / "include" / "models" / f"{model}.yaml", FactorySettings.from_env())
     data = spec.model_dump(by_alias=True)
     for dotted, value in changes.items():
         target = data

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from model_factory.io import batches, storage
 from model_factory.pipeline import validation
+from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec, load_spec
 from model_factory_dev import demo_data as dd
 
@@ -25,7 +26,7 @@ ROWS = 300
 
 @pytest.fixture(scope="module")
 def specs() -> dict[str, ModelSpec]:
-    return {model: load_spec(MODELS_DIR / f"{model}.yaml") for model in dd.MODELS}
+    return {model: load_spec(MODELS_DIR / f"{model}.yaml", FactorySettings.from_env()) for model in dd.MODELS}
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +114,7 @@ def test_good_parquet_batch_is_validated(
     raw = yaml.safe_load((MODELS_DIR / "demand.yaml").read_text())
     raw["source"].update(uri="${FACTORY_DATA_ROOT}/demand/{ds}.parquet", format="parquet")
     (tmp_path / "demand.yaml").write_text(yaml.safe_dump(raw))
-    spec = load_spec(tmp_path / "demand.yaml")
+    spec = load_spec(tmp_path / "demand.yaml", FactorySettings.from_env())
     manifest, _ = factory.ingest(spec, frames["demand"], fmt="parquet")
     out = validation.validate_batch(spec, manifest, factory.store_uri, tmp_path)
     assert out["status"] == "validated"
@@ -377,7 +378,7 @@ def spec_with_suite(folder: Path, suite: object | None, suite_name: str = "suite
         path = folder / suite_name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(suite if isinstance(suite, str) else json.dumps(suite))
-    return load_spec(folder / "churn.yaml")
+    return load_spec(folder / "churn.yaml", FactorySettings.from_env())
 
 
 def test_extra_suite_fails_a_normal_batch(
@@ -406,7 +407,9 @@ def test_extra_suite_that_passes_keeps_batch_valid(tmp_path: Path, frames: dict[
         ]
     }
     spec = spec_with_suite(tmp_path, suite)
-    plain = validation.validate_frame(csv_roundtrip(frames["churn"]), load_spec(MODELS_DIR / "churn.yaml"))
+    plain = validation.validate_frame(
+        csv_roundtrip(frames["churn"]), load_spec(MODELS_DIR / "churn.yaml", FactorySettings.from_env())
+    )
     outcome = validation.validate_frame(csv_roundtrip(frames["churn"]), spec, tmp_path)
     assert outcome.success is True
     assert len(outcome.result["results"]) == len(plain.result["results"]) + 1

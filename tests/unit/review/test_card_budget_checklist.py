@@ -11,6 +11,7 @@ from model_factory.review.budget import recommend, run_data_budget
 from model_factory.review.card import evaluate_sections, render_card
 from model_factory.review.checklist import Facts, Item, evaluate_checklist
 from model_factory.review.importance import permutation_importance_sampled
+from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec, SpecError, load_spec
 from model_factory_dev import demo_data
 
@@ -20,7 +21,9 @@ DAY = date(2026, 2, 2)
 
 
 def spec_for(model: str, **sections) -> ModelSpec:
-    data = load_spec(REPO / "include" / "models" / f"{model}.yaml").model_dump(by_alias=True)
+    data = load_spec(REPO / "include" / "models" / f"{model}.yaml", FactorySettings.from_env()).model_dump(
+        by_alias=True
+    )
     data.update(sections)
     return ModelSpec.model_validate(data)
 
@@ -141,7 +144,7 @@ def test_unknown_checklist_item_fails_at_parse_time(tmp_path):
     path = tmp_path / "churn.yaml"
     path.write_text(text + "review:\n  checklist: [model_card, docs_reviewed]\n")
     with pytest.raises(SpecError) as err:
-        load_spec(path)
+        load_spec(path, FactorySettings.from_env())
     assert "review.checklist" in str(err.value) and "docs_reviewed" in str(err.value)
 
 

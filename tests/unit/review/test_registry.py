@@ -30,7 +30,9 @@ ARTIFACTS = REPO / "tests" / "artifacts"
 
 
 def spec_for(model: str = "churn", **sections) -> ModelSpec:
-    data = load_spec(REPO / "include" / "models" / f"{model}.yaml").model_dump(by_alias=True)
+    data = load_spec(REPO / "include" / "models" / f"{model}.yaml", FactorySettings.from_env()).model_dump(
+        by_alias=True
+    )
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     return ModelSpec.model_validate(data)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from model_factory.scaffold import ScaffoldError, new_model
+from model_factory.scaffold import ScaffoldError
+
+from tests.unit.scaffold import new_model
 
 
 def _scaffold(tmp_path, frame: pd.DataFrame):

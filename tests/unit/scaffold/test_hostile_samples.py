@@ -7,7 +7,9 @@ import resource
 
 import pandas as pd
 import pytest
-from model_factory.scaffold import MAX_SAMPLE_COLUMNS, ScaffoldError, new_model
+from model_factory.scaffold import MAX_SAMPLE_COLUMNS, ScaffoldError
+
+from tests.unit.scaffold import new_model
 
 
 def _left_behind(models):

@@ -11,10 +11,12 @@ import pandas as pd
 import pytest
 import yaml
 from model_factory.airflow.build import build_all
-from model_factory.scaffold import ScaffoldError, infer, new_model, new_template
+from model_factory.scaffold import ScaffoldError, infer, new_template
+from model_factory.settings import FactorySettings
 from model_factory.spec import load_spec
 
 from tests.conftest import REPO
+from tests.unit.scaffold import new_model
 
 
 def _sample(n: int = 120) -> pd.DataFrame:
@@ -57,7 +59,7 @@ def test_infer_regression_and_errors():
 def test_new_model_without_a_sample_writes_a_spec_that_builds(tmp_path, template):
     models = tmp_path / "models"
     result = new_model("my_model", template, models, owner="ds-anna")
-    spec = load_spec(models / "my_model.yaml")
+    spec = load_spec(models / "my_model.yaml", FactorySettings.from_env())
     assert spec.template == template and spec.owner == "ds-anna"
     if template == "custom_training":
         assert (models / "code" / "my_model.py") in result.written
@@ -71,7 +73,7 @@ def test_new_model_from_a_sample_validates_it(tmp_path):
     sample = tmp_path / "orders.csv"
     _sample().to_csv(sample, index=False)
     result = new_model("orders", "retrain", tmp_path / "models", owner="ds", sample=sample, target="segment")
-    spec = load_spec(tmp_path / "models" / "orders.yaml")
+    spec = load_spec(tmp_path / "models" / "orders.yaml", FactorySettings.from_env())
     assert spec.target_classes == ["bronze", "gold", "platinum", "silver"]
     assert spec.gates.primary_metric == "roc_auc" and spec.gates.baseline_margin == 0.05  # vs a dummy
     assert spec.split.strategy == "time" and spec.split.time_column == "placed_at"
@@ -135,7 +137,9 @@ def test_every_scaffolded_gate_field_matches_model_yaml(tmp_path):
     new_model("orders", "retrain", tmp_path / "models", owner="ds", sample=sample, target="segment")
     written = yaml.safe_load((tmp_path / "models" / "orders.yaml").read_text())["gates"]
     assert written == shown  # every field, every value
-    assert set(written) == set(load_spec(tmp_path / "models" / "orders.yaml").gates.model_dump())
+    assert set(written) == set(
+        load_spec(tmp_path / "models" / "orders.yaml", FactorySettings.from_env()).gates.model_dump()
+    )
 
 
 @pytest.mark.parametrize("form", [False, {"enabled": False}])

@@ -36,11 +36,11 @@ from model_factory.pipeline.evaluation import evaluate_candidate
 from model_factory.pipeline.registry import register_version
 from model_factory.pipeline.training import train_model
 from model_factory.review.card import data_budget_for_run, produce_card
-from model_factory.scaffold import new_model
 from model_factory.settings import FactorySettings
 from model_factory.spec import load_spec
 
 from tests.shapes import FIRST_DAY, SHAPES, Shape, faults
+from tests.unit.scaffold import new_model
 
 DAYS = 7
 
@@ -55,7 +55,7 @@ def test_a_scaffolded_model_holds_for_a_week_with_no_hand_edit(factory_home, tmp
     scaffold = new_model(shape.name, "retrain", models, owner="ds", sample=sample, target="label")
     scaffold_seconds = time.perf_counter() - started
     assert scaffold.validation == ["the sample passes the spec's validation"], scaffold.validation
-    spec = load_spec(models / f"{shape.name}.yaml")
+    spec = load_spec(models / f"{shape.name}.yaml", FactorySettings.from_env())
     source = Path(settings.data_root.removeprefix("file://")) / shape.name
 
     passed, watched, decisions, optional_problems, drift_checks = 0, 0, [], [], []

@@ -19,6 +19,7 @@ from model_factory.pipeline.custom_code import load_factory
 from model_factory.pipeline.features import prepare_features
 from model_factory.pipeline.training import build_pipeline
 from model_factory.serving import fastpath
+from model_factory.settings import FactorySettings
 from model_factory.spec import ESTIMATORS, ModelSpec, load_spec
 from model_factory_dev import demo_data
 
@@ -30,7 +31,7 @@ SMALL_PARAMS = {"n_estimators": 10, "max_iter": 30}
 
 
 def spec_for(model: str, estimator: str | None = None) -> ModelSpec:
-    spec = load_spec(REPO / "include" / "models" / f"{model}.yaml")
+    spec = load_spec(REPO / "include" / "models" / f"{model}.yaml", FactorySettings.from_env())
     if estimator is None:
         return spec
     data = spec.model_dump(by_alias=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from model_factory.io import batches, storage
+from model_factory.settings import FactorySettings
 from model_factory.spec import MAX_SPEC_BYTES, MAX_YAML_DEPTH, SpecError, load_spec
 from model_factory_dev import demo_data as dd
 
@@ -36,7 +37,7 @@ def write_spec(folder: Path, text: str | None = None, **changes) -> Path:
 
 def problems(path: Path) -> list[tuple[str, str]]:
     with pytest.raises(SpecError) as info:
-        load_spec(path)
+        load_spec(path, FactorySettings.from_env())
     assert str(path) in str(info.value)
     return info.value.problems
 
@@ -66,7 +67,7 @@ def test_a_schedule_airflow_cannot_run_is_refused_at_parse_time(tmp_path, field,
 
 @pytest.mark.parametrize("value", ["@daily", "@hourly", "*/15 * * * *", "0 2 * * 1-5", None])
 def test_cron_expressions_and_presets_load(tmp_path, value):
-    assert load_spec(write_spec(tmp_path, schedule=value)).schedule == value
+    assert load_spec(write_spec(tmp_path, schedule=value), FactorySettings.from_env()).schedule == value
 
 
 # --- estimator params -----------------------------------------------------------------------
@@ -100,7 +101,7 @@ def test_n_jobs_cap_is_the_cores_or_a_setting(tmp_path, monkeypatch):
             "estimator.params": {"n_jobs": 3, "n_estimators": 50},
         },
     )
-    assert load_spec(spec).estimator.params["n_jobs"] == 3
+    assert load_spec(spec, FactorySettings.from_env()).estimator.params["n_jobs"] == 3
     write_spec(tmp_path, **{"estimator.class": "RandomForestClassifier", "estimator.params": {"n_jobs": 4}})
     one(problems(tmp_path / "churn.yaml"), "estimator", "n_jobs must be between 1 and 3")
 
@@ -209,7 +210,7 @@ def test_ingest_of_a_confined_source_copies_nothing(roots, tmp_path):
     secret_file = tmp_path / "passwd-2026-03-02"
     secret_file.write_text("root:x:0:0\n")
     spec_path = write_spec(tmp_path, **{"source.uri": f"{tmp_path.as_uri()}/passwd-{{ds}}"})
-    spec = load_spec(spec_path)
+    spec = load_spec(spec_path, FactorySettings.from_env())
     store = tmp_path / "store"
     with pytest.raises(batches.SourceUriError):
         batches.ingest_batch(spec, "2026-03-02", store.as_uri())
@@ -218,7 +219,7 @@ def test_ingest_of_a_confined_source_copies_nothing(roots, tmp_path):
         dd.generate_batch("churn", __import__("datetime").date(2026, 3, 2), rows=20),
         roots / "churn" / "2026-03-02.csv",
     )
-    ok = load_spec(write_spec(tmp_path))
+    ok = load_spec(write_spec(tmp_path), FactorySettings.from_env())
     assert batches.ingest_batch(ok, "2026-03-02", store.as_uri())["rows"] == 20
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from model_factory.settings import FactorySettings
 from model_factory.spec import SpecError, daily_time, load_spec
 
 from tests.conftest import REPO
@@ -14,7 +15,7 @@ def _load(tmp_path, **changes):
     raw.update(changes)
     path = tmp_path / "churn.yaml"
     path.write_text(yaml.safe_dump(raw))
-    return load_spec(path)
+    return load_spec(path, FactorySettings.from_env())
 
 
 def test_a_deadline_on_a_daily_schedule_is_kept(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from model_factory.settings import FactorySettings
 from model_factory.spec import SpecError, load_spec
 
 from tests.conftest import REPO
@@ -14,7 +15,7 @@ def _load(tmp_path, review):
     raw["review"] = review
     path = tmp_path / "churn.yaml"
     path.write_text(yaml.safe_dump(raw))
-    return load_spec(path)
+    return load_spec(path, FactorySettings.from_env())
 
 
 def test_reviewers_are_kept_in_order_and_default_to_nobody_named(tmp_path):

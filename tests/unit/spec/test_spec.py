@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from model_factory.cli.main import main
+from model_factory.settings import FactorySettings
 from model_factory.spec import (
     ESTIMATORS,
     METRICS,
@@ -64,7 +65,7 @@ def mutated(raw: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 
 def load_error(path: Path) -> SpecError:
     with pytest.raises(SpecError) as info:
-        load_spec(path)
+        load_spec(path, FactorySettings.from_env())
     err = info.value
     assert err.path == str(path)
     assert str(err).startswith(f"invalid model spec {path}:")
@@ -125,7 +126,7 @@ SHIPPED = {
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_spec_parses(name: str) -> None:
-    spec = load_spec(MODELS_DIR / f"{name}.yaml")
+    spec = load_spec(MODELS_DIR / f"{name}.yaml", FactorySettings.from_env())
     for path, expected in SHIPPED[name].items():
         value: Any = spec
         for step in path.split("."):
@@ -136,7 +137,7 @@ def test_shipped_spec_parses(name: str) -> None:
 
 
 def test_load_specs_on_shipped_folder_gives_all_good_zero_bad() -> None:
-    good, bad = load_specs(MODELS_DIR)
+    good, bad = load_specs(MODELS_DIR, FactorySettings.from_env())
     assert bad == []
     names = [loaded.spec.name for loaded in good]
     assert {"churn", "demand"} <= set(names) and names == sorted(names)
@@ -145,7 +146,7 @@ def test_load_specs_on_shipped_folder_gives_all_good_zero_bad() -> None:
 
 
 def test_specs_are_frozen() -> None:
-    spec = load_spec(MODELS_DIR / "churn.yaml")
+    spec = load_spec(MODELS_DIR / "churn.yaml", FactorySettings.from_env())
     with pytest.raises(ValidationError, match="frozen"):
         spec.target = "other"  # type: ignore[misc]
 
@@ -337,7 +338,9 @@ def test_spec_error_is_a_value_error() -> None:
     ],
 )
 def test_accepted_source_uris(tmp_path: Path, churn_raw: dict, uri: str) -> None:
-    spec = load_spec(write_spec(tmp_path, mutated(churn_raw, {"source.uri": uri})))
+    spec = load_spec(
+        write_spec(tmp_path, mutated(churn_raw, {"source.uri": uri})), FactorySettings.from_env()
+    )
     assert spec.source.uri == uri
 
 
@@ -352,7 +355,9 @@ def test_every_estimator_class_is_accepted_for_its_task(
             "estimator": {"class": name, "params": {}},
             "gates.primary_metric": metric_for[info["task"]],
         }
-        spec = load_spec(write_spec(tmp_path / name, mutated(raw, changes), name=stem))
+        spec = load_spec(
+            write_spec(tmp_path / name, mutated(raw, changes), name=stem), FactorySettings.from_env()
+        )
         assert spec.estimator.class_ == name
 
 
@@ -364,7 +369,7 @@ def test_load_specs_keeps_good_specs_beside_bad_ones(tmp_path: Path, churn_raw: 
     # Sorts before churn.yaml, so it is read first and must not stop the others.
     (tmp_path / "broken.yaml").write_text("name: broken\nowner: [x\n")
     (tmp_path / "README.md").write_text("not a spec")
-    good, bad = load_specs(tmp_path)
+    good, bad = load_specs(tmp_path, FactorySettings.from_env())
     assert [loaded.spec.name for loaded in good] == ["churn"]
     assert good[0].path == tmp_path / "churn.yaml"
     assert len(bad) == 1
@@ -375,29 +380,29 @@ def test_load_specs_keeps_good_specs_beside_bad_ones(tmp_path: Path, churn_raw: 
 def test_load_specs_one_good_one_bad(tmp_path: Path, churn_raw: dict, demand_raw: dict) -> None:
     write_spec(tmp_path, churn_raw, name="churn")
     write_spec(tmp_path, mutated(demand_raw, {"ownr": "x"}), name="demand")
-    good, bad = load_specs(tmp_path)
+    good, bad = load_specs(tmp_path, FactorySettings.from_env())
     assert [loaded.spec.name for loaded in good] == ["churn"]
     assert [err.path for err in bad] == [str(tmp_path / "demand.yaml")]
     assert bad[0].problems == [("ownr", "unknown field")]
 
 
 def test_load_specs_on_empty_folder(tmp_path: Path) -> None:
-    assert load_specs(tmp_path) == ([], [])
+    assert load_specs(tmp_path, FactorySettings.from_env()) == ([], [])
 
 
 # --- spec_hash -------------------------------------------------------------------------
 
 
 def test_spec_hash_is_stable_for_the_same_content(tmp_path: Path, churn_raw: dict) -> None:
-    first = load_spec(MODELS_DIR / "churn.yaml").spec_hash()
+    first = load_spec(MODELS_DIR / "churn.yaml", FactorySettings.from_env()).spec_hash()
     assert re.fullmatch(r"[0-9a-f]{64}", first)
-    assert load_spec(MODELS_DIR / "churn.yaml").spec_hash() == first
+    assert load_spec(MODELS_DIR / "churn.yaml", FactorySettings.from_env()).spec_hash() == first
     # Same content, other formatting: no comments, keys in another order, JSON flow style.
     reordered = dict(reversed(list(churn_raw.items())))
     path = tmp_path / "churn.yaml"
     path.write_text(json.dumps(reordered))
-    assert load_spec(path).spec_hash() == first
-    assert load_spec(MODELS_DIR / "demand.yaml").spec_hash() != first
+    assert load_spec(path, FactorySettings.from_env()).spec_hash() == first
+    assert load_spec(MODELS_DIR / "demand.yaml", FactorySettings.from_env()).spec_hash() != first
 
 
 @pytest.mark.parametrize(
@@ -412,8 +417,10 @@ def test_spec_hash_is_stable_for_the_same_content(tmp_path: Path, churn_raw: dic
     ids=["param-value", "param-added", "gate", "tag", "seed"],
 )
 def test_spec_hash_changes_with_content(tmp_path: Path, churn_raw: dict, changes: dict) -> None:
-    before = load_spec(write_spec(tmp_path / "a", churn_raw)).spec_hash()
-    after = load_spec(write_spec(tmp_path / "b", mutated(churn_raw, changes))).spec_hash()
+    before = load_spec(write_spec(tmp_path / "a", churn_raw), FactorySettings.from_env()).spec_hash()
+    after = load_spec(
+        write_spec(tmp_path / "b", mutated(churn_raw, changes)), FactorySettings.from_env()
+    ).spec_hash()
     assert after != before
 
 
@@ -506,7 +513,7 @@ def test_the_new_model_template_is_a_valid_spec(tmp_path: Path) -> None:
     template = (MODELS_DIR.parent / "templates" / "model.yaml").read_text()
     path = tmp_path / "my_model.yaml"
     path.write_text(template)
-    spec = load_spec(path)
+    spec = load_spec(path, FactorySettings.from_env())
     assert spec.name == "my_model" and spec.gates.primary_metric == "roc_auc"
 
 
@@ -520,7 +527,7 @@ def test_the_templates_optional_sections_are_valid_when_uncommented(tmp_path: Pa
     )
     path = tmp_path / "my_model.yaml"
     path.write_text(head + uncommented + "\ntags:" + tail)
-    spec = load_spec(path)
+    spec = load_spec(path, FactorySettings.from_env())
     assert spec.drift.data_uri == "s3://serving-logs/my_model/{ds}.parquet"
     assert spec.notify.webhook_conn_id == "slack_alerts" and spec.canary.min_samples == 500
 
@@ -543,13 +550,15 @@ def test_operational_sections_do_not_change_the_spec_hash(
     tmp_path: Path, churn_raw: dict, changes: dict
 ) -> None:
     """Tuning how a model is watched or rolled out must not retrain it (the run key uses the hash)."""
-    before = load_spec(write_spec(tmp_path / "a", churn_raw)).spec_hash()
-    after = load_spec(write_spec(tmp_path / "b", mutated(churn_raw, changes))).spec_hash()
+    before = load_spec(write_spec(tmp_path / "a", churn_raw), FactorySettings.from_env()).spec_hash()
+    after = load_spec(
+        write_spec(tmp_path / "b", mutated(churn_raw, changes)), FactorySettings.from_env()
+    ).spec_hash()
     assert after == before
 
 
 def test_drift_and_canary_defaults(churn_raw: dict, tmp_path: Path) -> None:
-    spec = load_spec(write_spec(tmp_path, churn_raw))
+    spec = load_spec(write_spec(tmp_path, churn_raw), FactorySettings.from_env())
     assert (spec.drift.psi_threshold, spec.drift.drifted_share, spec.drift.min_rows) == (0.2, 0.3, 500)
     assert (spec.drift.contract_k_sigma, spec.drift.contract_mostly) == (2.0, 0.95)
     assert spec.canary.ramp == [0.1, 0.5, 1.0]
@@ -570,5 +579,5 @@ def test_bad_drift_and_canary_fields_name_the_field(
     tmp_path: Path, churn_raw: dict, changes: dict, field: str, reason: str
 ) -> None:
     with pytest.raises(SpecError) as info:
-        load_spec(write_spec(tmp_path, mutated(churn_raw, changes)))
+        load_spec(write_spec(tmp_path, mutated(churn_raw, changes)), FactorySettings.from_env())
     assert any(f == field and reason in r for f, r in info.value.problems), info.value.problems

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from model_factory.settings import FactorySettings
 from model_factory.spec import LoadedSpec, ModelSpec
 from pydantic import BaseModel, ConfigDict
 
@@ -187,14 +188,16 @@ def check_builds(registry: Registry, specs: list[LoadedSpec]) -> None:
         registry.unbuildable[name] = {str(path): why for path, why in failures.items()}
 
 
-def check_params(template: Template, spec: ModelSpec) -> tuple[BaseModel | None, list[tuple[str, str]]]:
+def check_params(
+    template: Template, spec: ModelSpec, settings: FactorySettings
+) -> tuple[BaseModel | None, list[tuple[str, str]]]:
     """The spec's ``template_params`` as the template's Params, or the problems (field, reason)."""
     from pydantic import ValidationError
 
     problems: list[tuple[str, str]] = []
     params = None
     try:
-        params = template.params.model_validate(spec.template_params)
+        params = template.params.model_validate(spec.template_params, context={"settings": settings})
     except ValidationError as exc:
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"])
