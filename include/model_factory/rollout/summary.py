@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 from model_factory.io import storage, tag_schema, tracking
-from model_factory.io.batches import validated_dates
 from model_factory.io.registry_state import CHALLENGER, CHAMPION, current_alias_version
 from model_factory.serving import predlog
 from model_factory.serving.settings import prediction_db_uri
@@ -20,7 +19,13 @@ def quarantined_batches(settings: FactorySettings, model: str, uris: list[str] |
     out = []
     if uris is None:
         uris = storage.list_uris(storage.join(settings.store_uri, "quarantine", model))
-    superseded = validated_dates(settings.store_uri, model) if uris else set()
+    if not uris:
+        return out
+    # imported here: io.batches imports pandas, 0.44 s of a `status` process (python -X importtime)
+    # that only a model with a quarantined batch needs
+    from model_factory.io.batches import validated_dates
+
+    superseded = validated_dates(settings.store_uri, model)
     for uri in uris:
         if not uri.endswith("/REASON.txt") or uri.rsplit("/", 3)[-3] in superseded:
             continue
@@ -32,23 +37,31 @@ def quarantined_batches(settings: FactorySettings, model: str, uris: list[str] |
 
 def drift_checks(settings: FactorySettings, model: str, uris: list[str] | None = None) -> list[dict]:
     """Every drift check of a model (one per batch date), oldest first (``uris``: as above)."""
-    out = []
     if uris is None:
         uris = storage.list_uris(storage.join(settings.store_uri, "drift", model))
-    for uri in uris:
-        if uri.endswith("/report.json"):
-            report = storage.read_json(uri)
-            features = (report.get("data_drift") or {}).get("features") or {}
-            out.append(
-                {
-                    "ds": report["ds"],
-                    "status": report["status"],
-                    "reasons": report["reasons"],
-                    "report_uri": uri.removesuffix(".json") + ".html",
-                    "psi": {name: f.get("psi") for name, f in features.items()},
-                }
-            )
+    out = [_drift_check(uri) for uri in uris if uri.endswith("/report.json")]
     return sorted(out, key=lambda check: check["ds"])
+
+
+def latest_drift_check(settings: FactorySettings, model: str, uris: list[str] | None = None) -> dict | None:
+    """The newest drift check alone (a fleet row): one report read, not the model's whole history.
+    Reports live at ``drift/<model>/<ds>/report.json``; the newest ``ds`` folder holds the newest."""
+    if uris is None:
+        uris = storage.list_uris(storage.join(settings.store_uri, "drift", model))
+    reports = sorted((uri.rsplit("/", 2)[-2], uri) for uri in uris if uri.endswith("/report.json"))
+    return _drift_check(reports[-1][1]) if reports else None
+
+
+def _drift_check(uri: str) -> dict:
+    report = storage.read_json(uri)
+    features = (report.get("data_drift") or {}).get("features") or {}
+    return {
+        "ds": report["ds"],
+        "status": report["status"],
+        "reasons": report["reasons"],
+        "report_uri": uri.removesuffix(".json") + ".html",
+        "psi": {name: f.get("psi") for name, f in features.items()},
+    }
 
 
 def rollout_decisions(settings: FactorySettings, model: str) -> list[dict]:
