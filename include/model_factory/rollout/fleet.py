@@ -32,7 +32,11 @@ log = logging.getLogger(__name__)
 
 RECENT_ALERTS = 5
 FEW_MODELS = 20
-"""Up to this many models are read by name (registry, Airflow); more, by paging the whole registry."""
+"""Up to this many DAG ids are asked of Airflow's REST API one by one."""
+MAX_PAGE_MODELS = 500
+"""Up to this many models' DAGs are asked of Airflow by id prefix; more, by listing every DAG."""
+PREFIXES_PER_CALL = 50
+"""Id prefixes in one ``/api/v2/dags`` query (its URL stays a few KB)."""
 CARD_ARTIFACT = "model_card.html"
 DAG_KINDS = ("retrain", "drift_watch", "canary", "review", "score")
 """DAG id suffixes the shipped templates use; only those Airflow has are linked."""
@@ -55,9 +59,20 @@ class RestAirflowSource:
         self.client = client
 
     def dag_states(self, dag_ids: list[str]) -> dict[str, dict]:
+        """One GET per DAG for a few; for a page, the DAGs of its models by id prefix (Airflow's
+        ``dag_id_prefix_pattern``, ``|`` between prefixes, ``PREFIXES_PER_CALL`` at a time); for more
+        models than a page, every DAG, paged."""
         wanted = set(dag_ids)
-        few = len(dag_ids) <= FEW_MODELS
-        found = [self._dag(dag_id) for dag_id in dag_ids] if few else self.client.dags()
+        models = sorted({dag_id.rsplit("__", 1)[0] for dag_id in dag_ids})
+        if len(dag_ids) <= FEW_MODELS:
+            found = [self._dag(dag_id) for dag_id in dag_ids]
+        elif len(models) <= MAX_PAGE_MODELS:
+            found = []
+            for start in range(0, len(models), PREFIXES_PER_CALL):
+                chunk = models[start : start + PREFIXES_PER_CALL]
+                found += self.client.all_dags(dag_id_prefix_pattern="|".join(f"{m}__" for m in chunk))
+        else:
+            found = self.client.all_dags()
         return {
             d["dag_id"]: {"next_run": d.get("next_dagrun_run_after"), "is_paused": d.get("is_paused")}
             for d in found
