@@ -78,8 +78,16 @@ def fill_store(store: Path, names: list[str], days: int) -> int:
             (drift / "report.html").write_text("<html></html>")
             health = store / "health" / name / ds
             health.mkdir(parents=True, exist_ok=True)
-            check = {"ds": ds, "action": "none", "reason": "within bounds", "expiry": None, "retrain_by": None}
-            (health / "report.json").write_text(json.dumps(check | {"cadence_days": 1, "champion_version": "1"}))
+            check = {
+                "ds": ds,
+                "action": "none",
+                "reason": "within bounds",
+                "expiry": None,
+                "retrain_by": None,
+            }
+            (health / "report.json").write_text(
+                json.dumps(check | {"cadence_days": 1, "champion_version": "1"})
+            )
             written += 3
         if i % 10 == 0 and days:
             folder = store / "quarantine" / name / ds / "0123456789ab"
@@ -214,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--store-days", type=int, default=0, help="nights of drift/health reports per model")
-    parser.add_argument("--home", type=Path, help="build the fleet here once and reuse it (default: a temp folder)")
+    parser.add_argument(
+        "--home", type=Path, help="build the fleet here once and reuse it (default: a temp folder)"
+    )
     parser.add_argument("--compare", type=Path, help="another tree's include/ to time alongside, alternating")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -261,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         page = m["fleet_page"]
         print(
             f"{label}fleet page: first {page['first']:.2f} s, warm {page['warm']:.2f} s "
-            f"({page['warm_cpu']:.2f} s CPU), filtered {page['filtered']:.2f} s, JSON page {page['json_page']:.2f} s"
+            f"({page['warm_cpu']:.2f} s CPU), filtered {page['filtered']:.2f} s, "
+            f"JSON page {page['json_page']:.2f} s"
         )
     first = result["status_first_ever"]
     print(f"status, first ever (builds the index): {first['wall_s']:.2f} s wall, {first['cpu_s']:.2f} s CPU")

@@ -230,7 +230,9 @@ def _from_sql(uri: str, names: list[str] | None) -> tuple[list, list] | None:
 
 def _schema_problem(exc: Exception) -> bool:
     text = str(exc).lower()
-    return any(word in text for word in ("no such table", "no such column", "does not exist", "unknown column"))
+    return any(
+        word in text for word in ("no such table", "no such column", "does not exist", "unknown column")
+    )
 
 
 def _sql_reads(conn: Any, names: list[str] | None) -> tuple[list, list]:

@@ -25,7 +25,12 @@ from model_factory.io.fleet_index import BrokenSpec, SpecFacts, index_path, read
 from model_factory.io.registry_state import CANARY, SHADOW, parse_share
 from model_factory.monitoring.alerts import stored_alerts
 from model_factory.monitoring.health_history import LatestFigures, history, latest_figures
-from model_factory.rollout.summary import drift_checks, latest_drift_check, quarantined_batches, rollout_decisions
+from model_factory.rollout.summary import (
+    drift_checks,
+    latest_drift_check,
+    quarantined_batches,
+    rollout_decisions,
+)
 from model_factory.settings import FactorySettings
 
 log = logging.getLogger(__name__)
@@ -190,7 +195,9 @@ LISTING_THREADS = 8
 """Listings of a page's model folders in flight at once on a remote store (one request each)."""
 
 
-def _store_listing(settings: FactorySettings, only: list[str] | None = None) -> dict[tuple[str, str], list[str]]:
+def _store_listing(
+    settings: FactorySettings, only: list[str] | None = None
+) -> dict[tuple[str, str], list[str]]:
     """The store's drift/, quarantine/ and health/ trees grouped by (tree, model). The whole fleet:
     three listings of the whole trees (not three per model: on S3 each listing is a request). Some
     models (a page, ``show``): their own folders only, so a page costs its models' files, not

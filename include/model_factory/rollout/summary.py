@@ -16,7 +16,7 @@ def quarantined_batches(settings: FactorySettings, model: str, uris: list[str] |
     """Every quarantined batch of a model that still stands (its date has no validated batch
     since), with the first line of its reason (``uris``: the model's quarantine listing when
     the caller already has it)."""
-    out = []
+    out: list[dict] = []
     if uris is None:
         uris = storage.list_uris(storage.join(settings.store_uri, "quarantine", model))
     if not uris:

@@ -79,7 +79,9 @@ class FakeAirflow:
     def all_dags(self, **params: Any) -> list[dict]:
         self.calls.append(params)
         prefixes = params.get("dag_id_prefix_pattern", "").split("|") if params else [""]
-        return [{"dag_id": d, "is_paused": True} for d in self.known if any(d.startswith(p) for p in prefixes)]
+        return [
+            {"dag_id": d, "is_paused": True} for d in self.known if any(d.startswith(p) for p in prefixes)
+        ]
 
 
 @pytest.mark.parametrize(("models", "calls"), [(2, 10), (60, 2), (600, 1)])

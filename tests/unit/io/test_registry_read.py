@@ -36,7 +36,8 @@ def _registry(uri: str) -> None:
     # MLflow's prompt registry marks a prompt so; its client refuses the tag on a model
     with sqlite3.connect(uri.removeprefix("sqlite:///")) as db:
         db.execute(
-            "INSERT INTO registered_model_tags (key, value, name, workspace) VALUES (?, 'true', 'a_prompt', 'default')",
+            "INSERT INTO registered_model_tags (key, value, name, workspace)"
+            " VALUES (?, 'true', 'a_prompt', 'default')",
             (registry_read.IS_PROMPT_TAG,),
         )
         db.execute(
@@ -49,9 +50,15 @@ def _registry(uri: str) -> None:
 def _plain(found: registry_read.Registry) -> tuple[dict, dict]:
     registered, versions = found
     return (
-        {name: ({a: str(v) for a, v in (m.aliases or {}).items()}, dict(m.tags or {})) for name, m in registered.items()},
         {
-            name: [(str(mv.version), mv.creation_timestamp, mv.run_id or None, dict(mv.tags or {})) for mv in found]
+            name: ({a: str(v) for a, v in (m.aliases or {}).items()}, dict(m.tags or {}))
+            for name, m in registered.items()
+        },
+        {
+            name: [
+                (str(mv.version), mv.creation_timestamp, mv.run_id or None, dict(mv.tags or {}))
+                for mv in found
+            ]
             for name, found in versions.items()
         },
     )
@@ -92,7 +99,8 @@ def test_read_registry_on_sqlite_never_imports_mlflows_client(
 
 
 @pytest.mark.parametrize(
-    "env", [{"MLFLOW_WORKSPACE": "team-a"}, {"MLFLOW_ENABLE_WORKSPACES": "true"}, {"MLFLOW_TRACKING_AUTH": "x"}]
+    "env",
+    [{"MLFLOW_WORKSPACE": "team-a"}, {"MLFLOW_ENABLE_WORKSPACES": "true"}, {"MLFLOW_TRACKING_AUTH": "x"}],
 )
 def test_a_workspace_or_auth_plugin_goes_through_mlflows_client(
     sqlite_registry: FactorySettings, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
@@ -108,7 +116,9 @@ def test_a_workspace_or_auth_plugin_goes_through_mlflows_client(
 
 def test_tables_of_another_shape_or_no_database_yet_go_through_mlflows_client(tmp_path: Path) -> None:
     assert registry_read._from_sql(f"sqlite:///{tmp_path / 'none.db'}", ["a"]) is None
-    sqlite3.connect(tmp_path / "other.db").execute("CREATE TABLE registered_models (name TEXT)").connection.commit()
+    sqlite3.connect(tmp_path / "other.db").execute(
+        "CREATE TABLE registered_models (name TEXT)"
+    ).connection.commit()
     assert registry_read._from_sql(f"sqlite:///{tmp_path / 'other.db'}", ["a"]) is None
 
 
@@ -155,7 +165,9 @@ def test_the_rest_api_gives_what_mlflows_client_gives(
     monkeypatch.setattr(registry_read, "PAGE_SIZE", 2)  # several pages
     calls: list[dict] = []
     monkeypatch.setattr(requests, "Session", lambda: _FlaskSession(app, calls))
-    over_rest = registry_read.read_registry(sqlite_registry.model_copy(update={"tracking_uri": "http://mlflow:5000"}), names)
+    over_rest = registry_read.read_registry(
+        sqlite_registry.model_copy(update={"tracking_uri": "http://mlflow:5000"}), names
+    )
     by_client = registry_read._collect(names, *registry_read._from_mlflow(sqlite_registry, names))
     assert _plain(over_rest) == _plain(by_client)
     assert any(call.get("page_token") for call in calls)
