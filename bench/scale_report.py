@@ -198,7 +198,7 @@ def report() -> str:
             "a fresh home (it builds the spec index); the view's fleet page (`GET /`), first request of a "
             "fresh app and warm, wall (warm: CPU, then wall, where measured). Store: empty, or N nights of "
             "drift and health reports per model (`--store-days`). Tree: an A/B run (`--compare`) times "
-            "the tree before the change (\"before\") beside this one, alternating, in the same session.",
+            'the tree before the change ("before") beside this one, alternating, in the same session.',
             "",
             "| models | store | tree | `status` | `status`, first ever | `show` | fleet page, first "
             "| fleet page, warm | load before | result |",
