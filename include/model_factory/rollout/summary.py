@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from model_factory.io import storage, tag_schema, tracking
+from model_factory.io.batches import validated_dates
 from model_factory.io.registry_state import CHALLENGER, CHAMPION, current_alias_version
 from model_factory.serving import predlog
 from model_factory.serving.settings import prediction_db_uri
@@ -21,10 +22,6 @@ def quarantined_batches(settings: FactorySettings, model: str, uris: list[str] |
         uris = storage.list_uris(storage.join(settings.store_uri, "quarantine", model))
     if not uris:
         return out
-    # imported here: io.batches imports pandas, 0.44 s of a `status` process (python -X importtime)
-    # that only a model with a quarantined batch needs
-    from model_factory.io.batches import validated_dates
-
     superseded = validated_dates(settings.store_uri, model)
     for uri in uris:
         if not uri.endswith("/REASON.txt") or uri.rsplit("/", 3)[-3] in superseded:
