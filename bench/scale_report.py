@@ -50,7 +50,7 @@ def parse_rows() -> list[str]:
 def _fleet_row(data: dict, med: dict, tree: str, name: str) -> str:
     page = med["fleet_page"]
     status, show = med["status_table"], med["show_json"]
-    first = data.get("status_first_ever") if tree == "this" else None
+    first = data.get("status_first_ever") if tree != "before" else None
     first_cell = f"{first['cpu_s']:.1f} s ({first['wall_s']:.1f} s)" if first else "—"
     warm_cpu = f"{page['warm_cpu']:.2f} s (" if "warm_cpu" in page else ""
     store = f"{data['store_days']} nights" if data.get("store_days") else "empty"
@@ -64,8 +64,9 @@ def _fleet_row(data: dict, med: dict, tree: str, name: str) -> str:
 def fleet_rows() -> list[str]:
     rows = []
     for path, data in _results("*fleet_reads_*.json", "models"):
-        rows.append(_fleet_row(data, data["medians"], "this", path.name))
-        if data.get("compare"):  # the other tree of an A/B run, same fleet, same session
+        ab = bool(data.get("compare"))  # an A/B run: the tree before, same fleet, same session
+        rows.append(_fleet_row(data, data["medians"], "after" if ab else "—", path.name))
+        if ab:
             rows.append(_fleet_row(data, data["compare"]["medians"], "before", path.name))
     return rows
 
@@ -198,7 +199,8 @@ def report() -> str:
             "a fresh home (it builds the spec index); the view's fleet page (`GET /`), first request of a "
             "fresh app and warm, wall (warm: CPU, then wall, where measured). Store: empty, or N nights of "
             "drift and health reports per model (`--store-days`). Tree: an A/B run (`--compare`) times "
-            'the tree before the change ("before") beside this one, alternating, in the same session.',
+            'the tree before a change ("before") beside the tree after it ("after"), alternating, in the '
+            "same session.",
             "",
             "| models | store | tree | `status` | `status`, first ever | `show` | fleet page, first "
             "| fleet page, warm | load before | result |",
