@@ -84,6 +84,13 @@ def _done(runs: dict | None) -> str:
     return _s(runs["median"]) if runs else "none ended"
 
 
+def _half(d: dict) -> str:
+    if "half_runs_done_s" not in d:
+        return "—"  # a result file without its raw rows
+    half = d["half_runs_done_s"]
+    return "not reached" if half is None else f"{_s(half)} ({half / d['makespan_s']:.0%})"
+
+
 def wave_rows() -> list[tuple[Path, dict]]:
     return _results("nightly_wave_*.json", "models")
 
@@ -104,7 +111,8 @@ def wave_table(found: list[tuple[Path, dict]]) -> list[str]:
             f"| {per['worker_cpu_s']:.2f} / {per['scheduler_cpu_s']:.2f} / {per['api_cpu_s']:.2f} "
             f"/ {per['services_cpu_s']:.2f} / {per['db_cpu_s']:.2f} s "
             f"| {per['db_transactions']:.0f} | {db['peak_connections']} "
-            f"| {_done(tier['tier1'])} / {_done(tier['others'])} | {failed} "
+            f"| {_done(tier['tier1'])} / {_done(tier['others'])} "
+            f"| {_half(d)} | {failed} "
             f"| {_load(d)} -> {d['load_average_after'][0]:.1f} | `{path.name}` |"
         )
     return rows
@@ -168,12 +176,15 @@ def wave_section() -> list[str]:
         "batches, every tenth one tier 1. Makespan: first task queued -> last task ended. Hand-off: "
         "a task's upstream ended -> it ran (median), and queued -> running. CPU per task, in "
         "order: Celery worker (its task processes included) / scheduler / api-server / MLflow + S3 "
-        "/ the Airflow database's backends. Tier 1 / others: median time to a run's end.",
+        "/ the Airflow database's backends. Tier 1 / others: median time to a run's end; half the "
+        "runs done: when half the runs had ended (its share of the makespan); files named "
+        "`_breadth_first` / `_depth_first` ran the "
+        "same wave under Airflow's default `weight_rule` and under the factory's `upstream`).",
         "",
         "| models | tasks | worker slots | makespan | slots busy | hand-off / queued->running "
         "| task, median | CPU per task | DB commits per task | DB connections, peak "
-        "| tier 1 / others done | failed | load before -> after | result |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| tier 1 / others done | half the runs done | failed | load before -> after | result |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *wave_table(found),
         "",
         *wave_extrapolation(*found[-1]),

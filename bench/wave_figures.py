@@ -132,6 +132,11 @@ def extrapolate(per_task: dict[str, float], tasks: int, workers: int, cores_per_
     return {"tasks": tasks, "workers": workers, "terms_s": terms, "bound": bound, "makespan_s": terms[bound]}
 
 
+def _half_done(ends: list[float], runs: int) -> float | None:
+    half = (runs + 1) // 2
+    return sorted(ends)[half - 1] if len(ends) >= half else None
+
+
 def summarize(raw: dict, names: list[str], slots: int) -> dict:
     tasks, runs, upstream = raw["tasks"], raw["runs"], raw["upstream"]
     ran = [t for t in tasks if t["queued"] is not None and t["end"] is not None]  # run by a worker
@@ -189,6 +194,9 @@ def summarize(raw: dict, names: list[str], slots: int) -> dict:
         },
         "running_s_by_task": {k: spread(v) for k, v in sorted(by_task.items())},
         "run_done_s": {"tier1": spread(tier1), "others": spread(others)},
+        # When half the wave's runs had ended (None: fewer ended): what depth-first (weight_rule
+        # "upstream") changes while the makespan stays the same work.
+        "half_runs_done_s": _half_done(list(done_at.values()), len(names)),
         "per_task": per_task,
         "cpu_s_per_task_above_idle": above_idle,
     }

@@ -22,6 +22,7 @@ events of a command with no lifecycle stage.
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -386,17 +387,9 @@ def _success(user: str, skill: str, goal: str, model: str, t: datetime, rng: ran
         ]
     minutes = rng.uniform(3, 9)
     details = {"dag_id": f"{model}__retrain", "run_id": f"manual__{t.isoformat()}"}
+    by_airflow = functools.partial(Event, user=user, at=t, source="airflow", model=model)
     out = [
-        Event(
-            user=user,
-            action=f"task.{task}",
-            stage=stage,
-            at=t,
-            source="airflow",
-            model=model,
-            duration_s=minutes * 12,
-            details=details,
-        )
+        by_airflow(action=f"task.{task}", stage=stage, duration_s=minutes * 12, details=details)
         for task, stage in (
             ("ingest", "data"),
             ("validate", "data"),
@@ -406,16 +399,7 @@ def _success(user: str, skill: str, goal: str, model: str, t: datetime, rng: ran
         )
     ]
     out.append(
-        Event(
-            user=user,
-            action="dag_run.retrain",
-            stage="training",
-            at=t,
-            source="airflow",
-            model=model,
-            duration_s=minutes * 60,
-            details=details,
-        )
+        by_airflow(action="dag_run.retrain", stage="training", duration_s=minutes * 60, details=details)
     )
     out.append(
         Event(
@@ -429,17 +413,7 @@ def _success(user: str, skill: str, goal: str, model: str, t: datetime, rng: ran
         )
     )
     if skill == "Expert" and rng.random() < 0.5:
-        out.append(
-            Event(
-                user=user,
-                action="dag_run.drift_watch",
-                stage="deployment",
-                at=t,
-                source="airflow",
-                model=model,
-                duration_s=40.0,
-            )
-        )
+        out.append(by_airflow(action="dag_run.drift_watch", stage="deployment", duration_s=40.0))
     return out
 
 

@@ -11,31 +11,26 @@ from model_factory.io import tracking
 from model_factory.monitoring.health_history import HealthRow, record
 from model_factory.spec import load_spec
 
+from tests.unit.monitoring.health_rows import health_row
 from tests.unit.pipeline.test_registry import two_versions  # noqa: F401 - fixture
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _row(version: str, day: int, realized: float | None) -> HealthRow:
-    return HealthRow(
-        "churn",
-        version,
-        date(2026, 1, day),
-        "roc_auc",
-        realized,
-        realized and realized - 0.03,
-        realized and realized + 0.03,
-        0.79,
-        0.77,
-        0.81,
-        1000,
-        400 if realized else 0,
-        0.8 if realized else None,
-        2.0,
-        0.05,
-        0.0,
-        14.0,
-        datetime(2026, 1, 20),
+    return health_row(
+        version=version,
+        day=date(2026, 1, day),
+        realized=realized,
+        realized_low=realized and realized - 0.03,
+        realized_high=realized and realized + 0.03,
+        estimated=0.79,
+        estimated_low=0.77,
+        estimated_high=0.81,
+        outcomes=400 if realized else 0,
+        label_coverage=0.8 if realized else None,
+        p95_ms=14.0,
+        checked_at=datetime(2026, 1, 20),
     )
 
 

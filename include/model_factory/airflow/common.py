@@ -159,7 +159,9 @@ def dag_tags(spec: ModelSpec, kind: str) -> list[str]:
 
 # Spec tag ``tier`` -> the priority weight of the model's tasks: when the wave is larger than the
 # workers, the scheduler queues tier-1 models' tasks first (Airflow orders by priority weight).
-TIER_PRIORITY = {"1": 100, "2": 10}
+# Tiers lie 100x apart: under the "upstream" rule a task weighs up to (tasks in its DAG) x its
+# tier's weight, and no factory DAG has 100 tasks, so a tier never overtakes the one above it.
+TIER_PRIORITY = {"1": 10_000, "2": 100}
 DEFAULT_PRIORITY = 1
 
 
@@ -246,7 +248,7 @@ def trigger_params(kind: str) -> dict[str, Param]:
 
 def common_dag_args(spec: ModelSpec, kind: str) -> dict[str, Any]:
     """What every factory DAG of a model shares: owner, retries with backoff, a per-task
-    execution timeout, tags, no catchup, the tier's priority."""
+    execution timeout, tags, no catchup, the tier's priority (depth-first within a tier)."""
     return {
         "start_date": datetime(2026, 1, 1),
         "catchup": False,
@@ -259,6 +261,11 @@ def common_dag_args(spec: ModelSpec, kind: str) -> dict[str, Any]:
             "execution_timeout": timedelta(minutes=spec.task_timeout_minutes),
             "retry_policy": PERMANENT_FAILS_AT_ONCE,
             "priority_weight": priority_of(spec),
+            # Depth-first: a task weighs its own and its upstream tasks' weight, so a run that has
+            # started goes on before another run starts. Airflow's default ("downstream") runs a
+            # fleet's wave breadth-first: every run's first task before any run's second, and a
+            # wave that overruns its night ends with no model of the tier done.
+            "weight_rule": "upstream",
             "on_failure_callback": [failure_notifier(spec)],  # once a task failed for good
         },
     }

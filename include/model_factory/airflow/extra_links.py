@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from airflow.sdk import BaseOperatorLink
@@ -58,8 +58,10 @@ def task_result(ti_key: Any) -> dict | None:
 
 class _FactoryLink(BaseOperatorLink):
     task_id = ""
+    needs: ClassVar[tuple[str, ...]] = ()
+    """The keys of the task's result the link is made of: without one of them, no link."""
 
-    def target(self, result: dict, ti_key: Any) -> str | None:
+    def target(self, result: dict, ti_key: Any) -> str:
         raise NotImplementedError
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
@@ -67,7 +69,7 @@ class _FactoryLink(BaseOperatorLink):
             return ""
         try:
             result = task_result(ti_key)
-            path = self.target(result, ti_key) if result else None
+            path = self.target(result, ti_key) if result and all(result.get(k) for k in self.needs) else None
         except Exception:  # a link must never break the task page
             log.exception("%s link for %s failed", self.name, ti_key)
             return ""
@@ -79,10 +81,9 @@ class DriftReportLink(_FactoryLink):
 
     name = "Drift report"
     task_id = "check"
+    needs = ("report_uri", "ds")
 
-    def target(self, result: dict, ti_key: Any) -> str | None:
-        if not result.get("report_uri") or not result.get("ds"):
-            return None
+    def target(self, result: dict, ti_key: Any) -> str:
         model = ti_key.dag_id.split("__", 1)[0]
         return f"/models/{quote(model)}/drift/{quote(str(result['ds']))}"
 
@@ -92,10 +93,10 @@ class MlflowRunLink(_FactoryLink):
 
     name = "MLflow run"
     task_id = "train"
+    needs = ("run_id",)
 
-    def target(self, result: dict, ti_key: Any) -> str | None:
-        run_id = result.get("run_id")
-        return f"/mlflow/runs/{quote(str(run_id))}" if run_id else None
+    def target(self, result: dict, ti_key: Any) -> str:
+        return f"/mlflow/runs/{quote(str(result['run_id']))}"
 
 
 class CardLink(_FactoryLink):
@@ -103,8 +104,7 @@ class CardLink(_FactoryLink):
 
     name = "Model card"
     task_id = "register"
+    needs = ("model", "version")
 
-    def target(self, result: dict, ti_key: Any) -> str | None:
-        if not result.get("model") or not result.get("version"):
-            return None
+    def target(self, result: dict, ti_key: Any) -> str:
         return f"/models/{quote(str(result['model']))}/versions/{quote(str(result['version']))}/card"

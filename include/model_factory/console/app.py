@@ -133,6 +133,10 @@ def create_app(config: ConsoleConfig) -> FastAPI:
     def message(title: str, text: str, status: int) -> HTMLResponse:
         return page("message.html.j2", status=status, title=title, text=text)
 
+    def signed_in_page(name: str, user: Any, **context: Any) -> HTMLResponse:
+        """A page that names who is signed in and links the MLflow UI where there is one."""
+        return page(name, mlflow=mlflow_ui_url(config.settings()), user=config.user_name(user), **context)
+
     @app.exception_handler(Exception)
     async def _any_error(request: Request, exc: Exception) -> Response:
         log.exception("model factory view: %s failed", request.url.path)
@@ -201,16 +205,8 @@ def create_app(config: ConsoleConfig) -> FastAPI:
             "card": any(row.get("card_version") for row in shown.rows),
             "checklist": any(row.get("checklist") for row in shown.rows),
         }
-        mlflow = mlflow_ui_url(config.settings())
-        return page(
-            "fleet.html.j2",
-            fleet=summary,
-            shown=shown,
-            wanted=wanted,
-            columns=columns,
-            states=STATES,
-            mlflow=mlflow,
-            user=config.user_name(user),
+        return signed_in_page(
+            "fleet.html.j2", user, fleet=summary, shown=shown, wanted=wanted, columns=columns, states=STATES
         )
 
     @app.get("/api/fleet")
@@ -228,7 +224,6 @@ def create_app(config: ConsoleConfig) -> FastAPI:
         detail = read_model(user, model)
         if detail is None:
             return message("No such model", f"There is no model {model!r} in the factory's specs.", 404)
-        settings = config.settings()
         charts = (
             []
             if detail.get("status") == "broken"
@@ -240,13 +235,7 @@ def create_app(config: ConsoleConfig) -> FastAPI:
                 detail.get("psi_threshold"),
             )
         )
-        return page(
-            "model.html.j2",
-            m=detail,
-            charts=charts,
-            mlflow=mlflow_ui_url(settings),
-            user=config.user_name(user),
-        )
+        return signed_in_page("model.html.j2", user, m=detail, charts=charts)
 
     @app.get("/api/models/{model}")
     def model_json(model: str, user: User) -> JSONResponse:

@@ -207,7 +207,6 @@ def promote_canary(
 
 
 def _stop(
-    action: str,
     status: str,
     model: str,
     settings: FactorySettings,
@@ -217,6 +216,8 @@ def _stop(
     details: dict | None,
     drop_challenger: bool,
 ) -> dict:
+    """End the canary with ``status`` (``rolled_back``, ``aborted``), recorded as ``canary_<status>``."""
+    action = f"canary_{status}"
     version = None if version is None else str(version)
     client = tracking.connect(settings)
     state = _state(client, model)
@@ -242,17 +243,7 @@ def rollback_canary(
 ) -> dict:
     """The canary lost (analysis, guardrail or load failure): alias removed, share 0, and its
     ``challenger`` alias dropped so it is not retried. The champion is untouched."""
-    return _stop(
-        "canary_rolled_back",
-        "rolled_back",
-        model,
-        settings,
-        actor,
-        reason,
-        version,
-        details,
-        drop_challenger=True,
-    )
+    return _stop("rolled_back", model, settings, actor, reason, version, details, drop_challenger=True)
 
 
 def abort_canary(
@@ -264,9 +255,7 @@ def abort_canary(
     details: dict | None = None,
 ) -> dict:
     """Stop the canary without a verdict (ops): alias removed, share 0; a ``challenger`` alias stays."""
-    return _stop(
-        "canary_aborted", "aborted", model, settings, actor, reason, version, details, drop_challenger=False
-    )
+    return _stop("aborted", model, settings, actor, reason, version, details, drop_challenger=False)
 
 
 def pin_version(model: str, version: str, settings: FactorySettings, actor: str, reason: str) -> dict:

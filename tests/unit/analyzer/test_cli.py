@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from datetime import datetime, timedelta
+from functools import partial
 
 import pytest
 from model_factory.analyzer.events import Event
@@ -118,62 +119,32 @@ def _demo_like_events() -> list[Event]:
         for i in range(60)
     ]
     for model in ("churn", "demand", "segment"):
+        retrain = partial(
+            Event, user="demo", action="dag_run.retrain", stage="training", source="airflow", model=model
+        )
         out += [
-            Event(
-                user="demo",
-                action="dag_run.retrain",
-                stage="training",
-                outcome="error",
-                at=DEMO_BATCH,
-                source="airflow",
-                model=model,
-                error_kind="task train failed",
-                duration_s=30,
-            ),
-            Event(
-                user="demo",
-                action="dag_run.retrain",
-                stage="training",
-                at=DEMO_NOW,
-                source="airflow",
-                model=model,
-                duration_s=60,
-            ),
+            retrain(outcome="error", at=DEMO_BATCH, error_kind="task train failed", duration_s=30),
+            retrain(at=DEMO_NOW, duration_s=60),
         ]
+    trigger = partial(Event, user="root", action="cli.trigger", stage="training", model="churn")
     out += [
-        Event(
-            user="root",
-            action="cli.trigger",
-            stage="training",
-            outcome="error",
-            at=DEMO_BATCH,
-            model="churn",
-            error_kind="platform: service unreachable",
-        ),
-        Event(user="root", action="cli.trigger", stage="training", at=DEMO_NOW, model="churn"),
+        trigger(outcome="error", at=DEMO_BATCH, error_kind="platform: service unreachable"),
+        trigger(at=DEMO_NOW),
     ]
     for n, model in enumerate(("churn", "churn_tuned", "churn_custom")):
+        by_owner = partial(
+            Event, user="growth-data-science", model=model, details={"user_from": "spec owner"}
+        )
         out += [
-            Event(
-                user="growth-data-science",
+            by_owner(
                 action="batch.quarantined",
                 stage="data",
                 outcome="error",
                 at=DEMO_BATCH + timedelta(days=n),
                 source="store",
-                model=model,
                 error_kind="validation: column missing",
-                details={"user_from": "spec owner"},
             ),
-            Event(
-                user="growth-data-science",
-                action="gate.blessed",
-                stage="training",
-                at=DEMO_NOW,
-                source="registry",
-                model=model,
-                details={"user_from": "spec owner"},
-            ),
+            by_owner(action="gate.blessed", stage="training", at=DEMO_NOW, source="registry"),
         ]
     out.append(
         Event(

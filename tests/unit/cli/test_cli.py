@@ -12,6 +12,7 @@ from model_factory.settings import FactorySettings
 
 from tests.unit.cli.test_cli_habits import OPS
 from tests.unit.console.health_fixture import store_health
+from tests.unit.monitoring.health_rows import health_row
 from tests.unit.pipeline.test_registry import two_versions  # noqa: F401 - fixture
 
 REPO = Path(__file__).resolve().parents[3]
@@ -111,30 +112,24 @@ def test_status_shows_the_fleet_with_a_broken_spec_and_alerts(
 def _record_health(settings: FactorySettings) -> None:
     """Three days of churn v1's health (realized only on the oldest: outcomes arrive late) and
     the last check's expiry forecast, as the churn__health DAG writes them."""
-    from datetime import date, datetime
+    from datetime import date
 
     from model_factory.monitoring.health_history import HealthRow
 
     def row(day: int, realized: float | None, estimated: float) -> HealthRow:
-        return HealthRow(
-            "churn",
-            "1",
-            date(2026, 3, day),
-            "roc_auc",
-            realized,
-            None,
-            None,
-            estimated,
-            None,
-            None,
-            900,
-            300 if realized else 0,
-            None,
-            None,
-            None,
-            None,
-            None,
-            datetime(2026, 3, 5),
+        return health_row(
+            version="1",
+            day=date(2026, 3, day),
+            realized=realized,
+            estimated=estimated,
+            estimated_low=None,
+            estimated_high=None,
+            predictions=900,
+            outcomes=300 if realized else 0,
+            label_delay_days=None,
+            output_drift_ks=None,
+            error_rate=None,
+            p95_ms=None,
         )
 
     rows = [row(2, 0.74, 0.73), row(3, None, 0.72), row(4, None, 0.71)]

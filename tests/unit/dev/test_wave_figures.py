@@ -134,3 +134,9 @@ def test_the_marginal_figures_take_the_idle_rate_off_and_fall_back_to_the_gross_
         "services_cpu_s": 0.3,  # MLflow's idle rate is measured during its start-up: gross
         "db_cpu_s": 0.1,
     }
+
+
+def test_half_the_runs_done_is_the_middle_end_and_none_while_fewer_ended(figures):
+    assert figures._half_done([50.0, 10.0, 30.0, 40.0], 4) == 30.0  # the 2nd of 4 to end
+    assert figures._half_done([50.0, 10.0, 30.0], 5) == 50.0  # the 3rd of 5
+    assert figures._half_done([10.0], 5) is None  # 1 of 5 ended: half not reached

@@ -37,9 +37,24 @@ def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-def test_a_second_process_reads_the_index_not_the_files(tmp_path: Path, parses: list[str]) -> None:
-    specs, index = tmp_path / "specs", tmp_path / "home" / "fleet_index.sqlite"
-    specs.mkdir()
+@pytest.fixture
+def specs(tmp_path: Path) -> Path:
+    """An empty folder of specs."""
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> Path:
+    """Where the index is kept (no file yet)."""
+    return tmp_path / "fleet_index.sqlite"
+
+
+def test_a_second_process_reads_the_index_not_the_files(
+    tmp_path: Path, specs: Path, parses: list[str]
+) -> None:
+    index = tmp_path / "home" / "fleet_index.sqlite"  # in a folder not made yet
     for name in ("a_model", "b_model"):
         _write(specs, name)
     good, bad = read_specs(specs, index)
@@ -50,9 +65,9 @@ def test_a_second_process_reads_the_index_not_the_files(tmp_path: Path, parses: 
     assert good[0].metric and good[0].template == "retrain" and good[0].owner
 
 
-def test_a_spec_changed_after_its_row_was_written_is_read_again(tmp_path: Path, parses: list[str]) -> None:
-    specs, index = tmp_path / "specs", tmp_path / "fleet_index.sqlite"
-    specs.mkdir()
+def test_a_spec_changed_after_its_row_was_written_is_read_again(
+    specs: Path, index: Path, parses: list[str]
+) -> None:
     path = _write(specs, "a_model")
     _write(specs, "b_model")
     first, _ = read_specs(specs, index)
@@ -75,10 +90,8 @@ def test_a_spec_changed_after_its_row_was_written_is_read_again(tmp_path: Path, 
 
 
 def test_a_new_parser_re_reads_every_spec(
-    tmp_path: Path, parses: list[str], monkeypatch: pytest.MonkeyPatch
+    specs: Path, index: Path, parses: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    specs, index = tmp_path / "specs", tmp_path / "fleet_index.sqlite"
-    specs.mkdir()
     _write(specs, "a_model")
     read_specs(specs, index)
     monkeypatch.setattr(fleet_index, "_FINGERPRINT", "1:another-parser")
@@ -87,9 +100,7 @@ def test_a_new_parser_re_reads_every_spec(
     assert parses == ["a_model"]
 
 
-def test_only_reads_the_named_files_and_keeps_the_rest(tmp_path: Path, parses: list[str]) -> None:
-    specs, index = tmp_path / "specs", tmp_path / "fleet_index.sqlite"
-    specs.mkdir()
+def test_only_reads_the_named_files_and_keeps_the_rest(specs: Path, index: Path, parses: list[str]) -> None:
     for name in ("a_model", "b_model", "c_model"):
         _write(specs, name)
     good, _ = read_specs(specs, index, only={"b_model", "../etc/passwd", "nope"})
@@ -100,10 +111,8 @@ def test_only_reads_the_named_files_and_keeps_the_rest(tmp_path: Path, parses: l
 
 
 def test_a_corrupt_index_is_moved_aside_named_and_rebuilt(
-    tmp_path: Path, parses: list[str], caplog: pytest.LogCaptureFixture
+    tmp_path: Path, specs: Path, index: Path, parses: list[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    specs, index = tmp_path / "specs", tmp_path / "fleet_index.sqlite"
-    specs.mkdir()
     _write(specs, "a_model")
     index.write_bytes(b"this is not a database, it is garbage" * 100)
     with caplog.at_level(logging.WARNING, logger="model_factory.io.fleet_index"):
@@ -116,9 +125,7 @@ def test_a_corrupt_index_is_moved_aside_named_and_rebuilt(
     assert parses == []  # the rebuilt index serves the next read
 
 
-def test_a_row_this_code_cannot_read_is_parsed_again(tmp_path: Path, parses: list[str]) -> None:
-    specs, index = tmp_path / "specs", tmp_path / "fleet_index.sqlite"
-    specs.mkdir()
+def test_a_row_this_code_cannot_read_is_parsed_again(specs: Path, index: Path, parses: list[str]) -> None:
     _write(specs, "a_model")
     read_specs(specs, index)
     with sqlite3.connect(index) as conn:
@@ -128,9 +135,9 @@ def test_a_row_this_code_cannot_read_is_parsed_again(tmp_path: Path, parses: lis
     assert [f.model for f in good] == ["a_model"] and parses == ["a_model"]
 
 
-def test_an_unusable_index_place_still_answers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    specs = tmp_path / "specs"
-    specs.mkdir()
+def test_an_unusable_index_place_still_answers(
+    tmp_path: Path, specs: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     _write(specs, "a_model")
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("a file where the home folder should be")

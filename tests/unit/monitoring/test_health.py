@@ -15,7 +15,7 @@ Measured when written (the asserted bars in brackets):
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,8 @@ from model_factory.monitoring.references import reference_days
 from model_factory.monitoring.stability import effect_stability
 from model_factory.monitoring.system_health import system_health, system_health_by_day
 from model_factory.pipeline.profile import build_baseline
+
+from tests.unit.monitoring.health_rows import health_row
 
 T0 = pd.Timestamp("2026-03-01 00:00")
 
@@ -333,35 +335,18 @@ def test_expected_roc_auc_over_value_buckets_stays_within_its_bound_of_the_sorte
         assert abs(fast - exact) <= perf.AUC_BUCKET_TOLERANCE, (fast, exact)
 
 
-def _health_row(day: date, realized: float | None, *, metric: str, coverage: float, version: str = "3"):
-    """A day of churn's health history: an estimate of 0.8 [0.78, 0.82] over 1,000 predictions."""
-    return HealthRow(
-        model="churn",
-        version=version,
-        day=day,
-        metric=metric,
-        realized=realized,
-        realized_low=None,
-        realized_high=None,
-        estimated=0.8,
-        estimated_low=0.78,
-        estimated_high=0.82,
-        predictions=1000,
-        outcomes=10,
-        label_coverage=coverage,
-        label_delay_days=2.0,
-        output_drift_ks=0.04,
-        error_rate=0.0,
-        p95_ms=12.0,
-        checked_at=datetime(2026, 3, 5),
-    )
-
-
 def test_health_history_rows_are_replaced_per_version_and_day(tmp_path) -> None:
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'predictions.db'}")
 
     def row(day: date, realized: float | None) -> HealthRow:
-        return _health_row(day, realized, metric="accuracy", coverage=0.01)
+        return health_row(
+            day=day,
+            metric="accuracy",
+            realized=realized,
+            outcomes=10,
+            label_coverage=0.01,
+            output_drift_ks=0.04,
+        )
 
     record(engine, [row(date(2026, 3, 1), None), row(date(2026, 3, 2), None)])
     record(engine, [row(date(2026, 3, 1), 0.79)])  # late outcomes recomputed the first day
@@ -462,25 +447,18 @@ def test_cli_health_prints_the_history_as_table_and_json(factory_home, capsys) -
     today = date.today()
     engine = sa.create_engine(prediction_db_uri(FactorySettings.from_env()))
     (factory_home / "serving").mkdir(parents=True)
-    row = HealthRow(
-        "churn",
-        "3",
-        today - timedelta(days=1),
-        "accuracy",
-        0.81,
-        0.79,
-        0.83,
-        0.8,
-        0.78,
-        0.82,
-        1200,
-        300,
-        0.9,
-        2.0,
-        0.05,
-        0.01,
-        14.5,
-        datetime(2026, 3, 5),
+    row = health_row(
+        version="3",
+        day=today - timedelta(days=1),
+        metric="accuracy",
+        realized=0.81,
+        realized_low=0.79,
+        realized_high=0.83,
+        predictions=1200,
+        outcomes=300,
+        label_coverage=0.9,
+        error_rate=0.01,
+        p95_ms=14.5,
     )
     record(engine, [row])
     assert main(["health", "churn", "--json"]) == 0
@@ -503,7 +481,9 @@ def test_latest_health_figures_as_prometheus_gauges(tmp_path) -> None:
     assert latest_gauges(engine) == []
 
     def row(day: date, realized: float | None, version: str = "3") -> HealthRow:
-        return _health_row(day, realized, version=version, metric="roc_auc", coverage=0.5)
+        return health_row(
+            version=version, day=day, realized=realized, outcomes=10, label_coverage=0.5, output_drift_ks=0.04
+        )
 
     record(
         engine, [row(date(2026, 3, 1), 0.79), row(date(2026, 3, 2), None), row(date(2026, 3, 1), 0.7, "4")]

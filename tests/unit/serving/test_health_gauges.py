@@ -8,27 +8,21 @@ from model_factory.monitoring.health_history import HealthRow, record
 from model_factory.serving.health_gauges import HealthGauges
 from model_factory.serving.metrics import Metrics
 
+from tests.unit.monitoring.health_rows import health_row
+
 
 def _row(version: str, estimated: float) -> HealthRow:
-    return HealthRow(
-        "churn",
-        version,
-        date(2026, 3, 1),
-        "roc_auc",
-        0.79,
-        0.77,
-        0.81,
-        estimated,
-        estimated - 0.02,
-        estimated + 0.02,
-        1000,
-        400,
-        0.4,
-        2.0,
-        0.05,
-        0.0,
-        12.0,
-        datetime(2026, 3, 2),
+    return health_row(
+        version=version,
+        realized=0.79,
+        realized_low=0.77,
+        realized_high=0.81,
+        estimated=estimated,
+        estimated_low=estimated - 0.02,
+        estimated_high=estimated + 0.02,
+        outcomes=400,
+        label_coverage=0.4,
+        checked_at=datetime(2026, 3, 2),
     )
 
 
