@@ -3,7 +3,7 @@
     python bench/scale_report.py            # writes bench/results/scale.md
 
 Reads ``bench/results/parse_*specs*.json`` (``parse_many_specs.py``),
-``bench/results/fleet_reads_*.json`` (``fleet_reads.py``) and ``bench/results/nightly_wave_*.json``
+``bench/results/*fleet_reads_*.json`` (``fleet_reads.py``) and ``bench/results/nightly_wave_*.json``
 (``nightly_wave.py``); each row names its file and the load
 average it was measured under (CPU seconds are what to compare across loads: a wall time under a
 load of 15 on 2 cores is mostly waiting).
@@ -47,19 +47,27 @@ def parse_rows() -> list[str]:
     return rows
 
 
+def _fleet_row(data: dict, med: dict, tree: str, name: str) -> str:
+    page = med["fleet_page"]
+    status, show = med["status_table"], med["show_json"]
+    first = data.get("status_first_ever") if tree != "before" else None
+    first_cell = f"{first['cpu_s']:.1f} s ({first['wall_s']:.1f} s)" if first else "—"
+    warm_cpu = f"{page['warm_cpu']:.2f} s (" if "warm_cpu" in page else ""
+    store = f"{data['store_days']} nights" if data.get("store_days") else "empty"
+    return (
+        f"| {data['models']:,} | {store} | {tree} | {status['cpu_s']:.1f} s ({status['wall_s']:.1f} s) "
+        f"| {first_cell} | {show['cpu_s']:.1f} s ({show['wall_s']:.1f} s) | {page['first']:.1f} s "
+        f"| {warm_cpu}{page['warm']:.1f} s{')' if warm_cpu else ''} | {_load(data)} | `{name}` |"
+    )
+
+
 def fleet_rows() -> list[str]:
     rows = []
-    for path, data in _results("fleet_reads_*.json", "models"):
-        med = data["medians"]
-        page = med["fleet_page"]
-        status, show = med["status_table"], med["show_json"]
-        first = data.get("status_first_ever")
-        first_cell = f"{first['cpu_s']:.1f} s ({first['wall_s']:.1f} s)" if first else "—"
-        rows.append(
-            f"| {data['models']:,} | {status['cpu_s']:.1f} s ({status['wall_s']:.1f} s) | {first_cell} "
-            f"| {show['cpu_s']:.1f} s ({show['wall_s']:.1f} s) "
-            f"| {page['first']:.1f} s | {page['warm']:.1f} s | {_load(data)} | `{path.name}` |"
-        )
+    for path, data in _results("*fleet_reads_*.json", "models"):
+        ab = bool(data.get("compare"))  # an A/B run: the tree before, same fleet, same session
+        rows.append(_fleet_row(data, data["medians"], "after" if ab else "—", path.name))
+        if ab:
+            rows.append(_fleet_row(data, data["compare"]["medians"], "before", path.name))
     return rows
 
 
@@ -200,11 +208,14 @@ def report() -> str:
             "Fleet reads (`fleet_reads.py`; Airflow not asked): `model-factory status --offline` and `show` "
             "as whole processes, CPU (wall), one page of 50 rows; `status` once more the very first time in "
             "a fresh home (it builds the spec index); the view's fleet page (`GET /`), first request of a "
-            "fresh app and warm, wall.",
+            "fresh app and warm, wall (warm: CPU, then wall, where measured). Store: empty, or N nights of "
+            "drift and health reports per model (`--store-days`). Tree: an A/B run (`--compare`) times "
+            'the tree before a change ("before") beside the tree after it ("after"), alternating, in the '
+            "same session.",
             "",
-            "| models | `status` | `status`, first ever | `show` | fleet page, first | fleet page, warm "
-            "| load before | result |",
-            "|---|---|---|---|---|---|---|---|",
+            "| models | store | tree | `status` | `status`, first ever | `show` | fleet page, first "
+            "| fleet page, warm | load before | result |",
+            "|---|---|---|---|---|---|---|---|---|---|",
             *fleet,
             "",
         ]

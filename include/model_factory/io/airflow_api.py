@@ -134,6 +134,16 @@ class AirflowClient:
     def dags(self, **params: Any) -> list[dict]:
         return self.get("/api/v2/dags", limit=1000, **params)["dags"]
 
+    def all_dags(self, page_size: int = 1000, **params: Any) -> list[dict]:
+        """Every DAG ``params`` select (e.g. ``dag_id_prefix_pattern="a__|b__"``), page by page:
+        ``dags()`` stops at the first 1,000, a fleet of 10,000 models has 30,000 and more."""
+        found: list[dict] = []
+        while True:
+            page = self.get("/api/v2/dags", limit=page_size, offset=len(found), **params)
+            found += page["dags"]
+            if not page["dags"] or len(found) >= page.get("total_entries", 0):
+                return found
+
     def import_errors(self) -> list[dict]:
         return self.get("/api/v2/importErrors", limit=1000)["import_errors"]
 

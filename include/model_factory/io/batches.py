@@ -29,14 +29,21 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
-import pandas as pd
 from model_factory.contracts import IngestedBatch, IngestedManifest
 from model_factory.errors import PermanentError
 from model_factory.io import storage
 from model_factory.settings import FactorySettings
 from model_factory.spec import URI_VARIABLE, URI_VARIABLES_ENV, ModelSpec, uri_variable_allowed
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas is imported by the functions that read tables, not here: listing the store's batches
+# (``validated_dates``: a fleet page's quarantine column) must not cost a `status` process the
+# 0.44 s of `import pandas` (python -X importtime)
 
 
 class MissingBatchError(LookupError):
@@ -147,6 +154,8 @@ def _unreadable(exc: Exception, fmt: str, where: str) -> UnreadableBatchError:
 
 
 def parse_batch(data: bytes, fmt: str, where: str) -> pd.DataFrame:
+    import pandas as pd
+
     if not data:
         raise UnreadableBatchError(f"{where} is an empty file (0 bytes)")
     try:
@@ -165,6 +174,7 @@ def iter_frames(path: Path | str, fmt: str, where: str, rows: int | None = None)
     An empty table still yields one (empty) frame with its columns. Raises UnreadableBatchError,
     possibly after some chunks, for a file that is not a readable table.
     """
+    import pandas as pd
     import pyarrow.parquet as pq
 
     if os.path.getsize(path) == 0:
@@ -267,6 +277,8 @@ def note_dtypes(frame: pd.DataFrame, seen: dict[str, set]) -> None:
 def unified_dtypes(seen: dict[str, set]) -> dict[str, object]:
     """Dtypes for columns whose chunks disagree (CSV infers per chunk): numbers as float64,
     anything else as string, so every chunk fits one Parquet schema."""
+    import pandas as pd
+
     out: dict[str, object] = {}
     for column, dtypes in seen.items():
         if len(dtypes) > 1:
@@ -381,6 +393,8 @@ def ingest_batch(
 def read_ingested(ingested: IngestedBatch, s3: storage.S3Options | None = None) -> pd.DataFrame:
     """The whole table of an ingested batch: its parsed Parquet, or (ingested before batches
     were parsed at ingest) its raw bytes parsed now."""
+    import pandas as pd
+
     parsed_uri = ingested.get("parsed_uri")
     if parsed_uri:
         with storage.local_file(parsed_uri, s3) as path:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import time
 from dataclasses import asdict, dataclass
@@ -126,17 +127,20 @@ def read_specs(
 ) -> tuple[list[SpecFacts], list[BrokenSpec]]:
     """The facts of every ``*.yaml`` in ``specs_dir`` (with ``only``, of those model names' files),
     re-parsing only files the index does not hold at their current mtime and size."""
+    # strings, not Path objects: at 10,000 files building and sorting Paths cost a fleet page 0.3 s
+    base = str(Path(specs_dir))  # the spelling str(Path / name) gives, which the index rows keep
     if only is None:
-        paths = sorted(Path(specs_dir).glob("*.yaml"))
+        with os.scandir(base) as entries:
+            paths = sorted(entry.path for entry in entries if entry.name.endswith(".yaml"))
     else:  # names, never paths out of the folder
-        paths = sorted(Path(specs_dir) / f"{name}.yaml" for name in only if Path(name).name == name)
+        paths = sorted(os.path.join(base, f"{name}.yaml") for name in only if Path(name).name == name)
     stats: dict[str, tuple[int, int]] = {}
     for path in paths:
         try:
-            stat = path.stat()
+            stat = os.stat(path)
         except OSError:  # removed meanwhile, or no such model
             continue
-        stats[str(path)] = (stat.st_mtime_ns, stat.st_size)
+        stats[path] = (stat.st_mtime_ns, stat.st_size)
     try:
         index.parent.mkdir(parents=True, exist_ok=True)
         conn = _open(index)
@@ -160,10 +164,22 @@ def _refresh(
     fingerprint = parser_fingerprint()
     held: dict[str, tuple[int, int, str, str]] = {}
     prefix = str(specs_dir).rstrip("/") + "/"
-    for path, mtime, size, parser, text in conn.execute(
-        "SELECT path, mtime_ns, size, parser, facts FROM spec_facts WHERE substr(path, 1, ?) = ?",
-        (len(prefix), prefix),
-    ):
+    if whole:
+        found = conn.execute(
+            "SELECT path, mtime_ns, size, parser, facts FROM spec_facts WHERE substr(path, 1, ?) = ?",
+            (len(prefix), prefix),
+        ).fetchall()
+    else:  # a page's files: their rows only, not the fleet's
+        found = []
+        wanted = list(stats)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            found += conn.execute(
+                "SELECT path, mtime_ns, size, parser, facts FROM spec_facts"
+                f" WHERE path IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+    for path, mtime, size, parser, text in found:
         held[path] = (mtime, size, parser, text)
     out: list[SpecFacts | BrokenSpec] = []
     changed: list[tuple[str, int, int, str, str]] = []

@@ -16,24 +16,32 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from model_factory.io import storage, tag_schema, tracking
+from model_factory.io import registry_read, storage, tag_schema, tracking
 from model_factory.io.airflow_api import AirflowApiError
 from model_factory.io.fleet_index import BrokenSpec, SpecFacts, index_path, read_specs
 from model_factory.io.registry_state import CANARY, SHADOW, parse_share
 from model_factory.monitoring.alerts import stored_alerts
 from model_factory.monitoring.health_history import LatestFigures, history, latest_figures
-from model_factory.rollout.summary import drift_checks, quarantined_batches, rollout_decisions
+from model_factory.rollout.summary import (
+    drift_checks,
+    latest_drift_check,
+    quarantined_batches,
+    rollout_decisions,
+)
 from model_factory.settings import FactorySettings
 
 log = logging.getLogger(__name__)
 
 RECENT_ALERTS = 5
 FEW_MODELS = 20
-"""Up to this many models are read by name (registry, Airflow); more, by paging the whole registry."""
+"""Up to this many DAG ids are asked of Airflow's REST API one by one."""
+MAX_PAGE_MODELS = 500
+"""Up to this many models' DAGs are asked of Airflow by id prefix; more, by listing every DAG."""
+PREFIXES_PER_CALL = 50
+"""Id prefixes in one ``/api/v2/dags`` query (its URL stays a few KB)."""
 CARD_ARTIFACT = "model_card.html"
 DAG_KINDS = ("retrain", "drift_watch", "canary", "review", "score")
 """DAG id suffixes the shipped templates use; only those Airflow has are linked."""
@@ -56,9 +64,20 @@ class RestAirflowSource:
         self.client = client
 
     def dag_states(self, dag_ids: list[str]) -> dict[str, dict]:
+        """One GET per DAG for a few; for a page, the DAGs of its models by id prefix (Airflow's
+        ``dag_id_prefix_pattern``, ``|`` between prefixes, ``PREFIXES_PER_CALL`` at a time); for more
+        models than a page, every DAG, paged."""
         wanted = set(dag_ids)
-        few = len(dag_ids) <= FEW_MODELS
-        found = [self._dag(dag_id) for dag_id in dag_ids] if few else self.client.dags()
+        models = sorted({dag_id.rsplit("__", 1)[0] for dag_id in dag_ids})
+        if len(dag_ids) <= FEW_MODELS:
+            found = [self._dag(dag_id) for dag_id in dag_ids]
+        elif len(models) <= MAX_PAGE_MODELS:
+            found = []
+            for start in range(0, len(models), PREFIXES_PER_CALL):
+                chunk = models[start : start + PREFIXES_PER_CALL]
+                found += self.client.all_dags(dag_id_prefix_pattern="|".join(f"{m}__" for m in chunk))
+        else:
+            found = self.client.all_dags()
         return {
             d["dag_id"]: {"next_run": d.get("next_dagrun_run_after"), "is_paused": d.get("is_paused")}
             for d in found
@@ -102,42 +121,15 @@ def _float(text: str | None) -> float | None:
 
 
 def _registry(settings: FactorySettings, names: list[str], whole: bool) -> tuple[dict, dict]:
-    """Registered models and their versions: for the whole fleet in two paged searches, for some
-    models (``show``, one page of ``status``) by ``name IN (...)``, so one page never reads the other
-    9,950."""
-    client = tracking.connect(settings)
+    """Registered models and their versions: for the whole fleet in paged searches, for some models
+    (``show``, one page of ``status``) by ``name IN (...)``, so one page never reads the other 9,950.
+    Through ``io.registry_read``: the REST API or MLflow's tables when it can, not MLflow's client."""
+    registered, versions = registry_read.read_registry(settings, None if whole else names)
     wanted = set(names)
-    if whole:
-        found_models = _pages(client.search_registered_models)
-        found_versions = _pages(client.search_model_versions)
-    else:
-        found_models, found_versions = [], []
-        safe = [name for name in names if "'" not in name]  # names are [A-Za-z0-9_-]; never in a filter
-        for start in range(0, len(safe), 100):
-            chunk = safe[start : start + 100]
-            listed = ", ".join(f"'{name}'" for name in chunk)
-            clause = f"name = {listed}" if len(chunk) == 1 else f"name IN ({listed})"
-            found_models += _pages(partial(client.search_registered_models, filter_string=clause))
-            found_versions += _pages(partial(client.search_model_versions, filter_string=clause))
-    registered = {m.name: m for m in found_models if m.name in wanted}
-    versions: dict[str, list] = {name: [] for name in names}
-    for mv in found_versions:
-        if mv.name in wanted:
-            versions[mv.name].append(mv)
-    for found in versions.values():
-        found.sort(key=lambda mv: int(mv.version))
-    return registered, versions
-
-
-def _pages(search: Callable[..., Any], size: int = 1000) -> list:
-    """Every result of an MLflow search, page by page (the server caps a page at 1000)."""
-    found, token = [], None
-    while True:
-        page = search(max_results=size, page_token=token)
-        found += list(page)
-        token = page.token
-        if not token:
-            return found
+    return (
+        {name: model for name, model in registered.items() if name in wanted},
+        {name: versions.get(name, []) for name in names},
+    )
 
 
 def _version_row(mv: Any, metric: str, aliases: dict[str, str]) -> dict:
@@ -198,15 +190,40 @@ def _canary(version: str | None, share: float | None, tags: dict) -> dict | None
     }
 
 
-def _store_listing(settings: FactorySettings, only: str | None = None) -> dict[tuple[str, str], list[str]]:
-    """The store's drift/, quarantine/ and health/ trees in three listings (not two per model: on S3 each
-    listing is a request), grouped by (tree, model); with ``only``, that model's three folders."""
+STORE_TREES = ("drift", "quarantine", "health")
+LISTING_THREADS = 8
+"""Listings of a page's model folders in flight at once on a remote store (one request each)."""
+
+
+def _store_listing(
+    settings: FactorySettings, only: list[str] | None = None
+) -> dict[tuple[str, str], list[str]]:
+    """The store's drift/, quarantine/ and health/ trees grouped by (tree, model). The whole fleet:
+    three listings of the whole trees (not three per model: on S3 each listing is a request). Some
+    models (a page, ``show``): their own folders only, so a page costs its models' files, not
+    every model's history (on S3 the page's listings go out ``LISTING_THREADS`` at a time)."""
     grouped: dict[tuple[str, str], list[str]] = {}
-    for tree in ("drift", "quarantine", "health"):
-        prefix = storage.join(settings.store_uri, tree).rstrip("/") + "/"
-        for uri in storage.list_uris(prefix + (f"{only}/" if only else "")):
-            model = uri.removeprefix(prefix).split("/", 1)[0]
-            grouped.setdefault((tree, model), []).append(uri)
+    prefixes = {tree: storage.join(settings.store_uri, tree).rstrip("/") + "/" for tree in STORE_TREES}
+    if only is None:
+        for tree, prefix in prefixes.items():
+            for uri in storage.list_uris(prefix):
+                grouped.setdefault((tree, uri.removeprefix(prefix).split("/", 1)[0]), []).append(uri)
+        return grouped
+    wanted = [(tree, model) for model in only for tree in STORE_TREES]
+
+    def listing(key: tuple[str, str]) -> list[str]:
+        return storage.list_uris(prefixes[key[0]] + f"{key[1]}/")
+
+    if settings.store_uri.startswith("file:") or len(wanted) <= len(STORE_TREES):
+        found = [listing(key) for key in wanted]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(LISTING_THREADS) as pool:
+            found = list(pool.map(listing, wanted))
+    for key, uris in zip(wanted, found, strict=True):
+        if uris:
+            grouped[key] = uris
     return grouped
 
 
@@ -312,8 +329,7 @@ def _read_fleet(
     whole = only is None
     registered, versions = _attempt(sources, "mlflow", lambda: _registry(settings, names, whole), ({}, {}))
     alerts = _attempt(sources, "alerts", lambda: _alerts(settings, names), {})
-    one = only if isinstance(only, str) else only[0] if only is not None and len(only) == 1 else None
-    listed = _attempt(sources, "store", lambda: _store_listing(settings, one), {})
+    listed = _attempt(sources, "store", lambda: _store_listing(settings, None if whole else names), {})
     figures = _attempt(sources, "health", lambda: _health_figures(settings, names), {})
     all_dags = [dag for spec in specs for dag in dag_ids(spec.name).values()]
     if airflow is None:
@@ -370,8 +386,8 @@ def _model_row(
     by_version = {row["version"]: row for row in rows}
     champion = by_version.get(serving["champion"] or "")
     latest = rows[-1] if rows else None
-    checks = _attempt(
-        sources, "store", lambda: drift_checks(settings, name, listed.get(("drift", name), [])), []
+    last_check = _attempt(
+        sources, "store", lambda: latest_drift_check(settings, name, listed.get(("drift", name), [])), None
     )
     quarantined = _attempt(
         sources,
@@ -394,6 +410,7 @@ def _model_row(
         "psi_threshold": spec.psi_threshold,
         "champion": serving["champion"],
         "champion_metric": champion["metric"] if champion else None,
+        "champion_run_id": champion["run_id"] if champion else None,
         "canary": serving["canary"],
         "challenger": serving["challenger"],
         "pinned": serving["pinned"],
@@ -407,7 +424,7 @@ def _model_row(
             "version_decision": (latest or {}).get("decision"),
             "url": (retrain_run or {}).get("url"),
         },
-        "last_drift_check": checks[-1] if checks else None,
+        "last_drift_check": last_check,
         "health": _health(figures, check, name, serving["champion"]),
         "last_drift_run": drift_run,
         "next_run": (states.get(ids["retrain"]) or {}).get("next_run"),
@@ -469,17 +486,21 @@ def _mark_cards(settings: FactorySettings, rows: list[dict]) -> None:
 
 def latest_cards(settings: FactorySettings, summary: dict) -> None:
     """``card_version`` on each fleet row: the champion's card, else the latest version's, when its
-    run logged ``model_card.html`` (one artifact listing per model)."""
+    run logged ``model_card.html`` (one artifact listing per model; the runs are the ones the
+    registry read gave the row)."""
 
     def mark() -> None:
-        client = tracking.connect(settings)
+        client = None
         for row in summary["models"]:
             if row["status"] != "ok" or not row.get("last_version"):
                 continue
-            wanted = [row["champion"], row["last_version"]["version"]]
-            for version in dict.fromkeys(v for v in wanted if v):
-                run_id = client.get_model_version(row["model"], version).run_id
-                if run_id and any(a.path == CARD_ARTIFACT for a in client.list_artifacts(run_id)):
+            latest = row["last_version"]
+            wanted = {row["champion"]: row.get("champion_run_id"), latest["version"]: latest["run_id"]}
+            for version, run_id in wanted.items():
+                if not version or not run_id:
+                    continue
+                client = client or tracking.connect(settings)
+                if any(a.path == CARD_ARTIFACT for a in client.list_artifacts(run_id)):
                     row["card_version"] = version
                     break
 

@@ -17,10 +17,12 @@ def quarantined_batches(settings: FactorySettings, model: str, uris: list[str] |
     """Every quarantined batch of a model that still stands (its date has no validated batch
     since), with the first line of its reason (``uris``: the model's quarantine listing when
     the caller already has it)."""
-    out = []
+    out: list[dict] = []
     if uris is None:
         uris = storage.list_uris(storage.join(settings.store_uri, "quarantine", model))
-    superseded = validated_dates(settings.store_uri, model) if uris else set()
+    if not uris:
+        return out
+    superseded = validated_dates(settings.store_uri, model)
     for uri in uris:
         if not uri.endswith("/REASON.txt") or uri.rsplit("/", 3)[-3] in superseded:
             continue
@@ -32,23 +34,31 @@ def quarantined_batches(settings: FactorySettings, model: str, uris: list[str] |
 
 def drift_checks(settings: FactorySettings, model: str, uris: list[str] | None = None) -> list[dict]:
     """Every drift check of a model (one per batch date), oldest first (``uris``: as above)."""
-    out = []
     if uris is None:
         uris = storage.list_uris(storage.join(settings.store_uri, "drift", model))
-    for uri in uris:
-        if uri.endswith("/report.json"):
-            report = storage.read_json(uri)
-            features = (report.get("data_drift") or {}).get("features") or {}
-            out.append(
-                {
-                    "ds": report["ds"],
-                    "status": report["status"],
-                    "reasons": report["reasons"],
-                    "report_uri": uri.removesuffix(".json") + ".html",
-                    "psi": {name: f.get("psi") for name, f in features.items()},
-                }
-            )
+    out = [_drift_check(uri) for uri in uris if uri.endswith("/report.json")]
     return sorted(out, key=lambda check: check["ds"])
+
+
+def latest_drift_check(settings: FactorySettings, model: str, uris: list[str] | None = None) -> dict | None:
+    """The newest drift check alone (a fleet row): one report read, not the model's whole history.
+    Reports live at ``drift/<model>/<ds>/report.json``; the newest ``ds`` folder holds the newest."""
+    if uris is None:
+        uris = storage.list_uris(storage.join(settings.store_uri, "drift", model))
+    reports = sorted((uri.rsplit("/", 2)[-2], uri) for uri in uris if uri.endswith("/report.json"))
+    return _drift_check(reports[-1][1]) if reports else None
+
+
+def _drift_check(uri: str) -> dict:
+    report = storage.read_json(uri)
+    features = (report.get("data_drift") or {}).get("features") or {}
+    return {
+        "ds": report["ds"],
+        "status": report["status"],
+        "reasons": report["reasons"],
+        "report_uri": uri.removesuffix(".json") + ".html",
+        "psi": {name: f.get("psi") for name, f in features.items()},
+    }
 
 
 def rollout_decisions(settings: FactorySettings, model: str) -> list[dict]:

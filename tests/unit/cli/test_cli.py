@@ -208,7 +208,7 @@ def test_status_pages_and_filters_like_the_view_and_show_reads_one_model(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from mlflow.tracking import MlflowClient
+    from model_factory.io import registry_read
     from model_factory.rollout import fleet as fleet_module
 
     churn = (REPO / "include" / "models" / "churn.yaml").read_text()
@@ -236,15 +236,14 @@ def test_status_pages_and_filters_like_the_view_and_show_reads_one_model(
     assert "--state 'sleeping': use one of" in capsys.readouterr().err
 
     # `show` reads its own spec and its own registry entries, never the fleet's.
-    searched: list[str | None] = []
-    for method in ("search_registered_models", "search_model_versions"):
-        original = getattr(MlflowClient, method)
+    searched: list[tuple[str, ...] | None] = []
+    read_registry = registry_read.read_registry
 
-        def spy(self, *args, _original=original, **kwargs):
-            searched.append(kwargs.get("filter_string"))
-            return _original(self, *args, **kwargs)
+    def spy(settings, names):
+        searched.append(None if names is None else tuple(names))
+        return read_registry(settings, names)
 
-        monkeypatch.setattr(MlflowClient, method, spy)
+    monkeypatch.setattr(registry_read, "read_registry", spy)
 
     read_specs = fleet_module.read_specs
 
@@ -257,7 +256,7 @@ def test_status_pages_and_filters_like_the_view_and_show_reads_one_model(
     assert main(["show", "churn", "--offline", "--json"]) == 0
     detail = json.loads(capsys.readouterr().out)
     assert detail["model"] == "churn" and [v["version"] for v in detail["versions_detail"]] == ["2", "1"]
-    assert searched and set(searched) == {"name = 'churn'"}
+    assert searched == [("churn",)]
     assert main(["show", "nope", "--offline"]) != 0
     assert "no model 'nope'" in capsys.readouterr().err
     # a page of `status` reads its page's models from MLflow, not the whole registry
@@ -265,4 +264,4 @@ def test_status_pages_and_filters_like_the_view_and_show_reads_one_model(
     searched.clear()
     assert main(["status", "--offline", "--json", "--per-page", "2", "--page", "2"]) == 0
     assert [r["model"] for r in json.loads(capsys.readouterr().out)["models"]] == ["churn_c", "other_d"]
-    assert set(searched) == {"name IN ('churn_c', 'other_d')"}
+    assert searched == [("churn_c", "other_d")]

@@ -64,3 +64,16 @@ def test_without_a_run_id_nothing_is_retried_and_a_conflict_is_an_error() -> Non
     with pytest.raises(AirflowApiError, match="HTTP 500"):
         client.trigger("churn__retrain", run_id="demo__x")
     assert len(client.sent) == airflow_api.TRIGGER_ATTEMPTS
+
+
+def test_all_dags_pages_past_the_first_thousand() -> None:
+    import json
+
+    def page(first: int, count: int) -> Answer:
+        dags = [{"dag_id": f"m{i}__retrain"} for i in range(first, first + count)]
+        return Answer(200, json.dumps({"dags": dags, "total_entries": 5}))
+
+    client = ScriptedAirflow([page(0, 2), page(2, 2), page(4, 1)])
+    found = client.all_dags(page_size=2, dag_id_prefix_pattern="m__")
+    assert [d["dag_id"] for d in found] == [f"m{i}__retrain" for i in range(5)]
+    assert len(client.sent) == 3
