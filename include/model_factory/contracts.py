@@ -1,14 +1,38 @@
-"""The typed hand-offs between pipeline steps.
+"""The typed hand-offs between pipeline steps, and who asked for an ops or registry action.
 
 Each step returns one of these and the next step takes it. They are ``TypedDict``s on purpose:
 XCom carries small JSON values, so a step's result must stay a plain dict on the wire, and a
 TypedDict types that dict for readers and type checkers without a conversion at every task
 boundary. ``total=False`` marks keys that only some outcomes carry.
+
+:class:`Attribution` is a frozen dataclass instead: it never crosses XCom, and it is checked once,
+where an entry point (CLI, Airflow task, demo) builds it, rather than in every function it passes.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, NotRequired, TypedDict
+
+from model_factory.errors import UnattributedError
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Who asked for an ops or registry action and why: recorded with it as ``actor`` and
+    ``reason`` (the decision's keys, the ``factory.<action>.by|reason`` tags). Both must be
+    non-empty text; the entry point builds it once and every function below passes it on."""
+
+    actor: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        for field, needed in (("actor", "an actor (who asks)"), ("reason", "a reason (why)")):
+            value = getattr(self, field)
+            if not isinstance(value, str):
+                raise UnattributedError(f"the request's {field} must be text, not {type(value).__name__}")
+            if not value.strip():
+                raise UnattributedError(f"the request needs {needed}: it is recorded with the action")
 
 
 class IngestedManifest(TypedDict):

@@ -50,6 +50,8 @@ class ErrorKind(StrEnum):
     CANARY_ROLLED_BACK = "canary: rolled back"
     CANARY_ABORTED = "canary: aborted"
     LOAD_FAILED = "serving: version failed to load"
+    # ops
+    UNATTRIBUTED = "ops: who asked or why missing"
     # platform
     SERVICE_UNREACHABLE = "platform: service unreachable"
 
@@ -114,3 +116,9 @@ class SpecProblemError(FactoryError, ValueError):
     def __init__(self, kind: ErrorKind, message: str):
         super().__init__(message)
         self.problem_kind = kind
+
+
+class UnattributedError(FactoryError, ValueError):
+    """An ops or registry request without who asked or why (``contracts.Attribution``)."""
+
+    kind = ErrorKind.UNATTRIBUTED

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from model_factory.contracts import Attribution
 from model_factory.io import tag_schema
 from model_factory.rollout.summary import format_table, model_rows
 from model_factory.settings import PROJECT_ROOT, FactorySettings
@@ -257,7 +258,7 @@ def _start_shadow(settings: FactorySettings) -> str | None:
         print(f"  no shadow: {LIVE_MODEL} has no previous champion (no promotion in step 2)")
         return None
     reason = "the replaced champion scores beside the new one while the label bug is retrained"
-    start_shadow(LIVE_MODEL, version, None, settings, actor="demo", reason=reason)
+    start_shadow(LIVE_MODEL, version, None, settings, Attribution("demo", reason))
     print(
         f"  shadow: the replaced champion v{version} scores every live {LIVE_MODEL} request beside the "
         f"champion (`model-factory shadow start {LIVE_MODEL} {version} --reason ...`); callers get "
@@ -279,7 +280,7 @@ def _show_and_stop_shadow(settings: FactorySettings, traffic) -> None:
         f"{comparison['summary'] if comparison else 'no comparison'}"
     )
     print(f"    traffic errors so far: {dict(traffic.errors) or 'none'} (a shadow never changes an answer)")
-    stop_shadow(LIVE_MODEL, settings, actor="demo", reason="compared; the canary decides the next version")
+    stop_shadow(LIVE_MODEL, settings, Attribution("demo", "compared; the canary decides the next version"))
     print(f"  shadow stopped (`model-factory shadow stop {LIVE_MODEL} --reason ...`)")
 
 

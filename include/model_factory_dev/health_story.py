@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from model_factory.contracts import Attribution
 from model_factory.settings import FactorySettings
 
 STORY_MODEL = "churn"
@@ -189,14 +190,14 @@ def restore(
         # demo's reviewer says so (`model-factory review approve` does the same).
         why = (tags.get(tag_schema.DECISION_REASON) or "")[:160]
         approval = f"expected after the health check of {day}: the champion has decayed"
-        approve_version(name, retrained, settings, actor="demo-reviewer", reason=approval)
+        approve_version(name, retrained, settings, Attribution("demo-reviewer", approval))
         lines.append(
             f"{day}: v{retrained} was held for review ({why}...); the demo's reviewer "
             "approved it: the champion it beats has decayed"
         )
     try:
         reason = f"health check of {day}: {before.reason[:90]}"
-        promote(name, retrained, settings, actor="demo", reason=reason)
+        promote(name, retrained, settings, Attribution("demo", reason))
     except PromotionError as exc:
         return [
             *lines,

@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from model_factory.contracts import Attribution
 from model_factory.io.tracking import connect
 from model_factory.review.approval import review_in_airflow
 from model_factory.settings import FactorySettings
@@ -98,7 +99,7 @@ def test_approving_a_held_version_through_the_rest_api_starts_its_canary(tmp_pat
         # within seconds; the test waits as long as a few scheduler loops take on a busy machine.
         time.sleep(15)
         why = "jump explained: v1 had a broken feed"
-        answered = review_in_airflow(api, MODEL, held["version"], True, "alice", why)
+        answered = review_in_airflow(api, MODEL, held["version"], True, Attribution("alice", why))
         assert answered and answered["run_id"] == review_run["dag_run_id"]
         done = api.wait_for_run(f"{MODEL}__review", review_run["dag_run_id"], timeout_s=180)
         assert done["state"] == "success", stack.diagnostics()

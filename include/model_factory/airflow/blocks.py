@@ -48,7 +48,13 @@ from model_factory.airflow.lineage import (
 )
 from model_factory.airflow.notify import retrain_deadline_alert, version_event
 from model_factory.airflow.sensors import CanaryStageSensor, NewBatchSensor
-from model_factory.contracts import IngestedBatch, RegisteredVersion, TrainedModel, ValidatedBatch
+from model_factory.contracts import (
+    Attribution,
+    IngestedBatch,
+    RegisteredVersion,
+    TrainedModel,
+    ValidatedBatch,
+)
 from model_factory.settings import FactorySettings
 from model_factory.spec import LoadedSpec, ModelSpec
 
@@ -456,6 +462,7 @@ def canary_manual_action(loaded: LoadedSpec) -> XComArg:
 
     @task(multiple_outputs=True)
     def manual_action() -> dict:
+        from model_factory.errors import UnattributedError
         from model_factory.pipeline.registry import PromotionError
         from model_factory.rollout.canary import OPS_ACTIONS, ops_action
 
@@ -466,16 +473,16 @@ def canary_manual_action(loaded: LoadedSpec) -> XComArg:
         if action not in OPS_ACTIONS:
             raise AirflowFailException(f"conf action {action!r} unknown; use one of {OPS_ACTIONS}")
         try:
+            attribution = Attribution(actor(), given.get("reason", ""))
             decision = ops_action(
                 name,
                 action,
                 FactorySettings.from_env(),
-                actor(),
-                given.get("reason", ""),
+                attribution,
                 given.get("version"),
                 given.get("share"),
             )
-        except PromotionError as exc:
+        except (PromotionError, UnattributedError) as exc:
             raise AirflowFailException(f"{action} refused: {exc}") from exc
         return record_decision(loaded.spec, decision)
 
@@ -488,6 +495,7 @@ def canary_start(loaded: LoadedSpec) -> XComArg:
 
     @task(multiple_outputs=True)
     def start() -> dict:
+        from model_factory.errors import UnattributedError
         from model_factory.io.tracking import connect
         from model_factory.pipeline.registry import CHALLENGER, PromotionError, current_alias_version
         from model_factory.rollout import canary as rollout
@@ -511,8 +519,9 @@ def canary_start(loaded: LoadedSpec) -> XComArg:
             )
         reason = given.get("reason") or f"blessed challenger v{version}: canary at {first:.0%}"
         try:
-            decision = rollout.start_canary(name, str(version), first, settings, actor(), reason)
-        except PromotionError as exc:
+            attribution = Attribution(actor(), reason)
+            decision = rollout.start_canary(name, str(version), first, settings, attribution)
+        except (PromotionError, UnattributedError) as exc:
             raise AirflowFailException(f"cannot start the canary: {exc}") from exc
         record_decision(spec, decision)
         return {"version": str(version), "share": first}
@@ -542,26 +551,19 @@ def canary_stage(loaded: LoadedSpec, stage: int, upstream: Any) -> XComArg:
         why = "; ".join(result["reasons"][:4])
         version = result["canary_version"]
         if result["decision"] == "continue":
+            healthy = Attribution(who, f"stage {stage} healthy: {why}")
             decision = rollout.set_canary_share(
-                name, result["next_share"], settings, who, f"stage {stage} healthy: {why}", version=version
+                name, result["next_share"], settings, healthy, version=version
             )
         elif result["decision"] == "promote":
+            passed = Attribution(who, f"canary passed the last stage: {why}")
             decision = rollout.promote_canary(
-                name,
-                settings,
-                who,
-                f"canary passed the last stage: {why}",
-                version=version,
-                details={"analysis": result},
+                name, settings, passed, version=version, details={"analysis": result}
             )
         else:
+            failed = Attribution(who, f"canary failed stage {stage}: {why}")
             decision = rollout.rollback_canary(
-                name,
-                settings,
-                who,
-                f"canary failed stage {stage}: {why}",
-                version=version,
-                details={"analysis": result},
+                name, settings, failed, version=version, details={"analysis": result}
             )
             alert(
                 spec,

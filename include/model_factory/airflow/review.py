@@ -30,6 +30,7 @@ from model_factory.airflow.common import (
     triggering_extras,
 )
 from model_factory.airflow.notify import held_notifier
+from model_factory.contracts import Attribution
 from model_factory.io import tag_schema
 from model_factory.settings import FactorySettings
 from model_factory.spec import LoadedSpec, ModelSpec
@@ -280,11 +281,12 @@ def review_dag(loaded: LoadedSpec) -> DAG:
                     who = f"{given['actor']} (via {who})"
                 who = f"{who} via airflow {name}__review"
                 reason = str(given.get("reason") or "").strip() or "(no reason given in the review form)"
+                attribution = Attribution(who, reason)
                 chosen = answer.get("chosen_options") or [REJECT]
                 if chosen[0] == APPROVE:
-                    result = approval.approve_version(name, version, settings, who, reason)
+                    result = approval.approve_version(name, version, settings, attribution)
                 else:
-                    result = approval.reject_version(name, version, settings, who, reason)
+                    result = approval.reject_version(name, version, settings, attribution)
             log.info(
                 "%s v%s %s by %s: %s", name, version, result["status"], result["actor"], result["reason"]
             )

@@ -14,6 +14,8 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from model_factory.analyzer.hooks import note_error
+from model_factory.contracts import Attribution
+from model_factory.errors import UnattributedError
 from model_factory.settings import FactorySettings
 from rich.console import Console
 
@@ -33,10 +35,6 @@ def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, default=str))
 
 
-def actor_name(actor: str | None) -> str:
-    return actor or FactorySettings.from_env().actor or getpass.getuser()
-
-
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``message`` on stderr (no markup interpretation) and exit with ``code``.
 
@@ -52,6 +50,16 @@ EXIT_REFUSED = 1
 """The request was understood and refused (bad spec, no such model, a rollout rule)."""
 EXIT_UNREACHABLE = 3
 """Airflow or MLflow did not answer: the message names what to start."""
+
+
+def cli_attribution(actor: str | None, reason: str) -> Attribution:
+    """Who asks (``--actor``, else ``$FACTORY_ACTOR``, else the login name, "via cli") and why.
+    Checked here, once: an empty reason is refused (exit 1) before anything is read or written."""
+    who = actor or FactorySettings.from_env().actor or getpass.getuser()
+    try:
+        return Attribution(f"{who} via cli", reason)
+    except UnattributedError as exc:
+        fail(f"refused: {exc}", EXIT_REFUSED)
 
 
 T = TypeVar("T")

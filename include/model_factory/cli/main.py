@@ -21,7 +21,7 @@ from model_factory.cli.common import (
     Actor,
     Json,
     Reason,
-    actor_name,
+    cli_attribution,
     err_console,
     fail,
     registry_call,
@@ -170,14 +170,14 @@ def _ops(
     from model_factory.rollout.canary import ops_action, start_canary
 
     settings = FactorySettings.from_env()
-    who = f"{actor_name(actor)} via cli"
+    attribution = cli_attribution(actor, reason)
 
     def carry_out() -> dict:
         if action == "canary":
             spec = load_spec(settings.specs_dir / f"{model}.yaml", settings)
             first = share if share is not None else spec.canary.ramp[0]
-            return start_canary(model, str(version), first, settings, who, reason)
-        return ops_action(model, action, settings, who, reason, version)
+            return start_canary(model, str(version), first, settings, attribution)
+        return ops_action(model, action, settings, attribution, version)
 
     decision = registry_call(model, settings, carry_out)
     recorded = _recorded(decision, settings)

@@ -13,7 +13,7 @@ from model_factory.cli.common import (
     Actor,
     Json,
     Reason,
-    actor_name,
+    cli_attribution,
     console,
     err_console,
     fail,
@@ -50,31 +50,29 @@ def _review(model: str, version: str, approve: bool, reason: str, actor: str | N
     from model_factory.review import approval
 
     settings = FactorySettings.from_env()
-    who = f"{actor_name(actor)} via cli"
-    if not reason.strip():
-        fail("refused: a review needs a reason (--reason): it is recorded on the version", EXIT_REFUSED)
+    attribution = cli_attribution(actor, reason)
     try:
         approval.require_held(model, version, settings)
     except approval.ReviewError as exc:
         fail(f"refused: {exc}", EXIT_REFUSED)
     client = _airflow(settings)
-    answered = approval.review_in_airflow(client, model, version, approve, who, reason) if client else None
+    answered = approval.review_in_airflow(client, model, version, approve, attribution) if client else None
     if answered:
         review = _wait_reviewed(model, version, settings)
         result: dict[str, Any] = {"model": model, "version": version, "via": answered, "review": review}
     else:
         try:
             if approve:
-                result = approval.approve_version(model, version, settings, who, reason)
+                result = approval.approve_version(model, version, settings, attribution)
             else:
-                result = approval.reject_version(model, version, settings, who, reason)
+                result = approval.reject_version(model, version, settings, attribution)
         except approval.ReviewError as exc:
             fail(f"refused: {exc}", EXIT_REFUSED)
         if result["alias"] == "challenger":
             if client is not None:
                 run = client.trigger(
                     f"{model}__canary",
-                    conf={"version": version, "actor": who, "reason": f"approved: {reason}"},
+                    conf={"version": version, "actor": attribution.actor, "reason": f"approved: {reason}"},
                 )
                 result["canary_run"] = client.ui_url(f"{model}__canary", run["dag_run_id"])
             else:
@@ -205,12 +203,9 @@ def register(app: typer.Typer) -> None:
         from model_factory.io.tracking import connect
         from model_factory.pipeline.registry import CHECKLIST_OVERRIDE, record_decision
 
-        if not reason.strip():
-            fail("refused: an override needs a reason (--reason)", EXIT_REFUSED)
+        attribution = cli_attribution(actor, reason)
         client = connect(FactorySettings.from_env())
-        decision = record_decision(
-            client, model, version, CHECKLIST_OVERRIDE, f"{actor_name(actor)} via cli", reason
-        )
+        decision = record_decision(client, model, version, CHECKLIST_OVERRIDE, attribution)
         if as_json:
             print_json(decision)
         else:

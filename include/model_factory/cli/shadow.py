@@ -6,7 +6,7 @@ import json
 from typing import Annotated
 
 import typer
-from model_factory.cli.common import Actor, Json, Reason, actor_name, print_json, registry_call
+from model_factory.cli.common import Actor, Json, Reason, cli_attribution, print_json, registry_call
 from model_factory.settings import FactorySettings
 
 shadow_app = typer.Typer(
@@ -43,9 +43,9 @@ def start(
     from model_factory.rollout.shadow import start_shadow
 
     settings = FactorySettings.from_env()
-    who = f"{actor_name(actor)} via cli"
+    attribution = cli_attribution(actor, reason)
     decision = registry_call(
-        model, settings, lambda: start_shadow(model, version, share, settings, who, reason)
+        model, settings, lambda: start_shadow(model, version, share, settings, attribution)
     )
     _print_decision(decision, settings, as_json)
 
@@ -56,8 +56,8 @@ def stop(model: str, reason: Reason, actor: Actor = None, as_json: Json = False)
     from model_factory.rollout.shadow import stop_shadow
 
     settings = FactorySettings.from_env()
-    who = f"{actor_name(actor)} via cli"
-    decision = registry_call(model, settings, lambda: stop_shadow(model, settings, who, reason))
+    attribution = cli_attribution(actor, reason)
+    decision = registry_call(model, settings, lambda: stop_shadow(model, settings, attribution))
     _print_decision(decision, settings, as_json)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from model_factory.contracts import RegisteredVersion
+from model_factory.contracts import Attribution, RegisteredVersion
 from model_factory.io import attestation, tag_schema, tracking
 from model_factory.io.model_loading import model_file_digest
 from model_factory.io.registry_state import (
@@ -198,7 +198,7 @@ def attested(client: MlflowClient, settings: FactorySettings, name: str, version
     )
 
 
-def attest_existing(name: str, version: str, settings: FactorySettings, actor: str, reason: str) -> dict:
+def attest_existing(name: str, version: str, settings: FactorySettings, attribution: Attribution) -> dict:
     """Sign a version registered before attestations existed, with its current decision, after an
     operator has checked it (the factory cannot tell such a version from a forged one). Recorded."""
     client = tracking.connect(settings)
@@ -207,7 +207,7 @@ def attest_existing(name: str, version: str, settings: FactorySettings, actor: s
     if not decision:
         raise PromotionError(f"{name} v{version} has no {tag_schema.DECISION} tag: nothing to attest")
     attest_version(client, settings, name, version, mv.run_id, decision, _registered_digest(name, version))
-    return record_decision(client, name, version, "attested", actor, reason, {"decision": decision})
+    return record_decision(client, name, version, "attested", attribution, {"decision": decision})
 
 
 def _versus_waiting_challenger(
@@ -320,8 +320,7 @@ def record_decision(
     name: str,
     version: str,
     action: str,
-    actor: str,
-    reason: str,
+    attribution: Attribution,
     details: dict | None = None,
 ) -> dict:
     """Tag who/what/when/why on the version (``factory.<action>.by|at|reason|<detail>``).
@@ -336,12 +335,12 @@ def record_decision(
         "model": name,
         "version": version,
         "action": action,
-        "actor": actor,
-        "reason": reason,
+        "actor": attribution.actor,
+        "reason": attribution.reason,
         "at": stamp,
         "details": dict(details or {}),
     }
-    tags = {"by": actor, "at": stamp, "reason": reason}
+    tags = {"by": attribution.actor, "at": stamp, "reason": attribution.reason}
     structured = {}
     for key, value in (details or {}).items():
         if isinstance(value, (dict, list, tuple, set)):
@@ -394,7 +393,7 @@ def require_blessed(client: MlflowClient, model: str, version: str, what: str) -
     require_checklist(client, model, version, what)
 
 
-def promote(model: str, version: str, settings: FactorySettings, actor: str, reason: str) -> dict:
+def promote(model: str, version: str, settings: FactorySettings, attribution: Attribution) -> dict:
     """Make ``version`` the champion; the old champion keeps a ``previous_champion`` alias.
 
     Only a blessed version may be promoted: the evaluation's decision is the gate.
@@ -409,11 +408,11 @@ def promote(model: str, version: str, settings: FactorySettings, actor: str, rea
         client.set_registered_model_alias(model, PREVIOUS_CHAMPION, old)
     if current_alias_version(client, model, CHALLENGER) == version:
         client.delete_registered_model_alias(model, CHALLENGER)
-    record_decision(client, model, version, "promoted", actor, reason)
+    record_decision(client, model, version, "promoted", attribution)
     return {"model": model, "champion": version, "previous_champion": old, "changed": True}
 
 
-def rollback(model: str, settings: FactorySettings, actor: str, reason: str) -> dict:
+def rollback(model: str, settings: FactorySettings, attribution: Attribution) -> dict:
     """Give ``champion`` back to the ``previous_champion`` version in one step."""
     client = tracking.connect(settings)
     previous = current_alias_version(client, model, PREVIOUS_CHAMPION)
@@ -423,5 +422,5 @@ def rollback(model: str, settings: FactorySettings, actor: str, reason: str) -> 
     client.set_registered_model_alias(model, CHAMPION, previous)
     client.delete_registered_model_alias(model, PREVIOUS_CHAMPION)
     if demoted is not None:
-        record_decision(client, model, demoted, "rolled_back", actor, reason)
+        record_decision(client, model, demoted, "rolled_back", attribution)
     return {"model": model, "champion": previous, "demoted": demoted}

@@ -12,10 +12,12 @@ refused naming the winner, and writes nothing, so the audit tags never mix.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from model_factory.contracts import Attribution
 from model_factory.io import claims, tag_schema, tracking
 from model_factory.io.airflow_api import AirflowApiError
 from model_factory.io.registry_state import CHALLENGER, CHAMPION, current_alias_version
@@ -77,12 +79,6 @@ def held_versions(model: str, settings: FactorySettings) -> list[dict]:
     return sorted(out, key=lambda v: int(v["version"]))
 
 
-def _require_reason(reason: str) -> str:
-    if not reason or not reason.strip():
-        raise ReviewError("a review needs a reason (--reason): it is recorded on the version")
-    return reason.strip()
-
-
 def _refresh_checklist(client, model: str, version: str, passed: bool, reason: str) -> None:
     """The review settles the 'gates_passed' item; the overall result follows the items."""
     tags = client.get_model_version(model, version).tags
@@ -124,24 +120,25 @@ def _claim(settings: FactorySettings, mv: ModelVersion, status: str, actor: str)
 
 
 def _review(
-    settings: FactorySettings, model: str, version: str, actor: str, reason: str, status: str, apply
+    settings: FactorySettings, model: str, version: str, attribution: Attribution, status: str, apply
 ) -> dict:
     """Check the version is held, claim it, then record the review (``apply`` writes the rest).
-    A failure after the claim releases it: the version is still held, anyone may decide again."""
+    A failure after the claim releases it: the version is still held, anyone may decide again.
+    The reason is recorded without its surrounding blanks."""
     client = tracking.connect(settings)
-    reason = _require_reason(reason)
+    attribution = replace(attribution, reason=attribution.reason.strip())
     mv = _held(client, model, version)
     if not attested(client, settings, model, version, HELD):
         raise ReviewError(
             f"{model} v{version} is tagged {HELD}, but the factory did not register it so "
             "(its attestation does not match): nothing to review"
         )
-    won = _claim(settings, mv, status, actor)
+    won = _claim(settings, mv, status, attribution.actor)
     try:
         held_why = mv.tags.get(tag_schema.DECISION_REASON, "")
         details = {"status": status, "held_because": held_why, "claim": won.token}
-        decision = record_decision(client, model, version, tag_schema.REVIEW_ACTION, actor, reason, details)
-        why = f"{status} by {actor}: {reason} (held because: {held_why})"
+        decision = record_decision(client, model, version, tag_schema.REVIEW_ACTION, attribution, details)
+        why = f"{status} by {attribution.actor}: {attribution.reason} (held because: {held_why})"
         extra = apply(client, why)
     except Exception:
         if won.won:
@@ -150,7 +147,7 @@ def _review(
     return {**decision, "status": status, **extra, "changed": True}
 
 
-def approve_version(model: str, version: str, settings: FactorySettings, actor: str, reason: str) -> dict:
+def approve_version(model: str, version: str, settings: FactorySettings, attribution: Attribution) -> dict:
     """Bless a held version by review; it becomes challenger (or champion when there is none)."""
 
     def bless(client, why: str) -> dict:
@@ -162,11 +159,11 @@ def approve_version(model: str, version: str, settings: FactorySettings, actor: 
         client.set_registered_model_alias(model, alias, version)
         return {"alias": alias}
 
-    return _review(settings, model, version, actor, reason, "approved", bless)
+    return _review(settings, model, version, attribution, "approved", bless)
 
 
 def reject_version(
-    model: str, version: str, settings: FactorySettings, actor: str, reason: str, status: str = "rejected"
+    model: str, version: str, settings: FactorySettings, attribution: Attribution, status: str = "rejected"
 ) -> dict:
     """Reject a held version by review (``status`` "expired" when the window ran out)."""
 
@@ -177,19 +174,13 @@ def reject_version(
         _refresh_checklist(client, model, version, False, why)
         return {"alias": None}
 
-    return _review(settings, model, version, actor, reason, status, reject)
+    return _review(settings, model, version, attribution, status, reject)
 
 
 def expire_version(model: str, version: str, settings: FactorySettings, window_hours: float) -> dict:
     """Nobody reviewed within the spec's window: rejected, saying so."""
-    return reject_version(
-        model,
-        version,
-        settings,
-        "review window",
-        f"nobody reviewed it within review.window_hours ({window_hours:g} h): expired as rejected",
-        status="expired",
-    )
+    why = f"nobody reviewed it within review.window_hours ({window_hours:g} h): expired as rejected"
+    return reject_version(model, version, settings, Attribution("review window", why), status="expired")
 
 
 def expire_overdue(model: str, settings: FactorySettings, window_hours: float) -> list[dict]:
@@ -202,7 +193,7 @@ def expire_overdue(model: str, settings: FactorySettings, window_hours: float) -
 
 
 def review_in_airflow(
-    client, model: str, version: str, approve: bool, actor: str, reason: str
+    client, model: str, version: str, approve: bool, attribution: Attribution
 ) -> dict | None:
     """Answer the waiting ``<model>__review`` task of ``version`` through Airflow's REST API, so
     the review DAG records it and (approved) starts the canary. None: no such review waits."""
@@ -226,7 +217,7 @@ def review_in_airflow(
             path,
             json={
                 "chosen_options": ["Approve" if approve else "Reject"],
-                "params_input": {"reason": reason, "actor": actor},
+                "params_input": {"reason": attribution.reason, "actor": attribution.actor},
             },
         )
         return {"dag_id": dag_id, "run_id": ti["dag_run_id"], "url": client.ui_url(dag_id, ti["dag_run_id"])}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from model_factory.contracts import Attribution
 from model_factory.io.registry_state import read_serving_state
 from model_factory.pipeline import registry
 from model_factory.pipeline.registry import PromotionError
@@ -22,8 +23,7 @@ def ops_action(
     model: str,
     action: str,
     settings: FactorySettings,
-    actor: str,
-    reason: str,
+    attribution: Attribution,
     version: str | None = None,
     share: float | None = None,
 ) -> dict:
@@ -38,48 +38,46 @@ def ops_action(
     """
     if action not in OPS_ACTIONS:
         raise PromotionError(f"unknown action {action!r}; use one of {', '.join(OPS_ACTIONS)}")
-    if not reason or not reason.strip():
-        raise PromotionError(f"{action} needs a reason: it is recorded with who and when")
     version = str(version) if version is not None else None
     if action == "shadow":
         if version is None:
             raise PromotionError("shadow needs the version to score beside the champion")
-        return start_shadow(model, version, share, settings, actor, reason)
+        return start_shadow(model, version, share, settings, attribution)
     if action == "shadow_stop":
-        return stop_shadow(model, settings, actor, reason)
+        return stop_shadow(model, settings, attribution)
     state = read_serving_state(model, settings)
     if action == "promote" and state.canary and version in (None, state.canary):
-        return promote_canary(model, settings, actor, reason)
+        return promote_canary(model, settings, attribution)
     if action == "promote":
         if version is None:
             raise PromotionError(f"model {model!r} has no canary running: say which version to promote")
-        done = registry.promote(model, version, settings, actor, reason)
+        done = registry.promote(model, version, settings, attribution)
         return {
             "model": model,
             "version": version,
             "action": "promoted",
-            "actor": actor,
-            "reason": reason,
+            "actor": attribution.actor,
+            "reason": attribution.reason,
             "details": done,
             "changed": done["changed"],
         }
     if action == "rollback" and state.canary:
-        return rollback_canary(model, settings, actor, reason)
+        return rollback_canary(model, settings, attribution)
     if action == "rollback":
-        done = registry.rollback(model, settings, actor, reason)
+        done = registry.rollback(model, settings, attribution)
         return {
             "model": model,
             "version": done["champion"],
             "action": "rolled_back",
-            "actor": actor,
-            "reason": reason,
+            "actor": attribution.actor,
+            "reason": attribution.reason,
             "details": done,
             "changed": True,
         }
     if action == "abort":
-        return abort_canary(model, settings, actor, reason)
+        return abort_canary(model, settings, attribution)
     if action == "pin":
         if version is None:
             raise PromotionError("pin needs the version to serve")
-        return pin_version(model, version, settings, actor, reason)
-    return unpin_version(model, settings, actor, reason)
+        return pin_version(model, version, settings, attribution)
+    return unpin_version(model, settings, attribution)

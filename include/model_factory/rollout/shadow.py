@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import sqlalchemy as sa
+from model_factory.contracts import Attribution
 from model_factory.io import tag_schema, tracking
 from model_factory.io.registry_state import SHADOW, ServingState, parse_share, serving_state
 from model_factory.pipeline import registry
@@ -55,7 +56,7 @@ def _state(client, model: str) -> ServingState:
 
 
 def start_shadow(
-    model: str, version: str, share: float | None, settings: FactorySettings, actor: str, reason: str
+    model: str, version: str, share: float | None, settings: FactorySettings, attribution: Attribution
 ) -> dict:
     """Score a blessed ``version`` beside the champion on ``share`` of its requests (default all).
 
@@ -65,8 +66,6 @@ def start_shadow(
     """
     version = str(version)
     share = _check_share(DEFAULT_SHARE if share is None else share)
-    if not reason or not reason.strip():
-        raise PromotionError("shadow start needs a reason: it is recorded with who and when")
     client = tracking.connect(settings)
     state = _state(client, model)
     if state.champion is None:
@@ -82,8 +81,8 @@ def start_shadow(
             "model": model,
             "version": version,
             "action": "shadow_started",
-            "actor": actor,
-            "reason": reason,
+            "actor": attribution.actor,
+            "reason": attribution.reason,
             "at": state.shadow_started_at or _now(),
             "changed": False,
             "details": {"share": share, "champion": state.champion},
@@ -99,16 +98,14 @@ def start_shadow(
     details = {"share": share, "champion": state.champion, "started_at": started}
     if state.shadow and state.shadow != version:
         details["replaced_shadow"] = state.shadow
-    decision = registry.record_decision(client, model, version, "shadow_started", actor, reason, details)
+    decision = registry.record_decision(client, model, version, "shadow_started", attribution, details)
     return {**decision, "at": started, "changed": True}
 
 
-def stop_shadow(model: str, settings: FactorySettings, actor: str, reason: str) -> dict:
+def stop_shadow(model: str, settings: FactorySettings, attribution: Attribution) -> dict:
     """Share to 0 (the gateway stops scoring it), then the alias goes. No shadow: nothing changes."""
     from mlflow.exceptions import MlflowException
 
-    if not reason or not reason.strip():
-        raise PromotionError("shadow stop needs a reason: it is recorded with who and when")
     client = tracking.connect(settings)
     state = _state(client, model)
     if state.shadow is None:
@@ -118,8 +115,8 @@ def stop_shadow(model: str, settings: FactorySettings, actor: str, reason: str) 
                 "model": model,
                 "version": last,
                 "action": "shadow_stopped",
-                "actor": actor,
-                "reason": reason,
+                "actor": attribution.actor,
+                "reason": attribution.reason,
                 "at": _now(),
                 "changed": False,
                 "details": {},
@@ -134,7 +131,7 @@ def stop_shadow(model: str, settings: FactorySettings, actor: str, reason: str) 
         "champion": state.champion,
         "started_at": state.shadow_started_at,
     }
-    decision = registry.record_decision(client, model, state.shadow, "shadow_stopped", actor, reason, details)
+    decision = registry.record_decision(client, model, state.shadow, "shadow_stopped", attribution, details)
     return {**decision, "changed": True}
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from model_factory.contracts import Attribution
 from model_factory.io import tag_schema, tracking
 from model_factory.io.registry_state import CANARY, CHALLENGER, ServingState, serving_state
 from model_factory.pipeline import registry
@@ -60,15 +62,15 @@ def _running(state: ServingState, version: str | None) -> str:
 
 
 def _unchanged(
-    model: str, version: str, action: str, actor: str, reason: str, details: dict | None, at: str | None
+    model: str, version: str, action: str, attribution: Attribution, details: dict | None, at: str | None
 ) -> dict:
     """The answer to a repeated call (a retried task): nothing changed, nothing recorded again."""
     return {
         "model": model,
         "version": str(version),
         "action": action,
-        "actor": actor,
-        "reason": reason,
+        "actor": attribution.actor,
+        "reason": attribution.reason,
         "at": at or _now(),
         "changed": False,
         "details": dict(details or {}),
@@ -87,7 +89,7 @@ def _end_canary(client: MlflowClient, model: str, status: str) -> None:
 
 
 def start_canary(
-    model: str, version: str, share: float, settings: FactorySettings, actor: str, reason: str
+    model: str, version: str, share: float, settings: FactorySettings, attribution: Attribution
 ) -> dict:
     """Make a blessed ``version`` the canary at ``share`` of the traffic.
 
@@ -102,8 +104,7 @@ def start_canary(
             model,
             version,
             "canary_started",
-            actor,
-            reason,
+            attribution,
             {"share": state.share, "stage": state.stage},
             at=state.started_at,
         )
@@ -137,7 +138,7 @@ def start_canary(
     client.set_registered_model_alias(model, CANARY, version)
     client.set_registered_model_tag(model, SHARE_TAG, f"{share:.4f}")
     details = {"share": share, "stage": 1, "champion": state.champion, "started_at": started}
-    decision = registry.record_decision(client, model, version, "canary_started", actor, reason, details)
+    decision = registry.record_decision(client, model, version, "canary_started", attribution, details)
     # "at" is the start written to the registry, so a retried call answers the same time.
     return {**decision, "at": started, "changed": True}
 
@@ -146,8 +147,7 @@ def set_canary_share(
     model: str,
     share: float,
     settings: FactorySettings,
-    actor: str,
-    reason: str,
+    attribution: Attribution,
     version: str | None = None,
 ) -> dict:
     """Ramp the running canary to ``share`` (stage + 1). ``version`` guards against ramping
@@ -158,22 +158,21 @@ def set_canary_share(
     canary = _running(state, version)
     if abs(state.share - share) < 1e-9:
         return _unchanged(
-            model, canary, "canary_ramped", actor, reason, {"share": share, "stage": state.stage}, at=_now()
+            model, canary, "canary_ramped", attribution, {"share": share, "stage": state.stage}, at=_now()
         )
     stage = state.stage + 1
     client.set_registered_model_tag(model, SHARE_TAG, f"{share:.4f}")
     client.set_registered_model_tag(model, STAGE_TAG, str(stage))
     client.set_registered_model_tag(model, UPDATED_TAG, _now())
     details = {"share": share, "previous_share": state.share, "stage": stage}
-    decision = registry.record_decision(client, model, canary, "canary_ramped", actor, reason, details)
+    decision = registry.record_decision(client, model, canary, "canary_ramped", attribution, details)
     return {**decision, "changed": True}
 
 
 def promote_canary(
     model: str,
     settings: FactorySettings,
-    actor: str,
-    reason: str,
+    attribution: Attribution,
     version: str | None = None,
     details: dict | None = None,
 ) -> dict:
@@ -185,9 +184,9 @@ def promote_canary(
     client = tracking.connect(settings)
     state = _state(client, model)
     if state.canary is None and version is not None and state.champion == str(version):
-        return _unchanged(model, str(version), "canary_promoted", actor, reason, details or {}, at=_now())
+        return _unchanged(model, str(version), "canary_promoted", attribution, details or {}, at=_now())
     canary = _running(state, version)
-    promoted = registry.promote(model, canary, settings, actor, reason)
+    promoted = registry.promote(model, canary, settings, attribution)
     _end_canary(client, model, "promoted")
     if registry.current_alias_version(client, model, CHALLENGER) == canary:
         client.delete_registered_model_alias(model, CHALLENGER)
@@ -197,7 +196,7 @@ def promote_canary(
         "final_share": state.share,
         "stage": state.stage,
     }
-    decision = registry.record_decision(client, model, canary, "canary_promoted", actor, reason, info)
+    decision = registry.record_decision(client, model, canary, "canary_promoted", attribution, info)
     return {
         **decision,
         "changed": True,
@@ -210,8 +209,7 @@ def _stop(
     status: str,
     model: str,
     settings: FactorySettings,
-    actor: str,
-    reason: str,
+    attribution: Attribution,
     version: str | None,
     details: dict | None,
     drop_challenger: bool,
@@ -223,42 +221,40 @@ def _stop(
     state = _state(client, model)
     done = state.canary is None and state.status == status and state.tags.get(VERSION_TAG) == version
     if version is not None and done:
-        return _unchanged(model, str(version), action, actor, reason, details or {}, at=_now())
+        return _unchanged(model, str(version), action, attribution, details or {}, at=_now())
     canary = _running(state, version)
     _end_canary(client, model, status)
     if drop_challenger and registry.current_alias_version(client, model, CHALLENGER) == canary:
         client.delete_registered_model_alias(model, CHALLENGER)
     info = {**(details or {}), "final_share": state.share, "stage": state.stage, "champion": state.champion}
-    decision = registry.record_decision(client, model, canary, action, actor, reason, info)
+    decision = registry.record_decision(client, model, canary, action, attribution, info)
     return {**decision, "changed": True, "champion": state.champion}
 
 
 def rollback_canary(
     model: str,
     settings: FactorySettings,
-    actor: str,
-    reason: str,
+    attribution: Attribution,
     version: str | None = None,
     details: dict | None = None,
 ) -> dict:
     """The canary lost (analysis, guardrail or load failure): alias removed, share 0, and its
     ``challenger`` alias dropped so it is not retried. The champion is untouched."""
-    return _stop("rolled_back", model, settings, actor, reason, version, details, drop_challenger=True)
+    return _stop("rolled_back", model, settings, attribution, version, details, drop_challenger=True)
 
 
 def abort_canary(
     model: str,
     settings: FactorySettings,
-    actor: str,
-    reason: str,
+    attribution: Attribution,
     version: str | None = None,
     details: dict | None = None,
 ) -> dict:
     """Stop the canary without a verdict (ops): alias removed, share 0; a ``challenger`` alias stays."""
-    return _stop("aborted", model, settings, actor, reason, version, details, drop_challenger=False)
+    return _stop("aborted", model, settings, attribution, version, details, drop_challenger=False)
 
 
-def pin_version(model: str, version: str, settings: FactorySettings, actor: str, reason: str) -> dict:
+def pin_version(model: str, version: str, settings: FactorySettings, attribution: Attribution) -> dict:
     """Serve exactly ``version``: champion set (old one kept as ``previous_champion``), any canary
     aborted, and no new canary starts until :func:`unpin_version`."""
     version = str(version)
@@ -267,23 +263,24 @@ def pin_version(model: str, version: str, settings: FactorySettings, actor: str,
     registry.require_blessed(client, model, version, "served")
     aborted = None
     if state.canary is not None:
-        aborted = abort_canary(model, settings, actor, f"pinned to v{version}: {reason}")["version"]
-    promoted = registry.promote(model, version, settings, actor, reason)
+        why_abort = replace(attribution, reason=f"pinned to v{version}: {attribution.reason}")
+        aborted = abort_canary(model, settings, why_abort)["version"]
+    promoted = registry.promote(model, version, settings, attribution)
     client.set_registered_model_tag(model, PINNED_TAG, version)
     details = {
         "previous_champion": promoted["previous_champion"] if promoted["changed"] else None,
         "aborted_canary": aborted,
     }
-    decision = registry.record_decision(client, model, version, "pinned", actor, reason, details)
+    decision = registry.record_decision(client, model, version, "pinned", attribution, details)
     return {**decision, "changed": True, "champion": version}
 
 
-def unpin_version(model: str, settings: FactorySettings, actor: str, reason: str) -> dict:
+def unpin_version(model: str, settings: FactorySettings, attribution: Attribution) -> dict:
     """Allow canaries again; the champion stays where it is."""
     client = tracking.connect(settings)
     state = _state(client, model)
     if state.pinned is None:
         raise PromotionError(f"model {model!r} is not pinned")
     client.delete_registered_model_tag(model, PINNED_TAG)
-    decision = registry.record_decision(client, model, state.pinned, "unpinned", actor, reason)
+    decision = registry.record_decision(client, model, state.pinned, "unpinned", attribution)
     return {**decision, "changed": True}

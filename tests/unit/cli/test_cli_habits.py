@@ -48,14 +48,14 @@ def test_override_checklist_prints_one_readable_line_and_json_on_request(monkeyp
 
     recorded = []
 
-    def record(client, model, version, action, actor, reason, details=None):
-        recorded.append((model, version, action, reason))
+    def record(client, model, version, action, attribution, details=None):
+        recorded.append((model, version, action, attribution.reason))
         return {
             "model": model,
             "version": version,
             "action": action,
-            "actor": actor,
-            "reason": reason,
+            "actor": attribution.actor,
+            "reason": attribution.reason,
             "at": "2026-12-04T04:00:00+00:00",
             "details": {},
         }

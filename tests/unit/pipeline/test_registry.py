@@ -6,6 +6,7 @@ import json
 
 import pytest
 from model_factory.cli.main import main
+from model_factory.contracts import Attribution
 from model_factory.io.tracking import connect
 from model_factory.pipeline.registry import PromotionError, current_alias_version, promote, rollback
 from model_factory.settings import FactorySettings
@@ -27,7 +28,7 @@ def two_versions(factory_home):
 
 def test_promote_moves_champion_and_keeps_previous(two_versions):
     settings = two_versions
-    result = promote("churn", "2", settings, actor="alice", reason="canary looked good")
+    result = promote("churn", "2", settings, Attribution("alice", "canary looked good"))
     client = connect(settings)
     assert result == {"model": "churn", "champion": "2", "previous_champion": "1", "changed": True}
     assert current_alias_version(client, "churn", "champion") == "2"
@@ -37,7 +38,7 @@ def test_promote_moves_champion_and_keeps_previous(two_versions):
     assert tags["factory.promoted.by"] == "alice"
     assert tags["factory.promoted.reason"] == "canary looked good"
 
-    back = rollback("churn", settings, actor="bob", reason="live AUC dropped")
+    back = rollback("churn", settings, Attribution("bob", "live AUC dropped"))
     assert back == {"model": "churn", "champion": "1", "demoted": "2"}
     assert current_alias_version(client, "churn", "champion") == "1"
     assert current_alias_version(client, "churn", "previous_champion") is None
@@ -46,7 +47,7 @@ def test_promote_moves_champion_and_keeps_previous(two_versions):
 
 def test_rollback_without_previous_champion_is_refused(two_versions):
     with pytest.raises(PromotionError, match="no previous_champion"):
-        rollback("churn", two_versions, actor="bob", reason="x")
+        rollback("churn", two_versions, Attribution("bob", "x"))
 
 
 def test_only_blessed_versions_can_be_promoted(factory_home):
@@ -54,9 +55,9 @@ def test_only_blessed_versions_can_be_promoted(factory_home):
     spec = spec_for("demand", **{"gates.threshold": 0.5})
     _retrain(spec, settings, DAY, [_validated(settings, "demand", DAY)])
     with pytest.raises(PromotionError, match=r"v1 is rejected .*only blessed"):
-        promote("demand", "1", settings, actor="alice", reason="try")
+        promote("demand", "1", settings, Attribution("alice", "try"))
     with pytest.raises(PromotionError, match="no version '7'"):
-        promote("demand", "7", settings, actor="alice", reason="try")
+        promote("demand", "7", settings, Attribution("alice", "try"))
 
 
 def test_cli_promote_and_rollback(two_versions, capsys):

@@ -11,6 +11,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from model_factory.contracts import Attribution
 from model_factory.io import claims
 from model_factory.io.tracking import connect
 from model_factory.review import approval
@@ -26,6 +27,7 @@ PACKAGE_ROOT = Path(approval.__file__).resolve().parents[2]
 REVIEWER = """
 import json, sys, time
 from pathlib import Path
+from model_factory.contracts import Attribution
 from model_factory.io.tracking import connect
 from model_factory.review import approval
 from model_factory.settings import FactorySettings
@@ -38,7 +40,7 @@ while len(list(Path(barrier).iterdir())) < int(count):
     time.sleep(0.002)
 try:
     review = approval.approve_version if action == "approve" else approval.reject_version
-    review("churn", version, settings, actor, f"{action} in a race")
+    review("churn", version, settings, Attribution(actor, f"{action} in a race"))
     print(json.dumps({"actor": actor, "ok": True}))
 except approval.ReviewError as exc:
     print(json.dumps({"actor": actor, "ok": False, "error": str(exc)}))
@@ -105,8 +107,8 @@ def test_a_review_that_cannot_be_recorded_releases_its_claim(factory_home, monke
     with monkeypatch.context() as patched:
         patched.setattr(approval, "record_decision", down)
         with pytest.raises(RuntimeError, match="registry down"):
-            approval.approve_version("churn", held["version"], settings, "alice", "looks fine")
-    rejected = approval.reject_version("churn", held["version"], settings, "bob", "leakage")
+            approval.approve_version("churn", held["version"], settings, Attribution("alice", "looks fine"))
+    rejected = approval.reject_version("churn", held["version"], settings, Attribution("bob", "leakage"))
     assert rejected["status"] == "rejected"
     row = claims.claim(
         claims.claims_db_uri(settings), f"review:churn:v{held['version']}:{held['run_id']}", "approved", "eve"

@@ -11,6 +11,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from model_factory.contracts import Attribution
 from model_factory.io import storage
 from model_factory.io.tracking import connect
 from model_factory.pipeline.evaluation import evaluate_candidate
@@ -133,11 +134,13 @@ def test_a_failing_checklist_item_blocks_canary_promotion_and_pin_until_overridd
     assert client.get_model_version("churn", version).tags["factory.checklist.training_cost"] == "fail"
     failing = r"fails its lifecycle checklist \(training_cost: .* over the budget"
     with pytest.raises(PromotionError, match=failing):
-        promote("churn", version, settings, "ops", "ship it")
+        promote("churn", version, settings, Attribution("ops", "ship it"))
     with pytest.raises(PromotionError, match="training_cost"):
-        start_canary("churn", version, 0.1, settings, "ops", "try it")
-    record_decision(client, "churn", version, "checklist_override", "alice", "cost accepted for Q1")
-    assert promote("churn", version, settings, "ops", "ship it")["champion"] == version
+        start_canary("churn", version, 0.1, settings, Attribution("ops", "try it"))
+    record_decision(
+        client, "churn", version, "checklist_override", Attribution("alice", "cost accepted for Q1")
+    )
+    assert promote("churn", version, settings, Attribution("ops", "ship it"))["champion"] == version
 
 
 def test_a_card_failing_to_render_leaves_the_version_registered_card_missing(factory_home, monkeypatch):
@@ -163,19 +166,19 @@ def test_approve_reject_and_expire_held_versions(factory_home):
     first = retrain(held_spec, settings)
     assert first["status"] == "held_for_review" and "too-good score 0.5" in first["reason"]
     assert approval.held_versions("churn", settings)[0]["version"] == first["version"]
-    with pytest.raises(approval.ReviewError, match="needs a reason"):
-        approval.approve_version("churn", first["version"], settings, "alice", " ")
-    approved = approval.approve_version("churn", first["version"], settings, "alice", "checked: no leakage")
+    approved = approval.approve_version(
+        "churn", first["version"], settings, Attribution("alice", "checked: no leakage")
+    )
     assert approved["alias"] == "champion"
     mv = connect(settings).get_model_version("churn", first["version"])
     assert mv.tags["factory.review.by"] == "alice" and mv.tags["factory.review.status"] == "approved"
     assert mv.tags["factory.decision"] == "blessed" and mv.tags["factory.checklist.gates_passed"] == "pass"
     with pytest.raises(approval.ReviewError, match="already approved by alice"):
-        approval.reject_version("churn", first["version"], settings, "bob", "no")
+        approval.reject_version("churn", first["version"], settings, Attribution("bob", "no"))
 
     blessed = retrain(spec_for(), settings, date(2026, 2, 3), carded=False)
     with pytest.raises(approval.ReviewError, match=f"v{blessed['version']} is {blessed['status']}, not held"):
-        approval.approve_version("churn", blessed["version"], settings, "alice", "ok")
+        approval.approve_version("churn", blessed["version"], settings, Attribution("alice", "ok"))
 
     third = retrain(
         spec_for(gates={"too_good_score": 0.5, "min_holdout_rows": 10}, split={"seed": 3}),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from model_factory.contracts import Attribution
 from model_factory.io import tag_schema
 from model_factory.io.tracking import connect
 from model_factory.pipeline.registry import decision_artifact, record_decision
@@ -49,8 +50,7 @@ def test_a_registered_version_has_fewer_tags_and_every_reader_still_finds_its_ow
         "churn",
         version,
         "canary_promoted",
-        "airflow",
-        "live AUC holds",
+        Attribution("airflow", "live AUC holds"),
         {"analysis": analysis, "final_share": 0.5},
     )
     after = client.get_model_version("churn", version).tags

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from model_factory.contracts import Attribution
 from model_factory.io.tracking import connect
 from model_factory.pipeline import registry
 from model_factory.pipeline.registry import PromotionError
@@ -292,7 +293,7 @@ def version_tags(settings, version: str) -> dict[str, str]:
 
 
 def test_start_ramp_and_promote_a_canary(settings):
-    started = canary.start_canary("churn", "2", 0.1, settings, "alice", "blessed challenger")
+    started = canary.start_canary("churn", "2", 0.1, settings, Attribution("alice", "blessed challenger"))
     assert started["changed"] and started["action"] == "canary_started" and started["details"]["share"] == 0.1
     state = canary.read_serving_state("churn", settings)
     assert (state.champion, state.canary, state.share, state.stage, state.status) == (
@@ -308,17 +309,19 @@ def test_start_ramp_and_promote_a_canary(settings):
     assert tags["factory.canary_started.reason"] == "blessed challenger"
     assert tags["factory.canary_started.share"] == "0.1"
 
-    again = canary.start_canary("churn", "2", 0.1, settings, "airflow", "retried task")
+    again = canary.start_canary("churn", "2", 0.1, settings, Attribution("airflow", "retried task"))
     assert again["changed"] is False and again["at"] == started["at"]
 
-    ramped = canary.set_canary_share("churn", 0.5, settings, "airflow", "stage 1 healthy", version="2")
+    ramped = canary.set_canary_share(
+        "churn", 0.5, settings, Attribution("airflow", "stage 1 healthy"), version="2"
+    )
     assert ramped["details"] == {"share": 0.5, "previous_share": 0.1, "stage": 2}
     assert canary.read_serving_state("churn", settings).share == 0.5
     with pytest.raises(PromotionError, match="the running canary is v2, not v3"):
-        canary.set_canary_share("churn", 1.0, settings, "airflow", "x", version="3")
+        canary.set_canary_share("churn", 1.0, settings, Attribution("airflow", "x"), version="3")
 
     promoted = canary.promote_canary(
-        "churn", settings, "airflow", "live AUC holds", version="2", details={"p_value": 0.4}
+        "churn", settings, Attribution("airflow", "live AUC holds"), version="2", details={"p_value": 0.4}
     )
     assert promoted["champion"] == "2" and promoted["previous_champion"] == "1"
     assert aliases(settings) == {"champion": "2", "previous_champion": "1"}  # canary and challenger gone
@@ -328,68 +331,77 @@ def test_start_ramp_and_promote_a_canary(settings):
     assert tags["factory.promoted.by"] == "airflow"  # through registry.promote
     assert tags["factory.canary_promoted.reason"] == "live AUC holds"
     assert tags["factory.canary_promoted.p_value"] == "0.4"
-    retry = canary.promote_canary("churn", settings, "airflow", "retried", version="2")
+    retry = canary.promote_canary("churn", settings, Attribution("airflow", "retried"), version="2")
     assert retry["changed"] is False
 
-    back = registry.rollback("churn", settings, "bob", "one-command rollback still works")
+    back = registry.rollback("churn", settings, Attribution("bob", "one-command rollback still works"))
     assert back == {"model": "churn", "champion": "1", "demoted": "2"}
 
 
 def test_roll_back_and_abort_leave_the_champion_alone(settings):
-    canary.start_canary("churn", "2", 0.1, settings, "airflow", "try")
+    canary.start_canary("churn", "2", 0.1, settings, Attribution("airflow", "try"))
     rolled = canary.rollback_canary(
-        "churn", settings, "airflow", "live AUC dropped 12%", version="2", details={"decision": "rollback"}
+        "churn",
+        settings,
+        Attribution("airflow", "live AUC dropped 12%"),
+        version="2",
+        details={"decision": "rollback"},
     )
     assert rolled["action"] == "canary_rolled_back" and rolled["details"]["final_share"] == 0.1
     assert aliases(settings) == {"champion": "1"}  # the rolled-back version is no challenger any more
     state = canary.read_serving_state("churn", settings)
     assert (state.canary, state.share, state.status) == (None, 0.0, "rolled_back")
     assert version_tags(settings, "2")["factory.canary_rolled_back.reason"] == "live AUC dropped 12%"
-    assert canary.rollback_canary("churn", settings, "airflow", "retry", version="2")["changed"] is False
+    retried = canary.rollback_canary("churn", settings, Attribution("airflow", "retry"), version="2")
+    assert retried["changed"] is False
     with pytest.raises(PromotionError, match="has no canary running"):
-        canary.rollback_canary("churn", settings, "airflow", "nothing to roll back")
+        canary.rollback_canary("churn", settings, Attribution("airflow", "nothing to roll back"))
 
     connect(settings).set_registered_model_alias("churn", "challenger", "2")
-    canary.start_canary("churn", "2", 0.2, settings, "ops", "again")
-    aborted = canary.abort_canary("churn", settings, "carol", "maintenance window")
+    canary.start_canary("churn", "2", 0.2, settings, Attribution("ops", "again"))
+    aborted = canary.abort_canary("churn", settings, Attribution("carol", "maintenance window"))
     assert aborted["action"] == "canary_aborted"
     assert aliases(settings) == {"champion": "1", "challenger": "2"}  # abort keeps the challenger
     assert version_tags(settings, "2")["factory.canary_aborted.by"] == "carol"
 
 
 def test_start_is_refused_with_the_reason(settings):
+    asked = Attribution("a", "r")
     with pytest.raises(PromotionError, match="already the champion"):
-        canary.start_canary("churn", "1", 0.1, settings, "a", "r")
+        canary.start_canary("churn", "1", 0.1, settings, asked)
     with pytest.raises(PromotionError, match=r"v4 is rejected .*only blessed"):
-        canary.start_canary("churn", "4", 0.1, settings, "a", "r")
+        canary.start_canary("churn", "4", 0.1, settings, asked)
     with pytest.raises(PromotionError, match="no version '99'"):
-        canary.start_canary("churn", "99", 0.1, settings, "a", "r")
+        canary.start_canary("churn", "99", 0.1, settings, asked)
     with pytest.raises(PromotionError, match=r"share must be in \(0, 1\]"):
-        canary.start_canary("churn", "2", 1.5, settings, "a", "r")
+        canary.start_canary("churn", "2", 1.5, settings, asked)
     with pytest.raises(PromotionError, match="not registered"):
-        canary.start_canary("nope", "2", 0.1, settings, "a", "r")
-    canary.start_canary("churn", "2", 0.1, settings, "a", "r")
+        canary.start_canary("nope", "2", 0.1, settings, asked)
+    canary.start_canary("churn", "2", 0.1, settings, asked)
     with pytest.raises(PromotionError, match="already has canary v2 running"):
-        canary.start_canary("churn", "3", 0.1, settings, "a", "r")
+        canary.start_canary("churn", "3", 0.1, settings, asked)
 
 
 def test_pin_aborts_the_canary_and_blocks_new_ones_until_unpinned(settings):
-    canary.start_canary("churn", "2", 0.1, settings, "airflow", "try")
-    pinned = canary.pin_version("churn", "2", settings, "dave", "incident 42: hold v2")
+    canary.start_canary("churn", "2", 0.1, settings, Attribution("airflow", "try"))
+    pinned = canary.pin_version("churn", "2", settings, Attribution("dave", "incident 42: hold v2"))
     assert pinned["details"] == {"previous_champion": "1", "aborted_canary": "2"}
     state = canary.read_serving_state("churn", settings)
     assert (state.champion, state.canary, state.pinned, state.status) == ("2", None, "2", "aborted")
     assert version_tags(settings, "2")["factory.pinned.by"] == "dave"
     with pytest.raises(PromotionError, match="pinned to v2; unpin it"):
-        canary.start_canary("churn", "1", 0.1, settings, "airflow", "new challenger")
-    canary.unpin_version("churn", settings, "dave", "incident closed")
+        canary.start_canary("churn", "1", 0.1, settings, Attribution("airflow", "new challenger"))
+    canary.unpin_version("churn", settings, Attribution("dave", "incident closed"))
     assert canary.read_serving_state("churn", settings).pinned is None
-    assert canary.start_canary("churn", "1", 0.1, settings, "airflow", "back to v1 as a canary")["changed"]
+    back_to_v1 = canary.start_canary(
+        "churn", "1", 0.1, settings, Attribution("airflow", "back to v1 as a canary")
+    )
+    assert back_to_v1["changed"]
 
 
 def test_share_applies_only_to_the_version_it_was_set_for(settings):
     client = connect(settings)
-    canary.start_canary("churn", "2", 0.3, settings, "airflow", "x")
+    canary.start_canary("churn", "2", 0.3, settings, Attribution("airflow", "x"))
     client.set_registered_model_alias("churn", "canary", "3")  # someone moved the alias by hand
     assert canary.read_serving_state("churn", settings).share == 0.0
 
@@ -397,8 +409,10 @@ def test_share_applies_only_to_the_version_it_was_set_for(settings):
 def test_decisions_go_to_the_prediction_db_too(settings, tmp_path):
     db = f"sqlite:///{tmp_path / 'decisions.db'}"
     for decision in (
-        canary.start_canary("churn", "2", 0.1, settings, "airflow", "start"),
-        canary.rollback_canary("churn", settings, "airflow", "worse", details={"p_value": 0.001}),
+        canary.start_canary("churn", "2", 0.1, settings, Attribution("airflow", "start")),
+        canary.rollback_canary(
+            "churn", settings, Attribution("airflow", "worse"), details={"p_value": 0.001}
+        ),
     ):
         predlog.write_decision(db, decision)
     rows = predlog.decisions(db, "churn")
@@ -497,7 +511,7 @@ def test_arm_outcomes_read_class_names_and_probabilities_and_skip_garbage(tmp_pa
 def test_a_stage_that_cannot_be_read_waits_then_rolls_back_at_its_deadline(settings):
     from tests.unit.serving.test_gateway import CHURN
 
-    canary.start_canary("churn", "2", 0.5, settings, "test", "unreadable prediction DB")
+    canary.start_canary("churn", "2", 0.5, settings, Attribution("test", "unreadable prediction DB"))
     down = "postgresql+psycopg2://nobody:nothing@127.0.0.1:1/predictions"
     waiting = canary.analyse_running_canary(CHURN, settings, db=down)
     assert waiting.decision == "wait" and "cannot be judged now" in waiting.reasons[0]
@@ -544,13 +558,13 @@ def test_a_stage_judges_only_outcomes_after_its_ramp_even_in_the_same_second(set
     db = f"sqlite:///{tmp_path / 'p.db'}"
     second = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
     monkeypatch.setattr(rollout_state, "datetime", _clock_at(second + timedelta(milliseconds=100)))
-    canary.start_canary("churn", "2", 0.5, settings, "test", "same-second stages")
+    canary.start_canary("churn", "2", 0.5, settings, Attribution("test", "same-second stages"))
     _log_labelled(db, 0, 60, at=(second + timedelta(milliseconds=500)).replace(tzinfo=None))
     first = canary.analyse_running_canary(spec, settings, db)
     assert first.decision == "continue", first.reasons
 
     monkeypatch.setattr(rollout_state, "datetime", _clock_at(second + timedelta(milliseconds=900)))
-    canary.set_canary_share("churn", 1.0, settings, "test", "stage 1 ok", version="2")
+    canary.set_canary_share("churn", 1.0, settings, Attribution("test", "stage 1 ok"), version="2")
     stalled = canary.analyse_running_canary(spec, settings, db)
     assert stalled.decision == "wait" and stalled.stage_labelled == 0, stalled.reasons
     assert "0/40 labelled outcomes since the stage began" in stalled.reasons[0]

@@ -4,6 +4,7 @@ is a thin wrapper): a share from the conf, the version required, who and why rec
 from __future__ import annotations
 
 import pytest
+from model_factory.contracts import Attribution
 from model_factory.io import tag_schema
 from model_factory.io.registry_state import read_serving_state
 from model_factory.io.tracking import connect
@@ -17,8 +18,10 @@ from tests.unit.pipeline.test_registry import two_versions  # noqa: F401 - fixtu
 def test_conf_actions_start_and_stop_a_shadow(two_versions: FactorySettings) -> None:  # noqa: F811
     settings = two_versions
     with pytest.raises(PromotionError, match="shadow needs the version"):
-        ops_action("churn", "shadow", settings, "ana via airflow", "compare")
-    started = ops_action("churn", "shadow", settings, "ana via airflow", "compare", version=2, share=0.25)
+        ops_action("churn", "shadow", settings, Attribution("ana via airflow", "compare"))
+    started = ops_action(
+        "churn", "shadow", settings, Attribution("ana via airflow", "compare"), version=2, share=0.25
+    )
     assert (started["action"], started["version"], started["details"]["share"]) == (
         "shadow_started",
         "2",
@@ -28,10 +31,12 @@ def test_conf_actions_start_and_stop_a_shadow(two_versions: FactorySettings) -> 
     assert (state.champion, state.shadow, state.shadow_share, state.canary) == ("1", "2", 0.25, None)
     tags = connect(settings).get_model_version("churn", "2").tags
     assert tags["factory.shadow_started.by"] == "ana via airflow"
-    default = ops_action("churn", "shadow", settings, "ana via airflow", "all of it", version="2")
+    default = ops_action(
+        "churn", "shadow", settings, Attribution("ana via airflow", "all of it"), version="2"
+    )
     assert default["details"]["share"] == 1.0  # no share in the conf: every request
 
-    stopped = ops_action("churn", "shadow_stop", settings, "bob via airflow", "seen enough")
+    stopped = ops_action("churn", "shadow_stop", settings, Attribution("bob via airflow", "seen enough"))
     assert stopped["action"] == "shadow_stopped" and stopped["details"]["final_share"] == 1.0
     state = read_serving_state("churn", settings)
     assert (state.shadow, state.shadow_share) == (None, 0.0)

@@ -24,6 +24,7 @@ from datetime import timedelta
 import httpx
 import pytest
 import sqlalchemy as sa
+from model_factory.contracts import Attribution
 from model_factory.io.tracking import connect
 from model_factory.pipeline import registry
 from model_factory.rollout import canary
@@ -328,7 +329,7 @@ def test_request_ids_are_the_gateways_so_feedback_names_one_prediction(gateway, 
     """Issue 18 finding 4: two callers (and two models) reusing one request id. Before, feedback
     for "dup" attached to all three predictions, the first answerer took it (the rightful caller
     got 409) and the canary data counted the outcome once per prediction."""
-    canary.start_canary("churn", "2", 0.5, registry_state, "test", "ids")
+    canary.start_canary("churn", "2", 0.5, registry_state, Attribution("test", "ids"))
     gateway.app_state.watcher.refresh()
     demand_row = json_rows(demo_data.generate_batch("demand", DAY, rows=1), DEMAND.features.all)[0]
     rows = churn_rows(2)
@@ -670,7 +671,7 @@ def test_metrics_are_prometheus_text(gateway):
 
 
 def test_traffic_share_is_within_binomial_tolerance(gateway, registry_state):
-    canary.start_canary("churn", "2", 0.1, registry_state, "test", "share check")
+    canary.start_canary("churn", "2", 0.1, registry_state, Attribution("test", "share check"))
     gateway.app_state.watcher.refresh()
     route = gateway.app_state.watcher.routes["churn"]
     assert route.canary_version == "2" and route.share == pytest.approx(0.1)
@@ -691,7 +692,7 @@ def test_traffic_share_is_within_binomial_tolerance(gateway, registry_state):
 
 
 def test_routing_is_sticky_and_a_ramp_only_adds_callers(gateway, registry_state):
-    canary.start_canary("churn", "2", 0.1, registry_state, "test", "sticky")
+    canary.start_canary("churn", "2", 0.1, registry_state, Attribution("test", "sticky"))
     watcher = gateway.app_state.watcher
     watcher.refresh()
     row = churn_rows(1)[0]
@@ -702,7 +703,7 @@ def test_routing_is_sticky_and_a_ramp_only_adds_callers(gateway, registry_state)
             c: predict(gateway, {"features": row, "entity_id": c}).json()["arm"] for c in callers
         } == first
 
-    canary.set_canary_share("churn", 0.5, registry_state, "test", "ramp", version="2")
+    canary.set_canary_share("churn", 0.5, registry_state, Attribution("test", "ramp"), version="2")
     watcher.refresh()
     after = {c: predict(gateway, {"features": row, "entity_id": c}).json()["arm"] for c in callers}
     assert all(after[c] == "canary" for c in callers if first[c] == "canary")
@@ -715,7 +716,7 @@ def test_routing_is_sticky_and_a_ramp_only_adds_callers(gateway, registry_state)
 
 
 def test_canary_that_fails_to_load_gets_no_traffic(gateway, registry_state):
-    canary.start_canary("churn", "3", 0.5, registry_state, "test", "broken artifacts")
+    canary.start_canary("churn", "3", 0.5, registry_state, Attribution("test", "broken artifacts"))
     gateway.app_state.watcher.refresh()
     status = gateway.get("/v1/models/churn").json()
     assert status["canary"] is None and status["share"] == 0.0
@@ -759,7 +760,7 @@ def predict_fails_for(monkeypatch: pytest.MonkeyPatch, version: str, message: st
 
 def test_a_canary_that_fails_at_predict_time_falls_back_to_the_champion(gateway, registry_state, monkeypatch):
     predict_fails_for(monkeypatch, "2", "boom")
-    canary.start_canary("churn", "2", 1.0, registry_state, "test", "flaky")
+    canary.start_canary("churn", "2", 1.0, registry_state, Attribution("test", "flaky"))
     gateway.app_state.watcher.refresh()
     response = predict(gateway, {"features": churn_rows(1)[0], "request_id": "flaky-1"})
     assert response.status_code == 200 and response.json()["arm"] == "champion"
@@ -871,10 +872,10 @@ def test_hot_swap_under_load_has_no_5xx(registry_state, tmp_path):
             worker.start()
         try:
             steps = [
-                lambda: canary.start_canary("churn", "2", 0.5, registry_state, "test", "swap"),
-                lambda: canary.set_canary_share("churn", 1.0, registry_state, "test", "ramp"),
-                lambda: canary.promote_canary("churn", registry_state, "test", "promote"),
-                lambda: registry.rollback("churn", registry_state, "test", "back"),
+                lambda: canary.start_canary("churn", "2", 0.5, registry_state, Attribution("test", "swap")),
+                lambda: canary.set_canary_share("churn", 1.0, registry_state, Attribution("test", "ramp")),
+                lambda: canary.promote_canary("churn", registry_state, Attribution("test", "promote")),
+                lambda: registry.rollback("churn", registry_state, Attribution("test", "back")),
             ]
             for step in steps:
                 time.sleep(0.6)
@@ -981,7 +982,7 @@ def test_feedback_while_the_log_is_locked_is_a_503_and_health_says_so(registry_s
 
 
 def test_simulated_traffic_with_delayed_feedback_feeds_the_analysis(registry_state, tmp_path):
-    canary.start_canary("churn", "2", 0.5, registry_state, "test", "simulated traffic")
+    canary.start_canary("churn", "2", 0.5, registry_state, Attribution("test", "simulated traffic"))
     app = create_app(gateway_settings(registry_state, tmp_path))
     rows = demo_data.generate_batch("churn", DAY.replace(day=DAY.day + 2), rows=150)
     with uvicorn_server(app) as base:
@@ -1036,7 +1037,9 @@ def test_a_rollout_driven_by_live_outcomes_without_airflow(registry_state, tmp_p
     rows = demo_data.generate_batch("churn", DAY.replace(day=DAY.day + 3), rows=400)
     traffic = {"label_column": "churned", "entity_column": "customer_id", "concurrency": 4}
     with uvicorn_server(app) as base:
-        predlog.write_decision(db, canary.start_canary("churn", "2", 0.5, registry_state, "dag", "blessed"))
+        predlog.write_decision(
+            db, canary.start_canary("churn", "2", 0.5, registry_state, Attribution("dag", "blessed"))
+        )
         app.state.watcher.refresh()
         waiting = canary.analyse_running_canary(spec, registry_state, db)
         assert waiting.decision == "wait" and waiting.next_share == 1.0
@@ -1047,7 +1050,9 @@ def test_a_rollout_driven_by_live_outcomes_without_airflow(registry_state, tmp_p
         assert first.decision == "continue", first.reasons
         assert first.canary_version == "2" and first.analysis.arms["canary"].labelled >= 40
 
-        predlog.write_decision(db, canary.set_canary_share("churn", 1.0, registry_state, "dag", "stage 1 ok"))
+        predlog.write_decision(
+            db, canary.set_canary_share("churn", 1.0, registry_state, Attribution("dag", "stage 1 ok"))
+        )
         app.state.watcher.refresh()
         stalled = canary.analyse_running_canary(spec, registry_state, db)
         assert stalled.decision == "wait" and "since the stage began" in stalled.reasons[0]
@@ -1061,8 +1066,7 @@ def test_a_rollout_driven_by_live_outcomes_without_airflow(registry_state, tmp_p
         promoted = canary.promote_canary(
             "churn",
             registry_state,
-            "dag",
-            last.reasons[0],
+            Attribution("dag", last.reasons[0]),
             version="2",
             details={"p_value": last.analysis.p_value},
         )
@@ -1169,7 +1173,7 @@ def test_an_input_both_versions_refuse_is_not_a_canary_error(gateway, registry_s
         return original(self, instances)
 
     monkeypatch.setattr(LoadedVersion, "predict", picky)
-    canary.start_canary("churn", "2", 1.0, registry_state, "test", "all traffic to the canary")
+    canary.start_canary("churn", "2", 1.0, registry_state, Attribution("test", "all traffic to the canary"))
     gateway.app_state.watcher.refresh()
     row = {**churn_rows(1)[0], "plan": "poison"}
     for i in range(20):
@@ -1219,7 +1223,7 @@ def test_string_multiclass_through_the_gateway_feedback_and_the_canary(factory_h
         day = DAY.replace(day=DAY.day + offset)
         validated = ingest_validate(spec, flowers(day, rows=600), day, settings)
         _retrain(spec, settings, day, [validated["validated_uri"]])
-    canary.start_canary("flowers", "2", 0.5, settings, "test", "multiclass canary")
+    canary.start_canary("flowers", "2", 0.5, settings, Attribution("test", "multiclass canary"))
     factory = settings.model_copy(update={"specs_dir": tmp_path})
     rows = json.loads(flowers(DAY, rows=120).to_json(orient="records"))
     with TestClient(create_app(gateway_settings(factory, tmp_path, models=("flowers",)))) as gw:

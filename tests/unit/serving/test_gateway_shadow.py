@@ -11,6 +11,7 @@ import threading
 
 import pytest
 import sqlalchemy as sa
+from model_factory.contracts import Attribution
 from model_factory.io import tag_schema
 from model_factory.io.tracking import connect
 from model_factory.pipeline.registry import PromotionError
@@ -84,7 +85,7 @@ def _shadow_rows(app_state) -> list:
 def test_a_shadow_changes_no_answer_and_its_outputs_are_logged_and_compared(gateway, registry_state):  # noqa: F811 - the fixture imported above
     rows = churn_rows(12, seed=3)
     without = _answers(gateway, rows)
-    decision = start_shadow("churn", "2", 1.0, registry_state, "test", "compare before a canary")
+    decision = start_shadow("churn", "2", 1.0, registry_state, Attribution("test", "compare before a canary"))
     assert decision["action"] == "shadow_started" and decision["changed"]
     gateway.app_state.watcher.refresh()
     status = gateway.get("/v1/models/churn").json()
@@ -131,7 +132,7 @@ def test_the_caller_is_answered_while_the_shadow_is_still_scoring(gateway, regis
         return original(self, instances)
 
     monkeypatch.setattr(LoadedVersion, "predict", slow_shadow)
-    start_shadow("churn", "2", None, registry_state, "test", "is it off the response path?")
+    start_shadow("churn", "2", None, registry_state, Attribution("test", "is it off the response path?"))
     gateway.app_state.watcher.refresh()
     for row in churn_rows(2):  # one on the compiled path (event loop), one batch (thread pool)
         assert predict(gateway, {"features": row}).status_code == 200
@@ -145,7 +146,7 @@ def test_a_shadow_that_raises_never_changes_the_answer(gateway, registry_state, 
     rows = churn_rows(5, seed=5)
     without = _answers(gateway, rows)
     predict_fails_for(monkeypatch, "2", "shadow exploded")
-    start_shadow("churn", "2", 1.0, registry_state, "test", "a broken shadow")
+    start_shadow("churn", "2", 1.0, registry_state, Attribution("test", "a broken shadow"))
     gateway.app_state.watcher.refresh()
     assert _answers(gateway, rows) == without
     logged = _shadow_rows(gateway.app_state)
@@ -159,7 +160,7 @@ def test_a_shadow_that_raises_never_changes_the_answer(gateway, registry_state, 
 def test_a_shadow_that_fails_to_load_is_reported_and_changes_nothing(gateway, registry_state):  # noqa: F811 - the fixture imported above
     rows = churn_rows(4, seed=7)
     without = _answers(gateway, rows)
-    start_shadow("churn", "3", 1.0, registry_state, "test", "broken artifacts")
+    start_shadow("churn", "3", 1.0, registry_state, Attribution("test", "broken artifacts"))
     gateway.app_state.watcher.refresh()
     status = gateway.get("/v1/models/churn").json()
     assert status["shadow"] is None and status["shadow_share"] == 0.0
@@ -176,8 +177,10 @@ def test_a_shadow_that_fails_to_load_is_reported_and_changes_nothing(gateway, re
     # The canary analysis never reads the shadow's failure as a canary's ...
     assert canary.arm_outcomes(db, "churn", "2000-01-01")["canary"].load_errors == []
     # ... and when the same version is then made the canary, its own failure is still reported.
-    stop_shadow("churn", registry_state, "test", "try it as a canary")
-    canary.start_canary("churn", "3", 0.5, registry_state, "test", "the same broken version as canary")
+    stop_shadow("churn", registry_state, Attribution("test", "try it as a canary"))
+    canary.start_canary(
+        "churn", "3", 0.5, registry_state, Attribution("test", "the same broken version as canary")
+    )
     gateway.app_state.watcher.refresh()
     started = canary.read_serving_state("churn", registry_state).started_at
     errors = canary.arm_outcomes(db, "churn", started, versions={"canary": "3"})["canary"].load_errors
@@ -186,23 +189,21 @@ def test_a_shadow_that_fails_to_load_is_reported_and_changes_nothing(gateway, re
 
 def test_start_and_stop_rules(registry_state):
     with pytest.raises(PromotionError, match="is the champion"):
-        start_shadow("churn", "1", 1.0, registry_state, "test", "x")
+        start_shadow("churn", "1", 1.0, registry_state, Attribution("test", "x"))
     with pytest.raises(PromotionError, match=r"share must be in \(0, 1\]"):
-        start_shadow("churn", "2", 1.5, registry_state, "test", "x")
-    with pytest.raises(PromotionError, match="needs a reason"):
-        start_shadow("churn", "2", 0.5, registry_state, "test", " ")
+        start_shadow("churn", "2", 1.5, registry_state, Attribution("test", "x"))
     with pytest.raises(PromotionError, match="no shadow running"):
-        stop_shadow("churn", registry_state, "test", "x")
-    first = start_shadow("churn", "2", 0.5, registry_state, "test", "x")
-    again = start_shadow("churn", "2", 0.5, registry_state, "test", "retried")
+        stop_shadow("churn", registry_state, Attribution("test", "x"))
+    first = start_shadow("churn", "2", 0.5, registry_state, Attribution("test", "x"))
+    again = start_shadow("churn", "2", 0.5, registry_state, Attribution("test", "retried"))
     assert first["changed"] and not again["changed"] and again["at"] == first["at"]
-    ramped = start_shadow("churn", "2", 1.0, registry_state, "test", "all of it")
+    ramped = start_shadow("churn", "2", 1.0, registry_state, Attribution("test", "all of it"))
     assert ramped["changed"] and ramped["at"] == first["at"]  # same shadow: the comparison keeps its start
     state = canary.read_serving_state("churn", registry_state)
     assert (state.shadow, state.shadow_share) == ("2", 1.0)
-    stopped = stop_shadow("churn", registry_state, "test", "seen enough")
+    stopped = stop_shadow("churn", registry_state, Attribution("test", "seen enough"))
     assert stopped["action"] == "shadow_stopped" and stopped["version"] == "2"
-    assert not stop_shadow("churn", registry_state, "test", "retried")["changed"]
+    assert not stop_shadow("churn", registry_state, Attribution("test", "retried"))["changed"]
     state = canary.read_serving_state("churn", registry_state)
     assert (state.shadow, state.shadow_share) == (None, 0.0)
     kept = shadow_comparison(registry_state, "churn")  # the last shadow's comparison stays readable
