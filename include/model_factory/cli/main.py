@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -119,6 +121,15 @@ def _recorded(decision: dict, settings: FactorySettings) -> dict:
     return decision
 
 
+def _logs_to_stderr() -> None:
+    """Importing Airflow (the notifier) gives the root logger a handler on stdout; stdout carries
+    the command's output (``--json`` is read by scripts), so its log lines (the owner's alert) go
+    to stderr."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.__stdout__):
+            handler.setStream(sys.stderr)
+
+
 def _version_event(decision: dict, settings: FactorySettings) -> None:
     """A promoted, rolled-back or pinned version: the canary DAG's event (``version_event``: the
     spec's Airflow connections, the factory's alert record), sent from here. Connections are read
@@ -126,6 +137,7 @@ def _version_event(decision: dict, settings: FactorySettings) -> None:
     fails is named on stderr; the decision stands."""
     from model_factory.airflow.notify import VERSION_EVENTS, version_event
 
+    _logs_to_stderr()
     if decision.get("action") not in VERSION_EVENTS or not decision.get("changed", True):
         return
     model = decision.get("model")
