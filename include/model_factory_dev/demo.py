@@ -25,7 +25,7 @@ from model_factory.rollout.summary import format_table, model_rows
 from model_factory.settings import PROJECT_ROOT, FactorySettings
 from model_factory.spec import load_specs
 
-from model_factory_dev import demo_data, demo_part1, health_story
+from model_factory_dev import demo_data, demo_part1, demo_part1_workers, health_story
 from model_factory_dev.demo_pace import Clock, wait_for_run
 from model_factory_dev.demo_part1 import dag_ids, run_dag
 
@@ -45,6 +45,9 @@ FAULTS = {("churn", 3): "unseen_category", ("demand", 4): "dropped_column"}
 DEMO_SPECS = ("churn", "demand", "segment", "churn_tuned", "churn_custom", "churn_scoring")
 # Models on a template other than retrain run on the last days only (the demo stays short).
 TEMPLATE_DAYS = 2
+# The first part's models side by side, one process each (its DAG runs are CPU-bound, one core
+# each): two on the 2-core machine this was sized on, one where only one core is there.
+PART1_WORKERS = min(2, os.cpu_count() or 1)
 
 
 # churn's champion decays from the third day (the first two stay as they were): its customers move
@@ -144,6 +147,7 @@ LIVE_MODEL = "churn"
 # Live requests per second while no canary waits for outcomes (the drift retrains, the shadow):
 # the gateway's CPU goes to the scheduler's tasks instead; a canary lifts the cap.
 QUIET_RATE = 20.0
+DEMO_POKE_SECONDS = 5  # the live stack's sensors poke at least this often (FACTORY_SENSOR_POKE_MAX_SECONDS)
 QUIET_BATCH = 50
 # Requests per round while a canary waits: each round ends by waiting out its last outcome's
 # feedback delay, so rounds of 50 held the traffic near 50 requests/s whatever the gateway could do.
@@ -319,6 +323,9 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
             "FACTORY_STORE_URI": settings.store_uri,
             "FACTORY_DATA_ROOT": settings.data_root,
             "FACTORY_GATEWAY_REFRESH_SECONDS": "2",
+            # the canary stages' sensors look every few seconds (churn's spec: every 15 s); the
+            # demo's traffic brings a stage's samples in seconds (issue 22's first run)
+            "FACTORY_SENSOR_POKE_MAX_SECONDS": str(DEMO_POKE_SECONDS),
         },
     )
     started = time.perf_counter()
@@ -472,6 +479,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=DAYS)
     parser.add_argument("--verbose", action="store_true", help="show Airflow's task logs")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=PART1_WORKERS,
+        help="processes running the first part's models side by side (1: all in this process)",
+    )
+    parser.add_argument(
         "--no-scheduler",
         action="store_true",
         help="skip the drift + canary phase (real scheduler, gateway, traffic)",
@@ -508,6 +521,12 @@ def main(argv: list[str] | None = None) -> int:
         f"\nrunning {total} DAG runs through Airflow, models by template: "
         + ", ".join(f"{s.name} ({s.template})" for s in specs if any(s is spec for _, spec in runs))
         + f" (AIRFLOW_HOME={os.environ.get('AIRFLOW_HOME')})"
+        + (
+            f"; each model's days in order, {args.workers} models at a time in worker processes "
+            "(their Airflow logs in FACTORY_HOME/demo_part1_worker*.log)"
+            if args.workers > 1
+            else ""
+        )
     )
     by_name = {s.name: s for s in specs}
     story_spec = by_name.get(health_story.STORY_MODEL)
@@ -516,7 +535,10 @@ def main(argv: list[str] | None = None) -> int:
     seasonal_spec = seasonal_spec if seasonal_spec and seasonal_spec.drift.enabled else None
     with clock.part(f"part 1: {total} DAG runs and the daily health checks"):
         part = demo_part1.Part1(settings, bag, runs, story_spec, seasonal_spec, args.verbose, total)
-        story = demo_part1.run_part1(part)
+        if args.workers > 1:
+            story = demo_part1_workers.run_part1_in_workers(part, args.workers)
+        else:
+            story = demo_part1.run_part1(part)
 
     if not args.no_scheduler:
         # The live phase drives the demo's own models, whose production batches it writes.

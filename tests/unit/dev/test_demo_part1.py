@@ -35,7 +35,7 @@ def test_part1_runs_day_by_day_and_each_models_health_step_follows_its_run(monke
     monkeypatch.setattr(
         demo_part1,
         "health_phase",
-        lambda settings, bag, story, spec, seasonal, day: calls.append(
+        lambda settings, bag, story, spec, seasonal, day, say: calls.append(
             ("health" if spec else "seasonal", (spec or seasonal).name, day.isoformat())
         ),
     )
