@@ -229,15 +229,6 @@ class FactorySettings(BaseSettings):
     actor: str | None = _field(
         None, "Who the CLI records as acting (ops commands, Analyzer events). Default: the login name.", "ops"
     )
-    sensor_poke_max_seconds: int | None = _field(
-        None,
-        "Upper bound on every sensor's poke interval (a spec's `canary.poke_seconds`, "
-        "`drift.sensor_poke_seconds`), read when the DAGs are built. Unset: each spec's own. A demo "
-        "or dev stack sets it low so a wait ends seconds after its condition holds; every poke costs "
-        "the scheduler a reschedule.",
-        "ops",
-        gt=0,
-    )
     airflow_url: str = _field("http://localhost:8080", "Airflow's REST API, for the CLI.", "ops")
     airflow_user: str = _field("admin", "Airflow user the CLI logs in as.", "ops")
     airflow_password: str | None = _field(

@@ -147,7 +147,6 @@ LIVE_MODEL = "churn"
 # Live requests per second while no canary waits for outcomes (the drift retrains, the shadow):
 # the gateway's CPU goes to the scheduler's tasks instead; a canary lifts the cap.
 QUIET_RATE = 20.0
-DEMO_POKE_SECONDS = 5  # the live stack's sensors poke at least this often (FACTORY_SENSOR_POKE_MAX_SECONDS)
 QUIET_BATCH = 50
 # Requests per round while a canary waits: each round ends by waiting out its last outcome's
 # feedback delay, so rounds of 50 held the traffic near 50 requests/s whatever the gateway could do.
@@ -323,9 +322,6 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
             "FACTORY_STORE_URI": settings.store_uri,
             "FACTORY_DATA_ROOT": settings.data_root,
             "FACTORY_GATEWAY_REFRESH_SECONDS": "2",
-            # the canary stages' sensors look every few seconds (churn's spec: every 15 s); the
-            # demo's traffic brings a stage's samples in seconds (issue 22's first run)
-            "FACTORY_SENSOR_POKE_MAX_SECONDS": str(DEMO_POKE_SECONDS),
         },
     )
     started = time.perf_counter()

@@ -318,12 +318,6 @@ def retrain_dag(loaded: LoadedSpec, *, fit: str | None = None, doc: str = "") ->
 # ---- drift watch -----------------------------------------------------------------------------
 
 
-def poke_seconds(spec_seconds: int) -> int:
-    """A sensor's poke interval: the spec's, at most ``FACTORY_SENSOR_POKE_MAX_SECONDS``."""
-    cap = FactorySettings.from_env().sensor_poke_max_seconds
-    return spec_seconds if cap is None else min(spec_seconds, cap)
-
-
 def drift_watch_dag(loaded: LoadedSpec) -> DAG:
     """``<model>__drift_watch``: wait for the day's production batch, check it against the
     champion's baseline, alert, and fire the retrain through the drift asset."""
@@ -347,7 +341,7 @@ def drift_watch_dag(loaded: LoadedSpec) -> DAG:
         wait_for_batch = NewBatchSensor(
             task_id="wait_for_batch",
             spec=spec,
-            poke_interval=poke_seconds(spec.drift.sensor_poke_seconds),
+            poke_interval=spec.drift.sensor_poke_seconds,
             timeout=spec.drift.sensor_timeout_minutes * 60,
             mode="reschedule",
             soft_fail=True,
@@ -533,7 +527,7 @@ def canary_stage(loaded: LoadedSpec, stage: int, upstream: Any) -> XComArg:
         task_id=f"stage_{stage}_wait",
         spec=spec,
         stage=stage,
-        poke_interval=poke_seconds(spec.canary.poke_seconds),
+        poke_interval=spec.canary.poke_seconds,
         timeout=spec.canary.max_stage_minutes * 60 + 600,
         mode="reschedule",
     )
