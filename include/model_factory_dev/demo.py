@@ -26,7 +26,7 @@ from model_factory.rollout.summary import format_table, model_rows
 from model_factory.settings import PROJECT_ROOT, FactorySettings
 from model_factory.spec import load_specs
 
-from model_factory_dev import demo_data, demo_part1, health_story
+from model_factory_dev import demo_data, demo_part1, demo_part1_workers, health_story
 from model_factory_dev.demo_pace import Clock, wait_for_run
 from model_factory_dev.demo_part1 import dag_ids, run_dag
 
@@ -46,6 +46,9 @@ FAULTS = {("churn", 3): "unseen_category", ("demand", 4): "dropped_column"}
 DEMO_SPECS = ("churn", "demand", "segment", "churn_tuned", "churn_custom", "churn_scoring")
 # Models on a template other than retrain run on the last days only (the demo stays short).
 TEMPLATE_DAYS = 2
+# The first part's models side by side, one process each (its DAG runs are CPU-bound, one core
+# each): two on the 2-core machine this was sized on, one where only one core is there.
+PART1_WORKERS = min(2, os.cpu_count() or 1)
 
 
 # churn's champion decays from the third day (the first two stay as they were): its customers move
@@ -475,6 +478,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=DAYS)
     parser.add_argument("--verbose", action="store_true", help="show Airflow's task logs")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=PART1_WORKERS,
+        help="processes running the first part's models side by side (1: all in this process)",
+    )
+    parser.add_argument(
         "--no-scheduler",
         action="store_true",
         help="skip the drift + canary phase (real scheduler, gateway, traffic)",
@@ -511,6 +520,12 @@ def main(argv: list[str] | None = None) -> int:
         f"\nrunning {total} DAG runs through Airflow, models by template: "
         + ", ".join(f"{s.name} ({s.template})" for s in specs if any(s is spec for _, spec in runs))
         + f" (AIRFLOW_HOME={os.environ.get('AIRFLOW_HOME')})"
+        + (
+            f"; each model's days in order, {args.workers} models at a time in worker processes "
+            "(their Airflow logs in FACTORY_HOME/demo_part1_worker*.log)"
+            if args.workers > 1
+            else ""
+        )
     )
     by_name = {s.name: s for s in specs}
     story_spec = by_name.get(health_story.STORY_MODEL)
@@ -519,7 +534,10 @@ def main(argv: list[str] | None = None) -> int:
     seasonal_spec = seasonal_spec if seasonal_spec and seasonal_spec.drift.enabled else None
     with clock.part(f"part 1: {total} DAG runs and the daily health checks"):
         part = demo_part1.Part1(settings, bag, runs, story_spec, seasonal_spec, args.verbose, total)
-        story = demo_part1.run_part1(part)
+        if args.workers > 1:
+            story = demo_part1_workers.run_part1_in_workers(part, args.workers)
+        else:
+            story = demo_part1.run_part1(part)
 
     if not args.no_scheduler:
         # The live phase drives the demo's own models, whose production batches it writes.

@@ -16,6 +16,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -93,7 +94,13 @@ def failure_reason(log_text: str) -> list[str]:
     return ["see the task log (make demo ARGS=--verbose)"]
 
 
-def health_phase(settings: FactorySettings, bag, story, spec, seasonal, day: date) -> None:
+def say_now(line: str) -> None:
+    print(line, flush=True)
+
+
+def health_phase(
+    settings: FactorySettings, bag, story, spec, seasonal, day: date, say: Callable[[str], None] = say_now
+) -> None:
     """After a day's DAG runs: churn's health check (scoring its batch first), demand's seasonal
     drift check. A health check asking for a retrain runs it (what its asset event does under the
     scheduler) and the blessed version it registers is promoted (what the canary does)."""
@@ -110,10 +117,9 @@ def health_phase(settings: FactorySettings, bag, story, spec, seasonal, day: dat
         return
     story.record(checked, summary)
     took = time.perf_counter() - started
-    print(
+    say(
         f"  {day}  {spec.name + '__health':<22} {checked.action:<8} {took:5.1f}s  (in-process) "
-        f"{checked.reason[:100]}",
-        flush=True,
+        f"{checked.reason[:100]}"
     )
     if checked.action != "retrain" or story.restored:
         return
@@ -121,10 +127,7 @@ def health_phase(settings: FactorySettings, bag, story, spec, seasonal, day: dat
     state, _, _ = run_dag(bag.dags[dag_id], day)
     retrained = health_story.latest_version(settings, spec) if state == "success" else None
     story.restored += health_story.restore(settings, spec, day, retrained, checked)
-    print(
-        f"  {day}  {dag_id:<22} {state:<8} fired by the health check; {story.restored[-1][12:140]}",
-        flush=True,
-    )
+    say(f"  {day}  {dag_id:<22} {state:<8} fired by the health check; {story.restored[-1][12:140]}")
 
 
 @dataclass
@@ -138,22 +141,19 @@ class Part1:
     seasonal_spec: Any
     verbose: bool
     total: int
+    say: Callable[[str], None] = say_now
+    """Where the run lines go: printed at once here, handed to the demo by a worker process."""
 
 
 def run_part1(part: Part1) -> health_story.Story:
-    """Every (day, model) run in day order; after a model's run of a day, its health check (churn)
-    or seasonal watch (demand). A progress line with the time left every ``PROGRESS_EVERY_S``."""
+    """Every (day, model) run in day order, in this process; after a model's run of a day, its
+    health check (churn) or seasonal watch (demand). A progress line with the time left every
+    ``PROGRESS_EVERY_S``. (``demo_part1_workers`` runs the same items in worker processes.)"""
     story = health_story.Story()
     started = last_said = time.monotonic()
     done = 0
     for day, spec in part.runs:
-        for dag_id in dag_ids(spec):
-            run_one(part, spec, dag_id, day)
-            done += 1
-        health = spec if spec is part.story_spec else None
-        seasonal = spec if spec is part.seasonal_spec else None
-        if health is not None or seasonal is not None:
-            health_phase(part.settings, part.bag, story, health, seasonal, day)
+        done += run_item(part, story, day, spec)
         if time.monotonic() - last_said >= PROGRESS_EVERY_S and done < part.total:
             last_said = time.monotonic()
             print(
@@ -164,18 +164,29 @@ def run_part1(part: Part1) -> health_story.Story:
     return story
 
 
+def run_item(part: Part1, story: health_story.Story, day: date, spec) -> int:
+    """One (day, model) of the plan: its DAG runs, then its health check or seasonal watch;
+    the number of DAG runs it counted."""
+    for dag_id in dag_ids(spec):
+        run_one(part, spec, dag_id, day)
+    health = spec if spec is part.story_spec else None
+    seasonal = spec if spec is part.seasonal_spec else None
+    if health is not None or seasonal is not None:
+        health_phase(part.settings, part.bag, story, health, seasonal, day, part.say)
+    return len(dag_ids(spec))
+
+
 def run_one(part: Part1, spec, dag_id: str, day: date) -> None:
     if dag_id not in part.bag.dags:  # her template builds other DAGs, or it failed to build
-        print(
+        part.say(
             f"  {day}  {dag_id:<22} skipped: no such DAG (see `model-factory templates` and "
-            f"any invalid_spec__{spec.name} DAG)",
-            flush=True,
+            f"any invalid_spec__{spec.name} DAG)"
         )
         return
     started = time.perf_counter()
     state, tasks, log_text = run_dag(part.bag.dags[dag_id], day)
     if part.verbose:
-        print(log_text)
+        part.say(log_text)
     line = f"  {day}  {dag_id:<22} {state:<8} {time.perf_counter() - started:5.1f}s"
     if state != "success":
         failed = [t for t, s in tasks.items() if s == "failed"]
@@ -183,4 +194,4 @@ def run_one(part: Part1, spec, dag_id: str, day: date) -> None:
         line += "".join(f"\n      {r}" for r in failure_reason(log_text))
     elif set(tasks.values()) == {"skipped"}:
         line += "  skipped (see the task log)"
-    print(line, flush=True)
+    part.say(line)

@@ -9,7 +9,7 @@ from functools import partial
 from types import SimpleNamespace
 
 from model_factory.io.airflow_api import AirflowClient
-from model_factory_dev import demo_pace, demo_part1, simulator
+from model_factory_dev import demo_pace, demo_part1, demo_part1_workers, health_story, simulator
 
 
 class _RecordingDag:
@@ -35,7 +35,7 @@ def test_part1_runs_day_by_day_and_each_models_health_step_follows_its_run(monke
     monkeypatch.setattr(
         demo_part1,
         "health_phase",
-        lambda settings, bag, story, spec, seasonal, day: calls.append(
+        lambda settings, bag, story, spec, seasonal, day, say: calls.append(
             ("health" if spec else "seasonal", (spec or seasonal).name, day.isoformat())
         ),
     )
@@ -107,3 +107,47 @@ def test_a_waited_run_says_what_it_waits_for(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "waiting for the canary's outcomes: stage_1_wait up_for_reschedule" in out
     assert "gives up in" in out
+
+
+def _plan(names_by_day: dict[int, list[str]], templates: dict[str, str] | None = None):
+    start = date(2026, 1, 5)
+    specs = {n: _spec(n, (templates or {}).get(n, "retrain")) for ns in names_by_day.values() for n in ns}
+    days = sorted(names_by_day.items())
+    return [(start + timedelta(days=d), specs[n]) for d, ns in days for n in sorted(ns)]
+
+
+def test_each_models_days_form_one_chain_in_day_order_most_runs_first():
+    runs = _plan({0: ["churn", "demand"], 1: ["churn", "demand", "scorer"]}, {"scorer": "batch_scoring"})
+
+    chains = demo_part1_workers.chains_of(runs, story_model="demand")
+
+    assert [(c.model, c.dag_runs) for c in chains] == [("demand", 2), ("churn", 2), ("scorer", 2)]
+    assert chains[1].items == ((0, "2026-01-05"), (2, "2026-01-06"))  # plan indices, day order
+
+
+def test_worker_lines_are_printed_in_the_plans_order_and_a_stopped_chain_is_said_at_once(capsys):
+    runs = _plan({0: ["churn", "demand"], 1: ["churn", "demand"], 2: ["churn", "demand"]})
+    part = demo_part1.Part1(None, None, runs, runs[0][1], None, False, len(runs))
+    tally = demo_part1_workers._Tally(part, demo_part1_workers.chains_of(runs), [])
+
+    tally.take("start", 1, "demand")
+    tally.take("item", 1, (1, ["demand day 1"], 1))  # before churn's day 1 ends: held
+    assert "demand day 1" not in capsys.readouterr().out
+    tally.take("start", 0, "churn")
+    tally.take("item", 0, (0, ["churn day 1"], 1))
+    tally.take("item", 1, (3, ["demand day 2: stopped"], 0))
+    tally.take("stopped", 1, ("demand", "ValueError on 2026-01-06: boom"))
+    for index in (2, 4):
+        tally.take("item", 0, (index, [f"churn day {index // 2 + 1}"], 1))
+    tally.take("done", 0, ("churn", health_story.Story(notes=["churn's story"])))
+
+    out = capsys.readouterr().out.splitlines()
+    stopped = next(line for line in out if line.startswith("  !! demand"))
+    assert "ValueError on 2026-01-06" in stopped and "1 of its days not run" in stopped
+    ordered = [line.strip() for line in out if not line.startswith("  !!")]
+    in_order = ["churn day 1", "demand day 1", "churn day 2", "demand day 2: stopped", "churn day 3"]
+    assert ordered[:5] == in_order
+    assert ordered[5].endswith("demand                 not run: its chain stopped before this day")
+    assert tally.done == 4
+    story = tally.story()
+    assert story.notes[0] == "churn's story" and "demand: its chain of days stopped" in story.notes[1]
