@@ -255,7 +255,7 @@ def worker_main(
 
     settings = FactorySettings.from_env()
     bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
-    specs = {loaded.spec.name: loaded.spec for loaded in load_specs(settings.specs_dir)[0]}
+    specs = {loaded.spec.name: loaded.spec for loaded in load_specs(settings.specs_dir, settings)[0]}
     warm_imports()
     synced.wait()  # the DAGs are in the metadata DB: no two workers insert them
     lines: list[str] = []
