@@ -26,13 +26,7 @@ import httptools
 from model_factory.serving.lane import PREDICT_LANE, PredictLane
 from model_factory.serving.settings import GatewaySettings
 from starlette.responses import Response
-from uvicorn.protocols.http.h11_impl import H11Protocol
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE
-
-try:  # uvicorn's faster parser when installed (uvicorn[standard]); h11 otherwise
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _FastProtocol
-except ImportError:  # pragma: no cover - httptools is in the pinned set
-    _FastProtocol = H11Protocol  # type: ignore[misc,assignment]
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 
 class _HeaderDeadlineMixin:
@@ -300,7 +294,7 @@ class _PredictLaneMixin:
 
 
 class GatewayProtocol(  # type: ignore[misc,valid-type]
-    _PredictLaneMixin, _HeaderDeadlineMixin, _OneWriteResponses, _FastProtocol
+    _PredictLaneMixin, _HeaderDeadlineMixin, _OneWriteResponses, HttpToolsProtocol
 ):
     """uvicorn's HTTP protocol with the predict lane and a deadline for request headers. The
     deadline is a class attribute (uvicorn instantiates the class per connection), set by
