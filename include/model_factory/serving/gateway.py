@@ -13,7 +13,6 @@ import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +20,7 @@ from model_factory.serving import predlog
 from model_factory.serving.health_gauges import HealthGauges
 from model_factory.serving.ids import KeyedHash, RequestIds
 from model_factory.serving.metrics import Metrics
-from model_factory.serving.model_store import LoadRefusedError
+from model_factory.serving.model_store import LoadRefusedError, ModelStore
 from model_factory.serving.models import LoadedVersion, check_outcome
 from model_factory.serving.requests import FeedbackCall, GatewayError, PredictCall
 from model_factory.serving.routing import CANARY_ARM, CHAMPION_ARM, SHADOW_ARM
@@ -157,26 +156,29 @@ class Gateway:
         # caller's own id is kept beside it as client_request_id, never used as a key).
         request_id = self._request_ids.next()
         key = call.entity_id or call.client_request_id or request_id
-        with ExitStack() as held:
+        held = _Held(self.store)
+        try:
             arm, chosen = self._lease_arm(route, key, held)
             return self._predict_with(route, call, request_id, key, arm, chosen, held, started)
+        finally:
+            held.release()
 
-    def _lease_arm(self, route: Route, key: str, held: ExitStack) -> tuple[str, LoadedVersion]:
+    def _lease_arm(self, route: Route, key: str, held: _Held) -> tuple[str, LoadedVersion]:
         """The caller's arm and its version, leased (loaded on first use) until the request ends.
         A canary that cannot be loaded sends its callers to the champion; a champion that cannot
         be loaded (or fit the memory budget) answers 503 saying why."""
         arm, version = route.pick(key)
         if arm == CANARY_ARM:
             try:
-                return arm, held.enter_context(self.store.lease(route.model, version, arm))
+                return arm, held.lease(route.model, version, arm)
             except LoadRefusedError as refused:
                 log.info("canary of %s not served: %s", route.model, refused.reason)
                 arm, version = CHAMPION_ARM, route.champion_version or version
         return arm, self._lease(route, version, arm, held)
 
-    def _lease(self, route: Route, version: str, arm: str, held: ExitStack) -> LoadedVersion:
+    def _lease(self, route: Route, version: str, arm: str, held: _Held) -> LoadedVersion:
         try:
-            return held.enter_context(self.store.lease(route.model, version, arm))
+            return held.lease(route.model, version, arm)
         except LoadRefusedError as refused:
             self.metrics.reject(route.model, 503)
             raise GatewayError(
@@ -188,8 +190,11 @@ class Gateway:
     def loaded_champion(self, route: Route) -> LoadedVersion:
         """The route's champion, loaded if needed (for its signature), or 503 saying why."""
         assert route.champion_version is not None
-        with ExitStack() as held:
+        held = _Held(self.store)
+        try:
             return self._lease(route, route.champion_version, CHAMPION_ARM, held)
+        finally:
+            held.release()
 
     def _predict_with(
         self,
@@ -199,15 +204,16 @@ class Gateway:
         key: str,
         arm: str,
         chosen: LoadedVersion,
-        held: ExitStack,
+        held: _Held,
         started: float,
     ) -> dict:
         model, instances, single = route.model, call.instances, call.single
-        problems = {}
-        for i, instance in enumerate(instances):
-            found = chosen.check(instance)
-            if found:
-                problems["features" if single else f"instances[{i}]"] = found
+        if single:
+            found = chosen.check(instances[0])
+            problems = {"features": found} if found else {}
+        else:
+            checked = ((i, chosen.check(instance)) for i, instance in enumerate(instances))
+            problems = {f"instances[{i}]": found for i, found in checked if found}
         if problems:
             error = f"input does not match the signature of {model} v{chosen.version}"
             raise GatewayError(422, {"error": error, "problems": problems, "expected": chosen.input_names})
@@ -219,17 +225,24 @@ class Gateway:
             if arm != CANARY_ARM:
                 self._champion_failed(route, chosen, exc, rows, started)
             arm, chosen, outputs, latency = self._fall_back(route, chosen, exc, rows, started, held)
-        self.prediction_log.log(rows.build(chosen, arm, "ok", outputs, latency, None))
+        self.prediction_log.log_values(rows.build(chosen, arm, "ok", outputs, latency, None))
         self.metrics.observe(model, chosen.version, arm, "ok", time.perf_counter() - started)
         if arm == CHAMPION_ARM and route.shadow_version is not None:
             self.shadow.submit(route, key, chosen, ids, instances, outputs, latency)
-        head = {"model": model, "version": chosen.version, "arm": arm, "request_id": request_id}
+        answer: dict[str, Any] = {
+            "model": model,
+            "version": chosen.version,
+            "arm": arm,
+            "request_id": request_id,
+        }
         if call.client_request_id is not None:
-            head["client_request_id"] = call.client_request_id
-        shown = [public(o) for o in outputs]
+            answer["client_request_id"] = call.client_request_id
         if single:
-            return {**head, **shown[0]}
-        return {**head, "predictions": [{"request_id": rid, **o} for rid, o in zip(ids, shown, strict=True)]}
+            answer.update(public(outputs[0]))
+            return answer
+        shown = zip(ids, outputs, strict=True)
+        answer["predictions"] = [{"request_id": rid, **public(output)} for rid, output in shown]
+        return answer
 
     def _champion_failed(self, route: Route, chosen: LoadedVersion, exc: Exception, rows, started) -> None:
         error = error_text(exc)
@@ -239,11 +252,11 @@ class Gateway:
             ) from exc
         arm = CHAMPION_ARM
         self.metrics.observe(route.model, chosen.version, arm, "error", time.perf_counter() - started)
-        self.prediction_log.log(rows.build(chosen, arm, "error", None, 0.0, error))
+        self.prediction_log.log_values(rows.build(chosen, arm, "error", None, 0.0, error))
         raise GatewayError(500, f"{route.model} v{chosen.version} failed to predict: {error}") from exc
 
     def _fall_back(
-        self, route: Route, canary_version: LoadedVersion, exc: Exception, rows, started, held: ExitStack
+        self, route: Route, canary_version: LoadedVersion, exc: Exception, rows, started, held: _Held
     ):
         """The canary failed: the champion answers; the canary's failure is logged as its error."""
         assert route.champion_version is not None
@@ -267,7 +280,7 @@ class Gateway:
         )
         elapsed = time.perf_counter() - started
         self.metrics.observe(route.model, canary_version.version, CANARY_ARM, "error", elapsed)
-        self.prediction_log.log(rows.build(canary_version, CANARY_ARM, "error", None, 0.0, error))
+        self.prediction_log.log_values(rows.build(canary_version, CANARY_ARM, "error", None, 0.0, error))
         return CHAMPION_ARM, champion, outputs, latency
 
     # --- feedback ------------------------------------------------------------------------------
@@ -676,8 +689,48 @@ class ShadowScorer:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+class _Held:
+    """The versions one request leases (its arm's, then the champion's if a canary fails),
+    released when it ends: a list, not an ExitStack of context managers (one per request)."""
+
+    __slots__ = ("leased", "store")
+
+    def __init__(self, store: ModelStore) -> None:
+        self.store = store
+        self.leased: list[tuple[str, str, LoadedVersion]] = []
+
+    def lease(self, model: str, version: str, arm: str) -> LoadedVersion:
+        loaded = self.store.acquire(model, version, arm)
+        self.leased.append((model, version, loaded))
+        return loaded
+
+    def release(self) -> None:
+        for model, version, loaded in self.leased:
+            self.store.release(model, version, loaded)
+        self.leased.clear()
+
+
 class _LogRows:
-    """The prediction-log rows of one request (one per instance), built once the outcome is known."""
+    """The prediction-log rows of one request (one per instance), built once the outcome is known:
+    tuples of the values of :data:`COLUMNS`, the ``predictions`` table's order
+    (``predlog.SERVED_COLUMNS``)."""
+
+    COLUMNS = (
+        "request_id",
+        "entity_id",
+        "model",
+        "version",
+        "arm",
+        "status",
+        "error",
+        "latency_ms",
+        "prediction",
+        "score",
+        "inputs",
+        "inputs_hash",
+        "created_at",
+        "client_request_id",
+    )
 
     def __init__(self, gateway: Gateway, ids: list[str], instances: list[Any], call: PredictCall) -> None:
         settings, entity_id, client_id = gateway.settings, call.entity_id, call.client_request_id
@@ -693,28 +746,29 @@ class _LogRows:
 
     def build(
         self, chosen: LoadedVersion, arm: str, status: str, outputs, latency: float, error
-    ) -> list[dict]:
-        now, log_inputs = predlog.utcnow(), self.gateway.settings.log_inputs
+    ) -> list[tuple]:
+        now, log_inputs, digest = predlog.utcnow(), self.gateway.settings.log_inputs, self.gateway.digest
+        model, version, entity_id = chosen.model, chosen.version, self.entity_id
         rows = []
         for i, (rid, features) in enumerate(zip(self.ids, self.inputs, strict=True)):
             output = outputs[i] if outputs else None
             rows.append(
-                {
-                    "request_id": rid,
-                    "entity_id": self.entity_id,
-                    "model": chosen.model,
-                    "version": chosen.version,
-                    "arm": arm,
-                    "status": status,
-                    "error": error,
-                    "latency_ms": latency,
-                    "prediction": predlog.dumps(output) if output else None,
-                    "score": output["score"] if output else None,
-                    "inputs": features if log_inputs else None,
-                    "inputs_hash": self.gateway.digest(features),
-                    "created_at": now,
-                    "client_request_id": self.client_ids[i],
-                }
+                (
+                    rid,
+                    entity_id,
+                    model,
+                    version,
+                    arm,
+                    status,
+                    error,
+                    latency,
+                    predlog.dumps(output) if output else None,
+                    output["score"] if output else None,
+                    features if log_inputs else None,
+                    digest(features),
+                    now,
+                    self.client_ids[i],
+                )
             )
         return rows
 

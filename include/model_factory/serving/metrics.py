@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections import defaultdict
 
 BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -41,13 +42,10 @@ class Metrics:
             self.requests[(*key, status)] += 1
             if status != "ok":
                 return
-            counts = self.buckets.setdefault(key, [0] * (len(BUCKETS_S) + 1))
-            for i, bound in enumerate(BUCKETS_S):
-                if seconds <= bound:
-                    counts[i] += 1
-                    break
-            else:
-                counts[-1] += 1
+            counts = self.buckets.get(key)
+            if counts is None:
+                counts = self.buckets[key] = [0] * (len(BUCKETS_S) + 1)
+            counts[bisect_left(BUCKETS_S, seconds)] += 1  # the first bound >= seconds, else +Inf
             self.sums[key] += seconds
 
     def reject(self, model: str, code: int) -> None:

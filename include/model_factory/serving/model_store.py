@@ -170,6 +170,14 @@ class ModelStore:
         """The version, loaded if needed, held (never evicted) until the block ends."""
         return Lease(self, (model, str(version)), arm)
 
+    def acquire(self, model: str, version: str, arm: str) -> LoadedVersion:
+        """:meth:`lease` without the context manager: held until :meth:`release` is called."""
+        return self._acquire((model, str(version)), arm, lease=True)
+
+    def release(self, model: str, version: str, loaded: LoadedVersion) -> None:
+        """The end of an :meth:`acquire` of ``loaded``."""
+        self._release((model, str(version)), loaded)
+
     def _release(self, key: Key, loaded: LoadedVersion) -> None:
         with self._lock:
             entry = self._entries.get(key)

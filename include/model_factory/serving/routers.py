@@ -18,6 +18,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from model_factory.serving.gateway import Gateway
+from model_factory.serving.logwrite import one_shot
 from model_factory.serving.metrics import CONTENT_TYPE
 from model_factory.serving.requests import (
     FeedbackRequest,
@@ -76,7 +77,8 @@ class RequestRoute(APIRoute):
         self.app = app
 
 
-_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))  # as JSONResponse
+_JSON = one_shot(json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")))
+"""JSONResponse's encoding (its ``json.dumps`` arguments), with one encoder made once."""
 
 
 class _JSONAnswer(Response):
@@ -92,7 +94,7 @@ class _JSONAnswer(Response):
 
 def json_response(content: Any) -> Response:
     """JSONResponse's answer from one encoder made once (JSONResponse builds one per response)."""
-    return _JSONAnswer(_JSON.encode(content).encode("utf-8"))
+    return _JSONAnswer(_JSON(content).encode("utf-8"))
 
 
 def http_error(error: GatewayError) -> HTTPException:

@@ -129,6 +129,52 @@ _INTERNAL_ERROR.raw_headers = [
 """What uvicorn answers when the app fails before its response starts (``send_500_response``)."""
 
 
+class _Heads:
+    """Response heads as uvicorn's cycle writes them (status line, its default headers, the
+    response's, ``connection: close`` when the connection ends), kept per status, headers and
+    keep-alive: the lane's answers repeat a few shapes (one per length of answer). uvicorn's
+    default headers (the Date) change once a second; the heads are made again then."""
+
+    MAX_KEPT = 256
+
+    def __init__(self) -> None:
+        self.defaults: list[tuple[bytes, bytes]] | None = None
+        self.kept: dict[tuple, tuple[bytes, bool]] = {}
+
+    def head(
+        self, defaults: list[tuple[bytes, bytes]], response: Response, keep_alive: bool
+    ) -> tuple[bytes, bool]:
+        """(the head, whether the connection stays open)."""
+        if defaults is not self.defaults:  # a new list each second: kept here, never reused
+            self.defaults, self.kept = defaults, {}
+        key = (response.status_code, keep_alive, *response.raw_headers)
+        made = self.kept.get(key)
+        if made is None:
+            made = _head(defaults, response, keep_alive)
+            if len(self.kept) < self.MAX_KEPT:
+                self.kept[key] = made
+        return made
+
+
+def _head(defaults: list[tuple[bytes, bytes]], response: Response, keep_alive: bool) -> tuple[bytes, bool]:
+    out = [STATUS_LINE[response.status_code]]
+    for name, value in defaults:
+        out += [name, b": ", value, b"\r\n"]
+    close_said = False
+    for name, value in response.raw_headers:
+        if name == b"connection" and b"close" in [t.strip() for t in value.lower().split(b",")]:
+            keep_alive, close_said = False, True
+        out += [name, b": ", value, b"\r\n"]
+    if not keep_alive and not close_said:
+        out.append(b"connection: close\r\n")
+    out.append(b"\r\n")
+    return b"".join(out), keep_alive
+
+
+_HEADS = _Heads()
+"""One for the process: the protocol's callbacks run on the event loop."""
+
+
 class _PredictLaneMixin:
     """uvicorn's httptools protocol answering the predict lane's requests (``serving/lane.py``)
     from its parser callbacks: no scope, cycle, task or ASGI messages. A request takes the lane
@@ -262,18 +308,8 @@ class _PredictLaneMixin:
     def _lane_write(self, response: Response, keep_alive: bool) -> None:
         """The response as uvicorn's cycle writes it (status line, its default headers, the
         response's, ``connection: close`` when the connection ends), in one write."""
-        out = [STATUS_LINE[response.status_code]]
-        for name, value in self.server_state.default_headers:
-            out += [name, b": ", value, b"\r\n"]
-        close_said = False
-        for name, value in response.raw_headers:
-            if name == b"connection" and b"close" in [t.strip() for t in value.lower().split(b",")]:
-                keep_alive, close_said = False, True
-            out += [name, b": ", value, b"\r\n"]
-        if not keep_alive and not close_said:
-            out.append(b"connection: close\r\n")
-        out += [b"\r\n", bytes(response.body)]
-        self.transport.write(b"".join(out))
+        head, keep_alive = _HEADS.head(self.server_state.default_headers, response, keep_alive)
+        self.transport.write(head + bytes(response.body))
         if not keep_alive:
             self.transport.close()
         self._lane_answered = True
