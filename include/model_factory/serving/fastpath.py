@@ -100,9 +100,12 @@ class CompiledPredictor:
     def dense_row(self, row: dict) -> list[float]:
         """One row of :meth:`matrix`, as floats: the same operations in the same order."""
         x = [0.0] * self.width
+        isfinite = math.isfinite
         for kind, col, index, a, b, c in self._plan:
             if kind is _NUMBER:
-                value = _number(row.get(col))
+                value = row.get(col)
+                if type(value) is not float or not isfinite(value):  # a finite float is itself
+                    value = _number(value)
                 if a is not None and value != value:  # NaN: the imputer's statistic
                     value = a
                 if b is not None:
@@ -110,12 +113,16 @@ class CompiledPredictor:
                 if c is not None:
                     value = value / c
                 x[index] = value
-            elif kind is _ONE_HOT:
-                offset = a.get(_category(row.get(col)))
-                if offset is not None:
-                    x[index + offset] = 1.0
             else:
-                x[index] = a.get(_category(row.get(col)), b)
+                value = row.get(col)
+                if type(value) is not str:  # text is its own category
+                    value = _category(value)
+                if kind is _ONE_HOT:
+                    offset = a.get(value)
+                    if offset is not None:
+                        x[index + offset] = 1.0
+                else:
+                    x[index] = a.get(value, b)
         return x
 
     def one_row(self, row: dict) -> list[float] | None:

@@ -733,24 +733,23 @@ class _LogRows:
     )
 
     def __init__(self, gateway: Gateway, ids: list[str], instances: list[Any], call: PredictCall) -> None:
-        settings, entity_id, client_id = gateway.settings, call.entity_id, call.client_request_id
-        self.gateway, self.ids, self.instances = gateway, ids, instances
-        if client_id is None or call.single:
-            self.client_ids: list[str | None] = [client_id] * len(ids)
-        else:  # a batch: the caller's id per row, as the gateway's ("<id>:<i>")
-            self.client_ids = [f"{client_id}:{i}" for i in range(len(ids))]
-        self.inputs = [predlog.dumps(instance) for instance in instances]
-        self.entity_id = (
-            entity_id if settings.log_entity_ids or entity_id is None else gateway.digest(entity_id)
-        )
+        self.gateway, self.ids, self.instances, self.call = gateway, ids, instances, call
+        self._inputs: list[str] | None = None  # the features as JSON: made at the first build
 
     def build(
         self, chosen: LoadedVersion, arm: str, status: str, outputs, latency: float, error
     ) -> list[tuple]:
-        now, log_inputs, digest = predlog.utcnow(), self.gateway.settings.log_inputs, self.gateway.digest
-        model, version, entity_id = chosen.model, chosen.version, self.entity_id
+        gateway, call = self.gateway, self.call
+        settings, digest = gateway.settings, gateway.digest
+        entity_id, client_id = call.entity_id, call.client_request_id
+        if self._inputs is None:
+            self._inputs = [predlog.dumps(instance) for instance in self.instances]
+        if entity_id is not None and not settings.log_entity_ids:
+            entity_id = digest(entity_id)
+        log_inputs, now = settings.log_inputs, predlog.utcnow()
+        model, version, batch = chosen.model, chosen.version, not call.single
         rows = []
-        for i, (rid, features) in enumerate(zip(self.ids, self.inputs, strict=True)):
+        for i, (rid, features) in enumerate(zip(self.ids, self._inputs, strict=True)):
             output = outputs[i] if outputs else None
             rows.append(
                 (
@@ -767,7 +766,8 @@ class _LogRows:
                     features if log_inputs else None,
                     digest(features),
                     now,
-                    self.client_ids[i],
+                    # a batch: the caller's id per row, as the gateway's ("<id>:<i>")
+                    f"{client_id}:{i}" if batch and client_id is not None else client_id,
                 )
             )
         return rows

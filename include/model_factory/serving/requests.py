@@ -19,6 +19,7 @@ REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
 REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 MAX_IDENTIFIER = 256
 PREDICT_FIELDS = ("request_id", "entity_id", "features", "instances")
+_PREDICT_FIELD_SET = frozenset(PREDICT_FIELDS)
 FEEDBACK_FIELDS = ("request_id", "outcome")
 
 Scalar = str | int | float | bool | None
@@ -86,7 +87,11 @@ _DECODERS = {
 
 def _loads(body: bytes, nan_is_null: bool) -> Any:
     """``json.loads(body, parse_constant=...)`` with a decoder made once: the same decoding steps
-    (the encoding detected from the bytes, a UTF-8 byte order mark refused)."""
+    (the encoding detected from the bytes, a UTF-8 byte order mark refused). A body opening with
+    ``{`` then a non-zero byte is UTF-8 to ``json.detect_encoding`` (no byte order mark, not
+    UTF-16/32): the common case skips asking it."""
+    if body[:1] == b"{" and body[1:2] != b"\0":
+        return _DECODERS[nan_is_null].decode(body.decode("utf-8", "surrogatepass"))
     text = body.decode(json.detect_encoding(body), "surrogatepass")
     if text.startswith("\ufeff"):
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
@@ -136,7 +141,7 @@ def _too_large(limit: int) -> str:
 def parse_json(body: bytes, nan_is_null: bool = False) -> Any:
     """``body`` as JSON: NaN/Infinity, lone surrogates and absurd nesting are a 400 naming why
     (``nan_is_null``: NaN means missing, as MLflow's scoring protocol has it)."""
-    if not body.strip():
+    if not body or body.isspace():  # body.strip() empty, without the copy
         raise GatewayError(400, "empty request body: send a JSON object")
     try:
         parsed = _loads(body, nan_is_null)
@@ -209,7 +214,7 @@ def parse_predict(body: dict, max_instances: int) -> PredictCall:
     """The gateway's own predict body: exactly one of ``features``/``instances``, known fields."""
     client_request_id = identifier(body, "request_id")
     entity_id = identifier(body, "entity_id")
-    extra = sorted(set(body) - set(PREDICT_FIELDS))
+    extra = [] if _PREDICT_FIELD_SET.issuperset(body) else sorted(set(body) - _PREDICT_FIELD_SET)
     if extra:
         raise GatewayError(
             422, {"error": "unknown top-level fields", "extra": extra[:20], "allowed": list(PREDICT_FIELDS)}
