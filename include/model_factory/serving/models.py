@@ -119,7 +119,7 @@ class LoadedVersion:
         """One output per instance: {"label", "probabilities", "score"} or {"value", "score"}."""
         if self.fast is not None and len(instances) == 1:
             values = self.fast.one_row(instances[0])
-            if values is not None and all(v == v for v in values):  # NaN: numpy's argmax decides
+            if values is not None and not any(map(math.isnan, values)):  # NaN: numpy's argmax decides
                 return [self._output(values)]
         if self.fast is not None:  # compiled at load, checked against the pipeline: no pandas
             outputs = self.fast.predict(instances)
@@ -147,12 +147,17 @@ class LoadedVersion:
         labels = self._labels
         best = values.index(max(values))
         score = values[1] if len(labels) == 2 else values[best]
-        probabilities = {str(c): round(p, 6) for c, p in zip(labels, values, strict=True)}
+        probabilities = {key: round(p, 6) for key, p in zip(self._label_keys, values, strict=True)}
         return {"label": labels[best], "score": score, "probabilities": probabilities}
 
     @cached_property
     def _labels(self) -> list:
         return [_plain(c) for c in self.classes or ()]
+
+    @cached_property
+    def _label_keys(self) -> tuple[str, ...]:
+        """The classes as the keys of ``probabilities``."""
+        return tuple(str(c) for c in self._labels)
 
     def describe(self) -> dict:
         return {
