@@ -179,7 +179,7 @@ def _ops(
     as_json: bool = False,
 ) -> None:
     """promote / rollback / abort / pin / unpin / canary: who and why are recorded."""
-    from model_factory.rollout.canary import ops_action, start_canary
+    from model_factory.rollout.canary import OpsRequest, ops_action, start_canary
 
     settings = FactorySettings.from_env()
     attribution = cli_attribution(actor, reason)
@@ -189,7 +189,7 @@ def _ops(
             spec = load_spec(settings.specs_dir / f"{model}.yaml", settings)
             first = share if share is not None else spec.canary.ramp[0]
             return start_canary(model, str(version), first, settings, attribution)
-        return ops_action(model, action, settings, attribution, version)
+        return ops_action(OpsRequest(model, action, attribution, version), settings)
 
     decision = registry_call(model, settings, carry_out)
     recorded = _recorded(decision, settings)
