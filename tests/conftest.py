@@ -131,6 +131,15 @@ def factory_env(home: Path, **env: str) -> Iterator[FactorySettings]:
         yield FactorySettings.from_env()
 
 
+def settings_with(**values: object) -> FactorySettings:
+    """The settings as the environment sets them now, with ``values`` in place of some fields
+    (``store_uri=``, ``chunk_rows=``, ``source_roots=``...), validated as ``from_env`` validates
+    them: what an entry point hands the core library."""
+    from model_factory.settings import FactorySettings
+
+    return FactorySettings(**values)  # type: ignore[arg-type]
+
+
 def event_store() -> EventStore:
     """The Analyzer's event store as the environment (the test's FACTORY_HOME) sets it up."""
     from model_factory.analyzer.store import AnalyzerSettings, EventStore

@@ -105,7 +105,7 @@ def ingest(loaded: LoadedSpec, *, task_id: str = "ingest") -> XComArg:
 
         settings = FactorySettings.from_env()
         try:
-            manifest = ingest_batch(spec, run_ds(), settings.store_uri, s3_options(spec.source.aws_conn_id))
+            manifest = ingest_batch(spec, run_ds(), settings, s3_options(spec.source.aws_conn_id))
         except MissingBatchError as exc:
             if spec.source.on_missing == "skip":
                 raise AirflowSkipException(f"{exc} (source.on_missing: skip)") from exc
@@ -151,7 +151,7 @@ def validate(loaded: LoadedSpec, ingested: XComArg) -> XComArg:
         from model_factory.pipeline.validation import validate_batch
 
         settings = FactorySettings.from_env()
-        outcome = validate_batch(spec, ingested, settings.store_uri, loaded.path.parent)
+        outcome = validate_batch(spec, ingested, settings, loaded.path.parent)
         if outcome["status"] == "quarantined":
             raise _quarantined(spec, ingested, outcome)
         log.info("validated %s rows -> %s", outcome["rows"], outcome["validated_uri"])
