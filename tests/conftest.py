@@ -140,6 +140,26 @@ def settings_with(**values: object) -> FactorySettings:
     return FactorySettings(**values)  # type: ignore[arg-type]
 
 
+@dataclass
+class BatchFolders:
+    """A test's source folder (``FACTORY_DATA_ROOT``) and object store, and the settings the ingest
+    and validate tasks would pass for them."""
+
+    source_dir: Path
+    store_dir: Path
+    chunk_rows: int | None = None  # None: the environment's (FACTORY_CHUNK_ROWS or its default)
+
+    @property
+    def store_uri(self) -> str:
+        return self.store_dir.as_uri()
+
+    @property
+    def settings(self) -> FactorySettings:
+        """The environment's settings now, with this store and chunk size."""
+        chunk = {} if self.chunk_rows is None else {"chunk_rows": self.chunk_rows}
+        return settings_with(store_uri=self.store_uri, **chunk)
+
+
 def event_store() -> EventStore:
     """The Analyzer's event store as the environment (the test's FACTORY_HOME) sets it up."""
     from model_factory.analyzer.store import AnalyzerSettings, EventStore

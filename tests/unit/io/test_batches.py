@@ -7,7 +7,7 @@ import hashlib
 import io
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +17,7 @@ from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec, load_spec
 from model_factory_dev import demo_data as dd
 
-from tests.conftest import settings_with
+from tests.conftest import BatchFolders, settings_with
 
 MODELS_DIR = Path(__file__).resolve().parents[3] / "include" / "models"
 DAY = dt.date(2026, 3, 2)
@@ -31,20 +31,8 @@ def churn_frame() -> pd.DataFrame:
 
 
 @dataclass
-class Factory:
-    spec: ModelSpec
-    source_dir: Path  # FACTORY_DATA_ROOT as a folder
-    store_dir: Path
-    chunk_rows: int = batches.DEFAULT_CHUNK_ROWS
-
-    @property
-    def store_uri(self) -> str:
-        return self.store_dir.as_uri()
-
-    @property
-    def settings(self) -> FactorySettings:
-        """What the ingest task passes: the environment's settings now, with this store."""
-        return settings_with(store_uri=self.store_uri, chunk_rows=self.chunk_rows)
+class Factory(BatchFolders):
+    spec: ModelSpec = field(kw_only=True)
 
     def write_source(self, data: pd.DataFrame | bytes, ds: str = DS) -> Path:
         return dd.write_batch(data, self.source_dir / "churn" / f"{ds}.csv")
@@ -62,42 +50,45 @@ def factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Factory:
     shutil.copy(MODELS_DIR / "churn.yaml", spec_dir / "churn.yaml")
     source_dir = tmp_path / "source"
     monkeypatch.setenv("FACTORY_DATA_ROOT", source_dir.as_uri())
-    return Factory(
-        load_spec(spec_dir / "churn.yaml", FactorySettings.from_env()), source_dir, tmp_path / "store"
-    )
+    spec = load_spec(spec_dir / "churn.yaml", FactorySettings.from_env())
+    return Factory(source_dir, tmp_path / "store", spec=spec)
 
 
 # --- resolve_source_uri ----------------------------------------------------------------------
 
 
-def test_resolve_fills_env_ds_and_ds_nodash() -> None:
-    uri = batches.resolve_source_uri(
-        "${FACTORY_DATA_ROOT}/churn/{ds}/part-{ds_nodash}.csv",
-        "2026-03-02",
-        settings_with(),
-        {"FACTORY_DATA_ROOT": "s3://bucket/src"},
-    )
-    assert uri == "s3://bucket/src/churn/2026-03-02/part-20260302.csv"
-
-
-def test_resolve_strips_trailing_slash_of_env_value() -> None:
-    uri = batches.resolve_source_uri(
-        "${FACTORY_DATA_ROOT}/churn/{ds}.csv",
-        "2026-03-02",
-        settings_with(data_root="file:///data/"),
-        {"FACTORY_DATA_ROOT": "file:///data/"},
-    )
-    assert uri == "file:///data/churn/2026-03-02.csv"
-
-
-def test_resolve_several_env_vars() -> None:
-    uri = batches.resolve_source_uri(
-        "s3://${FACTORY_BUCKET}/${PREFIX}/{ds}.csv",
-        "2026-12-31",
-        settings_with(),
-        {"FACTORY_BUCKET": "b", "PREFIX": "p/q", "FACTORY_URI_VARIABLES": "PREFIX"},
-    )
-    assert uri == "s3://b/p/q/2026-12-31.csv"
+@pytest.mark.parametrize(
+    ("template", "ds", "data_root", "env", "expected"),
+    [
+        pytest.param(
+            "${FACTORY_DATA_ROOT}/churn/{ds}/part-{ds_nodash}.csv",
+            "2026-03-02",
+            None,
+            {"FACTORY_DATA_ROOT": "s3://bucket/src"},
+            "s3://bucket/src/churn/2026-03-02/part-20260302.csv",
+            id="env, ds and ds_nodash filled",
+        ),
+        pytest.param(
+            "${FACTORY_DATA_ROOT}/churn/{ds}.csv",
+            "2026-03-02",
+            "file:///data/",
+            {"FACTORY_DATA_ROOT": "file:///data/"},
+            "file:///data/churn/2026-03-02.csv",
+            id="trailing slash of the value stripped",
+        ),
+        pytest.param(
+            "s3://${FACTORY_BUCKET}/${PREFIX}/{ds}.csv",
+            "2026-12-31",
+            None,
+            {"FACTORY_BUCKET": "b", "PREFIX": "p/q", "FACTORY_URI_VARIABLES": "PREFIX"},
+            "s3://b/p/q/2026-12-31.csv",
+            id="several variables",
+        ),
+    ],
+)
+def test_resolve_source_uri(template: str, ds: str, data_root: str | None, env: dict, expected: str) -> None:
+    settings = settings_with() if data_root is None else settings_with(data_root=data_root)
+    assert batches.resolve_source_uri(template, ds, settings, env) == expected
 
 
 def test_resolve_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec, load_spec
 from model_factory_dev import demo_data as dd
 
-from tests.conftest import settings_with
+from tests.conftest import BatchFolders
 
 MODELS_DIR = Path(__file__).resolve().parents[3] / "include" / "models"
 DAY = dt.date(2026, 3, 2)
@@ -36,21 +35,7 @@ def frames() -> dict[str, pd.DataFrame]:
     return {model: dd.generate_batch(model, DAY, rows=ROWS) for model in dd.MODELS}
 
 
-@dataclass
-class Factory:
-    source_dir: Path
-    store_dir: Path
-    chunk_rows: int = batches.DEFAULT_CHUNK_ROWS
-
-    @property
-    def store_uri(self) -> str:
-        return self.store_dir.as_uri()
-
-    @property
-    def settings(self) -> FactorySettings:
-        """What the ingest and validate tasks pass: the environment's settings now, with this store."""
-        return settings_with(store_uri=self.store_uri, chunk_rows=self.chunk_rows)
-
+class Factory(BatchFolders):
     def ingest(
         self, spec: ModelSpec, data: pd.DataFrame | bytes, ds: str = DS, fmt: str = "csv"
     ) -> tuple[dict, Path]:
