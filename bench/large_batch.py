@@ -8,8 +8,8 @@ group by group, so generating it is bounded too). Then, each in a fresh process,
 source and store:
 
 - ``chunked``: ``batches.ingest_batch`` + ``validation.validate_batch`` as the factory runs them
-  (streamed copy and hash, row count from the footer, GX per chunk of ``FACTORY_CHUNK_ROWS``,
-  validated Parquet written chunk by chunk);
+  (streamed copy and hash, row count from the footer, GX per chunk of ``--chunk-rows``, passed
+  as ``FactorySettings.chunk_rows``, validated Parquet written chunk by chunk);
 - ``legacy``: the previous whole-batch path, kept here verbatim: ``storage.read_bytes`` of the
   file, ``hashlib.sha256`` of the bytes, ``parse_batch`` of the whole table, ``validate_frame`` on
   it and ``write_parquet`` of it (at ``--legacy-rows`` sizes, where it still fits).
@@ -83,18 +83,22 @@ def _phase(timings: dict, name: str, t0: float, c0: float) -> tuple[float, float
 
 
 def run_chunked(root: str, chunk_rows: int) -> dict:
-    os.environ["FACTORY_CHUNK_ROWS"] = str(chunk_rows)
     from model_factory.io import batches
     from model_factory.pipeline import validation
+    from model_factory.settings import FactorySettings
 
     root_path = Path(root)
     spec = _spec(root_path)
-    store = (root_path / "store").as_uri()
+    settings = FactorySettings(
+        store_uri=(root_path / "store").as_uri(),
+        source_roots=(root_path / "source").as_uri(),  # the generated batch's folder
+        chunk_rows=chunk_rows,
+    )
     timings: dict = {}
     t0, c0 = time.perf_counter(), time.process_time()
-    manifest = batches.ingest_batch(spec, DAY.isoformat(), store)
+    manifest = batches.ingest_batch(spec, DAY.isoformat(), settings)
     t0, c0 = _phase(timings, "ingest", t0, c0)
-    outcome = validation.validate_batch(spec, manifest, store, root_path / "specs")
+    outcome = validation.validate_batch(spec, manifest, settings, root_path / "specs")
     _phase(timings, "validate", t0, c0)
     return {
         "mode": "chunked",

@@ -184,59 +184,52 @@ def servers(
         )
     )
 
-    python = venvs.ensure("bentoml", [*venvs.BENTOML, *model_pins()], log)
-    port = free_port()
-    out.append(
-        Server(
+    # BentoML and LitServe serve the peers' own code (bench/peers, run from that folder): the same
+    # POST /predict taking {"features": {...}}; a row says what differs. The argv is formatted with
+    # the venv's python, its bin folder and the port.
+    own_code = (
+        (
             "bentoml",
-            f"BentoML {venvs.BENTOML[0].split('==')[1]} service (own venv)",
-            [
-                str(python.parent / "bentoml"),
-                "serve",
-                "peer_bentoml:Churn",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            venv_env(
-                python,
-                {
-                    "PEER_MODEL_DIR": str(peer_model_dir),
-                    "PEER_WORKERS": str(workers),
-                    "BENTOML_DO_NOT_TRACK": "True",
-                    "BENTOML_HOME": str(work / "bentoml-home"),
-                },
-            ),
-            port,
+            venvs.BENTOML,
+            "BentoML {} service (own venv)",
+            ["{bin}/bentoml", "serve", "peer_bentoml:Churn", "--host", "127.0.0.1", "--port", "{port}"],
+            {
+                "PEER_WORKERS": str(workers),
+                "BENTOML_DO_NOT_TRACK": "True",
+                "BENTOML_HOME": str(work / "bentoml-home"),
+            },
             "/readyz",
-            "/predict",
-            features,
-            '{"features": {...}}',
-            workers,
-            cwd=str(PEER_CODE),
-            extra={"workers_setting": "@bentoml.service(workers=N)"},
-        )
-    )
-
-    python = venvs.ensure("litserve", [*venvs.LITSERVE, *model_pins()], log)
-    port = free_port()
-    out.append(
-        Server(
+            "@bentoml.service(workers=N)",
+        ),
+        (
             "litserve",
-            f"LitServe {venvs.LITSERVE[0].split('==')[1]} LitAPI (own venv)",
-            [str(python), str(PEER_CODE / "peer_litserve.py"), str(port), str(workers)],
-            venv_env(python, {"PEER_MODEL_DIR": str(peer_model_dir), "LITSERVE_DISABLE_TELEMETRY": "1"}),
-            port,
+            venvs.LITSERVE,
+            "LitServe {} LitAPI (own venv)",
+            ["{python}", str(PEER_CODE / "peer_litserve.py"), "{port}", str(workers)],
+            {"LITSERVE_DISABLE_TELEMETRY": "1"},
             "/health",
-            "/predict",
-            features,
-            '{"features": {...}}',
-            workers,
-            cwd=str(PEER_CODE),
-            extra={"workers_setting": "workers_per_device=N, accelerator=cpu"},
-        )
+            "workers_per_device=N, accelerator=cpu",
+        ),
     )
+    for key, pins, title, argv, env, ready_path, workers_setting in own_code:
+        python = venvs.ensure(key, [*pins, *model_pins()], log)
+        port = free_port()
+        out.append(
+            Server(
+                key,
+                title.format(pins[0].split("==")[1]),
+                [arg.format(python=python, bin=python.parent, port=port) for arg in argv],
+                venv_env(python, {"PEER_MODEL_DIR": str(peer_model_dir), **env}),
+                port,
+                ready_path,
+                "/predict",
+                features,
+                '{"features": {...}}',
+                workers,
+                cwd=str(PEER_CODE),
+                extra={"workers_setting": workers_setting},
+            )
+        )
     return out
 
 

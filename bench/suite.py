@@ -261,7 +261,7 @@ def validation_child(workdir: Path, which: str) -> dict:
             "format": "parquet",
             "sha256": "bench",
         }  # as ingest_batch writes it
-        out = validation.validate_batch(spec, ingested, store, spec_dir)
+        out = validation.validate_batch(spec, ingested, FactorySettings(store_uri=store), spec_dir)
         status, expectations = out["status"], None
     else:
         df = pd.read_parquet(path)

@@ -131,6 +131,35 @@ def factory_env(home: Path, **env: str) -> Iterator[FactorySettings]:
         yield FactorySettings.from_env()
 
 
+def settings_with(**values: object) -> FactorySettings:
+    """The settings as the environment sets them now, with ``values`` in place of some fields
+    (``store_uri=``, ``chunk_rows=``, ``source_roots=``...), validated as ``from_env`` validates
+    them: what an entry point hands the core library."""
+    from model_factory.settings import FactorySettings
+
+    return FactorySettings(**values)  # type: ignore[arg-type]
+
+
+@dataclass
+class BatchFolders:
+    """A test's source folder (``FACTORY_DATA_ROOT``) and object store, and the settings the ingest
+    and validate tasks would pass for them."""
+
+    source_dir: Path
+    store_dir: Path
+    chunk_rows: int | None = None  # None: the environment's (FACTORY_CHUNK_ROWS or its default)
+
+    @property
+    def store_uri(self) -> str:
+        return self.store_dir.as_uri()
+
+    @property
+    def settings(self) -> FactorySettings:
+        """The environment's settings now, with this store and chunk size."""
+        chunk = {} if self.chunk_rows is None else {"chunk_rows": self.chunk_rows}
+        return settings_with(store_uri=self.store_uri, **chunk)
+
+
 def event_store() -> EventStore:
     """The Analyzer's event store as the environment (the test's FACTORY_HOME) sets it up."""
     from model_factory.analyzer.store import AnalyzerSettings, EventStore

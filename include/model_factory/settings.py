@@ -289,6 +289,13 @@ class FactorySettings(BaseSettings):
         return self
 
     @property
+    def templates_folder(self) -> Path:
+        """Data scientists' DAG templates: ``templates_dir``, else ``templates/`` beside the specs
+        folder (``include/templates``; in the Docker image the specs come from the include/ mount,
+        not from where the package is installed)."""
+        return Path(self.templates_dir or self.specs_dir.parent / "templates")
+
+    @property
     def prediction_db(self) -> str:
         """``prediction_db_uri``, else SQLite under ``home``."""
         return self.prediction_db_uri or f"sqlite:///{self.home / 'serving' / 'predictions.db'}"

@@ -78,18 +78,18 @@ def generate(settings: FactorySettings, days: int) -> Path:
     return root
 
 
-def has_batch(spec, day: date) -> bool:
+def has_batch(settings: FactorySettings, spec, day: date) -> bool:
     """Does the spec's source hold a batch for ``day`` (a data scientist's own model)?"""
     from model_factory.io import storage
     from model_factory.io.batches import resolve_source_uri
 
     try:
-        return storage.exists(resolve_source_uri(spec.source.uri, day.isoformat()))
+        return storage.exists(resolve_source_uri(spec.source.uri, day.isoformat(), settings))
     except Exception:  # an unresolvable URI or an unreachable store: nothing to run
         return False
 
 
-def plan(specs, days: int) -> tuple[list[tuple[date, object]], list[str]]:
+def plan(settings: FactorySettings, specs, days: int) -> tuple[list[tuple[date, object]], list[str]]:
     """(day, spec) pairs to run, and one line per spec that is left alone or cut short."""
     runs, notes = [], []
     all_days = [START + timedelta(days=offset) for offset in range(days)]
@@ -97,7 +97,7 @@ def plan(specs, days: int) -> tuple[list[tuple[date, object]], list[str]]:
         if spec.name in DEMO_SPECS:
             chosen = all_days if spec.template == "retrain" else all_days[-TEMPLATE_DAYS:]
         else:
-            chosen = [day for day in all_days if has_batch(spec, day)]
+            chosen = [day for day in all_days if has_batch(settings, spec, day)]
             notes.append(
                 f"{spec.name}: not a demo model; "
                 + (
@@ -511,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = [loaded.spec for loaded in good]
     for error in bad:
         print(f"  skipped (invalid spec; its invalid_spec__ DAG says why): {error}")
-    runs, notes = plan(specs, args.days)
+    runs, notes = plan(settings, specs, args.days)
     for note in notes:
         print(f"  {note}")
 

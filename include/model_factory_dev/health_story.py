@@ -58,7 +58,7 @@ def _batch(settings: FactorySettings, spec, day: date) -> dict[str, Any]:
     """The day's raw batch in the shape ``score_batch`` reads (no ingest copy needed here)."""
     from model_factory.io.batches import resolve_source_uri
 
-    uri = resolve_source_uri(spec.source.uri, day.isoformat())
+    uri = resolve_source_uri(spec.source.uri, day.isoformat(), settings)
     return {"raw_uri": uri, "source_uri": uri, "format": spec.source.format, "ds": day.isoformat()}
 
 

@@ -43,7 +43,7 @@ def test_a_data_scientists_spec_runs_only_where_its_batches_exist(tmp_path, fact
     batch.parent.mkdir(parents=True)
     batch.write_text("x\n1\n")
 
-    runs, notes = demo.plan([*shipped, mine, none], days=3)
+    runs, notes = demo.plan(FactorySettings.from_env(), [*shipped, mine, none], days=3)
 
     assert [(d, s.name) for d, s in runs if s.name == "mine"] == [(demo.START + timedelta(days=1), "mine")]
     assert not [s for _, s in runs if s.name == "nobatch"]

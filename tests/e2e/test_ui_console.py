@@ -86,8 +86,8 @@ def build_fleet_state(settings, specs: Path) -> dict:
     buffer = io.StringIO()
     bad.to_csv(buffer, index=False)
     (source / f"{BAD_DAY}.csv").write_text(buffer.getvalue())
-    ingested = ingest_batch(spec, str(BAD_DAY), settings.store_uri)
-    assert validate_batch(spec, ingested, settings.store_uri, specs)["status"] == "quarantined"
+    ingested = ingest_batch(spec, str(BAD_DAY), settings)
+    assert validate_batch(spec, ingested, settings, specs)["status"] == "quarantined"
     return {
         "drift": checked,
         "train": {"run_id": trained["run_id"]},

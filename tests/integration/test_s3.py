@@ -23,6 +23,8 @@ from model_factory.settings import FactorySettings
 from model_factory.spec import load_spec
 from model_factory_dev import demo_data
 
+from tests.conftest import settings_with
+
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -130,7 +132,7 @@ def test_ingest_into_missing_store_bucket_names_the_bucket(
 ) -> None:
     put_source(s3_client, s3_bucket, DS, churn_csv(tmp_path, DS))
     with pytest.raises(storage.StorageError, match=r"bucket 'mf-test-no-store-bucket' does not exist"):
-        batches.ingest_batch(churn_spec, DS, store_uri="s3://mf-test-no-store-bucket/store")
+        batches.ingest_batch(churn_spec, DS, settings_with(store_uri="s3://mf-test-no-store-bucket/store"))
 
 
 # --------------------------------------------------------------------------- access denied
@@ -283,7 +285,7 @@ def test_ingest_and_validate_clean_batch(churn_spec, s3_client, s3_bucket: str, 
     store = f"s3://{s3_bucket}/store"
     sha = hashlib.sha256(source).hexdigest()
 
-    manifest = batches.ingest_batch(churn_spec, DS, store_uri=store)
+    manifest = batches.ingest_batch(churn_spec, DS, settings_with(store_uri=store))
     assert manifest["already_ingested"] is False
     assert manifest["source_uri"] == f"s3://{s3_bucket}/source/churn/{DS}.csv"
     assert manifest["raw_uri"] == f"{store}/raw/churn/{DS}/{sha[:12]}/{DS}.csv"
@@ -295,12 +297,12 @@ def test_ingest_and_validate_clean_batch(churn_spec, s3_client, s3_bucket: str, 
     folder = f"{store}/raw/churn/{DS}/{sha[:12]}"
     assert raw_objects == sorted([manifest["raw_uri"], f"{folder}/manifest.json", f"{folder}/parsed.parquet"])
 
-    again = batches.ingest_batch(churn_spec, DS, store_uri=store)
+    again = batches.ingest_batch(churn_spec, DS, settings_with(store_uri=store))
     assert again["already_ingested"] is True
     assert again["raw_uri"] == manifest["raw_uri"]
     assert storage.list_uris(f"{store}/raw") == raw_objects
 
-    outcome = validation.validate_batch(churn_spec, manifest, store)
+    outcome = validation.validate_batch(churn_spec, manifest, settings_with(store_uri=store))
     assert outcome["status"] == "validated", outcome
     assert outcome["validated_uri"] == f"{store}/validated/churn/{DS}/data.parquet"
     assert outcome["rows"] == 300
@@ -321,8 +323,8 @@ def test_fault_batch_is_quarantined_on_s3(churn_spec, s3_client, s3_bucket: str,
     store = f"s3://{s3_bucket}/store"
     sha = hashlib.sha256(source).hexdigest()
 
-    manifest = batches.ingest_batch(churn_spec, DS, store_uri=store)
-    outcome = validation.validate_batch(churn_spec, manifest, store)
+    manifest = batches.ingest_batch(churn_spec, DS, settings_with(store_uri=store))
+    outcome = validation.validate_batch(churn_spec, manifest, settings_with(store_uri=store))
 
     assert outcome["status"] == "quarantined", outcome
     folder = f"{store}/quarantine/churn/{DS}/{sha[:12]}"
@@ -350,7 +352,7 @@ def test_fault_batch_is_quarantined_on_s3(churn_spec, s3_client, s3_bucket: str,
 def test_missing_source_batch_names_the_s3_path(churn_spec, s3_bucket: str) -> None:
     store = f"s3://{s3_bucket}/store"
     with pytest.raises(batches.MissingBatchError) as info:
-        batches.ingest_batch(churn_spec, DS, store_uri=store)
+        batches.ingest_batch(churn_spec, DS, settings_with(store_uri=store))
     assert f"s3://{s3_bucket}/source/churn/{DS}.csv" in str(info.value)
     assert "churn" in str(info.value)
     assert storage.list_uris(store) == []

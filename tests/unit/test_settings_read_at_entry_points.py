@@ -30,16 +30,11 @@ ALLOWED = {
     "(a decorator made at import) reads the settings once, when the action ends",
     ("io/batches.py", "resolve_source_uri"): "a source URI's ${VAR} is filled from the worker's "
     "environment at run time (the spec feature itself; the allow-list keeps secrets out)",
-    ("io/batches.py", "source_roots"): "the data roots, read with the same variables the URI was "
-    "filled from. Not yet passed down (ingest_batch and its ~40 test callers would take settings)",
     ("io/registry_read.py", "read_registry"): "MLflow's own client variables (auth, TLS) that "
     "MLflow's client would honour: set, the read falls back to that client",
     ("io/registry_read.py", "_workspaces_enabled"): "MLflow's own MLFLOW_ENABLE_WORKSPACES, the same",
     ("io/registry_read.py", "_from_rest"): "MLflow's own client variables (token, user and password, "
     "TLS, request timeout), read as MLflow's REST client reads them: this read stands in for it",
-    ("io/batches.py", "chunk_rows"): "FACTORY_CHUNK_ROWS. Not yet passed down: the chunk size "
-    "reaches ingest, validation, training and monitoring through iter_frames; threading "
-    "settings.chunk_rows through them (and ~60 test call sites) is the next step",
 }
 
 

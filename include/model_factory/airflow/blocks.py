@@ -105,7 +105,7 @@ def ingest(loaded: LoadedSpec, *, task_id: str = "ingest") -> XComArg:
 
         settings = FactorySettings.from_env()
         try:
-            manifest = ingest_batch(spec, run_ds(), settings.store_uri, s3_options(spec.source.aws_conn_id))
+            manifest = ingest_batch(spec, run_ds(), settings, s3_options(spec.source.aws_conn_id))
         except MissingBatchError as exc:
             if spec.source.on_missing == "skip":
                 raise AirflowSkipException(f"{exc} (source.on_missing: skip)") from exc
@@ -151,7 +151,7 @@ def validate(loaded: LoadedSpec, ingested: XComArg) -> XComArg:
         from model_factory.pipeline.validation import validate_batch
 
         settings = FactorySettings.from_env()
-        outcome = validate_batch(spec, ingested, settings.store_uri, loaded.path.parent)
+        outcome = validate_batch(spec, ingested, settings, loaded.path.parent)
         if outcome["status"] == "quarantined":
             raise _quarantined(spec, ingested, outcome)
         log.info("validated %s rows -> %s", outcome["rows"], outcome["validated_uri"])
@@ -464,7 +464,7 @@ def canary_manual_action(loaded: LoadedSpec) -> XComArg:
     def manual_action() -> dict:
         from model_factory.errors import UnattributedError
         from model_factory.pipeline.registry import PromotionError
-        from model_factory.rollout.canary import OPS_ACTIONS, ops_action
+        from model_factory.rollout.canary import OPS_ACTIONS, OpsRequest, ops_action
 
         given = conf()
         action = given.get("action")
@@ -474,14 +474,8 @@ def canary_manual_action(loaded: LoadedSpec) -> XComArg:
             raise AirflowFailException(f"conf action {action!r} unknown; use one of {OPS_ACTIONS}")
         try:
             attribution = Attribution(actor(), given.get("reason", ""))
-            decision = ops_action(
-                name,
-                action,
-                FactorySettings.from_env(),
-                attribution,
-                given.get("version"),
-                given.get("share"),
-            )
+            request = OpsRequest(name, action, attribution, given.get("version"), given.get("share"))
+            decision = ops_action(request, FactorySettings.from_env())
         except (PromotionError, UnattributedError) as exc:
             raise AirflowFailException(f"{action} refused: {exc}") from exc
         return record_decision(loaded.spec, decision)

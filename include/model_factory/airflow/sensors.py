@@ -27,13 +27,13 @@ class NewBatchSensor(BaseSensorOperator):
         from model_factory.io import storage
         from model_factory.monitoring.watch import already_checked, watched_uri
 
-        ds = run_ds()
-        uri = watched_uri(self.spec, ds)
+        ds, settings = run_ds(), FactorySettings.from_env()
+        uri = watched_uri(self.spec, ds, settings)
         force = bool((context["dag_run"].conf or {}).get("force"))
         if not storage.exists(uri):
             log.info("waiting for %s", uri)
             return PokeReturnValue(is_done=False)
-        if already_checked(self.spec, ds, FactorySettings.from_env()) and not force:
+        if already_checked(self.spec, ds, settings) and not force:
             log.info('%s was already checked (conf {"force": true} re-checks it)', uri)
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value={"ds": ds, "uri": uri})

@@ -7,9 +7,12 @@ so main.py can import them without a cycle.
 from __future__ import annotations
 
 import getpass
+import importlib
 import json
+import logging
 import sys
 from collections.abc import Callable
+from types import ModuleType
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -28,6 +31,52 @@ err_console = Console(stderr=True, highlight=False)
 Json = Annotated[bool, typer.Option("--json", help="print JSON instead of a table (for scripts)")]
 Reason = Annotated[str, typer.Option("--reason", help="why: recorded with who and when")]
 Actor = Annotated[str | None, typer.Option("--actor", help="who (default: $FACTORY_ACTOR or the login name)")]
+
+
+class _Stderr:
+    """Writes to what ``sys.stderr`` is at the time (text, or its bytes with ``binary``), not to
+    the object it was when logging was set up: a redirect or a test's capture that ends later
+    must not leave log handlers writing to a closed stream."""
+
+    def __init__(self, binary: bool = False) -> None:
+        self.binary = binary
+
+    def write(self, data: Any) -> int:
+        return (sys.stderr.buffer if self.binary else sys.stderr).write(data)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def logs_to_stderr() -> None:
+    """Log lines go to stderr: stdout carries the command's output (``--json`` is read by scripts).
+
+    Importing Airflow configures logging: the root logger gets a handler on stdout, and
+    structlog (Airflow's own loggers) a logger factory that writes to stdout. Both are moved."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.__stdout__):
+            handler.setStream(_Stderr())
+    structlog: Any = sys.modules.get("structlog")  # only when something imported it (Airflow does)
+    if structlog is None:
+        return
+    factory: Any = structlog.get_config().get("logger_factory")
+    # Airflow's own: LoggerFactory(cls, io), io=None meaning sys.stdout (its buffer with json_logs)
+    if getattr(factory, "io", False) is None and isinstance(getattr(factory, "cls", None), type):
+        binary = issubclass(factory.cls, structlog.BytesLogger)
+        structlog.configure(logger_factory=type(factory)(factory.cls, _Stderr(binary)))
+
+
+def airflow_side(module: str) -> ModuleType:
+    """``model_factory.airflow.<module>`` for a command: every command imports the factory's Airflow
+    side through here, so Airflow's log lines go to stderr (``logs_to_stderr``), never into the
+    command's output (tests/unit/cli/test_cli_logging.py keeps it so).
+
+    Airflow itself is imported first: it configures logging when it is imported, which a module
+    of the factory's side may leave to the first call that needs it (after the move)."""
+    importlib.import_module("airflow")
+    imported = importlib.import_module(f"model_factory.airflow.{module}")
+    logs_to_stderr()
+    return imported
 
 
 def print_json(value: Any) -> None:

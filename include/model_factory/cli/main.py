@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -23,6 +22,7 @@ from model_factory.cli.common import (
     Actor,
     Json,
     Reason,
+    airflow_side,
     cli_attribution,
     err_console,
     fail,
@@ -121,33 +121,22 @@ def _recorded(decision: dict, settings: FactorySettings) -> dict:
     return decision
 
 
-def _logs_to_stderr() -> None:
-    """Importing Airflow (the notifier) gives the root logger a handler on stdout; stdout carries
-    the command's output (``--json`` is read by scripts), so its log lines (the owner's alert) go
-    to stderr."""
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.__stdout__):
-            handler.setStream(sys.stderr)
-
-
 def _version_event(decision: dict, settings: FactorySettings) -> None:
     """A promoted, rolled-back or pinned version: the canary DAG's event (``version_event``: the
     spec's Airflow connections, the factory's alert record), sent from here. Connections are read
     as outside a task: ``AIRFLOW_CONN_*`` variables and secrets backends. A channel or a spec that
     fails is named on stderr; the decision stands."""
-    from model_factory.airflow.notify import VERSION_EVENTS, version_event
-
-    _logs_to_stderr()
-    if decision.get("action") not in VERSION_EVENTS or not decision.get("changed", True):
+    notify = airflow_side("notify")  # its log lines (the owner's alert) go to stderr
+    if decision.get("action") not in notify.VERSION_EVENTS or not decision.get("changed", True):
         return
     model = decision.get("model")
     try:
         spec = load_spec(settings.specs_dir / f"{model}.yaml", settings)
     except SpecError as exc:
         note_error(exc)
-        typer.echo(f"no {VERSION_EVENTS[decision['action']]} event sent for {model}: {exc}", err=True)
+        typer.echo(f"no {notify.VERSION_EVENTS[decision['action']]} event sent for {model}: {exc}", err=True)
         return
-    sent = version_event(spec, decision, {"where": "model-factory CLI"})
+    sent = notify.version_event(spec, decision, {"where": "model-factory CLI"})
     failed = {c: why for c, why in ((sent or {}).get("channels") or {}).items() if why.startswith("failed")}
     for conn_id, why in failed.items():
         typer.echo(
@@ -179,7 +168,7 @@ def _ops(
     as_json: bool = False,
 ) -> None:
     """promote / rollback / abort / pin / unpin / canary: who and why are recorded."""
-    from model_factory.rollout.canary import ops_action, start_canary
+    from model_factory.rollout.canary import OpsRequest, ops_action, start_canary
 
     settings = FactorySettings.from_env()
     attribution = cli_attribution(actor, reason)
@@ -189,7 +178,7 @@ def _ops(
             spec = load_spec(settings.specs_dir / f"{model}.yaml", settings)
             first = share if share is not None else spec.canary.ramp[0]
             return start_canary(model, str(version), first, settings, attribution)
-        return ops_action(model, action, settings, attribution, version)
+        return ops_action(OpsRequest(model, action, attribution, version), settings)
 
     decision = registry_call(model, settings, carry_out)
     recorded = _recorded(decision, settings)
@@ -322,8 +311,6 @@ def _run_app(argv: list[str] | None) -> int:
 def run() -> None:
     """The ``model-factory`` console script: ``main`` on ``sys.argv``, so a usage error reaches
     the Analyzer as click's exception (its kind), not as text on stderr."""
-    import sys
-
     raise SystemExit(main(sys.argv[1:]))
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from model_factory.cli.common import EXIT_REFUSED, err_console, fail
+from model_factory.cli.common import EXIT_REFUSED, airflow_side, err_console, fail
 from model_factory.settings import PROJECT_ROOT, FactorySettings
 
 
@@ -65,12 +65,12 @@ def new_template(
     force: Annotated[bool, typer.Option(help="overwrite existing files")] = False,
 ) -> None:
     """Scaffold a DAG template module (include/templates/NAME.py) and its test."""
-    from model_factory.airflow.templates import templates_dir
     from model_factory.scaffold import ScaffoldError
     from model_factory.scaffold import new_template as scaffold
 
+    folder = FactorySettings.from_env().templates_folder  # no Airflow to import for this one
     try:
-        result = scaffold(name, templates_dir(), PROJECT_ROOT / "tests" / "templates", force=force)
+        result = scaffold(name, folder, PROJECT_ROOT / "tests" / "templates", force=force)
     except ScaffoldError as exc:
         fail(str(exc), EXIT_REFUSED)
     _report(result)
@@ -78,9 +78,7 @@ def new_template(
 
 def templates() -> None:
     """List the templates a spec can use: shipped, include/templates/, installed packages."""
-    from model_factory.airflow.templates import discover
-
-    registry = discover()
+    registry = airflow_side("templates").discover()
     for name, origin, description in registry.describe():
         typer.echo(f"{name:<20} {description}  [{origin}]")
     for name, why in sorted(registry.broken.items()):

@@ -16,7 +16,8 @@ scoring read that, never the CSV again (parsing it was most of their reading tim
 
 Memory stays bounded whatever the batch size: bytes are streamed through a local spool file
 (hashed on the way), a CSV is parsed chunk by chunk into one row group per chunk, and readers
-hand out tables in chunks of ``chunk_rows()`` rows (Parquet row groups, CSV chunks).
+hand out tables in chunks of ``rows`` rows (Parquet row groups, CSV chunks): the caller's
+``FactorySettings.chunk_rows`` (FACTORY_CHUNK_ROWS).
 """
 
 from __future__ import annotations
@@ -74,18 +75,16 @@ class SourceUriError(PermanentError, ValueError):
 SOURCE_ROOTS_ENV = "FACTORY_SOURCE_ROOTS"
 
 
-def source_roots(env: Mapping[str, str] | None = None) -> list[str]:
-    """Where file sources may be read: FACTORY_DATA_ROOT and the FACTORY_SOURCE_ROOTS list."""
-    from model_factory.settings import FactorySettings
-
-    env = os.environ if env is None else env
-    extra = [r.strip() for r in env.get(SOURCE_ROOTS_ENV, "").split(",") if r.strip()]
-    return [env.get("FACTORY_DATA_ROOT") or FactorySettings.from_env().data_root, *extra]
+def source_roots(settings: FactorySettings) -> list[str]:
+    """Where file sources may be read: the data root (FACTORY_DATA_ROOT) and the
+    FACTORY_SOURCE_ROOTS list."""
+    extra = [r.strip() for r in settings.source_roots.split(",") if r.strip()]
+    return [settings.data_root, *extra]
 
 
-def confine_source(uri: str, template: str, env: dict[str, str] | None = None) -> str:
+def confine_source(uri: str, template: str, settings: FactorySettings) -> str:
     """Refuse a resolved source URI that is not file:// or s3://, has a query or fragment, or
-    is a file (after symlinks and ``..``) outside the data roots."""
+    is a file (after symlinks and ``..``) outside the data roots (``source_roots``)."""
     scheme = uri.split("://", 1)[0] if "://" in uri else ""
     if scheme not in ("file", "s3"):
         raise SourceUriError(f"source URI {template!r} does not resolve to a file:// or s3:// URI")
@@ -99,7 +98,7 @@ def confine_source(uri: str, template: str, env: dict[str, str] | None = None) -
     if parsed.netloc not in ("", "localhost"):
         raise SourceUriError(f"source URI {template!r} names a host ({parsed.netloc!r}); use file:///path")
     real = os.path.realpath(unquote(parsed.path))
-    roots = source_roots(env)
+    roots = source_roots(settings)
     for root in roots:
         if root.startswith("file://"):
             base = os.path.realpath(unquote(urlparse(root).path))
@@ -111,11 +110,15 @@ def confine_source(uri: str, template: str, env: dict[str, str] | None = None) -
     )
 
 
-def resolve_source_uri(template: str, ds: str, env: dict[str, str] | None = None) -> str:
-    """Fill ``${VAR}`` and ``{ds}``/``{ds_nodash}`` in a spec's source URI, then confine it.
+def resolve_source_uri(
+    template: str, ds: str, settings: FactorySettings, env: Mapping[str, str] | None = None
+) -> str:
+    """Fill ``${VAR}`` and ``{ds}``/``{ds_nodash}`` in a spec's source URI, then confine it to
+    the data roots of ``settings``.
 
     Only allow-listed variables (FACTORY_*, and those named in FACTORY_URI_VARIABLES) are
-    filled; errors name the variable, never its value.
+    filled, from ``env`` (default: this process's environment, the spec feature itself); errors
+    name the variable, never its value.
     """
     env = dict(os.environ if env is None else env)
 
@@ -133,19 +136,12 @@ def resolve_source_uri(template: str, ds: str, env: dict[str, str] | None = None
     check_ds(ds)
     filled = URI_VARIABLE.sub(_env, template)
     filled = filled.replace("{ds_nodash}", ds.replace("-", "")).replace("{ds}", ds)
-    return confine_source(filled, template, env)
+    return confine_source(filled, template, settings)
 
 
-# Rows per chunk when reading a batch: ~100-300 MB of pandas memory for the demo's columns.
+# Rows per chunk when reading a batch: ~100-300 MB of pandas memory for the demo's columns
+# (the default of FactorySettings.chunk_rows, FACTORY_CHUNK_ROWS).
 DEFAULT_CHUNK_ROWS = 1_000_000
-
-
-def chunk_rows() -> int:
-    """Rows per chunk (``FACTORY_CHUNK_ROWS`` overrides the default)."""
-    value = FactorySettings.from_env().chunk_rows
-    if value < 1:
-        raise ValueError(f"FACTORY_CHUNK_ROWS must be >= 1, got {value}")
-    return value
 
 
 def _unreadable(exc: Exception, fmt: str, where: str) -> UnreadableBatchError:
@@ -166,7 +162,7 @@ def parse_batch(data: bytes, fmt: str, where: str) -> pd.DataFrame:
         raise _unreadable(exc, fmt, where) from exc
 
 
-def iter_frames(path: Path | str, fmt: str, where: str, rows: int | None = None) -> Iterator[pd.DataFrame]:
+def iter_frames(path: Path | str, fmt: str, where: str, rows: int) -> Iterator[pd.DataFrame]:
     """The table in a local file as DataFrames of at most ``rows`` rows each, in file order.
 
     Chunk by chunk this gives the same columns and dtypes as ``parse_batch`` on the whole file
@@ -179,7 +175,8 @@ def iter_frames(path: Path | str, fmt: str, where: str, rows: int | None = None)
 
     if os.path.getsize(path) == 0:
         raise UnreadableBatchError(f"{where} is an empty file (0 bytes)")
-    rows = rows or chunk_rows()
+    if rows < 1:
+        raise ValueError(f"rows per chunk must be >= 1, got {rows}")
     yielded = False
     try:
         if fmt == "parquet":
@@ -222,7 +219,7 @@ def _row_group_runs(metadata, rows: int) -> Iterator[list[int]]:
         yield run
 
 
-def count_rows(path: Path | str, fmt: str, where: str) -> int:
+def count_rows(path: Path | str, fmt: str, where: str, rows: int) -> int:
     """Rows of a local table file: Parquet from its footer, CSV by parsing it chunk by chunk."""
     if fmt == "parquet" and os.path.getsize(path) > 0:
         import pyarrow.parquet as pq
@@ -231,7 +228,7 @@ def count_rows(path: Path | str, fmt: str, where: str) -> int:
             return pq.ParquetFile(path).metadata.num_rows
         except Exception as exc:
             raise _unreadable(exc, fmt, where) from exc
-    return sum(len(frame) for frame in iter_frames(path, fmt, where))
+    return sum(len(frame) for frame in iter_frames(path, fmt, where, rows))
 
 
 def write_parquet(df: pd.DataFrame, uri: str, s3: storage.S3Options | None = None) -> str:
@@ -289,8 +286,8 @@ def unified_dtypes(seen: dict[str, set]) -> dict[str, object]:
     return out
 
 
-def csv_to_parquet(path: Path | str, out: Path | str, where: str) -> int:
-    """Parse a local CSV once, chunk by chunk, into a Parquet file (a row group per chunk).
+def csv_to_parquet(path: Path | str, out: Path | str, where: str, rows: int) -> int:
+    """Parse a local CSV once, ``rows`` rows at a time, into a Parquet file (a row group per chunk).
 
     Chunks whose inferred dtypes fit the first chunk's schema are written as they come; when a
     later chunk does not fit (an int column that turns float, a number column that turns text)
@@ -302,7 +299,7 @@ def csv_to_parquet(path: Path | str, out: Path | str, where: str) -> int:
     seen: dict[str, set] = {}
 
     def tracked() -> Iterator[pd.DataFrame]:
-        for frame in iter_frames(path, "csv", where):
+        for frame in iter_frames(path, "csv", where, rows):
             note_dtypes(frame, seen)
             yield frame
 
@@ -313,22 +310,24 @@ def csv_to_parquet(path: Path | str, out: Path | str, where: str) -> int:
     except (pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError):  # ArrowInvalid is a ValueError
         for _ in tracked():  # every chunk's types: the first pass stopped where one did not fit
             pass
-        return write_parquet_file(iter_frames(path, "csv", where), out, unified_dtypes(seen))
+        return write_parquet_file(iter_frames(path, "csv", where, rows), out, unified_dtypes(seen))
 
 
 def ingest_batch(
     spec: ModelSpec,
     ds: str,
-    store_uri: str,
+    settings: FactorySettings,
     source_s3: storage.S3Options | None = None,
     store_s3: storage.S3Options | None = None,
 ) -> IngestedBatch:
-    """Copy the batch for ``ds`` into ``raw/``; return its manifest (a small dict for XCom).
+    """Copy the batch for ``ds`` into ``raw/`` of ``settings.store_uri``; return its manifest (a
+    small dict for XCom). The source must lie under the data roots of ``settings``; a CSV is
+    parsed ``settings.chunk_rows`` rows at a time.
 
     The bytes are streamed into a local spool file (hashed on the way, so the copy and the hash
     are of the same bytes even if the source changes meanwhile), then streamed to the store.
     """
-    source_uri = resolve_source_uri(spec.source.uri, ds)
+    source_uri = resolve_source_uri(spec.source.uri, ds, settings)
     filename = PurePosixPath(source_uri.split("://", 1)[1]).name
     with tempfile.TemporaryDirectory(prefix="factory-ingest-") as spool:
         local = Path(spool) / (filename or "batch")
@@ -339,7 +338,7 @@ def ingest_batch(
                 f"no source batch for model {spec.name!r} on {ds}: nothing at {source_uri}"
             ) from exc
 
-        folder = storage.join(store_uri, "raw", spec.name, ds, sha256[:12])
+        folder = storage.join(settings.store_uri, "raw", spec.name, ds, sha256[:12])
         raw_uri = storage.join(folder, filename)
         manifest_uri = storage.join(folder, "manifest.json")
 
@@ -351,10 +350,10 @@ def ingest_batch(
         parsed_uri: str | None = None
         try:
             if spec.source.format == "csv":
-                rows: int | None = csv_to_parquet(local, parsed, source_uri)
+                rows: int | None = csv_to_parquet(local, parsed, source_uri, settings.chunk_rows)
                 parsed_uri = storage.join(folder, "parsed.parquet")
             else:
-                rows = count_rows(local, spec.source.format, source_uri)
+                rows = count_rows(local, spec.source.format, source_uri, settings.chunk_rows)
                 parsed_uri = raw_uri
             parse_error = None
         except UnreadableBatchError as exc:

@@ -19,6 +19,7 @@ import pandas as pd
 import sqlalchemy as sa
 from model_factory.io import storage
 from model_factory.io.batches import UnreadableBatchError, iter_frames, resolve_source_uri
+from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec
 
 LOG_COLUMNS = [
@@ -132,21 +133,26 @@ def read_batch_predictions(store_uri: str, model: str, days: list[date]) -> pd.D
     )
 
 
-def read_outcome_source(spec: ModelSpec, days: list[date], report: SourceReport) -> pd.DataFrame:
-    """The outcome source's files of those days (the day the outcomes arrived), renamed for the join."""
+def read_outcome_source(
+    spec: ModelSpec, days: list[date], report: SourceReport, settings: FactorySettings
+) -> pd.DataFrame:
+    """The outcome source's files of those days (the day the outcomes arrived), renamed for the join
+    (under the data roots of ``settings``, read ``settings.chunk_rows`` rows at a time)."""
     source = spec.outcomes.source
     columns = ["id", "outcome", "event_time", "arrived_at"]
     if source is None:
         return pd.DataFrame(columns=columns)
     parts = []
     for day in days:
-        uri = resolve_source_uri(source.uri, str(day))
+        uri = resolve_source_uri(source.uri, str(day), settings)
         if not storage.exists(uri):
             report.outcome_days_missing.append(str(day))
             continue
         try:
             with storage.local_file(uri) as path:
-                frame = pd.concat(list(iter_frames(path, source.format, uri)), ignore_index=True)
+                frame = pd.concat(
+                    list(iter_frames(path, source.format, uri, settings.chunk_rows)), ignore_index=True
+                )
             wanted = [source.id_column, source.outcome_column, source.event_time_column]
             absent = [c for c in wanted if c not in frame.columns]
             if absent:

@@ -137,7 +137,7 @@ def run_health_check(spec: ModelSpec, ds: str, settings: FactorySettings, db_uri
     try:
         log = read_prediction_log(engine, spec.name, since, as_of)
         served = log_predictions(log)
-        outcomes = [read_outcome_source(spec, days, sources)]
+        outcomes = [read_outcome_source(spec, days, sources, settings)]
         if spec.outcomes.gateway_feedback:
             outcomes.append(read_feedback(engine, served))
         predictions = pd.concat(

@@ -45,9 +45,10 @@ ALERT_HEADLINES = {
 ALERT_STATUSES = tuple(ALERT_HEADLINES)
 
 
-def watched_uri(spec: ModelSpec, ds: str) -> str:
-    """The production batch for ``ds``: ``drift.data_uri`` when set, else the training source."""
-    return resolve_source_uri(spec.drift.data_uri or spec.source.uri, ds)
+def watched_uri(spec: ModelSpec, ds: str, settings: FactorySettings) -> str:
+    """The production batch for ``ds``: ``drift.data_uri`` when set, else the training source
+    (confined to the data roots of ``settings``)."""
+    return resolve_source_uri(spec.drift.data_uri or spec.source.uri, ds, settings)
 
 
 def report_folder(store_uri: str, model: str, ds: str) -> str:
@@ -171,21 +172,24 @@ class SeasonalReference:
 
 @contextmanager
 def _watched_frames(
-    spec: ModelSpec, day: date, s3: storage.S3Options | None
+    spec: ModelSpec, day: date, settings: FactorySettings, s3: storage.S3Options | None
 ) -> Iterator[Iterator[pd.DataFrame]]:
-    """The chunks of ``day``'s watched batch, read from a local copy while the context is open."""
+    """The chunks of ``day``'s watched batch (``settings.chunk_rows`` rows each), read from a
+    local copy while the context is open."""
     from model_factory.io.batches import iter_frames
 
-    uri = watched_uri(spec, str(day))
+    uri = watched_uri(spec, str(day), settings)
     fmt = "parquet" if uri.endswith(".parquet") else spec.source.format
     with storage.local_file(uri, s3) as path:
-        yield iter_frames(path, fmt, uri)
+        yield iter_frames(path, fmt, uri, settings.chunk_rows)
 
 
-def _labelled_rows(spec: ModelSpec, day: date, limit: int, s3: storage.S3Options | None) -> pd.DataFrame:
+def _labelled_rows(
+    spec: ModelSpec, day: date, limit: int, settings: FactorySettings, s3: storage.S3Options | None
+) -> pd.DataFrame:
     """Up to ``limit`` labelled rows of ``day``'s watched batch (empty without a target column)."""
     parts: list[pd.DataFrame] = []
-    with _watched_frames(spec, day, s3) as chunks:
+    with _watched_frames(spec, day, settings, s3) as chunks:
         for chunk in chunks:
             if spec.target not in chunk.columns:
                 break
@@ -196,7 +200,7 @@ def _labelled_rows(spec: ModelSpec, day: date, limit: int, s3: storage.S3Options
 
 
 def seasonal_reference(
-    spec: ModelSpec, ds: str, s3: storage.S3Options | None = None
+    spec: ModelSpec, ds: str, settings: FactorySettings, s3: storage.S3Options | None = None
 ) -> tuple[SeasonalReference | None, str | None]:
     """(the reference of ``drift.reference``'s past batches, None) or (None, why there is none);
     (None, None) for the default ``training`` reference (the champion's own baseline). One pass
@@ -209,14 +213,16 @@ def seasonal_reference(
     day = date.fromisoformat(ds)
     every_day = {day - timedelta(days=k) for k in range(1, 372)}
     wanted = reference_days(spec.drift.reference, day, every_day, min_days=0)
-    stored = [d for d in (wanted.days if wanted else ()) if storage.exists(watched_uri(spec, str(d)), s3)]
+    stored = [
+        d for d in (wanted.days if wanted else ()) if storage.exists(watched_uri(spec, str(d), settings), s3)
+    ]
     choice = reference_days(spec.drift.reference, day, stored)
     if choice is None:
         return None, no_reference_reason(spec.drift.reference, day)
     per_day = MAX_REFERENCE_ROWS // len(choice.days)
     frames, labelled = [], {}
     for d in choice.days:
-        with _watched_frames(spec, d, s3) as chunks:
+        with _watched_frames(spec, d, settings, s3) as chunks:
             taken, labels = 0, []
             for chunk in chunks:
                 present = [c for c in spec.features.all if c in chunk.columns]
@@ -234,9 +240,9 @@ def seasonal_reference(
     if spec.drift.reference == "same_weekday":  # the concept check's day-to-day spread, all weekdays
         window = reference_days("rolling", day, every_day, window_days=28, min_days=0)
         others = [d for d in (window.days if window else ()) if d not in labelled]
-        others = [d for d in others if storage.exists(watched_uri(spec, str(d)), s3)]
+        others = [d for d in others if storage.exists(watched_uri(spec, str(d), settings), s3)]
         for d in others:
-            spread[d] = _labelled_rows(spec, d, MAX_CONCEPT_ROWS // max(1, len(others)), s3)
+            spread[d] = _labelled_rows(spec, d, MAX_CONCEPT_ROWS // max(1, len(others)), settings, s3)
     return SeasonalReference(day, baseline, labelled, spread), None
 
 
@@ -254,7 +260,7 @@ def poolable_batches(
     for earlier in sorted(
         (d for d in validated_dates(settings.store_uri, spec.name, s3) if first <= d < ds), reverse=True
     ):
-        earlier_uri = watched_uri(spec, earlier)
+        earlier_uri = watched_uri(spec, earlier, settings)
         if storage.exists(earlier_uri, s3):
             yield earlier, earlier_uri
 
@@ -299,7 +305,7 @@ def check_batch(
     from model_factory.monitoring.drift_report import render_html
 
     champion = champion_baseline(spec, settings)
-    uri = watched_uri(spec, ds)
+    uri = watched_uri(spec, ds, settings)
     rule = DriftRule(
         psi_threshold=spec.drift.psi_threshold,
         drifted_share=spec.drift.drifted_share,
@@ -320,7 +326,7 @@ def check_batch(
             def frames_of(batch_path: Path | str, batch_uri: str) -> Iterator[pd.DataFrame]:
                 nonlocal labelled_rows, present, rows
                 batch_fmt = "parquet" if batch_uri.endswith(".parquet") else spec.source.format
-                for chunk in iter_frames(batch_path, batch_fmt, batch_uri):
+                for chunk in iter_frames(batch_path, batch_fmt, batch_uri, settings.chunk_rows):
                     present = [col for col in spec.features.all if col in chunk.columns]
                     if spec.target in chunk.columns and labelled_rows < MAX_CONCEPT_ROWS:
                         labelled = chunk[chunk[spec.target].notna()].head(MAX_CONCEPT_ROWS - labelled_rows)
@@ -340,7 +346,7 @@ def check_batch(
                     pooled.append((earlier_ds, rows - before))
 
             write_parquet_file(feature_chunks(), features_path)
-            seasonal, why_none = seasonal_reference(spec, ds, s3)
+            seasonal, why_none = seasonal_reference(spec, ds, settings, s3)
             reference = seasonal.baseline if seasonal else champion.baseline
             data_drift = check_drift(reference, features_path, rule, contract=champion.contract)
             if pooled:

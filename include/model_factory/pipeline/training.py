@@ -289,14 +289,20 @@ def log_baseline(X_train: pd.DataFrame, spec: ModelSpec) -> dict:
 
 
 def read_frames(
-    uris: list[str], s3: storage.S3Options | None = None, max_rows: int | None = None, seed: int = 0
+    uris: list[str],
+    s3: storage.S3Options | None = None,
+    *,
+    chunk_rows: int,
+    max_rows: int | None = None,
+    seed: int = 0,
 ) -> tuple[pd.DataFrame, list[dict]]:
     """The validated batches as one frame, and their lineage (uri, sha256 of the whole file, rows).
 
     Files are streamed (S3 objects through a local temp copy, hashed in pieces). When the
-    batches hold more than ``max_rows`` rows together, each is read chunk by chunk and every row
-    kept with probability ``max_rows / total`` (seeded), so memory is about the sample, never
-    the whole window; ``sampled_rows`` in the lineage says how many rows were used.
+    batches hold more than ``max_rows`` rows together, each is read ``chunk_rows`` rows at a time
+    (``settings.chunk_rows``) and every row kept with probability ``max_rows / total`` (seeded),
+    so memory is about the sample, never the whole window; ``sampled_rows`` in the lineage says
+    how many rows were used.
     """
     import pyarrow.parquet as pq
     from model_factory.io.batches import iter_frames
@@ -315,7 +321,7 @@ def read_frames(
         frames = []
         for n, (path, info) in enumerate(zip(paths, inputs, strict=True)):
             rng = np.random.default_rng([seed, n])
-            chunks = iter_frames(path, "parquet", info["uri"])
+            chunks = iter_frames(path, "parquet", info["uri"], chunk_rows)
             kept = [chunk[rng.random(len(chunk)) < fraction] for chunk in chunks]
             frame = pd.concat(kept, ignore_index=True)
             info["sampled_rows"] = len(frame)
@@ -365,7 +371,9 @@ def train_model(
     if spec.training.window_rows:
         earlier = recent_validated_batches(settings.store_uri, spec.name, ds, MAX_WINDOW_BATCHES, s3)
         batch_uris = extend_window_to_rows(batch_uris, earlier, spec.training.window_rows, s3)
-    df, inputs = read_frames(batch_uris, s3, max_rows=spec.training.max_rows, seed=spec.split.seed)
+    df, inputs = read_frames(
+        batch_uris, s3, chunk_rows=settings.chunk_rows, max_rows=spec.training.max_rows, seed=spec.split.seed
+    )
     key = run_key(spec, ds, inputs)
 
     if not force:

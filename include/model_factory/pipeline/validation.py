@@ -5,11 +5,11 @@ ceilings, categorical domains, numeric ranges) plus an optional hand-written sui
 that fails is copied to ``quarantine/`` with the GX result and a human-readable REASON.txt; the
 source file and the raw copy are never touched.
 
-Large batches are validated chunk by chunk (Parquet record batches / CSV chunks of
-``batches.chunk_rows()`` rows) at bounded memory: the suite runs on every chunk and the results
-are combined into one result for the whole batch. Row-count, null, set, range and type checks
-combine exactly (counts are summed, ``mostly`` is applied to the totals, a type must hold in
-every chunk). Other expectations of a hand-written ``extra_suite`` must hold in every chunk;
+Large batches are validated chunk by chunk (Parquet record batches / CSV chunks of the caller's
+``settings.chunk_rows`` rows, FACTORY_CHUNK_ROWS) at bounded memory: the suite runs on every
+chunk and the results are combined into one result for the whole batch. Row-count, null, set,
+range and type checks combine exactly (counts are summed, ``mostly`` is applied to the totals, a
+type must hold in every chunk). Other expectations of a hand-written ``extra_suite`` must hold in every chunk;
 expectations over the whole column (uniqueness, mean, quantiles) are then checked per chunk,
 which is weaker than on the whole batch. A batch of one chunk gets exactly GX's own result.
 
@@ -37,7 +37,6 @@ from model_factory.errors import PermanentError
 from model_factory.io import storage
 from model_factory.io.batches import (
     UnreadableBatchError,
-    chunk_rows,
     iter_frames,
     note_dtypes,
     unified_dtypes,
@@ -45,6 +44,7 @@ from model_factory.io.batches import (
     write_parquet_file,
 )
 from model_factory.pipeline import labels
+from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec
 
 NUMERIC_TYPES = [
@@ -512,10 +512,12 @@ def _validate_local(
     where: str,
     spec: ModelSpec,
     spec_dir: Path | None,
+    chunk_rows: int,
     classes: tuple[list[Any] | None, str] = (None, ""),
 ) -> tuple[ValidationOutcome, int, dict[str, object]]:
-    """Validate a local batch file chunk by chunk: (outcome, rows, dtypes to unify on write)."""
-    frames = iter_frames(path, fmt, where)
+    """Validate a local batch file ``chunk_rows`` rows at a time: (outcome, rows, dtypes to unify
+    on write)."""
+    frames = iter_frames(path, fmt, where, chunk_rows)
     try:
         first = next(frames)
     except UnreadableBatchError as exc:
@@ -539,23 +541,23 @@ def _validate_local(
     return outcome, rows, unified_dtypes(seen)
 
 
-def _bounded_row_groups(path: Path) -> bool:
+def _bounded_row_groups(path: Path, chunk_rows: int) -> bool:
     """A Parquet file whose row groups readers can take one chunk at a time (``chunk_rows``)."""
     import pyarrow.parquet as pq
 
     metadata = pq.ParquetFile(path).metadata
-    return all(metadata.row_group(i).num_rows <= chunk_rows() for i in range(metadata.num_row_groups))
+    return all(metadata.row_group(i).num_rows <= chunk_rows for i in range(metadata.num_row_groups))
 
 
 def validate_batch(
     spec: ModelSpec,
     ingested: IngestedBatch,
-    store_uri: str,
+    settings: FactorySettings,
     spec_dir: Path | None = None,
     s3: storage.S3Options | None = None,
 ) -> ValidationResult:
     """Validate the batch named by an ingest manifest: the rows ingest parsed (``parsed_uri``),
-    else the raw bytes.
+    else the raw bytes, ``settings.chunk_rows`` rows at a time, into ``settings.store_uri``.
 
     Returns ``{"status": "validated", "validated_uri": ...}`` or
     ``{"status": "quarantined", "quarantine_uri": ..., "reasons": [...]}``.
@@ -563,13 +565,14 @@ def validate_batch(
     raw_uri, ds = ingested["raw_uri"], ingested["ds"]
     parsed_uri = ingested.get("parsed_uri")
     rows_uri, fmt = (parsed_uri, "parquet") if parsed_uri else (raw_uri, ingested["format"])
+    store_uri, chunk_rows = settings.store_uri, settings.chunk_rows
     target_uri = validated_uri(store_uri, spec.name, ds)
     with (
         storage.local_file(rows_uri, s3) as local,
         tempfile.TemporaryDirectory(prefix="factory-validate-") as tmp,
     ):
         known = labels.known_classes(spec, store_uri, s3)
-        outcome, rows, dtypes = _validate_local(local, fmt, raw_uri, spec, spec_dir, known)
+        outcome, rows, dtypes = _validate_local(local, fmt, raw_uri, spec, spec_dir, chunk_rows, known)
         if not outcome.success:
             if storage.exists(target_uri, s3):
                 # A newer batch for this date failed: the earlier validated copy must not be
@@ -578,13 +581,13 @@ def validate_batch(
                 outcome.reasons.append(f"withdrew the earlier validated batch for {ds} ({target_uri})")
             with storage.local_file(raw_uri, s3) as raw:  # the exact bytes go to quarantine
                 return quarantine_batch(spec.name, ds, ingested, raw, outcome, store_uri, s3)
-        if parsed_uri and not dtypes and (parsed_uri != raw_uri or _bounded_row_groups(local)):
+        if parsed_uri and not dtypes and (parsed_uri != raw_uri or _bounded_row_groups(local, chunk_rows)):
             # ingest's Parquet (or a Parquet batch in readable row groups) already holds the typed rows
             storage.upload_file(local, target_uri, s3)
         else:
             # The typed rows, chunk by chunk, into one Parquet file (a row group each).
             typed = Path(tmp) / "data.parquet"
-            write_parquet_file(iter_frames(local, fmt, raw_uri), typed, dtypes)
+            write_parquet_file(iter_frames(local, fmt, raw_uri, chunk_rows), typed, dtypes)
             storage.upload_file(typed, target_uri, s3)
 
     report_uri = storage.join(store_uri, "validated", spec.name, ds, "validation.json")

@@ -334,7 +334,9 @@ def data_budget_for_run(
     lineage = _load_json_artifact(client, run_id, "lineage.json")
     if lineage is None:
         raise ValueError(f"run {run_id} has no lineage.json: cannot rebuild its training rows")
-    train_df, holdout_df = training_split(spec, [i["uri"] for i in lineage["inputs"]], s3)
+    train_df, holdout_df = training_split(
+        spec, [i["uri"] for i in lineage["inputs"]], settings.chunk_rows, s3
+    )
     budget = run_data_budget(spec, train_df, holdout_df)
     add_budget_to_card(spec, run_id, budget, settings)
     return budget

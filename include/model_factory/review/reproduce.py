@@ -23,12 +23,15 @@ class ReproduceError(ValueError):
 
 
 def training_split(
-    spec: ModelSpec, uris: list[str], s3: storage.S3Options | None = None
+    spec: ModelSpec, uris: list[str], chunk_rows: int, s3: storage.S3Options | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The training and holdout rows exactly as training made them (same sample, same split)."""
+    """The training and holdout rows exactly as training made them (same sample, same split;
+    ``chunk_rows``: FactorySettings.chunk_rows)."""
     from model_factory.pipeline.training import read_frames, split_holdout
 
-    df, _ = read_frames(uris, s3, max_rows=spec.training.max_rows, seed=spec.split.seed)
+    df, _ = read_frames(
+        uris, s3, chunk_rows=chunk_rows, max_rows=spec.training.max_rows, seed=spec.split.seed
+    )
     return split_holdout(df, spec)
 
 
@@ -126,7 +129,9 @@ def reproduce_version(
     checked = check_lineage(model, version, settings, allow_code_drift, s3)
     spec, run = checked["spec"], checked["run"]
     started = time.perf_counter()
-    train_df, holdout_df = training_split(spec, [i["uri"] for i in checked["inputs"]], s3)
+    train_df, holdout_df = training_split(
+        spec, [i["uri"] for i in checked["inputs"]], settings.chunk_rows, s3
+    )
     fitted = default_fit(spec, prepare_features(train_df, spec), target_values(train_df, spec))
     metrics = compute_metrics(fitted.model, holdout_df, spec)
     seconds = time.perf_counter() - started

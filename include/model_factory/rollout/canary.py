@@ -21,7 +21,7 @@ from model_factory.rollout.analysis import (
     analyse_running_canary,
     next_share,
 )
-from model_factory.rollout.ops import OPS_ACTIONS, ops_action
+from model_factory.rollout.ops import OPS_ACTIONS, OpsRequest, ops_action
 from model_factory.rollout.outcomes import ArmData, arm_outcomes
 from model_factory.rollout.state import (
     PINNED_TAG,
@@ -56,6 +56,7 @@ __all__ = [
     "ArmSummary",
     "CanaryAnalysis",
     "CanaryVerdict",
+    "OpsRequest",
     "ServingState",
     "StageVerdict",
     "abort_canary",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from model_factory.contracts import Attribution
 from model_factory.io.registry_state import read_serving_state
 from model_factory.pipeline import registry
@@ -19,14 +21,19 @@ from model_factory.settings import FactorySettings
 OPS_ACTIONS = ("promote", "rollback", "abort", "pin", "unpin", "shadow", "shadow_stop")
 
 
-def ops_action(
-    model: str,
-    action: str,
-    settings: FactorySettings,
-    attribution: Attribution,
-    version: str | None = None,
-    share: float | None = None,
-) -> dict:
+@dataclass(frozen=True)
+class OpsRequest:
+    """One ops request as the CLI or the canary DAG's conf states it: the ``action`` on ``model``,
+    the ``version`` and shadow ``share`` it names (where the action takes them), who asked and why."""
+
+    model: str
+    action: str
+    attribution: Attribution
+    version: str | None = None
+    share: float | None = None
+
+
+def ops_action(request: OpsRequest, settings: FactorySettings) -> dict:
     """Carry out an ops request and return the recorded decision.
 
     ``promote``: the running canary (or, with no canary, ``version``) becomes champion;
@@ -36,13 +43,14 @@ def ops_action(
     all), never answering; ``shadow_stop`` ends it.
     Raises PromotionError (the message says why) for a request that cannot be carried out.
     """
+    model, action, attribution = request.model, request.action, request.attribution
     if action not in OPS_ACTIONS:
         raise PromotionError(f"unknown action {action!r}; use one of {', '.join(OPS_ACTIONS)}")
-    version = str(version) if version is not None else None
+    version = str(request.version) if request.version is not None else None
     if action == "shadow":
         if version is None:
             raise PromotionError("shadow needs the version to score beside the champion")
-        return start_shadow(model, version, share, settings, attribution)
+        return start_shadow(model, version, request.share, settings, attribution)
     if action == "shadow_stop":
         return stop_shadow(model, settings, attribution)
     state = read_serving_state(model, settings)

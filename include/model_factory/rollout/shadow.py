@@ -22,9 +22,10 @@ import numpy as np
 import sqlalchemy as sa
 from model_factory.contracts import Attribution
 from model_factory.io import tag_schema, tracking
-from model_factory.io.registry_state import SHADOW, ServingState, parse_share, serving_state
+from model_factory.io.registry_state import SHADOW, parse_share
 from model_factory.pipeline import registry
 from model_factory.pipeline.registry import PromotionError
+from model_factory.rollout.state import client_and_state, unchanged
 from model_factory.serving import predlog
 from model_factory.serving.settings import prediction_db_uri
 from model_factory.settings import FactorySettings
@@ -46,15 +47,6 @@ def _check_share(share: float) -> float:
     return share
 
 
-def _state(client, model: str) -> ServingState:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return serving_state(client, model)
-    except MlflowException as exc:
-        raise PromotionError(f"model {model!r} is not registered") from exc
-
-
 def start_shadow(
     model: str, version: str, share: float | None, settings: FactorySettings, attribution: Attribution
 ) -> dict:
@@ -66,8 +58,7 @@ def start_shadow(
     """
     version = str(version)
     share = _check_share(DEFAULT_SHARE if share is None else share)
-    client = tracking.connect(settings)
-    state = _state(client, model)
+    client, state = client_and_state(model, settings)
     if state.champion is None:
         raise PromotionError(f"model {model!r} has no champion to compare a shadow with")
     if state.champion == version:
@@ -77,16 +68,8 @@ def start_shadow(
     registry.require_blessed(client, model, version, "shadowed")
     running = state.shadow == version and state.tags.get(tag_schema.SHADOW_STATUS) == "running"
     if running and abs(state.shadow_share - share) < 1e-9:
-        return {
-            "model": model,
-            "version": version,
-            "action": "shadow_started",
-            "actor": attribution.actor,
-            "reason": attribution.reason,
-            "at": state.shadow_started_at or _now(),
-            "changed": False,
-            "details": {"share": share, "champion": state.champion},
-        }
+        details = {"share": share, "champion": state.champion}
+        return unchanged(model, version, "shadow_started", attribution, details, at=state.shadow_started_at)
     started = state.shadow_started_at if running else _now()
     # The share applies only once alias and version tag agree; it is written last.
     client.set_registered_model_tag(model, tag_schema.SHADOW_SHARE, "0")
@@ -106,21 +89,11 @@ def stop_shadow(model: str, settings: FactorySettings, attribution: Attribution)
     """Share to 0 (the gateway stops scoring it), then the alias goes. No shadow: nothing changes."""
     from mlflow.exceptions import MlflowException
 
-    client = tracking.connect(settings)
-    state = _state(client, model)
+    client, state = client_and_state(model, settings)
     if state.shadow is None:
         last = state.tags.get(tag_schema.SHADOW_VERSION)
         if last and state.tags.get(tag_schema.SHADOW_STATUS) == "stopped":  # a retried stop
-            return {
-                "model": model,
-                "version": last,
-                "action": "shadow_stopped",
-                "actor": attribution.actor,
-                "reason": attribution.reason,
-                "at": _now(),
-                "changed": False,
-                "details": {},
-            }
+            return unchanged(model, last, "shadow_stopped", attribution, {}, at=None)
         raise PromotionError(f"model {model!r} has no shadow running")
     client.set_registered_model_tag(model, tag_schema.SHADOW_SHARE, "0")
     client.set_registered_model_tag(model, tag_schema.SHADOW_STATUS, "stopped")

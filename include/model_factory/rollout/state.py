@@ -44,11 +44,14 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def _state(client: MlflowClient, model: str) -> ServingState:
+def client_and_state(model: str, settings: FactorySettings) -> tuple[MlflowClient, ServingState]:
+    """The registry client and ``model``'s serving state read through it, where every transition
+    (canary, pin, shadow) starts; an unregistered model is refused."""
     from mlflow.exceptions import MlflowException
 
+    client = tracking.connect(settings)
     try:
-        return serving_state(client, model)
+        return client, serving_state(client, model)
     except MlflowException as exc:
         raise PromotionError(f"model {model!r} is not registered") from exc
 
@@ -61,7 +64,7 @@ def _running(state: ServingState, version: str | None) -> str:
     return state.canary
 
 
-def _unchanged(
+def unchanged(
     model: str, version: str, action: str, attribution: Attribution, details: dict | None, at: str | None
 ) -> dict:
     """The answer to a repeated call (a retried task): nothing changed, nothing recorded again."""
@@ -97,10 +100,9 @@ def start_canary(
     Refused when the model is pinned, the version is the champion, or another canary runs.
     """
     version, share = str(version), _check_share(share)
-    client = tracking.connect(settings)
-    state = _state(client, model)
+    client, state = client_and_state(model, settings)
     if state.canary == version:
-        return _unchanged(
+        return unchanged(
             model,
             version,
             "canary_started",
@@ -153,11 +155,10 @@ def set_canary_share(
     """Ramp the running canary to ``share`` (stage + 1). ``version`` guards against ramping
     a canary other than the one analysed."""
     share = _check_share(share)
-    client = tracking.connect(settings)
-    state = _state(client, model)
+    client, state = client_and_state(model, settings)
     canary = _running(state, version)
     if abs(state.share - share) < 1e-9:
-        return _unchanged(
+        return unchanged(
             model, canary, "canary_ramped", attribution, {"share": share, "stage": state.stage}, at=_now()
         )
     stage = state.stage + 1
@@ -181,10 +182,9 @@ def promote_canary(
 
     A retry after success (``version`` given, already champion, no canary) is a no-op.
     """
-    client = tracking.connect(settings)
-    state = _state(client, model)
+    client, state = client_and_state(model, settings)
     if state.canary is None and version is not None and state.champion == str(version):
-        return _unchanged(model, str(version), "canary_promoted", attribution, details or {}, at=_now())
+        return unchanged(model, str(version), "canary_promoted", attribution, details or {}, at=_now())
     canary = _running(state, version)
     promoted = registry.promote(model, canary, settings, attribution)
     _end_canary(client, model, "promoted")
@@ -217,11 +217,10 @@ def _stop(
     """End the canary with ``status`` (``rolled_back``, ``aborted``), recorded as ``canary_<status>``."""
     action = f"canary_{status}"
     version = None if version is None else str(version)
-    client = tracking.connect(settings)
-    state = _state(client, model)
+    client, state = client_and_state(model, settings)
     done = state.canary is None and state.status == status and state.tags.get(VERSION_TAG) == version
     if version is not None and done:
-        return _unchanged(model, str(version), action, attribution, details or {}, at=_now())
+        return unchanged(model, str(version), action, attribution, details or {}, at=_now())
     canary = _running(state, version)
     _end_canary(client, model, status)
     if drop_challenger and registry.current_alias_version(client, model, CHALLENGER) == canary:
@@ -258,8 +257,7 @@ def pin_version(model: str, version: str, settings: FactorySettings, attribution
     """Serve exactly ``version``: champion set (old one kept as ``previous_champion``), any canary
     aborted, and no new canary starts until :func:`unpin_version`."""
     version = str(version)
-    client = tracking.connect(settings)
-    state = _state(client, model)
+    client, state = client_and_state(model, settings)
     registry.require_blessed(client, model, version, "served")
     aborted = None
     if state.canary is not None:
@@ -277,8 +275,7 @@ def pin_version(model: str, version: str, settings: FactorySettings, attribution
 
 def unpin_version(model: str, settings: FactorySettings, attribution: Attribution) -> dict:
     """Allow canaries again; the champion stays where it is."""
-    client = tracking.connect(settings)
-    state = _state(client, model)
+    client, state = client_and_state(model, settings)
     if state.pinned is None:
         raise PromotionError(f"model {model!r} is not pinned")
     client.delete_registered_model_tag(model, PINNED_TAG)

@@ -43,6 +43,13 @@ def store(tmp_path) -> EventStore:
     )
 
 
+def the_event(**expected: object) -> Event:
+    """The one event the factory's store holds, checked to have the ``expected`` fields."""
+    (event,) = event_store().events()
+    assert {name: getattr(event, name) for name in expected} == expected
+    return event
+
+
 # --- the generated history -------------------------------------------------------------------
 
 
@@ -275,8 +282,8 @@ def test_usage_errors_are_a_kind_per_command_from_clicks_exception(factory_home)
         "cli: promote usage error: no such option"
     )
     assert main(["promote", "churn", "--reasn", "x"]) == 2
-    (event,) = event_store().events()
-    assert (event.error_kind, event.details["exit_code"]) == ("cli: promote usage error: no such option", 2)
+    event = the_event(error_kind="cli: promote usage error: no such option")
+    assert event.details["exit_code"] == 2
 
 
 def test_spec_problems_map_to_the_stage_of_their_field() -> None:
@@ -347,12 +354,11 @@ def test_parse_time_spec_errors_name_the_git_author_once(tmp_path, factory_home)
     assert (
         record_spec_errors([error], FactorySettings.from_env()) == 0
     )  # another process: the origin is already stored
-    (event,) = event_store().events()
-    assert (event.user, event.action, event.stage, event.error_kind) == (
-        "dee@example.com",
-        "spec.parse",
-        "training",
-        "spec: unknown estimator param",
+    event = the_event(
+        user="dee@example.com",
+        action="spec.parse",
+        stage="training",
+        error_kind="spec: unknown estimator param",
     )
     assert event.details["user_from"] == "git" and event.model == "churn"
 
@@ -360,8 +366,8 @@ def test_parse_time_spec_errors_name_the_git_author_once(tmp_path, factory_home)
 def test_spec_errors_outside_git_fall_back_to_the_spec_owner(tmp_path, factory_home) -> None:
     ev_hooks._seen_spec_errors.clear()
     record_spec_errors([_bad_spec(tmp_path)], FactorySettings.from_env())
-    (event,) = event_store().events()
-    assert event.user == "team-x" and event.details["user_from"] == "spec owner"
+    event = the_event(user="team-x")
+    assert event.details["user_from"] == "spec owner"
 
 
 def test_cli_command_records_outcome_time_and_every_spec_problem(tmp_path, factory_home, monkeypatch) -> None:
@@ -401,13 +407,7 @@ def test_tracked_decorator_records_exceptions(factory_home) -> None:
 
     with pytest.raises(ConnectionRefusedError):
         trigger()
-    (event,) = event_store().events()
-    assert (event.outcome, event.error_kind, event.stage, event.user) == (
-        "error",
-        "platform: service unreachable",
-        "training",
-        "bo",
-    )
+    the_event(outcome="error", error_kind="platform: service unreachable", stage="training", user="bo")
 
 
 def test_a_broken_database_never_breaks_the_command(monkeypatch, tmp_path) -> None:

@@ -47,8 +47,8 @@ def quarantined(factory_home) -> FactorySettings:
     spec = load_spec(REPO / "include" / "models" / "churn.yaml", FactorySettings.from_env())
     df = demo_data.inject_fault(demo_data.generate_batch("churn", DAY, rows=300), "churn", "dropped_column")
     demo_data.write_batch(df, factory_home / "source" / "churn" / f"{DAY}.csv")
-    manifest = batches.ingest_batch(spec, str(DAY), settings.store_uri)
-    assert validate_batch(spec, manifest, settings.store_uri)["status"] == "quarantined"
+    manifest = batches.ingest_batch(spec, str(DAY), settings)
+    assert validate_batch(spec, manifest, settings)["status"] == "quarantined"
     return settings
 
 

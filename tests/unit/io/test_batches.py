@@ -7,7 +7,7 @@ import hashlib
 import io
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +16,8 @@ from model_factory.io import batches, storage
 from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec, load_spec
 from model_factory_dev import demo_data as dd
+
+from tests.conftest import BatchFolders, settings_with
 
 MODELS_DIR = Path(__file__).resolve().parents[3] / "include" / "models"
 DAY = dt.date(2026, 3, 2)
@@ -29,14 +31,8 @@ def churn_frame() -> pd.DataFrame:
 
 
 @dataclass
-class Factory:
-    spec: ModelSpec
-    source_dir: Path  # FACTORY_DATA_ROOT as a folder
-    store_dir: Path
-
-    @property
-    def store_uri(self) -> str:
-        return self.store_dir.as_uri()
+class Factory(BatchFolders):
+    spec: ModelSpec = field(kw_only=True)
 
     def write_source(self, data: pd.DataFrame | bytes, ds: str = DS) -> Path:
         return dd.write_batch(data, self.source_dir / "churn" / f"{ds}.csv")
@@ -54,44 +50,52 @@ def factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Factory:
     shutil.copy(MODELS_DIR / "churn.yaml", spec_dir / "churn.yaml")
     source_dir = tmp_path / "source"
     monkeypatch.setenv("FACTORY_DATA_ROOT", source_dir.as_uri())
-    return Factory(
-        load_spec(spec_dir / "churn.yaml", FactorySettings.from_env()), source_dir, tmp_path / "store"
-    )
+    spec = load_spec(spec_dir / "churn.yaml", FactorySettings.from_env())
+    return Factory(source_dir, tmp_path / "store", spec=spec)
 
 
 # --- resolve_source_uri ----------------------------------------------------------------------
 
 
-def test_resolve_fills_env_ds_and_ds_nodash() -> None:
-    uri = batches.resolve_source_uri(
-        "${FACTORY_DATA_ROOT}/churn/{ds}/part-{ds_nodash}.csv",
-        "2026-03-02",
-        {"FACTORY_DATA_ROOT": "s3://bucket/src"},
-    )
-    assert uri == "s3://bucket/src/churn/2026-03-02/part-20260302.csv"
-
-
-def test_resolve_strips_trailing_slash_of_env_value() -> None:
-    uri = batches.resolve_source_uri(
-        "${FACTORY_DATA_ROOT}/churn/{ds}.csv", "2026-03-02", {"FACTORY_DATA_ROOT": "file:///data/"}
-    )
-    assert uri == "file:///data/churn/2026-03-02.csv"
-
-
-def test_resolve_several_env_vars() -> None:
-    uri = batches.resolve_source_uri(
-        "s3://${FACTORY_BUCKET}/${PREFIX}/{ds}.csv",
-        "2026-12-31",
-        {"FACTORY_BUCKET": "b", "PREFIX": "p/q", "FACTORY_URI_VARIABLES": "PREFIX"},
-    )
-    assert uri == "s3://b/p/q/2026-12-31.csv"
+@pytest.mark.parametrize(
+    ("template", "ds", "data_root", "env", "expected"),
+    [
+        pytest.param(
+            "${FACTORY_DATA_ROOT}/churn/{ds}/part-{ds_nodash}.csv",
+            "2026-03-02",
+            None,
+            {"FACTORY_DATA_ROOT": "s3://bucket/src"},
+            "s3://bucket/src/churn/2026-03-02/part-20260302.csv",
+            id="env, ds and ds_nodash filled",
+        ),
+        pytest.param(
+            "${FACTORY_DATA_ROOT}/churn/{ds}.csv",
+            "2026-03-02",
+            "file:///data/",
+            {"FACTORY_DATA_ROOT": "file:///data/"},
+            "file:///data/churn/2026-03-02.csv",
+            id="trailing slash of the value stripped",
+        ),
+        pytest.param(
+            "s3://${FACTORY_BUCKET}/${PREFIX}/{ds}.csv",
+            "2026-12-31",
+            None,
+            {"FACTORY_BUCKET": "b", "PREFIX": "p/q", "FACTORY_URI_VARIABLES": "PREFIX"},
+            "s3://b/p/q/2026-12-31.csv",
+            id="several variables",
+        ),
+    ],
+)
+def test_resolve_source_uri(template: str, ds: str, data_root: str | None, env: dict, expected: str) -> None:
+    settings = settings_with() if data_root is None else settings_with(data_root=data_root)
+    assert batches.resolve_source_uri(template, ds, settings, env) == expected
 
 
 def test_resolve_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACTORY_TEST_ROOT", "file:///from/env")
     monkeypatch.setenv("FACTORY_SOURCE_ROOTS", "file:///from")
     assert (
-        batches.resolve_source_uri("${FACTORY_TEST_ROOT}/{ds}.csv", "2026-03-02")
+        batches.resolve_source_uri("${FACTORY_TEST_ROOT}/{ds}.csv", "2026-03-02", settings_with())
         == "file:///from/env/2026-03-02.csv"
     )
 
@@ -99,13 +103,15 @@ def test_resolve_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) ->
 def test_resolve_uses_only_the_env_dict_given(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACTORY_TEST_ROOT", "file:///from/env")
     with pytest.raises(KeyError) as info:
-        batches.resolve_source_uri("${FACTORY_TEST_ROOT}/{ds}.csv", "2026-03-02", {})
+        batches.resolve_source_uri("${FACTORY_TEST_ROOT}/{ds}.csv", "2026-03-02", settings_with(), {})
     assert "${FACTORY_TEST_ROOT}" in info.value.args[0]
 
 
 def test_resolve_missing_env_var_names_it() -> None:
     with pytest.raises(KeyError) as info:
-        batches.resolve_source_uri("${FACTORY_DATA_ROOT}/churn/{ds}.csv", "2026-03-02", {"OTHER": "x"})
+        batches.resolve_source_uri(
+            "${FACTORY_DATA_ROOT}/churn/{ds}.csv", "2026-03-02", settings_with(), {"OTHER": "x"}
+        )
     assert info.value.args[0] == (
         "source.uri uses ${FACTORY_DATA_ROOT} but that environment variable is not set"
     )
@@ -114,13 +120,13 @@ def test_resolve_missing_env_var_names_it() -> None:
 @pytest.mark.parametrize("ds", ["2026-02-30", "2026-13-01", "yesterday", "", "2026-3-2", "2026-03-02T00:00"])
 def test_resolve_rejects_invalid_ds(ds: str) -> None:
     with pytest.raises(ValueError):
-        batches.resolve_source_uri("file:///data/{ds}.csv", ds, {})
+        batches.resolve_source_uri("file:///data/{ds}.csv", ds, settings_with(), {})
 
 
 @pytest.mark.parametrize("ds", ["20260302", "2026-W10-1"])
 def test_resolve_rejects_non_canonical_ds(ds: str) -> None:
     with pytest.raises(ValueError):
-        batches.resolve_source_uri("file:///data/{ds}.csv", ds, {})
+        batches.resolve_source_uri("file:///data/{ds}.csv", ds, settings_with(), {})
 
 
 # --- parse_batch -------------------------------------------------------------------------
@@ -175,7 +181,7 @@ def test_ingest_copies_source_and_writes_manifest(factory: Factory, churn_frame:
     source_bytes = source.read_bytes()
     sha = hashlib.sha256(source_bytes).hexdigest()
 
-    manifest = batches.ingest_batch(factory.spec, DS, factory.store_uri)
+    manifest = batches.ingest_batch(factory.spec, DS, factory.settings)
 
     folder = f"{factory.store_uri}/raw/churn/{DS}/{sha[:12]}"
     assert manifest["sha256"] == sha
@@ -207,17 +213,17 @@ def test_ingest_copies_source_and_writes_manifest(factory: Factory, churn_frame:
 
 def test_manifest_is_json_serializable(factory: Factory, churn_frame: pd.DataFrame) -> None:
     factory.write_source(churn_frame)
-    manifest = batches.ingest_batch(factory.spec, DS, factory.store_uri)
+    manifest = batches.ingest_batch(factory.spec, DS, factory.settings)
     assert json.loads(json.dumps(manifest)) == manifest
 
 
 def test_second_ingest_of_same_bytes_writes_nothing(factory: Factory, churn_frame: pd.DataFrame) -> None:
     factory.write_source(churn_frame)
-    first = batches.ingest_batch(factory.spec, DS, factory.store_uri)
+    first = batches.ingest_batch(factory.spec, DS, factory.settings)
     files = factory.store_files()
     mtimes = {p: (factory.store_dir / p).stat().st_mtime_ns for p in files}
 
-    second = batches.ingest_batch(factory.spec, DS, factory.store_uri)
+    second = batches.ingest_batch(factory.spec, DS, factory.settings)
 
     assert second["already_ingested"] is True
     assert {k: v for k, v in second.items() if k != "already_ingested"} == {
@@ -230,12 +236,12 @@ def test_second_ingest_of_same_bytes_writes_nothing(factory: Factory, churn_fram
 def test_changed_source_is_kept_beside_the_old_copy(factory: Factory, churn_frame: pd.DataFrame) -> None:
     source = factory.write_source(churn_frame)
     old_bytes = source.read_bytes()
-    first = batches.ingest_batch(factory.spec, DS, factory.store_uri)
+    first = batches.ingest_batch(factory.spec, DS, factory.settings)
 
     factory.write_source(dd.generate_batch("churn", DAY, rows=ROWS, seed=1))
     new_bytes = source.read_bytes()
     assert new_bytes != old_bytes
-    second = batches.ingest_batch(factory.spec, DS, factory.store_uri)
+    second = batches.ingest_batch(factory.spec, DS, factory.settings)
 
     assert second["already_ingested"] is False
     assert second["sha256"] == hashlib.sha256(new_bytes).hexdigest()
@@ -250,8 +256,8 @@ def test_changed_source_is_kept_beside_the_old_copy(factory: Factory, churn_fram
 def test_other_dates_go_to_their_own_folders(factory: Factory, churn_frame: pd.DataFrame) -> None:
     factory.write_source(churn_frame, ds="2026-03-02")
     factory.write_source(churn_frame, ds="2026-03-03")
-    a = batches.ingest_batch(factory.spec, "2026-03-02", factory.store_uri)
-    b = batches.ingest_batch(factory.spec, "2026-03-03", factory.store_uri)
+    a = batches.ingest_batch(factory.spec, "2026-03-02", factory.settings)
+    b = batches.ingest_batch(factory.spec, "2026-03-03", factory.settings)
     # Same bytes on another date are a separate batch, not "already ingested".
     assert b["already_ingested"] is False
     assert a["sha256"] == b["sha256"]
@@ -262,7 +268,7 @@ def test_other_dates_go_to_their_own_folders(factory: Factory, churn_frame: pd.D
 def test_missing_source_names_path_and_date(factory: Factory) -> None:
     expected_uri = (factory.source_dir / "churn" / f"{DS}.csv").as_uri()
     with pytest.raises(batches.MissingBatchError) as info:
-        batches.ingest_batch(factory.spec, DS, factory.store_uri)
+        batches.ingest_batch(factory.spec, DS, factory.settings)
     message = str(info.value)
     assert expected_uri in message
     assert DS in message
@@ -275,12 +281,12 @@ def test_missing_source_names_path_and_date(factory: Factory) -> None:
 def test_missing_env_var_stops_ingest(factory: Factory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FACTORY_DATA_ROOT")
     with pytest.raises(KeyError, match=r"\$\{FACTORY_DATA_ROOT\}"):
-        batches.ingest_batch(factory.spec, DS, factory.store_uri)
+        batches.ingest_batch(factory.spec, DS, factory.settings)
 
 
 def test_corrupted_file_is_still_ingested(factory: Factory, churn_frame: pd.DataFrame) -> None:
     source = factory.write_source(dd.inject_fault(churn_frame, "churn", "corrupted_file"))
-    manifest = batches.ingest_batch(factory.spec, DS, factory.store_uri)
+    manifest = batches.ingest_batch(factory.spec, DS, factory.settings)
     assert manifest["rows"] is None
     assert manifest["parse_error"].startswith(f"{source.as_uri()} is not a readable csv table: ")
     assert manifest["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
@@ -293,7 +299,7 @@ def test_corrupted_file_is_still_ingested(factory: Factory, churn_frame: pd.Data
 
 def test_empty_source_file_is_ingested_with_error(factory: Factory) -> None:
     source = factory.write_source(b"")
-    manifest = batches.ingest_batch(factory.spec, DS, factory.store_uri)
+    manifest = batches.ingest_batch(factory.spec, DS, factory.settings)
     assert manifest["rows"] is None
     assert manifest["bytes"] == 0
     assert manifest["parse_error"] == f"{source.as_uri()} is an empty file (0 bytes)"
@@ -302,7 +308,7 @@ def test_empty_source_file_is_ingested_with_error(factory: Factory) -> None:
 
 def test_header_only_batch_has_zero_rows(factory: Factory, churn_frame: pd.DataFrame) -> None:
     factory.write_source(dd.inject_fault(churn_frame, "churn", "empty"))
-    manifest = batches.ingest_batch(factory.spec, DS, factory.store_uri)
+    manifest = batches.ingest_batch(factory.spec, DS, factory.settings)
     assert manifest["rows"] == 0
     assert manifest["parse_error"] is None
     assert list(batches.read_ingested(manifest).columns) == list(churn_frame.columns)
@@ -317,9 +323,9 @@ def test_a_csv_is_parsed_once_at_ingest(
     parses = []
     real_read_csv = pd.read_csv
     monkeypatch.setattr(pd, "read_csv", lambda *a, **k: parses.append(a) or real_read_csv(*a, **k))
-    manifest = batches.ingest_batch(factory.spec, DS, factory.store_uri)
+    manifest = batches.ingest_batch(factory.spec, DS, factory.settings)
     assert len(parses) == 1
-    validated = validate_batch(factory.spec, manifest, factory.store_uri)
+    validated = validate_batch(factory.spec, manifest, factory.settings)
     assert validated["status"] == "validated" and validated["rows"] == ROWS
     assert len(parses) == 1  # validation read ingest's Parquet, not the CSV
     # the validated file is ingest's Parquet itself
@@ -327,9 +333,9 @@ def test_a_csv_is_parsed_once_at_ingest(
 
 
 def test_csv_chunks_whose_types_change_are_parsed_into_one_schema(
-    factory: Factory, churn_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+    factory: Factory, churn_frame: pd.DataFrame
 ) -> None:
-    monkeypatch.setenv("FACTORY_CHUNK_ROWS", "70")
+    factory.chunk_rows = 70
     df = churn_frame.copy()
     df["tenure_months"] = df["tenure_months"].astype("float64")
     df.loc[250, "tenure_months"] = 1.5  # int64 in the first chunks, float64 in the last
@@ -338,7 +344,7 @@ def test_csv_chunks_whose_types_change_are_parsed_into_one_schema(
     df["age"] = df["age"].astype(object)
     df.loc[290, "age"] = "unknown"  # a number column that turns text in the last chunk
     factory.write_source(df)
-    manifest = batches.ingest_batch(factory.spec, DS, factory.store_uri)
+    manifest = batches.ingest_batch(factory.spec, DS, factory.settings)
     parsed = batches.read_ingested(manifest)
     assert manifest["rows"] == ROWS == len(parsed)
     assert parsed["tenure_months"].dtype == "float64" and parsed.loc[250, "tenure_months"] == 1.5
@@ -351,10 +357,10 @@ def test_a_manifest_from_before_parsing_at_ingest_still_validates(
     from model_factory.pipeline.validation import validate_batch
 
     factory.write_source(churn_frame)
-    manifest = batches.ingest_batch(factory.spec, DS, factory.store_uri)
+    manifest = batches.ingest_batch(factory.spec, DS, factory.settings)
     older = {k: v for k, v in manifest.items() if k != "parsed_uri"}
     assert batches.read_ingested(older).shape == (ROWS, len(churn_frame.columns))
-    assert validate_batch(factory.spec, older, factory.store_uri)["status"] == "validated"
+    assert validate_batch(factory.spec, older, factory.settings)["status"] == "validated"
 
 
 # --- validated batches ------------------------------------------------------------------------
@@ -431,7 +437,7 @@ def test_iter_frames_chunks_add_up_to_parse_batch(
     chunks = list(batches.iter_frames(path, fmt, "x", rows=70))
     assert [len(c) for c in chunks] == [70, 70, 70, 70, 20]
     pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), whole)
-    assert batches.count_rows(path, fmt, "x") == ROWS
+    assert batches.count_rows(path, fmt, "x", 70) == ROWS
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -441,7 +447,7 @@ def test_iter_frames_of_an_empty_table_yields_its_columns(
     path = dd.write_batch(churn_frame.head(0), tmp_path / f"b.{fmt}", fmt=fmt)
     (frame,) = batches.iter_frames(path, fmt, "x", rows=10)
     assert list(frame.columns) == list(churn_frame.columns) and frame.empty
-    assert batches.count_rows(path, fmt, "x") == 0
+    assert batches.count_rows(path, fmt, "x", 10) == 0
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -449,20 +455,29 @@ def test_iter_frames_unreadable_and_empty_files(tmp_path: Path, fmt: str) -> Non
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
     with pytest.raises(batches.UnreadableBatchError, match=r"is an empty file \(0 bytes\)"):
-        list(batches.iter_frames(empty, fmt, "file:///e"))
+        list(batches.iter_frames(empty, fmt, "file:///e", 10))
     garbage = tmp_path / "garbage"
     garbage.write_bytes(b"\x00\x01\xff\xfe not a table \x89PNG")
     with pytest.raises(batches.UnreadableBatchError, match=rf"^file:///g is not a readable {fmt} table"):
-        batches.count_rows(garbage, fmt, "file:///g")
+        batches.count_rows(garbage, fmt, "file:///g", 10)
 
 
-def test_chunk_rows_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert batches.chunk_rows() == batches.DEFAULT_CHUNK_ROWS
-    monkeypatch.setenv("FACTORY_CHUNK_ROWS", "5000")
-    assert batches.chunk_rows() == 5000
-    monkeypatch.setenv("FACTORY_CHUNK_ROWS", "0")
-    with pytest.raises(ValueError, match="FACTORY_CHUNK_ROWS"):
-        batches.chunk_rows()
+def test_the_chunk_size_is_the_callers_setting(
+    factory: Factory, churn_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.parquet as pq
+
+    assert settings_with().chunk_rows == batches.DEFAULT_CHUNK_ROWS  # FACTORY_CHUNK_ROWS unset
+    factory.write_source(churn_frame)
+    monkeypatch.setenv("FACTORY_CHUNK_ROWS", "7")  # read by the entry point, not by ingest itself
+    manifest = batches.ingest_batch(
+        factory.spec, DS, settings_with(store_uri=factory.store_uri, chunk_rows=64)
+    )
+    with storage.local_file(manifest["parsed_uri"]) as parsed:  # a row group per chunk of 64 rows
+        groups = pq.ParquetFile(parsed).metadata
+        assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups)] == [64, 64, 64, 64, 44]
+    with pytest.raises(ValueError, match="rows per chunk must be >= 1, got 0"):
+        list(batches.iter_frames(factory.source_dir / "churn" / f"{DS}.csv", "csv", "x", 0))
 
 
 def test_write_parquet_file_one_row_group_per_frame_and_unified_dtypes(tmp_path: Path) -> None:
@@ -480,9 +495,9 @@ def test_ingest_in_small_chunks_gives_the_same_manifest(
     factory: Factory, churn_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = factory.write_source(churn_frame)
-    monkeypatch.setenv("FACTORY_CHUNK_ROWS", "64")
+    factory.chunk_rows = 64
     monkeypatch.setattr(storage, "CHUNK_BYTES", 1000)
-    manifest = batches.ingest_batch(factory.spec, DS, factory.store_uri)
+    manifest = batches.ingest_batch(factory.spec, DS, factory.settings)
     assert manifest["rows"] == ROWS and manifest["bytes"] == source.stat().st_size
     assert manifest["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
     assert storage.read_bytes(manifest["raw_uri"]) == source.read_bytes()

@@ -51,7 +51,7 @@ def test_unchanged_data_is_no_drift_and_the_report_is_stored(champion):
     assert checked["champion_version"] == "1"
     html = storage.read_bytes(checked["report_uri"]).decode()
     report = storage.read_json(checked["report_json_uri"])
-    assert report["status"] == "no_drift" and report["batch_uri"] == watched_uri(spec, str(WATCHED))
+    assert report["status"] == "no_drift" and report["batch_uri"] == watched_uri(spec, str(WATCHED), settings)
     assert "NO DRIFT" in html and "tenure_months" in html
     assert report["concept_drift"]["status"] == "ok"  # labelled batch: live AUC close to holdout
 
@@ -145,7 +145,7 @@ def test_cooldown_and_running_retrain_hold_the_trigger(champion):
     assert retrain_gate(spec, checked, settings, 0, now=now + timedelta(hours=12, seconds=1))[0]
 
 
-def test_a_batch_read_in_chunks_gives_the_same_verdict(champion, monkeypatch):
+def test_a_batch_read_in_chunks_gives_the_same_verdict(champion):
     """Large batches stream chunk by chunk; CSV types that change between chunks (an int column
     with a null only in a later chunk) still stack, and the statistics do not change."""
     spec, settings = champion
@@ -153,8 +153,8 @@ def test_a_batch_read_in_chunks_gives_the_same_verdict(champion, monkeypatch):
     df.loc[1900:, "support_calls"] = None
     _source(settings, "churn", WATCHED, df)
     whole = storage.read_json(check_batch(spec, str(WATCHED), settings)["report_json_uri"])
-    monkeypatch.setenv("FACTORY_CHUNK_ROWS", "300")
-    chunked = storage.read_json(check_batch(spec, str(WATCHED), settings)["report_json_uri"])
+    in_chunks = settings.model_copy(update={"chunk_rows": 300})  # FACTORY_CHUNK_ROWS=300
+    chunked = storage.read_json(check_batch(spec, str(WATCHED), in_chunks)["report_json_uri"])
     assert chunked["status"] == whole["status"] and chunked["reasons"] == whole["reasons"]
     for name, feature in whole["data_drift"]["features"].items():
         assert chunked["data_drift"]["features"][name]["psi"] == pytest.approx(feature["psi"], rel=1e-9)

@@ -75,8 +75,8 @@ def csv(df: pd.DataFrame) -> pd.DataFrame:
 
 def ingest_validate(spec: ModelSpec, df: pd.DataFrame, day: date, settings: FactorySettings) -> dict:
     dd.write_batch(df, Path(settings.data_root.removeprefix("file://")) / spec.name / f"{day}.csv")
-    ingested = batches.ingest_batch(spec, str(day), settings.store_uri)
-    return validation.validate_batch(spec, ingested, settings.store_uri)
+    ingested = batches.ingest_batch(spec, str(day), settings)
+    return validation.validate_batch(spec, ingested, settings)
 
 
 # --- non-finite values ---------------------------------------------------------------------

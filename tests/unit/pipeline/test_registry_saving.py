@@ -202,7 +202,9 @@ def test_a_killed_training_run_is_marked_killed_by_the_retry(factory_home):
     uri = validated(settings, "churn")
     client = connect(settings)
     exp = experiment_id(client, settings, "churn")
-    _, inputs = read_frames([uri], max_rows=spec.training.max_rows, seed=spec.split.seed)
+    _, inputs = read_frames(
+        [uri], chunk_rows=settings.chunk_rows, max_rows=spec.training.max_rows, seed=spec.split.seed
+    )
     key = run_key(spec, str(DAY), inputs)
     # what a SIGKILLed worker leaves: a RUNNING run here (process gone), and one from another
     # host that started long ago

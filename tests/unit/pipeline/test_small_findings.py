@@ -17,6 +17,7 @@ from model_factory.pipeline.training import train_model
 from model_factory.settings import FactorySettings
 from model_factory.spec import SpecError, load_spec
 
+from tests.conftest import settings_with
 from tests.unit.pipeline.test_labels import DAY, SPECIES, _validated, flowers, spec_file
 
 
@@ -77,10 +78,10 @@ def test_a_full_disk_during_ingest_leaves_no_raw_file_without_its_manifest(tmp_p
     monkeypatch.setattr(storage, "write_bytes", full)
     store = tmp_path / "store"
     with pytest.raises(storage.StorageError, match="No space left"):
-        batches.ingest_batch(spec, str(DAY), store.as_uri())
+        batches.ingest_batch(spec, str(DAY), settings_with(store_uri=store.as_uri()))
     assert [p for p in store.rglob("*") if p.is_file()] == []
     monkeypatch.setattr(storage, "write_bytes", real_write)  # the disk has room again: a retry ingests
-    again = batches.ingest_batch(spec, str(DAY), store.as_uri())
+    again = batches.ingest_batch(spec, str(DAY), settings_with(store_uri=store.as_uri()))
     assert again["already_ingested"] is False and Path(again["raw_uri"].removeprefix("file://")).exists()
     assert pd.read_parquet(again["parsed_uri"].removeprefix("file://")).shape[0] == 80
 

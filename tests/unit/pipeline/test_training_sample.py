@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from model_factory.io.batches import DEFAULT_CHUNK_ROWS
 from model_factory.pipeline.training import read_frames
 from model_factory.spec import DEFAULT_MAX_TRAINING_ROWS, TrainingSpec
 from model_factory_dev import demo_data as dd
@@ -26,7 +27,7 @@ def batches_on_disk(tmp_path: Path) -> list[str]:
 
 
 def test_under_the_cap_every_row_is_read(batches_on_disk: list[str]) -> None:
-    df, inputs = read_frames(batches_on_disk, max_rows=100_000)
+    df, inputs = read_frames(batches_on_disk, chunk_rows=DEFAULT_CHUNK_ROWS, max_rows=100_000)
     assert len(df) == 12_000
     for uri, info in zip(batches_on_disk, inputs, strict=True):
         data = Path(uri.removeprefix("file://")).read_bytes()
@@ -35,17 +36,14 @@ def test_under_the_cap_every_row_is_read(batches_on_disk: list[str]) -> None:
     pd.testing.assert_frame_equal(df, pd.concat(whole, ignore_index=True))
 
 
-def test_over_the_cap_a_seeded_sample_of_about_max_rows(
-    batches_on_disk: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("FACTORY_CHUNK_ROWS", "700")
-    df, inputs = read_frames(batches_on_disk, max_rows=3000, seed=7)
+def test_over_the_cap_a_seeded_sample_of_about_max_rows(batches_on_disk: list[str]) -> None:
+    df, inputs = read_frames(batches_on_disk, chunk_rows=700, max_rows=3000, seed=7)
     assert 2700 <= len(df) <= 3300
     assert sum(i["sampled_rows"] for i in inputs) == len(df)
     assert [i["rows"] for i in inputs] == [4000, 4000, 4000]  # lineage names the whole files
-    again, _ = read_frames(batches_on_disk, max_rows=3000, seed=7)
+    again, _ = read_frames(batches_on_disk, chunk_rows=700, max_rows=3000, seed=7)
     pd.testing.assert_frame_equal(df, again)  # same data + seed -> same sample
-    other, _ = read_frames(batches_on_disk, max_rows=3000, seed=8)
+    other, _ = read_frames(batches_on_disk, chunk_rows=700, max_rows=3000, seed=8)
     assert not df["customer_id"].equals(other["customer_id"])
     assert list(df.columns) == list(dd.COLUMNS["churn"])
 

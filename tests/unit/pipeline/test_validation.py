@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,8 @@ from model_factory.pipeline import validation
 from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec, load_spec
 from model_factory_dev import demo_data as dd
+
+from tests.conftest import BatchFolders
 
 MODELS_DIR = Path(__file__).resolve().parents[3] / "include" / "models"
 DAY = dt.date(2026, 3, 2)
@@ -34,20 +35,12 @@ def frames() -> dict[str, pd.DataFrame]:
     return {model: dd.generate_batch(model, DAY, rows=ROWS) for model in dd.MODELS}
 
 
-@dataclass
-class Factory:
-    source_dir: Path
-    store_dir: Path
-
-    @property
-    def store_uri(self) -> str:
-        return self.store_dir.as_uri()
-
+class Factory(BatchFolders):
     def ingest(
         self, spec: ModelSpec, data: pd.DataFrame | bytes, ds: str = DS, fmt: str = "csv"
     ) -> tuple[dict, Path]:
         source = dd.write_batch(data, self.source_dir / spec.name / f"{ds}.{fmt}", fmt=fmt)
-        return batches.ingest_batch(spec, ds, self.store_uri), source
+        return batches.ingest_batch(spec, ds, self.settings), source
 
     def files_under(self, *parts: str) -> set[str]:
         folder = self.store_dir.joinpath(*parts)
@@ -84,7 +77,7 @@ def test_good_batch_is_validated(
     manifest, source = factory.ingest(specs[model], frames[model])
     source_bytes = source.read_bytes()
 
-    out = validation.validate_batch(specs[model], manifest, factory.store_uri)
+    out = validation.validate_batch(specs[model], manifest, factory.settings)
 
     folder = f"{factory.store_uri}/validated/{model}/{DS}"
     assert out == {
@@ -116,7 +109,7 @@ def test_good_parquet_batch_is_validated(
     (tmp_path / "demand.yaml").write_text(yaml.safe_dump(raw))
     spec = load_spec(tmp_path / "demand.yaml", FactorySettings.from_env())
     manifest, _ = factory.ingest(spec, frames["demand"], fmt="parquet")
-    out = validation.validate_batch(spec, manifest, factory.store_uri, tmp_path)
+    out = validation.validate_batch(spec, manifest, factory.settings, tmp_path)
     assert out["status"] == "validated"
     pd.testing.assert_frame_equal(
         pd.read_parquet(factory.store_dir / "validated" / "demand" / DS / "data.parquet"), frames["demand"]
@@ -182,7 +175,7 @@ def test_faulty_batch_is_quarantined(
     manifest, source = factory.ingest(specs[model], dd.inject_fault(frames[model], model, fault))
     source_bytes = source.read_bytes()
 
-    out = validation.validate_batch(specs[model], manifest, factory.store_uri)
+    out = validation.validate_batch(specs[model], manifest, factory.settings)
 
     sha12 = hashlib.sha256(source_bytes).hexdigest()[:12]
     folder = factory.store_dir / "quarantine" / model / DS / sha12
@@ -225,7 +218,7 @@ def test_reason_for_target_nulls_mentions_target(
     factory: Factory, specs: dict[str, ModelSpec], frames: dict[str, pd.DataFrame]
 ) -> None:
     manifest, _ = factory.ingest(specs["churn"], dd.inject_fault(frames["churn"], "churn", "target_nulls"))
-    out = validation.validate_batch(specs["churn"], manifest, factory.store_uri)
+    out = validation.validate_batch(specs["churn"], manifest, factory.settings)
     assert len(out["reasons"]) == 1
     reason = out["reasons"][0]
     assert "'churned'" in reason
@@ -239,7 +232,7 @@ def test_corrupted_file_quarantine_result_is_minimal_json(
 ) -> None:
     manifest, _ = factory.ingest(specs["churn"], dd.inject_fault(frames["churn"], "churn", "corrupted_file"))
     assert manifest["rows"] is None
-    out = validation.validate_batch(specs["churn"], manifest, factory.store_uri)
+    out = validation.validate_batch(specs["churn"], manifest, factory.settings)
     assert out["reasons"] == [
         f"unreadable file: {manifest['raw_uri']} is not a readable csv table: "
         + manifest["parse_error"].split(" is not a readable csv table: ", 1)[1]
@@ -253,9 +246,9 @@ def test_two_bad_versions_of_one_date_are_both_kept(
 ) -> None:
     spec = specs["churn"]
     first, _ = factory.ingest(spec, dd.inject_fault(frames["churn"], "churn", "dropped_column"))
-    validation.validate_batch(spec, first, factory.store_uri)
+    validation.validate_batch(spec, first, factory.settings)
     second, _ = factory.ingest(spec, dd.inject_fault(frames["churn"], "churn", "empty"))
-    validation.validate_batch(spec, second, factory.store_uri)
+    validation.validate_batch(spec, second, factory.settings)
     kept = sorted(p.name for p in (factory.store_dir / "quarantine" / "churn" / DS).iterdir())
     assert kept == sorted([first["sha256"][:12], second["sha256"][:12]])
 
@@ -265,9 +258,9 @@ def test_later_bad_batch_withdraws_the_earlier_validated_one(
 ) -> None:
     spec = specs["churn"]
     good, _ = factory.ingest(spec, frames["churn"])
-    assert validation.validate_batch(spec, good, factory.store_uri)["status"] == "validated"
+    assert validation.validate_batch(spec, good, factory.settings)["status"] == "validated"
     bad, _ = factory.ingest(spec, dd.inject_fault(frames["churn"], "churn", "target_nulls"))
-    out = validation.validate_batch(spec, bad, factory.store_uri)
+    out = validation.validate_batch(spec, bad, factory.settings)
     assert out["status"] == "quarantined"
     one_reason_with(out["reasons"], "withdrew the earlier validated batch")
     assert factory.files_under("validated", "churn", DS) == {"validation.json"}
@@ -387,7 +380,7 @@ def test_extra_suite_fails_a_normal_batch(
     spec_dir = tmp_path / "specs"
     spec = spec_with_suite(spec_dir, AGE_SUITE)
     manifest, _ = factory.ingest(spec, frames["churn"])
-    out = validation.validate_batch(spec, manifest, factory.store_uri, spec_dir)
+    out = validation.validate_batch(spec, manifest, factory.settings, spec_dir)
     assert out["status"] == "quarantined"
     assert len(out["reasons"]) == 1
     reason = out["reasons"][0]
@@ -457,8 +450,8 @@ def test_unknown_expectation_in_extra_suite_names_the_path(
 
 
 @pytest.fixture
-def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setenv("FACTORY_CHUNK_ROWS", "70")  # ROWS = 300 -> 5 chunks
+def small_chunks(factory: Factory) -> int:
+    factory.chunk_rows = 70  # ROWS = 300 -> 5 chunks
     return 70
 
 
@@ -470,14 +463,13 @@ def test_chunked_validation_gives_the_same_verdict_and_counts(
     specs: dict[str, ModelSpec],
     frames: dict[str, pd.DataFrame],
     fault: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     bad = dd.inject_fault(frames["churn"], "churn", fault, seed=1)
     manifest, _ = factory.ingest(specs["churn"], bad)
     whole = validation.validate_frame(csv_roundtrip(bad), specs["churn"])
-    monkeypatch.setenv("FACTORY_CHUNK_ROWS", "70")
+    factory.chunk_rows = 70
 
-    out = validation.validate_batch(specs["churn"], manifest, factory.store_uri)
+    out = validation.validate_batch(specs["churn"], manifest, factory.settings)
 
     assert out["status"] == "quarantined" and not whole.success
     # Same failing expectations, same counts ("N of 300 rows failed (P%)").
@@ -489,7 +481,7 @@ def test_chunked_good_batch_is_validated_whole(
     factory: Factory, specs: dict[str, ModelSpec], frames: dict[str, pd.DataFrame], small_chunks: int
 ) -> None:
     manifest, source = factory.ingest(specs["demand"], frames["demand"])
-    out = validation.validate_batch(specs["demand"], manifest, factory.store_uri)
+    out = validation.validate_batch(specs["demand"], manifest, factory.settings)
     assert out["status"] == "validated" and out["rows"] == ROWS
     validated = pd.read_parquet(factory.store_dir / "validated" / "demand" / DS / "data.parquet")
     pd.testing.assert_frame_equal(validated, batches.parse_batch(source.read_bytes(), "csv", "x"))
@@ -507,12 +499,12 @@ def test_mostly_and_row_count_apply_to_the_whole_batch_not_each_chunk(
     # 5 nulls, all in the first chunk: 7% of that chunk (over the 2% ceiling), 1.7% of the batch.
     df.loc[:4, "usage_gb"] = None
     manifest, _ = factory.ingest(spec, df)
-    out = validation.validate_batch(spec, manifest, factory.store_uri)
+    out = validation.validate_batch(spec, manifest, factory.settings)
     assert out["status"] == "validated", out.get("reasons")
 
     df.loc[:9, "usage_gb"] = None  # 10 nulls: 3.3% of the batch
     manifest, _ = factory.ingest(spec, df)
-    out = validation.validate_batch(spec, manifest, factory.store_uri)
+    out = validation.validate_batch(spec, manifest, factory.settings)
     assert out["status"] == "quarantined"
     assert one_reason_with(out["reasons"], "usage_gb", "10 of 300 rows failed (3.3%)")
 
@@ -524,7 +516,7 @@ def test_csv_chunks_with_different_dtypes_are_written_as_one_schema(
     df["tenure_months"] = df["tenure_months"].astype("float64")
     df.loc[[250], "tenure_months"] = None  # float64 in the last chunk only, int64 in the others
     manifest, _ = factory.ingest(specs["churn"], df)
-    out = validation.validate_batch(specs["churn"], manifest, factory.store_uri)
+    out = validation.validate_batch(specs["churn"], manifest, factory.settings)
     assert out["status"] == "validated", out.get("reasons")
     validated = pd.read_parquet(factory.store_dir / "validated" / "churn" / DS / "data.parquet")
     assert len(validated) == ROWS and validated["tenure_months"].dtype == "float64"
@@ -539,7 +531,7 @@ def test_a_huge_bad_value_is_clipped_in_the_reason_and_the_result(
     df["plan"] = df["plan"].astype(object)
     df.loc[:2, "plan"] = "x" * 5_000_000
     manifest, _ = factory.ingest(specs["churn"], df)
-    out = validation.validate_batch(specs["churn"], manifest, factory.store_uri)
+    out = validation.validate_batch(specs["churn"], manifest, factory.settings)
     assert out["status"] == "quarantined"
     assert any("'plan'" in r and "(5000000 characters)" in r for r in out["reasons"]), out["reasons"]
     folder = Path(out["quarantine_uri"].removeprefix("file://"))

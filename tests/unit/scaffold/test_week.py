@@ -64,8 +64,8 @@ def test_a_scaffolded_model_holds_for_a_week_with_no_hand_edit(factory_home, tmp
         frame = shape.make(0, shape.first_rows) if day == 0 else shape.make(day, shape.day_rows)
         source.mkdir(parents=True, exist_ok=True)
         frame.to_csv(source / f"{ds}.csv", index=False)
-        ingested = batches.ingest_batch(spec, ds, settings.store_uri)
-        validated = validation.validate_batch(spec, ingested, settings.store_uri, models)
+        ingested = batches.ingest_batch(spec, ds, settings)
+        validated = validation.validate_batch(spec, ingested, settings, models)
         assert validated["status"] == "validated", (ds, validated.get("reasons"))
         passed += 1
         report = json.loads(Path(validated["validation_uri"].removeprefix("file://")).read_text())
@@ -101,9 +101,7 @@ def test_a_scaffolded_model_holds_for_a_week_with_no_hand_edit(factory_home, tmp
     for i, (what, faulty) in enumerate(faults(shape.make(DAYS + 1, shape.day_rows), spec).items()):
         ds = str(FIRST_DAY + timedelta(days=DAYS + 1 + i))
         faulty.to_csv(source / f"{ds}.csv", index=False)
-        outcome = validation.validate_batch(
-            spec, batches.ingest_batch(spec, ds, settings.store_uri), settings.store_uri, models
-        )
+        outcome = validation.validate_batch(spec, batches.ingest_batch(spec, ds, settings), settings, models)
         fault_names.append(what)
         assert outcome["status"] == "quarantined", f"{shape.name}: fault not caught: {what}"
         assert outcome["reasons"] and storage.exists(storage.join(outcome["quarantine_uri"], "REASON.txt"))

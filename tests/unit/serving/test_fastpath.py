@@ -10,6 +10,7 @@ the pipeline with the reason in the status.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import date
 
 import numpy as np
@@ -25,6 +26,7 @@ from model_factory_dev import demo_data
 
 from tests.conftest import REPO
 from tests.unit.serving.test_predlog import row as log_row
+from tests.unit.serving.versions import loaded_version
 
 DAY = date(2026, 2, 2)
 SMALL_PARAMS = {"n_estimators": 10, "max_iter": 30}
@@ -178,7 +180,7 @@ def test_loaded_version_answers_the_same_with_and_without_the_fast_path(spec_fil
     """The gateway's LoadedVersion.predict: compiled and pipeline paths give the same outputs."""
     import time
 
-    from model_factory.serving.models import InputField, LoadedVersion
+    from model_factory.serving.models import InputField
 
     spec = spec_for(spec_file)
     pipeline, rows, _ = fitted(spec, rows=400)
@@ -189,19 +191,15 @@ def test_loaded_version_answers_the_same_with_and_without_the_fast_path(spec_fil
         if spec.task == "classification"
         else None
     )
-    common = dict(
-        model=spec.name,
-        version="1",
-        run_id=None,
+    slow = loaded_version(
+        spec.name,
         estimator=pipeline,
         spec=spec,
         inputs=tuple(InputField(n, "string") for n in spec.features.all),
         classes=classes,
         loaded_at=time.time(),
-        load_seconds=0.0,
     )
-    fast = LoadedVersion(**common, fast=compiled, serving_path=status)
-    slow = LoadedVersion(**common)
+    fast = replace(slow, fast=compiled, serving_path=status)
     assert fast.describe()["serving_path"].startswith("compiled")
     assert slow.describe()["serving_path"] == "pipeline"
     for got, want in zip(fast.predict(rows[:50]), slow.predict(rows[:50]), strict=True):

@@ -21,24 +21,14 @@ from model_factory.serving.models import LoadedVersion, LoadError
 from model_factory.spec import ModelSpec
 
 from tests.unit.pipeline.test_training_evaluation import spec_for
+from tests.unit.serving.versions import loaded_version
 
 SPEC: ModelSpec = spec_for("churn")
 MIB = 1024 * 1024
 
 
 def fake_version(model: str, version: str, pickled_bytes: int = 0) -> LoadedVersion:
-    return LoadedVersion(
-        model=model,
-        version=version,
-        run_id=None,
-        estimator=None,
-        spec=SPEC,
-        inputs=(),
-        classes=None,
-        loaded_at=time.time(),
-        load_seconds=0.0,
-        pickled_bytes=pickled_bytes,
-    )
+    return loaded_version(model, version, spec=SPEC, loaded_at=time.time(), pickled_bytes=pickled_bytes)
 
 
 class Clock:

@@ -28,11 +28,12 @@ from model_factory.serving import predlog
 from model_factory.serving.gateway import _LogRows
 from model_factory.serving.ids import KeyedHash, RequestIds
 from model_factory.serving.logwrite import RowInsert, one_shot, row_columns
-from model_factory.serving.models import InputField, LoadedVersion
+from model_factory.serving.models import InputField
 from model_factory.serving.server import _Heads, _HeadWithBody
 from starlette.responses import Response
 
 from tests.unit.serving.test_predlog import row as log_row
+from tests.unit.serving.versions import loaded_version
 
 FIELDS = (
     InputField("x", "double"),
@@ -47,23 +48,9 @@ class _NotPlainDict(dict):
     """A dict the shortcut does not take: check() goes the long way."""
 
 
-def _version() -> LoadedVersion:
-    return LoadedVersion(
-        model="m",
-        version="1",
-        run_id=None,
-        estimator=None,
-        spec=None,
-        inputs=FIELDS,
-        classes=None,
-        loaded_at=0.0,
-        load_seconds=0.0,
-    )
-
-
 @pytest.mark.parametrize("field", [f.name for f in FIELDS])
 def test_the_one_pass_signature_check_agrees_with_the_full_check(field: str) -> None:
-    version = _version()
+    version = loaded_version(inputs=FIELDS)
     base = {"x": 1.0, "n": 2, "s": "a", "b": True}
     for value in VALUES:
         instance = {**base, field: value}

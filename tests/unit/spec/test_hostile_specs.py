@@ -17,7 +17,7 @@ from model_factory.settings import FactorySettings
 from model_factory.spec import MAX_SPEC_BYTES, MAX_YAML_DEPTH, SpecError, load_spec
 from model_factory_dev import demo_data as dd
 
-from tests.conftest import REPO
+from tests.conftest import REPO, settings_with
 
 SECRET = "postgresql://airflow:s3cr3t-pa55@db/airflow"
 
@@ -173,12 +173,12 @@ def roots(tmp_path, monkeypatch) -> Path:
 def test_fernet_key_in_a_uri_names_the_variable_never_its_value(roots):
     env = {**os.environ, "AIRFLOW__CORE__FERNET_KEY": SECRET}
     with pytest.raises(batches.SourceUriError) as info:
-        batches.resolve_source_uri("${AIRFLOW__CORE__FERNET_KEY}/{ds}", "2026-03-02", env)
+        batches.resolve_source_uri("${AIRFLOW__CORE__FERNET_KEY}/{ds}", "2026-03-02", settings_with(), env)
     assert "${AIRFLOW__CORE__FERNET_KEY}" in str(info.value) and SECRET not in str(info.value)
     # an allow-listed variable that holds no URI: a clear error, not an IndexError
     env["FACTORY_NOT_A_URI"] = "just-text"
     with pytest.raises(batches.SourceUriError, match="does not resolve to a file:// or s3:// URI"):
-        batches.resolve_source_uri("${FACTORY_NOT_A_URI}/{ds}", "2026-03-02", env)
+        batches.resolve_source_uri("${FACTORY_NOT_A_URI}/{ds}", "2026-03-02", settings_with(), env)
 
 
 @pytest.mark.parametrize(
@@ -191,18 +191,24 @@ def test_fernet_key_in_a_uri_names_the_variable_never_its_value(roots):
 )
 def test_file_sources_outside_the_data_roots_are_refused(roots, template):
     with pytest.raises(batches.SourceUriError):
-        batches.resolve_source_uri(template, "2026-03-02")
+        batches.resolve_source_uri(template, "2026-03-02", settings_with())
 
 
-def test_a_symlink_out_of_the_data_root_is_refused_and_extra_roots_are_allowed(roots, tmp_path, monkeypatch):
+def test_a_symlink_out_of_the_data_root_is_refused_and_extra_roots_are_allowed(roots, tmp_path):
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (outside / "2026-03-02.csv").write_text("a\n1\n")
     (roots / "churn" / "link").symlink_to(outside)
-    with pytest.raises(batches.SourceUriError, match="outside the data roots"):
-        batches.resolve_source_uri("${FACTORY_DATA_ROOT}/churn/link/{ds}.csv", "2026-03-02")
-    monkeypatch.setenv("FACTORY_SOURCE_ROOTS", f"s3://bucket, {outside.as_uri()}")
-    uri = batches.resolve_source_uri("${FACTORY_DATA_ROOT}/churn/link/{ds}.csv", "2026-03-02")
+    with pytest.raises(batches.SourceUriError, match="outside the data roots") as info:
+        batches.resolve_source_uri("${FACTORY_DATA_ROOT}/churn/link/{ds}.csv", "2026-03-02", settings_with())
+    assert str(info.value) == (
+        f"source file {outside / '2026-03-02.csv'} is outside the data roots {[roots.as_uri()]}: put it "
+        "under FACTORY_DATA_ROOT or add its folder to FACTORY_SOURCE_ROOTS"
+    )
+    # the caller's settings (FACTORY_SOURCE_ROOTS, read at the entry point) name the extra roots
+    extra = settings_with(source_roots=f"s3://bucket, {outside.as_uri()}")
+    assert batches.source_roots(extra) == [roots.as_uri(), "s3://bucket", outside.as_uri()]
+    uri = batches.resolve_source_uri("${FACTORY_DATA_ROOT}/churn/link/{ds}.csv", "2026-03-02", extra)
     assert uri.endswith("/churn/link/2026-03-02.csv")
 
 
@@ -213,14 +219,14 @@ def test_ingest_of_a_confined_source_copies_nothing(roots, tmp_path):
     spec = load_spec(spec_path, FactorySettings.from_env())
     store = tmp_path / "store"
     with pytest.raises(batches.SourceUriError):
-        batches.ingest_batch(spec, "2026-03-02", store.as_uri())
+        batches.ingest_batch(spec, "2026-03-02", settings_with(store_uri=store.as_uri()))
     assert not store.exists()
     dd.write_batch(
         dd.generate_batch("churn", __import__("datetime").date(2026, 3, 2), rows=20),
         roots / "churn" / "2026-03-02.csv",
     )
     ok = load_spec(write_spec(tmp_path), FactorySettings.from_env())
-    assert batches.ingest_batch(ok, "2026-03-02", store.as_uri())["rows"] == 20
+    assert batches.ingest_batch(ok, "2026-03-02", settings_with(store_uri=store.as_uri()))["rows"] == 20
 
 
 def test_store_uris_with_a_query_or_fragment_are_errors_not_dropped(tmp_path):

@@ -66,12 +66,10 @@ class Registry:
 
 def templates_dir() -> Path:
     """Data scientists' templates: ``FACTORY_TEMPLATES_DIR``, else ``templates/`` beside the specs
-    folder (``include/templates``; in the Docker image the specs come from the include/ mount, not
-    from where the package is installed)."""
+    folder (``FactorySettings.templates_folder``)."""
     from model_factory.settings import FactorySettings
 
-    default = FactorySettings.from_env().specs_dir.parent / "templates"
-    return Path(FactorySettings.from_env().templates_dir or default)
+    return FactorySettings.from_env().templates_folder
 
 
 def from_module(module: ModuleType, origin: str) -> Template:
