@@ -223,7 +223,7 @@ def _print_canary(api, run_id: str, min_samples: int | None) -> dict | None:
     dag_id = f"{LIVE_MODEL}__canary"
     what = (
         f"{dag_id}: each stage waits for {min_samples or 'canary.min_samples'} labelled live outcomes "
-        "per arm (stage_N_wait deferred: the triggerer counts them every second)"
+        "per arm (stage_N_wait counts them every second: in the worker, then deferred to the triggerer)"
     )
     run = wait_for_run(api, dag_id, run_id, what, timeout_s=1800)
     states = {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}

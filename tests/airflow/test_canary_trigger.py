@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
 from model_factory.airflow.sensors import CanaryStageSensor
-from model_factory.airflow.triggers import CanaryOutcomesTrigger
+from model_factory.airflow.triggers import SETTLE_SECONDS, CanaryOutcomesTrigger
 from model_factory.settings import FactorySettings
 from model_factory.spec import load_specs
 
@@ -117,6 +117,15 @@ def test_it_fires_once_the_stage_has_enough_outcomes(prediction_db):
     assert event == {"why": "samples", "counts": {"champion": 40, "canary": 40, "canary_in_stage": 40}}
 
 
+def test_enough_outcomes_fire_it_no_sooner_than_not_before(prediction_db):
+    """SETTLE_SECONDS: a resume right after the deferral races the executor's event of the
+    process that deferred (Airflow 3.3 then fails the task)."""
+    _log_labelled(prediction_db, 0, 40, at=datetime(2030, 1, 1, 12, 0, 1))
+    not_before = datetime.now(UTC) + timedelta(seconds=0.5)
+    event = _first_event(_trigger(not_before=not_before.isoformat()))
+    assert event["why"] == "samples" and datetime.now(UTC) >= not_before
+
+
 def test_short_of_outcomes_it_fires_at_wake_at_with_what_it_counted(prediction_db):
     _log_labelled(prediction_db, 0, 39, at=datetime(2030, 1, 1, 12, 0, 1))
     wake_at = datetime.now(UTC) + timedelta(seconds=0.3)
@@ -160,22 +169,35 @@ class _State:
     updated_at = "2030-01-01T12:05:00+00:00"
 
 
-def _sensor(monkeypatch, decisions: list[str], **kwargs) -> CanaryStageSensor:
+def _sensor(monkeypatch, decisions: list[str], counted: bool | None = None, **kwargs) -> CanaryStageSensor:
+    """The sensor with its judgements scripted; ``counted``: what its in-worker count finds
+    (None: it must not count in the worker at all)."""
     sensor = CanaryStageSensor(
         task_id="stage_2_wait", spec=CHURN, stage=2, poke_interval=15, timeout=600, **kwargs
     )
     verdicts = iter(decisions)
     monkeypatch.setattr(sensor, "judge", lambda context: ({"decision": next(verdicts)}, _State()))
+
+    def count_in_worker(state, until: datetime) -> bool:
+        assert counted is not None, "counted in the worker on a resume"
+        assert 13 < (until - datetime.now(UTC)).total_seconds() <= 15  # one poke_interval
+        return counted
+
+    monkeypatch.setattr(sensor, "count_in_worker", count_in_worker)
     return sensor
 
 
 def test_the_sensor_returns_a_verdict_or_defers_to_the_trigger(monkeypatch):
     assert _sensor(monkeypatch, ["continue"]).execute({}) == {"decision": "continue"}
+    # first wait: counted in the worker for one poke_interval, then judged again
+    assert _sensor(monkeypatch, ["wait", "promote"], counted=True).execute({}) == {"decision": "promote"}
     with pytest.raises(TaskDeferred) as deferred:
-        _sensor(monkeypatch, ["wait"]).execute({})
+        _sensor(monkeypatch, ["wait", "wait"], counted=False).execute({})
     trigger, kwargs = deferred.value.trigger, deferred.value.kwargs
     assert deferred.value.method_name == "execute_complete"
     assert isinstance(trigger, CanaryOutcomesTrigger) and trigger.counting
+    settle = (datetime.fromisoformat(trigger.not_before) - datetime.now(UTC)).total_seconds()
+    assert SETTLE_SECONDS - 2 < settle <= SETTLE_SECONDS
     assert (trigger.versions, trigger.min_samples) == (
         {"canary": "2", "champion": "1"},
         CHURN.canary.min_samples,
@@ -198,11 +220,25 @@ def test_resumed_it_judges_again_and_stops_counting_when_a_count_was_not_enough(
             {}, give_up_at=later, event={"why": "samples", "counts": {}}
         )
     assert not deferred.value.trigger.counting  # else it would be resumed again at once
+    with pytest.raises(TaskDeferred) as deferred:  # the same in the worker, before a first deferral
+        _sensor(monkeypatch, ["wait", "wait"], counted=True).execute({})
+    assert not deferred.value.trigger.counting
     with pytest.raises(TaskDeferred) as deferred:
         _sensor(monkeypatch, ["wait"]).execute_complete(
             {}, give_up_at=later, event={"why": "poke_interval", "counts": None}
         )
     assert deferred.value.trigger.counting and deferred.value.kwargs == {"give_up_at": later}
+
+
+def test_in_the_worker_it_counts_until_there_are_enough_or_its_time_is_up(prediction_db):
+    state = _State()
+    state.model, state.updated_at = "churn", state.started_at
+    sensor = CanaryStageSensor(task_id="stage_1_wait", spec=CHURN, stage=1)
+    assert not sensor.count_in_worker(state, datetime.now(UTC) + timedelta(seconds=1.5))
+    _log_labelled(prediction_db, 0, CHURN.canary.min_samples, at=datetime(2030, 1, 1, 12, 0, 1))
+    t0 = datetime.now(UTC)
+    assert sensor.count_in_worker(state, t0 + timedelta(seconds=30))
+    assert (datetime.now(UTC) - t0).total_seconds() < 5
 
 
 def test_past_its_timeout_the_sensor_fails_instead_of_deferring(monkeypatch):

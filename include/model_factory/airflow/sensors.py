@@ -4,11 +4,12 @@ triggerer: the canary stages)."""
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from model_factory.airflow.common import run_ds
-from model_factory.airflow.triggers import CanaryOutcomesTrigger
+from model_factory.airflow.triggers import OUTCOME_POLL_SECONDS, SETTLE_SECONDS, CanaryOutcomesTrigger
 from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec
 
@@ -50,13 +51,15 @@ class CanaryStageSensor(BaseSensorOperator):
     arms, a guardrail broken, or the stage's maximum duration over), then hands on the analysis.
     Skips when the canary this run started is no longer running (promoted or stopped).
 
-    Deferrable (the default): between judgements it waits on the triggerer, in
-    :class:`~model_factory.airflow.triggers.CanaryOutcomesTrigger`, which counts the stage's
-    labelled outcomes every second and resumes the sensor as soon as there are enough, and at the
-    latest after ``poke_interval`` (guardrails, the deadline). No worker slot is held, and the
-    stage is judged within about a second of its last needed outcome instead of up to a
-    ``poke_interval`` later. ``deferrable=False``: a reschedule-mode sensor poking every
-    ``poke_interval`` (a deployment without a triggerer)."""
+    Deferrable (the default): when its first judgement says wait, it counts the stage's labelled
+    outcomes every second in the worker for one ``poke_interval`` (a stage that fills within it is
+    judged about a second after its last needed outcome, with no deferral), judges again, and if it
+    must still wait defers to the triggerer: there
+    :class:`~model_factory.airflow.triggers.CanaryOutcomesTrigger` counts them every second, holding
+    no worker slot, and resumes the sensor as soon as there are enough, and at the latest after
+    another ``poke_interval`` (guardrails, the deadline), never sooner than ``SETTLE_SECONDS``
+    after the deferral (an Airflow race, see there). ``deferrable=False``: a reschedule-mode
+    sensor poking every ``poke_interval`` (a deployment without a triggerer)."""
 
     def __init__(self, *, spec: ModelSpec, stage: int, deferrable: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -106,29 +109,36 @@ class CanaryStageSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         give_up_at = datetime.now(UTC) + timedelta(seconds=self.timeout)
-        return self.execute_complete(context, give_up_at=give_up_at.isoformat())
+        return self.execute_complete(context, give_up_at=give_up_at.isoformat(), first=True)
 
-    def execute_complete(self, context, give_up_at: str, event: dict | None = None) -> dict:
-        """Judge the stage (first, and each time the trigger fires); defer again while it waits."""
+    def execute_complete(
+        self, context, give_up_at: str, event: dict | None = None, first: bool = False
+    ) -> dict:
+        """Judge the stage (first, and each time the trigger fires); defer again while it waits.
+        ``first``: before deferring, count in the worker for one ``poke_interval``."""
         if event:
             log.info("resumed by the trigger (%s): labelled outcomes %s", event["why"], event["counts"])
         result, state = self.judge(context)
+        # A count that the analysis still finds short (feedback it cannot read as an outcome, one
+        # class only) must not resume it again at once: then only poke_interval does.
+        counted_enough = bool(event and event.get("why") == "samples")
+        deadline = datetime.fromisoformat(give_up_at)
+        if first and result["decision"] == "wait":
+            counted_enough = self.count_in_worker(state, min(deadline, self._in(self.poke_interval)))
+            result, state = self.judge(context)
         if result["decision"] != "wait":
             return result
-        now, deadline = datetime.now(UTC), datetime.fromisoformat(give_up_at)
+        now = datetime.now(UTC)
         if now >= deadline:
             raise AirflowSensorTimeout(f"stage {self.stage} not judged by {give_up_at} (the sensor timeout)")
-        # Resumed on a count that the analysis still finds short (feedback it cannot read as an
-        # outcome, one class only): only wake_at can resume it, or it would come straight back.
-        counted_enough = bool(event and event.get("why") == "samples")
-        started_at = state.started_at or state.updated_at or "1970-01-01T00:00:00+00:00"
         trigger = CanaryOutcomesTrigger(
             model=self.spec.registered_model_name,
-            versions={"canary": state.canary or "", "champion": state.champion or ""},
-            since=started_at,
-            stage_since=state.updated_at or started_at,
+            versions=self._versions(state),
+            since=self._since(state),
+            stage_since=state.updated_at or self._since(state),
             min_samples=self.spec.canary.min_samples,
-            wake_at=(now + timedelta(seconds=self.poke_interval)).isoformat(),
+            wake_at=self._in(max(self.poke_interval, SETTLE_SECONDS)).isoformat(),
+            not_before=self._in(SETTLE_SECONDS).isoformat(),
             counting=not counted_enough,
         )
         self.defer(
@@ -137,3 +147,37 @@ class CanaryStageSensor(BaseSensorOperator):
             kwargs={"give_up_at": give_up_at},
             timeout=deadline - now,
         )
+
+    def count_in_worker(self, state: ServingState, until: datetime) -> bool:
+        """Count the stage's labelled outcomes every second until there are enough (True) or
+        ``until`` (False); a prediction DB that cannot be read counts as not enough."""
+        from model_factory.rollout.outcomes import labelled_counts
+        from model_factory.serving.settings import prediction_db_uri
+
+        db = prediction_db_uri(FactorySettings.from_env())
+        stage_since = state.updated_at or self._since(state)
+        while datetime.now(UTC) < until:
+            time.sleep(OUTCOME_POLL_SECONDS)
+            try:
+                counts = labelled_counts(
+                    db, state.model, self._since(state), stage_since, self._versions(state)
+                )
+            except Exception as exc:  # judged again at `until`, which says why
+                log.warning("canary outcomes not counted (%s: %s)", type(exc).__name__, exc)
+                continue
+            if counts.enough(self.spec.canary.min_samples):
+                log.info("enough labelled outcomes counted in the worker: %s", counts)
+                return True
+        return False
+
+    @staticmethod
+    def _in(seconds: float) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=seconds)
+
+    @staticmethod
+    def _since(state: ServingState) -> str:
+        return state.started_at or state.updated_at or "1970-01-01T00:00:00+00:00"
+
+    @staticmethod
+    def _versions(state: ServingState) -> dict[str, str]:
+        return {"canary": state.canary or "", "champion": state.champion or ""}

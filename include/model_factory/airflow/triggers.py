@@ -26,6 +26,14 @@ log = logging.getLogger("model_factory.airflow")
 
 OUTCOME_POLL_SECONDS = 1.0
 """How often :class:`CanaryOutcomesTrigger` counts a stage's labelled outcomes (one ``COUNT``)."""
+SETTLE_SECONDS = 10.0
+"""A deferred sensor is resumed no sooner than this after it deferred. Airflow 3.3 resumes a
+deferred task under the same try number; when the scheduler reads the executor's "success" of the
+process that deferred only after the resume has queued the task again, that stale event takes the
+new attempt out of the executor's running set and the scheduler fails the task ("finished with
+state success, but the task instance's state attribute is queued"). Measured in the demo: the event
+came 5.6 s after the deferral at load 5, the trigger fired after 4 s, and the stage waited for a
+retry (bench/results/demo6_first_run.json)."""
 
 
 def _utc(moment: str) -> datetime:
@@ -35,7 +43,8 @@ def _utc(moment: str) -> datetime:
 
 class CanaryOutcomesTrigger(BaseTrigger):
     """Fires when a canary stage has ``min_samples`` labelled outcomes per arm (and the canary's
-    since the stage began), or at ``wake_at``, whichever comes first.
+    since the stage began), or at ``wake_at``, whichever comes first; never before ``not_before``
+    (:data:`SETTLE_SECONDS` after the deferral).
 
     It only counts (:func:`model_factory.rollout.outcomes.labelled_counts`, every ``poll_seconds``
     in a thread, off the triggerer's event loop); the sensor it resumes judges the stage with the
@@ -58,6 +67,7 @@ class CanaryOutcomesTrigger(BaseTrigger):
         stage_since: str,
         min_samples: int,
         wake_at: str,
+        not_before: str | None = None,
         poll_seconds: float = OUTCOME_POLL_SECONDS,
         counting: bool = True,
     ) -> None:
@@ -65,6 +75,7 @@ class CanaryOutcomesTrigger(BaseTrigger):
         self.model, self.versions = model, dict(versions)
         self.since, self.stage_since = since, stage_since
         self.min_samples, self.wake_at, self.poll_seconds = int(min_samples), wake_at, float(poll_seconds)
+        self.not_before = not_before
         self.counting = bool(counting)
         self._db: str | None = None  # resolved in the triggerer, on the first count
 
@@ -78,6 +89,7 @@ class CanaryOutcomesTrigger(BaseTrigger):
                 "stage_since": self.stage_since,
                 "min_samples": self.min_samples,
                 "wake_at": self.wake_at,
+                "not_before": self.not_before,
                 "poll_seconds": self.poll_seconds,
                 "counting": self.counting,
             },
@@ -97,6 +109,8 @@ class CanaryOutcomesTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         wake_at = _utc(self.wake_at)
+        if self.not_before:  # see SETTLE_SECONDS (in the past after a restart: no wait)
+            await asyncio.sleep(max(0.0, (_utc(self.not_before) - datetime.now(UTC)).total_seconds()))
         while True:
             counts = await asyncio.to_thread(self.count) if self.counting else None
             seen = asdict(counts) if counts else None
