@@ -169,19 +169,22 @@ class _State:
     updated_at = "2030-01-01T12:05:00+00:00"
 
 
-def _sensor(monkeypatch, decisions: list[str], counted: bool | None = None, **kwargs) -> CanaryStageSensor:
-    """The sensor with its judgements scripted; ``counted``: what its in-worker count finds
-    (None: it must not count in the worker at all)."""
+def _sensor(
+    monkeypatch, decisions: list[str], counted: list[bool] | None = None, soon: bool = False, **kwargs
+) -> CanaryStageSensor:
+    """The sensor with its judgements scripted: what its in-worker counts find, in order (each
+    window's length goes to ``sensor.windows``), and whether the missing outcomes come ``soon``."""
     sensor = CanaryStageSensor(
         task_id="stage_2_wait", spec=CHURN, stage=2, poke_interval=15, timeout=600, **kwargs
     )
-    verdicts = iter(decisions)
+    verdicts, found = iter(decisions), iter(counted or [])
+    sensor.windows = []  # type: ignore[attr-defined]
     monkeypatch.setattr(sensor, "judge", lambda context: ({"decision": next(verdicts)}, _State()))
+    monkeypatch.setattr(sensor, "soon", lambda state: soon)
 
     def count_in_worker(state, until: datetime) -> bool:
-        assert counted is not None, "counted in the worker on a resume"
-        assert 13 < (until - datetime.now(UTC)).total_seconds() <= 15  # one poke_interval
-        return counted
+        sensor.windows.append(round((until - datetime.now(UTC)).total_seconds()))  # type: ignore[attr-defined]
+        return next(found)
 
     monkeypatch.setattr(sensor, "count_in_worker", count_in_worker)
     return sensor
@@ -190,9 +193,15 @@ def _sensor(monkeypatch, decisions: list[str], counted: bool | None = None, **kw
 def test_the_sensor_returns_a_verdict_or_defers_to_the_trigger(monkeypatch):
     assert _sensor(monkeypatch, ["continue"]).execute({}) == {"decision": "continue"}
     # first wait: counted in the worker for one poke_interval, then judged again
-    assert _sensor(monkeypatch, ["wait", "promote"], counted=True).execute({}) == {"decision": "promote"}
+    sensor = _sensor(monkeypatch, ["wait", "promote"], counted=[True])
+    assert sensor.execute({}) == {"decision": "promote"} and sensor.windows == [15]
+    # still short, but due within SETTLE_SECONDS: counted in the worker that much longer
+    sensor = _sensor(monkeypatch, ["wait", "wait", "continue"], counted=[False, True], soon=True)
+    assert sensor.execute({}) == {"decision": "continue"} and sensor.windows == [15, SETTLE_SECONDS]
+    sensor = _sensor(monkeypatch, ["wait", "wait"], counted=[False])
     with pytest.raises(TaskDeferred) as deferred:
-        _sensor(monkeypatch, ["wait", "wait"], counted=False).execute({})
+        sensor.execute({})
+    assert sensor.windows == [15]
     trigger, kwargs = deferred.value.trigger, deferred.value.kwargs
     assert deferred.value.method_name == "execute_complete"
     assert isinstance(trigger, CanaryOutcomesTrigger) and trigger.counting
@@ -221,13 +230,17 @@ def test_resumed_it_judges_again_and_stops_counting_when_a_count_was_not_enough(
         )
     assert not deferred.value.trigger.counting  # else it would be resumed again at once
     with pytest.raises(TaskDeferred) as deferred:  # the same in the worker, before a first deferral
-        _sensor(monkeypatch, ["wait", "wait"], counted=True).execute({})
+        _sensor(monkeypatch, ["wait", "wait"], counted=[True], soon=True).execute({})
     assert not deferred.value.trigger.counting
+    sensor = _sensor(monkeypatch, ["wait"])  # resumed at wake_at, nothing due soon: deferred again
     with pytest.raises(TaskDeferred) as deferred:
-        _sensor(monkeypatch, ["wait"]).execute_complete(
-            {}, give_up_at=later, event={"why": "poke_interval", "counts": None}
-        )
+        sensor.execute_complete({}, give_up_at=later, event={"why": "poke_interval", "counts": None})
     assert deferred.value.trigger.counting and deferred.value.kwargs == {"give_up_at": later}
+    assert sensor.windows == []
+    sensor = _sensor(monkeypatch, ["wait", "promote"], counted=[True], soon=True)  # due soon: waits
+    event = {"why": "poke_interval", "counts": None}
+    assert sensor.execute_complete({}, give_up_at=later, event=event) == {"decision": "promote"}
+    assert sensor.windows == [SETTLE_SECONDS]
 
 
 def test_in_the_worker_it_counts_until_there_are_enough_or_its_time_is_up(prediction_db):
@@ -239,6 +252,31 @@ def test_in_the_worker_it_counts_until_there_are_enough_or_its_time_is_up(predic
     t0 = datetime.now(UTC)
     assert sensor.count_in_worker(state, t0 + timedelta(seconds=30))
     assert (datetime.now(UTC) - t0).total_seconds() < 5
+
+
+def test_soon_means_the_missing_outcomes_are_due_within_the_settle_time(prediction_db):
+    """At the rates since the canary and its stage began (the prediction log's own counts)."""
+    now = datetime.now(UTC)
+    state = _State()
+    state.model = "churn"
+    state.started_at = (now - timedelta(seconds=20)).isoformat()
+    state.updated_at = state.started_at
+    sensor = CanaryStageSensor(task_id="stage_1_wait", spec=CHURN, stage=1)
+    assert not sensor.soon(state)  # nothing yet: no rate to tell
+    n = CHURN.canary.min_samples
+    _log_labelled(prediction_db, 0, int(n * 0.6), at=(now - timedelta(seconds=1)).replace(tzinfo=None))
+    assert not sensor.soon(state)  # 60% in 20 s: the rest in about 13 s
+    _log_labelled(prediction_db, 10_000, int(n * 0.3), at=(now - timedelta(seconds=1)).replace(tzinfo=None))
+    assert sensor.soon(state)  # 90% in 20 s: the rest in about 2 s
+
+
+def test_seconds_to_enough_at_the_rates_so_far():
+    from model_factory.rollout.outcomes import LabelledCounts
+
+    assert LabelledCounts(500, 250, 250).seconds_to(500, 10, 10) == 10  # the canary's 25/s
+    assert LabelledCounts(500, 400, 100).seconds_to(500, 40, 10) == 40  # the stage's own 10/s
+    assert LabelledCounts(500, 500, 500).seconds_to(500, 1, 1) == 0
+    assert LabelledCounts(500, 0, 0).seconds_to(500, 10, 10) == float("inf")
 
 
 def test_past_its_timeout_the_sensor_fails_instead_of_deferring(monkeypatch):

@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("model_factory.airflow")
 
 
+def _aware(moment: str) -> datetime:
+    parsed = datetime.fromisoformat(moment)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 class NewBatchSensor(BaseSensorOperator):
     """Done when the production batch of the run's date exists and was not checked yet
     (conf ``force`` re-checks)."""
@@ -54,7 +59,8 @@ class CanaryStageSensor(BaseSensorOperator):
     Deferrable (the default): when its first judgement says wait, it counts the stage's labelled
     outcomes every second in the worker for one ``poke_interval`` (a stage that fills within it is
     judged about a second after its last needed outcome, with no deferral), judges again, and if it
-    must still wait defers to the triggerer: there
+    must still wait stays ``SETTLE_SECONDS`` more when the missing outcomes are due within them
+    (:meth:`soon`; also after each resume), else defers to the triggerer: there
     :class:`~model_factory.airflow.triggers.CanaryOutcomesTrigger` counts them every second, holding
     no worker slot, and resumes the sensor as soon as there are enough, and at the latest after
     another ``poke_interval`` (guardrails, the deadline), never sooner than ``SETTLE_SECONDS``
@@ -123,9 +129,15 @@ class CanaryStageSensor(BaseSensorOperator):
         # class only) must not resume it again at once: then only poke_interval does.
         counted_enough = bool(event and event.get("why") == "samples")
         deadline = datetime.fromisoformat(give_up_at)
-        if first and result["decision"] == "wait":
-            counted_enough = self.count_in_worker(state, min(deadline, self._in(self.poke_interval)))
-            result, state = self.judge(context)
+        # In the worker: one poke_interval before the first deferral, then SETTLE_SECONDS more
+        # whenever the missing outcomes should arrive within them (a deferral would cost that).
+        for window in ([self.poke_interval] if first else []) + [None]:
+            if result["decision"] != "wait" or counted_enough:
+                break
+            seconds = window if window is not None else SETTLE_SECONDS if self.soon(state) else 0.0
+            if seconds:
+                counted_enough = self.count_in_worker(state, min(deadline, self._in(seconds)))
+                result, state = self.judge(context)
         if result["decision"] != "wait":
             return result
         now = datetime.now(UTC)
@@ -147,6 +159,24 @@ class CanaryStageSensor(BaseSensorOperator):
             kwargs={"give_up_at": give_up_at},
             timeout=deadline - now,
         )
+
+    def soon(self, state: ServingState) -> bool:
+        """Should the stage's missing outcomes arrive within ``SETTLE_SECONDS``, at the rates seen
+        since the canary and its stage began? (No: cannot tell.)"""
+        from model_factory.rollout.outcomes import labelled_counts
+        from model_factory.serving.settings import prediction_db_uri
+
+        since, stage_since = self._since(state), state.updated_at or self._since(state)
+        try:
+            db = prediction_db_uri(FactorySettings.from_env())
+            counts = labelled_counts(db, state.model, since, stage_since, self._versions(state))
+        except Exception:  # judged on the triggerer's schedule instead
+            return False
+        now = datetime.now(UTC)
+        ages = [(now - _aware(moment)).total_seconds() for moment in (since, stage_since)]
+        eta = counts.seconds_to(self.spec.canary.min_samples, *ages)
+        log.info("labelled outcomes %s: enough in about %.0f s at the rates so far", counts, eta)
+        return eta <= SETTLE_SECONDS
 
     def count_in_worker(self, state: ServingState, until: datetime) -> bool:
         """Count the stage's labelled outcomes every second until there are enough (True) or

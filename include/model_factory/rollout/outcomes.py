@@ -8,6 +8,7 @@ labelled them and the gateway's logged load failures, and returns per arm (``cha
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -151,6 +152,20 @@ class LabelledCounts:
     def enough(self, min_samples: int) -> bool:
         """Could a stage needing ``min_samples`` per arm be judged on these counts?"""
         return min(self.champion, self.canary, self.canary_in_stage) >= min_samples
+
+    def seconds_to(self, min_samples: int, since_s: float, stage_s: float) -> float:
+        """Seconds until every count reaches ``min_samples`` at its rate so far (the arms' counts
+        over the ``since_s`` seconds since the canary started, the stage's over ``stage_s``);
+        infinite when a short count has no rate yet."""
+
+        def eta(count: int, elapsed_s: float) -> float:
+            if count >= min_samples:
+                return 0.0
+            if count <= 0 or elapsed_s <= 0:
+                return math.inf
+            return (min_samples - count) * elapsed_s / count
+
+        return max(eta(self.champion, since_s), eta(self.canary, since_s), eta(self.canary_in_stage, stage_s))
 
 
 def labelled_counts(
