@@ -629,8 +629,8 @@ class CanarySpec(_Strict):
     poke_seconds: int = Field(
         default=30,
         ge=1,
-        description="The stage's full analysis runs at least this often (guardrails, deadline); its trigger "
-        "counts the labelled outcomes every second and resumes it as soon as there are enough",
+        description="The stage's full analysis runs at least this often (guardrails, deadline); between, "
+        "its labelled outcomes are counted every second (in the worker, then on the triggerer)",
     )
 
     @field_validator("ramp")
