@@ -626,7 +626,12 @@ class CanarySpec(_Strict):
     alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
     max_error_rate: float = Field(default=0.02, ge=0.0, le=1.0)
     max_p95_latency_ms: float = Field(default=250.0, gt=0.0)
-    poke_seconds: int = Field(default=30, ge=1)
+    poke_seconds: int = Field(
+        default=30,
+        ge=1,
+        description="The stage's full analysis runs at least this often (guardrails, deadline); between, "
+        "its labelled outcomes are counted every second (in the worker, then on the triggerer)",
+    )
 
     @field_validator("ramp")
     @classmethod

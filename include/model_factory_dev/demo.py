@@ -218,10 +218,13 @@ def _settle_scheduled_runs(api, known: dict[str, set[str]], create_s: float = 30
                 wait_for_run(api, dag_id, run["dag_run_id"], what, timeout_s=600)
 
 
-def _print_canary(api, run_id: str) -> dict | None:
+def _print_canary(api, run_id: str, min_samples: int | None) -> dict | None:
     """One line per stage decision of a ``<model>__canary`` run; the last decision."""
     dag_id = f"{LIVE_MODEL}__canary"
-    what = f"{dag_id}: each stage waits for {LIVE_MODEL}'s live outcomes (min_samples per arm)"
+    what = (
+        f"{dag_id}: each stage waits for {min_samples or 'canary.min_samples'} labelled live outcomes "
+        "per arm (stage_N_wait counts them every second: in the worker, then deferred to the triggerer)"
+    )
     run = wait_for_run(api, dag_id, run_id, what, timeout_s=1800)
     states = {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}
     last = None
@@ -367,15 +370,22 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
             print("\n1. drift: each watched model's drift_watch DAG checks the new batch")
             new_challenger = False
             end_step = clock.begin("step 1: drift and the retrains it fires")
+            # All watches at once (they do not depend on each other); their results in spec order.
+            # force: a second `make demo` re-checks the date instead of waiting for a new batch
+            watch_runs = {
+                spec.name: api.trigger(
+                    f"{spec.name}__drift_watch",
+                    conf={"ds": str(day), "force": True},
+                    run_id=demo_run_id(f"{spec.name}__drift_watch"),
+                )["dag_run_id"]
+                for spec in specs
+                if spec.drift.enabled
+            }
             for spec in specs:
                 if not spec.drift.enabled:
                     print(f"  {spec.name}: drift watch switched off in its spec (drift.enabled: false)")
                     continue
-                dag_id = f"{spec.name}__drift_watch"
-                # force: a second `make demo` re-checks the date instead of waiting for a new batch
-                run_id = api.trigger(
-                    dag_id, conf={"ds": str(day), "force": True}, run_id=demo_run_id(dag_id)
-                )["dag_run_id"]
+                dag_id, run_id = f"{spec.name}__drift_watch", watch_runs[spec.name]
                 run = wait_for_run(api, dag_id, run_id, f"{dag_id} on {day}", timeout_s=600)
                 states = {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}
                 check = api.xcom(dag_id, run_id, "check") if states.get("check") == "success" else None
@@ -401,7 +411,9 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
                     api, f"{spec.name}__retrain", fired, "the drift-fired retrain", timeout_s=600
                 )
                 registered = api.xcom(f"{spec.name}__retrain", fired, "register")
-                new_challenger = new_challenger or registered["alias"] == "challenger"
+                if spec.name == LIVE_MODEL and registered["alias"] == "challenger":
+                    new_challenger = True
+                    _traffic_for_a_canary(traffic)  # its canary starts now: outcomes from now on
                 print(
                     f"  {spec.name + '__retrain':<22} {run['state']:<8} started by the scheduler on the "
                     f"{spec.name}__drift asset event: v{registered['version']} {registered['status']}, "
@@ -409,6 +421,7 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
                 )
 
             end_step()
+            min_samples = next((s.canary.min_samples for s in specs if s.name == LIVE_MODEL), None)
             print(f"\n2. canary: the blessed challenger takes a share of {LIVE_MODEL}'s live traffic")
             end_step = clock.begin("step 2: the first canary")
             _traffic_for_a_canary(traffic)
@@ -417,7 +430,7 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
                 print(f"  no new {LIVE_MODEL}__canary run: no drift retrain registered a new challenger")
                 print("  (on a second `make demo` the cooldown holds and the earlier rollout stands)")
             else:
-                _print_canary(api, good)
+                _print_canary(api, good, min_samples)
 
             end_step()
             end_step = clock.begin("step 3: label bug, shadow, second canary")
@@ -457,7 +470,7 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
                     f"{LIVE_MODEL}__canary", conf=conf, run_id=demo_run_id(f"{LIVE_MODEL}__canary")
                 )["dag_run_id"]
                 print(f'  ops start the canary of v{challenger}: conf {{"version": "{challenger}"}}')
-                _print_canary(api, run_id)
+                _print_canary(api, run_id, min_samples)
             end_step()
         print(
             f"\n  traffic: {traffic.sent} requests, by arm {dict(traffic.by_arm)}, by version "

@@ -31,8 +31,9 @@ BROKEN_FEED = ["tenure_months", "support_calls"]
 
 
 def _test_spec(folder: Path) -> Path:
-    """The shipped churn spec with a quick rollout (2 stages, 150 outcomes per arm); each version
-    trains on its own day, and the gates are loose so the broken-feed challenger gets blessed."""
+    """The shipped churn spec with a quick rollout (2 stages, 150 outcomes per arm, counted by the
+    stage's trigger every second); each version trains on its own day, and the gates are loose so
+    the broken-feed challenger gets blessed."""
     # alpha 0.01: two equally good models are rolled back well under 1% of the time (helper-measured
     # rates in canary's tests), while the broken-feed challenger (~30% worse) is caught at 150 outcomes.
     canary = {
@@ -40,7 +41,8 @@ def _test_spec(folder: Path) -> Path:
         "min_samples": 150,
         "alpha": 0.01,
         "max_stage_minutes": 8,
-        "poke_seconds": 3,
+        # the full analysis every 20 s: a stage judged sooner was resumed by the trigger's count
+        "poke_seconds": 20,
     }
     return quick_churn_spec(
         folder, {"threshold": 0.55, "max_regression": 0.5, "too_good_jump": None}, canary=canary
@@ -70,6 +72,15 @@ def _canary_run(api, after: set[str], timeout_s: float = 120) -> str:
     return until(f"the scheduler starting a {MODEL}__canary run", fresh, timeout_s, poll_s=1)[-1]
 
 
+def _task_state(api, run_id: str, task_id: str) -> str | None:
+    return api.task_instance(f"{MODEL}__canary", run_id, task_id)["state"]
+
+
+def _task_log(api, run_id: str, task_id: str) -> str:
+    try_number = api.task_instance(f"{MODEL}__canary", run_id, task_id)["try_number"]
+    return api.task_log(f"{MODEL}__canary", run_id, task_id, try_number)
+
+
 def test_canary_promotes_a_good_challenger_and_rolls_back_a_bad_one(tmp_path):
     env = {"FACTORY_GATEWAY_REFRESH_SECONDS": "1"}
     config = scheduler_stack(tmp_path, _test_spec(tmp_path / "specs"), gateway=True, env=env)
@@ -82,21 +93,27 @@ def test_canary_promotes_a_good_challenger_and_rolls_back_a_bad_one(tmp_path):
             _put_batch(stack, START + timedelta(days=offset), shuffle)
 
         assert _retrain(api, START)["alias"] == "champion"  # v1
+        # v2: a healthy challenger -> canary 50% -> 100% -> promoted. Its first stage waits on the
+        # triggerer (no traffic yet); the triggerer restarts meanwhile: the new one re-creates the
+        # trigger from the metadata DB, and it resumes the stage once the outcomes are there.
+        assert _retrain(api, START + timedelta(days=1))["alias"] == "challenger"
+        good = _canary_run(api, set())
+        until("stage 1 deferred", lambda: _task_state(api, good, "stage_1_wait") == "deferred", 120, 0.5)
+        stack.restart("triggerer")
         # live traffic from the same week the models were trained on (the generator is seasonal)
         rows = demo_data.generate_batch(MODEL, START + timedelta(days=1), rows=4000, seed=7)
         rows["customer_id"] = [f"c{i}" for i in range(len(rows))]
         with TrafficLoop(
             stack.gateway_url, MODEL, rows, label_column="churned", entity_column="customer_id", concurrency=4
         ) as traffic:
-            # v2: a healthy challenger -> canary 50% -> 100% -> promoted
-            assert _retrain(api, START + timedelta(days=1))["alias"] == "challenger"
-            good = _canary_run(api, set())
             done = api.wait_for_run(f"{MODEL}__canary", good, timeout_s=600)
             assert done["state"] == "success", stack.diagnostics()
             states = {t["task_id"]: t["state"] for t in api.task_instances(f"{MODEL}__canary", good)}
             assert states["manual_action"] == "skipped" and states["start"] == "success"
             final = api.xcom(f"{MODEL}__canary", good, "stage_2_act")
             assert final["action"] == "canary_promoted", final
+            stage_1 = _task_log(api, good, "stage_1_wait")
+            assert "resumed by the trigger (samples)" in stage_1, stage_1[-3000:]
 
             # v3: trained on a broken feed; blessed on its own holdout, worse live -> rolled back
             registered = _retrain(api, START + timedelta(days=2))

@@ -524,7 +524,9 @@ def canary_start(loaded: LoadedSpec) -> XComArg:
 
 
 def canary_stage(loaded: LoadedSpec, stage: int, upstream: Any) -> XComArg:
-    """One stage: a reschedule sensor until it can be judged, then ramp, promote or roll back."""
+    """One stage: a sensor deferred to the triggerer until it can be judged (it counts the stage's
+    outcomes every second, and the full analysis runs at least every ``poke_seconds``), then ramp,
+    promote or roll back."""
     spec, name = loaded.spec, loaded.spec.registered_model_name
     wait = CanaryStageSensor(
         task_id=f"stage_{stage}_wait",

@@ -8,6 +8,7 @@ labelled them and the gateway's logged load failures, and returns per arm (``cha
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -136,6 +137,64 @@ def arm_outcomes(
         data.outcomes = _array(acc["out"])
         data.probabilities = acc["proba"]
     return arms
+
+
+@dataclass(frozen=True)
+class LabelledCounts:
+    """Labelled outcomes of the served (``ok``) predictions per arm: since the canary started, and
+    the canary's since its current stage began. A count, not the analysis: it also counts feedback
+    :func:`arm_outcomes` cannot read as an outcome, so it can only say when judging is worth it."""
+
+    champion: int
+    canary: int
+    canary_in_stage: int
+
+    def enough(self, min_samples: int) -> bool:
+        """Could a stage needing ``min_samples`` per arm be judged on these counts?"""
+        return min(self.champion, self.canary, self.canary_in_stage) >= min_samples
+
+    def seconds_to(self, min_samples: int, since_s: float, stage_s: float) -> float:
+        """Seconds until every count reaches ``min_samples`` at its rate so far (the arms' counts
+        over the ``since_s`` seconds since the canary started, the stage's over ``stage_s``);
+        infinite when a short count has no rate yet."""
+
+        def eta(count: int, elapsed_s: float) -> float:
+            if count >= min_samples:
+                return 0.0
+            if count <= 0 or elapsed_s <= 0:
+                return math.inf
+            return (min_samples - count) * elapsed_s / count
+
+        return max(eta(self.champion, since_s), eta(self.canary, since_s), eta(self.canary_in_stage, stage_s))
+
+
+def labelled_counts(
+    db: str | Engine,
+    model: str,
+    since: datetime | str,
+    stage_since: datetime | str,
+    versions: dict[str, str],
+) -> LabelledCounts:
+    """One ``COUNT`` over the prediction log (what a canary stage's trigger polls every second or
+    so): the labelled outcomes :func:`arm_outcomes` would read for the ``versions`` of each arm
+    since ``since``, and the canary's since ``stage_since``."""
+    engine = predlog.engine_for(db)
+    predlog.ensure_schema(engine)
+    p, f = predlog.PREDICTIONS, predlog.FEEDBACK
+    in_stage = sa.case((p.c.created_at >= _naive_utc(stage_since), 1), else_=0)
+    arms = [
+        sa.and_(p.c.arm == arm, p.c.version == str(versions.get(arm, ""))) for arm in ("champion", "canary")
+    ]
+    query = (
+        sa.select(p.c.arm, sa.func.count(), sa.func.sum(in_stage))
+        .select_from(p.join(f, f.c.request_id == p.c.request_id))
+        .where(p.c.model == model, p.c.created_at >= _naive_utc(since), p.c.status == "ok", sa.or_(*arms))
+        .group_by(p.c.arm)
+    )
+    with engine.connect() as conn:
+        counts = {arm: (int(total), int(staged or 0)) for arm, total, staged in conn.execute(query)}
+    champion, canary = counts.get("champion", (0, 0)), counts.get("canary", (0, 0))
+    return LabelledCounts(champion=champion[0], canary=canary[0], canary_in_stage=canary[1])
 
 
 def _scalar(value: Any) -> Any:

@@ -15,6 +15,7 @@ from model_factory.pipeline.registry import PromotionError
 from model_factory.rollout import canary
 from model_factory.rollout import state as rollout_state
 from model_factory.rollout.canary import ArmData, analyse_canary, arm_outcomes, auc_delong, metric_with_se
+from model_factory.rollout.outcomes import labelled_counts
 from model_factory.serving import predlog
 from model_factory.spec import CanarySpec
 from model_factory_dev.simulator import decision_rates, synthetic_arm
@@ -262,6 +263,35 @@ def test_arm_outcomes_reads_labelled_rows_per_arm_and_version(tmp_path):
     assert candidate.error_rate == 0.25
     assert candidate.load_errors == ["v2: missing file"]
     assert arm_outcomes(db, "churn", started, versions={"canary": "9"})["canary"].labelled == 1
+
+
+def test_labelled_counts_count_what_the_analysis_reads_per_arm_version_and_stage(tmp_path):
+    """The trigger's one COUNT agrees with arm_outcomes' labelled rows: served rows of each arm's
+    version since the canary started, labelled; the canary's also since its stage began."""
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    log = predlog.PredictionLog(db).start()
+    started = predlog.utcnow()
+    stage = started + timedelta(seconds=10)
+    log.log([_row(0, "champion", "1", at=started - timedelta(hours=1))])  # before the canary
+    log.log([_row(i, "champion", "1", at=started + timedelta(seconds=1)) for i in range(1, 6)])
+    log.log([_row(i, "canary", "2", at=started + timedelta(seconds=1)) for i in range(6, 9)])  # stage 1
+    log.log([_row(i, "canary", "2", at=stage + timedelta(seconds=1)) for i in range(9, 12)])  # stage 2
+    log.log([_row(12, "canary", "2", status="error", at=stage + timedelta(seconds=1))])
+    log.log([_row(13, "canary", "9", at=stage + timedelta(seconds=1))])  # an older canary's row
+    assert log.flush()
+    for i in (0, 1, 2, 3, 6, 7, 9, 10, 13):
+        log.record_feedback(f"r{i}", i % 2)
+    log.close()
+    versions = {"champion": "1", "canary": "2"}
+
+    counts = labelled_counts(db, "churn", started.isoformat(), stage.isoformat(), versions)
+    arms = arm_outcomes(db, "churn", started.isoformat(), versions=versions)
+    in_stage = arm_outcomes(db, "churn", stage.isoformat(), versions=versions)["canary"].labelled
+    assert (counts.champion, counts.canary, counts.canary_in_stage) == (3, 4, 2)
+    assert (arms["champion"].labelled, arms["canary"].labelled, in_stage) == (3, 4, 2)
+    assert counts.enough(2) and not counts.enough(3)
+    nobody = labelled_counts(db, "churn", started, stage, {"champion": "", "canary": "2"})
+    assert nobody.champion == 0 and not nobody.enough(1)  # no champion version: no champion rows
 
 
 # --- registry operations ------------------------------------------------------------------------
