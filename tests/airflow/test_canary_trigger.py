@@ -105,6 +105,7 @@ def test_it_loads_no_spec_no_dag_and_no_model_code_in_the_triggerer(prediction_d
         "model_factory.rollout",
         "model_factory.rollout.outcomes",
         "model_factory.serving",
+        "model_factory.serving.logwrite",
         "model_factory.serving.predlog",
         "model_factory.serving.settings",
     }, loaded
