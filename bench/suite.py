@@ -44,6 +44,7 @@ import contextlib
 import datetime as dt
 import http.client
 import json
+import math
 import os
 import platform
 import resource
@@ -576,19 +577,28 @@ def row_serving_quick(repeats: int, requests: int, log) -> dict:
 # DAG parse
 
 
+PARSE_SPECS = (500, 2_000, 10_000)
+SPECS_PER_SHARD = 150  # what docs/performance.md tells a fleet to aim for
+
+
 def row_dag_parse(log) -> dict:
-    """``bench/parse_many_specs.py --parse-only`` at 200 and 500 specs: the whole DAG file (what
-    the dag-processor parses) and one task's parse (Airflow's parsing context: its model only)."""
+    """``bench/parse_many_specs.py --parse-only`` at 500, 2,000 and 10,000 specs, split into shard
+    files of about ``SPECS_PER_SHARD`` specs each: every shard file parsed in its own process (what
+    the dag-processor does; the largest file is what ``dagbag_import_timeout`` judges), and one
+    task's parse (Airflow's parsing context: its model only)."""
     results = {}
-    for specs in (200, 500):
+    for specs in PARSE_SPECS:
+        shards = max(1, math.ceil(specs / SPECS_PER_SHARD))
         out = Path(tempfile.mkdtemp(prefix="bench-parse-")) / "parse.json"
-        log(f"dag parse: {specs} specs (bench/parse_many_specs.py) ...")
+        log(f"dag parse: {specs} specs in {shards} shard files (bench/parse_many_specs.py) ...")
         subprocess.run(
             [
                 sys.executable,
                 str(HERE / "parse_many_specs.py"),
                 "--specs",
                 str(specs),
+                "--shards",
+                str(shards),
                 "--parse-only",
                 "--out",
                 str(out),
@@ -596,7 +606,7 @@ def row_dag_parse(log) -> dict:
             check=True,
             env=child_env(),
             capture_output=True,
-            timeout=1800,
+            timeout=3600,
         )
         results[str(specs)] = json.loads(out.read_text())
         shutil.rmtree(out.parent, ignore_errors=True)
@@ -649,8 +659,11 @@ def _s(summary: dict) -> str:
 
 def build_rows(results: dict, quick: bool) -> list[dict]:
     rows = []
-    for key, r in sorted(results.get("serving", {}).items(), key=lambda kv: int(kv[0])):
-        rows += serving_rows(int(key), r, quick)  # an int in the run, a string once read back from JSON
+    # keyed by callers: an int in the run, a string once read back from JSON; a kept row also
+    # carries its "measured_at" and "load" stamp (keep_other_rows)
+    callers = {int(k): r for k, r in results.get("serving", {}).items() if str(k).isdigit()}
+    for key, r in sorted(callers.items()):
+        rows += serving_rows(key, r, quick)
     for key, label, target, limit in (
         ("drift_1m", "drift check, {n} vs {n} rows, 25 columns", "≤1/100", 0.01),
         ("drift_10m", "drift check, {n} vs {n} rows, 25 columns", "≤5 s, ≤1 GiB", None),
@@ -699,17 +712,26 @@ def build_rows(results: dict, quick: bool) -> list[dict]:
         for specs, d in sorted(results["dag_parse"]["ours"].items(), key=lambda kv: int(kv[0])):
             wall, cpu = _median(d["dagbag"], "dagbag_s"), _median(d["dagbag"], "dagbag_cpu_s")
             task = _median(d.get("task_parse", []), "dagbag_s")
-            dags = next((run.get("dags") for run in d.get("dagbag", [])), "?")
+            first = d["dagbag"][0] if d.get("dagbag") else {}
+            total_cpu, total_wall = first.get("total_parse_cpu_s"), first.get("total_parse_wall_s")
+            at_once = first.get("parallel", 1)
+            totals = (
+                f"; all files {total_cpu:.0f} s CPU, {total_wall:.0f} s wall ({at_once} at once)"
+                if total_cpu is not None and total_wall is not None
+                else ""
+            )
             rows.append(
                 {
-                    "work": f"{specs} specs → {dags} DAGs, DAG-file parse (one task's parse: its model only)",
-                    "ours_text": f"{wall:.2f} s wall, {cpu:.2f} s CPU; one task {task:.3f} s",
+                    "work": f"{int(specs):,} specs in {d.get('shards') or 1} shard files → "
+                    f"{first.get('dags', 0):,} DAGs, DAG-file parse (one task's parse: its model only)",
+                    "ours_text": f"largest file {wall:.2f} s wall, {cpu:.2f} s CPU{totals}; "
+                    f"one task {task:.3f} s; import errors {first.get('import_errors', '?')}",
                     "alternative_text": "—",
                     "ratio": None,
                     "ratio_text": "—",
-                    "target": "≤2 s at 500 specs" if specs == "500" else "≤2 s",
+                    "target": "largest file ≤5 s",
                     # single-threaded: on an idle core wall = CPU; a busy machine only adds waiting
-                    "met": "yes" if cpu <= 2 else "no",
+                    "met": "yes" if cpu <= 5 and not first.get("import_errors") else "no",
                 }
             )
     if "retrain" in results:

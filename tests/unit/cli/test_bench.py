@@ -116,6 +116,21 @@ def test_an_only_run_keeps_the_other_rows_of_the_last_report(tmp_path: Path, mon
     assert report["kept"] == ["drift_1m", "health_1m"]
 
 
+def test_a_kept_serving_row_is_tabled_with_its_stamp(tmp_path: Path, monkeypatch) -> None:
+    """Serving results are keyed by callers; a kept one also carries its stamp (once, the table
+    died on int("measured_at") and the parse run before it was lost)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import suite
+
+    one_caller = {"gateway": _side(3000, 0.14, "gateway"), "mlserver": _side(900, 3, "MLServer")}
+    previous = {"finished_at": "2026-12-04T19:27Z", "machine": {}, "results": {"serving": {"1": one_caller}}}
+    (tmp_path / "latest.json").write_text(json.dumps(previous))
+    merged = suite.keep_other_rows(tmp_path / "latest.json", {}, {"dag_parse"}, {"results": {}})
+    assert merged["serving"]["measured_at"] == "2026-12-04T19:27Z"
+    rows = suite.build_rows(merged, quick=False)
+    assert [r["work"].rsplit(": ", 1)[1] for r in rows] == ["the gateway vs the best peer", "vs MLServer"]
+
+
 def _side(rps: float, cpu: float, name: str) -> dict:
     return {
         "requests_per_s_median": rps,
