@@ -287,11 +287,12 @@ class PredictionLog:
                     self.overflowed,
                 )
             return
-        if self.table is PREDICTIONS:  # only served predictions can get feedback
-            self._remember(rows, +1)
+        self._remember(rows, +1)
         self._queue.append(rows)
 
     def _remember(self, rows: list[tuple], delta: int) -> None:
+        if self.table is not PREDICTIONS:  # only served predictions can get feedback
+            return
         with self._ids_lock:
             for row in rows:
                 if row[_STATUS] != "ok":
@@ -368,8 +369,7 @@ class PredictionLog:
                     self.dropped += len(batch)
                     break
                 batch.extend(self._take_more(self.max_pending - len(batch)))
-        if self.table is PREDICTIONS:
-            self._remember(batch, -1)
+        self._remember(batch, -1)
 
     def _take_more(self, room: int) -> list[tuple]:
         """While the DB is down, keep at most ``max_pending`` rows: older ones beyond are dropped."""
@@ -382,8 +382,7 @@ class PredictionLog:
             more.extend(item)
             if len(more) > room:
                 self.dropped += len(more) - room
-                if self.table is PREDICTIONS:
-                    self._remember(more[: len(more) - room], -1)
+                self._remember(more[: len(more) - room], -1)
                 more = more[len(more) - room :]
         return more
 
