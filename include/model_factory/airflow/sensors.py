@@ -9,7 +9,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from model_factory.airflow.common import run_ds
-from model_factory.airflow.triggers import OUTCOME_POLL_SECONDS, SETTLE_SECONDS, CanaryOutcomesTrigger
+from model_factory.airflow.triggers import (
+    OUTCOME_POLL_SECONDS,
+    SETTLE_SECONDS,
+    CanaryOutcomesTrigger,
+    aware_utc,
+)
 from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec
 
@@ -18,13 +23,9 @@ from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 if TYPE_CHECKING:
     from model_factory.io.registry_state import ServingState
+    from model_factory.rollout.outcomes import LabelledCounts
 
 log = logging.getLogger("model_factory.airflow")
-
-
-def _aware(moment: str) -> datetime:
-    parsed = datetime.fromisoformat(moment)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class NewBatchSensor(BaseSensorOperator):
@@ -147,7 +148,7 @@ class CanaryStageSensor(BaseSensorOperator):
             model=self.spec.registered_model_name,
             versions=self._versions(state),
             since=self._since(state),
-            stage_since=state.updated_at or self._since(state),
+            stage_since=self._stage_since(state),
             min_samples=self.spec.canary.min_samples,
             wake_at=self._in(max(self.poke_interval, SETTLE_SECONDS)).isoformat(),
             not_before=self._in(SETTLE_SECONDS).isoformat(),
@@ -163,17 +164,15 @@ class CanaryStageSensor(BaseSensorOperator):
     def soon(self, state: ServingState) -> bool:
         """Should the stage's missing outcomes arrive within ``SETTLE_SECONDS``, at the rates seen
         since the canary and its stage began? (No: cannot tell.)"""
-        from model_factory.rollout.outcomes import labelled_counts
-        from model_factory.serving.settings import prediction_db_uri
-
-        since, stage_since = self._since(state), state.updated_at or self._since(state)
         try:
-            db = prediction_db_uri(FactorySettings.from_env())
-            counts = labelled_counts(db, state.model, since, stage_since, self._versions(state))
+            counts = self.count(state, self.prediction_db())
         except Exception:  # judged on the triggerer's schedule instead
             return False
         now = datetime.now(UTC)
-        ages = [(now - _aware(moment)).total_seconds() for moment in (since, stage_since)]
+        ages = [
+            (now - aware_utc(moment)).total_seconds()
+            for moment in (self._since(state), self._stage_since(state))
+        ]
         eta = counts.seconds_to(self.spec.canary.min_samples, *ages)
         log.info("labelled outcomes %s: enough in about %.0f s at the rates so far", counts, eta)
         return eta <= SETTLE_SECONDS
@@ -181,17 +180,11 @@ class CanaryStageSensor(BaseSensorOperator):
     def count_in_worker(self, state: ServingState, until: datetime) -> bool:
         """Count the stage's labelled outcomes every second until there are enough (True) or
         ``until`` (False); a prediction DB that cannot be read counts as not enough."""
-        from model_factory.rollout.outcomes import labelled_counts
-        from model_factory.serving.settings import prediction_db_uri
-
-        db = prediction_db_uri(FactorySettings.from_env())
-        stage_since = state.updated_at or self._since(state)
+        db = self.prediction_db()
         while datetime.now(UTC) < until:
             time.sleep(OUTCOME_POLL_SECONDS)
             try:
-                counts = labelled_counts(
-                    db, state.model, self._since(state), stage_since, self._versions(state)
-                )
+                counts = self.count(state, db)
             except Exception as exc:  # judged again at `until`, which says why
                 log.warning("canary outcomes not counted (%s: %s)", type(exc).__name__, exc)
                 continue
@@ -201,12 +194,30 @@ class CanaryStageSensor(BaseSensorOperator):
         return False
 
     @staticmethod
+    def prediction_db() -> str:
+        from model_factory.serving.settings import prediction_db_uri
+
+        return prediction_db_uri(FactorySettings.from_env())
+
+    def count(self, state: ServingState, db: str) -> LabelledCounts:
+        """The stage's labelled outcomes now in ``db`` (what the trigger counts on the triggerer)."""
+        from model_factory.rollout.outcomes import labelled_counts
+
+        return labelled_counts(
+            db, state.model, self._since(state), self._stage_since(state), self._versions(state)
+        )
+
+    @staticmethod
     def _in(seconds: float) -> datetime:
         return datetime.now(UTC) + timedelta(seconds=seconds)
 
     @staticmethod
     def _since(state: ServingState) -> str:
         return state.started_at or state.updated_at or "1970-01-01T00:00:00+00:00"
+
+    @classmethod
+    def _stage_since(cls, state: ServingState) -> str:
+        return state.updated_at or cls._since(state)
 
     @staticmethod
     def _versions(state: ServingState) -> dict[str, str]:

@@ -36,7 +36,8 @@ came 5.6 s after the deferral at load 5, the trigger fired after 4 s, and the st
 retry (bench/results/demo6_first_run.json)."""
 
 
-def _utc(moment: str) -> datetime:
+def aware_utc(moment: str) -> datetime:
+    """An ISO time as an aware datetime (a naive one is taken as UTC)."""
     parsed = datetime.fromisoformat(moment)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
@@ -108,9 +109,9 @@ class CanaryOutcomesTrigger(BaseTrigger):
             return None
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        wake_at = _utc(self.wake_at)
+        wake_at = aware_utc(self.wake_at)
         if self.not_before:  # see SETTLE_SECONDS (in the past after a restart: no wait)
-            await asyncio.sleep(max(0.0, (_utc(self.not_before) - datetime.now(UTC)).total_seconds()))
+            await asyncio.sleep(max(0.0, (aware_utc(self.not_before) - datetime.now(UTC)).total_seconds()))
         while True:
             counts = await asyncio.to_thread(self.count) if self.counting else None
             seen = asdict(counts) if counts else None
