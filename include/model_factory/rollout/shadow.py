@@ -25,7 +25,7 @@ from model_factory.io import tag_schema, tracking
 from model_factory.io.registry_state import SHADOW, parse_share
 from model_factory.pipeline import registry
 from model_factory.pipeline.registry import PromotionError
-from model_factory.rollout.state import client_and_state, unchanged
+from model_factory.rollout.state import client_and_state, now_stamp, unchanged
 from model_factory.serving import predlog
 from model_factory.serving.settings import prediction_db_uri
 from model_factory.settings import FactorySettings
@@ -34,10 +34,6 @@ DEFAULT_SHARE = 1.0
 """A shadow answers nobody: by default it sees every request (costs gateway CPU, no risk)."""
 MAX_ROWS = 100_000
 """The comparison reads at most the latest this many pairs."""
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _check_share(share: float) -> float:
@@ -70,7 +66,7 @@ def start_shadow(
     if running and abs(state.shadow_share - share) < 1e-9:
         details = {"share": share, "champion": state.champion}
         return unchanged(model, version, "shadow_started", attribution, details, at=state.shadow_started_at)
-    started = state.shadow_started_at if running else _now()
+    started = state.shadow_started_at if running else now_stamp()
     # The share applies only once alias and version tag agree; it is written last.
     client.set_registered_model_tag(model, tag_schema.SHADOW_SHARE, "0")
     client.set_registered_model_tag(model, tag_schema.SHADOW_VERSION, version)

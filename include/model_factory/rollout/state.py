@@ -39,7 +39,7 @@ def _check_share(share: float) -> float:
     return share
 
 
-def _now() -> str:
+def now_stamp() -> str:
     """Now as ISO UTC to the microsecond: stage starts are compared with predictions' ``created_at``."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
@@ -74,7 +74,7 @@ def unchanged(
         "action": action,
         "actor": attribution.actor,
         "reason": attribution.reason,
-        "at": at or _now(),
+        "at": at or now_stamp(),
         "changed": False,
         "details": dict(details or {}),
     }
@@ -86,7 +86,7 @@ def _end_canary(client: MlflowClient, model: str, status: str) -> None:
 
     client.set_registered_model_tag(model, SHARE_TAG, "0")
     client.set_registered_model_tag(model, STATUS_TAG, status)
-    client.set_registered_model_tag(model, UPDATED_TAG, _now())
+    client.set_registered_model_tag(model, UPDATED_TAG, now_stamp())
     with contextlib.suppress(MlflowException):  # already gone: a retried task
         client.delete_registered_model_alias(model, CANARY)
 
@@ -125,7 +125,7 @@ def start_canary(
         raise PromotionError(f"{model} v{version} is already the champion")
     registry.require_blessed(client, model, version, "served")
 
-    started = _now()
+    started = now_stamp()
     # Order matters for a gateway reading in between: the share applies only once alias and
     # version tag agree, and it is written last.
     client.set_registered_model_tag(model, SHARE_TAG, "0")
@@ -159,12 +159,17 @@ def set_canary_share(
     canary = _running(state, version)
     if abs(state.share - share) < 1e-9:
         return unchanged(
-            model, canary, "canary_ramped", attribution, {"share": share, "stage": state.stage}, at=_now()
+            model,
+            canary,
+            "canary_ramped",
+            attribution,
+            {"share": share, "stage": state.stage},
+            at=now_stamp(),
         )
     stage = state.stage + 1
     client.set_registered_model_tag(model, SHARE_TAG, f"{share:.4f}")
     client.set_registered_model_tag(model, STAGE_TAG, str(stage))
-    client.set_registered_model_tag(model, UPDATED_TAG, _now())
+    client.set_registered_model_tag(model, UPDATED_TAG, now_stamp())
     details = {"share": share, "previous_share": state.share, "stage": stage}
     decision = registry.record_decision(client, model, canary, "canary_ramped", attribution, details)
     return {**decision, "changed": True}
@@ -184,7 +189,7 @@ def promote_canary(
     """
     client, state = client_and_state(model, settings)
     if state.canary is None and version is not None and state.champion == str(version):
-        return unchanged(model, str(version), "canary_promoted", attribution, details or {}, at=_now())
+        return unchanged(model, str(version), "canary_promoted", attribution, details or {}, at=now_stamp())
     canary = _running(state, version)
     promoted = registry.promote(model, canary, settings, attribution)
     _end_canary(client, model, "promoted")
@@ -220,7 +225,7 @@ def _stop(
     client, state = client_and_state(model, settings)
     done = state.canary is None and state.status == status and state.tags.get(VERSION_TAG) == version
     if version is not None and done:
-        return unchanged(model, str(version), action, attribution, details or {}, at=_now())
+        return unchanged(model, str(version), action, attribution, details or {}, at=now_stamp())
     canary = _running(state, version)
     _end_canary(client, model, status)
     if drop_challenger and registry.current_alias_version(client, model, CHALLENGER) == canary:
