@@ -26,6 +26,9 @@ from model_factory.rollout.analysis import analyse_canary
 from model_factory.rollout.outcomes import ArmData
 from model_factory.spec import CanarySpec
 
+POSITIVE_RATE = 0.3
+"""Share of positives in a synthetic classification arm."""
+
 # --- HTTP traffic ---------------------------------------------------------------------------------
 
 
@@ -221,21 +224,21 @@ def synthetic_arm(
     task: str,
     quality: float,
     seed: int,
-    positive_rate: float = 0.3,
     latency_ms: float = 5.0,
     errors: int = 0,
 ) -> ArmData:
     """``n`` labelled predictions of known quality.
 
-    Classification: binormal scores (positives N(d, 1), negatives N(0, 1)) so that the true
-    ROC AUC is ``quality`` (d = sqrt(2) * Phi^-1(quality)); label = score > the midpoint.
+    Classification: a share ``POSITIVE_RATE`` of positives, binormal scores (positives N(d, 1),
+    negatives N(0, 1)) so that the true ROC AUC is ``quality`` (d = sqrt(2) * Phi^-1(quality));
+    label = score > the midpoint.
     Regression: outcome ~ N(100, 20), prediction = outcome + N(0, quality): true RMSE ``quality``.
     """
     from scipy.stats import norm
 
     rng = np.random.default_rng(seed)
     if task == "classification":
-        y = (rng.random(n) < positive_rate).astype(float)
+        y = (rng.random(n) < POSITIVE_RATE).astype(float)
         d = math.sqrt(2) * norm.ppf(quality)
         latent = rng.normal(0.0, 1.0, n) + d * y
         scores = 1.0 / (1.0 + np.exp(-(latent - d / 2)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import fields
 from datetime import datetime, timedelta
 
 import pytest
@@ -197,19 +198,22 @@ def test_unknown_stages_are_counted_and_named(store) -> None:
 
 
 def test_store_round_trip_and_dedup_by_origin(store) -> None:
-    at = datetime(2026, 9, 1, 12)
-    event = Event(
-        user="ana",
-        action="batch.quarantined",
-        stage="data",
-        outcome="error",
-        at=at,
-        source="store",
-        model="churn",
-        error_kind="validation: column missing",
-        details={"ds": "2026-09-01"},
-        origin="store:quarantine:x:0",
-    )
+    every_field = {
+        "user": "ana",
+        "action": "batch.quarantined",
+        "stage": "data",
+        "outcome": "error",
+        "at": datetime(2026, 9, 1, 12),
+        "source": "store",
+        "model": "churn",
+        "error_kind": "validation: column missing",
+        "message": "column 'tenure' is missing",
+        "duration_s": 2.5,
+        "details": {"ds": "2026-09-01"},
+        "origin": "store:quarantine:x:0",
+    }
+    assert set(every_field) == {f.name for f in fields(Event)}, "a new Event field must round-trip too"
+    event = Event(**every_field)
     assert store.add([event, event]) == 1
     assert store.add([event]) == 0
     (back,) = store.events()

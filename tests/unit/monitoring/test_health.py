@@ -448,16 +448,11 @@ def test_cli_health_prints_the_history_as_table_and_json(factory_home, capsys) -
     engine = sa.create_engine(prediction_db_uri(FactorySettings.from_env()))
     (factory_home / "serving").mkdir(parents=True)
     row = health_row(
-        version="3",
         day=today - timedelta(days=1),
-        metric="accuracy",
         realized=0.81,
         realized_low=0.79,
         realized_high=0.83,
-        predictions=1200,
-        outcomes=300,
         label_coverage=0.9,
-        error_rate=0.01,
         p95_ms=14.5,
     )
     record(engine, [row])
