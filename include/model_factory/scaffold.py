@@ -489,7 +489,7 @@ def new_model(
     """Write the spec (and a code stub for custom_training); check it loads and, with a
     sample, that the sample passes the spec's validation."""
     # Long on purpose: write, check and explain the spec as one step the user runs once.
-    from model_factory.airflow.templates import discover
+    from model_factory.airflow.template_registry import discover
     from model_factory.spec import SpecError, load_spec
 
     if not re.match(NAME_PATTERN, name):

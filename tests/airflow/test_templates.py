@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 from model_factory.airflow.build import build_all, safe_id
-from model_factory.airflow.templates import SHIPPED, discover
+from model_factory.airflow.template_registry import discover
+from model_factory.airflow.templates import SHIPPED
 
 from tests.conftest import REPO
 

@@ -14,15 +14,15 @@ import logging
 import re
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
 from model_factory.airflow.analyzer import DAG_ID as ANALYZER_DAG_ID
 from model_factory.airflow.analyzer import analyzer_dags
-from model_factory.airflow.shards import Shard
 from model_factory.airflow.template_check import CONTAINED, describe
-from model_factory.airflow.templates import Registry, Template, check_builds, check_params, discover
+from model_factory.airflow.template_registry import Registry, check_builds, discover
+from model_factory.airflow.templates import check_params, validate_built
 from model_factory.errors import ErrorKind
 from model_factory.settings import FactorySettings
 from model_factory.spec import LoadedSpec, SpecError, load_spec
@@ -70,25 +70,6 @@ def _where(exc: BaseException) -> str:
     """The innermost frame of a traceback: where a template raised."""
     frames = traceback.extract_tb(exc.__traceback__)
     return f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
-
-
-def validate_built(loaded: LoadedSpec, template: Template, built_dags: object) -> list[DAG]:
-    """What a template's build returned, checked: DAGs only, each id ``<model>__...``."""
-    spec = loaded.spec
-    dags = list(built_dags)  # type: ignore[call-overload]
-    for built in dags:
-        if not isinstance(built, DAG):
-            raise SpecError(
-                loaded.path,
-                [("template", f"template {template.name!r} returned {type(built).__name__}, not a DAG")],
-                [ErrorKind.TEMPLATE_RAISED],
-            )
-        if not built.dag_id.startswith(f"{spec.name}__"):
-            why = f"built DAG {built.dag_id!r}; a model's DAG ids start {spec.name + '__'!r}"
-            raise SpecError(
-                loaded.path, [("template", f"template {template.name!r} {why}")], [ErrorKind.TEMPLATE_RAISED]
-            )
-    return dags
 
 
 def build_model(loaded: LoadedSpec, registry: Registry, settings: FactorySettings) -> list[DAG]:
@@ -171,17 +152,18 @@ def build_all(
     specs_dir: Path | None = None,
     templates_dir: Path | None = None,
     only_dag_id: str | None = None,
-    shard: Shard | None = None,
+    only_specs: Callable[[Path], bool] | None = None,
 ) -> dict[str, DAG]:
     """Every good spec's DAGs; a bad one a warning and an ``invalid_spec__`` DAG naming file,
     field and reason, so one bad spec or template never hides the other models' DAGs.
 
     ``only_dag_id``: build just the models whose spec files can give that DAG (every model
-    when no file name fits); other files are not read. ``shard``: only that shard's specs."""
+    when no file name fits); other files are not read. ``only_specs``: only the spec files it
+    accepts (a shard's)."""
     settings = FactorySettings.from_env()
     paths = sorted(Path(specs_dir or settings.specs_dir).glob("*.yaml"))
-    if shard is not None:
-        paths = [path for path in paths if shard.holds(path)]
+    if only_specs is not None:
+        paths = [path for path in paths if only_specs(path)]
     if only_dag_id is not None:
         paths = spec_files_for(only_dag_id, paths) or paths
     with _gc_paused():

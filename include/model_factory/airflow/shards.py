@@ -84,7 +84,7 @@ def shard_dags(dag_file: str, parsing_dag_id: str | None = None) -> dict:
     if shard is None or active_count(path.parent) != shard.count:
         return {}
     try:
-        return build_all(only_dag_id=parsing_dag_id, shard=shard)
+        return build_all(only_dag_id=parsing_dag_id, only_specs=shard.holds)
     except AirflowTaskTimeout as exc:
         raise AirflowTaskTimeout(f"{exc}; {_whose(shard)}") from exc
     except Exception as exc:

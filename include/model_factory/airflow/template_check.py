@@ -237,8 +237,7 @@ def _child_main(events_fd: int, template: str, specs: list[str]) -> None:
     """In the forked child: import the template, then build each spec's DAGs, reporting each
     step. An ordinary exception is reported by the parent's own build (with where it was
     raised); the child is there for what the parent cannot catch."""
-    from model_factory.airflow.build import validate_built
-    from model_factory.airflow.templates import check_params, load_file
+    from model_factory.airflow.templates import check_params, load_file, validate_built
     from model_factory.settings import FactorySettings
     from model_factory.spec import LoadedSpec, load_spec
 

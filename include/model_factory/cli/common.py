@@ -137,3 +137,35 @@ def registry_call(model: str, settings: FactorySettings, call: Callable[[], T]) 
             "  -> start it (`make ui` runs one) or fix MLFLOW_TRACKING_URI",
             EXIT_UNREACHABLE,
         )
+
+
+# --- ops decisions: recorded beside the gateway's, shown as one line -------------------------
+
+
+def recorded_decision(decision: dict, settings: FactorySettings) -> dict:
+    """Decisions go to the prediction DB too, beside the gateway's own records."""
+    from model_factory.serving.predlog import write_decision
+    from model_factory.serving.settings import prediction_db_uri
+
+    if decision.get("changed", True):
+        write_decision(prediction_db_uri(settings), decision)
+    return decision
+
+
+_SHOWN_DETAILS = ("champion", "previous_champion", "share")
+
+
+def decision_line(decision: dict) -> str:
+    """One readable line for an ops decision, e.g. ``churn v2 promoted by ana via cli: looked good
+    (champion 2, previous_champion 1)``; ``--json`` prints the whole record instead."""
+    version = f" v{decision['version']}" if decision.get("version") else ""
+    fields = {**(decision.get("details") or {}), **decision}
+    shown = ", ".join(f"{key} {fields[key]}" for key in _SHOWN_DETAILS if fields.get(key) not in (None, ""))
+    line = f"{decision.get('model')}{version} {decision.get('action')} by {decision.get('actor')}"
+    line += f": {decision.get('reason')}" + (f" ({shown})" if shown else "")
+    return line + ("" if decision.get("changed", True) else " (already so: nothing changed)")
+
+
+def print_decision(decision: dict, as_json: bool) -> None:
+    """The decision as its line, or with ``--json`` the whole record."""
+    typer.echo(json.dumps(decision, default=str) if as_json else decision_line(decision))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -26,6 +25,8 @@ from model_factory.cli.common import (
     cli_attribution,
     err_console,
     fail,
+    print_decision,
+    recorded_decision,
     registry_call,
 )
 from model_factory.settings import FactorySettings
@@ -111,16 +112,6 @@ def summary(as_json: Json = False) -> None:
 # --- rollout control --------------------------------------------------------------------------
 
 
-def _recorded(decision: dict, settings: FactorySettings) -> dict:
-    """Decisions go to the prediction DB too, beside the gateway's own records."""
-    from model_factory.serving.predlog import write_decision
-    from model_factory.serving.settings import prediction_db_uri
-
-    if decision.get("changed", True):
-        write_decision(prediction_db_uri(settings), decision)
-    return decision
-
-
 def _version_event(decision: dict, settings: FactorySettings) -> None:
     """A promoted, rolled-back or pinned version: the canary DAG's event (``version_event``: the
     spec's Airflow connections, the factory's alert record), sent from here. Connections are read
@@ -142,20 +133,6 @@ def _version_event(decision: dict, settings: FactorySettings) -> None:
         typer.echo(
             f"event not delivered through connection {conn_id!r}: {why} (recorded in the alerts)", err=True
         )
-
-
-_SHOWN_DETAILS = ("champion", "previous_champion", "share")
-
-
-def decision_line(decision: dict) -> str:
-    """One readable line for an ops decision, e.g. ``churn v2 promoted by ana via cli: looked good
-    (champion 2, previous_champion 1)``; ``--json`` prints the whole record instead."""
-    version = f" v{decision['version']}" if decision.get("version") else ""
-    fields = {**(decision.get("details") or {}), **decision}
-    shown = ", ".join(f"{key} {fields[key]}" for key in _SHOWN_DETAILS if fields.get(key) not in (None, ""))
-    line = f"{decision.get('model')}{version} {decision.get('action')} by {decision.get('actor')}"
-    line += f": {decision.get('reason')}" + (f" ({shown})" if shown else "")
-    return line + ("" if decision.get("changed", True) else " (already so: nothing changed)")
 
 
 def _ops(
@@ -181,9 +158,9 @@ def _ops(
         return ops_action(OpsRequest(model, action, attribution, version), settings)
 
     decision = registry_call(model, settings, carry_out)
-    recorded = _recorded(decision, settings)
+    recorded = recorded_decision(decision, settings)
     _version_event(recorded, settings)
-    typer.echo(json.dumps(recorded, default=str) if as_json else decision_line(recorded))
+    print_decision(recorded, as_json)
 
 
 @app.command("promote")

@@ -78,7 +78,7 @@ def new_template(
 
 def templates() -> None:
     """List the templates a spec can use: shipped, include/templates/, installed packages."""
-    registry = airflow_side("templates").discover()
+    registry = airflow_side("template_registry").discover()
     for name, origin, description in registry.describe():
         typer.echo(f"{name:<20} {description}  [{origin}]")
     for name, why in sorted(registry.broken.items()):

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
-from model_factory.cli.common import Actor, Json, Reason, cli_attribution, print_json, registry_call
+from model_factory.cli.common import (
+    Actor,
+    Json,
+    Reason,
+    cli_attribution,
+    print_decision,
+    print_json,
+    recorded_decision,
+    registry_call,
+)
 from model_factory.settings import FactorySettings
 
 shadow_app = typer.Typer(
@@ -21,13 +29,6 @@ Share = Annotated[
         "--share", help="share of the champion's requests the shadow also scores, in (0, 1] (default 1)"
     ),
 ]
-
-
-def _print_decision(decision: dict, settings: FactorySettings, as_json: bool) -> None:
-    from model_factory.cli.main import _recorded, decision_line
-
-    recorded = _recorded(decision, settings)
-    typer.echo(json.dumps(recorded, default=str) if as_json else decision_line(recorded))
 
 
 @shadow_app.command("start")
@@ -47,7 +48,7 @@ def start(
     decision = registry_call(
         model, settings, lambda: start_shadow(model, version, share, settings, attribution)
     )
-    _print_decision(decision, settings, as_json)
+    print_decision(recorded_decision(decision, settings), as_json)
 
 
 @shadow_app.command("stop")
@@ -58,7 +59,7 @@ def stop(model: str, reason: Reason, actor: Actor = None, as_json: Json = False)
     settings = FactorySettings.from_env()
     attribution = cli_attribution(actor, reason)
     decision = registry_call(model, settings, lambda: stop_shadow(model, settings, attribution))
-    _print_decision(decision, settings, as_json)
+    print_decision(recorded_decision(decision, settings), as_json)
 
 
 @shadow_app.command("show")

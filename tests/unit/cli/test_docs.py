@@ -181,7 +181,7 @@ def test_shell_completion_is_on():
 
 
 def test_ops_decision_reads_as_one_line():
-    from model_factory.cli.main import decision_line
+    from model_factory.cli.common import decision_line
 
     decision = {
         "model": "churn",

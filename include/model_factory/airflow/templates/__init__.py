@@ -1,32 +1,35 @@
-"""The template registry: named pipeline shapes a spec picks with ``template:``.
+"""What a template is: a named pipeline shape a spec picks with ``template:``.
 
 A template is a module (or a :class:`Template` object) with
 
 - ``NAME``: what specs write in ``template:``;
 - ``DESCRIPTION``: one line;
-- ``Params``: a pydantic model for the spec's ``template_params:`` (checked at parse time);
-- ``build(loaded, params) -> list[DAG]``: the model's DAGs, every id starting ``<model>__``;
+- ``Params``: a pydantic model for the spec's ``template_params:`` (checked at parse time,
+  ``check_params``);
+- ``build(loaded, params) -> list[DAG]``: the model's DAGs, every id starting ``<model>__``
+  (``validate_built``);
 - optionally ``check(spec) -> list[(field, reason)]``: what else the template needs of a spec.
 
 Found in three places, later ones unable to replace earlier names: the factory's own
 (this package), the data scientists' folder (``FACTORY_TEMPLATES_DIR``, default
-``include/templates/``: every ``*.py`` there, loaded by file path, never by import path),
-and installed packages through the ``model_factory.templates`` entry-point group.
+``include/templates/``: every ``*.py`` there, loaded by file path, never by import path,
+``load_file``), and installed packages through the ``model_factory.templates`` entry-point group.
+``template_registry.discover`` finds them.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from model_factory.errors import ErrorKind
 from model_factory.settings import FactorySettings
-from model_factory.spec import LoadedSpec, ModelSpec
+from model_factory.spec import LoadedSpec, ModelSpec, SpecError
 from pydantic import BaseModel, ConfigDict
 
 ENTRY_POINT_GROUP = "model_factory.templates"
@@ -48,20 +51,6 @@ class Template:
     build: Callable[[LoadedSpec, Any], list]
     check: Callable[[ModelSpec], list[tuple[str, str]]] | None = None
     origin: str = "factory"
-
-
-@dataclass
-class Registry:
-    templates: dict[str, Template] = field(default_factory=dict)
-    # A template that failed to load: its name (or file stem) -> why. Models using it get an
-    # invalid_spec DAG saying so; nothing else is touched.
-    broken: dict[str, str] = field(default_factory=dict)
-    # A template that exits or hangs building some models: name -> {spec path: why}.
-    unbuildable: dict[str, dict[str, str]] = field(default_factory=dict)
-
-    def describe(self) -> list[tuple[str, str, str]]:
-        ordered = sorted(self.templates.values(), key=lambda t: t.name)
-        return [(t.name, t.origin, t.description) for t in ordered]
 
 
 def templates_dir() -> Path:
@@ -90,14 +79,6 @@ def from_module(module: ModuleType, origin: str) -> Template:
     )
 
 
-def _as_template(obj: Any, origin: str) -> Template:
-    if isinstance(obj, Template):
-        return obj
-    if isinstance(obj, ModuleType):
-        return from_module(obj, origin)
-    raise TypeError(f"entry point must name a template module or a Template, got {type(obj).__name__}")
-
-
 def load_file(path: Path) -> Template:
     """Import one template file by its path (as ``model_factory_user_templates.<stem>``)."""
     name = f"{USER_PACKAGE}.{path.stem}"
@@ -114,76 +95,9 @@ def load_file(path: Path) -> Template:
     return from_module(module, origin=str(path))
 
 
-def _add(registry: Registry, template: Template) -> None:
-    if template.name in registry.templates:
-        raise ValueError(
-            f"template name {template.name!r} is taken by {registry.templates[template.name].origin}"
-        )
-    registry.templates[template.name] = template
-
-
-def _reason(exc: BaseException) -> str:
-    from model_factory.airflow.template_check import describe
-
-    return describe(exc)
-
-
-def discover(folder: Path | None = None, entry_points: bool = True) -> Registry:
-    """Every template: the factory's, the folder's, the installed packages'."""
-    from model_factory.airflow.template_check import CONTAINED, check_template
-
-    registry = Registry()
-    for name in SHIPPED:
-        try:
-            _add(registry, from_module(importlib.import_module(f"{__name__}.{name}"), "factory"))
-        except Exception as exc:
-            registry.broken[name] = f"shipped template {name} failed to load: {_reason(exc)}"
-    folder = templates_dir() if folder is None else folder
-    for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
-        if path.name.startswith(("_", "test_")):
-            continue
-        try:
-            import_failure, _ = check_template(path, [])  # in a child first: exit or hang costs it alone
-            if import_failure:
-                registry.broken[path.stem] = f"template file {path} failed to load: {import_failure}"
-                continue
-            _add(registry, load_file(path))
-        except CONTAINED as exc:  # one broken template file stops no other template
-            registry.broken[path.stem] = f"template file {path} failed to load: {_reason(exc)}"
-    if entry_points:
-        from importlib.metadata import entry_points as found
-
-        for point in found(group=ENTRY_POINT_GROUP):
-            try:
-                _add(registry, _as_template(point.load(), origin=f"entry point {point.value}"))
-            except CONTAINED as exc:
-                registry.broken[point.name] = f"entry point {point.name} = {point.value}: {_reason(exc)}"
-    return registry
-
-
 def is_file_template(template: Template) -> bool:
     """Loaded from the data scientists' folder (its origin is the file's path)."""
     return template.origin.endswith(".py") and Path(template.origin).is_file()
-
-
-def check_builds(registry: Registry, specs: list[LoadedSpec]) -> None:
-    """Try each folder template's build() on its specs in a child process (cached by content):
-    the specs it exits or hangs on are recorded in ``registry.unbuildable``."""
-    from model_factory.airflow.template_check import TemplateCheckUnavailableError, check_template
-
-    by_template: dict[str, list[Path]] = {}
-    for loaded in specs:
-        template = registry.templates.get(loaded.spec.template)
-        if template is not None and is_file_template(template):
-            by_template.setdefault(template.name, []).append(loaded.path)
-    for name, paths in by_template.items():
-        try:
-            import_failure, failures = check_template(Path(registry.templates[name].origin), paths)
-        except TemplateCheckUnavailableError as exc:
-            import_failure, failures = str(exc), {}
-        if import_failure:
-            failures = dict.fromkeys(paths, import_failure)
-        registry.unbuildable[name] = {str(path): why for path, why in failures.items()}
 
 
 def check_params(
@@ -208,3 +122,26 @@ def check_params(
     if template.check is not None:
         problems += template.check(spec)
     return params, problems
+
+
+def validate_built(loaded: LoadedSpec, template: Template, built_dags: object) -> list:
+    """What a template's build returned, checked: DAGs only, each id ``<model>__...``."""
+    from airflow.sdk import (
+        DAG,  # here, not at the top: the scaffold's commands read this module without Airflow
+    )
+
+    spec = loaded.spec
+    dags = list(built_dags)  # type: ignore[call-overload]
+    for built in dags:
+        if not isinstance(built, DAG):
+            raise SpecError(
+                loaded.path,
+                [("template", f"template {template.name!r} returned {type(built).__name__}, not a DAG")],
+                [ErrorKind.TEMPLATE_RAISED],
+            )
+        if not built.dag_id.startswith(f"{spec.name}__"):
+            why = f"built DAG {built.dag_id!r}; a model's DAG ids start {spec.name + '__'!r}"
+            raise SpecError(
+                loaded.path, [("template", f"template {template.name!r} {why}")], [ErrorKind.TEMPLATE_RAISED]
+            )
+    return dags
