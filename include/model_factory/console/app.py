@@ -288,7 +288,7 @@ def create_app(config: ConsoleConfig) -> FastAPI:
 
     @app.get("/models/{model}/versions/{version}/card", response_class=HTMLResponse)
     def card(model: str, version: str, embedded: str | None = None) -> Response:
-        from model_factory.rollout.fleet import read_card
+        from model_factory.review.card_store import read_card
 
         if not MODEL_NAME.match(model) or not version.isdigit():
             return message("Bad request", "model or version malformed", 400)

@@ -18,12 +18,12 @@ from typing import Any
 
 import pandas as pd
 from model_factory.io import attestation, storage, tag_schema, tracking
+from model_factory.review.card_store import CARD_ARTIFACT
 from model_factory.settings import FactorySettings
 from model_factory.spec import METRICS, ModelSpec
 
 log = logging.getLogger(__name__)
 
-CARD_ARTIFACT = "model_card.html"
 CARD_DATA_ARTIFACT = "review/card.json"
 BUDGET_ARTIFACT = "review/data_budget.json"
 TEMPLATES = Path(__file__).parent / "templates"

@@ -25,6 +25,7 @@ from model_factory.io.fleet_index import BrokenSpec, SpecFacts, index_path, read
 from model_factory.io.registry_state import CANARY, SHADOW, parse_share
 from model_factory.monitoring.alerts import stored_alerts
 from model_factory.monitoring.health_history import LatestFigures, history, latest_figures
+from model_factory.review.card_store import has_card
 from model_factory.rollout.summary import (
     drift_checks,
     latest_drift_check,
@@ -42,7 +43,6 @@ MAX_PAGE_MODELS = 500
 """Up to this many models' DAGs are asked of Airflow by id prefix; more, by listing every DAG."""
 PREFIXES_PER_CALL = 50
 """Id prefixes in one ``/api/v2/dags`` query (its URL stays a few KB)."""
-CARD_ARTIFACT = "model_card.html"
 DAG_KINDS = ("retrain", "drift_watch", "canary", "review", "score")
 """DAG id suffixes the shipped templates use; only those Airflow has are linked."""
 
@@ -481,7 +481,7 @@ def _mark_cards(settings: FactorySettings, rows: list[dict]) -> None:
     client = tracking.connect(settings)
     for row in rows:
         if row["run_id"]:
-            row["card"] = any(a.path == CARD_ARTIFACT for a in client.list_artifacts(row["run_id"]))
+            row["card"] = has_card(client, row["run_id"])
 
 
 def latest_cards(settings: FactorySettings, summary: dict) -> None:
@@ -500,20 +500,8 @@ def latest_cards(settings: FactorySettings, summary: dict) -> None:
                 if not version or not run_id:
                     continue
                 client = client or tracking.connect(settings)
-                if any(a.path == CARD_ARTIFACT for a in client.list_artifacts(run_id)):
+                if has_card(client, run_id):
                     row["card_version"] = version
                     break
 
     _attempt(summary["sources"], "mlflow", mark, None)
-
-
-def read_card(settings: FactorySettings, model: str, version: str) -> str | None:
-    """The HTML of a version's model card, or None when it has none."""
-    import tempfile
-
-    client = tracking.connect(settings)
-    run_id = client.get_model_version(model, version).run_id
-    if not run_id or not any(a.path == CARD_ARTIFACT for a in client.list_artifacts(run_id)):
-        return None
-    with tempfile.TemporaryDirectory() as scratch:
-        return Path(client.download_artifacts(run_id, CARD_ARTIFACT, scratch)).read_text()

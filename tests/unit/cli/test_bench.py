@@ -146,22 +146,22 @@ def _side(rps: float, cpu: float, name: str) -> dict:
 
 def test_serving_rows_compare_the_gateway_with_every_peer_and_its_cpu_target(monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(BENCH))
-    import suite
+    from serving_row import serving_rows
 
     result = {
         "gateway": _side(3000, 0.14, "model-factory gateway"),
         "mlserver": _side(900, 3, "MLServer (own venv)"),
         "bentoml": _side(100, 9, "BentoML (own venv)"),
     }
-    rows = suite.serving_rows(1, result, quick=False)
+    rows = serving_rows(1, result, quick=False)
     names = [r["work"].rsplit(": ", 1)[1] for r in rows]
     assert names == ["the gateway vs the best peer", "vs MLServer", "vs BentoML"]
     assert rows[0]["ratio"] == 3000 / 900 and rows[0]["met"] == "yes"  # ≥3x the best, ≤0.15 ms CPU
     result["gateway"]["cpu_ms_per_request_median"] = 0.2
-    assert suite.serving_rows(1, result, quick=False)[0]["met"] == "no"
+    assert serving_rows(1, result, quick=False)[0]["met"] == "no"
     result["mlserver"]["requests_per_s_median"] = 1100  # 2.7x: ahead, but not 3x at one caller
-    assert suite.serving_rows(8, result, quick=False)[1]["met"] == "yes"
-    assert suite.serving_rows(1, result, quick=False)[1]["met"] == "no"
+    assert serving_rows(8, result, quick=False)[1]["met"] == "yes"
+    assert serving_rows(1, result, quick=False)[1]["met"] == "no"
 
 
 def test_the_peers_run_from_their_venvs_absolute_paths_with_equal_workers(tmp_path: Path, monkeypatch):
