@@ -64,6 +64,33 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1  # of the drift check's result
 LISTED_NEW_CATEGORIES = 20  # never-seen categories kept by name in a result; the rest are summed
+# A feature's statistics, None until the batch has values for them.
+NUMERIC_STATISTICS = (
+    "count",
+    "missing_rate",
+    "missing_shift",
+    "mean",
+    "std",
+    "min",
+    "max",
+    "psi",
+    "psi_pvalue",
+    "ks_statistic",
+    "ks_pvalue",
+    "outside_bounds_share",
+)
+CATEGORICAL_STATISTICS = (
+    "count",
+    "missing_rate",
+    "missing_shift",
+    "psi",
+    "psi_pvalue",
+    "chi2_statistic",
+    "chi2_dof",
+    "chi2_pvalue",
+    "tvd",
+    "new_share",
+)
 
 
 def _finite(x: float | None) -> float | None:
@@ -185,21 +212,7 @@ def _numeric_result(
             "current_missing": None,
         },
     }
-    none = (
-        "count",
-        "missing_rate",
-        "missing_shift",
-        "mean",
-        "std",
-        "min",
-        "max",
-        "psi",
-        "psi_pvalue",
-        "ks_statistic",
-        "ks_pvalue",
-        "outside_bounds_share",
-    )
-    out |= dict.fromkeys(none)
+    out |= dict.fromkeys(NUMERIC_STATISTICS)
     if bounds_config is not None:
         kw = bounds_config["kwargs"]
         out["bounds"] = [kw["min_value"], kw["max_value"]]
@@ -261,19 +274,7 @@ def _categorical_result(
             "other_new": None,
         },
     }
-    none = (
-        "count",
-        "missing_rate",
-        "missing_shift",
-        "psi",
-        "psi_pvalue",
-        "chi2_statistic",
-        "chi2_dof",
-        "chi2_pvalue",
-        "tvd",
-        "new_share",
-    )
-    out |= dict.fromkeys(none)
+    out |= dict.fromkeys(CATEGORICAL_STATISTICS)
     out |= {"new_categories": {}, "new_category_count": 0}
     if acc is None or not rows:
         if acc is not None:
@@ -412,6 +413,55 @@ def _decide(
     return status, reasons
 
 
+def _accumulators(baseline: dict, present: list[str], bounds_of: dict[str, dict]) -> dict[str, Accumulator]:
+    """One accumulator per present column; a numeric one on the baseline's sketch grid, counting
+    the values outside its contract bounds (when the contract has them)."""
+    accs: dict[str, Accumulator] = {}
+    for col in present:
+        if col in baseline["numeric"]:
+            b = bounds_of.get(col)
+            bounds = (b["kwargs"]["min_value"], b["kwargs"]["max_value"]) if b else None
+            accs[col] = NumericAccumulator(np.asarray(baseline["numeric"][col]["sketch"]["grid"]), bounds)
+        else:
+            accs[col] = CategoricalAccumulator()
+    return accs
+
+
+def _contract_findings(
+    expectations: list[dict], accs: dict[str, Accumulator], rows: int
+) -> tuple[dict[str, list[str]], list[str], set[str]]:
+    """The contract evaluated from the batch's counts (check_contract gives the same answers via
+    GX): (data-quality failures by column, bounds alerts, the columns out of bounds)."""
+    dq_by_col: dict[str, list[str]] = {}
+    alerts: list[str] = []
+    out_of_bounds: set[str] = set()
+    for config, reason in contract_failures(expectations, accs, rows):
+        if config.get("meta", {}).get("kind") == "bounds":
+            alerts.append(reason)
+            out_of_bounds.add(config["kwargs"]["column"])
+        else:
+            dq_by_col.setdefault(config["kwargs"].get("column"), []).append(reason)
+    return dq_by_col, alerts, out_of_bounds
+
+
+def _feature_results(
+    baseline: dict, accs: dict[str, Accumulator], rows: int, bounds_of: dict[str, dict], exact: bool
+) -> dict[str, dict]:
+    """Every baseline feature's statistics against the batch's counts, numeric ones first."""
+    features: dict[str, dict] = {}
+    for col in baseline["numeric"]:
+        acc = accs.get(col)
+        assert acc is None or isinstance(acc, NumericAccumulator)
+        features[col] = _numeric_result(
+            baseline["numeric"][col], acc, rows, bounds_of.get(col), baseline["rows"], exact
+        )
+    for col in baseline["categorical"]:
+        acc = accs.get(col)
+        assert acc is None or isinstance(acc, CategoricalAccumulator)
+        features[col] = _categorical_result(baseline["categorical"][col], acc, rows, baseline["rows"], exact)
+    return features
+
+
 def check_drift(
     baseline: dict,
     current: pd.DataFrame | str | os.PathLike | bytes,
@@ -429,7 +479,6 @@ def check_drift(
     ``rule.min_rows`` rows: statistics are reported as indicative, no decision) > ``drift`` >
     ``no_drift``. Features with a data-quality failure are not judged for drift.
     """
-    # Long on purpose: one chunked pass over the batch feeding every feature's tests, then the decision.
     rule = rule or DriftRule()
     baseline = baseline_from_json(baseline)
     contract = contract if contract is not None else input_contract(baseline)
@@ -443,40 +492,13 @@ def check_drift(
 
     rows, present, blocks = column_blocks(current, numeric, categorical, chunk_rows)
     exact = rule.exact_tests(rows, baseline["rows"])
-    accs: dict[str, Accumulator] = {}
-    for col in present:
-        if col in baseline["numeric"]:
-            b = bounds_of.get(col)
-            bounds = (b["kwargs"]["min_value"], b["kwargs"]["max_value"]) if b else None
-            accs[col] = NumericAccumulator(np.asarray(baseline["numeric"][col]["sketch"]["grid"]), bounds)
-        else:
-            accs[col] = CategoricalAccumulator()
+    accs = _accumulators(baseline, present, bounds_of)
     count_columns(blocks, accs)
 
-    # The contract, evaluated from the same counts (check_contract gives the same answers via GX).
-    failures = contract_failures(expectations, accs, rows)
-    dq_by_col: dict[str, list[str]] = {}
-    alerts: list[str] = []
-    out_of_bounds: set[str] = set()
-    for config, reason in failures:
-        if config.get("meta", {}).get("kind") == "bounds":
-            alerts.append(reason)
-            out_of_bounds.add(config["kwargs"]["column"])
-        else:
-            dq_by_col.setdefault(config["kwargs"].get("column"), []).append(reason)
+    dq_by_col, alerts, out_of_bounds = _contract_findings(expectations, accs, rows)
     data_quality = [r for reasons in dq_by_col.values() for r in reasons]
 
-    features: dict[str, dict] = {}
-    for col in numeric:
-        acc = accs.get(col)
-        assert acc is None or isinstance(acc, NumericAccumulator)
-        features[col] = _numeric_result(
-            baseline["numeric"][col], acc, rows, bounds_of.get(col), baseline["rows"], exact
-        )
-    for col in categorical:
-        acc = accs.get(col)
-        assert acc is None or isinstance(acc, CategoricalAccumulator)
-        features[col] = _categorical_result(baseline["categorical"][col], acc, rows, baseline["rows"], exact)
+    features = _feature_results(baseline, accs, rows, bounds_of, exact)
     judged = []
     for name, feat in features.items():
         feat["data_quality"] = dq_by_col.get(name, [])

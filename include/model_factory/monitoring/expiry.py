@@ -38,6 +38,19 @@ def _on(origin: date, t: float) -> date:
     return origin + timedelta(days=math.floor(t))
 
 
+def _weighted_line(t: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(intercept, slope) of the weighted least-squares line of ``y`` on ``t``, and their
+    covariance (the residual variance from the fit, weights normalized to mean 1)."""
+    X = np.column_stack([np.ones_like(t), t])
+    W = w / w.mean()
+    XtWX = X.T @ (X * W[:, None])
+    beta = np.linalg.solve(XtWX, X.T @ (W * y))
+    resid = y - X @ beta
+    dof = max(len(y) - 2, 1)
+    sigma2 = float(np.sum(W * resid * resid) / dof)
+    return beta, np.linalg.inv(XtWX) * sigma2
+
+
 def forecast_expiry(
     days: list[date],
     values: list[float],
@@ -48,8 +61,6 @@ def forecast_expiry(
     seed: int = 0,
 ) -> ExpiryForecast:
     """The date the metric's trend crosses ``threshold``, with a 90% interval and "retrain by"."""
-    # Long on purpose: the trend fit, its interval and the retrain-by date are one computation on
-    # the same arrays.
     pairs = [
         (d, v, w)
         for d, v, w in zip(days, values, weights or [1.0] * len(days), strict=True)
@@ -71,14 +82,7 @@ def forecast_expiry(
     w = np.array([w for _, _, w in pairs], dtype="float64")
     sign = 1.0 if higher_is_better else -1.0  # oriented so that worse is lower
     y, bar = sign * y, sign * threshold
-    X = np.column_stack([np.ones_like(t), t])
-    W = w / w.mean()
-    XtWX = X.T @ (X * W[:, None])
-    beta = np.linalg.solve(XtWX, X.T @ (W * y))
-    resid = y - X @ beta
-    dof = max(len(y) - 2, 1)
-    sigma2 = float(np.sum(W * resid * resid) / dof)
-    cov = np.linalg.inv(XtWX) * sigma2
+    beta, cov = _weighted_line(t, y, w)
     intercept, slope = float(beta[0]), float(beta[1])
     slope_se = math.sqrt(max(cov[1, 1], 0.0))
     last = float(t.max())

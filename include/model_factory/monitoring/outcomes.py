@@ -141,6 +141,54 @@ def _valid_outcomes(outcome: pd.Series, classes: list[Any] | None) -> tuple[pd.S
     return values, text.isin(by_text).to_numpy()[codes]
 
 
+def _out_of_order(event_time: np.ndarray, arrival_order: np.ndarray) -> int:
+    """How many outcomes arrived after one whose event is later than their own (a NaT event is
+    never out of order, nor is the outcome right after it: pandas' cummax skips it)."""
+    in_arrival = event_time[arrival_order]
+    known_event = in_arrival != NAT
+    latest_before = np.full(len(in_arrival), NAT)
+    latest_before[1:] = np.maximum.accumulate(in_arrival)[:-1]
+    after_known = np.zeros(len(in_arrival), dtype=bool)
+    after_known[1:] = known_event[:-1]
+    return int(np.sum(known_event & after_known & (in_arrival < latest_before)))
+
+
+def _first_arrivals(rows: np.ndarray, out_key: np.ndarray, values: pd.Series, n_keys: int) -> np.ndarray:
+    """``rows`` (outcome rows in arrival order) without the duplicates: each (id, outcome) pair
+    kept at its first arrival."""
+    first = np.ones(len(rows), dtype=bool)  # first arrival of its (id, outcome)
+    again = np.flatnonzero(np.bincount(out_key[rows], minlength=n_keys)[out_key[rows]] > 1)
+    if len(again):  # only ids with several outcomes need the pairs (usually few or none)
+        code, distinct_values = pd.factorize(values.iloc[rows[again]].to_numpy())
+        pair = out_key[rows[again]].astype(np.int64) * len(distinct_values) + code
+        first[again] = False
+        first[again[np.unique(pair, return_index=True)[1]]] = True
+    return rows[first]
+
+
+def _judged_predictions(
+    keys: np.ndarray,
+    events: np.ndarray,
+    pred_keys: np.ndarray,
+    pred_times: np.ndarray,
+    pred_rows: np.ndarray,
+    n_keys: int,
+) -> np.ndarray:
+    """The prediction row each outcome (its id's key, at most one outcome per key, and its event
+    time) judges, -1 for none: the latest one for its id made at or before the event (equal times:
+    the later row, as a stable sort by time and "keep last" would choose)."""
+    event_of_key = np.full(n_keys, NAT)
+    event_of_key[keys] = events
+    judged = event_of_key[pred_keys]
+    eligible = (judged != NAT) & (pred_times != NAT) & (pred_times <= judged)
+    latest = np.full(n_keys, NAT)
+    np.maximum.at(latest, pred_keys[eligible], pred_times[eligible])
+    top = eligible & (pred_times == latest[pred_keys])
+    chosen = np.full(n_keys, -1)
+    np.maximum.at(chosen, pred_keys[top], pred_rows[top])
+    return chosen[keys]
+
+
 def join_outcomes(
     predictions: pd.DataFrame,
     outcomes: pd.DataFrame,
@@ -153,8 +201,11 @@ def join_outcomes(
 
     One pass over integer arrays: ids are hashed once into keys (0..n_keys), times are int64
     nanoseconds, and every per-id question (has a prediction? its outcome's event? its latest
-    prediction?) is an array indexed by key; no merge, sort or group-by of frames."""
-    # Long on purpose: every join rule is counted in one pass over the same integer arrays.
+    prediction?) is an array indexed by key; no merge, sort or group-by of frames.
+
+    Over 80 lines on purpose: each rule reads the per-key arrays (keys, prediction times, kept
+    rows) that the rules before it built; split further, every step would pass half a dozen of them.
+    """
     _require(predictions, PREDICTION_COLUMNS, "predictions")
     _require(outcomes, OUTCOME_COLUMNS, "outcomes")
     as_of = pd.Timestamp(as_of)
@@ -178,17 +229,8 @@ def join_outcomes(
     event_time = nanoseconds(event)
     arrival_order_key = nanoseconds(arrived)
     arrival_order_key = np.where(arrival_order_key == NAT, LAST, arrival_order_key)
-    n_outcomes = len(outcomes)
-    # Out of order: an outcome that arrived after one whose event is later than its own (a NaT
-    # event is never out of order, nor is the outcome right after it: pandas' cummax skips it).
     arrival_order = np.argsort(arrival_order_key, kind="stable")
-    in_arrival = event_time[arrival_order]
-    known_event = in_arrival != NAT
-    latest_before = np.full(n_outcomes, NAT)
-    latest_before[1:] = np.maximum.accumulate(in_arrival)[:-1]
-    after_known = np.zeros(n_outcomes, dtype=bool)
-    after_known[1:] = known_event[:-1]
-    out_of_order = int(np.sum(known_event & after_known & (in_arrival < latest_before)))
+    out_of_order = _out_of_order(event_time, arrival_order)
     values, valid = _valid_outcomes(outcomes["outcome"], classes)
     valid = valid & (event_time != NAT)  # an unparseable event time is invalid too
     invalid = int((~valid).sum())
@@ -196,31 +238,13 @@ def join_outcomes(
     unknown = int((valid & ~known).sum())
     # Duplicates (same outcome again) keep the first arrival; conflicting ids lose all theirs.
     rows = arrival_order[(valid & known)[arrival_order]]
-    first = np.ones(len(rows), dtype=bool)  # first arrival of its (id, outcome)
-    again = np.flatnonzero(np.bincount(out_key[rows], minlength=n_keys)[out_key[rows]] > 1)
-    if len(again):  # only ids with several outcomes need the pairs (usually few or none)
-        code, distinct_values = pd.factorize(values.iloc[rows[again]].to_numpy())
-        pair = out_key[rows[again]].astype(np.int64) * len(distinct_values) + code
-        first[again] = False
-        first[again[np.unique(pair, return_index=True)[1]]] = True
-    distinct = rows[first]
+    distinct = _first_arrivals(rows, out_key, values, n_keys)
     duplicate = len(rows) - len(distinct)
     outcomes_per_id = np.bincount(out_key[distinct], minlength=n_keys)
     conflicting = int((outcomes_per_id[out_key[rows]] > 1).sum())
     single = distinct[outcomes_per_id[out_key[distinct]] == 1]  # at most one outcome per key now
 
-    # The prediction an outcome judges: the latest one for its id made at or before the event
-    # (equal times: the later row, as a stable sort by time and "keep last" would choose).
-    event_of_key = np.full(n_keys, NAT)
-    event_of_key[out_key[single]] = event_time[single]
-    judged = event_of_key[pk]
-    eligible = (judged != NAT) & (pt != NAT) & (pt <= judged)
-    latest = np.full(n_keys, NAT)
-    np.maximum.at(latest, pk[eligible], pt[eligible])
-    top = eligible & (pt == latest[pk])
-    chosen = np.full(n_keys, -1)
-    np.maximum.at(chosen, pk[top], kept[top])
-    pred_row = chosen[out_key[single]]
+    pred_row = _judged_predictions(out_key[single], event_time[single], pk, pt, kept, n_keys)
     out_rows, pred_rows = single[pred_row >= 0], pred_row[pred_row >= 0]
     before = int(len(single) - len(out_rows))
 
@@ -244,7 +268,7 @@ def join_outcomes(
     young = (unlabelled != LAST) & (unlabelled > cutoff)
     counts = JoinCounts(
         predictions=len(predictions),
-        outcomes=n_outcomes,
+        outcomes=len(outcomes),
         matched=len(joined),
         clock_skewed=int(skewed.sum()),
         repeated_predictions=int(len(kept) - len(last_known)),

@@ -109,6 +109,29 @@ def _pooled_spread(values: dict[date, float]) -> tuple[float, int]:
     return math.sqrt(squares / df), df
 
 
+def _why_not_judged(live: DayMetric, usable: list[DayMetric], min_labels: int, kind: str) -> str | None:
+    """Why the live day cannot be judged against the ``usable`` reference days (None: it can)."""
+    if live.n < min_labels:
+        return f"only {live.n} labelled rows; at least {min_labels} are needed to judge"
+    if len(usable) < 2:
+        return (
+            f"drift.reference {kind!r}: {len(usable)} reference day(s) with at least {min_labels} "
+            "labelled rows, the concept check needs 2 (their spread is its noise); no decision"
+        )
+    if not math.isfinite(live.value):
+        return f"the live metric is not a number ({live.value})"
+    return None
+
+
+def _unseen_drop(margin: float, mean: float, log: bool, higher_is_better: bool) -> float:
+    """The relative drop at |z| = needed, ``margin`` (needed times the scale) from the mean: any
+    smaller one goes unseen. On the log scale a score shrinks by 1 - e^-margin, a loss grows by
+    e^margin - 1."""
+    if log:
+        return -math.expm1(-margin) if higher_is_better else math.expm1(margin)
+    return margin / abs(mean) if mean else margin
+
+
 def check_seasonal_concept(
     live: DayMetric,
     reference: list[DayMetric],
@@ -133,32 +156,19 @@ def check_seasonal_concept(
     gain beyond ``too_good_jump`` is ``too_good`` only when g / scale >= t. The same keys as
     ``drift.check_concept_drift``'s result, plus the reference days and the smallest relative drop
     the check can tell from the spread.
+
+    Over 80 lines on purpose: the z, the smallest visible drop and the reasons' text all read the
+    same scale (log or not), mean, spread and df; split, each step would take most of them.
     """
-    # Long on purpose: the insufficient cases, the spread, then the decision with its reasons.
     min_labels, max_drop, too_good_jump = policy.min_labels, policy.max_drop, policy.too_good_jump
     usable = [r for r in reference if r.n >= min_labels and math.isfinite(r.value)]
     base = concept_result(live.value, None, live.n, higher_is_better, policy) | {
         "reference_kind": kind,
         "reference_days": [{"day": str(r.day), "metric": r.value, "n_labelled": r.n} for r in reference],
     }
-    if live.n < min_labels:
-        return base | {
-            "status": "insufficient_data",
-            "reasons": [f"only {live.n} labelled rows; at least {min_labels} are needed to judge"],
-        }
-    if len(usable) < 2:
-        return base | {
-            "status": "insufficient_data",
-            "reasons": [
-                f"drift.reference {kind!r}: {len(usable)} reference day(s) with at least {min_labels} "
-                "labelled rows, the concept check needs 2 (their spread is its noise); no decision"
-            ],
-        }
-    if not math.isfinite(live.value):
-        return base | {
-            "status": "insufficient_data",
-            "reasons": [f"the live metric is not a number ({live.value})"],
-        }
+    why_not = _why_not_judged(live, usable, min_labels, kind)
+    if why_not is not None:
+        return base | {"status": "insufficient_data", "reasons": [why_not]}
     pooled = {r.day: r for r in [*spread_days, *usable] if r.n >= min_labels and math.isfinite(r.value)}
     log = live.value > 0 and all(r.value > 0 for r in pooled.values())
 
@@ -183,10 +193,7 @@ def check_seasonal_concept(
     relative = (live.value - mean) if higher_is_better else (mean - live.value)
     relative = relative / abs(mean) if mean else relative
     z = gain / scale if scale > 0 else math.copysign(math.inf, gain) if gain else 0.0
-    if log:  # the relative drop at |z| = needed: a score shrinks by 1 - e^-x, a loss grows by e^x - 1
-        unseen = -math.expm1(-needed * scale) if higher_is_better else math.expm1(needed * scale)
-    else:
-        unseen = needed * scale / abs(mean) if mean else needed * scale
+    unseen = _unseen_drop(needed * scale, mean, log, higher_is_better)
     base |= {
         "reference_metric": mean,
         "relative_change": relative,

@@ -30,7 +30,7 @@ from model_factory.settings import FactorySettings
 from model_factory.spec import ModelSpec
 
 if TYPE_CHECKING:
-    from model_factory.monitoring.drift import DriftCheck
+    from model_factory.monitoring.drift import DriftCheck, DriftRule
 
 RETRAIN_STATUSES = ("drift", "concept_drift", "performance")  # performance: the health check
 # The concept-drift metric needs the champion's predictions: it uses at most this many labelled
@@ -57,6 +57,20 @@ def report_folder(store_uri: str, model: str, ds: str) -> str:
 
 def already_checked(spec: ModelSpec, ds: str, settings: FactorySettings) -> bool:
     return storage.exists(storage.join(report_folder(settings.store_uri, spec.name, ds), "report.json"))
+
+
+def _champion_model(spec: ModelSpec, champion: ChampionBaseline, settings: FactorySettings) -> Any:
+    """The champion's estimator, by the one safe loader: only a blessed, skops-saved version with
+    types the factory trusts."""
+    from model_factory.io.model_loading import load_registered
+
+    return load_registered(
+        tracking.connect(settings),
+        spec.registered_model_name,
+        champion.version,
+        code_dir=settings.specs_dir / "code",
+        key=attestation.signing_key(settings),
+    ).estimator
 
 
 def _concept_drift(
@@ -93,17 +107,9 @@ def _concept_drift(
             "reasons": ["features missing: see data quality"],
             **({"reference_kind": spec.drift.reference} if seasonal_kind else {}),
         }
-    from model_factory.io.model_loading import load_registered
     from model_factory.pipeline.evaluation import metric_standard_error, metric_value, predict_holdout
 
-    # The one safe loader: only a blessed, skops-saved version with types the factory trusts.
-    model = load_registered(
-        tracking.connect(settings),
-        spec.registered_model_name,
-        champion.version,
-        code_dir=settings.specs_dir / "code",
-        key=attestation.signing_key(settings),
-    ).estimator
+    model = _champion_model(spec, champion, settings)
     metric = spec.gates.primary_metric
 
     def day_metric(day: date, rows: pd.DataFrame) -> DayMetric:
@@ -286,6 +292,67 @@ def overall_status(data_drift: DriftCheck, concept: dict[str, Any]) -> str:
     return data_drift.status
 
 
+def _drift_rule(spec: ModelSpec) -> DriftRule:
+    """The spec's ``drift:`` limits as the drift check's rule."""
+    from model_factory.monitoring.drift import DriftRule
+
+    return DriftRule(
+        psi_threshold=spec.drift.psi_threshold,
+        drifted_share=spec.drift.drifted_share,
+        min_rows=spec.drift.min_rows,
+        small_min_rows=spec.drift.small_min_rows,
+        ignore_features=tuple(spec.drift.ignore_features),
+    )
+
+
+def _write_features(
+    spec: ModelSpec,
+    ds: str,
+    path: Path,
+    uri: str,
+    features_path: Path,
+    settings: FactorySettings,
+    s3: storage.S3Options | None,
+) -> tuple[int, pd.DataFrame, list[tuple[str, int]]]:
+    """Write the features of ``ds``'s batch (``path``: a local copy of ``uri``) to ``features_path``,
+    pooled with earlier batches while under ``drift.min_rows``. Returns (rows read, the first
+    ``MAX_CONCEPT_ROWS`` labelled rows, (date, rows) of each earlier batch pooled).
+
+    One pass over the batch, chunk by chunk: the features go to a Parquet file that check_drift
+    reads a row group at a time, and a bounded sample of labelled rows is kept for the
+    concept-drift metric. Memory follows the chunk, not the batch."""
+    from model_factory.io.batches import iter_frames, write_parquet_file
+
+    labelled_parts, labelled_rows, rows = [], 0, 0
+    pooled: list[tuple[str, int]] = []
+
+    def frames_of(batch_path: Path | str, batch_uri: str) -> Iterator[pd.DataFrame]:
+        nonlocal labelled_rows, rows
+        batch_fmt = "parquet" if batch_uri.endswith(".parquet") else spec.source.format
+        for chunk in iter_frames(batch_path, batch_fmt, batch_uri, settings.chunk_rows):
+            present = [col for col in spec.features.all if col in chunk.columns]
+            if spec.target in chunk.columns and labelled_rows < MAX_CONCEPT_ROWS:
+                labelled = chunk[chunk[spec.target].notna()].head(MAX_CONCEPT_ROWS - labelled_rows)
+                labelled_parts.append(labelled)
+                labelled_rows += len(labelled)
+            rows += len(chunk)
+            yield _stable_types(chunk[present], spec)
+
+    def feature_chunks() -> Iterator[pd.DataFrame]:
+        yield from frames_of(path, uri)
+        for earlier_ds, earlier_uri in poolable_batches(spec, ds, settings, s3):
+            if rows >= spec.drift.min_rows:
+                break
+            before = rows
+            with storage.local_file(earlier_uri, s3) as earlier_path:
+                yield from frames_of(earlier_path, earlier_uri)
+            pooled.append((earlier_ds, rows - before))
+
+    write_parquet_file(feature_chunks(), features_path)
+    labelled = pd.concat(labelled_parts, ignore_index=True) if labelled_parts else pd.DataFrame()
+    return rows, labelled, pooled
+
+
 def check_batch(
     spec: ModelSpec,
     ds: str,
@@ -298,54 +365,16 @@ def check_batch(
     Raises :class:`NoBaselineError` (no champion, or one without a baseline) and
     :class:`MissingBatchError`; returns a small JSON-able summary with the report URIs.
     """
-    # Long on purpose: the watch's steps (read, pool, check, concept, report, decide) in order
-    # around one champion.
-    from model_factory.io.batches import iter_frames, write_parquet_file
-    from model_factory.monitoring.drift import DriftRule, check_drift, without_verdicts
+    from model_factory.monitoring.drift import check_drift, without_verdicts
     from model_factory.monitoring.drift_report import render_html
 
     champion = champion_baseline(spec, settings)
     uri = watched_uri(spec, ds, settings)
-    rule = DriftRule(
-        psi_threshold=spec.drift.psi_threshold,
-        drifted_share=spec.drift.drifted_share,
-        min_rows=spec.drift.min_rows,
-        small_min_rows=spec.drift.small_min_rows,
-        ignore_features=tuple(spec.drift.ignore_features),
-    )
+    rule = _drift_rule(spec)
     try:
         with storage.local_file(uri, s3) as path, tempfile.TemporaryDirectory() as tmp:
-            # One pass over the batch, chunk by chunk: the features go to a Parquet file that
-            # check_drift reads a row group at a time, and a bounded sample of labelled rows is
-            # kept for the concept-drift metric. Memory follows the chunk, not the batch.
             features_path = Path(tmp) / "features.parquet"
-            labelled_parts, labelled_rows, rows = [], 0, 0
-            present: list[str] = []
-            pooled: list[tuple[str, int]] = []  # (date, rows) of the earlier batches read too
-
-            def frames_of(batch_path: Path | str, batch_uri: str) -> Iterator[pd.DataFrame]:
-                nonlocal labelled_rows, present, rows
-                batch_fmt = "parquet" if batch_uri.endswith(".parquet") else spec.source.format
-                for chunk in iter_frames(batch_path, batch_fmt, batch_uri, settings.chunk_rows):
-                    present = [col for col in spec.features.all if col in chunk.columns]
-                    if spec.target in chunk.columns and labelled_rows < MAX_CONCEPT_ROWS:
-                        labelled = chunk[chunk[spec.target].notna()].head(MAX_CONCEPT_ROWS - labelled_rows)
-                        labelled_parts.append(labelled)
-                        labelled_rows += len(labelled)
-                    rows += len(chunk)
-                    yield _stable_types(chunk[present], spec)
-
-            def feature_chunks() -> Iterator[pd.DataFrame]:
-                yield from frames_of(path, uri)
-                for earlier_ds, earlier_uri in poolable_batches(spec, ds, settings, s3):
-                    if rows >= spec.drift.min_rows:
-                        break
-                    before = rows
-                    with storage.local_file(earlier_uri, s3) as earlier_path:
-                        yield from frames_of(earlier_path, earlier_uri)
-                    pooled.append((earlier_ds, rows - before))
-
-            write_parquet_file(feature_chunks(), features_path)
+            rows, labelled, pooled = _write_features(spec, ds, path, uri, features_path, settings, s3)
             seasonal, why_none = seasonal_reference(spec, ds, settings, s3)
             reference = seasonal.baseline if seasonal else champion.baseline
             data_drift = check_drift(reference, features_path, rule, contract=champion.contract)
@@ -357,7 +386,6 @@ def check_batch(
                 data_drift = without_verdicts(data_drift, [why_none, *data_drift.reasons])
     except storage.ObjectNotFoundError as exc:
         raise MissingBatchError(f"no production batch for {spec.name!r} on {ds}: nothing at {uri}") from exc
-    labelled = pd.concat(labelled_parts, ignore_index=True) if labelled_parts else pd.DataFrame()
     concept = _concept_drift(spec, labelled, champion, settings, seasonal, why_none)
     status = overall_status(data_drift, concept)
     reasons = list(data_drift.reasons) + [f"concept: {r}" for r in concept.get("reasons", [])]
