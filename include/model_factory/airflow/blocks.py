@@ -324,11 +324,91 @@ def retrain_dag(loaded: LoadedSpec, *, fit: str | None = None, doc: str = "") ->
 # ---- drift watch -----------------------------------------------------------------------------
 
 
+def drift_check(loaded: LoadedSpec, found: XComArg) -> XComArg:
+    """Check the found batch against the champion's baseline and alert on an alerting status
+    (skip when there is no baseline or no batch)."""
+    spec = loaded.spec
+
+    @task(multiple_outputs=True)
+    def check(found: dict) -> dict:
+        from model_factory.io.batches import MissingBatchError
+        from model_factory.monitoring.watch import (
+            ALERT_HEADLINES,
+            ALERT_STATUSES,
+            NoBaselineError,
+            check_batch,
+        )
+
+        context = get_current_context()
+        try:
+            checked = check_batch(
+                spec,
+                found["ds"],
+                FactorySettings.from_env(),
+                context={"airflow.dag_id": context["dag"].dag_id, "airflow.run_id": context["run_id"]},
+            )
+        except (NoBaselineError, MissingBatchError) as exc:
+            raise AirflowSkipException(str(exc)) from exc
+        log.info(
+            "drift check of %s: %s\n  - %s\nreport: %s (JSON %s)",
+            found["uri"],
+            checked["status"],
+            "\n  - ".join(checked["reasons"]) or "no finding",
+            checked["report_uri"],
+            checked["report_json_uri"],
+        )
+        if checked["status"] in ALERT_STATUSES:
+            alert(
+                spec,
+                checked["status"],
+                f"{spec.name}: {checked['status']} on {checked['ds']}",
+                ALERT_HEADLINES[checked["status"]]
+                + "\n  - "
+                + "\n  - ".join(checked["reasons"])
+                + f"\nReport: {checked['report_uri']}",
+                checked,
+            )
+        return checked
+
+    return check(found)  # type: ignore[arg-type]
+
+
+def fire_retrain(loaded: LoadedSpec, checked: XComArg) -> XComArg:
+    """Emit ``<model>__drift`` (which starts ``<model>__retrain``) unless the retrain gate holds."""
+    spec = loaded.spec
+    retrain_id = f"{spec.name}__retrain"
+
+    @task(multiple_outputs=True, outlets=[drift_asset(spec)])
+    def fire_retrain(checked: dict) -> dict:
+        """Emit the drift asset (so the scheduler starts the retrain) unless gated."""
+        from model_factory.monitoring.watch import record_retrain_trigger, retrain_gate
+
+        context = get_current_context()
+        settings = FactorySettings.from_env()
+        active = context["ti"].get_dr_count(dag_id=retrain_id, states=["queued", "running"])
+        fire, why = retrain_gate(spec, checked, settings, active_retrains=active)
+        if not fire:
+            log.info("no retrain fired: %s", why)
+            raise AirflowSkipException(f"no retrain fired: {why}")
+        record_retrain_trigger(spec, checked, settings)
+        extra = {
+            "ds": checked["ds"],
+            "status": checked["status"],
+            "reason": why,
+            "report_uri": checked["report_uri"],
+            "champion_version": checked["champion_version"],
+        }
+        context["outlet_events"][drift_asset(spec)].extra = extra
+        log.info("fired %s via asset %s__drift: %s", retrain_id, spec.name, why)
+        return extra
+
+    return fire_retrain(checked)  # type: ignore[arg-type]
+
+
 def drift_watch_dag(loaded: LoadedSpec) -> DAG:
     """``<model>__drift_watch``: wait for the day's production batch, check it against the
     champion's baseline, alert, and fire the retrain through the drift asset."""
     spec = loaded.spec
-    retrain_id = f"{spec.name}__retrain"
     with DAG(
         dag_id=f"{spec.name}__drift_watch",
         params=trigger_params("drift_watch"),
@@ -342,7 +422,7 @@ def drift_watch_dag(loaded: LoadedSpec) -> DAG:
         f"(`{spec.drift.data_uri or spec.source.uri}`), "
         f"checks it against the champion's training baseline (PSI, KS, chi-square, input contract, "
         f"live metric when labelled) and, on drift, emits `{spec.name}__drift`, which runs "
-        f'`{retrain_id}`. Conf `{{"ds": "YYYY-MM-DD", "force": true}}` re-checks a date.',
+        f'`{spec.name}__retrain`. Conf `{{"ds": "YYYY-MM-DD", "force": true}}` re-checks a date.',
     ) as built:
         wait_for_batch = NewBatchSensor(
             task_id="wait_for_batch",
@@ -352,73 +432,7 @@ def drift_watch_dag(loaded: LoadedSpec) -> DAG:
             mode="reschedule",
             soft_fail=True,
         )
-
-        @task(multiple_outputs=True)
-        def check(found: dict) -> dict:
-            from model_factory.io.batches import MissingBatchError
-            from model_factory.monitoring.watch import (
-                ALERT_HEADLINES,
-                ALERT_STATUSES,
-                NoBaselineError,
-                check_batch,
-            )
-
-            context = get_current_context()
-            try:
-                checked = check_batch(
-                    spec,
-                    found["ds"],
-                    FactorySettings.from_env(),
-                    context={"airflow.dag_id": context["dag"].dag_id, "airflow.run_id": context["run_id"]},
-                )
-            except (NoBaselineError, MissingBatchError) as exc:
-                raise AirflowSkipException(str(exc)) from exc
-            log.info(
-                "drift check of %s: %s\n  - %s\nreport: %s (JSON %s)",
-                found["uri"],
-                checked["status"],
-                "\n  - ".join(checked["reasons"]) or "no finding",
-                checked["report_uri"],
-                checked["report_json_uri"],
-            )
-            if checked["status"] in ALERT_STATUSES:
-                alert(
-                    spec,
-                    checked["status"],
-                    f"{spec.name}: {checked['status']} on {checked['ds']}",
-                    ALERT_HEADLINES[checked["status"]]
-                    + "\n  - "
-                    + "\n  - ".join(checked["reasons"])
-                    + f"\nReport: {checked['report_uri']}",
-                    checked,
-                )
-            return checked
-
-        @task(multiple_outputs=True, outlets=[drift_asset(spec)])
-        def fire_retrain(checked: dict) -> dict:
-            """Emit the drift asset (so the scheduler starts the retrain) unless gated."""
-            from model_factory.monitoring.watch import record_retrain_trigger, retrain_gate
-
-            context = get_current_context()
-            settings = FactorySettings.from_env()
-            active = context["ti"].get_dr_count(dag_id=retrain_id, states=["queued", "running"])
-            fire, why = retrain_gate(spec, checked, settings, active_retrains=active)
-            if not fire:
-                log.info("no retrain fired: %s", why)
-                raise AirflowSkipException(f"no retrain fired: {why}")
-            record_retrain_trigger(spec, checked, settings)
-            extra = {
-                "ds": checked["ds"],
-                "status": checked["status"],
-                "reason": why,
-                "report_uri": checked["report_uri"],
-                "champion_version": checked["champion_version"],
-            }
-            context["outlet_events"][drift_asset(spec)].extra = extra
-            log.info("fired %s via asset %s__drift: %s", retrain_id, spec.name, why)
-            return extra
-
-        fire_retrain(check(wait_for_batch.output))  # type: ignore[arg-type]
+        fire_retrain(loaded, drift_check(loaded, wait_for_batch.output))
     return built
 
 

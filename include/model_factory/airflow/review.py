@@ -187,10 +187,91 @@ def announce_held(loaded: LoadedSpec, registered: XComArg) -> XComArg:
     return announce_task("announce_held", held_asset(loaded.spec), registered, not_held)
 
 
+def prepare_review(loaded: LoadedSpec) -> XComArg:
+    """The version to review (the conf's, else the held event's), why it was held, its card and
+    checklist; skip when it is no longer waiting for a review."""
+    name = loaded.spec.registered_model_name
+
+    @task(multiple_outputs=True)
+    def prepare() -> dict:
+        from model_factory.io.tracking import connect
+
+        events = [extra["version"] for extra in triggering_extras() if extra.get("version")]
+        version = str(conf().get("version") or (events[-1] if events else ""))
+        if not version:
+            raise AirflowSkipException('no version to review: trigger with conf {"version": "N"}')
+        mv = connect(FactorySettings.from_env()).get_model_version(name, version)
+        if mv.tags.get(tag_schema.REVIEW_STATUS) or mv.tags.get(tag_schema.DECISION) != "held_for_review":
+            raise AirflowSkipException(
+                f"{name} v{version} is {mv.tags.get(tag_schema.DECISION)} "
+                f"({mv.tags.get(tag_schema.REVIEW_STATUS) or 'not reviewed'}): nothing to review"
+            )
+        card = (
+            (mv.description or "").rsplit("Model card: ", 1)[-1]
+            if "Model card:" in (mv.description or "")
+            else "(no card)"
+        )
+        return {
+            "version": version,
+            "reason": mv.tags.get(tag_schema.DECISION_REASON, ""),
+            "card": card,
+            "checklist": mv.tags.get(tag_schema.CHECKLIST, "not run"),
+        }
+
+    return prepare()
+
+
+def apply_review(loaded: LoadedSpec, prepared: XComArg, answer: XComArg) -> XComArg:
+    """Record the reviewer's answer (or the expiry) on the version; an approved version that became
+    challenger emits ``<model>__challenger``, which starts its canary."""
+    spec = loaded.spec
+    name = spec.registered_model_name
+    window = spec.review.window_hours
+
+    @task(multiple_outputs=True, outlets=[challenger_asset(spec)])
+    def apply(prepared: dict, answer: dict) -> dict:
+        from model_factory.review import approval
+
+        settings = FactorySettings.from_env()
+        version = prepared["version"]
+        user = answer.get("responded_by_user")
+        given = answer.get("params_input") or {}
+        try:
+            approval.require_held(name, version, settings)
+        except approval.ReviewError as exc:  # reviewed meanwhile (CLI without Airflow): keep that
+            raise AirflowSkipException(f"nothing to record: {exc}") from exc
+        if user is None:
+            result = approval.expire_version(name, version, settings, window)
+        else:
+            who = user.get("name") or user.get("id") if isinstance(user, dict) else str(user)
+            if given.get("actor"):
+                who = f"{given['actor']} (via {who})"
+            who = f"{who} via airflow {name}__review"
+            reason = str(given.get("reason") or "").strip() or "(no reason given in the review form)"
+            attribution = Attribution(who, reason)
+            chosen = answer.get("chosen_options") or [REJECT]
+            if chosen[0] == APPROVE:
+                result = approval.approve_version(name, version, settings, attribution)
+            else:
+                result = approval.reject_version(name, version, settings, attribution)
+        log.info("%s v%s %s by %s: %s", name, version, result["status"], result["actor"], result["reason"])
+        if result["alias"] != "challenger":
+            raise AirflowSkipException(
+                f"v{version} {result['status']} (alias {result['alias']}): no canary to start"
+            )
+        extra = {
+            "version": version,
+            "ds": run_ds(),
+            "reason": f"approved by {result['actor']}: {result['reason']}",
+        }
+        get_current_context()["outlet_events"][challenger_asset(spec)].extra = extra
+        return extra
+
+    return apply(prepared, answer)  # type: ignore[arg-type]
+
+
 def review_dag(loaded: LoadedSpec) -> DAG:
     """``<model>__review``: a person approves or rejects a held version (or it expires)."""
-    # Long on purpose: one DAG's wiring: the HITL task, its form, notifiers and the outcome tasks
-    # read best in one place.
     spec = loaded.spec
     name = spec.registered_model_name
     window = spec.review.window_hours
@@ -216,34 +297,7 @@ def review_dag(loaded: LoadedSpec) -> DAG:
             ),
         ),
     ) as built:
-
-        @task(multiple_outputs=True)
-        def prepare() -> dict:
-            from model_factory.io.tracking import connect
-
-            events = [extra["version"] for extra in triggering_extras() if extra.get("version")]
-            version = str(conf().get("version") or (events[-1] if events else ""))
-            if not version:
-                raise AirflowSkipException('no version to review: trigger with conf {"version": "N"}')
-            mv = connect(FactorySettings.from_env()).get_model_version(name, version)
-            if mv.tags.get(tag_schema.REVIEW_STATUS) or mv.tags.get(tag_schema.DECISION) != "held_for_review":
-                raise AirflowSkipException(
-                    f"{name} v{version} is {mv.tags.get(tag_schema.DECISION)} "
-                    f"({mv.tags.get(tag_schema.REVIEW_STATUS) or 'not reviewed'}): nothing to review"
-                )
-            card = (
-                (mv.description or "").rsplit("Model card: ", 1)[-1]
-                if "Model card:" in (mv.description or "")
-                else "(no card)"
-            )
-            return {
-                "version": version,
-                "reason": mv.tags.get(tag_schema.DECISION_REASON, ""),
-                "card": card,
-                "checklist": mv.tags.get(tag_schema.CHECKLIST, "not run"),
-            }
-
-        prepared = prepare()
+        prepared = prepare_review(loaded)
         review = ReviewOperator(
             task_id=REVIEW_TASK,
             subject=f"Review {name} v{{{{ ti.xcom_pull(task_ids='prepare')['version'] }}}}",
@@ -260,47 +314,5 @@ def review_dag(loaded: LoadedSpec) -> DAG:
             assigned_users=reviewers(spec),
         )
         prepared >> review
-
-        @task(multiple_outputs=True, outlets=[challenger_asset(spec)])
-        def apply(prepared: dict, answer: dict) -> dict:
-            from model_factory.review import approval
-
-            settings = FactorySettings.from_env()
-            version = prepared["version"]
-            user = answer.get("responded_by_user")
-            given = answer.get("params_input") or {}
-            try:
-                approval.require_held(name, version, settings)
-            except approval.ReviewError as exc:  # reviewed meanwhile (CLI without Airflow): keep that
-                raise AirflowSkipException(f"nothing to record: {exc}") from exc
-            if user is None:
-                result = approval.expire_version(name, version, settings, window)
-            else:
-                who = user.get("name") or user.get("id") if isinstance(user, dict) else str(user)
-                if given.get("actor"):
-                    who = f"{given['actor']} (via {who})"
-                who = f"{who} via airflow {name}__review"
-                reason = str(given.get("reason") or "").strip() or "(no reason given in the review form)"
-                attribution = Attribution(who, reason)
-                chosen = answer.get("chosen_options") or [REJECT]
-                if chosen[0] == APPROVE:
-                    result = approval.approve_version(name, version, settings, attribution)
-                else:
-                    result = approval.reject_version(name, version, settings, attribution)
-            log.info(
-                "%s v%s %s by %s: %s", name, version, result["status"], result["actor"], result["reason"]
-            )
-            if result["alias"] != "challenger":
-                raise AirflowSkipException(
-                    f"v{version} {result['status']} (alias {result['alias']}): no canary to start"
-                )
-            extra = {
-                "version": version,
-                "ds": run_ds(),
-                "reason": f"approved by {result['actor']}: {result['reason']}",
-            }
-            get_current_context()["outlet_events"][challenger_asset(spec)].extra = extra
-            return extra
-
-        apply(prepared, review.output)  # type: ignore[arg-type]
+        apply_review(loaded, prepared, review.output)
     return built

@@ -106,8 +106,6 @@ def collect_airflow(
     A failed task's kind is the one it logged (``factory.error_kind=``), else for ``validate`` the
     kinds of the checks its quarantined batch failed (the GX result in ``store_uri``), else
     ``task <id> failed``; the message (the task's own explanation) is kept for reading only."""
-    # Long on purpose: one pass over Airflow's runs and task instances that builds every event kind
-    # from them.
     if api is None:
         earlier = len(store.origins("airflow:run:"))
         return SourceStatus(
@@ -140,93 +138,133 @@ def collect_airflow(
         origin = f"airflow:run:{run['dag_id']}:{run['dag_run_id']}"
         if model is None or run["state"] not in TERMINAL or origin in known:
             continue
-        conf = run.get("conf") or {}
-        user = run.get("triggering_user_name") or conf.get("actor") or "unknown"
-        started = _parse_time(run.get("start_date")) or _parse_time(run.get("run_after")) or datetime.now()
-        ds = conf.get("ds") or (run.get("logical_date") or "")[:10] or None
-        common = {
-            "dag_id": run["dag_id"],
-            "run_id": run["dag_run_id"],
-            "ds": ds,
-            "triggered_by": run.get("triggered_by"),
-        }
-        try:
-            tis = api.get(
-                f"/api/v2/dags/{quote(run['dag_id'])}/dagRuns/{quote(run['dag_run_id'])}/taskInstances",
-                limit=1000,
-            )["task_instances"]
-        except Exception as exc:
-            tis = []
-            log.warning(
-                "analyzer: task instances of %s/%s unreadable: %s", run["dag_id"], run["dag_run_id"], exc
+        run_events, read = _run_events(
+            api,
+            run,
+            model=model,
+            kind=kind,
+            origin=origin,
+            store_uri=store_uri,
+            logs_left=MAX_LOGS - logs_read,
+        )
+        events += run_events
+        logs_read += read
+    written = store.add(events)
+    return SourceStatus("airflow", True, written, f"{len(runs)} manual runs read from {api.base_url}")
+
+
+def _run_events(
+    api: ApiGetter,
+    run: dict,
+    *,
+    model: str,
+    kind: str | None,
+    origin: str,
+    store_uri: str | None,
+    logs_left: int,
+) -> tuple[list[Event], int]:
+    """The events of one finished run, one per task outcome and one for the run itself, and how
+    many task logs were read for them (at most ``logs_left``)."""
+    conf = run.get("conf") or {}
+    user = run.get("triggering_user_name") or conf.get("actor") or "unknown"
+    started = _parse_time(run.get("start_date")) or _parse_time(run.get("run_after")) or datetime.now()
+    ds = conf.get("ds") or (run.get("logical_date") or "")[:10] or None
+    common = {
+        "dag_id": run["dag_id"],
+        "run_id": run["dag_run_id"],
+        "ds": ds,
+        "triggered_by": run.get("triggered_by"),
+    }
+    events: list[Event] = []
+    logs_read = 0
+    first_failure: str | None = None
+    first_kind: str | None = None
+    for ti in _task_instances(api, run):
+        if ti.get("state") not in ("success", "failed", "upstream_failed"):
+            continue
+        failed = ti["state"] != "success"
+        message, error_kind, stage = None, None, task_stage(ti["task_id"])
+        if ti["state"] == "failed":
+            read_log = logs_read < logs_left
+            if read_log:
+                logs_read += 1
+            message, kinds = _task_failure(
+                api, run, ti, read_log=read_log, model=model, ds=ds, store_uri=store_uri
             )
-        first_failure: str | None = None
-        first_kind: str | None = None
-        for ti in tis:
-            if ti.get("state") not in ("success", "failed", "upstream_failed"):
-                continue
-            failed = ti["state"] != "success"
-            message, error_kind, stage = None, None, task_stage(ti["task_id"])
-            if ti["state"] == "failed":
-                message = f"task {ti['task_id']} failed"
-                if logs_read < MAX_LOGS:
-                    logs_read += 1
-                    try:
-                        text = api.task_log(
-                            run["dag_id"], run["dag_run_id"], ti["task_id"], int(ti.get("try_number") or 1)
-                        )
-                    except Exception:
-                        text = ""
-                    message = failure_reason(text) or message
-                    kinds = logged_kinds(text)
-                else:
-                    kinds = []
-                if not kinds and ti["task_id"].rsplit(".", 1)[-1] == "validate" and store_uri:
-                    kinds = quarantine_kinds(store_uri, model, ds)
-                error_kind = kinds[0] if kinds else f"task {ti['task_id']} failed"
-                stage = stage if stage != UNKNOWN else (kind_stage(error_kind) or UNKNOWN)
-                first_failure = first_failure or message
-                first_kind = first_kind or (error_kind if kinds else None)
-            elif failed:
-                continue  # upstream_failed: the failure is the upstream task's
-            events.append(
-                Event(
-                    user=user,
-                    action=f"task.{ti['task_id']}",
-                    stage=stage,
-                    outcome="error" if failed else "ok",
-                    at=_parse_time(ti.get("start_date")) or started,
-                    source="airflow",
-                    model=model,
-                    error_kind=error_kind,
-                    message=message,
-                    duration_s=ti.get("duration"),
-                    details={**common, "try_number": ti.get("try_number")},
-                    origin=f"airflow:ti:{run['dag_id']}:{run['dag_run_id']}:{ti['task_id']}:{ti.get('try_number')}",
-                )
-            )
-        failed_run = run["state"] == "failed"
-        kind_error = None
-        if failed_run:
-            kind_error = first_kind or f"dag run {kind} failed"
+            error_kind = kinds[0] if kinds else f"task {ti['task_id']} failed"
+            stage = stage if stage != UNKNOWN else (kind_stage(error_kind) or UNKNOWN)
+            first_failure = first_failure or message
+            first_kind = first_kind or (error_kind if kinds else None)
+        elif failed:
+            continue  # upstream_failed: the failure is the upstream task's
         events.append(
             Event(
                 user=user,
-                action=f"dag_run.{kind}",
-                stage=DAG_KIND_STAGES.get(kind or "", UNKNOWN),
-                outcome="error" if failed_run else "ok",
-                at=started,
+                action=f"task.{ti['task_id']}",
+                stage=stage,
+                outcome="error" if failed else "ok",
+                at=_parse_time(ti.get("start_date")) or started,
                 source="airflow",
                 model=model,
-                error_kind=kind_error,
-                message=first_failure if failed_run else None,
-                duration_s=run.get("duration"),
-                details=common,
-                origin=origin,
+                error_kind=error_kind,
+                message=message,
+                duration_s=ti.get("duration"),
+                details={**common, "try_number": ti.get("try_number")},
+                origin=f"airflow:ti:{run['dag_id']}:{run['dag_run_id']}:{ti['task_id']}:{ti.get('try_number')}",
             )
         )
-    written = store.add(events)
-    return SourceStatus("airflow", True, written, f"{len(runs)} manual runs read from {api.base_url}")
+    failed_run = run["state"] == "failed"
+    kind_error = (first_kind or f"dag run {kind} failed") if failed_run else None
+    events.append(
+        Event(
+            user=user,
+            action=f"dag_run.{kind}",
+            stage=DAG_KIND_STAGES.get(kind or "", UNKNOWN),
+            outcome="error" if failed_run else "ok",
+            at=started,
+            source="airflow",
+            model=model,
+            error_kind=kind_error,
+            message=first_failure if failed_run else None,
+            duration_s=run.get("duration"),
+            details=common,
+            origin=origin,
+        )
+    )
+    return events, logs_read
+
+
+def _task_instances(api: ApiGetter, run: dict) -> list[dict]:
+    """The run's task instances; none when Airflow does not list them (logged)."""
+    try:
+        return api.get(
+            f"/api/v2/dags/{quote(run['dag_id'])}/dagRuns/{quote(run['dag_run_id'])}/taskInstances",
+            limit=1000,
+        )["task_instances"]
+    except Exception as exc:
+        log.warning("analyzer: task instances of %s/%s unreadable: %s", run["dag_id"], run["dag_run_id"], exc)
+        return []
+
+
+def _task_failure(
+    api: ApiGetter, run: dict, ti: dict, *, read_log: bool, model: str, ds: str | None, store_uri: str | None
+) -> tuple[str, list[str]]:
+    """A failed task's message and error kinds: its own explanation and the kinds it logged (when
+    ``read_log``), else for ``validate`` the kinds of the checks its quarantined batch failed."""
+    message = f"task {ti['task_id']} failed"
+    kinds: list[str] = []
+    if read_log:
+        try:
+            text = api.task_log(
+                run["dag_id"], run["dag_run_id"], ti["task_id"], int(ti.get("try_number") or 1)
+            )
+        except Exception:
+            text = ""
+        message = failure_reason(text) or message
+        kinds = logged_kinds(text)
+    if not kinds and ti["task_id"].rsplit(".", 1)[-1] == "validate" and store_uri:
+        kinds = quarantine_kinds(store_uri, model, ds)
+    return message, kinds
 
 
 # ---- store, registry, decisions ----------------------------------------------------------------

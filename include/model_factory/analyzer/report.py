@@ -8,9 +8,9 @@ from typing import Any
 
 from model_factory.analyzer.collect import ApiGetter, SourceStatus, collect_all
 from model_factory.analyzer.events import STAGE_TITLES, STAGES, UNKNOWN, Event, utcnow
-from model_factory.analyzer.people import ENV_SYSTEM_USERS, SYSTEM_USERS, population, system_users
+from model_factory.analyzer.people import ENV_SYSTEM_USERS, SYSTEM_USERS, Population, population, system_users
 from model_factory.analyzer.rules import ET, SOP, UNCLASSIFIED, WATCH, Thresholds, classify, sensitivity
-from model_factory.analyzer.segments import LABELS, segment_users
+from model_factory.analyzer.segments import LABELS, Segmentation, segment_users
 from model_factory.analyzer.signals import stage_table, user_signals
 from model_factory.analyzer.store import ENV_ENABLED, AnalyzerSettings, EventStore
 from model_factory.settings import FactorySettings
@@ -28,7 +28,6 @@ def analyze(
 ) -> dict[str, Any]:
     """The whole analysis of ``events`` as one JSON-ready dict; ``service_accounts``: whose events
     are not a person's (``people.system_users(settings)``; default: the built-in ones)."""
-    # Long on purpose: the analysis in the order the report reads; each step is a call.
     thresholds = thresholds or Thresholds()
     sources = sources or []
     report: dict[str, Any] = {
@@ -59,34 +58,9 @@ def analyze(
         )
         return report
     report["status"] = "ok"
-    unknown_stage = [e for e in events if e.stage not in STAGES]
-    anonymous = [e for e in events if e.user == NO_USER]
-    people = [e for e in events if e.user != NO_USER]
-    report["events"] = {
-        "total": len(events),
-        "first": min(e.at for e in events).isoformat(timespec="seconds"),
-        "last": max(e.at for e in events).isoformat(timespec="seconds"),
-        "by_source": dict(Counter(e.source for e in events)),
-        "by_stage": {stage: sum(e.stage == stage for e in events) for stage in (*STAGES, UNKNOWN)},
-        "errors": sum(e.outcome == "error" for e in events),
-        "unknown_stage": {
-            "count": len(unknown_stage),
-            "actions": dict(Counter(e.action for e in unknown_stage).most_common(8)),
-        },
-        "without_user": len(anonymous),
-    }
-    if unknown_stage:
-        report["messages"].append(
-            f"{len(unknown_stage)} events have no known lifecycle stage (e.g. "
-            f"{', '.join(list(report['events']['unknown_stage']['actions'])[:4])}): they count as "
-            "actions and errors of their users, under stage 'unknown'"
-        )
-    if anonymous:
-        report["messages"].append(
-            f"{len(anonymous)} events name no user (e.g. runs Airflow shows no triggering "
-            "user for): left out of the per-user signals"
-        )
-    persons = population(people, service_accounts)
+    report["events"], notes = _event_counts(events)
+    report["messages"] += notes
+    persons = population([e for e in events if e.user != NO_USER], service_accounts)
     people = persons.people
     signals = user_signals(people)
     segmentation = segment_users(
@@ -97,24 +71,8 @@ def analyze(
     report["users"] = len(signals)
     report["excluded_users"] = persons.excluded
     report["not_segmented"] = persons.not_segmented
-    if persons.excluded:
-        report["messages"].append(
-            f"{len(persons.excluded)} service accounts left out ({', '.join(sorted(persons.excluded))}): "
-            f"not data scientists (names in {ENV_SYSTEM_USERS} add to root, airflow, demo...)"
-        )
-    if persons.not_segmented:
-        report["messages"].append(
-            f"{len(persons.not_segmented)} users not placed in a segment (outcomes pinned on them only, or "
-            "too little activity of their own): their errors count, they weigh on no segment's share"
-        )
     report["segmentation"] = segmentation.to_dict()
-    if not segmentation.ok:
-        report["messages"].append(segmentation.reason)
-    elif not segmentation.stability.get("stable"):
-        report["messages"].append(
-            "segments depend on the K-means seed (lowest adjusted Rand index "
-            f"{segmentation.stability['min_ari']} over {len(seeds)} seeds): read the shares with care"
-        )
+    report["messages"] += _segmentation_notes(persons, segmentation, len(seeds))
     report["user_signals"] = [
         {**s.to_dict(), "segment": segmentation.segments.get(user)} for user, s in sorted(signals.items())
     ]
@@ -132,6 +90,63 @@ def analyze(
             f"no recurring error: no error kind was seen by {thresholds.min_users} or more users"
         )
     return report
+
+
+def _event_counts(events: list[Event]) -> tuple[dict[str, Any], list[str]]:
+    """What was recorded (totals, time span, by source and stage), and notes on the events that
+    have no known stage or name no user."""
+    unknown_stage = [e for e in events if e.stage not in STAGES]
+    anonymous = [e for e in events if e.user == NO_USER]
+    counts: dict[str, Any] = {
+        "total": len(events),
+        "first": min(e.at for e in events).isoformat(timespec="seconds"),
+        "last": max(e.at for e in events).isoformat(timespec="seconds"),
+        "by_source": dict(Counter(e.source for e in events)),
+        "by_stage": {stage: sum(e.stage == stage for e in events) for stage in (*STAGES, UNKNOWN)},
+        "errors": sum(e.outcome == "error" for e in events),
+        "unknown_stage": {
+            "count": len(unknown_stage),
+            "actions": dict(Counter(e.action for e in unknown_stage).most_common(8)),
+        },
+        "without_user": len(anonymous),
+    }
+    notes: list[str] = []
+    if unknown_stage:
+        notes.append(
+            f"{len(unknown_stage)} events have no known lifecycle stage (e.g. "
+            f"{', '.join(list(counts['unknown_stage']['actions'])[:4])}): they count as "
+            "actions and errors of their users, under stage 'unknown'"
+        )
+    if anonymous:
+        notes.append(
+            f"{len(anonymous)} events name no user (e.g. runs Airflow shows no triggering "
+            "user for): left out of the per-user signals"
+        )
+    return counts, notes
+
+
+def _segmentation_notes(persons: Population, segmentation: Segmentation, seed_count: int) -> list[str | None]:
+    """Notes on who is left out of the segments, and on segments that failed (their reason) or
+    depend on the seed."""
+    notes: list[str | None] = []
+    if persons.excluded:
+        notes.append(
+            f"{len(persons.excluded)} service accounts left out ({', '.join(sorted(persons.excluded))}): "
+            f"not data scientists (names in {ENV_SYSTEM_USERS} add to root, airflow, demo...)"
+        )
+    if persons.not_segmented:
+        notes.append(
+            f"{len(persons.not_segmented)} users not placed in a segment (outcomes pinned on them only, or "
+            "too little activity of their own): their errors count, they weigh on no segment's share"
+        )
+    if not segmentation.ok:
+        notes.append(segmentation.reason)
+    elif not segmentation.stability.get("stable"):
+        notes.append(
+            "segments depend on the K-means seed (lowest adjusted Rand index "
+            f"{segmentation.stability['min_ari']} over {seed_count} seeds): read the shares with care"
+        )
+    return notes
 
 
 def build_report(
@@ -222,7 +237,6 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def format_report(report: dict[str, Any]) -> str:
     """The report as plain text: what was read, the segments, the findings, the threshold sensitivity."""
-    # Long on purpose: the report's text, section by section, in reading order.
     lines = ["Analyzer: where data scientists get stuck", ""]
     for source in report.get("sources", []):
         mark = "ok " if source["ok"] else "n/a"
@@ -241,63 +255,12 @@ def format_report(report: dict[str, Any]) -> str:
         + "by stage: "
         + ", ".join(f"{k} {v}" for k, v in ev["by_stage"].items() if v),
     ]
-    seg = report["segmentation"]
-    if seg["ok"]:
-        stab = seg["stability"]
-        lines += [
-            "",
-            f"Segments (K-means, k={seg['k']}, features: {', '.join(seg['features'])}; "
-            f"adjusted Rand index over {len(stab['seeds'])} seeds: min {stab['min_ari']}, "
-            f"{'stable' if stab['stable'] else 'NOT stable'})",
-        ]
-        header = ["segment", "users", *seg["features"]]
-        rows = [
-            [label, str(seg["sizes"][label]), *(str(seg["centroids"][label][f]) for f in seg["features"])]
-            for label in LABELS
-        ]
-        lines += ["  " + line for line in _table(header, rows)]
-    findings = report["findings"]
-    if findings:
-        lines += ["", "Findings (recurring error kinds; share of each segment's users who saw it):"]
-        header = ["class", "stage", "error kind", "users", "Beginner", "Intermed.", "Expert"]
-        rows = [
-            [
-                f["class"],
-                f["stage"],
-                f["error_kind"][:60],
-                str(f["users"]),
-                *(_pct(f["shares"].get(label)) for label in LABELS),
-            ]
-            for f in findings
-        ]
-        lines += ["  " + line for line in _table(header, rows)]
-        for f in findings:
-            if f["class"] not in (SOP, ET):
-                continue
-            lines += [
-                "",
-                f"  {f['class']} {f['error_kind']} ({STAGE_TITLES.get(f['stage'], f['stage'])}): {f['why']}",
-                f"    action: {f['suggested_action']}",
-            ]
-            for example in f["examples"][:2]:
-                lines.append(
-                    f"    e.g. {example['at']} {example['user']} {example['model'] or ''} "
-                    f"{example['action']}: {' '.join(example['message'].split())[:140]}"
-                )
-    sens = report.get("sensitivity")
-    if sens:
-        lines += ["", "If the SoP thresholds (50/65/80%) moved:"]
-        for key in ("-10", "+10"):
-            move = sens.get(key)
-            if move is None:
-                continue
-            changed = (
-                "; ".join(f"{k}: {v['from']} -> {v['to']}" for k, v in move["changed"].items()) or "no change"
-            )
-            t = move["thresholds"]
-            lines.append(
-                f"  {key} points ({t['Expert']:.0%}/{t['Intermediate']:.0%}/{t['Beginner']:.0%}): {changed}"
-            )
+    if report["segmentation"]["ok"]:
+        lines += _segment_lines(report["segmentation"])
+    if report["findings"]:
+        lines += _finding_lines(report["findings"])
+    if report.get("sensitivity"):
+        lines += _sensitivity_lines(report["sensitivity"])
     left = report.get("left_out", {})
     if left.get("rare_error_kinds"):
         lines += [
@@ -318,6 +281,71 @@ def format_report(report: dict[str, Any]) -> str:
         f"{summary[WATCH]} to watch, {summary[UNCLASSIFIED]} unclassified.",
     ]
     return "\n".join(lines)
+
+
+def _segment_lines(seg: dict[str, Any]) -> list[str]:
+    """The segments' section: how they were found, and each one's size and centroid."""
+    stab = seg["stability"]
+    lines = [
+        "",
+        f"Segments (K-means, k={seg['k']}, features: {', '.join(seg['features'])}; "
+        f"adjusted Rand index over {len(stab['seeds'])} seeds: min {stab['min_ari']}, "
+        f"{'stable' if stab['stable'] else 'NOT stable'})",
+    ]
+    header = ["segment", "users", *seg["features"]]
+    rows = [
+        [label, str(seg["sizes"][label]), *(str(seg["centroids"][label][f]) for f in seg["features"])]
+        for label in LABELS
+    ]
+    return lines + ["  " + line for line in _table(header, rows)]
+
+
+def _finding_lines(findings: list[dict[str, Any]]) -> list[str]:
+    """The findings' section: a table of every finding, then why and what to do for each SoP and ET."""
+    lines = ["", "Findings (recurring error kinds; share of each segment's users who saw it):"]
+    header = ["class", "stage", "error kind", "users", "Beginner", "Intermed.", "Expert"]
+    rows = [
+        [
+            f["class"],
+            f["stage"],
+            f["error_kind"][:60],
+            str(f["users"]),
+            *(_pct(f["shares"].get(label)) for label in LABELS),
+        ]
+        for f in findings
+    ]
+    lines += ["  " + line for line in _table(header, rows)]
+    for f in findings:
+        if f["class"] not in (SOP, ET):
+            continue
+        lines += [
+            "",
+            f"  {f['class']} {f['error_kind']} ({STAGE_TITLES.get(f['stage'], f['stage'])}): {f['why']}",
+            f"    action: {f['suggested_action']}",
+        ]
+        for example in f["examples"][:2]:
+            lines.append(
+                f"    e.g. {example['at']} {example['user']} {example['model'] or ''} "
+                f"{example['action']}: {' '.join(example['message'].split())[:140]}"
+            )
+    return lines
+
+
+def _sensitivity_lines(sens: dict[str, Any]) -> list[str]:
+    """What would change if the SoP thresholds moved ten points down or up."""
+    lines = ["", "If the SoP thresholds (50/65/80%) moved:"]
+    for key in ("-10", "+10"):
+        move = sens.get(key)
+        if move is None:
+            continue
+        changed = (
+            "; ".join(f"{k}: {v['from']} -> {v['to']}" for k, v in move["changed"].items()) or "no change"
+        )
+        t = move["thresholds"]
+        lines.append(
+            f"  {key} points ({t['Expert']:.0%}/{t['Intermediate']:.0%}/{t['Beginner']:.0%}): {changed}"
+        )
+    return lines
 
 
 def collect_demo_runs(api: ApiGetter, settings: FactorySettings) -> SourceStatus:

@@ -106,110 +106,114 @@ def _review(model: str, version: str, approve: bool, reason: str, actor: str | N
                 console.print(f"canary: {result[key]}")
 
 
+def approve(model: str, version: str, reason: Reason, actor: Actor = None, as_json: Json = False) -> None:
+    """Approve a version held for review: it becomes challenger and its canary starts."""
+    _review(model, version, True, reason, actor, as_json)
+
+
+def reject(model: str, version: str, reason: Reason, actor: Actor = None, as_json: Json = False) -> None:
+    """Reject a version held for review (who, when and why are recorded on it)."""
+    _review(model, version, False, reason, actor, as_json)
+
+
+def held(model: str, as_json: Json = False) -> None:
+    """Versions of MODEL waiting for a review, with why they were held."""
+    import re
+
+    from model_factory.review.approval import held_versions
+    from model_factory.spec import NAME_PATTERN
+
+    if not re.match(NAME_PATTERN, model):  # a quote or space would reach MLflow's filter parser
+        fail(
+            f"{model!r} is not a model name (lower_snake_case, 2-63 characters, a letter first)",
+            EXIT_REFUSED,
+        )
+    rows = held_versions(model, FactorySettings.from_env())
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows or [{"version": "-", "waiting_hours": 0, "reason": "nothing held for review"}]:
+        console.print(f"v{row['version']}  waiting {row['waiting_hours']} h  {row['reason']}")
+
+
+def reproduce(
+    model: str,
+    version: str,
+    tolerance: Annotated[float, typer.Option(help="largest absolute metric difference")] = 1e-6,
+    allow_code_drift: Annotated[bool, typer.Option(help="compare even if the code revision differs")] = False,
+    as_json: Json = False,
+) -> None:
+    """Retrain VERSION from its lineage in a scratch run; say whether its metrics reproduce."""
+    from model_factory.review.reproduce import ReproduceError, reproduce_version
+
+    try:
+        settings = FactorySettings.from_env()
+        # a live line on a terminal while the scratch run retrains (nothing when piped)
+        with err_console.status(f"reproducing {model} v{version}: retraining from its lineage…"):
+            result = reproduce_version(model, version, settings, tolerance, allow_code_drift)
+    except ReproduceError as exc:
+        fail(f"refused: {exc}", EXIT_REFUSED)
+    if as_json:
+        print_json(result)
+    else:
+        console.print(result["verdict"])
+        for row in result["comparison"]:
+            console.print(
+                f"  {row['metric']:<10} recorded {row['recorded']:.6f}  reproduced "
+                f"{row['reproduced']:.6f}  {'ok' if row['within'] else 'DIFFERS'}"
+            )
+        console.print(f"scratch run {result['scratch_run_id']} ({result['seconds']} s)")
+    if not result["reproduced"]:
+        raise typer.Exit(EXIT_REFUSED)
+
+
+def card(model: str, version: str, as_json: Json = False) -> None:
+    """Where VERSION's model card is, and its checklist."""
+    from model_factory.io.tracking import connect
+
+    mv = connect(FactorySettings.from_env()).get_model_version(model, version)
+    items = {
+        k.split(".")[2]: (v, mv.tags.get(f"{k}.reason", ""))
+        for k, v in mv.tags.items()
+        if k.startswith(f"{tag_schema.CHECKLIST}.") and k.count(".") == 2
+    }
+    info = {
+        "description": mv.description,
+        "checklist": mv.tags.get(tag_schema.CHECKLIST, "not run"),
+        "items": items,
+    }
+    if as_json:
+        print_json(info)
+        return
+    typer.echo(mv.description or "(no description)")  # markdown: its [link](url) is no rich markup
+    typer.echo(f"checklist: {info['checklist']}")
+    for item, (result, why) in items.items():  # a passing item's reason is on the card
+        typer.echo(f"  {result:<4} {item}" + (f": {why}" if why else ""))
+
+
+def override_checklist(
+    model: str, version: str, reason: Reason, actor: Actor = None, as_json: Json = False
+) -> None:
+    """Allow serving VERSION although its checklist fails; who and why are recorded."""
+    from model_factory.io.tracking import connect
+    from model_factory.pipeline.registry import CHECKLIST_OVERRIDE, record_decision
+
+    attribution = cli_attribution(actor, reason)
+    client = connect(FactorySettings.from_env())
+    decision = record_decision(client, model, version, CHECKLIST_OVERRIDE, attribution)
+    if as_json:
+        print_json(decision)
+    else:
+        typer.echo(
+            f"{model} v{version} checklist overridden by {decision['actor']} at {decision['at']}: "
+            f"{reason} (it may now be served although its checklist fails)"
+        )
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("approve")
-    # Long on purpose: the review commands' definitions with their typed options.
-    def approve(model: str, version: str, reason: Reason, actor: Actor = None, as_json: Json = False) -> None:
-        """Approve a version held for review: it becomes challenger and its canary starts."""
-        _review(model, version, True, reason, actor, as_json)
-
-    @app.command("reject")
-    def reject(model: str, version: str, reason: Reason, actor: Actor = None, as_json: Json = False) -> None:
-        """Reject a version held for review (who, when and why are recorded on it)."""
-        _review(model, version, False, reason, actor, as_json)
-
-    @app.command("held")
-    def held(model: str, as_json: Json = False) -> None:
-        """Versions of MODEL waiting for a review, with why they were held."""
-        import re
-
-        from model_factory.review.approval import held_versions
-        from model_factory.spec import NAME_PATTERN
-
-        if not re.match(NAME_PATTERN, model):  # a quote or space would reach MLflow's filter parser
-            fail(
-                f"{model!r} is not a model name (lower_snake_case, 2-63 characters, a letter first)",
-                EXIT_REFUSED,
-            )
-        rows = held_versions(model, FactorySettings.from_env())
-        if as_json:
-            print_json(rows)
-            return
-        for row in rows or [{"version": "-", "waiting_hours": 0, "reason": "nothing held for review"}]:
-            console.print(f"v{row['version']}  waiting {row['waiting_hours']} h  {row['reason']}")
-
-    @app.command("reproduce")
-    def reproduce(
-        model: str,
-        version: str,
-        tolerance: Annotated[float, typer.Option(help="largest absolute metric difference")] = 1e-6,
-        allow_code_drift: Annotated[
-            bool, typer.Option(help="compare even if the code revision differs")
-        ] = False,
-        as_json: Json = False,
-    ) -> None:
-        """Retrain VERSION from its lineage in a scratch run; say whether its metrics reproduce."""
-        from model_factory.review.reproduce import ReproduceError, reproduce_version
-
-        try:
-            settings = FactorySettings.from_env()
-            # a live line on a terminal while the scratch run retrains (nothing when piped)
-            with err_console.status(f"reproducing {model} v{version}: retraining from its lineage…"):
-                result = reproduce_version(model, version, settings, tolerance, allow_code_drift)
-        except ReproduceError as exc:
-            fail(f"refused: {exc}", EXIT_REFUSED)
-        if as_json:
-            print_json(result)
-        else:
-            console.print(result["verdict"])
-            for row in result["comparison"]:
-                console.print(
-                    f"  {row['metric']:<10} recorded {row['recorded']:.6f}  reproduced "
-                    f"{row['reproduced']:.6f}  {'ok' if row['within'] else 'DIFFERS'}"
-                )
-            console.print(f"scratch run {result['scratch_run_id']} ({result['seconds']} s)")
-        if not result["reproduced"]:
-            raise typer.Exit(EXIT_REFUSED)
-
-    @app.command("card")
-    def card(model: str, version: str, as_json: Json = False) -> None:
-        """Where VERSION's model card is, and its checklist."""
-        from model_factory.io.tracking import connect
-
-        mv = connect(FactorySettings.from_env()).get_model_version(model, version)
-        items = {
-            k.split(".")[2]: (v, mv.tags.get(f"{k}.reason", ""))
-            for k, v in mv.tags.items()
-            if k.startswith(f"{tag_schema.CHECKLIST}.") and k.count(".") == 2
-        }
-        info = {
-            "description": mv.description,
-            "checklist": mv.tags.get(tag_schema.CHECKLIST, "not run"),
-            "items": items,
-        }
-        if as_json:
-            print_json(info)
-            return
-        typer.echo(mv.description or "(no description)")  # markdown: its [link](url) is no rich markup
-        typer.echo(f"checklist: {info['checklist']}")
-        for item, (result, why) in items.items():  # a passing item's reason is on the card
-            typer.echo(f"  {result:<4} {item}" + (f": {why}" if why else ""))
-
-    @app.command("override-checklist")
-    def override_checklist(
-        model: str, version: str, reason: Reason, actor: Actor = None, as_json: Json = False
-    ) -> None:
-        """Allow serving VERSION although its checklist fails; who and why are recorded."""
-        from model_factory.io.tracking import connect
-        from model_factory.pipeline.registry import CHECKLIST_OVERRIDE, record_decision
-
-        attribution = cli_attribution(actor, reason)
-        client = connect(FactorySettings.from_env())
-        decision = record_decision(client, model, version, CHECKLIST_OVERRIDE, attribution)
-        if as_json:
-            print_json(decision)
-        else:
-            typer.echo(
-                f"{model} v{version} checklist overridden by {decision['actor']} at {decision['at']}: "
-                f"{reason} (it may now be served although its checklist fails)"
-            )
+    app.command("approve")(approve)
+    app.command("reject")(reject)
+    app.command("held")(held)
+    app.command("reproduce")(reproduce)
+    app.command("card")(card)
+    app.command("override-checklist")(override_checklist)

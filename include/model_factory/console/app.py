@@ -112,10 +112,33 @@ def _env() -> Environment:
     return env
 
 
+class _Pages:
+    """The console's templates rendered with what every page links to (``here``: the view's own
+    URL; ``root``: Airflow's)."""
+
+    def __init__(self, config: ConsoleConfig) -> None:
+        self.config = config
+        self.env = _env()
+        self.here = config.root.rstrip("/") + config.mount
+
+    def page(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        context.setdefault("here", self.here)
+        context.setdefault("root", self.config.root)
+        return HTMLResponse(self.env.get_template(name).render(**context), status_code=status)
+
+    def message(self, title: str, text: str, status: int) -> HTMLResponse:
+        return self.page("message.html.j2", status=status, title=title, text=text)
+
+    def signed_in_page(self, name: str, user: Any, **context: Any) -> HTMLResponse:
+        """A page that names who is signed in and links the MLflow UI where there is one."""
+        return self.page(
+            name, mlflow=mlflow_ui_url(self.config.settings()), user=self.config.user_name(user), **context
+        )
+
+
 def create_app(config: ConsoleConfig) -> FastAPI:
     """The console's app; the plugin mounts it at ``config.mount`` under Airflow's api-server."""
-    # Long on purpose: the routes share the config, templates and read helpers through this closure.
-    env = _env()
+    pages = _Pages(config)
     app = FastAPI(
         title="Model factory",
         dependencies=[Depends(config.require_user)],
@@ -123,90 +146,94 @@ def create_app(config: ConsoleConfig) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
-    here = config.root.rstrip("/") + config.mount
-    User = Annotated[Any, Depends(config.require_user)]
-
-    def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        context.setdefault("here", here)
-        context.setdefault("root", config.root)
-        return HTMLResponse(env.get_template(name).render(**context), status_code=status)
-
-    def message(title: str, text: str, status: int) -> HTMLResponse:
-        return page("message.html.j2", status=status, title=title, text=text)
-
-    def signed_in_page(name: str, user: Any, **context: Any) -> HTMLResponse:
-        """A page that names who is signed in and links the MLflow UI where there is one."""
-        return page(name, mlflow=mlflow_ui_url(config.settings()), user=config.user_name(user), **context)
 
     @app.exception_handler(Exception)
     async def _any_error(request: Request, exc: Exception) -> Response:
         log.exception("model factory view: %s failed", request.url.path)
         text = f"{type(exc).__name__}: {exc}"
-        if request.url.path.startswith(f"{here}/api/") or "/api/" in request.url.path:
+        if request.url.path.startswith(f"{pages.here}/api/") or "/api/" in request.url.path:
             return JSONResponse({"detail": text}, status_code=503)
-        return message("Could not build this page", text, 503)
-
-    def read_fleet(user: Any, wanted: FleetFilter) -> tuple[dict, FleetPage]:
-        """One page of the fleet: the per-row reads that cost a call each (card listing, permission
-        check) are done for the rows of the page only."""
-        from model_factory.rollout.fleet import latest_cards
-
-        settings = config.settings()
-        dag_ids = config.readable_dag_ids(user)
-        summary, shown = read_page(
-            settings, config.airflow(), wanted, readable=lambda model: model_readable(model, dag_ids)
-        )
-        latest_cards(settings, {"models": shown.rows, "sources": summary["sources"]})
-        for row in shown.rows:
-            row["can_trigger"] = bool(row.get("dags", {}).get("retrain")) and config.can_run(
-                user, row["dags"]["retrain"]
-            )
-        return summary, shown
-
-    def read_model(user: Any, model: str) -> dict | None:
-        from model_factory.rollout.fleet import model_detail
-
-        if not MODEL_NAME.match(model) or not model_readable(model, config.readable_dag_ids(user)):
-            return None
-        try:
-            detail = model_detail(config.settings(), model, config.airflow())
-        except KeyError:
-            return None
-        dags = detail.get("dags", {})
-        detail["can_trigger"] = bool(dags.get("retrain")) and config.can_run(user, dags["retrain"])
-        detail["can_rollout"] = bool(dags.get("canary")) and config.can_run(user, dags["canary"])
-        detail["paused_dags"] = paused_dags([dags[k] for k in ("retrain", "canary") if dags.get(k)])
-        detail["can_unpause"] = {dag: config.can_unpause(user, dag) for dag in detail["paused_dags"]}
-        return detail
-
-    def paused_dags(dag_ids: list[str]) -> list[str]:
-        """Which of ``dag_ids`` are paused: a run triggered there would wait until unpaused."""
-        source = config.airflow()
-        if source is None or not dag_ids:
-            return []
-        try:
-            states = source.dag_states(dag_ids)
-        except Exception:  # the banner already names Airflow as down; buttons then stay as they are
-            log.info("model factory view: paused state of %s not read", dag_ids, exc_info=True)
-            return []
-        return [dag for dag in dag_ids if (states.get(dag) or {}).get("is_paused")]
+        return pages.message("Could not build this page", text, 503)
 
     @app.get("/icon.svg")
     def icon() -> Response:
         return Response(ICON, media_type="image/svg+xml")
+
+    _add_fleet_routes(app, config, pages)
+    _add_artifact_routes(app, config, pages)
+    _add_mlflow_routes(app, config, pages)
+    add_analyzer_routes(  # the Analyzer's page: where data scientists get stuck
+        app, pages.page, config.settings, config.require_user, config.sees_people, config.readable_dag_ids
+    )
+    return app
+
+
+def _read_fleet(config: ConsoleConfig, user: Any, wanted: FleetFilter) -> tuple[dict, FleetPage]:
+    """One page of the fleet: the per-row reads that cost a call each (card listing, permission
+    check) are done for the rows of the page only."""
+    from model_factory.rollout.fleet import latest_cards
+
+    settings = config.settings()
+    dag_ids = config.readable_dag_ids(user)
+    summary, shown = read_page(
+        settings, config.airflow(), wanted, readable=lambda model: model_readable(model, dag_ids)
+    )
+    latest_cards(settings, {"models": shown.rows, "sources": summary["sources"]})
+    for row in shown.rows:
+        row["can_trigger"] = bool(row.get("dags", {}).get("retrain")) and config.can_run(
+            user, row["dags"]["retrain"]
+        )
+    return summary, shown
+
+
+def _read_model(config: ConsoleConfig, user: Any, model: str) -> dict | None:
+    """A model's detail with what ``user`` may do on its page; None for a model ``user`` may not
+    read or the factory does not know."""
+    from model_factory.rollout.fleet import model_detail
+
+    if not MODEL_NAME.match(model) or not model_readable(model, config.readable_dag_ids(user)):
+        return None
+    try:
+        detail = model_detail(config.settings(), model, config.airflow())
+    except KeyError:
+        return None
+    dags = detail.get("dags", {})
+    detail["can_trigger"] = bool(dags.get("retrain")) and config.can_run(user, dags["retrain"])
+    detail["can_rollout"] = bool(dags.get("canary")) and config.can_run(user, dags["canary"])
+    detail["paused_dags"] = _paused_dags(config, [dags[k] for k in ("retrain", "canary") if dags.get(k)])
+    detail["can_unpause"] = {dag: config.can_unpause(user, dag) for dag in detail["paused_dags"]}
+    return detail
+
+
+def _paused_dags(config: ConsoleConfig, dag_ids: list[str]) -> list[str]:
+    """Which of ``dag_ids`` are paused: a run triggered there would wait until unpaused."""
+    source = config.airflow()
+    if source is None or not dag_ids:
+        return []
+    try:
+        states = source.dag_states(dag_ids)
+    except Exception:  # the banner already names Airflow as down; buttons then stay as they are
+        log.info("model factory view: paused state of %s not read", dag_ids, exc_info=True)
+        return []
+    return [dag for dag in dag_ids if (states.get(dag) or {}).get("is_paused")]
+
+
+def _add_fleet_routes(app: FastAPI, config: ConsoleConfig, pages: _Pages) -> None:
+    """The fleet and a model's page, each as HTML and as JSON."""
+    User = Annotated[Any, Depends(config.require_user)]
 
     @app.get("/", response_class=HTMLResponse)
     def fleet_page(request: Request, user: User) -> HTMLResponse:
         try:
             wanted = FleetFilter.from_query(request.query_params)
         except BadFilterError as exc:
-            return message("Bad filter", str(exc), 400)
-        summary, shown = read_fleet(user, wanted)
+            return pages.message("Bad filter", str(exc), 400)
+        summary, shown = _read_fleet(config, user, wanted)
         columns = {
             "card": any(row.get("card_version") for row in shown.rows),
             "checklist": any(row.get("checklist") for row in shown.rows),
         }
-        return signed_in_page(
+        return pages.signed_in_page(
             "fleet.html.j2", user, fleet=summary, shown=shown, wanted=wanted, columns=columns, states=STATES
         )
 
@@ -216,15 +243,15 @@ def create_app(config: ConsoleConfig) -> FastAPI:
             wanted = FleetFilter.from_query(request.query_params)
         except BadFilterError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=400)
-        summary, shown = read_fleet(user, wanted)
+        summary, shown = _read_fleet(config, user, wanted)
         counts = {"matched": shown.matched, "total": shown.total, "page": shown.page, "pages": shown.pages}
         return JSONResponse(_jsonable({**summary, "models": shown.rows, **counts}))
 
     @app.get("/models/{model}", response_class=HTMLResponse)
     def model_page(model: str, user: User) -> HTMLResponse:
-        detail = read_model(user, model)
+        detail = _read_model(config, user, model)
         if detail is None:
-            return message("No such model", f"There is no model {model!r} in the factory's specs.", 404)
+            return pages.message("No such model", f"There is no model {model!r} in the factory's specs.", 404)
         charts = (
             []
             if detail.get("status") == "broken"
@@ -236,39 +263,46 @@ def create_app(config: ConsoleConfig) -> FastAPI:
                 detail.get("psi_threshold"),
             )
         )
-        return signed_in_page("model.html.j2", user, m=detail, charts=charts)
+        return pages.signed_in_page("model.html.j2", user, m=detail, charts=charts)
 
     @app.get("/api/models/{model}")
     def model_json(model: str, user: User) -> JSONResponse:
-        detail = read_model(user, model)
+        detail = _read_model(config, user, model)
         if detail is None:
             return JSONResponse({"detail": f"no model {model!r}"}, status_code=404)
         return JSONResponse(_jsonable(detail))
+
+
+def _add_artifact_routes(app: FastAPI, config: ConsoleConfig, pages: _Pages) -> None:
+    """A drift report and a model card: the raw artifact (:func:`artifact_page`) and the view's page
+    around it."""
 
     def framed_artifact(model: str, title: str, raw: str) -> HTMLResponse:
         """A view page around an artifact: the way back, and the artifact in a nested frame that
         keeps its own sandbox. Inside Airflow's frame a link in the artifact itself cannot bring the
         user back: a navigation started by its opaque origin carries no session cookie
         (SameSite=Lax), so Airflow would answer 401. This page is on the view's own origin."""
-        return page("artifact.html.j2", model=model, title=title, raw=raw)
+        return pages.page("artifact.html.j2", model=model, title=title, raw=raw)
 
     @app.get("/models/{model}/drift/{ds}/page", response_class=HTMLResponse)
     def drift_report_page(model: str, ds: str) -> Response:
         if not MODEL_NAME.match(model) or not DS.match(ds):
-            return message("Bad request", "model or date malformed (date: YYYY-MM-DD)", 400)
+            return pages.message("Bad request", "model or date malformed (date: YYYY-MM-DD)", 400)
         return framed_artifact(
-            model, f"Drift report of {model} for {ds}", f"{here}/models/{quote(model)}/drift/{ds}?embedded=1"
+            model,
+            f"Drift report of {model} for {ds}",
+            f"{pages.here}/models/{quote(model)}/drift/{ds}?embedded=1",
         )
 
     @app.get("/models/{model}/versions/{version}/card/page", response_class=HTMLResponse)
     def card_page(model: str, version: str) -> Response:
         if not MODEL_NAME.match(model) or not version.isdigit():
-            return message("Bad request", "model or version malformed", 400)
-        raw = f"{here}/models/{quote(model)}/versions/{version}/card?embedded=1"
+            return pages.message("Bad request", "model or version malformed", 400)
+        raw = f"{pages.here}/models/{quote(model)}/versions/{version}/card?embedded=1"
         return framed_artifact(model, f"Model card of {model} v{version}", raw)
 
     def back_to(model: str, embedded: str | None) -> tuple[str, str] | None:
-        return None if embedded else (f"{here}/models/{quote(model)}", f"{model} in the Model factory")
+        return None if embedded else (f"{pages.here}/models/{quote(model)}", f"{model} in the Model factory")
 
     @app.get("/models/{model}/drift/{ds}", response_class=HTMLResponse)
     def drift_report(model: str, ds: str, embedded: str | None = None) -> Response:
@@ -276,14 +310,14 @@ def create_app(config: ConsoleConfig) -> FastAPI:
         from model_factory.rollout.summary import drift_checks
 
         if not MODEL_NAME.match(model) or not DS.match(ds):
-            return message("Bad request", "model or date malformed (date: YYYY-MM-DD)", 400)
+            return pages.message("Bad request", "model or date malformed (date: YYYY-MM-DD)", 400)
         checks = [c for c in drift_checks(config.settings(), model) if c["ds"] == ds]
         if not checks:
-            return message("No drift report", f"{model} has no drift check for {ds}.", 404)
+            return pages.message("No drift report", f"{model} has no drift check for {ds}.", 404)
         try:
             body = storage.read_bytes(checks[-1]["report_uri"])
         except Exception as exc:
-            return message("Report unreadable", f"{checks[-1]['report_uri']}: {exc}", 503)
+            return pages.message("Report unreadable", f"{checks[-1]['report_uri']}: {exc}", 503)
         return artifact_page(body, back=back_to(model, embedded))
 
     @app.get("/models/{model}/versions/{version}/card", response_class=HTMLResponse)
@@ -291,39 +325,38 @@ def create_app(config: ConsoleConfig) -> FastAPI:
         from model_factory.review.card_store import read_card
 
         if not MODEL_NAME.match(model) or not version.isdigit():
-            return message("Bad request", "model or version malformed", 400)
+            return pages.message("Bad request", "model or version malformed", 400)
         found = read_card(config.settings(), model, version)
         if found is None:
-            return message("No model card", f"{model} v{version} has no model_card.html artifact.", 404)
+            return pages.message("No model card", f"{model} v{version} has no model_card.html artifact.", 404)
         return artifact_page(found, back=back_to(model, embedded))
+
+
+def _add_mlflow_routes(app: FastAPI, config: ConsoleConfig, pages: _Pages) -> None:
+    """Links into the MLflow UI (a run, a model version); without a UI, a run's own page."""
 
     @app.get("/mlflow/runs/{run_id}")
     def mlflow_run(run_id: str) -> Response:
         from model_factory.io import tracking
 
         if not re.fullmatch(r"[0-9a-f]{32}", run_id):
-            return message("Bad request", "an MLflow run id is 32 hex digits", 400)
+            return pages.message("Bad request", "an MLflow run id is 32 hex digits", 400)
         settings = config.settings()
         run = tracking.connect(settings).get_run(run_id)
         ui = mlflow_ui_url(settings)
         if ui:
             return RedirectResponse(f"{ui}/#/experiments/{run.info.experiment_id}/runs/{run_id}")
-        return page("run.html.j2", run=run)
+        return pages.page("run.html.j2", run=run)
 
     @app.get("/mlflow/models/{model}")
     def mlflow_model(model: str, version: str | None = None) -> Response:
         ui = mlflow_ui_url(config.settings())
         if not ui:
-            return message(
+            return pages.message(
                 "No MLflow UI", "set FACTORY_MLFLOW_UI_URL to link the MLflow UI (`make ui`).", 404
             )
         target = f"{ui}/#/models/{quote(model)}" + (f"/versions/{quote(version)}" if version else "")
         return RedirectResponse(target)
-
-    add_analyzer_routes(  # the Analyzer's page: where data scientists get stuck
-        app, page, config.settings, config.require_user, config.sees_people, config.readable_dag_ids
-    )
-    return app
 
 
 def _jsonable(value: Any) -> Any:

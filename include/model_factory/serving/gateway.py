@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from model_factory.serving import predlog
-from model_factory.serving.health_gauges import HealthGauges
+from model_factory.serving.health_gauges import Gauge, HealthGauges
 from model_factory.serving.ids import KeyedHash, RequestIds
 from model_factory.serving.metrics import Metrics
-from model_factory.serving.model_store import LoadRefusedError, ModelStore
+from model_factory.serving.model_store import LoadRefusedError, ModelStore, StoreStats
 from model_factory.serving.models import LoadedVersion, check_outcome
 from model_factory.serving.requests import FeedbackCall, GatewayError, PredictCall
 from model_factory.serving.routing import CANARY_ARM, CHAMPION_ARM, SHADOW_ARM
@@ -428,7 +428,7 @@ class Gateway:
     def metrics_text(self) -> str:
         """Prometheus text: request counters and latencies plus gauges of the gateway's state."""
         watcher, prediction_log = self.watcher, self.prediction_log
-        gauges: list[tuple[str, str, dict[str, str], float]] = [
+        gauges: list[Gauge] = [
             (
                 "factory_gateway_registry_up",
                 "1 when the last registry refresh succeeded.",
@@ -478,82 +478,93 @@ class Gateway:
                 float(prediction_log.overflowed),
             ),
         ]
-        stats = self.store.stats()
-        gauges += [
-            (
-                "factory_gateway_memory_budget_bytes",
-                "Memory budget for loaded versions (per process).",
-                {},
-                float(stats.budget_bytes),
-            ),
-            (
-                "factory_gateway_resident_bytes",
-                "Estimated memory of the loaded versions.",
-                {},
-                float(stats.resident_bytes),
-            ),
-            (
-                "factory_gateway_loaded_versions",
-                "Versions loaded in this process now.",
-                {},
-                float(stats.loaded_versions),
-            ),
-            (
-                "factory_gateway_model_loads",
-                "Versions loaded on demand (cold loads), since start.",
-                {},
-                float(stats.loads),
-            ),
-            (
-                "factory_gateway_model_evictions",
-                "Versions evicted to stay in budget, since start.",
-                {},
-                float(stats.evictions),
-            ),
-            (
-                "factory_gateway_model_refused",
-                "Loads refused (failed, or over budget), since start.",
-                {},
-                float(stats.refused),
-            ),
-        ]
-        for name, route in sorted(watcher.routes.items()):
-            for arm, version in ((CHAMPION_ARM, route.champion_version), (CANARY_ARM, route.canary_version)):
-                loaded = route.resident(version)
-                if loaded:
-                    gauges.append(
-                        (
-                            "factory_gateway_model_loaded",
-                            "A loaded version serving an arm.",
-                            {"model": name, "arm": arm, "version": loaded.version},
-                            1.0,
-                        )
-                    )
-            gauges.append(
-                (
-                    "factory_gateway_canary_share",
-                    "Share of callers routed to the canary.",
-                    {"model": name},
-                    route.share,
-                )
-            )
-            gauges.append(
-                (
-                    "factory_gateway_shadow_share",
-                    "Share of champion requests the shadow scores.",
-                    {"model": name},
-                    route.shadow_share,
-                )
-            )
-            gauges.append(
-                (
-                    "factory_gateway_load_errors",
-                    "Versions the gateway could not load.",
-                    {"model": name},
-                    float(len(route.errors)),
-                )
-            )
+        gauges += memory_gauges(self.store.stats())
+        gauges += route_gauges(watcher.routes)
         return self.metrics.render(gauges + self.health_gauges.gauges())
+
+
+def memory_gauges(stats: StoreStats) -> list[Gauge]:
+    """The model store's gauges: its budget, what is loaded, and its loads, evictions and refusals."""
+    return [
+        (
+            "factory_gateway_memory_budget_bytes",
+            "Memory budget for loaded versions (per process).",
+            {},
+            float(stats.budget_bytes),
+        ),
+        (
+            "factory_gateway_resident_bytes",
+            "Estimated memory of the loaded versions.",
+            {},
+            float(stats.resident_bytes),
+        ),
+        (
+            "factory_gateway_loaded_versions",
+            "Versions loaded in this process now.",
+            {},
+            float(stats.loaded_versions),
+        ),
+        (
+            "factory_gateway_model_loads",
+            "Versions loaded on demand (cold loads), since start.",
+            {},
+            float(stats.loads),
+        ),
+        (
+            "factory_gateway_model_evictions",
+            "Versions evicted to stay in budget, since start.",
+            {},
+            float(stats.evictions),
+        ),
+        (
+            "factory_gateway_model_refused",
+            "Loads refused (failed, or over budget), since start.",
+            {},
+            float(stats.refused),
+        ),
+    ]
+
+
+def route_gauges(routes: dict[str, Route]) -> list[Gauge]:
+    """Per model: the versions loaded for each arm, the canary and shadow shares, the load errors."""
+    gauges: list[Gauge] = []
+    for name, route in sorted(routes.items()):
+        for arm, version in ((CHAMPION_ARM, route.champion_version), (CANARY_ARM, route.canary_version)):
+            loaded = route.resident(version)
+            if loaded:
+                gauges.append(
+                    (
+                        "factory_gateway_model_loaded",
+                        "A loaded version serving an arm.",
+                        {"model": name, "arm": arm, "version": loaded.version},
+                        1.0,
+                    )
+                )
+        gauges.append(
+            (
+                "factory_gateway_canary_share",
+                "Share of callers routed to the canary.",
+                {"model": name},
+                route.share,
+            )
+        )
+        gauges.append(
+            (
+                "factory_gateway_shadow_share",
+                "Share of champion requests the shadow scores.",
+                {"model": name},
+                route.shadow_share,
+            )
+        )
+        gauges.append(
+            (
+                "factory_gateway_load_errors",
+                "Versions the gateway could not load.",
+                {"model": name},
+                float(len(route.errors)),
+            )
+        )
+    return gauges
 
 
 @dataclass(frozen=True)
