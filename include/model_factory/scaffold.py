@@ -236,12 +236,8 @@ def _check_time(df: pd.DataFrame, col: str, target: str, classes: list | None, n
             )
 
 
-def infer(df: pd.DataFrame, target: str | None = None) -> dict[str, Any]:
-    """Spec sections learnt from a sample: target/task/classes, features, hard and soft ranges,
-    null ceiling, category sets (only where complete), with a line per choice in ``learnt``."""
-    # Long on purpose: each spec section learnt from the same sample in dependency order.
-    import pandas as pd
-
+def _target_column(df: pd.DataFrame, columns: list[str], target: str | None) -> str:
+    """The target named, else guessed from its name; refuses a sample too small to learn from."""
     if df.empty:
         raise ScaffoldError("the sample has no rows")
     if len(df) < MIN_SAMPLE_ROWS:
@@ -249,32 +245,71 @@ def infer(df: pd.DataFrame, target: str | None = None) -> dict[str, Any]:
             f"the sample has {len(df)} rows; the scaffold needs at least {MIN_SAMPLE_ROWS} "
             "to learn ranges, classes and gates"
         )
-    columns = [str(c) for c in df.columns]
     if target is None:
         target = next((c for c in columns if c.lower() in TARGET_GUESSES), None)
     if target is None or target not in columns:
         raise ScaffoldError(f"name the target column with --target (columns: {columns})")
+    return target
+
+
+def _task_and_classes(y: pd.Series, target: str, learnt_lines: list[str]) -> tuple[str, list | None]:
+    """Classification (with its classes) for a bool, text or few-integer target, else regression."""
+    import pandas as pd
+
+    integral = pd.api.types.is_numeric_dtype(y) and bool((y == y.round()).all())
+    few = integral and y.nunique() <= 20
+    if pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y) and not few:
+        return "regression", None
+    classes = sorted(y.unique().tolist(), key=str)
+    classes = [
+        int(c) if isinstance(c, int | bool) or (isinstance(c, float) and c.is_integer()) else str(c)
+        for c in classes
+    ]
+    if len(classes) < 2:
+        raise ScaffoldError(f"target {target!r} has one class in the sample ({classes}): need two")
+    shares = y.astype(str).value_counts(normalize=True)
+    learnt_lines.append(
+        f"target {target}: {len(classes)} classes, the rarest {shares.index[-1]!r} "
+        f"is {shares.iloc[-1]:.1%} of the rows"
+    )
+    return "classification", classes
+
+
+def _learnt_ranges(values: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
+    """(soft, hard) ranges of a numeric column's finite values, the soft one kept within the hard."""
+    low, high, _ = soft_range(values)
+    hard = hard_range(values)
+    low = max(low, hard.get("min", low))
+    high = min(high, hard.get("max", high))
+    return {"min": _nice(low, down=True), "max": _nice(high, down=False)}, hard
+
+
+def _category_set(col: str, counts: pd.Series) -> tuple[list[str] | None, str]:
+    """The category set to enforce (None while a value is too rare for the set to look complete),
+    and the learnt line saying so."""
+    if len(counts) and counts.min() >= MIN_CATEGORY_COUNT:
+        return (
+            sorted(counts.index.tolist()),
+            f"{col}: category set enforced (every value seen >= {MIN_CATEGORY_COUNT} times)",
+        )
+    return None, (
+        f"{col}: no category set ({(counts < MIN_CATEGORY_COUNT).sum()} "
+        f"values seen < {MIN_CATEGORY_COUNT} times: later days may bring "
+        "new ones; the model ignores unseen values)"
+    )
+
+
+def infer(df: pd.DataFrame, target: str | None = None) -> dict[str, Any]:
+    """Spec sections learnt from a sample: target/task/classes, features, hard and soft ranges,
+    null ceiling, category sets (only where complete), with a line per choice in ``learnt``."""
+    import pandas as pd
+
+    columns = [str(c) for c in df.columns]
+    target = _target_column(df, columns, target)
     y = _check_target(df, target)
     notes: list[str] = []
     learnt_lines: list[str] = []
-    integral = pd.api.types.is_numeric_dtype(y) and bool((y == y.round()).all())
-    few = integral and y.nunique() <= 20
-    if pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y) or few:
-        task = "classification"
-        classes = sorted(y.unique().tolist(), key=str)
-        classes = [
-            int(c) if isinstance(c, int | bool) or (isinstance(c, float) and c.is_integer()) else str(c)
-            for c in classes
-        ]
-        if len(classes) < 2:
-            raise ScaffoldError(f"target {target!r} has one class in the sample ({classes}): need two")
-        shares = y.astype(str).value_counts(normalize=True)
-        learnt_lines.append(
-            f"target {target}: {len(classes)} classes, the rarest {shares.index[-1]!r} "
-            f"is {shares.iloc[-1]:.1%} of the rows"
-        )
-    else:
-        task, classes = "regression", None
+    task, classes = _task_and_classes(y, target, learnt_lines)
 
     numeric, categorical, ranges, soft, categories = [], [], {}, {}, {}
     time_column = None
@@ -295,11 +330,7 @@ def infer(df: pd.DataFrame, target: str | None = None) -> dict[str, Any]:
             values = series.to_numpy(dtype="float64", na_value=np.nan)
             values = values[np.isfinite(values)]
             if len(values):
-                low, high, _ = soft_range(values)
-                hard = hard_range(values)
-                low = max(low, hard.get("min", low))
-                high = min(high, hard.get("max", high))
-                soft[col] = {"min": _nice(low, down=True), "max": _nice(high, down=False)}
+                soft[col], hard = _learnt_ranges(values)
                 if hard:
                     ranges[col] = hard
                     learnt_lines.append(
@@ -315,17 +346,10 @@ def infer(df: pd.DataFrame, target: str | None = None) -> dict[str, Any]:
                 )
                 continue
             categorical.append(col)
-            if len(counts) and counts.min() >= MIN_CATEGORY_COUNT:
-                categories[col] = sorted(counts.index.tolist())
-                learnt_lines.append(
-                    f"{col}: category set enforced (every value seen >= {MIN_CATEGORY_COUNT} times)"
-                )
-            else:
-                learnt_lines.append(
-                    f"{col}: no category set ({(counts < MIN_CATEGORY_COUNT).sum()} "
-                    f"values seen < {MIN_CATEGORY_COUNT} times: later days may bring "
-                    "new ones; the model ignores unseen values)"
-                )
+            enforced, why = _category_set(col, counts)
+            if enforced is not None:
+                categories[col] = enforced
+            learnt_lines.append(why)
         worst_nulls = max(worst_nulls, float(series.isna().mean()))
     if not numeric and not categorical:
         raise ScaffoldError("no usable feature columns in the sample")
@@ -488,7 +512,6 @@ def new_model(
 ) -> Scaffold:
     """Write the spec (and a code stub for custom_training); check it loads and, with a
     sample, that the sample passes the spec's validation."""
-    # Long on purpose: write, check and explain the spec as one step the user runs once.
     from model_factory.airflow.template_registry import discover
     from model_factory.spec import SpecError, load_spec
 
@@ -506,23 +529,7 @@ def new_model(
     learnt = infer(df, target) if df is not None else None
     spec = model_spec(name, template, owner, source or _default_source(name, fmt), learnt, fmt)
 
-    header = (
-        f"# {name}: scaffolded by `model-factory new-model` (template {template})"
-        + (f" from {sample.name} ({learnt['rows']} rows)" if learnt and sample else "")
-        + ".\n"
-        "# Other fields have defaults: include/templates/model.yaml shows them all.\n"
-    )
-    if learnt and learnt.get("learnt"):
-        header += (
-            "# What the scaffold learnt from the sample, and why:\n"
-            "# - ranges are hard limits only where the data shows one (never negative, a share "
-            "in [0, 1]);\n#   soft_ranges (sample min/max widened by 10% + 100%/sqrt(n) of the "
-            "1-99% spread) are\n#   reported in the validation report and watched, never "
-            "quarantined\n# - gates: beat a dummy model on the same rows by baseline_margin; "
-            "on a holdout under\n#   min_holdout_rows the decision rests on cross-validation "
-            "over the window, else 'undecided'\n"
-            + "".join(f"# - {' '.join(line.splitlines())}\n" for line in learnt["learnt"])
-        )
+    header = _spec_header(name, template, sample, learnt)
     text = header + yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=100)
     size = len(text.encode())
     if size > MAX_SPEC_BYTES:
@@ -532,13 +539,7 @@ def new_model(
         )
     code_text = None
     if template == "custom_training" and (force or not code.exists()):
-        estimator = "RandomForestClassifier" if spec["task"] == "classification" else "RandomForestRegressor"
-        code_text = CODE_STUB.format(
-            name=name,
-            estimator=estimator,
-            numeric=spec["features"]["numeric"],
-            categorical=spec["features"]["categorical"],
-        )
+        code_text = _code_stub(name, spec)
     result = Scaffold(written=[], next_steps=[], notes=list(learnt["notes"]) if learnt else [])
     models_dir.mkdir(parents=True, exist_ok=True)
     # Written and checked in a staging folder beside the specs, moved in place only when it all
@@ -573,7 +574,47 @@ def new_model(
     result.written = [path] + ([code] if code_text is not None else [])
     if learnt is None:
         result.notes.append("no --from-data sample: fill in target, features and validation by hand")
-    result.next_steps = [
+    result.next_steps = _next_steps(name, template, path, spec)
+    return result
+
+
+def _spec_header(name: str, template: str, sample: Path | None, learnt: dict[str, Any] | None) -> str:
+    """The comment block at the top of a scaffolded spec: where it came from and, with a sample,
+    what was learnt from it and why."""
+    header = (
+        f"# {name}: scaffolded by `model-factory new-model` (template {template})"
+        + (f" from {sample.name} ({learnt['rows']} rows)" if learnt and sample else "")
+        + ".\n"
+        "# Other fields have defaults: include/templates/model.yaml shows them all.\n"
+    )
+    if learnt and learnt.get("learnt"):
+        header += (
+            "# What the scaffold learnt from the sample, and why:\n"
+            "# - ranges are hard limits only where the data shows one (never negative, a share "
+            "in [0, 1]);\n#   soft_ranges (sample min/max widened by 10% + 100%/sqrt(n) of the "
+            "1-99% spread) are\n#   reported in the validation report and watched, never "
+            "quarantined\n# - gates: beat a dummy model on the same rows by baseline_margin; "
+            "on a holdout under\n#   min_holdout_rows the decision rests on cross-validation "
+            "over the window, else 'undecided'\n"
+            + "".join(f"# - {' '.join(line.splitlines())}\n" for line in learnt["learnt"])
+        )
+    return header
+
+
+def _code_stub(name: str, spec: dict[str, Any]) -> str:
+    """The custom_training code stub: a random forest on the spec's features."""
+    estimator = "RandomForestClassifier" if spec["task"] == "classification" else "RandomForestRegressor"
+    return CODE_STUB.format(
+        name=name,
+        estimator=estimator,
+        numeric=spec["features"]["numeric"],
+        categorical=spec["features"]["categorical"],
+    )
+
+
+def _next_steps(name: str, template: str, path: Path, spec: dict[str, Any]) -> list[str]:
+    """What to do after scaffolding: review, validate, put a batch, run the DAG."""
+    return [
         f"review {path} (description, gates.threshold"
         f"{', code/' + name + '.py' if template == 'custom_training' else ''})",
         f"model-factory validate {path}",
@@ -583,7 +624,6 @@ def new_model(
         f"`model-factory trigger {name} --date YYYY-MM-DD` "
         f"(or `airflow dags test {name}__retrain YYYY-MM-DD`)",
     ]
-    return result
 
 
 TEMPLATE_STUB = '''"""{name}: a DAG template of our own (scaffolded by `model-factory new-template`).

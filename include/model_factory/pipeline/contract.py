@@ -27,6 +27,32 @@ from model_factory.pipeline.validation import NUMERIC_TYPES, gx_failure_reason
 CONTRACT_FORMAT_VERSION = 1
 
 
+def _floor4(x: float) -> float:
+    """``x`` rounded down to 4 decimals, at least 0: a ``mostly`` is never rounded above what is allowed."""
+    return max(0.0, math.floor(round(x * 10_000, 6)) / 10_000)
+
+
+def _bounds_expectation(col: str, profile: dict, k_sigma: float, mostly: float) -> dict:
+    """Values within training mean +/- ``k_sigma`` std for a ``mostly`` share, the allowance widened
+    to the share training itself had outside (read from the profile's sketch)."""
+    lo, hi = profile["mean"] - k_sigma * profile["std"], profile["mean"] + k_sigma * profile["std"]
+    grid = np.asarray(profile["sketch"]["grid"])
+    cells = np.asarray(profile["sketch"]["cell_counts"])
+    inside = count_le(cells, grid, hi) - count_le(cells, grid, lo, strict=True)
+    training_outside = max(0.0, 1.0 - inside / profile["count"])
+    resolution = float(cells[0::2].max()) / profile["count"]
+    allowed = max(1.0 - mostly, training_outside + resolution) if training_outside > 0 else 1.0 - mostly
+    return {
+        "type": "expect_column_values_to_be_between",
+        "kwargs": {"column": col, "min_value": lo, "max_value": hi, "mostly": _floor4(1 - allowed)},
+        "meta": {
+            "kind": "bounds",
+            "k_sigma": k_sigma,
+            "training_outside_share": float(training_outside),
+        },
+    }
+
+
 def input_contract(
     baseline: dict,
     *,
@@ -55,9 +81,6 @@ def input_contract(
     if k_sigma <= 0:
         raise ValueError(f"k_sigma must be positive, got {k_sigma}")
 
-    def floor4(x: float) -> float:
-        return max(0.0, math.floor(round(x * 10_000, 6)) / 10_000)
-
     def schema(type_: str, column: str, **kwargs: Any) -> dict:
         return {"type": type_, "kwargs": {"column": column, **kwargs}, "meta": {"kind": "schema"}}
 
@@ -66,35 +89,18 @@ def input_contract(
         expectations.append(schema("expect_column_to_exist", col))
         expectations.append(schema("expect_column_values_to_be_in_type_list", col, type_list=NUMERIC_TYPES))
         ceiling = min(1.0, p["missing_rate"] + null_rate_slack)
-        expectations.append(schema("expect_column_values_to_not_be_null", col, mostly=floor4(1 - ceiling)))
-        lo, hi = p["mean"] - k_sigma * p["std"], p["mean"] + k_sigma * p["std"]
-        grid = np.asarray(p["sketch"]["grid"])
-        cells = np.asarray(p["sketch"]["cell_counts"])
-        inside = count_le(cells, grid, hi) - count_le(cells, grid, lo, strict=True)
-        training_outside = max(0.0, 1.0 - inside / p["count"])
-        resolution = float(cells[0::2].max()) / p["count"]
-        allowed = max(1.0 - mostly, training_outside + resolution) if training_outside > 0 else 1.0 - mostly
-        expectations.append(
-            {
-                "type": "expect_column_values_to_be_between",
-                "kwargs": {"column": col, "min_value": lo, "max_value": hi, "mostly": floor4(1 - allowed)},
-                "meta": {
-                    "kind": "bounds",
-                    "k_sigma": k_sigma,
-                    "training_outside_share": float(training_outside),
-                },
-            }
-        )
+        expectations.append(schema("expect_column_values_to_not_be_null", col, mostly=_floor4(1 - ceiling)))
+        expectations.append(_bounds_expectation(col, p, k_sigma, mostly))
     for col, p in baseline["categorical"].items():
         expectations.append(schema("expect_column_to_exist", col))
         ceiling = min(1.0, p["missing_rate"] + null_rate_slack)
-        expectations.append(schema("expect_column_values_to_not_be_null", col, mostly=floor4(1 - ceiling)))
+        expectations.append(schema("expect_column_values_to_not_be_null", col, mostly=_floor4(1 - ceiling)))
         expectations.append(
             schema(
                 "expect_column_values_to_be_in_set",
                 col,
                 value_set=sorted(p["counts"]),
-                mostly=floor4(1 - max_unseen_share),
+                mostly=_floor4(1 - max_unseen_share),
             )
         )
     return {

@@ -14,7 +14,7 @@ import contextlib
 import functools
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import Any, Literal
@@ -334,8 +334,10 @@ def decide(
     ``interval`` is the paired bootstrap gain of candidate over champion (point, low, high;
     > 0 is better); with it, "worse" and "too good" must be significant, not noise. A holdout
     under ``gates.min_holdout_rows`` is too small to decide against a champion: it stays.
+
+    Over 80 lines on purpose: the gates in the order they apply, each returning its Decision with
+    its reason from the same scores and wording; split, the policy would not read top to bottom.
     """
-    # Long on purpose: every gate in order with its reason, on the same scores.
     metric = gates.primary_metric
     higher = METRICS[metric]["higher_is_better"]
     word = "at least" if higher else "at most"
@@ -451,6 +453,16 @@ def _recorded_estimate(client: Any, name: str, version: str, metric: str) -> flo
     return float(run.data.metrics.get(f"holdout_{metric}", float("nan")))
 
 
+def _cross_validated_gain(
+    metric: str, score: float, champion_score: float, score_sd: float
+) -> tuple[float, float, float]:
+    """The gain over the champion's own estimate (> 0 is better), +/- two cross-validation SDs."""
+    spread = 2 * score_sd
+    higher = METRICS[metric]["higher_is_better"]
+    gain = (score - champion_score) if higher else (champion_score - score)
+    return (gain, gain - spread, gain + spread)
+
+
 def _decision_on_failure(evaluate: Any) -> Any:
     """An evaluation that raises still leaves its reason on the run (``factory.decision``
     ``failed``), so no trained run is left without a decision and nobody has to guess why."""
@@ -483,7 +495,6 @@ def evaluate_candidate(
     A challenger waiting for its canary (alias ``challenger``, not yet ``canary``) is compared
     with the candidate on the same rows too, so ``register`` can keep the better of the two.
     """
-    # Long on purpose: candidate, champion and challenger scored on one holdout, then logged together.
     from model_factory.io.model_loading import load_registered, load_uri
 
     client = tracking.connect(settings)
@@ -526,10 +537,7 @@ def evaluate_candidate(
         )
         if champion_version is not None:
             champion_score = _recorded_estimate(client, name, champion_version, metric)
-            spread = 2 * cv["score_sd"]
-            higher = METRICS[metric]["higher_is_better"]
-            gain = (score - champion_score) if higher else (champion_score - score)
-            champion_interval = (gain, gain - spread, gain + spread)
+            champion_interval = _cross_validated_gain(metric, score, champion_score, cv["score_sd"])
     decision = decide(
         spec.gates,
         score,
@@ -540,27 +548,8 @@ def evaluate_candidate(
         baseline=baseline,
         evidence=evidence,
     )
-    challenger = None
-    waiting = _alias_version(client, name, "challenger")
-    if (
-        decision.status == "blessed"
-        and waiting not in (None, champion_version)
-        and waiting != _alias_version(client, name, "canary")
-    ):
-        challenger_metrics, gain = versus(waiting)
-        # The newer version (fresher data) replaces the waiting one unless the waiting one is
-        # better beyond noise on the same rows: a tie is for the canary to judge, on live data.
-        challenger = {
-            "version": waiting,
-            "metrics": challenger_metrics,
-            "gain": gain,
-            "candidate_better": bool(gain[2] >= 0),
-        }
+    challenger = _waiting_challenger(client, name, decision, champion_version, versus)
     run_id = trained["run_id"]
-    for key, value in candidate_metrics.items():
-        client.log_metric(run_id, f"holdout_{key}", value)
-    for key, value in (champion_metrics or {}).items():
-        client.log_metric(run_id, f"champion_holdout_{key}", value)
     record = {
         **asdict(decision),
         "candidate_metrics": candidate_metrics,
@@ -571,9 +560,45 @@ def evaluate_candidate(
         "holdout_rows": len(holdout),
         "gates": spec.gates.model_dump(),
     }
+    _log_decision(client, run_id, decision, record, evidence_rows)
+    return {"run_id": run_id, "model_uri": trained["model_uri"], **record}
+
+
+def _waiting_challenger(
+    client: Any,
+    name: str,
+    decision: Decision,
+    champion_version: str | None,
+    versus: Callable[[str], tuple[dict, tuple[float, float, float]]],
+) -> dict | None:
+    """A blessed candidate against the challenger waiting for its canary, on the same rows;
+    None when the candidate is not blessed or no other version waits."""
+    waiting = _alias_version(client, name, "challenger")
+    if (
+        decision.status == "blessed"
+        and waiting not in (None, champion_version)
+        and waiting != _alias_version(client, name, "canary")
+    ):
+        challenger_metrics, gain = versus(waiting)
+        # The newer version (fresher data) replaces the waiting one unless the waiting one is
+        # better beyond noise on the same rows: a tie is for the canary to judge, on live data.
+        return {
+            "version": waiting,
+            "metrics": challenger_metrics,
+            "gain": gain,
+            "candidate_better": bool(gain[2] >= 0),
+        }
+    return None
+
+
+def _log_decision(client: Any, run_id: str, decision: Decision, record: dict, evidence_rows: int) -> None:
+    """The holdout metrics, ``decision.json`` and the decision's tags on the candidate's run."""
+    for key, value in record["candidate_metrics"].items():
+        client.log_metric(run_id, f"holdout_{key}", value)
+    for key, value in (record["champion_metrics"] or {}).items():
+        client.log_metric(run_id, f"champion_holdout_{key}", value)
     client.log_dict(run_id, record, "decision.json")
     client.set_tag(run_id, tag_schema.DECISION, decision.status)
     client.set_tag(run_id, tag_schema.DECISION_REASON, decision.reason)
     client.set_tag(run_id, tag_schema.DECISION_EVIDENCE, decision.evidence or "")
     client.set_tag(run_id, tag_schema.DECISION_EVIDENCE_ROWS, str(evidence_rows))
-    return {"run_id": run_id, "model_uri": trained["model_uri"], **record}

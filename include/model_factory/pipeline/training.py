@@ -335,6 +335,130 @@ def run_key(spec: ModelSpec, ds: str, inputs: list[dict]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def _training_window(
+    spec: ModelSpec, ds: str, batch_uris: list[str], settings: FactorySettings, s3: storage.S3Options | None
+) -> tuple[pd.DataFrame, list[dict], list[dict]]:
+    """The rows to train on, their lineage and the batches withdrawn: unfit batches taken out,
+    the window reaching back to ``training.window_rows``, read (and sampled) by ``read_frames``."""
+    batch_uris, withdrawn = withdraw_unfit_batches(spec, batch_uris, settings.store_uri, s3)
+    if not batch_uris:
+        raise PermanentError(
+            f"no batch left to train {spec.name} on {ds}: every batch of the window was withdrawn "
+            f"({[w['uri'] + ': ' + w['reason'] for w in withdrawn]})"
+        )
+    if spec.training.window_rows:
+        earlier = recent_validated_batches(settings.store_uri, spec.name, ds, MAX_WINDOW_BATCHES, s3)
+        batch_uris = extend_window_to_rows(batch_uris, earlier, spec.training.window_rows, s3)
+    df, inputs = read_frames(
+        batch_uris, s3, chunk_rows=settings.chunk_rows, max_rows=spec.training.max_rows, seed=spec.split.seed
+    )
+    return df, inputs, withdrawn
+
+
+def _finished_run(client: Any, exp_id: str, key: str) -> TrainedModel | None:
+    """The finished run of this same training (``run_key``), if there is one, to reuse."""
+    done = client.search_runs(
+        [exp_id],
+        filter_string=f"tags.`factory.run_key` = '{key}' and attributes.status = 'FINISHED'",
+        max_results=1,
+    )
+    if not done:
+        return None
+    run = done[0]
+    return {
+        "run_id": run.info.run_id,
+        "model_uri": run.data.tags[tag_schema.MODEL_URI],
+        "holdout_uri": run.data.tags[tag_schema.HOLDOUT_URI],
+        "reused": True,
+    }
+
+
+def _run_tags(
+    spec: ModelSpec,
+    ds: str,
+    key: str,
+    force: bool,
+    withdrawn: list[dict],
+    settings: FactorySettings,
+    inputs: list[dict],
+    rows: int,
+    context: dict[str, Any],
+) -> dict[str, str]:
+    """The run's tags (also its ``lineage.json``): the model, date and key, the worker, the spec,
+    code and requirements, the data it read, who asked (``context``) and the spec's own tags."""
+    data_sha = hashlib.sha256("".join(i["sha256"] for i in inputs).encode()).hexdigest()
+    return {
+        tag_schema.MODEL: spec.name,
+        tag_schema.OWNER: spec.owner,
+        tag_schema.DS: ds,
+        tag_schema.RUN_KEY: key,
+        # Registration is idempotent on this key (a forced retrain asks for a new version).
+        tag_schema.REGISTRATION_KEY: key if not force else f"{key}:forced:{uuid.uuid4().hex[:12]}",
+        tag_schema.WORKER: f"{socket.gethostname()}:{os.getpid()}",
+        **({tag_schema.WITHDRAWN_BATCHES: json.dumps(withdrawn)[:5000]} if withdrawn else {}),
+        tag_schema.SPEC_HASH: spec.spec_hash(),
+        tag_schema.GIT_REVISION: git_revision(settings),
+        tag_schema.REQUIREMENTS_SHA256: _requirements_sha256(settings),
+        tag_schema.DATA_URIS: json.dumps([i["uri"] for i in inputs]),
+        tag_schema.DATA_SHA256: data_sha,
+        tag_schema.DATA_ROWS: str(rows),
+        **{f"{tag_schema.PREFIX}{k}": str(v) for k, v in context.items() if v is not None},
+        **{f"spec.{k}": v for k, v in spec.tags.items()},
+    }
+
+
+def _run_params(spec: ModelSpec, fitted: Fitted, train_rows: int, holdout_rows: int) -> dict[str, Any]:
+    """The run's parameters: the estimator (and the fit's own), split, window, features, rows."""
+    return {
+        "estimator": spec.estimator.class_ or f"factory:{spec.estimator.factory}",
+        "template": spec.template,
+        **fitted.params,
+        **{f"estimator.{k}": v for k, v in spec.estimator.params.items()},
+        "split.strategy": spec.split.strategy,
+        "split.holdout_fraction": spec.split.holdout_fraction,
+        "split.seed": spec.split.seed,
+        "training.window_batches": spec.training.window_batches,
+        "features.numeric": ",".join(spec.features.numeric),
+        "features.categorical": ",".join(spec.features.categorical),
+        "rows.train": train_rows,
+        "rows.holdout": holdout_rows,
+    }
+
+
+def _log_cross_validation(spec: ModelSpec, pipeline: Any, df: pd.DataFrame) -> None:
+    """Too few holdout rows to judge on: every row of the window scored out of fold, logged to
+    the active run (metrics, and the ``factory.cross_validation`` tag evaluation reads)."""
+    import mlflow
+
+    cv = cross_validate(spec, pipeline, df)
+    if cv is not None:
+        mlflow.log_metrics(
+            {
+                "cv_score": cv.score,
+                "cv_score_sd": cv.score_sd,
+                "cv_baseline": cv.baseline,
+                "cv_rows": cv.rows,
+            }
+        )
+        mlflow.set_tag(tag_schema.CROSS_VALIDATION, json.dumps(cv.as_dict()))
+
+
+def _log_model(pipeline: Any, example: pd.DataFrame, extra_trusted_types: list[str]) -> Any:
+    """Log the fitted pipeline to the active run with its signature, pinned requirements and the
+    skops types it may be loaded with; MLflow's model info."""
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    return mlflow.sklearn.log_model(
+        pipeline,
+        name="model",
+        signature=infer_signature(example, pipeline.predict(example)),
+        input_example=example,
+        pip_requirements=_pip_requirements(),
+        skops_trusted_types=trusted_types(pipeline, extra_trusted_types),
+    )
+
+
 def train_model(
     spec: ModelSpec,
     ds: str,
@@ -354,42 +478,18 @@ def train_model(
     tagged on the run. A second call with the same model, date, data and spec returns the
     run that already exists instead of training again, unless ``force``.
     """
-    # Long on purpose: one MLflow run: read, split, fit, log lineage and artifacts in the run's context.
     import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
 
     context = context or {}
     client = tracking.connect(settings)
     exp_id = tracking.experiment_id(client, settings, spec.name)
-    batch_uris, withdrawn = withdraw_unfit_batches(spec, batch_uris, settings.store_uri, s3)
-    if not batch_uris:
-        raise PermanentError(
-            f"no batch left to train {spec.name} on {ds}: every batch of the window was withdrawn "
-            f"({[w['uri'] + ': ' + w['reason'] for w in withdrawn]})"
-        )
-    if spec.training.window_rows:
-        earlier = recent_validated_batches(settings.store_uri, spec.name, ds, MAX_WINDOW_BATCHES, s3)
-        batch_uris = extend_window_to_rows(batch_uris, earlier, spec.training.window_rows, s3)
-    df, inputs = read_frames(
-        batch_uris, s3, chunk_rows=settings.chunk_rows, max_rows=spec.training.max_rows, seed=spec.split.seed
-    )
+    df, inputs, withdrawn = _training_window(spec, ds, batch_uris, settings, s3)
     key = run_key(spec, ds, inputs)
 
     if not force:
-        done = client.search_runs(
-            [exp_id],
-            filter_string=f"tags.`factory.run_key` = '{key}' and attributes.status = 'FINISHED'",
-            max_results=1,
-        )
-        if done:
-            run = done[0]
-            return {
-                "run_id": run.info.run_id,
-                "model_uri": run.data.tags[tag_schema.MODEL_URI],
-                "holdout_uri": run.data.tags[tag_schema.HOLDOUT_URI],
-                "reused": True,
-            }
+        finished = _finished_run(client, exp_id, key)
+        if finished is not None:
+            return finished
 
     check_training_frame(df, spec, [i["uri"] for i in inputs])
     if spec.task == "classification":
@@ -405,25 +505,7 @@ def train_model(
             )
     _close_abandoned_runs(client, exp_id, key, STALE_RUN_HOURS)
 
-    data_sha = hashlib.sha256("".join(i["sha256"] for i in inputs).encode()).hexdigest()
-    tags = {
-        tag_schema.MODEL: spec.name,
-        tag_schema.OWNER: spec.owner,
-        tag_schema.DS: ds,
-        tag_schema.RUN_KEY: key,
-        # Registration is idempotent on this key (a forced retrain asks for a new version).
-        tag_schema.REGISTRATION_KEY: key if not force else f"{key}:forced:{uuid.uuid4().hex[:12]}",
-        tag_schema.WORKER: f"{socket.gethostname()}:{os.getpid()}",
-        **({tag_schema.WITHDRAWN_BATCHES: json.dumps(withdrawn)[:5000]} if withdrawn else {}),
-        tag_schema.SPEC_HASH: spec.spec_hash(),
-        tag_schema.GIT_REVISION: git_revision(settings),
-        tag_schema.REQUIREMENTS_SHA256: _requirements_sha256(settings),
-        tag_schema.DATA_URIS: json.dumps([i["uri"] for i in inputs]),
-        tag_schema.DATA_SHA256: data_sha,
-        tag_schema.DATA_ROWS: str(len(df)),
-        **{f"{tag_schema.PREFIX}{k}": str(v) for k, v in context.items() if v is not None},
-        **{f"spec.{k}": v for k, v in spec.tags.items()},
-    }
+    tags = _run_tags(spec, ds, key, force, withdrawn, settings, inputs, len(df), context)
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{spec.name}-{ds}", tags=tags) as run:
         # Inside the run: a template's fit may log nested runs (tuning trials); a fit that
         # raises leaves this run FAILED, never RUNNING.
@@ -437,52 +519,18 @@ def train_model(
             settings.store_uri, "evaluation", spec.name, ds, run.info.run_id, "holdout.parquet"
         )
         write_parquet(holdout_df, holdout_uri, s3)
-        mlflow.log_params(
-            {
-                "estimator": spec.estimator.class_ or f"factory:{spec.estimator.factory}",
-                "template": spec.template,
-                **fitted.params,
-                **{f"estimator.{k}": v for k, v in spec.estimator.params.items()},
-                "split.strategy": spec.split.strategy,
-                "split.holdout_fraction": spec.split.holdout_fraction,
-                "split.seed": spec.split.seed,
-                "training.window_batches": spec.training.window_batches,
-                "features.numeric": ",".join(spec.features.numeric),
-                "features.categorical": ",".join(spec.features.categorical),
-                "rows.train": len(train_df),
-                "rows.holdout": len(holdout_df),
-            }
-        )
+        mlflow.log_params(_run_params(spec, fitted, len(train_df), len(holdout_df)))
         mlflow.log_metrics(
             {"train_wall_seconds": wall_s, "train_cpu_seconds": cpu_s, "process_peak_rss_mb": peak_rss_mb}
         )
         if len(holdout_df) < spec.gates.min_holdout_rows:
-            # Too few holdout rows to judge on: every row of the window scored out of fold.
-            cv = cross_validate(spec, pipeline, df)
-            if cv is not None:
-                mlflow.log_metrics(
-                    {
-                        "cv_score": cv.score,
-                        "cv_score_sd": cv.score_sd,
-                        "cv_baseline": cv.baseline,
-                        "cv_rows": cv.rows,
-                    }
-                )
-                mlflow.set_tag(tag_schema.CROSS_VALIDATION, json.dumps(cv.as_dict()))
+            _log_cross_validation(spec, pipeline, df)
         mlflow.log_dict({"inputs": inputs, "holdout_uri": holdout_uri, **tags}, "lineage.json")
         log_training_inputs(spec.name, inputs, X_train.head(5))
         mlflow.log_dict(spec.model_dump(mode="json", by_alias=True), "spec.json")
         if requirements_file(settings).exists():
             mlflow.log_artifact(str(requirements_file(settings)), "environment")
-        example = X_train.head(5)
-        info = mlflow.sklearn.log_model(
-            pipeline,
-            name="model",
-            signature=infer_signature(example, pipeline.predict(example)),
-            input_example=example,
-            pip_requirements=_pip_requirements(),
-            skops_trusted_types=trusted_types(pipeline, fitted.trusted_types),
-        )
+        info = _log_model(pipeline, X_train.head(5), fitted.trusted_types)
         log_baseline(X_train, spec)
         mlflow.set_tags({tag_schema.MODEL_URI: info.model_uri, tag_schema.HOLDOUT_URI: holdout_uri})
     return {

@@ -14,13 +14,16 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from model_factory.io import attestation, storage, tag_schema, tracking
 from model_factory.review.card_store import CARD_ARTIFACT
 from model_factory.settings import FactorySettings
 from model_factory.spec import METRICS, ModelSpec
+
+if TYPE_CHECKING:
+    from model_factory.review.checklist import Facts
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +142,59 @@ def _budget_context(spec: ModelSpec, budget: dict | None) -> dict | None:
     return {**budget, "figure": figure}
 
 
+def _checklist_facts(mv: Any, run: Any, lineage: dict | None) -> Facts:
+    """What the checklist knows before the card is made: the version's decision, the run's tags,
+    lineage and training cost."""
+    from model_factory.review.checklist import Facts
+
+    return Facts(
+        decision=mv.tags.get(tag_schema.DECISION),
+        decision_reason=mv.tags.get(tag_schema.DECISION_REASON, ""),
+        run_tags=run.data.tags,
+        has_lineage_artifact=lineage is not None,
+        train_cpu_seconds=run.data.metrics.get("train_cpu_seconds"),
+    )
+
+
+def _card_models(
+    client: Any, name: str, version: str, champion_version: str | None, settings: FactorySettings
+) -> tuple[Any, Any | None]:
+    """The version's fitted model and its champion's (None without another champion).
+
+    The one safe loader, by version number (never by a run tag anyone can rewrite): the card of a
+    rejected or held version is made too, so only the champion must be blessed."""
+    from model_factory.io.model_loading import load_registered
+
+    code_dir = settings.specs_dir / "code"
+    model = load_registered(
+        client, name, version, code_dir=code_dir, require_blessed=False, key=None
+    ).estimator
+    champion = None
+    if champion_version and champion_version != version:
+        key = attestation.signing_key(settings)
+        champion = load_registered(client, name, str(champion_version), code_dir=code_dir, key=key).estimator
+    return model, champion
+
+
+def _decision_section(facts: Facts, decision: dict, mv: Any) -> dict:
+    """The card's decision: status and reason, the gain interval over the champion, the review."""
+    review_prefix = f"{tag_schema.REVIEW}."
+    return {
+        "status": facts.decision,
+        "reason": facts.decision_reason,
+        "interval": decision.get("champion_gain_interval"),
+        "review": {k.split(".", 2)[2]: v for k, v in mv.tags.items() if k.startswith(review_prefix)},
+    }
+
+
+def _log_card(client: Any, run_id: str, context: dict) -> str:
+    """Render the card, log it and its data (``CARD_DATA_ARTIFACT``, to re-render) with the run."""
+    html = render_card(context)
+    client.log_text(run_id, html, CARD_ARTIFACT)
+    client.log_text(run_id, json.dumps(_storable(context), default=str), CARD_DATA_ARTIFACT)
+    return html
+
+
 def produce_card(
     spec: ModelSpec,
     registered: dict,
@@ -150,11 +206,9 @@ def produce_card(
     Never raises for a card problem: the version stays registered and the checklist says
     "model card missing" with the error.
     """
-    # Long on purpose: the card's sections gathered from one run and rendered once.
     from model_factory.io.batches import parse_batch
-    from model_factory.io.model_loading import load_registered
     from model_factory.pipeline.registry import card_page_url, link_card
-    from model_factory.review.checklist import Facts, evaluate_checklist, record_checklist
+    from model_factory.review.checklist import evaluate_checklist, record_checklist
 
     started = time.perf_counter()
     client = tracking.connect(settings)
@@ -165,30 +219,13 @@ def produce_card(
     tags = run.data.tags
     decision = _load_json_artifact(client, run_id, "decision.json") or {}
     lineage = _load_json_artifact(client, run_id, "lineage.json")
-    facts = Facts(
-        decision=mv.tags.get(tag_schema.DECISION),
-        decision_reason=mv.tags.get(tag_schema.DECISION_REASON, ""),
-        run_tags=tags,
-        has_lineage_artifact=lineage is not None,
-        train_cpu_seconds=run.data.metrics.get("train_cpu_seconds"),
-    )
+    facts = _checklist_facts(mv, run, lineage)
     context: dict[str, Any] = {}
     try:
         holdout_uri = tags[tag_schema.HOLDOUT_URI]
         holdout = parse_batch(storage.read_bytes(holdout_uri, s3), "parquet", holdout_uri)
-        # The one safe loader, by version number (never by a run tag anyone can rewrite): the
-        # card of a rejected or held version is made too, so only the champion must be blessed.
-        code_dir = settings.specs_dir / "code"
-        model = load_registered(
-            client, name, version, code_dir=code_dir, require_blessed=False, key=None
-        ).estimator
         champion_version = decision.get("champion_version")
-        champion = None
-        if champion_version and champion_version != version:
-            key = attestation.signing_key(settings)
-            champion = load_registered(
-                client, name, str(champion_version), code_dir=code_dir, key=key
-            ).estimator
+        model, champion = _card_models(client, name, version, champion_version, settings)
         sections = evaluate_sections(spec, model, holdout, champion)
         facts.importance, facts.slices = sections["importance"], sections["slices"]
         context = {
@@ -210,14 +247,7 @@ def produce_card(
                 for k in ("train_wall_seconds", "train_cpu_seconds", "process_peak_rss_mb")
             },
             "params": run.data.params,
-            "decision": {
-                "status": facts.decision,
-                "reason": facts.decision_reason,
-                "interval": decision.get("champion_gain_interval"),
-                "review": {
-                    k.split(".", 2)[2]: v for k, v in mv.tags.items() if k.startswith(f"{tag_schema.REVIEW}.")
-                },
-            },
+            "decision": _decision_section(facts, decision, mv),
             "budget": _budget_context(spec, _load_json_artifact(client, run_id, BUDGET_ARTIFACT)),
             **sections,
         }
@@ -225,9 +255,7 @@ def produce_card(
         facts.card_uri = card_uri
         items = evaluate_checklist(spec, facts)
         context["checklist"] = items
-        html = render_card(context)
-        client.log_text(run_id, html, CARD_ARTIFACT)
-        client.log_text(run_id, json.dumps(_storable(context), default=str), CARD_DATA_ARTIFACT)
+        html = _log_card(client, run_id, context)
     except Exception as exc:
         log.exception("model card of %s v%s failed", name, version)
         facts.card_uri, facts.card_error = None, f"{type(exc).__name__}: {exc}"
@@ -273,9 +301,7 @@ def add_budget_to_card(spec: ModelSpec, run_id: str, budget: dict, settings: Fac
         return None
     stored["budget"] = _budget_context(spec, budget)
     stored["checklist"] = [Item(**i) for i in stored["checklist"]]
-    html = render_card(stored)
-    client.log_text(run_id, html, CARD_ARTIFACT)
-    client.log_text(run_id, json.dumps(_storable(stored), default=str), CARD_DATA_ARTIFACT)
+    _log_card(client, run_id, stored)
     return f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{CARD_ARTIFACT}"
 
 
@@ -317,9 +343,7 @@ def add_health_to_card(name: str, version: str, rows: list[dict], settings: Fact
     holdout = (stored.get("metrics") or {}).get(stored.get("primary_metric"))
     stored["after_deployment"] = after_deployment(rows, holdout if isinstance(holdout, float) else None)
     stored["checklist"] = [Item(**i) for i in stored["checklist"]]
-    html = render_card(stored)
-    client.log_text(run_id, html, CARD_ARTIFACT)
-    client.log_text(run_id, json.dumps(_storable(stored), default=str), CARD_DATA_ARTIFACT)
+    _log_card(client, run_id, stored)
     return f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{CARD_ARTIFACT}"
 
 
