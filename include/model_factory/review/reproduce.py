@@ -27,7 +27,8 @@ def training_split(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The training and holdout rows exactly as training made them (same sample, same split;
     ``chunk_rows``: FactorySettings.chunk_rows)."""
-    from model_factory.pipeline.training import read_frames, split_holdout
+    from model_factory.pipeline.training import split_holdout
+    from model_factory.pipeline.training_data import read_frames
 
     df, _ = read_frames(
         uris, s3, chunk_rows=chunk_rows, max_rows=spec.training.max_rows, seed=spec.split.seed

@@ -22,11 +22,11 @@ from model_factory.pipeline.features import prepare_features
 from model_factory.pipeline.registry import register_version
 from model_factory.pipeline.training import (
     build_pipeline,
-    read_frames,
     run_key,
     train_model,
     trusted_types,
 )
+from model_factory.pipeline.training_data import read_frames
 from model_factory.settings import FactorySettings
 from model_factory.spec import ESTIMATORS, ModelSpec
 from model_factory_dev import demo_data

@@ -1,4 +1,4 @@
-"""training.read_frames: lineage of whole files, and the TrainingSpec.max_rows sample."""
+"""training_data.read_frames: lineage of whole files, and the TrainingSpec.max_rows sample."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from model_factory.io.batches import DEFAULT_CHUNK_ROWS
-from model_factory.pipeline.training import read_frames
+from model_factory.pipeline.training_data import read_frames
 from model_factory.spec import DEFAULT_MAX_TRAINING_ROWS, TrainingSpec
 from model_factory_dev import demo_data as dd
 
