@@ -216,6 +216,74 @@ def run_child(mode: str, workdir: Path, repeats: int, trace: bool) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def write_inputs(
+    workdir: Path, rows: int, ref_rows: int, features: int, row_groups: int
+) -> tuple[float, str, dict[str, float]]:
+    """The reference (Parquet) and its baseline (JSON), the shifted current batch in ``row_groups``
+    row groups, the feature lists; the baseline's build seconds, its JSON and the files' MiB."""
+    from model_factory.pipeline import profile
+
+    numeric, categorical = feature_names(features)
+    print(f"generating {ref_rows:,} reference and {rows:,} current rows x {features} features ...")
+    reference = generate(ref_rows, features, seed=1, shifted=False)
+    t0 = time.perf_counter()
+    baseline = profile.build_baseline(reference, numeric, categorical)
+    build_s = time.perf_counter() - t0
+    baseline_text = json.dumps(baseline)
+    (workdir / "baseline.json").write_text(baseline_text)
+    reference.to_parquet(workdir / "reference.parquet", index=False)
+    del reference
+    current = generate(rows, features, seed=2, shifted=True)
+    current.to_parquet(workdir / "current.parquet", index=False, row_group_size=-(-rows // row_groups))
+    del current
+    (workdir / "meta.json").write_text(json.dumps({"numeric": numeric, "categorical": categorical}))
+    sizes = {p.name: p.stat().st_size / 2**20 for p in workdir.iterdir()}
+    return build_s, baseline_text, sizes
+
+
+def ratios_to_naive(results: dict) -> dict:
+    """Time, CPU and peaks of the two checks over the naive passes'."""
+    naive = results["naive_files"]
+    return {
+        mode: {
+            "time_vs_naive_files": results[mode]["seconds_min"] / naive["seconds_min"],
+            "time_vs_naive_inmemory": results[mode]["seconds_min"] / results["naive_inmemory"]["seconds_min"],
+            "cpu_vs_naive_files": results[mode]["cpu_seconds_min"] / naive["cpu_seconds_min"],
+            "rss_peak_vs_naive_files": results[mode]["rss_peak_delta_mb"] / naive["rss_peak_delta_mb"],
+            "tracemalloc_peak_vs_naive_files": results[mode]["tracemalloc_peak_mb"]
+            / naive["tracemalloc_peak_mb"],
+        }
+        for mode in ("check_parquet", "check_dataframe")
+    }
+
+
+def print_report(report: dict, features: int, out: Path) -> None:
+    results, agreement = report["results"], report["agreement_with_naive"]
+    naive = results["naive_files"]
+    print(
+        f"\n{report['rows']:,} current rows x {features} features ({report['features']['numeric']} numeric, "
+        f"{report['features']['categorical']} categorical), reference {report['reference_rows']:,} rows; "
+        f"baseline built in {report['baseline']['build_seconds']:.2f} s "
+        f"({report['baseline']['json_kb']:.0f} KB JSON)\n"
+    )
+    print(
+        f"{'mode':<17}{'wall min':>10}{'median':>9}{'CPU min':>9}{'RSS peak +MB':>14}{'tracemalloc MB':>16}"
+        f"{'wall vs naive':>15}"
+    )
+    for mode, r in results.items():
+        ratio = r["seconds_min"] / naive["seconds_min"]
+        print(
+            f"{mode:<17}{r['seconds_min']:>9.2f}s{r['seconds_median']:>8.2f}s{r['cpu_seconds_min']:>8.2f}s"
+            f"{r['rss_peak_delta_mb']:>14.0f}{r['tracemalloc_peak_mb']:>16.0f}{ratio:>14.2f}x"
+        )
+    print(
+        f"\nKS statistic vs scipy ks_2samp on the raw data: max |difference| "
+        f"{agreement['max_abs_ks_difference']:.5f}; PSI vs the naive binning: max |difference| "
+        f"{agreement['max_abs_psi_difference']:.4f}; status {results['check_parquet']['status']}"
+    )
+    print(f"wrote {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="current batch rows")
@@ -233,39 +301,20 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args.child, args.workdir, args.repeats, args.trace)))
         return 0
 
-    from model_factory.pipeline import profile
-
     ref_rows = args.reference_rows or args.rows
     numeric, categorical = feature_names(args.features)
     with tempfile.TemporaryDirectory(prefix="drift-bench-") as tmp:
         workdir = Path(tmp)
-        print(
-            f"generating {ref_rows:,} reference and {args.rows:,} current rows x {args.features} features ..."
+        build_s, baseline_text, sizes = write_inputs(
+            workdir, args.rows, ref_rows, args.features, args.row_groups
         )
-        reference = generate(ref_rows, args.features, seed=1, shifted=False)
-        t0 = time.perf_counter()
-        baseline = profile.build_baseline(reference, numeric, categorical)
-        build_s = time.perf_counter() - t0
-        baseline_text = json.dumps(baseline)
-        (workdir / "baseline.json").write_text(baseline_text)
-        reference.to_parquet(workdir / "reference.parquet", index=False)
-        del reference
-        current = generate(args.rows, args.features, seed=2, shifted=True)
-        current.to_parquet(
-            workdir / "current.parquet", index=False, row_group_size=-(-args.rows // args.row_groups)
-        )
-        del current
-        (workdir / "meta.json").write_text(json.dumps({"numeric": numeric, "categorical": categorical}))
-        sizes = {p.name: p.stat().st_size / 2**20 for p in workdir.iterdir()}
-
         results = {}
         for mode in MODES:
             print(f"  {mode} ...", flush=True)
             results[mode] = run_child(mode, workdir, args.repeats, trace=False)
             results[mode] |= run_child(mode, workdir, 1, trace=True)
 
-    naive = results["naive_files"]
-    ours, theirs = results["check_parquet"]["stats"], naive["stats"]
+    ours, theirs = results["check_parquet"]["stats"], results["naive_files"]["stats"]
     agreement = {
         "max_abs_ks_difference": max(abs(ours[c]["ks"] - theirs[c]["ks"]) for c in numeric),
         "max_abs_psi_difference": max(
@@ -274,17 +323,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     for r in results.values():
         r.pop("stats", None)
-    ratios = {
-        mode: {
-            "time_vs_naive_files": results[mode]["seconds_min"] / naive["seconds_min"],
-            "time_vs_naive_inmemory": results[mode]["seconds_min"] / results["naive_inmemory"]["seconds_min"],
-            "cpu_vs_naive_files": results[mode]["cpu_seconds_min"] / naive["cpu_seconds_min"],
-            "rss_peak_vs_naive_files": results[mode]["rss_peak_delta_mb"] / naive["rss_peak_delta_mb"],
-            "tracemalloc_peak_vs_naive_files": results[mode]["tracemalloc_peak_mb"]
-            / naive["tracemalloc_peak_mb"],
-        }
-        for mode in ("check_parquet", "check_dataframe")
-    }
     import pyarrow
     import scipy
 
@@ -297,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         "file_mb": sizes,
         "baseline": {"build_seconds": build_s, "json_kb": len(baseline_text) / 1024},
         "results": results,
-        "ratios": ratios,
+        "ratios": ratios_to_naive(results),
         "agreement_with_naive": agreement,
         "machine": {
             "cpus": os.cpu_count(),
@@ -310,28 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-
-    print(
-        f"\n{args.rows:,} current rows x {args.features} features ({len(numeric)} numeric, "
-        f"{len(categorical)} categorical), reference {ref_rows:,} rows; baseline built in {build_s:.2f} s "
-        f"({len(baseline_text) / 1024:.0f} KB JSON)\n"
-    )
-    print(
-        f"{'mode':<17}{'wall min':>10}{'median':>9}{'CPU min':>9}{'RSS peak +MB':>14}{'tracemalloc MB':>16}"
-        f"{'wall vs naive':>15}"
-    )
-    for mode, r in results.items():
-        ratio = r["seconds_min"] / naive["seconds_min"]
-        print(
-            f"{mode:<17}{r['seconds_min']:>9.2f}s{r['seconds_median']:>8.2f}s{r['cpu_seconds_min']:>8.2f}s"
-            f"{r['rss_peak_delta_mb']:>14.0f}{r['tracemalloc_peak_mb']:>16.0f}{ratio:>14.2f}x"
-        )
-    print(
-        f"\nKS statistic vs scipy ks_2samp on the raw data: max |difference| "
-        f"{agreement['max_abs_ks_difference']:.5f}; PSI vs the naive binning: max |difference| "
-        f"{agreement['max_abs_psi_difference']:.4f}; status {results['check_parquet']['status']}"
-    )
-    print(f"wrote {args.out}")
+    print_report(report, args.features, args.out)
     return 0
 
 

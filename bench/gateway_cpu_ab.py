@@ -88,7 +88,8 @@ def measure(tree: Path | str, bodies: list[bytes], requests: int) -> dict:
         server.wait(30)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """The arguments and the floor kinds to run."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", help="git revision of the earlier gateway (unless --floors-only)")
     parser.add_argument("--rounds", type=int, default=3)
@@ -104,37 +105,55 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--floors-only", action="store_true", help="only the floor servers, no gateway")
     parser.add_argument("--out", default=str(HERE / "results" / "gateway_cpu_ab.json"))
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="gateway-cpu-ab-"))
-    saved = dict(os.environ)
     if not args.floors_only and not args.before:
         parser.error("--before is required (or --floors-only)")
     floors = [kind for kind in args.floor.split(",") if kind] or (["asgi"] if args.floors_only else [])
     unknown = sorted(set(floors) - set(FLOOR_KINDS))
     if unknown:
         parser.error(f"unknown floor kinds {unknown}: {', '.join(FLOOR_KINDS)}")
-    try:
-        import gateway_load
-        from model_factory.settings import FactorySettings
-        from model_factory.spec import load_spec
-        from model_factory_dev import demo_data
+    return args, floors
 
+
+def gateway_trees(before: str, work: Path) -> tuple[dict[str, Path | str], str]:
+    """``include/`` of ``before`` exported into ``work``, and churn trained into ``work``/home:
+    the two trees' include folders and the registered version."""
+    import gateway_load
+
+    old = work / "before"
+    old.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", before, "include"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    gateway_load.isolate_environment(work / "home")
+    print("training churn ...", flush=True)
+    version = gateway_load.train_and_register("churn")
+    return {"before": old / "include", "after": REPO / "include"}, version
+
+
+def churn_bodies() -> list[bytes]:
+    """500 single-row churn requests of the day after the bench's day."""
+    import gateway_load
+    from model_factory.settings import FactorySettings
+    from model_factory.spec import load_spec
+    from model_factory_dev import demo_data
+
+    spec = load_spec(REPO / "include" / "models" / "churn.yaml", FactorySettings.from_env())
+    frame = demo_data.generate_batch("churn", gateway_load.DAY + dt.timedelta(days=1), rows=500)
+    rows = json.loads(frame[spec.features.all].to_json(orient="records"))
+    return [json.dumps({"features": r}).encode() for r in rows]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, floors = parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="gateway-cpu-ab-"))
+    saved = dict(os.environ)
+    try:
         trees: dict[str, Path | str] = {}
         version = None
         if not args.floors_only:
-            old = work / "before"
-            old.mkdir()
-            archive = subprocess.run(
-                ["git", "-C", str(REPO), "archive", args.before, "include"], capture_output=True, check=True
-            ).stdout
-            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
-            gateway_load.isolate_environment(work / "home")
-            print("training churn ...", flush=True)
-            version = gateway_load.train_and_register("churn")
-            trees = {"before": old / "include", "after": REPO / "include"}
-        spec = load_spec(REPO / "include" / "models" / "churn.yaml", FactorySettings.from_env())
-        frame = demo_data.generate_batch("churn", gateway_load.DAY + dt.timedelta(days=1), rows=500)
-        rows = json.loads(frame[spec.features.all].to_json(orient="records"))
-        bodies = [json.dumps({"features": r}).encode() for r in rows]
+            trees, version = gateway_trees(args.before, work)
+        bodies = churn_bodies()
         for kind in floors:
             trees[FLOOR_SIDES[kind]] = kind
         runs: dict[str, list[dict]] = {side: [] for side in trees}

@@ -59,27 +59,14 @@ def timed_requests(client, names: list[str], rows: list[dict]) -> tuple[list[flo
 
 def measure(models: int, budget_mb: float, cold: int, warm: int, skewed: int, working_set: int) -> dict:
     import suite
-    from gateway_load import free_port, gateway_argv, isolate_environment, percentiles, train_and_register
+    from gateway_load import free_port, gateway_argv, isolate_environment
 
     home = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     isolate_environment(home)
     sys.path.insert(0, str(REPO / "include"))
     import httpx
-    from model_factory.settings import FactorySettings
-    from model_factory.spec import load_spec
-    from model_factory_dev import demo_data
-    from model_factory_dev.fleet import register_fleet
 
-    print(f"training churn into {home} ...", flush=True)
-    version = train_and_register("churn")
-    started = time.perf_counter()
-    fleet = register_fleet(FactorySettings.from_env(), "churn", version, models)
-    register_s = time.perf_counter() - started
-    print(f"registered {models} models in {register_s:.0f} s", flush=True)
-    spec = load_spec(REPO / "include" / "models" / "churn.yaml", FactorySettings.from_env())
-    frame = demo_data.generate_batch("churn", DAY + dt.timedelta(days=1), rows=500)
-    rows = json.loads(frame[spec.features.all].to_json(orient="records"))
-
+    names, register_s, rows = register_churn_fleet(home, models)
     port = free_port()
     env = {
         **os.environ,
@@ -100,49 +87,80 @@ def measure(models: int, budget_mb: float, cold: int, warm: int, skewed: int, wo
                 "loaded_versions": client.get("/health").json()["memory"]["loaded_versions"],
             }
             print(f"ready: {start}", flush=True)
-            names = list(fleet.names)
-            rng = random.Random(7)
-            cold_names = rng.sample(names, cold)
-            cold_ms, cold_bad = timed_requests(client, cold_names, rows)
-            rss_after_cold = rss_mb(server.pid)
-            print(f"cold: {percentiles(cold_ms)}, RSS {rss_after_cold} MiB", flush=True)
-            hot = cold_names[-working_set:]  # the most recently loaded: resident already
-            warm_ms, warm_bad = timed_requests(client, [hot[i % len(hot)] for i in range(warm)], rows)
-            print(f"warm: {percentiles(warm_ms)}", flush=True)
-            before = client.get("/health").json()["memory"]
-            weights = [1 / (i + 1) for i in range(len(names))]
-            order = rng.sample(names, len(names))  # which models are popular: not the cold sample's
-            skewed_names = rng.choices(order, weights=weights, k=skewed)
-            skewed_ms, skewed_bad = timed_requests(client, skewed_names, rows)
-            after = client.get("/health").json()["memory"]
-            loads = after["cold_loads"] - before["cold_loads"]
-            print(f"skewed: {percentiles(skewed_ms)}, {loads} loads", flush=True)
             return {
                 "models": models,
                 "budget_mb": budget_mb,
                 "register_seconds": round(register_s, 1),
                 "start": start,
-                "cold": {"requests": cold, "non_200": cold_bad, **percentiles(cold_ms)},
-                "warm": {
-                    "requests": warm,
-                    "working_set": working_set,
-                    "non_200": warm_bad,
-                    **percentiles(warm_ms),
-                },
-                "skewed": {
-                    "requests": skewed,
-                    "non_200": skewed_bad,
-                    "loads": loads,
-                    "hit_rate": round(1 - loads / skewed, 3),
-                    **percentiles(skewed_ms),
-                },
-                "memory": after,
-                "rss_mb_after_cold": rss_after_cold,
-                "rss_mb_end": rss_mb(server.pid),
+                **request_phases(client, server.pid, names, rows, cold, warm, skewed, working_set),
             }
     finally:
         server.terminate()
         server.wait(30)
+
+
+def register_churn_fleet(home: Path, models: int) -> tuple[list[str], float, list[dict]]:
+    """churn trained into ``home`` and registered under ``models`` names: the names, the seconds
+    the registering took, 500 rows of requests."""
+    from gateway_load import train_and_register
+    from model_factory.settings import FactorySettings
+    from model_factory.spec import load_spec
+    from model_factory_dev import demo_data
+    from model_factory_dev.fleet import register_fleet
+
+    print(f"training churn into {home} ...", flush=True)
+    version = train_and_register("churn")
+    started = time.perf_counter()
+    fleet = register_fleet(FactorySettings.from_env(), "churn", version, models)
+    register_s = time.perf_counter() - started
+    print(f"registered {models} models in {register_s:.0f} s", flush=True)
+    spec = load_spec(REPO / "include" / "models" / "churn.yaml", FactorySettings.from_env())
+    frame = demo_data.generate_batch("churn", DAY + dt.timedelta(days=1), rows=500)
+    rows = json.loads(frame[spec.features.all].to_json(orient="records"))
+    return list(fleet.names), register_s, rows
+
+
+def request_phases(
+    client, pid: int, names: list[str], rows: list[dict], cold: int, warm: int, skewed: int, working_set: int
+) -> dict:
+    """The cold, warm and skewed requests in turn, the gateway's memory after them and its RSS."""
+    from gateway_load import percentiles
+
+    rng = random.Random(7)
+    cold_names = rng.sample(names, cold)
+    cold_ms, cold_bad = timed_requests(client, cold_names, rows)
+    rss_after_cold = rss_mb(pid)
+    print(f"cold: {percentiles(cold_ms)}, RSS {rss_after_cold} MiB", flush=True)
+    hot = cold_names[-working_set:]  # the most recently loaded: resident already
+    warm_ms, warm_bad = timed_requests(client, [hot[i % len(hot)] for i in range(warm)], rows)
+    print(f"warm: {percentiles(warm_ms)}", flush=True)
+    before = client.get("/health").json()["memory"]
+    weights = [1 / (i + 1) for i in range(len(names))]
+    order = rng.sample(names, len(names))  # which models are popular: not the cold sample's
+    skewed_names = rng.choices(order, weights=weights, k=skewed)
+    skewed_ms, skewed_bad = timed_requests(client, skewed_names, rows)
+    after = client.get("/health").json()["memory"]
+    loads = after["cold_loads"] - before["cold_loads"]
+    print(f"skewed: {percentiles(skewed_ms)}, {loads} loads", flush=True)
+    return {
+        "cold": {"requests": cold, "non_200": cold_bad, **percentiles(cold_ms)},
+        "warm": {
+            "requests": warm,
+            "working_set": working_set,
+            "non_200": warm_bad,
+            **percentiles(warm_ms),
+        },
+        "skewed": {
+            "requests": skewed,
+            "non_200": skewed_bad,
+            "loads": loads,
+            "hit_rate": round(1 - loads / skewed, 3),
+            **percentiles(skewed_ms),
+        },
+        "memory": after,
+        "rss_mb_after_cold": rss_after_cold,
+        "rss_mb_end": rss_mb(pid),
+    }
 
 
 def add_to_report(result: dict, report_path: Path) -> None:

@@ -203,6 +203,53 @@ def in_process(model: str, version: str, rows: list[dict], requests: int) -> tup
     return single, batch
 
 
+def wait_healthy(base: str, server: subprocess.Popen) -> None:
+    """Until the gateway's /health answers 200; exits if the gateway does, or after 120 s."""
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while True:
+        if server.poll() is not None:
+            raise SystemExit(f"gateway exited: {server.stderr.read()}")
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit("gateway did not become healthy in 120 s")
+        time.sleep(0.2)
+
+
+def print_results(results: dict, out: Path) -> None:
+    """The single-row paths as a table, then the in-process batch and the gateway's batch requests."""
+    batch = results["in_process_batch"]
+    header = (
+        f"{'path':<26}{'requests':>9}{'conc':>6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"{'cpu ms/req':>12}"
+    )
+    print("\n" + header + "\n" + "-" * len(header))
+    for name, r in results.items():
+        if name in ("in_process_batch", "gateway_batch100_c2"):
+            continue
+        print(
+            f"{name:<26}{r['requests']:>9}{r['concurrency']:>6}{r['throughput_rps']:>9}"
+            f"{r['p50_ms']:>9}{r['p99_ms']:>9}{r['max_ms']:>9}{r['cpu_ms_per_request']:>12}"
+        )
+    print(
+        f"{'in_process_batch':<26}{batch['rows']:>9}{'-':>6}{batch['throughput_rows_per_s']:>9}"
+        f"  (all rows in one predict call, {batch['seconds'] * 1000:.1f} ms)"
+    )
+    b = results["gateway_batch100_c2"]
+    print(
+        f"{'gateway_batch100_c2':<26}{b['requests']:>9}{b['concurrency']:>6}{b['rows_per_s']:>9}"
+        f"  rows/s (100 rows per request; p50 {b['p50_ms']} ms, p99 {b['p99_ms']} ms per request)"
+    )
+    print(
+        f"\nload average (1 min) at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cpus; wrote {out}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="churn", choices=["churn", "demand"])
@@ -215,7 +262,6 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(tempfile.mkdtemp(prefix="gateway-load-"))
     isolate_environment(home)
     sys.path.insert(0, str(REPO / "include"))
-    import httpx
     from model_factory.settings import FactorySettings
     from model_factory.spec import load_spec
     from model_factory_dev import demo_data
@@ -232,18 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"gateway exited: {server.stderr.read()}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("gateway did not become healthy in 120 s")
-            time.sleep(0.2)
+        wait_healthy(base, server)
         print(f"gateway up on {base}; warming up ...", flush=True)
         http_load(base, args.model, rows, 200, args.concurrency, server.pid)
         results = {
@@ -293,30 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
 
-    header = (
-        f"{'path':<26}{'requests':>9}{'conc':>6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-        f"{'cpu ms/req':>12}"
-    )
-    print("\n" + header + "\n" + "-" * len(header))
-    for name, r in results.items():
-        if name in ("in_process_batch", "gateway_batch100_c2"):
-            continue
-        print(
-            f"{name:<26}{r['requests']:>9}{r['concurrency']:>6}{r['throughput_rps']:>9}"
-            f"{r['p50_ms']:>9}{r['p99_ms']:>9}{r['max_ms']:>9}{r['cpu_ms_per_request']:>12}"
-        )
-    print(
-        f"{'in_process_batch':<26}{batch['rows']:>9}{'-':>6}{batch['throughput_rows_per_s']:>9}"
-        f"  (all rows in one predict call, {batch['seconds'] * 1000:.1f} ms)"
-    )
-    b = results["gateway_batch100_c2"]
-    print(
-        f"{'gateway_batch100_c2':<26}{b['requests']:>9}{b['concurrency']:>6}{b['rows_per_s']:>9}"
-        f"  rows/s (100 rows per request; p50 {b['p50_ms']} ms, p99 {b['p99_ms']} ms per request)"
-    )
-    print(
-        f"\nload average (1 min) at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cpus; wrote {out}"
-    )
+    print_results(results, out)
     return 0
 
 

@@ -357,6 +357,58 @@ def refigure(path: Path) -> dict:
     return result
 
 
+def wave_result(
+    raw: dict, names: list[str], timings: dict[str, float], rows: int, concurrency: int, parallelism: int
+) -> dict:
+    """The wave's figures (summarize) with the machine, the settings, every task's and run's row,
+    the DAG's upstream map and the extrapolation to 10,000 models."""
+    result = {
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "niceness": os.nice(0),
+        "night": NIGHT,
+        "rows_per_batch": rows,
+        "worker_concurrency": concurrency,
+        "parallelism": parallelism,
+        "stack_timings_s": {k: round(v, 1) for k, v in timings.items()},
+        **{
+            k: raw[k]
+            for k in (
+                "wall_s",
+                "timed_out",
+                "triggered_s",
+                "load_average_before",
+                "load_average_after",
+                "cpu_s",
+                "idle_cpu_per_s",
+                "db",
+            )
+        },
+        **summarize(raw, names, concurrency),
+    }
+    result["task_rows"] = [
+        [
+            t["dag_id"],
+            t["task_id"],
+            t["state"],
+            t["try_number"],
+            *(str(t[k]) if t[k] else None for k in ("queued", "start", "end")),
+            t["priority"],
+        ]
+        for t in raw["tasks"]
+    ]
+    result["run_rows"] = [
+        [d, r["state"], *(str(r[k]) if r[k] else None for k in ("queued", "start", "end"))]
+        for (d, _), r in raw["runs"].items()
+    ]
+    result["upstream"] = raw["upstream"]
+    tasks_per_model = len(result["upstream"])  # the DAG's tasks (a wave cut short ran fewer)
+    result["extrapolation_10000"] = (
+        extrapolations(marginal_per_task(result), tasks_per_model) if result["per_task"] else []
+    )
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=20)
@@ -388,50 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.stop()
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
-    result = {
-        "host": platform.node(),
-        "cpus": os.cpu_count(),
-        "niceness": os.nice(0),
-        "night": NIGHT,
-        "rows_per_batch": args.rows,
-        "worker_concurrency": args.concurrency,
-        "parallelism": args.parallelism,
-        "stack_timings_s": {k: round(v, 1) for k, v in stack.timings.items()},
-        **{
-            k: raw[k]
-            for k in (
-                "wall_s",
-                "timed_out",
-                "triggered_s",
-                "load_average_before",
-                "load_average_after",
-                "cpu_s",
-                "idle_cpu_per_s",
-                "db",
-            )
-        },
-        **summarize(raw, names, args.concurrency),
-    }
-    result["task_rows"] = [
-        [
-            t["dag_id"],
-            t["task_id"],
-            t["state"],
-            t["try_number"],
-            *(str(t[k]) if t[k] else None for k in ("queued", "start", "end")),
-            t["priority"],
-        ]
-        for t in raw["tasks"]
-    ]
-    result["run_rows"] = [
-        [d, r["state"], *(str(r[k]) if r[k] else None for k in ("queued", "start", "end"))]
-        for (d, _), r in raw["runs"].items()
-    ]
-    result["upstream"] = raw["upstream"]
-    tasks_per_model = len(result["upstream"])  # the DAG's tasks (a wave cut short ran fewer)
-    result["extrapolation_10000"] = (
-        extrapolations(marginal_per_task(result), tasks_per_model) if result["per_task"] else []
-    )
+    result = wave_result(raw, names, stack.timings, args.rows, args.concurrency, args.parallelism)
     print(
         json.dumps(
             {k: result[k] for k in ("makespan_s", "busy_share", "task_states", "per_task", "handoff")},

@@ -127,6 +127,28 @@ def parse_shards(files: list[Path], env: dict[str, str], parallel: int) -> dict:
     }
 
 
+def time_airflow_commands(env: dict[str, str]) -> dict:
+    """``airflow db migrate``, ``dags reserialize`` and one dag-processor loop, timed; the DAGs then
+    in the metadata DB."""
+    airflow = str(Path(sys.executable).parent / "airflow")
+    wall, done = timed([airflow, "db", "migrate"], env)
+    figures = {"db_migrate_s": wall}
+    wall, done = timed([airflow, "dags", "reserialize"], env)
+    if done.returncode:
+        raise SystemExit(done.stderr[-3000:])
+    figures["reserialize_s"] = wall
+    print(f"airflow dags reserialize: {wall:.1f} s", flush=True)
+
+    wall, done = timed([airflow, "dag-processor", "--num-runs", "1"], env)
+    figures["dag_processor_one_loop_s"] = wall
+    listed = subprocess.run([airflow, "dags", "list", "-o", "json"], env=env, capture_output=True, text=True)
+    rows = [line for line in listed.stdout.splitlines() if line.startswith("[")]
+    figures["dags_in_db"] = len(json.loads(rows[-1])) if rows else None
+    print(f"airflow dag-processor --num-runs 1: {wall:.1f} s (start, parse, DB write)", flush=True)
+    print(f"DAGs in the metadata DB: {figures['dags_in_db']}")
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--specs", type=int, default=200)
@@ -138,7 +160,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--parse-only", action="store_true", help="skip reserialize and the dag-processor")
     args = parser.parse_args(argv)
-    airflow = str(Path(sys.executable).parent / "airflow")
     shards = args.shards or active_count(ROOT / "dags") or 1
     result: dict = {
         "host": platform.node(),
@@ -190,23 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.parse_only:
             return write_result(result, args.out)
 
-        wall, done = timed([airflow, "db", "migrate"], env)
-        result["db_migrate_s"] = wall
-        wall, done = timed([airflow, "dags", "reserialize"], env)
-        if done.returncode:
-            raise SystemExit(done.stderr[-3000:])
-        result["reserialize_s"] = wall
-        print(f"airflow dags reserialize: {wall:.1f} s", flush=True)
-
-        wall, done = timed([airflow, "dag-processor", "--num-runs", "1"], env)
-        result["dag_processor_one_loop_s"] = wall
-        listed = subprocess.run(
-            [airflow, "dags", "list", "-o", "json"], env=env, capture_output=True, text=True
-        )
-        rows = [line for line in listed.stdout.splitlines() if line.startswith("[")]
-        result["dags_in_db"] = len(json.loads(rows[-1])) if rows else None
-        print(f"airflow dag-processor --num-runs 1: {wall:.1f} s (start, parse, DB write)", flush=True)
-        print(f"DAGs in the metadata DB: {result['dags_in_db']}")
+        result |= time_airflow_commands(env)
 
     return write_result(result, args.out)
 

@@ -127,63 +127,77 @@ def servers(
     log=print,
 ) -> list[Server]:
     """The four peers, their venvs ensured (created on first use from PyPI)."""
-    from model_factory.pipeline.training import _pip_requirements
-
     records = [json.dumps({"dataframe_records": [r]}).encode() for r in rows]
     features = [json.dumps({"features": r}).encode() for r in rows]
-    out = []
+    return [
+        mlflow_server(records, mlflow_model_dir, workers, free_port, log),
+        mlserver_server(rows, numeric, peer_model_dir, work, workers, free_port, log),
+        *own_code_servers(features, peer_model_dir, work, workers, free_port, log),
+    ]
+
+
+def mlflow_server(records: list[bytes], mlflow_model_dir: Path, workers: int, free_port, log=print) -> Server:
+    """``mlflow models serve`` of the registered version, with the model's pinned requirements."""
+    from model_factory.pipeline.training import _pip_requirements
 
     python = venvs.ensure("mlflow-serve", _pip_requirements(), log)
     port = free_port()
-    out.append(
-        Server(
-            "mlflow",
-            "mlflow models serve (own venv), same version",
-            [
-                str(python.parent / "mlflow"),
-                "models",
-                "serve",
-                "-m",
-                str(mlflow_model_dir),
-                "--env-manager",
-                "local",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-            ],
-            venv_env(python, {"MLFLOW_DISABLE_TELEMETRY": "true"}),
-            port,
-            "/ping",
-            "/invocations",
-            records,
-            '{"dataframe_records": [{...}]}',
-            workers,
-        )
+    return Server(
+        "mlflow",
+        "mlflow models serve (own venv), same version",
+        [
+            str(python.parent / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            str(mlflow_model_dir),
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        venv_env(python, {"MLFLOW_DISABLE_TELEMETRY": "true"}),
+        port,
+        "/ping",
+        "/invocations",
+        records,
+        '{"dataframe_records": [{...}]}',
+        workers,
     )
 
+
+def mlserver_server(
+    rows: list[dict], numeric: list[str], peer_model_dir: Path, work: Path, workers: int, free_port, log=print
+) -> Server:
+    """MLServer's scikit-learn runtime serving the exported pipeline, V2 requests."""
     python = venvs.ensure("mlserver", [*venvs.MLSERVER, *model_pins()], log)
     port, grpc, metrics = free_port(), free_port(), free_port()
     folder = mlserver_folder(peer_model_dir, work / "mlserver", workers, (port, grpc, metrics))
-    out.append(
-        Server(
-            "mlserver",
-            f"MLServer {venvs.MLSERVER[0].split('==')[1]} sklearn runtime (own venv)",
-            [str(python.parent / "mlserver"), "start", str(folder)],
-            venv_env(python),
-            port,
-            "/v2/health/ready",
-            "/v2/models/churn/infer",
-            [v2_body(r, numeric) for r in rows],
-            'V2 infer: {"parameters": {"content_type": "pd"}, "inputs": [one {"name", "shape": [1], '
-            '"datatype": "FP64"|"BYTES", "data": [v]} per column], "outputs": [{"name": "predict_proba"}]}',
-            workers,
-            extra={"workers_setting": "parallel_workers"},
-        )
+    return Server(
+        "mlserver",
+        f"MLServer {venvs.MLSERVER[0].split('==')[1]} sklearn runtime (own venv)",
+        [str(python.parent / "mlserver"), "start", str(folder)],
+        venv_env(python),
+        port,
+        "/v2/health/ready",
+        "/v2/models/churn/infer",
+        [v2_body(r, numeric) for r in rows],
+        'V2 infer: {"parameters": {"content_type": "pd"}, "inputs": [one {"name", "shape": [1], '
+        '"datatype": "FP64"|"BYTES", "data": [v]} per column], "outputs": [{"name": "predict_proba"}]}',
+        workers,
+        extra={"workers_setting": "parallel_workers"},
     )
 
+
+def own_code_servers(
+    features: list[bytes], peer_model_dir: Path, work: Path, workers: int, free_port, log=print
+) -> list[Server]:
+    """BentoML and LitServe, each serving the exported pipeline with the peers' own code."""
+    out = []
     # BentoML and LitServe serve the peers' own code (bench/peers, run from that folder): the same
     # POST /predict taking {"features": {...}}; a row says what differs. The argv is formatted with
     # the venv's python, its bin folder and the port.

@@ -17,9 +17,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from measure import DAY, REPO, alternate, child_env, peak_rss_mb, ratio, summarise
+
+if TYPE_CHECKING:
+    from serving_peers import Server
 
 
 def http_load(port: int, path: str, bodies: list[bytes], requests: int, callers: int) -> dict:
@@ -113,34 +116,12 @@ def row_serving(repeats: int, requests: int, log) -> dict:
     procs: dict[str, subprocess.Popen] = {}
     try:
         gateway_load.isolate_environment(home)
-        log("serving: training churn into a temporary FACTORY_HOME ...")
-        version = gateway_load.train_and_register("churn")
-        import mlflow.artifacts
-        from model_factory.io import tracking
-        from model_factory.serving.models import load_version
-        from model_factory.settings import FactorySettings
-        from model_factory.spec import load_spec
-        from model_factory_dev import demo_data
-
-        settings = FactorySettings.from_env()
-        client = tracking.connect(settings)
-        model_dir = Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/churn/{version}", dst_path=str(home / "model")
-            )
-        )
-        # the peers serve the version the gateway loads, exported from the gateway's own loader
-        loaded = load_version(client, "churn", version, settings)
-        peer_model = serving_peers.export_model(loaded, home / "peer-model")
-        spec = load_spec(REPO / "include" / "models" / "churn.yaml", FactorySettings.from_env())
-        frame = demo_data.generate_batch("churn", DAY + dt.timedelta(days=1), rows=500)
-        rows = json.loads(frame[spec.features.all].to_json(orient="records"))
-
+        model_dir, peer_model, numeric, rows = _churn_to_serve(home, log)
         workers = max(1, min(os.cpu_count() or 1, 4))
         sides = [serving_peers.gateway(rows, workers, gateway_load.free_port(), child_env())]
         sides += serving_peers.servers(
             rows,
-            list(spec.features.numeric),
+            numeric,
             model_dir,
             peer_model,
             home,
@@ -148,76 +129,120 @@ def row_serving(repeats: int, requests: int, log) -> dict:
             gateway_load.free_port,
             log,
         )
-        for side in sides:
-            procs[side.key] = subprocess.Popen(
-                side.argv,
-                env=side.env,
-                cwd=side.cwd,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-            )
-        log(f"serving: waiting for {', '.join(s.key for s in sides)} ({workers} workers each) ...")
-        for side in sides:
-            wait_http(side.port, side.ready_path, procs[side.key], 300)
-        for side in sides:
-            check = http_load(side.port, side.predict_path, side.bodies, 50, 1)
-            if check["non_200"]:
-                raise RuntimeError(
-                    f"{side.key}: {side.predict_path} answered {check['non_200']} of 50 with errors"
-                )
-        idle = {side.key: idle_cpu_ms_per_s(procs[side.key].pid) for side in sides}
-
-        def run(side: serving_peers.Server, callers: int) -> dict:
-            # CPU times tick in 10 ms: the gateway gets 8x the requests so its figure is not a
-            # rounding of a few ticks (a run of each takes seconds either way)
-            n = requests * 8 if side.key == "gateway" else requests
-            pid = procs[side.key].pid
-            cpu0, _ = tree_cpu_and_peak(pid)
-            out = http_load(side.port, side.predict_path, side.bodies, n, callers)
-            cpu1, peak = tree_cpu_and_peak(pid)
-            return out | {
-                "requests": n,
-                "server_cpu_ms_per_request": (cpu1 - cpu0) * 1000 / n,
-                "peak_mb": peak,
-                "load_1m": round(os.getloadavg()[0], 2),
-            }
-
-        result: dict[int, Any] = {}
-        for callers in (1, 8):
-            log(
-                f"serving: {callers} caller(s), {repeats} rounds on each server ({requests} requests, "
-                f"the gateway {8 * requests}) ..."
-            )
-            runs: dict[str, list[dict]] = {side.key: [] for side in sides}
-            for repeat in range(repeats):  # every server once per round, the order rotated each round
-                shift = repeat % len(sides)
-                for side in sides[shift:] + sides[:shift]:
-                    runs[side.key].append(run(side, callers))
-            result[callers] = {
-                side.key: summarise(runs[side.key], "requests_per_s")
-                | {
-                    "name": side.name,
-                    "body": side.body_shape,
-                    "workers": side.workers,
-                    "p50_ms_median": statistics.median(r["p50_ms"] for r in runs[side.key]),
-                    "p99_ms_median": statistics.median(r["p99_ms"] for r in runs[side.key]),
-                    "cpu_ms_per_request_median": statistics.median(
-                        r["server_cpu_ms_per_request"] for r in runs[side.key]
-                    ),
-                    "idle_cpu_ms_per_s": idle[side.key],
-                    **side.extra,
-                }
-                for side in sides
-            }
-        return result
+        _start_servers(sides, procs, workers, log)
+        return _measure_servers(sides, procs, repeats, requests, log)
     finally:
         for proc in procs.values():
             stop_tree(proc)
         os.environ.clear()
         os.environ.update(saved)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _churn_to_serve(home: Path, log) -> tuple[Path, Path, list[str], list[dict]]:
+    """churn trained and registered in ``home``: its MLflow model directory, the same version
+    exported for the peers, its numeric features and 500 rows of requests."""
+    import gateway_load
+    import serving_peers
+
+    log("serving: training churn into a temporary FACTORY_HOME ...")
+    version = gateway_load.train_and_register("churn")
+    import mlflow.artifacts
+    from model_factory.io import tracking
+    from model_factory.serving.models import load_version
+    from model_factory.settings import FactorySettings
+    from model_factory.spec import load_spec
+    from model_factory_dev import demo_data
+
+    settings = FactorySettings.from_env()
+    client = tracking.connect(settings)
+    model_dir = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/churn/{version}", dst_path=str(home / "model")
+        )
+    )
+    # the peers serve the version the gateway loads, exported from the gateway's own loader
+    loaded = load_version(client, "churn", version, settings)
+    peer_model = serving_peers.export_model(loaded, home / "peer-model")
+    spec = load_spec(REPO / "include" / "models" / "churn.yaml", FactorySettings.from_env())
+    frame = demo_data.generate_batch("churn", DAY + dt.timedelta(days=1), rows=500)
+    rows = json.loads(frame[spec.features.all].to_json(orient="records"))
+    return model_dir, peer_model, list(spec.features.numeric), rows
+
+
+def _start_servers(sides: list[Server], procs: dict[str, subprocess.Popen], workers: int, log) -> None:
+    """Start every server into ``procs`` (the caller stops them), wait until each is ready and
+    answers 50 predictions without an error."""
+    for side in sides:
+        procs[side.key] = subprocess.Popen(
+            side.argv,
+            env=side.env,
+            cwd=side.cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+    log(f"serving: waiting for {', '.join(s.key for s in sides)} ({workers} workers each) ...")
+    for side in sides:
+        wait_http(side.port, side.ready_path, procs[side.key], 300)
+    for side in sides:
+        check = http_load(side.port, side.predict_path, side.bodies, 50, 1)
+        if check["non_200"]:
+            raise RuntimeError(
+                f"{side.key}: {side.predict_path} answered {check['non_200']} of 50 with errors"
+            )
+
+
+def _measure_servers(
+    sides: list[Server], procs: dict[str, subprocess.Popen], repeats: int, requests: int, log
+) -> dict:
+    """Each server's idle CPU, then ``repeats`` rounds at 1 and at 8 callers; the summaries by callers."""
+    idle = {side.key: idle_cpu_ms_per_s(procs[side.key].pid) for side in sides}
+
+    def run(side: Server, callers: int) -> dict:
+        # CPU times tick in 10 ms: the gateway gets 8x the requests so its figure is not a
+        # rounding of a few ticks (a run of each takes seconds either way)
+        n = requests * 8 if side.key == "gateway" else requests
+        pid = procs[side.key].pid
+        cpu0, _ = tree_cpu_and_peak(pid)
+        out = http_load(side.port, side.predict_path, side.bodies, n, callers)
+        cpu1, peak = tree_cpu_and_peak(pid)
+        return out | {
+            "requests": n,
+            "server_cpu_ms_per_request": (cpu1 - cpu0) * 1000 / n,
+            "peak_mb": peak,
+            "load_1m": round(os.getloadavg()[0], 2),
+        }
+
+    result: dict[int, Any] = {}
+    for callers in (1, 8):
+        log(
+            f"serving: {callers} caller(s), {repeats} rounds on each server ({requests} requests, "
+            f"the gateway {8 * requests}) ..."
+        )
+        runs: dict[str, list[dict]] = {side.key: [] for side in sides}
+        for repeat in range(repeats):  # every server once per round, the order rotated each round
+            shift = repeat % len(sides)
+            for side in sides[shift:] + sides[:shift]:
+                runs[side.key].append(run(side, callers))
+        result[callers] = {
+            side.key: summarise(runs[side.key], "requests_per_s")
+            | {
+                "name": side.name,
+                "body": side.body_shape,
+                "workers": side.workers,
+                "p50_ms_median": statistics.median(r["p50_ms"] for r in runs[side.key]),
+                "p99_ms_median": statistics.median(r["p99_ms"] for r in runs[side.key]),
+                "cpu_ms_per_request_median": statistics.median(
+                    r["server_cpu_ms_per_request"] for r in runs[side.key]
+                ),
+                "idle_cpu_ms_per_s": idle[side.key],
+                **side.extra,
+            }
+            for side in sides
+        }
+    return result
 
 
 def idle_cpu_ms_per_s(pid: int, seconds: float = 2.0) -> float:

@@ -32,6 +32,7 @@ from model_factory_dev.demo_part1 import dag_ids, run_dag
 
 if TYPE_CHECKING:
     from model_factory_dev.simulator import TrafficLoop
+    from model_factory_dev.stack import Stack, StackConfig
 
 __all__ = ["dag_ids", "main", "plan", "run_dag"]
 
@@ -290,32 +291,20 @@ def _show_and_stop_shadow(settings: FactorySettings, traffic) -> None:
     print(f"  shadow stopped (`model-factory shadow stop {LIVE_MODEL} --reason ...`)")
 
 
-def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> None:
-    """Under a real Airflow scheduler, with the serving gateway and live traffic:
-
-    1. the production batch of ``day`` drifted for churn: the watch DAG detects it and the
-       scheduler starts the retrain its asset event asks for;
-    2. that retrain's blessed challenger starts ``churn__canary`` (asset event); live outcomes of
-       both arms decide each ramp stage; it is promoted;
-    3. three days of batches with broken labels make a challenger that looks good on its own
-       holdout; its canary loses on live outcomes and is rolled back automatically.
-    """
-    # Long on purpose: the demo's live story, step by step, in the order it is told.
-    from model_factory_dev.simulator import TrafficLoop
-    from model_factory_dev.stack import Stack, StackConfig
-
+def _write_drifted_batches(settings: FactorySettings, specs, day: date) -> None:
+    """Each model's production batch of ``day``, churn's drifted (DRIFTED)."""
     for spec in specs:
         _write_production_batch(settings, spec.name, day, covariate_shift=DRIFTED.get(spec.name, 0.0))
     print(
         f"\nproduction batch for {day}: "
         + ", ".join(f"{s.name} (covariate shift {DRIFTED.get(s.name, 0.0):g})" for s in specs)
     )
-    print(
-        "starting Airflow's scheduler, dag-processor, triggerer, api-server (LocalExecutor) and the "
-        "serving gateway ...",
-        flush=True,
-    )
-    config = StackConfig(
+
+
+def _live_stack_config(settings: FactorySettings) -> StackConfig:
+    from model_factory_dev.stack import StackConfig
+
+    return StackConfig(
         home=settings.home,
         mlflow_server=False,
         s3=False,
@@ -328,6 +317,197 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
             "FACTORY_GATEWAY_REFRESH_SECONDS": "2",
         },
     )
+
+
+def _unpause_live_dags(api, specs) -> list[str]:
+    """Every retrain, drift_watch and canary DAG the specs switch on, unpaused once the scheduled
+    runs the unpause starts have ended; the DAG ids."""
+    kinds = {
+        "retrain": lambda s: True,
+        "drift_watch": lambda s: s.drift.enabled,
+        "canary": lambda s: s.canary.enabled,
+    }
+    dags = [f"{s.name}__{kind}" for s in specs for kind, on in kinds.items() if on(s)]
+    known: dict[str, set[str]] = {}
+    for dag_id in dags:
+        api.wait_for_dag(dag_id)
+        if dag_id.endswith("__retrain"):
+            known[dag_id] = {r["dag_run_id"] for r in _scheduled_runs(api, dag_id)}
+        api.unpause(dag_id)
+    _settle_scheduled_runs(api, known)
+    return dags
+
+
+def _live_traffic(gateway_url: str, day: date) -> TrafficLoop:
+    """LIVE_MODEL's requests from a drifted batch of ``day``, sticky by customer id, at the quiet pace."""
+    from model_factory_dev.simulator import TrafficLoop
+
+    live = demo_data.generate_batch(
+        LIVE_MODEL, day, rows=5000, seed=99, covariate_shift=DRIFTED.get(LIVE_MODEL, 0.0)
+    )
+    live["customer_id"] = [f"cust-{i}" for i in range(len(live))]
+    traffic = TrafficLoop(
+        gateway_url,
+        LIVE_MODEL,
+        live,
+        label_column="churned",
+        entity_column="customer_id",
+        concurrency=4,
+        feedback_delay_s=0.5,
+        batch=QUIET_BATCH,
+    )
+    _traffic_quiet(traffic)
+    return traffic
+
+
+def _step_drift(api, stack: Stack, specs, day: date, traffic: TrafficLoop, clock: Clock) -> bool:
+    """Step 1: every watched model's drift_watch DAG on ``day``; did LIVE_MODEL get a new challenger?"""
+    print("\n1. drift: each watched model's drift_watch DAG checks the new batch")
+    new_challenger = False
+    end_step = clock.begin("step 1: drift and the retrains it fires")
+    # All watches at once (they do not depend on each other); their results in spec order.
+    # force: a second `make demo` re-checks the date instead of waiting for a new batch
+    watch_runs = {
+        spec.name: api.trigger(
+            f"{spec.name}__drift_watch",
+            conf={"ds": str(day), "force": True},
+            run_id=demo_run_id(f"{spec.name}__drift_watch"),
+        )["dag_run_id"]
+        for spec in specs
+        if spec.drift.enabled
+    }
+    for spec in specs:
+        if not spec.drift.enabled:
+            print(f"  {spec.name}: drift watch switched off in its spec (drift.enabled: false)")
+            continue
+        if _drift_watch_result(api, stack, spec, day, watch_runs[spec.name], traffic):
+            new_challenger = True
+    end_step()
+    return new_challenger
+
+
+def _drift_watch_result(api, stack: Stack, spec, day: date, run_id: str, traffic: TrafficLoop) -> bool:
+    """One model's drift watch and the retrain it fires; did it register LIVE_MODEL's challenger?"""
+    dag_id = f"{spec.name}__drift_watch"
+    run = wait_for_run(api, dag_id, run_id, f"{dag_id} on {day}", timeout_s=600)
+    states = {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}
+    check = api.xcom(dag_id, run_id, "check") if states.get("check") == "success" else None
+    print(
+        f"  {dag_id:<22} {run['state']:<8} check: {check['status'] if check else states}; "
+        f"fire_retrain: {states.get('fire_retrain')}"
+    )
+    if check:
+        for reason in check["reasons"][:3]:
+            print(f"      - {reason}")
+        print(f"      report: {check['report_uri']}")
+    if states.get("fire_retrain") != "success":
+        if states.get("fire_retrain") == "skipped":
+            log_text = api.task_log(dag_id, run_id, "fire_retrain", 1)
+            why = [ln for ln in log_text.splitlines() if "no retrain fired" in ln]
+            print(f"      {why[0].strip() if why else 'no retrain fired (see the task log)'}")
+        return False
+    fired = _wait_for_asset_run(api, f"{spec.name}__retrain", set())
+    if fired is None:
+        print(f"  {spec.name}__retrain: no asset-triggered run within 300 s (see {stack.logs})")
+        return False
+    run = wait_for_run(api, f"{spec.name}__retrain", fired, "the drift-fired retrain", timeout_s=600)
+    registered = api.xcom(f"{spec.name}__retrain", fired, "register")
+    new_challenger = spec.name == LIVE_MODEL and registered["alias"] == "challenger"
+    if new_challenger:
+        _traffic_for_a_canary(traffic)  # its canary starts now: outcomes from now on
+    print(
+        f"  {spec.name + '__retrain':<22} {run['state']:<8} started by the scheduler on the "
+        f"{spec.name}__drift asset event: v{registered['version']} {registered['status']}, "
+        f"alias {registered['alias']}"
+    )
+    return new_challenger
+
+
+def _step_first_canary(
+    api, new_challenger: bool, min_samples: int | None, traffic: TrafficLoop, clock: Clock
+) -> None:
+    """Step 2: the canary the drift retrain's challenger started, stage by stage."""
+    print(f"\n2. canary: the blessed challenger takes a share of {LIVE_MODEL}'s live traffic")
+    end_step = clock.begin("step 2: the first canary")
+    _traffic_for_a_canary(traffic)
+    good = _wait_for_asset_run(api, f"{LIVE_MODEL}__canary", set()) if new_challenger else None
+    if good is None:
+        print(f"  no new {LIVE_MODEL}__canary run: no drift retrain registered a new challenger")
+        print("  (on a second `make demo` the cooldown holds and the earlier rollout stands)")
+    else:
+        _print_canary(api, good, min_samples)
+    end_step()
+
+
+def _step_label_bug(
+    settings: FactorySettings,
+    api,
+    stack: Stack,
+    day: date,
+    traffic: TrafficLoop,
+    min_samples: int | None,
+    clock: Clock,
+) -> None:
+    """Step 3: three days of broken labels retrained under a shadow, then their challenger's canary."""
+    end_step = clock.begin("step 3: label bug, shadow, second canary")
+    print(
+        f"\n3. an upstream bug corrupts {LIVE_MODEL}'s labels for three days (concept shift "
+        f"{BROKEN_LABELS:g}); canaries paused while they are retrained"
+    )
+    api.pause(f"{LIVE_MODEL}__canary")
+    _traffic_quiet(traffic)
+    with stack.environ():  # while these retrain, live traffic flows: a shadow costs no time
+        shadowed = _start_shadow(FactorySettings.from_env())
+    registered = None
+    for offset in range(1, 4):
+        bad_day = day + timedelta(days=offset)
+        _write_production_batch(settings, LIVE_MODEL, bad_day, concept_shift=BROKEN_LABELS)
+        registered = _retrain(api, LIVE_MODEL, str(bad_day)) or registered
+    if shadowed:
+        with stack.environ():
+            _show_and_stop_shadow(FactorySettings.from_env(), traffic)
+    api.unpause(f"{LIVE_MODEL}__canary")
+    _traffic_for_a_canary(traffic)
+    with stack.environ():
+        from model_factory.io.tracking import connect
+        from model_factory.pipeline.registry import CHALLENGER, current_alias_version
+
+        client = connect(FactorySettings.from_env())
+        challenger = current_alias_version(client, LIVE_MODEL, CHALLENGER)
+    if challenger is None:
+        print(
+            "  no challenger waiting: the gates stopped the broken days' versions, or (on a "
+            "second `make demo`) their canary was already judged: see the summary"
+        )
+    else:
+        reason = "challenger from the days of the label bug: let live outcomes judge it"
+        conf = {"version": challenger, "reason": reason, "actor": "demo"}
+        canary = f"{LIVE_MODEL}__canary"
+        run_id = api.trigger(canary, conf=conf, run_id=demo_run_id(canary))["dag_run_id"]
+        print(f'  ops start the canary of v{challenger}: conf {{"version": "{challenger}"}}')
+        _print_canary(api, run_id, min_samples)
+    end_step()
+
+
+def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> None:
+    """Under a real Airflow scheduler, with the serving gateway and live traffic:
+
+    1. the production batch of ``day`` drifted for churn: the watch DAG detects it and the
+       scheduler starts the retrain its asset event asks for;
+    2. that retrain's blessed challenger starts ``churn__canary`` (asset event); live outcomes of
+       both arms decide each ramp stage; it is promoted;
+    3. three days of batches with broken labels make a challenger that looks good on its own
+       holdout; its canary loses on live outcomes and is rolled back automatically.
+    """
+    from model_factory_dev.stack import Stack
+
+    _write_drifted_batches(settings, specs, day)
+    print(
+        "starting Airflow's scheduler, dag-processor, triggerer, api-server (LocalExecutor) and the "
+        "serving gateway ...",
+        flush=True,
+    )
+    config = _live_stack_config(settings)
     started = time.perf_counter()
     end_start_up = clock.begin("part 2: stack start-up")
     with Stack(config) as stack:
@@ -336,142 +516,15 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
             f"  up in {time.perf_counter() - started:.0f}s; Airflow API {stack.api_url}, gateway "
             f"{stack.gateway_url}, logs in {stack.logs}"
         )
-        kinds = {
-            "retrain": lambda s: True,
-            "drift_watch": lambda s: s.drift.enabled,
-            "canary": lambda s: s.canary.enabled,
-        }
-        dags = [f"{s.name}__{kind}" for s in specs for kind, on in kinds.items() if on(s)]
-        known: dict[str, set[str]] = {}
-        for dag_id in dags:
-            api.wait_for_dag(dag_id)
-            if dag_id.endswith("__retrain"):
-                known[dag_id] = {r["dag_run_id"] for r in _scheduled_runs(api, dag_id)}
-            api.unpause(dag_id)
-        _settle_scheduled_runs(api, known)
+        dags = _unpause_live_dags(api, specs)
         end_start_up()
-        live = demo_data.generate_batch(
-            LIVE_MODEL, day, rows=5000, seed=99, covariate_shift=DRIFTED.get(LIVE_MODEL, 0.0)
-        )
-        live["customer_id"] = [f"cust-{i}" for i in range(len(live))]
-        traffic = TrafficLoop(
-            stack.gateway_url,
-            LIVE_MODEL,
-            live,
-            label_column="churned",
-            entity_column="customer_id",
-            concurrency=4,
-            feedback_delay_s=0.5,
-            batch=QUIET_BATCH,
-        )
-        _traffic_quiet(traffic)
+        traffic = _live_traffic(stack.gateway_url, day)
         with traffic:
             print(f"  live traffic: {LIVE_MODEL} requests (sticky by customer id) with delayed feedback")
-            print("\n1. drift: each watched model's drift_watch DAG checks the new batch")
-            new_challenger = False
-            end_step = clock.begin("step 1: drift and the retrains it fires")
-            # All watches at once (they do not depend on each other); their results in spec order.
-            # force: a second `make demo` re-checks the date instead of waiting for a new batch
-            watch_runs = {
-                spec.name: api.trigger(
-                    f"{spec.name}__drift_watch",
-                    conf={"ds": str(day), "force": True},
-                    run_id=demo_run_id(f"{spec.name}__drift_watch"),
-                )["dag_run_id"]
-                for spec in specs
-                if spec.drift.enabled
-            }
-            for spec in specs:
-                if not spec.drift.enabled:
-                    print(f"  {spec.name}: drift watch switched off in its spec (drift.enabled: false)")
-                    continue
-                dag_id, run_id = f"{spec.name}__drift_watch", watch_runs[spec.name]
-                run = wait_for_run(api, dag_id, run_id, f"{dag_id} on {day}", timeout_s=600)
-                states = {t["task_id"]: t["state"] for t in api.task_instances(dag_id, run_id)}
-                check = api.xcom(dag_id, run_id, "check") if states.get("check") == "success" else None
-                print(
-                    f"  {dag_id:<22} {run['state']:<8} check: {check['status'] if check else states}; "
-                    f"fire_retrain: {states.get('fire_retrain')}"
-                )
-                if check:
-                    for reason in check["reasons"][:3]:
-                        print(f"      - {reason}")
-                    print(f"      report: {check['report_uri']}")
-                if states.get("fire_retrain") != "success":
-                    if states.get("fire_retrain") == "skipped":
-                        log_text = api.task_log(dag_id, run_id, "fire_retrain", 1)
-                        why = [ln for ln in log_text.splitlines() if "no retrain fired" in ln]
-                        print(f"      {why[0].strip() if why else 'no retrain fired (see the task log)'}")
-                    continue
-                fired = _wait_for_asset_run(api, f"{spec.name}__retrain", set())
-                if fired is None:
-                    print(f"  {spec.name}__retrain: no asset-triggered run within 300 s (see {stack.logs})")
-                    continue
-                run = wait_for_run(
-                    api, f"{spec.name}__retrain", fired, "the drift-fired retrain", timeout_s=600
-                )
-                registered = api.xcom(f"{spec.name}__retrain", fired, "register")
-                if spec.name == LIVE_MODEL and registered["alias"] == "challenger":
-                    new_challenger = True
-                    _traffic_for_a_canary(traffic)  # its canary starts now: outcomes from now on
-                print(
-                    f"  {spec.name + '__retrain':<22} {run['state']:<8} started by the scheduler on the "
-                    f"{spec.name}__drift asset event: v{registered['version']} {registered['status']}, "
-                    f"alias {registered['alias']}"
-                )
-
-            end_step()
+            new_challenger = _step_drift(api, stack, specs, day, traffic, clock)
             min_samples = next((s.canary.min_samples for s in specs if s.name == LIVE_MODEL), None)
-            print(f"\n2. canary: the blessed challenger takes a share of {LIVE_MODEL}'s live traffic")
-            end_step = clock.begin("step 2: the first canary")
-            _traffic_for_a_canary(traffic)
-            good = _wait_for_asset_run(api, f"{LIVE_MODEL}__canary", set()) if new_challenger else None
-            if good is None:
-                print(f"  no new {LIVE_MODEL}__canary run: no drift retrain registered a new challenger")
-                print("  (on a second `make demo` the cooldown holds and the earlier rollout stands)")
-            else:
-                _print_canary(api, good, min_samples)
-
-            end_step()
-            end_step = clock.begin("step 3: label bug, shadow, second canary")
-            print(
-                f"\n3. an upstream bug corrupts {LIVE_MODEL}'s labels for three days (concept shift "
-                f"{BROKEN_LABELS:g}); canaries paused while they are retrained"
-            )
-            api.pause(f"{LIVE_MODEL}__canary")
-            _traffic_quiet(traffic)
-            with stack.environ():  # while these retrain, live traffic flows: a shadow costs no time
-                shadowed = _start_shadow(FactorySettings.from_env())
-            registered = None
-            for offset in range(1, 4):
-                bad_day = day + timedelta(days=offset)
-                _write_production_batch(settings, LIVE_MODEL, bad_day, concept_shift=BROKEN_LABELS)
-                registered = _retrain(api, LIVE_MODEL, str(bad_day)) or registered
-            if shadowed:
-                with stack.environ():
-                    _show_and_stop_shadow(FactorySettings.from_env(), traffic)
-            api.unpause(f"{LIVE_MODEL}__canary")
-            _traffic_for_a_canary(traffic)
-            with stack.environ():
-                from model_factory.io.tracking import connect
-                from model_factory.pipeline.registry import CHALLENGER, current_alias_version
-
-                client = connect(FactorySettings.from_env())
-                challenger = current_alias_version(client, LIVE_MODEL, CHALLENGER)
-            if challenger is None:
-                print(
-                    "  no challenger waiting: the gates stopped the broken days' versions, or (on a "
-                    "second `make demo`) their canary was already judged: see the summary"
-                )
-            else:
-                reason = "challenger from the days of the label bug: let live outcomes judge it"
-                conf = {"version": challenger, "reason": reason, "actor": "demo"}
-                run_id = api.trigger(
-                    f"{LIVE_MODEL}__canary", conf=conf, run_id=demo_run_id(f"{LIVE_MODEL}__canary")
-                )["dag_run_id"]
-                print(f'  ops start the canary of v{challenger}: conf {{"version": "{challenger}"}}')
-                _print_canary(api, run_id, min_samples)
-            end_step()
+            _step_first_canary(api, new_challenger, min_samples, traffic, clock)
+            _step_label_bug(settings, api, stack, day, traffic, min_samples, clock)
         print(
             f"\n  traffic: {traffic.sent} requests, by arm {dict(traffic.by_arm)}, by version "
             f"{dict(traffic.by_version)}, errors {dict(traffic.errors) or 'none'}"
@@ -485,8 +538,7 @@ def live_phase(settings: FactorySettings, specs, day: date, clock: Clock) -> Non
             api.pause(dag_id)
 
 
-def main(argv: list[str] | None = None) -> int:
-    # Long on purpose: the demo's command line and its two parts in order.
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=DAYS)
     parser.add_argument("--verbose", action="store_true", help="show Airflow's task logs")
@@ -501,7 +553,37 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the drift + canary phase (real scheduler, gateway, traffic)",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def _print_summary(settings: FactorySettings, specs, story, clock: Clock) -> None:
+    """The health story of the demo days, the fleet's table, each template's line, the Analyzer's
+    findings and where the time went."""
+    print("\nModel health over the demo days (issue 20: `model-factory health churn` shows the history)\n")
+    for line in health_story.format_story(story):
+        print(f"  {line}")
+
+    print("\nModel factory summary\n")
+    rows = model_rows(settings, specs)
+    print(format_table(rows))
+    print("\nBy template:")
+    for line in template_lines(settings, specs, rows):
+        print(f"  {line}")
+    from model_factory.analyzer.report import demo_findings
+
+    with clock.part("the Analyzer's findings"):
+        print("\n" + demo_findings(settings))  # where people got stuck, from this demo's own events
+    print("\nWhere this demo's time went (wall):")
+    for line in clock.lines():
+        print(f"  {line}")
+    print(
+        "\nLook closer:  make ui   (Airflow UI on http://localhost:8080, MLflow UI on "
+        "http://localhost:5000; the Airflow admin password is printed at start-up)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
     logging.getLogger("py.warnings").setLevel(logging.ERROR)
 
     # One OpenMP thread (the Makefile sets it too): gradient boosting's pool spins against the
@@ -557,27 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         live = [s for s in specs if s.name in demo_data.MODELS]
         live_phase(settings, live, START + timedelta(days=args.days), clock)
 
-    print("\nModel health over the demo days (issue 20: `model-factory health churn` shows the history)\n")
-    for line in health_story.format_story(story):
-        print(f"  {line}")
-
-    print("\nModel factory summary\n")
-    rows = model_rows(settings, specs)
-    print(format_table(rows))
-    print("\nBy template:")
-    for line in template_lines(settings, specs, rows):
-        print(f"  {line}")
-    from model_factory.analyzer.report import demo_findings
-
-    with clock.part("the Analyzer's findings"):
-        print("\n" + demo_findings(settings))  # where people got stuck, from this demo's own events
-    print("\nWhere this demo's time went (wall):")
-    for line in clock.lines():
-        print(f"  {line}")
-    print(
-        "\nLook closer:  make ui   (Airflow UI on http://localhost:8080, MLflow UI on "
-        "http://localhost:5000; the Airflow admin password is printed at start-up)"
-    )
+    _print_summary(settings, specs, story, clock)
     return 0
 
 

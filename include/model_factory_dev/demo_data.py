@@ -262,7 +262,11 @@ def _demand(
     concept: float,
     seed: int,
 ) -> pd.DataFrame:
-    # Long on purpose: demand's day: weekday, weather, promotions and faults of one generator.
+    """Store sales (units_sold) by store, hour, weather, price and promotion on one day.
+
+    Over 80 lines on purpose: one generator's draws from one rng, in the order the seeded demo data
+    depends on; weather, price, promotion and units all share the store, hour and weekday drawn first.
+    """
     stores = _stores(seed)
     doy = day.timetuple().tm_yday
     weekday = day.weekday()

@@ -18,13 +18,16 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from model_factory.rollout.analysis import analyse_canary
 from model_factory.rollout.outcomes import ArmData
 from model_factory.spec import CanarySpec
+
+if TYPE_CHECKING:
+    import httpx
 
 POSITIVE_RATE = 0.3
 """Share of positives in a synthetic classification arm."""
@@ -37,6 +40,118 @@ def _records(rows: pd.DataFrame, columns: list[str]) -> list[dict]:
     import json
 
     return json.loads(rows[columns].to_json(orient="records", date_format="iso"))
+
+
+class _TrafficRun:
+    """What one :func:`simulate_traffic` call's request threads and its feedback thread share:
+    a client per thread, the counts, and the outcomes waiting for their feedback time."""
+
+    def __init__(
+        self, base_url: str, headers: dict[str, str], timeout_s: float, feedback_delay_s: float
+    ) -> None:
+        self.base_url, self.headers, self.timeout_s = base_url, headers, timeout_s
+        self.feedback_delay_s = feedback_delay_s
+        # One client (one connection) per calling thread, never a pool shared by threads: httpcore's
+        # sync pool (1.0.9) can close a connection it has already handed to a waiting thread when
+        # another thread makes room at max_connections (encode/httpcore#1110); the request then fails
+        # with ReadError and the gateway sees the caller reset the connection. That was the
+        # "dropped connection under load" of issue 18 finding 8, a bug of the caller, not the server.
+        self.clients: list[httpx.Client] = []
+        self.clients_lock = threading.Lock()
+        self.per_thread = threading.local()
+
+        self.lock = threading.Lock()
+        self.counts: Counter = Counter()
+        self.by_version: Counter = Counter()
+        self.errors: Counter = Counter()
+        self.pending: list[tuple[float, int, str, Any]] = []  # (due, seq, request_id, outcome)
+        self.wake = threading.Condition(self.lock)
+        self.sent_feedback: Counter = Counter()
+        self.producing_done = threading.Event()
+
+    def thread_client(self) -> httpx.Client:
+        import httpx
+
+        client = getattr(self.per_thread, "client", None)
+        if client is None:
+            limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+            client = httpx.Client(
+                base_url=self.base_url, headers=self.headers, timeout=self.timeout_s, limits=limits
+            )
+            self.per_thread.client = client
+            with self.clients_lock:
+                self.clients.append(client)
+        return client
+
+    def predict(self, model: str, body: dict[str, Any]) -> dict | None:
+        """POST one prediction and count its arm and version; None once its error is counted."""
+        import httpx
+
+        try:
+            response = self.thread_client().post(f"/v1/models/{model}/predict", json=body)
+        except httpx.HTTPError as exc:
+            with self.lock:
+                self.errors[type(exc).__name__] += 1
+            return None
+        if response.status_code != 200:
+            with self.lock:
+                self.errors[str(response.status_code)] += 1
+            return None
+        answer = response.json()
+        with self.lock:
+            self.counts[answer["arm"]] += 1
+            self.by_version[f"{answer['arm']}:v{answer['version']}"] += 1
+        return answer
+
+    def feedback_later(self, seq: int, request_id: str, outcome: Any) -> None:
+        with self.wake:
+            heapq.heappush(self.pending, (time.monotonic() + self.feedback_delay_s, seq, request_id, outcome))
+            self.wake.notify()
+
+    def feedback_loop(self) -> None:
+        while True:
+            with self.wake:
+                while not self.pending and not self.producing_done.is_set():
+                    self.wake.wait(0.5)
+                if not self.pending:
+                    return
+                due, _, request_id, outcome = self.pending[0]
+                delay = due - time.monotonic()
+                if delay > 0:
+                    self.wake.wait(min(delay, 0.5))
+                    continue
+                heapq.heappop(self.pending)
+            key = _send_feedback(self.thread_client(), request_id, outcome)
+            with self.lock:
+                self.sent_feedback[key] += 1
+
+    def send_all(self, one: Callable[[int], None], requests: int, concurrency: int) -> float:
+        """``one(i)`` for every request on ``concurrency`` threads while the feedback thread sends
+        the outcomes as they fall due, until the last is sent; the seconds it took."""
+        started = time.perf_counter()
+        sender = threading.Thread(target=self.feedback_loop, name="simulated-feedback", daemon=True)
+        sender.start()
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            list(pool.map(one, range(requests)))
+        self.producing_done.set()
+        with self.wake:
+            self.wake.notify_all()
+        sender.join()
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        for each in self.clients:
+            each.close()
+
+
+def _champion_inputs(client: httpx.Client, base_url: str, model: str) -> list[str]:
+    """The champion's signature inputs, from ``GET /v1/models/{model}``."""
+    status = client.get(f"/v1/models/{model}")
+    if status.status_code != 200:
+        raise RuntimeError(
+            f"gateway {base_url}: GET /v1/models/{model} -> {status.status_code} {status.text[:300]}"
+        )
+    return [f["name"] for f in status.json()["champion"]["inputs"]]
 
 
 def simulate_traffic(
@@ -65,10 +180,6 @@ def simulate_traffic(
     from ``GET /v1/models/{model}``). Returns counts per arm and version, errors by status code
     and feedback counts.
     """
-    # Long on purpose: the traffic loop, its outcomes and their counts share per-thread clients and
-    # counters.
-    import httpx
-
     if requests < 1:
         raise ValueError(f"requests must be >= 1, got {requests}")
     if label_fn is None and label_column is None:
@@ -77,34 +188,11 @@ def simulate_traffic(
         raise ValueError(f"label column {label_column!r} is not in the rows ({list(rows.columns)})")
     headers = {"X-API-Key": api_key} if api_key else {}
     base_url = base_url.rstrip("/")
-    # One client (one connection) per calling thread, never a pool shared by threads: httpcore's
-    # sync pool (1.0.9) can close a connection it has already handed to a waiting thread when
-    # another thread makes room at max_connections (encode/httpcore#1110); the request then fails
-    # with ReadError and the gateway sees the caller reset the connection. That was the
-    # "dropped connection under load" of issue 18 finding 8, a bug of the caller, not the server.
-    clients: list[httpx.Client] = []
-    clients_lock = threading.Lock()
-    per_thread = threading.local()
-
-    def thread_client() -> httpx.Client:
-        client = getattr(per_thread, "client", None)
-        if client is None:
-            limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-            client = httpx.Client(base_url=base_url, headers=headers, timeout=timeout_s, limits=limits)
-            per_thread.client = client
-            with clients_lock:
-                clients.append(client)
-        return client
-
+    traffic = _TrafficRun(base_url, headers, timeout_s, feedback_delay_s)
     try:
-        client = thread_client()
+        client = traffic.thread_client()
         if feature_columns is None:
-            status = client.get(f"/v1/models/{model}")
-            if status.status_code != 200:
-                raise RuntimeError(
-                    f"gateway {base_url}: GET /v1/models/{model} -> {status.status_code} {status.text[:300]}"
-                )
-            feature_columns = [f["name"] for f in status.json()["champion"]["inputs"]]
+            feature_columns = _champion_inputs(client, base_url, model)
         missing = sorted(set(feature_columns) - set(rows.columns))
         if missing:
             raise ValueError(f"rows lack the model's features {missing}")
@@ -115,84 +203,31 @@ def simulate_traffic(
         give_feedback = rng.random(requests) < feedback_share
         run = uuid.uuid4().hex[:8]
 
-        lock = threading.Lock()
-        counts: Counter = Counter()
-        by_version: Counter = Counter()
-        errors: Counter = Counter()
-        pending: list[tuple[float, int, str, Any]] = []  # (due, seq, request_id, outcome)
-        wake = threading.Condition(lock)
-        sent_feedback = Counter()
-        producing_done = threading.Event()
-
         def one(i: int) -> None:
             row_index = int(picks[i])
             body: dict[str, Any] = {"request_id": f"sim-{run}-{i}", "features": features[row_index]}
             if entity_column is not None:
                 body["entity_id"] = str(originals[row_index][entity_column])
-            try:
-                response = thread_client().post(f"/v1/models/{model}/predict", json=body)
-            except httpx.HTTPError as exc:
-                with lock:
-                    errors[type(exc).__name__] += 1
-                return
-            if response.status_code != 200:
-                with lock:
-                    errors[str(response.status_code)] += 1
-                return
-            answer = response.json()
-            with lock:
-                counts[answer["arm"]] += 1
-                by_version[f"{answer['arm']}:v{answer['version']}"] += 1
-            if not give_feedback[i]:
+            answer = traffic.predict(model, body)
+            if answer is None or not give_feedback[i]:
                 return
             row = originals[row_index]
             outcome = label_fn(row, answer) if label_fn else row[label_column]
             outcome = outcome.item() if isinstance(outcome, np.generic) else outcome
-            with wake:
-                heapq.heappush(
-                    pending, (time.monotonic() + feedback_delay_s, i, answer["request_id"], outcome)
-                )
-                wake.notify()
+            traffic.feedback_later(i, answer["request_id"], outcome)
 
-        def feedback_loop() -> None:
-            while True:
-                with wake:
-                    while not pending and not producing_done.is_set():
-                        wake.wait(0.5)
-                    if not pending:
-                        return
-                    due, _, request_id, outcome = pending[0]
-                    delay = due - time.monotonic()
-                    if delay > 0:
-                        wake.wait(min(delay, 0.5))
-                        continue
-                    heapq.heappop(pending)
-                key = _send_feedback(thread_client(), request_id, outcome)
-                with lock:
-                    sent_feedback[key] += 1
-
-        started = time.perf_counter()
-        sender = threading.Thread(target=feedback_loop, name="simulated-feedback", daemon=True)
-        sender.start()
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            list(pool.map(one, range(requests)))
-        producing_done.set()
-        with wake:
-            wake.notify_all()
-        sender.join()
-        elapsed = time.perf_counter() - started
+        elapsed = traffic.send_all(one, requests, concurrency)
     finally:
-        for each in clients:
-            each.close()
+        traffic.close()
     return {
         "model": model,
         "requests": requests,
-        "ok": sum(counts.values()),
-        "by_arm": dict(counts),
-        "by_version": dict(by_version),
-        "errors": dict(errors),
-        "feedback_sent": sent_feedback.get("sent", 0),
-        "feedback_failed": {k: v for k, v in sent_feedback.items() if k != "sent"},
+        "ok": sum(traffic.counts.values()),
+        "by_arm": dict(traffic.counts),
+        "by_version": dict(traffic.by_version),
+        "errors": dict(traffic.errors),
+        "feedback_sent": traffic.sent_feedback.get("sent", 0),
+        "feedback_failed": {k: v for k, v in traffic.sent_feedback.items() if k != "sent"},
         "seconds": round(elapsed, 3),
     }
 

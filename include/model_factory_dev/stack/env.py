@@ -24,6 +24,19 @@ from model_factory_dev.stack.config import (
     free_port,
 )
 
+FAST_RECOVERY_ENV = {
+    # A task whose process died (worker killed) is failed -> retried after ~20 s,
+    # not Airflow's default 300 s; running tasks heartbeat every 5 s.
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_SEC": "5",
+    # A queued task no worker picked up (its message died with a worker) is
+    # requeued after 120 s instead of 600 s.
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "120",
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "15",
+}
+"""The scheduler's settings of a stack with ``fast_recovery`` (its default): a dead task noticed in ~20 s."""
+
 
 class StackEnvironment:
     """Part of Stack: the components' environment, built once from the config (``self.env``)."""
@@ -63,7 +76,8 @@ class StackEnvironment:
         return values
 
     def _build_env(self) -> dict[str, str]:
-        # Long on purpose: every variable the dev stack's processes share, in one place.
+        """Every variable the dev stack's processes share: this process's (less what the stack
+        sets), Airflow's, the factory's and MLflow's, the executor's, the store's, then the config's."""
         c = self.config
         env = {k: v for k, v in os.environ.items() if not k.startswith(_INHERITED_PREFIXES)}
         venv_bin = str(Path(sys.executable).parent)
@@ -76,71 +90,11 @@ class StackEnvironment:
             airflow_db = _with_driver(_with_database(c.postgres_url, self.airflow_db_name))
         else:
             airflow_db = f"sqlite:///{self.airflow_home / 'airflow.db'}"
-        executor = WARM_LOCAL if c.executor == LOCAL and c.warm_imports else c.executor
-        env.update(
-            {
-                "AIRFLOW_HOME": str(self.airflow_home),
-                "AIRFLOW__CORE__DAGS_FOLDER": str(c.dags_folder),
-                "AIRFLOW__CORE__PLUGINS_FOLDER": str(c.plugins_folder),
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__EXECUTOR": executor,
-                "AIRFLOW__CORE__PARALLELISM": str(c.parallelism),
-                "AIRFLOW__CORE__FERNET_KEY": secret["fernet_key"],
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(
-                    self.airflow_home / "simple_auth_manager_passwords.json.generated"
-                ),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_db,
-                "AIRFLOW__API__HOST": "127.0.0.1",
-                "AIRFLOW__API__PORT": str(self.api_port),
-                "AIRFLOW__API__WORKERS": "1",
-                "AIRFLOW__API__BASE_URL": self.api_url,
-                "AIRFLOW__API__SECRET_KEY": secret["api_secret_key"],
-                "AIRFLOW__API_AUTH__JWT_SECRET": secret["jwt_secret"],
-                "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
-                "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(self.scheduler_health_port),
-                # Log servers of workers and triggerer: free ports, so stacks can run side by side.
-                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-                "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
-                "GX_ANALYTICS_ENABLED": "false",
-                "MLFLOW_DISABLE_TELEMETRY": "true",
-                "FACTORY_HOME": str(self.factory_home),
-                "FACTORY_SPECS_DIR": str(c.specs_dir or PROJECT_ROOT / "include" / "models"),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
+        env.update(self._components_env(secret, airflow_db))
         if c.fast_recovery:
-            env.update(
-                {
-                    # A task whose process died (worker killed) is failed -> retried after ~20 s,
-                    # not Airflow's default 300 s; running tasks heartbeat every 5 s.
-                    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
-                    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
-                    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_SEC": "5",
-                    # A queued task no worker picked up (its message died with a worker) is
-                    # requeued after 120 s instead of 600 s.
-                    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "120",
-                    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "15",
-                }
-            )
+            env.update(FAST_RECOVERY_ENV)
         if c.executor == CELERY:
-            assert c.postgres_url is not None
-            env.update(
-                {
-                    "AIRFLOW__CELERY__BROKER_URL": self.redis_url,
-                    "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + airflow_db,
-                    "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(c.worker_concurrency),
-                    **({"AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": WARM_CELERY} if c.warm_imports else {}),
-                    # Every broker key under "<name>:", so a shared Redis DB is never polluted
-                    # and stop() deletes exactly what this stack wrote.
-                    "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": self.redis_prefix,
-                    "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "21600",
-                }
-            )
+            env.update(self._celery_env(airflow_db))
         if self.mlflow_url:
             env["MLFLOW_TRACKING_URI"] = self.mlflow_url
             # Clients fetch artifacts through the tracking server, not from presigned S3 URLs
@@ -164,6 +118,60 @@ class StackEnvironment:
             env["FACTORY_DATA_ROOT"] = (self.factory_home / "source").as_uri()
         env.update(c.env)
         return env
+
+    def _components_env(self, secret: dict[str, str], airflow_db: str) -> dict[str, str]:
+        """Airflow's settings (folders, executor, database, API, ports, secrets) and the factory's."""
+        c = self.config
+        executor = WARM_LOCAL if c.executor == LOCAL and c.warm_imports else c.executor
+        return {
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(c.dags_folder),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(c.plugins_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": executor,
+            "AIRFLOW__CORE__PARALLELISM": str(c.parallelism),
+            "AIRFLOW__CORE__FERNET_KEY": secret["fernet_key"],
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(
+                self.airflow_home / "simple_auth_manager_passwords.json.generated"
+            ),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_db,
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.api_port),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__BASE_URL": self.api_url,
+            "AIRFLOW__API__SECRET_KEY": secret["api_secret_key"],
+            "AIRFLOW__API_AUTH__JWT_SECRET": secret["jwt_secret"],
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(self.scheduler_health_port),
+            # Log servers of workers and triggerer: free ports, so stacks can run side by side.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
+            "GX_ANALYTICS_ENABLED": "false",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "FACTORY_HOME": str(self.factory_home),
+            "FACTORY_SPECS_DIR": str(c.specs_dir or PROJECT_ROOT / "include" / "models"),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def _celery_env(self, airflow_db: str) -> dict[str, str]:
+        """The Celery executor's broker, result backend and worker settings."""
+        c = self.config
+        assert c.postgres_url is not None
+        return {
+            "AIRFLOW__CELERY__BROKER_URL": self.redis_url,
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + airflow_db,
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(c.worker_concurrency),
+            **({"AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": WARM_CELERY} if c.warm_imports else {}),
+            # Every broker key under "<name>:", so a shared Redis DB is never polluted
+            # and stop() deletes exactly what this stack wrote.
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": self.redis_prefix,
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "21600",
+        }
 
     @contextlib.contextmanager
     def environ(self) -> Iterator[dict[str, str]]:
