@@ -46,7 +46,7 @@ def measure(tree: Path | str, bodies: list[bytes], requests: int) -> dict:
     """One server's figures: the gateway from the ``tree`` directory, or a floor server of that
     kind (``bench/gateway_floor.py --kind``)."""
     import gateway_load
-    import suite
+    from serving_row import http_load, wait_http
 
     port = gateway_load.free_port()
     env = {**os.environ, "PYTHONPATH": str(tree if isinstance(tree, Path) else REPO / "include")}
@@ -63,13 +63,13 @@ def measure(tree: Path | str, bodies: list[bytes], requests: int) -> dict:
         text=True,
     )
     try:
-        suite.wait_http(port, "/health", server, 180)
+        wait_http(port, "/health", server, 180)
         path = "/v1/models/churn/predict"
-        suite.http_load(port, path, bodies, 300, 1)  # warm-up
+        http_load(port, path, bodies, 300, 1)  # warm-up
         out = {}
         for callers in (1, 8):
             before = thread_cpu_s(server.pid)
-            load = suite.http_load(port, path, bodies, requests, callers)
+            load = http_load(port, path, bodies, requests, callers)
             after = thread_cpu_s(server.pid)
             main = str(server.pid)
             total = sum(after.values()) - sum(before.values())

@@ -58,8 +58,8 @@ def timed_requests(client, names: list[str], rows: list[dict]) -> tuple[list[flo
 
 
 def measure(models: int, budget_mb: float, cold: int, warm: int, skewed: int, working_set: int) -> dict:
-    import suite
     from gateway_load import free_port, gateway_argv, isolate_environment
+    from serving_row import wait_http
 
     home = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     isolate_environment(home)
@@ -79,7 +79,7 @@ def measure(models: int, budget_mb: float, cold: int, warm: int, skewed: int, wo
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        suite.wait_http(port, "/health/ready", server, 300)
+        wait_http(port, "/health/ready", server, 300)
         with httpx.Client(base_url=base, timeout=120) as client:
             start = {
                 "seconds_to_ready": round(time.perf_counter() - launched, 2),
@@ -165,13 +165,13 @@ def request_phases(
 
 def add_to_report(result: dict, report_path: Path) -> None:
     """Put ``result`` into a bench report as its gateway_fleet row and rewrite its table."""
-    import suite
+    from report_table import build_rows, table
 
     report = json.loads(report_path.read_text())
     report["results"]["gateway_fleet"] = result
-    report["rows"] = suite.build_rows(report["results"], report["mode"] == "quick")
+    report["rows"] = build_rows(report["results"], report["mode"] == "quick")
     report_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    report_path.with_suffix(".md").write_text(suite.table(report))
+    report_path.with_suffix(".md").write_text(table(report))
 
 
 def main(argv: list[str] | None = None) -> int:
