@@ -24,7 +24,7 @@ def _quick_mlflow() -> None:
 
 def airflow_source(settings: FactorySettings, offline: bool) -> Any:
     from model_factory.io.airflow_api import AirflowClient
-    from model_factory.rollout.fleet import RestAirflowSource
+    from model_factory.rollout.fleet_airflow import RestAirflowSource
 
     return None if offline else RestAirflowSource(AirflowClient.from_settings(settings, timeout_s=10))
 

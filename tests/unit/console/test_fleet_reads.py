@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from model_factory.io import storage
 from model_factory.rollout import fleet, summary
+from model_factory.rollout.fleet_airflow import RestAirflowSource
 from model_factory.settings import FactorySettings
 
 
@@ -89,7 +90,7 @@ def test_a_page_asks_airflow_for_its_models_dags_by_prefix(models: int, calls: i
     names = [f"m{i:04d}" for i in range(models)]
     page = [dag for name in names for dag in fleet.dag_ids(name).values()]
     airflow = FakeAirflow([*page, "m9999__retrain", "other__retrain"])
-    states = fleet.RestAirflowSource(airflow).dag_states(page)
+    states = RestAirflowSource(airflow).dag_states(page)
     assert set(states) == set(page)  # every DAG of the page, none of the others
     assert len(airflow.calls) == calls
     if models == 60:
