@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from model_factory.io import attestation, storage, tag_schema, tracking
-from model_factory.review.card_store import CARD_ARTIFACT
+from model_factory.review.card_store import CARD_ARTIFACT, card_uri
 from model_factory.settings import FactorySettings
 from model_factory.spec import METRICS, ModelSpec
 
@@ -251,8 +251,7 @@ def produce_card(
             "budget": _budget_context(spec, _load_json_artifact(client, run_id, BUDGET_ARTIFACT)),
             **sections,
         }
-        card_uri = f"{run.info.artifact_uri.rstrip('/')}/{CARD_ARTIFACT}"
-        facts.card_uri = card_uri
+        facts.card_uri = card_uri(run.info.artifact_uri)
         items = evaluate_checklist(spec, facts)
         context["checklist"] = items
         html = _log_card(client, run_id, context)
@@ -302,7 +301,7 @@ def add_budget_to_card(spec: ModelSpec, run_id: str, budget: dict, settings: Fac
     stored["budget"] = _budget_context(spec, budget)
     stored["checklist"] = [Item(**i) for i in stored["checklist"]]
     _log_card(client, run_id, stored)
-    return f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{CARD_ARTIFACT}"
+    return card_uri(client.get_run(run_id).info.artifact_uri)
 
 
 def after_deployment(rows: list[dict], holdout_metric: float | None) -> dict | None:
@@ -344,7 +343,7 @@ def add_health_to_card(name: str, version: str, rows: list[dict], settings: Fact
     stored["after_deployment"] = after_deployment(rows, holdout if isinstance(holdout, float) else None)
     stored["checklist"] = [Item(**i) for i in stored["checklist"]]
     _log_card(client, run_id, stored)
-    return f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{CARD_ARTIFACT}"
+    return card_uri(client.get_run(run_id).info.artifact_uri)
 
 
 def data_budget_for_run(

@@ -13,6 +13,11 @@ from model_factory.settings import FactorySettings
 CARD_ARTIFACT = "model_card.html"
 
 
+def card_uri(artifact_uri: str) -> str:
+    """Where the card of a run with this artifact root is (or will be) logged."""
+    return f"{artifact_uri.rstrip('/')}/{CARD_ARTIFACT}"
+
+
 def has_card(client: Any, run_id: str) -> bool:
     """Did the run log ``model_card.html``?"""
     return any(a.path == CARD_ARTIFACT for a in client.list_artifacts(run_id))
